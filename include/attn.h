@@ -1,0 +1,309 @@
+/*
+ * libattn — portable attention kernels.
+ *
+ * The only public header. C99, opaque handles, every call returns an
+ * attn_status; on failure attn_last_error() gives a message naming the
+ * offending argument. Nothing in the library aborts on bad input.
+ *
+ * Conventions
+ *   - Tensors are described by attn_tensor: a host pointer (CPU) or a
+ *     device buffer plus byte offset, a dtype, a shape and strides counted
+ *     in elements. All-zero strides mean contiguous row-major.
+ *   - Params structs begin with `size_t size` and are initialised with the
+ *     matching ATTN_*_PARAMS_INIT macro, which sets every default. New
+ *     fields are only ever appended, so an application built against an
+ *     older header keeps working.
+ *   - Validation happens before any kernel runs: a call that fails leaves
+ *     its outputs untouched.
+ */
+#ifndef ATTN_H
+#define ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#  define ATTN_API
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define ATTN_API __attribute__((visibility("default")))
+#else
+#  define ATTN_API
+#endif
+
+#define ATTN_VERSION_MAJOR 0
+#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status, errors, version                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum attn_status {
+    ATTN_OK = 0,
+    ATTN_ERR_INVALID_ARGUMENT, /* bad shape, stride, pointer, value, ...      */
+    ATTN_ERR_UNSUPPORTED,      /* valid request this build/device cannot run  */
+    ATTN_ERR_OUT_OF_MEMORY,    /* host or device allocation failed            */
+    ATTN_ERR_DEVICE,           /* driver or device error (message has detail) */
+    ATTN_ERR_INTERNAL          /* a bug in libattn: please report it          */
+} attn_status;
+
+/* "major.minor.patch" of the library that is loaded (not of this header). */
+ATTN_API const char *attn_version(void);
+
+/* A static English name for a status code ("ATTN_ERR_INVALID_ARGUMENT: ..."). */
+ATTN_API const char *attn_status_string(attn_status s);
+
+/* Detail of the last failure on the calling thread ("" if none). The string
+ * stays valid until the next libattn call on this thread. */
+ATTN_API const char *attn_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Data types                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum attn_dtype {
+    ATTN_F32 = 0,
+    ATTN_F16,   /* IEEE binary16                                     */
+    ATTN_BF16,  /* bfloat16                                          */
+    ATTN_U8,    /* boolean masks: nonzero = visible                  */
+    ATTN_Q8,    /* KV-cache storage only                             */
+    ATTN_Q4     /* KV-cache storage only                             */
+} attn_dtype;
+
+/* Size in bytes of one element of a plain dtype (F32/F16/BF16/U8), 0 for
+ * block-quantised types. */
+ATTN_API size_t attn_dtype_size(attn_dtype t);
+
+/* ------------------------------------------------------------------------ */
+/* Context and devices                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct attn_context attn_context;
+typedef struct attn_buffer  attn_buffer;
+
+typedef enum attn_device_type {
+    ATTN_DEVICE_CPU = 0,
+    ATTN_DEVICE_OPENCL,
+    ATTN_DEVICE_VULKAN
+} attn_device_type;
+
+/* CPU kernel sets, in the order the CPU backend prefers them. */
+typedef enum attn_isa {
+    ATTN_ISA_SCALAR = 0, /* portable C, runs everywhere */
+    ATTN_ISA_AVX2,       /* x86-64 AVX2 + FMA + F16C    */
+    ATTN_ISA_AVX512,     /* x86-64 AVX-512 F/BW/VL      */
+    ATTN_ISA_NEON        /* aarch64 Advanced SIMD       */
+} attn_isa;
+
+/* Name of a kernel set: "scalar", "avx2", "avx512", "neon". */
+ATTN_API const char *attn_isa_name(attn_isa isa);
+
+/* CPU feature bits reported in attn_device_info.cpu_features. */
+#define ATTN_CPU_SSE2         (UINT64_C(1) << 0)
+#define ATTN_CPU_AVX          (UINT64_C(1) << 1)
+#define ATTN_CPU_AVX2         (UINT64_C(1) << 2)
+#define ATTN_CPU_FMA          (UINT64_C(1) << 3)
+#define ATTN_CPU_F16C         (UINT64_C(1) << 4)
+#define ATTN_CPU_AVX512F      (UINT64_C(1) << 5)
+#define ATTN_CPU_AVX512BW     (UINT64_C(1) << 6)
+#define ATTN_CPU_AVX512VL     (UINT64_C(1) << 7)
+#define ATTN_CPU_AVX512DQ     (UINT64_C(1) << 8)
+#define ATTN_CPU_AVX512_BF16  (UINT64_C(1) << 9)
+#define ATTN_CPU_AVX512_FP16  (UINT64_C(1) << 10)
+#define ATTN_CPU_AVX512_VNNI  (UINT64_C(1) << 11)
+#define ATTN_CPU_AMX_TILE     (UINT64_C(1) << 12)
+#define ATTN_CPU_AMX_BF16     (UINT64_C(1) << 13)
+#define ATTN_CPU_AMX_INT8     (UINT64_C(1) << 14)
+#define ATTN_CPU_AMX_FP16     (UINT64_C(1) << 15)
+#define ATTN_CPU_ASIMD        (UINT64_C(1) << 32) /* aarch64 NEON     */
+#define ATTN_CPU_ASIMDHP      (UINT64_C(1) << 33) /* fp16 arithmetic  */
+#define ATTN_CPU_ASIMDDP      (UINT64_C(1) << 34) /* int8 dot product */
+#define ATTN_CPU_I8MM         (UINT64_C(1) << 35)
+#define ATTN_CPU_SVE          (UINT64_C(1) << 36)
+#define ATTN_CPU_BF16         (UINT64_C(1) << 37) /* aarch64 BF16 ext */
+
+/* Writes the space-separated names of the bits set in `features`
+ * ("avx2 fma f16c ...") into buf (always NUL-terminated when n > 0).
+ * Returns the length the full string needs, excluding the NUL. */
+ATTN_API size_t attn_cpu_features_string(uint64_t features, char *buf, size_t n);
+
+typedef struct attn_device_info {
+    size_t           size;             /* sizeof(attn_device_info), set by caller */
+    attn_device_type type;
+    char             name[128];        /* "Intel(R) Xeon(R) ...", "NVIDIA H100" */
+    char             vendor[64];
+    char             driver[64];       /* driver / runtime version, "" for CPU */
+    int              compute_units;    /* CPU: threads the context will use */
+    int              is_software;      /* 1 for PoCL-on-CPU, lavapipe, ... */
+    uint64_t         global_mem_bytes; /* 0 if unknown */
+    uint64_t         local_mem_bytes;  /* GPU shared memory per work-group */
+    int              max_work_group_size;
+    int              subgroup_size;
+    int              fp16;             /* fp16 arithmetic available */
+    /* CPU only */
+    uint64_t         cpu_features;     /* ATTN_CPU_* bits detected */
+    attn_isa         isa;              /* kernel set this context uses */
+    attn_isa         best_isa;         /* best kernel set the machine supports */
+} attn_device_info;
+
+#define ATTN_DEVICE_INFO_INIT { sizeof(attn_device_info), ATTN_DEVICE_CPU, {0}, {0}, {0}, \
+                                0, 0, 0, 0, 0, 0, 0, 0, ATTN_ISA_SCALAR, ATTN_ISA_SCALAR }
+
+typedef struct attn_options {
+    size_t size;        /* sizeof(attn_options) */
+    int    num_threads; /* CPU threads; 0 = all cores (or OMP_NUM_THREADS) */
+    int    device;      /* preferred device index; -1 = from ATTN_DEVICE, else CPU */
+    int    max_isa;     /* cap on the CPU kernel set (attn_isa); -1 = from ATTN_ISA, else best */
+} attn_options;
+
+#define ATTN_OPTIONS_INIT { sizeof(attn_options), 0, -1, -1 }
+
+/* Creates a context: probes the CPU (and, in builds that have them, GPU
+ * runtimes loaded with dlopen). opts may be NULL for defaults.
+ * Environment: ATTN_ISA=scalar|avx2|avx512|neon caps the CPU kernel set;
+ * ATTN_DEVICE=cpu|opencl[:N]|vulkan[:N] chooses the preferred device. */
+ATTN_API attn_status attn_context_create(const attn_options *opts, attn_context **out);
+
+/* Destroys a context. Buffers created on it must be destroyed first. NULL is a no-op. */
+ATTN_API void attn_context_destroy(attn_context *ctx);
+
+/* Number of devices; device 0 is always the CPU. Returns 0 for NULL. */
+ATTN_API int attn_device_count(const attn_context *ctx);
+
+/* The device index chosen by options / ATTN_DEVICE (0 = CPU). */
+ATTN_API int attn_context_device(const attn_context *ctx);
+
+/* Fills *info (whose size field the caller sets) for a device index. */
+ATTN_API attn_status attn_device_get_info(const attn_context *ctx, int device, attn_device_info *info);
+
+/* ------------------------------------------------------------------------ */
+/* Buffers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Allocates `bytes` of memory on a device (64-byte aligned host memory for
+ * the CPU). Contents are undefined until written. */
+ATTN_API attn_status attn_buffer_create(attn_context *ctx, int device, size_t bytes, attn_buffer **out);
+
+/* Copies between host memory and a buffer; offset + bytes must lie inside it. */
+ATTN_API attn_status attn_buffer_write(attn_buffer *b, size_t offset, const void *src, size_t bytes);
+ATTN_API attn_status attn_buffer_read(attn_buffer *b, size_t offset, void *dst, size_t bytes);
+
+/* Size in bytes and device index of a buffer (0 for NULL / -1 for NULL). */
+ATTN_API size_t attn_buffer_size(const attn_buffer *b);
+ATTN_API int    attn_buffer_device(const attn_buffer *b);
+
+/* Host address of a CPU buffer's memory, NULL for device buffers. */
+ATTN_API void *attn_buffer_host_ptr(attn_buffer *b);
+
+/* Frees a buffer. NULL is a no-op. */
+ATTN_API void attn_buffer_destroy(attn_buffer *b);
+
+/* ------------------------------------------------------------------------ */
+/* Tensors                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define ATTN_MAX_DIMS 6
+
+typedef struct attn_tensor {
+    void        *data;                   /* host pointer when buffer is NULL (CPU) */
+    attn_buffer *buffer;                 /* device memory; the op runs on its device */
+    size_t       offset;                 /* bytes into buffer */
+    attn_dtype   dtype;
+    int          ndim;
+    int64_t      shape[ATTN_MAX_DIMS];
+    int64_t      stride[ATTN_MAX_DIMS];  /* elements; all zero = contiguous row-major */
+} attn_tensor;
+
+/* Convenience: a contiguous host tensor of up to 4 dims (unused dims ignored). */
+ATTN_API attn_tensor attn_tensor_4d(void *data, attn_dtype dtype,
+                                    int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+
+/* ------------------------------------------------------------------------ */
+/* Softmax (and sigmoid) attention                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef enum attn_score {
+    ATTN_SCORE_SOFTMAX = 0, /* O = softmax(s) V                               */
+    ATTN_SCORE_SIGMOID = 1  /* O = sigmoid(s + sigmoid_bias) V, no normaliser */
+} attn_score;
+
+/*
+ * For query row i and key j of one sequence (Sq queries, Sk keys), the
+ * query's diagonal is d(i) = i + Sk - Sq (bottom-right alignment). The score
+ *   s = scale * q_i . k_j
+ *   s = softcap * tanh(s / softcap)            if softcap > 0
+ *   s = s - alibi_slopes[h] * |d(i) - j|       if alibi_slopes
+ *   s = s + mask[b,h,i,j]                      if mask is f32/f16 (additive)
+ * Key j is visible to query i when all of these hold:
+ *   causal:        j <= d(i)
+ *   window_left:   j >= d(i) - window_left  or j < sink_tokens   (if >= 0)
+ *   window_right:  j <= d(i) + window_right or j < sink_tokens   (if >= 0)
+ *   mask (U8):     mask[b,h,i,j] != 0
+ *   block_mask:    block_mask[b,h,i/block_q,j/block_k] != 0
+ * Softmax: O_i = sum_j exp(s_ij - L_i) v_j with
+ *   L_i = log(sum_{visible j} exp(s_ij) + exp(sink_logits[h]))  (sink term only if given)
+ * and lse[b,h,i] = L_i. A row with no visible key gets O_i = 0 and L_i = -inf
+ * (or L_i = sink logit when sink_logits is set).
+ * Sigmoid: O_i = sum_{visible j} sigmoid(s_ij + sigmoid_bias) v_j; no lse.
+ * Gate: O_i *= sigmoid(gate[b,i,h,:]) elementwise, after normalisation.
+ */
+typedef struct attn_sdpa_params {
+    size_t   size;                 /* sizeof(attn_sdpa_params) */
+    float    scale;                /* 0 = 1/sqrt(D) */
+    attn_score score;              /* softmax, or sigmoid(s + sigmoid_bias) */
+    float    sigmoid_bias;
+    int      causal;               /* aligned bottom-right when Sq != Sk */
+    int64_t  window_left;          /* keys at most this far before the query's diagonal; -1 = unlimited */
+    int64_t  window_right;         /* ... after it; -1 = unlimited */
+    int64_t  sink_tokens;          /* the first N keys are visible to every query (causality still applies) */
+    float    softcap;              /* 0 = off, else s = cap * tanh(s / cap) */
+    const float *alibi_slopes;     /* [Hq] or NULL: adds -slope * |i - j| (diagonal-aligned) */
+    const float *sink_logits;      /* [Hq] or NULL: an extra logit in each softmax denominator */
+    const attn_tensor *mask;       /* f32/f16 additive or ATTN_U8 boolean (nonzero = visible),
+                                      [B|1, Hq|1, Sq, Sk], or NULL */
+    const attn_tensor *gate;       /* [B, Sq, Hq, Dv]: out *= sigmoid(gate), or NULL */
+    const int32_t *cu_seqlens_q;   /* varlen: num_seqs+1 offsets into a packed [1, total, H, D], or NULL */
+    const int32_t *cu_seqlens_k;
+    const attn_tensor *block_mask; /* ATTN_U8 [B|1, Hq|1, ceil(Sq/block_q), ceil(Sk/block_k)], or NULL */
+    int64_t  block_q, block_k;
+    int64_t  num_seqs;             /* varlen: number of sequences (entries in cu_seqlens minus one) */
+} attn_sdpa_params;
+
+#define ATTN_SDPA_PARAMS_INIT { sizeof(attn_sdpa_params), 0.0f, ATTN_SCORE_SOFTMAX, 0.0f, \
+                                0, -1, -1, 0, 0.0f, NULL, NULL, NULL, NULL, NULL, NULL, \
+                                NULL, 0, 0, 0 }
+
+/*
+ * Scaled dot-product attention.
+ *   q   [B, Sq, Hq, D]     k [B, Sk, Hkv, D]     v [B, Sk, Hkv, Dv]
+ *   out [B, Sq, Hq, Dv]    lse [B, Hq, Sq] f32, or NULL
+ * Hq must be a multiple of Hkv (MHA, GQA, MQA). q, k and v share one dtype
+ * (F32, F16 or BF16); out and gate may be any of the three. Any strides, so
+ * [B,H,S,D] storage is passed as a strided view. Accumulation is in f32.
+ * Variable length: set cu_seqlens_q/k and num_seqs; q/k/v/out/gate are then
+ * [1, total, H, *], lse [1, Hq, total_q], and mask/block_mask index each
+ * sequence from its own row/column 0 with Sq/Sk = the longest sequence.
+ */
+ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_params *p,
+                               const attn_tensor *q, const attn_tensor *k, const attn_tensor *v,
+                               const attn_tensor *out, const attn_tensor *lse);
+
+/*
+ * Merges n partial attention results over disjoint key sets (split-KV,
+ * ring attention): out = sum_i exp(lse_i - L) outs[i], L = log sum_i exp(lse_i).
+ *   outs[i] [B, S, H, Dv] (F32/F16/BF16)   lses[i] [B, H, S] f32
+ *   out     [B, S, H, Dv]                  lse [B, H, S] f32 or NULL
+ * Rows whose every lse_i is -inf get zeros and L = -inf.
+ */
+ATTN_API attn_status attn_merge(attn_context *ctx, const attn_tensor *outs, const attn_tensor *lses,
+                                int n, const attn_tensor *out, const attn_tensor *lse);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTN_H */

@@ -1,0 +1,52 @@
+/* The backend vtable. src/ validates; a backend only computes.
+ * Adding a backend means one folder and one line in context.c. */
+#ifndef ATTN_BACKEND_H
+#define ATTN_BACKEND_H
+
+#include "attn.h"
+#include "problem.h"
+
+typedef struct attn_device attn_device;
+
+typedef struct attn_backend {
+    const char *name;
+    /* Memory. A handle is whatever the backend needs (host pointer, cl_mem, ...). */
+    attn_status (*buffer_alloc)(attn_device *dev, size_t bytes, void **handle);
+    void        (*buffer_free)(attn_device *dev, void *handle);
+    attn_status (*buffer_write)(attn_device *dev, void *handle, size_t off, const void *src, size_t n);
+    attn_status (*buffer_read)(attn_device *dev, void *handle, size_t off, void *dst, size_t n);
+    void       *(*buffer_host_ptr)(attn_device *dev, void *handle); /* NULL if not host-addressable */
+    /* Ops; NULL means ATTN_ERR_UNSUPPORTED on this backend. */
+    attn_status (*sdpa)(attn_device *dev, const attn_sdpa_problem *p);
+    attn_status (*merge)(attn_device *dev, const attn_merge_problem *p);
+    void        (*destroy)(attn_device *dev);
+} attn_backend;
+
+struct attn_device {
+    const attn_backend *backend;
+    attn_context       *ctx;
+    attn_device_info    info;
+    void               *impl;   /* backend state */
+};
+
+#define ATTN_MAX_DEVICES 32
+
+struct attn_context {
+    int         ndev;
+    int         preferred;          /* default device index */
+    int         num_threads;        /* CPU threads for every op */
+    attn_isa    isa;                /* CPU kernel set in use */
+    attn_device dev[ATTN_MAX_DEVICES];
+};
+
+struct attn_buffer {
+    attn_context *ctx;
+    int           device;
+    size_t        bytes;
+    void         *handle;
+};
+
+/* The CPU backend (device 0). */
+attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_isa);
+
+#endif

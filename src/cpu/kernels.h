@@ -1,0 +1,63 @@
+/* The CPU micro-kernel interface: one table per ISA (scalar here in src/cpu,
+ * avx2/avx512/neon in simd/). The tiled drivers in src/cpu/ own the loops,
+ * the masks and the bookkeeping; a kernel set owns only the inner products,
+ * the packing of tiles into its preferred layout and the vector exp.
+ *
+ * Layout contract: the driver keeps Q rows and the output accumulator as f32
+ * row-major with leading dimensions it chooses (multiples of 16 floats, rows
+ * 64-byte aligned). K and V tiles are packed by the kernel set into
+ * workspace the driver sizes with k_tile_floats/v_tile_floats. */
+#ifndef ATTN_CPU_KERNELS_H
+#define ATTN_CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "attn.h"
+
+typedef struct attn_cpu_kernels {
+    const char *name;
+    attn_isa    isa;
+
+    /* Preferred tile sizes for head dim d (rows of Q, rows of K/V). */
+    void (*tile_sizes)(int64_t d, int64_t dv, int *bq, int *bk);
+
+    /* dst[i*ldd + c] = scale * src[i*row_stride + c*col_stride] for i < n, c < d,
+     * converting from dtype; columns d..ldd-1 are zeroed. */
+    void (*load_rows)(float *dst, int64_t ldd, const void *src, attn_dtype dt,
+                      int64_t row_stride, int64_t col_stride, int n, int64_t d, float scale);
+
+    /* Workspace (in floats) for a packed K tile of bk keys and d dims, and
+     * for a packed V tile of bk keys and dv dims. */
+    size_t (*k_tile_floats)(int bk, int64_t d);
+    size_t (*v_tile_floats)(int bk, int64_t dv);
+
+    /* Pack nk <= bk rows (keys) of K / V from a strided source. */
+    void (*pack_k)(float *dst, const void *src, attn_dtype dt, int64_t row_stride,
+                   int64_t col_stride, int nk, int bk, int64_t d);
+    void (*pack_v)(float *dst, const void *src, attn_dtype dt, int64_t row_stride,
+                   int64_t col_stride, int nk, int bk, int64_t dv);
+
+    /* s[i*lds + j] = sum_c q[i*ldq + c] * k_j[c] for i < nq, j < nk. */
+    void (*qk)(const float *q, int64_t ldq, int nq, const float *kpacked, int nk,
+               int64_t d, float *s, int64_t lds);
+
+    /* o[i*ldo + c] = alpha[i] * o[i*ldo + c] + sum_j p[i*ldp + j] * v_j[c]. */
+    void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,
+               int64_t dv, const float *alpha, float *o, int64_t ldo);
+
+    /* In place y = exp(y) over n floats; -inf gives 0. */
+    void (*vexp)(float *y, int64_t n);
+} attn_cpu_kernels;
+
+/* The kernel sets compiled into this library; NULL where not built. */
+extern const attn_cpu_kernels attn_cpu_kernels_scalar;
+const attn_cpu_kernels *attn_cpu_kernels_avx2(void);
+const attn_cpu_kernels *attn_cpu_kernels_avx512(void);
+const attn_cpu_kernels *attn_cpu_kernels_neon(void);
+
+/* The kernel set for an ISA level the CPU supports, refined by its feature
+ * bits (ATTN_CPU_*, e.g. AVX512_BF16); falls back to scalar where the ISA's
+ * file was not compiled in. */
+const attn_cpu_kernels *attn_cpu_kernels_for_features(attn_isa isa, uint64_t features);
+
+#endif

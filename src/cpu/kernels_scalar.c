@@ -1,0 +1,99 @@
+/* The portable kernel set: plain C that runs on any CPU. It is also the
+ * fallback for ISAs not compiled in, so it favours clarity over speed;
+ * K and V tiles are packed as plain row-major [bk][d] / [bk][dv]. */
+#include <math.h>
+#include "kernels.h"
+#include "half.h"
+
+static float load_elem(const void *src, attn_dtype dt, int64_t i)
+{
+    switch (dt) {
+    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)src)[i]);
+    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)src)[i]);
+    default:        return ((const float *)src)[i];
+    }
+}
+
+static void scalar_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)
+{
+    (void)dv;
+    *bq = 32;
+    *bk = d > 128 ? 32 : 64;
+}
+
+static void scalar_load_rows(float *dst, int64_t ldd, const void *src, attn_dtype dt,
+                             int64_t rs, int64_t cs, int n, int64_t d, float scale)
+{
+    for (int i = 0; i < n; i++) {
+        float *row = dst + (int64_t)i * ldd;
+        for (int64_t c = 0; c < d; c++)
+            row[c] = scale * load_elem(src, dt, i * rs + c * cs);
+        for (int64_t c = d; c < ldd; c++)
+            row[c] = 0.0f;
+    }
+}
+
+static size_t scalar_k_tile_floats(int bk, int64_t d) { return (size_t)bk * (size_t)d; }
+
+static void scalar_pack_rows(float *dst, const void *src, attn_dtype dt, int64_t rs,
+                             int64_t cs, int nk, int bk, int64_t d)
+{
+    (void)bk;
+    for (int j = 0; j < nk; j++)
+        for (int64_t c = 0; c < d; c++)
+            dst[(int64_t)j * d + c] = load_elem(src, dt, j * rs + c * cs);
+}
+
+static void scalar_qk(const float *q, int64_t ldq, int nq, const float *k, int nk,
+                      int64_t d, float *s, int64_t lds)
+{
+    for (int i = 0; i < nq; i++) {
+        const float *qi = q + (int64_t)i * ldq;
+        for (int j = 0; j < nk; j++) {
+            const float *kj = k + (int64_t)j * d;
+            float acc = 0.0f;
+            for (int64_t c = 0; c < d; c++)
+                acc += qi[c] * kj[c];
+            s[(int64_t)i * lds + j] = acc;
+        }
+    }
+}
+
+static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int nk,
+                      int64_t dv, const float *alpha, float *o, int64_t ldo)
+{
+    for (int i = 0; i < nq; i++) {
+        float *oi = o + (int64_t)i * ldo;
+        const float a = alpha[i];
+        for (int64_t c = 0; c < dv; c++)
+            oi[c] *= a;
+        for (int j = 0; j < nk; j++) {
+            const float pij = p[(int64_t)i * ldp + j];
+            if (pij == 0.0f)
+                continue;
+            const float *vj = v + (int64_t)j * dv;
+            for (int64_t c = 0; c < dv; c++)
+                oi[c] += pij * vj[c];
+        }
+    }
+}
+
+static void scalar_vexp(float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = expf(y[i]);
+}
+
+const attn_cpu_kernels attn_cpu_kernels_scalar = {
+    .name = "scalar",
+    .isa = ATTN_ISA_SCALAR,
+    .tile_sizes = scalar_tile_sizes,
+    .load_rows = scalar_load_rows,
+    .k_tile_floats = scalar_k_tile_floats,
+    .v_tile_floats = scalar_k_tile_floats,
+    .pack_k = scalar_pack_rows,
+    .pack_v = scalar_pack_rows,
+    .qk = scalar_qk,
+    .pv = scalar_pv,
+    .vexp = scalar_vexp,
+};

@@ -1,0 +1,24 @@
+/* Maps an ISA level to the kernel set compiled for it. An ISA whose file was
+ * not built (configure --disable-X, or another architecture) falls back to
+ * the portable set; the CPU backend never asks for more than the CPU has. */
+#include "config.h"
+#include "kernels.h"
+
+const attn_cpu_kernels *attn_cpu_kernels_for_features(attn_isa isa, uint64_t features)
+{
+    const attn_cpu_kernels *k = NULL;
+    (void)features;
+    switch (isa) {
+#ifdef HAVE_AVX512_KERNELS
+    case ATTN_ISA_AVX512: k = attn_cpu_kernels_avx512(); break;
+#endif
+#ifdef HAVE_AVX2_KERNELS
+    case ATTN_ISA_AVX2:   k = attn_cpu_kernels_avx2(); break;
+#endif
+#ifdef HAVE_NEON_KERNELS
+    case ATTN_ISA_NEON:   k = attn_cpu_kernels_neon(); break;
+#endif
+    default: break;
+    }
+    return k ? k : &attn_cpu_kernels_scalar;
+}

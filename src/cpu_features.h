@@ -1,0 +1,20 @@
+/* CPU feature probing: cpuid + xgetbv on x86-64, getauxval on aarch64. */
+#ifndef ATTN_CPU_FEATURES_H
+#define ATTN_CPU_FEATURES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "attn.h"
+
+/* ATTN_CPU_* bits usable on this machine: instruction support AND the OS
+ * saving the needed register state (ymm for AVX, zmm/opmask for AVX-512,
+ * tile data for AMX). */
+uint64_t attn_cpu_probe(void);
+
+/* Best kernel set these features allow (ignoring what was compiled in). */
+attn_isa attn_cpu_best_isa(uint64_t features);
+
+/* Brand string ("Intel(R) Xeon(R) ..."), or a generic name. */
+void attn_cpu_name(char *buf, size_t n, char *vendor, size_t vn);
+
+#endif

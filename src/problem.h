@@ -1,0 +1,39 @@
+/* Validated op descriptions handed from src/ (validation) to a backend.
+ * A backend may assume everything here is consistent and in bounds. */
+#ifndef ATTN_PROBLEM_H
+#define ATTN_PROBLEM_H
+
+#include "tensor.h"
+
+typedef struct attn_sdpa_problem {
+    /* q [Bt,Sq,Hq,D] k [Bt,Sk,Hkv,D] v [Bt,Sk,Hkv,Dv] out [Bt,Sq,Hq,Dv]
+     * where Bt is 1 for varlen. */
+    attn_view q, k, v, out;
+    attn_view lse;          /* [Bt,Hq,Sq] f32;  has_lse */
+    attn_view mask;         /* [B|1,Hq|1,Sq,Sk]; has_mask (stride 0 on broadcast dims) */
+    attn_view gate;         /* like out;         has_gate */
+    attn_view block_mask;   /* [B|1,Hq|1,nbq,nbk]; has_block_mask (broadcast strides 0) */
+    int has_lse, has_mask, mask_is_bool, has_gate, has_block_mask;
+
+    int64_t num_seqs;       /* B, or the varlen sequence count */
+    int64_t hq, hkv, d, dv;
+    int64_t sq, sk;         /* per-sequence lengths (longest, for varlen) */
+    const int32_t *cu_q, *cu_k; /* NULL unless varlen */
+
+    float scale, softcap, sigmoid_bias;
+    attn_score score;
+    int causal;
+    int64_t window_left, window_right, sink_tokens; /* -1 = unlimited */
+    const float *alibi_slopes, *sink_logits;
+    int64_t block_q, block_k;
+} attn_sdpa_problem;
+
+typedef struct attn_merge_problem {
+    int n;
+    attn_view *outs, *lses;  /* n each, [B,S,H,Dv] and [B,H,S] */
+    attn_view out, lse;      /* lse valid when has_lse */
+    int has_lse;
+    int64_t b, s, h, dv;
+} attn_merge_problem;
+
+#endif
