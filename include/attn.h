@@ -218,7 +218,7 @@ typedef struct attn_tensor {
     int64_t      stride[ATTN_MAX_DIMS];  /* elements; all zero = contiguous row-major */
 } attn_tensor;
 
-/* Convenience: a contiguous host tensor of up to 4 dims (unused dims ignored). */
+/* Convenience: a contiguous 4-d host tensor (strides all zero). */
 ATTN_API attn_tensor attn_tensor_4d(void *data, attn_dtype dtype,
                                     int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""PyTorch side-by-side anchor for attn-bench.
+
+Times torch.nn.functional.scaled_dot_product_attention on the CPU for the
+shapes given, with the FLOP convention attn-bench uses (4*B*Hq*Sq*Sk*D,
+halved for causal when Sq == Sk), and prints one JSON object per line.
+
+    python3 bench/compare_torch.py --threads 16 --shape 1,32,32,4096,128 --causal --dtype bf16
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def run(b, hq, hkv, s, d, causal, dtype, reps, min_time):
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(b, hq, s, d, generator=g).to(dtype)
+    k = torch.randn(b, hkv, s, d, generator=g).to(dtype)
+    v = torch.randn(b, hkv, s, d, generator=g).to(dtype)
+    kw = {"is_causal": causal}
+    if hkv != hq:
+        kw["enable_gqa"] = True
+    F.scaled_dot_product_attention(q, k, v, **kw)  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps or (time.perf_counter() - start < min_time and len(times) < 100):
+        t0 = time.perf_counter()
+        F.scaled_dot_product_attention(q, k, v, **kw)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    flops = 4.0 * b * hq * s * s * d * (0.5 if causal else 1.0)
+    return {"impl": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "b": b, "hq": hq, "hkv": hkv, "s": s, "d": d, "causal": causal,
+            "dtype": str(dtype).replace("torch.", ""), "median_ms": med * 1e3,
+            "gflops": flops / med / 1e9}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--shape", action="append", required=True, help="B,Hq,Hkv,S,D")
+    ap.add_argument("--causal", action="store_true")
+    ap.add_argument("--dtype", action="append", choices=["f32", "bf16", "f16"])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--min-time", type=float, default=1.0)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dtypes = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+    for shape in a.shape:
+        b, hq, hkv, s, d = (int(x) for x in shape.split(","))
+        for dt in a.dtype or ["f32"]:
+            print(json.dumps(run(b, hq, hkv, s, d, a.causal, dtypes[dt], a.reps, a.min_time)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
