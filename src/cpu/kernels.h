@@ -47,6 +47,14 @@ typedef struct attn_cpu_kernels {
 
     /* In place y = exp(y) over n floats; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
+
+    /* Optional (NULL = the driver's portable loop): the online-softmax update
+     * of an nq x nk score tile with row stride lds. For each row r:
+     *   mn = max(m[r], max_c s[r][c]);
+     *   if mn == -inf: alpha[r] = 1, the row becomes zeros, m/l unchanged;
+     *   else alpha[r] = exp(m[r] - mn); s[r][c] = exp(s[r][c] - mn);
+     *        l[r] = alpha[r] * l[r] + sum_c s[r][c]; m[r] = mn. */
+    void (*softmax_rows)(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha);
 } attn_cpu_kernels;
 
 /* The kernel sets compiled into this library; NULL where not built. */

@@ -185,7 +185,8 @@ static void transform_scores(const attn_sdpa_problem *p, const seq_geom *g, int6
     }
 }
 
-/* Online-softmax update of one tile: turns scores into probabilities in
+/* Online-softmax update of one tile (the portable version of the kernel
+ * set's optional softmax_rows hook): turns scores into probabilities in
  * place and produces the rescale factor alpha for the accumulator. */
 static void softmax_update(const attn_cpu_kernels *ks, float *s, int64_t lds, int nq, int nk,
                            float *m, float *l, float *alpha)
@@ -323,7 +324,9 @@ static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
         ks->qk(qt, pl->ldq, nq, kt, nk, p->d, st, pl->lds);
         if (!full || bmode == 2 || p->has_mask || p->softcap > 0.0f || p->alibi_slopes)
             transform_scores(p, &g, h, i0, nq, j0, nk, st, pl->lds, !full, bmode == 2);
-        if (softmax)
+        if (softmax && ks->softmax_rows)
+            ks->softmax_rows(st, pl->lds, nq, nk, m, l, alpha);
+        else if (softmax)
             softmax_update(ks, st, pl->lds, nq, nk, m, l, alpha);
         else
             sigmoid_update(ks, st, pl->lds, nq, nk, p->sigmoid_bias, alpha, xrow);
