@@ -61,6 +61,9 @@ typedef struct attn_cpu_kernels {
 extern const attn_cpu_kernels attn_cpu_kernels_scalar;
 const attn_cpu_kernels *attn_cpu_kernels_avx2(void);
 const attn_cpu_kernels *attn_cpu_kernels_avx512(void);
+/* AVX-512 plus AVX512_BF16 (vdpbf16ps for bf16 K/V): only for CPUs with
+ * ATTN_CPU_AVX512_BF16; built whenever the avx512 set is. */
+const attn_cpu_kernels *attn_cpu_kernels_avx512_bf16(void);
 const attn_cpu_kernels *attn_cpu_kernels_neon(void);
 
 /* The kernel set for an ISA level the CPU supports, refined by its feature

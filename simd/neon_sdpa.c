@@ -1,0 +1,115 @@
+/* AArch64 NEON softmax-attention kernel set (compiled with
+ * -march=armv8.2-a+fp16). f32 arithmetic for every input dtype; f16 via
+ * fcvtl (vcvt_f32_f16), bf16 by a 16-bit shift. Register blocks: qk 6 rows x
+ * 16 keys, pv 6 rows x 16 output columns (24 accumulators of the 32 q
+ * registers). */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+#include "../src/cpu/kernels.h"
+#include "exp_neon.h"
+
+#define VL 4
+typedef float32x4_t vf;
+#define MR_QK 6
+#define NV_QK 4
+#define MR_PV 6
+#define NV_PV 4
+
+static inline vf vzero(void) { return vdupq_n_f32(0.0f); }
+static inline vf vset1(float x) { return vdupq_n_f32(x); }
+static inline vf vload(const float *p) { return vld1q_f32(p); }
+static inline vf vbcast(const float *p) { return vld1q_dup_f32(p); }
+static inline vf vload_nfill(const float *p, int n, float f)
+{
+    float tmp[4] = { f, f, f, f };
+    for (int i = 0; i < n && i < 4; i++)
+        tmp[i] = p[i];
+    return vld1q_f32(tmp);
+}
+static inline vf vload_n(const float *p, int n) { return vload_nfill(p, n, 0.0f); }
+static inline void vstore(float *p, vf v) { vst1q_f32(p, v); }
+static inline void vstore_n(float *p, vf v, int n)
+{
+    float tmp[4];
+    vst1q_f32(tmp, v);
+    for (int i = 0; i < n && i < 4; i++)
+        p[i] = tmp[i];
+}
+static inline vf vfma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
+static inline vf vadd(vf a, vf b) { return vaddq_f32(a, b); }
+static inline vf vsub(vf a, vf b) { return vsubq_f32(a, b); }
+static inline vf vmul(vf a, vf b) { return vmulq_f32(a, b); }
+static inline vf vmax(vf a, vf b) { return vmaxq_f32(a, b); }
+static inline float vhsum(vf a) { return vaddvq_f32(a); }
+static inline float vhmax(vf a) { return vmaxvq_f32(a); }
+static inline vf vexp_v(vf x) { return attn_exp_neon(x); }
+
+static inline __attribute__((always_inline)) void transpose_vl(vf r[4])
+{
+    const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
+    const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
+    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
+    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
+    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
+}
+
+static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n);
+
+static inline uint16x4_t load4_u16(const uint16_t *p, int n)
+{
+    if (n >= 4)
+        return vld1_u16(p);
+    uint16_t tmp[4] = { 0, 0, 0, 0 };
+    memcpy(tmp, p, (size_t)n * 2);
+    return vld1_u16(tmp);
+}
+
+static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n)
+{
+    if (cs == 1) {
+        switch (dt) {
+        case ATTN_F32:
+            return n >= 4 ? vld1q_f32((const float *)row + c0) : vload_n((const float *)row + c0, n);
+        case ATTN_F16:
+            return vcvt_f32_f16(vreinterpret_f16_u16(load4_u16((const uint16_t *)row + c0, n)));
+        case ATTN_BF16:
+            return vreinterpretq_f32_u32(vshll_n_u16(load4_u16((const uint16_t *)row + c0, n), 16));
+        default:
+            break;
+        }
+    }
+    return t_load_strided(row, dt, cs, c0, n);
+}
+
+#include "sdpa_tmpl.h"
+
+static void t_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)
+{
+    (void)d; (void)dv;
+    *bq = 48;
+    *bk = 64;
+}
+
+const attn_cpu_kernels *attn_cpu_kernels_neon(void)
+{
+    static const attn_cpu_kernels k = {
+        .name = "neon",
+        .isa = ATTN_ISA_NEON,
+        .tile_sizes = t_tile_sizes,
+        .load_rows = t_load_rows,
+        .k_tile_floats = t_k_tile_floats,
+        .v_tile_floats = t_v_tile_floats,
+        .pack_k = t_pack_k,
+        .pack_v = t_pack_v,
+        .qk = t_qk,
+        .pv = t_pv,
+        .vexp = t_vexp,
+        .softmax_rows = t_softmax_rows,
+    };
+    return &k;
+}

@@ -1,0 +1,338 @@
+/* ISA-generic part of the SIMD softmax-attention kernel sets (included by
+ * simd/avx2_sdpa.c, simd/avx512_sdpa.c and simd/neon_sdpa.c, each compiled
+ * with its own flags).
+ *
+ * The including file defines, before including this header:
+ *   VL                      floats per vector
+ *   vf                      the vector type
+ *   MR_QK, NV_QK            qk register block: rows of Q x vectors of keys
+ *   MR_PV, NV_PV            pv register block: rows of P x vectors of columns
+ * and these static inline functions:
+ *   vf   vzero(void), vset1(float), vload(const float *), vbcast(const float *)
+ *   vf   vload_n(const float *p, int n)            n < VL lanes, rest 0
+ *   vf   vload_nfill(const float *p, int n, float f)  rest f
+ *   void vstore(float *, vf), vstore_n(float *, vf, int n)
+ *   vf   vfma(vf a, vf b, vf c)   a*b + c
+ *   vf   vadd, vsub, vmul, vmax (vf, vf)
+ *   float vhsum(vf), vhmax(vf)
+ *   vf   vexp_v(vf)               exp, -inf -> 0, underflow -> 0/subnormal
+ *   void transpose_vl(vf r[VL])   in-place VL x VL transpose
+ *   vf   vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n)
+ *        elements c0..c0+n-1 (n <= VL) of a row with column stride cs,
+ *        converted to f32, lanes >= n zero.
+ *
+ * Packed layouts (f32):
+ *   K: [d][ldk] with ldk = round_up(nk, VL): one vector = VL keys of one dim.
+ *   V: [nk][ldv] with ldv = round_up(dv, VL), columns dv..ldv-1 zero.
+ */
+#ifndef ATTN_SDPA_TMPL_H
+#define ATTN_SDPA_TMPL_H
+
+#include <math.h>
+#include <string.h>
+#include "../src/cpu/kernels.h"
+#include "../src/cpu/half.h"
+
+#define T_INLINE static inline __attribute__((always_inline))
+
+static inline int64_t t_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static inline int t_min(int a, int b) { return a < b ? a : b; }
+
+static inline size_t t_dtype_size(attn_dtype dt)
+{
+    return dt == ATTN_F32 ? 4 : 2;
+}
+
+/* Scalar element load (strided fallbacks). */
+static inline float t_load_elem(const char *p, attn_dtype dt)
+{
+    uint16_t h;
+    switch (dt) {
+    case ATTN_F16:  memcpy(&h, p, 2); return attn_f16_to_f32(h);
+    case ATTN_BF16: memcpy(&h, p, 2); return attn_bf16_to_f32(h);
+    default: { float f; memcpy(&f, p, 4); return f; }
+    }
+}
+
+/* Generic strided gather into a vector (slow path). */
+static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n)
+{
+    float tmp[VL];
+    const size_t es = t_dtype_size(dt);
+    for (int t = 0; t < VL; t++)
+        tmp[t] = t < n ? t_load_elem(row + (c0 + t) * cs * (int64_t)es, dt) : 0.0f;
+    return vload(tmp);
+}
+
+/* ------------------------------------------------------------------ */
+/* load_rows / pack_k / pack_v                                         */
+/* ------------------------------------------------------------------ */
+
+static void t_load_rows(float *dst, int64_t ldd, const void *src, attn_dtype dt,
+                        int64_t rs, int64_t cs, int n, int64_t d, float scale)
+{
+    const vf vs = vset1(scale);
+    const int64_t es = (int64_t)t_dtype_size(dt);
+    for (int i = 0; i < n; i++) {
+        float *row = dst + (int64_t)i * ldd;
+        const char *s = (const char *)src + (int64_t)i * rs * es;
+        int64_t c = 0;
+        for (; c + VL <= d; c += VL)
+            vstore(row + c, vmul(vs, vload_cvt(s, dt, cs, c, VL)));
+        for (; c < ldd; c += VL) {
+            int nc = c < d ? (int)(d - c) : 0;
+            vf x = nc ? vmul(vs, vload_cvt(s, dt, cs, c, nc)) : vzero();
+            if (c + VL <= ldd)
+                vstore(row + c, x);
+            else
+                vstore_n(row + c, x, (int)(ldd - c));
+        }
+    }
+}
+
+static size_t t_k_tile_floats(int bk, int64_t d)
+{
+    return (size_t)(d * t_round_up(bk, VL));
+}
+
+static size_t t_v_tile_floats(int bk, int64_t dv)
+{
+    return (size_t)((int64_t)bk * t_round_up(dv, VL));
+}
+
+/* K [nk][d] (strided, any dtype) -> [d][ldk] f32, by VL x VL transposes. */
+static void t_pack_k(float *dst, const void *src, attn_dtype dt, int64_t rs, int64_t cs,
+                     int nk, int bk, int64_t d)
+{
+    (void)bk;
+    const int64_t ldk = t_round_up(nk, VL);
+    const int64_t es = (int64_t)t_dtype_size(dt);
+    for (int j0 = 0; j0 < nk; j0 += VL) {
+        const int nr = t_min(VL, nk - j0);
+        for (int64_t c0 = 0; c0 < d; c0 += VL) {
+            const int nc = (int)(d - c0 < VL ? d - c0 : VL);
+            vf r[VL];
+            for (int t = 0; t < VL; t++)
+                r[t] = t < nr ? vload_cvt((const char *)src + (j0 + t) * rs * es, dt, cs, c0, nc)
+                              : vzero();
+            transpose_vl(r);
+            for (int t = 0; t < nc; t++)
+                vstore(dst + (c0 + t) * ldk + j0, r[t]);
+        }
+    }
+}
+
+/* V [nk][dv] -> [nk][ldv] f32, zero-padded columns. */
+static void t_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int64_t cs,
+                     int nk, int bk, int64_t dv)
+{
+    (void)bk;
+    const int64_t ldv = t_round_up(dv, VL);
+    const int64_t es = (int64_t)t_dtype_size(dt);
+    for (int j = 0; j < nk; j++) {
+        const char *s = (const char *)src + (int64_t)j * rs * es;
+        float *o = dst + (int64_t)j * ldv;
+        int64_t c = 0;
+        for (; c + VL <= dv; c += VL)
+            vstore(o + c, vload_cvt(s, dt, cs, c, VL));
+        if (c < dv)
+            vstore(o + c, vload_cvt(s, dt, cs, c, (int)(dv - c)));
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* qk: S = Q K^T                                                        */
+/* ------------------------------------------------------------------ */
+
+/* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector. */
+T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq,
+                         const float *k, int64_t ldk, int64_t d, float *s, int64_t lds,
+                         int tail)
+{
+    vf acc[MR_QK][NV_QK];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = vzero();
+    for (int64_t c = 0; c < d; c++) {
+        const float *kc = k + c * ldk;
+        vf kv[NV_QK];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++)
+            kv[v] = vload(kc + v * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const vf qb = vbcast(q + i * ldq + c);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++)
+                acc[i][v] = vfma(qb, kv[v], acc[i][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+#pragma GCC unroll 8
+        for (int v = 0; v < NV - 1; v++)
+            vstore(s + i * lds + v * VL, acc[i][v]);
+        if (tail == VL)
+            vstore(s + i * lds + (NV - 1) * VL, acc[i][NV - 1]);
+        else
+            vstore_n(s + i * lds + (NV - 1) * VL, acc[i][NV - 1], tail);
+    }
+}
+
+#define T_QK_CASE(M, N) \
+    case (M) * 8 + (N): \
+        if ((M) <= MR_QK && (N) <= NV_QK) t_qk_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, \
+                                                      q, ldq, k, ldk, d, s, lds, tail); \
+        break;
+#define T_QK_ROW(M) T_QK_CASE(M, 1) T_QK_CASE(M, 2) T_QK_CASE(M, 3) T_QK_CASE(M, 4)
+
+static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float *k, int64_t ldk,
+                       int64_t d, float *s, int64_t lds, int tail)
+{
+    switch (mr * 8 + nv) {
+    T_QK_ROW(1) T_QK_ROW(2) T_QK_ROW(3) T_QK_ROW(4)
+    T_QK_ROW(5) T_QK_ROW(6) T_QK_ROW(7) T_QK_ROW(8)
+    default: break;
+    }
+}
+
+static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, int64_t d,
+                 float *s, int64_t lds)
+{
+    const int64_t ldk = t_round_up(nk, VL);
+    const int nvec = (nk + VL - 1) / VL;
+    for (int jv = 0; jv < nvec; jv += NV_QK) {
+        const int nv = t_min(NV_QK, nvec - jv);
+        const int tail = nk - (jv + nv - 1) * VL;
+        for (int i = 0; i < nq; i += MR_QK)
+            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, d,
+                       s + i * lds + jv * VL, lds, tail);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* pv: O = alpha O + P V                                                */
+/* ------------------------------------------------------------------ */
+
+T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp,
+                         const float *v, int64_t ldv, int nk, const float *alpha,
+                         float *o, int64_t ldo, int tail)
+{
+    vf acc[MR_PV][NV_PV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        const vf a = vset1(alpha[i]);
+#pragma GCC unroll 8
+        for (int c = 0; c < NV - 1; c++)
+            acc[i][c] = vmul(a, vload(o + i * ldo + c * VL));
+        acc[i][NV - 1] = vmul(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
+                                            : vload_n(o + i * ldo + (NV - 1) * VL, tail));
+    }
+    for (int j = 0; j < nk; j++) {
+        const float *vj = v + (int64_t)j * ldv;
+        vf vv[NV_PV];
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; c++)
+            vv[c] = vload(vj + c * VL);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++) {
+            const vf pb = vbcast(p + i * ldp + j);
+#pragma GCC unroll 8
+            for (int c = 0; c < NV; c++)
+                acc[i][c] = vfma(pb, vv[c], acc[i][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+#pragma GCC unroll 8
+        for (int c = 0; c < NV - 1; c++)
+            vstore(o + i * ldo + c * VL, acc[i][c]);
+        if (tail == VL)
+            vstore(o + i * ldo + (NV - 1) * VL, acc[i][NV - 1]);
+        else
+            vstore_n(o + i * ldo + (NV - 1) * VL, acc[i][NV - 1], tail);
+    }
+}
+
+#define T_PV_CASE(M, N) \
+    case (M) * 8 + (N): \
+        if ((M) <= MR_PV && (N) <= NV_PV) t_pv_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, \
+                                                      p, ldp, v, ldv, nk, alpha, o, ldo, tail); \
+        break;
+#define T_PV_ROW(M) T_PV_CASE(M, 1) T_PV_CASE(M, 2) T_PV_CASE(M, 3) T_PV_CASE(M, 4)
+
+static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float *v, int64_t ldv,
+                       int nk, const float *alpha, float *o, int64_t ldo, int tail)
+{
+    switch (mr * 8 + nv) {
+    T_PV_ROW(1) T_PV_ROW(2) T_PV_ROW(3) T_PV_ROW(4)
+    T_PV_ROW(5) T_PV_ROW(6) T_PV_ROW(7) T_PV_ROW(8)
+    default: break;
+    }
+}
+
+static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, int64_t dv,
+                 const float *alpha, float *o, int64_t ldo)
+{
+    const int64_t ldv = t_round_up(dv, VL);
+    const int nvec = (int)((dv + VL - 1) / VL);
+    for (int cv = 0; cv < nvec; cv += NV_PV) {
+        const int nv = t_min(NV_PV, nvec - cv);
+        const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
+        for (int i = 0; i < nq; i += MR_PV)
+            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, nk,
+                       alpha + i, o + i * ldo + cv * VL, ldo, tail);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* exp and the online-softmax update                                    */
+/* ------------------------------------------------------------------ */
+
+static void t_vexp(float *y, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + VL <= n; i += VL)
+        vstore(y + i, vexp_v(vload(y + i)));
+    if (i < n)
+        vstore_n(y + i, vexp_v(vload_n(y + i, (int)(n - i))), (int)(n - i));
+}
+
+static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha)
+{
+    for (int r = 0; r < nq; r++) {
+        float *row = s + (int64_t)r * lds;
+        vf vm = vset1(-INFINITY);
+        int c = 0;
+        for (; c + VL <= nk; c += VL)
+            vm = vmax(vm, vload(row + c));
+        if (c < nk)
+            vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
+        const float mt = vhmax(vm);
+        const float mn = mt > m[r] ? mt : m[r];
+        if (mn == -INFINITY) {
+            alpha[r] = 1.0f;
+            memset(row, 0, (size_t)nk * sizeof *row);
+            continue;
+        }
+        alpha[r] = expf(m[r] - mn);
+        const vf vmn = vset1(mn);
+        vf sum = vzero();
+        for (c = 0; c + VL <= nk; c += VL) {
+            const vf e = vexp_v(vsub(vload(row + c), vmn));
+            vstore(row + c, e);
+            sum = vadd(sum, e);
+        }
+        if (c < nk) {
+            const vf e = vexp_v(vsub(vload_nfill(row + c, nk - c, -INFINITY), vmn));
+            vstore_n(row + c, e, nk - c);
+            sum = vadd(sum, e);
+        }
+        l[r] = alpha[r] * l[r] + vhsum(sum);
+        m[r] = mn;
+    }
+}
+
+#endif
