@@ -1,0 +1,1132 @@
+/*
+ * attn-bench: throughput of libattn's ops against the machine's own roofs.
+ *
+ * Uses only the public API (include/attn.h). Measures, once per run, the FMA
+ * peak of the ISA the context reports (one thread and all the context's
+ * threads) and the memory copy bandwidth, then runs a shape set (or one shape
+ * given on the command line) and prints median time, GFLOP/s and the fraction
+ * of the FMA roof; --json writes one JSON object per shape.
+ *
+ * Layout, so that the decode / linear / neighborhood families slot in:
+ *   - bench_case:  one problem (op + shape fields), plain data;
+ *   - shape sets:  named generators of bench_case lists (set_table[]);
+ *   - op runners:  per-op setup / run / teardown / flop and byte counts
+ *                  (op_table[]); the timing loop and the reporting are generic.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include "attn.h"
+#include "roof.h"
+
+#define EXIT_USAGE   2
+#define EXIT_LIBRARY 1
+
+/* ------------------------------------------------------------------------ */
+/* Problems                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum bench_op {
+    OP_SDPA = 0,
+    /* OP_DECODE, OP_LINEAR, OP_NEIGHBORHOOD: later, with their runners */
+    OP_COUNT
+} bench_op;
+
+typedef struct bench_case {
+    bench_op    op;
+    const char *set;        /* name of the set it came from ("cli" for --b ...) */
+    int64_t     b, hq, hkv, sq, sk, d, dv;
+    int         causal;
+    int64_t     window_left, window_right, sink_tokens;
+    attn_dtype  dtype;
+} bench_case;
+
+static const char *dtype_name(attn_dtype t)
+{
+    switch (t) {
+    case ATTN_F32:  return "f32";
+    case ATTN_F16:  return "f16";
+    case ATTN_BF16: return "bf16";
+    default:        return "?";
+    }
+}
+
+/* Visible (query, key) pairs of one (batch, head) under the mask parameters
+ * of include/attn.h: diagonal d(i) = i + Sk - Sq; causal j <= d(i);
+ * window_left j >= d(i) - L, window_right j <= d(i) + R, each unless
+ * j < sink_tokens (causality still applies to sinks). Counted exactly, row by
+ * row, so GFLOP/s is the work the mask asks for, not the dense Sq*Sk. */
+static double sdpa_visible_pairs(int64_t sq, int64_t sk, int causal, int64_t wl, int64_t wr,
+                                 int64_t sinks)
+{
+    double pairs = 0.0;
+    for (int64_t i = 0; i < sq; i++) {
+        int64_t diag = i + sk - sq;
+        int64_t hi = sk - 1;                      /* window (with causality) */
+        if (causal && diag < hi)
+            hi = diag;
+        if (wr >= 0 && diag + wr < hi)
+            hi = diag + wr;
+        int64_t lo = 0;
+        if (wl >= 0 && diag - wl > lo)
+            lo = diag - wl;
+        int64_t nwin = hi >= lo ? hi - lo + 1 : 0;
+        int64_t shi = sinks < sk ? sinks - 1 : sk - 1;  /* sinks: [0, shi] */
+        if (causal && diag < shi)
+            shi = diag;
+        int64_t nsink = shi >= 0 ? shi + 1 : 0;
+        int64_t both = 0;                         /* overlap of [lo,hi] and [0,shi] */
+        if (nwin > 0 && nsink > 0) {
+            int64_t ohi = hi < shi ? hi : shi;
+            both = ohi >= lo ? ohi - lo + 1 : 0;
+        }
+        pairs += (double)(nwin + nsink - both);
+    }
+    return pairs;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Random inputs                                                            */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9E3779B97F4A7C15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+static uint16_t f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static uint16_t f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u)
+        return (uint16_t)(sign | 0x7c00u | (a > 0x7f800000u ? 0x200u : 0));
+    if (a >= 0x477ff000u)                        /* rounds to >= 65536: inf */
+        return (uint16_t)(sign | 0x7c00u);
+    if (a < 0x38800000u) {                       /* below 2^-14: f16 subnormal or zero */
+        float v = fabsf(f) * 16777216.0f;         /* in units of 2^-24, exact */
+        return (uint16_t)(sign | (uint32_t)lrintf(v)); /* nearest-even; 1024 = min normal */
+    }
+    uint32_t h = ((a >> 13) - (112u << 10));
+    uint32_t rem = a & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+        h++;
+    return (uint16_t)(sign | h);
+}
+
+/* Fills n elements of dtype t with uniform values in [-1, 1), in parallel,
+ * reproducibly from `seed` (chunks of 64 Ki elements, one stream each). */
+static void fill_random(void *data, attn_dtype t, size_t n, uint64_t seed)
+{
+    const size_t chunk = (size_t)1 << 16;
+    int64_t nchunks = (int64_t)((n + chunk - 1) / chunk);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t c = 0; c < nchunks; c++) {
+        uint64_t s = seed * UINT64_C(0x100000001B3) + (uint64_t)c;
+        size_t i0 = (size_t)c * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+        for (size_t i = i0; i < i1; i++) {
+            float f = (float)((double)(splitmix64(&s) >> 40) * (1.0 / 8388608.0) - 1.0);
+            if (t == ATTN_F32)
+                ((float *)data)[i] = f;
+            else if (t == ATTN_BF16)
+                ((uint16_t *)data)[i] = f32_to_bf16(f);
+            else
+                ((uint16_t *)data)[i] = f32_to_f16(f);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Run environment                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bench_env {
+    attn_context     *ctx;
+    int               device;
+    attn_device_info  info;
+    int               threads;
+} bench_env;
+
+/* A tensor's memory: host (device 0, 64-byte aligned) or a device buffer. */
+typedef struct bench_mem {
+    void        *host;
+    attn_buffer *buf;
+    size_t       bytes;
+} bench_mem;
+
+static int report_lib_error(const char *what, attn_status s);
+
+/* Where the table goes: stdout, or stderr when --json - takes stdout. */
+static FILE *tab;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static void tprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(tab ? tab : stdout, fmt, ap);
+    va_end(ap);
+}
+
+/* Allocates `n` elements of `t`, filled with random data when seed != 0.
+ * Returns ATTN_OK, ATTN_ERR_OUT_OF_MEMORY, or a library error. */
+static attn_status mem_alloc(bench_env *env, bench_mem *m, attn_dtype t, size_t n, uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    size_t es = attn_dtype_size(t);
+    if (n > SIZE_MAX / (es ? es : 1) - 64)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    m->bytes = n * es;
+    size_t rounded = (m->bytes + 63) & ~(size_t)63;
+    void *h = NULL;
+    if (rounded == 0)
+        rounded = 64;
+    if (posix_memalign(&h, 64, rounded))
+        return ATTN_ERR_OUT_OF_MEMORY;
+    if (seed)
+        fill_random(h, t, n, seed);
+    else
+        memset(h, 0, rounded);
+    if (env->device == 0) {
+        m->host = h;
+        return ATTN_OK;
+    }
+    attn_status s = attn_buffer_create(env->ctx, env->device, rounded, &m->buf);
+    if (s == ATTN_OK)
+        s = attn_buffer_write(m->buf, 0, h, rounded);
+    free(h);
+    if (s != ATTN_OK) {
+        attn_buffer_destroy(m->buf);
+        m->buf = NULL;
+    }
+    return s;
+}
+
+static void mem_free(bench_mem *m)
+{
+    free(m->host);
+    attn_buffer_destroy(m->buf);
+    memset(m, 0, sizeof *m);
+}
+
+static attn_tensor mem_tensor4(const bench_mem *m, attn_dtype t, int64_t d0, int64_t d1,
+                               int64_t d2, int64_t d3)
+{
+    attn_tensor x = attn_tensor_4d(m->host, t, d0, d1, d2, d3);
+    if (m->buf) {
+        x.data = NULL;
+        x.buffer = m->buf;
+        x.offset = 0;
+    }
+    return x;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Op runners                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct op_runner {
+    bench_op    op;
+    const char *name;
+    /* Allocates and fills the inputs; *state is passed to run/teardown. */
+    attn_status (*setup)(bench_env *env, const bench_case *c, void **state);
+    attn_status (*run)(bench_env *env, const bench_case *c, void *state);
+    void        (*teardown)(void *state);
+    double      (*flops)(const bench_case *c);     /* per call */
+    double      (*bytes)(const bench_case *c);     /* minimum memory traffic per call */
+    const char  *flop_rule;                        /* how flops are counted, for the output */
+} op_runner;
+
+typedef struct sdpa_state {
+    bench_mem   q, k, v, o;
+    attn_tensor tq, tk, tv, to;
+    attn_sdpa_params p;
+} sdpa_state;
+
+static void sdpa_teardown(void *st)
+{
+    sdpa_state *s = st;
+    if (!s)
+        return;
+    mem_free(&s->q);
+    mem_free(&s->k);
+    mem_free(&s->v);
+    mem_free(&s->o);
+    free(s);
+}
+
+static attn_status sdpa_setup(bench_env *env, const bench_case *c, void **state)
+{
+    sdpa_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    attn_status st;
+    if ((st = mem_alloc(env, &s->q, c->dtype, (size_t)(c->b * c->sq * c->hq * c->d), 1)) ||
+        (st = mem_alloc(env, &s->k, c->dtype, (size_t)(c->b * c->sk * c->hkv * c->d), 2)) ||
+        (st = mem_alloc(env, &s->v, c->dtype, (size_t)(c->b * c->sk * c->hkv * c->dv), 3)) ||
+        (st = mem_alloc(env, &s->o, c->dtype, (size_t)(c->b * c->sq * c->hq * c->dv), 0))) {
+        sdpa_teardown(s);
+        return st;
+    }
+    s->tq = mem_tensor4(&s->q, c->dtype, c->b, c->sq, c->hq, c->d);
+    s->tk = mem_tensor4(&s->k, c->dtype, c->b, c->sk, c->hkv, c->d);
+    s->tv = mem_tensor4(&s->v, c->dtype, c->b, c->sk, c->hkv, c->dv);
+    s->to = mem_tensor4(&s->o, c->dtype, c->b, c->sq, c->hq, c->dv);
+    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+    p.causal = c->causal;
+    p.window_left = c->window_left;
+    p.window_right = c->window_right;
+    p.sink_tokens = c->sink_tokens;
+    s->p = p;
+    *state = s;
+    return ATTN_OK;
+}
+
+static attn_status sdpa_run(bench_env *env, const bench_case *c, void *st)
+{
+    sdpa_state *s = st;
+    (void)c;
+    return attn_sdpa(env->ctx, &s->p, &s->tq, &s->tk, &s->tv, &s->to, NULL);
+}
+
+static double sdpa_flops(const bench_case *c)
+{
+    double pairs = sdpa_visible_pairs(c->sq, c->sk, c->causal, c->window_left, c->window_right,
+                                      c->sink_tokens);
+    return 2.0 * (double)(c->d + c->dv) * pairs * (double)c->b * (double)c->hq;
+}
+
+static double sdpa_bytes(const bench_case *c)
+{
+    double es = (double)attn_dtype_size(c->dtype);
+    return es * (double)c->b * ((double)c->sq * (double)c->hq * (double)(c->d + c->dv) +
+                                (double)c->sk * (double)c->hkv * (double)(c->d + c->dv));
+}
+
+static const op_runner op_table[] = {
+    { OP_SDPA, "sdpa", sdpa_setup, sdpa_run, sdpa_teardown, sdpa_flops, sdpa_bytes,
+      "sdpa flops = 2*(D+Dv) per visible (query,key) pair x B x Hq; pairs counted exactly "
+      "from causal/window/sink (dense = 4*B*Hq*Sq*Sk*D when Dv = D)" },
+};
+
+static const op_runner *runner_for(bench_op op)
+{
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (op_table[i].op == op)
+            return &op_table[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shape sets                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A growable list of cases. */
+typedef struct case_list {
+    bench_case *v;
+    int         n, cap;
+} case_list;
+
+static void list_push(case_list *l, const bench_case *c)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        bench_case *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            fprintf(stderr, "attn-bench: out of memory\n");
+            exit(EXIT_LIBRARY);
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *c;
+}
+
+static bench_case sdpa_case(const char *set, int64_t hq, int64_t hkv, int64_t s, int64_t d,
+                            int causal, attn_dtype t)
+{
+    bench_case c = { OP_SDPA, set, 1, hq, hkv, s, s, d, d, causal, -1, -1, 0, t };
+    return c;
+}
+
+static void push_sdpa(case_list *l, const char *set, int64_t hq, int64_t hkv, int64_t s, int64_t d,
+                      int causal, attn_dtype t)
+{
+    bench_case c = sdpa_case(set, hq, hkv, s, d, causal, t);
+    list_push(l, &c);
+}
+
+static void set_smoke(case_list *l)
+{
+    const attn_dtype dts[] = { ATTN_F32, ATTN_BF16, ATTN_F16 };
+    for (int t = 0; t < 3; t++)
+        for (int causal = 0; causal <= 1; causal++)
+            push_sdpa(l, "smoke", 4, 2, 128, 64, causal, dts[t]);
+    bench_case c = sdpa_case("smoke", 8, 8, 256, 128, 1, ATTN_BF16);
+    c.window_left = 63;
+    c.window_right = 0;
+    list_push(l, &c);
+    c = sdpa_case("smoke", 4, 4, 64, 64, 1, ATTN_F32);
+    c.sk = 192;                                  /* Sq != Sk: bottom-right causal */
+    list_push(l, &c);
+}
+
+/* The default prefill set: trimmed so that it finishes in a few minutes on a
+ * 2-core machine with SIMD kernels. */
+static void set_prefill(case_list *l)
+{
+    const int64_t ss[] = { 512, 1024, 2048, 4096 };
+    const attn_dtype dts[] = { ATTN_F32, ATTN_BF16 };
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < 4; i++)
+            for (int causal = 0; causal <= 1; causal++)
+                push_sdpa(l, "prefill", 16, 16, ss[i], 128, causal, dts[t]);
+    for (int causal = 0; causal <= 1; causal++) {
+        push_sdpa(l, "prefill", 16, 16, 2048, 128, causal, ATTN_F16);
+        push_sdpa(l, "prefill", 32, 8, 2048, 128, causal, ATTN_F32);
+        push_sdpa(l, "prefill", 32, 8, 2048, 128, causal, ATTN_BF16);
+    }
+    push_sdpa(l, "prefill", 16, 16, 2048, 64, 1, ATTN_BF16);
+    push_sdpa(l, "prefill", 16, 16, 2048, 256, 1, ATTN_BF16);
+    bench_case c = sdpa_case("prefill", 16, 16, 4096, 128, 1, ATTN_BF16);
+    c.window_left = 1023;                        /* sliding window 1024 */
+    c.window_right = 0;
+    list_push(l, &c);
+}
+
+/* Everything: S 512..16384 x D 64/128/256 x causal/not x MHA 16/16, GQA 32/8
+ * x f32/bf16/f16. Long: hours on a 2-core machine. */
+static void set_full(case_list *l)
+{
+    const int64_t ss[] = { 512, 1024, 2048, 4096, 8192, 16384 };
+    const int64_t ds[] = { 64, 128, 256 };
+    const int64_t heads[][2] = { { 16, 16 }, { 32, 8 } };
+    const attn_dtype dts[] = { ATTN_F32, ATTN_BF16, ATTN_F16 };
+    for (int t = 0; t < 3; t++)
+        for (int h = 0; h < 2; h++)
+            for (int di = 0; di < 3; di++)
+                for (int i = 0; i < 6; i++)
+                    for (int causal = 0; causal <= 1; causal++)
+                        push_sdpa(l, "full", heads[h][0], heads[h][1],
+                                                              ss[i], ds[di], causal, dts[t]);
+}
+
+typedef struct shape_set {
+    const char *name;
+    const char *desc;
+    void (*build)(case_list *l);
+} shape_set;
+
+/* Later: "decode" (attn_decode over a paged KV cache), "linear"
+ * (attn_linear chunkwise/recurrent), "neighborhood" (attn_neighborhood 1-3D). */
+static const shape_set set_table[] = {
+    { "smoke",   "tiny sdpa shapes, every dtype and mask kind; seconds", set_smoke },
+    { "prefill", "sdpa prefill, trimmed: S 512-4096, D 128 (+64/256), MHA 16/16 and GQA 32/8, "
+                 "f32/bf16 (+f16), causal and not, one sliding window (default set)", set_prefill },
+    { "full",    "sdpa prefill, everything: S 512-16384 x D 64/128/256 x MHA 16/16, GQA 32/8 "
+                 "x f32/bf16/f16 x causal/not (hours on 2 cores)", set_full },
+};
+
+static const shape_set *set_for(const char *name)
+{
+    for (size_t i = 0; i < sizeof set_table / sizeof set_table[0]; i++)
+        if (strcmp(set_table[i].name, name) == 0)
+            return &set_table[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Timing and reporting                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct bench_opts {
+    const char *sets;          /* comma list */
+    int         have_shape;    /* a shape was given on the command line */
+    bench_case  shape;
+    int         threads;
+    int         isa;           /* -1 = ATTN_ISA / best */
+    int         device;        /* -1 = ATTN_DEVICE / cpu */
+    int         reps;          /* at most this many timed repeats */
+    int         warmup;
+    double      min_time;      /* repeat until this many seconds... */
+    const char *json;
+    int         list, no_roof, roofs_only;
+    double      roof_seconds;
+    size_t      copy_mib;
+} bench_opts;
+
+typedef struct bench_result {
+    double median_ms, min_ms, flops, bytes, gflops, gbs;
+    int    reps;
+} bench_result;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Warm-up, then timed repeats until `min_time` seconds or `reps` repeats. */
+static attn_status time_case(bench_env *env, const bench_opts *o, const op_runner *r,
+                             const bench_case *c, void *st, bench_result *res)
+{
+    attn_status s;
+    for (int i = 0; i < o->warmup; i++)
+        if ((s = r->run(env, c, st)) != ATTN_OK)
+            return s;
+    int cap = o->reps > 0 ? o->reps : 1;
+    double *t = malloc((size_t)cap * sizeof *t);
+    if (!t)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    double total = 0.0;
+    int n = 0;
+    while (n < cap) {
+        double t0 = roof_now();
+        s = r->run(env, c, st);
+        double dt = roof_now() - t0;
+        if (s != ATTN_OK) {
+            free(t);
+            return s;
+        }
+        t[n++] = dt;
+        total += dt;
+        if (total >= o->min_time)
+            break;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    res->reps = n;
+    res->median_ms = med * 1e3;
+    res->min_ms = t[0] * 1e3;
+    res->flops = r->flops(c);
+    res->bytes = r->bytes(c);
+    res->gflops = res->flops / med * 1e-9;
+    res->gbs = res->bytes / med * 1e-9;
+    free(t);
+    return ATTN_OK;
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(f, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+    }
+    fputc('"', f);
+}
+
+static void json_number(FILE *f, double x)
+{
+    if (isfinite(x) && x >= 0)
+        fprintf(f, "%.6g", x);
+    else
+        fputs("null", f);
+}
+
+typedef struct roof_values {
+    double fma_all, fma_one, copy;   /* < 0 = unknown */
+} roof_values;
+
+static const char *device_type_name(attn_device_type t)
+{
+    switch (t) {
+    case ATTN_DEVICE_CPU:    return "cpu";
+    case ATTN_DEVICE_OPENCL: return "opencl";
+    case ATTN_DEVICE_VULKAN: return "vulkan";
+    default:                 return "?";
+    }
+}
+
+static const char *env_isa_name(const bench_env *env)
+{
+    return env->info.type == ATTN_DEVICE_CPU ? attn_isa_name(env->info.isa) : "-";
+}
+
+static void json_case(FILE *f, const bench_env *env, const bench_case *c, const op_runner *r,
+                      const bench_result *res, const roof_values *rv, const char *status)
+{
+    fputs("{\"op\":", f);
+    json_string(f, r->name);
+    fputs(",\"set\":", f);
+    json_string(f, c->set);
+    fprintf(f, ",\"device\":%d,\"device_type\":", env->device);
+    json_string(f, device_type_name(env->info.type));
+    fputs(",\"device_name\":", f);
+    json_string(f, env->info.name);
+    fputs(",\"isa\":", f);
+    json_string(f, env_isa_name(env));
+    fprintf(f, ",\"threads\":%d,\"b\":%" PRId64 ",\"hq\":%" PRId64 ",\"hkv\":%" PRId64
+            ",\"sq\":%" PRId64 ",\"sk\":%" PRId64 ",\"d\":%" PRId64 ",\"dv\":%" PRId64,
+            env->threads, c->b, c->hq, c->hkv, c->sq, c->sk, c->d, c->dv);
+    fputs(",\"dtype\":", f);
+    json_string(f, dtype_name(c->dtype));
+    fprintf(f, ",\"causal\":%s,\"window\":[%" PRId64 ",%" PRId64 "],\"sink_tokens\":%" PRId64,
+            c->causal ? "true" : "false", c->window_left, c->window_right, c->sink_tokens);
+    fputs(",\"status\":", f);
+    json_string(f, status);
+    if (res) {
+        fprintf(f, ",\"reps\":%d,\"median_ms\":", res->reps);
+        json_number(f, res->median_ms);
+        fputs(",\"min_ms\":", f);
+        json_number(f, res->min_ms);
+        fputs(",\"flops\":", f);
+        json_number(f, res->flops);
+        fputs(",\"gflops\":", f);
+        json_number(f, res->gflops);
+        fputs(",\"roof_gflops\":", f);
+        json_number(f, rv->fma_all);
+        fputs(",\"roof_gflops_1thread\":", f);
+        json_number(f, rv->fma_one);
+        fputs(",\"roof_fraction\":", f);
+        json_number(f, rv->fma_all > 0 ? res->gflops / rv->fma_all : -1);
+        fputs(",\"bytes\":", f);
+        json_number(f, res->bytes);
+        fputs(",\"gbs\":", f);
+        json_number(f, res->gbs);
+        fputs(",\"bw_roof_gbs\":", f);
+        json_number(f, rv->copy);
+        fputs(",\"bw_fraction\":", f);
+        json_number(f, rv->copy > 0 ? res->gbs / rv->copy : -1);
+    }
+    fputs(",\"flop_rule\":", f);
+    json_string(f, r->flop_rule);
+    fputs("}\n", f);
+    fflush(f);
+}
+
+static void format_mask(const bench_case *c, char *buf, size_t n)
+{
+    int k = snprintf(buf, n, "%s", c->causal ? "causal" : "full");
+    if ((c->window_left >= 0 || c->window_right >= 0) && k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, " w%" PRId64 ",%" PRId64, c->window_left, c->window_right);
+    if (c->sink_tokens > 0 && k >= 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " sink%" PRId64, c->sink_tokens);
+}
+
+static void print_header(void)
+{
+    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s\n", "set", "op", "dtyp",
+           "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA", "GB/s");
+}
+
+static void print_row(const bench_case *c, const op_runner *r, const bench_result *res,
+                      const roof_values *rv, const char *status)
+{
+    char heads[32], dims[32], mask[48];
+    snprintf(heads, sizeof heads, "%" PRId64 "/%" PRId64, c->hq, c->hkv);
+    snprintf(dims, sizeof dims, "%" PRId64 "/%" PRId64, c->d, c->dv);
+    format_mask(c, mask, sizeof mask);
+    tprintf("%-8s %-5s %-4s %4" PRId64 " %-7s %6" PRId64 " %6" PRId64 " %-7s %-14s ", c->set, r->name,
+           dtype_name(c->dtype), c->b, heads, c->sq, c->sk, dims, mask);
+    if (!res) {
+        tprintf("%s\n", status);
+    } else {
+        char frac[16];
+        if (rv->fma_all > 0)
+            snprintf(frac, sizeof frac, "%6.1f%%", 100.0 * res->gflops / rv->fma_all);
+        else
+            snprintf(frac, sizeof frac, "%7s", "-");
+        tprintf("%10.3f %5d %9.1f %7s %8.1f\n", res->median_ms, res->reps, res->gflops, frac, res->gbs);
+    }
+    fflush(tab);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fputs(
+"usage: attn-bench [options]\n"
+"\n"
+"Measures the machine's roofs (FMA peak of the ISA in use, 1 thread and all\n"
+"threads; memory copy bandwidth), then times a shape set or one shape and\n"
+"reports median time, GFLOP/s and the fraction of the measured FMA peak.\n"
+"\n"
+"Shape sets:\n"
+"  --set NAME[,NAME]   run these sets (default: prefill); --list shows them\n"
+"  --list              print the sets and their shapes, then exit\n"
+"\n"
+"One shape (any of these selects a single sdpa shape instead of a set):\n"
+"  --b N --hq N --hkv N --sq N --sk N --d N --dv N\n"
+"                      defaults: b 1, hq 16, hkv = hq, sq 4096, sk = sq,\n"
+"                      d 128, dv = d\n"
+"  --causal            causal mask (bottom-right aligned when sq != sk)\n"
+"  --window L,R        sliding window, -1 = unlimited on that side\n"
+"  --sink-tokens N     first N keys always visible\n"
+"  --dtype f32|bf16|f16\n"
+"\n"
+"Execution:\n"
+"  --threads N         attn_options.num_threads (default 0 = all cores)\n"
+"  --isa NAME          cap the CPU kernel set: scalar|avx2|avx512|neon\n"
+"                      (attn_options.max_isa; default: ATTN_ISA or the best)\n"
+"  --device N          device index (default: ATTN_DEVICE or 0 = CPU)\n"
+"  --reps R            at most R timed repeats per shape (default 50); timing\n"
+"                      stops once repeats add up to --min-time seconds\n"
+"  --min-time SEC      (default 0.5)\n"
+"  --warmup N          untimed calls before timing (default 1)\n"
+"\n"
+"Output:\n"
+"  --json FILE|-       also write one JSON object per shape (JSON lines)\n"
+"  --roofs             measure and print the roofs, then exit\n"
+"  --no-roof           skip the roof measurements (no %FMA)\n"
+"  --roof-time SEC     seconds per FMA trial (default 0.2)\n"
+"  --copy-mib N        size of each copy buffer in MiB (default 512; >= 4x LLC)\n"
+"  --help              this text\n"
+"\n"
+"GFLOP/s counts 2*(D+Dv) flops per visible (query, key) pair per head, the\n"
+"pairs counted exactly from causal / window / sink (so causal with Sq == Sk is\n"
+"about half of dense 4*B*Hq*Sq*Sk*D). bf16/f16 inputs are compared against the\n"
+"f32 FMA peak: the kernels accumulate in f32. GB/s is the minimum traffic\n"
+"(q, k, v read once, out written once) over the median time.\n"
+"Exit status: 0, or 1 on a library error, 2 on a usage error.\n", f);
+}
+
+static void die_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("attn-bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(attn-bench --help for the options)\n", stderr);
+    exit(EXIT_USAGE);
+}
+
+static int64_t parse_i64(const char *opt, const char *s, int64_t lo, int64_t hi)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        die_usage("%s: '%s' is not an integer", opt, s);
+    if (v < lo || v > hi)
+        die_usage("%s: %lld is out of range [%" PRId64 ", %" PRId64 "]", opt, v, lo, hi);
+    return (int64_t)v;
+}
+
+static double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi))
+        die_usage("%s: '%s' is not a number in [%g, %g]", opt, s, lo, hi);
+    return v;
+}
+
+static int parse_isa(const char *s)
+{
+    static const attn_isa all[] = { ATTN_ISA_SCALAR, ATTN_ISA_AVX2, ATTN_ISA_AVX512, ATTN_ISA_NEON };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(s, attn_isa_name(all[i])) == 0)
+            return (int)all[i];
+    die_usage("--isa: '%s' is not one of scalar, avx2, avx512, neon", s);
+    return -1;
+}
+
+static attn_dtype parse_dtype(const char *s)
+{
+    if (!strcmp(s, "f32") || !strcmp(s, "float32") || !strcmp(s, "fp32"))
+        return ATTN_F32;
+    if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16"))
+        return ATTN_BF16;
+    if (!strcmp(s, "f16") || !strcmp(s, "fp16") || !strcmp(s, "float16") || !strcmp(s, "half"))
+        return ATTN_F16;
+    die_usage("--dtype: '%s' is not one of f32, bf16, f16", s);
+    return ATTN_F32;
+}
+
+static void parse_args(int argc, char **argv, bench_opts *o)
+{
+    const int64_t BIG = INT64_C(1) << 40;
+    int64_t b = -1, hq = -1, hkv = -1, sq = -1, sk = -1, d = -1, dv = -1, wl = -1, wr = -1, sinks = 0;
+    int causal = 0, have_dtype = 0, have_window = 0;
+    attn_dtype dt = ATTN_F32;
+    memset(o, 0, sizeof *o);
+    o->threads = 0;
+    o->isa = -1;
+    o->device = -1;
+    o->reps = 50;
+    o->warmup = 1;
+    o->min_time = 0.5;
+    o->roof_seconds = 0.2;
+    o->copy_mib = 512;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        char name[64];
+        /* --opt=value or --opt value */
+        const char *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) == 0 && eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = 0;
+            val = eq + 1;
+            a = name;
+        }
+#define FLAG(s) (strcmp(a, s) == 0 && !val)
+#define OPT(s) (strcmp(a, s) == 0 && (val || (i + 1 < argc ? (val = argv[++i], 1) \
+                                                  : (die_usage("%s needs a value", s), 0))))
+        if (FLAG("--help") || FLAG("-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (FLAG("--list")) {
+            o->list = 1;
+        } else if (FLAG("--causal")) {
+            causal = 1;
+        } else if (FLAG("--no-roof")) {
+            o->no_roof = 1;
+        } else if (FLAG("--roofs")) {
+            o->roofs_only = 1;
+        } else if (OPT("--set")) {
+            o->sets = val;
+        } else if (OPT("--b")) {
+            b = parse_i64(a, val, 1, BIG);
+        } else if (OPT("--hq")) {
+            hq = parse_i64(a, val, 1, BIG);
+        } else if (OPT("--hkv")) {
+            hkv = parse_i64(a, val, 1, BIG);
+        } else if (OPT("--sq")) {
+            sq = parse_i64(a, val, 1, BIG);
+        } else if (OPT("--sk")) {
+            sk = parse_i64(a, val, 1, BIG);
+        } else if (OPT("--d")) {
+            d = parse_i64(a, val, 1, 1 << 16);
+        } else if (OPT("--dv")) {
+            dv = parse_i64(a, val, 1, 1 << 16);
+        } else if (OPT("--sink-tokens")) {
+            sinks = parse_i64(a, val, 0, BIG);
+            have_window = 1;
+        } else if (OPT("--window")) {
+            const char *comma = strchr(val, ',');
+            if (!comma)
+                die_usage("--window: expected L,R (e.g. 1023,0; -1 = unlimited), got '%s'", val);
+            char left[64];
+            size_t n = (size_t)(comma - val);
+            if (n >= sizeof left)
+                die_usage("--window: '%s' is too long", val);
+            memcpy(left, val, n);
+            left[n] = 0;
+            wl = parse_i64("--window (left)", left, -1, BIG);
+            wr = parse_i64("--window (right)", comma + 1, -1, BIG);
+            have_window = 1;
+        } else if (OPT("--dtype")) {
+            dt = parse_dtype(val);
+            have_dtype = 1;
+        } else if (OPT("--threads")) {
+            o->threads = (int)parse_i64(a, val, 0, 4096);
+        } else if (OPT("--isa")) {
+            o->isa = parse_isa(val);
+        } else if (OPT("--device")) {
+            o->device = (int)parse_i64(a, val, 0, 1024);
+        } else if (OPT("--reps")) {
+            o->reps = (int)parse_i64(a, val, 1, 1000000);
+        } else if (OPT("--warmup")) {
+            o->warmup = (int)parse_i64(a, val, 0, 1000);
+        } else if (OPT("--min-time")) {
+            o->min_time = parse_double(a, val, 0.0, 3600.0);
+        } else if (OPT("--json")) {
+            o->json = val;
+        } else if (OPT("--roof-time")) {
+            o->roof_seconds = parse_double(a, val, 0.01, 60.0);
+        } else if (OPT("--copy-mib")) {
+            o->copy_mib = (size_t)parse_i64(a, val, 64, 1 << 20);
+        } else {
+            die_usage("unknown option '%s'", argv[i]);
+        }
+#undef FLAG
+#undef OPT
+    }
+
+    int shape_given = b >= 0 || hq >= 0 || hkv >= 0 || sq >= 0 || sk >= 0 || d >= 0 || dv >= 0 ||
+                      causal || have_window || have_dtype;
+    if (shape_given) {
+        if (o->sets)
+            die_usage("--set and a single shape (--b/--hq/--sq/... ) are exclusive");
+        if (hq < 0)
+            hq = 16;
+        if (hkv < 0)
+            hkv = hq;
+        if (hq % hkv)
+            die_usage("--hq %" PRId64 " is not a multiple of --hkv %" PRId64, hq, hkv);
+        if (sq < 0)
+            sq = 4096;
+        if (sk < 0)
+            sk = sq;
+        if (d < 0)
+            d = 128;
+        if (dv < 0)
+            dv = d;
+        if (b < 0)
+            b = 1;
+        double elems = (double)b * (double)((sq > sk ? sq : sk)) * (double)hq * (double)(d > dv ? d : dv);
+        if (elems * 4.0 > 64.0 * 1024 * 1024 * 1024)
+            die_usage("the shape needs more than 64 GiB per tensor");
+        bench_case c = { OP_SDPA, "cli", b, hq, hkv, sq, sk, d, dv, causal, wl, wr, sinks, dt };
+        o->shape = c;
+        o->have_shape = 1;
+    } else if (!o->sets) {
+        o->sets = "prefill";
+    }
+}
+
+static void build_cases(const char *sets, case_list *l)
+{
+    char *copy = strdup(sets);
+    if (!copy) {
+        fprintf(stderr, "attn-bench: out of memory\n");
+        exit(EXIT_LIBRARY);
+    }
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const shape_set *s = set_for(tok);
+        if (!s) {
+            fprintf(stderr, "attn-bench: --set: no set named '%s'; the sets are:", tok);
+            for (size_t i = 0; i < sizeof set_table / sizeof set_table[0]; i++)
+                fprintf(stderr, " %s", set_table[i].name);
+            fputs("\n", stderr);
+            free(copy);
+            exit(EXIT_USAGE);
+        }
+        s->build(l);
+    }
+    free(copy);
+}
+
+static void list_sets(void)
+{
+    for (size_t i = 0; i < sizeof set_table / sizeof set_table[0]; i++) {
+        case_list l = { 0 };
+        set_table[i].build(&l);
+        double gf = 0.0;
+        for (int j = 0; j < l.n; j++)
+            gf += runner_for(l.v[j].op)->flops(&l.v[j]) * 1e-9;
+        tprintf("%-8s %4d shapes, %.0f GFLOP per pass: %s\n", set_table[i].name, l.n, gf,
+               set_table[i].desc);
+        for (int j = 0; j < l.n; j++) {
+            const bench_case *c = &l.v[j];
+            char mask[48];
+            format_mask(c, mask, sizeof mask);
+            tprintf("    %-5s %-4s b=%" PRId64 " hq=%" PRId64 " hkv=%" PRId64 " sq=%" PRId64
+                   " sk=%" PRId64 " d=%" PRId64 " dv=%" PRId64 " %s\n",
+                   runner_for(c->op)->name, dtype_name(c->dtype), c->b, c->hq, c->hkv, c->sq,
+                   c->sk, c->d, c->dv, mask);
+        }
+        free(l.v);
+    }
+}
+
+/* Whether the CPU (by the feature bits the library reports) can run the FMA
+ * loop of an ISA: used by --roofs to show every roof the machine has, also
+ * those above the kernel set this build or context uses. */
+static int cpu_can_run(uint64_t f, attn_isa isa)
+{
+    switch (isa) {
+    case ATTN_ISA_SCALAR: return 1;
+    case ATTN_ISA_AVX2:   return (f & ATTN_CPU_AVX2) && (f & ATTN_CPU_FMA);
+    case ATTN_ISA_AVX512: return (f & ATTN_CPU_AVX512F) && (f & ATTN_CPU_FMA);
+    case ATTN_ISA_NEON:   return (f & ATTN_CPU_ASIMD) != 0;
+    default:              return 0;
+    }
+}
+
+static int report_lib_error(const char *what, attn_status s)
+{
+    const char *detail = attn_last_error();
+    fprintf(stderr, "attn-bench: %s: %s%s%s\n", what, attn_status_string(s),
+            detail && *detail ? ": " : "", detail ? detail : "");
+    return EXIT_LIBRARY;
+}
+
+/* ------------------------------------------------------------------------ */
+/* main                                                                     */
+/* ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+    bench_opts o;
+    parse_args(argc, argv, &o);
+    if (o.list) {
+        list_sets();
+        return 0;
+    }
+
+    case_list cases = { 0 };
+    if (o.have_shape)
+        list_push(&cases, &o.shape);
+    else if (!o.roofs_only)
+        build_cases(o.sets, &cases);
+
+    FILE *json = NULL;
+    if (o.json) {
+        json = strcmp(o.json, "-") == 0 ? stdout : fopen(o.json, "w");
+        if (!json) {
+            fprintf(stderr, "attn-bench: --json: cannot open '%s': %s\n", o.json, strerror(errno));
+            return EXIT_USAGE;
+        }
+    }
+    /* With --json -, the table goes to stderr so stdout stays JSON lines. */
+    if (json == stdout)
+        tab = stderr;
+    bench_env env;
+    memset(&env, 0, sizeof env);
+    attn_options opts = ATTN_OPTIONS_INIT;
+    opts.num_threads = o.threads;
+    opts.max_isa = o.isa;
+    opts.device = o.device;
+    attn_status s = attn_context_create(&opts, &env.ctx);
+    if (s != ATTN_OK)
+        return report_lib_error("attn_context_create", s);
+    env.device = attn_context_device(env.ctx);
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    if ((s = attn_device_get_info(env.ctx, env.device, &info)) != ATTN_OK) {
+        attn_context_destroy(env.ctx);
+        return report_lib_error("attn_device_get_info", s);
+    }
+    env.info = info;
+    /* The CPU thread count the context uses (device 0's compute units). */
+    attn_device_info cpu = ATTN_DEVICE_INFO_INIT;
+    if (attn_device_get_info(env.ctx, 0, &cpu) == ATTN_OK)
+        env.threads = cpu.compute_units > 0 ? cpu.compute_units : 1;
+    else
+        env.threads = 1;
+    if (o.isa >= 0 && info.type == ATTN_DEVICE_CPU && (int)info.isa != o.isa)
+        fprintf(stderr, "attn-bench: note: --isa %s asked, but the context runs the %s kernels "
+                "(best on this machine: %s)\n", attn_isa_name((attn_isa)o.isa),
+                attn_isa_name(info.isa), attn_isa_name(info.best_isa));
+
+    char feats[512];
+    attn_cpu_features_string(cpu.cpu_features, feats, sizeof feats);
+    tprintf("libattn %s  device %d (%s): %s%s\n", attn_version(), env.device,
+           device_type_name(info.type), info.name, info.is_software ? " [software]" : "");
+    if (info.type == ATTN_DEVICE_CPU)
+        tprintf("isa %s (best %s), %d thread%s; cpu features: %s\n", attn_isa_name(info.isa),
+               attn_isa_name(info.best_isa), env.threads, env.threads == 1 ? "" : "s", feats);
+
+    /* Roofs, once per run. */
+    roof_values rv = { -1, -1, -1 };
+    roof_cache rc;
+    roof_cache_init(&rc, o.roof_seconds, o.copy_mib << 20, 0);
+    if (!o.no_roof) {
+        if (info.type == ATTN_DEVICE_CPU) {
+            rv.fma_one = roof_cache_fma(&rc, info.isa, 1);
+            rv.fma_all = env.threads == 1 ? rv.fma_one : roof_cache_fma(&rc, info.isa, env.threads);
+            rv.copy = roof_cache_copy(&rc, env.threads);
+            const roof_fma_kernel *k = roof_fma_kernel_for(info.isa);
+            if (rv.fma_one > 0)
+                tprintf("roof: fma %s: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads (f32; %s)\n",
+                       attn_isa_name(info.isa), rv.fma_one, rv.fma_all, env.threads, k->what);
+            else
+                tprintf("roof: fma %s: no loop for this ISA in this build\n", attn_isa_name(info.isa));
+            if (o.roofs_only) {
+                /* Also the other ISAs this build and machine can run, for reference. */
+                static const attn_isa all[] = { ATTN_ISA_SCALAR, ATTN_ISA_AVX2, ATTN_ISA_AVX512, ATTN_ISA_NEON };
+                for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+                    if (all[i] == info.isa || !roof_fma_kernel_for(all[i]))
+                        continue;
+                    if (!cpu_can_run(cpu.cpu_features, all[i]))
+                        continue;
+                    double g1 = roof_cache_fma(&rc, all[i], 1);
+                    double gn = env.threads == 1 ? g1 : roof_cache_fma(&rc, all[i], env.threads);
+                    tprintf("roof: fma %s: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads (f32; %s)%s\n",
+                            attn_isa_name(all[i]), g1, gn, env.threads,
+                            roof_fma_kernel_for(all[i])->what,
+                            all[i] > info.isa && all[i] != ATTN_ISA_NEON ? " [above the context's kernel set]" : "");
+                }
+            }
+            if (rv.copy > 0)
+                tprintf("roof: copy %.1f GB/s, %d threads (memcpy %zu MiB -> %zu MiB, read + write counted)\n",
+                       rv.copy, env.threads, rc.copy_bytes >> 20, rc.copy_bytes >> 20);
+        } else {
+            tprintf("roof: not measured for device type %s (the FMA and copy roofs are CPU loops)\n",
+                   device_type_name(info.type));
+        }
+    }
+    if (o.roofs_only) {
+        attn_context_destroy(env.ctx);
+        if (json && json != stdout)
+            fclose(json);
+        return 0;
+    }
+
+    tprintf("timing: %d warm-up, then repeats until %.2f s or %d reps; median reported\n",
+           o.warmup, o.min_time, o.reps);
+    tprintf("%s\n\n", op_table[0].flop_rule);
+    print_header();
+
+    int rc_exit = 0;
+    for (int i = 0; i < cases.n; i++) {
+        const bench_case *c = &cases.v[i];
+        const op_runner *r = runner_for(c->op);
+        void *st = NULL;
+        bench_result res;
+        memset(&res, 0, sizeof res);
+        s = r->setup(&env, c, &st);
+        if (s == ATTN_OK) {
+            s = time_case(&env, &o, r, c, st, &res);
+            r->teardown(st);
+        }
+        if (s == ATTN_OK) {
+            print_row(c, r, &res, &rv, "ok");
+            if (json)
+                json_case(json, &env, c, r, &res, &rv, "ok");
+        } else if (s == ATTN_ERR_UNSUPPORTED || s == ATTN_ERR_OUT_OF_MEMORY) {
+            char msg[512];
+            const char *e = attn_last_error();
+            snprintf(msg, sizeof msg, "skipped: %s%s%s", attn_status_string(s), e && *e ? ": " : "",
+                     e ? e : "");
+            print_row(c, r, NULL, &rv, msg);
+            if (json)
+                json_case(json, &env, c, r, NULL, &rv, msg);
+        } else {
+            char what[64];
+            snprintf(what, sizeof what, "%s (shape %d of %d)", r->name, i + 1, cases.n);
+            rc_exit = report_lib_error(what, s);
+            print_row(c, r, NULL, &rv, "library error (see stderr)");
+            if (json)
+                json_case(json, &env, c, r, NULL, &rv, attn_status_string(s));
+        }
+    }
+
+    free(cases.v);
+    attn_context_destroy(env.ctx);
+    if (json && json != stdout)
+        fclose(json);
+    return rc_exit;
+}
