@@ -6,11 +6,14 @@
 
 const attn_cpu_kernels *attn_cpu_kernels_for_features(attn_isa isa, uint64_t features)
 {
+    (void)features;   /* unused when no x86 kernel set is built */
     const attn_cpu_kernels *k = NULL;
-    (void)features;
     switch (isa) {
 #ifdef HAVE_AVX512_KERNELS
-    case ATTN_ISA_AVX512: k = attn_cpu_kernels_avx512(); break;
+    case ATTN_ISA_AVX512:
+        k = (features & ATTN_CPU_AVX512_BF16) ? attn_cpu_kernels_avx512_bf16()
+                                              : attn_cpu_kernels_avx512();
+        break;
 #endif
 #ifdef HAVE_AVX2_KERNELS
     case ATTN_ISA_AVX2:   k = attn_cpu_kernels_avx2(); break;
