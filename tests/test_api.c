@@ -635,6 +635,7 @@ static void test_tensor_4d(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* keep output if a sanitizer aborts */
     test_version();
     test_status_strings();
     test_dtype_and_isa();

@@ -25,6 +25,10 @@
 #include <string.h>
 #include "attn.h"
 
+/* Undefined behaviour in the library is a failure: make UBSan stop at it. */
+const char *__ubsan_default_options(void);
+const char *__ubsan_default_options(void) { return "halt_on_error=1:print_stacktrace=1"; }
+
 static int g_fail, g_pass, g_verbose;
 static attn_context *g_ctx;
 
@@ -406,19 +410,6 @@ static void sdpa_baselines(void)
           f->lse.shape[0] = 0, f->q.data = f->k.data = f->v.data = f->out.data = NULL,
           f->lse.data = NULL);
     VALID("Sk = 0 (rows with no key)", FX_LSE, f->k.shape[1] = 0, f->v.shape[1] = 0);
-    /* extreme but valid scalars: nothing may overflow inside the library */
-    VALID("window_left = window_right = sink_tokens = INT64_MAX", FX_LSE,
-          f->pw.p.window_left = INT64_MAX, f->pw.p.window_right = INT64_MAX,
-          f->pw.p.sink_tokens = INT64_MAX);
-    VALID("window_left = INT64_MAX, causal", FX_LSE, f->pw.p.window_left = INT64_MAX,
-          f->pw.p.causal = 1);
-    VALID("window_right = INT64_MAX, window_left = 0", FX_LSE, f->pw.p.window_right = INT64_MAX,
-          f->pw.p.window_left = 0);
-    VALID("block_q = block_k = INT64_MAX (one block each way)", FX_BM,
-          f->pw.p.block_q = INT64_MAX, f->pw.p.block_k = INT64_MAX,
-          f->bm.shape[2] = 1, f->bm.shape[3] = 1);
-    VALID("scale = FLT_MAX, softcap = FLT_MIN", FX_LSE, f->pw.p.scale = 3.4028235e38f,
-          f->pw.p.softcap = 1.17549435e-38f);
     VALID("out in a buffer at an offset", 0, {
         attn_buffer *b = fx_buffer(f, 4096 * 4);
         f->out.data = NULL; f->out.buffer = b; f->out.offset = 64;
@@ -701,6 +692,24 @@ static void sdpa_varlen(void)
     VALID("varlen: an empty sequence", FX_VARLEN | FX_LSE, f->cu_q[2] = 2);
 }
 
+/* Extreme but valid values: nothing may overflow inside the library. Run
+ * last: with UBSan halting on the first error these abort the program. */
+static void sdpa_extremes(void)
+{
+    VALID("window_left = window_right = sink_tokens = INT64_MAX", FX_LSE,
+          f->pw.p.window_left = INT64_MAX, f->pw.p.window_right = INT64_MAX,
+          f->pw.p.sink_tokens = INT64_MAX);
+    VALID("window_left = INT64_MAX, causal", FX_LSE, f->pw.p.window_left = INT64_MAX,
+          f->pw.p.causal = 1);
+    VALID("window_right = INT64_MAX, window_left = 0", FX_LSE, f->pw.p.window_right = INT64_MAX,
+          f->pw.p.window_left = 0);
+    VALID("block_q = block_k = INT64_MAX (one block each way)", FX_BM,
+          f->pw.p.block_q = INT64_MAX, f->pw.p.block_k = INT64_MAX,
+          f->bm.shape[2] = 1, f->bm.shape[3] = 1);
+    VALID("scale = FLT_MAX, softcap = FLT_MIN", FX_LSE, f->pw.p.scale = 3.4028235e38f,
+          f->pw.p.softcap = 1.17549435e-38f);
+}
+
 /* ---- attn_merge ------------------------------------------------------------ */
 
 typedef struct mfix {
@@ -843,6 +852,7 @@ static void merge_rules(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* keep output if a sanitizer aborts */
     const char *vb = getenv("ATTN_TEST_VERBOSE");
     g_verbose = vb && *vb && strcmp(vb, "0") != 0;
     attn_status s = attn_context_create(NULL, &g_ctx);
@@ -860,6 +870,7 @@ int main(void)
     sdpa_optional_tensors();
     sdpa_varlen();
     merge_rules();
+    sdpa_extremes();
     attn_context_destroy(g_ctx);
     printf("test_validation: %d passed, %d failed\n", g_pass, g_fail);
     return g_fail ? 1 : 0;
