@@ -44,10 +44,13 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 if [ "$DO_DEPS" = 1 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         missing=()
-        # OpenCL headers let the OpenCL backend build; the runtime is optional
-        # (dlopen at run time), so a machine without a GPU stack still works.
-        for p in autoconf automake libtool pkg-config make gcc libc6-dev binutils \
-                 libsleef-dev opencl-headers; do
+        pkgs=(autoconf automake libtool pkg-config make gcc libc6-dev binutils libsleef-dev)
+        # GPU backends: headers to build them, the ICD loader, and PoCL /
+        # lavapipe so that there is an OpenCL / Vulkan device even without a
+        # GPU. The runtimes are dlopen()ed: without them the CPU still works.
+        [ -d opencl ] && pkgs+=(opencl-headers ocl-icd-libopencl1 pocl-opencl-icd)
+        [ -d vulkan ] && pkgs+=(libvulkan-dev libvulkan1 glslc mesa-vulkan-drivers)
+        for p in "${pkgs[@]}"; do
             have_pkg "$p" || missing+=("$p")
         done
         if [ ${#missing[@]} -gt 0 ]; then

@@ -95,6 +95,16 @@ install_deps() {
     fi
     log "deps: installing missing packages"
     apt_install autoconf automake libtool pkg-config make gcc libc6-dev binutils libsleef-dev
+    # GPU backends: headers to build them; PoCL (OpenCL on the CPU) and Mesa's
+    # lavapipe (Vulkan on the CPU) so that their tests run without a GPU.
+    if [ -d "$ROOT/opencl" ]; then
+        apt_install opencl-headers ocl-icd-libopencl1 pocl-opencl-icd ||
+            warn "OpenCL headers / PoCL not installable: OpenCL tests will skip"
+    fi
+    if [ -d "$ROOT/vulkan" ]; then
+        apt_install libvulkan-dev libvulkan1 glslc mesa-vulkan-drivers ||
+            warn "Vulkan headers / glslc / lavapipe not installable: Vulkan tests will skip"
+    fi
     if [ "$DO_FUZZ" = 1 ]; then
         # libFuzzer for clang 14 lives in libclang-rt-14-dev.
         apt_install clang libclang-rt-14-dev || warn "clang / libFuzzer not installable: fuzz stage will be skipped"
