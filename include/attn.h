@@ -302,6 +302,125 @@ ATTN_API attn_status attn_sdpa(attn_context *ctx, const attn_sdpa_params *p,
 ATTN_API attn_status attn_merge(attn_context *ctx, const attn_tensor *outs, const attn_tensor *lses,
                                 int n, const attn_tensor *out, const attn_tensor *lse);
 
+/* ------------------------------------------------------------------------ */
+/* Linear attention (state-space form)                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Every kind keeps a state S in R^{Dk x Dv} per (sequence, head), in f32
+ * whatever the input dtype, and walks the tokens t = 0, 1, ... in order
+ * (always causal). With q_t, k_t in R^Dk, v_t in R^Dv of one head:
+ *
+ *   PLAIN        S_t = S_{t-1} + phi(k_t) v_t^T
+ *   DECAY        S_t = gamma_t S_{t-1} + k_t v_t^T          gamma_t = exp(g_t) (scalar gate
+ *                                                           g [B,S,H]) or params->decay[h]
+ *   GLA          S_t = diag(alpha_t) S_{t-1} + k_t v_t^T    alpha_t = exp(g_t), g [B,S,H,Dk]
+ *   DELTA        S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T
+ *   GATED_DELTA  S'  = alpha_t S_{t-1},  alpha_t = exp(g_t), g [B,S,H] (Gated DeltaNet)
+ *                S_t = S' + beta_t k_t (v_t - S'^T k_t)^T
+ *   KDA          S'  = diag(alpha_t) S_{t-1}, alpha_t = exp(g_t), g [B,S,H,Dk]
+ *                S_t = S' + beta_t k_t (v_t - S'^T k_t)^T  (Kimi Delta Attention)
+ *
+ *   o_t = scale * q_t^T S_t            (after the update at step t)
+ *
+ * Gates are given in log space: g <= 0 (a decay in (0, 1]); g = -inf is an
+ * exact reset. Positive g (growth) is computed as given and may overflow.
+ *
+ * Input preprocessing, applied to q and k of every token before anything else:
+ * l2norm_qk (x / sqrt(sum x^2 + 1e-6), any kind), then the feature map phi
+ * (identity, elu+1 or relu; PLAIN, DECAY and GLA only; it is the identity for
+ * the delta kinds). q is multiplied by scale after phi.
+ *
+ * normalize (PLAIN only; classic linear attention):
+ *   z_t = z_{t-1} + phi(k_t),  o_t = q'^T S_t / (q'^T z_t + norm_eps),
+ *   q' = scale * phi(q_t).
+ * The normaliser sum z [N,H,Dk] f32 is state too: pass it in params->z_in and
+ * get it back in params->z_out (either may be NULL: NULL z_in starts at 0),
+ * exactly like S, so normalisation carries across calls. Use a positive
+ * feature map (elu+1, relu) with normalize; with the identity the denominator
+ * can cross zero.
+ *
+ * Algorithms: the chunkwise-parallel form (intra-chunk masked matrix
+ * products, the state passed between chunks; the delta kinds through the
+ * WY/UT representation solved by forward substitution; gates as decay ratios
+ * exp(G_i - G_j), i >= j, of within-chunk cumulative log-gates, so nothing
+ * overflows however long the sequence or strong the gate) and the recurrent
+ * form (one token at a time; for decode). Both give the same answer to f32
+ * rounding. ATTN_LINEAR_ALGO_AUTO uses the recurrent form for sequences of at
+ * most 16 tokens and the chunkwise form otherwise.
+ *
+ * State in / state out: processing tokens [0, T) in one call equals
+ * processing [0, t) and then [t, T) passing state_out (and z_out) of the
+ * first call as state_in (z_in) of the second.
+ */
+typedef enum attn_linear_kind {
+    ATTN_LINEAR_PLAIN = 0,
+    ATTN_LINEAR_DECAY,
+    ATTN_LINEAR_GLA,
+    ATTN_LINEAR_DELTA,
+    ATTN_LINEAR_GATED_DELTA,
+    ATTN_LINEAR_KDA
+} attn_linear_kind;
+
+typedef enum attn_linear_feature {
+    ATTN_LINEAR_FEATURE_IDENTITY = 0, /* phi(x) = x                          */
+    ATTN_LINEAR_FEATURE_ELU1,         /* phi(x) = elu(x) + 1 = x + 1 or e^x   */
+    ATTN_LINEAR_FEATURE_RELU          /* phi(x) = max(x, 0)                   */
+} attn_linear_feature;
+
+typedef enum attn_linear_algo {
+    ATTN_LINEAR_ALGO_AUTO = 0,   /* recurrent for <= 16 tokens, else chunkwise */
+    ATTN_LINEAR_ALGO_RECURRENT,
+    ATTN_LINEAR_ALGO_CHUNKWISE
+} attn_linear_algo;
+
+typedef struct attn_linear_params {
+    size_t              size;        /* sizeof(attn_linear_params) */
+    attn_linear_kind    kind;
+    float               scale;       /* 0 = 1/sqrt(Dk) */
+    attn_linear_algo    algo;
+    int                 chunk_size;  /* chunkwise form: 0 = 64; else 1..256 */
+    attn_linear_feature feature;     /* phi on q and k: PLAIN, DECAY, GLA */
+    int                 normalize;   /* PLAIN: divide by q'^T z_t (see above) */
+    float               norm_eps;    /* added to that denominator; >= 0 */
+    int                 l2norm_qk;   /* L2-normalise q and k per token and head */
+    const float        *decay;       /* DECAY without g: [H] per-head gamma in (0, 1] */
+    const int32_t      *cu_seqlens;  /* varlen: num_seqs+1 offsets into packed [1,total,H,*] */
+    int64_t             num_seqs;
+    const attn_tensor  *z_in;        /* normalize: [N,H,Dk] f32 normaliser state, or NULL */
+    const attn_tensor  *z_out;       /* normalize: [N,H,Dk] f32, or NULL */
+} attn_linear_params;
+
+#define ATTN_LINEAR_PARAMS_INIT { sizeof(attn_linear_params), ATTN_LINEAR_PLAIN, 0.0f, \
+                                  ATTN_LINEAR_ALGO_AUTO, 0, ATTN_LINEAR_FEATURE_IDENTITY, 0, \
+                                  1e-6f, 0, NULL, NULL, 0, NULL, NULL }
+
+/*
+ * Linear attention of any kind above.
+ *   q, k      [B, S, H, Dk]      v [B, S, H, Dv]      out [B, S, H, Dv]
+ *   g         NULL, [B, S, H] (scalar log-gate: DECAY, GATED_DELTA) or
+ *             [B, S, H, Dk] (per-channel log-gate: GLA, KDA)
+ *   beta      [B, S, H] (DELTA, GATED_DELTA, KDA; NULL for the others)
+ *   state_in  [N, H, Dk, Dv] f32 or NULL (= zeros)
+ *   state_out [N, H, Dk, Dv] f32 or NULL; it may be the very same view as
+ *             state_in (an in-place update), but must not otherwise overlap
+ *             any argument.
+ * N is B, or params->num_seqs with varlen (cu_seqlens): then q/k/v/g/beta/out
+ * are packed [1, total, H, *] and every sequence has its own state; tokens
+ * past cu_seqlens[num_seqs] are not touched.
+ * q, k and v share a dtype (F32/F16/BF16); g, beta and out may be any of the
+ * three. Any strides. Accumulation and state are f32.
+ * What each kind requires: g NULL for PLAIN and DELTA; DECAY exactly one of
+ * a [B,S,H] g and params->decay; GLA and KDA a [B,S,H,Dk] g; GATED_DELTA a
+ * [B,S,H] g; beta for the three delta kinds only. Anything else, and any bad
+ * shape, stride, pointer or aliasing, is ATTN_ERR_INVALID_ARGUMENT.
+ */
+ATTN_API attn_status attn_linear(attn_context *ctx, const attn_linear_params *p,
+                                 const attn_tensor *q, const attn_tensor *k, const attn_tensor *v,
+                                 const attn_tensor *g, const attn_tensor *beta,
+                                 const attn_tensor *state_in, const attn_tensor *out,
+                                 const attn_tensor *state_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -36,4 +36,23 @@ typedef struct attn_merge_problem {
     int64_t b, s, h, dv;
 } attn_merge_problem;
 
+typedef struct attn_linear_problem {
+    /* q,k [Bt,S,H,Dk]  v,out [Bt,S,H,Dv]; Bt is 1 for varlen. */
+    attn_view q, k, v, out;
+    attn_view g;                    /* [Bt,S,H] or [Bt,S,H,Dk] (g_per_channel); has_g */
+    attn_view beta;                 /* [Bt,S,H]; has_beta */
+    attn_view state_in, state_out;  /* [N,H,Dk,Dv] f32 */
+    attn_view z_in, z_out;          /* [N,H,Dk] f32 (normalize) */
+    int has_g, g_per_channel, has_beta;
+    int has_state_in, has_state_out, has_z_in, has_z_out;
+    attn_linear_kind kind;
+    attn_linear_feature feature;    /* IDENTITY for the delta kinds */
+    attn_linear_algo algo;
+    int normalize, l2norm_qk, chunk;
+    float scale, norm_eps;
+    const float *decay;             /* [H] gamma for DECAY without g, else NULL */
+    int64_t num_seqs, s, h, dk, dv; /* s: per-sequence length (longest for varlen) */
+    const int32_t *cu;              /* NULL unless varlen */
+} attn_linear_problem;
+
 #endif

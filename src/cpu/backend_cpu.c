@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cpu_backend.h"
+#include "linear.h"
 #include "../cpu_features.h"
 #include "../error.h"
 
@@ -58,6 +59,7 @@ static const attn_backend cpu_backend = {
     .sdpa = attn_cpu_sdpa,
     .merge = attn_cpu_merge,
     .destroy = cpu_destroy,
+    .linear = attn_cpu_linear,
 };
 
 attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_isa)

@@ -1,0 +1,27 @@
+/* AVX2 + FMA linear-attention micro-kernels (simd/linear_tmpl.h). */
+#include <immintrin.h>
+#include "exp_avx2.h"
+
+#define LV 8
+#define LVEC __m256
+#define LLOAD(p) _mm256_loadu_ps(p)
+#define LSTORE(p, x) _mm256_storeu_ps((p), (x))
+#define LSET1(a) _mm256_set1_ps(a)
+#define LZERO() _mm256_setzero_ps()
+#define LFMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define LADD(a, b) _mm256_add_ps((a), (b))
+#define LSUB(a, b) _mm256_sub_ps((a), (b))
+#define LMUL(a, b) _mm256_mul_ps((a), (b))
+#define LEXP(x) attn_exp_avx2(x)
+#define LNAME(x) avx2_lin_##x
+#include "linear_tmpl.h"
+
+static const attn_linear_kernels kernels = {
+    .name = "avx2",
+    .gemm = avx2_lin_gemm,
+    .vexp = avx2_lin_vexp,
+    .row_update = avx2_lin_row_update,
+    .axpy = avx2_lin_axpy,
+};
+
+const attn_linear_kernels *attn_linear_kernels_avx2(void) { return &kernels; }

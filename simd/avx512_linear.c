@@ -1,0 +1,27 @@
+/* AVX-512F linear-attention micro-kernels (simd/linear_tmpl.h). */
+#include <immintrin.h>
+#include "exp_avx512.h"
+
+#define LV 16
+#define LVEC __m512
+#define LLOAD(p) _mm512_loadu_ps(p)
+#define LSTORE(p, x) _mm512_storeu_ps((p), (x))
+#define LSET1(a) _mm512_set1_ps(a)
+#define LZERO() _mm512_setzero_ps()
+#define LFMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define LADD(a, b) _mm512_add_ps((a), (b))
+#define LSUB(a, b) _mm512_sub_ps((a), (b))
+#define LMUL(a, b) _mm512_mul_ps((a), (b))
+#define LEXP(x) attn_exp_avx512(x)
+#define LNAME(x) avx512_lin_##x
+#include "linear_tmpl.h"
+
+static const attn_linear_kernels kernels = {
+    .name = "avx512",
+    .gemm = avx512_lin_gemm,
+    .vexp = avx512_lin_vexp,
+    .row_update = avx512_lin_row_update,
+    .axpy = avx512_lin_axpy,
+};
+
+const attn_linear_kernels *attn_linear_kernels_avx512(void) { return &kernels; }

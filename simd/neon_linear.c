@@ -1,0 +1,27 @@
+/* AArch64 NEON linear-attention micro-kernels (simd/linear_tmpl.h). */
+#include <arm_neon.h>
+#include "exp_neon.h"
+
+#define LV 4
+#define LVEC float32x4_t
+#define LLOAD(p) vld1q_f32(p)
+#define LSTORE(p, x) vst1q_f32((p), (x))
+#define LSET1(a) vdupq_n_f32(a)
+#define LZERO() vdupq_n_f32(0.0f)
+#define LFMA(a, b, c) vfmaq_f32((c), (a), (b))
+#define LADD(a, b) vaddq_f32((a), (b))
+#define LSUB(a, b) vsubq_f32((a), (b))
+#define LMUL(a, b) vmulq_f32((a), (b))
+#define LEXP(x) attn_exp_neon(x)
+#define LNAME(x) neon_lin_##x
+#include "linear_tmpl.h"
+
+static const attn_linear_kernels kernels = {
+    .name = "neon",
+    .gemm = neon_lin_gemm,
+    .vexp = neon_lin_vexp,
+    .row_update = neon_lin_row_update,
+    .axpy = neon_lin_axpy,
+};
+
+const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

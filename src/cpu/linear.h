@@ -1,0 +1,70 @@
+/* CPU linear attention: the micro-kernel table (scalar here, SIMD sets in
+ * simd/<isa>_linear.c), the per-(sequence, head) task that the driver hands
+ * to the recurrent and chunkwise forms, and the backend entry point. */
+#ifndef ATTN_CPU_LINEAR_H
+#define ATTN_CPU_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../backend.h"
+
+typedef struct attn_linear_kernels {
+    const char *name;
+    /* C[i*ldc + j] (=, += or -= by acc = 0, 1, -1)
+     *     sum_{p<k} A[i*rsa + p*csa] * B[p*ldb + j]     for i < m, j < n.
+     * (rsa, csa) = (lda, 1) is A row-major, (1, lda) is A transposed.
+     * k = 0 with acc = 0 zeroes C. B and C rows need not be aligned. */
+    void (*gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc);
+    /* y = exp(y) in place; -inf gives 0. */
+    void (*vexp)(float *y, int64_t n);
+    /* Recurrent row update: s = a*s + b*u; o += c*s (n floats each). */
+    void (*row_update)(float *s, float a, float b, const float *u, float c, float *o, int64_t n);
+    /* y += a * x (n floats). */
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+} attn_linear_kernels;
+
+extern const attn_linear_kernels attn_linear_kernels_scalar;
+const attn_linear_kernels *attn_linear_kernels_avx2(void);
+const attn_linear_kernels *attn_linear_kernels_avx512(void);
+const attn_linear_kernels *attn_linear_kernels_neon(void);
+
+/* Log-gates below this are clamped to it: exp(-80) ~ 1.8e-35 is a reset in
+ * f32, and the clamp keeps -inf out of the cumulative sums (inf - inf). */
+#define ATTN_LINEAR_G_FLOOR (-80.0f)
+
+/* One (sequence, head) of a call. S (dk x lds floats) and z (dk) hold the
+ * state on entry (state_in or zeros) and on exit. */
+typedef struct attn_linear_task {
+    const attn_linear_problem *p;
+    const attn_linear_kernels *ks;
+    int64_t bt, t0, len, h;   /* batch index into the tensors, first token, length, head */
+    float  *S;                /* dk rows of lds floats */
+    int64_t lds;
+    float  *z;                /* normaliser state (normalize), dk floats */
+    float  *ws;               /* scratch: attn_linear_*_ws_floats */
+} attn_linear_task;
+
+/* Token loads shared by both forms (linear_driver.c). */
+void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t i, float *dst,
+                         float scale);
+void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
+/* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
+int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
+float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
+void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
+
+size_t attn_linear_recurrent_ws_floats(const attn_linear_problem *p);
+void   attn_linear_recurrent(const attn_linear_task *t);
+size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p);
+void   attn_linear_chunkwise(const attn_linear_task *t);
+
+attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p);
+
+static inline int64_t attn_linear_round16(int64_t x) { return (x + 15) / 16 * 16; }
+static inline int attn_linear_is_delta(attn_linear_kind k)
+{
+    return k == ATTN_LINEAR_DELTA || k == ATTN_LINEAR_GATED_DELTA || k == ATTN_LINEAR_KDA;
+}
+
+#endif

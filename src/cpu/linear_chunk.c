@@ -1,0 +1,301 @@
+/* The chunkwise-parallel form of attn_linear, for prefill.
+ *
+ * Tokens are taken C at a time (C = params->chunk_size, 64 by default). In a
+ * chunk, with G_i the cumulative log-gate from the chunk start (per channel
+ * for GLA/KDA, scalar for DECAY/GATED_DELTA, 0 otherwise), S0 the state at
+ * the chunk start and Q already scaled:
+ *
+ *   A_ij = sum_c q_ic k_jc exp(G_ic - G_jc)          j <= i   (gated Gram)
+ *   U    = V                                         (PLAIN, DECAY, GLA)
+ *   U    = (I + L)^-1 diag(beta) (V - Khat S0)       (delta kinds: WY / UT form)
+ *          L_ij = beta_i sum_c k_ic k_jc exp(G_ic - G_jc), j < i; Khat_i = k_i exp(G_i)
+ *   O    = Qhat S0 + A U                             Qhat_i = q_i exp(G_i)
+ *   S    = diag(exp(G_last)) S0 + Ktil^T U           Ktil_j = k_j exp(G_last - G_j)
+ *
+ * The triangular solve is a forward substitution. Every exponent above is
+ * a decay ratio exp(G_i - G_j) with i >= j (<= 1 for gates <= 0), so nothing
+ * overflows however long the sequence or strong the gate.
+ *
+ * Per-channel Gram: rows go in blocks of 16. For block I (rows r0..r0+15)
+ * the reference is G_ref = G_{r0-1}; qt_i = q_i exp(G_i - G_ref) <= 1 and,
+ * for the keys of earlier blocks, kt_j = k_j exp(G_ref - G_j) <= 1, so each
+ * entry is the product of two ratios <= 1 (underflow only where the true
+ * entry is negligible). Keys of the diagonal block get exp(G_ref - G_j) >= 1;
+ * that is used only when every channel decays by less than e^-60 across the
+ * block (no overflow, no underflow of qt); otherwise the diagonal block is
+ * computed entry by entry from exp(G_i - G_j). */
+#include <math.h>
+#include <string.h>
+#include "linear.h"
+
+#define SB 16
+#define GUARD 60.0f
+
+typedef struct chunk_ctx {
+    const attn_linear_task *t;
+    const attn_linear_kernels *ks;
+    int64_t dk, dv, lk, lv, lc;
+    int mode;                /* 0 no gate, 1 scalar, 2 per channel */
+    float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *KT, *QT, *E, *den;
+} chunk_ctx;
+
+size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
+{
+    const int64_t C = p->chunk, lk = attn_linear_round16(p->dk);
+    const int64_t lv = attn_linear_round16(p->dv), lc = attn_linear_round16(C);
+    int64_t le = lk > lv ? lk : lv;
+    le = le > lc ? le : lc;
+    return (size_t)(4 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
+                    16 * 8);
+}
+
+static float *carve(float **cur, int64_t n)
+{
+    float *r = *cur;
+    *cur += attn_linear_round16(n);
+    return r;
+}
+
+/* A (n x n, ld lc) = gated Gram of rows X, Y, lower triangle (strict or
+ * inclusive), zeros above. */
+static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A)
+{
+    const attn_linear_kernels *ks = c->ks;
+    const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
+    float *KT = c->KT, *E = c->E;
+    if (c->mode != 2) {
+        for (int j = 0; j < n; j++)
+            for (int64_t cc = 0; cc < dk; cc++)
+                KT[cc * lc + j] = Y[j * lk + cc];
+        for (int r0 = 0; r0 < n; r0 += SB) {
+            const int rn = n - r0 < SB ? n - r0 : SB;
+            ks->gemm(rn, r0 + rn, (int)dk, X + r0 * lk, lk, 1, KT, lc, A + r0 * lc, lc, 0);
+        }
+        if (c->mode == 1)
+            for (int i = 0; i < n; i++) {
+                const int jn = strict ? i : i + 1;
+                for (int j = 0; j < jn; j++)
+                    E[j] = c->G[i] - c->G[j];
+                ks->vexp(E, jn);
+                for (int j = 0; j < jn; j++)
+                    A[i * lc + j] *= E[j];
+            }
+    } else {
+        const float *G = c->G;
+        for (int r0 = 0; r0 < n; r0 += SB) {
+            const int rn = n - r0 < SB ? n - r0 : SB, jn = r0 + rn;
+            const float *gref = r0 ? G + (r0 - 1) * lk : NULL;
+            for (int i = 0; i < rn; i++) {
+                const float *gi = G + (r0 + i) * lk;
+                for (int64_t cc = 0; cc < dk; cc++)
+                    E[cc] = gref ? gi[cc] - gref[cc] : gi[cc];
+                ks->vexp(E, dk);
+                const float *x = X + (r0 + i) * lk;
+                float *qt = c->QT + i * lk;
+                for (int64_t cc = 0; cc < dk; cc++)
+                    qt[cc] = x[cc] * E[cc];
+            }
+            int ok = 1;
+            for (int j = r0; j < jn && ok; j++) {
+                const float *gj = G + j * lk;
+                for (int64_t cc = 0; cc < dk; cc++)
+                    if (!((gref ? gref[cc] : 0.0f) - gj[cc] <= GUARD)) { ok = 0; break; }
+            }
+            const int jk = ok ? jn : r0;
+            for (int j = 0; j < jk; j++) {
+                const float *gj = G + j * lk, *y = Y + j * lk;
+                for (int64_t cc = 0; cc < dk; cc++)
+                    E[cc] = gref ? gref[cc] - gj[cc] : -gj[cc];
+                ks->vexp(E, dk);
+                for (int64_t cc = 0; cc < dk; cc++)
+                    KT[cc * lc + j] = y[cc] * E[cc];
+            }
+            for (int j = jk; j < jn; j++)
+                for (int64_t cc = 0; cc < dk; cc++)
+                    KT[cc * lc + j] = 0.0f;
+            ks->gemm(rn, jn, (int)dk, c->QT, lk, 1, KT, lc, A + r0 * lc, lc, 0);
+            if (!ok)
+                for (int i = r0; i < jn; i++)
+                    for (int j = r0; j < (strict ? i : i + 1); j++) {
+                        const float *gi = G + i * lk, *gj = G + j * lk;
+                        for (int64_t cc = 0; cc < dk; cc++)
+                            E[cc] = gi[cc] - gj[cc];
+                        ks->vexp(E, dk);
+                        const float *x = X + i * lk, *y = Y + j * lk;
+                        float acc = 0.0f;
+                        for (int64_t cc = 0; cc < dk; cc++)
+                            acc += x[cc] * y[cc] * E[cc];
+                        A[i * lc + j] = acc;
+                    }
+        }
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = strict ? i : i + 1; j < n; j++)
+            A[i * lc + j] = 0.0f;
+}
+
+/* dst_r = src_r * exp(G_r - off) for r < n, off = 0 or the last row's G
+ * (reversed: exp(G_last - G_r)). */
+static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, int from_last)
+{
+    const int64_t dk = c->dk, lk = c->lk;
+    float *E = c->E;
+    if (c->mode == 2) {
+        const float *gl = c->G + (n - 1) * lk;
+        for (int r = 0; r < n; r++) {
+            const float *g = c->G + r * lk;
+            for (int64_t cc = 0; cc < dk; cc++)
+                E[cc] = from_last ? gl[cc] - g[cc] : g[cc];
+            c->ks->vexp(E, dk);
+            for (int64_t cc = 0; cc < dk; cc++)
+                dst[r * lk + cc] = src[r * lk + cc] * E[cc];
+        }
+    } else {
+        for (int r = 0; r < n; r++)
+            E[r] = from_last ? c->G[n - 1] - c->G[r] : c->G[r];
+        c->ks->vexp(E, n);
+        for (int r = 0; r < n; r++) {
+            const float e = E[r];
+            for (int64_t cc = 0; cc < dk; cc++)
+                dst[r * lk + cc] = src[r * lk + cc] * e;
+        }
+    }
+}
+
+void attn_linear_chunkwise(const attn_linear_task *t)
+{
+    const attn_linear_problem *p = t->p;
+    chunk_ctx c;
+    c.t = t;
+    c.ks = t->ks;
+    c.dk = p->dk;
+    c.dv = p->dv;
+    c.lk = attn_linear_round16(p->dk);
+    c.lv = attn_linear_round16(p->dv);
+    c.lc = attn_linear_round16(p->chunk);
+    c.mode = (p->has_g || p->decay) ? (p->g_per_channel ? 2 : 1) : 0;
+    const int64_t C = p->chunk, dk = c.dk, dv = c.dv, lk = c.lk, lv = c.lv, lc = c.lc;
+    float *cur = t->ws;
+    c.Q = carve(&cur, C * lk);
+    c.K = carve(&cur, C * lk);
+    c.G = carve(&cur, C * lk);
+    c.X = carve(&cur, C * lk);
+    c.U = carve(&cur, C * lv);
+    c.O = carve(&cur, C * lv);
+    c.A = carve(&cur, C * lc);
+    c.L = carve(&cur, C * lc);
+    c.KT = carve(&cur, dk * lc);
+    c.QT = carve(&cur, SB * lk);
+    c.E = carve(&cur, lk > lv ? (lk > lc ? lk : lc) : (lv > lc ? lv : lc));
+    c.beta = carve(&cur, lc);
+    c.den = carve(&cur, lc);
+    const attn_linear_kernels *ks = c.ks;
+    const int delta = attn_linear_is_delta(p->kind);
+    float *S = t->S;
+    const int64_t lds = t->lds;
+
+    for (int64_t c0 = 0; c0 < t->len; c0 += C) {
+        const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
+        /* Load the chunk; cumulative log-gates. */
+        for (int r = 0; r < n; r++) {
+            attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
+            attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
+            attn_linear_load_v(t, c0 + r, c.U + r * lv);
+            if (delta)
+                c.beta[r] = attn_linear_load_beta(t, c0 + r);
+            if (c.mode == 2) {
+                float *g = c.G + r * lk;
+                attn_linear_load_g(t, c0 + r, g);
+                if (r)
+                    for (int64_t cc = 0; cc < dk; cc++)
+                        g[cc] += g[cc - lk];
+            } else if (c.mode == 1) {
+                float g;
+                attn_linear_load_g(t, c0 + r, &g);
+                c.G[r] = r ? c.G[r - 1] + g : g;
+            }
+        }
+
+        /* Intra-chunk scores, then Qhat (in place: Q is not needed again
+         * unless normalize, which has no gate). */
+        gram(&c, c.Q, c.K, n, 0, c.A);
+        if (c.mode)
+            scale_rows(&c, c.Q, c.Q, n, 0);
+        ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
+
+        if (delta) {
+            gram(&c, c.K, c.K, n, 1, c.L);
+            const float *Kh = c.K;
+            if (c.mode) {
+                scale_rows(&c, c.X, c.K, n, 0);
+                Kh = c.X;
+            }
+            ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1);
+            for (int j = 0; j < n; j++) {
+                const float b = c.beta[j];
+                float *u = c.U + j * lv, *l = c.L + j * lc;
+                for (int64_t x = 0; x < dv; x++)
+                    u[x] *= b;
+                for (int i = 0; i < j; i++)
+                    l[i] *= b;
+            }
+            for (int j = 1; j < n; j++) {
+                float *u = c.U + j * lv;
+                const float *l = c.L + j * lc;
+                for (int i = 0; i < j; i++)
+                    if (l[i] != 0.0f)
+                        ks->axpy(u, -l[i], c.U + i * lv, dv);
+            }
+        }
+
+        /* O += A U, lower triangle only. */
+        for (int r0 = 0; r0 < n; r0 += SB) {
+            const int rn = n - r0 < SB ? n - r0 : SB;
+            ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1);
+        }
+
+        if (p->normalize) {
+            for (int i = 0; i < n; i++) {
+                float d = 0.0f;
+                for (int64_t cc = 0; cc < dk; cc++)
+                    d += c.Q[i * lk + cc] * t->z[cc];
+                for (int j = 0; j <= i; j++)
+                    d += c.A[i * lc + j];
+                c.den[i] = d;
+            }
+            for (int j = 0; j < n; j++)
+                for (int64_t cc = 0; cc < dk; cc++)
+                    t->z[cc] += c.K[j * lk + cc];
+            for (int i = 0; i < n; i++) {
+                const float inv = 1.0f / (c.den[i] + p->norm_eps);
+                for (int64_t x = 0; x < dv; x++)
+                    c.O[i * lv + x] *= inv;
+            }
+        }
+
+        /* State: S = diag(exp(G_last)) S + Ktil^T U. */
+        const float *Kt = c.K;
+        if (c.mode) {
+            float *E = c.E;
+            if (c.mode == 2) {
+                for (int64_t cc = 0; cc < dk; cc++)
+                    E[cc] = c.G[(n - 1) * lk + cc];
+                ks->vexp(E, dk);
+            } else {
+                E[0] = expf(c.G[n - 1]);
+            }
+            for (int64_t cc = 0; cc < dk; cc++) {
+                const float e = c.mode == 2 ? E[cc] : E[0];
+                float *s = S + cc * lds;
+                for (int64_t x = 0; x < dv; x++)
+                    s[x] *= e;
+            }
+            scale_rows(&c, c.X, c.K, n, 1);
+            Kt = c.X;
+        }
+        ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
+
+        for (int r = 0; r < n; r++)
+            attn_linear_store_o(t, c0 + r, c.O + r * lv);
+    }
+}

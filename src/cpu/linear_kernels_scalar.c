@@ -1,0 +1,63 @@
+/* Portable linear-attention micro-kernels: a cache-blocked GEMM over
+ * general A strides and plain loops the compiler may vectorise. Also the
+ * fallback for ISAs not compiled in. */
+#include <math.h>
+#include <string.h>
+#include "linear.h"
+
+static void scalar_gemm(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
+                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+{
+    enum { NB = 256 };
+    float tmp[NB];
+    for (int i = 0; i < m; i++) {
+        float *c = C + (int64_t)i * ldc;
+        for (int j0 = 0; j0 < n; j0 += NB) {
+            const int nb = n - j0 < NB ? n - j0 : NB;
+            for (int j = 0; j < nb; j++)
+                tmp[j] = 0.0f;
+            for (int p = 0; p < k; p++) {
+                const float a = A[(int64_t)i * rsa + (int64_t)p * csa];
+                const float *b = B + (int64_t)p * ldb + j0;
+                for (int j = 0; j < nb; j++)
+                    tmp[j] += a * b[j];
+            }
+            if (acc == 0)
+                for (int j = 0; j < nb; j++) c[j0 + j] = tmp[j];
+            else if (acc > 0)
+                for (int j = 0; j < nb; j++) c[j0 + j] += tmp[j];
+            else
+                for (int j = 0; j < nb; j++) c[j0 + j] -= tmp[j];
+        }
+    }
+}
+
+static void scalar_vexp(float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = expf(y[i]);
+}
+
+static void scalar_row_update(float *s, float a, float b, const float *u, float c, float *o,
+                              int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        const float x = a * s[j] + b * u[j];
+        s[j] = x;
+        o[j] += c * x;
+    }
+}
+
+static void scalar_axpy(float *y, float a, const float *x, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        y[j] += a * x[j];
+}
+
+const attn_linear_kernels attn_linear_kernels_scalar = {
+    .name = "scalar",
+    .gemm = scalar_gemm,
+    .vexp = scalar_vexp,
+    .row_update = scalar_row_update,
+    .axpy = scalar_axpy,
+};
