@@ -486,6 +486,7 @@ typedef struct bench_opts {
 
 typedef struct bench_result {
     double median_ms, min_ms, flops, bytes, gflops, gbs;
+    double cpu_util;   /* process CPU time / (wall time x threads) over the timed repeats */
     int    reps;
 } bench_result;
 
@@ -507,7 +508,7 @@ static attn_status time_case(bench_env *env, const bench_opts *o, const op_runne
     double *t = malloc((size_t)cap * sizeof *t);
     if (!t)
         return ATTN_ERR_OUT_OF_MEMORY;
-    double total = 0.0;
+    double total = 0.0, cpu0 = roof_process_cpu();
     int n = 0;
     while (n < cap) {
         double t0 = roof_now();
@@ -522,6 +523,7 @@ static attn_status time_case(bench_env *env, const bench_opts *o, const op_runne
         if (total >= o->min_time)
             break;
     }
+    res->cpu_util = (roof_process_cpu() - cpu0) / (total * (double)env->threads);
     qsort(t, (size_t)n, sizeof *t, cmp_double);
     double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
     res->reps = n;
@@ -559,7 +561,9 @@ static void json_number(FILE *f, double x)
 }
 
 typedef struct roof_values {
-    double fma_all, fma_one, copy;   /* < 0 = unknown */
+    double fma_all, fma_one;         /* GFLOP/s per thread CPU-second; < 0 = unknown */
+    double fma_all_wall;             /* the same over wall-clock time */
+    double copy, copy_cpu;           /* GB/s wall-clock (the roof), per CPU-second */
 } roof_values;
 
 static const char *device_type_name(attn_device_type t)
@@ -610,6 +614,8 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         json_number(f, res->gflops);
         fputs(",\"roof_gflops\":", f);
         json_number(f, rv->fma_all);
+        fputs(",\"roof_gflops_wall\":", f);
+        json_number(f, rv->fma_all_wall);
         fputs(",\"roof_gflops_1thread\":", f);
         json_number(f, rv->fma_one);
         fputs(",\"roof_fraction\":", f);
@@ -620,8 +626,12 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         json_number(f, res->gbs);
         fputs(",\"bw_roof_gbs\":", f);
         json_number(f, rv->copy);
+        fputs(",\"bw_roof_gbs_cpu\":", f);
+        json_number(f, rv->copy_cpu);
         fputs(",\"bw_fraction\":", f);
         json_number(f, rv->copy > 0 ? res->gbs / rv->copy : -1);
+        fputs(",\"cpu_util\":", f);
+        json_number(f, res->cpu_util);
     }
     fputs(",\"flop_rule\":", f);
     json_string(f, r->flop_rule);
@@ -640,8 +650,8 @@ static void format_mask(const bench_case *c, char *buf, size_t n)
 
 static void print_header(void)
 {
-    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s\n", "set", "op", "dtyp",
-           "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA", "GB/s");
+    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s %5s\n", "set", "op", "dtyp",
+           "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA", "GB/s", "cpu%");
 }
 
 static void print_row(const bench_case *c, const op_runner *r, const bench_result *res,
@@ -661,7 +671,8 @@ static void print_row(const bench_case *c, const op_runner *r, const bench_resul
             snprintf(frac, sizeof frac, "%6.1f%%", 100.0 * res->gflops / rv->fma_all);
         else
             snprintf(frac, sizeof frac, "%7s", "-");
-        tprintf("%10.3f %5d %9.1f %7s %8.1f\n", res->median_ms, res->reps, res->gflops, frac, res->gbs);
+        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%%\n", res->median_ms, res->reps, res->gflops, frac,
+                res->gbs, 100.0 * res->cpu_util);
     }
     fflush(tab);
 }
@@ -706,7 +717,7 @@ static void usage(FILE *f)
 "  --json FILE|-       also write one JSON object per shape (JSON lines)\n"
 "  --roofs             measure and print the roofs, then exit\n"
 "  --no-roof           skip the roof measurements (no %FMA)\n"
-"  --roof-time SEC     seconds per FMA trial (default 0.2)\n"
+"  --roof-time SEC     seconds per FMA measurement (default 0.3, in 5 trials)\n"
 "  --copy-mib N        size of each copy buffer in MiB (default 512; >= 4x LLC)\n"
 "  --help              this text\n"
 "\n"
@@ -715,6 +726,11 @@ static void usage(FILE *f)
 "about half of dense 4*B*Hq*Sq*Sk*D). bf16/f16 inputs are compared against the\n"
 "f32 FMA peak: the kernels accumulate in f32. GB/s is the minimum traffic\n"
 "(q, k, v read once, out written once) over the median time.\n"
+"The FMA roofs are rates per thread CPU-second summed over the threads (the\n"
+"hardware's rate while it runs, unaffected by other processes), wall-clock\n"
+"rates beside them; the copy roof is wall-clock (DRAM is shared by the\n"
+"threads). cpu% = process CPU time / (wall time x threads) over the\n"
+"timed repeats: well under 100% means the cores were shared with something else.\n"
 "Exit status: 0, or 1 on a library error, 2 on a usage error.\n", f);
 }
 
@@ -786,7 +802,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     o->reps = 50;
     o->warmup = 1;
     o->min_time = 0.5;
-    o->roof_seconds = 0.2;
+    o->roof_seconds = 0.3;
     o->copy_mib = 512;
 
     for (int i = 1; i < argc; i++) {
@@ -1039,40 +1055,56 @@ int main(int argc, char **argv)
         tprintf("isa %s (best %s), %d thread%s; cpu features: %s\n", attn_isa_name(info.isa),
                attn_isa_name(info.best_isa), env.threads, env.threads == 1 ? "" : "s", feats);
 
-    /* Roofs, once per run. */
-    roof_values rv = { -1, -1, -1 };
+    /* Roofs, once per run. The roof is the rate per thread CPU-second (what
+     * the hardware does while the loop runs); the wall-clock rate is shown
+     * beside it, and a gap means other processes were using the cores. */
+    roof_values rv = { -1, -1, -1, -1, -1 };
     roof_cache rc;
     roof_cache_init(&rc, o.roof_seconds, o.copy_mib << 20, 0);
     if (!o.no_roof) {
         if (info.type == ATTN_DEVICE_CPU) {
-            rv.fma_one = roof_cache_fma(&rc, info.isa, 1);
-            rv.fma_all = env.threads == 1 ? rv.fma_one : roof_cache_fma(&rc, info.isa, env.threads);
-            rv.copy = roof_cache_copy(&rc, env.threads);
-            const roof_fma_kernel *k = roof_fma_kernel_for(info.isa);
-            if (rv.fma_one > 0)
-                tprintf("roof: fma %s: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads (f32; %s)\n",
-                       attn_isa_name(info.isa), rv.fma_one, rv.fma_all, env.threads, k->what);
-            else
-                tprintf("roof: fma %s: no loop for this ISA in this build\n", attn_isa_name(info.isa));
-            if (o.roofs_only) {
-                /* Also the other ISAs this build and machine can run, for reference. */
-                static const attn_isa all[] = { ATTN_ISA_SCALAR, ATTN_ISA_AVX2, ATTN_ISA_AVX512, ATTN_ISA_NEON };
+            int busy = 0;
+            static const attn_isa all[] = { ATTN_ISA_SCALAR, ATTN_ISA_AVX2, ATTN_ISA_AVX512, ATTN_ISA_NEON };
+            for (int pass = 0; pass < 2; pass++)
                 for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-                    if (all[i] == info.isa || !roof_fma_kernel_for(all[i]))
+                    /* pass 0: the ISA in use; pass 1 (--roofs): the others the machine can run */
+                    if ((pass == 0) != (all[i] == info.isa))
                         continue;
-                    if (!cpu_can_run(cpu.cpu_features, all[i]))
+                    if (pass == 1 && (!o.roofs_only || !roof_fma_kernel_for(all[i]) ||
+                                      !cpu_can_run(cpu.cpu_features, all[i])))
                         continue;
-                    double g1 = roof_cache_fma(&rc, all[i], 1);
-                    double gn = env.threads == 1 ? g1 : roof_cache_fma(&rc, all[i], env.threads);
-                    tprintf("roof: fma %s: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads (f32; %s)%s\n",
-                            attn_isa_name(all[i]), g1, gn, env.threads,
-                            roof_fma_kernel_for(all[i])->what,
-                            all[i] > info.isa && all[i] != ATTN_ISA_NEON ? " [above the context's kernel set]" : "");
+                    roof_measure g1 = roof_cache_fma(&rc, all[i], 1);
+                    roof_measure gn = env.threads == 1 ? g1 : roof_cache_fma(&rc, all[i], env.threads);
+                    if (g1.cpu <= 0) {
+                        tprintf("roof: fma %s: no loop for this ISA in this build\n", attn_isa_name(all[i]));
+                        continue;
+                    }
+                    if (pass == 0) {
+                        rv.fma_one = g1.cpu;
+                        rv.fma_all = gn.cpu;
+                        rv.fma_all_wall = gn.wall;
+                    }
+                    busy |= gn.wall < 0.9 * gn.cpu || g1.wall < 0.9 * g1.cpu;
+                    tprintf("roof: fma %-6s %8.1f GFLOP/s 1 thread, %8.1f GFLOP/s %d threads "
+                            "(wall-clock %.1f / %.1f; f32, %s)%s\n", attn_isa_name(all[i]), g1.cpu,
+                            gn.cpu, env.threads, g1.wall, gn.wall, roof_fma_kernel_for(all[i])->what,
+                            pass && all[i] > info.isa && all[i] != ATTN_ISA_NEON
+                                ? " [above the kernel set in use]" : "");
                 }
+            roof_measure cp = roof_cache_copy(&rc, env.threads);
+            /* DRAM is shared by the threads: the wall-clock rate is the roof. */
+            rv.copy = cp.wall;
+            rv.copy_cpu = cp.cpu;
+            if (cp.cpu > 0) {
+                busy |= cp.wall < 0.9 * cp.cpu;
+                tprintf("roof: copy   %8.1f GB/s, %d threads, wall-clock (per-CPU-second sum %.1f, an "
+                        "upper bound; memcpy %zu MiB -> %zu MiB, read + write counted)\n", cp.wall,
+                        env.threads, cp.cpu, rc.copy_bytes >> 20, rc.copy_bytes >> 20);
             }
-            if (rv.copy > 0)
-                tprintf("roof: copy %.1f GB/s, %d threads (memcpy %zu MiB -> %zu MiB, read + write counted)\n",
-                       rv.copy, env.threads, rc.copy_bytes >> 20, rc.copy_bytes >> 20);
+            if (busy)
+                tprintf("roof: WARNING: the wall-clock rates are more than 10%% below the per-CPU-second "
+                        "rates: other processes are using the cores, timings below will be low and noisy "
+                        "(see the cpu%% column)\n");
         } else {
             tprintf("roof: not measured for device type %s (the FMA and copy roofs are CPU loops)\n",
                    device_type_name(info.type));
