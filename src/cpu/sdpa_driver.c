@@ -11,6 +11,13 @@
  * so memory never grows with Sq x Sk. Sink logits start each row at
  * m = sink, l = 1, which puts exp(sink) into the denominator for free.
  *
+ * K and V are packed once per (sequence, KV head) -- a group -- into a panel
+ * of tiles in the kernel set's layout, then every query head of that GQA
+ * group and every query block reads the same panel: packing costs O(Sk*D)
+ * per KV head, not per query block. Groups run in waves: each wave packs the
+ * panels of enough groups to keep every thread busy (bounded by a memory
+ * budget), then runs all their tasks; memory stays O(wave * Sk * D).
+ *
  * Masks cost what they save: for each (query block, key tile) the key range
  * every row can see is computed from causal/window/sink parameters; tiles
  * outside it are never visited, tiles fully inside it skip the per-element
@@ -35,8 +42,10 @@ typedef struct sdpa_plan {
     int64_t ldq, ldo, lds;          /* leading dims of the f32 tiles */
     size_t  ws_floats;              /* per-thread workspace */
     int64_t group;                  /* Hq / Hkv */
-    int64_t *task_start;            /* varlen: first task of each sequence */
-    int64_t ntasks;
+    int64_t ktf, vtf;               /* floats per packed K / V tile (16-aligned) */
+    int64_t ntiles;                 /* tiles per panel (longest sequence) */
+    float  *panels;                 /* one K+V panel per group of the current wave */
+    int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
 } sdpa_plan;
 
 /* One task's sequence geometry. */
@@ -234,33 +243,15 @@ static void sigmoid_update(const attn_cpu_kernels *ks, float *s, int64_t lds, in
     }
 }
 
-static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
+/* One task: query head h, query rows [i0, i0 + nq) of sequence g, against the
+ * packed K/V panel of its KV head. */
+static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t i0,
+                     const float *kpanel, const float *vpanel, float *ws)
 {
     const attn_sdpa_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
+    const seq_geom g = *gp;
     const int bq = pl->bq, bk = pl->bk;
-
-    /* Task -> (sequence, head, query block). Heavy (late) query blocks
-     * first: under a causal mask they see the most keys. */
-    int64_t b = 0, r = t;
-    if (pl->task_start) {
-        int64_t lo = 0, hi = p->num_seqs - 1;
-        while (lo < hi) {
-            int64_t mid = (lo + hi + 1) / 2;
-            if (pl->task_start[mid] <= t) lo = mid; else hi = mid - 1;
-        }
-        b = lo;
-        r = t - pl->task_start[b];
-    } else {
-        const int64_t per_seq = p->hq * ((p->sq + bq - 1) / bq);
-        b = t / per_seq;
-        r = t % per_seq;
-    }
-    seq_geom g;
-    seq_of(pl, b, &g);
-    const int64_t nqb = (g.sq + bq - 1) / bq;
-    const int64_t h = r % p->hq, hk = h / pl->group;
-    const int64_t i0 = (nqb - 1 - r / p->hq) * bq;
     const int nq = (int)min64(bq, g.sq - i0);
 
     float *qt = ws;
@@ -270,10 +261,8 @@ static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
     float *l = m + round_up(bq, 16);
     float *alpha = l + round_up(bq, 16);
     float *xrow = alpha + round_up(bq, 16);
-    float *kt = xrow + pl->lds;
-    float *vt = kt + round_up((int64_t)ks->k_tile_floats(bk, p->d), 16);
 
-    const attn_view *Q = &p->q, *K = &p->k, *V = &p->v;
+    const attn_view *Q = &p->q;
     ks->load_rows(qt, pl->ldq,
                   at(Q, g.bt * Q->stride[0] + (g.q0 + i0) * Q->stride[1] + h * Q->stride[2]),
                   Q->dtype, Q->stride[1], Q->stride[3], nq, p->d, p->scale);
@@ -295,9 +284,6 @@ static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
     if (p->causal)
         ns = min64(ns, i0 + nq - 1 + g.sk - g.sq + 1);
 
-    const char *kbase = at(K, g.bt * K->stride[0] + g.k0 * K->stride[1] + hk * K->stride[2]);
-    const char *vbase = at(V, g.bt * V->stride[0] + g.k0 * V->stride[1] + hk * V->stride[2]);
-    const int64_t kes = (int64_t)attn_dtype_size(K->dtype);
     for (int64_t j0 = 0; j0 < g.sk; j0 += bk) {
         const int64_t j1 = min64(j0 + bk, g.sk);
         const int in_sinks = j0 < ns, in_range = j0 <= khi && j1 - 1 >= klo;
@@ -318,10 +304,9 @@ static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
         if (p->has_block_mask && (bmode = block_mask_tile(p, &g, h, i0, i0 + nq, j0, j1)) == 0)
             continue;
         const int nk = (int)(j1 - j0);
+        const int64_t tile = j0 / bk;
 
-        ks->pack_k(kt, kbase + j0 * K->stride[1] * kes, K->dtype, K->stride[1], K->stride[3],
-                   nk, bk, p->d);
-        ks->qk(qt, pl->ldq, nq, kt, nk, p->d, st, pl->lds);
+        ks->qk(qt, pl->ldq, nq, kpanel + tile * pl->ktf, nk, p->d, st, pl->lds);
         if (!full || bmode == 2 || p->has_mask || p->softcap > 0.0f || p->alibi_slopes)
             transform_scores(p, &g, h, i0, nq, j0, nk, st, pl->lds, !full, bmode == 2);
         if (softmax && ks->softmax_rows)
@@ -330,9 +315,7 @@ static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
             softmax_update(ks, st, pl->lds, nq, nk, m, l, alpha);
         else
             sigmoid_update(ks, st, pl->lds, nq, nk, p->sigmoid_bias, alpha, xrow);
-        ks->pack_v(vt, vbase + j0 * V->stride[1] * kes, V->dtype, V->stride[1], V->stride[3],
-                   nk, bk, p->dv);
-        ks->pv(st, pl->lds, nq, vt, nk, p->dv, alpha, ot, pl->ldo);
+        ks->pv(st, pl->lds, nq, vpanel + tile * pl->vtf, nk, p->dv, alpha, ot, pl->ldo);
     }
 
     /* Normalise, gate, store. */
@@ -360,6 +343,68 @@ static void run_task(const sdpa_plan *pl, int64_t t, float *ws)
     }
 }
 
+/* Packs key tile `tile` of group gi into its panel (slot in the wave). */
+static void pack_tile(const sdpa_plan *pl, int64_t gi, int64_t slot, int64_t tile)
+{
+    const attn_sdpa_problem *p = pl->p;
+    const attn_view *K = &p->k, *V = &p->v;
+    seq_geom g;
+    seq_of(pl, gi / p->hkv, &g);
+    const int64_t hk = gi % p->hkv, j0 = tile * pl->bk;
+    const int nk = (int)min64(pl->bk, g.sk - j0);
+    const int64_t row = g.k0 + j0;
+    float *kp = pl->panels + slot * pl->ntiles * (pl->ktf + pl->vtf);
+    float *vp = kp + pl->ntiles * pl->ktf;
+    pl->ks->pack_k(kp + tile * pl->ktf,
+                   at(K, g.bt * K->stride[0] + row * K->stride[1] + hk * K->stride[2]),
+                   K->dtype, K->stride[1], K->stride[3], nk, pl->bk, p->d);
+    pl->ks->pack_v(vp + tile * pl->vtf,
+                   at(V, g.bt * V->stride[0] + row * V->stride[1] + hk * V->stride[2]),
+                   V->dtype, V->stride[1], V->stride[3], nk, pl->bk, p->dv);
+}
+
+/* The group whose prefix range [pref[g], pref[g+1]) holds x, within [lo, hi). */
+static int64_t find_group(const int64_t *pref, int64_t lo, int64_t hi, int64_t x)
+{
+    while (hi - lo > 1) {
+        int64_t mid = (lo + hi) / 2;
+        if (pref[mid] <= x) lo = mid; else hi = mid;
+    }
+    return lo;
+}
+
+/* One wave of groups [gs, ge): pack their panels, then run their tasks. Every
+ * thread of the team calls this with the same arguments. Within a group,
+ * heavy (late) query blocks go first: under a causal mask they see the most
+ * keys, so the dynamic schedule ends on light tasks. */
+static void run_wave(const sdpa_plan *pl, int64_t gs, int64_t ge, float *ws)
+{
+    const attn_sdpa_problem *p = pl->p;
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t x = pl->tile_pref[gs]; x < pl->tile_pref[ge]; x++) {
+        int64_t gi = find_group(pl->tile_pref, gs, ge, x);
+        pack_tile(pl, gi, gi - gs, x - pl->tile_pref[gi]);
+    }
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t x = pl->task_pref[gs]; x < pl->task_pref[ge]; x++) {
+        int64_t gi = find_group(pl->task_pref, gs, ge, x), t = x - pl->task_pref[gi];
+        seq_geom g;
+        seq_of(pl, gi / p->hkv, &g);
+        const int64_t nqb = (g.sq + pl->bq - 1) / pl->bq, hk = gi % p->hkv;
+        const float *kp = pl->panels + (gi - gs) * pl->ntiles * (pl->ktf + pl->vtf);
+        run_task(pl, &g, hk * pl->group + t % pl->group, (nqb - 1 - t / pl->group) * pl->bq,
+                 kp, kp + pl->ntiles * pl->ktf, ws);
+    }
+}
+
+/* Panels of a wave may use this much memory when one group's tasks cannot
+ * keep the threads busy (a single group may always exceed it). */
+#define PANEL_BUDGET_BYTES ((size_t)64 << 20)
+
 attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 {
     const attn_cpu_state *st = dev->impl;
@@ -371,52 +416,59 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.ldo = round_up(p->dv, 16);
     pl.lds = round_up(pl.bk, 16);
     pl.group = p->hq / p->hkv;
-    pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds +
-                            round_up((int64_t)pl.ks->k_tile_floats(pl.bk, p->d), 16) +
-                            round_up((int64_t)pl.ks->v_tile_floats(pl.bk, p->dv), 16));
+    pl.ktf = round_up((int64_t)pl.ks->k_tile_floats(pl.bk, p->d), 16);
+    pl.vtf = round_up((int64_t)pl.ks->v_tile_floats(pl.bk, p->dv), 16);
+    pl.ntiles = (p->sk + pl.bk - 1) / pl.bk;
+    pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds);
 
-    if (p->cu_q) {
-        pl.task_start = malloc(((size_t)p->num_seqs + 1) * sizeof *pl.task_start);
-        if (!pl.task_start)
-            return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: out of memory");
-        int64_t n = 0;
-        for (int64_t b = 0; b < p->num_seqs; b++) {
-            pl.task_start[b] = n;
-            n += p->hq * ((p->cu_q[b + 1] - p->cu_q[b] + pl.bq - 1) / pl.bq);
-        }
-        pl.task_start[p->num_seqs] = n;
-        pl.ntasks = n;
-    } else {
-        pl.ntasks = p->num_seqs * p->hq * ((p->sq + pl.bq - 1) / pl.bq);
-    }
-    if (pl.ntasks == 0) {
-        free(pl.task_start);
+    const int64_t ngroups = p->num_seqs * p->hkv;
+    if (ngroups == 0 || p->sq == 0)
         return ATTN_OK;
+    pl.task_pref = malloc(2 * ((size_t)ngroups + 1) * sizeof(int64_t));
+    if (!pl.task_pref)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: out of memory");
+    pl.tile_pref = pl.task_pref + ngroups + 1;
+    pl.task_pref[0] = pl.tile_pref[0] = 0;
+    for (int64_t gi = 0; gi < ngroups; gi++) {
+        seq_geom g;
+        seq_of(&pl, gi / p->hkv, &g);
+        pl.task_pref[gi + 1] = pl.task_pref[gi] + pl.group * ((g.sq + pl.bq - 1) / pl.bq);
+        /* a group without queries needs no panel */
+        pl.tile_pref[gi + 1] = pl.tile_pref[gi] + (g.sq ? (g.sk + pl.bk - 1) / pl.bk : 0);
     }
 
+    /* Wave size: enough tasks for 4 per thread, within the panel budget. */
     int nt = st->num_threads;
-    if (nt > pl.ntasks)
-        nt = (int)pl.ntasks;
-    /* All workspace up front: a failed allocation must not leave a half-written output. */
-    float *ws = aligned_alloc(64, (size_t)nt * pl.ws_floats * sizeof(float));
+    const int64_t tasks_per_group = (pl.task_pref[ngroups] + ngroups - 1) / ngroups;
+    const size_t panel_bytes = (size_t)(pl.ntiles * (pl.ktf + pl.vtf)) * sizeof(float);
+    int64_t wave = tasks_per_group ? (4 * (int64_t)nt + tasks_per_group - 1) / tasks_per_group : 1;
+    if (panel_bytes && (size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
+        wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
+    wave = max64(1, min64(wave, ngroups));
+    if (nt > pl.task_pref[ngroups])
+        nt = (int)pl.task_pref[ngroups];
+
+    /* All memory up front: a failed allocation must not leave a half-written output. */
+    const size_t total = (size_t)nt * pl.ws_floats + (size_t)wave * panel_bytes / sizeof(float);
+    float *ws = aligned_alloc(64, total * sizeof(float));
     if (!ws) {
-        free(pl.task_start);
+        free(pl.task_pref);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: cannot allocate %zu bytes of "
-                         "workspace", (size_t)nt * pl.ws_floats * sizeof(float));
+                         "workspace", total * sizeof(float));
     }
+    pl.panels = ws + (size_t)nt * pl.ws_floats;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
     {
         float *mine = ws + (size_t)omp_get_thread_num() * pl.ws_floats;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < pl.ntasks; t++)
-            run_task(&pl, t, mine);
+        for (int64_t gs = 0; gs < ngroups; gs += wave)
+            run_wave(&pl, gs, min64(gs + wave, ngroups), mine);
     }
 #else
-    for (int64_t t = 0; t < pl.ntasks; t++)
-        run_task(&pl, t, ws);
+    for (int64_t gs = 0; gs < ngroups; gs += wave)
+        run_wave(&pl, gs, min64(gs + wave, ngroups), ws);
 #endif
     free(ws);
-    free(pl.task_start);
+    free(pl.task_pref);
     return ATTN_OK;
 }
