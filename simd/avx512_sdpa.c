@@ -53,21 +53,26 @@ static inline vf vexp_v(vf x) { return attn_exp_avx512(x); }
 static inline __attribute__((always_inline)) void transpose_vl(vf r[16])
 {
     __m512 t[16];
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
         r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
         r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
+#pragma GCC unroll 2
     for (int h = 0; h < 16; h += 8)
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
             t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
         }
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
         r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
@@ -179,11 +184,14 @@ static void b_pack_k(float *dst, const void *src, attn_dtype dt, int64_t rs, int
         for (int64_t cp0 = 0; cp0 < dp; cp0 += 16) {
             const int np = (int)(dp - cp0 < 16 ? dp - cp0 : 16);
             __m512 r[16];
+#pragma GCC unroll 16
             for (int t = 0; t < 16; t++)
                 r[t] = t < nr ? b_load_pairs(s + (j0 + t) * rs, cs, cp0, np, d) : _mm512_setzero_ps();
             transpose_vl(r);
-            for (int t = 0; t < np; t++)
-                _mm512_storeu_ps(o + (cp0 + t) * ldk + j0, r[t]);
+#pragma GCC unroll 16
+            for (int t = 0; t < 16; t++)
+                if (t < np)
+                    _mm512_storeu_ps(o + (cp0 + t) * ldk + j0, r[t]);
         }
     }
 }

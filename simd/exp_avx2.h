@@ -1,8 +1,10 @@
 /* Vector expf for AVX2+FMA: Cody-Waite range reduction x = n ln2 + r,
  * |r| <= ln2/2, a degree-7 (Cephes) polynomial for e^r, and 2^n applied as
  * two exact power-of-two factors 2^(n/2) 2^(n-n/2), so results down to the
- * smallest subnormal are scaled with a single rounding, underflow gives 0
- * and overflow +inf. -inf -> 0, NaN -> NaN. Max error about 1 ulp. */
+ * overflow boundary are exact powers of two (+inf on overflow). Results
+ * below FLT_MIN are flushed to 0 (x < ln(FLT_MIN) = -87.34): subnormal
+ * results cost microcode assists on some cores and are irrelevant to a
+ * softmax. -inf -> 0, NaN -> NaN. Max error 1 ulp. */
 #ifndef ATTN_EXP_AVX2_H
 #define ATTN_EXP_AVX2_H
 
@@ -10,7 +12,9 @@
 
 static inline __m256 attn_exp_avx2(__m256 x)
 {
-    x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);   /* NaN x passes through */
+    const __m256 lo = _mm256_set1_ps(-87.33654f);
+    const __m256 flush = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);  /* false for NaN */
+    x = _mm256_max_ps(lo, x);                          /* NaN x passes through */
     x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -25,12 +29,12 @@ static inline __m256 attn_exp_avx2(__m256 x)
     const __m256 r2 = _mm256_mul_ps(r, r);
     p = _mm256_fmadd_ps(p, r2, r);
     p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
-    const __m256i ni = _mm256_cvtps_epi32(n);          /* -150 .. 128 (NaN: garbage, p stays NaN) */
+    const __m256i ni = _mm256_cvtps_epi32(n);          /* -126 .. 128 (NaN: garbage, p stays NaN) */
     const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
     const __m256i bias = _mm256_set1_epi32(127);
     const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    return _mm256_andnot_ps(flush, _mm256_mul_ps(_mm256_mul_ps(p, s1), s2));
 }
 
 #endif

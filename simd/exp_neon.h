@@ -1,8 +1,10 @@
 /* Vector expf for AArch64 NEON: Cody-Waite range reduction x = n ln2 + r,
  * |r| <= ln2/2, a degree-7 (Cephes) polynomial for e^r, and 2^n applied as
  * two exact power-of-two factors 2^(n/2) 2^(n-n/2), so results down to the
- * smallest subnormal are scaled with a single rounding, underflow gives 0
- * and overflow +inf. -inf -> 0, NaN -> NaN. Max error about 1 ulp. */
+ * overflow boundary are exact powers of two (+inf on overflow). Results
+ * below FLT_MIN are flushed to 0 (x < ln(FLT_MIN) = -87.34): subnormal
+ * results cost microcode assists on some cores and are irrelevant to a
+ * softmax. -inf -> 0, NaN -> NaN. Max error 1 ulp. */
 #ifndef ATTN_EXP_NEON_H
 #define ATTN_EXP_NEON_H
 
@@ -10,7 +12,8 @@
 
 static inline float32x4_t attn_exp_neon(float32x4_t x)
 {
-    x = vmaxq_f32(x, vdupq_n_f32(-104.0f));           /* fmax propagates NaN */
+    const uint32x4_t flush = vcltq_f32(x, vdupq_n_f32(-87.33654f)); /* false for NaN */
+    x = vmaxq_f32(x, vdupq_n_f32(-87.33654f));        /* fmax propagates NaN */
     x = vminq_f32(x, vdupq_n_f32(89.0f));
     const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
@@ -29,7 +32,7 @@ static inline float32x4_t attn_exp_neon(float32x4_t x)
     const int32x4_t bias = vdupq_n_s32(127);
     const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, bias), 23));
     const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, bias), 23));
-    return vmulq_f32(vmulq_f32(p, s1), s2);
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(vmulq_f32(p, s1), s2)), flush));
 }
 
 #endif

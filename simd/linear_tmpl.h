@@ -23,14 +23,72 @@ static inline void LNAME(store1)(float *c, float r, int acc)
     *c = acc == 0 ? r : acc > 0 ? *c + r : *c - r;
 }
 
+/* Rows [i0, i0+6) x one vector of columns at j. */
+static inline void LNAME(tile6x1)(int k, const float *A, int64_t rsa, int64_t csa,
+                                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+{
+    LVEC c0 = LZERO(), c1 = LZERO(), c2 = LZERO(), c3 = LZERO(), c4 = LZERO(), c5 = LZERO();
+    const float *a = A, *b = B;
+    for (int p = 0; p < k; p++, a += csa, b += ldb) {
+        const LVEC b0 = LLOAD(b);
+        c0 = LFMA(LSET1(a[0]), b0, c0);
+        c1 = LFMA(LSET1(a[rsa]), b0, c1);
+        c2 = LFMA(LSET1(a[2 * rsa]), b0, c2);
+        c3 = LFMA(LSET1(a[3 * rsa]), b0, c3);
+        c4 = LFMA(LSET1(a[4 * rsa]), b0, c4);
+        c5 = LFMA(LSET1(a[5 * rsa]), b0, c5);
+    }
+    LSTORE(C, LNAME(combine)(c0, C, acc));
+    LSTORE(C + ldc, LNAME(combine)(c1, C + ldc, acc));
+    LSTORE(C + 2 * ldc, LNAME(combine)(c2, C + 2 * ldc, acc));
+    LSTORE(C + 3 * ldc, LNAME(combine)(c3, C + 3 * ldc, acc));
+    LSTORE(C + 4 * ldc, LNAME(combine)(c4, C + 4 * ldc, acc));
+    LSTORE(C + 5 * ldc, LNAME(combine)(c5, C + 5 * ldc, acc));
+}
+
+/* One row x four vectors of columns. */
+static inline void LNAME(tile1x4)(int k, const float *A, int64_t csa, const float *B,
+                                  int64_t ldb, float *C, int acc)
+{
+    LVEC c0 = LZERO(), c1 = LZERO(), c2 = LZERO(), c3 = LZERO();
+    const float *a = A, *b = B;
+    for (int p = 0; p < k; p++, a += csa, b += ldb) {
+        const LVEC x = LSET1(a[0]);
+        c0 = LFMA(x, LLOAD(b), c0);
+        c1 = LFMA(x, LLOAD(b + LV), c1);
+        c2 = LFMA(x, LLOAD(b + 2 * LV), c2);
+        c3 = LFMA(x, LLOAD(b + 3 * LV), c3);
+    }
+    LSTORE(C, LNAME(combine)(c0, C, acc));
+    LSTORE(C + LV, LNAME(combine)(c1, C + LV, acc));
+    LSTORE(C + 2 * LV, LNAME(combine)(c2, C + 2 * LV, acc));
+    LSTORE(C + 3 * LV, LNAME(combine)(c3, C + 3 * LV, acc));
+}
+
+/* One row x one vector: two partial sums over p to halve the dependency chain. */
+static inline void LNAME(tile1x1)(int k, const float *A, int64_t csa, const float *B,
+                                  int64_t ldb, float *C, int acc)
+{
+    LVEC c0 = LZERO(), c1 = LZERO();
+    int p = 0;
+    for (; p + 2 <= k; p += 2) {
+        c0 = LFMA(LSET1(A[(int64_t)p * csa]), LLOAD(B + (int64_t)p * ldb), c0);
+        c1 = LFMA(LSET1(A[(int64_t)(p + 1) * csa]), LLOAD(B + (int64_t)(p + 1) * ldb), c1);
+    }
+    if (p < k)
+        c0 = LFMA(LSET1(A[(int64_t)p * csa]), LLOAD(B + (int64_t)p * ldb), c0);
+    c0 = LADD(c0, c1);
+    LSTORE(C, LNAME(combine)(c0, C, acc));
+}
+
 static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
                         const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
 {
-    const int nv = n / LV * LV;
+    const int nv = n / LV * LV, m6 = m / 6 * 6;
     int j = 0;
+    /* Full 6-row blocks: 6 x 2 vectors, then 6 x 1 vector. */
     for (; j + 2 * LV <= nv; j += 2 * LV) {
-        int i = 0;
-        for (; i + 6 <= m; i += 6) {
+        for (int i = 0; i < m6; i += 6) {
             LVEC c00 = LZERO(), c01 = LZERO(), c10 = LZERO(), c11 = LZERO();
             LVEC c20 = LZERO(), c21 = LZERO(), c30 = LZERO(), c31 = LZERO();
             LVEC c40 = LZERO(), c41 = LZERO(), c50 = LZERO(), c51 = LZERO();
@@ -59,36 +117,28 @@ static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_
             LST(3, c30, c31); LST(4, c40, c41); LST(5, c50, c51);
 #undef LST
         }
-        for (; i < m; i++) {
-            LVEC c0 = LZERO(), c1 = LZERO();
-            const float *a = A + (int64_t)i * rsa;
-            const float *b = B + j;
-            for (int p = 0; p < k; p++, a += csa, b += ldb) {
-                const LVEC x = LSET1(a[0]);
-                c0 = LFMA(x, LLOAD(b), c0);
-                c1 = LFMA(x, LLOAD(b + LV), c1);
-            }
-            float *c = C + (int64_t)i * ldc + j;
-            LSTORE(c, LNAME(combine)(c0, c, acc));
-            LSTORE(c + LV, LNAME(combine)(c1, c + LV, acc));
-        }
     }
     for (; j < nv; j += LV)
-        for (int i = 0; i < m; i++) {
-            LVEC c0 = LZERO();
-            const float *a = A + (int64_t)i * rsa;
-            const float *b = B + j;
-            for (int p = 0; p < k; p++, a += csa, b += ldb)
-                c0 = LFMA(LSET1(a[0]), LLOAD(b), c0);
-            float *c = C + (int64_t)i * ldc + j;
-            LSTORE(c, LNAME(combine)(c0, c, acc));
-        }
-    for (; j < n; j++)
+        for (int i = 0; i < m6; i += 6)
+            LNAME(tile6x1)(k, A + (int64_t)i * rsa, rsa, csa, B + j, ldb,
+                           C + (int64_t)i * ldc + j, ldc, acc);
+    /* Leftover rows: one row at a time, four vectors wide where possible. */
+    for (int i = m6; i < m; i++) {
+        const float *a = A + (int64_t)i * rsa;
+        float *c = C + (int64_t)i * ldc;
+        int jj = 0;
+        for (; jj + 4 * LV <= nv; jj += 4 * LV)
+            LNAME(tile1x4)(k, a, csa, B + jj, ldb, c + jj, acc);
+        for (; jj < nv; jj += LV)
+            LNAME(tile1x1)(k, a, csa, B + jj, ldb, c + jj, acc);
+    }
+    /* Columns past the last full vector. */
+    for (int jj = nv; jj < n; jj++)
         for (int i = 0; i < m; i++) {
             float s = 0.0f;
             for (int p = 0; p < k; p++)
-                s += A[(int64_t)i * rsa + (int64_t)p * csa] * B[(int64_t)p * ldb + j];
-            LNAME(store1)(C + (int64_t)i * ldc + j, s, acc);
+                s += A[(int64_t)i * rsa + (int64_t)p * csa] * B[(int64_t)p * ldb + jj];
+            LNAME(store1)(C + (int64_t)i * ldc + jj, s, acc);
         }
 }
 

@@ -101,24 +101,50 @@ static size_t t_v_tile_floats(int bk, int64_t dv)
 }
 
 /* K [nk][d] (strided, any dtype) -> [d][ldk] f32, by VL x VL transposes. */
+T_INLINE void t_pack_k_dt(float *dst, const char *src, const attn_dtype DT, int64_t rs, int64_t cs,
+                          int nk, int64_t d)
+{
+    const int64_t ldk = t_round_up(nk, VL);
+    const int64_t es = (int64_t)t_dtype_size(DT);
+    for (int j0 = 0; j0 < nk; j0 += VL) {
+        const int nr = t_min(VL, nk - j0);
+        const char *s0 = src + j0 * rs * es;
+        for (int64_t c0 = 0; c0 < d; c0 += VL) {
+            const int nc = (int)(d - c0 < VL ? d - c0 : VL);
+            vf r[VL];
+            if (nr == VL) {
+#pragma GCC unroll 16
+                for (int t = 0; t < VL; t++)
+                    r[t] = vload_cvt(s0 + t * rs * es, DT, cs, c0, nc);
+            } else {
+#pragma GCC unroll 16
+                for (int t = 0; t < VL; t++)
+                    r[t] = t < nr ? vload_cvt(s0 + t * rs * es, DT, cs, c0, nc) : vzero();
+            }
+            transpose_vl(r);
+            float *o = dst + c0 * ldk + j0;
+            if (nc == VL) {
+#pragma GCC unroll 16
+                for (int t = 0; t < VL; t++)
+                    vstore(o + t * ldk, r[t]);
+            } else {
+#pragma GCC unroll 16
+                for (int t = 0; t < VL; t++)
+                    if (t < nc)
+                        vstore(o + t * ldk, r[t]);
+            }
+        }
+    }
+}
+
 static void t_pack_k(float *dst, const void *src, attn_dtype dt, int64_t rs, int64_t cs,
                      int nk, int bk, int64_t d)
 {
     (void)bk;
-    const int64_t ldk = t_round_up(nk, VL);
-    const int64_t es = (int64_t)t_dtype_size(dt);
-    for (int j0 = 0; j0 < nk; j0 += VL) {
-        const int nr = t_min(VL, nk - j0);
-        for (int64_t c0 = 0; c0 < d; c0 += VL) {
-            const int nc = (int)(d - c0 < VL ? d - c0 : VL);
-            vf r[VL];
-            for (int t = 0; t < VL; t++)
-                r[t] = t < nr ? vload_cvt((const char *)src + (j0 + t) * rs * es, dt, cs, c0, nc)
-                              : vzero();
-            transpose_vl(r);
-            for (int t = 0; t < nc; t++)
-                vstore(dst + (c0 + t) * ldk + j0, r[t]);
-        }
+    switch (dt) {
+    case ATTN_F16:  t_pack_k_dt(dst, (const char *)src, ATTN_F16, rs, cs, nk, d); break;
+    case ATTN_BF16: t_pack_k_dt(dst, (const char *)src, ATTN_BF16, rs, cs, nk, d); break;
+    default:        t_pack_k_dt(dst, (const char *)src, ATTN_F32, rs, cs, nk, d); break;
     }
 }
 
@@ -300,38 +326,49 @@ static void t_vexp(float *y, int64_t n)
         vstore_n(y + i, vexp_v(vload_n(y + i, (int)(n - i))), (int)(n - i));
 }
 
+/* Rows are processed in groups of VL so that alpha = exp(m_old - m_new) and
+ * l = alpha l + rowsum come out of one vector exp per group. */
 static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha)
 {
-    for (int r = 0; r < nq; r++) {
-        float *row = s + (int64_t)r * lds;
-        vf vm = vset1(-INFINITY);
-        int c = 0;
-        for (; c + VL <= nk; c += VL)
-            vm = vmax(vm, vload(row + c));
-        if (c < nk)
-            vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
-        const float mt = vhmax(vm);
-        const float mn = mt > m[r] ? mt : m[r];
-        if (mn == -INFINITY) {
-            alpha[r] = 1.0f;
-            memset(row, 0, (size_t)nk * sizeof *row);
-            continue;
+    for (int r0 = 0; r0 < nq; r0 += VL) {
+        const int g = t_min(VL, nq - r0);
+        float dlt[VL], ts[VL];
+        for (int k = 0; k < g; k++) {
+            const int r = r0 + k;
+            float *row = s + (int64_t)r * lds;
+            vf vm = vset1(-INFINITY);
+            int c = 0;
+            for (; c + VL <= nk; c += VL)
+                vm = vmax(vm, vload(row + c));
+            if (c < nk)
+                vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
+            const float mt = vhmax(vm);
+            const float mo = m[r], mn = mt > mo ? mt : mo;
+            if (mn == -INFINITY) {      /* nothing visible yet: alpha 1, m/l kept */
+                memset(row, 0, (size_t)nk * sizeof *row);
+                dlt[k] = 0.0f;
+                ts[k] = 0.0f;
+                continue;
+            }
+            const vf vmn = vset1(mn);
+            vf sum = vzero();
+            for (c = 0; c + VL <= nk; c += VL) {
+                const vf e = vexp_v(vsub(vload(row + c), vmn));
+                vstore(row + c, e);
+                sum = vadd(sum, e);
+            }
+            if (c < nk) {
+                const vf e = vexp_v(vsub(vload_nfill(row + c, nk - c, -INFINITY), vmn));
+                vstore_n(row + c, e, nk - c);
+                sum = vadd(sum, e);
+            }
+            dlt[k] = mo - mn;           /* -inf when m_old = -inf: alpha 0 */
+            ts[k] = vhsum(sum);
+            m[r] = mn;
         }
-        alpha[r] = expf(m[r] - mn);
-        const vf vmn = vset1(mn);
-        vf sum = vzero();
-        for (c = 0; c + VL <= nk; c += VL) {
-            const vf e = vexp_v(vsub(vload(row + c), vmn));
-            vstore(row + c, e);
-            sum = vadd(sum, e);
-        }
-        if (c < nk) {
-            const vf e = vexp_v(vsub(vload_nfill(row + c, nk - c, -INFINITY), vmn));
-            vstore_n(row + c, e, nk - c);
-            sum = vadd(sum, e);
-        }
-        l[r] = alpha[r] * l[r] + vhsum(sum);
-        m[r] = mn;
+        const vf a = vexp_v(vload_n(dlt, g));
+        vstore_n(alpha + r0, a, g);
+        vstore_n(l + r0, vfma(a, vload_n(l + r0, g), vload_n(ts, g)), g);
     }
 }
 
