@@ -50,4 +50,8 @@ struct attn_buffer {
 /* The CPU backend (device 0). */
 attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_isa);
 
+/* The OpenCL backend: appends every usable OpenCL device to ctx->dev[]
+ * (GPUs first, CPU devices last); nothing if libOpenCL cannot be loaded. */
+void attn_opencl_probe(attn_context *ctx);
+
 #endif

@@ -98,6 +98,9 @@ ATTN_API attn_status attn_context_create(const attn_options *user, attn_context 
         return s;
     }
     ctx->ndev = 1;
+#ifdef HAVE_OPENCL
+    attn_opencl_probe(ctx);
+#endif
 
     if (o.device >= 0) {
         if (o.device >= ctx->ndev) {

@@ -1,0 +1,323 @@
+/* attn_sdpa: FlashAttention-2 on OpenCL C 1.2.
+ *
+ * A work-group of TX x TY work-items owns BQ = TY*RM query rows of one
+ * head of one sequence and streams the keys in tiles of BK = TX*RN:
+ *   S = Q K^T      Q and K staged through local memory in chunks of DC
+ *                  dims; work-item (tx, ty) accumulates the RM x RN block
+ *                  of rows ty*RM.. and keys tx*RN.. in registers.
+ *   S -> P         scale, soft-cap, ALiBi, masks and visibility applied in
+ *                  registers; the row max is reduced across the TX
+ *                  work-items of a row through local memory; online softmax
+ *                  (running max m, running partial sum l) in registers.
+ *   O += P V       P goes to local memory, V in chunks of KC keys; each
+ *                  work-item owns rows ty*RM.. and columns tx + c*TX of O.
+ * The key range a block can see (causal / window / sink tokens) is computed
+ * once: tiles outside it are skipped, tiles fully inside it skip the
+ * per-element visibility test.
+ *
+ * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC. */
+
+#define BQ (TY * RM)
+#define BK (TX * RN)
+#define NT (TX * TY)
+#define DVT ((DV + TX - 1) / TX)     /* O columns per work-item */
+#define DVP (DVT * TX)               /* padded V tile row */
+#define STAGE_QK (DC * (BQ + BK))
+#define STAGE_V (KC * DVP)
+#define STAGE (STAGE_QK > STAGE_V ? STAGE_QK : STAGE_V)
+
+#define F_CAUSAL   (1 << 0)
+#define F_SIGMOID  (1 << 1)
+#define F_ALIBI    (1 << 2)
+#define F_SINKS    (1 << 3)
+#define F_VARLEN   (1 << 4)
+#define F_LSE      (1 << 5)
+#define F_MASK     (1 << 6)
+#define F_GATE     (1 << 7)
+#define F_BMASK    (1 << 8)
+#define F_SOFTCAP  (1 << 9)
+
+__kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
+void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2, long qs3,
+               __global const IN_T *k, long k_off, long ks0, long ks1, long ks2, long ks3,
+               __global const IN_T *v, long v_off, long vs0, long vs1, long vs2, long vs3,
+               __global uchar *out, long o_off, long os0, long os1, long os2, long os3, int out_dt,
+               __global float *lse, long l_off, long ls0, long ls1, long ls2,
+               __global const uchar *mask, long m_off, long ms0, long ms1, long ms2, long ms3,
+               int mask_dt,
+               __global const uchar *gate, long g_off, long gs0, long gs1, long gs2, long gs3,
+               int gate_dt,
+               __global const uchar *bmask, long b_off, long bs0, long bs1, long bs2, long bs3,
+               __global const float *auxf, __global const int *auxi,
+               int flags, int hq, int group, long sq, long sk, int nseq,
+               float scale, float softcap, float sigmoid_bias,
+               long window_left, long window_right, long sink_tokens, long block_q, long block_k)
+{
+    __local float stage[STAGE];
+    __local float Ps[BQ][BK + 1];
+    __local float red[BQ][TX];
+    __local int bm_any, bm_all;
+
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int lid = ty * TX + tx;
+    const long qb = (long)get_num_groups(0) - 1 - (long)get_group_id(0); /* heavy blocks first */
+    const int h = get_group_id(1);
+    const int b = get_group_id(2);
+    const int hk = h / group;
+
+    long bt = b, q0 = 0, k0 = 0, sqb = sq, skb = sk;
+    if (flags & F_VARLEN) {
+        bt = 0;
+        __global const int *cu = auxi + 2 * hq;  /* after alibi and sinks */
+        q0 = cu[b];
+        sqb = cu[b + 1] - q0;
+        k0 = cu[nseq + 1 + b];
+        skb = cu[nseq + 2 + b] - k0;
+    }
+    const long i0 = qb * BQ;
+    if (i0 >= sqb)
+        return;                                  /* uniform: varlen padding */
+    const long nq = min((long)BQ, sqb - i0);
+    const long doff = skb - sqb;                 /* diag(i) = i + doff */
+
+    const long qrow = q_off + bt * qs0 + (q0 + i0) * qs1 + h * qs2;
+    const long krow = k_off + bt * ks0 + k0 * ks1 + hk * ks2;
+    const long vrow = v_off + bt * vs0 + k0 * vs1 + hk * vs2;
+    const int causal = (flags & F_CAUSAL) != 0, sigmoid = (flags & F_SIGMOID) != 0;
+    const float slope = (flags & F_ALIBI) ? auxf[h] : 0.0f;
+
+    /* Keys by position: row i sees [lo(i), hi(i)] plus sinks [0, ns). */
+    const long ilast = i0 + nq - 1;
+    const long lo_first = window_left >= 0 ? i0 + doff - window_left : 0;
+    const long lo_last = window_left >= 0 ? ilast + doff - window_left : 0;
+    long hi_first = skb - 1, hi_last = skb - 1;
+    if (window_right >= 0) {
+        hi_first = min(hi_first, i0 + doff + window_right);
+        hi_last = min(hi_last, ilast + doff + window_right);
+    }
+    if (causal) {
+        hi_first = min(hi_first, i0 + doff);
+        hi_last = min(hi_last, ilast + doff);
+    }
+    const long klo = max(lo_first, 0L), khi = hi_last;
+    long ns = min(sink_tokens, skb);
+    if (causal)
+        ns = min(ns, ilast + doff + 1);
+
+    float m[RM], l[RM], o[RM][DVT];
+    const float sink = (flags & F_SINKS) ? auxf[hq + h] : -INFINITY;
+    for (int i = 0; i < RM; i++) {
+        m[i] = sink;
+        l[i] = ((flags & F_SINKS) && tx == 0) ? 1.0f : 0.0f;  /* l is a partial sum per tx */
+        for (int c = 0; c < DVT; c++)
+            o[i][c] = 0.0f;
+    }
+
+    for (long j0 = 0; j0 < skb; j0 += BK) {
+        const long j1 = min(j0 + BK, skb);
+        const int in_sinks = j0 < ns, in_range = j0 <= khi && j1 - 1 >= klo;
+        if (!in_sinks && !in_range) {
+            if (j0 > khi)
+                break;
+            if (j1 <= klo)
+                j0 = max(j0, klo / BK * BK - BK);
+            continue;
+        }
+        int full;
+        if (j1 <= ns)
+            full = !causal || j1 - 1 <= i0 + doff;
+        else
+            full = j0 >= lo_last && j1 - 1 <= hi_first;
+
+        /* Block mask verdict for the tile: 0 none, 1 all, 2 mixed. */
+        int bmode = 1;
+        if (flags & F_BMASK) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (lid == 0) { bm_any = 0; bm_all = 1; }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            const long bi0 = i0 / block_q, bj0 = j0 / block_k;
+            const long nbi = ilast / block_q - bi0 + 1, nbj = (j1 - 1) / block_k - bj0 + 1;
+            int any = 0, all = 1;
+            for (long t = lid; t < nbi * nbj; t += NT) {
+                const int on = bmask[b_off + b * bs0 + h * bs1 + (bi0 + t / nbj) * bs2 +
+                                     (bj0 + t % nbj) * bs3] != 0;
+                any |= on;
+                all &= on;
+            }
+            if (any) atomic_or(&bm_any, 1);
+            if (!all) atomic_and(&bm_all, 0);
+            barrier(CLK_LOCAL_MEM_FENCE);
+            bmode = bm_all ? 1 : bm_any ? 2 : 0;
+            if (bmode == 0)
+                continue;
+        }
+
+        /* S = Q K^T over chunks of DC dims. */
+        float s[RM][RN];
+        for (int i = 0; i < RM; i++)
+            for (int j = 0; j < RN; j++)
+                s[i][j] = 0.0f;
+        __local float *QsT = stage;              /* [DC][BQ] */
+        __local float *KsT = stage + DC * BQ;    /* [DC][BK] */
+        for (int dc = 0; dc < D; dc += DC) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int t = lid; t < BQ * DC; t += NT) {
+                const int r = t / DC, c = t % DC;
+                QsT[c * BQ + r] = (r < nq && dc + c < D) ?
+                    LOAD_IN(q, qrow + r * qs1 + (dc + c) * qs3) : 0.0f;
+            }
+            for (int t = lid; t < BK * DC; t += NT) {
+                const int r = t / DC, c = t % DC;
+                KsT[c * BK + r] = (j0 + r < j1 && dc + c < D) ?
+                    LOAD_IN(k, krow + (j0 + r) * ks1 + (dc + c) * ks3) : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int c = 0; c < DC; c++) {
+                float a[RM], bb[RN];
+                for (int i = 0; i < RM; i++)
+                    a[i] = QsT[c * BQ + ty * RM + i];
+                for (int j = 0; j < RN; j++)
+                    bb[j] = KsT[c * BK + tx * RN + j];
+                for (int i = 0; i < RM; i++)
+                    for (int j = 0; j < RN; j++)
+                        s[i][j] = mad(a[i], bb[j], s[i][j]);
+            }
+        }
+
+        /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
+        const int edge = j1 - j0 < BK;
+        for (int i = 0; i < RM; i++) {
+            const long ii = i0 + ty * RM + i;
+            const int row_ok = ii <= ilast;
+            for (int j = 0; j < RN; j++) {
+                const long jj = j0 + tx * RN + j;
+                float x = s[i][j] * scale;
+                if (flags & F_SOFTCAP)
+                    x = softcap * tanh(x / softcap);
+                if (flags & F_ALIBI) {
+                    long dd = ii + doff - jj;
+                    x -= slope * (float)(dd < 0 ? -dd : dd);
+                }
+                if ((flags & F_MASK) && row_ok && jj < j1) {
+                    const long mi = m_off + b * ms0 + h * ms1 + ii * ms2 + jj * ms3;
+                    if (mask_dt == DT_U8) {
+                        if (!mask[mi])
+                            x = -INFINITY;
+                    } else {
+                        x += attn_load(mask, mask_dt, mi);
+                    }
+                }
+                if (!full) {
+                    const long dg = ii + doff;
+                    int vis = !(causal && jj > dg);
+                    if (vis && jj >= sink_tokens) {
+                        if (window_left >= 0 && jj < dg - window_left) vis = 0;
+                        if (window_right >= 0 && jj > dg + window_right) vis = 0;
+                    }
+                    if (!vis)
+                        x = -INFINITY;
+                }
+                if (bmode == 2 && row_ok && jj < j1 &&
+                    !bmask[b_off + b * bs0 + h * bs1 + (ii / block_q) * bs2 + (jj / block_k) * bs3])
+                    x = -INFINITY;
+                if (edge && jj >= j1)
+                    x = -INFINITY;
+                s[i][j] = x;
+            }
+        }
+
+        /* Online softmax (or sigmoid); P to local memory. */
+        if (!sigmoid) {
+            for (int i = 0; i < RM; i++) {
+                float pm = s[i][0];
+                for (int j = 1; j < RN; j++)
+                    pm = fmax(pm, s[i][j]);
+                red[ty * RM + i][tx] = pm;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int i = 0; i < RM; i++) {
+                float mt = red[ty * RM + i][0];
+                for (int t = 1; t < TX; t++)
+                    mt = fmax(mt, red[ty * RM + i][t]);
+                const float mn = fmax(m[i], mt);
+                float alpha = 1.0f, sum = 0.0f;
+                if (mn == -INFINITY) {
+                    for (int j = 0; j < RN; j++)
+                        s[i][j] = 0.0f;
+                } else {
+                    alpha = exp(m[i] - mn);
+                    for (int j = 0; j < RN; j++) {
+                        s[i][j] = exp(s[i][j] - mn);
+                        sum += s[i][j];
+                    }
+                    m[i] = mn;
+                }
+                l[i] = l[i] * alpha + sum;
+                for (int c = 0; c < DVT; c++)
+                    o[i][c] *= alpha;
+            }
+        } else {
+            for (int i = 0; i < RM; i++)
+                for (int j = 0; j < RN; j++) {
+                    const float x = s[i][j] + sigmoid_bias;
+                    const float e = exp(-fabs(x));
+                    s[i][j] = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+                }
+        }
+        for (int i = 0; i < RM; i++)
+            for (int j = 0; j < RN; j++)
+                Ps[ty * RM + i][tx * RN + j] = s[i][j];
+
+        /* O += P V over chunks of KC keys. */
+        __local float *Vs = stage;               /* [KC][DVP] */
+        for (int kc = 0; kc < BK; kc += KC) {
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int t = lid; t < KC * DVP; t += NT) {
+                const int r = t / DVP, c = t % DVP;
+                Vs[t] = (j0 + kc + r < j1 && c < DV) ?
+                    LOAD_IN(v, vrow + (j0 + kc + r) * vs1 + c * vs3) : 0.0f;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int kk = 0; kk < KC; kk++) {
+                float vv[DVT];
+                for (int c = 0; c < DVT; c++)
+                    vv[c] = Vs[kk * DVP + tx + c * TX];
+                for (int i = 0; i < RM; i++) {
+                    const float p = Ps[ty * RM + i][kc + kk];
+                    for (int c = 0; c < DVT; c++)
+                        o[i][c] = mad(p, vv[c], o[i][c]);
+                }
+            }
+        }
+    }
+
+    /* Full row sums, normalise, gate, store. */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = 0; i < RM; i++)
+        red[ty * RM + i][tx] = l[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int i = 0; i < RM; i++) {
+        const long ii = i0 + ty * RM + i;
+        if (ii > ilast)
+            continue;
+        float lsum = 0.0f;
+        for (int t = 0; t < TX; t++)
+            lsum += red[ty * RM + i][t];
+        const float inv = sigmoid ? 1.0f : (lsum > 0.0f ? 1.0f / lsum : 0.0f);
+        const long row = q0 + ii;
+        const long obase = o_off + bt * os0 + row * os1 + h * os2;
+        const long gbase = g_off + bt * gs0 + row * gs1 + h * gs2;
+        for (int c = 0; c < DVT; c++) {
+            const int col = tx + c * TX;
+            if (col >= DV)
+                break;
+            float x = o[i][c] * inv;
+            if (flags & F_GATE)
+                x *= 1.0f / (1.0f + exp(-attn_load(gate, gate_dt, gbase + col * gs3)));
+            attn_store(out, out_dt, obase + col * os3, x);
+        }
+        if ((flags & F_LSE) && tx == 0)
+            lse[l_off + bt * ls0 + h * ls1 + row * ls2] =
+                lsum > 0.0f ? m[i] + log(lsum) : -INFINITY;
+    }
+}

@@ -1,0 +1,236 @@
+/* attn_sdpa on OpenCL: picks tile sizes from the device's limits, gets the
+ * specialised program from the cache and launches opencl/sdpa.cl. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ocl.h"
+#include "args.h"
+#include "../error.h"
+
+typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc; } sdpa_cfg;
+
+/* Flag bits shared with opencl/sdpa.cl. */
+enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
+       F_VARLEN = 1 << 4, F_LSE = 1 << 5, F_MASK = 1 << 6, F_GATE = 1 << 7,
+       F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9 };
+
+static size_t local_bytes(const sdpa_cfg *c, int64_t dv)
+{
+    const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
+    const int64_t dvp = (dv + c->tx - 1) / c->tx * c->tx;
+    int64_t stage = c->dc * (bq + bk);
+    if (c->kc * dvp > stage)
+        stage = c->kc * dvp;
+    return (size_t)(stage + bq * (bk + 1) + bq * c->tx) * sizeof(float) + 2 * sizeof(int);
+}
+
+/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
+ * chunk KC that fit the device's local memory; 0 if nothing fits. */
+static int fit_local(const attn_cl_device *d, sdpa_cfg *c, int64_t dd, int64_t dv)
+{
+    const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
+    const int bk = c->tx * c->rn;
+    for (int dc = dd < 32 ? (int)dd : 32; dc >= 1; dc /= 2)
+        for (int kc = bk; kc >= 1; kc /= 2) {
+            c->dc = dc;
+            c->kc = kc;
+            if (local_bytes(c, dv) <= budget)
+                return 1;
+        }
+    return 0;
+}
+
+/* Work-group shapes from large to small; the first that the device's
+ * limits (work-group size, work-item sizes, local memory) allow is used.
+ * ATTN_OPENCL_SDPA_TILE="tx,ty,rm,rn[,dc,kc]" overrides it (tuning). */
+static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t kernel_max,
+                      int use_env, sdpa_cfg *out)
+{
+    const char *env = getenv("ATTN_OPENCL_SDPA_TILE");
+    if (env && *env && use_env) {
+        sdpa_cfg c = { 0, 0, 0, 0, 0, 0 };
+        int n = sscanf(env, "%d,%d,%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn, &c.dc, &c.kc);
+        if ((n == 4 || n == 6) && c.tx > 0 && c.ty > 0 && c.rm > 0 && c.rn > 0) {
+            if (n == 4 && !fit_local(d, &c, dd, dv))
+                return 0;
+            *out = c;
+            return 1;
+        }
+    }
+    static const sdpa_cfg shapes[] = {
+        { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 }, { 8, 8, 4, 4, 0, 0 },
+        { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 }, { 4, 4, 2, 2, 0, 0 },
+        { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        sdpa_cfg c = shapes[i];
+        if ((size_t)(c.tx * c.ty) > d->max_wg || (size_t)(c.tx * c.ty) > kernel_max ||
+            (size_t)c.tx > d->max_wi[0] || (size_t)c.ty > d->max_wi[1])
+            continue;
+        if (!fit_local(d, &c, dd, dv))
+            continue;
+        *out = c;
+        return 1;
+    }
+    return 0;
+}
+
+/* Builds (or finds) the program for cfg and creates the kernel; *too_big is
+ * set when the compiled kernel cannot run work-groups of that size. */
+static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, const sdpa_cfg *c,
+                              cl_kernel *out, size_t *kernel_max)
+{
+    char opts[512];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DIN_DT=%d -DTX=%d -DTY=%d "
+             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d", (long long)p->d, (long long)p->dv,
+             (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn, c->dc, c->kc);
+    cl_program prog;
+    attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_SDPA, opts, &prog);
+    if (s != ATTN_OK)
+        return s;
+    cl_int err;
+    cl_kernel k = d->cl->CreateKernel(prog, "attn_sdpa", &err);
+    if (!k || err != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_sdpa: clCreateKernel");
+    size_t wg = 0;
+    err = d->cl->GetKernelWorkGroupInfo(k, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    if (err != CL_SUCCESS) {
+        d->cl->ReleaseKernel(k);
+        return attn_cl_fail(err, "attn_sdpa: clGetKernelWorkGroupInfo");
+    }
+    *kernel_max = wg;
+    *out = k;
+    return ATTN_OK;
+}
+
+/* alibi slopes and sink logits [2*hq] floats, then cu_seqlens_q/k
+ * [2*(nseq+1)] ints, in one small read-only buffer. */
+static attn_status make_aux(attn_cl_device *d, const attn_sdpa_problem *p, cl_mem *out)
+{
+    *out = NULL;
+    const int varlen = p->cu_q != NULL;
+    if (!p->alibi_slopes && !p->sink_logits && !varlen)
+        return ATTN_OK;
+    const size_t nf = 2 * (size_t)p->hq, ni = varlen ? 2 * ((size_t)p->num_seqs + 1) : 0;
+    const size_t bytes = nf * sizeof(float) + ni * sizeof(int32_t);
+    char *host = calloc(1, bytes);
+    if (!host)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: out of memory");
+    float *f = (float *)host;
+    for (int64_t h = 0; h < p->hq; h++) {
+        f[h] = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+        f[p->hq + h] = p->sink_logits ? p->sink_logits[h] : 0.0f;
+    }
+    if (varlen) {
+        int32_t *iv = (int32_t *)(host + nf * sizeof(float));
+        memcpy(iv, p->cu_q, ((size_t)p->num_seqs + 1) * sizeof(int32_t));
+        memcpy(iv + p->num_seqs + 1, p->cu_k, ((size_t)p->num_seqs + 1) * sizeof(int32_t));
+    }
+    cl_int err;
+    *out = d->cl->CreateBuffer(d->context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, host, &err);
+    free(host);
+    if (!*out || err != CL_SUCCESS) {
+        *out = NULL;
+        return attn_cl_fail(err, "attn_sdpa: clCreateBuffer (parameters)");
+    }
+    return ATTN_OK;
+}
+
+static attn_status launch(attn_cl_device *d, const attn_sdpa_problem *p, cl_kernel k,
+                          const sdpa_cfg *c, cl_mem aux)
+{
+    int flags = 0;
+    if (p->causal) flags |= F_CAUSAL;
+    if (p->score == ATTN_SCORE_SIGMOID) flags |= F_SIGMOID;
+    if (p->alibi_slopes) flags |= F_ALIBI;
+    if (p->sink_logits) flags |= F_SINKS;
+    if (p->cu_q) flags |= F_VARLEN;
+    if (p->has_lse) flags |= F_LSE;
+    if (p->has_mask) flags |= F_MASK;
+    if (p->has_gate) flags |= F_GATE;
+    if (p->has_block_mask) flags |= F_BMASK;
+    if (p->softcap > 0.0f) flags |= F_SOFTCAP;
+
+    attn_cl_args a = { d->cl, k, 0, CL_SUCCESS };
+    arg_view(&a, &p->q, 1, 4);
+    arg_view(&a, &p->k, 1, 4);
+    arg_view(&a, &p->v, 1, 4);
+    arg_view(&a, &p->out, 1, 4);
+    arg_int(&a, (int)p->out.dtype);
+    arg_view(&a, &p->lse, p->has_lse, 3);
+    arg_view(&a, &p->mask, p->has_mask, 4);
+    arg_int(&a, p->has_mask ? (int)p->mask.dtype : -1);
+    arg_view(&a, &p->gate, p->has_gate, 4);
+    arg_int(&a, p->has_gate ? (int)p->gate.dtype : -1);
+    arg_view(&a, &p->block_mask, p->has_block_mask, 4);
+    arg_mem(&a, aux);   /* as floats: alibi [hq], sinks [hq] */
+    arg_mem(&a, aux);   /* as ints: cu_seqlens after 2*hq words */
+    arg_int(&a, flags);
+    arg_int(&a, (int)p->hq);
+    arg_int(&a, (int)(p->hq / p->hkv));
+    arg_long(&a, p->sq);
+    arg_long(&a, p->sk);
+    arg_int(&a, (int)p->num_seqs);
+    arg_float(&a, p->scale);
+    arg_float(&a, p->softcap);
+    arg_float(&a, p->sigmoid_bias);
+    arg_long(&a, p->window_left);
+    arg_long(&a, p->window_right);
+    arg_long(&a, p->sink_tokens);
+    arg_long(&a, p->has_block_mask ? p->block_q : 1);
+    arg_long(&a, p->has_block_mask ? p->block_k : 1);
+    if (a.err != CL_SUCCESS)
+        return attn_cl_fail(a.err, "attn_sdpa: clSetKernelArg");
+
+    const size_t nqb = (size_t)((p->sq + c->ty * c->rm - 1) / (c->ty * c->rm));
+    const size_t local[3] = { (size_t)c->tx, (size_t)c->ty, 1 };
+    const size_t global[3] = { nqb * (size_t)c->tx, (size_t)p->hq * (size_t)c->ty,
+                               (size_t)p->num_seqs };
+    cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, k, 3, NULL, global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_sdpa: clEnqueueNDRangeKernel");
+    err = d->cl->Finish(d->queue);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_sdpa: clFinish");
+    return ATTN_OK;
+}
+
+attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p)
+{
+    attn_cl_device *d = dev->impl;
+    if (p->sq == 0 || p->num_seqs == 0)
+        return ATTN_OK;
+    pthread_mutex_lock(&d->lock);
+    attn_status s = ATTN_OK;
+    cl_kernel k = NULL;
+    sdpa_cfg c;
+    size_t kernel_max = (size_t)-1;
+    /* The largest shape the device allows; if the compiled kernel cannot
+     * run work-groups that large (registers), the next smaller one. */
+    for (int tries = 0;; tries++) {
+        if (tries > 8 || !choose_cfg(d, p->d, p->dv, kernel_max, tries == 0, &c)) {
+            s = attn_fail(ATTN_ERR_DEVICE, "attn_sdpa: no work-group shape fits %s (local "
+                          "memory %llu bytes, max work-group %zu, kernel max %zu) for head dims "
+                          "%lld/%lld", dev->info.name, (unsigned long long)d->local_mem,
+                          d->max_wg, kernel_max, (long long)p->d, (long long)p->dv);
+            break;
+        }
+        if ((s = get_kernel(d, p, &c, &k, &kernel_max)) != ATTN_OK)
+            break;
+        if ((size_t)(c.tx * c.ty) <= kernel_max)
+            break;
+        d->cl->ReleaseKernel(k);
+        k = NULL;
+    }
+    cl_mem aux = NULL;
+    if (s == ATTN_OK)
+        s = make_aux(d, p, &aux);
+    if (s == ATTN_OK)
+        s = launch(d, p, k, &c, aux);
+    if (aux)
+        d->cl->ReleaseMemObject(aux);
+    if (k)
+        d->cl->ReleaseKernel(k);
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}
