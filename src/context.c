@@ -104,9 +104,10 @@ ATTN_API attn_status attn_context_create(const attn_options *user, attn_context 
 
     if (o.device >= 0) {
         if (o.device >= ctx->ndev) {
+            const int ndev = ctx->ndev;
             attn_context_destroy(ctx);
             return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "attn_context_create: opts->device is %d "
-                             "but there are %d devices", o.device, ctx->ndev);
+                             "but there are %d devices", o.device, ndev);
         }
         ctx->preferred = o.device;
     } else if ((s = parse_device_env(ctx, &ctx->preferred)) != ATTN_OK) {
