@@ -196,6 +196,9 @@ void attn_linear_chunkwise(const attn_linear_task *t)
 
     for (int64_t c0 = 0; c0 < t->len; c0 += C) {
         const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
+        /* Each token row of a head is its own cache line run, far from the
+         * next token's: fetch the next chunk while this one computes. */
+        attn_linear_prefetch(t, c0 + C, C);
         /* Load the chunk; cumulative log-gates. */
         for (int r = 0; r < n; r++) {
             attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);

@@ -79,6 +79,34 @@ void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
     load_row(dst, row_of(t, v, i), v->dtype, v->stride[3], t->p->dv);
 }
 
+static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t i0, int64_t n,
+                          int64_t cols)
+{
+    const int64_t bytes = cols * (int64_t)attn_dtype_size(x->dtype) *
+                          (x->ndim == 4 ? x->stride[3] : 1);
+    for (int64_t i = i0; i < i0 + n; i++) {
+        const char *r = row_of(t, x, i);
+        for (int64_t b = 0; b < bytes; b += 64)
+            __builtin_prefetch(r + b);
+    }
+}
+
+void attn_linear_prefetch(const attn_linear_task *t, int64_t i0, int64_t n)
+{
+    const attn_linear_problem *p = t->p;
+    if (i0 + n > t->len)
+        n = t->len - i0;
+    if (n <= 0)
+        return;
+    prefetch_view(t, &p->q, i0, n, p->dk);
+    prefetch_view(t, &p->k, i0, n, p->dk);
+    prefetch_view(t, &p->v, i0, n, p->dv);
+    if (p->has_g)
+        prefetch_view(t, &p->g, i0, n, p->g_per_channel ? p->dk : 1);
+    if (p->has_beta)
+        prefetch_view(t, &p->beta, i0, n, 1);
+}
+
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
 {
     const attn_linear_problem *p = t->p;
@@ -93,10 +121,15 @@ int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
     const char *src = row_of(t, G, i);
     const int64_t n = p->g_per_channel ? p->dk : 1;
     const int64_t st = p->g_per_channel ? G->stride[3] : 1;
+    if (G->dtype == ATTN_F32 && st == 1) {
+        const float *f = (const float *)src;
+        for (int64_t c = 0; c < n; c++)     /* NaN compares false and stays NaN */
+            g[c] = f[c] < ATTN_LINEAR_G_FLOOR ? ATTN_LINEAR_G_FLOOR : f[c];
+        return 1;
+    }
     for (int64_t c = 0; c < n; c++) {
         const float x = load_f(src, G->dtype, c * st);
-        g[c] = x > ATTN_LINEAR_G_FLOOR ? x : ATTN_LINEAR_G_FLOOR; /* NaN stays NaN */
-        if (x != x) g[c] = x;
+        g[c] = x < ATTN_LINEAR_G_FLOOR ? ATTN_LINEAR_G_FLOOR : x;
     }
     return 1;
 }
