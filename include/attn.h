@@ -303,6 +303,131 @@ ATTN_API attn_status attn_merge(attn_context *ctx, const attn_tensor *outs, cons
                                 int n, const attn_tensor *out, const attn_tensor *lse);
 
 /* ------------------------------------------------------------------------ */
+/* Decoding: paged KV cache and attn_decode                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A KV cache holds the keys and values of many sequences in fixed-size
+ * pages taken from one pool allocated at creation, so its memory is bounded:
+ * growing past the pool is ATTN_ERR_OUT_OF_MEMORY, never a crash. Each
+ * sequence (a caller-chosen id in [0, max_seqs)) has its own page table.
+ * Pages are reference-counted: attn_kv_cache_fork shares a prefix without
+ * copying, and appending to a shared, partially filled last page copies that
+ * one page first (copy-on-write).
+ *
+ * Storage types (per token and head, K and V alike):
+ *   ATTN_F32, ATTN_F16, ATTN_BF16: the values, rounded to nearest even.
+ *   ATTN_Q8: blocks of 32 values: int8 q in [-127, 127] and one f16 scale
+ *            d = f16(max|x| / 127); x ~ d * q, q = round(x / d).
+ *   ATTN_Q4: blocks of 32 values: 4-bit q in [0, 15], an f16 scale d and an
+ *            f16 minimum m = f16(min x), d = f16((max x - m) / 15);
+ *            x ~ d * q + m, q = clamp(round((x - m) / d), 0, 15).
+ * Q8 and Q4 need head dims that are multiples of 32.
+ *
+ * Streaming (StreamingLLM): with stream_window W > 0, a sequence keeps its
+ * first stream_sink tokens and its last W tokens; older tokens in between are
+ * evicted as new ones are appended. Attention then sees the kept tokens as
+ * one contiguous sequence: attn_kv_cache_seq_len counts the kept tokens, and
+ * key index j of attn_decode (for causal, window, sink_tokens and ALiBi) is
+ * the j-th kept token, as in StreamingLLM's positions-within-the-cache.
+ * attn_kv_cache_seq_pos gives the absolute position (tokens ever appended),
+ * e.g. for rotary embeddings applied by the caller before appending.
+ *
+ * Thread safety: calls that change a cache (append, truncate, fork, remove)
+ * must not run concurrently with any other call on the same cache;
+ * attn_decode, seq_len and read only read it.
+ */
+typedef struct attn_kv_cache attn_kv_cache;
+
+typedef struct attn_kv_cache_desc {
+    size_t     size;          /* sizeof(attn_kv_cache_desc) */
+    attn_dtype dtype;         /* storage: F32, F16, BF16, Q8 or Q4 */
+    int32_t    num_kv_heads;  /* Hkv >= 1 */
+    int32_t    head_dim;      /* D of keys, 1..4096 (multiple of 32 for Q8/Q4) */
+    int32_t    head_dim_v;    /* Dv of values; 0 = head_dim */
+    int32_t    page_size;     /* tokens per page, 1..65536 */
+    int64_t    max_pages;     /* capacity of the pool, in pages (>= 1) */
+    int32_t    max_seqs;      /* sequence ids are [0, max_seqs) */
+    int64_t    stream_sink;   /* streaming: tokens kept at the start */
+    int64_t    stream_window; /* streaming: tokens kept at the end; 0 = streaming off */
+} attn_kv_cache_desc;
+
+#define ATTN_KV_CACHE_DESC_INIT { sizeof(attn_kv_cache_desc), ATTN_F16, 0, 0, 0, 64, 0, 1, 0, 0 }
+
+/* Creates an empty cache on the context's CPU device and allocates its
+ * whole page pool (max_pages pages). Returns ATTN_ERR_INVALID_ARGUMENT for a
+ * bad desc, ATTN_ERR_OUT_OF_MEMORY if the pool cannot be allocated. */
+ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache_desc *d,
+                                          attn_kv_cache **out);
+
+/* Frees a cache and all its pages. NULL is a no-op. */
+ATTN_API void attn_kv_cache_destroy(attn_kv_cache *c);
+
+/* Appends n tokens to sequence seq (which is created if it holds nothing):
+ *   k [n, Hkv, D], v [n, Hkv, Dv], host tensors of F32, F16 or BF16, any strides.
+ * Values are converted (quantised) to the storage type. Atomic: on any error
+ * (bad shape, ATTN_ERR_OUT_OF_MEMORY when the pool has too few free pages)
+ * the cache is unchanged. n = 0 is allowed. */
+ATTN_API attn_status attn_kv_cache_append(attn_kv_cache *c, int32_t seq,
+                                          const attn_tensor *k, const attn_tensor *v);
+
+/* *len = number of tokens sequence seq holds (kept tokens in streaming
+ * mode); 0 for an id that holds nothing. */
+ATTN_API attn_status attn_kv_cache_seq_len(const attn_kv_cache *c, int32_t seq, int64_t *len);
+
+/* *pos = absolute position of the next token of seq: tokens appended minus
+ * tokens truncated, counting evicted ones (equals seq_len unless streaming). */
+ATTN_API attn_status attn_kv_cache_seq_pos(const attn_kv_cache *c, int32_t seq, int64_t *pos);
+
+/* Removes a sequence and releases its pages (shared pages stay with the
+ * other sequences). Fails if seq holds nothing. */
+ATTN_API attn_status attn_kv_cache_remove(attn_kv_cache *c, int32_t seq);
+
+/* Keeps the first new_len tokens of seq (0 <= new_len <= seq_len) and drops
+ * the rest, e.g. speculative tokens the target model rejected. Tokens
+ * evicted by streaming do not come back. */
+ATTN_API attn_status attn_kv_cache_truncate(attn_kv_cache *c, int32_t seq, int64_t new_len);
+
+/* Makes dst (which must hold nothing, and differ from src) a sequence whose
+ * tokens are the first prefix_len tokens of src (0 <= prefix_len <=
+ * seq_len(src)). Pages are shared, not copied; either sequence copies a
+ * shared partially filled page when it next appends into it. In streaming
+ * mode dst inherits src's eviction state. */
+ATTN_API attn_status attn_kv_cache_fork(attn_kv_cache *c, int32_t src_seq, int32_t dst_seq,
+                                        int64_t prefix_len);
+
+/* Copies tokens [start, start + n) of seq, dequantised, into host tensors
+ * k [n, Hkv, D] and v [n, Hkv, Dv] of F32, F16 or BF16 (either may be NULL). */
+ATTN_API attn_status attn_kv_cache_read(const attn_kv_cache *c, int32_t seq, int64_t start,
+                                        const attn_tensor *k, const attn_tensor *v);
+
+/* Pages currently free in the pool (-1 for NULL). */
+ATTN_API int64_t attn_kv_cache_free_pages(const attn_kv_cache *c);
+
+/* Bytes one token occupies in the cache, K and V of all heads together,
+ * including Q8/Q4 scales (0 for NULL); for bandwidth accounting. */
+ATTN_API size_t attn_kv_cache_token_bytes(const attn_kv_cache *c);
+
+/*
+ * Attention of a few new query tokens per sequence against the cache.
+ *   q   [B, Sq, Hq, D]  (F32, F16 or BF16), 1 <= Sq <= 16
+ *   seqs[B]             sequence ids; each must hold at least Sq tokens
+ *   out [B, Sq, Hq, Dv] (F32, F16 or BF16)   lse [B, Hq, Sq] f32 or NULL
+ * The Sq new tokens must already be appended: they are the last Sq tokens of
+ * their sequence, so query i of sequence b (holding L tokens) sits on
+ * diagonal i + L - Sq, the bottom-right alignment of attn_sdpa. The result
+ * equals attn_sdpa with k/v = the sequence's (dequantised) tokens. From
+ * params: scale, score (softmax or sigmoid), sigmoid_bias, causal,
+ * window_left/right, sink_tokens, softcap, alibi_slopes, sink_logits and
+ * gate ([B, Sq, Hq, Dv]) apply; mask, block_mask and cu_seqlens must be
+ * NULL. Hq must be a multiple of the cache's Hkv and D/Dv must match it.
+ */
+ATTN_API attn_status attn_decode(attn_context *ctx, const attn_sdpa_params *p,
+                                 const attn_tensor *q, attn_kv_cache *cache,
+                                 const int32_t *seqs, const attn_tensor *out,
+                                 const attn_tensor *lse);
+
+/* ------------------------------------------------------------------------ */
 /* Linear attention (state-space form)                                      */
 /* ------------------------------------------------------------------------ */
 

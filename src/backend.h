@@ -20,6 +20,7 @@ typedef struct attn_backend {
     attn_status (*sdpa)(attn_device *dev, const attn_sdpa_problem *p);
     attn_status (*merge)(attn_device *dev, const attn_merge_problem *p);
     void        (*destroy)(attn_device *dev);
+    attn_status (*decode)(attn_device *dev, const attn_decode_problem *p);
     attn_status (*linear)(attn_device *dev, const attn_linear_problem *p);
 } attn_backend;
 

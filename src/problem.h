@@ -36,6 +36,26 @@ typedef struct attn_merge_problem {
     int64_t b, s, h, dv;
 } attn_merge_problem;
 
+/* attn_decode: a few query tokens per sequence against a paged KV cache.
+ * Each seqs[b] is a live sequence holding at least sq tokens. */
+struct attn_kv_cache;
+typedef struct attn_decode_problem {
+    attn_view q;            /* [B,Sq,Hq,D] */
+    attn_view out;          /* [B,Sq,Hq,Dv] */
+    attn_view lse;          /* [B,Hq,Sq] f32; has_lse */
+    attn_view gate;         /* like out; has_gate */
+    int has_lse, has_gate;
+    const struct attn_kv_cache *cache;
+    const int32_t *seqs;    /* [B] */
+    int64_t b, sq, hq, hkv, d, dv;
+    float scale, softcap, sigmoid_bias;
+    attn_score score;
+    int causal;
+    int64_t window_left, window_right, sink_tokens; /* -1 = unlimited */
+    const float *alibi_slopes, *sink_logits;
+} attn_decode_problem;
+
+
 typedef struct attn_linear_problem {
     /* q,k [Bt,S,H,Dk]  v,out [Bt,S,H,Dv]; Bt is 1 for varlen. */
     attn_view q, k, v, out;

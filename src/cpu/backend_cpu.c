@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cpu_backend.h"
+#include "decode.h"
 #include "linear.h"
 #include "../cpu_features.h"
 #include "../error.h"
@@ -60,6 +61,7 @@ static const attn_backend cpu_backend = {
     .merge = attn_cpu_merge,
     .destroy = cpu_destroy,
     .linear = attn_cpu_linear,
+    .decode = attn_cpu_decode,
 };
 
 attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_isa)

@@ -1,0 +1,37 @@
+/* Decode micro-kernels: one table per ISA (scalar in src/cpu/decode_scalar.c,
+ * SIMD sets in simd/<isa>_decode.c). They read K/V rows straight from cache
+ * pages in their storage type (F32, F16, BF16, Q8, Q4; see quant.h) and
+ * dequantise in registers: no dequantised copy of the cache is ever made.
+ * The driver (decode.c) owns the loops over pages, masks and the softmax.
+ *
+ * Each K/V row is loaded once for all nr query rows (the query heads of one
+ * GQA group times the query tokens), which is what makes decode
+ * bandwidth-bound rather than latency-bound. */
+#ifndef ATTN_CPU_DECODE_KERNELS_H
+#define ATTN_CPU_DECODE_KERNELS_H
+
+#include <stdint.h>
+#include "attn.h"
+#include "../kv_cache.h"
+
+typedef struct attn_cpu_decode_kernels {
+    const char *name;
+    /* s[r*lds + j] = sum_c q[r*ldq + c] * k_j[c]   for r < nr, j < nk.
+     * q rows are f32, 64-byte aligned, zero-padded to ldq (a multiple of 16). */
+    void (*qk)(const float *q, int64_t ldq, int nr, const attn_kv_rows *k, attn_dtype dt,
+               int nk, int64_t d, float *s, int64_t lds);
+    /* o[r*ldo + c] += sum_j p[r*ldp + j] * v_j[c]   for r < nr, c < dv.
+     * o rows are f32, 64-byte aligned, ldo a multiple of 16. */
+    void (*pv)(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,
+               int nk, int64_t dv, float *o, int64_t ldo);
+} attn_cpu_decode_kernels;
+
+extern const attn_cpu_decode_kernels attn_cpu_decode_scalar;
+const attn_cpu_decode_kernels *attn_cpu_decode_avx2(void);
+const attn_cpu_decode_kernels *attn_cpu_decode_avx512(void);
+const attn_cpu_decode_kernels *attn_cpu_decode_neon(void);
+
+/* The set for the ISA the context uses (scalar where that ISA's file was not built). */
+const attn_cpu_decode_kernels *attn_cpu_decode_kernels_for(attn_isa isa, uint64_t features);
+
+#endif

@@ -1,0 +1,96 @@
+/* The paged KV cache's internal layout, shared by src/kv_cache.c (which
+ * owns the bookkeeping) and the decode kernels (which only read pages).
+ *
+ * Pool: max_pages pages of page_bytes each. A page holds page_size tokens of
+ * every head, as planes: K of head 0..Hkv-1, then V of head 0..Hkv-1. A
+ * plane is page_size rows of data (row_bytes each) followed, for Q8/Q4, by
+ * page_size rows of u16 meta (see cpu/quant.h); both parts 64-byte aligned.
+ *
+ * Sequence state (positions are absolute, counting evicted tokens):
+ *   total      position of the next token
+ *   win_start  first kept position after the sinks (>= sink; = sink when
+ *              nothing was evicted). Kept positions: [0, min(total, sink))
+ *              and [win_start, total). Without streaming sink = 0 and
+ *              win_start = 0.
+ *   dropped    logical pages (pos / page_size) evicted after the sink pages:
+ *              logical page lp lives at pages[lp < sink_pages ? lp : lp - dropped]. */
+#ifndef ATTN_KV_CACHE_H
+#define ATTN_KV_CACHE_H
+
+#include <stdint.h>
+#include "backend.h"
+
+typedef struct attn_kv_seq {
+    int      active;
+    int64_t  total, win_start, dropped;
+    int32_t *pages;
+    int64_t  npages, cap;
+} attn_kv_seq;
+
+struct attn_kv_cache {
+    attn_context *ctx;
+    attn_dtype dtype;
+    int64_t hkv, d, dv, ps, max_pages, max_seqs;
+    int64_t sink, window;        /* window 0 = no streaming (then sink is 0 too) */
+    int64_t sink_pages;          /* ceil(sink / ps) */
+    int64_t k_row_bytes, v_row_bytes, k_meta, v_meta;   /* meta in u16 per row */
+    int64_t k_meta_off, v_meta_off;                     /* byte offset of meta in a plane */
+    int64_t k_plane, v_plane, page_bytes;
+    uint8_t *pool;
+    int32_t *refcnt;
+    int32_t *free_list;
+    int64_t  nfree;
+    attn_kv_seq *seqs;
+};
+
+/* A run of consecutive tokens of one head inside one page. */
+typedef struct attn_kv_rows {
+    const uint8_t  *data;    /* row j at data + j * row_bytes */
+    const uint16_t *meta;    /* row j at meta + j * meta_per_row (Q8/Q4) */
+    int64_t row_bytes, meta_per_row;
+} attn_kv_rows;
+
+static inline int64_t attn_kv_kept(const attn_kv_cache *c, const attn_kv_seq *s)
+{
+    int64_t ns = s->total < c->sink ? s->total : c->sink;
+    return ns + (s->total > s->win_start ? s->total - s->win_start : 0);
+}
+
+/* Absolute position of the j-th kept token. */
+static inline int64_t attn_kv_pos_of(const attn_kv_cache *c, const attn_kv_seq *s, int64_t j)
+{
+    int64_t ns = s->total < c->sink ? s->total : c->sink;
+    return j < ns ? j : s->win_start + (j - ns);
+}
+
+static inline uint8_t *attn_kv_page(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos)
+{
+    int64_t lp = pos / c->ps;
+    int64_t idx = lp < c->sink_pages ? lp : lp - s->dropped;
+    return c->pool + (size_t)s->pages[idx] * (size_t)c->page_bytes;
+}
+
+/* Rows of head h (K when kv == 0, else V) from position pos to the end of
+ * its page; returns how many tokens that run holds. */
+static inline int64_t attn_kv_rows_at(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos,
+                                      int kv, int64_t h, attn_kv_rows *r)
+{
+    const uint8_t *page = attn_kv_page(c, s, pos);
+    const int64_t slot = pos % c->ps;
+    const uint8_t *plane;
+    if (kv == 0) {
+        plane = page + h * c->k_plane;
+        r->row_bytes = c->k_row_bytes;
+        r->meta_per_row = c->k_meta;
+        r->meta = (const uint16_t *)(plane + c->k_meta_off) + slot * c->k_meta;
+    } else {
+        plane = page + c->hkv * c->k_plane + h * c->v_plane;
+        r->row_bytes = c->v_row_bytes;
+        r->meta_per_row = c->v_meta;
+        r->meta = (const uint16_t *)(plane + c->v_meta_off) + slot * c->v_meta;
+    }
+    r->data = plane + slot * r->row_bytes;
+    return c->ps - slot;
+}
+
+#endif
