@@ -22,6 +22,7 @@ static const attn_linear_kernels kernels = {
     .vexp = avx2_lin_vexp,
     .row_update = avx2_lin_row_update,
     .axpy = avx2_lin_axpy,
+    .mul_exp = avx2_lin_mul_exp,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx2(void) { return &kernels; }

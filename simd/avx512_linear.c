@@ -22,6 +22,7 @@ static const attn_linear_kernels kernels = {
     .vexp = avx512_lin_vexp,
     .row_update = avx512_lin_row_update,
     .axpy = avx512_lin_axpy,
+    .mul_exp = avx512_lin_mul_exp,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx512(void) { return &kernels; }

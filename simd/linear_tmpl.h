@@ -46,6 +46,25 @@ static inline void LNAME(tile6x1)(int k, const float *A, int64_t rsa, int64_t cs
     LSTORE(C + 5 * ldc, LNAME(combine)(c5, C + 5 * ldc, acc));
 }
 
+/* Four rows x one vector of columns. */
+static inline void LNAME(tile4x1)(int k, const float *A, int64_t rsa, int64_t csa,
+                                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+{
+    LVEC c0 = LZERO(), c1 = LZERO(), c2 = LZERO(), c3 = LZERO();
+    const float *a = A, *b = B;
+    for (int p = 0; p < k; p++, a += csa, b += ldb) {
+        const LVEC b0 = LLOAD(b);
+        c0 = LFMA(LSET1(a[0]), b0, c0);
+        c1 = LFMA(LSET1(a[rsa]), b0, c1);
+        c2 = LFMA(LSET1(a[2 * rsa]), b0, c2);
+        c3 = LFMA(LSET1(a[3 * rsa]), b0, c3);
+    }
+    LSTORE(C, LNAME(combine)(c0, C, acc));
+    LSTORE(C + ldc, LNAME(combine)(c1, C + ldc, acc));
+    LSTORE(C + 2 * ldc, LNAME(combine)(c2, C + 2 * ldc, acc));
+    LSTORE(C + 3 * ldc, LNAME(combine)(c3, C + 3 * ldc, acc));
+}
+
 /* One row x four vectors of columns. */
 static inline void LNAME(tile1x4)(int k, const float *A, int64_t csa, const float *B,
                                   int64_t ldb, float *C, int acc)
@@ -122,8 +141,15 @@ static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_
         for (int i = 0; i < m6; i += 6)
             LNAME(tile6x1)(k, A + (int64_t)i * rsa, rsa, csa, B + j, ldb,
                            C + (int64_t)i * ldc + j, ldc, acc);
-    /* Leftover rows: one row at a time, four vectors wide where possible. */
-    for (int i = m6; i < m; i++) {
+    /* Leftover rows: four at a time for narrow C, then one at a time, four
+     * vectors wide where possible. */
+    int m4 = m6;
+    if (nv < 4 * LV)
+        for (; m4 + 4 <= m; m4 += 4)
+            for (int jj = 0; jj < nv; jj += LV)
+                LNAME(tile4x1)(k, A + (int64_t)m4 * rsa, rsa, csa, B + jj, ldb,
+                               C + (int64_t)m4 * ldc + jj, ldc, acc);
+    for (int i = m4; i < m; i++) {
         const float *a = A + (int64_t)i * rsa;
         float *c = C + (int64_t)i * ldc;
         int jj = 0;
@@ -176,4 +202,23 @@ static void LNAME(axpy)(float *y, float a, const float *x, int64_t n)
         LSTORE(y + j, LFMA(va, LLOAD(x + j), LLOAD(y + j)));
     for (; j < n; j++)
         y[j] += a * x[j];
+}
+
+static void LNAME(mul_exp)(float *dst, const float *x, const float *a, const float *b, int64_t n)
+{
+    int64_t j = 0;
+    if (a && b)
+        for (; j + LV <= n; j += LV)
+            LSTORE(dst + j, LMUL(LLOAD(x + j), LEXP(LSUB(LLOAD(a + j), LLOAD(b + j)))));
+    else if (a)
+        for (; j + LV <= n; j += LV)
+            LSTORE(dst + j, LMUL(LLOAD(x + j), LEXP(LLOAD(a + j))));
+    else if (b)
+        for (; j + LV <= n; j += LV)
+            LSTORE(dst + j, LMUL(LLOAD(x + j), LEXP(LSUB(LZERO(), LLOAD(b + j)))));
+    else
+        for (; j + LV <= n; j += LV)
+            LSTORE(dst + j, LLOAD(x + j));
+    for (; j < n; j++)
+        dst[j] = x[j] * expf((a ? a[j] : 0.0f) - (b ? b[j] : 0.0f));
 }

@@ -22,6 +22,7 @@ static const attn_linear_kernels kernels = {
     .vexp = neon_lin_vexp,
     .row_update = neon_lin_row_update,
     .axpy = neon_lin_axpy,
+    .mul_exp = neon_lin_mul_exp,
 };
 
 const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

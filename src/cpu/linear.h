@@ -22,6 +22,9 @@ typedef struct attn_linear_kernels {
     void (*row_update)(float *s, float a, float b, const float *u, float c, float *o, int64_t n);
     /* y += a * x (n floats). */
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* dst = x * exp(a - b) elementwise (n floats); a or b NULL means 0.
+     * dst may be x. */
+    void (*mul_exp)(float *dst, const float *x, const float *a, const float *b, int64_t n);
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;

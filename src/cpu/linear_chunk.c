@@ -81,52 +81,44 @@ static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int 
                     A[i * lc + j] *= E[j];
             }
     } else {
+        /* Key block J (rows j0..j0+jb) uses the reference G_end = G at its last
+         * row: kt_j = k_j exp(G_end - G_j) <= 1, shared by every row block
+         * I >= J; the row side qt_i = q_i exp(G_i - G_end) is <= 1 for I > J
+         * and, on the diagonal, <= e^GUARD when the block's decay range
+         * allows, else the diagonal is computed entry by entry. */
         const float *G = c->G;
-        for (int r0 = 0; r0 < n; r0 += SB) {
-            const int rn = n - r0 < SB ? n - r0 : SB, jn = r0 + rn;
-            const float *gref = r0 ? G + (r0 - 1) * lk : NULL;
-            for (int i = 0; i < rn; i++) {
-                const float *gi = G + (r0 + i) * lk;
+        for (int j0 = 0; j0 < n; j0 += SB) {
+            const int jb = n - j0 < SB ? n - j0 : SB;
+            const float *gend = G + (j0 + jb - 1) * lk;
+            for (int j = 0; j < jb; j++)
+                ks->mul_exp(c->X + j * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
+            for (int j = 0; j < jb; j++) {
+                const float *x = c->X + j * lk;
                 for (int64_t cc = 0; cc < dk; cc++)
-                    E[cc] = gref ? gi[cc] - gref[cc] : gi[cc];
-                ks->vexp(E, dk);
-                const float *x = X + (r0 + i) * lk;
-                float *qt = c->QT + i * lk;
-                for (int64_t cc = 0; cc < dk; cc++)
-                    qt[cc] = x[cc] * E[cc];
+                    KT[cc * lc + j0 + j] = x[cc];
             }
             int ok = 1;
-            for (int j = r0; j < jn && ok; j++) {
-                const float *gj = G + j * lk;
-                for (int64_t cc = 0; cc < dk; cc++)
-                    if (!((gref ? gref[cc] : 0.0f) - gj[cc] <= GUARD)) { ok = 0; break; }
+            const float *g0 = G + j0 * lk;
+            for (int64_t cc = 0; cc < dk; cc++)
+                if (!(g0[cc] - gend[cc] <= GUARD)) { ok = 0; break; }
+            for (int i0 = j0; i0 < n; i0 += SB) {
+                const int rn = n - i0 < SB ? n - i0 : SB;
+                if (i0 == j0 && !ok) {
+                    for (int i = i0; i < i0 + rn; i++)
+                        for (int j = j0; j < (strict ? i : i + 1); j++) {
+                            ks->mul_exp(E, X + i * lk, G + i * lk, G + j * lk, dk);
+                            const float *y = Y + j * lk;
+                            float acc = 0.0f;
+                            for (int64_t cc = 0; cc < dk; cc++)
+                                acc += E[cc] * y[cc];
+                            A[i * lc + j] = acc;
+                        }
+                    continue;
+                }
+                for (int i = 0; i < rn; i++)
+                    ks->mul_exp(c->QT + i * lk, X + (i0 + i) * lk, G + (i0 + i) * lk, gend, dk);
+                ks->gemm(rn, jb, (int)dk, c->QT, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
             }
-            const int jk = ok ? jn : r0;
-            for (int j = 0; j < jk; j++) {
-                const float *gj = G + j * lk, *y = Y + j * lk;
-                for (int64_t cc = 0; cc < dk; cc++)
-                    E[cc] = gref ? gref[cc] - gj[cc] : -gj[cc];
-                ks->vexp(E, dk);
-                for (int64_t cc = 0; cc < dk; cc++)
-                    KT[cc * lc + j] = y[cc] * E[cc];
-            }
-            for (int j = jk; j < jn; j++)
-                for (int64_t cc = 0; cc < dk; cc++)
-                    KT[cc * lc + j] = 0.0f;
-            ks->gemm(rn, jn, (int)dk, c->QT, lk, 1, KT, lc, A + r0 * lc, lc, 0);
-            if (!ok)
-                for (int i = r0; i < jn; i++)
-                    for (int j = r0; j < (strict ? i : i + 1); j++) {
-                        const float *gi = G + i * lk, *gj = G + j * lk;
-                        for (int64_t cc = 0; cc < dk; cc++)
-                            E[cc] = gi[cc] - gj[cc];
-                        ks->vexp(E, dk);
-                        const float *x = X + i * lk, *y = Y + j * lk;
-                        float acc = 0.0f;
-                        for (int64_t cc = 0; cc < dk; cc++)
-                            acc += x[cc] * y[cc] * E[cc];
-                        A[i * lc + j] = acc;
-                    }
         }
     }
     for (int i = 0; i < n; i++)
@@ -139,18 +131,13 @@ static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int 
 static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, int from_last)
 {
     const int64_t dk = c->dk, lk = c->lk;
-    float *E = c->E;
     if (c->mode == 2) {
         const float *gl = c->G + (n - 1) * lk;
-        for (int r = 0; r < n; r++) {
-            const float *g = c->G + r * lk;
-            for (int64_t cc = 0; cc < dk; cc++)
-                E[cc] = from_last ? gl[cc] - g[cc] : g[cc];
-            c->ks->vexp(E, dk);
-            for (int64_t cc = 0; cc < dk; cc++)
-                dst[r * lk + cc] = src[r * lk + cc] * E[cc];
-        }
+        for (int r = 0; r < n; r++)
+            c->ks->mul_exp(dst + r * lk, src + r * lk, from_last ? gl : c->G + r * lk,
+                           from_last ? c->G + r * lk : NULL, dk);
     } else {
+        float *E = c->E;
         for (int r = 0; r < n; r++)
             E[r] = from_last ? c->G[n - 1] - c->G[r] : c->G[r];
         c->ks->vexp(E, n);

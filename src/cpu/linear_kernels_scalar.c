@@ -54,10 +54,17 @@ static void scalar_axpy(float *y, float a, const float *x, int64_t n)
         y[j] += a * x[j];
 }
 
+static void scalar_mul_exp(float *dst, const float *x, const float *a, const float *b, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = x[j] * expf((a ? a[j] : 0.0f) - (b ? b[j] : 0.0f));
+}
+
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
     .vexp = scalar_vexp,
     .row_update = scalar_row_update,
     .axpy = scalar_axpy,
+    .mul_exp = scalar_mul_exp,
 };
