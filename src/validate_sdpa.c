@@ -62,6 +62,12 @@ static attn_status check_cu(const int32_t *cu, int64_t n, int64_t total, const c
     return ATTN_OK;
 }
 
+/* ceil(a / b) for a >= 0, b >= 1, without the overflow of (a + b - 1) / b. */
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return a == 0 ? 0 : (a - 1) / b + 1;
+}
+
 /* A [B|1, H|1, rows, cols] tensor: checks the shape and zeroes the strides
  * of broadcast dims so kernels index it uniformly. */
 static attn_status check_broadcast4(attn_view *v, const char *name, int64_t b, int64_t h,
@@ -215,8 +221,7 @@ attn_status attn_validate_sdpa(const attn_context *ctx, const attn_sdpa_params *
                            (long long)p.block_q, (long long)p.block_k);
         TRY(view(&pr->block_mask, p.block_mask, "block_mask", 4, ATTN_DT_BIT(ATTN_U8), dev));
         TRY(check_broadcast4(&pr->block_mask, "block_mask", pr->num_seqs, hq,
-                             (pr->sq + p.block_q - 1) / p.block_q,
-                             (pr->sk + p.block_k - 1) / p.block_k));
+                             ceil_div(pr->sq, p.block_q), ceil_div(pr->sk, p.block_k)));
         pr->has_block_mask = 1;
         pr->block_q = p.block_q;
         pr->block_k = p.block_k;
