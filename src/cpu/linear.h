@@ -62,7 +62,8 @@ void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
 size_t attn_linear_recurrent_ws_floats(const attn_linear_problem *p);
 void   attn_linear_recurrent(const attn_linear_task *t);
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p);
-void   attn_linear_chunkwise(const attn_linear_task *t);
+/* Chunks starting at c_begin, c_begin + C, ... below c_end (and the length). */
+void   attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c_end);
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p);
 

@@ -149,7 +149,7 @@ static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, 
     }
 }
 
-void attn_linear_chunkwise(const attn_linear_task *t)
+void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c_end)
 {
     const attn_linear_problem *p = t->p;
     chunk_ctx c;
@@ -181,7 +181,7 @@ void attn_linear_chunkwise(const attn_linear_task *t)
     float *S = t->S;
     const int64_t lds = t->lds;
 
-    for (int64_t c0 = 0; c0 < t->len; c0 += C) {
+    for (int64_t c0 = c_begin; c0 < c_end && c0 < t->len; c0 += C) {
         const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
         /* Each token row of a head is its own cache line run, far from the
          * next token's: fetch the next chunk while this one computes. */

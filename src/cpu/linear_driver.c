@@ -183,16 +183,59 @@ typedef struct linear_plan {
     const attn_linear_problem *p;
     const attn_linear_kernels *ks;
     int64_t lds, ws_floats, state_floats;
+    int64_t group, ngroups;   /* heads per task, tasks per sequence */
 } linear_plan;
 
+static void load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t)
+{
+    const int64_t dk = p->dk, dv = p->dv;
+    if (p->has_state_in) {
+        const attn_view *V = &p->state_in;
+        const float *src = (const float *)V->base + b * V->stride[0] + t->h * V->stride[1];
+        for (int64_t c = 0; c < dk; c++)
+            for (int64_t j = 0; j < dv; j++)
+                t->S[c * t->lds + j] = src[c * V->stride[2] + j * V->stride[3]];
+    } else {
+        for (int64_t c = 0; c < dk; c++)
+            memset(t->S + c * t->lds, 0, (size_t)dv * sizeof(float));
+    }
+    if (p->normalize) {
+        const attn_view *Z = &p->z_in;
+        for (int64_t c = 0; c < dk; c++)
+            t->z[c] = p->has_z_in ? ((const float *)Z->base)[b * Z->stride[0] + t->h * Z->stride[1] +
+                                                              c * Z->stride[2]] : 0.0f;
+    }
+}
+
+static void store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t)
+{
+    const int64_t dk = p->dk, dv = p->dv;
+    if (p->has_state_out) {
+        const attn_view *V = &p->state_out;
+        float *dst = (float *)V->base + b * V->stride[0] + t->h * V->stride[1];
+        for (int64_t c = 0; c < dk; c++)
+            for (int64_t j = 0; j < dv; j++)
+                dst[c * V->stride[2] + j * V->stride[3]] = t->S[c * t->lds + j];
+    }
+    if (p->has_z_out) {
+        const attn_view *Z = &p->z_out;
+        for (int64_t c = 0; c < dk; c++)
+            ((float *)Z->base)[b * Z->stride[0] + t->h * Z->stride[1] + c * Z->stride[2]] = t->z[c];
+    }
+}
+
+/* One task: a group of heads of one sequence. The chunkwise form walks the
+ * chunks in the outer loop and the heads in the inner one, so the token rows
+ * it reads (all heads of a token are adjacent in [B,S,H,D]) stream through
+ * the cache together; each head keeps its own state in the workspace. */
 static void run_task(const linear_plan *pl, int64_t task, float *ws)
 {
     const attn_linear_problem *p = pl->p;
+    const int64_t b = task / pl->ngroups, h0 = (task % pl->ngroups) * pl->group;
+    const int64_t h1 = h0 + pl->group < p->h ? h0 + pl->group : p->h;
     attn_linear_task t;
     t.p = p;
     t.ks = pl->ks;
-    const int64_t b = task / p->h;
-    t.h = task % p->h;
     if (p->cu) {
         t.bt = 0;
         t.t0 = p->cu[b];
@@ -203,49 +246,32 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
         t.len = p->s;
     }
     t.lds = pl->lds;
-    t.S = ws;
-    t.z = ws + p->dk * pl->lds;
-    t.ws = ws + pl->state_floats;
-
-    const int64_t dk = p->dk, dv = p->dv;
-    if (p->has_state_in) {
-        const attn_view *V = &p->state_in;
-        const float *src = (const float *)V->base + b * V->stride[0] + t.h * V->stride[1];
-        for (int64_t c = 0; c < dk; c++)
-            for (int64_t j = 0; j < dv; j++)
-                t.S[c * t.lds + j] = src[c * V->stride[2] + j * V->stride[3]];
-    } else {
-        for (int64_t c = 0; c < dk; c++)
-            memset(t.S + c * t.lds, 0, (size_t)dv * sizeof(float));
+    t.ws = ws + pl->group * pl->state_floats;
+    const int recurrent = p->algo == ATTN_LINEAR_ALGO_RECURRENT ||
+        (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= LINEAR_RECURRENT_MAX_LEN);
+#define HEAD(h_) (t.h = (h_), t.S = ws + ((h_) - h0) * pl->state_floats, \
+                  t.z = t.S + p->dk * pl->lds)
+    for (int64_t h = h0; h < h1; h++) {
+        HEAD(h);
+        load_state(p, b, &t);
     }
-    if (p->normalize) {
-        const attn_view *Z = &p->z_in;
-        for (int64_t c = 0; c < dk; c++)
-            t.z[c] = p->has_z_in ? ((const float *)Z->base)[b * Z->stride[0] + t.h * Z->stride[1] +
-                                                             c * Z->stride[2]] : 0.0f;
-    }
-
-    if (t.len > 0) {
-        const int recurrent = p->algo == ATTN_LINEAR_ALGO_RECURRENT ||
-            (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= LINEAR_RECURRENT_MAX_LEN);
-        if (recurrent)
+    if (t.len > 0 && recurrent) {
+        for (int64_t h = h0; h < h1; h++) {
+            HEAD(h);
             attn_linear_recurrent(&t);
-        else
-            attn_linear_chunkwise(&t);
+        }
+    } else if (t.len > 0) {
+        for (int64_t c0 = 0; c0 < t.len; c0 += p->chunk)
+            for (int64_t h = h0; h < h1; h++) {
+                HEAD(h);
+                attn_linear_chunkwise(&t, c0, c0 + p->chunk);
+            }
     }
-
-    if (p->has_state_out) {
-        const attn_view *V = &p->state_out;
-        float *dst = (float *)V->base + b * V->stride[0] + t.h * V->stride[1];
-        for (int64_t c = 0; c < dk; c++)
-            for (int64_t j = 0; j < dv; j++)
-                dst[c * V->stride[2] + j * V->stride[3]] = t.S[c * t.lds + j];
+    for (int64_t h = h0; h < h1; h++) {
+        HEAD(h);
+        store_state(p, b, &t);
     }
-    if (p->has_z_out) {
-        const attn_view *Z = &p->z_out;
-        for (int64_t c = 0; c < dk; c++)
-            ((float *)Z->base)[b * Z->stride[0] + t.h * Z->stride[1] + c * Z->stride[2]] = t.z[c];
-    }
+#undef HEAD
 }
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
@@ -255,19 +281,27 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     pl.p = p;
     pl.ks = kernels_for(st->kernels->isa);
     pl.lds = attn_linear_round16(p->dv);
-    pl.state_floats = p->dk * pl.lds + attn_linear_round16(p->dk);
+    pl.state_floats = attn_linear_round16(p->dk * pl.lds + attn_linear_round16(p->dk));
     size_t rw = attn_linear_recurrent_ws_floats(p), cw = attn_linear_chunk_ws_floats(p);
-    pl.ws_floats = pl.state_floats + (int64_t)(rw > cw ? rw : cw);
-    pl.ws_floats = attn_linear_round16(pl.ws_floats);
 
-    const int64_t ntasks = p->num_seqs * p->h;
+    /* Heads per task: enough tasks for every thread, but no more states per
+     * task than fit in about 1 MiB (a core's L2). */
+    int nt = st->num_threads < 1 ? 1 : st->num_threads;
+    int64_t per_seq = (nt + p->num_seqs - 1) / p->num_seqs;
+    if (per_seq > p->h) per_seq = p->h;
+    int64_t group = (p->h + per_seq - 1) / per_seq;
+    int64_t cap = (int64_t)(1 << 20) / (pl.state_floats * (int64_t)sizeof(float));
+    if (cap < 1) cap = 1;
+    if (group > cap) group = cap;
+    pl.group = group;
+    pl.ngroups = (p->h + group - 1) / group;
+    pl.ws_floats = attn_linear_round16(group * pl.state_floats + (int64_t)(rw > cw ? rw : cw));
+
+    const int64_t ntasks = p->num_seqs * pl.ngroups;
     if (ntasks == 0)
         return ATTN_OK;
-    int nt = st->num_threads;
     if (nt > ntasks)
         nt = (int)ntasks;
-    if (nt < 1)
-        nt = 1;
     /* All workspace up front: a failed allocation leaves every output untouched. */
     const size_t bytes = (size_t)nt * (size_t)pl.ws_floats * sizeof(float);
     float *ws = aligned_alloc(64, bytes);
