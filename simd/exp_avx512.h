@@ -12,8 +12,8 @@
 static inline __m512 attn_exp_avx512(__m512 x)
 {
     const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_NLT_UQ);
-    /* max/min with x second: a NaN x passes through */
-    x = _mm512_max_ps(_mm512_set1_ps(-87.33654f), x);
+    /* lanes below the threshold (-inf included) compute garbage that the
+     * final masked scalef discards; min with x second lets NaN through */
     x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);

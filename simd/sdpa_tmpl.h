@@ -326,33 +326,42 @@ static void t_vexp(float *y, int64_t n)
         vstore_n(y + i, vexp_v(vload_n(y + i, (int)(n - i))), (int)(n - i));
 }
 
-/* Rows are processed in groups of VL so that alpha = exp(m_old - m_new) and
- * l = alpha l + rowsum come out of one vector exp per group. */
+/* Rows are processed in groups of VL, in two passes (row maxima, then exp
+ * and row sums) with no data-dependent branches, so that the rows of a group
+ * overlap in the out-of-order window; m, l and alpha are updated with one
+ * vector exp per group. A row with nothing visible (max -inf) uses 0 as its
+ * base, so its scores (-inf) give p = 0, and keeps m/l with alpha = 1. */
 static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha)
 {
+    const vf ninf = vset1(-INFINITY);
     for (int r0 = 0; r0 < nq; r0 += VL) {
         const int g = t_min(VL, nq - r0);
-        float dlt[VL], ts[VL];
-        for (int k = 0; k < g; k++) {
-            const int r = r0 + k;
-            float *row = s + (int64_t)r * lds;
-            vf vm = vset1(-INFINITY);
-            int c = 0;
-            for (; c + VL <= nk; c += VL)
-                vm = vmax(vm, vload(row + c));
-            if (c < nk)
-                vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
-            const float mt = vhmax(vm);
-            const float mo = m[r], mn = mt > mo ? mt : mo;
-            if (mn == -INFINITY) {      /* nothing visible yet: alpha 1, m/l kept */
-                memset(row, 0, (size_t)nk * sizeof *row);
-                dlt[k] = 0.0f;
-                ts[k] = 0.0f;
-                continue;
+        float mt[VL], base[VL], ts[VL], dlt[VL];
+        for (int k = 0; k < VL; k++) {
+            const float *row = s + (int64_t)(r0 + k) * lds;
+            vf vm = ninf;
+            if (k < g) {
+                int c = 0;
+                for (; c + VL <= nk; c += VL)
+                    vm = vmax(vm, vload(row + c));
+                if (c < nk)
+                    vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
             }
-            const vf vmn = vset1(mn);
+            mt[k] = vhmax(vm);
+        }
+        for (int k = 0; k < g; k++) {
+            const float mo = m[r0 + k], mn = mt[k] > mo ? mt[k] : mo;
+            const int dead = mn == -INFINITY;
+            base[k] = dead ? 0.0f : mn;
+            dlt[k] = dead ? 0.0f : mo - mn;   /* -inf when m_old = -inf: alpha 0 */
+            m[r0 + k] = mn;
+        }
+        for (int k = 0; k < g; k++) {
+            float *row = s + (int64_t)(r0 + k) * lds;
+            const vf vmn = vset1(base[k]);
             vf sum = vzero();
-            for (c = 0; c + VL <= nk; c += VL) {
+            int c = 0;
+            for (; c + VL <= nk; c += VL) {
                 const vf e = vexp_v(vsub(vload(row + c), vmn));
                 vstore(row + c, e);
                 sum = vadd(sum, e);
@@ -362,9 +371,7 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
                 vstore_n(row + c, e, nk - c);
                 sum = vadd(sum, e);
             }
-            dlt[k] = mo - mn;           /* -inf when m_old = -inf: alpha 0 */
             ts[k] = vhsum(sum);
-            m[r] = mn;
         }
         const vf a = vexp_v(vload_n(dlt, g));
         vstore_n(alpha + r0, a, g);
