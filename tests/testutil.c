@@ -12,7 +12,7 @@ long tu_passed, tu_failed;
 int tu_quick, tu_verbose;
 uint64_t tu_seed;
 
-static uint64_t st[4];
+static uint64_t rs[4];
 
 static uint64_t splitmix(uint64_t *x)
 {
@@ -26,9 +26,9 @@ static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t tu_rand_u64(void)
 {
-    uint64_t r = rotl(st[1] * 5, 7) * 9, t = st[1] << 17;
-    st[2] ^= st[0]; st[3] ^= st[1]; st[1] ^= st[2]; st[0] ^= st[3];
-    st[2] ^= t; st[3] = rotl(st[3], 45);
+    uint64_t r = rotl(rs[1] * 5, 7) * 9, t = rs[1] << 17;
+    rs[2] ^= rs[0]; rs[3] ^= rs[1]; rs[1] ^= rs[2]; rs[0] ^= rs[3];
+    rs[2] ^= t; rs[3] = rotl(rs[3], 45);
     return r;
 }
 
@@ -65,7 +65,7 @@ void tu_init(const char *name)
         tu_seed = (uint64_t)time(NULL) ^ ((uint64_t)(tu_now() * 1e6) << 20);
     uint64_t x = tu_seed;
     for (int i = 0; i < 4; i++)
-        st[i] = splitmix(&x);
+        rs[i] = splitmix(&x);
     tu_quick = env_flag("ATTN_TEST_QUICK");
     tu_verbose = env_flag("ATTN_TEST_VERBOSE");
     printf("%s: libattn %s, seed %llu (ATTN_TEST_SEED=%llu to repeat)%s\n", name,
