@@ -44,6 +44,8 @@ typedef struct tcase {
     double qscale;             /* std-dev of q (sharper softmax when larger) */
     int big;                   /* left out of quick runs */
     double f32tol;             /* f32 tolerance when not 1e-5 (ill-conditioned cases) */
+    int stride0;               /* 1: mask [B,H,..] view with stride 0 over B and H;
+                                  2: k/v [.., Hkv, ..] views with stride 0 over heads */
 } tcase;
 
 static tcase *cases;
@@ -199,6 +201,14 @@ static void build_cases(void)
       c.Hq = 8; c.Hkv = 2);
     C(strcpy(c.tag, "mask add causal"); c.mask = MASK_ADD; c.causal = 1; c.mask_bb = 1;
       c.B = 3; c.Sq = 64; c.Sk = 129);
+    C(strcpy(c.tag, "mask stride-0 broadcast"); c.mask = MASK_ADD; c.mask_bb = 1; c.mask_hb = 1;
+      c.stride0 = 1; c.B = 2; c.Sq = 33; c.Sk = 65; c.Hq = 8; c.Hkv = 2);
+    C(strcpy(c.tag, "mask stride-0 broadcast"); c.mask = MASK_BOOL; c.mask_dt = ATTN_U8;
+      c.mask_bb = 1; c.mask_hb = 1; c.stride0 = 1; c.B = 3; c.Sq = 7; c.Sk = 64);
+    C(strcpy(c.tag, "k/v stride-0 heads"); c.stride0 = 2; c.Hq = 8; c.Hkv = 4; c.B = 2; c.Sq = 33;
+      c.Sk = 65);
+    C(strcpy(c.tag, "k/v stride-0 heads"); c.stride0 = 2; c.Hq = 6; c.Hkv = 6; c.Sq = 1;
+      c.Sk = 129; c.causal = 1);
     /* Boolean masks. */
     for (int i = 0; i < 4; i++)
         C(strcpy(c.tag, "mask bool"); c.mask = MASK_BOOL; c.mask_dt = ATTN_U8; c.mask_bb = i & 1;
@@ -386,6 +396,8 @@ static void run_case(const tcase *c)
     int64_t sl_[3] = { Bt, c->Hq, Tq };
     int fail = 0;
     fail |= tu_tensor_alloc(&q, c->in_dt, 4, sq_, L);
+    if (c->stride0 == 2)
+        sk_[2] = sv_[2] = 1;
     fail |= tu_tensor_alloc(&k, c->in_dt, 4, sk_, (L + 1) % TU_NLAYOUTS);
     fail |= tu_tensor_alloc(&v, c->in_dt, 4, sv_, (L + 3) % TU_NLAYOUTS);
     fail |= tu_tensor_alloc(&out, c->out_dt, 4, so_, L);
@@ -394,6 +406,10 @@ static void run_case(const tcase *c)
     tu_fill_normal(&q, 0.0, c->qscale);
     tu_fill_normal(&k, 0.0, 1.0);
     tu_fill_normal(&v, 0.0, 1.0);
+    if (c->stride0 == 2 && !fail) {
+        tu_broadcast_dim(&k, 2, c->Hkv);
+        tu_broadcast_dim(&v, 2, c->Hkv);
+    }
 
     attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
     p.scale = c->scale;
@@ -450,6 +466,10 @@ static void run_case(const tcase *c)
                         ref_set(&mask.t, idx, x);
                     }
                 }
+        if (c->stride0 == 1 && !fail) {
+            tu_broadcast_dim(&mask, 0, nb);
+            tu_broadcast_dim(&mask, 1, c->Hq);
+        }
         p.mask = &mask.t;
     }
     if (c->bq) {

@@ -202,6 +202,13 @@ attn_tensor tu_slice(const tu_tensor *x, int dim, int64_t start, int64_t len)
     return t;
 }
 
+void tu_broadcast_dim(tu_tensor *x, int dim, int64_t n)
+{
+    x->t = tu_slice(x, dim, 0, 1);      /* explicit strides */
+    x->t.shape[dim] = n;
+    x->t.stride[dim] = 0;
+}
+
 void tu_fill_normal(tu_tensor *x, double mean, double sd)
 {
     FOR_EACH_INDEX(&x->t, idx)

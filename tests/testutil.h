@@ -89,6 +89,10 @@ void tu_tensor_free(tu_tensor *x);
  * explicit. */
 attn_tensor tu_slice(const tu_tensor *x, int dim, int64_t start, int64_t len);
 
+/* Input tensors only: makes x's strides explicit, then presents dim `dim`
+ * (which must have size 1) as size n with stride 0 (a broadcast view). */
+void tu_broadcast_dim(tu_tensor *x, int dim, int64_t n);
+
 /* Fills every view element (values rounded to the dtype). */
 void tu_fill_normal(tu_tensor *x, double mean, double sd);
 void tu_fill_uniform(tu_tensor *x, double lo, double hi);
