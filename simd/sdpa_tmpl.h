@@ -13,6 +13,9 @@
  *   vf   vload_nfill(const float *p, int n, float f)  rest f
  *   void vstore(float *, vf), vstore_n(float *, vf, int n)
  *   vf   vfma(vf a, vf b, vf c)   a*b + c
+ * and optionally the macro T_FMA_LANE(acc, b, a, L) = acc + b * a[L] (L a
+ * constant 0..3, VL >= 4): qk/pv then load 4 Q (P) values of a row with one
+ * vector load and use them by lane (NEON vfmaq_laneq_f32).
  *   vf   vadd, vsub, vmul, vmax (vf, vf)
  *   float vhsum(vf), vhmax(vf)
  *   vf   vexp_v(vf)               exp, -inf -> 0, underflow -> 0/subnormal
@@ -181,7 +184,28 @@ T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++)
             acc[i][v] = vzero();
-    for (int64_t c = 0; c < d; c++) {
+    int64_t c = 0;
+#ifdef T_FMA_LANE
+    /* 4 dims per step: one vector load of each Q row, FMAs by lane */
+    for (; c + 4 <= d; c += 4) {
+        vf qv[MR_QK];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++)
+            qv[i] = vload(q + i * ldq + c);
+#define T_QK_LANE(L) \
+        { \
+            const float *kc = k + (c + (L)) * ldk; \
+            vf kv[NV_QK]; \
+            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * VL); \
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) \
+                    acc[i][v] = T_FMA_LANE(acc[i][v], kv[v], qv[i], L); \
+        }
+        T_QK_LANE(0) T_QK_LANE(1) T_QK_LANE(2) T_QK_LANE(3)
+#undef T_QK_LANE
+    }
+#endif
+    for (; c < d; c++) {
         const float *kc = k + c * ldk;
         vf kv[NV_QK];
 #pragma GCC unroll 8
@@ -256,7 +280,28 @@ T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp
         acc[i][NV - 1] = vmul(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
                                             : vload_n(o + i * ldo + (NV - 1) * VL, tail));
     }
-    for (int j = 0; j < nk; j++) {
+    int j = 0;
+#ifdef T_FMA_LANE
+    /* 4 keys per step: one vector load of each P row, FMAs by lane */
+    for (; j + 4 <= nk; j += 4) {
+        vf pq[MR_PV];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; i++)
+            pq[i] = vload(p + i * ldp + j);
+#define T_PV_LANE(L) \
+        { \
+            const float *vj = v + (int64_t)(j + (L)) * ldv; \
+            vf vv[NV_PV]; \
+            _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
+            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) \
+                _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++) \
+                    acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
+        }
+        T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
+#undef T_PV_LANE
+    }
+#endif
+    for (; j < nk; j++) {
         const float *vj = v + (int64_t)j * ldv;
         vf vv[NV_PV];
 #pragma GCC unroll 8
