@@ -338,12 +338,13 @@ attn_status attn_cpu_decode(attn_device *dev, const attn_decode_problem *p)
                             round_up(max64(p->dv, 16), 16));
     const int nthr = (int)min64(nt, pl.ntasks);
     size_t part = (size_t)pl.ntasks * (size_t)pl.nr * (size_t)(pl.ldo + 2);
-    float *ws = aligned_alloc(64, ((size_t)nthr * pl.ws_floats + part) * sizeof(float));
+    const size_t ws_bytes = (((size_t)nthr * pl.ws_floats + part) * sizeof(float) + 63) & ~(size_t)63;
+    float *ws = aligned_alloc(64, ws_bytes);
     if (!ws) {
         free(pl.seq);
         free(pl.tstart);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: cannot allocate %zu bytes of "
-                         "workspace", ((size_t)nthr * pl.ws_floats + part) * sizeof(float));
+                         "workspace", ws_bytes);
     }
     pl.part_o = ws + (size_t)nthr * pl.ws_floats;
     pl.part_ml = pl.part_o + (size_t)pl.ntasks * (size_t)(pl.nr * pl.ldo);

@@ -48,8 +48,6 @@ const attn_cpu_decode_kernels *attn_cpu_decode_kernels_for(attn_isa isa, uint64_
 {
     const attn_cpu_decode_kernels *k = NULL;
     (void)features;
-    (void)isa;
-#ifdef ATTN_DECODE_SIMD   /* the simd/<isa>_decode.c files are not built yet */
     switch (isa) {
 #ifdef HAVE_AVX512_KERNELS
     case ATTN_ISA_AVX512: k = attn_cpu_decode_avx512(); break;
@@ -62,6 +60,5 @@ const attn_cpu_decode_kernels *attn_cpu_decode_kernels_for(attn_isa isa, uint64_
 #endif
     default: break;
     }
-#endif
     return k ? k : &attn_cpu_decode_scalar;
 }

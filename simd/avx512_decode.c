@@ -1,0 +1,193 @@
+/* AVX-512 decode kernels (compiled with the AVX512 flags of configure.ac).
+ *
+ * K/V rows are read straight from cache pages and dequantised in registers,
+ * 16 values at a time (F32 load, F16 vcvtph2ps, BF16 shift, Q8 int8 -> f32
+ * times the block scale, Q4 nibbles -> f32 times scale plus min).
+ *   qk: tiles of up to 4 query rows x 4 keys: 16 dot-product accumulators
+ *       over D, then one 16-way transpose-reduction gives the 16 scores.
+ *       Each K chunk is dequantised once per tile for all its rows.
+ *   pv: up to 4 rows x 64 output dims held in 16 accumulators while the
+ *       tile's V rows stream through, p broadcast per (row, key). */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include <immintrin.h>
+#include <stdint.h>
+#include "../src/cpu/decode_kernels.h"
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
+
+ALWAYS_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+/* 16 values of a row from dim c (c % 16 == 0), lanes beyond `m` zero. */
+ALWAYS_INLINE __m512 ld_f32(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+{
+    (void)meta;
+    return _mm512_maskz_loadu_ps(m, (const float *)row + c);
+}
+ALWAYS_INLINE __m512 ld_f16(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+{
+    (void)meta;
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + c));
+}
+ALWAYS_INLINE __m512 ld_bf16(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+{
+    (void)meta;
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + c));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+ALWAYS_INLINE __m512 ld_q8(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+{
+    (void)m;
+    __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + c))));
+    return _mm512_mul_ps(x, _mm512_set1_ps(h2f(meta[c >> 5])));
+}
+ALWAYS_INLINE __m512 ld_q4(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+{
+    (void)m;
+    __m128i b = _mm_loadu_si128((const __m128i *)(row + (c >> 5) * 16));
+    if (c & 16)
+        b = _mm_srli_epi16(b, 4);
+    b = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+    const uint16_t *bm = meta + (c >> 5) * 2;
+    return _mm512_fmadd_ps(x, _mm512_set1_ps(h2f(bm[0])), _mm512_set1_ps(h2f(bm[1])));
+}
+
+/* a[0..15] -> r with r[4t + q] = sum(a[4q + t]) ... see below; we return lane
+ * 4*t + r = sum(a[r*4 + t]) for accumulators indexed a[r*4 + t]. */
+ALWAYS_INLINE __m512 reduce16(const __m512 *a)
+{
+    __m512 b[8], e[4];
+    for (int i = 0; i < 8; i++)     /* 512 -> 256 per accumulator, two per vector */
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+    for (int i = 0; i < 4; i++)     /* 256 -> 128: quarters hold a[4i..4i+3] */
+        e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
+    /* quarter q of e[i] holds accumulator 4i + q (4 partial lanes) */
+    __m512 f = _mm512_add_ps(_mm512_unpacklo_ps(e[0], e[1]), _mm512_unpackhi_ps(e[0], e[1]));
+    __m512 g = _mm512_add_ps(_mm512_unpacklo_ps(e[2], e[3]), _mm512_unpackhi_ps(e[2], e[3]));
+    /* quarter q: f = [x0+x2, y0+y2, x1+x3, y1+y3] with x = acc q, y = acc 4+q */
+    return _mm512_add_ps(_mm512_shuffle_ps(f, g, 0x44), _mm512_shuffle_ps(f, g, 0xee));
+    /* quarter q lanes: [acc q, acc 4+q, acc 8+q, acc 12+q] -> lane 4q + i = acc 4i + q */
+}
+
+#define DEFINE_KERNELS(T, LD)                                                                   \
+ALWAYS_INLINE void qk_tile_##T(const float *const *qr, const attn_kv_rows *k, int j0, int jn,     \
+                               int64_t d, float *tmp)                                           \
+{                                                                                               \
+    const uint8_t *kd[4];                                                                       \
+    const uint16_t *km[4];                                                                      \
+    for (int t = 0; t < 4; t++) {                                                               \
+        const int64_t jj = j0 + (t < jn ? t : jn - 1);                                          \
+        kd[t] = k->data + jj * k->row_bytes;                                                    \
+        km[t] = k->meta + jj * k->meta_per_row;                                                 \
+    }                                                                                           \
+    __m512 acc[16];                                                                             \
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                                  \
+    for (int64_t c = 0; c < d; c += 16) {                                                       \
+        const __mmask16 m = lanes(d - c);                                                       \
+        __m512 kv[4];                                                                           \
+        for (int t = 0; t < 4; t++) kv[t] = LD(kd[t], km[t], c, m);                             \
+        for (int r = 0; r < 4; r++) {                                                           \
+            const __m512 qv = _mm512_load_ps(qr[r] + c);                                        \
+            for (int t = 0; t < 4; t++) acc[r * 4 + t] = _mm512_fmadd_ps(qv, kv[t], acc[r * 4 + t]); \
+        }                                                                                       \
+    }                                                                                           \
+    _mm512_storeu_ps(tmp, reduce16(acc));                                                       \
+}                                                                                               \
+static void qk_##T(const float *q, int64_t ldq, int nr, const attn_kv_rows *k, attn_dtype dt,   \
+                   int nk, int64_t d, float *s, int64_t lds)                                    \
+{                                                                                               \
+    (void)dt;                                                                                   \
+    float tmp[16];                                                                              \
+    for (int r0 = 0; r0 < nr; r0 += 4) {                                                        \
+        const int rn = nr - r0 < 4 ? nr - r0 : 4;                                               \
+        const float *qr[4];                                                                     \
+        for (int r = 0; r < 4; r++) qr[r] = q + (r0 + (r < rn ? r : rn - 1)) * ldq;             \
+        for (int j0 = 0; j0 < nk; j0 += 4) {                                                    \
+            const int jn = nk - j0 < 4 ? nk - j0 : 4;                                           \
+            qk_tile_##T(qr, k, j0, jn, d, tmp);                                                 \
+            /* lane 4q + i holds acc 4i + q = (row i, key q) */                                 \
+            for (int r = 0; r < rn; r++)                                                        \
+                for (int t = 0; t < jn; t++) s[(r0 + r) * lds + j0 + t] = tmp[4 * t + r];       \
+        }                                                                                       \
+    }                                                                                           \
+}                                                                                               \
+static void pv_##T(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,   \
+                   int nk, int64_t dv, float *o, int64_t ldo)                                   \
+{                                                                                               \
+    (void)dt;                                                                                   \
+    for (int r0 = 0; r0 < nr; r0 += 4) {                                                        \
+        const int rn = nr - r0 < 4 ? nr - r0 : 4;                                               \
+        const float *pr[4];                                                                     \
+        for (int r = 0; r < 4; r++) pr[r] = p + (r0 + (r < rn ? r : rn - 1)) * ldp;             \
+        for (int64_t c0 = 0; c0 < dv; c0 += 64) {                                               \
+            __m512 acc[4][4];                                                                   \
+            for (int r = 0; r < 4; r++)                                                         \
+                for (int cc = 0; cc < 4; cc++)                                                  \
+                    acc[r][cc] = (r < rn && c0 + 16 * cc < dv) ?                                \
+                        _mm512_load_ps(o + (r0 + r) * ldo + c0 + 16 * cc) : _mm512_setzero_ps(); \
+            for (int j = 0; j < nk; j++) {                                                      \
+                const uint8_t *vd = v->data + j * v->row_bytes;                                 \
+                const uint16_t *vm = v->meta + j * v->meta_per_row;                             \
+                __m512 vv[4];                                                                   \
+                for (int cc = 0; cc < 4; cc++)                                                  \
+                    vv[cc] = c0 + 16 * cc < dv ? LD(vd, vm, c0 + 16 * cc, lanes(dv - c0 - 16 * cc)) \
+                                               : _mm512_setzero_ps();                           \
+                for (int r = 0; r < 4; r++) {                                                   \
+                    const __m512 pj = _mm512_set1_ps(pr[r][j]);                                 \
+                    for (int cc = 0; cc < 4; cc++) acc[r][cc] = _mm512_fmadd_ps(pj, vv[cc], acc[r][cc]); \
+                }                                                                               \
+            }                                                                                   \
+            for (int r = 0; r < rn; r++)                                                        \
+                for (int cc = 0; cc < 4; cc++)                                                  \
+                    if (c0 + 16 * cc < dv)                                                      \
+                        _mm512_store_ps(o + (r0 + r) * ldo + c0 + 16 * cc, acc[r][cc]);         \
+        }                                                                                       \
+    }                                                                                           \
+}
+
+DEFINE_KERNELS(f32, ld_f32)
+DEFINE_KERNELS(f16, ld_f16)
+DEFINE_KERNELS(bf16, ld_bf16)
+DEFINE_KERNELS(q8, ld_q8)
+DEFINE_KERNELS(q4, ld_q4)
+
+static void avx512_qk(const float *q, int64_t ldq, int nr, const attn_kv_rows *k, attn_dtype dt,
+                      int nk, int64_t d, float *s, int64_t lds)
+{
+    switch (dt) {
+    case ATTN_F16:  qk_f16(q, ldq, nr, k, dt, nk, d, s, lds); break;
+    case ATTN_BF16: qk_bf16(q, ldq, nr, k, dt, nk, d, s, lds); break;
+    case ATTN_Q8:   qk_q8(q, ldq, nr, k, dt, nk, d, s, lds); break;
+    case ATTN_Q4:   qk_q4(q, ldq, nr, k, dt, nk, d, s, lds); break;
+    default:        qk_f32(q, ldq, nr, k, dt, nk, d, s, lds); break;
+    }
+}
+
+static void avx512_pv(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,
+                      int nk, int64_t dv, float *o, int64_t ldo)
+{
+    switch (dt) {
+    case ATTN_F16:  pv_f16(p, ldp, nr, v, dt, nk, dv, o, ldo); break;
+    case ATTN_BF16: pv_bf16(p, ldp, nr, v, dt, nk, dv, o, ldo); break;
+    case ATTN_Q8:   pv_q8(p, ldp, nr, v, dt, nk, dv, o, ldo); break;
+    case ATTN_Q4:   pv_q4(p, ldp, nr, v, dt, nk, dv, o, ldo); break;
+    default:        pv_f32(p, ldp, nr, v, dt, nk, dv, o, ldo); break;
+    }
+}
+
+static const attn_cpu_decode_kernels avx512_decode = {
+    .name = "avx512",
+    .qk = avx512_qk,
+    .pv = avx512_pv,
+};
+
+const attn_cpu_decode_kernels *attn_cpu_decode_avx512(void)
+{
+    return &avx512_decode;
+}
