@@ -14,7 +14,9 @@
  *   gcc -g -O1 -fsanitize=address,undefined -fopenmp -Iinclude ... tests/fuzz_api.c ...
  *   ./fuzz_api            runs ATTN_FUZZ_RUNS (default 20000) inputs from a seeded PRNG
  *   ./fuzz_api FILE...    runs the given input files (e.g. a libFuzzer crash file)
- * ATTN_FUZZ_SEED sets the seed; ATTN_FUZZ_VERBOSE=1 prints each input's status.
+ * ATTN_FUZZ_SEED sets the seed; ATTN_FUZZ_VERBOSE=1 prints each input's status;
+ * ATTN_FUZZ_SAVE=FILE writes each input to FILE before running it (the last one
+ * left there after a crash reproduces it).
  *
  * What an input decodes to: every attn_sdpa_params field (size, garbage enum
  * values, negative / huge windows and block sizes, NaN / inf floats, ALiBi
@@ -32,9 +34,9 @@
  *   - a tensor whose extent is over FUZZ_MAX_BYTES (or overflows) is given a
  *     small attn_buffer instead: buffers have a known size, so the library
  *     must reject it rather than touch memory past the buffer;
- *   - alibi_slopes / sink_logits hold max(Hq, 1) floats and cu_seqlens hold
- *     num_seqs + 1 entries (num_seqs is kept small) — arrays the library
- *     cannot bound-check are always as long as the contract says;
+ *   - alibi_slopes / sink_logits hold max(Hq, 1) floats (NULL if Hq > 2^20)
+ *     and cu_seqlens hold num_seqs + 1 entries (num_seqs is kept small):
+ *     arrays the library cannot bound-check are as long as the contract says;
  *   - calls that could legitimately do more than FUZZ_MAX_WORK
  *     multiply-adds (e.g. Sk = 2^40 with zero strides on k and v) are skipped.
  * So any ASan or UBSan report is a library bug.
@@ -390,10 +392,11 @@ static void fuzz_sdpa(fz *f, rd *r)
         make_tensor(f, r, &bm, 4, ATTN_U8, bs, &honest);
         p->block_mask = &bm;
     }
-    /* per-head arrays: max(Hq, 1) entries, only when Hq is small enough to allocate */
+    /* per-head arrays: max(Hq, 1) entries; left NULL when Hq is too large to
+     * allocate (there is no bound the library could check them against) */
     float *slopes = NULL, *sinks = NULL;
     int64_t hq_arr = q.ndim == 4 ? q.shape[2] : Hq;
-    if (hq_arr >= 0 && hq_arr <= 4096) {
+    if (hq_arr >= 0 && hq_arr <= (INT64_C(1) << 20)) {
         size_t nh = (size_t)(hq_arr > 0 ? hq_arr : 1);
         if (opt & 8) {
             slopes = fz_alloc(f, nh * sizeof(float));
@@ -407,10 +410,6 @@ static void fuzz_sdpa(fz *f, rd *r)
             for (size_t i = 0; sinks && i < nh; i++) sinks[i] = val;
             p->sink_logits = sinks;
         }
-    } else if (opt & 24) {
-        honest = 0;   /* cannot provide the arrays: only call if the library must reject */
-        if (opt & 8) p->alibi_slopes = (const float *)fz_alloc(f, 4);
-        if (opt & 16) p->sink_logits = (const float *)fz_alloc(f, 4);
     }
 
     /* aliasing: out (or lse) placed on an input's memory, if it fits there */
@@ -441,6 +440,14 @@ static void fuzz_sdpa(fz *f, rd *r)
         }
     }
 
+    if (getenv("ATTN_FUZZ_VERBOSE"))
+        fprintf(stderr, "sdpa: q [%lld,%lld,%lld,%lld] nd %d dt %d, k [%lld,%lld,%lld,%lld], "
+                "v [..,%lld], Hq arrays %lld, honest %d, score %d sinks %p\n",
+                (long long)q.shape[0], (long long)q.shape[1], (long long)q.shape[2],
+                (long long)q.shape[3], q.ndim, (int)q.dtype, (long long)k.shape[0],
+                (long long)k.shape[1], (long long)k.shape[2], (long long)k.shape[3],
+                (long long)v.shape[3], (long long)hq_arr, honest, (int)p->score,
+                (const void *)p->sink_logits);
     attn_status s = attn_sdpa(f->ctx, p, &q, &k, &v, &out, has_lse ? &lse : NULL);
     const char *msg = attn_last_error();
     if (s == ATTN_OK && msg[0]) {
@@ -548,6 +555,7 @@ int main(int argc, char **argv)
     if (!e && q && *q && strcmp(q, "0") != 0) runs = 3000;
     const char *se = getenv("ATTN_FUZZ_SEED");
     uint64_t s = se ? strtoull(se, NULL, 0) : 0x5eed5eedULL;
+    const char *save = getenv("ATTN_FUZZ_SAVE");
     uint8_t buf[512];
     for (long i = 0; i < runs; i++) {
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
@@ -556,6 +564,10 @@ int main(int argc, char **argv)
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
             /* bias towards the decoder's "ordinary" branches most of the time */
             buf[j] = (uint8_t)((s >> 11) % 4 ? (s >> 24) % 160 : (s >> 32));
+        }
+        if (save) {   /* the input about to run, for reproducing a crash */
+            FILE *fp = fopen(save, "wb");
+            if (fp) { fwrite(buf, 1, n, fp); fclose(fp); }
         }
         LLVMFuzzerTestOneInput(buf, n);
     }
