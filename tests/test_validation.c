@@ -696,6 +696,24 @@ static void sdpa_varlen(void)
  * last: with UBSan halting on the first error these abort the program. */
 static void sdpa_extremes(void)
 {
+    /* empty tensors (Sq = Sk = 0) whose other dims and strides are huge:
+     * valid, nothing to do, and no size arithmetic may overflow */
+    VALID("empty q/k/v/out with batch 2^40 and stride 2^40", 0, {
+        attn_tensor *ts[4] = { &f->q, &f->k, &f->v, &f->out };
+        for (int i = 0; i < 4; i++) {
+            ts[i]->shape[0] = INT64_C(1) << 40;
+            ts[i]->shape[1] = 0;
+            ts[i]->stride[0] = INT64_C(1) << 40;
+            ts[i]->stride[1] = ts[i]->stride[2] = ts[i]->stride[3] = 1;
+        }
+    });
+    VALID("empty q/k/v/out with batch 2^62 (B x Hkv overflows)", 0, {
+        attn_tensor *ts[4] = { &f->q, &f->k, &f->v, &f->out };
+        for (int i = 0; i < 4; i++) {
+            ts[i]->shape[0] = INT64_C(1) << 62;
+            ts[i]->shape[1] = 0;
+        }
+    });
     VALID("window_left = window_right = sink_tokens = INT64_MAX", FX_LSE,
           f->pw.p.window_left = INT64_MAX, f->pw.p.window_right = INT64_MAX,
           f->pw.p.sink_tokens = INT64_MAX);
