@@ -55,6 +55,7 @@ static inline float vhmax(vf a)
     return _mm_cvtss_f32(x);
 }
 static inline vf vexp_v(vf x) { return attn_exp_avx2(x); }
+static inline vf vexp_sm(vf x) { return attn_exp_avx2_nonpos(x); }
 
 static inline __attribute__((always_inline)) void transpose_vl(vf r[8])
 {

@@ -51,6 +51,7 @@ static inline vf vmax(vf a, vf b) { return vmaxq_f32(a, b); }
 static inline float vhsum(vf a) { return vaddvq_f32(a); }
 static inline float vhmax(vf a) { return vmaxvq_f32(a); }
 static inline vf vexp_v(vf x) { return attn_exp_neon(x); }
+static inline vf vexp_sm(vf x) { return attn_exp_neon_nonpos(x); }
 
 static inline __attribute__((always_inline)) void transpose_vl(vf r[4])
 {

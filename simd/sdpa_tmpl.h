@@ -18,7 +18,9 @@
  * vector load and use them by lane (NEON vfmaq_laneq_f32).
  *   vf   vadd, vsub, vmul, vmax (vf, vf)
  *   float vhsum(vf), vhmax(vf)
- *   vf   vexp_v(vf)               exp, -inf -> 0, underflow -> 0/subnormal
+ *   vf   vexp_v(vf)               exp, -inf -> 0, results < FLT_MIN -> 0
+ *   vf   vexp_sm(vf)              the same for x <= 0 / -inf only (may flush a
+ *                                 little earlier), used by softmax_rows
  *   void transpose_vl(vf r[VL])   in-place VL x VL transpose
  *   vf   vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n)
  *        elements c0..c0+n-1 (n <= VL) of a row with column stride cs,
@@ -407,18 +409,18 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
             vf sum = vzero();
             int c = 0;
             for (; c + VL <= nk; c += VL) {
-                const vf e = vexp_v(vsub(vload(row + c), vmn));
+                const vf e = vexp_sm(vsub(vload(row + c), vmn));
                 vstore(row + c, e);
                 sum = vadd(sum, e);
             }
             if (c < nk) {
-                const vf e = vexp_v(vsub(vload_nfill(row + c, nk - c, -INFINITY), vmn));
+                const vf e = vexp_sm(vsub(vload_nfill(row + c, nk - c, -INFINITY), vmn));
                 vstore_n(row + c, e, nk - c);
                 sum = vadd(sum, e);
             }
             ts[k] = vhsum(sum);
         }
-        const vf a = vexp_v(vload_n(dlt, g));
+        const vf a = vexp_sm(vload_n(dlt, g));
         vstore_n(alpha + r0, a, g);
         vstore_n(l + r0, vfma(a, vload_n(l + r0, g), vload_n(ts, g)), g);
     }
