@@ -22,12 +22,12 @@ int64_t attn_view_numel(const attn_view *v)
 /* Largest element offset + 1 (0 for an empty view); sizes were checked. */
 static int64_t view_span(const attn_view *v)
 {
-    int64_t span = 1;
-    for (int i = 0; i < v->ndim; i++) {
+    for (int i = 0; i < v->ndim; i++)
         if (v->shape[i] == 0)
-            return 0;
+            return 0;     /* before multiplying: empty views may have any strides */
+    int64_t span = 1;
+    for (int i = 0; i < v->ndim; i++)
         span += (v->shape[i] - 1) * v->stride[i];
-    }
     return span;
 }
 

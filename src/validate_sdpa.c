@@ -246,9 +246,12 @@ attn_status attn_validate_sdpa(const attn_context *ctx, const attn_sdpa_params *
     pr->sigmoid_bias = p.sigmoid_bias;
     pr->score = p.score;
     pr->causal = p.causal != 0;
-    pr->window_left = p.window_left;
-    pr->window_right = p.window_right;
-    pr->sink_tokens = p.sink_tokens;
+    /* Windows wider than Sq + Sk see every key, as unlimited ones do; clamping
+     * them keeps the kernels' diagonal +- window arithmetic far from overflow. */
+    const int64_t reach = pr->sq + pr->sk;
+    pr->window_left = p.window_left > reach ? reach : p.window_left;
+    pr->window_right = p.window_right > reach ? reach : p.window_right;
+    pr->sink_tokens = p.sink_tokens > pr->sk ? pr->sk : p.sink_tokens;
     pr->alibi_slopes = p.alibi_slopes;
     pr->sink_logits = p.sink_logits;
     *device = dev;

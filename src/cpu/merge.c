@@ -74,9 +74,9 @@ static void merge_row(const attn_merge_problem *p, int64_t b, int64_t s, int64_t
 attn_status attn_cpu_merge(attn_device *dev, const attn_merge_problem *p)
 {
     const attn_cpu_state *st = dev->impl;
+    if (p->b == 0 || p->s == 0 || p->h == 0 || p->dv == 0)
+        return ATTN_OK;   /* before multiplying: empty views may have huge other dims */
     const int64_t rows = p->b * p->s * p->h;
-    if (rows == 0)
-        return ATTN_OK;
     int nt = st->num_threads < rows ? st->num_threads : (int)rows;
     const size_t per = (size_t)p->n + (size_t)p->dv;
     float *ws = malloc((size_t)nt * per * sizeof(float));

@@ -421,9 +421,9 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.ntiles = (p->sk + pl.bk - 1) / pl.bk;
     pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds);
 
+    if (p->num_seqs == 0 || p->sq == 0)
+        return ATTN_OK;   /* before multiplying: an empty q may have a huge batch */
     const int64_t ngroups = p->num_seqs * p->hkv;
-    if (ngroups == 0 || p->sq == 0)
-        return ATTN_OK;
     pl.task_pref = malloc(2 * ((size_t)ngroups + 1) * sizeof(int64_t));
     if (!pl.task_pref)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: out of memory");
