@@ -19,32 +19,41 @@
 
 static inline __mmask16 lanes(int64_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
 
-ALWAYS_INLINE float h2f(uint16_t h) { return _cvtsh_ss(h); }
+/* A row's f16 block parameters (Q8 scales, Q4 scale/min pairs) as floats:
+ * converted once per row, then broadcast from memory by the loaders. */
+ALWAYS_INLINE void cvt_meta(const uint16_t *meta, int64_t n, float *out)
+{
+    for (int64_t i = 0; i < n; i += 16)
+        _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes(n - i), meta + i)));
+}
+
+/* Block parameters per row: at most 2 * 4096 / 32, rounded up to whole vectors. */
+#define MAX_META 256
 
 /* 16 values of a row from dim c (c % 16 == 0), lanes beyond `m` zero. */
-ALWAYS_INLINE __m512 ld_f32(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+ALWAYS_INLINE __m512 ld_f32(const uint8_t *row, const float *meta, int64_t c, __mmask16 m)
 {
     (void)meta;
     return _mm512_maskz_loadu_ps(m, (const float *)row + c);
 }
-ALWAYS_INLINE __m512 ld_f16(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+ALWAYS_INLINE __m512 ld_f16(const uint8_t *row, const float *meta, int64_t c, __mmask16 m)
 {
     (void)meta;
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + c));
 }
-ALWAYS_INLINE __m512 ld_bf16(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+ALWAYS_INLINE __m512 ld_bf16(const uint8_t *row, const float *meta, int64_t c, __mmask16 m)
 {
     (void)meta;
     __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + c));
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
-ALWAYS_INLINE __m512 ld_q8(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+ALWAYS_INLINE __m512 ld_q8(const uint8_t *row, const float *meta, int64_t c, __mmask16 m)
 {
     (void)m;
     __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + c))));
-    return _mm512_mul_ps(x, _mm512_set1_ps(h2f(meta[c >> 5])));
+    return _mm512_mul_ps(x, _mm512_set1_ps(meta[c >> 5]));
 }
-ALWAYS_INLINE __m512 ld_q4(const uint8_t *row, const uint16_t *meta, int64_t c, __mmask16 m)
+ALWAYS_INLINE __m512 ld_q4(const uint8_t *row, const float *meta, int64_t c, __mmask16 m)
 {
     (void)m;
     __m128i b = _mm_loadu_si128((const __m128i *)(row + (c >> 5) * 16));
@@ -52,8 +61,8 @@ ALWAYS_INLINE __m512 ld_q4(const uint8_t *row, const uint16_t *meta, int64_t c, 
         b = _mm_srli_epi16(b, 4);
     b = _mm_and_si128(b, _mm_set1_epi8(0x0f));
     __m512 x = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
-    const uint16_t *bm = meta + (c >> 5) * 2;
-    return _mm512_fmadd_ps(x, _mm512_set1_ps(h2f(bm[0])), _mm512_set1_ps(h2f(bm[1])));
+    const float *bm = meta + (c >> 5) * 2;
+    return _mm512_fmadd_ps(x, _mm512_set1_ps(bm[0]), _mm512_set1_ps(bm[1]));
 }
 
 /* a[0..15] -> r with r[4t + q] = sum(a[4q + t]) ... see below; we return lane
@@ -61,10 +70,10 @@ ALWAYS_INLINE __m512 ld_q4(const uint8_t *row, const uint16_t *meta, int64_t c, 
 ALWAYS_INLINE __m512 reduce16(const __m512 *a)
 {
     __m512 b[8], e[4];
-    for (int i = 0; i < 8; i++)     /* 512 -> 256 per accumulator, two per vector */
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)     /* 512 -> 256 per accumulator, two per vector */
         b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
                              _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
-    for (int i = 0; i < 4; i++)     /* 256 -> 128: quarters hold a[4i..4i+3] */
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)     /* 256 -> 128: quarters hold a[4i..4i+3] */
         e[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
                              _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xdd));
     /* quarter q of e[i] holds accumulator 4i + q (4 partial lanes) */
@@ -80,21 +89,26 @@ ALWAYS_INLINE void qk_tile_##T(const float *const *qr, const attn_kv_rows *k, in
                                int64_t d, float *tmp)                                           \
 {                                                                                               \
     const uint8_t *kd[4];                                                                       \
-    const uint16_t *km[4];                                                                      \
-    for (int t = 0; t < 4; t++) {                                                               \
+    const float *km[4];                                                                         \
+    float fm[4][MAX_META];                                                                      \
+    _Pragma("GCC unroll 16") for (int t = 0; t < 4; t++) {                                      \
         const int64_t jj = j0 + (t < jn ? t : jn - 1);                                          \
         kd[t] = k->data + jj * k->row_bytes;                                                    \
-        km[t] = k->meta + jj * k->meta_per_row;                                                 \
+        km[t] = fm[t];                                                                          \
+        if (k->meta_per_row)                                                                    \
+            cvt_meta(k->meta + jj * k->meta_per_row, k->meta_per_row, fm[t]);                   \
     }                                                                                           \
+    for (int64_t b = 0; b < 4 * k->row_bytes; b += 64)   /* the block 8 keys ahead */        \
+        _mm_prefetch((const char *)(k->data + (j0 + 8) * k->row_bytes + b), _MM_HINT_T0);     \
     __m512 acc[16];                                                                             \
-    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                                  \
+    _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                                  \
     for (int64_t c = 0; c < d; c += 16) {                                                       \
         const __mmask16 m = lanes(d - c);                                                       \
         __m512 kv[4];                                                                           \
-        for (int t = 0; t < 4; t++) kv[t] = LD(kd[t], km[t], c, m);                             \
-        for (int r = 0; r < 4; r++) {                                                           \
+        _Pragma("GCC unroll 16") for (int t = 0; t < 4; t++) kv[t] = LD(kd[t], km[t], c, m);                             \
+        _Pragma("GCC unroll 16") for (int r = 0; r < 4; r++) {                                                           \
             const __m512 qv = _mm512_load_ps(qr[r] + c);                                        \
-            for (int t = 0; t < 4; t++) acc[r * 4 + t] = _mm512_fmadd_ps(qv, kv[t], acc[r * 4 + t]); \
+            _Pragma("GCC unroll 16") for (int t = 0; t < 4; t++) acc[r * 4 + t] = _mm512_fmadd_ps(qv, kv[t], acc[r * 4 + t]); \
         }                                                                                       \
     }                                                                                           \
     _mm512_storeu_ps(tmp, reduce16(acc));                                                       \
@@ -127,25 +141,30 @@ static void pv_##T(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, a
         for (int r = 0; r < 4; r++) pr[r] = p + (r0 + (r < rn ? r : rn - 1)) * ldp;             \
         for (int64_t c0 = 0; c0 < dv; c0 += 64) {                                               \
             __m512 acc[4][4];                                                                   \
-            for (int r = 0; r < 4; r++)                                                         \
-                for (int cc = 0; cc < 4; cc++)                                                  \
+            _Pragma("GCC unroll 16") for (int r = 0; r < 4; r++)                                                         \
+                _Pragma("GCC unroll 16") for (int cc = 0; cc < 4; cc++)                                                  \
                     acc[r][cc] = (r < rn && c0 + 16 * cc < dv) ?                                \
                         _mm512_load_ps(o + (r0 + r) * ldo + c0 + 16 * cc) : _mm512_setzero_ps(); \
             for (int j = 0; j < nk; j++) {                                                      \
                 const uint8_t *vd = v->data + j * v->row_bytes;                                 \
-                const uint16_t *vm = v->meta + j * v->meta_per_row;                             \
+                float vm[MAX_META];                                                             \
+                if (v->meta_per_row)                                                            \
+                    cvt_meta(v->meta + j * v->meta_per_row, v->meta_per_row, vm);               \
+                if (c0 == 0)                                                                    \
+                    for (int64_t b = 0; b < v->row_bytes; b += 64)                              \
+                        _mm_prefetch((const char *)(vd + 8 * v->row_bytes + b), _MM_HINT_T0);   \
                 __m512 vv[4];                                                                   \
-                for (int cc = 0; cc < 4; cc++)                                                  \
+                _Pragma("GCC unroll 16") for (int cc = 0; cc < 4; cc++)                                                  \
                     vv[cc] = c0 + 16 * cc < dv ? LD(vd, vm, c0 + 16 * cc, lanes(dv - c0 - 16 * cc)) \
                                                : _mm512_setzero_ps();                           \
-                for (int r = 0; r < 4; r++) {                                                   \
+                _Pragma("GCC unroll 16") for (int r = 0; r < 4; r++) {                                                   \
                     const __m512 pj = _mm512_set1_ps(pr[r][j]);                                 \
-                    for (int cc = 0; cc < 4; cc++) acc[r][cc] = _mm512_fmadd_ps(pj, vv[cc], acc[r][cc]); \
+                    _Pragma("GCC unroll 16") for (int cc = 0; cc < 4; cc++) acc[r][cc] = _mm512_fmadd_ps(pj, vv[cc], acc[r][cc]); \
                 }                                                                               \
             }                                                                                   \
-            for (int r = 0; r < rn; r++)                                                        \
-                for (int cc = 0; cc < 4; cc++)                                                  \
-                    if (c0 + 16 * cc < dv)                                                      \
+            _Pragma("GCC unroll 4") for (int r = 0; r < 4; r++)                                 \
+                _Pragma("GCC unroll 4") for (int cc = 0; cc < 4; cc++)                          \
+                    if (r < rn && c0 + 16 * cc < dv)                                            \
                         _mm512_store_ps(o + (r0 + r) * ldo + c0 + 16 * cc, acc[r][cc]);         \
         }                                                                                       \
     }                                                                                           \

@@ -151,7 +151,16 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
                             row[e] = -INFINITY;
             }
         }
-        for (int r = 0; r < nr; r++) {
+        if (softmax && pl->ks->softmax_rows) {
+            /* the kernel set's vectorised online-softmax update */
+            pl->ks->softmax_rows(st, pl->lds, nr, nk, m, l, alpha);
+            for (int r = 0; r < nr; r++)
+                if (alpha[r] != 1.0f) {
+                    float *orow = ot + r * pl->ldo;
+                    for (int64_t e = 0; e < p->dv; e++)
+                        orow[e] *= alpha[r];
+                }
+        } else for (int r = 0; r < nr; r++) {
             float *row = st + r * pl->lds;
             if (softmax) {
                 float mt = -INFINITY;

@@ -60,7 +60,7 @@ static inline void attn_kv_store_row(attn_dtype t, const float *x, int64_t d, ui
         for (int64_t b = 0; b < d / ATTN_QBLOCK; b++) {
             const float *xb = x + b * ATTN_QBLOCK;
             float amax = 0.0f;
-            for (int i = 0; i < ATTN_QBLOCK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+            for (int i = 0; i < ATTN_QBLOCK; i++) { float a = fabsf(xb[i]); amax = a > amax ? a : amax; }
             float s = fminf(attn_f16_round(amax / 127.0f), ATTN_F16_MAX);
             meta[b] = attn_f32_to_f16(s);
             const float inv = s > 0.0f ? 1.0f / s : 0.0f;
@@ -75,7 +75,7 @@ static inline void attn_kv_store_row(attn_dtype t, const float *x, int64_t d, ui
         for (int64_t b = 0; b < d / ATTN_QBLOCK; b++) {
             const float *xb = x + b * ATTN_QBLOCK;
             float lo = xb[0], hi = xb[0];
-            for (int i = 1; i < ATTN_QBLOCK; i++) { lo = fminf(lo, xb[i]); hi = fmaxf(hi, xb[i]); }
+            for (int i = 1; i < ATTN_QBLOCK; i++) { lo = xb[i] < lo ? xb[i] : lo; hi = xb[i] > hi ? xb[i] : hi; }
             float m = attn_f16_round(fmaxf(fminf(lo, ATTN_F16_MAX), -ATTN_F16_MAX));
             float s = fminf(fmaxf(attn_f16_round((hi - m) / 15.0f), 0.0f), ATTN_F16_MAX);
             meta[2 * b] = attn_f32_to_f16(s);

@@ -1,0 +1,207 @@
+/*
+ * decode-bench: attn_decode over a paged KV cache, against the machine's
+ * memory copy bandwidth (bench/roof.c).
+ *
+ * For each storage type, batch B and context length L it fills a cache with
+ * B sequences of L random tokens (Hkv heads, head dim D, pages of P tokens),
+ * appends nothing more, and times attn_decode of Sq query tokens per
+ * sequence. The figure of merit is the cache read rate:
+ *     GB/s = B * L * (bytes per token in the cache, K and V, all heads,
+ *            scales included) / median time
+ * and its fraction of the measured copy bandwidth (bytes read + written by
+ * memcpy over all threads, wall clock). "vs f16" is the time relative to
+ * the f16 cache of the same shape. On a busy machine the wall-clock rate
+ * is meaningless; GB/s_cpu is the same bytes per CPU-second of the threads
+ * (summed over threads), compared with the copy's per-CPU-second rate.
+ *
+ *   decode-bench [--dtypes f16,q8,q4] [--L 1024,...] [--batch 1,16] [--hq 32]
+ *                [--hkv 8] [--d 128] [--sq 1] [--page 64] [--threads N]
+ *                [--max-gib 4] [--min-time 0.5]
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attn.h"
+#include "roof.h"
+
+static int parse_list(const char *s, int64_t *v, int max)
+{
+    int n = 0;
+    while (*s && n < max) {
+        char *end;
+        long long x = strtoll(s, &end, 10);
+        if (end == s) break;
+        if (*end == 'K' || *end == 'k') { x *= 1024; end++; }
+        v[n++] = x;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+static int dtype_of(const char *s, attn_dtype *t)
+{
+    static const struct { const char *n; attn_dtype t; } m[] = {
+        { "f32", ATTN_F32 }, { "f16", ATTN_F16 }, { "bf16", ATTN_BF16 }, { "q8", ATTN_Q8 }, { "q4", ATTN_Q4 } };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (!strcmp(s, m[i].n)) { *t = m[i].t; return 1; }
+    return 0;
+}
+
+static const char *dtname(attn_dtype t)
+{
+    switch (t) {
+    case ATTN_F32: return "f32"; case ATTN_F16: return "f16"; case ATTN_BF16: return "bf16";
+    case ATTN_Q8: return "q8"; case ATTN_Q4: return "q4"; default: return "?";
+    }
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+    attn_dtype dts[8] = { ATTN_F16, ATTN_Q8, ATTN_Q4 };
+    int ndt = 3;
+    int64_t Ls[32] = { 1024, 4096, 16384, 32768, 65536, 131072 }, Bs[8] = { 1, 16 };
+    int nL = 6, nB = 2;
+    int64_t hq = 32, hkv = 8, d = 128, sq = 1, page = 64;
+    int threads = 0;
+    double max_gib = 4.0, min_time = 0.5;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) { fprintf(stderr, "decode-bench: %s needs a value\n", a); return 2; }
+        if (!strcmp(a, "--dtypes")) {
+            ndt = 0;
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *t = strtok(buf, ","); t && ndt < 8; t = strtok(NULL, ","))
+                if (!dtype_of(t, &dts[ndt++])) { fprintf(stderr, "bad dtype %s\n", t); return 2; }
+        } else if (!strcmp(a, "--L")) nL = parse_list(v, Ls, 32);
+        else if (!strcmp(a, "--batch")) nB = parse_list(v, Bs, 8);
+        else if (!strcmp(a, "--hq")) hq = atoll(v);
+        else if (!strcmp(a, "--hkv")) hkv = atoll(v);
+        else if (!strcmp(a, "--d")) d = atoll(v);
+        else if (!strcmp(a, "--sq")) sq = atoll(v);
+        else if (!strcmp(a, "--page")) page = atoll(v);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--max-gib")) max_gib = atof(v);
+        else if (!strcmp(a, "--min-time")) min_time = atof(v);
+        else { fprintf(stderr, "decode-bench: unknown option %s\n", a); return 2; }
+        i++;
+    }
+    attn_options opt = ATTN_OPTIONS_INIT;
+    opt.num_threads = threads;
+    attn_context *ctx;
+    if (attn_context_create(&opt, &ctx) != ATTN_OK) {
+        fprintf(stderr, "decode-bench: %s\n", attn_last_error());
+        return 1;
+    }
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    attn_device_get_info(ctx, 0, &info);
+    threads = info.compute_units;
+    roof_measure cp = roof_copy_gbs(threads, (size_t)512 << 20, 5);
+    printf("decode-bench: %s, isa %s, %d threads; copy bandwidth %.1f GB/s (read+write, wall; "
+           "per-CPU-second %.1f)\n", info.name, attn_isa_name(info.isa), threads, cp.wall, cp.cpu);
+    printf("shape: Hq=%lld Hkv=%lld D=%lld Sq=%lld page=%lld, causal\n", (long long)hq,
+           (long long)hkv, (long long)d, (long long)sq, (long long)page);
+    printf("%-5s %3s %7s %10s %9s %8s %7s %7s %6s %9s %7s\n", "dtype", "B", "L", "median_ms",
+           "cache_MB", "GB/s", "%copy", "vs_f16", "cpu%", "GB/s_cpu", "%copy");
+    if (cp.wall < 0.9 * cp.cpu)
+        printf("warning: the machine is busy (copy wall %.1f < 0.9 x per-CPU-second %.1f GB/s); "
+               "compare the per-CPU-second columns\n", cp.wall, cp.cpu);
+
+    for (int bi = 0; bi < nB; bi++)
+        for (int li = 0; li < nL; li++) {
+            const int64_t B = Bs[bi], L = Ls[li];
+            double f16_ms = -1.0;
+            for (int ti = 0; ti < ndt; ti++) {
+                attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
+                desc.dtype = dts[ti];
+                desc.num_kv_heads = (int32_t)hkv;
+                desc.head_dim = (int32_t)d;
+                desc.page_size = (int32_t)page;
+                desc.max_seqs = (int32_t)B;
+                desc.max_pages = B * ((L + page - 1) / page);
+                attn_kv_cache *c;
+                if (attn_kv_cache_create(ctx, &desc, &c) != ATTN_OK) {
+                    printf("%-5s %3lld %7lld create failed: %s\n", dtname(dts[ti]), (long long)B,
+                           (long long)L, attn_last_error());
+                    continue;
+                }
+                const double bytes = (double)B * (double)L * (double)attn_kv_cache_token_bytes(c);
+                if (bytes > max_gib * 1073741824.0) {
+                    printf("%-5s %3lld %7lld skipped: cache %.0f MB > --max-gib\n", dtname(dts[ti]),
+                           (long long)B, (long long)L, bytes / 1e6);
+                    attn_kv_cache_destroy(c);
+                    continue;
+                }
+                const int64_t chunk = 1024;
+                float *kv = malloc((size_t)(chunk * hkv * d) * sizeof(float));
+                uint64_t s = 12345;
+                for (int64_t i = 0; i < chunk * hkv * d; i++) {
+                    s = s * 6364136223846793005ull + 1442695040888963407ull;
+                    kv[i] = (float)((double)(s >> 40) / 8388608.0 - 1.0);
+                }
+                int ok = 1;
+                for (int64_t b = 0; b < B && ok; b++)
+                    for (int64_t t = 0; t < L && ok; t += chunk) {
+                        int64_t n = L - t < chunk ? L - t : chunk;
+                        attn_tensor tk = { 0 };
+                        tk.data = kv; tk.dtype = ATTN_F32; tk.ndim = 3;
+                        tk.shape[0] = n; tk.shape[1] = hkv; tk.shape[2] = d;
+                        ok = attn_kv_cache_append(c, (int32_t)b, &tk, &tk) == ATTN_OK;
+                    }
+                free(kv);
+                float *q = malloc((size_t)(B * sq * hq * d) * sizeof(float));
+                float *o = malloc((size_t)(B * sq * hq * d) * sizeof(float));
+                int32_t *seqs = malloc((size_t)B * sizeof *seqs);
+                for (int64_t i = 0; i < B * sq * hq * d; i++) q[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+                for (int64_t b = 0; b < B; b++) seqs[b] = (int32_t)b;
+                attn_tensor tq = attn_tensor_4d(q, ATTN_F32, B, sq, hq, d);
+                attn_tensor to = attn_tensor_4d(o, ATTN_F32, B, sq, hq, d);
+                attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+                p.causal = 1;
+                double t[200];
+                int n = 0;
+                double total = 0.0, cpu = 0.0;
+                if (ok) ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;  /* warm-up */
+                while (ok && n < 200 && (total < min_time || n < 5)) {
+                    double t0 = roof_now(), c0 = roof_process_cpu();
+                    ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;
+                    t[n] = roof_now() - t0;
+                    cpu += roof_process_cpu() - c0;
+                    total += t[n++];
+                }
+                if (!ok) {
+                    printf("%-5s %3lld %7lld failed: %s\n", dtname(dts[ti]), (long long)B,
+                           (long long)L, attn_last_error());
+                } else {
+                    qsort(t, (size_t)n, sizeof *t, cmpd);
+                    const double med = t[n / 2];
+                    if (dts[ti] == ATTN_F16) f16_ms = med * 1e3;
+                    char vs[16] = "-";
+                    if (f16_ms > 0) snprintf(vs, sizeof vs, "%.2fx", med * 1e3 / f16_ms);
+                    /* per CPU-second: the rate while the threads actually ran */
+                    const double util = cpu / (total * threads);
+                    const double gbs_cpu = bytes * n / cpu * threads * 1e-9;
+                    printf("%-5s %3lld %7lld %10.3f %9.1f %8.1f %6.1f%% %7s %5.0f%% %9.1f %6.1f%%\n",
+                           dtname(dts[ti]), (long long)B, (long long)L, med * 1e3, bytes / 1e6,
+                           bytes / med * 1e-9, 100.0 * bytes / med * 1e-9 / cp.wall, vs,
+                           100.0 * util, gbs_cpu, 100.0 * gbs_cpu / cp.cpu);
+                }
+                fflush(stdout);
+                free(q); free(o); free(seqs);
+                attn_kv_cache_destroy(c);
+            }
+        }
+    attn_context_destroy(ctx);
+    return 0;
+}
