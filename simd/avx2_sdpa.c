@@ -9,6 +9,16 @@
 #include <math.h>
 #include <string.h>
 #include "../src/cpu/kernels.h"
+#ifndef T_UNROLL
+/* full unrolling of the small constant-trip loops of the register blocks, so
+ * that accumulator arrays live in registers (clang needs "unroll" for a full
+ * unroll; gcc's count is an upper bound) */
+#if defined(__clang__)
+#define T_UNROLL _Pragma("unroll")
+#else
+#define T_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
 #include "exp_avx2.h"
 
 #define VL 8
@@ -60,19 +70,19 @@ static inline vf vexp_sm(vf x) { return attn_exp_avx2_nonpos(x); }
 static inline __attribute__((always_inline)) void transpose_vl(vf r[8])
 {
     __m256 t[8], s[8];
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
     }
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < 8; i += 4) {
         s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
         s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
         s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
-#pragma GCC unroll 4
+T_UNROLL
     for (int i = 0; i < 4; i++) {
         r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
         r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);

@@ -19,6 +19,16 @@
 #include <math.h>
 #include <string.h>
 #include "../src/cpu/kernels.h"
+#ifndef T_UNROLL
+/* full unrolling of the small constant-trip loops of the register blocks, so
+ * that accumulator arrays live in registers (clang needs "unroll" for a full
+ * unroll; gcc's count is an upper bound) */
+#if defined(__clang__)
+#define T_UNROLL _Pragma("unroll")
+#else
+#define T_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
 #include "exp_avx512.h"
 
 #define VL 16
@@ -54,26 +64,26 @@ static inline vf vexp_sm(vf x) { return attn_exp_avx512(x); }
 static inline __attribute__((always_inline)) void transpose_vl(vf r[16])
 {
     __m512 t[16];
-#pragma GCC unroll 16
+T_UNROLL
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
-#pragma GCC unroll 16
+T_UNROLL
     for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
         r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
         r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
         r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
     }
-#pragma GCC unroll 2
+T_UNROLL
     for (int h = 0; h < 16; h += 8)
-#pragma GCC unroll 4
+T_UNROLL
         for (int i = 0; i < 4; i++) {
             t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
             t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
         }
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < 8; i++) {
         r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
@@ -187,11 +197,11 @@ static void b_pack_k(float *dst, const void *src, attn_dtype dt, int64_t rs, int
         for (int64_t cp0 = 0; cp0 < dp; cp0 += 16) {
             const int np = (int)(dp - cp0 < 16 ? dp - cp0 : 16);
             __m512 r[16];
-#pragma GCC unroll 16
+T_UNROLL
             for (int t = 0; t < 16; t++)
                 r[t] = t < nr ? b_load_pairs(s + (j0 + t) * rs, cs, cp0, np, d) : _mm512_setzero_ps();
             transpose_vl(r);
-#pragma GCC unroll 16
+T_UNROLL
             for (int t = 0; t < 16; t++)
                 if (t < np)
                     _mm512_storeu_ps(o + (cp0 + t) * ldk + j0, r[t]);
@@ -246,9 +256,9 @@ T_INLINE void b_qk_micro(const int MR, const int NV, const uint32_t *qb, const u
                          int64_t ldk, int np, float *s, int64_t lds, int tail, int accum)
 {
     __m512 acc[MR_QK][NV_QK];
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
+T_UNROLL
         for (int v = 0; v < NV; v++)
             acc[i][v] = accum ? (v == NV - 1 ? vload_n(s + i * lds + v * 16, tail)
                                              : vload(s + i * lds + v * 16))
@@ -256,20 +266,20 @@ T_INLINE void b_qk_micro(const int MR, const int NV, const uint32_t *qb, const u
     for (int cp = 0; cp < np; cp++) {
         const uint32_t *kc = k + (int64_t)cp * ldk;
         __m512bh kv[NV_QK];
-#pragma GCC unroll 8
+T_UNROLL
         for (int v = 0; v < NV; v++)
             kv[v] = (__m512bh)_mm512_loadu_si512(kc + v * 16);
-#pragma GCC unroll 8
+T_UNROLL
         for (int i = 0; i < MR; i++) {
             const __m512bh qv = (__m512bh)_mm512_set1_epi32((int)qb[i * B_QCH + cp]);
-#pragma GCC unroll 8
+T_UNROLL
             for (int v = 0; v < NV; v++)
                 acc[i][v] = _mm512_dpbf16_ps(acc[i][v], qv, kv[v]);
         }
     }
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++) {
-#pragma GCC unroll 8
+T_UNROLL
         for (int v = 0; v < NV - 1; v++)
             vstore(s + i * lds + v * 16, acc[i][v]);
         vstore_n(s + i * lds + (NV - 1) * 16, acc[i][NV - 1], tail);
@@ -324,10 +334,10 @@ T_INLINE void b_pv_micro(const int MR, const int NV, const uint32_t *pb, const u
                          int64_t ldv, int np, const float *alpha, float *o, int64_t ldo, int tail)
 {
     __m512 acc[MR_PV][NV_PV];
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++) {
         const __m512 a = _mm512_set1_ps(alpha ? alpha[i] : 1.0f);
-#pragma GCC unroll 8
+T_UNROLL
         for (int c = 0; c < NV - 1; c++)
             acc[i][c] = _mm512_mul_ps(a, vload(o + i * ldo + c * 16));
         acc[i][NV - 1] = _mm512_mul_ps(a, vload_n(o + i * ldo + (NV - 1) * 16, tail));
@@ -335,20 +345,20 @@ T_INLINE void b_pv_micro(const int MR, const int NV, const uint32_t *pb, const u
     for (int jp = 0; jp < np; jp++) {
         const uint32_t *vj = v + (int64_t)jp * ldv;
         __m512bh vv[NV_PV];
-#pragma GCC unroll 8
+T_UNROLL
         for (int c = 0; c < NV; c++)
             vv[c] = (__m512bh)_mm512_loadu_si512(vj + c * 16);
-#pragma GCC unroll 8
+T_UNROLL
         for (int i = 0; i < MR; i++) {
             const __m512bh pv = (__m512bh)_mm512_set1_epi32((int)pb[i * B_PCH + jp]);
-#pragma GCC unroll 8
+T_UNROLL
             for (int c = 0; c < NV; c++)
                 acc[i][c] = _mm512_dpbf16_ps(acc[i][c], pv, vv[c]);
         }
     }
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++) {
-#pragma GCC unroll 8
+T_UNROLL
         for (int c = 0; c < NV - 1; c++)
             vstore(o + i * ldo + c * 16, acc[i][c]);
         vstore_n(o + i * ldo + (NV - 1) * 16, acc[i][NV - 1], tail);

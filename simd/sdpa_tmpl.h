@@ -38,6 +38,16 @@
 #include "../src/cpu/kernels.h"
 #include "../src/cpu/half.h"
 
+#ifndef T_UNROLL
+/* full unrolling of the small constant-trip loops of the register blocks, so
+ * that accumulator arrays live in registers (clang needs "unroll" for a full
+ * unroll; gcc's count is an upper bound) */
+#if defined(__clang__)
+#define T_UNROLL _Pragma("unroll")
+#else
+#define T_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
 #define T_INLINE static inline __attribute__((always_inline))
 
 static inline int64_t t_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -118,22 +128,22 @@ T_INLINE void t_pack_k_dt(float *dst, const char *src, const attn_dtype DT, int6
             const int nc = (int)(d - c0 < VL ? d - c0 : VL);
             vf r[VL];
             if (nr == VL) {
-#pragma GCC unroll 16
+T_UNROLL
                 for (int t = 0; t < VL; t++)
                     r[t] = vload_cvt(s0 + t * rs * es, DT, cs, c0, nc);
             } else {
-#pragma GCC unroll 16
+T_UNROLL
                 for (int t = 0; t < VL; t++)
                     r[t] = t < nr ? vload_cvt(s0 + t * rs * es, DT, cs, c0, nc) : vzero();
             }
             transpose_vl(r);
             float *o = dst + c0 * ldk + j0;
             if (nc == VL) {
-#pragma GCC unroll 16
+T_UNROLL
                 for (int t = 0; t < VL; t++)
                     vstore(o + t * ldk, r[t]);
             } else {
-#pragma GCC unroll 16
+T_UNROLL
                 for (int t = 0; t < VL; t++)
                     if (t < nc)
                         vstore(o + t * ldk, r[t]);
@@ -181,9 +191,9 @@ T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq
                          int tail)
 {
     vf acc[MR_QK][NV_QK];
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++)
-#pragma GCC unroll 8
+T_UNROLL
         for (int v = 0; v < NV; v++)
             acc[i][v] = vzero();
     int64_t c = 0;
@@ -191,16 +201,16 @@ T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq
     /* 4 dims per step: one vector load of each Q row, FMAs by lane */
     for (; c + 4 <= d; c += 4) {
         vf qv[MR_QK];
-#pragma GCC unroll 8
+T_UNROLL
         for (int i = 0; i < MR; i++)
             qv[i] = vload(q + i * ldq + c);
 #define T_QK_LANE(L) \
         { \
             const float *kc = k + (c + (L)) * ldk; \
             vf kv[NV_QK]; \
-            _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * VL); \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) \
-                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) \
+            T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * VL); \
+            T_UNROLL for (int i = 0; i < MR; i++) \
+                T_UNROLL for (int v = 0; v < NV; v++) \
                     acc[i][v] = T_FMA_LANE(acc[i][v], kv[v], qv[i], L); \
         }
         T_QK_LANE(0) T_QK_LANE(1) T_QK_LANE(2) T_QK_LANE(3)
@@ -210,20 +220,20 @@ T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq
     for (; c < d; c++) {
         const float *kc = k + c * ldk;
         vf kv[NV_QK];
-#pragma GCC unroll 8
+T_UNROLL
         for (int v = 0; v < NV; v++)
             kv[v] = vload(kc + v * VL);
-#pragma GCC unroll 8
+T_UNROLL
         for (int i = 0; i < MR; i++) {
             const vf qb = vbcast(q + i * ldq + c);
-#pragma GCC unroll 8
+T_UNROLL
             for (int v = 0; v < NV; v++)
                 acc[i][v] = vfma(qb, kv[v], acc[i][v]);
         }
     }
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++) {
-#pragma GCC unroll 8
+T_UNROLL
         for (int v = 0; v < NV - 1; v++)
             vstore(s + i * lds + v * VL, acc[i][v]);
         if (tail == VL)
@@ -273,10 +283,10 @@ T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp
                          float *o, int64_t ldo, int tail)
 {
     vf acc[MR_PV][NV_PV];
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++) {
         const vf a = vset1(alpha[i]);
-#pragma GCC unroll 8
+T_UNROLL
         for (int c = 0; c < NV - 1; c++)
             acc[i][c] = vmul(a, vload(o + i * ldo + c * VL));
         acc[i][NV - 1] = vmul(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
@@ -287,16 +297,16 @@ T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp
     /* 4 keys per step: one vector load of each P row, FMAs by lane */
     for (; j + 4 <= nk; j += 4) {
         vf pq[MR_PV];
-#pragma GCC unroll 8
+T_UNROLL
         for (int i = 0; i < MR; i++)
             pq[i] = vload(p + i * ldp + j);
 #define T_PV_LANE(L) \
         { \
             const float *vj = v + (int64_t)(j + (L)) * ldv; \
             vf vv[NV_PV]; \
-            _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) \
-                _Pragma("GCC unroll 8") for (int c = 0; c < NV; c++) \
+            T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
+            T_UNROLL for (int i = 0; i < MR; i++) \
+                T_UNROLL for (int c = 0; c < NV; c++) \
                     acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
         }
         T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
@@ -306,20 +316,20 @@ T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp
     for (; j < nk; j++) {
         const float *vj = v + (int64_t)j * ldv;
         vf vv[NV_PV];
-#pragma GCC unroll 8
+T_UNROLL
         for (int c = 0; c < NV; c++)
             vv[c] = vload(vj + c * VL);
-#pragma GCC unroll 8
+T_UNROLL
         for (int i = 0; i < MR; i++) {
             const vf pb = vbcast(p + i * ldp + j);
-#pragma GCC unroll 8
+T_UNROLL
             for (int c = 0; c < NV; c++)
                 acc[i][c] = vfma(pb, vv[c], acc[i][c]);
         }
     }
-#pragma GCC unroll 8
+T_UNROLL
     for (int i = 0; i < MR; i++) {
-#pragma GCC unroll 8
+T_UNROLL
         for (int c = 0; c < NV - 1; c++)
             vstore(o + i * ldo + c * VL, acc[i][c]);
         if (tail == VL)
