@@ -45,12 +45,16 @@ inline void attn_store(__global uchar *p, int dt, long i, float x)
 #if !defined(IN_DT) || IN_DT == DT_F32
 #define IN_T float
 #define LOAD_IN(p, i) ((p)[i])
+#define LOAD_IN4(p, i) vload4(0, (p) + (i))
 #elif IN_DT == DT_F16
 #define IN_T half
 #define LOAD_IN(p, i) vload_half((size_t)(i), (p))
+#define LOAD_IN4(p, i) ((float4)(LOAD_IN(p, i), LOAD_IN(p, (i) + 1), \
+                                 LOAD_IN(p, (i) + 2), LOAD_IN(p, (i) + 3)))
 #else
 #define IN_T ushort
 #define LOAD_IN(p, i) attn_bf16_to_f32((p)[i])
+#define LOAD_IN4(p, i) as_float4(convert_uint4(vload4(0, (p) + (i))) << 16)
 #endif
 
 #ifdef ATTN_TEST_BUILD_ERROR

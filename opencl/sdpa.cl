@@ -9,19 +9,25 @@
  *                  registers; the row max is reduced across the TX
  *                  work-items of a row through local memory; online softmax
  *                  (running max m, running partial sum l) in registers.
- *   O += P V       P goes to local memory, V in chunks of KC keys; each
- *                  work-item owns rows ty*RM.. and columns tx + c*TX of O.
+ *   O += P V       P goes to local memory (transposed), V in chunks of KC
+ *                  keys; each work-item owns rows ty*RM.. and the DVT
+ *                  contiguous columns tx*DVT.. of O.
+ * Local-memory reads of a work-item's RM rows, RN keys and DVT columns are
+ * contiguous (vload4 where the counts are multiples of 4); with F_VEC (unit
+ * innermost strides, head dims multiples of 4) tiles are staged from global
+ * memory four elements at a time.
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
  * per-element visibility test.
  *
- * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC. */
+ * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC, IDX_T. */
 
 #define BQ (TY * RM)
 #define BK (TX * RN)
 #define NT (TX * TY)
 #define DVT ((DV + TX - 1) / TX)     /* O columns per work-item */
 #define DVP (DVT * TX)               /* padded V tile row */
+#define BQP (BQ + 4)                 /* transposed P row (padded) */
 #define STAGE_QK (DC * (BQ + BK))
 #define STAGE_V (KC * DVP)
 #define STAGE (STAGE_QK > STAGE_V ? STAGE_QK : STAGE_V)
@@ -36,6 +42,40 @@
 #define F_GATE     (1 << 7)
 #define F_BMASK    (1 << 8)
 #define F_SOFTCAP  (1 << 9)
+#define F_VEC      (1 << 10)
+
+/* n consecutive floats of local memory at p into the private array dst
+ * (n a compile-time constant). With v4 (p 16-byte aligned, n a multiple of
+ * 4) as float4 loads; components are copied one by one so that dst stays
+ * in registers (no address of a private array is ever taken). */
+#define LDS(dst, p, n, v4) do { \
+    if (v4) { \
+        UNROLL \
+        for (int u_ = 0; u_ < (n); u_ += 4) { \
+            const float4 t_ = *(__local const float4 *)((p) + u_); \
+            (dst)[u_] = t_.s0; (dst)[u_ + 1] = t_.s1; \
+            (dst)[u_ + 2] = t_.s2; (dst)[u_ + 3] = t_.s3; \
+        } \
+    } else { \
+        UNROLL \
+        for (int u_ = 0; u_ < (n); u_++) \
+            (dst)[u_] = (p)[u_]; \
+    } } while (0)
+
+/* Full unrolling of the loops over a work-item's rows, keys and columns
+ * keeps its private arrays in registers on GPUs (-DATTN_UNROLL); CPU
+ * drivers (PoCL) compile much faster without it. */
+#ifdef ATTN_UNROLL
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
+/* Which local reads are float4-aligned (see the layouts below). */
+#define V4_Q  (RM % 4 == 0)
+#define V4_K  (RN % 4 == 0 && (DC * BQ) % 4 == 0)
+#define V4_V  (DVT % 4 == 0)
+#define V4_P  (RM % 4 == 0)
 
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2, long qs3,
@@ -53,8 +93,10 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                float scale, float softcap, float sigmoid_bias,
                long window_left, long window_right, long sink_tokens, long block_q, long block_k)
 {
-    __local float stage[STAGE];
-    __local float Ps[BQ][BK + 1];
+    __local float4 stage4[(STAGE + 3) / 4];   /* float4: 16-byte aligned */
+    __local float4 PsT4[(BK * BQP + 3) / 4];
+    __local float *stage = (__local float *)stage4;
+    __local float *PsT = (__local float *)PsT4;
     __local float red[BQ][TX];
     __local int bm_any, bm_all;
 
@@ -83,7 +125,11 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
     const long qrow = q_off + bt * qs0 + (q0 + i0) * qs1 + h * qs2;
     const long krow = k_off + bt * ks0 + k0 * ks1 + hk * ks2;
     const long vrow = v_off + bt * vs0 + k0 * vs1 + hk * vs2;
+    /* Offsets inside a tile in IDX_T (int unless the host saw huge strides). */
+    const IDX_T qs1i = (IDX_T)qs1, qs3i = (IDX_T)qs3, ks1i = (IDX_T)ks1, ks3i = (IDX_T)ks3;
+    const IDX_T vs1i = (IDX_T)vs1, vs3i = (IDX_T)vs3;
     const int causal = (flags & F_CAUSAL) != 0, sigmoid = (flags & F_SIGMOID) != 0;
+    const int vec = (flags & F_VEC) != 0;
     const float slope = (flags & F_ALIBI) ? auxf[h] : 0.0f;
 
     /* Keys by position: row i sees [lo(i), hi(i)] plus sinks [0, ns). */
@@ -106,9 +152,11 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
 
     float m[RM], l[RM], o[RM][DVT];
     const float sink = (flags & F_SINKS) ? auxf[hq + h] : -INFINITY;
+    UNROLL
     for (int i = 0; i < RM; i++) {
         m[i] = sink;
         l[i] = ((flags & F_SINKS) && tx == 0) ? 1.0f : 0.0f;  /* l is a partial sum per tx */
+        UNROLL
         for (int c = 0; c < DVT; c++)
             o[i][c] = 0.0f;
     }
@@ -152,33 +200,55 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 continue;
         }
 
+        const long kt = krow + j0 * ks1, vt = vrow + j0 * vs1;   /* this tile's first key */
         /* S = Q K^T over chunks of DC dims. */
         float s[RM][RN];
+        UNROLL
         for (int i = 0; i < RM; i++)
+            UNROLL
             for (int j = 0; j < RN; j++)
                 s[i][j] = 0.0f;
         __local float *QsT = stage;              /* [DC][BQ] */
         __local float *KsT = stage + DC * BQ;    /* [DC][BK] */
         for (int dc = 0; dc < D; dc += DC) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (int t = lid; t < BQ * DC; t += NT) {
-                const int r = t / DC, c = t % DC;
-                QsT[c * BQ + r] = (r < nq && dc + c < D) ?
-                    LOAD_IN(q, qrow + r * qs1 + (dc + c) * qs3) : 0.0f;
-            }
-            for (int t = lid; t < BK * DC; t += NT) {
-                const int r = t / DC, c = t % DC;
-                KsT[c * BK + r] = (j0 + r < j1 && dc + c < D) ?
-                    LOAD_IN(k, krow + (j0 + r) * ks1 + (dc + c) * ks3) : 0.0f;
+            if (vec) {
+                for (int t = lid; t < BQ * (DC / 4); t += NT) {
+                    const int r = t / (DC / 4), c = t % (DC / 4) * 4;
+                    float4 x = (float4)(0.0f);
+                    if (r < nq && dc + c < D)
+                        x = LOAD_IN4(q, qrow + (r * qs1i + dc + c));
+                    QsT[c * BQ + r] = x.s0; QsT[(c + 1) * BQ + r] = x.s1;
+                    QsT[(c + 2) * BQ + r] = x.s2; QsT[(c + 3) * BQ + r] = x.s3;
+                }
+                for (int t = lid; t < BK * (DC / 4); t += NT) {
+                    const int r = t / (DC / 4), c = t % (DC / 4) * 4;
+                    float4 x = (float4)(0.0f);
+                    if (j0 + r < j1 && dc + c < D)
+                        x = LOAD_IN4(k, kt + (r * ks1i + dc + c));
+                    KsT[c * BK + r] = x.s0; KsT[(c + 1) * BK + r] = x.s1;
+                    KsT[(c + 2) * BK + r] = x.s2; KsT[(c + 3) * BK + r] = x.s3;
+                }
+            } else {
+                for (int t = lid; t < BQ * DC; t += NT) {
+                    const int r = t / DC, c = t % DC;
+                    QsT[c * BQ + r] = (r < nq && dc + c < D) ?
+                        LOAD_IN(q, qrow + (r * qs1i + (dc + c) * qs3i)) : 0.0f;
+                }
+                for (int t = lid; t < BK * DC; t += NT) {
+                    const int r = t / DC, c = t % DC;
+                    KsT[c * BK + r] = (j0 + r < j1 && dc + c < D) ?
+                        LOAD_IN(k, kt + (r * ks1i + (dc + c) * ks3i)) : 0.0f;
+                }
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int c = 0; c < DC; c++) {
                 float a[RM], bb[RN];
+                LDS(a, QsT + c * BQ + ty * RM, RM, V4_Q);
+                LDS(bb, KsT + c * BK + tx * RN, RN, V4_K);
+                UNROLL
                 for (int i = 0; i < RM; i++)
-                    a[i] = QsT[c * BQ + ty * RM + i];
-                for (int j = 0; j < RN; j++)
-                    bb[j] = KsT[c * BK + tx * RN + j];
-                for (int i = 0; i < RM; i++)
+                    UNROLL
                     for (int j = 0; j < RN; j++)
                         s[i][j] = mad(a[i], bb[j], s[i][j]);
             }
@@ -186,9 +256,11 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
 
         /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
         const int edge = j1 - j0 < BK;
+        UNROLL
         for (int i = 0; i < RM; i++) {
             const long ii = i0 + ty * RM + i;
             const int row_ok = ii <= ilast;
+            UNROLL
             for (int j = 0; j < RN; j++) {
                 const long jj = j0 + tx * RN + j;
                 float x = s[i][j] * scale;
@@ -228,6 +300,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
 
         /* Online softmax (or sigmoid); P to local memory. */
         if (!sigmoid) {
+            UNROLL
             for (int i = 0; i < RM; i++) {
                 float pm = s[i][0];
                 for (int j = 1; j < RN; j++)
@@ -235,6 +308,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 red[ty * RM + i][tx] = pm;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
+            UNROLL
             for (int i = 0; i < RM; i++) {
                 float mt = red[ty * RM + i][0];
                 for (int t = 1; t < TX; t++)
@@ -242,10 +316,12 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 const float mn = fmax(m[i], mt);
                 float alpha = 1.0f, sum = 0.0f;
                 if (mn == -INFINITY) {
+                    UNROLL
                     for (int j = 0; j < RN; j++)
                         s[i][j] = 0.0f;
                 } else {
                     alpha = exp(m[i] - mn);
+                    UNROLL
                     for (int j = 0; j < RN; j++) {
                         s[i][j] = exp(s[i][j] - mn);
                         sum += s[i][j];
@@ -253,53 +329,70 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                     m[i] = mn;
                 }
                 l[i] = l[i] * alpha + sum;
+                UNROLL
                 for (int c = 0; c < DVT; c++)
                     o[i][c] *= alpha;
             }
         } else {
+            UNROLL
             for (int i = 0; i < RM; i++)
+                UNROLL
                 for (int j = 0; j < RN; j++) {
                     const float x = s[i][j] + sigmoid_bias;
                     const float e = exp(-fabs(x));
                     s[i][j] = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
                 }
         }
-        for (int i = 0; i < RM; i++)
-            for (int j = 0; j < RN; j++)
-                Ps[ty * RM + i][tx * RN + j] = s[i][j];
+        UNROLL
+        for (int j = 0; j < RN; j++)
+            UNROLL
+            for (int i = 0; i < RM; i++)
+                PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i][j];
 
         /* O += P V over chunks of KC keys. */
         __local float *Vs = stage;               /* [KC][DVP] */
         for (int kc = 0; kc < BK; kc += KC) {
             barrier(CLK_LOCAL_MEM_FENCE);
-            for (int t = lid; t < KC * DVP; t += NT) {
-                const int r = t / DVP, c = t % DVP;
-                Vs[t] = (j0 + kc + r < j1 && c < DV) ?
-                    LOAD_IN(v, vrow + (j0 + kc + r) * vs1 + c * vs3) : 0.0f;
+            if (vec) {
+                for (int t = lid; t < KC * (DVP / 4); t += NT) {
+                    const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
+                    float4 x = (float4)(0.0f);
+                    if (j0 + kc + r < j1 && c < DV)
+                        x = LOAD_IN4(v, vt + ((kc + r) * vs1i + c));
+                    vstore4(x, 0, Vs + r * DVP + c);
+                }
+            } else {
+                for (int t = lid; t < KC * DVP; t += NT) {
+                    const int r = t / DVP, c = t % DVP;
+                    Vs[t] = (j0 + kc + r < j1 && c < DV) ?
+                        LOAD_IN(v, vt + ((kc + r) * vs1i + c * vs3i)) : 0.0f;
+                }
             }
             barrier(CLK_LOCAL_MEM_FENCE);
             for (int kk = 0; kk < KC; kk++) {
-                float vv[DVT];
-                for (int c = 0; c < DVT; c++)
-                    vv[c] = Vs[kk * DVP + tx + c * TX];
-                for (int i = 0; i < RM; i++) {
-                    const float p = Ps[ty * RM + i][kc + kk];
+                float vv[DVT], pp[RM];
+                LDS(vv, Vs + kk * DVP + tx * DVT, DVT, V4_V);
+                LDS(pp, PsT + (kc + kk) * BQP + ty * RM, RM, V4_P);
+                UNROLL
+                for (int i = 0; i < RM; i++)
+                    UNROLL
                     for (int c = 0; c < DVT; c++)
-                        o[i][c] = mad(p, vv[c], o[i][c]);
-                }
+                        o[i][c] = mad(pp[i], vv[c], o[i][c]);
             }
         }
     }
 
     /* Full row sums, normalise, gate, store. */
     barrier(CLK_LOCAL_MEM_FENCE);
+    UNROLL
     for (int i = 0; i < RM; i++)
         red[ty * RM + i][tx] = l[i];
     barrier(CLK_LOCAL_MEM_FENCE);
+    UNROLL
     for (int i = 0; i < RM; i++) {
         const long ii = i0 + ty * RM + i;
         if (ii > ilast)
-            continue;
+            break;                               /* rows only grow with i */
         float lsum = 0.0f;
         for (int t = 0; t < TX; t++)
             lsum += red[ty * RM + i][t];
@@ -307,8 +400,9 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
         const long row = q0 + ii;
         const long obase = o_off + bt * os0 + row * os1 + h * os2;
         const long gbase = g_off + bt * gs0 + row * gs1 + h * gs2;
+        UNROLL
         for (int c = 0; c < DVT; c++) {
-            const int col = tx + c * TX;
+            const int col = tx * DVT + c;
             if (col >= DV)
                 break;
             float x = o[i][c] * inv;

@@ -12,7 +12,7 @@ typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc; } sdpa_cfg;
 /* Flag bits shared with opencl/sdpa.cl. */
 enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
        F_VARLEN = 1 << 4, F_LSE = 1 << 5, F_MASK = 1 << 6, F_GATE = 1 << 7,
-       F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9 };
+       F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9, F_VEC = 1 << 10 };
 
 static size_t local_bytes(const sdpa_cfg *c, int64_t dv)
 {
@@ -21,7 +21,7 @@ static size_t local_bytes(const sdpa_cfg *c, int64_t dv)
     int64_t stage = c->dc * (bq + bk);
     if (c->kc * dvp > stage)
         stage = c->kc * dvp;
-    return (size_t)(stage + bq * (bk + 1) + bq * c->tx) * sizeof(float) + 2 * sizeof(int);
+    return (size_t)(stage + bk * (bq + 4) + bq * c->tx) * sizeof(float) + 2 * sizeof(int);
 }
 
 /* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
@@ -80,10 +80,17 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t ke
 static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, const sdpa_cfg *c,
                               cl_kernel *out, size_t *kernel_max)
 {
+    /* In-tile offsets (rows of one tile times the row stride, plus a head
+     * dim times the innermost stride) in int unless they could overflow. */
+    const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn, lim = INT32_MAX / 2;
+    const int small = p->q.stride[1] < lim / bq && p->q.stride[3] < lim / p->d &&
+                      p->k.stride[1] < lim / bk && p->k.stride[3] < lim / p->d &&
+                      p->v.stride[1] < lim / bk && p->v.stride[3] < lim / p->dv;
     char opts[512];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DIN_DT=%d -DTX=%d -DTY=%d "
-             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d", (long long)p->d, (long long)p->dv,
-             (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn, c->dc, c->kc);
+             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d -DIDX_T=%s%s", (long long)p->d, (long long)p->dv,
+             (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn, c->dc, c->kc, small ? "int" : "long",
+             d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_SDPA, opts, &prog);
     if (s != ATTN_OK)
@@ -150,6 +157,10 @@ static attn_status launch(attn_cl_device *d, const attn_sdpa_problem *p, cl_kern
     if (p->has_gate) flags |= F_GATE;
     if (p->has_block_mask) flags |= F_BMASK;
     if (p->softcap > 0.0f) flags |= F_SOFTCAP;
+    /* Four elements at a time: unit innermost strides, dims and chunk multiples of 4. */
+    if (p->q.stride[3] == 1 && p->k.stride[3] == 1 && p->v.stride[3] == 1 &&
+        p->d % 4 == 0 && p->dv % 4 == 0 && c->dc % 4 == 0)
+        flags |= F_VEC;
 
     attn_cl_args a = { d->cl, k, 0, CL_SUCCESS };
     arg_view(&a, &p->q, 1, 4);
