@@ -16,7 +16,7 @@
  *
  *   decode-bench [--dtypes f16,q8,q4] [--L 1024,...] [--batch 1,16] [--hq 32]
  *                [--hkv 8] [--d 128] [--sq 1] [--page 64] [--threads N]
- *                [--max-gib 4] [--min-time 0.5]
+ *                [--max-gib 4] [--min-time 0.5] [--reps N]
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -75,6 +75,7 @@ int main(int argc, char **argv)
     int64_t hq = 32, hkv = 8, d = 128, sq = 1, page = 64;
     int threads = 0;
     double max_gib = 4.0, min_time = 0.5;
+    int reps = 0;   /* > 0: exactly this many timed calls (e.g. for perf stat) */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "decode-bench: %s needs a value\n", a); return 2; }
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--max-gib")) max_gib = atof(v);
         else if (!strcmp(a, "--min-time")) min_time = atof(v);
+        else if (!strcmp(a, "--reps")) reps = atoi(v) < 1 ? 1 : atoi(v) > 200 ? 200 : atoi(v);
         else { fprintf(stderr, "decode-bench: unknown option %s\n", a); return 2; }
         i++;
     }
@@ -173,7 +175,7 @@ int main(int argc, char **argv)
                 int n = 0;
                 double total = 0.0, cpu = 0.0;
                 if (ok) ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;  /* warm-up */
-                while (ok && n < 200 && (total < min_time || n < 5)) {
+                while (ok && n < 200 && (reps ? n < reps : (total < min_time || n < 5))) {
                     double t0 = roof_now(), c0 = roof_process_cpu();
                     ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;
                     t[n] = roof_now() - t0;

@@ -77,7 +77,6 @@ static void qk_##T(const float *q, int64_t ldq, int nr, const attn_kv_rows *k, a
                    int nk, int64_t d, float *s, int64_t lds)                                    \
 {                                                                                               \
     (void)dt;                                                                                   \
-    float tmp[8];                                                                               \
     for (int r0 = 0; r0 < nr; r0 += 2) {                                                        \
         const int rn = nr - r0 < 2 ? nr - r0 : 2;                                               \
         const float *q0 = q + r0 * ldq, *q1 = q + (r0 + rn - 1) * ldq;                          \
@@ -100,9 +99,12 @@ static void qk_##T(const float *q, int64_t ldq, int nr, const attn_kv_rows *k, a
                     acc[4 + t] = _mm256_fmadd_ps(b, kv, acc[4 + t]);                            \
                 }                                                                               \
             }                                                                                   \
-            _mm256_storeu_ps(tmp, reduce8(acc));                                                \
-            for (int r = 0; r < rn; r++)                                                        \
-                for (int t = 0; t < jn; t++) s[(r0 + r) * lds + j0 + t] = tmp[4 * r + t];       \
+            /* lanes 0-3: row r0, keys j0..j0+3; lanes 4-7: row r0 + 1 */                      \
+            const __m256 x = reduce8(acc);                                                      \
+            const __m128i m4 = _mm_cmpgt_epi32(_mm_set1_epi32(jn), _mm_setr_epi32(0, 1, 2, 3)); \
+            _mm_maskstore_ps(s + r0 * lds + j0, m4, _mm256_castps256_ps128(x));                 \
+            if (rn > 1)                                                                         \
+                _mm_maskstore_ps(s + (r0 + 1) * lds + j0, m4, _mm256_extractf128_ps(x, 1));     \
         }                                                                                       \
     }                                                                                           \
 }                                                                                               \
