@@ -165,7 +165,9 @@ typedef struct attn_options {
 /* Creates a context: probes the CPU (and, in builds that have them, GPU
  * runtimes loaded with dlopen). opts may be NULL for defaults.
  * Environment: ATTN_ISA=scalar|avx2|avx512|neon caps the CPU kernel set;
- * ATTN_DEVICE=cpu|opencl[:N]|vulkan[:N] chooses the preferred device. */
+ * ATTN_DEVICE=cpu|opencl[:N]|vulkan[:N] chooses the preferred device;
+ * ATTN_CPU_DISABLE=name[,name...] treats CPU features (as attn-info prints
+ * them, e.g. avx512_bf16) as absent, to test every kernel variant. */
 ATTN_API attn_status attn_context_create(const attn_options *opts, attn_context **out);
 
 /* Destroys a context. Buffers created on it must be destroyed first. NULL is a no-op. */

@@ -11,6 +11,9 @@
  * tile data for AMX). */
 uint64_t attn_cpu_probe(void);
 
+/* The ATTN_CPU_* bit named by name[0..len) ("avx512_bf16"), 0 if unknown. */
+uint64_t attn_cpu_feature_from_name(const char *name, size_t len);
+
 /* Best kernel set these features allow (ignoring what was compiled in). */
 attn_isa attn_cpu_best_isa(uint64_t features);
 

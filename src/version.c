@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "attn.h"
+#include "cpu_features.h"
 
 #define ATTN_STR2(x) #x
 #define ATTN_STR(x) ATTN_STR2(x)
@@ -79,4 +80,12 @@ ATTN_API size_t attn_cpu_features_string(uint64_t features, char *buf, size_t n)
         len += add;
     }
     return len;
+}
+
+uint64_t attn_cpu_feature_from_name(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof feature_names / sizeof feature_names[0]; i++)
+        if (strlen(feature_names[i].name) == len && strncmp(feature_names[i].name, name, len) == 0)
+            return feature_names[i].bit;
+    return 0;
 }

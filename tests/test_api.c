@@ -377,6 +377,25 @@ static void test_context(void)
     }
     unsetenv("ATTN_ISA");
 
+    /* ATTN_CPU_DISABLE: known names mask features, an unknown one is an error */
+    setenv("ATTN_CPU_DISABLE", "avx2, avx512f,asimd", 1);
+    c = NULL;
+    CHECK_ST(attn_context_create(NULL, &c), ATTN_OK);
+    if (c) {
+        attn_device_info di = ATTN_DEVICE_INFO_INIT;
+        CHECK_ST(attn_device_get_info(c, 0, &di), ATTN_OK);
+        CHECK(!(di.cpu_features & (ATTN_CPU_AVX2 | ATTN_CPU_AVX512F | ATTN_CPU_ASIMD)),
+              "ATTN_CPU_DISABLE left features 0x%llx", (unsigned long long)di.cpu_features);
+        CHECK(di.isa == ATTN_ISA_SCALAR, "without avx2/avx512f/asimd the isa is %s",
+              attn_isa_name(di.isa));
+        attn_context_destroy(c);
+    }
+    setenv("ATTN_CPU_DISABLE", "avx2,warp_drive", 1);
+    c = NULL;
+    CHECK_FAIL(attn_context_create(NULL, &c), INV, "ATTN_CPU_DISABLE");
+    CHECK(c == NULL, "context set on failure");
+    unsetenv("ATTN_CPU_DISABLE");
+
     /* ATTN_DEVICE environment */
     setenv("ATTN_DEVICE", "cpu", 1);
     c = NULL;

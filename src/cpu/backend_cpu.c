@@ -64,12 +64,37 @@ static const attn_backend cpu_backend = {
     .decode = attn_cpu_decode,
 };
 
+/* ATTN_CPU_DISABLE="avx512_bf16,f16c": features to treat as absent, so that
+ * every kernel variant can be tested on one machine. Names as attn-info
+ * prints them; separators are commas or spaces. */
+static attn_status masked_features(uint64_t *features)
+{
+    const char *e = getenv("ATTN_CPU_DISABLE");
+    while (e && *e) {
+        size_t len = strcspn(e, ", ");
+        if (len) {
+            uint64_t bit = attn_cpu_feature_from_name(e, len);
+            if (!bit)
+                return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "ATTN_CPU_DISABLE: unknown feature "
+                                 "'%.*s' (attn-info lists the names)", (int)len, e);
+            *features &= ~bit;
+        }
+        e += len + (e[len] != '\0');
+    }
+    return ATTN_OK;
+}
+
 attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_isa)
 {
     attn_cpu_state *st = calloc(1, sizeof *st);
     if (!st)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_context_create: out of memory");
     st->features = attn_cpu_probe();
+    attn_status s = masked_features(&st->features);
+    if (s != ATTN_OK) {
+        free(st);
+        return s;
+    }
     attn_isa best = attn_cpu_best_isa(st->features);
     /* ISA levels are not ordered across architectures: a cap names either
      * scalar (always honoured) or a level; asking for an x86 level on ARM or
