@@ -440,6 +440,15 @@ static void set_full(case_list *l)
                                                               ss[i], ds[di], causal, dts[t]);
 }
 
+/* The headline numbers: f32 and bf16, S = 4096, D = 128, 16 heads, causal and not. */
+static void set_headline(case_list *l)
+{
+    const attn_dtype dts[] = { ATTN_F32, ATTN_BF16 };
+    for (int t = 0; t < 2; t++)
+        for (int causal = 0; causal <= 1; causal++)
+            push_sdpa(l, "headline", 16, 16, 4096, 128, causal, dts[t]);
+}
+
 typedef struct shape_set {
     const char *name;
     const char *desc;
@@ -452,6 +461,8 @@ static const shape_set set_table[] = {
     { "smoke",   "tiny sdpa shapes, every dtype and mask kind; seconds", set_smoke },
     { "prefill", "sdpa prefill, trimmed: S 512-4096, D 128 (+64/256), MHA 16/16 and GQA 32/8, "
                  "f32/bf16 (+f16), causal and not, one sliding window (default set)", set_prefill },
+    { "headline", "sdpa f32/bf16, S 4096, D 128, MHA 16/16, causal and not: the summary numbers",
+                 set_headline },
     { "full",    "sdpa prefill, everything: S 512-16384 x D 64/128/256 x MHA 16/16, GQA 32/8 "
                  "x f32/bf16/f16 x causal/not (hours on 2 cores)", set_full },
 };
@@ -1103,8 +1114,8 @@ int main(int argc, char **argv)
             }
             if (busy)
                 tprintf("roof: WARNING: the wall-clock rates are more than 10%% below the per-CPU-second "
-                        "rates: other processes are using the cores, timings below will be low and noisy "
-                        "(see the cpu%% column)\n");
+                        "rates: other processes (or, in a VM, the hypervisor) are taking the cores; "
+                        "timings below will be low and noisy (see the cpu%% column)\n");
         } else {
             tprintf("roof: not measured for device type %s (the FMA and copy roofs are CPU loops)\n",
                    device_type_name(info.type));
