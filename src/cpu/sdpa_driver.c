@@ -437,11 +437,12 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
         pl.tile_pref[gi + 1] = pl.tile_pref[gi] + (g.sq ? (g.sk + pl.bk - 1) / pl.bk : 0);
     }
 
-    /* Wave size: enough tasks for 4 per thread, within the panel budget. */
+    /* Wave size: enough tasks for 16 per thread, within the panel budget: each
+     * wave ends at a barrier, where threads idle for about one task. */
     int nt = st->num_threads;
     const int64_t tasks_per_group = (pl.task_pref[ngroups] + ngroups - 1) / ngroups;
     const size_t panel_bytes = (size_t)(pl.ntiles * (pl.ktf + pl.vtf)) * sizeof(float);
-    int64_t wave = tasks_per_group ? (4 * (int64_t)nt + tasks_per_group - 1) / tasks_per_group : 1;
+    int64_t wave = tasks_per_group ? (16 * (int64_t)nt + tasks_per_group - 1) / tasks_per_group : 1;
     if (panel_bytes && (size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
         wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
     wave = max64(1, min64(wave, ngroups));
