@@ -29,6 +29,8 @@ usage: tools/run-tests.sh [options]
   --no-distcheck   skip make distcheck
   --fuzz-time=S    seconds of fuzzing (default 60)
   -j N             parallel make jobs (default: nproc)
+Environment: TEST_TIMEOUT (default 900) and QEMU_TEST_TIMEOUT (default 420)
+  cap each test's seconds natively and under qemu-aarch64.
   -h, --help       this text
 EOF
 }
@@ -61,6 +63,10 @@ if [ "$QUICK" = 1 ]; then
     export ATTN_TEST_QUICK=1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# Per-test time limits (seconds), so that a hung test fails instead of
+# stalling the suite: native/ASan tests, and tests under qemu-aarch64.
+TEST_TIMEOUT=${TEST_TIMEOUT:-900}
+QEMU_TEST_TIMEOUT=${QEMU_TEST_TIMEOUT:-420}
 
 log() { printf '\n=== %s\n' "$*"; }
 warn() { printf 'run-tests.sh: warning: %s\n' "$*" >&2; }
@@ -198,7 +204,7 @@ stage_x86() {
     ../configure CFLAGS="-O2 -g"
     make -j"$JOBS"
     cd ..
-    make_check build-x86
+    make_check build-x86 "LOG_COMPILER=timeout $TEST_TIMEOUT"
     echo "--- attn-info:"
     ./build-x86/tools/attn-info
 }
@@ -214,7 +220,7 @@ stage_asan() {
     ATTN_TEST_QUICK=1 \
     ASAN_OPTIONS="abort_on_error=0:detect_leaks=1:strict_string_checks=1:check_initialization_order=1" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-        make_check build-asan
+        make_check build-asan "LOG_COMPILER=timeout $TEST_TIMEOUT"
 }
 
 stage_aarch64() {
@@ -236,8 +242,10 @@ stage_aarch64() {
     # -fno-tree-loop-vectorize on the test programs only: aarch64-linux-gnu-gcc
     # 12.2 dies with an internal compiler error (vect_transform_reduction) on
     # a reduction loop in tests/test_linear.c at -O2.
-    ATTN_TEST_QUICK=1 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu \
-        make_check build-aarch64 LOG_COMPILER=qemu-aarch64 \
+    # OMP_WAIT_POLICY=passive: spinning OpenMP threads are very costly when
+    # emulated on a machine with few cores.
+    ATTN_TEST_QUICK=1 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu OMP_WAIT_POLICY=passive \
+        make_check build-aarch64 "LOG_COMPILER=timeout $QEMU_TEST_TIMEOUT qemu-aarch64" \
         TESTS_EXTRA_CFLAGS=-fno-tree-loop-vectorize
     echo "--- attn-info (qemu-aarch64):"
     QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64 ./build-aarch64/tools/attn-info
