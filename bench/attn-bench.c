@@ -39,7 +39,8 @@
 
 typedef enum bench_op {
     OP_SDPA = 0,
-    /* OP_DECODE, OP_LINEAR, OP_NEIGHBORHOOD: later, with their runners */
+    OP_DECODE,      /* attn_decode over a paged KV cache: Sq query tokens, Sk cached */
+    /* OP_LINEAR, OP_NEIGHBORHOOD: later, with their runners */
     OP_COUNT
 } bench_op;
 
@@ -58,6 +59,8 @@ static const char *dtype_name(attn_dtype t)
     case ATTN_F32:  return "f32";
     case ATTN_F16:  return "f16";
     case ATTN_BF16: return "bf16";
+    case ATTN_Q8:   return "q8";
+    case ATTN_Q4:   return "q4";
     default:        return "?";
     }
 }
@@ -332,10 +335,128 @@ static double sdpa_bytes(const bench_case *c)
                                 (double)c->sk * (double)c->hkv * (double)(c->d + c->dv));
 }
 
+/* decode: B sequences of Sk tokens in a paged KV cache stored as c->dtype
+ * (F32/F16/BF16/Q8/Q4, pages of 64), Sq query tokens each. Bytes = the cache
+ * read (K and V of every head, Q8/Q4 block scales included): decode is
+ * bandwidth-bound, so GB/s against the copy roof (bw_fraction in the JSON)
+ * is its figure of merit. Host memory only; caches past 6 GiB are skipped. */
+typedef struct decode_state {
+    attn_kv_cache   *cache;
+    float           *q, *o;
+    int32_t         *seqs;
+    attn_tensor      tq, to;
+    attn_sdpa_params p;
+} decode_state;
+
+static double decode_elem_bytes(attn_dtype t)
+{
+    switch (t) {
+    case ATTN_F32:  return 4.0;
+    case ATTN_Q8:   return 1.0 + 2.0 / 32.0;      /* int8 + an f16 scale per 32 */
+    case ATTN_Q4:   return 0.5 + 4.0 / 32.0;      /* nibbles + f16 scale and min per 32 */
+    default:        return 2.0;
+    }
+}
+
+static double decode_bytes(const bench_case *c)
+{
+    return decode_elem_bytes(c->dtype) * (double)c->b * (double)c->sk * (double)c->hkv *
+           (double)(c->d + c->dv);
+}
+
+static double decode_flops(const bench_case *c)
+{
+    double pairs = sdpa_visible_pairs(c->sq, c->sk, c->causal, c->window_left, c->window_right,
+                                      c->sink_tokens);
+    return 2.0 * (double)(c->d + c->dv) * pairs * (double)c->b * (double)c->hq;
+}
+
+static void decode_teardown(void *st)
+{
+    decode_state *s = st;
+    if (!s)
+        return;
+    attn_kv_cache_destroy(s->cache);
+    free(s->q);
+    free(s->o);
+    free(s->seqs);
+    free(s);
+}
+
+static attn_status decode_setup(bench_env *env, const bench_case *c, void **state)
+{
+    if (env->device != 0)
+        return ATTN_ERR_UNSUPPORTED;              /* the cache lives on the CPU */
+    if (decode_bytes(c) > 6.0 * 1073741824.0)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    decode_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    const int64_t page = 64, chunk = 1024;
+    attn_kv_cache_desc d = ATTN_KV_CACHE_DESC_INIT;
+    d.dtype = c->dtype;
+    d.num_kv_heads = (int32_t)c->hkv;
+    d.head_dim = (int32_t)c->d;
+    d.head_dim_v = (int32_t)c->dv;
+    d.page_size = (int32_t)page;
+    d.max_seqs = (int32_t)c->b;
+    d.max_pages = c->b * ((c->sk + page - 1) / page);
+    attn_status st = attn_kv_cache_create(env->ctx, &d, &s->cache);
+    const size_t nq = (size_t)(c->b * c->sq * c->hq * c->d), no = (size_t)(c->b * c->sq * c->hq * c->dv);
+    const size_t nk = (size_t)(chunk * c->hkv * (c->d > c->dv ? c->d : c->dv));
+    float *kv = malloc(nk * sizeof *kv);
+    s->q = malloc(nq * sizeof *s->q);
+    s->o = malloc(no * sizeof *s->o);
+    s->seqs = malloc((size_t)c->b * sizeof *s->seqs);
+    if (st == ATTN_OK && (!kv || !s->q || !s->o || !s->seqs))
+        st = ATTN_ERR_OUT_OF_MEMORY;
+    if (st == ATTN_OK) {
+        fill_random(kv, ATTN_F32, nk, 2);
+        fill_random(s->q, ATTN_F32, nq, 1);
+        for (int64_t b = 0; b < c->b && st == ATTN_OK; b++) {
+            s->seqs[b] = (int32_t)b;
+            for (int64_t t = 0; t < c->sk && st == ATTN_OK; t += chunk) {
+                int64_t n = c->sk - t < chunk ? c->sk - t : chunk;
+                attn_tensor tk = { 0 }, tv;
+                tk.data = kv; tk.dtype = ATTN_F32; tk.ndim = 3;
+                tk.shape[0] = n; tk.shape[1] = c->hkv; tk.shape[2] = c->d;
+                tv = tk;
+                tv.shape[2] = c->dv;
+                st = attn_kv_cache_append(s->cache, (int32_t)b, &tk, &tv);
+            }
+        }
+    }
+    free(kv);
+    if (st != ATTN_OK) {
+        decode_teardown(s);
+        return st;
+    }
+    s->tq = attn_tensor_4d(s->q, ATTN_F32, c->b, c->sq, c->hq, c->d);
+    s->to = attn_tensor_4d(s->o, ATTN_F32, c->b, c->sq, c->hq, c->dv);
+    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+    p.causal = c->causal;
+    p.window_left = c->window_left;
+    p.window_right = c->window_right;
+    p.sink_tokens = c->sink_tokens;
+    s->p = p;
+    *state = s;
+    return ATTN_OK;
+}
+
+static attn_status decode_run(bench_env *env, const bench_case *c, void *st)
+{
+    decode_state *s = st;
+    (void)c;
+    return attn_decode(env->ctx, &s->p, &s->tq, s->cache, s->seqs, &s->to, NULL);
+}
+
 static const op_runner op_table[] = {
     { OP_SDPA, "sdpa", sdpa_setup, sdpa_run, sdpa_teardown, sdpa_flops, sdpa_bytes,
       "sdpa flops = 2*(D+Dv) per visible (query,key) pair x B x Hq; pairs counted exactly "
       "from causal/window/sink (dense = 4*B*Hq*Sq*Sk*D when Dv = D)" },
+    { OP_DECODE, "dec", decode_setup, decode_run, decode_teardown, decode_flops, decode_bytes,
+      "decode flops as sdpa; GB/s = bytes of KV cache read (K+V, all heads, Q8/Q4 scales) per "
+      "second, bw_fraction = GB/s / copy roof" },
 };
 
 static const op_runner *runner_for(bench_op op)
@@ -455,7 +576,22 @@ typedef struct shape_set {
     void (*build)(case_list *l);
 } shape_set;
 
-/* Later: "decode" (attn_decode over a paged KV cache), "linear"
+/* decode: L = 1K..128K, Hq 32 / Hkv 8, D 128, one query token, batch 1 and
+ * 16, every storage type (caches past 6 GiB are skipped). */
+static void set_decode(case_list *l)
+{
+    const int64_t ls[] = { 1024, 4096, 16384, 32768, 65536, 131072 }, bs[] = { 1, 16 };
+    const attn_dtype dts[] = { ATTN_F16, ATTN_Q8, ATTN_Q4, ATTN_BF16, ATTN_F32 };
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < 6; i++)
+            for (int t = 0; t < 5; t++) {
+                bench_case c = { OP_DECODE, "decode", bs[b], 32, 8, 1, ls[i], 128, 128, 1, -1, -1,
+                                 0, dts[t] };
+                list_push(l, &c);
+            }
+}
+
+/* Later: "linear"
  * (attn_linear chunkwise/recurrent), "neighborhood" (attn_neighborhood 1-3D). */
 static const shape_set set_table[] = {
     { "smoke",   "tiny sdpa shapes, every dtype and mask kind; seconds", set_smoke },
@@ -463,6 +599,8 @@ static const shape_set set_table[] = {
                  "f32/bf16 (+f16), causal and not, one sliding window (default set)", set_prefill },
     { "headline", "sdpa f32/bf16, S 4096, D 128, MHA 16/16, causal and not: the summary numbers",
                  set_headline },
+    { "decode",  "attn_decode over a paged KV cache: L 1K-128K, Hq/Hkv 32/8, D 128, Sq 1, batch "
+                 "1 and 16, f16/q8/q4/bf16/f32 storage; GB/s of cache read vs the copy roof", set_decode },
     { "full",    "sdpa prefill, everything: S 512-16384 x D 64/128/256 x MHA 16/16, GQA 32/8 "
                  "x f32/bf16/f16 x causal/not (hours on 2 cores)", set_full },
 };
