@@ -29,7 +29,7 @@ usage: tools/run-tests.sh [options]
   --no-distcheck   skip make distcheck
   --fuzz-time=S    seconds of fuzzing (default 60)
   -j N             parallel make jobs (default: nproc)
-Environment: TEST_TIMEOUT (default 900) and QEMU_TEST_TIMEOUT (default 420)
+Environment: TEST_TIMEOUT (default 900) and QEMU_TEST_TIMEOUT (default 240)
   cap each test's seconds natively and under qemu-aarch64.
   -h, --help       this text
 EOF
@@ -66,7 +66,7 @@ export DEBIAN_FRONTEND=noninteractive
 # Per-test time limits (seconds), so that a hung test fails instead of
 # stalling the suite: native/ASan tests, and tests under qemu-aarch64.
 TEST_TIMEOUT=${TEST_TIMEOUT:-900}
-QEMU_TEST_TIMEOUT=${QEMU_TEST_TIMEOUT:-420}
+QEMU_TEST_TIMEOUT=${QEMU_TEST_TIMEOUT:-240}
 
 log() { printf '\n=== %s\n' "$*"; }
 warn() { printf 'run-tests.sh: warning: %s\n' "$*" >&2; }
