@@ -184,13 +184,9 @@ static attn_status token_view(attn_view *v, const attn_tensor *t, const char *fn
     if (attn_tensor_device(t) > 0)
         return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: %s must be in host memory (the cache "
                          "lives on the CPU)", fn, name);
-    attn_status s = attn_view_init(v, t, name, 3, ATTN_DT_FLOAT, 0);
-    if (s != ATTN_OK) {
-        char msg[400];
-        strncpy(msg, attn_last_error(), sizeof msg - 1);
-        msg[sizeof msg - 1] = '\0';
-        return attn_fail(s, "%s: %s", fn, msg);
-    }
+    attn_status s = attn_view_init(v, t, fn, name, 3, ATTN_DT_FLOAT, 0);
+    if (s != ATTN_OK)
+        return s;
     if (!v->base && v->shape[0] > 0)
         return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: %s is not host-addressable", fn, name);
     if (v->shape[1] != hkv || v->shape[2] != dim)

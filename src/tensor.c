@@ -1,4 +1,5 @@
 /* Tensor checking and resolution, shared by every op's validation. */
+#include <stdio.h>
 #include <string.h>
 #include "backend.h"
 #include "error.h"
@@ -31,8 +32,8 @@ static int64_t view_span(const attn_view *v)
     return span;
 }
 
-attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *name,
-                           int ndim, unsigned allowed, int device)
+static attn_status view_init(attn_view *v, const attn_tensor *t, const char *name,
+                             int ndim, unsigned allowed, int device)
 {
     memset(v, 0, sizeof *v);
     if (!t)
@@ -110,6 +111,18 @@ attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *name,
         v->base = t->data;
     }
     return ATTN_OK;
+}
+
+attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *op,
+                           const char *name, int ndim, unsigned allowed, int device)
+{
+    attn_status s = view_init(v, t, name, ndim, allowed, device);
+    if (s != ATTN_OK && op) {
+        char msg[512];   /* prefix the op's name, keeping the message */
+        snprintf(msg, sizeof msg, "%s", attn_last_error());
+        attn_fail(s, "%s: %s", op, msg);
+    }
+    return s;
 }
 
 void attn_view_byte_range(const attn_view *v, uintptr_t *lo, uintptr_t *hi)

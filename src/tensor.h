@@ -19,10 +19,10 @@ typedef struct attn_view {
 
 /* Checks one tensor argument (not NULL, ndim, dtype in `allowed` bitmask of
  * 1<<dtype, non-negative shape, strides, sizes that do not overflow, data
- * or buffer present and in bounds) and resolves it into *v. `name` is used
- * in error messages. Returns ATTN_OK or an error with a message set. */
-attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *name,
-                           int ndim, unsigned allowed_dtypes, int device_of_op);
+ * or buffer present and in bounds) and resolves it into *v. Error messages
+ * read "op: name: ..." (op may be NULL). Returns ATTN_OK or an error with a message set. */
+attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *op,
+                           const char *name, int ndim, unsigned allowed_dtypes, int device_of_op);
 
 /* Number of elements (product of the shape). */
 int64_t attn_view_numel(const attn_view *v);

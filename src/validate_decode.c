@@ -17,13 +17,9 @@ static attn_status view(attn_view *v, const attn_tensor *t, const char *name, in
 {
     if (attn_tensor_device(t) > 0)
         return INVALID("%s must be on the CPU, where the cache lives", name);
-    attn_status s = attn_view_init(v, t, name, ndim, dts, 0);
-    if (s != ATTN_OK) {
-        char msg[400];
-        strncpy(msg, attn_last_error(), sizeof msg - 1);
-        msg[sizeof msg - 1] = '\0';
-        return attn_fail(s, "attn_decode: %s", msg);
-    }
+    attn_status s = attn_view_init(v, t, "attn_decode", name, ndim, dts, 0);
+    if (s != ATTN_OK)
+        return s;
     if (!v->base && attn_view_numel(v) > 0)
         return INVALID("%s is not host-addressable", name);
     return ATTN_OK;

@@ -21,14 +21,7 @@ static const char *const kind_names[] = { "PLAIN", "DECAY", "GLA", "DELTA", "GAT
 static attn_status view(attn_view *v, const attn_tensor *t, const char *name, int ndim,
                         unsigned dts, int device)
 {
-    attn_status s = attn_view_init(v, t, name, ndim, dts, device);
-    if (s != ATTN_OK) {
-        char msg[512];
-        strncpy(msg, attn_last_error(), sizeof msg - 1);
-        msg[sizeof msg - 1] = '\0';
-        attn_fail(s, "attn_linear: %s", msg);
-    }
-    return s;
+    return attn_view_init(v, t, "attn_linear", name, ndim, dts, device);
 }
 
 static attn_status expect_shape(const attn_view *v, const char *name, int n, const int64_t *want)

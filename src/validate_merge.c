@@ -10,14 +10,7 @@
 static attn_status view(attn_view *v, const attn_tensor *t, const char *name, int ndim,
                         unsigned dts, int device)
 {
-    attn_status s = attn_view_init(v, t, name, ndim, dts, device);
-    if (s != ATTN_OK) {
-        char msg[512];
-        strncpy(msg, attn_last_error(), sizeof msg - 1);
-        msg[sizeof msg - 1] = '\0';
-        attn_fail(s, "attn_merge: %s", msg);
-    }
-    return s;
+    return attn_view_init(v, t, "attn_merge", name, ndim, dts, device);
 }
 
 static int same_shape(const attn_view *a, const attn_view *b)

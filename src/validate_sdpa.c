@@ -18,15 +18,7 @@
 static attn_status view(attn_view *v, const attn_tensor *t, const char *name, int ndim,
                         unsigned dts, int device)
 {
-    attn_status s = attn_view_init(v, t, name, ndim, dts, device);
-    if (s != ATTN_OK) {
-        /* prefix the op name once, keeping the message */
-        char msg[512];
-        strncpy(msg, attn_last_error(), sizeof msg - 1);
-        msg[sizeof msg - 1] = '\0';
-        attn_fail(s, "attn_sdpa: %s", msg);
-    }
-    return s;
+    return attn_view_init(v, t, "attn_sdpa", name, ndim, dts, device);
 }
 
 attn_status attn_check_output(const attn_view *o, const char *oname,

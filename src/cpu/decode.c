@@ -56,24 +56,6 @@ typedef struct dec_plan {
     size_t ws_floats;
 } dec_plan;
 
-static inline float load_f(const char *base, attn_dtype dt, int64_t i)
-{
-    switch (dt) {
-    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)base)[i]);
-    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)base)[i]);
-    default:        return ((const float *)base)[i];
-    }
-}
-
-static inline void store_f(char *base, attn_dtype dt, int64_t i, float x)
-{
-    switch (dt) {
-    case ATTN_F16:  ((uint16_t *)base)[i] = attn_f32_to_f16(x); break;
-    case ATTN_BF16: ((uint16_t *)base)[i] = attn_f32_to_bf16(x); break;
-    default:        ((float *)base)[i] = x; break;
-    }
-}
-
 static inline char *at(const attn_view *v, int64_t elems)
 {
     return v->base + elems * (int64_t)attn_dtype_size(v->dtype);
@@ -229,7 +211,7 @@ static void run_task(const dec_plan *pl, int64_t t, float *ws)
         const char *src = at(Q, b * Q->stride[0] + i * Q->stride[1] + h * Q->stride[2]);
         float *qr = qt + r * pl->ldq;
         for (int64_t e = 0; e < p->d; e++)
-            qr[e] = p->scale * load_f(src, Q->dtype, e * Q->stride[3]);
+            qr[e] = p->scale * attn_load_f32(src, Q->dtype, e * Q->stride[3]);
         for (int64_t e = p->d; e < pl->ldq; e++)
             qr[e] = 0.0f;
         memset(ot + r * pl->ldo, 0, (size_t)pl->ldo * sizeof(float));
@@ -285,8 +267,8 @@ static void finish(const dec_plan *pl, int64_t b, int64_t hk, float *acc)
         for (int64_t e = 0; e < p->dv; e++) {
             float x = acc[e] * inv;
             if (gsrc)
-                x *= 1.0f / (1.0f + expf(-load_f(gsrc, G->dtype, e * G->stride[3])));
-            store_f(dst, O->dtype, e * O->stride[3], x);
+                x *= 1.0f / (1.0f + expf(-attn_load_f32(gsrc, G->dtype, e * G->stride[3])));
+            attn_store_f32(dst, O->dtype, e * O->stride[3], x);
         }
         if (p->has_lse) {
             const attn_view *Lv = &p->lse;

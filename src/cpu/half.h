@@ -4,6 +4,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include "attn.h"
 
 static inline float attn_bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t attn_f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -50,6 +51,27 @@ static inline uint16_t attn_f32_to_bf16(float f)
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u); /* quiet nan */
     u += 0x7fffu + ((u >> 16) & 1u);
     return (uint16_t)(u >> 16);
+}
+
+/* Element i of a plain array of dtype dt (F32/F16/BF16, or U8 as 0..255), as f32. */
+static inline float attn_load_f32(const void *base, attn_dtype dt, int64_t i)
+{
+    switch (dt) {
+    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)base)[i]);
+    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)base)[i]);
+    case ATTN_U8:   return (float)((const uint8_t *)base)[i];
+    default:        return ((const float *)base)[i];
+    }
+}
+
+/* Stores x as element i of an F32/F16/BF16 array, rounding to nearest even. */
+static inline void attn_store_f32(void *base, attn_dtype dt, int64_t i, float x)
+{
+    switch (dt) {
+    case ATTN_F16:  ((uint16_t *)base)[i] = attn_f32_to_f16(x); break;
+    case ATTN_BF16: ((uint16_t *)base)[i] = attn_f32_to_bf16(x); break;
+    default:        ((float *)base)[i] = x; break;
+    }
 }
 
 #endif

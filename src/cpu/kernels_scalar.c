@@ -5,15 +5,6 @@
 #include "kernels.h"
 #include "half.h"
 
-static float load_elem(const void *src, attn_dtype dt, int64_t i)
-{
-    switch (dt) {
-    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)src)[i]);
-    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)src)[i]);
-    default:        return ((const float *)src)[i];
-    }
-}
-
 static void scalar_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)
 {
     (void)dv;
@@ -27,7 +18,7 @@ static void scalar_load_rows(float *dst, int64_t ldd, const void *src, attn_dtyp
     for (int i = 0; i < n; i++) {
         float *row = dst + (int64_t)i * ldd;
         for (int64_t c = 0; c < d; c++)
-            row[c] = scale * load_elem(src, dt, i * rs + c * cs);
+            row[c] = scale * attn_load_f32(src, dt, i * rs + c * cs);
         for (int64_t c = d; c < ldd; c++)
             row[c] = 0.0f;
     }
@@ -41,7 +32,7 @@ static void scalar_pack_rows(float *dst, const void *src, attn_dtype dt, int64_t
     (void)bk;
     for (int j = 0; j < nk; j++)
         for (int64_t c = 0; c < d; c++)
-            dst[(int64_t)j * d + c] = load_elem(src, dt, j * rs + c * cs);
+            dst[(int64_t)j * d + c] = attn_load_f32(src, dt, j * rs + c * cs);
 }
 
 static void scalar_qk(const float *q, int64_t ldq, int nq, const float *k, int nk,

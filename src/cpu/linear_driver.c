@@ -18,15 +18,6 @@
 /* AUTO picks the recurrent form for sequences this short. */
 #define LINEAR_RECURRENT_MAX_LEN 16
 
-static inline float load_f(const char *base, attn_dtype dt, int64_t i)
-{
-    switch (dt) {
-    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)base)[i]);
-    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)base)[i]);
-    default:        return ((const float *)base)[i];
-    }
-}
-
 static inline char *at(const attn_view *v, int64_t elems)
 {
     return v->base + elems * (int64_t)attn_dtype_size(v->dtype);
@@ -45,7 +36,7 @@ static void load_row(float *dst, const char *src, attn_dtype dt, int64_t stride,
         return;
     }
     for (int64_t c = 0; c < n; c++)
-        dst[c] = load_f(src, dt, c * stride);
+        dst[c] = attn_load_f32(src, dt, c * stride);
 }
 
 void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t i, float *dst,
@@ -128,7 +119,7 @@ int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
         return 1;
     }
     for (int64_t c = 0; c < n; c++) {
-        const float x = load_f(src, G->dtype, c * st);
+        const float x = attn_load_f32(src, G->dtype, c * st);
         g[c] = x < ATTN_LINEAR_G_FLOOR ? ATTN_LINEAR_G_FLOOR : x;
     }
     return 1;
@@ -137,7 +128,7 @@ int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i)
 {
     const attn_view *b = &t->p->beta;
-    return load_f(row_of(t, b, i), b->dtype, 0);
+    return attn_load_f32(row_of(t, b, i), b->dtype, 0);
 }
 
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o)

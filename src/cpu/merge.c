@@ -10,24 +10,6 @@
 #include <omp.h>
 #endif
 
-static inline float load_f(const char *base, attn_dtype dt, int64_t i)
-{
-    switch (dt) {
-    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)base)[i]);
-    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)base)[i]);
-    default:        return ((const float *)base)[i];
-    }
-}
-
-static inline void store_f(char *base, attn_dtype dt, int64_t i, float x)
-{
-    switch (dt) {
-    case ATTN_F16:  ((uint16_t *)base)[i] = attn_f32_to_f16(x); break;
-    case ATTN_BF16: ((uint16_t *)base)[i] = attn_f32_to_bf16(x); break;
-    default:        ((float *)base)[i] = x; break;
-    }
-}
-
 static inline char *row_ptr(const attn_view *v, int64_t b, int64_t s, int64_t h)
 {
     return v->base + (b * v->stride[0] + s * v->stride[1] + h * v->stride[2]) *
@@ -61,11 +43,11 @@ static void merge_row(const attn_merge_problem *p, int64_t b, int64_t s, int64_t
         const float wi = w[i] / sum;
         const char *src = row_ptr(&p->outs[i], b, s, h);
         for (int64_t c = 0; c < p->dv; c++)
-            acc[c] += wi * load_f(src, p->outs[i].dtype, c * p->outs[i].stride[3]);
+            acc[c] += wi * attn_load_f32(src, p->outs[i].dtype, c * p->outs[i].stride[3]);
     }
     char *dst = row_ptr(&p->out, b, s, h);
     for (int64_t c = 0; c < p->dv; c++)
-        store_f(dst, p->out.dtype, c * p->out.stride[3], acc[c]);
+        attn_store_f32(dst, p->out.dtype, c * p->out.stride[3], acc[c]);
     if (p->has_lse)
         ((float *)p->lse.base)[b * p->lse.stride[0] + h * p->lse.stride[1] + s * p->lse.stride[2]] =
             mx == -INFINITY ? -INFINITY : mx + logf(sum);

@@ -60,25 +60,6 @@ static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static inline float load_f(const char *base, attn_dtype dt, int64_t i)
-{
-    switch (dt) {
-    case ATTN_F16:  return attn_f16_to_f32(((const uint16_t *)base)[i]);
-    case ATTN_BF16: return attn_bf16_to_f32(((const uint16_t *)base)[i]);
-    case ATTN_U8:   return (float)((const uint8_t *)base)[i];
-    default:        return ((const float *)base)[i];
-    }
-}
-
-static inline void store_f(char *base, attn_dtype dt, int64_t i, float x)
-{
-    switch (dt) {
-    case ATTN_F16:  ((uint16_t *)base)[i] = attn_f32_to_f16(x); break;
-    case ATTN_BF16: ((uint16_t *)base)[i] = attn_f32_to_bf16(x); break;
-    default:        ((float *)base)[i] = x; break;
-    }
-}
-
 static inline char *at(const attn_view *v, int64_t elems)
 {
     return v->base + elems * (int64_t)attn_dtype_size(v->dtype);
@@ -176,7 +157,7 @@ static void transform_scores(const attn_sdpa_problem *p, const seq_geom *g, int6
                         row[c] = -INFINITY;
             } else {
                 for (int c = 0; c < nk; c++)
-                    row[c] += load_f(mrow, m->dtype, (j0 + c) * ms);
+                    row[c] += attn_load_f32(mrow, m->dtype, (j0 + c) * ms);
             }
         }
         if (check_position)
@@ -332,8 +313,8 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
         for (int64_t c = 0; c < p->dv; c++) {
             float x = orow[c] * inv;
             if (gsrc)
-                x *= 1.0f / (1.0f + expf(-load_f(gsrc, G->dtype, c * G->stride[3])));
-            store_f(dst, O->dtype, c * O->stride[3], x);
+                x *= 1.0f / (1.0f + expf(-attn_load_f32(gsrc, G->dtype, c * G->stride[3])));
+            attn_store_f32(dst, O->dtype, c * O->stride[3], x);
         }
         if (p->has_lse) {
             const attn_view *L = &p->lse;
