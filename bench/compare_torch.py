@@ -6,6 +6,10 @@ shapes given, with the FLOP convention attn-bench uses (4*B*Hq*Sq*Sk*D,
 halved for causal when Sq == Sk), and prints one JSON object per line.
 
     python3 bench/compare_torch.py --threads 16 --shape 1,32,32,4096,128 --causal --dtype bf16
+
+With --decode L (repeatable), each shape B,Hq,Hkv,S,D is instead one query
+token per sequence against L cached keys (S is ignored), reported as GB/s of
+K/V read (B*L*Hkv*D*2*element size / median time), as decode-bench does.
 """
 import argparse
 import json
@@ -39,6 +43,27 @@ def run(b, hq, hkv, s, d, causal, dtype, reps, min_time):
             "gflops": flops / med / 1e9}
 
 
+def run_decode(b, hq, hkv, length, d, dtype, reps, min_time):
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(b, hq, 1, d, generator=g).to(dtype)
+    k = torch.randn(b, hkv, length, d, generator=g).to(dtype)
+    v = torch.randn(b, hkv, length, d, generator=g).to(dtype)
+    kw = {"enable_gqa": True} if hkv != hq else {}
+    F.scaled_dot_product_attention(q, k, v, **kw)
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps or (time.perf_counter() - start < min_time and len(times) < 200):
+        t0 = time.perf_counter()
+        F.scaled_dot_product_attention(q, k, v, **kw)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    nbytes = 2.0 * b * length * hkv * d * k.element_size()
+    return {"impl": "torch", "op": "decode", "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "b": b, "hq": hq, "hkv": hkv, "L": length,
+            "d": d, "dtype": str(dtype).replace("torch.", ""), "median_ms": med * 1e3,
+            "gbps": nbytes / med / 1e9}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=0)
@@ -47,6 +72,7 @@ def main():
     ap.add_argument("--dtype", action="append", choices=["f32", "bf16", "f16"])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--decode", type=int, action="append", metavar="L")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -54,7 +80,13 @@ def main():
     for shape in a.shape:
         b, hq, hkv, s, d = (int(x) for x in shape.split(","))
         for dt in a.dtype or ["f32"]:
-            print(json.dumps(run(b, hq, hkv, s, d, a.causal, dtypes[dt], a.reps, a.min_time)), flush=True)
+            if a.decode:
+                for length in a.decode:
+                    print(json.dumps(run_decode(b, hq, hkv, length, d, dtypes[dt], a.reps,
+                                                a.min_time)), flush=True)
+            else:
+                print(json.dumps(run(b, hq, hkv, s, d, a.causal, dtypes[dt], a.reps, a.min_time)),
+                      flush=True)
 
 
 if __name__ == "__main__":
