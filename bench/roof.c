@@ -185,7 +185,9 @@ roof_measure roof_copy_gbs(int threads, size_t bytes, int trials)
         free(src);
         return best;
     }
+#ifdef _OPENMP
     size_t chunk = (bytes / (size_t)threads) & ~(size_t)63;
+#endif
     best.cpu = best.wall = 0.0;
     /* First touch by the thread that will copy the slice (NUMA placement);
      * trial -1 is an untimed warm-up that also faults every page in. */

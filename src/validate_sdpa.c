@@ -156,6 +156,11 @@ attn_status attn_validate_sdpa(const attn_context *ctx, const attn_sdpa_params *
         return INVALID("out has shape [%lld,%lld,%lld,%lld], expected [%lld,%lld,%lld,%lld]",
                        (long long)os[0], (long long)os[1], (long long)os[2], (long long)os[3],
                        (long long)bt, (long long)sq, (long long)hq, (long long)dv);
+    /* Stride-0 views can describe any length in little memory; the kernels'
+     * tile arithmetic assumes lengths that int32 cu_seqlens could express. */
+    if (sq > INT32_MAX || sk > INT32_MAX)
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: sequence lengths above 2^31-1 are "
+                         "not supported (q %lld, k %lld)", (long long)sq, (long long)sk);
     if (d > ATTN_MAX_HEAD_DIM || dv > ATTN_MAX_HEAD_DIM)
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: head dims above %d are not supported "
                          "(q/k %lld, v %lld)", ATTN_MAX_HEAD_DIM, (long long)d, (long long)dv);

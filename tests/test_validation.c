@@ -509,6 +509,17 @@ static void sdpa_shapes(void)
 static void sdpa_overflow_and_memory(void)
 {
     const int64_t T40 = INT64_C(1) << 40;
+    /* stride 0 along the sequence: 2^31 (or INT64_MAX) keys in a few bytes;
+     * found by the fuzzer (tile counts overflowed) */
+    RULE("k/v with 2^31 keys through a stride-0 sequence dim", UNS, "k", 0,
+         contiguous_strides(&f->k), contiguous_strides(&f->v),
+         f->k.shape[1] = f->v.shape[1] = INT64_C(1) << 31,
+         f->k.stride[1] = f->v.stride[1] = 0);
+    RULE("k/v with INT64_MAX keys through a stride-0 sequence dim (element count overflows)",
+         INV, "k", 0,
+         contiguous_strides(&f->k), contiguous_strides(&f->v),
+         f->k.shape[1] = f->v.shape[1] = INT64_MAX,
+         f->k.stride[1] = f->v.stride[1] = 0);
     RULE("q shape 2^40 x stride 2^40 (extent overflows int64)", INV, "q", 0,
          f->q.shape[0] = T40, f->q.stride[0] = T40, f->q.stride[1] = 1, f->q.stride[2] = 1,
          f->q.stride[3] = 1, f->k.shape[0] = T40, f->v.shape[0] = T40);
