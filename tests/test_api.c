@@ -231,22 +231,29 @@ static void test_last_error(attn_context *ctx)
     snprintf(mine, sizeof mine, "%s", attn_last_error());
     CHECK(mine[0] != '\0', "empty after a failure");
 
-    /* another thread: starts empty, does not see this thread's error */
-    thr_result r;
-    memset(&r, 0, sizeof r);
-    pthread_t t;
-    pthread_create(&t, NULL, thread_look, &r);
-    pthread_join(t, NULL);
-    CHECK(r.empty_at_start, "a new thread sees \"%s\"", r.msg);
+    /* ATTN_TEST_NO_THREADS: set by the qemu-aarch64 stage, where any program
+     * that starts a thread hangs (qemu 7.2 there); checked natively. */
+    const char *nothreads = getenv("ATTN_TEST_NO_THREADS");
+    if (nothreads && *nothreads && strcmp(nothreads, "0") != 0) {
+        printf("thread-local error checks skipped (ATTN_TEST_NO_THREADS)\n");
+    } else {
+        /* another thread: starts empty, does not see this thread's error */
+        thr_result r;
+        memset(&r, 0, sizeof r);
+        pthread_t t;
+        pthread_create(&t, NULL, thread_look, &r);
+        pthread_join(t, NULL);
+        CHECK(r.empty_at_start, "a new thread sees \"%s\"", r.msg);
 
-    /* a failure on another thread does not change this thread's message */
-    memset(&r, 0, sizeof r);
-    pthread_create(&t, NULL, thread_fail, &r);
-    pthread_join(t, NULL);
-    CHECK(r.st == INV && r.msg[0], "thread failure not reported (%d, \"%s\")", (int)r.st, r.msg);
-    CHECK(strcmp(attn_last_error(), mine) == 0, "this thread's message changed to \"%s\"",
-          attn_last_error());
-    CHECK(strcmp(r.msg, mine) != 0, "both threads report the same message");
+        /* a failure on another thread does not change this thread's message */
+        memset(&r, 0, sizeof r);
+        pthread_create(&t, NULL, thread_fail, &r);
+        pthread_join(t, NULL);
+        CHECK(r.st == INV && r.msg[0], "thread failure not reported (%d, \"%s\")", (int)r.st, r.msg);
+        CHECK(strcmp(attn_last_error(), mine) == 0, "this thread's message changed to \"%s\"",
+              attn_last_error());
+        CHECK(strcmp(r.msg, mine) != 0, "both threads report the same message");
+    }
 
     /* success clears it again (every call, not just the failing kind) */
     char tmp[8];
