@@ -368,8 +368,10 @@ static void fuzz_sdpa(fz *f, rd *r)
         nseq = p->num_seqs;
         mq = mk = 0;
         for (int64_t i = 0; i < nseq; i++) {
-            if (cu_q[i + 1] - cu_q[i] > mq) mq = cu_q[i + 1] - cu_q[i];
-            if (cu_k[i + 1] - cu_k[i] > mk) mk = cu_k[i + 1] - cu_k[i];
+            /* in int64: garbage cu_seqlens (INT32_MIN...) must not overflow here */
+            const int64_t lq = (int64_t)cu_q[i + 1] - cu_q[i], lk = (int64_t)cu_k[i + 1] - cu_k[i];
+            if (lq > mq) mq = lq;
+            if (lk > mk) mk = lk;
         }
     }
     uint8_t opt = u8(r);
