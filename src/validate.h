@@ -5,6 +5,13 @@
 
 #include "backend.h"
 
+/* Copies a caller's size-versioned params into *p (defaults for fields its
+ * size lacks) and checks every scalar field: score, scale, softcap, sigmoid
+ * bias, windows, sinks, and the sigmoid exclusions (lse, sink logits).
+ * Messages start with `op`. Shared by attn_sdpa and attn_decode. */
+attn_status attn_read_sdpa_params(const char *op, const attn_sdpa_params *up, int want_lse,
+                                  attn_sdpa_params *p);
+
 /* Checks every argument of attn_sdpa; on success fills *pr and *device. */
 attn_status attn_validate_sdpa(const attn_context *ctx, const attn_sdpa_params *p,
                                const attn_tensor *q, const attn_tensor *k, const attn_tensor *v,

@@ -10,7 +10,6 @@
 
 #define INVALID(...) attn_fail(ATTN_ERR_INVALID_ARGUMENT, "attn_decode: " __VA_ARGS__)
 #define TRY(x) do { attn_status s_ = (x); if (s_ != ATTN_OK) return s_; } while (0)
-#define SDPA_PARAMS_MIN_SIZE offsetof(attn_sdpa_params, num_seqs)
 
 static attn_status view(attn_view *v, const attn_tensor *t, const char *name, int ndim,
                         unsigned dts)
@@ -36,31 +35,10 @@ attn_status attn_validate_decode(const attn_context *ctx, const attn_sdpa_params
     if (!q)     return INVALID("q is NULL");
     if (!c)     return INVALID("cache is NULL");
     if (!out)   return INVALID("out is NULL");
-    if (up->size < SDPA_PARAMS_MIN_SIZE || up->size > sizeof(attn_sdpa_params))
-        return INVALID("params->size is %zu; initialise params with ATTN_SDPA_PARAMS_INIT", up->size);
     if (c->ctx != ctx)
         return INVALID("the cache was created on another context");
-    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
-    memcpy(&p, up, up->size);
-
-    if (p.score != ATTN_SCORE_SOFTMAX && p.score != ATTN_SCORE_SIGMOID)
-        return INVALID("params->score is %d, not an attn_score", (int)p.score);
-    if (!isfinite(p.scale))
-        return INVALID("params->scale is not finite");
-    if (!isfinite(p.softcap) || p.softcap < 0.0f)
-        return INVALID("params->softcap must be 0 (off) or a positive finite cap");
-    if (!isfinite(p.sigmoid_bias))
-        return INVALID("params->sigmoid_bias is not finite");
-    if (p.window_left < -1)
-        return INVALID("params->window_left is %lld; use -1 for unlimited", (long long)p.window_left);
-    if (p.window_right < -1)
-        return INVALID("params->window_right is %lld; use -1 for unlimited", (long long)p.window_right);
-    if (p.sink_tokens < 0)
-        return INVALID("params->sink_tokens is negative (%lld)", (long long)p.sink_tokens);
-    if (p.score == ATTN_SCORE_SIGMOID && lse)
-        return INVALID("lse is undefined for sigmoid attention (no normaliser); pass NULL");
-    if (p.score == ATTN_SCORE_SIGMOID && p.sink_logits)
-        return INVALID("params->sink_logits needs softmax; sigmoid attention has no denominator");
+    attn_sdpa_params p;
+    TRY(attn_read_sdpa_params("attn_decode", up, lse != NULL, &p));
     if (p.mask)
         return INVALID("params->mask is not supported by attn_decode; pass NULL");
     if (p.block_mask)

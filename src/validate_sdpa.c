@@ -2,6 +2,7 @@
  * the argument; tests/test_validation.c has a case for every rule. */
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include "error.h"
 #include "validate.h"
@@ -76,6 +77,36 @@ static attn_status check_broadcast4(attn_view *v, const char *name, int64_t b, i
     return ATTN_OK;
 }
 
+attn_status attn_read_sdpa_params(const char *op, const attn_sdpa_params *up, int want_lse,
+                                  attn_sdpa_params *p)
+{
+#define BAD(fmt, ...) attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: " fmt, op, ##__VA_ARGS__)
+    if (up->size < SDPA_PARAMS_MIN_SIZE || up->size > sizeof(attn_sdpa_params))
+        return BAD("params->size is %zu; initialise params with ATTN_SDPA_PARAMS_INIT", up->size);
+    *p = (attn_sdpa_params)ATTN_SDPA_PARAMS_INIT;
+    memcpy(p, up, up->size);
+    if (p->score != ATTN_SCORE_SOFTMAX && p->score != ATTN_SCORE_SIGMOID)
+        return BAD("params->score is %d, not an attn_score", (int)p->score);
+    if (!isfinite(p->scale))
+        return BAD("params->scale is not finite");
+    if (!isfinite(p->softcap) || p->softcap < 0.0f)
+        return BAD("params->softcap must be 0 (off) or a positive finite cap");
+    if (!isfinite(p->sigmoid_bias))
+        return BAD("params->sigmoid_bias is not finite");
+    if (p->window_left < -1)
+        return BAD("params->window_left is %lld; use -1 for unlimited", (long long)p->window_left);
+    if (p->window_right < -1)
+        return BAD("params->window_right is %lld; use -1 for unlimited", (long long)p->window_right);
+    if (p->sink_tokens < 0)
+        return BAD("params->sink_tokens is negative (%lld)", (long long)p->sink_tokens);
+    if (p->score == ATTN_SCORE_SIGMOID && want_lse)
+        return BAD("lse is undefined for sigmoid attention (no normaliser); pass NULL");
+    if (p->score == ATTN_SCORE_SIGMOID && p->sink_logits)
+        return BAD("params->sink_logits needs softmax; sigmoid attention has no denominator");
+    return ATTN_OK;
+#undef BAD
+}
+
 attn_status attn_validate_sdpa(const attn_context *ctx, const attn_sdpa_params *up,
                                const attn_tensor *q, const attn_tensor *k, const attn_tensor *v,
                                const attn_tensor *out, const attn_tensor *lse,
@@ -88,30 +119,8 @@ attn_status attn_validate_sdpa(const attn_context *ctx, const attn_sdpa_params *
     if (!k)   return INVALID("k is NULL");
     if (!v)   return INVALID("v is NULL");
     if (!out) return INVALID("out is NULL");
-    if (up->size < SDPA_PARAMS_MIN_SIZE || up->size > sizeof(attn_sdpa_params))
-        return INVALID("params->size is %zu; initialise params with ATTN_SDPA_PARAMS_INIT", up->size);
-    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
-    memcpy(&p, up, up->size);
-
-    /* Scalars. */
-    if (p.score != ATTN_SCORE_SOFTMAX && p.score != ATTN_SCORE_SIGMOID)
-        return INVALID("params->score is %d, not an attn_score", (int)p.score);
-    if (!isfinite(p.scale))
-        return INVALID("params->scale is not finite");
-    if (!isfinite(p.softcap) || p.softcap < 0.0f)
-        return INVALID("params->softcap must be 0 (off) or a positive finite cap");
-    if (!isfinite(p.sigmoid_bias))
-        return INVALID("params->sigmoid_bias is not finite");
-    if (p.window_left < -1)
-        return INVALID("params->window_left is %lld; use -1 for unlimited", (long long)p.window_left);
-    if (p.window_right < -1)
-        return INVALID("params->window_right is %lld; use -1 for unlimited", (long long)p.window_right);
-    if (p.sink_tokens < 0)
-        return INVALID("params->sink_tokens is negative (%lld)", (long long)p.sink_tokens);
-    if (p.score == ATTN_SCORE_SIGMOID && lse)
-        return INVALID("lse is undefined for sigmoid attention (no normaliser); pass NULL");
-    if (p.score == ATTN_SCORE_SIGMOID && p.sink_logits)
-        return INVALID("params->sink_logits needs softmax; sigmoid attention has no denominator");
+    attn_sdpa_params p;
+    TRY(attn_read_sdpa_params("attn_sdpa", up, lse != NULL, &p));
     const int varlen = p.cu_seqlens_q || p.cu_seqlens_k;
     if (varlen && (!p.cu_seqlens_q || !p.cu_seqlens_k))
         return INVALID("params->%s is NULL: varlen needs both cu_seqlens_q and cu_seqlens_k",
