@@ -55,6 +55,12 @@ typedef struct attn_cpu_kernels {
      *   else alpha[r] = exp(m[r] - mn); s[r][c] = exp(s[r][c] - mn);
      *        l[r] = alpha[r] * l[r] + sum_c s[r][c]; m[r] = mn. */
     void (*softmax_rows)(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha);
+
+    /* Optional (NULL = nothing to do): called by every thread of an
+     * attn_sdpa call before its first and after its last qk/pv, for
+     * per-thread hardware state (the AMX tile configuration). */
+    void (*thread_begin)(void);
+    void (*thread_end)(void);
 } attn_cpu_kernels;
 
 /* The kernel sets compiled into this library; NULL where not built. */
@@ -64,6 +70,10 @@ const attn_cpu_kernels *attn_cpu_kernels_avx512(void);
 /* AVX-512 plus AVX512_BF16 (vdpbf16ps for bf16 K/V): only for CPUs with
  * ATTN_CPU_AVX512_BF16; built whenever the avx512 set is. */
 const attn_cpu_kernels *attn_cpu_kernels_avx512_bf16(void);
+/* AMX-BF16 (tdpbf16ps tiles) for bf16 q/k/v, the avx512_bf16 set for the
+ * rest: only for CPUs with ATTN_CPU_AMX_TILE/AMX_BF16 and AVX512_BF16, once
+ * the OS has granted the process tile data (attn_cpu_amx_permit). */
+const attn_cpu_kernels *attn_cpu_kernels_amx(void);
 const attn_cpu_kernels *attn_cpu_kernels_neon(void);
 
 /* The kernel set for an ISA level the CPU supports, refined by its feature

@@ -443,12 +443,20 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 #pragma omp parallel num_threads(nt)
     {
         float *mine = ws + (size_t)omp_get_thread_num() * pl.ws_floats;
+        if (pl.ks->thread_begin)
+            pl.ks->thread_begin();
         for (int64_t gs = 0; gs < ngroups; gs += wave)
             run_wave(&pl, gs, min64(gs + wave, ngroups), mine);
+        if (pl.ks->thread_end)
+            pl.ks->thread_end();
     }
 #else
+    if (pl.ks->thread_begin)
+        pl.ks->thread_begin();
     for (int64_t gs = 0; gs < ngroups; gs += wave)
         run_wave(&pl, gs, min64(gs + wave, ngroups), ws);
+    if (pl.ks->thread_end)
+        pl.ks->thread_end();
 #endif
     free(ws);
     free(pl.task_pref);
