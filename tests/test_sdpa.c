@@ -128,6 +128,16 @@ static void build_cases(void)
         C(strcpy(c.tag, "dv!=d"); c.Sq = i % 2 ? 63 : 65; c.Sk = i % 3 ? 129 : 64;
           c.D = DV[i][0]; c.Dv = DV[i][1]; c.Hq = HH[i % 4][0]; c.Hkv = HH[i % 4][1];
           c.causal = i % 2; c.B = 1 + i % 2);
+    /* bf16 tile edges (AMX: dims padded to 32, keys to 16/32, rows to 16):
+     * odd head dims, Dv != D, partial row and key tiles, GQA, sigmoid. */
+    C(strcpy(c.tag, "bf16 tile edges"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_F32; c.D = 33;
+      c.Dv = 17; c.Sq = 47; c.Sk = 97; c.Hq = 6; c.Hkv = 2; c.causal = 1);
+    C(strcpy(c.tag, "bf16 tile edges"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_F32; c.D = 8;
+      c.Sq = 17; c.Sk = 31; c.Hq = 4; c.Hkv = 1; c.B = 2);
+    C(strcpy(c.tag, "bf16 tile edges"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_BF16; c.D = 256;
+      c.Dv = 72; c.Sq = 33; c.Sk = 161; c.Hq = 2; c.Hkv = 1);
+    C(strcpy(c.tag, "bf16 tile edges sigmoid"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_F32;
+      c.D = 50; c.Sq = 31; c.Sk = 65; c.sigmoid = 1);
     /* Long sequences (1000): a few only. */
     C(strcpy(c.tag, "long decode"); c.Sq = 1; c.Sk = 1000; c.Hq = 8; c.Hkv = 2; c.D = 128;
       c.B = 2);
