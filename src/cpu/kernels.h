@@ -6,7 +6,12 @@
  * Layout contract: the driver keeps Q rows and the output accumulator as f32
  * row-major with leading dimensions it chooses (multiples of 16 floats, rows
  * 64-byte aligned). K and V tiles are packed by the kernel set into
- * workspace the driver sizes with k_tile_floats/v_tile_floats. */
+ * workspace the driver sizes with k_tile_floats/v_tile_floats. The Q
+ * buffer is only ever written by load_rows and read by qk, so a kernel set
+ * may keep its own format there (the AMX set stores bf16 rows). The Q, score
+ * and output buffers hold bq rows (a multiple of 16 when tile_sizes makes it
+ * one): qk/pv may read and write rows nq..round_up(nq, 16)-1 of them as
+ * scratch; the driver ignores those rows. */
 #ifndef ATTN_CPU_KERNELS_H
 #define ATTN_CPU_KERNELS_H
 
