@@ -1,23 +1,26 @@
 /* The CPU attn_neighborhood driver.
  *
- * A task is one (batch, query head, query tile). A query tile is 1 x T1 x T2
- * queries of one dilation class per axis (axes outermost first; 1-D and 2-D
- * grids are padded in front with length-1 axes): consecutive positions on
- * the class's sub-grid along the two inner axes.
+ * Grids are held as 3 axes, outermost first (1-D and 2-D grids are padded in
+ * front with length-1 axes). A task is one (batch, query head, axis-0 query,
+ * block of T1 axis-1 queries, segment of up to NB_SEG axis-2 queries), all
+ * of one dilation class per axis: consecutive positions on the class's
+ * sub-grid. Within a task, query tiles of 1 x T1 x T2 queries walk the
+ * segment.
  *
- * Neighbouring queries share most of their keys. Along the innermost axis,
- * the T2 queries of a tile row together see U2 = T2 + K2 - 1 consecutive
- * sub-grid keys (fewer at a border), so every key row ("run": one position
- * on each outer axis) is packed once per tile as U2 keys and multiplied
- * against every query row of the tile whose window contains it:
- *     S[rows of the run, U2 columns] = Q K_run^T          (kernel set: qk)
- * Runs are ordered (axis-1 key, axis-0 key) so that the runs a query row
- * sees are one contiguous column range of S; that range gets one softmax
- * and one P V product (kernel sets: softmax_rows, pv). Scores of runs a row
- * does not see are never computed, and within a run only the U2 - K2 keys
- * outside the row's innermost window are wasted (masked to -inf): with
- * T2 = 16 - K2 + 1, U2 is one 16-float vector, e.g. 13 of 16 useful for
- * K2 = 13. Nothing is materialised per window: memory is per tile. */
+ * Neighbouring queries share most of their keys. A "run" is a row of keys
+ * along axis 2 (one position on each outer axis). The task packs, once, every
+ * run its queries can see, over the union of their axis-2 windows (K and V in
+ * the kernel set's layout); each query tile then reads a window of U2 =
+ * T2 + K2 - 1 consecutive keys of each run (fewer at a border):
+ *     S[rows that see the run, U2 columns] = Q K_run[window]^T   (qk_sub)
+ * Rows that do not see a run (axis-1 windows are monotone, so they are the
+ * rows outside one contiguous block) never compute its scores. Runs are laid
+ * out in S ordered (axis-1 key, axis-0 key) so that the runs a query row sees
+ * are one contiguous column range: one softmax per row range (softmax_rows);
+ * then O += P V run by run over the same row blocks as the scores (pv). Within a run only the U2 - K2 keys outside
+ * the row's own axis-2 window are wasted (masked to -inf): T2 = 16 - K2 + 1
+ * makes U2 one 16-float vector, e.g. 13 of 16 useful for K2 = 13. Nothing is
+ * materialised per window: memory is per task, O(runs x segment x D). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +38,7 @@ static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* One tile along one axis: `cnt` sub-grid positions from `p0` of class `c`. */
+/* `cnt` consecutive sub-grid positions from `p0` of class `c` on one axis. */
 typedef struct axis_tile {
     int64_t c, p0, cnt;
 } axis_tile;
@@ -43,16 +46,17 @@ typedef struct axis_tile {
 typedef struct nb_plan {
     const attn_neighborhood_problem *p;
     const attn_cpu_kernels *ks;
-    int64_t t[3];                 /* tile extent per axis (t[0] = 1) */
-    axis_tile *tiles[3];          /* tiles per axis */
+    int64_t t[3];                 /* positions per task on each axis (t[0] = 1) */
+    int64_t t2;                   /* axis-2 positions per query tile */
+    axis_tile *tiles[3];          /* task extents per axis */
     int64_t ntiles[3];
     int64_t group;                /* Hq / Hkv */
-    int64_t max_runs, max_u2, max_nq;
-    int64_t ldq, ldo, lds, ldv, ktf;
+    int64_t max_runs, max_u2, max_seg_keys, max_nq;
+    int64_t ldq, ldo, lds, ldv, ktf, vtf;
     size_t  ws_floats;
 } nb_plan;
 
-/* Sub-grid window [*s, *e) of position p on a class sub-grid of n tokens. */
+/* Sub-grid window [*s, *e) of position pos on a class sub-grid of n tokens. */
 static inline void window(const attn_neighborhood_problem *p, int a, int64_t pos, int64_t n,
                           int64_t *s, int64_t *e)
 {
@@ -94,17 +98,16 @@ static inline const char *elem(const attn_view *v, int64_t b, int64_t g0, int64_
                       g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
 }
 
-/* The online-softmax update for kernel sets without softmax_rows (each row
- * here sees its first key, so the maximum is finite). */
+/* The softmax of kernel sets without softmax_rows, from m = -inf, l = 0
+ * (each row here sees at least its own key, so its maximum is finite). */
 static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t lds, int nq,
-                                  int nk, float *m, float *l, float *alpha)
+                                  int nk, float *m, float *l)
 {
     for (int r = 0; r < nq; r++) {
         float *row = s + r * lds;
-        float mt = m[r];
+        float mt = -INFINITY;
         for (int c = 0; c < nk; c++)
             mt = row[c] > mt ? row[c] : mt;
-        alpha[r] = expf(m[r] - mt);
         m[r] = mt;
         for (int c = 0; c < nk; c++)
             row[c] -= mt;
@@ -112,106 +115,120 @@ static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t 
         float sum = 0.0f;
         for (int c = 0; c < nk; c++)
             sum += row[c];
-        l[r] = l[r] * alpha[r] + sum;
+        l[r] = sum;
     }
 }
 
-static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t0,
-                     const axis_tile *t1, const axis_tile *t2, float *ws)
+/* Per-thread workspace, carved from one block. */
+typedef struct nb_ws {
+    float *Q, *O, *S, *K, *V, *m, *l, *alpha, *ones;
+    int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
+} nb_ws;
+
+static nb_ws carve(const nb_plan *pl, float *ws)
+{
+    nb_ws w;
+    const int64_t nq16 = round_up(pl->max_nq, 16);
+    w.Q = ws;
+    w.O = w.Q + pl->max_nq * pl->ldq;
+    w.S = w.O + pl->max_nq * pl->ldo;
+    w.K = w.S + pl->max_nq * pl->lds;
+    w.V = w.K + pl->max_runs * pl->ktf;
+    w.m = w.V + pl->max_runs * pl->vtf;
+    w.l = w.m + nq16;
+    w.alpha = w.l + nq16;
+    w.ones = w.alpha + nq16;
+    w.w1 = (int64_t *)(w.ones + nq16);
+    w.w2 = w.w1 + 2 * pl->t[1];
+    return w;
+}
+
+/* Task geometry shared by its query tiles. */
+typedef struct nb_task {
+    int64_t b, h, hk;
+    int64_t c[3];               /* class per axis */
+    int64_t g0;                 /* grid index of the axis-0 query */
+    int64_t s0, nk0;            /* its axis-0 key window (sub-grid) */
+    int64_t p1, m1, n1, u1s;    /* axis-1 queries [p1, p1+m1) of n1; first key */
+    int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
+} nb_task;
+
+/* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
+static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t p2,
+                     int64_t m2)
 {
     const attn_neighborhood_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
-    const int64_t hk = h / pl->group;
-    const int64_t n0 = class_len(p, 0, t0->c), n1 = class_len(p, 1, t1->c);
-    const int64_t n2 = class_len(p, 2, t2->c);
-    const int64_t d0 = p->dil[0], d1 = p->dil[1], d2 = p->dil[2];
-    const int64_t m1 = t1->cnt, m2 = t2->cnt;
-    const int nq = (int)(m1 * m2);
-
-    /* Key ranges (sub-grid positions): the axis-0 window of the single
-     * axis-0 query, the unions of the windows along axes 1 and 2, and each
-     * query row's own window along axes 1 and 2. */
-    int64_t s0, e0, u1s, u1e, u2s, u2e, tmp;
-    window(p, 0, t0->p0, n0, &s0, &e0);
-    window(p, 1, t1->p0, n1, &u1s, &tmp);
-    window(p, 1, t1->p0 + m1 - 1, n1, &tmp, &u1e);
-    window(p, 2, t2->p0, n2, &u2s, &tmp);
-    window(p, 2, t2->p0 + m2 - 1, n2, &tmp, &u2e);
-    const int64_t nk0 = e0 - s0, u2 = u2e - u2s;
-
-    float *Q = ws, *O = Q + pl->max_nq * pl->ldq, *S = O + pl->max_nq * pl->ldo;
-    float *K = S + pl->max_nq * pl->lds, *V = K + pl->max_runs * pl->ktf;
-    float *m = V + pl->max_runs * pl->max_u2 * pl->ldv;
-    float *l = m + round_up(pl->max_nq, 16), *alpha = l + round_up(pl->max_nq, 16);
-    int64_t *w1 = (int64_t *)(alpha + round_up(pl->max_nq, 16));   /* [m1][2] */
-    int64_t *w2 = w1 + 2 * pl->t[1];                                /* [m2][2] */
-    for (int64_t i = 0; i < m1; i++)
-        window(p, 1, t1->p0 + i, n1, &w1[2 * i], &w1[2 * i + 1]);
+    const int64_t d1 = p->dil[1], d2 = p->dil[2], m1 = tk->m1, nk0 = tk->nk0;
+    int64_t u2s, u2e, tmp;
+    window(p, 2, p2, tk->n2, &u2s, &tmp);
+    window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
+    const int64_t u2 = u2e - u2s, run_keys = tk->seg_s;   /* packed runs start there */
     for (int64_t i = 0; i < m2; i++)
-        window(p, 2, t2->p0 + i, n2, &w2[2 * i], &w2[2 * i + 1]);
+        window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
 
-    const attn_view *qv = &p->q, *kv = &p->k, *vv = &p->v;
-    const int64_t g0 = t0->c + d0 * t0->p0;
+    const attn_view *qv = &p->q;
     for (int64_t i = 0; i < m1; i++)
-        ks->load_rows(Q + i * m2 * pl->ldq, pl->ldq,
-                      elem(qv, b, g0, t1->c + d1 * (t1->p0 + i), t2->c + d2 * t2->p0, h),
+        ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
+                      elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
+                           tk->h),
                       qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
 
-    /* Pack every run once; V runs lie back to back so that a row's runs form
-     * one V panel. */
-    const int64_t x0 = t2->c + d2 * u2s;
-    for (int64_t j1 = u1s; j1 < u1e; j1++)
-        for (int64_t j0 = s0; j0 < e0; j0++) {
-            const int64_t r = (j1 - u1s) * nk0 + (j0 - s0);
-            const int64_t gk0 = t0->c + d0 * j0, gk1 = t1->c + d1 * j1;
-            ks->pack_k(K + r * pl->ktf, elem(kv, b, gk0, gk1, x0, hk), kv->dtype,
-                       d2 * kv->stride[3], kv->stride[5], (int)u2, (int)u2, p->d);
-            ks->pack_v(V + r * u2 * pl->ldv, elem(vv, b, gk0, gk1, x0, hk), vv->dtype,
-                       d2 * vv->stride[3], vv->stride[5], (int)u2, (int)u2, p->dv);
-        }
-
-    /* Scores: each run against the contiguous block of query rows that see
-     * it (windows along axis 1 are monotone in the query position). */
+    /* Scores: each run's window against the block of query rows that see it. */
+    const int64_t *w1 = w->w1;
     int64_t lo = 0, hi = 0;
-    for (int64_t j1 = u1s; j1 < u1e; j1++) {
+    const int64_t u1e = w1[2 * (m1 - 1) + 1];
+    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
         while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
         while (hi < m1 && w1[2 * hi] <= j1) hi++;
         for (int64_t j0 = 0; j0 < nk0; j0++) {
-            const int64_t r = (j1 - u1s) * nk0 + j0;
-            ks->qk(Q + lo * m2 * pl->ldq, pl->ldq, (int)((hi - lo) * m2), K + r * pl->ktf,
-                   (int)u2, p->d, S + lo * m2 * pl->lds + r * u2, pl->lds);
+            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
+            ks->qk_sub(w->Q + lo * m2 * pl->ldq, pl->ldq, (int)((hi - lo) * m2),
+                       w->K + r * pl->ktf, (int)tk->nseg, (int)(u2s - run_keys), (int)u2, p->d,
+                       w->S + lo * m2 * pl->lds + r * u2, pl->lds);
         }
     }
 
-    /* Hide the keys of each run outside the row's own axis-2 window, then one
-     * softmax and one P V over each query row's run range. */
-    memset(O, 0, (size_t)(nq * pl->ldo) * sizeof(float));
+    /* Per axis-1 row: hide keys outside each row's axis-2 window, then one
+     * softmax over the row's runs. */
     for (int64_t i1 = 0; i1 < m1; i1++) {
-        const int64_t c_lo = (w1[2 * i1] - u1s) * nk0 * u2;
-        const int64_t c_hi = (w1[2 * i1 + 1] - u1s) * nk0 * u2;
-        float *Srow = S + i1 * m2 * pl->lds;
+        const int64_t r_lo = (w1[2 * i1] - tk->u1s) * nk0, r_hi = (w1[2 * i1 + 1] - tk->u1s) * nk0;
+        float *Srow = w->S + i1 * m2 * pl->lds;
         for (int64_t i2 = 0; i2 < m2; i2++) {
             float *row = Srow + i2 * pl->lds;
-            const int64_t ws2 = w2[2 * i2] - u2s, we2 = w2[2 * i2 + 1] - u2s;
-            for (int64_t c = c_lo; c < c_hi; c += u2) {
+            const int64_t ws2 = w->w2[2 * i2] - u2s, we2 = w->w2[2 * i2 + 1] - u2s;
+            for (int64_t c = r_lo * u2; c < r_hi * u2; c += u2) {
                 for (int64_t x = 0; x < ws2; x++)
                     row[c + x] = -INFINITY;
                 for (int64_t x = we2; x < u2; x++)
                     row[c + x] = -INFINITY;
             }
         }
-        float *mr = m + i1 * m2, *lr = l + i1 * m2, *ar = alpha + i1 * m2;
-        for (int64_t i2 = 0; i2 < m2; i2++) {
-            mr[i2] = -INFINITY;
-            lr[i2] = 0.0f;
+        float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2;
+        const int ncol = (int)((r_hi - r_lo) * u2);
+        if (ks->softmax_rows) {
+            for (int64_t i2 = 0; i2 < m2; i2++) {
+                mr[i2] = -INFINITY;
+                lr[i2] = 0.0f;
+            }
+            ks->softmax_rows(Srow + r_lo * u2, pl->lds, (int)m2, ncol, mr, lr, w->alpha);
+        } else {
+            softmax_rows_portable(ks, Srow + r_lo * u2, pl->lds, (int)m2, ncol, mr, lr);
         }
-        if (ks->softmax_rows)
-            ks->softmax_rows(Srow + c_lo, pl->lds, (int)m2, (int)(c_hi - c_lo), mr, lr, ar);
-        else
-            softmax_rows_portable(ks, Srow + c_lo, pl->lds, (int)m2, (int)(c_hi - c_lo), mr, lr,
-                                  ar);
-        ks->pv(Srow + c_lo, pl->lds, (int)m2, V + c_lo * pl->ldv, (int)(c_hi - c_lo), p->dv, ar,
-               O + i1 * m2 * pl->ldo, pl->ldo);
+    }
+
+    /* O = P V, run by run over the same row blocks as the scores. */
+    memset(w->O, 0, (size_t)(m1 * m2 * pl->ldo) * sizeof(float));
+    lo = hi = 0;
+    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
+        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
+        while (hi < m1 && w1[2 * hi] <= j1) hi++;
+        for (int64_t j0 = 0; j0 < nk0; j0++) {
+            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
+            ks->pv(w->S + lo * m2 * pl->lds + r * u2, pl->lds, (int)((hi - lo) * m2),
+                   w->V + r * pl->vtf + (u2s - run_keys) * pl->ldv, (int)u2, p->dv, w->ones,
+                   w->O + lo * m2 * pl->ldo, pl->ldo);
+        }
     }
 
     /* Normalise and store. */
@@ -219,33 +236,85 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
     for (int64_t i1 = 0; i1 < m1; i1++)
         for (int64_t i2 = 0; i2 < m2; i2++) {
             const int64_t r = i1 * m2 + i2;
-            const int64_t g1 = t1->c + d1 * (t1->p0 + i1), g2 = t2->c + d2 * (t2->p0 + i2);
-            const float inv = 1.0f / l[r];
-            char *dst = (char *)elem(ov, b, g0, g1, g2, h);
-            const float *o = O + r * pl->ldo;
-            for (int64_t c = 0; c < p->dv; c++)
-                attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c] * inv);
+            const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
+            const float inv = 1.0f / w->l[r];
+            char *dst = (char *)elem(ov, tk->b, tk->g0, g1, g2, tk->h);
+            const float *o = w->O + r * pl->ldo;
+            if (ov->dtype == ATTN_F32 && ov->stride[5] == 1) {   /* the common case, vectorised */
+                float *df = (float *)dst;
+                for (int64_t c = 0; c < p->dv; c++)
+                    df[c] = o[c] * inv;
+            } else {
+                for (int64_t c = 0; c < p->dv; c++)
+                    attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c] * inv);
+            }
             if (p->has_lse)
-                *(float *)elem(lv, b, g0, g1, g2, h) = m[r] + logf(l[r]);
+                *(float *)elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
         }
 }
 
-/* Tile extents: along axis 2, T2 = round_up(K2, 16) - K2 + 1 (at least 2)
- * makes the key band of a tile row U2 = T2 + K2 - 1 a whole number of
- * 16-float vectors; along axis 1 enough rows for about NB_TILE_QUERIES
- * queries, which amortises packing each run over many query rows. */
+static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t0,
+                     const axis_tile *t1, const axis_tile *t2, float *ws)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    const attn_cpu_kernels *ks = pl->ks;
+    const nb_ws w = carve(pl, ws);
+    nb_task tk;
+    tk.b = b;
+    tk.h = h;
+    tk.hk = h / pl->group;
+    tk.c[0] = t0->c;
+    tk.c[1] = t1->c;
+    tk.c[2] = t2->c;
+    tk.g0 = t0->c + p->dil[0] * t0->p0;
+    tk.p1 = t1->p0;
+    tk.m1 = t1->cnt;
+    tk.n1 = class_len(p, 1, t1->c);
+    tk.n2 = class_len(p, 2, t2->c);
+    int64_t e0, tmp, seg_e;
+    window(p, 0, t0->p0, class_len(p, 0, t0->c), &tk.s0, &e0);
+    tk.nk0 = e0 - tk.s0;
+    for (int64_t i = 0; i < tk.m1; i++)
+        window(p, 1, tk.p1 + i, tk.n1, &w.w1[2 * i], &w.w1[2 * i + 1]);
+    tk.u1s = w.w1[0];
+    const int64_t u1e = w.w1[2 * (tk.m1 - 1) + 1];
+    window(p, 2, t2->p0, tk.n2, &tk.seg_s, &tmp);
+    window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
+
+    /* Pack every run the task's queries see, over the segment's key range. */
+    const attn_view *kv = &p->k, *vv = &p->v;
+    const int64_t d2 = p->dil[2], x0 = tk.c[2] + d2 * tk.seg_s, nseg = seg_e - tk.seg_s;
+    tk.nseg = nseg;
+    for (int64_t j1 = tk.u1s; j1 < u1e; j1++)
+        for (int64_t j0 = tk.s0; j0 < e0; j0++) {
+            const int64_t r = (j1 - tk.u1s) * tk.nk0 + (j0 - tk.s0);
+            const int64_t gk0 = tk.c[0] + p->dil[0] * j0, gk1 = tk.c[1] + p->dil[1] * j1;
+            ks->pack_k(w.K + r * pl->ktf, elem(kv, b, gk0, gk1, x0, tk.hk), kv->dtype,
+                       d2 * kv->stride[3], kv->stride[5], (int)nseg, (int)nseg, p->d);
+            ks->pack_v(w.V + r * pl->vtf, elem(vv, b, gk0, gk1, x0, tk.hk), vv->dtype,
+                       d2 * vv->stride[3], vv->stride[5], (int)nseg, (int)nseg, p->dv);
+        }
+    for (int64_t p2 = t2->p0; p2 < t2->p0 + t2->cnt; p2 += pl->t2)
+        run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
+}
+
+/* Extents. Axis 2: query tiles of T2 = round_up(K2, 16) - K2 + 1 (at least
+ * 2), so that a tile row's key window U2 = T2 + K2 - 1 is whole 16-float
+ * vectors; a task covers a segment of about NB_SEG_QUERIES positions, which
+ * bounds the packed runs whatever the grid. Axis 1: enough rows for about
+ * NB_TILE_QUERIES queries per tile (up to NB_MAX_T1): each packed run is
+ * used by up to min(T1, K1) query rows. */
 #define NB_TILE_QUERIES 64
 #define NB_MAX_T1 16
+#define NB_SEG_QUERIES 128
 
-static void tile_extents(const attn_neighborhood_problem *p, int64_t t[3])
+static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
     const int64_t k2 = p->kernel[2];
+    *t2 = min64(max64(2, round_up(k2, 16) - k2 + 1), class_len(p, 2, 0));
     t[0] = 1;
-    t[2] = max64(2, round_up(k2, 16) - k2 + 1);
-    t[1] = max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / t[2]));
-    /* never longer than the longest class sub-grid */
-    t[2] = min64(t[2], class_len(p, 2, 0));
-    t[1] = min64(t[1], class_len(p, 1, 0));
+    t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), class_len(p, 1, 0));
+    t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
 }
 
 attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_problem *p)
@@ -253,23 +322,25 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     const attn_cpu_state *st = dev->impl;
     nb_plan pl = { 0 };
     pl.p = p;
-    /* V runs are packed back to back into one panel: the f32 kernel set's
-     * plain [keys][ldv] layout (the AVX512_BF16 set tags each packed tile). */
+    /* The f32 kernel set: qk_sub reads a window of a packed run, which the
+     * AVX512_BF16 set's tagged bf16 tiles do not allow. */
     pl.ks = attn_cpu_kernels_for_features(st->kernels->isa,
                                           st->features & ~(uint64_t)ATTN_CPU_AVX512_BF16);
-    tile_extents(p, pl.t);
+    extents(p, pl.t, &pl.t2);
     pl.group = p->hq / p->hkv;
-    pl.max_u2 = pl.t[2] + p->kernel[2] - 1;
+    pl.max_u2 = pl.t2 + p->kernel[2] - 1;
+    pl.max_seg_keys = min64(pl.t[2] + p->kernel[2] - 1, class_len(p, 2, 0));
     pl.max_runs = (pl.t[1] + p->kernel[1] - 1) * p->kernel[0];
-    pl.max_nq = pl.t[1] * pl.t[2];
+    pl.max_nq = pl.t[1] * pl.t2;
     pl.ldq = round_up(p->d, 16);
     pl.ldo = round_up(p->dv, 16);
     pl.lds = round_up(pl.max_runs * pl.max_u2, 16);
     pl.ldv = (int64_t)pl.ks->v_tile_floats(1, p->dv);
-    pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_u2, p->d), 16);
-    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) + pl.max_runs * pl.ktf +
-                            round_up(pl.max_runs * pl.max_u2 * pl.ldv, 16) +
-                            3 * round_up(pl.max_nq, 16) + 2 * (pl.t[1] + pl.t[2]) * 2);
+    pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
+    pl.vtf = round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
+    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
+                            pl.max_runs * (pl.ktf + pl.vtf) + 4 * round_up(pl.max_nq, 16) +
+                            4 * (pl.t[1] + pl.t2));
     pl.ws_floats = (size_t)round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
@@ -301,9 +372,14 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     {
 #ifdef HAVE_OPENMP
         float *mine = ws + (size_t)omp_get_thread_num() * pl.ws_floats;
-#pragma omp for schedule(dynamic, 1)
 #else
         float *mine = ws;
+#endif
+        float *ones = carve(&pl, mine).ones;   /* pv's alpha: O accumulates */
+        for (int64_t i = 0; i < round_up(pl.max_nq, 16); i++)
+            ones[i] = 1.0f;
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t x = 0; x < ntasks; x++) {
             const int64_t bh = x / per_head, t = x % per_head;
