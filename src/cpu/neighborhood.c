@@ -53,6 +53,7 @@ typedef struct nb_plan {
     int64_t group;                /* Hq / Hkv */
     int64_t max_runs, max_u2, max_seg_keys, max_nq;
     int64_t ldq, ldo, lds, ldv, ktf, vtf;
+    int64_t kttf;                 /* floats of the tile's packed K windows */
     size_t  ws_floats;
 } nb_plan;
 
@@ -121,7 +122,7 @@ static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t 
 
 /* Per-thread workspace, carved from one block. */
 typedef struct nb_ws {
-    float *Q, *O, *S, *K, *V, *m, *l, *alpha, *ones;
+    float *Q, *O, *S, *K, *V, *Kt, *m, *l, *alpha, *ones;
     int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
 } nb_ws;
 
@@ -134,7 +135,8 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.S = w.O + pl->max_nq * pl->ldo;
     w.K = w.S + pl->max_nq * pl->lds;
     w.V = w.K + pl->max_runs * pl->ktf;
-    w.m = w.V + pl->max_runs * pl->vtf;
+    w.Kt = w.V + pl->max_runs * pl->vtf;
+    w.m = w.Kt + pl->kttf;
     w.l = w.m + nq16;
     w.alpha = w.l + nq16;
     w.ones = w.alpha + nq16;
@@ -151,6 +153,7 @@ typedef struct nb_task {
     int64_t s0, nk0;            /* its axis-0 key window (sub-grid) */
     int64_t p1, m1, n1, u1s;    /* axis-1 queries [p1, p1+m1) of n1; first key */
     int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
+    int64_t nruns;              /* packed runs */
 } nb_task;
 
 /* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
@@ -163,9 +166,17 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     int64_t u2s, u2e, tmp;
     window(p, 2, p2, tk->n2, &u2s, &tmp);
     window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
-    const int64_t u2 = u2e - u2s, run_keys = tk->seg_s;   /* packed runs start there */
+    const int64_t u2 = u2e - u2s, off = u2s - tk->seg_s;   /* window within the runs */
     for (int64_t i = 0; i < m2; i++)
         window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
+
+    /* The tile's window of every run side by side, run r as keys
+     * [r*U2, (r+1)*U2) of one packed K tile (a copy within the cache), so
+     * that a query row's runs are one qk over all its keys. */
+    const int nkt = (int)(tk->nruns * u2);
+    for (int64_t r = 0; r < tk->nruns; r++)
+        ks->copy_k_keys(w->Kt, nkt, (int)(r * u2), w->K + r * pl->ktf, (int)tk->nseg, (int)off,
+                        (int)u2, p->d);
 
     const attn_view *qv = &p->q;
     for (int64_t i = 0; i < m1; i++)
@@ -174,30 +185,19 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
                            tk->h),
                       qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
 
-    /* Scores: each run's window against the block of query rows that see it. */
-    const int64_t *w1 = w->w1;
-    int64_t lo = 0, hi = 0;
-    const int64_t u1e = w1[2 * (m1 - 1) + 1];
-    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
-        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
-        while (hi < m1 && w1[2 * hi] <= j1) hi++;
-        for (int64_t j0 = 0; j0 < nk0; j0++) {
-            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
-            ks->qk_sub(w->Q + lo * m2 * pl->ldq, pl->ldq, (int)((hi - lo) * m2),
-                       w->K + r * pl->ktf, (int)tk->nseg, (int)(u2s - run_keys), (int)u2, p->d,
-                       w->S + lo * m2 * pl->lds + r * u2, pl->lds);
-        }
-    }
-
-    /* Per axis-1 row: hide keys outside each row's axis-2 window, then one
-     * softmax over the row's runs. */
+    /* Per axis-1 row of queries: scores against its runs, keys outside each
+     * query's axis-2 window hidden, softmax. */
     for (int64_t i1 = 0; i1 < m1; i1++) {
-        const int64_t r_lo = (w1[2 * i1] - tk->u1s) * nk0, r_hi = (w1[2 * i1 + 1] - tk->u1s) * nk0;
-        float *Srow = w->S + i1 * m2 * pl->lds;
+        const int64_t r_lo = (w->w1[2 * i1] - tk->u1s) * nk0;
+        const int64_t r_hi = (w->w1[2 * i1 + 1] - tk->u1s) * nk0;
+        const int ncol = (int)((r_hi - r_lo) * u2);
+        float *Srow = w->S + i1 * m2 * pl->lds + r_lo * u2;
+        ks->qk_sub(w->Q + i1 * m2 * pl->ldq, pl->ldq, (int)m2, w->Kt, nkt, (int)(r_lo * u2), ncol,
+                   p->d, Srow, pl->lds);
         for (int64_t i2 = 0; i2 < m2; i2++) {
             float *row = Srow + i2 * pl->lds;
             const int64_t ws2 = w->w2[2 * i2] - u2s, we2 = w->w2[2 * i2 + 1] - u2s;
-            for (int64_t c = r_lo * u2; c < r_hi * u2; c += u2) {
+            for (int64_t c = 0; c < ncol; c += u2) {
                 for (int64_t x = 0; x < ws2; x++)
                     row[c + x] = -INFINITY;
                 for (int64_t x = we2; x < u2; x++)
@@ -205,49 +205,51 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
             }
         }
         float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2;
-        const int ncol = (int)((r_hi - r_lo) * u2);
         if (ks->softmax_rows) {
             for (int64_t i2 = 0; i2 < m2; i2++) {
                 mr[i2] = -INFINITY;
                 lr[i2] = 0.0f;
             }
-            ks->softmax_rows(Srow + r_lo * u2, pl->lds, (int)m2, ncol, mr, lr, w->alpha);
+            ks->softmax_rows(Srow, pl->lds, (int)m2, ncol, mr, lr, w->alpha);
         } else {
-            softmax_rows_portable(ks, Srow + r_lo * u2, pl->lds, (int)m2, ncol, mr, lr);
+            softmax_rows_portable(ks, Srow, pl->lds, (int)m2, ncol, mr, lr);
         }
     }
 
-    /* O = P V, run by run over the same row blocks as the scores. */
+    /* O = P V run by run, each over the block of query rows that see the run
+     * (axis-1 windows are monotone in the query position), reading the
+     * run's window straight from the packed V run. */
     memset(w->O, 0, (size_t)(m1 * m2 * pl->ldo) * sizeof(float));
-    lo = hi = 0;
+    const int64_t *w1 = w->w1, u1e = w1[2 * (m1 - 1) + 1];
+    int64_t lo = 0, hi = 0;
     for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
         while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
         while (hi < m1 && w1[2 * hi] <= j1) hi++;
         for (int64_t j0 = 0; j0 < nk0; j0++) {
             const int64_t r = (j1 - tk->u1s) * nk0 + j0;
             ks->pv(w->S + lo * m2 * pl->lds + r * u2, pl->lds, (int)((hi - lo) * m2),
-                   w->V + r * pl->vtf + (u2s - run_keys) * pl->ldv, (int)u2, p->dv, w->ones,
+                   w->V + r * pl->vtf + off * pl->ldv, (int)u2, p->dv, w->ones,
                    w->O + lo * m2 * pl->ldo, pl->ldo);
         }
     }
 
-    /* Normalise and store. */
+    /* Normalise (pv with no keys scales the rows by alpha = 1/l, in SIMD) and store. */
+    const int nq = (int)(m1 * m2);
+    for (int r = 0; r < nq; r++)
+        w->alpha[r] = 1.0f / w->l[r];
+    ks->pv(w->S, 0, nq, w->V, 0, p->dv, w->alpha, w->O, pl->ldo);   /* P, V unread */
     const attn_view *ov = &p->out, *lv = &p->lse;
     for (int64_t i1 = 0; i1 < m1; i1++)
         for (int64_t i2 = 0; i2 < m2; i2++) {
             const int64_t r = i1 * m2 + i2;
             const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
-            const float inv = 1.0f / w->l[r];
             char *dst = (char *)elem(ov, tk->b, tk->g0, g1, g2, tk->h);
             const float *o = w->O + r * pl->ldo;
-            if (ov->dtype == ATTN_F32 && ov->stride[5] == 1) {   /* the common case, vectorised */
-                float *df = (float *)dst;
+            if (ov->dtype == ATTN_F32 && ov->stride[5] == 1)
+                memcpy(dst, o, (size_t)p->dv * sizeof(float));
+            else
                 for (int64_t c = 0; c < p->dv; c++)
-                    df[c] = o[c] * inv;
-            } else {
-                for (int64_t c = 0; c < p->dv; c++)
-                    attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c] * inv);
-            }
+                    attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c]);
             if (p->has_lse)
                 *(float *)elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
         }
@@ -285,6 +287,7 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
     const attn_view *kv = &p->k, *vv = &p->v;
     const int64_t d2 = p->dil[2], x0 = tk.c[2] + d2 * tk.seg_s, nseg = seg_e - tk.seg_s;
     tk.nseg = nseg;
+    tk.nruns = (u1e - tk.u1s) * tk.nk0;
     for (int64_t j1 = tk.u1s; j1 < u1e; j1++)
         for (int64_t j0 = tk.s0; j0 < e0; j0++) {
             const int64_t r = (j1 - tk.u1s) * tk.nk0 + (j0 - tk.s0);
@@ -306,7 +309,7 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
  * used by up to min(T1, K1) query rows. */
 #define NB_TILE_QUERIES 64
 #define NB_MAX_T1 16
-#define NB_SEG_QUERIES 128
+#define NB_SEG_QUERIES 32
 
 static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
@@ -338,9 +341,10 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.ldv = (int64_t)pl.ks->v_tile_floats(1, p->dv);
     pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
     pl.vtf = round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
+    pl.kttf = round_up((int64_t)pl.ks->k_tile_floats((int)(pl.max_runs * pl.max_u2), p->d), 16);
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
-                            pl.max_runs * (pl.ktf + pl.vtf) + 4 * round_up(pl.max_nq, 16) +
-                            4 * (pl.t[1] + pl.t2));
+                            pl.max_runs * (pl.ktf + pl.vtf) + pl.kttf +
+                            4 * round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
     pl.ws_floats = (size_t)round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
@@ -382,7 +386,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t x = 0; x < ntasks; x++) {
-            const int64_t bh = x / per_head, t = x % per_head;
+            const int64_t bh = x % (p->b * p->hq), t = x / (p->b * p->hq);
             const int64_t i2 = t % pl.ntiles[2], i1 = t / pl.ntiles[2] % pl.ntiles[1];
             const int64_t i0 = t / pl.ntiles[2] / pl.ntiles[1];
             run_task(&pl, bh / p->hq, bh % p->hq, &pl.tiles[0][i0], &pl.tiles[1][i1],
