@@ -2,25 +2,26 @@
  *
  * Grids are held as 3 axes, outermost first (1-D and 2-D grids are padded in
  * front with length-1 axes). A task is one (batch, query head, axis-0 query,
- * block of T1 axis-1 queries, segment of up to NB_SEG axis-2 queries), all
- * of one dilation class per axis: consecutive positions on the class's
- * sub-grid. Within a task, query tiles of 1 x T1 x T2 queries walk the
- * segment.
+ * block of T1 axis-1 queries, segment of axis-2 queries), all of one
+ * dilation class per axis: consecutive positions on the class's sub-grid.
+ * Within a task, query tiles of 1 x T1 x T2 queries walk the segment.
  *
  * Neighbouring queries share most of their keys. A "run" is a row of keys
- * along axis 2 (one position on each outer axis). The task packs, once, every
- * run its queries can see, over the union of their axis-2 windows (K and V in
- * the kernel set's layout); each query tile then reads a window of U2 =
- * T2 + K2 - 1 consecutive keys of each run (fewer at a border):
- *     S[rows that see the run, U2 columns] = Q K_run[window]^T   (qk_sub)
- * Rows that do not see a run (axis-1 windows are monotone, so they are the
- * rows outside one contiguous block) never compute its scores. Runs are laid
- * out in S ordered (axis-1 key, axis-0 key) so that the runs a query row sees
- * are one contiguous column range: one softmax per row range (softmax_rows);
- * then O += P V run by run over the same row blocks as the scores (pv). Within a run only the U2 - K2 keys outside
- * the row's own axis-2 window are wasted (masked to -inf): T2 = 16 - K2 + 1
- * makes U2 one 16-float vector, e.g. 13 of 16 useful for K2 = 13. Nothing is
- * materialised per window: memory is per task, O(runs x segment x D). */
+ * along axis 2 (one position on each outer axis). A task packs, once, every
+ * run its queries can see over the union of their axis-2 windows (K and V in
+ * the kernel set's layout). A query tile sees a window of U2 = T2 + K2 - 1
+ * consecutive keys of each run (fewer at a border); it copies those windows
+ * of K side by side into one packed tile (copy_k_keys, within the cache), run
+ * r at keys [r*U2, (r+1)*U2). Runs are ordered (axis-1 key, axis-0 key), so
+ * the runs one axis-1 row of queries sees are one contiguous key range:
+ *     S = Q K^T over that range        (qk_sub; one call per query row)
+ *     keys outside each query's own axis-2 window -> -inf
+ *     P = softmax(S)                   (softmax_rows, one pass: S is whole)
+ * then O = P V run by run, each over the block of query rows that see the
+ * run (pv, reading the run's window in the packed V directly). Rows never
+ * compute scores of runs they do not see; within a run, U2 - K2 of the U2
+ * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
+ * per window: memory is per task, O(runs x (segment + tile) x D). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -301,20 +302,23 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
         run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
 }
 
-/* Extents. Axis 2: query tiles of T2 = round_up(K2, 16) - K2 + 1 (at least
- * 2), so that a tile row's key window U2 = T2 + K2 - 1 is whole 16-float
- * vectors; a task covers a segment of about NB_SEG_QUERIES positions, which
- * bounds the packed runs whatever the grid. Axis 1: enough rows for about
- * NB_TILE_QUERIES queries per tile (up to NB_MAX_T1): each packed run is
- * used by up to min(T1, K1) query rows. */
+/* Extents, measured on a 2-core AVX-512 machine (128x128 grid, K 7 and 13,
+ * D 64). Axis 2: query tiles of NB_T2 queries: a query row of the tile sees
+ * U2 = T2 + K2 - 1 keys of each run, of which it needs K2 (13 of 16 for
+ * K2 = 13); fewer rows per qk/pv call cost more than the waste saves (T2 = 2
+ * or 3 was 1.4x slower, 6 or 8 1.2x). A task covers a segment of
+ * NB_SEG_QUERIES positions, which bounds the packed runs whatever the grid.
+ * Axis 1: enough rows for about NB_TILE_QUERIES queries per tile (up to
+ * NB_MAX_T1): each packed run serves up to min(T1, K1) query rows. Larger
+ * tiles and segments measured the same within noise. */
+#define NB_T2 4
 #define NB_TILE_QUERIES 64
 #define NB_MAX_T1 16
 #define NB_SEG_QUERIES 32
 
 static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
-    const int64_t k2 = p->kernel[2];
-    *t2 = min64(max64(2, round_up(k2, 16) - k2 + 1), class_len(p, 2, 0));
+    *t2 = min64(NB_T2, class_len(p, 2, 0));
     t[0] = 1;
     t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), class_len(p, 1, 0));
     t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
