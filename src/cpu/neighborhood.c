@@ -326,7 +326,7 @@ static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t
 
 attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_problem *p)
 {
-    const attn_cpu_state *st = dev->impl;
+    attn_cpu_state *st = dev->impl;
     nb_plan pl = { 0 };
     pl.p = p;
     /* The f32 kernel set: qk_sub reads a window of a packed run, which the
@@ -368,7 +368,9 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     int nt = st->num_threads;
     if (nt > ntasks)
         nt = (int)ntasks;
-    float *ws = aligned_alloc(64, (size_t)nt * pl.ws_floats * sizeof(float));
+    int kept;   /* whether ws is the device's workspace kept across calls */
+    float *ws = attn_cpu_scratch_acquire(&st->scratch, (size_t)nt * pl.ws_floats * sizeof(float),
+                                         &kept);
     if (!ws) {
         free(tiles);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
@@ -397,7 +399,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
                      &pl.tiles[2][i2], mine);
         }
     }
-    free(ws);
+    attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(tiles);
     return ATTN_OK;
 }
