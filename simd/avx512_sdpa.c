@@ -135,7 +135,6 @@ const attn_cpu_kernels *attn_cpu_kernels_avx512(void)
         .pack_v = t_pack_v,
         .qk = t_qk,
         .qk_sub = t_qk_sub,
-        .copy_k_keys = t_copy_k_keys,
         .pv = t_pv,
         .vexp = t_vexp,
         .softmax_rows = t_softmax_rows,

@@ -280,23 +280,6 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
     t_qk_ld(q, ldq, nq, k, t_round_up(nk, VL), nk, d, s, lds);
 }
 
-/* Copies keys src_j0.. (n of them) of a K tile packed with src_nk keys to
- * keys dst_j0.. of one packed with dst_nk keys. */
-static void t_copy_k_keys(float *dst, int dst_nk, int dst_j0, const float *src, int src_nk,
-                          int src_j0, int n, int64_t d)
-{
-    const int64_t ldd = t_round_up(dst_nk, VL), ldsrc = t_round_up(src_nk, VL);
-    for (int64_t c = 0; c < d; c++) {
-        float *o = dst + c * ldd + dst_j0;
-        const float *i = src + c * ldsrc + src_j0;
-        int j = 0;
-        for (; j + VL <= n; j += VL)
-            vstore(o + j, vload(i + j));
-        if (j < n)
-            vstore_n(o + j, vload_n(i + j, n - j), n - j);
-    }
-}
-
 /* Keys j0..j0+nk-1 of a K tile packed with panel_nk keys (neighborhood
  * attention: a packed key row, of which each query tile sees a window). */
 static void t_qk_sub(const float *q, int64_t ldq, int nq, const float *k, int panel_nk, int j0,

@@ -46,12 +46,6 @@ typedef struct attn_cpu_kernels {
     void (*qk_sub)(const float *q, int64_t ldq, int nq, const float *kpacked, int panel_nk,
                    int j0, int nk, int64_t d, float *s, int64_t lds);
 
-    /* Copies keys src_j0..src_j0+n-1 of a tile packed (pack_k) with src_nk
-     * keys to keys dst_j0.. of one packed with dst_nk keys (NULL in the
-     * AVX512_BF16 set). */
-    void (*copy_k_keys)(float *dst, int dst_nk, int dst_j0, const float *src, int src_nk,
-                        int src_j0, int n, int64_t d);
-
     /* o[i*ldo + c] = alpha[i] * o[i*ldo + c] + sum_j p[i*ldp + j] * v_j[c]. */
     void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,
                int64_t dv, const float *alpha, float *o, int64_t ldo);

@@ -2,7 +2,6 @@
  * fallback for ISAs not compiled in, so it favours clarity over speed;
  * K and V tiles are packed as plain row-major [bk][d] / [bk][dv]. */
 #include <math.h>
-#include <string.h>
 #include "kernels.h"
 #include "half.h"
 
@@ -58,14 +57,6 @@ static void scalar_qk_sub(const float *q, int64_t ldq, int nq, const float *k, i
     scalar_qk(q, ldq, nq, k + (int64_t)j0 * d, nk, d, s, lds);
 }
 
-static void scalar_copy_k_keys(float *dst, int dst_nk, int dst_j0, const float *src,
-                               int src_nk, int src_j0, int n, int64_t d)
-{
-    (void)dst_nk;
-    (void)src_nk;
-    memcpy(dst + (int64_t)dst_j0 * d, src + (int64_t)src_j0 * d, (size_t)n * (size_t)d * sizeof(float));
-}
-
 static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int nk,
                       int64_t dv, const float *alpha, float *o, int64_t ldo)
 {
@@ -102,7 +93,6 @@ const attn_cpu_kernels attn_cpu_kernels_scalar = {
     .pack_v = scalar_pack_rows,
     .qk = scalar_qk,
     .qk_sub = scalar_qk_sub,
-    .copy_k_keys = scalar_copy_k_keys,
     .pv = scalar_pv,
     .vexp = scalar_vexp,
 };

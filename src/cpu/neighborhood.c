@@ -10,18 +10,18 @@
  * along axis 2 (one position on each outer axis). A task packs, once, every
  * run its queries can see over the union of their axis-2 windows (K and V in
  * the kernel set's layout). A query tile sees a window of U2 = T2 + K2 - 1
- * consecutive keys of each run (fewer at a border); it copies those windows
- * of K side by side into one packed tile (copy_k_keys, within the cache), run
- * r at keys [r*U2, (r+1)*U2). Runs are ordered (axis-1 key, axis-0 key), so
- * the runs one axis-1 row of queries sees are one contiguous key range:
- *     S = Q K^T over that range        (qk_sub; one call per query row)
- *     keys outside each query's own axis-2 window -> -inf
- *     P = softmax(S)                   (softmax_rows, one pass: S is whole)
- * then O = P V run by run, each over the block of query rows that see the
- * run (pv, reading the run's window in the packed V directly). Rows never
- * compute scores of runs they do not see; within a run, U2 - K2 of the U2
+ * consecutive keys of each run (fewer at a border), read in place:
+ *     S[rows that see the run, U2 columns] = Q K_run[window]^T     (qk_sub)
+ * Rows that do not see a run (axis-1 windows are monotone in the query
+ * position, so they are the rows outside one contiguous block) never compute
+ * its scores. Runs are laid out in S ordered (axis-1 key, axis-0 key), so the
+ * runs one axis-1 row of queries sees are one contiguous column range: keys
+ * outside each query's own axis-2 window are set to -inf, then one softmax
+ * over the range (softmax_rows; S is whole, no online rescaling), then
+ * O = P V run by run over the same row blocks as the scores (pv, reading the
+ * run's window of the packed V in place). Within a run U2 - K2 of the U2
  * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
- * per window: memory is per task, O(runs x (segment + tile) x D). */
+ * per window: memory is per task, O(runs x segment x D). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +54,6 @@ typedef struct nb_plan {
     int64_t group;                /* Hq / Hkv */
     int64_t max_runs, max_u2, max_seg_keys, max_nq;
     int64_t ldq, ldo, lds, ldv, ktf, vtf;
-    int64_t kttf;                 /* floats of the tile's packed K windows */
     size_t  ws_floats;
 } nb_plan;
 
@@ -123,7 +122,7 @@ static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t 
 
 /* Per-thread workspace, carved from one block. */
 typedef struct nb_ws {
-    float *Q, *O, *S, *K, *V, *Kt, *m, *l, *alpha, *ones;
+    float *Q, *O, *S, *K, *V, *m, *l, *alpha, *ones;
     int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
 } nb_ws;
 
@@ -136,8 +135,7 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.S = w.O + pl->max_nq * pl->ldo;
     w.K = w.S + pl->max_nq * pl->lds;
     w.V = w.K + pl->max_runs * pl->ktf;
-    w.Kt = w.V + pl->max_runs * pl->vtf;
-    w.m = w.Kt + pl->kttf;
+    w.m = w.V + pl->max_runs * pl->vtf;
     w.l = w.m + nq16;
     w.alpha = w.l + nq16;
     w.ones = w.alpha + nq16;
@@ -154,7 +152,6 @@ typedef struct nb_task {
     int64_t s0, nk0;            /* its axis-0 key window (sub-grid) */
     int64_t p1, m1, n1, u1s;    /* axis-1 queries [p1, p1+m1) of n1; first key */
     int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
-    int64_t nruns;              /* packed runs */
 } nb_task;
 
 /* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
@@ -171,14 +168,6 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     for (int64_t i = 0; i < m2; i++)
         window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
 
-    /* The tile's window of every run side by side, run r as keys
-     * [r*U2, (r+1)*U2) of one packed K tile (a copy within the cache), so
-     * that a query row's runs are one qk over all its keys. */
-    const int nkt = (int)(tk->nruns * u2);
-    for (int64_t r = 0; r < tk->nruns; r++)
-        ks->copy_k_keys(w->Kt, nkt, (int)(r * u2), w->K + r * pl->ktf, (int)tk->nseg, (int)off,
-                        (int)u2, p->d);
-
     const attn_view *qv = &p->q;
     for (int64_t i = 0; i < m1; i++)
         ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
@@ -186,15 +175,28 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
                            tk->h),
                       qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
 
-    /* Per axis-1 row of queries: scores against its runs, keys outside each
-     * query's axis-2 window hidden, softmax. */
+    /* Scores: each run's window against the block of query rows that see it
+     * (axis-1 windows are monotone in the query position). */
+    const int64_t *w1 = w->w1, u1e = w1[2 * (m1 - 1) + 1];
+    int64_t lo = 0, hi = 0;
+    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
+        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
+        while (hi < m1 && w1[2 * hi] <= j1) hi++;
+        for (int64_t j0 = 0; j0 < nk0; j0++) {
+            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
+            ks->qk_sub(w->Q + lo * m2 * pl->ldq, pl->ldq, (int)((hi - lo) * m2),
+                       w->K + r * pl->ktf, (int)tk->nseg, (int)off, (int)u2, p->d,
+                       w->S + lo * m2 * pl->lds + r * u2, pl->lds);
+        }
+    }
+
+    /* Per axis-1 row of queries: keys outside each query's axis-2 window
+     * hidden, one softmax over the row's runs. */
     for (int64_t i1 = 0; i1 < m1; i1++) {
         const int64_t r_lo = (w->w1[2 * i1] - tk->u1s) * nk0;
         const int64_t r_hi = (w->w1[2 * i1 + 1] - tk->u1s) * nk0;
         const int ncol = (int)((r_hi - r_lo) * u2);
         float *Srow = w->S + i1 * m2 * pl->lds + r_lo * u2;
-        ks->qk_sub(w->Q + i1 * m2 * pl->ldq, pl->ldq, (int)m2, w->Kt, nkt, (int)(r_lo * u2), ncol,
-                   p->d, Srow, pl->lds);
         for (int64_t i2 = 0; i2 < m2; i2++) {
             float *row = Srow + i2 * pl->lds;
             const int64_t ws2 = w->w2[2 * i2] - u2s, we2 = w->w2[2 * i2 + 1] - u2s;
@@ -221,8 +223,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
      * (axis-1 windows are monotone in the query position), reading the
      * run's window straight from the packed V run. */
     memset(w->O, 0, (size_t)(m1 * m2 * pl->ldo) * sizeof(float));
-    const int64_t *w1 = w->w1, u1e = w1[2 * (m1 - 1) + 1];
-    int64_t lo = 0, hi = 0;
+    lo = hi = 0;
     for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
         while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
         while (hi < m1 && w1[2 * hi] <= j1) hi++;
@@ -288,7 +289,6 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
     const attn_view *kv = &p->k, *vv = &p->v;
     const int64_t d2 = p->dil[2], x0 = tk.c[2] + d2 * tk.seg_s, nseg = seg_e - tk.seg_s;
     tk.nseg = nseg;
-    tk.nruns = (u1e - tk.u1s) * tk.nk0;
     for (int64_t j1 = tk.u1s; j1 < u1e; j1++)
         for (int64_t j0 = tk.s0; j0 < e0; j0++) {
             const int64_t r = (j1 - tk.u1s) * tk.nk0 + (j0 - tk.s0);
@@ -302,23 +302,27 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
         run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
 }
 
-/* Extents, measured on a 2-core AVX-512 machine (128x128 grid, K 7 and 13,
- * D 64). Axis 2: query tiles of NB_T2 queries: a query row of the tile sees
- * U2 = T2 + K2 - 1 keys of each run, of which it needs K2 (13 of 16 for
- * K2 = 13); fewer rows per qk/pv call cost more than the waste saves (T2 = 2
- * or 3 was 1.4x slower, 6 or 8 1.2x). A task covers a segment of
- * NB_SEG_QUERIES positions, which bounds the packed runs whatever the grid.
- * Axis 1: enough rows for about NB_TILE_QUERIES queries per tile (up to
- * NB_MAX_T1): each packed run serves up to min(T1, K1) query rows. Larger
- * tiles and segments measured the same within noise. */
-#define NB_T2 4
+/* Extents, measured on a 2-core AVX-512 machine (128x128 grid, D 64).
+ * Axis 2: query tiles of T2 queries see U2 = T2 + K2 - 1 keys of each run
+ * (qk pays for whole 16-float vectors), of which each needs K2. T2 is 4,
+ * less where that lets U2 end on a vector boundary (T2 = 2 for K2 = 15: 16
+ * keys, 1.2x faster than T2 = 4); fewer rows per qk/pv call cost more than
+ * the waste they save (K2 = 13: T2 = 2 or 3 1.4x slower than 4, 6 or 8
+ * 1.2x slower; K2 = 7: T2 = 10, a whole vector, 1.15x slower than 4).
+ * A task covers a segment of NB_SEG_QUERIES positions, which bounds the
+ * packed runs whatever the grid. Axis 1: enough rows for about
+ * NB_TILE_QUERIES queries per tile (up to NB_MAX_T1): each packed run serves
+ * up to min(T1, K1) query rows. Larger tiles and segments measured the same
+ * within noise. */
+#define NB_MAX_T2 4
 #define NB_TILE_QUERIES 64
 #define NB_MAX_T1 16
 #define NB_SEG_QUERIES 32
 
 static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
-    *t2 = min64(NB_T2, class_len(p, 2, 0));
+    const int64_t k2 = p->kernel[2];
+    *t2 = min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), class_len(p, 2, 0));
     t[0] = 1;
     t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), class_len(p, 1, 0));
     t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
@@ -345,9 +349,8 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.ldv = (int64_t)pl.ks->v_tile_floats(1, p->dv);
     pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
     pl.vtf = round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
-    pl.kttf = round_up((int64_t)pl.ks->k_tile_floats((int)(pl.max_runs * pl.max_u2), p->d), 16);
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
-                            pl.max_runs * (pl.ktf + pl.vtf) + pl.kttf +
+                            pl.max_runs * (pl.ktf + pl.vtf) +
                             4 * round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
     pl.ws_floats = (size_t)round_up((int64_t)pl.ws_floats, 16);
 
