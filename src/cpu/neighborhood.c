@@ -135,7 +135,7 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.S = w.O + pl->max_nq * pl->ldo;
     w.K = w.S + pl->max_nq * pl->lds;
     w.V = w.K + pl->max_runs * pl->ktf;
-    w.m = w.V + pl->max_runs * pl->vtf;
+    w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_sub may over-read past K */
     w.l = w.m + nq16;
     w.alpha = w.l + nq16;
     w.ones = w.alpha + nq16;
