@@ -385,6 +385,14 @@ static void validation_cases(attn_context *ctx)
     bad = k.t;
     bad.dtype = ATTN_F16;
     expect_invalid(ctx, &good, &q.t, &bad, &v.t, &out, NULL, "share a dtype", "dtype mix");
+    /* out written over an input */
+    tu_tensor alias;
+    tu_tensor_alloc(&alias, ATTN_F32, 5, s, TU_CONTIG);
+    tu_poison(&alias);
+    attn_status st = attn_neighborhood(ctx, &good, &alias.t, &k.t, &v.t, &alias.t, NULL);
+    CHECK(st == ATTN_ERR_INVALID_ARGUMENT && strstr(attn_last_error(), "overlap"),
+          "out aliasing q: %s: %s", attn_status_string(st), attn_last_error());
+    tu_tensor_free(&alias);
     tu_tensor_free(&q); tu_tensor_free(&k); tu_tensor_free(&v);
     tu_tensor_free(&out); tu_tensor_free(&lse);
 }
