@@ -1479,6 +1479,8 @@ int main(int argc, char **argv)
     print_header();
 
     int rc_exit = 0;
+    bench_result nb_done[64];   /* neighborhood attention: results for the speedup line */
+    int nb_done_case[64], n_nb_done = 0;
     for (int i = 0; i < cases.n; i++) {
         const bench_case *c = &cases.v[i];
         const op_runner *r = runner_for(c->op);
@@ -1494,6 +1496,21 @@ int main(int argc, char **argv)
             print_row(c, r, &res, &rv, "ok");
             if (json)
                 json_case(json, &env, c, r, &res, &rv, "ok");
+            /* neighborhood attention: the dense masked sdpa row gets the
+             * speedup over the same problem's attn_neighborhood row */
+            if (c->op == OP_NEIGHBORHOOD && n_nb_done < 64) {
+                nb_done[n_nb_done] = res;
+                nb_done_case[n_nb_done++] = i;
+            }
+            for (int j = 0; c->op == OP_NB_DENSE && j < n_nb_done; j++) {
+                const bench_case *n = &cases.v[nb_done_case[j]];
+                if (n->nb_ndim == c->nb_ndim && n->sq == c->sq && n->hq == c->hq &&
+                    n->hkv == c->hkv && n->d == c->d && n->dv == c->dv && n->dtype == c->dtype &&
+                    !memcmp(n->nb_kernel, c->nb_kernel, sizeof n->nb_kernel) &&
+                    !memcmp(n->nb_grid, c->nb_grid, sizeof n->nb_grid))
+                    tprintf("    attn_neighborhood: %.1fx faster than this dense masked attn_sdpa "
+                            "(median times)\n", res.median_ms / nb_done[j].median_ms);
+            }
         } else if (s == ATTN_ERR_UNSUPPORTED || s == ATTN_ERR_OUT_OF_MEMORY) {
             char msg[512];
             const char *e = attn_last_error();
