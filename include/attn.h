@@ -594,8 +594,9 @@ typedef struct attn_neighborhood_params {
  * (ndim + 3 dims each, ndim + 2 for lse). Hq must be a multiple of Hkv.
  * q, k and v share one dtype (F32, F16 or BF16); out may be any of the
  * three. Any strides. Accumulation is in f32. The CPU computes it tile by
- * tile (a block of neighbouring queries shares most keys: each key row is
- * loaded once per block), never materialising the windows.
+ * tile: neighbouring queries share most of their keys, so each row of keys
+ * is packed once for a block of queries and read in place by every query
+ * tile of the block; the windows are never materialised.
  */
 ATTN_API attn_status attn_neighborhood(attn_context *ctx, const attn_neighborhood_params *p,
                                        const attn_tensor *q, const attn_tensor *k,
