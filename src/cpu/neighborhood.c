@@ -154,6 +154,33 @@ typedef struct nb_task {
     int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
 } nb_task;
 
+/* Starts loading the q rows and the out rows of the query tile at axis-2
+ * position p2 (the next tile) into the cache: rows along axis 2 lie H*D
+ * elements apart, and reading them on demand stalls on memory. */
+static void prefetch_tile(const attn_neighborhood_problem *p, const nb_task *tk, int64_t p2,
+                          int64_t m2)
+{
+#if defined(__GNUC__)
+    if (p2 + m2 > tk->n2)
+        return;
+    const int64_t d1 = p->dil[1], d2 = p->dil[2];
+    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
+    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
+    for (int64_t i1 = 0; i1 < tk->m1; i1++)
+        for (int64_t i2 = 0; i2 < m2; i2++) {
+            const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
+            const char *q = elem(&p->q, tk->b, tk->g0, g1, g2, tk->h);
+            const char *o = elem(&p->out, tk->b, tk->g0, g1, g2, tk->h);
+            for (int64_t x = 0; x < qb; x += 64)
+                __builtin_prefetch(q + x);
+            for (int64_t x = 0; x < ob; x += 64)
+                __builtin_prefetch(o + x, 1);
+        }
+#else
+    (void)p; (void)tk; (void)p2; (void)m2;
+#endif
+}
+
 /* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
 static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t p2,
                      int64_t m2)
@@ -169,6 +196,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
 
     const attn_view *qv = &p->q;
+    prefetch_tile(p, tk, p2 + m2, m2);
     for (int64_t i = 0; i < m1; i++)
         ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
                       elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
