@@ -152,6 +152,7 @@ typedef struct nb_task {
     int64_t s0, nk0;            /* its axis-0 key window (sub-grid) */
     int64_t p1, m1, n1, u1s;    /* axis-1 queries [p1, p1+m1) of n1; first key */
     int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
+    int64_t nruns;              /* runs the queries see */
 } nb_task;
 
 /* Starts loading the q rows and the out rows of the query tile at axis-2
@@ -285,16 +286,33 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         }
 }
 
-static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t0,
-                     const axis_tile *t1, const axis_tile *t2, float *ws)
+/* Packs, for KV head tk->hk, every run of the task's queries over the
+ * segment's key range [seg_s, seg_s + nseg). */
+static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w)
 {
     const attn_neighborhood_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
+    const attn_view *kv = &p->k, *vv = &p->v;
+    const int64_t d2 = p->dil[2], x0 = tk->c[2] + d2 * tk->seg_s;
+    for (int64_t r = 0; r < tk->nruns; r++) {
+        const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
+        const int64_t gk0 = tk->c[0] + p->dil[0] * j0, gk1 = tk->c[1] + p->dil[1] * j1;
+        ks->pack_k(w->K + r * pl->ktf, elem(kv, tk->b, gk0, gk1, x0, tk->hk), kv->dtype,
+                   d2 * kv->stride[3], kv->stride[5], (int)tk->nseg, (int)tk->nseg, p->d);
+        ks->pack_v(w->V + r * pl->vtf, elem(vv, tk->b, gk0, gk1, x0, tk->hk), vv->dtype,
+                   d2 * vv->stride[3], vv->stride[5], (int)tk->nseg, (int)tk->nseg, p->dv);
+    }
+}
+
+/* One task: query heads [h0, h1) of batch b over the tiles' queries. Heads of
+ * one KV head (GQA) share its packed runs. */
+static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const axis_tile *t0,
+                     const axis_tile *t1, const axis_tile *t2, float *ws)
+{
+    const attn_neighborhood_problem *p = pl->p;
     const nb_ws w = carve(pl, ws);
     nb_task tk;
     tk.b = b;
-    tk.h = h;
-    tk.hk = h / pl->group;
     tk.c[0] = t0->c;
     tk.c[1] = t1->c;
     tk.c[2] = t2->c;
@@ -309,25 +327,21 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
     for (int64_t i = 0; i < tk.m1; i++)
         window(p, 1, tk.p1 + i, tk.n1, &w.w1[2 * i], &w.w1[2 * i + 1]);
     tk.u1s = w.w1[0];
-    const int64_t u1e = w.w1[2 * (tk.m1 - 1) + 1];
+    tk.nruns = (w.w1[2 * (tk.m1 - 1) + 1] - tk.u1s) * tk.nk0;
     window(p, 2, t2->p0, tk.n2, &tk.seg_s, &tmp);
     window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
+    tk.nseg = seg_e - tk.seg_s;
 
-    /* Pack every run the task's queries see, over the segment's key range. */
-    const attn_view *kv = &p->k, *vv = &p->v;
-    const int64_t d2 = p->dil[2], x0 = tk.c[2] + d2 * tk.seg_s, nseg = seg_e - tk.seg_s;
-    tk.nseg = nseg;
-    for (int64_t j1 = tk.u1s; j1 < u1e; j1++)
-        for (int64_t j0 = tk.s0; j0 < e0; j0++) {
-            const int64_t r = (j1 - tk.u1s) * tk.nk0 + (j0 - tk.s0);
-            const int64_t gk0 = tk.c[0] + p->dil[0] * j0, gk1 = tk.c[1] + p->dil[1] * j1;
-            ks->pack_k(w.K + r * pl->ktf, elem(kv, b, gk0, gk1, x0, tk.hk), kv->dtype,
-                       d2 * kv->stride[3], kv->stride[5], (int)nseg, (int)nseg, p->d);
-            ks->pack_v(w.V + r * pl->vtf, elem(vv, b, gk0, gk1, x0, tk.hk), vv->dtype,
-                       d2 * vv->stride[3], vv->stride[5], (int)nseg, (int)nseg, p->dv);
+    tk.hk = -1;
+    for (int64_t h = h0; h < h1; h++) {
+        tk.h = h;
+        if (h / pl->group != tk.hk) {
+            tk.hk = h / pl->group;
+            pack_runs(pl, &tk, &w);
         }
-    for (int64_t p2 = t2->p0; p2 < t2->p0 + t2->cnt; p2 += pl->t2)
-        run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
+        for (int64_t p2 = t2->p0; p2 < t2->p0 + t2->cnt; p2 += pl->t2)
+            run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
+    }
 }
 
 /* Extents, measured on a 2-core AVX-512 machine (128x128 grid, D 64).
@@ -346,6 +360,7 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h, const axis_tile *t
 #define NB_TILE_QUERIES 64
 #define NB_MAX_T1 16
 #define NB_SEG_QUERIES 32
+#define NB_TASKS_PER_THREAD 4
 
 static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
@@ -395,8 +410,14 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
         count_tiles(p, a, pl.t[a], pl.tiles[a]);
 
     const int64_t per_head = pl.ntiles[0] * pl.ntiles[1] * pl.ntiles[2];
-    const int64_t ntasks = p->b * p->hq * per_head;
     int nt = st->num_threads;
+    /* Heads per task: all of them where that still leaves NB_TASKS_PER_THREAD
+     * tasks per thread, fewer otherwise; whole GQA groups where possible. */
+    int64_t hb = min64(p->hq, max64(1, p->b * p->hq * per_head / ((int64_t)nt * NB_TASKS_PER_THREAD)));
+    if (hb >= pl.group)
+        hb -= hb % pl.group;
+    const int64_t nhb = (p->hq + hb - 1) / hb;
+    const int64_t ntasks = p->b * nhb * per_head;
     if (nt > ntasks)
         nt = (int)ntasks;
     int kept;   /* whether ws is the device's workspace kept across calls */
@@ -423,11 +444,12 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
 #pragma omp for schedule(dynamic, 1)
 #endif
         for (int64_t x = 0; x < ntasks; x++) {
-            const int64_t bh = x % (p->b * p->hq), t = x / (p->b * p->hq);
+            const int64_t bh = x % (p->b * nhb), t = x / (p->b * nhb);
             const int64_t i2 = t % pl.ntiles[2], i1 = t / pl.ntiles[2] % pl.ntiles[1];
             const int64_t i0 = t / pl.ntiles[2] / pl.ntiles[1];
-            run_task(&pl, bh / p->hq, bh % p->hq, &pl.tiles[0][i0], &pl.tiles[1][i1],
-                     &pl.tiles[2][i2], mine);
+            const int64_t h0 = bh % nhb * hb;
+            run_task(&pl, bh / nhb, h0, min64(h0 + hb, p->hq), &pl.tiles[0][i0],
+                     &pl.tiles[1][i1], &pl.tiles[2][i2], mine);
         }
     }
     attn_cpu_scratch_release(&st->scratch, ws, kept);
