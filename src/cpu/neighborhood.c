@@ -1,14 +1,15 @@
 /* The CPU attn_neighborhood driver.
  *
  * Grids are held as 3 axes, outermost first (1-D and 2-D grids are padded in
- * front with length-1 axes). A task is one (batch, query head, axis-0 query,
- * block of T1 axis-1 queries, segment of axis-2 queries), all of one
- * dilation class per axis: consecutive positions on the class's sub-grid.
- * Within a task, query tiles of 1 x T1 x T2 queries walk the segment.
+ * front with length-1 axes). A task is one (batch, block of query heads,
+ * axis-0 query, block of T1 axis-1 queries, segment of axis-2 queries), all
+ * of one dilation class per axis: consecutive positions on the class's
+ * sub-grid. Within a task, for each head, query tiles of 1 x T1 x T2
+ * queries walk the segment.
  *
  * Neighbouring queries share most of their keys. A "run" is a row of keys
- * along axis 2 (one position on each outer axis). A task packs, once, every
- * run its queries can see over the union of their axis-2 windows (K and V in
+ * along axis 2 (one position on each outer axis). A task packs, once per KV
+ * head (so once for a whole GQA group), every run its queries can see over the union of their axis-2 windows (K and V in
  * the kernel set's layout). A query tile sees a window of U2 = T2 + K2 - 1
  * consecutive keys of each run (fewer at a border), read in place:
  *     S[rows that see the run, U2 columns] = Q K_run[window]^T     (qk_sub)
