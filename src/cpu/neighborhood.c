@@ -9,8 +9,9 @@
  *
  * Neighbouring queries share most of their keys. A "run" is a row of keys
  * along axis 2 (one position on each outer axis). A task packs, once per KV
- * head (so once for a whole GQA group), every run its queries can see over the union of their axis-2 windows (K and V in
- * the kernel set's layout). A query tile sees a window of U2 = T2 + K2 - 1
+ * head (so once for a whole GQA group), every run its queries can see over
+ * the union of their axis-2 windows (K and V in the kernel set's layout).
+ * A query tile sees a window of U2 = T2 + K2 - 1
  * consecutive keys of each run (fewer at a border), read in place:
  *     S[rows that see the run, U2 columns] = Q K_run[window]^T     (qk_sub)
  * Rows that do not see a run (axis-1 windows are monotone in the query
