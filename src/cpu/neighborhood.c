@@ -415,7 +415,8 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     int nt = st->num_threads;
     /* Heads per task: all of them where that still leaves NB_TASKS_PER_THREAD
      * tasks per thread, fewer otherwise; whole GQA groups where possible. */
-    int64_t hb = min64(p->hq, max64(1, p->b * p->hq * per_head / ((int64_t)nt * NB_TASKS_PER_THREAD)));
+    const int64_t want_tasks = (int64_t)nt * NB_TASKS_PER_THREAD;
+    int64_t hb = min64(p->hq, max64(1, p->b * p->hq * per_head / want_tasks));
     if (hb >= pl.group)
         hb -= hb % pl.group;
     const int64_t nhb = (p->hq + hb - 1) / hb;
