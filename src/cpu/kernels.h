@@ -47,7 +47,7 @@ typedef struct attn_cpu_kernels {
                int64_t d, float *s, int64_t lds);
 
     /* Like qk, against keys j0..j0+nk-1 of a tile that pack_k packed with
-     * panel_nk keys (NULL in the AVX512_BF16 set, whose tiles are tagged).
+     * panel_nk keys (NULL in the AVX512_BF16 and AMX sets, whose tiles are tagged).
      * SIMD sets load whole vectors: they may read up to 15 floats past the
      * tile (never used), so the tile must not end the caller's allocation. */
     void (*qk_sub)(const float *q, int64_t ldq, int nq, const float *kpacked, int panel_nk,
