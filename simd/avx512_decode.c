@@ -3,7 +3,8 @@
  * query rows x 4 keys (16 accumulators, one 16-way transpose-reduction gives
  * the 16 scores), pv 4 rows x 64 output dims. Loaders dequantise 16 values
  * in registers: F16 vcvtph2ps, BF16 shift, Q8 int8 -> f32 times the block
- * scale, Q4 nibbles -> f32 times scale plus min. */
+ * scale, Q4 nibbles -> f32 times scale plus min. With AVX512-VNNI, Q8/Q4
+ * scores use integer dot products instead (avx512_decode_vnni.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -94,6 +95,7 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "avx512_decode_vnni.h"
 
 static const attn_cpu_decode_kernels avx512_decode = {
     .name = "avx512",
@@ -101,7 +103,21 @@ static const attn_cpu_decode_kernels avx512_decode = {
     .pv = dec_pv,
 };
 
+static const attn_cpu_decode_kernels avx512_vnni_decode = {
+    .name = "avx512_vnni",
+    .qk = dec_qk,
+    .pv = dec_pv,
+    .prep_bytes = vnni_prep_bytes,
+    .prep_q = vnni_prep_q,
+    .qk_prepared = vnni_qk_prepared,
+};
+
 const attn_cpu_decode_kernels *attn_cpu_decode_avx512(void)
 {
     return &avx512_decode;
+}
+
+const attn_cpu_decode_kernels *attn_cpu_decode_avx512_vnni(void)
+{
+    return &avx512_vnni_decode;
 }
