@@ -95,18 +95,19 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "avx512_decode_qpv.h"
 #include "avx512_decode_vnni.h"
 
 static const attn_cpu_decode_kernels avx512_decode = {
     .name = "avx512",
     .qk = dec_qk,
-    .pv = dec_pv,
+    .pv = avx512_pv,
 };
 
 static const attn_cpu_decode_kernels avx512_vnni_decode = {
     .name = "avx512_vnni",
     .qk = dec_qk,
-    .pv = dec_pv,
+    .pv = avx512_pv,
     .prep_bytes = vnni_prep_bytes,
     .prep_q = vnni_prep_q,
     .qk_prepared = vnni_qk_prepared,

@@ -97,18 +97,6 @@ VNNI_INLINE void vnni_transpose16(__m512i *r)
     }
 }
 
-/* The meta dword at byte off of 16 key rows' meta (rows: key indices). */
-VNNI_INLINE __m512i vnni_meta16(const attn_kv_rows *k, __m512i rows, int64_t off)
-{
-    const __m512i idx = _mm512_add_epi32(_mm512_mullo_epi32(rows, _mm512_set1_epi32((int)(2 * k->meta_per_row))),
-                                         _mm512_set1_epi32((int)off));
-    return _mm512_i32gather_epi32(idx, (const void *)k->meta, 1);
-}
-
-/* The f16 in the low / high half of each dword, as f32. */
-VNNI_INLINE __m512 vnni_lo_f16(__m512i w) { return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(w)); }
-VNNI_INLINE __m512 vnni_hi_f16(__m512i w) { return vnni_lo_f16(_mm512_srli_epi32(w, 16)); }
-
 /* Scores of all nr prepared rows against keys j0..j0+jn-1 (jn <= 16). */
 VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows *k, int j0, int jn,
                            int64_t d, float *s, int64_t lds)
@@ -129,8 +117,6 @@ VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows
         DEC_UNROLL for (int c = 0; c < 16; c++)
             kt[c0 / 4 + c] = q4 ? r[c] : _mm512_xor_si512(r[c], _mm512_set1_epi8((char)0x80));
     }
-    const __m512i rows = _mm512_add_epi32(_mm512_set1_epi32(j0), _mm512_min_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(jn - 1)));
     const __mmask16 store = (__mmask16)((1u << jn) - 1u);
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
@@ -161,11 +147,8 @@ VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows
                         acc[r] = _mm512_dpbusd_epi32(acc[r], kt[8 * b + i],
                                                      _mm512_set1_epi32(((const int32_t *)(qi[r] + 32 * b))[i]));
             }
-            /* Q4: the (scale, min) pair is one dword; Q8: the dword ending at the
-             * scale (K data precedes the meta in a page plane: never reads before it) */
-            const __m512i w = vnni_meta16(k, rows, q4 ? 4 * b : 2 * b - 2);
-            const __m512 sk = q4 ? vnni_lo_f16(w) : vnni_hi_f16(w);
-            const __m512 mk = q4 ? vnni_hi_f16(w) : _mm512_setzero_ps();
+            __m512 sk, mk;
+            block_params16(q4, k, j0, j0 + jn, b, &sk, &mk);
             DEC_UNROLL for (int r = 0; r < 4; r++) {
                 const float *step = (const float *)(qi[r] + d);
                 sc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_mul_ps(sk, _mm512_set1_ps(step[b])), sc[r]);
