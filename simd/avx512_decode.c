@@ -3,8 +3,9 @@
  * query rows x 4 keys (16 accumulators, one 16-way transpose-reduction gives
  * the 16 scores), pv 4 rows x 64 output dims. Loaders dequantise 16 values
  * in registers: F16 vcvtph2ps, BF16 shift, Q8 int8 -> f32 times the block
- * scale, Q4 nibbles -> f32 times scale plus min. With AVX512-VNNI, Q8/Q4
- * scores use integer dot products instead (avx512_decode_vnni.h). */
+ * scale, Q4 nibbles -> f32 times scale plus min. Q8/Q4 values take their
+ * own P.V, with the block scales folded into P (avx512_decode_qpv.h); with
+ * AVX512-VNNI, Q8/Q4 scores use integer dot products (avx512_decode_vnni.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif

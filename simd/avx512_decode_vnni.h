@@ -1,7 +1,7 @@
 /* Q8/Q4 scores with AVX512-VNNI integer dot products. Included by
- * avx512_decode.c; these functions carry target("avx512vnni") and are only
- * reached through the kernel table chosen for CPUs with
- * ATTN_CPU_AVX512_VNNI.
+ * avx512_decode.c after avx512_decode_qpv.h (block_params16); these
+ * functions carry target("avx512vnni") and are only reached through the
+ * kernel table chosen for CPUs with ATTN_CPU_AVX512_VNNI.
  *
  * Query: prepared once per task (vnni_prep_q): each row (f32, already times
  * the softmax scale) is rounded to int8 per 32-dim block b,
