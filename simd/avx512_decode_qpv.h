@@ -82,7 +82,7 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
                 }
                 for (int j = 0; j < jn; j++) {
                     const uint8_t *vd = v->data + (j0 + j) * rb;
-                    __builtin_prefetch(vd + 16 * rb + c0 * rb / dv, 0, 3);
+                    __builtin_prefetch(attn_kv_row_ahead(v, j0 + j + 16, nk) + c0 * rb / dv, 0, 3);
                     __m512 x[4];
                     DEC_UNROLL for (int cc = 0; cc < 4; cc++)
                         x[cc] = cc < 2 * nh ? qvals16(q4, vd, c0, cc) : _mm512_setzero_ps();

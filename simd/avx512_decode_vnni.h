@@ -99,7 +99,7 @@ VNNI_INLINE void vnni_transpose16(__m512i *r)
 
 /* Scores of all nr prepared rows against keys j0..j0+jn-1 (jn <= 16). */
 VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows *k, int j0, int jn,
-                           int64_t d, float *s, int64_t lds)
+                           int nk, int64_t d, float *s, int64_t lds)
 {
     const int64_t nb = d / 32, qrow = vnni_row_bytes(d), rb = k->row_bytes;
     /* kt[c]: dword c of the 16 rows (dims 4c..4c+3; Q4 bytes 4c..4c+3) */
@@ -111,7 +111,7 @@ VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows
         __m512i r[16];
         DEC_UNROLL for (int l = 0; l < 16; l++) {
             r[l] = _mm512_maskz_loadu_epi32(m, kr[l] + c0);
-            __builtin_prefetch(kr[l] + c0 + 16 * rb, 0, 3);
+            __builtin_prefetch(attn_kv_row_ahead(k, j0 + l + 16, nk) + c0, 0, 3);
         }
         vnni_transpose16(r);
         DEC_UNROLL for (int c = 0; c < 16; c++)
@@ -168,9 +168,9 @@ static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn
 {
     for (int j0 = 0; j0 < nk; j0 += 16) {
         if (dt == ATTN_Q4)
-            vnni_qk16(1, qp, nr, k, j0, dec_min(nk - j0, 16), d, s, lds);
+            vnni_qk16(1, qp, nr, k, j0, dec_min(nk - j0, 16), nk, d, s, lds);
         else
-            vnni_qk16(0, qp, nr, k, j0, dec_min(nk - j0, 16), d, s, lds);
+            vnni_qk16(0, qp, nr, k, j0, dec_min(nk - j0, 16), nk, d, s, lds);
     }
 }
 

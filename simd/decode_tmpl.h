@@ -63,10 +63,10 @@ DEC_INLINE void dec_prefetch(const uint8_t *p, int64_t bytes)
         __builtin_prefetch(p + b, 0, 3);
 }
 
-/* Scores of rows qr[0..rn) against keys j0..j0+jn-1 (jn <= 4). Rows and
- * keys past rn / jn repeat the last one and are not stored. */
+/* Scores of rows qr[0..rn) against keys j0..j0+jn-1 (jn <= 4) of a run of
+ * nk. Rows and keys past rn / jn repeat the last one and are not stored. */
 DEC_INLINE void dec_qk_tile(dec_loader ld, const float *const *qr, const attn_kv_rows *k, int j0,
-                            int jn, int64_t d, float *s, int64_t lds, int rn)
+                            int jn, int nk, int64_t d, float *s, int64_t lds, int rn)
 {
     const uint8_t *kd[4];
     float km[4][DEC_MAX_META];
@@ -75,7 +75,7 @@ DEC_INLINE void dec_qk_tile(dec_loader ld, const float *const *qr, const attn_kv
         kd[t] = k->data + j * k->row_bytes;
         dec_row_meta(k, j, km[t]);
     }
-    dec_prefetch(k->data + (j0 + dec_pf_keys) * k->row_bytes, 4 * k->row_bytes);
+    dec_prefetch(attn_kv_row_ahead(k, j0 + dec_pf_keys, nk), 4 * k->row_bytes);
     vf acc[4 * DEC_MR];
     DEC_UNROLL for (int i = 0; i < 4 * DEC_MR; i++) acc[i] = vzero();
     for (int64_t c = 0; c < d; c += VL) {
@@ -97,7 +97,7 @@ DEC_INLINE void dec_qk_with(dec_loader ld, const float *q, int64_t ldq, int nr,
         const float *qr[DEC_MR];
         DEC_UNROLL for (int r = 0; r < DEC_MR; r++) qr[r] = q + (r0 + dec_min(r, rn - 1)) * ldq;
         for (int j0 = 0; j0 < nk; j0 += 4)
-            dec_qk_tile(ld, qr, k, j0, dec_min(nk - j0, 4), d, s + r0 * lds + j0, lds, rn);
+            dec_qk_tile(ld, qr, k, j0, dec_min(nk - j0, 4), nk, d, s + r0 * lds + j0, lds, rn);
     }
 }
 
@@ -119,7 +119,7 @@ DEC_INLINE void dec_pv_with(dec_loader ld, const float *p, int64_t ldp, int nr,
                 float vm[DEC_MAX_META];
                 dec_row_meta(v, j, vm);
                 if (c0 == 0)
-                    dec_prefetch(vd + dec_pf_keys * v->row_bytes, v->row_bytes);
+                    dec_prefetch(attn_kv_row_ahead(v, j + dec_pf_keys, nk), v->row_bytes);
                 vf vv[DEC_NV];
                 DEC_UNROLL for (int cc = 0; cc < DEC_NV; cc++)
                     vv[cc] = c0 + VL * cc < dv ? ld(vd, vm, c0 + VL * cc, dv - c0 - VL * cc) : vzero();

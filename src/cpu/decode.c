@@ -111,6 +111,14 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
         if (j < nsk)
             n = min64(n, nsk - j);       /* kept sinks and window are not adjacent */
         const int nk = (int)n;
+        if (j + n < j1) {                /* the kernels prefetch into the next run */
+            attn_kv_rows nkr, nvr;
+            const int64_t npos = attn_kv_pos_of(c, ds->s, j + n);
+            attn_kv_rows_at(c, ds->s, npos, 0, hk, &nkr);
+            attn_kv_rows_at(c, ds->s, npos, 1, hk, &nvr);
+            kr.next = nkr.data;
+            vr.next = nvr.data;
+        }
 
         if (pl->qp_bytes)
             pl->dk->qk_prepared(qp, nr, &kr, c->dtype, nk, p->d, st, pl->lds);

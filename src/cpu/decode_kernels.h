@@ -14,6 +14,13 @@
 #include "attn.h"
 #include "../kv_cache.h"
 
+/* Where to prefetch row j of a run of nk rows (j may be past the run: the
+ * rows the driver streams next, when it says which). */
+static inline const uint8_t *attn_kv_row_ahead(const attn_kv_rows *x, int64_t j, int nk)
+{
+    return j >= nk && x->next ? x->next + (j - nk) * x->row_bytes : x->data + j * x->row_bytes;
+}
+
 typedef struct attn_cpu_decode_kernels {
     const char *name;
     /* s[r*lds + j] = sum_c q[r*ldq + c] * k_j[c]   for r < nr, j < nk.
