@@ -68,6 +68,9 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
                 __m512 msum[4][2];
                 DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][0] = msum[r][1] = _mm512_setzero_ps();
                 for (int j = 0; j < jn; j += 16) {
+                    if (c0 == 0)   /* the meta of the 16 keys after these */
+                        for (int64_t mb = 0; mb < 32 * v->meta_per_row; mb += 64)
+                            __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + 16, nk) + mb, 0, 3);
                     const __mmask16 keys = jn - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (jn - j)) - 1u);
                     for (int h = 0; h < nh; h++) {
                         __m512 sv, mv;

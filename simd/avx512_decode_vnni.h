@@ -106,6 +106,8 @@ VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows
     __m512i kt[vnni_max_d / 4];
     const uint8_t *kr[16];
     DEC_UNROLL for (int l = 0; l < 16; l++) kr[l] = k->data + (j0 + dec_min(l, jn - 1)) * rb;
+    for (int64_t mb = 0; mb < 32 * k->meta_per_row; mb += 64)   /* the next 16 keys' meta */
+        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + 16, nk) + mb, 0, 3);
     for (int64_t c0 = 0; c0 < rb; c0 += 64) {
         const __mmask16 m = rb - c0 >= 64 ? (__mmask16)0xffff : (__mmask16)((1u << ((rb - c0) / 4)) - 1u);
         __m512i r[16];

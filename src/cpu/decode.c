@@ -117,7 +117,9 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
             attn_kv_rows_at(c, ds->s, npos, 0, hk, &nkr);
             attn_kv_rows_at(c, ds->s, npos, 1, hk, &nvr);
             kr.next = nkr.data;
+            kr.next_meta = nkr.meta;
             vr.next = nvr.data;
+            vr.next_meta = nvr.meta;
         }
 
         if (pl->qp_bytes)

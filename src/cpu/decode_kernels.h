@@ -21,6 +21,13 @@ static inline const uint8_t *attn_kv_row_ahead(const attn_kv_rows *x, int64_t j,
     return j >= nk && x->next ? x->next + (j - nk) * x->row_bytes : x->data + j * x->row_bytes;
 }
 
+/* The same for row j's meta (Q8/Q4). */
+static inline const uint16_t *attn_kv_meta_ahead(const attn_kv_rows *x, int64_t j, int nk)
+{
+    return j >= nk && x->next_meta ? x->next_meta + (j - nk) * x->meta_per_row
+                                   : x->meta + j * x->meta_per_row;
+}
+
 typedef struct attn_cpu_decode_kernels {
     const char *name;
     /* s[r*lds + j] = sum_c q[r*ldq + c] * k_j[c]   for r < nr, j < nk.
