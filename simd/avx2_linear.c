@@ -13,6 +13,7 @@
 #define LSUB(a, b) _mm256_sub_ps((a), (b))
 #define LMUL(a, b) _mm256_mul_ps((a), (b))
 #define LEXP(x) attn_exp_avx2(x)
+#define LMR 6
 #define LNAME(x) avx2_lin_##x
 #include "linear_tmpl.h"
 

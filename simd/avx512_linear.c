@@ -13,6 +13,7 @@
 #define LSUB(a, b) _mm512_sub_ps((a), (b))
 #define LMUL(a, b) _mm512_mul_ps((a), (b))
 #define LEXP(x) attn_exp_avx512(x)
+#define LMR 8
 #define LNAME(x) avx512_lin_##x
 #include "linear_tmpl.h"
 

@@ -13,6 +13,7 @@
 #define LSUB(a, b) vsubq_f32((a), (b))
 #define LMUL(a, b) vmulq_f32((a), (b))
 #define LEXP(x) attn_exp_neon(x)
+#define LMR 8
 #define LNAME(x) neon_lin_##x
 #include "linear_tmpl.h"
 
