@@ -46,6 +46,10 @@ typedef struct attn_linear_task {
     int64_t lds;
     float  *z;                /* normaliser state (normalize), dk floats */
     float  *ws;               /* scratch: attn_linear_*_ws_floats */
+    /* The work that follows this chunk in the same thread: head pf_h, tokens
+     * from the chunk start + pf_dc. Its rows are prefetched while this chunk
+     * computes, so that they arrive just in time and stay in L2. */
+    int64_t pf_h, pf_dc;
 } attn_linear_task;
 
 /* Token loads shared by both forms (linear_driver.c). */
@@ -54,8 +58,9 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
 int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
-/* Prefetches the rows of tokens [i0, i0 + n) of every input (clipped to the task). */
-void attn_linear_prefetch(const attn_linear_task *t, int64_t i0, int64_t n);
+/* Prefetches the rows of head h, tokens [i0, i0 + n) of every input
+ * (clipped to the task). */
+void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n);
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
 

@@ -149,6 +149,16 @@ static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, 
     }
 }
 
+/* Each token row of a head is its own run of cache lines, far from the next
+ * token's: the rows of the work that follows (t->pf_h, t->pf_dc) are fetched
+ * a quarter at a time between the products of this chunk, so the requests
+ * spread over the compute instead of queueing behind each other. */
+static void prefetch_part(const attn_linear_task *t, int64_t c0, int part)
+{
+    const int64_t n = (t->p->chunk + 3) / 4;
+    attn_linear_prefetch(t, t->pf_h, c0 + t->pf_dc + part * n, n);
+}
+
 void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c_end)
 {
     const attn_linear_problem *p = t->p;
@@ -183,9 +193,6 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
     for (int64_t c0 = c_begin; c0 < c_end && c0 < t->len; c0 += C) {
         const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
-        /* Each token row of a head is its own cache line run, far from the
-         * next token's: fetch the next chunk while this one computes. */
-        attn_linear_prefetch(t, c0 + C, C);
         /* Load the chunk; cumulative log-gates. */
         for (int r = 0; r < n; r++) {
             attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
@@ -208,7 +215,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
+        prefetch_part(t, c0, 0);
         gram(&c, c.Q, c.K, n, 0, c.A);
+        prefetch_part(t, c0, 1);
         if (c.mode)
             scale_rows(&c, c.Q, c.Q, n, 0);
         ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
@@ -238,6 +247,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
+        prefetch_part(t, c0, 2);
         /* O += A U, lower triangle only. */
         for (int r0 = 0; r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
@@ -263,6 +273,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
+        prefetch_part(t, c0, 3);
         /* State: S = diag(exp(G_last)) S + Ktil^T U. */
         const float *Kt = c.K;
         if (c.mode) {

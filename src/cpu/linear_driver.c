@@ -70,32 +70,31 @@ void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
     load_row(dst, row_of(t, v, i), v->dtype, v->stride[3], t->p->dv);
 }
 
-static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t i0, int64_t n,
-                          int64_t cols)
+static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t h, int64_t i0,
+                          int64_t n, int64_t cols)
 {
-    const int64_t bytes = cols * (int64_t)attn_dtype_size(x->dtype) *
-                          (x->ndim == 4 ? x->stride[3] : 1);
-    for (int64_t i = i0; i < i0 + n; i++) {
-        const char *r = row_of(t, x, i);
+    const int64_t es = (int64_t)attn_dtype_size(x->dtype);
+    const int64_t bytes = cols * es * (x->ndim == 4 ? x->stride[3] : 1);
+    const char *r = at(x, t->bt * x->stride[0] + (t->t0 + i0) * x->stride[1] + h * x->stride[2]);
+    for (int64_t i = 0; i < n; i++, r += x->stride[1] * es)
         for (int64_t b = 0; b < bytes; b += 64)
             __builtin_prefetch(r + b);
-    }
 }
 
-void attn_linear_prefetch(const attn_linear_task *t, int64_t i0, int64_t n)
+void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n)
 {
     const attn_linear_problem *p = t->p;
     if (i0 + n > t->len)
         n = t->len - i0;
     if (n <= 0)
         return;
-    prefetch_view(t, &p->q, i0, n, p->dk);
-    prefetch_view(t, &p->k, i0, n, p->dk);
-    prefetch_view(t, &p->v, i0, n, p->dv);
+    prefetch_view(t, &p->q, h, i0, n, p->dk);
+    prefetch_view(t, &p->k, h, i0, n, p->dk);
+    prefetch_view(t, &p->v, h, i0, n, p->dv);
     if (p->has_g)
-        prefetch_view(t, &p->g, i0, n, p->g_per_channel ? p->dk : 1);
+        prefetch_view(t, &p->g, h, i0, n, p->g_per_channel ? p->dk : 1);
     if (p->has_beta)
-        prefetch_view(t, &p->beta, i0, n, 1);
+        prefetch_view(t, &p->beta, h, i0, n, 1);
 }
 
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
@@ -237,6 +236,8 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
         t.len = p->s;
     }
     t.lds = pl->lds;
+    t.pf_h = h0;
+    t.pf_dc = 0;
     t.ws = ws + pl->group * pl->state_floats;
     const int recurrent = p->algo == ATTN_LINEAR_ALGO_RECURRENT ||
         (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= LINEAR_RECURRENT_MAX_LEN);
@@ -255,6 +256,8 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
         for (int64_t c0 = 0; c0 < t.len; c0 += p->chunk)
             for (int64_t h = h0; h < h1; h++) {
                 HEAD(h);
+                t.pf_h = h + 1 < h1 ? h + 1 : h0;
+                t.pf_dc = h + 1 < h1 ? 0 : p->chunk;
                 attn_linear_chunkwise(&t, c0, c0 + p->chunk);
             }
     }
