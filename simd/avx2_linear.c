@@ -24,6 +24,8 @@ static const attn_linear_kernels kernels = {
     .row_update = avx2_lin_row_update,
     .axpy = avx2_lin_axpy,
     .mul_exp = avx2_lin_mul_exp,
+    .vmul = avx2_lin_vmul,
+    .scal = avx2_lin_scal,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx2(void) { return &kernels; }

@@ -24,6 +24,8 @@ static const attn_linear_kernels kernels = {
     .row_update = avx512_lin_row_update,
     .axpy = avx512_lin_axpy,
     .mul_exp = avx512_lin_mul_exp,
+    .vmul = avx512_lin_vmul,
+    .scal = avx512_lin_scal,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx512(void) { return &kernels; }

@@ -158,3 +158,22 @@ static void LNAME(mul_exp)(float *dst, const float *x, const float *a, const flo
     for (; j < n; j++)
         dst[j] = x[j] * expf((a ? a[j] : 0.0f) - (b ? b[j] : 0.0f));
 }
+
+static void LNAME(vmul)(float *dst, const float *x, const float *y, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + LV <= n; j += LV)
+        LSTORE(dst + j, LMUL(LLOAD(x + j), LLOAD(y + j)));
+    for (; j < n; j++)
+        dst[j] = x[j] * y[j];
+}
+
+static void LNAME(scal)(float *y, float a, int64_t n)
+{
+    const LVEC va = LSET1(a);
+    int64_t j = 0;
+    for (; j + LV <= n; j += LV)
+        LSTORE(y + j, LMUL(va, LLOAD(y + j)));
+    for (; j < n; j++)
+        y[j] *= a;
+}

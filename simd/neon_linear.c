@@ -24,6 +24,8 @@ static const attn_linear_kernels kernels = {
     .row_update = neon_lin_row_update,
     .axpy = neon_lin_axpy,
     .mul_exp = neon_lin_mul_exp,
+    .vmul = neon_lin_vmul,
+    .scal = neon_lin_scal,
 };
 
 const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

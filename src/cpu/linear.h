@@ -25,6 +25,10 @@ typedef struct attn_linear_kernels {
     /* dst = x * exp(a - b) elementwise (n floats); a or b NULL means 0.
      * dst may be x. */
     void (*mul_exp)(float *dst, const float *x, const float *a, const float *b, int64_t n);
+    /* dst = x * y elementwise (n floats); dst may be x. */
+    void (*vmul)(float *dst, const float *x, const float *y, int64_t n);
+    /* y *= a (n floats). */
+    void (*scal)(float *y, float a, int64_t n);
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;

@@ -36,7 +36,7 @@ typedef struct chunk_ctx {
     const attn_linear_kernels *ks;
     int64_t dk, dv, lk, lv, lc;
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
-    float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *KT, *QT, *E, *den;
+    float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
 } chunk_ctx;
 
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
@@ -45,7 +45,7 @@ size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
     const int64_t lv = attn_linear_round16(p->dv), lc = attn_linear_round16(C);
     int64_t le = lk > lv ? lk : lv;
     le = le > lc ? le : lc;
-    return (size_t)(4 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
+    return (size_t)(5 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
                     16 * 8);
 }
 
@@ -81,12 +81,20 @@ static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int 
                     A[i * lc + j] *= E[j];
             }
     } else {
-        /* Key block J (rows j0..j0+jb) uses the reference G_end = G at its last
-         * row: kt_j = k_j exp(G_end - G_j) <= 1, shared by every row block
-         * I >= J; the row side qt_i = q_i exp(G_i - G_end) is <= 1 for I > J
-         * and, on the diagonal, <= e^GUARD when the block's decay range
-         * allows, else the diagonal is computed entry by entry. */
+        /* Row side once per row: xh_i = x_i exp(G_i - Gref_I), Gref_I = G at
+         * the last row before block I (0 for the first block), so xh_i <= x_i.
+         * Key block J (rows j0..j0+jb) uses the reference G_end = G at its
+         * last row: kt_j = k_j exp(G_end - G_j) <= 1, shared by every row
+         * block I >= J. Row block I against key block J takes
+         * qt_i = xh_i exp(Gref_I - G_end): a product of two ratios <= 1 for
+         * I > J (no exponent at all for I = J + 1, where Gref_I = G_end), and
+         * on the diagonal a factor >= 1, used while it stays below e^GUARD,
+         * else the diagonal block is computed entry by entry. */
         const float *G = c->G;
+        for (int i = 0; i < n; i++) {
+            const int i0 = i / SB * SB;
+            ks->mul_exp(c->XH + i * lk, X + i * lk, G + i * lk, i0 ? G + (i0 - 1) * lk : NULL, dk);
+        }
         for (int j0 = 0; j0 < n; j0 += SB) {
             const int jb = n - j0 < SB ? n - j0 : SB;
             const float *gend = G + (j0 + jb - 1) * lk;
@@ -97,33 +105,59 @@ static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int 
                 for (int64_t cc = 0; cc < dk; cc++)
                     KT[cc * lc + j0 + j] = x[cc];
             }
-            int ok = 1;
-            const float *g0 = G + j0 * lk;
-            for (int64_t cc = 0; cc < dk; cc++)
-                if (!(g0[cc] - gend[cc] <= GUARD)) { ok = 0; break; }
             for (int i0 = j0; i0 < n; i0 += SB) {
                 const int rn = n - i0 < SB ? n - i0 : SB;
-                if (i0 == j0 && !ok) {
-                    for (int i = i0; i < i0 + rn; i++)
-                        for (int j = j0; j < (strict ? i : i + 1); j++) {
-                            ks->mul_exp(E, X + i * lk, G + i * lk, G + j * lk, dk);
-                            const float *y = Y + j * lk;
-                            float acc = 0.0f;
-                            for (int64_t cc = 0; cc < dk; cc++)
-                                acc += E[cc] * y[cc];
-                            A[i * lc + j] = acc;
-                        }
-                    continue;
+                const float *qt = c->XH + i0 * lk;
+                if (i0 != j0 + SB) {
+                    const float *gref = i0 ? G + (i0 - 1) * lk : NULL;
+                    int ok = 1;
+                    for (int64_t cc = 0; cc < dk; cc++) {
+                        E[cc] = (gref ? gref[cc] : 0.0f) - gend[cc];
+                        ok &= E[cc] <= GUARD;         /* NaN fails too */
+                    }
+                    if (!ok) {
+                        for (int i = i0; i < i0 + rn; i++)
+                            for (int j = j0; j < (strict ? i : i + 1); j++) {
+                                ks->mul_exp(E, X + i * lk, G + i * lk, G + j * lk, dk);
+                                const float *y = Y + j * lk;
+                                float acc = 0.0f;
+                                for (int64_t cc = 0; cc < dk; cc++)
+                                    acc += E[cc] * y[cc];
+                                A[i * lc + j] = acc;
+                            }
+                        continue;
+                    }
+                    ks->vexp(E, dk);
+                    for (int i = 0; i < rn; i++)
+                        ks->vmul(c->QT + i * lk, qt + i * lk, E, dk);
+                    qt = c->QT;
                 }
-                for (int i = 0; i < rn; i++)
-                    ks->mul_exp(c->QT + i * lk, X + (i0 + i) * lk, G + (i0 + i) * lk, gend, dk);
-                ks->gemm(rn, jb, (int)dk, c->QT, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
+                ks->gemm(rn, jb, (int)dk, qt, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
             }
         }
     }
     for (int i = 0; i < n; i++)
         for (int j = strict ? i : i + 1; j < n; j++)
             A[i * lc + j] = 0.0f;
+}
+
+/* Per-channel gates, after gram(): dst_i = x_i exp(G_i) from its row side
+ * xh_i = x_i exp(G_i - Gref_I) as xh_i exp(Gref_I), both factors <= 1. */
+static void hat_from_rowside(const chunk_ctx *c, float *dst, int n)
+{
+    const int64_t dk = c->dk, lk = c->lk;
+    float *E = c->E;
+    for (int i0 = 0; i0 < n; i0 += SB) {
+        const int rn = n - i0 < SB ? n - i0 : SB;
+        if (i0 == 0) {
+            memcpy(dst, c->XH, (size_t)((rn - 1) * lk + dk) * sizeof *dst);
+            continue;
+        }
+        memcpy(E, c->G + (i0 - 1) * lk, (size_t)dk * sizeof *E);
+        c->ks->vexp(E, dk);
+        for (int i = i0; i < i0 + rn; i++)
+            c->ks->vmul(dst + i * lk, c->XH + i * lk, E, dk);
+    }
 }
 
 /* dst_r = src_r * exp(G_r - off) for r < n, off = 0 or the last row's G
@@ -177,6 +211,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     c.K = carve(&cur, C * lk);
     c.G = carve(&cur, C * lk);
     c.X = carve(&cur, C * lk);
+    c.XH = carve(&cur, C * lk);
     c.U = carve(&cur, C * lv);
     c.O = carve(&cur, C * lv);
     c.A = carve(&cur, C * lc);
@@ -204,8 +239,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 float *g = c.G + r * lk;
                 attn_linear_load_g(t, c0 + r, g);
                 if (r)
-                    for (int64_t cc = 0; cc < dk; cc++)
-                        g[cc] += g[cc - lk];
+                    ks->axpy(g, 1.0f, g - lk, dk);
             } else if (c.mode == 1) {
                 float g;
                 attn_linear_load_g(t, c0 + r, &g);
@@ -218,17 +252,21 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         prefetch_part(t, c0, 0);
         gram(&c, c.Q, c.K, n, 0, c.A);
         prefetch_part(t, c0, 1);
-        if (c.mode)
+        if (c.mode == 2)
+            hat_from_rowside(&c, c.Q, n);
+        else if (c.mode)
             scale_rows(&c, c.Q, c.Q, n, 0);
         ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
 
         if (delta) {
             gram(&c, c.K, c.K, n, 1, c.L);
             const float *Kh = c.K;
-            if (c.mode) {
+            if (c.mode == 2)
+                hat_from_rowside(&c, c.X, n);
+            else if (c.mode)
                 scale_rows(&c, c.X, c.K, n, 0);
+            if (c.mode)
                 Kh = c.X;
-            }
             ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1);
             for (int j = 0; j < n; j++) {
                 const float b = c.beta[j];
@@ -285,12 +323,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             } else {
                 E[0] = expf(c.G[n - 1]);
             }
-            for (int64_t cc = 0; cc < dk; cc++) {
-                const float e = c.mode == 2 ? E[cc] : E[0];
-                float *s = S + cc * lds;
-                for (int64_t x = 0; x < dv; x++)
-                    s[x] *= e;
-            }
+            for (int64_t cc = 0; cc < dk; cc++)
+                ks->scal(S + cc * lds, c.mode == 2 ? E[cc] : E[0], dv);
             scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
