@@ -12,18 +12,20 @@
  *   O    = Qhat S0 + A U                             Qhat_i = q_i exp(G_i)
  *   S    = diag(exp(G_last)) S0 + Ktil^T U           Ktil_j = k_j exp(G_last - G_j)
  *
- * The triangular solve is a forward substitution. Every exponent above is
+ * The triangular solve is a blocked forward substitution. Every exponent above is
  * a decay ratio exp(G_i - G_j) with i >= j (<= 1 for gates <= 0), so nothing
  * overflows however long the sequence or strong the gate.
  *
- * Per-channel Gram: rows go in blocks of 16. For block I (rows r0..r0+15)
- * the reference is G_ref = G_{r0-1}; qt_i = q_i exp(G_i - G_ref) <= 1 and,
- * for the keys of earlier blocks, kt_j = k_j exp(G_ref - G_j) <= 1, so each
- * entry is the product of two ratios <= 1 (underflow only where the true
- * entry is negligible). Keys of the diagonal block get exp(G_ref - G_j) >= 1;
- * that is used only when every channel decays by less than e^-60 across the
- * block (no overflow, no underflow of qt); otherwise the diagonal block is
- * computed entry by entry from exp(G_i - G_j). */
+ * Per-channel Gram: rows go in blocks of 16. Row i of block I (rows
+ * r0..r0+15) is scaled once, xh_i = q_i exp(G_i - Gref_I) <= q_i with
+ * Gref_I = G_{r0-1}; the keys of block J once, kt_j = k_j exp(Gend_J - G_j)
+ * <= k_j with Gend_J = G at J's last row. Block pair (I, J) multiplies the
+ * rows by the one vector exp(Gref_I - Gend_J): <= 1 for I > J (each entry is
+ * a product of ratios <= 1, underflowing only where the true entry is
+ * negligible; exactly 1 for I = J + 1), >= 1 on the diagonal, where it is used
+ * only when every channel decays by less than e^-60 across the block (no
+ * overflow); otherwise the diagonal block is computed entry by entry from
+ * exp(G_i - G_j). Qhat and Khat come from the same xh_i times exp(Gref_I). */
 #include <math.h>
 #include <string.h>
 #include "linear.h"
@@ -276,12 +278,20 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 for (int i = 0; i < j; i++)
                     l[i] *= b;
             }
-            for (int j = 1; j < n; j++) {
-                float *u = c.U + j * lv;
-                const float *l = c.L + j * lc;
-                for (int i = 0; i < j; i++)
-                    if (l[i] != 0.0f)
-                        ks->axpy(u, -l[i], c.U + i * lv, dv);
+            /* (I + L) U = rhs, a block of SB rows at a time: the rows solved in
+             * earlier blocks enter through one GEMM, then forward substitution
+             * inside the block. */
+            for (int j0 = 0; j0 < n; j0 += SB) {
+                const int jb = n - j0 < SB ? n - j0 : SB;
+                if (j0)
+                    ks->gemm(jb, (int)dv, j0, c.L + j0 * lc, lc, 1, c.U, lv, c.U + j0 * lv, lv, -1);
+                for (int j = j0 + 1; j < j0 + jb; j++) {
+                    float *u = c.U + j * lv;
+                    const float *l = c.L + j * lc;
+                    for (int i = j0; i < j; i++)
+                        if (l[i] != 0.0f)
+                            ks->axpy(u, -l[i], c.U + i * lv, dv);
+                }
             }
         }
 
