@@ -38,6 +38,7 @@ typedef struct chunk_ctx {
     const attn_linear_kernels *ks;
     int64_t dk, dv, lk, lv, lc;
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
+    int64_t c0, pf_done;     /* chunk start; rows of the next work prefetched */
     float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
 } chunk_ctx;
 
@@ -58,9 +59,23 @@ static float *carve(float **cur, int64_t n)
     return r;
 }
 
+/* Each token row of a head is its own run of cache lines, far from the next
+ * token's: the rows of the work that follows (t->pf_h, t->pf_dc) are fetched
+ * a few at a time between the products of this chunk (pf_done rows so far),
+ * so the requests spread over the compute instead of queueing behind each
+ * other for the line fill buffers. */
+static void prefetch_more(chunk_ctx *c, int64_t rows)
+{
+    const attn_linear_task *t = c->t;
+    if (rows > t->p->chunk - c->pf_done)
+        rows = t->p->chunk - c->pf_done;
+    attn_linear_prefetch(t, t->pf_h, c->c0 + t->pf_dc + c->pf_done, rows);
+    c->pf_done += rows;
+}
+
 /* A (n x n, ld lc) = gated Gram of rows X, Y, lower triangle (strict or
  * inclusive), zeros above. */
-static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A)
+static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
@@ -136,6 +151,7 @@ static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int 
                 }
                 ks->gemm(rn, jb, (int)dk, qt, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
             }
+            prefetch_more(c, 4);
         }
     }
     for (int i = 0; i < n; i++)
@@ -183,16 +199,6 @@ static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, 
                 dst[r * lk + cc] = src[r * lk + cc] * e;
         }
     }
-}
-
-/* Each token row of a head is its own run of cache lines, far from the next
- * token's: the rows of the work that follows (t->pf_h, t->pf_dc) are fetched
- * a quarter at a time between the products of this chunk, so the requests
- * spread over the compute instead of queueing behind each other. */
-static void prefetch_part(const attn_linear_task *t, int64_t c0, int part)
-{
-    const int64_t n = (t->p->chunk + 3) / 4;
-    attn_linear_prefetch(t, t->pf_h, c0 + t->pf_dc + part * n, n);
 }
 
 void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c_end)
@@ -251,14 +257,17 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
-        prefetch_part(t, c0, 0);
+        c.c0 = c0;
+        c.pf_done = 0;
+        prefetch_more(&c, 8);
         gram(&c, c.Q, c.K, n, 0, c.A);
-        prefetch_part(t, c0, 1);
+        prefetch_more(&c, 8);
         if (c.mode == 2)
             hat_from_rowside(&c, c.Q, n);
         else if (c.mode)
             scale_rows(&c, c.Q, c.Q, n, 0);
         ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
+        prefetch_more(&c, 8);
 
         if (delta) {
             gram(&c, c.K, c.K, n, 1, c.L);
@@ -295,11 +304,11 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
-        prefetch_part(t, c0, 2);
         /* O += A U, lower triangle only. */
         for (int r0 = 0; r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
             ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1);
+            prefetch_more(&c, 4);
         }
 
         if (p->normalize) {
@@ -321,7 +330,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
-        prefetch_part(t, c0, 3);
+        prefetch_more(&c, 8);
         /* State: S = diag(exp(G_last)) S + Ktil^T U. */
         const float *Kt = c.K;
         if (c.mode) {
@@ -339,6 +348,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             Kt = c.X;
         }
         ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
+        prefetch_more(&c, p->chunk);
 
         for (int r = 0; r < n; r++)
             attn_linear_store_o(t, c0 + r, c.O + r * lv);
