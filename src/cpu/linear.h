@@ -36,6 +36,9 @@ const attn_linear_kernels *attn_linear_kernels_avx2(void);
 const attn_linear_kernels *attn_linear_kernels_avx512(void);
 const attn_linear_kernels *attn_linear_kernels_neon(void);
 
+/* AUTO picks the recurrent form for sequences this short. */
+#define ATTN_LINEAR_RECURRENT_MAX_LEN 16
+
 /* Log-gates below this are clamped to it: exp(-80) ~ 1.8e-35 is a reset in
  * f32, and the clamp keeps -inf out of the cumulative sums (inf - inf). */
 #define ATTN_LINEAR_G_FLOOR (-80.0f)
@@ -54,6 +57,9 @@ typedef struct attn_linear_task {
      * from the chunk start + pf_dc. Its rows are prefetched while this chunk
      * computes, so that they arrive just in time and stay in L2. */
     int64_t pf_h, pf_dc;
+    /* Chunkwise, non-delta kinds only: update the state, write no output. */
+    int     state_only;
+    float  *gsum;             /* chunkwise: += the chunks' summed log-gates, or NULL */
 } attn_linear_task;
 
 /* Token loads shared by both forms (linear_driver.c). */
@@ -68,11 +74,25 @@ void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int6
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
 
+/* The task of heads of sequence b (bt, t0, len; lds); h, S, z, ws are the caller's. */
+void attn_linear_task_init(attn_linear_task *t, const attn_linear_problem *p,
+                           const attn_linear_kernels *ks, int64_t b, int64_t lds);
+/* S (and z) from state_in (z_in) or zeros; to state_out (z_out) if asked. */
+void attn_linear_load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t);
+void attn_linear_store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t);
+
 size_t attn_linear_recurrent_ws_floats(const attn_linear_problem *p);
 void   attn_linear_recurrent(const attn_linear_task *t);
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p);
 /* Chunks starting at c_begin, c_begin + C, ... below c_end (and the length). */
 void   attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c_end);
+
+/* Sequence-parallel chunkwise form (linear_segments.c): the segments per
+ * (sequence, head) pair worth using with `threads` threads (1: not this
+ * form), and the run itself. */
+int64_t     attn_linear_segments_for(const attn_linear_problem *p, int threads);
+attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear_kernels *ks,
+                                 int64_t lds, int64_t P, int threads);
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p);
 

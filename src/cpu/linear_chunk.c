@@ -233,12 +233,14 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     const int delta = attn_linear_is_delta(p->kind);
     float *S = t->S;
     const int64_t lds = t->lds;
+    const int out = !t->state_only;
 
     for (int64_t c0 = c_begin; c0 < c_end && c0 < t->len; c0 += C) {
         const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
         /* Load the chunk; cumulative log-gates. */
         for (int r = 0; r < n; r++) {
-            attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
+            if (out)
+                attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
             attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
             attn_linear_load_v(t, c0 + r, c.U + r * lv);
             if (delta)
@@ -259,15 +261,17 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
          * unless normalize, which has no gate). */
         c.c0 = c0;
         c.pf_done = 0;
-        prefetch_more(&c, 8);
-        gram(&c, c.Q, c.K, n, 0, c.A);
-        prefetch_more(&c, 8);
-        if (c.mode == 2)
-            hat_from_rowside(&c, c.Q, n);
-        else if (c.mode)
-            scale_rows(&c, c.Q, c.Q, n, 0);
-        ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
-        prefetch_more(&c, 8);
+        if (out) {
+            prefetch_more(&c, 8);
+            gram(&c, c.Q, c.K, n, 0, c.A);
+            prefetch_more(&c, 8);
+            if (c.mode == 2)
+                hat_from_rowside(&c, c.Q, n);
+            else if (c.mode)
+                scale_rows(&c, c.Q, c.Q, n, 0);
+            ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
+            prefetch_more(&c, 8);
+        }
 
         if (delta) {
             gram(&c, c.K, c.K, n, 1, c.L);
@@ -305,13 +309,13 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         }
 
         /* O += A U, lower triangle only. */
-        for (int r0 = 0; r0 < n; r0 += SB) {
+        for (int r0 = 0; out && r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
             ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1);
             prefetch_more(&c, 4);
         }
 
-        if (p->normalize) {
+        if (p->normalize && out) {
             for (int i = 0; i < n; i++) {
                 float d = 0.0f;
                 for (int64_t cc = 0; cc < dk; cc++)
@@ -335,6 +339,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         const float *Kt = c.K;
         if (c.mode) {
             float *E = c.E;
+            if (t->gsum)
+                ks->axpy(t->gsum, 1.0f, c.mode == 2 ? c.G + (n - 1) * lk : c.G + n - 1,
+                         c.mode == 2 ? dk : 1);
             if (c.mode == 2) {
                 for (int64_t cc = 0; cc < dk; cc++)
                     E[cc] = c.G[(n - 1) * lk + cc];
@@ -350,7 +357,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
         prefetch_more(&c, p->chunk);
 
-        for (int r = 0; r < n; r++)
+        for (int r = 0; out && r < n; r++)
             attn_linear_store_o(t, c0 + r, c.O + r * lv);
     }
 }

@@ -15,9 +15,6 @@
 #include <omp.h>
 #endif
 
-/* AUTO picks the recurrent form for sequences this short. */
-#define LINEAR_RECURRENT_MAX_LEN 16
-
 static inline char *at(const attn_view *v, int64_t elems)
 {
     return v->base + elems * (int64_t)attn_dtype_size(v->dtype);
@@ -176,7 +173,7 @@ typedef struct linear_plan {
     int64_t group, ngroups;   /* heads per task, tasks per sequence */
 } linear_plan;
 
-static void load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t)
+void attn_linear_load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t)
 {
     const int64_t dk = p->dk, dv = p->dv;
     if (p->has_state_in) {
@@ -197,7 +194,7 @@ static void load_state(const attn_linear_problem *p, int64_t b, attn_linear_task
     }
 }
 
-static void store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t)
+void attn_linear_store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t)
 {
     const int64_t dk = p->dk, dv = p->dv;
     if (p->has_state_out) {
@@ -214,6 +211,22 @@ static void store_state(const attn_linear_problem *p, int64_t b, const attn_line
     }
 }
 
+void attn_linear_task_init(attn_linear_task *t, const attn_linear_problem *p,
+                           const attn_linear_kernels *ks, int64_t b, int64_t lds)
+{
+    memset(t, 0, sizeof *t);
+    t->p = p;
+    t->ks = ks;
+    if (p->cu) {
+        t->t0 = p->cu[b];
+        t->len = p->cu[b + 1] - p->cu[b];
+    } else {
+        t->bt = b;
+        t->len = p->s;
+    }
+    t->lds = lds;
+}
+
 /* One task: a group of heads of one sequence. The chunkwise form walks the
  * chunks in the outer loop and the heads in the inner one, so the token rows
  * it reads (all heads of a token are adjacent in [B,S,H,D]) stream through
@@ -224,28 +237,15 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
     const int64_t b = task / pl->ngroups, h0 = (task % pl->ngroups) * pl->group;
     const int64_t h1 = h0 + pl->group < p->h ? h0 + pl->group : p->h;
     attn_linear_task t;
-    t.p = p;
-    t.ks = pl->ks;
-    if (p->cu) {
-        t.bt = 0;
-        t.t0 = p->cu[b];
-        t.len = p->cu[b + 1] - p->cu[b];
-    } else {
-        t.bt = b;
-        t.t0 = 0;
-        t.len = p->s;
-    }
-    t.lds = pl->lds;
-    t.pf_h = h0;
-    t.pf_dc = 0;
+    attn_linear_task_init(&t, p, pl->ks, b, pl->lds);
     t.ws = ws + pl->group * pl->state_floats;
     const int recurrent = p->algo == ATTN_LINEAR_ALGO_RECURRENT ||
-        (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= LINEAR_RECURRENT_MAX_LEN);
+        (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= ATTN_LINEAR_RECURRENT_MAX_LEN);
 #define HEAD(h_) (t.h = (h_), t.S = ws + ((h_) - h0) * pl->state_floats, \
                   t.z = t.S + p->dk * pl->lds)
     for (int64_t h = h0; h < h1; h++) {
         HEAD(h);
-        load_state(p, b, &t);
+        attn_linear_load_state(p, b, &t);
     }
     if (t.len > 0 && recurrent) {
         for (int64_t h = h0; h < h1; h++) {
@@ -263,7 +263,7 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
     }
     for (int64_t h = h0; h < h1; h++) {
         HEAD(h);
-        store_state(p, b, &t);
+        attn_linear_store_state(p, b, &t);
     }
 #undef HEAD
 }
@@ -281,6 +281,9 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     /* Heads per task: enough tasks for every thread, but no more states per
      * task than fit in about 1 MiB (a core's L2). */
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
+    const int64_t segments = attn_linear_segments_for(p, nt);
+    if (segments > 1)
+        return attn_linear_segments(p, pl.ks, pl.lds, segments, nt);
     int64_t per_seq = (nt + p->num_seqs - 1) / p->num_seqs;
     if (per_seq > p->h) per_seq = p->h;
     int64_t group = (p->h + per_seq - 1) / per_seq;
