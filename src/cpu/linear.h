@@ -50,6 +50,7 @@ typedef struct attn_linear_task {
     const attn_linear_kernels *ks;
     int64_t bt, t0, len, h;   /* batch index into the tensors, first token, length, head */
     float  *S;                /* dk rows of lds floats */
+    int     direct;           /* S is the head's state_out rows, not a workspace copy */
     int64_t lds;
     float  *z;                /* normaliser state (normalize), dk floats */
     float  *ws;               /* scratch: attn_linear_*_ws_floats */

@@ -179,9 +179,15 @@ void attn_linear_load_state(const attn_linear_problem *p, int64_t b, attn_linear
     if (p->has_state_in) {
         const attn_view *V = &p->state_in;
         const float *src = (const float *)V->base + b * V->stride[0] + t->h * V->stride[1];
-        for (int64_t c = 0; c < dk; c++)
-            for (int64_t j = 0; j < dv; j++)
-                t->S[c * t->lds + j] = src[c * V->stride[2] + j * V->stride[3]];
+        if (src == t->S && V->stride[2] == t->lds && V->stride[3] == 1)
+            ;                                   /* in place: state_in is state_out */
+        else if (V->stride[3] == 1)
+            for (int64_t c = 0; c < dk; c++)
+                memcpy(t->S + c * t->lds, src + c * V->stride[2], (size_t)dv * sizeof(float));
+        else
+            for (int64_t c = 0; c < dk; c++)
+                for (int64_t j = 0; j < dv; j++)
+                    t->S[c * t->lds + j] = src[c * V->stride[2] + j * V->stride[3]];
     } else {
         for (int64_t c = 0; c < dk; c++)
             memset(t->S + c * t->lds, 0, (size_t)dv * sizeof(float));
@@ -197,7 +203,7 @@ void attn_linear_load_state(const attn_linear_problem *p, int64_t b, attn_linear
 void attn_linear_store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t)
 {
     const int64_t dk = p->dk, dv = p->dv;
-    if (p->has_state_out) {
+    if (p->has_state_out && !t->direct) {
         const attn_view *V = &p->state_out;
         float *dst = (float *)V->base + b * V->stride[0] + t->h * V->stride[1];
         for (int64_t c = 0; c < dk; c++)
@@ -241,8 +247,15 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
     t.ws = ws + pl->group * pl->state_floats;
     const int recurrent = p->algo == ATTN_LINEAR_ALGO_RECURRENT ||
         (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= ATTN_LINEAR_RECURRENT_MAX_LEN);
-#define HEAD(h_) (t.h = (h_), t.S = ws + ((h_) - h0) * pl->state_floats, \
-                  t.z = t.S + p->dk * pl->lds)
+    /* The state lives in state_out itself when its rows are contiguous:
+     * a decode step then reads and writes it once, with no copies. */
+    const attn_view *SO = &p->state_out;
+    t.direct = p->has_state_out && SO->stride[3] == 1 && (p->dk == 1 || SO->stride[2] >= p->dv);
+    if (t.direct)
+        t.lds = SO->stride[2];
+#define HEAD(h_) (t.h = (h_), t.z = ws + ((h_) - h0) * pl->state_floats + p->dk * pl->lds, \
+                  t.S = t.direct ? (float *)SO->base + b * SO->stride[0] + (h_) * SO->stride[1] \
+                                 : t.z - p->dk * pl->lds)
     for (int64_t h = h0; h < h1; h++) {
         HEAD(h);
         attn_linear_load_state(p, b, &t);
