@@ -116,9 +116,9 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             const int jb = n - j0 < SB ? n - j0 : SB;
             const float *gend = G + (j0 + jb - 1) * lk;
             for (int j = 0; j < jb; j++)
-                ks->mul_exp(c->X + j * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
+                ks->mul_exp(c->X + (j0 + j) * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
             for (int j = 0; j < jb; j++) {
-                const float *x = c->X + j * lk;
+                const float *x = c->X + (j0 + j) * lk;
                 for (int64_t cc = 0; cc < dk; cc++)
                     KT[cc * lc + j0 + j] = x[cc];
             }
@@ -168,13 +168,33 @@ static void hat_from_rowside(const chunk_ctx *c, float *dst, int n)
     for (int i0 = 0; i0 < n; i0 += SB) {
         const int rn = n - i0 < SB ? n - i0 : SB;
         if (i0 == 0) {
-            memcpy(dst, c->XH, (size_t)((rn - 1) * lk + dk) * sizeof *dst);
+            if (dst != c->XH)
+                memcpy(dst, c->XH, (size_t)((rn - 1) * lk + dk) * sizeof *dst);
             continue;
         }
         memcpy(E, c->G + (i0 - 1) * lk, (size_t)dk * sizeof *E);
         c->ks->vexp(E, dk);
         for (int i = i0; i < i0 + rn; i++)
             c->ks->vmul(dst + i * lk, c->XH + i * lk, E, dk);
+    }
+}
+
+/* Per-channel gates, after gram() of these keys: Ktil_j = k_j exp(G_last -
+ * G_j) in place of kt_j = k_j exp(Gend_J - G_j) (c->X) as kt_j times
+ * exp(G_last - Gend_J), both factors <= 1: one vector of exponents per key
+ * block instead of one per row. */
+static void ktil_from_keys(const chunk_ctx *c, int n)
+{
+    const int64_t dk = c->dk, lk = c->lk;
+    const float *glast = c->G + (n - 1) * lk;
+    float *E = c->E;
+    for (int j0 = 0; j0 + SB < n; j0 += SB) {
+        const float *gend = c->G + (j0 + SB - 1) * lk;
+        for (int64_t cc = 0; cc < dk; cc++)
+            E[cc] = glast[cc] - gend[cc];
+        c->ks->vexp(E, dk);
+        for (int j = j0; j < j0 + SB; j++)
+            c->ks->vmul(c->X + j * lk, c->X + j * lk, E, dk);
     }
 }
 
@@ -276,12 +296,14 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         if (delta) {
             gram(&c, c.K, c.K, n, 1, c.L);
             const float *Kh = c.K;
-            if (c.mode == 2)
-                hat_from_rowside(&c, c.X, n);
-            else if (c.mode)
+            /* Khat: per channel into XH (X keeps the keys' kt rows). */
+            if (c.mode == 2) {
+                hat_from_rowside(&c, c.XH, n);
+                Kh = c.XH;
+            } else if (c.mode) {
                 scale_rows(&c, c.X, c.K, n, 0);
-            if (c.mode)
                 Kh = c.X;
+            }
             ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1);
             for (int j = 0; j < n; j++) {
                 const float b = c.beta[j];
@@ -351,7 +373,10 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
             for (int64_t cc = 0; cc < dk; cc++)
                 ks->scal(S + cc * lds, c.mode == 2 ? E[cc] : E[0], dv);
-            scale_rows(&c, c.X, c.K, n, 1);
+            if (c.mode == 2 && out)
+                ktil_from_keys(&c, n);
+            else
+                scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
         ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
