@@ -69,8 +69,8 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
 int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
-/* Prefetches the rows of head h, tokens [i0, i0 + n) of every input
- * (clipped to the task). */
+/* Prefetches the rows of head h, tokens [i0, i0 + n) of every input, and of
+ * the output for writing (clipped to the task). */
 void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n);
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);

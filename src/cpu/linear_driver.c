@@ -68,14 +68,18 @@ void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
 }
 
 static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t h, int64_t i0,
-                          int64_t n, int64_t cols)
+                          int64_t n, int64_t cols, int write)
 {
     const int64_t es = (int64_t)attn_dtype_size(x->dtype);
     const int64_t bytes = cols * es * (x->ndim == 4 ? x->stride[3] : 1);
     const char *r = at(x, t->bt * x->stride[0] + (t->t0 + i0) * x->stride[1] + h * x->stride[2]);
     for (int64_t i = 0; i < n; i++, r += x->stride[1] * es)
-        for (int64_t b = 0; b < bytes; b += 64)
-            __builtin_prefetch(r + b);
+        for (int64_t b = 0; b < bytes; b += 64) {
+            if (write)
+                __builtin_prefetch(r + b, 1);
+            else
+                __builtin_prefetch(r + b);
+        }
 }
 
 void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n)
@@ -85,13 +89,14 @@ void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int6
         n = t->len - i0;
     if (n <= 0)
         return;
-    prefetch_view(t, &p->q, h, i0, n, p->dk);
-    prefetch_view(t, &p->k, h, i0, n, p->dk);
-    prefetch_view(t, &p->v, h, i0, n, p->dv);
+    prefetch_view(t, &p->q, h, i0, n, p->dk, 0);
+    prefetch_view(t, &p->k, h, i0, n, p->dk, 0);
+    prefetch_view(t, &p->v, h, i0, n, p->dv, 0);
     if (p->has_g)
-        prefetch_view(t, &p->g, h, i0, n, p->g_per_channel ? p->dk : 1);
+        prefetch_view(t, &p->g, h, i0, n, p->g_per_channel ? p->dk : 1, 0);
     if (p->has_beta)
-        prefetch_view(t, &p->beta, h, i0, n, 1);
+        prefetch_view(t, &p->beta, h, i0, n, 1, 0);
+    prefetch_view(t, &p->out, h, i0, n, p->dv, 1);
 }
 
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
