@@ -32,6 +32,12 @@ static void load_row(float *dst, const char *src, attn_dtype dt, int64_t stride,
         memcpy(dst, src, (size_t)n * sizeof *dst);
         return;
     }
+    if (dt == ATTN_BF16 && stride == 1) {      /* the common bf16 layout, without the dtype switch */
+        const uint16_t *h = (const uint16_t *)src;
+        for (int64_t c = 0; c < n; c++)
+            dst[c] = attn_bf16_to_f32(h[c]);
+        return;
+    }
     for (int64_t c = 0; c < n; c++)
         dst[c] = attn_load_f32(src, dt, c * stride);
 }
