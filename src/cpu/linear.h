@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../backend.h"
+#include "scratch.h"
 
 typedef struct attn_linear_kernels {
     const char *name;
@@ -93,7 +94,7 @@ void   attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t
  * form), and the run itself. */
 int64_t     attn_linear_segments_for(const attn_linear_problem *p, int threads);
 attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear_kernels *ks,
-                                 int64_t lds, int64_t P, int threads);
+                                 int64_t lds, int64_t P, int threads, attn_cpu_scratch *scratch);
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p);
 

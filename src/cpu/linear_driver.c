@@ -307,7 +307,7 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
     const int64_t segments = attn_linear_segments_for(p, nt);
     if (segments > 1)
-        return attn_linear_segments(p, pl.ks, pl.lds, segments, nt);
+        return attn_linear_segments(p, pl.ks, pl.lds, segments, nt, &st->scratch);
     int64_t per_seq = (nt + p->num_seqs - 1) / p->num_seqs;
     if (per_seq > p->h) per_seq = p->h;
     int64_t group = (p->h + per_seq - 1) / per_seq;

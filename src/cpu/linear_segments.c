@@ -13,7 +13,6 @@
  * Step 1 repeats the state products of P-1 segments, about a third of
  * their flops: P threads on one pair finish in about 4 / (3 P) of the time. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include "config.h"
 #include "linear.h"
@@ -112,7 +111,7 @@ static void step_out(const seg_plan *sp, int64_t w, float *ws)
 }
 
 attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear_kernels *ks,
-                                 int64_t lds, int64_t P, int threads)
+                                 int64_t lds, int64_t P, int threads, attn_cpu_scratch *scratch)
 {
     seg_plan sp;
     sp.p = p;
@@ -124,7 +123,8 @@ attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear
     const int64_t ws_floats = attn_linear_round16((int64_t)attn_linear_chunk_ws_floats(p));
     const size_t bytes = ((size_t)work * (size_t)sp.slot + (size_t)threads * (size_t)ws_floats) *
                          sizeof(float);
-    float *mem = aligned_alloc(64, bytes);
+    int kept;
+    float *mem = attn_cpu_scratch_acquire(scratch, bytes, &kept);
     if (!mem)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_linear: cannot allocate %zu bytes of "
                          "workspace", bytes);
@@ -152,6 +152,6 @@ attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear
     for (int64_t w = 0; w < work; w++)
         step_out(&sp, w, wss);
 #endif
-    free(mem);
+    attn_cpu_scratch_release(scratch, mem, kept);
     return ATTN_OK;
 }
