@@ -12,6 +12,7 @@
 #define LADD(a, b) _mm256_add_ps((a), (b))
 #define LSUB(a, b) _mm256_sub_ps((a), (b))
 #define LMUL(a, b) _mm256_mul_ps((a), (b))
+#define LMAXF(lo, x) _mm256_max_ps((lo), (x))   /* the second operand on NaN */
 #define LEXP(x) attn_exp_avx2(x)
 #define LMR 6
 #define LNAME(x) avx2_lin_##x
@@ -26,6 +27,7 @@ static const attn_linear_kernels kernels = {
     .mul_exp = avx2_lin_mul_exp,
     .vmul = avx2_lin_vmul,
     .scal = avx2_lin_scal,
+    .max_floor = avx2_lin_max_floor,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx2(void) { return &kernels; }

@@ -12,6 +12,7 @@
 #define LADD(a, b) _mm512_add_ps((a), (b))
 #define LSUB(a, b) _mm512_sub_ps((a), (b))
 #define LMUL(a, b) _mm512_mul_ps((a), (b))
+#define LMAXF(lo, x) _mm512_max_ps((lo), (x))   /* the second operand on NaN */
 #define LEXP(x) attn_exp_avx512(x)
 #define LMR 8
 #define LNAME(x) avx512_lin_##x
@@ -26,6 +27,7 @@ static const attn_linear_kernels kernels = {
     .mul_exp = avx512_lin_mul_exp,
     .vmul = avx512_lin_vmul,
     .scal = avx512_lin_scal,
+    .max_floor = avx512_lin_max_floor,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx512(void) { return &kernels; }

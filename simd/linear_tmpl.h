@@ -4,6 +4,7 @@
  *   LLOAD(p)     unaligned load             LSTORE(p, x)  unaligned store
  *   LSET1(a)     broadcast                  LZERO()
  *   LFMA(a,b,c)  a*b + c                    LADD/LSUB/LMUL(a,b)
+ *   LMAXF(lo,x)  max(lo, x), x when x is NaN
  *   LEXP(x)      vector exp (-inf -> 0)
  *   LNAME(x)     prefixes the static functions
  *   LMR          rows of the GEMM register tile (6 or 8: LMR x 2 accumulators
@@ -176,4 +177,14 @@ static void LNAME(scal)(float *y, float a, int64_t n)
         LSTORE(y + j, LMUL(va, LLOAD(y + j)));
     for (; j < n; j++)
         y[j] *= a;
+}
+
+static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
+{
+    const LVEC vlo = LSET1(lo);
+    int64_t j = 0;
+    for (; j + LV <= n; j += LV)
+        LSTORE(dst + j, LMAXF(vlo, LLOAD(x + j)));
+    for (; j < n; j++)
+        dst[j] = x[j] < lo ? lo : x[j];
 }

@@ -12,6 +12,7 @@
 #define LADD(a, b) vaddq_f32((a), (b))
 #define LSUB(a, b) vsubq_f32((a), (b))
 #define LMUL(a, b) vmulq_f32((a), (b))
+#define LMAXF(lo, x) vmaxq_f32((lo), (x))       /* NaN if either is NaN */
 #define LEXP(x) attn_exp_neon(x)
 #define LMR 8
 #define LNAME(x) neon_lin_##x
@@ -26,6 +27,7 @@ static const attn_linear_kernels kernels = {
     .mul_exp = neon_lin_mul_exp,
     .vmul = neon_lin_vmul,
     .scal = neon_lin_scal,
+    .max_floor = neon_lin_max_floor,
 };
 
 const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

@@ -30,6 +30,8 @@ typedef struct attn_linear_kernels {
     void (*vmul)(float *dst, const float *x, const float *y, int64_t n);
     /* y *= a (n floats). */
     void (*scal)(float *y, float a, int64_t n);
+    /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
+    void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;

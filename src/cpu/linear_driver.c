@@ -120,9 +120,7 @@ int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
     const int64_t n = p->g_per_channel ? p->dk : 1;
     const int64_t st = p->g_per_channel ? G->stride[3] : 1;
     if (G->dtype == ATTN_F32 && st == 1) {
-        const float *f = (const float *)src;
-        for (int64_t c = 0; c < n; c++)     /* NaN compares false and stays NaN */
-            g[c] = f[c] < ATTN_LINEAR_G_FLOOR ? ATTN_LINEAR_G_FLOOR : f[c];
+        t->ks->max_floor(g, (const float *)src, ATTN_LINEAR_G_FLOOR, n);
         return 1;
     }
     for (int64_t c = 0; c < n; c++) {

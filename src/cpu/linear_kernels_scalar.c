@@ -72,6 +72,12 @@ static void scalar_scal(float *y, float a, int64_t n)
         y[j] *= a;
 }
 
+static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)     /* NaN compares false and stays NaN */
+        dst[j] = x[j] < lo ? lo : x[j];
+}
+
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
@@ -81,4 +87,5 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .mul_exp = scalar_mul_exp,
     .vmul = scalar_vmul,
     .scal = scalar_scal,
+    .max_floor = scalar_max_floor,
 };
