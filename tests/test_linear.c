@@ -571,6 +571,19 @@ static void test_strides_inplace(attn_context *ctx)
                 eo = fmax(eo, fabs(os[((b * H + h) * T + t) * Dv + x] - ro[((b * T + t) * H + h) * Dv + x]) / mo);
         for (int64_t i = 0; i < d.ns; i++) es = fmax(es, fabs(((float *)st.mem)[i] - rS[i]) / ms);
         CHECK(eo < 2e-4 && es < 2e-4, "strided/in-place %s: out %.3g state %.3g", kname[kind], eo, es);
+        /* state_out as a transposed view: the state goes through the
+         * workspace instead of living in state_out's rows. */
+        htensor si = make(ATTN_F32, 4, ss, d.S0), so = make(ATTN_F32, 4, ss, NULL);
+        const int64_t sst[4] = { H * Dk * Dv, Dk * Dv, 1, Dk };
+        memcpy(so.t.stride, sst, sizeof sst);
+        s = attn_linear(ctx, &p, &q, &k, &v, d.has_g ? &g.t : NULL, d.has_beta ? &beta.t : NULL,
+                        &si.t, &o, &so.t);
+        CHECK(s == ATTN_OK, "transposed state_out: %s", attn_last_error());
+        es = 0;
+        for (int64_t bh = 0; bh < B * H; bh++) for (int64_t i = 0; i < Dk; i++) for (int64_t j = 0; j < Dv; j++)
+            es = fmax(es, fabs(((float *)so.mem)[(bh * Dv + j) * Dk + i] - rS[(bh * Dk + i) * Dv + j]) / ms);
+        CHECK(es < 2e-4, "transposed state_out %s: state %.3g", kname[kind], es);
+        free(si.mem); free(so.mem);
         free(qs); free(ksb); free(vs); free(os); free(g.mem); free(beta.mem); free(st.mem);
         free(ro); free(rS); free(rz);
         ldata_free(&d);
