@@ -24,6 +24,9 @@
 
 int64_t attn_linear_segments_for(const attn_linear_problem *p, int threads)
 {
+#ifndef HAVE_OPENMP
+    threads = 1;                                  /* the extra state work would not pay */
+#endif
     const int64_t pairs = p->num_seqs * p->h;
     if (attn_linear_is_delta(p->kind) || p->normalize || pairs < 1 || threads < 2 * pairs ||
         p->algo == ATTN_LINEAR_ALGO_RECURRENT)
