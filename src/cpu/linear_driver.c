@@ -52,9 +52,7 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
         double ss = 0.0;
         for (int64_t c = 0; c < d; c++)
             ss += (double)dst[c] * dst[c];
-        const float inv = (float)(1.0 / sqrt(ss + 1e-6));
-        for (int64_t c = 0; c < d; c++)
-            dst[c] *= inv;
+        t->ks->scal(dst, (float)(1.0 / sqrt(ss + 1e-6)), d);
     }
     if (p->feature == ATTN_LINEAR_FEATURE_ELU1)
         for (int64_t c = 0; c < d; c++)
@@ -63,8 +61,7 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
         for (int64_t c = 0; c < d; c++)
             dst[c] = dst[c] > 0.0f ? dst[c] : 0.0f;
     if (scale != 1.0f)
-        for (int64_t c = 0; c < d; c++)
-            dst[c] *= scale;
+        t->ks->scal(dst, scale, d);
 }
 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
