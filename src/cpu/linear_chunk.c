@@ -307,11 +307,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1);
             for (int j = 0; j < n; j++) {
                 const float b = c.beta[j];
-                float *u = c.U + j * lv, *l = c.L + j * lc;
-                for (int64_t x = 0; x < dv; x++)
-                    u[x] *= b;
-                for (int i = 0; i < j; i++)
-                    l[i] *= b;
+                ks->scal(c.U + j * lv, b, dv);
+                ks->scal(c.L + j * lc, b, j);
             }
             /* (I + L) U = rhs, a block of SB rows at a time: the rows solved in
              * earlier blocks enter through one GEMM, then forward substitution
