@@ -94,8 +94,7 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
                 for (int j = 0; j < jn; j++)
                     E[j] = c->G[i] - c->G[j];
                 ks->vexp(E, jn);
-                for (int j = 0; j < jn; j++)
-                    A[i * lc + j] *= E[j];
+                ks->vmul(A + i * lc, A + i * lc, E, jn);
             }
     } else {
         /* Row side once per row: xh_i = x_i exp(G_i - Gref_I), Gref_I = G at
@@ -214,9 +213,9 @@ static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, 
             E[r] = from_last ? c->G[n - 1] - c->G[r] : c->G[r];
         c->ks->vexp(E, n);
         for (int r = 0; r < n; r++) {
-            const float e = E[r];
-            for (int64_t cc = 0; cc < dk; cc++)
-                dst[r * lk + cc] = src[r * lk + cc] * e;
+            if (dst != src)
+                memcpy(dst + r * lk, src + r * lk, (size_t)dk * sizeof *dst);
+            c->ks->scal(dst + r * lk, E[r], dk);
         }
     }
 }
