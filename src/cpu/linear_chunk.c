@@ -74,14 +74,17 @@ static void prefetch_more(chunk_ctx *c, int64_t rows)
 }
 
 /* A (n x n, ld lc) = gated Gram of rows X, Y, lower triangle (strict or
- * inclusive), zeros above. */
-static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A)
+ * inclusive), zeros above. keys_ready: KT (and, per channel, the kt rows in
+ * c->X) already hold these keys Y from the previous call (the delta kinds'
+ * K K^T after Q K^T), so they are not built again. */
+static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A,
+                 int keys_ready)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
     float *KT = c->KT, *E = c->E;
     if (c->mode != 2) {
-        for (int j = 0; j < n; j++)
+        for (int j = 0; j < n && !keys_ready; j++)
             for (int64_t cc = 0; cc < dk; cc++)
                 KT[cc * lc + j] = Y[j * lk + cc];
         for (int r0 = 0; r0 < n; r0 += SB) {
@@ -114,9 +117,9 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
         for (int j0 = 0; j0 < n; j0 += SB) {
             const int jb = n - j0 < SB ? n - j0 : SB;
             const float *gend = G + (j0 + jb - 1) * lk;
-            for (int j = 0; j < jb; j++)
+            for (int j = 0; j < jb && !keys_ready; j++)
                 ks->mul_exp(c->X + (j0 + j) * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
-            for (int j = 0; j < jb; j++) {
+            for (int j = 0; j < jb && !keys_ready; j++) {
                 const float *x = c->X + (j0 + j) * lk;
                 for (int64_t cc = 0; cc < dk; cc++)
                     KT[cc * lc + j0 + j] = x[cc];
@@ -282,7 +285,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         c.pf_done = 0;
         if (out) {
             prefetch_more(&c, 8);
-            gram(&c, c.Q, c.K, n, 0, c.A);
+            gram(&c, c.Q, c.K, n, 0, c.A, 0);
             prefetch_more(&c, 8);
             if (c.mode == 2)
                 hat_from_rowside(&c, c.Q, n);
@@ -293,7 +296,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         }
 
         if (delta) {
-            gram(&c, c.K, c.K, n, 1, c.L);
+            gram(&c, c.K, c.K, n, 1, c.L, out);
             const float *Kh = c.K;
             /* Khat: per channel into XH (X keeps the keys' kt rows). */
             if (c.mode == 2) {
