@@ -41,7 +41,10 @@ typedef enum bench_op {
     OP_SDPA = 0,
     OP_DECODE,      /* attn_decode over a paged KV cache: Sq query tokens, Sk cached */
     OP_LINEAR,      /* attn_linear: Sq = Sk = T tokens, H = Hq = Hkv heads, D = Dk */
-    /* OP_NEIGHBORHOOD: later, with its runner */
+    /* neighborhood attention (issue #6 part 1) */
+    OP_NEIGHBORHOOD, /* attn_neighborhood over a 1-3 axis token grid (sq = sk = tokens) */
+    OP_NB_DENSE,     /* the same problem as dense attn_sdpa with the equivalent U8 mask */
+    /* end neighborhood attention */
     OP_COUNT
 } bench_op;
 
@@ -54,6 +57,9 @@ typedef struct bench_case {
     attn_dtype  dtype;
     attn_linear_kind lin_kind;   /* OP_LINEAR only */
     int         lin_step;        /* OP_LINEAR: one recurrent decode step with state in/out */
+    /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
+    int         nb_ndim;
+    int64_t     nb_grid[3], nb_kernel[3];
 } bench_case;
 
 static const char *dtype_name(attn_dtype t)
@@ -592,6 +598,116 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     return ATTN_OK;
 }
 
+/* ---- neighborhood attention (issue #6 part 1) ---------------------------- */
+/* attn_neighborhood on a grid of nb_ndim axes (sq = sk = grid tokens), no
+ * dilation, not causal. FLOPs are the needed ones: 2*(D+Dv) per (query, key
+ * in its window) pair, i.e. 4*tokens*prod(kernel)*D per head when Dv = D.
+ * OP_NB_DENSE runs the same problem through attn_sdpa with the U8 mask the
+ * windows define ([1,1,N,N]) and is counted with the same FLOPs, so the
+ * ratio of the two times is the speedup. */
+typedef struct nb_state {
+    bench_mem   q, k, v, o, mask;
+    attn_tensor tq, tk, tv, to, tmask;
+    attn_neighborhood_params p;
+    attn_sdpa_params sp;
+} nb_state;
+
+static void nb_teardown(void *st)
+{
+    nb_state *s = st;
+    if (!s)
+        return;
+    mem_free(&s->q);
+    mem_free(&s->k);
+    mem_free(&s->v);
+    mem_free(&s->o);
+    mem_free(&s->mask);
+    free(s);
+}
+
+/* A contiguous [B, grid..., H, dim] tensor over m. */
+static attn_tensor nb_tensor(const bench_mem *m, const bench_case *c, int64_t h, int64_t dim)
+{
+    attn_tensor x = mem_tensor4(m, c->dtype, c->b, 1, h, dim);
+    x.ndim = c->nb_ndim + 3;
+    for (int a = 0; a < c->nb_ndim; a++)
+        x.shape[1 + a] = c->nb_grid[a];
+    x.shape[c->nb_ndim + 1] = h;
+    x.shape[c->nb_ndim + 2] = dim;
+    return x;
+}
+
+/* Window start along one axis (NATTEN: centred, shifted inward at borders). */
+static int64_t nb_start(int64_t i, int64_t len, int64_t k)
+{
+    int64_t s0 = i - (k - 1) / 2;
+    return s0 < 0 ? 0 : s0 > len - k ? len - k : s0;
+}
+
+static void nb_fill_mask(const bench_case *c, uint8_t *m)
+{
+    const int64_t n = c->sq;
+    for (int64_t qi = 0; qi < n; qi++)
+        for (int64_t kj = 0; kj < n; kj++) {
+            int vis = 1;
+            int64_t qr = qi, kr = kj;
+            for (int a = c->nb_ndim - 1; a >= 0; a--) {
+                const int64_t len = c->nb_grid[a], i = qr % len, j = kr % len;
+                const int64_t st = nb_start(i, len, c->nb_kernel[a]);
+                vis &= j >= st && j < st + c->nb_kernel[a];
+                qr /= len;
+                kr /= len;
+            }
+            m[qi * n + kj] = (uint8_t)vis;
+        }
+}
+
+static attn_status nb_setup(bench_env *env, const bench_case *c, void **state)
+{
+    nb_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    attn_status st;
+    const size_t ntok = (size_t)c->sq;
+    if ((st = mem_alloc(env, &s->q, c->dtype, (size_t)c->b * ntok * (size_t)(c->hq * c->d), 1)) ||
+        (st = mem_alloc(env, &s->k, c->dtype, (size_t)c->b * ntok * (size_t)(c->hkv * c->d), 2)) ||
+        (st = mem_alloc(env, &s->v, c->dtype, (size_t)c->b * ntok * (size_t)(c->hkv * c->dv), 3)) ||
+        (st = mem_alloc(env, &s->o, c->dtype, (size_t)c->b * ntok * (size_t)(c->hq * c->dv), 0))) {
+        nb_teardown(s);
+        return st;
+    }
+    s->tq = nb_tensor(&s->q, c, c->hq, c->d);
+    s->tk = nb_tensor(&s->k, c, c->hkv, c->d);
+    s->tv = nb_tensor(&s->v, c, c->hkv, c->dv);
+    s->to = nb_tensor(&s->o, c, c->hq, c->dv);
+    attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
+    p.ndim = c->nb_ndim;
+    for (int a = 0; a < c->nb_ndim; a++)
+        p.kernel_size[a] = c->nb_kernel[a];
+    s->p = p;
+    if (c->op == OP_NB_DENSE) {
+        if (env->device != 0 || ntok > 65536) {
+            nb_teardown(s);
+            return ATTN_ERR_UNSUPPORTED;
+        }
+        if ((st = mem_alloc(env, &s->mask, ATTN_U8, ntok * ntok, 0))) {
+            nb_teardown(s);
+            return st;
+        }
+        nb_fill_mask(c, s->mask.host);
+        s->tq = mem_tensor4(&s->q, c->dtype, c->b, c->sq, c->hq, c->d);
+        s->tk = mem_tensor4(&s->k, c->dtype, c->b, c->sk, c->hkv, c->d);
+        s->tv = mem_tensor4(&s->v, c->dtype, c->b, c->sk, c->hkv, c->dv);
+        s->to = mem_tensor4(&s->o, c->dtype, c->b, c->sq, c->hq, c->dv);
+        s->tmask = mem_tensor4(&s->mask, ATTN_U8, 1, 1, c->sq, c->sk);
+        attn_sdpa_params sp = ATTN_SDPA_PARAMS_INIT;
+        sp.mask = &s->tmask;
+        s->sp = sp;
+    }
+    *state = s;
+    return ATTN_OK;
+}
+
 static attn_status linear_run(bench_env *env, const bench_case *c, void *st)
 {
     linear_state *s = st;
@@ -602,6 +718,28 @@ static attn_status linear_run(bench_env *env, const bench_case *c, void *st)
     return attn_linear(env->ctx, &s->p, opt[LIN_Q], opt[LIN_K], opt[LIN_V], opt[LIN_G],
                        opt[LIN_BETA], opt[LIN_STATE], opt[LIN_O], opt[LIN_STATE]);
 }
+
+static attn_status nb_run(bench_env *env, const bench_case *c, void *st)
+{
+    nb_state *s = st;
+    if (c->op == OP_NB_DENSE)
+        return attn_sdpa(env->ctx, &s->sp, &s->tq, &s->tk, &s->tv, &s->to, NULL);
+    return attn_neighborhood(env->ctx, &s->p, &s->tq, &s->tk, &s->tv, &s->to, NULL);
+}
+
+static double nb_flops(const bench_case *c)
+{
+    double window = 1.0;
+    for (int a = 0; a < c->nb_ndim; a++)
+        window *= (double)c->nb_kernel[a];
+    return 2.0 * (double)(c->d + c->dv) * (double)c->sq * window * (double)c->b * (double)c->hq;
+}
+
+static double nb_bytes(const bench_case *c)
+{
+    return sdpa_bytes(c);
+}
+/* ---- end neighborhood attention ----------------------------------------- */
 
 static const op_runner op_table[] = {
     { OP_SDPA, "sdpa", sdpa_setup, sdpa_run, sdpa_teardown, sdpa_flops, sdpa_bytes,
@@ -614,6 +752,13 @@ static const op_runner op_table[] = {
       "linear flops per head (chunk C=64): 2*T*C*(Dk+Dv) + 4*T*Dk*Dv (plain/decay/gla), "
       "2*T*C*(2*Dk+Dv) + 6*T*Dk*Dv + T*C*Dv (delta kinds); decode step 4*Dk*Dv (6 delta), "
       "GB/s = state read + written once (8*Dk*Dv bytes per head) vs the copy roof" },
+    /* neighborhood attention (issue #6 part 1) */
+    { OP_NEIGHBORHOOD, "nbhd", nb_setup, nb_run, nb_teardown, nb_flops, nb_bytes,
+      "neighborhood flops = 2*(D+Dv) per (query, key in its window) pair x B x Hq: the FLOPs "
+      "needed (4*tokens*prod(kernel)*D per head when Dv = D)" },
+    { OP_NB_DENSE, "nbmsk", nb_setup, nb_run, nb_teardown, nb_flops, nb_bytes,
+      "the neighborhood problem as dense attn_sdpa with the U8 window mask, counted with the "
+      "neighborhood's needed flops (time ratio = speedup)" },
 };
 
 static const op_runner *runner_for(bench_op op)
@@ -777,7 +922,44 @@ static void set_linear(case_list *l)
         push_linear(l, 1, (attn_linear_kind)k, ATTN_F32, 1);
 }
 
-/* Later: "neighborhood" (attn_neighborhood 1-3D). */
+/* ---- neighborhood attention (issue #6 part 1) ---------------------------- */
+static void push_nb(case_list *l, bench_op op, int nd, const int64_t *grid, const int64_t *kern,
+                    int64_t h, int64_t d, attn_dtype t)
+{
+    bench_case c = { .op = op, .set = "neighborhood", .b = 1, .hq = h, .hkv = h, .sq = 1, .sk = 1,
+                     .d = d, .dv = d, .window_left = -1, .window_right = -1, .dtype = t,
+                     .nb_ndim = nd, .nb_grid = { 1, 1, 1 }, .nb_kernel = { 1, 1, 1 } };
+    for (int a = 0; a < nd; a++) {
+        c.nb_grid[a] = grid[a];
+        c.nb_kernel[a] = kern[a];
+        c.sq *= grid[a];
+    }
+    c.sk = c.sq;
+    list_push(l, &c);
+}
+
+/* 2-D: 56x56 and 128x128 grids, kernels 7 and 13, D 32/64, H 4..16; 3-D:
+ * 16x32x32 with kernel 3x7x7; and the 128x128 kernel 13 D 64 problem as
+ * dense masked attn_sdpa (H 4) for the speedup. f32. */
+static void set_neighborhood(case_list *l)
+{
+    static const int64_t g56[2] = { 56, 56 }, g128[2] = { 128, 128 }, g3[3] = { 16, 32, 32 };
+    static const int64_t k7[2] = { 7, 7 }, k13[2] = { 13, 13 }, k377[3] = { 3, 7, 7 };
+    push_nb(l, OP_NEIGHBORHOOD, 2, g56, k7, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g56, k7, 8, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g56, k13, 8, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k7, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k7, 16, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 4, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 16, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 8, 64, ATTN_BF16);
+    push_nb(l, OP_NEIGHBORHOOD, 3, g3, k377, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 3, g3, k377, 8, 64, ATTN_F32);
+    push_nb(l, OP_NB_DENSE, 2, g128, k13, 4, 64, ATTN_F32);
+}
+/* ---- end neighborhood attention ----------------------------------------- */
+
 static const shape_set set_table[] = {
     { "smoke",   "tiny sdpa shapes, every dtype and mask kind; seconds", set_smoke },
     { "prefill", "sdpa prefill, trimmed: S 512-4096, D 128 (+64/256), MHA 16/16 and GQA 32/8, "
@@ -791,6 +973,9 @@ static const shape_set set_table[] = {
                  "step per kind (GB/s of state read+write vs the copy roof)", set_linear },
     { "full",    "sdpa prefill, everything: S 512-16384 x D 64/128/256 x MHA 16/16, GQA 32/8 "
                  "x f32/bf16/f16 x causal/not (hours on 2 cores)", set_full },
+    { "neighborhood", "attn_neighborhood 2-D 56x56/128x128, kernel 7/13, D 32/64, H 4-16; 3-D "
+                 "16x32x32 kernel 3x7x7; 128x128 k13 D64 H4 also as dense masked sdpa "
+                 "(speedup)", set_neighborhood },
 };
 
 static const shape_set *set_for(const char *name)
@@ -953,7 +1138,9 @@ static double run_log_find(const run_log *l, const bench_case *want)
             c->causal == want->causal && c->window_left == want->window_left &&
             c->window_right == want->window_right && c->sink_tokens == want->sink_tokens &&
             c->dtype == want->dtype && c->lin_kind == want->lin_kind &&
-            c->lin_step == want->lin_step)
+            c->lin_step == want->lin_step && c->nb_ndim == want->nb_ndim &&
+            !memcmp(c->nb_grid, want->nb_grid, sizeof c->nb_grid) &&
+            !memcmp(c->nb_kernel, want->nb_kernel, sizeof c->nb_kernel))
             return l->ms[i];
     }
     return -1.0;
@@ -1006,6 +1193,15 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
     json_string(f, dtype_name(c->dtype));
     fprintf(f, ",\"causal\":%s,\"window\":[%" PRId64 ",%" PRId64 "],\"sink_tokens\":%" PRId64,
             c->causal ? "true" : "false", c->window_left, c->window_right, c->sink_tokens);
+    if (c->nb_ndim > 0) {   /* neighborhood attention */
+        fputs(",\"grid\":[", f);
+        for (int a = 0; a < c->nb_ndim; a++)
+            fprintf(f, "%s%" PRId64, a ? "," : "", c->nb_grid[a]);
+        fputs("],\"kernel\":[", f);
+        for (int a = 0; a < c->nb_ndim; a++)
+            fprintf(f, "%s%" PRId64, a ? "," : "", c->nb_kernel[a]);
+        fputs("]", f);
+    }
     fputs(",\"status\":", f);
     json_string(f, status);
     if (res) {
@@ -1062,6 +1258,18 @@ static void format_mask(const bench_case *c, char *buf, size_t n)
 {
     if (c->op == OP_LINEAR) {
         snprintf(buf, n, "%s %s", linear_kind_name(c->lin_kind), c->lin_step ? "step" : "chunk");
+        return;
+    }
+    if (c->nb_ndim > 0) {   /* neighborhood attention: grid and kernel */
+        if (c->nb_ndim == 2)
+            snprintf(buf, n, "%" PRId64 "x%" PRId64 " k%" PRId64 "x%" PRId64, c->nb_grid[0],
+                     c->nb_grid[1], c->nb_kernel[0], c->nb_kernel[1]);
+        else if (c->nb_ndim == 3)
+            snprintf(buf, n, "%" PRId64 "x%" PRId64 "x%" PRId64 " k%" PRId64 "x%" PRId64 "x%"
+                     PRId64, c->nb_grid[0], c->nb_grid[1], c->nb_grid[2], c->nb_kernel[0],
+                     c->nb_kernel[1], c->nb_kernel[2]);
+        else
+            snprintf(buf, n, "%" PRId64 " k%" PRId64, c->nb_grid[0], c->nb_kernel[0]);
         return;
     }
     int k = snprintf(buf, n, "%s", c->causal ? "causal" : "full");
@@ -1614,6 +1822,16 @@ int main(int argc, char **argv)
             if (json)
                 json_case(json, &env, c, r, &res, &rv, &log, "ok");
             run_log_add(&log, c, res.median_ms);
+            /* neighborhood attention: the dense masked sdpa row gets the
+             * speedup over the same problem's attn_neighborhood row */
+            if (c->op == OP_NB_DENSE) {
+                bench_case nb = *c;
+                nb.op = OP_NEIGHBORHOOD;
+                const double nb_ms = run_log_find(&log, &nb);
+                if (nb_ms > 0)
+                    tprintf("    attn_neighborhood: %.1fx faster than this dense masked attn_sdpa "
+                            "(median times)\n", res.median_ms / nb_ms);
+            }
         } else if (s == ATTN_ERR_UNSUPPORTED || s == ATTN_ERR_OUT_OF_MEMORY) {
             char msg[512];
             const char *e = attn_last_error();
