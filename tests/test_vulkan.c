@@ -427,5 +427,11 @@ int main(void)
     setenv("ATTN_VULKAN_STAGING", "1", 1);
     run_devices("staged");
     unsetenv("ATTN_VULKAN_STAGING");
+    /* Workgroups 8 wide: the subgroup path on devices whose subgroups hold
+     * 8 invocations (lavapipe's do), the plain path with another shape
+     * elsewhere. */
+    setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
+    run_devices("8x4 tile");
+    unsetenv("ATTN_VULKAN_SDPA_TILE");
     return tu_finish();
 }

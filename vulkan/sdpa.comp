@@ -22,7 +22,14 @@
  * dtype (f16/bf16: half a word, u8: a byte), so no 8/16-bit storage
  * feature is needed; 16-bit outputs are written with word atomics (two
  * invocations may own the two halves of one word). Indices are 32-bit:
- * the host rejects tensors whose offsets do not fit. */
+ * the host rejects tensors whose offsets do not fit.
+ *
+ * Built twice: plain, and with ATTN_SUBGROUP=1 (the subgroup path, for
+ * devices with subgroup shuffles whose smallest subgroup holds TX
+ * invocations): the row max and row sum are then reduced across the TX
+ * invocations of a row with xor shuffles instead of through shared memory
+ * and a barrier. A row's invocations are TX consecutive (and, TX being a
+ * power of two, aligned) invocation indices, hence in one subgroup. */
 
 layout(local_size_x_id = 0, local_size_y_id = 1) in;
 layout(constant_id = 0) const int TX = 8;
@@ -44,6 +51,9 @@ const int DVP = DVT * TX;      /* padded V tile row */
 const int BQP = BQ + 1;        /* transposed P row (padded) */
 
 #extension GL_GOOGLE_include_directive : require
+#if ATTN_SUBGROUP
+#extension GL_KHR_shader_subgroup_shuffle : require
+#endif
 #include "common.glsl"
 
 layout(std430, binding = 0) readonly buffer Qb { uint w[]; } Q;
@@ -74,6 +84,22 @@ ATTN_LOAD_ANY(load_bmask, BMASK)
 ATTN_STORE_ANY(store_out, O)
 
 float pf(int i) { return intBitsToFloat(P.w[i]); }
+
+#if ATTN_SUBGROUP
+float row_max(float x)
+{
+    for (int o = TX / 2; o > 0; o /= 2)
+        x = max(x, subgroupShuffleXor(x, uint(o)));
+    return x;
+}
+
+float row_sum(float x)
+{
+    for (int o = TX / 2; o > 0; o /= 2)
+        x += subgroupShuffleXor(x, uint(o));
+    return x;
+}
+#endif
 
 shared float stage[STAGE];
 shared float PsT[BK * BQP];
@@ -256,18 +282,27 @@ void main()
 
         /* Online softmax (or sigmoid); P to shared memory. */
         if (!sigmoid) {
+            float mts[RM];
             for (int i = 0; i < RM; i++) {
                 float pm = s[i * RN];
                 for (int j = 1; j < RN; j++)
                     pm = max(pm, s[i * RN + j]);
+#if ATTN_SUBGROUP
+                mts[i] = row_max(pm);
+#else
                 red[(ty * RM + i) * TX + tx] = pm;
+#endif
             }
+#if !ATTN_SUBGROUP
             barrier();
             for (int i = 0; i < RM; i++) {
-                float mt = red[(ty * RM + i) * TX];
+                mts[i] = red[(ty * RM + i) * TX];
                 for (int t = 1; t < TX; t++)
-                    mt = max(mt, red[(ty * RM + i) * TX + t]);
-                const float mn = max(m[i], mt);
+                    mts[i] = max(mts[i], red[(ty * RM + i) * TX + t]);
+            }
+#endif
+            for (int i = 0; i < RM; i++) {
+                const float mn = max(m[i], mts[i]);
                 float alpha = 1.0, sum = 0.0;
                 if (mn == NEG_INF) {
                     for (int j = 0; j < RN; j++)
@@ -318,18 +353,27 @@ void main()
     }
 
     /* Full row sums, normalise, gate, store. */
+    float lsums[RM];
+#if ATTN_SUBGROUP
+    for (int i = 0; i < RM; i++)
+        lsums[i] = row_sum(l[i]);
+#else
     barrier();
     for (int i = 0; i < RM; i++)
         red[(ty * RM + i) * TX + tx] = l[i];
     barrier();
+    for (int i = 0; i < RM; i++) {
+        lsums[i] = 0.0;
+        for (int t = 0; t < TX; t++)
+            lsums[i] += red[(ty * RM + i) * TX + t];
+    }
+#endif
     const int out_dt = P.w[P_OUT_DT], gate_dt = P.w[P_GATE_DT];
     for (int i = 0; i < RM; i++) {
         const int ii = i0 + ty * RM + i;
         if (ii > ilast)
             break;                                /* rows only grow with i */
-        float lsum = 0.0;
-        for (int t = 0; t < TX; t++)
-            lsum += red[(ty * RM + i) * TX + t];
+        const float lsum = lsums[i];
         const float inv = sigmoid ? 1.0 : (lsum > 0.0 ? 1.0 / lsum : 0.0);
         const int row = q0 + ii;
         const int obase = P.w[P_O] + bt * P.w[P_O + 1] + row * P.w[P_O + 2] + h * P.w[P_O + 3];

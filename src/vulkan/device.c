@@ -149,6 +149,11 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
                  props.properties.apiVersion >= VK_API_VERSION_1_3;
     d->coopmat = has_ext(ext, VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME);
     d->subgroup_control = has_sgc && sgc.minSubgroupSize > 0;
+    /* Without size control the size a dispatch gets may be below the
+     * reported one (Intel): the subgroup path needs the minimum. */
+    d->subgroup_min = d->subgroup_control ? sgc.minSubgroupSize : 0;
+    d->subgroup_shuffle = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                          (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
 
     memset(in, 0, sizeof *in);
     in->size = sizeof *in;

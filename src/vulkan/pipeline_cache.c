@@ -42,9 +42,10 @@ static attn_status get_module(attn_vk_device *d, int shader, VkShaderModule *out
         *out = d->modules[shader];
         return ATTN_OK;
     }
-    static const unsigned char *const code[ATTN_VK_NSHADER] = { attn_vk_sdpa_spv, attn_vk_merge_spv };
-    const unsigned long *const size[ATTN_VK_NSHADER] = { &attn_vk_sdpa_spv_size,
-                                                         &attn_vk_merge_spv_size };
+    static const unsigned char *const code[ATTN_VK_NSHADER] = {
+        attn_vk_sdpa_spv, attn_vk_sdpa_subgroup_spv, attn_vk_merge_spv };
+    const unsigned long *const size[ATTN_VK_NSHADER] = {
+        &attn_vk_sdpa_spv_size, &attn_vk_sdpa_subgroup_spv_size, &attn_vk_merge_spv_size };
     /* SPIR-V is read as 32-bit words: copy out of the (byte-aligned) array. */
     uint32_t *words = malloc(*size[shader]);
     if (!words)

@@ -86,6 +86,17 @@ static int choose_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg 
     return 0;
 }
 
+/* The subgroup path reduces a row's TX invocations with xor shuffles: TX
+ * must be a power of two no larger than the smallest subgroup.
+ * ATTN_VULKAN_SUBGROUP=0 turns it off. */
+static int use_subgroup(const attn_vk_device *d, const sdpa_cfg *c)
+{
+    const char *env = getenv("ATTN_VULKAN_SUBGROUP");
+    if (env && strcmp(env, "0") == 0)
+        return 0;
+    return d->subgroup_shuffle && (c->tx & (c->tx - 1)) == 0 && (uint32_t)c->tx <= d->subgroup_min;
+}
+
 /* Flag bits of the problem. */
 static int32_t flags_of(const attn_sdpa_problem *p)
 {
@@ -207,7 +218,8 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
                              (int32_t)stage_floats(&c, p->dv) };
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe;
-    attn_status s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_SDPA, spec,
+    attn_status s = attn_vk_pipeline_get(d, use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP :
+                                         ATTN_VK_SHADER_SDPA, spec,
                                          (int)(sizeof spec / sizeof spec[0]), &pipe);
     if (s == ATTN_OK)
         s = write_params(d, p);

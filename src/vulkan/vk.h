@@ -65,7 +65,8 @@ void attn_vk_instance_release(attn_vk_instance *in);
 /* Push-constant bytes of every pipeline. */
 #define ATTN_VK_PUSH_BYTES 128
 
-enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_MERGE = 1, ATTN_VK_NSHADER };
+enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER_MERGE = 2,
+       ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -113,6 +114,8 @@ typedef struct attn_vk_device {
     /* limits the shaders are sized by */
     VkPhysicalDeviceLimits limits;
     uint32_t           subgroup_size;
+    uint32_t           subgroup_min;   /* smallest subgroup a dispatch may get; 0 unknown */
+    int                subgroup_shuffle; /* shuffles in compute shaders */
     int                fp16, storage16, int_dot, coopmat, subgroup_control;
 } attn_vk_device;
 
@@ -161,7 +164,8 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 
 /* The embedded SPIR-V (generated at build time by tools/embed-spv.sh). */
-extern const unsigned char attn_vk_sdpa_spv[], attn_vk_merge_spv[];
-extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_merge_spv_size;
+extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[];
+extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
+                           attn_vk_merge_spv_size;
 
 #endif
