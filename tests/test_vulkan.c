@@ -415,6 +415,35 @@ static int run_devices(const char *label)
     return found;
 }
 
+/* ATTN_DEVICE=vulkan picks the first Vulkan device: a GPU where there is
+ * one, a software device (listed last) only when there is nothing else. */
+static void test_device_env(void)
+{
+    setenv("ATTN_DEVICE", "vulkan", 1);
+    attn_context *c = NULL;
+    attn_status s = attn_context_create(NULL, &c);
+    unsetenv("ATTN_DEVICE");
+    CHECK(s == ATTN_OK, "ATTN_DEVICE=vulkan: %s", attn_last_error());
+    if (s != ATTN_OK)
+        return;
+    int first = -1, hardware = 0;
+    for (int d = 0; d < attn_device_count(c); d++) {
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
+        attn_device_get_info(c, d, &info);
+        if (info.type != ATTN_DEVICE_VULKAN)
+            continue;
+        if (first < 0)
+            first = d;
+        hardware |= !info.is_software;
+    }
+    attn_device_info pick = ATTN_DEVICE_INFO_INIT;
+    attn_device_get_info(c, attn_context_device(c), &pick);
+    CHECK(attn_context_device(c) == first && pick.type == ATTN_DEVICE_VULKAN &&
+          (!hardware || !pick.is_software), "ATTN_DEVICE=vulkan chose device %d (%s)",
+          attn_context_device(c), pick.name);
+    attn_context_destroy(c);
+}
+
 int main(void)
 {
     tu_init("test_vulkan");
@@ -424,6 +453,7 @@ int main(void)
         printf("no Vulkan device: skipped\n");
         return 77;
     }
+    test_device_env();
     setenv("ATTN_VULKAN_STAGING", "1", 1);
     run_devices("staged");
     unsetenv("ATTN_VULKAN_STAGING");
