@@ -107,6 +107,7 @@ static const scase cases[] = {
  { "odd-dims-big",    1, 77, 200,  2, 1, 40, 24, ATTN_F32,  ATTN_F32,  TU_SWAP12_PADDED, 0, 50, 10, 4, 1, 0, 0, 0, 1, 0, 0, 1, 1, 0 },
  { "no-visible-keys", 2,  9,   4,  2, 1, 64, 64, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1 },
  { "d128-causal",     1,129, 129,  2, 2,128,128, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0 },
+ { "d256-f16",        1, 33,  80,  2, 1,256,256, ATTN_F16,  ATTN_F16,  TU_SWAP12,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0 },
 };
 
 static const int32_t cu_q[] = { 0, 5, 5, 75 };     /* lengths 5, 0, 70 */

@@ -42,13 +42,14 @@ layout(constant_id = 6) const int D = 64;
 layout(constant_id = 7) const int DV = 64;
 layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
-layout(constant_id = 10) const int STAGE = 1024; /* max(DC*(BQ+BK), KC*DVT*TX) */
+layout(constant_id = 10) const int STAGE = 1024; /* max(DC*(BQP+BKP), KC*DVT*TX) */
 
 const int BQ = TY * RM;
 const int BK = TX * RN;
 const int NT = TX * TY;
 const int DVP = DVT * TX;      /* padded V tile row */
-const int BQP = BQ + 1;        /* transposed P row (padded) */
+const int BQP = BQ + 1;        /* transposed P and Q rows (padded) */
+const int BKP = BK + 1;        /* transposed K rows (padded) */
 
 #extension GL_GOOGLE_include_directive : require
 #if ATTN_SUBGROUP
@@ -210,28 +211,31 @@ void main()
         }
 
         const int kt = krow + j0 * ks1, vt = vrow + j0 * vs1;   /* this tile's first key */
-        /* S = Q K^T over chunks of DC dims: QsT [DC][BQ], KsT [DC][BK]. */
+        /* S = Q K^T over chunks of DC dims: QsT [DC][BQP], KsT [DC][BKP].
+         * Consecutive invocations load consecutive dims of a row (coalesced
+         * global reads) and store them a padded row apart (no shared-memory
+         * bank conflicts). */
         for (int i = 0; i < RM * RN; i++)
             s[i] = 0.0;
         for (int dc = 0; dc < D; dc += DC) {
             barrier();
             for (int t = lid; t < BQ * DC; t += NT) {
                 const int r = t / DC, c = t % DC;
-                stage[c * BQ + r] = (r < nq && dc + c < D) ?
+                stage[c * BQP + r] = (r < nq && dc + c < D) ?
                     load_q(qrow + r * qs1 + (dc + c) * qs3) : 0.0;
             }
             for (int t = lid; t < BK * DC; t += NT) {
                 const int r = t / DC, c = t % DC;
-                stage[DC * BQ + c * BK + r] = (j0 + r < j1 && dc + c < D) ?
+                stage[DC * BQP + c * BKP + r] = (j0 + r < j1 && dc + c < D) ?
                     load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0;
             }
             barrier();
             for (int c = 0; c < DC; c++) {
                 float a[RM], bb[RN];
                 for (int i = 0; i < RM; i++)
-                    a[i] = stage[c * BQ + ty * RM + i];
+                    a[i] = stage[c * BQP + ty * RM + i];
                 for (int j = 0; j < RN; j++)
-                    bb[j] = stage[DC * BQ + c * BK + tx * RN + j];
+                    bb[j] = stage[DC * BQP + c * BKP + tx * RN + j];
                 for (int i = 0; i < RM; i++)
                     for (int j = 0; j < RN; j++)
                         s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);

@@ -24,7 +24,7 @@ static int dvt_of(const sdpa_cfg *c, int64_t dv) { return (int)((dv + c->tx - 1)
 static int64_t stage_floats(const sdpa_cfg *c, int64_t dv)
 {
     const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
-    const int64_t qk = c->dc * (bq + bk), vt = (int64_t)c->kc * dvt_of(c, dv) * c->tx;
+    const int64_t qk = c->dc * (bq + 1 + bk + 1), vt = (int64_t)c->kc * dvt_of(c, dv) * c->tx;
     return qk > vt ? qk : vt;
 }
 
