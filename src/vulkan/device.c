@@ -22,10 +22,20 @@ typedef struct VkCooperativeMatrixPropertiesKHR {
 } VkCooperativeMatrixPropertiesKHR;
 typedef VkResult (VKAPI_PTR *PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)(
     VkPhysicalDevice, uint32_t *, VkCooperativeMatrixPropertiesKHR *);
+#define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR ((VkStructureType)1000506000)
+typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
+    VkStructureType sType;
+    void           *pNext;
+    VkBool32        cooperativeMatrix, cooperativeMatrixRobustBufferAccess;
+} VkPhysicalDeviceCooperativeMatrixFeaturesKHR;
 #else
 #define ATTN_VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR \
     VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR
+#define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR \
+    VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR
 #endif
+/* Component types and scope of the coopmat shape the shader uses. */
+enum { ATTN_VK_COMPONENT_F16 = 0, ATTN_VK_COMPONENT_F32 = 1, ATTN_VK_SCOPE_SUBGROUP = 3 };
 #ifndef VK_KHR_shader_integer_dot_product
 #define VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME "VK_KHR_shader_integer_dot_product"
 #endif
@@ -89,7 +99,8 @@ static const char *component_name(int32_t t)
     return t >= 0 && t < 11 ? names[t] : "?";
 }
 
-/* "coopmat 16x16x16 f16*f16+f32" for each shape with a f32 result, into info. */
+/* " coopmat:16x16x16:f16*f16+f32" for each shape, into dst; sets
+ * coopmat_f16 when the shape vulkan/sdpa_coopmat.comp uses is there. */
 static void list_coopmat(attn_vk_device *d, char *dst, size_t n)
 {
     PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR get =
@@ -105,6 +116,12 @@ static void list_coopmat(attn_vk_device *d, char *dst, size_t n)
         props[i].sType = ATTN_VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR;
     if (get(d->phys, &count, props) == VK_SUCCESS)
         for (uint32_t i = 0; i < count; i++) {
+            const VkCooperativeMatrixPropertiesKHR *c = &props[i];
+            if (c->MSize == 16 && c->NSize == 16 && c->KSize == 16 &&
+                c->AType == ATTN_VK_COMPONENT_F16 && c->BType == ATTN_VK_COMPONENT_F16 &&
+                c->CType == ATTN_VK_COMPONENT_F32 && c->ResultType == ATTN_VK_COMPONENT_F32 &&
+                c->scope == ATTN_VK_SCOPE_SUBGROUP)
+                d->coopmat_f16 = 1;
             size_t len = strlen(dst);
             if (len + 40 >= n)
                 break;
@@ -113,6 +130,22 @@ static void list_coopmat(attn_vk_device *d, char *dst, size_t n)
                      component_name(props[i].BType), component_name(props[i].CType));
         }
     free(props);
+}
+
+/* Whether the device has the features of vulkan/sdpa_coopmat.comp:
+ * cooperativeMatrix and the Vulkan memory model (core in 1.2). */
+static int coopmat_features(attn_vk_device *d, uint32_t api)
+{
+    if (api < VK_API_VERSION_1_2)
+        return 0;
+    VkPhysicalDeviceVulkanMemoryModelFeatures mm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES };
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR, .pNext = &mm };
+    VkPhysicalDeviceFeatures2 feats = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                        .pNext = &cm };
+    d->inst->vk.GetPhysicalDeviceFeatures2(d->phys, &feats);
+    return cm.cooperativeMatrix && mm.vulkanMemoryModel;
 }
 
 /* Features and limits the shaders are chosen by; fills info. */
@@ -198,6 +231,7 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     }
     if (d->coopmat)
         list_coopmat(d, f, fn);
+    d->coopmat_f16 = d->coopmat_f16 && d->fp16 && coopmat_features(d, props.properties.apiVersion);
 }
 
 /* Memory types: device-local for buffers; on unified memory (integrated
@@ -260,15 +294,23 @@ static int create_device(attn_vk_device *d, const ext_list *ext)
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = d->queue_family,
         .queueCount = 1, .pQueuePriorities = &prio,
     };
-    const char *names[2];
+    const char *names[3];
     uint32_t nnames = 0;
     if (d->subgroup_control)
         names[nnames++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
     if (d->fp16 && has_ext(ext, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME))
         names[nnames++] = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
+    if (d->coopmat_f16)
+        names[nnames++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    VkPhysicalDeviceVulkanMemoryModelFeatures mm = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES,
+        .vulkanMemoryModel = VK_TRUE };
+    VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
+        .pNext = &mm, .cooperativeMatrix = VK_TRUE };
     VkPhysicalDeviceShaderFloat16Int8Features f16 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES,
-        .shaderFloat16 = (VkBool32)d->fp16 };
+        .pNext = d->coopmat_f16 ? &cm : NULL, .shaderFloat16 = (VkBool32)d->fp16 };
     VkPhysicalDevice16BitStorageFeatures st16 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
         .pNext = d->fp16 ? &f16 : NULL, .storageBuffer16BitAccess = (VkBool32)d->storage16 };

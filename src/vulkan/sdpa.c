@@ -1,9 +1,11 @@
-/* attn_sdpa on Vulkan: picks the tile shape from the device's limits,
- * gets the specialised pipeline from the cache, writes the parameters and
- * records one dispatch of vulkan/sdpa.comp. */
+/* attn_sdpa on Vulkan: picks the shader (cooperative-matrix, subgroup or
+ * plain) and its tile shape from the device's features and limits, gets the
+ * specialised pipeline from the cache, writes the parameters and records
+ * one dispatch. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "config.h"
 #include "vk.h"
 #include "args.h"
 #include "../error.h"
@@ -170,10 +172,11 @@ static attn_status write_params(attn_vk_device *d, const attn_sdpa_problem *p)
     return ATTN_OK;
 }
 
-static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, const sdpa_cfg *c,
-                          VkPipeline pipe)
+/* Records and submits the dispatch: one workgroup per bq query rows of
+ * each head of each sequence. */
+static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq, VkPipeline pipe)
 {
-    const uint32_t nqb = (uint32_t)((p->sq + c->ty * c->rm - 1) / (c->ty * c->rm));
+    const uint32_t nqb = (uint32_t)((p->sq + bq - 1) / bq);
     const uint32_t *maxg = d->limits.maxComputeWorkGroupCount;
     if (nqb > maxg[0] || (uint64_t)p->hq > maxg[1] || (uint64_t)p->num_seqs > maxg[2])
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: a grid of %u x %lld x %lld "
@@ -203,28 +206,73 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, const s
     return attn_vk_submit(d, "attn_sdpa");
 }
 
+/* The cooperative-matrix shader (vulkan/sdpa_coopmat.comp) for f16 inputs
+ * with head dims multiples of 16, on devices with the 16x16x16 f16 shape:
+ * the largest (row blocks, key tile) that fits the shared memory.
+ * ATTN_VULKAN_COOPMAT=0 turns it off. Fills spec and *bq; 0 if unusable. */
+static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[6],
+                       int *bq)
+{
+#ifdef HAVE_GLSL_COOPMAT
+    const char *env = getenv("ATTN_VULKAN_COOPMAT");
+    if ((env && strcmp(env, "0") == 0) || !d->coopmat_f16 || p->q.dtype != ATTN_F16 ||
+        p->d % 16 != 0 || p->dv % 16 != 0)
+        return 0;
+    /* Invocations per row: a 16-row block per subgroup where subgroups
+     * hold at least 16 invocations. */
+    const int tpr = d->subgroup_size >= 16 ? (int)d->subgroup_size / 16 : 1;
+    static const int shapes[][2] = { { 4, 64 }, { 4, 32 }, { 2, 64 }, { 2, 32 }, { 1, 32 }, { 1, 16 } };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int nw = shapes[i][0], bk = shapes[i][1], rows = 16 * nw, wg = rows * tpr;
+        const int64_t dmax = p->d > p->dv ? p->d : p->dv;
+        const int64_t bytes = rows * p->d * 2 + bk * dmax * 2 + rows * bk * (4 + 2) +
+                              rows * p->dv * 4 + rows * tpr * 4 + 2 * 4;
+        if ((uint32_t)wg > d->limits.maxComputeWorkGroupInvocations ||
+            (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] ||
+            bytes > (int64_t)d->limits.maxComputeSharedMemorySize)
+            continue;
+        const int32_t s[6] = { wg, nw, bk, (int32_t)p->d, (int32_t)p->dv, (int32_t)(bk * dmax) };
+        memcpy(spec, s, sizeof s);
+        *bq = rows;
+        return 1;
+    }
+#else
+    (void)d, (void)p, (void)spec, (void)bq;
+#endif
+    return 0;
+}
+
 attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 {
     attn_vk_device *d = dev->impl;
     if (p->sq == 0 || p->num_seqs == 0)
         return ATTN_OK;
+    int32_t spec[11];
+    int nspec, shader, bq;
     sdpa_cfg c;
-    if (!choose_cfg(d, p->d, p->dv, &c))
+    if (coopmat_cfg(d, p, spec, &bq)) {
+        shader = ATTN_VK_SHADER_SDPA_COOPMAT;
+        nspec = 6;
+    } else if (choose_cfg(d, p->d, p->dv, &c)) {
+        const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
+                                (int32_t)p->q.dtype, dvt_of(&c, p->dv),
+                                (int32_t)stage_floats(&c, p->dv) };
+        memcpy(spec, s, sizeof s);
+        nspec = 11;
+        shader = use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP : ATTN_VK_SHADER_SDPA;
+        bq = c.ty * c.rm;
+    } else {
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: no workgroup shape fits %s (shared "
                          "memory %u bytes) for head dims %lld/%lld", dev->info.name,
                          d->limits.maxComputeSharedMemorySize, (long long)p->d, (long long)p->dv);
-    const int32_t spec[] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
-                             (int32_t)p->q.dtype, dvt_of(&c, p->dv),
-                             (int32_t)stage_floats(&c, p->dv) };
+    }
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe;
-    attn_status s = attn_vk_pipeline_get(d, use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP :
-                                         ATTN_VK_SHADER_SDPA, spec,
-                                         (int)(sizeof spec / sizeof spec[0]), &pipe);
+    attn_status s = attn_vk_pipeline_get(d, shader, spec, nspec, &pipe);
     if (s == ATTN_OK)
         s = write_params(d, p);
     if (s == ATTN_OK)
-        s = record(d, p, &c, pipe);
+        s = record(d, p, bq, pipe);
     pthread_mutex_unlock(&d->lock);
     return s;
 }

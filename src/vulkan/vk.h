@@ -66,7 +66,7 @@ void attn_vk_instance_release(attn_vk_instance *in);
 #define ATTN_VK_PUSH_BYTES 128
 
 enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER_MERGE = 2,
-       ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -117,6 +117,9 @@ typedef struct attn_vk_device {
     uint32_t           subgroup_min;   /* smallest subgroup a dispatch may get; 0 unknown */
     int                subgroup_shuffle; /* shuffles in compute shaders */
     int                fp16, storage16, int_dot, coopmat, subgroup_control;
+    /* what vulkan/sdpa_coopmat.comp needs: a 16x16x16 f16*f16+f32 subgroup
+     * shape, shaderFloat16 and the Vulkan memory model */
+    int                coopmat_f16;
 } attn_vk_device;
 
 /* Records a Vulkan failure: ATTN_ERR_OUT_OF_MEMORY for allocation errors,
@@ -167,5 +170,9 @@ attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[];
 extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
                            attn_vk_merge_spv_size;
+#ifdef HAVE_GLSL_COOPMAT
+extern const unsigned char attn_vk_sdpa_coopmat_spv[];
+extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
+#endif
 
 #endif
