@@ -372,13 +372,26 @@ static void test_errors(void)
     tu_tensor_free(&cpu_out.h);
 }
 
-/* Every case on the device under test. */
-static void run_all(void)
+static int listed(const char *name, const char *const *only)
+{
+    for (; *only; only++)
+        if (strcmp(*only, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* The cases on the device under test: every one, or (only != NULL) those
+ * named. Each new shape costs lavapipe a shader compile of seconds, hence
+ * the short lists for the passes that repeat the first. */
+static void run_all(const char *const *only)
 {
     const char *filter = getenv("ATTN_TEST_FILTER");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)))
+        if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)) &&
+            (!only || listed(cases[i].name, only)))
             run_sdpa(&cases[i]);
+    if (only)
+        return;
     run_merge("f32x3", 3, 2, 21, 3, 64, ATTN_F32, ATTN_F32, TU_SWAP12, 1);
     run_merge("f16x2-bf16out", 2, 1, 17, 2, 40, ATTN_F16, ATTN_BF16, TU_PADDED, 1);
     run_merge("single", 1, 2, 7, 1, 8, ATTN_BF16, ATTN_F32, TU_CONTIG, 0);
@@ -387,20 +400,20 @@ static void run_all(void)
     test_errors();
 }
 
-/* Runs everything on each Vulkan device of a context created with the
+/* Runs the cases on each Vulkan device of a context created with the
  * current environment; returns the number of devices tested. */
-static int run_devices(const char *label)
+static int run_devices(const char *label, const char *const *only)
 {
     if (attn_context_create(NULL, &ctx) != ATTN_OK) {
         fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
         exit(1);
     }
-    const char *only = getenv("ATTN_TEST_VULKAN_DEVICE");
+    const char *one = getenv("ATTN_TEST_VULKAN_DEVICE");
     int found = 0;
     for (dev = 0; dev < attn_device_count(ctx); dev++) {
         attn_device_info info = ATTN_DEVICE_INFO_INIT;
         attn_device_get_info(ctx, dev, &info);
-        if (info.type != ATTN_DEVICE_VULKAN || (only && atoi(only) != dev))
+        if (info.type != ATTN_DEVICE_VULKAN || (one && atoi(one) != dev))
             continue;
         found++;
         printf("device %d (%s): %s (%s, driver %s, shared %llu B, max workgroup %d, "
@@ -409,7 +422,7 @@ static int run_devices(const char *label)
                info.subgroup_size, info.fp16, info.is_software ? ", software" : "",
                info.features);
         const double t0 = tu_now();
-        run_all();
+        run_all(only);
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }
     attn_context_destroy(ctx);
@@ -450,19 +463,23 @@ int main(void)
     tu_init("test_vulkan");
     /* The validation layer, where installed (the library enables it). */
     setenv("ATTN_VULKAN_DEBUG", "1", 0);
-    if (!run_devices("direct")) {
+    if (!run_devices("direct", NULL)) {
         printf("no Vulkan device: skipped\n");
         return 77;
     }
     test_device_env();
+    /* Staged buffers: the copies matter, not the shapes. */
+    static const char *const staged[] = { "f32-gqa", "varlen-causal", "f16-gqa4", NULL };
     setenv("ATTN_VULKAN_STAGING", "1", 1);
-    run_devices("staged");
+    run_devices("staged", tu_quick ? staged : NULL);
     unsetenv("ATTN_VULKAN_STAGING");
     /* Workgroups 8 wide: the subgroup path on devices whose subgroups hold
      * 8 invocations (lavapipe's do), the plain path with another shape
-     * elsewhere. */
+     * elsewhere; f32 cases of one shader shape covering every feature. */
+    static const char *const narrow[] = { "everything", "mask-u8", "sigmoid-gate", "block-mask",
+                                          "varlen-causal", "no-visible-keys", NULL };
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
-    run_devices("8x4 tile");
+    run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
     return tu_finish();
 }
