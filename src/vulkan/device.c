@@ -171,7 +171,8 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES };
     VkPhysicalDeviceShaderFloat16Int8Features f16 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES };
-    const int has_f16 = has_ext(ext, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME);
+    const int has_f16 = has_ext(ext, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME) ||
+                        props.properties.apiVersion >= VK_API_VERSION_1_2;
     st16.pNext = has_f16 ? &f16 : NULL;
     VkPhysicalDeviceFeatures2 feats = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                         .pNext = &st16 };
@@ -215,7 +216,6 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     for (uint32_t h = 0; h < mem.memoryHeapCount; h++)
         if (mem.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
             in->global_mem_bytes += mem.memoryHeaps[h].size;
-    in->compute_units = 0;   /* Vulkan does not report it */
 
     char *f = in->features;
     const size_t fn = sizeof in->features;

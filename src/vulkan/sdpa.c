@@ -38,13 +38,16 @@ static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
 }
 
 /* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
- * chunk KC that fit the shared memory; 0 if nothing fits. */
+ * chunk KC (a divisor of the key tile) that fit the shared memory; 0 if
+ * nothing fits. */
 static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv)
 {
     const size_t budget = d->limits.maxComputeSharedMemorySize;
     const int bk = c->tx * c->rn;
     for (int dc = dd < 32 ? (int)dd : 32; dc >= 1; dc /= 2)
         for (int kc = bk; kc >= 1; kc /= 2) {
+            if (bk % kc != 0)
+                continue;
             c->dc = dc;
             c->kc = kc;
             if (shared_bytes(c, dv) <= budget)
