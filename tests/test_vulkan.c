@@ -107,6 +107,8 @@ static const scase cases[] = {
  { "odd-dims-big",    1, 77, 200,  2, 1, 40, 24, ATTN_F32,  ATTN_F32,  TU_SWAP12_PADDED, 0, 50, 10, 4, 1, 0, 0, 0, 1, 0, 0, 1, 1, 0 },
  { "no-visible-keys", 2,  9,   4,  2, 1, 64, 64, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 1 },
  { "d128-causal",     1,129, 129,  2, 2,128,128, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0 },
+ { "f16-everything",  2, 33,  97,  4, 4, 64, 64, ATTN_F16,  ATTN_F32,  TU_CONTIG,    1, 20, -1, 2, 1, 1, 0, 30, 0, 0, 0, 0, 1, 1 },
+ { "f16-varlen-sigm", 1,  0,   0,  4, 2, 64, 64, ATTN_F16,  ATTN_F16,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 1, 0, 3, 2, 16, 1, 0, 1 },
  { "d256-f16",        1, 33,  80,  2, 1,256,256, ATTN_F16,  ATTN_F16,  TU_SWAP12,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0 },
 };
 
@@ -481,5 +483,13 @@ int main(void)
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
     run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
+    /* The cooperative-matrix shader with its products as plain loops: the
+     * online softmax, masks and epilogue around them, on any device with
+     * shaderFloat16 (devices without it run the plain path). */
+    static const char *const f16[] = { "mask-f16-bcast", "f16-gqa4", "f16-everything",
+                                       "f16-varlen-sigm", "d256-f16", NULL };
+    setenv("ATTN_VULKAN_COOPMAT", "emulate", 1);
+    run_devices("coopmat emulated", f16);
+    unsetenv("ATTN_VULKAN_COOPMAT");
     return tu_finish();
 }

@@ -14,10 +14,15 @@
  *   O += P V     cooperative MulAdds with O (f32, shared memory) as the
  *                accumulator: the per-row rescale of O is done by scalar code,
  *                as a cooperative matrix has no row index.
- * Built only with a compiler that knows GL_KHR_cooperative_matrix. */
+ * Built only with a compiler that knows GL_KHR_cooperative_matrix; built
+ * everywhere with ATTN_COOPMAT_EMULATE=1, where the two products are plain
+ * loops, so that the rest of the shader is tested on any device with
+ * shaderFloat16 (ATTN_VULKAN_COOPMAT=emulate). */
 #extension GL_GOOGLE_include_directive : require
+#if !ATTN_COOPMAT_EMULATE
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
+#endif
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 
@@ -90,6 +95,15 @@ void main()
             KV[t] = float16_t(j0 + j < j1 ? load_k(kt + j * ks1 + c * ks3) : 0.0);
         }
         barrier();
+#if ATTN_COOPMAT_EMULATE
+        for (int t = lid; t < BQ * BK; t += NT) {
+            const int i = t / BK, j = t % BK;
+            float acc = 0.0;
+            for (int c = 0; c < D; c++)
+                acc += float(Qs[i * D + c]) * float(KV[j * D + c]);
+            Ss[t] = acc;
+        }
+#else
         for (int rb = int(gl_SubgroupID); rb < NW; rb += int(gl_NumSubgroups))
             for (int n = 0; n < BK / 16; n++) {
                 MAT_C acc = MAT_C(0.0);
@@ -102,6 +116,7 @@ void main()
                 }
                 coopMatStore(acc, Ss, rb * 16 * BK + n * 16, BK, gl_CooperativeMatrixLayoutRowMajor);
             }
+#endif
         barrier();
 
         /* Scores and the row's partial max; the V tile replaces the K tile. */
@@ -144,6 +159,15 @@ void main()
                 Os[r * DV + c] *= alpha;
         barrier();
 
+#if ATTN_COOPMAT_EMULATE
+        for (int t = lid; t < BQ * DV; t += NT) {
+            const int i = t / DV, c = t % DV;
+            float acc = Os[t];
+            for (int kk = 0; kk < BK; kk++)
+                acc += float(Ps[i * BK + kk]) * float(KV[kk * DV + c]);
+            Os[t] = acc;
+        }
+#else
         for (int rb = int(gl_SubgroupID); rb < NW; rb += int(gl_NumSubgroups))
             for (int c = 0; c < DV / 16; c++) {
                 MAT_C acc;
@@ -157,6 +181,7 @@ void main()
                 }
                 coopMatStore(acc, Os, rb * 16 * DV + c * 16, DV, gl_CooperativeMatrixLayoutRowMajor);
             }
+#endif
     }
 
     /* Full row sums, normalise, gate, store. */

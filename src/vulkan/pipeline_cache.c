@@ -44,19 +44,20 @@ static attn_status get_module(attn_vk_device *d, int shader, VkShaderModule *out
         return ATTN_OK;
     }
 #ifdef HAVE_GLSL_COOPMAT
+#define COOPMAT_SPV attn_vk_sdpa_coopmat_spv
+#define COOPMAT_SPV_SIZE &attn_vk_sdpa_coopmat_spv_size
+#else
+#define COOPMAT_SPV NULL
+#define COOPMAT_SPV_SIZE NULL
+#endif
     static const unsigned char *const code[ATTN_VK_NSHADER] = {
-        attn_vk_sdpa_spv, attn_vk_sdpa_subgroup_spv, attn_vk_merge_spv, attn_vk_sdpa_coopmat_spv };
+        attn_vk_sdpa_spv, attn_vk_sdpa_subgroup_spv, attn_vk_merge_spv, COOPMAT_SPV,
+        attn_vk_sdpa_coopmat_emulated_spv };
     const unsigned long *const size[ATTN_VK_NSHADER] = {
         &attn_vk_sdpa_spv_size, &attn_vk_sdpa_subgroup_spv_size, &attn_vk_merge_spv_size,
-        &attn_vk_sdpa_coopmat_spv_size };
-#else
-    static const unsigned char *const code[ATTN_VK_NSHADER] = {
-        attn_vk_sdpa_spv, attn_vk_sdpa_subgroup_spv, attn_vk_merge_spv, NULL };
-    const unsigned long *const size[ATTN_VK_NSHADER] = {
-        &attn_vk_sdpa_spv_size, &attn_vk_sdpa_subgroup_spv_size, &attn_vk_merge_spv_size, NULL };
+        COOPMAT_SPV_SIZE, &attn_vk_sdpa_coopmat_emulated_spv_size };
     if (!code[shader])
         return attn_fail(ATTN_ERR_INTERNAL, "vkCreateShaderModule: shader %d is not built in", shader);
-#endif
     /* SPIR-V is read as 32-bit words: copy out of the (byte-aligned) array. */
     uint32_t *words = malloc(*size[shader]);
     if (!words)

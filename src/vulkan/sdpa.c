@@ -212,14 +212,20 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq,
 /* The cooperative-matrix shader (vulkan/sdpa_coopmat.comp) for f16 inputs
  * with head dims multiples of 16, on devices with the 16x16x16 f16 shape:
  * the largest (row blocks, key tile) that fits the shared memory.
- * ATTN_VULKAN_COOPMAT=0 turns it off. Fills spec and *bq; 0 if unusable. */
+ * ATTN_VULKAN_COOPMAT=0 turns it off; =emulate uses its build with plain
+ * loops for the products on any device with shaderFloat16 (tests). Fills
+ * spec, *bq and *shader; 0 if unusable. */
 static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[6],
-                       int *bq)
+                       int *bq, int *shader)
 {
-#ifdef HAVE_GLSL_COOPMAT
     const char *env = getenv("ATTN_VULKAN_COOPMAT");
-    if ((env && strcmp(env, "0") == 0) || !d->coopmat_f16 || p->q.dtype != ATTN_F16 ||
-        p->d % 16 != 0 || p->dv % 16 != 0)
+    const int emulate = env && strcmp(env, "emulate") == 0;
+    int real = 0;
+#ifdef HAVE_GLSL_COOPMAT
+    real = d->coopmat_f16;
+#endif
+    if ((env && strcmp(env, "0") == 0) || !(emulate ? d->fp16 : real) ||
+        p->q.dtype != ATTN_F16 || p->d % 16 != 0 || p->dv % 16 != 0)
         return 0;
     /* Invocations per row: a 16-row block per subgroup where subgroups
      * hold at least 16 invocations. */
@@ -237,11 +243,9 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
         const int32_t s[6] = { wg, nw, bk, (int32_t)p->d, (int32_t)p->dv, (int32_t)(bk * dmax) };
         memcpy(spec, s, sizeof s);
         *bq = rows;
+        *shader = emulate ? ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED : ATTN_VK_SHADER_SDPA_COOPMAT;
         return 1;
     }
-#else
-    (void)d, (void)p, (void)spec, (void)bq;
-#endif
     return 0;
 }
 
@@ -253,8 +257,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int32_t spec[11];
     int nspec, shader, bq;
     sdpa_cfg c;
-    if (coopmat_cfg(d, p, spec, &bq)) {
-        shader = ATTN_VK_SHADER_SDPA_COOPMAT;
+    if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 6;
     } else if (choose_cfg(d, p->d, p->dv, &c)) {
         const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,

@@ -66,7 +66,8 @@ void attn_vk_instance_release(attn_vk_instance *in);
 #define ATTN_VK_PUSH_BYTES 128
 
 enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER_MERGE = 2,
-       ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED = 4,
+       ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -167,9 +168,10 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 
 /* The embedded SPIR-V (generated at build time by tools/embed-spv.sh). */
-extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[];
+extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[],
+                           attn_vk_sdpa_coopmat_emulated_spv[];
 extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
-                           attn_vk_merge_spv_size;
+                           attn_vk_merge_spv_size, attn_vk_sdpa_coopmat_emulated_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
