@@ -110,6 +110,9 @@ install_deps() {
     if [ -d "$ROOT/vulkan" ]; then
         apt_install libvulkan-dev libvulkan1 glslc mesa-vulkan-drivers ||
             warn "Vulkan headers / glslc / lavapipe not installable: Vulkan tests will skip"
+        # test_vulkan runs under the Khronos validation layer where it exists.
+        apt_install vulkan-validationlayers ||
+            warn "vulkan-validationlayers not installable: Vulkan tests run without validation"
     fi
     if [ "$DO_FUZZ" = 1 ]; then
         # libFuzzer for clang 14 lives in libclang-rt-14-dev.
