@@ -62,6 +62,7 @@ static const attn_backend cpu_backend = {
     .destroy = cpu_destroy,
     .linear = attn_cpu_linear,
     .decode = attn_cpu_decode,
+    .block_select = attn_cpu_block_select,
 };
 
 /* ATTN_CPU_DISABLE="avx512_bf16,f16c": features to treat as absent, so that
