@@ -7,11 +7,14 @@
  * of the QK^T work of dense attention. It runs on the kernel set's qk over
  * K tiles packed with its pack_k, so every ISA's micro-kernel is reused.
  *
- * Work per (sequence, KV head) group: reshape its keys (f32, 1/s of a K
- * tile's worth of memory per key), pack them into tiles of SEG_TILE
- * segments, then one task per (query head of the group, query block): score
- * the block's segment rows against the allowed segments only, softmax each
- * row, sum the probabilities into key blocks and apply the threshold rule. */
+ * Keys are reshaped and packed once per (sequence, KV head) group, into a
+ * panel of tiles of SEG_TILE segments; groups go in waves sized to keep every
+ * thread busy. A task is (query head, TASK_ROWS segment rows = whole query
+ * blocks): it streams the K tiles its rows may see (causal: up to its last
+ * row) through qk -- enough rows per tile that the GEMM is not bound by
+ * reading K -- then, per block row, softmaxes each segment row over its
+ * allowed cells, sums the probabilities into key blocks and applies the
+ * threshold rule. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,11 @@
 #include <omp.h>
 #endif
 
-#define SEG_TILE 64   /* key segments per packed tile (4 AVX-512 vectors) */
+#define SEG_TILE 64      /* key segments per packed tile (4 AVX-512 vectors) */
+#define TASK_ROWS 96     /* segment rows per task, at least: each K tile streamed
+                            through a task serves this many rows */
+#define TASKS_PER_THREAD 4
+#define PANEL_BUDGET_BYTES ((size_t)256 << 20)
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -32,10 +39,11 @@ typedef struct xattn_plan {
     const attn_block_select_problem *p;
     const attn_cpu_kernels *ks;
     int64_t s, sd, ldq, lds;      /* stride, s*D, leading dims (multiples of 16) */
-    int64_t nsq, nsk, ntiles;     /* segments of q, of k; packed tiles */
+    int64_t nsq, nsk, ntiles;     /* segments of q, of k; packed tiles per group */
     int64_t ktf;                  /* floats per packed tile (16-aligned) */
     int64_t rows_per_block;       /* block_q / s */
-    float  *kre, *kpack;          /* reshaped and packed keys of the current group */
+    int64_t blocks_per_task, tasks_per_head;
+    float  *panels;               /* packed keys of the groups of the current wave */
     size_t  ws_floats;            /* per-thread workspace */
 } xattn_plan;
 
@@ -78,40 +86,21 @@ static int64_t segment_limit(const xattn_plan *pl, int64_t r, int64_t allowed_bl
     return lim;
 }
 
-/* One task: block row I of query head h in sequence b. */
-static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I, float *ws)
+/* Softmax of each segment row of block row I (its scores: rows of sc),
+ * summed into key blocks, then the keep rule. */
+static void select_block_row(const xattn_plan *pl, int64_t b, int64_t h, int64_t I,
+                             float *sc, float *mass, void *scratch)
 {
     const attn_block_select_problem *p = pl->p;
-    const attn_cpu_kernels *ks = pl->ks;
-    const int64_t r0 = I * pl->rows_per_block;
-    const int64_t nr = (r0 + pl->rows_per_block < pl->nsq ? pl->rows_per_block : pl->nsq - r0);
-    float *qrows = ws, *sc = qrows + pl->rows_per_block * pl->ldq;
-    float *mass = sc + pl->rows_per_block * pl->lds, *scratch = mass + p->nbk;
-
     int64_t diag;
     const int64_t allowed = attn_bs_allowed(p, I, &diag);
+    const int64_t r0 = I * pl->rows_per_block;
+    const int64_t nr = r0 + pl->rows_per_block < pl->nsq ? pl->rows_per_block : pl->nsq - r0;
+    const int64_t segs_per_block = p->block_k / pl->s;
     for (int64_t j = 0; j < p->nbk; j++)
         mass[j] = 0.0f;
-    const int64_t cmax = allowed ? segment_limit(pl, r0 + nr - 1, allowed) : 0;
-    if (cmax > 0) {
-        /* x = scale * a / s folded into the query rows */
-        const float qscale = p->scale / (float)pl->s;
-        for (int64_t r = 0; r < nr; r++) {
-            float *row = qrows + r * pl->ldq;
-            reshape_segment(&p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
-            memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
-        }
-        /* whole tiles: a packed tile's layout depends on the key count it was packed with */
-        for (int64_t t = 0; t * SEG_TILE < cmax; t++) {
-            const int64_t c0 = t * SEG_TILE;
-            const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
-            ks->qk(qrows, pl->ldq, (int)nr, pl->kpack + t * pl->ktf, nk, pl->sd, sc + c0,
-                   pl->lds);
-        }
-    }
-    const int64_t segs_per_block = p->block_k / pl->s;
-    for (int64_t r = 0; r < nr; r++) {
-        const int64_t lim = allowed ? segment_limit(pl, r0 + r, allowed) : 0;
+    for (int64_t r = 0; r < nr && allowed; r++) {
+        const int64_t lim = segment_limit(pl, r0 + r, allowed);
         if (lim == 0)
             continue;
         float *row = sc + r * pl->lds;
@@ -120,7 +109,7 @@ static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I, floa
             mx = row[c] > mx ? row[c] : mx;
         for (int64_t c = 0; c < lim; c++)
             row[c] -= mx;
-        ks->vexp(row, lim);
+        pl->ks->vexp(row, lim);
         float sum = 0.0f;
         for (int64_t c = 0; c < lim; c++)
             sum += row[c];
@@ -136,39 +125,77 @@ static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I, floa
     attn_bs_write_row(p, b, h, I, mass, scratch);
 }
 
-/* Reshapes and packs the keys of group gi; every thread of the team calls it. */
-static void prepare_group(const xattn_plan *pl, int64_t gi)
+/* One task: block rows [I0, I0 + blocks_per_task) of query head h in
+ * sequence b, against the packed keys `kpack` of its group. */
+static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
+                     const float *kpack, float *ws)
 {
     const attn_block_select_problem *p = pl->p;
-    const int64_t b = gi / p->hkv, hk = gi % p->hkv;
+    const int64_t I1 = I0 + pl->blocks_per_task < p->nbq ? I0 + pl->blocks_per_task : p->nbq;
+    const int64_t r0 = I0 * pl->rows_per_block;
+    const int64_t nr = (I1 * pl->rows_per_block < pl->nsq ? I1 * pl->rows_per_block : pl->nsq) - r0;
+    const int64_t rows_cap = pl->blocks_per_task * pl->rows_per_block;
+    float *qrows = ws + SEG_TILE * pl->sd, *sc = qrows + rows_cap * pl->ldq;
+    float *mass = sc + rows_cap * pl->lds, *scratch = mass + p->nbk;
+
+    /* Allowed segments grow with the row: the last row bounds them all. */
+    int64_t diag;
+    const int64_t allowed = attn_bs_allowed(p, I1 - 1, &diag);
+    const int64_t cmax = allowed ? segment_limit(pl, r0 + nr - 1, allowed) : 0;
+    if (cmax > 0) {
+        /* x = scale * a / s folded into the query rows */
+        const float qscale = p->scale / (float)pl->s;
+        for (int64_t r = 0; r < nr; r++) {
+            float *row = qrows + r * pl->ldq;
+            reshape_segment(&p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
+            memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
+        }
+        /* whole tiles: a packed tile's layout depends on the key count it was packed with */
+        for (int64_t t = 0; t * SEG_TILE < cmax; t++) {
+            const int64_t c0 = t * SEG_TILE;
+            const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
+            pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0,
+                       pl->lds);
+        }
+    }
+    for (int64_t I = I0; I < I1; I++)
+        select_block_row(pl, b, h, I, sc + (I - I0) * pl->rows_per_block * pl->lds, mass,
+                         scratch);
+}
+
+/* Reshapes and packs the keys of the wave's groups [gs, ge); every thread of
+ * the team calls it. The reshaped tile is per-thread scratch (ws). */
+static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
+{
+    const attn_block_select_problem *p = pl->p;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t c = 0; c < pl->nsk; c++)
-        reshape_segment(&p->k, b, hk, c, pl->s, p->sk, p->d, 1.0f, 0, pl->kre + c * pl->sd);
-#ifdef HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t t = 0; t < pl->ntiles; t++) {
-        const int64_t c0 = t * SEG_TILE;
+    for (int64_t x = 0; x < (ge - gs) * pl->ntiles; x++) {
+        const int64_t gi = gs + x / pl->ntiles, t = x % pl->ntiles;
+        const int64_t b = gi / p->hkv, hk = gi % p->hkv, c0 = t * SEG_TILE;
         const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
-        pl->ks->pack_k(pl->kpack + t * pl->ktf, pl->kre + c0 * pl->sd, ATTN_F32, pl->sd, 1,
-                       nk, SEG_TILE, pl->sd);
+        for (int c = 0; c < nk; c++)
+            reshape_segment(&p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0, ws + c * pl->sd);
+        pl->ks->pack_k(pl->panels + x * pl->ktf, ws, ATTN_F32, pl->sd, 1, nk, SEG_TILE, pl->sd);
     }
 }
 
-/* Tasks of group gi, late query blocks first: under a causal mask they score
- * the most segments, so the dynamic schedule ends on light tasks. */
-static void run_group(const xattn_plan *pl, int64_t gi, float *ws)
+/* Tasks of the wave's groups, late query blocks first: under a causal mask
+ * they score the most segments, so the dynamic schedule ends on light tasks. */
+static void run_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
 {
     const attn_block_select_problem *p = pl->p;
-    const int64_t group = p->hq / p->hkv, ntasks = group * p->nbq;
-    const int64_t b = gi / p->hkv, h0 = (gi % p->hkv) * group;
+    const int64_t group = p->hq / p->hkv, per_group = group * pl->tasks_per_head;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-    for (int64_t x = 0; x < ntasks; x++)
-        run_task(pl, b, h0 + x % group, p->nbq - 1 - x / group, ws);
+    for (int64_t x = 0; x < (ge - gs) * per_group; x++) {
+        const int64_t gi = gs + x / per_group, t = x % per_group;
+        const int64_t b = gi / p->hkv, h = (gi % p->hkv) * group + t % group;
+        const int64_t I0 = (pl->tasks_per_head - 1 - t / group) * pl->blocks_per_task;
+        run_task(pl, b, h, I0, pl->panels + (gi - gs) * pl->ntiles * pl->ktf, ws);
+    }
 }
 
 attn_status attn_cpu_block_select_xattn(const attn_cpu_state *st,
@@ -186,33 +213,47 @@ attn_status attn_cpu_block_select_xattn(const attn_cpu_state *st,
     pl.ntiles = (pl.nsk + SEG_TILE - 1) / SEG_TILE;
     pl.ktf = round_up((int64_t)pl.ks->k_tile_floats(SEG_TILE, pl.sd), 16);
     pl.rows_per_block = p->block_q / pl.s;
-    /* q rows, scores, block masses, ranking scratch (2 floats a block) */
-    pl.ws_floats = (size_t)round_up(pl.rows_per_block * (pl.ldq + pl.lds) + 3 * p->nbk, 16);
+    pl.blocks_per_task = (TASK_ROWS + pl.rows_per_block - 1) / pl.rows_per_block;
+    if (pl.blocks_per_task > p->nbq)
+        pl.blocks_per_task = p->nbq;
+    pl.tasks_per_head = (p->nbq + pl.blocks_per_task - 1) / pl.blocks_per_task;
+    /* reshaped K tile, q rows, scores, block masses, ranking scratch (2 floats a block) */
+    const int64_t rows_cap = pl.blocks_per_task * pl.rows_per_block;
+    pl.ws_floats = (size_t)round_up(SEG_TILE * pl.sd + rows_cap * (pl.ldq + pl.lds) +
+                                    3 * p->nbk, 16);
 
+    /* Waves of groups: enough tasks for every thread, within a panel budget. */
     const int64_t ngroups = p->b * p->hkv;
-    int nt = st->num_threads < 1 ? 1 : st->num_threads;
-    const size_t shared = (size_t)round_up(pl.nsk * pl.sd + pl.ntiles * pl.ktf, 16);
-    const size_t total = shared + (size_t)nt * pl.ws_floats;
-    float *mem = aligned_alloc(64, round_up((int64_t)(total * sizeof(float)), 64));
+    const int nt = st->num_threads < 1 ? 1 : st->num_threads;
+    const int64_t tasks_per_group = (p->hq / p->hkv) * pl.tasks_per_head;
+    const size_t panel_bytes = (size_t)(pl.ntiles * pl.ktf) * sizeof(float);
+    int64_t wave = (TASKS_PER_THREAD * (int64_t)nt + tasks_per_group - 1) / tasks_per_group;
+    if ((size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
+        wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
+    wave = wave < 1 ? 1 : wave > ngroups ? ngroups : wave;
+
+    const size_t total = (size_t)wave * panel_bytes / sizeof(float) + (size_t)nt * pl.ws_floats;
+    float *mem = aligned_alloc(64, total * sizeof(float));
     if (!mem)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_block_select: cannot allocate %zu bytes "
                          "of workspace", total * sizeof(float));
-    pl.kpack = mem;
-    pl.kre = mem + pl.ntiles * pl.ktf;
-    float *thread_ws = mem + shared;
+    pl.panels = mem;
+    float *thread_ws = mem + (size_t)wave * panel_bytes / sizeof(float);
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
     {
         float *ws = thread_ws + (size_t)omp_get_thread_num() * pl.ws_floats;
-        for (int64_t gi = 0; gi < ngroups; gi++) {
-            prepare_group(&pl, gi);
-            run_group(&pl, gi, ws);
+        for (int64_t gs = 0; gs < ngroups; gs += wave) {
+            const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
+            pack_wave(&pl, gs, ge, ws);
+            run_wave(&pl, gs, ge, ws);
         }
     }
 #else
-    for (int64_t gi = 0; gi < ngroups; gi++) {
-        prepare_group(&pl, gi);
-        run_group(&pl, gi, thread_ws);
+    for (int64_t gs = 0; gs < ngroups; gs += wave) {
+        const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
+        pack_wave(&pl, gs, ge, thread_ws);
+        run_wave(&pl, gs, ge, thread_ws);
     }
 #endif
     free(mem);

@@ -477,6 +477,30 @@ static void run_wave(const sdpa_plan *pl, int64_t gs, int64_t ge, float *ws)
     }
 }
 
+/* With a block mask, tiles that straddle mask blocks are visited whenever
+ * any of their blocks is kept and then masked element by element: a 96-row
+ * task over 128-row blocks sees the union of two block rows. So the tiles
+ * are fitted to the blocks where that costs little: query tiles of one
+ * block (blocks up to twice the preferred tile) or an exact fraction of
+ * one; key tiles of one block when blocks are smaller than the preferred
+ * tile and a multiple of 16 keys (kernel sets take any nk up to bk). Blocks
+ * that are multiples of the tile are aligned already. */
+static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
+{
+    const int64_t qb = p->block_q, kb = p->block_k;
+    if (qb % *bq != 0) {
+        if (qb >= 16 && qb <= 2 * (int64_t)*bq) {
+            *bq = (int)qb;
+        } else if (qb > 2 * (int64_t)*bq) {
+            const int64_t n = (qb + *bq - 1) / *bq;
+            if (qb % n == 0 && qb / n >= 16)
+                *bq = (int)(qb / n);
+        }
+    }
+    if (kb < *bk && kb >= 16 && kb % 16 == 0)
+        *bk = (int)kb;
+}
+
 /* Panels of a wave may use this much memory when one group's tasks cannot
  * keep the threads busy (a single group may always exceed it). */
 #define PANEL_BUDGET_BYTES ((size_t)64 << 20)
@@ -488,6 +512,8 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.p = p;
     pl.ks = st->kernels;
     pl.ks->tile_sizes(p->d, p->dv, &pl.bq, &pl.bk);
+    if (p->has_block_mask)
+        align_tiles_to_blocks(p, &pl.bq, &pl.bk);
     pl.ldq = round_up(p->d, 16);
     pl.ldo = round_up(p->dv, 16);
     pl.lds = round_up(pl.bk, 16);
