@@ -110,21 +110,6 @@ static inline void row_range(const attn_sdpa_problem *p, const seq_geom *g, int6
     *hi = h;
 }
 
-static inline int visible_by_position(const attn_sdpa_problem *p, const seq_geom *g,
-                                      int64_t i, int64_t j)
-{
-    const int64_t diag = i + g->sk - g->sq;
-    if (p->causal && j > diag)
-        return 0;
-    if (j < p->sink_tokens)
-        return 1;
-    if (p->window_left >= 0 && j < diag - p->window_left)
-        return 0;
-    if (p->window_right >= 0 && j > diag + p->window_right)
-        return 0;
-    return 1;
-}
-
 /* Block-mask verdict for a tile: 0 = every element hidden, 1 = every element
  * visible, 2 = mixed (check per element). */
 static int block_mask_tile(const attn_sdpa_problem *p, const seq_geom *g, int64_t h,
@@ -229,10 +214,18 @@ static void transform_scores(const attn_sdpa_problem *p, const seq_geom *g, int6
                     row[c] += attn_load_f32(mrow, m->dtype, (j0 + c) * ms);
             }
         }
-        if (check_position)
-            for (int c = 0; c < nk; c++)
-                if (!visible_by_position(p, g, i, j0 + c))
+        if (check_position) {
+            /* the positional rules of attn.h as bounds of the row: j <= chi
+             * (causal), and j < sink_tokens or wlo <= j <= whi (windows) */
+            const int64_t chi = p->causal ? diag : INT64_MAX;
+            const int64_t wlo = p->window_left >= 0 ? diag - p->window_left : INT64_MIN;
+            const int64_t whi = p->window_right >= 0 ? diag + p->window_right : INT64_MAX;
+            for (int c = 0; c < nk; c++) {
+                const int64_t j = j0 + c;
+                if (j > chi || (j >= p->sink_tokens && (j < wlo || j > whi)))
                     row[c] = -INFINITY;
+            }
+        }
         if (check_block) {
             const attn_view *bm = &p->block_mask;
             const uint8_t *brow = (const uint8_t *)bm->base + g->b * bm->stride[0] +
