@@ -3,7 +3,8 @@
  * against the double-precision reference (tests/ref_block_select.c) for every
  * CPU kernel set, the rule's invariants (threshold 1 keeps every allowed
  * block, causal never keeps a future block, forced blocks, ties to the lower
- * index), and its output used directly as attn_sdpa's block_mask.
+ * index), its output used directly as attn_sdpa's block_mask, and
+ * ATTN_ERR_UNSUPPORTED from devices without the op.
  *
  * Environment: see testutil.h (ATTN_TEST_SEED, ATTN_TEST_QUICK, ...).
  */
@@ -288,6 +289,37 @@ static void validation(attn_context *ctx)
     tu_tensor_free(&k16); tu_tensor_free(&mbad);
 }
 
+/* Devices without the op (every non-CPU backend for now) say so. */
+static void other_devices(void)
+{
+    attn_context *ctx = NULL;
+    if (attn_context_create(NULL, &ctx) != ATTN_OK)
+        return;
+    for (int dev = 1; dev < attn_device_count(ctx); dev++) {
+        attn_buffer *bq = NULL, *bk = NULL, *bm = NULL;
+        if (attn_buffer_create(ctx, dev, 4 * 64 * 16, &bq) != ATTN_OK ||
+            attn_buffer_create(ctx, dev, 4 * 64 * 16, &bk) != ATTN_OK ||
+            attn_buffer_create(ctx, dev, 64, &bm) != ATTN_OK) {
+            CHECK(0, "device %d: buffers: %s", dev, attn_last_error());
+        } else {
+            attn_tensor q = attn_tensor_4d(NULL, ATTN_F32, 1, 64, 1, 16), k = q;
+            attn_tensor m = attn_tensor_4d(NULL, ATTN_U8, 1, 1, 4, 4);
+            q.buffer = bq;
+            k.buffer = bk;
+            m.buffer = bm;
+            attn_block_select_params p = ATTN_BLOCK_SELECT_PARAMS_INIT;
+            p.block_q = p.block_k = 16;
+            const attn_status s = attn_block_select(ctx, &p, &q, &k, &m);
+            CHECK(s == ATTN_ERR_UNSUPPORTED, "device %d: got %s (%s), want unsupported", dev,
+                  attn_status_string(s), attn_last_error());
+        }
+        attn_buffer_destroy(bq);
+        attn_buffer_destroy(bk);
+        attn_buffer_destroy(bm);
+    }
+    attn_context_destroy(ctx);
+}
+
 int main(void)
 {
     tu_init("test_block_select");
@@ -317,5 +349,6 @@ int main(void)
         feeds_sdpa(ctx, isa);
         attn_context_destroy(ctx);
     }
+    other_devices();
     return tu_finish();
 }
