@@ -46,6 +46,9 @@ static void *cpu_host_ptr(attn_device *dev, void *h)
 
 static void cpu_destroy(attn_device *dev)
 {
+    attn_cpu_state *st = dev->impl;
+    if (st)
+        attn_cpu_scratch_free(&st->scratch);
     free(dev->impl);
     dev->impl = NULL;
 }
@@ -90,6 +93,7 @@ attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_i
     attn_cpu_state *st = calloc(1, sizeof *st);
     if (!st)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_context_create: out of memory");
+    atomic_flag_clear(&st->scratch.busy);
     st->features = attn_cpu_probe();
     attn_status s = masked_features(&st->features);
     if (s != ATTN_OK) {

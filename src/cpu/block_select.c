@@ -152,7 +152,7 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
 
 attn_status attn_cpu_block_select(attn_device *dev, const attn_block_select_problem *p)
 {
-    const attn_cpu_state *st = dev->impl;
+    attn_cpu_state *st = dev->impl;
     if (p->method == ATTN_BLOCK_SELECT_MOBA)
         return block_select_moba(st, p);
     return attn_cpu_block_select_xattn(st, p);

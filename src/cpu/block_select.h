@@ -17,7 +17,6 @@ void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h,
                        const float *share, void *scratch);
 
 /* XAttention scoring and selection of every block row. */
-attn_status attn_cpu_block_select_xattn(const attn_cpu_state *st,
-                                        const attn_block_select_problem *p);
+attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_select_problem *p);
 
 #endif

@@ -198,8 +198,7 @@ static void run_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
     }
 }
 
-attn_status attn_cpu_block_select_xattn(const attn_cpu_state *st,
-                                        const attn_block_select_problem *p)
+attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_select_problem *p)
 {
     xattn_plan pl = { 0 };
     pl.p = p;
@@ -233,7 +232,8 @@ attn_status attn_cpu_block_select_xattn(const attn_cpu_state *st,
     wave = wave < 1 ? 1 : wave > ngroups ? ngroups : wave;
 
     const size_t total = (size_t)wave * panel_bytes / sizeof(float) + (size_t)nt * pl.ws_floats;
-    float *mem = aligned_alloc(64, total * sizeof(float));
+    int kept;
+    float *mem = attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept);
     if (!mem)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_block_select: cannot allocate %zu bytes "
                          "of workspace", total * sizeof(float));
@@ -256,6 +256,6 @@ attn_status attn_cpu_block_select_xattn(const attn_cpu_state *st,
         run_wave(&pl, gs, ge, thread_ws);
     }
 #endif
-    free(mem);
+    attn_cpu_scratch_release(&st->scratch, mem, kept);
     return ATTN_OK;
 }

@@ -280,7 +280,7 @@ static void finish(const dec_plan *pl, int64_t b, int64_t hk, float *acc)
 
 attn_status attn_cpu_decode(attn_device *dev, const attn_decode_problem *p)
 {
-    const attn_cpu_state *cs = dev->impl;
+    attn_cpu_state *cs = dev->impl;
     const attn_kv_cache *c = p->cache;
     dec_plan pl = { 0 };
     pl.p = p;
@@ -330,7 +330,8 @@ attn_status attn_cpu_decode(attn_device *dev, const attn_decode_problem *p)
     const int nthr = (int)min64(nt, pl.ntasks);
     size_t part = (size_t)pl.ntasks * (size_t)pl.nr * (size_t)(pl.ldo + 2);
     const size_t ws_bytes = (((size_t)nthr * pl.ws_floats + part) * sizeof(float) + 63) & ~(size_t)63;
-    float *ws = aligned_alloc(64, ws_bytes);
+    int kept;
+    float *ws = attn_cpu_scratch_acquire(&cs->scratch, ws_bytes, &kept);
     if (!ws) {
         free(pl.seq);
         free(pl.tstart);
@@ -357,7 +358,7 @@ attn_status attn_cpu_decode(attn_device *dev, const attn_decode_problem *p)
     for (int64_t f = 0; f < nfin; f++)
         finish(&pl, f / p->hkv, f % p->hkv, ws);
 #endif
-    free(ws);
+    attn_cpu_scratch_release(&cs->scratch, ws, kept);
     free(pl.seq);
     free(pl.tstart);
     return ATTN_OK;

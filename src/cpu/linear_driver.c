@@ -267,7 +267,7 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
 {
-    const attn_cpu_state *st = dev->impl;
+    attn_cpu_state *st = dev->impl;
     linear_plan pl;
     pl.p = p;
     pl.ks = kernels_for(st->kernels->isa);
@@ -295,7 +295,8 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
         nt = (int)ntasks;
     /* All workspace up front: a failed allocation leaves every output untouched. */
     const size_t bytes = (size_t)nt * (size_t)pl.ws_floats * sizeof(float);
-    float *ws = aligned_alloc(64, bytes);
+    int kept;
+    float *ws = attn_cpu_scratch_acquire(&st->scratch, bytes, &kept);
     if (!ws)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_linear: cannot allocate %zu bytes of "
                          "workspace", bytes);
@@ -311,6 +312,6 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     for (int64_t t = 0; t < ntasks; t++)
         run_task(&pl, t, ws);
 #endif
-    free(ws);
+    attn_cpu_scratch_release(&st->scratch, ws, kept);
     return ATTN_OK;
 }

@@ -182,11 +182,52 @@ static int64_t next_tile(const attn_sdpa_problem *p, const seq_geom *g, int bk,
     return g->sk;
 }
 
-/* Applies soft-cap, ALiBi, the mask tensor and (when `check`) positional
- * visibility to an nq x nk score tile whose first element is (i0, j0). */
-static void transform_scores(const attn_sdpa_problem *p, const seq_geom *g, int64_t h,
-                             int64_t i0, int nq, int64_t j0, int nk, float *s, int64_t lds,
-                             int check_position, int check_block)
+/* Sets row[c] = -inf for the columns c of [0, nk) outside both half-open
+ * column ranges [a1, b1) and [a2, b2) (either may be empty). Masking by
+ * ranges instead of per-element predicates keeps the loops branch-free. */
+static void hide_outside(float *row, int nk, int64_t a1, int64_t b1, int64_t a2, int64_t b2)
+{
+    a1 = max64(a1, 0); b1 = min64(b1, nk);
+    a2 = max64(a2, 0); b2 = min64(b2, nk);
+    if (a1 >= b1) { a1 = a2; b1 = b2; }
+    if (a2 >= b2) { a2 = a1; b2 = b1; }
+    if (a2 < a1) {                      /* order the ranges by start */
+        int64_t t = a1; a1 = a2; a2 = t;
+        t = b1; b1 = b2; b2 = t;
+    }
+    if (a1 >= b1) {                     /* both empty */
+        a1 = b1 = a2 = b2 = nk;
+    } else if (a2 <= b1) {              /* overlapping or adjacent: merge */
+        b1 = max64(b1, b2);
+        a2 = b2 = b1;
+    }
+    for (int64_t c = 0; c < a1; c++) row[c] = -INFINITY;
+    for (int64_t c = b1; c < a2; c++) row[c] = -INFINITY;
+    for (int64_t c = b2; c < nk; c++) row[c] = -INFINITY;
+}
+
+/* s = cap * tanh(s / cap) on n scores through the kernel set's vector exp:
+ * tanh|x| = (1 - e) / (1 + e) with e = exp(-2|x|) <= 1, so nothing
+ * overflows; the absolute error stays at a few ulp of cap. */
+static void softcap_row(const attn_cpu_kernels *ks, float *row, int nk, float cap, float *e)
+{
+    const float inv2 = 2.0f / cap;
+    for (int c = 0; c < nk; c++)
+        e[c] = -fabsf(row[c]) * inv2;
+    ks->vexp(e, nk);
+    for (int c = 0; c < nk; c++) {
+        const float t = cap * (1.0f - e[c]) / (1.0f + e[c]);
+        row[c] = row[c] < 0.0f ? -t : t;
+    }
+}
+
+/* Applies soft-cap, ALiBi, the mask tensor and (when `check_position`)
+ * causal/window/sink visibility to an nq x nk score tile whose first element
+ * is (i0, j0). `scratch` holds nk floats. */
+static void transform_scores(const attn_sdpa_problem *p, const attn_cpu_kernels *ks,
+                             const seq_geom *g, int64_t h, int64_t i0, int nq, int64_t j0,
+                             int nk, float *s, int64_t lds, int check_position,
+                             int check_block, float *scratch)
 {
     const float cap = p->softcap;
     const float slope = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
@@ -194,45 +235,53 @@ static void transform_scores(const attn_sdpa_problem *p, const seq_geom *g, int6
     for (int r = 0; r < nq; r++) {
         float *row = s + r * lds;
         const int64_t i = i0 + r, diag = i + g->sk - g->sq;
-        if (cap > 0.0f) {
-            const float inv = 1.0f / cap;
+        if (cap > 0.0f)
+            softcap_row(ks, row, nk, cap, scratch);
+        if (slope != 0.0f) {
+            /* |diag - j| in float is exact below 2^24 keys, as in the reference. */
+            const float d0 = (float)(diag - j0);
             for (int c = 0; c < nk; c++)
-                row[c] = cap * tanhf(row[c] * inv);
+                row[c] -= slope * fabsf(d0 - (float)c);
         }
-        if (slope != 0.0f)
-            for (int c = 0; c < nk; c++)
-                row[c] -= slope * (float)llabs(diag - (j0 + c));
         if (p->has_mask) {
             const char *mrow = at(m, g->b * m->stride[0] + h * m->stride[1] + i * m->stride[2]);
             const int64_t ms = m->stride[3];
             if (p->mask_is_bool) {
+                const uint8_t *mb = (const uint8_t *)mrow + j0 * ms;
                 for (int c = 0; c < nk; c++)
-                    if (!((const uint8_t *)mrow)[(j0 + c) * ms])
-                        row[c] = -INFINITY;
+                    row[c] = mb[c * ms] ? row[c] : -INFINITY;
+            } else if (m->dtype == ATTN_F32 && ms == 1) {
+                const float *mf = (const float *)mrow + j0;
+                for (int c = 0; c < nk; c++)
+                    row[c] += mf[c];
             } else {
                 for (int c = 0; c < nk; c++)
                     row[c] += attn_load_f32(mrow, m->dtype, (j0 + c) * ms);
             }
         }
         if (check_position) {
-            /* the positional rules of attn.h as bounds of the row: j <= chi
-             * (causal), and j < sink_tokens or wlo <= j <= whi (windows) */
-            const int64_t chi = p->causal ? diag : INT64_MAX;
-            const int64_t wlo = p->window_left >= 0 ? diag - p->window_left : INT64_MIN;
-            const int64_t whi = p->window_right >= 0 ? diag + p->window_right : INT64_MAX;
-            for (int c = 0; c < nk; c++) {
-                const int64_t j = j0 + c;
-                if (j > chi || (j >= p->sink_tokens && (j < wlo || j > whi)))
-                    row[c] = -INFINITY;
-            }
+            /* Visible keys of row i: the sinks [0, ns) (causality still
+             * applies) and the positional range [lo, hi], as column ranges. */
+            int64_t lo, hi;
+            row_range(p, g, i, &lo, &hi);
+            int64_t ns = p->sink_tokens;
+            if (p->causal)
+                ns = min64(ns, diag + 1);
+            hide_outside(row, nk, -j0, ns - j0, lo - j0, hi + 1 - j0);
         }
         if (check_block) {
+            /* Runs of columns that share one block_mask entry. */
             const attn_view *bm = &p->block_mask;
             const uint8_t *brow = (const uint8_t *)bm->base + g->b * bm->stride[0] +
                                   h * bm->stride[1] + (i / p->block_q) * bm->stride[2];
-            for (int c = 0; c < nk; c++)
-                if (!brow[((j0 + c) / p->block_k) * bm->stride[3]])
-                    row[c] = -INFINITY;
+            for (int64_t c0 = 0; c0 < nk;) {
+                const int64_t bj = (j0 + c0) / p->block_k;
+                const int64_t c1 = min64(nk, (bj + 1) * p->block_k - j0);
+                if (!brow[bj * bm->stride[3]])
+                    for (int64_t c = c0; c < c1; c++)
+                        row[c] = -INFINITY;
+                c0 = c1;
+            }
         }
     }
 }
@@ -328,7 +377,8 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
 
         ks->qk(qt, pl->ldq, nq, kpanel + tile * pl->ktf, nk, p->d, st, pl->lds);
         if (!full || bmode == 2 || p->has_mask || p->softcap > 0.0f || p->alibi_slopes)
-            transform_scores(p, &g, h, i0, nq, j0, nk, st, pl->lds, !full, bmode == 2);
+            transform_scores(p, ks, &g, h, i0, nq, j0, nk, st, pl->lds, !full, bmode == 2,
+                             xrow);
         if (softmax && ks->softmax_rows)
             ks->softmax_rows(st, pl->lds, nq, nk, m, l, alpha);
         else if (softmax)
@@ -500,7 +550,7 @@ static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
 
 attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 {
-    const attn_cpu_state *st = dev->impl;
+    attn_cpu_state *st = dev->impl;
     sdpa_plan pl = { 0 };
     pl.p = p;
     pl.ks = st->kernels;
@@ -546,10 +596,11 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 
     /* All memory up front: a failed allocation must not leave a half-written output. */
     const size_t total = (size_t)nt * pl.ws_floats + (size_t)wave * panel_bytes / sizeof(float);
-    float *ws = aligned_alloc(64, total * sizeof(float));
     pl.order = malloc((size_t)pl.task_pref[ngroups] * sizeof *pl.order);
-    if (!ws || !pl.order) {
-        free(ws);
+    int kept;
+    float *ws = pl.order ? attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept)
+                         : NULL;
+    if (!ws) {
         free(pl.order);
         free(pl.task_pref);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: cannot allocate %zu bytes of "
@@ -567,7 +618,7 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     for (int64_t gs = 0; gs < ngroups; gs += wave)
         run_wave(&pl, gs, min64(gs + wave, ngroups), ws);
 #endif
-    free(ws);
+    attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(pl.order);
     free(pl.task_pref);
     return ATTN_OK;
