@@ -146,6 +146,14 @@ static void against_reference(attn_context *ctx, const char *isa)
         c.layout = i % TU_NLAYOUTS;
         run_case(ctx, isa, &c);
     }
+    /* query blocks of more segment rows than the implementation scores at
+     * once (stride 1, 200-row blocks), causal with Sq > Sk */
+    bs_case c;
+    memset(&c, 0, sizeof c);
+    c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
+    c.p.block_q = 200; c.p.block_k = 50; c.p.stride = 1; c.p.threshold = 0.8f; c.p.causal = 1;
+    c.B = 1; c.Hq = 2; c.Hkv = 1; c.D = 24; c.Sq = 420; c.Sk = 330; c.dt = ATTN_F32;
+    run_case(ctx, isa, &c);
 }
 
 /* Identical keys make every score and share equal: ties go to lower indices. */

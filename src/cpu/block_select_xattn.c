@@ -30,6 +30,7 @@
 #define SEG_TILE 64      /* key segments per packed tile (4 AVX-512 vectors) */
 #define TASK_ROWS 96     /* segment rows per task, at least: each K tile streamed
                             through a task serves this many rows */
+#define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace) */
 #define TASKS_PER_THREAD 4
 #define PANEL_BUDGET_BYTES ((size_t)256 << 20)
 
@@ -86,81 +87,85 @@ static int64_t segment_limit(const xattn_plan *pl, int64_t r, int64_t allowed_bl
     return lim;
 }
 
-/* Softmax of each segment row of block row I (its scores: rows of sc),
- * summed into key blocks, then the keep rule. */
-static void select_block_row(const xattn_plan *pl, int64_t b, int64_t h, int64_t I,
-                             float *sc, float *mass, void *scratch)
+/* Softmax of segment row r over its `lim` allowed cells (scores in row),
+ * summed into key blocks: mass[j] += share of block j. */
+static void accumulate_row(const xattn_plan *pl, float *row, int64_t lim, float *mass)
+{
+    const int64_t segs_per_block = pl->p->block_k / pl->s;
+    float mx = row[0];
+    for (int64_t c = 1; c < lim; c++)
+        mx = row[c] > mx ? row[c] : mx;
+    for (int64_t c = 0; c < lim; c++)
+        row[c] -= mx;
+    pl->ks->vexp(row, lim);
+    float sum = 0.0f;
+    for (int64_t c = 0; c < lim; c++)
+        sum += row[c];
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j * segs_per_block < lim; j++) {
+        const int64_t c1 = (j + 1) * segs_per_block < lim ? (j + 1) * segs_per_block : lim;
+        float part = 0.0f;
+        for (int64_t c = j * segs_per_block; c < c1; c++)
+            part += row[c];
+        mass[j] += part * inv;
+    }
+}
+
+/* Scores of segment rows [r0, r0 + nr) against the allowed key segments,
+ * then each row's softmax summed into its block row's masses. */
+static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, int64_t nr,
+                       int64_t I0, const float *kpack, float *qrows, float *sc, float *masses)
 {
     const attn_block_select_problem *p = pl->p;
+    /* Allowed segments grow with the row: the last row bounds them all. */
     int64_t diag;
-    const int64_t allowed = attn_bs_allowed(p, I, &diag);
-    const int64_t r0 = I * pl->rows_per_block;
-    const int64_t nr = r0 + pl->rows_per_block < pl->nsq ? pl->rows_per_block : pl->nsq - r0;
-    const int64_t segs_per_block = p->block_k / pl->s;
-    for (int64_t j = 0; j < p->nbk; j++)
-        mass[j] = 0.0f;
-    for (int64_t r = 0; r < nr && allowed; r++) {
-        const int64_t lim = segment_limit(pl, r0 + r, allowed);
-        if (lim == 0)
-            continue;
-        float *row = sc + r * pl->lds;
-        float mx = row[0];
-        for (int64_t c = 1; c < lim; c++)
-            mx = row[c] > mx ? row[c] : mx;
-        for (int64_t c = 0; c < lim; c++)
-            row[c] -= mx;
-        pl->ks->vexp(row, lim);
-        float sum = 0.0f;
-        for (int64_t c = 0; c < lim; c++)
-            sum += row[c];
-        const float inv = 1.0f / sum;
-        for (int64_t j = 0; j * segs_per_block < lim; j++) {
-            const int64_t c1 = (j + 1) * segs_per_block < lim ? (j + 1) * segs_per_block : lim;
-            float part = 0.0f;
-            for (int64_t c = j * segs_per_block; c < c1; c++)
-                part += row[c];
-            mass[j] += part * inv;
-        }
+    const int64_t last_allowed = attn_bs_allowed(p, (r0 + nr - 1) / pl->rows_per_block, &diag);
+    const int64_t cmax = last_allowed ? segment_limit(pl, r0 + nr - 1, last_allowed) : 0;
+    if (cmax == 0)
+        return;
+    /* x = scale * a / s folded into the query rows */
+    const float qscale = p->scale / (float)pl->s;
+    for (int64_t r = 0; r < nr; r++) {
+        float *row = qrows + r * pl->ldq;
+        reshape_segment(&p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
+        memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
     }
-    attn_bs_write_row(p, b, h, I, mass, scratch);
+    /* whole tiles: a packed tile's layout depends on the key count it was packed with */
+    for (int64_t t = 0; t * SEG_TILE < cmax; t++) {
+        const int64_t c0 = t * SEG_TILE;
+        const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
+        pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0, pl->lds);
+    }
+    for (int64_t r = 0; r < nr; r++) {
+        const int64_t I = (r0 + r) / pl->rows_per_block;
+        const int64_t allowed = attn_bs_allowed(p, I, &diag);
+        const int64_t lim = allowed ? segment_limit(pl, r0 + r, allowed) : 0;
+        if (lim > 0)
+            accumulate_row(pl, sc + r * pl->lds, lim, masses + (I - I0) * p->nbk);
+    }
 }
 
 /* One task: block rows [I0, I0 + blocks_per_task) of query head h in
- * sequence b, against the packed keys `kpack` of its group. */
+ * sequence b, against the packed keys `kpack` of its group; its segment rows
+ * go through qk ROW_CHUNK at a time, so the score buffer stays bounded
+ * whatever block_q / stride is. */
 static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
                      const float *kpack, float *ws)
 {
     const attn_block_select_problem *p = pl->p;
     const int64_t I1 = I0 + pl->blocks_per_task < p->nbq ? I0 + pl->blocks_per_task : p->nbq;
     const int64_t r0 = I0 * pl->rows_per_block;
-    const int64_t nr = (I1 * pl->rows_per_block < pl->nsq ? I1 * pl->rows_per_block : pl->nsq) - r0;
-    const int64_t rows_cap = pl->blocks_per_task * pl->rows_per_block;
-    float *qrows = ws + SEG_TILE * pl->sd, *sc = qrows + rows_cap * pl->ldq;
-    float *mass = sc + rows_cap * pl->lds, *scratch = mass + p->nbk;
-
-    /* Allowed segments grow with the row: the last row bounds them all. */
-    int64_t diag;
-    const int64_t allowed = attn_bs_allowed(p, I1 - 1, &diag);
-    const int64_t cmax = allowed ? segment_limit(pl, r0 + nr - 1, allowed) : 0;
-    if (cmax > 0) {
-        /* x = scale * a / s folded into the query rows */
-        const float qscale = p->scale / (float)pl->s;
-        for (int64_t r = 0; r < nr; r++) {
-            float *row = qrows + r * pl->ldq;
-            reshape_segment(&p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
-            memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
-        }
-        /* whole tiles: a packed tile's layout depends on the key count it was packed with */
-        for (int64_t t = 0; t * SEG_TILE < cmax; t++) {
-            const int64_t c0 = t * SEG_TILE;
-            const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
-            pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0,
-                       pl->lds);
-        }
-    }
+    const int64_t r1 = I1 * pl->rows_per_block < pl->nsq ? I1 * pl->rows_per_block : pl->nsq;
+    float *qrows = ws + SEG_TILE * pl->sd, *sc = qrows + ROW_CHUNK * pl->ldq;
+    float *masses = sc + ROW_CHUNK * pl->lds;
+    void *scratch = masses + pl->blocks_per_task * p->nbk;
+    for (int64_t x = 0; x < (I1 - I0) * p->nbk; x++)
+        masses[x] = 0.0f;
+    for (int64_t r = r0; r < r1; r += ROW_CHUNK)
+        score_rows(pl, b, h, r, r1 - r < ROW_CHUNK ? r1 - r : ROW_CHUNK, I0, kpack, qrows, sc,
+                   masses);
     for (int64_t I = I0; I < I1; I++)
-        select_block_row(pl, b, h, I, sc + (I - I0) * pl->rows_per_block * pl->lds, mass,
-                         scratch);
+        attn_bs_write_row(p, b, h, I, masses + (I - I0) * p->nbk, scratch);
 }
 
 /* Reshapes and packs the keys of the wave's groups [gs, ge); every thread of
@@ -216,10 +221,10 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
     if (pl.blocks_per_task > p->nbq)
         pl.blocks_per_task = p->nbq;
     pl.tasks_per_head = (p->nbq + pl.blocks_per_task - 1) / pl.blocks_per_task;
-    /* reshaped K tile, q rows, scores, block masses, ranking scratch (2 floats a block) */
-    const int64_t rows_cap = pl.blocks_per_task * pl.rows_per_block;
-    pl.ws_floats = (size_t)round_up(SEG_TILE * pl.sd + rows_cap * (pl.ldq + pl.lds) +
-                                    3 * p->nbk, 16);
+    /* reshaped K tile, q rows, scores, block masses of the task, ranking
+     * scratch (2 floats a block) */
+    pl.ws_floats = (size_t)round_up(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
+                                    (pl.blocks_per_task + 2) * p->nbk, 16);
 
     /* Waves of groups: enough tasks for every thread, within a panel budget. */
     const int64_t ngroups = p->b * p->hkv;
