@@ -60,6 +60,7 @@ typedef struct sdpa_plan {
     float  *panels;                 /* one K+V panel per group of the current wave */
     int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
     task_slot *order;               /* every task, sorted by cost within its wave */
+    uint8_t *needed;                /* per panel tile (tile_pref numbering): visited */
 } sdpa_plan;
 
 /* One task's sequence geometry. */
@@ -457,8 +458,10 @@ static int64_t task_of(const sdpa_plan *pl, int64_t gs, int64_t ge, int64_t x, s
 
 /* A task's cost: the key tiles it visits (each a qk + softmax + pv of nq
  * rows), plus one for loading Q and storing O. Counted with the same
- * next_tile as run_task, so causal, windows and block masks all count. */
-static int64_t task_cost(const sdpa_plan *pl, const seq_geom *g, int64_t h, int64_t i0)
+ * next_tile as run_task, so causal, windows and block masks all count; the
+ * visited tiles are marked in `needed` (the group's panel tiles). */
+static int64_t task_cost(const sdpa_plan *pl, const seq_geom *g, int64_t h, int64_t i0,
+                         uint8_t *needed)
 {
     const int64_t nq = min64(pl->bq, g->sq - i0);
     task_keys tk;
@@ -466,8 +469,13 @@ static int64_t task_cost(const sdpa_plan *pl, const seq_geom *g, int64_t h, int6
     int64_t tiles = 1;
     int full, bmode;
     for (int64_t j0 = next_tile(pl->p, g, pl->bk, &tk, 0, &full, &bmode); j0 < g->sk;
-         j0 = next_tile(pl->p, g, pl->bk, &tk, j0 + pl->bk, &full, &bmode))
+         j0 = next_tile(pl->p, g, pl->bk, &tk, j0 + pl->bk, &full, &bmode)) {
         tiles++;
+#ifdef HAVE_OPENMP
+#pragma omp atomic write
+#endif
+        needed[j0 / pl->bk] = 1;
+    }
     return tiles * nq;
 }
 
@@ -480,34 +488,38 @@ static int by_cost(const void *a, const void *b)
     return (x->task > y->task) - (x->task < y->task);
 }
 
-/* One wave of groups [gs, ge): pack their panels, cost their tasks, then run
- * them most expensive first under a dynamic schedule (longest processing
- * time first), so that threads finish together however the causal mask,
- * windows or block mask spread the work. Every thread of the team calls
- * this with the same arguments. */
+/* One wave of groups [gs, ge): cost their tasks (marking the key tiles they
+ * visit), pack the marked tiles of their panels, then run the tasks most
+ * expensive first under a dynamic schedule (longest processing time first),
+ * so that threads finish together however the causal mask, windows or block
+ * mask spread the work, and a sparse mask's unvisited tiles are not even
+ * packed. Every thread of the team calls this with the same arguments. */
 static void run_wave(const sdpa_plan *pl, int64_t gs, int64_t ge, float *ws)
 {
     const int64_t t0 = pl->task_pref[gs], t1 = pl->task_pref[ge];
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t x = pl->tile_pref[gs]; x < pl->tile_pref[ge]; x++) {
-        int64_t gi = find_group(pl->tile_pref, gs, ge, x);
-        pack_tile(pl, gi, gi - gs, x - pl->tile_pref[gi]);
-    }
-#ifdef HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
     for (int64_t x = t0; x < t1; x++) {
         seq_geom g;
         int64_t h, i0;
-        task_of(pl, gs, ge, x, &g, &h, &i0);
-        pl->order[x] = (task_slot){ task_cost(pl, &g, h, i0), x };
+        const int64_t gi = task_of(pl, gs, ge, x, &g, &h, &i0);
+        pl->order[x] = (task_slot){ task_cost(pl, &g, h, i0, pl->needed + pl->tile_pref[gi]), x };
     }
+    /* one thread sorts while the others pack */
 #ifdef HAVE_OPENMP
-#pragma omp single
+#pragma omp single nowait
 #endif
     qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t x = pl->tile_pref[gs]; x < pl->tile_pref[ge]; x++) {
+        if (!pl->needed[x])
+            continue;           /* no task of the wave visits it (block mask, window) */
+        int64_t gi = find_group(pl->tile_pref, gs, ge, x);
+        pack_tile(pl, gi, gi - gs, x - pl->tile_pref[gi]);
+    }
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -597,11 +609,13 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     /* All memory up front: a failed allocation must not leave a half-written output. */
     const size_t total = (size_t)nt * pl.ws_floats + (size_t)wave * panel_bytes / sizeof(float);
     pl.order = malloc((size_t)pl.task_pref[ngroups] * sizeof *pl.order);
+    pl.needed = calloc((size_t)pl.tile_pref[ngroups] + 1, 1);
     int kept;
-    float *ws = pl.order ? attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept)
-                         : NULL;
+    float *ws = pl.order && pl.needed ?
+        attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept) : NULL;
     if (!ws) {
         free(pl.order);
+        free(pl.needed);
         free(pl.task_pref);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: cannot allocate %zu bytes of "
                          "workspace", total * sizeof(float));
@@ -620,6 +634,7 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 #endif
     attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(pl.order);
+    free(pl.needed);
     free(pl.task_pref);
     return ATTN_OK;
 }
