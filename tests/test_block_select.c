@@ -50,12 +50,13 @@ static int mask_at(const tu_tensor *m, int64_t b, int64_t h, int64_t i, int64_t 
     return ref_get(&m->t, idx) != 0.0;
 }
 
-/* Allowed prefix of block row I (per the header). */
-static int64_t allowed(const bs_case *c, int64_t I)
+/* Allowed prefix of block row I and its diagonal block (per the header). */
+static int64_t allowed(const bs_case *c, int64_t I, int64_t *diag)
 {
     int64_t last = (I + 1) * c->p.block_q - 1;
     if (last > c->Sq - 1) last = c->Sq - 1;
     const int64_t d = last + c->Sk - c->Sq;
+    *diag = (d < 0 ? 0 : d) / c->p.block_k;
     if (!c->p.causal) return cdiv(c->Sk, c->p.block_k);
     return d < 0 ? 0 : d / c->p.block_k + 1;
 }
@@ -88,7 +89,8 @@ static void run_case(attn_context *ctx, const char *isa, const bs_case *c)
     for (int64_t b = 0; b < c->B && want; b++)
         for (int64_t h = 0; h < c->Hq; h++)
             for (int64_t I = 0; I < nbq; I++) {
-                const int64_t r = (b * c->Hq + h) * nbq + I, n = allowed(c, I);
+                int64_t diag;
+                const int64_t r = (b * c->Hq + h) * nbq + I, n = allowed(c, I, &diag);
                 int64_t kept = 0;
                 for (int64_t J = 0; J < nbk; J++) {
                     const int got = mask_at(&m, b, h, I, J);
@@ -102,6 +104,8 @@ static void run_case(attn_context *ctx, const char *isa, const bs_case *c)
                     invariant++;                                 /* tau = 1 keeps all */
                 if (n > 0 && !mask_at(&m, b, h, I, 0) && c->p.method == ATTN_BLOCK_SELECT_XATTN)
                     invariant++;                                 /* first block */
+                if (n > 0 && !mask_at(&m, b, h, I, diag))
+                    invariant++;                                 /* diagonal block */
                 if (c->p.method == ATTN_BLOCK_SELECT_MOBA &&
                     kept != (n < c->p.top_k ? n : c->p.top_k))
                     invariant++;                                 /* exactly top_k */
