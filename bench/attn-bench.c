@@ -934,6 +934,11 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
     json_string(f, dtype_name(c->dtype));
     fprintf(f, ",\"causal\":%s,\"window\":[%" PRId64 ",%" PRId64 "],\"sink_tokens\":%" PRId64,
             c->causal ? "true" : "false", c->window_left, c->window_right, c->sink_tokens);
+    if (c->op == OP_SPARSE)
+        fprintf(f, ",\"density_pct\":%d,\"block\":%d", c->density_pct, SPARSE_BLOCK);
+    if (c->op == OP_SELECT)
+        fprintf(f, ",\"select_method\":\"%s\",\"block\":%d",
+                c->select_method == ATTN_BLOCK_SELECT_XATTN ? "xattn" : "moba", SPARSE_BLOCK);
     fputs(",\"status\":", f);
     json_string(f, status);
     if (res) {
