@@ -199,6 +199,29 @@ static void ties(attn_context *ctx, const char *isa)
     }
 }
 
+/* NaN in q: the call still succeeds and writes every mask element. */
+static void nan_input(attn_context *ctx, const char *isa)
+{
+    for (int method = 0; method < 2; method++) {
+        bs_case c;
+        memset(&c, 0, sizeof c);
+        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
+        c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
+        c.p.block_q = c.p.block_k = 16;
+        c.p.stride = 4;
+        c.B = 1; c.Hq = c.Hkv = 1; c.D = 16; c.Sq = 40; c.Sk = 80; c.dt = ATTN_F32;
+        tu_tensor q, k, m;
+        if (make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "nan: allocation failed"); return; }
+        int64_t idx[4] = { 0, 17, 0, 3 };
+        ref_set(&q.t, idx, NAN);
+        CHECK_OK(attn_block_select(ctx, &c.p, &q.t, &k.t, &m.t));
+        char msg[200];
+        CHECK(tu_check_written(&m, msg, sizeof msg) == 0, "%s nan %s: %s", isa,
+              method ? "moba" : "xattn", msg);
+        tu_tensor_free(&q); tu_tensor_free(&k); tu_tensor_free(&m);
+    }
+}
+
 /* The selected mask feeds attn_sdpa directly: output equals the reference
  * attention with that block mask. */
 static void feeds_sdpa(attn_context *ctx, const char *isa)
@@ -358,6 +381,7 @@ int main(void)
             validation(ctx);
         against_reference(ctx, isa);
         ties(ctx, isa);
+        nan_input(ctx, isa);
         feeds_sdpa(ctx, isa);
         attn_context_destroy(ctx);
     }

@@ -2,6 +2,7 @@
  * per-block scores into kept blocks, and the MoBA-style scoring (mean-pooled
  * query block against mean-pooled key blocks). XAttention's antidiagonal
  * scoring is in block_select_xattn.c. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
@@ -25,11 +26,15 @@ int64_t attn_bs_allowed(const attn_block_select_problem *p, int64_t I, int64_t *
 
 typedef struct ranked { float score; int32_t j; } ranked;
 
-/* Decreasing score; equal scores: lower block index first. */
+/* Decreasing score; equal scores: lower block index first. NaN scores (from
+ * NaN inputs) rank last, so the order stays total. */
 static int by_rank(const void *a, const void *b)
 {
     const ranked *x = a, *y = b;
-    if (x->score != y->score)
+    const int xn = isnan(x->score), yn = isnan(y->score);
+    if (xn != yn)
+        return xn - yn;
+    if (!xn && x->score != y->score)
         return x->score > y->score ? -1 : 1;
     return (x->j > y->j) - (x->j < y->j);
 }
