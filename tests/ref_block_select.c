@@ -95,18 +95,27 @@ int ref_block_select(const attn_block_select_params *p, const attn_tensor *q,
     double *w = calloc((size_t)g.nbk + 1, sizeof *w);
     double *pooled = calloc((size_t)(g.nbk + 1) * (size_t)D, sizeof *pooled);
     double *row = calloc((size_t)g.sk / (s > 0 ? s : 1) + 2, sizeof *row);
-    if (!w || !pooled || !row)
+    /* one head of q and of k as doubles: qh[i*D + e], kh[j*D + e] */
+    double *qh = calloc((size_t)(g.sq * D) + 1, sizeof *qh);
+    double *kh = calloc((size_t)(g.sk * D) + 1, sizeof *kh);
+    if (!w || !pooled || !row || !qh || !kh)
         return -1;
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++) {
             const int64_t hk = h / (Hq / Hkv);
+            for (int64_t i = 0; i < g.sq; i++)
+                for (int64_t e = 0; e < D; e++)
+                    qh[i * D + e] = qk_elem(q, b, i, h, e);
+            for (int64_t j = 0; j < g.sk; j++)
+                for (int64_t e = 0; e < D; e++)
+                    kh[j * D + e] = qk_elem(k, b, j, hk, e);
             if (p->method == ATTN_BLOCK_SELECT_MOBA)
                 for (int64_t J = 0; J < g.nbk; J++) {
                     const int64_t j1 = (J + 1) * g.bk < g.sk ? (J + 1) * g.bk : g.sk;
                     for (int64_t c = 0; c < D; c++) {
                         double acc = 0.0;
                         for (int64_t j = J * g.bk; j < j1; j++)
-                            acc += qk_elem(k, b, j, hk, c);
+                            acc += kh[j * D + c];
                         pooled[J * D + c] = acc / (double)(j1 - J * g.bk);
                     }
                 }
@@ -121,7 +130,7 @@ int ref_block_select(const attn_block_select_params *p, const attn_tensor *q,
                         for (int64_t c = 0; c < D; c++) {
                             double qm = 0.0;
                             for (int64_t i = i0; i < i1; i++)
-                                qm += qk_elem(q, b, i, h, c);
+                                qm += qh[i * D + c];
                             w[J] += qm / (double)(i1 - i0) * pooled[J * D + c];
                         }
                 } else {
@@ -141,7 +150,7 @@ int ref_block_select(const attn_block_select_params *p, const attn_tensor *q,
                                 if (qi >= g.sq || kj >= g.sk)
                                     continue;
                                 for (int64_t e = 0; e < D; e++)
-                                    a += qk_elem(q, b, qi, h, e) * qk_elem(k, b, kj, hk, e);
+                                    a += qh[qi * D + e] * kh[kj * D + e];
                             }
                             row[c] = scale * a / (double)s;
                             mx = fmax(mx, row[c]);
@@ -167,5 +176,7 @@ int ref_block_select(const attn_block_select_params *p, const attn_tensor *q,
     free(w);
     free(pooled);
     free(row);
+    free(qh);
+    free(kh);
     return 0;
 }

@@ -156,7 +156,7 @@ static void against_reference(attn_context *ctx, const char *isa)
     memset(&c, 0, sizeof c);
     c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
     c.p.block_q = 200; c.p.block_k = 50; c.p.stride = 1; c.p.threshold = 0.8f; c.p.causal = 1;
-    c.B = 1; c.Hq = 2; c.Hkv = 1; c.D = 24; c.Sq = 420; c.Sk = 330; c.dt = ATTN_F32;
+    c.B = 1; c.Hq = 2; c.Hkv = 1; c.D = 8; c.Sq = 260; c.Sk = 210; c.dt = ATTN_F32;
     run_case(ctx, isa, &c);
 }
 
@@ -230,7 +230,7 @@ static void feeds_sdpa(attn_context *ctx, const char *isa)
     memset(&c, 0, sizeof c);
     c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
     c.p.block_q = 32; c.p.block_k = 64; c.p.stride = 8; c.p.threshold = 0.8f; c.p.causal = 1;
-    c.B = 2; c.Hq = 4; c.Hkv = 2; c.D = 64; c.Sq = 200; c.Sk = 260; c.dt = ATTN_F32;
+    c.B = 2; c.Hq = 4; c.Hkv = 2; c.D = 32; c.Sq = 150; c.Sk = 200; c.dt = ATTN_F32;
     tu_tensor q, k, m, v, o;
     int64_t os[4] = { c.B, c.Sq, c.Hq, c.D }, vs[4] = { c.B, c.Sk, c.Hkv, c.D };
     if (make_inputs(&c, 1.0, &q, &k, &m) || tu_tensor_alloc(&v, ATTN_F32, 4, vs, TU_CONTIG) ||
