@@ -49,10 +49,13 @@ typedef struct xattn_plan {
 } xattn_plan;
 
 /* Reshaped row of segment `seg` of one head of x [B,S,H,D] into dst (s*D
- * floats, times `scale`): rows seg*s+t for t < s, or with `reverse` rows
- * seg*s+s-1-t; rows past `len` are zeros. */
-static void reshape_segment(const attn_view *x, int64_t b, int64_t h, int64_t seg, int64_t s,
-                            int64_t len, int64_t d, float scale, int reverse, float *dst)
+ * floats, 64-byte aligned, times `scale`): rows seg*s+t for t < s, or with
+ * `reverse` rows seg*s+s-1-t; rows past `len` are zeros. With D a multiple
+ * of 16 every row starts 64-byte aligned and the kernel set's vector
+ * load_rows converts it; otherwise a scalar loop does. */
+static void reshape_segment(const attn_cpu_kernels *ks, const attn_view *x, int64_t b,
+                            int64_t h, int64_t seg, int64_t s, int64_t len, int64_t d,
+                            float scale, int reverse, float *dst)
 {
     const int64_t es = (int64_t)attn_dtype_size(x->dtype);
     for (int64_t t = 0; t < s; t++) {
@@ -64,8 +67,12 @@ static void reshape_segment(const attn_view *x, int64_t b, int64_t h, int64_t se
         }
         const char *src = x->base + (b * x->stride[0] + row * x->stride[1] +
                                      h * x->stride[2]) * es;
-        for (int64_t c = 0; c < d; c++)
-            o[c] = scale * attn_load_f32(src, x->dtype, c * x->stride[3]);
+        if (d % 16 == 0) {
+            ks->load_rows(o, d, src, x->dtype, 0, x->stride[3], 1, d, scale);
+        } else {
+            for (int64_t c = 0; c < d; c++)
+                o[c] = scale * attn_load_f32(src, x->dtype, c * x->stride[3]);
+        }
     }
 }
 
@@ -127,7 +134,7 @@ static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, i
     const float qscale = p->scale / (float)pl->s;
     for (int64_t r = 0; r < nr; r++) {
         float *row = qrows + r * pl->ldq;
-        reshape_segment(&p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
+        reshape_segment(pl->ks, &p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
         memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
     }
     /* whole tiles: a packed tile's layout depends on the key count it was packed with */
@@ -181,7 +188,8 @@ static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
         const int64_t b = gi / p->hkv, hk = gi % p->hkv, c0 = t * SEG_TILE;
         const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
         for (int c = 0; c < nk; c++)
-            reshape_segment(&p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0, ws + c * pl->sd);
+            reshape_segment(pl->ks, &p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0,
+                            ws + c * pl->sd);
         pl->ks->pack_k(pl->panels + x * pl->ktf, ws, ATTN_F32, pl->sd, 1, nk, SEG_TILE, pl->sd);
     }
 }
