@@ -42,7 +42,11 @@ typedef enum bench_op {
     OP_DECODE,      /* attn_decode over a paged KV cache: Sq query tokens, Sk cached */
     OP_SPARSE,      /* block-sparse attn_sdpa: a random block mask of density_pct kept blocks */
     OP_SELECT,      /* attn_block_select (select_method) writing such a mask */
-    /* OP_LINEAR, OP_NEIGHBORHOOD: later, with their runners */
+    /* OP_LINEAR: later, with its runner */
+    /* neighborhood attention (issue #6 part 1) */
+    OP_NEIGHBORHOOD, /* attn_neighborhood over a 1-3 axis token grid (sq = sk = tokens) */
+    OP_NB_DENSE,     /* the same problem as dense attn_sdpa with the equivalent U8 mask */
+    /* end neighborhood attention */
     OP_COUNT
 } bench_op;
 
@@ -53,6 +57,9 @@ typedef struct bench_case {
     int         causal;
     int64_t     window_left, window_right, sink_tokens;
     attn_dtype  dtype;
+    /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
+    int         nb_ndim;
+    int64_t     nb_grid[3], nb_kernel[3];
     int         density_pct;    /* OP_SPARSE: percent of (causally allowed) blocks kept */
     int         select_method;  /* OP_SELECT: an attn_block_select_method */
 } bench_case;
@@ -584,6 +591,138 @@ static double select_bytes(const bench_case *c)
 }
 /* ---- end block-sparse ---- */
 
+/* ---- neighborhood attention (issue #6 part 1) ---------------------------- */
+/* attn_neighborhood on a grid of nb_ndim axes (sq = sk = grid tokens), no
+ * dilation, not causal. FLOPs are the needed ones: 2*(D+Dv) per (query, key
+ * in its window) pair, i.e. 4*tokens*prod(kernel)*D per head when Dv = D.
+ * OP_NB_DENSE runs the same problem through attn_sdpa with the U8 mask the
+ * windows define ([1,1,N,N]) and is counted with the same FLOPs, so the
+ * ratio of the two times is the speedup. */
+typedef struct nb_state {
+    bench_mem   q, k, v, o, mask;
+    attn_tensor tq, tk, tv, to, tmask;
+    attn_neighborhood_params p;
+    attn_sdpa_params sp;
+} nb_state;
+
+static void nb_teardown(void *st)
+{
+    nb_state *s = st;
+    if (!s)
+        return;
+    mem_free(&s->q);
+    mem_free(&s->k);
+    mem_free(&s->v);
+    mem_free(&s->o);
+    mem_free(&s->mask);
+    free(s);
+}
+
+/* A contiguous [B, grid..., H, dim] tensor over m. */
+static attn_tensor nb_tensor(const bench_mem *m, const bench_case *c, int64_t h, int64_t dim)
+{
+    attn_tensor x = mem_tensor4(m, c->dtype, c->b, 1, h, dim);
+    x.ndim = c->nb_ndim + 3;
+    for (int a = 0; a < c->nb_ndim; a++)
+        x.shape[1 + a] = c->nb_grid[a];
+    x.shape[c->nb_ndim + 1] = h;
+    x.shape[c->nb_ndim + 2] = dim;
+    return x;
+}
+
+/* Window start along one axis (NATTEN: centred, shifted inward at borders). */
+static int64_t nb_start(int64_t i, int64_t len, int64_t k)
+{
+    int64_t s0 = i - (k - 1) / 2;
+    return s0 < 0 ? 0 : s0 > len - k ? len - k : s0;
+}
+
+static void nb_fill_mask(const bench_case *c, uint8_t *m)
+{
+    const int64_t n = c->sq;
+    for (int64_t qi = 0; qi < n; qi++)
+        for (int64_t kj = 0; kj < n; kj++) {
+            int vis = 1;
+            int64_t qr = qi, kr = kj;
+            for (int a = c->nb_ndim - 1; a >= 0; a--) {
+                const int64_t len = c->nb_grid[a], i = qr % len, j = kr % len;
+                const int64_t st = nb_start(i, len, c->nb_kernel[a]);
+                vis &= j >= st && j < st + c->nb_kernel[a];
+                qr /= len;
+                kr /= len;
+            }
+            m[qi * n + kj] = (uint8_t)vis;
+        }
+}
+
+static attn_status nb_setup(bench_env *env, const bench_case *c, void **state)
+{
+    nb_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    attn_status st;
+    const size_t ntok = (size_t)c->sq;
+    if ((st = mem_alloc(env, &s->q, c->dtype, (size_t)c->b * ntok * (size_t)(c->hq * c->d), 1)) ||
+        (st = mem_alloc(env, &s->k, c->dtype, (size_t)c->b * ntok * (size_t)(c->hkv * c->d), 2)) ||
+        (st = mem_alloc(env, &s->v, c->dtype, (size_t)c->b * ntok * (size_t)(c->hkv * c->dv), 3)) ||
+        (st = mem_alloc(env, &s->o, c->dtype, (size_t)c->b * ntok * (size_t)(c->hq * c->dv), 0))) {
+        nb_teardown(s);
+        return st;
+    }
+    s->tq = nb_tensor(&s->q, c, c->hq, c->d);
+    s->tk = nb_tensor(&s->k, c, c->hkv, c->d);
+    s->tv = nb_tensor(&s->v, c, c->hkv, c->dv);
+    s->to = nb_tensor(&s->o, c, c->hq, c->dv);
+    attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
+    p.ndim = c->nb_ndim;
+    for (int a = 0; a < c->nb_ndim; a++)
+        p.kernel_size[a] = c->nb_kernel[a];
+    s->p = p;
+    if (c->op == OP_NB_DENSE) {
+        if (env->device != 0 || ntok > 65536) {
+            nb_teardown(s);
+            return ATTN_ERR_UNSUPPORTED;
+        }
+        if ((st = mem_alloc(env, &s->mask, ATTN_U8, ntok * ntok, 0))) {
+            nb_teardown(s);
+            return st;
+        }
+        nb_fill_mask(c, s->mask.host);
+        s->tq = mem_tensor4(&s->q, c->dtype, c->b, c->sq, c->hq, c->d);
+        s->tk = mem_tensor4(&s->k, c->dtype, c->b, c->sk, c->hkv, c->d);
+        s->tv = mem_tensor4(&s->v, c->dtype, c->b, c->sk, c->hkv, c->dv);
+        s->to = mem_tensor4(&s->o, c->dtype, c->b, c->sq, c->hq, c->dv);
+        s->tmask = mem_tensor4(&s->mask, ATTN_U8, 1, 1, c->sq, c->sk);
+        attn_sdpa_params sp = ATTN_SDPA_PARAMS_INIT;
+        sp.mask = &s->tmask;
+        s->sp = sp;
+    }
+    *state = s;
+    return ATTN_OK;
+}
+
+static attn_status nb_run(bench_env *env, const bench_case *c, void *st)
+{
+    nb_state *s = st;
+    if (c->op == OP_NB_DENSE)
+        return attn_sdpa(env->ctx, &s->sp, &s->tq, &s->tk, &s->tv, &s->to, NULL);
+    return attn_neighborhood(env->ctx, &s->p, &s->tq, &s->tk, &s->tv, &s->to, NULL);
+}
+
+static double nb_flops(const bench_case *c)
+{
+    double window = 1.0;
+    for (int a = 0; a < c->nb_ndim; a++)
+        window *= (double)c->nb_kernel[a];
+    return 2.0 * (double)(c->d + c->dv) * (double)c->sq * window * (double)c->b * (double)c->hq;
+}
+
+static double nb_bytes(const bench_case *c)
+{
+    return sdpa_bytes(c);
+}
+/* ---- end neighborhood attention ----------------------------------------- */
+
 static const op_runner op_table[] = {
     { OP_SDPA, "sdpa", sdpa_setup, sdpa_run, sdpa_teardown, sdpa_flops, sdpa_bytes,
       "sdpa flops = 2*(D+Dv) per visible (query,key) pair x B x Hq; pairs counted exactly "
@@ -596,6 +735,13 @@ static const op_runner op_table[] = {
     { OP_SELECT, "bsel", sparse_setup, sparse_run, sparse_teardown, select_flops, select_bytes,
       "attn_block_select flops = the XATTN antidiagonal GEMM (2*Sq*Sk*D/stride per head, half "
       "when causal); MoBA counted as 0" },
+    /* neighborhood attention (issue #6 part 1) */
+    { OP_NEIGHBORHOOD, "nbhd", nb_setup, nb_run, nb_teardown, nb_flops, nb_bytes,
+      "neighborhood flops = 2*(D+Dv) per (query, key in its window) pair x B x Hq: the FLOPs "
+      "needed (4*tokens*prod(kernel)*D per head when Dv = D)" },
+    { OP_NB_DENSE, "nbmsk", nb_setup, nb_run, nb_teardown, nb_flops, nb_bytes,
+      "the neighborhood problem as dense attn_sdpa with the U8 window mask, counted with the "
+      "neighborhood's needed flops (time ratio = speedup)" },
 };
 
 static const op_runner *runner_for(bench_op op)
@@ -634,7 +780,8 @@ static void list_push(case_list *l, const bench_case *c)
 static bench_case sdpa_case(const char *set, int64_t hq, int64_t hkv, int64_t s, int64_t d,
                             int causal, attn_dtype t)
 {
-    bench_case c = { OP_SDPA, set, 1, hq, hkv, s, s, d, d, causal, -1, -1, 0, t, 0, 0 };
+    bench_case c = { OP_SDPA, set, 1, hq, hkv, s, s, d, d, causal, -1, -1, 0, t, 0, { 0 }, { 0 },
+                     0, 0 };
     return c;
 }
 
@@ -725,7 +872,7 @@ static void set_decode(case_list *l)
         for (int i = 0; i < 6; i++)
             for (int t = 0; t < 5; t++) {
                 bench_case c = { OP_DECODE, "decode", bs[b], 32, 8, 1, ls[i], 128, 128, 1, -1, -1,
-                                 0, dts[t], 0, 0 };
+                                 0, dts[t], 0, { 0 }, { 0 }, 0, 0 };
                 list_push(l, &c);
             }
 }
@@ -770,8 +917,44 @@ static void set_sparse_small(case_list *l)
 }
 /* ---- end block-sparse ---- */
 
-/* Later: "linear"
- * (attn_linear chunkwise/recurrent), "neighborhood" (attn_neighborhood 1-3D). */
+/* ---- neighborhood attention (issue #6 part 1) ---------------------------- */
+static void push_nb(case_list *l, bench_op op, int nd, const int64_t *grid, const int64_t *kern,
+                    int64_t h, int64_t d, attn_dtype t)
+{
+    bench_case c = { op, "neighborhood", 1, h, h, 1, 1, d, d, 0, -1, -1, 0, t, nd, { 1, 1, 1 },
+                     { 1, 1, 1 }, 0, 0 };
+    for (int a = 0; a < nd; a++) {
+        c.nb_grid[a] = grid[a];
+        c.nb_kernel[a] = kern[a];
+        c.sq *= grid[a];
+    }
+    c.sk = c.sq;
+    list_push(l, &c);
+}
+
+/* 2-D: 56x56 and 128x128 grids, kernels 7 and 13, D 32/64, H 4..16; 3-D:
+ * 16x32x32 with kernel 3x7x7; and the 128x128 kernel 13 D 64 problem as
+ * dense masked attn_sdpa (H 4) for the speedup. f32. */
+static void set_neighborhood(case_list *l)
+{
+    static const int64_t g56[2] = { 56, 56 }, g128[2] = { 128, 128 }, g3[3] = { 16, 32, 32 };
+    static const int64_t k7[2] = { 7, 7 }, k13[2] = { 13, 13 }, k377[3] = { 3, 7, 7 };
+    push_nb(l, OP_NEIGHBORHOOD, 2, g56, k7, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g56, k7, 8, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g56, k13, 8, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k7, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k7, 16, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 4, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 16, 64, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 2, g128, k13, 8, 64, ATTN_BF16);
+    push_nb(l, OP_NEIGHBORHOOD, 3, g3, k377, 4, 32, ATTN_F32);
+    push_nb(l, OP_NEIGHBORHOOD, 3, g3, k377, 8, 64, ATTN_F32);
+    push_nb(l, OP_NB_DENSE, 2, g128, k13, 4, 64, ATTN_F32);
+}
+/* ---- end neighborhood attention ----------------------------------------- */
+
+/* Later: "linear" (attn_linear chunkwise/recurrent). */
 static const shape_set set_table[] = {
     { "smoke",   "tiny sdpa shapes, every dtype and mask kind; seconds", set_smoke },
     { "prefill", "sdpa prefill, trimmed: S 512-4096, D 128 (+64/256), MHA 16/16 and GQA 32/8, "
@@ -787,6 +970,9 @@ static const shape_set set_table[] = {
                  "fractions of dense time after the table", set_sparse },
     { "sparse-s", "the sparse set at 2 heads, S 4096 (causal) and 16384 (both): for 2-core "
                   "machines", set_sparse_small },
+    { "neighborhood", "attn_neighborhood 2-D 56x56/128x128, kernel 7/13, D 32/64, H 4-16; 3-D "
+                 "16x32x32 kernel 3x7x7; 128x128 k13 D64 H4 also as dense masked sdpa "
+                 "(speedup)", set_neighborhood },
 };
 
 static const shape_set *set_for(const char *name)
@@ -939,6 +1125,15 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
     if (c->op == OP_SELECT)
         fprintf(f, ",\"select_method\":\"%s\",\"block\":%d",
                 c->select_method == ATTN_BLOCK_SELECT_XATTN ? "xattn" : "moba", SPARSE_BLOCK);
+    if (c->nb_ndim > 0) {   /* neighborhood attention */
+        fputs(",\"grid\":[", f);
+        for (int a = 0; a < c->nb_ndim; a++)
+            fprintf(f, "%s%" PRId64, a ? "," : "", c->nb_grid[a]);
+        fputs("],\"kernel\":[", f);
+        for (int a = 0; a < c->nb_ndim; a++)
+            fprintf(f, "%s%" PRId64, a ? "," : "", c->nb_kernel[a]);
+        fputs("]", f);
+    }
     fputs(",\"status\":", f);
     json_string(f, status);
     if (res) {
@@ -979,6 +1174,18 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
 
 static void format_mask(const bench_case *c, char *buf, size_t n)
 {
+    if (c->nb_ndim > 0) {   /* neighborhood attention: grid and kernel */
+        if (c->nb_ndim == 2)
+            snprintf(buf, n, "%" PRId64 "x%" PRId64 " k%" PRId64 "x%" PRId64, c->nb_grid[0],
+                     c->nb_grid[1], c->nb_kernel[0], c->nb_kernel[1]);
+        else if (c->nb_ndim == 3)
+            snprintf(buf, n, "%" PRId64 "x%" PRId64 "x%" PRId64 " k%" PRId64 "x%" PRId64 "x%"
+                     PRId64, c->nb_grid[0], c->nb_grid[1], c->nb_grid[2], c->nb_kernel[0],
+                     c->nb_kernel[1], c->nb_kernel[2]);
+        else
+            snprintf(buf, n, "%" PRId64 " k%" PRId64, c->nb_grid[0], c->nb_kernel[0]);
+        return;
+    }
     int k = snprintf(buf, n, "%s", c->causal ? "causal" : "full");
     if (c->op == OP_SPARSE && k >= 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, " %d%%", c->density_pct);
@@ -1289,7 +1496,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
         double elems = (double)b * (double)((sq > sk ? sq : sk)) * (double)hq * (double)(d > dv ? d : dv);
         if (elems * 4.0 > 64.0 * 1024 * 1024 * 1024)
             die_usage("the shape needs more than 64 GiB per tensor");
-        bench_case c = { OP_SDPA, "cli", b, hq, hkv, sq, sk, d, dv, causal, wl, wr, sinks, dt, 0, 0 };
+        bench_case c = { OP_SDPA, "cli", b, hq, hkv, sq, sk, d, dv, causal, wl, wr, sinks, dt,
+                         0, { 0 }, { 0 }, 0, 0 };
         o->shape = c;
         o->have_shape = 1;
     } else if (!o->sets) {
@@ -1498,6 +1706,8 @@ int main(int argc, char **argv)
 
     int rc_exit = 0;
     double *median_ms = calloc((size_t)cases.n + 1, sizeof *median_ms);
+    bench_result nb_done[64];   /* neighborhood attention: results for the speedup line */
+    int nb_done_case[64], n_nb_done = 0;
     for (int i = 0; i < cases.n; i++) {
         const bench_case *c = &cases.v[i];
         const op_runner *r = runner_for(c->op);
@@ -1515,6 +1725,21 @@ int main(int argc, char **argv)
             print_row(c, r, &res, &rv, "ok");
             if (json)
                 json_case(json, &env, c, r, &res, &rv, "ok");
+            /* neighborhood attention: the dense masked sdpa row gets the
+             * speedup over the same problem's attn_neighborhood row */
+            if (c->op == OP_NEIGHBORHOOD && n_nb_done < 64) {
+                nb_done[n_nb_done] = res;
+                nb_done_case[n_nb_done++] = i;
+            }
+            for (int j = 0; c->op == OP_NB_DENSE && j < n_nb_done; j++) {
+                const bench_case *n = &cases.v[nb_done_case[j]];
+                if (n->nb_ndim == c->nb_ndim && n->sq == c->sq && n->hq == c->hq &&
+                    n->hkv == c->hkv && n->d == c->d && n->dv == c->dv && n->dtype == c->dtype &&
+                    !memcmp(n->nb_kernel, c->nb_kernel, sizeof n->nb_kernel) &&
+                    !memcmp(n->nb_grid, c->nb_grid, sizeof n->nb_grid))
+                    tprintf("    attn_neighborhood: %.1fx faster than this dense masked attn_sdpa "
+                            "(median times)\n", res.median_ms / nb_done[j].median_ms);
+            }
         } else if (s == ATTN_ERR_UNSUPPORTED || s == ATTN_ERR_OUT_OF_MEMORY) {
             char msg[512];
             const char *e = attn_last_error();

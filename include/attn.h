@@ -618,6 +618,63 @@ ATTN_API attn_status attn_block_select(attn_context *ctx, const attn_block_selec
                                        const attn_tensor *q, const attn_tensor *k,
                                        const attn_tensor *block_mask);
 
+/* ------------------------------------------------------------------------ */
+/* Neighborhood attention (issue #6 part 1)                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Neighborhood attention (NATTEN semantics) over a grid of 1, 2 or 3 token
+ * axes. Each query attends only to a window of neighbours around it, per axis:
+ *
+ *   For one axis of length L with kernel size K (odd, 3 <= K <= L), dilation
+ *   d (>= 1, d * K <= L) and a query at index i: the axis splits into d
+ *   position classes; class c = i mod d is the sub-grid c, c+d, c+2d, ... of
+ *   n = ceil((L - c) / d) tokens, and the query sits at p = i / d on it.
+ *     non-causal: the K sub-grid positions [s, s+K) with
+ *                 s = clamp(p - (K-1)/2, 0, n - K)
+ *                 (centred, shifted inward at the borders: always exactly K)
+ *     causal:     the sub-grid positions [max(0, p-K+1), p]
+ *                 (the query and the K-1 before it; fewer near the start)
+ *   Sub-grid position t is grid index c + t*d.
+ *
+ * Key j (a grid point) is visible to query i when, on every axis, j's index
+ * is in i's window on that axis. Then
+ *   s_ij = scale * q_i . k_j,   out_i = sum_{visible j} softmax_j(s_ij) v_j,
+ *   lse_i = log sum_{visible j} exp(s_ij).
+ * This equals attn_sdpa with the boolean mask "visible" over the flattened
+ * grid. Every query sees at least itself.
+ */
+typedef struct attn_neighborhood_params {
+    size_t  size;           /* sizeof(attn_neighborhood_params) */
+    int     ndim;           /* token axes: 1, 2 or 3 */
+    int64_t kernel_size[3]; /* per axis (first ndim used): odd, 3..axis length */
+    int64_t dilation[3];    /* per axis: >= 1, dilation * kernel_size <= axis length */
+    int     is_causal[3];   /* per axis: nonzero = see only the past and present */
+    float   scale;          /* 0 = 1/sqrt(D) */
+} attn_neighborhood_params;
+
+#define ATTN_NEIGHBORHOOD_PARAMS_INIT { sizeof(attn_neighborhood_params), 2, {7, 7, 7}, \
+                                        {1, 1, 1}, {0, 0, 0}, 0.0f }
+
+/*
+ * Neighborhood attention.
+ *   q   [B, X(, Y(, Z)), Hq, D]     k [B, X(, Y(, Z)), Hkv, D]
+ *   v   [B, X(, Y(, Z)), Hkv, Dv]   out [B, X(, Y(, Z)), Hq, Dv]
+ *   lse [B, X(, Y(, Z)), Hq] f32, or NULL
+ * (ndim + 3 dims each, ndim + 2 for lse). Hq must be a multiple of Hkv.
+ * q, k and v share one dtype (F32, F16 or BF16); out may be any of the
+ * three. Any strides. Accumulation is in f32. The CPU computes it tile by
+ * tile: neighbouring queries share most of their keys, so each row of keys
+ * is packed once for a block of queries and read in place by every query
+ * tile of the block; the windows are never materialised.
+ */
+ATTN_API attn_status attn_neighborhood(attn_context *ctx, const attn_neighborhood_params *p,
+                                       const attn_tensor *q, const attn_tensor *k,
+                                       const attn_tensor *v, const attn_tensor *out,
+                                       const attn_tensor *lse);
+
+/* ---------------------- end of neighborhood attention -------------------- */
+
 #ifdef __cplusplus
 }
 #endif

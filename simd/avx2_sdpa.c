@@ -140,6 +140,7 @@ const attn_cpu_kernels *attn_cpu_kernels_avx2(void)
         .pack_k = t_pack_k,
         .pack_v = t_pack_v,
         .qk = t_qk,
+        .qk_sub = t_qk_sub,
         .pv = t_pv,
         .vexp = t_vexp,
         .softmax_rows = t_softmax_rows,

@@ -260,10 +260,10 @@ static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float 
     }
 }
 
-static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, int64_t d,
-                 float *s, int64_t lds)
+/* S = Q K^T against nk keys starting at k, in a packed K of leading dim ldk. */
+static void t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t ldk, int nk,
+                    int64_t d, float *s, int64_t lds)
 {
-    const int64_t ldk = t_round_up(nk, VL);
     const int nvec = (nk + VL - 1) / VL;
     for (int jv = 0; jv < nvec; jv += NV_QK) {
         const int nv = t_min(NV_QK, nvec - jv);
@@ -272,6 +272,20 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
             t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, d,
                        s + i * lds + jv * VL, lds, tail);
     }
+}
+
+static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, int64_t d,
+                 float *s, int64_t lds)
+{
+    t_qk_ld(q, ldq, nq, k, t_round_up(nk, VL), nk, d, s, lds);
+}
+
+/* Keys j0..j0+nk-1 of a K tile packed with panel_nk keys (neighborhood
+ * attention: a packed key row, of which each query tile sees a window). */
+static void t_qk_sub(const float *q, int64_t ldq, int nq, const float *k, int panel_nk, int j0,
+                     int nk, int64_t d, float *s, int64_t lds)
+{
+    t_qk_ld(q, ldq, nq, k + j0, t_round_up(panel_nk, VL), nk, d, s, lds);
 }
 
 /* ------------------------------------------------------------------ */

@@ -89,4 +89,17 @@ typedef struct attn_block_select_problem {
 } attn_block_select_problem;
 /* ---- end attn_block_select ---- */
 
+/* attn_neighborhood: grids are held as 3 axes, outermost first; a call of
+ * ndim < 3 pads the leading axes with length 1, kernel 1, dilation 1. */
+typedef struct attn_neighborhood_problem {
+    /* q [B,A0,A1,A2,Hq,D] k [..,Hkv,D] v [..,Hkv,Dv] out [..,Hq,Dv], 6-d views */
+    attn_view q, k, v, out;
+    attn_view lse;          /* [B,A0,A1,A2,Hq] f32; has_lse */
+    int has_lse;
+    int64_t b, hq, hkv, d, dv;
+    int64_t len[3], kernel[3], dil[3];
+    int causal[3];
+    float scale;
+} attn_neighborhood_problem;
+
 #endif

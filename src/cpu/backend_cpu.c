@@ -5,6 +5,7 @@
 #include "cpu_backend.h"
 #include "decode.h"
 #include "linear.h"
+#include "neighborhood.h"
 #include "../cpu_features.h"
 #include "../error.h"
 
@@ -66,6 +67,7 @@ static const attn_backend cpu_backend = {
     .linear = attn_cpu_linear,
     .decode = attn_cpu_decode,
     .block_select = attn_cpu_block_select,
+    .neighborhood = attn_cpu_neighborhood,
 };
 
 /* ATTN_CPU_DISABLE="avx512_bf16,f16c": features to treat as absent, so that

@@ -41,6 +41,13 @@ typedef struct attn_cpu_kernels {
     void (*qk)(const float *q, int64_t ldq, int nq, const float *kpacked, int nk,
                int64_t d, float *s, int64_t lds);
 
+    /* Like qk, against keys j0..j0+nk-1 of a tile that pack_k packed with
+     * panel_nk keys (NULL in the AVX512_BF16 set, whose tiles are tagged).
+     * SIMD sets load whole vectors: they may read up to 15 floats past the
+     * tile (never used), so the tile must not end the caller's allocation. */
+    void (*qk_sub)(const float *q, int64_t ldq, int nq, const float *kpacked, int panel_nk,
+                   int j0, int nk, int64_t d, float *s, int64_t lds);
+
     /* o[i*ldo + c] = alpha[i] * o[i*ldo + c] + sum_j p[i*ldp + j] * v_j[c]. */
     void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,
                int64_t dv, const float *alpha, float *o, int64_t ldo);

@@ -50,6 +50,13 @@ static void scalar_qk(const float *q, int64_t ldq, int nq, const float *k, int n
     }
 }
 
+static void scalar_qk_sub(const float *q, int64_t ldq, int nq, const float *k, int panel_nk,
+                          int j0, int nk, int64_t d, float *s, int64_t lds)
+{
+    (void)panel_nk;
+    scalar_qk(q, ldq, nq, k + (int64_t)j0 * d, nk, d, s, lds);
+}
+
 static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int nk,
                       int64_t dv, const float *alpha, float *o, int64_t ldo)
 {
@@ -85,6 +92,7 @@ const attn_cpu_kernels attn_cpu_kernels_scalar = {
     .pack_k = scalar_pack_rows,
     .pack_v = scalar_pack_rows,
     .qk = scalar_qk,
+    .qk_sub = scalar_qk_sub,
     .pv = scalar_pv,
     .vexp = scalar_vexp,
 };

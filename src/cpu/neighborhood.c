@@ -1,0 +1,461 @@
+/* The CPU attn_neighborhood driver.
+ *
+ * Grids are held as 3 axes, outermost first (1-D and 2-D grids are padded in
+ * front with length-1 axes). A task is one (batch, block of query heads,
+ * axis-0 query, block of T1 axis-1 queries, segment of axis-2 queries), all
+ * of one dilation class per axis: consecutive positions on the class's
+ * sub-grid. Within a task, for each head, query tiles of 1 x T1 x T2
+ * queries walk the segment.
+ *
+ * Neighbouring queries share most of their keys. A "run" is a row of keys
+ * along axis 2 (one position on each outer axis). A task packs, once per KV
+ * head (so once for a whole GQA group), every run its queries can see over
+ * the union of their axis-2 windows (K and V in the kernel set's layout).
+ * A query tile sees a window of U2 = T2 + K2 - 1
+ * consecutive keys of each run (fewer at a border), read in place:
+ *     S[rows that see the run, U2 columns] = Q K_run[window]^T     (qk_sub)
+ * Rows that do not see a run (axis-1 windows are monotone in the query
+ * position, so they are the rows outside one contiguous block) never compute
+ * its scores. Runs are laid out in S ordered (axis-1 key, axis-0 key), so the
+ * runs one axis-1 row of queries sees are one contiguous column range: keys
+ * outside each query's own axis-2 window are set to -inf, then one softmax
+ * over the range (softmax_rows; S is whole, no online rescaling), then
+ * O = P V run by run over the same row blocks as the scores (pv, reading the
+ * run's window of the packed V in place). Within a run U2 - K2 of the U2
+ * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
+ * per window: memory is per task, O(runs x segment x D). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "cpu_backend.h"
+#include "half.h"
+#include "neighborhood.h"
+#include "../error.h"
+
+#ifdef HAVE_OPENMP
+#include <omp.h>
+#endif
+
+static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* `cnt` consecutive sub-grid positions from `p0` of class `c` on one axis. */
+typedef struct axis_tile {
+    int64_t c, p0, cnt;
+} axis_tile;
+
+typedef struct nb_plan {
+    const attn_neighborhood_problem *p;
+    const attn_cpu_kernels *ks;
+    int64_t t[3];                 /* positions per task on each axis (t[0] = 1) */
+    int64_t t2;                   /* axis-2 positions per query tile */
+    axis_tile *tiles[3];          /* task extents per axis */
+    int64_t ntiles[3];
+    int64_t group;                /* Hq / Hkv */
+    int64_t max_runs, max_u2, max_seg_keys, max_nq;
+    int64_t ldq, ldo, lds, ldv, ktf, vtf;
+    size_t  ws_floats;
+} nb_plan;
+
+/* Sub-grid window [*s, *e) of position pos on a class sub-grid of n tokens. */
+static inline void window(const attn_neighborhood_problem *p, int a, int64_t pos, int64_t n,
+                          int64_t *s, int64_t *e)
+{
+    const int64_t k = p->kernel[a];
+    if (p->causal[a]) {
+        *s = max64(0, pos - k + 1);
+        *e = pos + 1;
+    } else {
+        *s = min64(max64(pos - (k - 1) / 2, 0), n - k);
+        *e = *s + k;
+    }
+}
+
+/* Tokens of class c on axis a. */
+static inline int64_t class_len(const attn_neighborhood_problem *p, int a, int64_t c)
+{
+    return (p->len[a] - c + p->dil[a] - 1) / p->dil[a];
+}
+
+static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t, axis_tile *out)
+{
+    int64_t n = 0;
+    for (int64_t c = 0; c < p->dil[a]; c++) {
+        const int64_t len = class_len(p, a, c);
+        for (int64_t p0 = 0; p0 < len; p0 += t, n++)
+            if (out) {
+                out[n].c = c;
+                out[n].p0 = p0;
+                out[n].cnt = min64(t, len - p0);
+            }
+    }
+    return n;
+}
+
+static inline const char *elem(const attn_view *v, int64_t b, int64_t g0, int64_t g1,
+                               int64_t g2, int64_t h)
+{
+    return v->base + (b * v->stride[0] + g0 * v->stride[1] + g1 * v->stride[2] +
+                      g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
+}
+
+/* The softmax of kernel sets without softmax_rows, from m = -inf, l = 0
+ * (each row here sees at least its own key, so its maximum is finite). */
+static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t lds, int nq,
+                                  int nk, float *m, float *l)
+{
+    for (int r = 0; r < nq; r++) {
+        float *row = s + r * lds;
+        float mt = -INFINITY;
+        for (int c = 0; c < nk; c++)
+            mt = row[c] > mt ? row[c] : mt;
+        m[r] = mt;
+        for (int c = 0; c < nk; c++)
+            row[c] -= mt;
+        ks->vexp(row, nk);
+        float sum = 0.0f;
+        for (int c = 0; c < nk; c++)
+            sum += row[c];
+        l[r] = sum;
+    }
+}
+
+/* Per-thread workspace, carved from one block. */
+typedef struct nb_ws {
+    float *Q, *O, *S, *K, *V, *m, *l, *alpha, *ones;
+    int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
+} nb_ws;
+
+static nb_ws carve(const nb_plan *pl, float *ws)
+{
+    nb_ws w;
+    const int64_t nq16 = round_up(pl->max_nq, 16);
+    w.Q = ws;
+    w.O = w.Q + pl->max_nq * pl->ldq;
+    w.S = w.O + pl->max_nq * pl->ldo;
+    w.K = w.S + pl->max_nq * pl->lds;
+    w.V = w.K + pl->max_runs * pl->ktf;
+    w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_sub may over-read past K */
+    w.l = w.m + nq16;
+    w.alpha = w.l + nq16;
+    w.ones = w.alpha + nq16;
+    w.w1 = (int64_t *)(w.ones + nq16);
+    w.w2 = w.w1 + 2 * pl->t[1];
+    return w;
+}
+
+/* Task geometry shared by its query tiles. */
+typedef struct nb_task {
+    int64_t b, h, hk;
+    int64_t c[3];               /* class per axis */
+    int64_t g0;                 /* grid index of the axis-0 query */
+    int64_t s0, nk0;            /* its axis-0 key window (sub-grid) */
+    int64_t p1, m1, n1, u1s;    /* axis-1 queries [p1, p1+m1) of n1; first key */
+    int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
+    int64_t nruns;              /* runs the queries see */
+} nb_task;
+
+/* Starts loading the q rows and the out rows of the query tile at axis-2
+ * position p2 (the next tile) into the cache: rows along axis 2 lie H*D
+ * elements apart, and reading them on demand stalls on memory. */
+static void prefetch_tile(const attn_neighborhood_problem *p, const nb_task *tk, int64_t p2,
+                          int64_t m2)
+{
+#if defined(__GNUC__)
+    if (p2 + m2 > tk->n2)
+        return;
+    const int64_t d1 = p->dil[1], d2 = p->dil[2];
+    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
+    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
+    for (int64_t i1 = 0; i1 < tk->m1; i1++)
+        for (int64_t i2 = 0; i2 < m2; i2++) {
+            const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
+            const char *q = elem(&p->q, tk->b, tk->g0, g1, g2, tk->h);
+            const char *o = elem(&p->out, tk->b, tk->g0, g1, g2, tk->h);
+            for (int64_t x = 0; x < qb; x += 64)
+                __builtin_prefetch(q + x);
+            for (int64_t x = 0; x < ob; x += 64)
+                __builtin_prefetch(o + x, 1);
+        }
+#else
+    (void)p; (void)tk; (void)p2; (void)m2;
+#endif
+}
+
+/* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
+static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t p2,
+                     int64_t m2)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    const attn_cpu_kernels *ks = pl->ks;
+    const int64_t d1 = p->dil[1], d2 = p->dil[2], m1 = tk->m1, nk0 = tk->nk0;
+    int64_t u2s, u2e, tmp;
+    window(p, 2, p2, tk->n2, &u2s, &tmp);
+    window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
+    const int64_t u2 = u2e - u2s, off = u2s - tk->seg_s;   /* window within the runs */
+    for (int64_t i = 0; i < m2; i++)
+        window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
+
+    const attn_view *qv = &p->q;
+    prefetch_tile(p, tk, p2 + m2, m2);
+    for (int64_t i = 0; i < m1; i++)
+        ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
+                      elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
+                           tk->h),
+                      qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
+
+    /* Scores: each run's window against the block of query rows that see it
+     * (axis-1 windows are monotone in the query position). */
+    const int64_t *w1 = w->w1, u1e = w1[2 * (m1 - 1) + 1];
+    int64_t lo = 0, hi = 0;
+    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
+        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
+        while (hi < m1 && w1[2 * hi] <= j1) hi++;
+        for (int64_t j0 = 0; j0 < nk0; j0++) {
+            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
+            ks->qk_sub(w->Q + lo * m2 * pl->ldq, pl->ldq, (int)((hi - lo) * m2),
+                       w->K + r * pl->ktf, (int)tk->nseg, (int)off, (int)u2, p->d,
+                       w->S + lo * m2 * pl->lds + r * u2, pl->lds);
+        }
+    }
+
+    /* Per axis-1 row of queries: keys outside each query's axis-2 window
+     * hidden, one softmax over the row's runs. */
+    for (int64_t i1 = 0; i1 < m1; i1++) {
+        const int64_t r_lo = (w->w1[2 * i1] - tk->u1s) * nk0;
+        const int64_t r_hi = (w->w1[2 * i1 + 1] - tk->u1s) * nk0;
+        const int ncol = (int)((r_hi - r_lo) * u2);
+        float *Srow = w->S + i1 * m2 * pl->lds + r_lo * u2;
+        for (int64_t i2 = 0; i2 < m2; i2++) {
+            float *row = Srow + i2 * pl->lds;
+            const int64_t ws2 = w->w2[2 * i2] - u2s, we2 = w->w2[2 * i2 + 1] - u2s;
+            for (int64_t c = 0; c < ncol; c += u2) {
+                for (int64_t x = 0; x < ws2; x++)
+                    row[c + x] = -INFINITY;
+                for (int64_t x = we2; x < u2; x++)
+                    row[c + x] = -INFINITY;
+            }
+        }
+        float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2;
+        if (ks->softmax_rows) {
+            for (int64_t i2 = 0; i2 < m2; i2++) {
+                mr[i2] = -INFINITY;
+                lr[i2] = 0.0f;
+            }
+            ks->softmax_rows(Srow, pl->lds, (int)m2, ncol, mr, lr, w->alpha);
+        } else {
+            softmax_rows_portable(ks, Srow, pl->lds, (int)m2, ncol, mr, lr);
+        }
+    }
+
+    /* O = P V run by run, each over the block of query rows that see the run
+     * (axis-1 windows are monotone in the query position), reading the
+     * run's window straight from the packed V run. */
+    memset(w->O, 0, (size_t)(m1 * m2 * pl->ldo) * sizeof(float));
+    lo = hi = 0;
+    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
+        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
+        while (hi < m1 && w1[2 * hi] <= j1) hi++;
+        for (int64_t j0 = 0; j0 < nk0; j0++) {
+            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
+            ks->pv(w->S + lo * m2 * pl->lds + r * u2, pl->lds, (int)((hi - lo) * m2),
+                   w->V + r * pl->vtf + off * pl->ldv, (int)u2, p->dv, w->ones,
+                   w->O + lo * m2 * pl->ldo, pl->ldo);
+        }
+    }
+
+    /* Normalise (pv with no keys scales the rows by alpha = 1/l, in SIMD) and store. */
+    const int nq = (int)(m1 * m2);
+    for (int r = 0; r < nq; r++)
+        w->alpha[r] = 1.0f / w->l[r];
+    ks->pv(w->S, 0, nq, w->V, 0, p->dv, w->alpha, w->O, pl->ldo);   /* P, V unread */
+    const attn_view *ov = &p->out, *lv = &p->lse;
+    for (int64_t i1 = 0; i1 < m1; i1++)
+        for (int64_t i2 = 0; i2 < m2; i2++) {
+            const int64_t r = i1 * m2 + i2;
+            const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
+            char *dst = (char *)elem(ov, tk->b, tk->g0, g1, g2, tk->h);
+            const float *o = w->O + r * pl->ldo;
+            if (ov->dtype == ATTN_F32 && ov->stride[5] == 1)
+                memcpy(dst, o, (size_t)p->dv * sizeof(float));
+            else
+                for (int64_t c = 0; c < p->dv; c++)
+                    attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c]);
+            if (p->has_lse)
+                *(float *)elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
+        }
+}
+
+/* Packs, for KV head tk->hk, every run of the task's queries over the
+ * segment's key range [seg_s, seg_s + nseg). */
+static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    const attn_cpu_kernels *ks = pl->ks;
+    const attn_view *kv = &p->k, *vv = &p->v;
+    const int64_t d2 = p->dil[2], x0 = tk->c[2] + d2 * tk->seg_s;
+    for (int64_t r = 0; r < tk->nruns; r++) {
+        const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
+        const int64_t gk0 = tk->c[0] + p->dil[0] * j0, gk1 = tk->c[1] + p->dil[1] * j1;
+        ks->pack_k(w->K + r * pl->ktf, elem(kv, tk->b, gk0, gk1, x0, tk->hk), kv->dtype,
+                   d2 * kv->stride[3], kv->stride[5], (int)tk->nseg, (int)tk->nseg, p->d);
+        ks->pack_v(w->V + r * pl->vtf, elem(vv, tk->b, gk0, gk1, x0, tk->hk), vv->dtype,
+                   d2 * vv->stride[3], vv->stride[5], (int)tk->nseg, (int)tk->nseg, p->dv);
+    }
+}
+
+/* One task: query heads [h0, h1) of batch b over the tiles' queries. Heads of
+ * one KV head (GQA) share its packed runs. */
+static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const axis_tile *t0,
+                     const axis_tile *t1, const axis_tile *t2, float *ws)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    const nb_ws w = carve(pl, ws);
+    nb_task tk;
+    tk.b = b;
+    tk.c[0] = t0->c;
+    tk.c[1] = t1->c;
+    tk.c[2] = t2->c;
+    tk.g0 = t0->c + p->dil[0] * t0->p0;
+    tk.p1 = t1->p0;
+    tk.m1 = t1->cnt;
+    tk.n1 = class_len(p, 1, t1->c);
+    tk.n2 = class_len(p, 2, t2->c);
+    int64_t e0, tmp, seg_e;
+    window(p, 0, t0->p0, class_len(p, 0, t0->c), &tk.s0, &e0);
+    tk.nk0 = e0 - tk.s0;
+    for (int64_t i = 0; i < tk.m1; i++)
+        window(p, 1, tk.p1 + i, tk.n1, &w.w1[2 * i], &w.w1[2 * i + 1]);
+    tk.u1s = w.w1[0];
+    tk.nruns = (w.w1[2 * (tk.m1 - 1) + 1] - tk.u1s) * tk.nk0;
+    window(p, 2, t2->p0, tk.n2, &tk.seg_s, &tmp);
+    window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
+    tk.nseg = seg_e - tk.seg_s;
+
+    tk.hk = -1;
+    for (int64_t h = h0; h < h1; h++) {
+        tk.h = h;
+        if (h / pl->group != tk.hk) {
+            tk.hk = h / pl->group;
+            pack_runs(pl, &tk, &w);
+        }
+        for (int64_t p2 = t2->p0; p2 < t2->p0 + t2->cnt; p2 += pl->t2)
+            run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
+    }
+}
+
+/* Extents, measured on a 2-core AVX-512 machine (128x128 grid, D 64).
+ * Axis 2: query tiles of T2 queries see U2 = T2 + K2 - 1 keys of each run
+ * (qk pays for whole 16-float vectors), of which each needs K2. T2 is 4,
+ * less where that lets U2 end on a vector boundary (T2 = 2 for K2 = 15: 16
+ * keys, 1.2x faster than T2 = 4); fewer rows per qk/pv call cost more than
+ * the waste they save (K2 = 13: T2 = 2 or 3 1.4x slower than 4, 6 or 8
+ * 1.2x slower; K2 = 7: T2 = 10, a whole vector, 1.15x slower than 4).
+ * A task covers a segment of NB_SEG_QUERIES positions, which bounds the
+ * packed runs whatever the grid. Axis 1: enough rows for about
+ * NB_TILE_QUERIES queries per tile (up to NB_MAX_T1): each packed run serves
+ * up to min(T1, K1) query rows. Larger tiles and segments measured the same
+ * within noise. */
+#define NB_MAX_T2 4
+#define NB_TILE_QUERIES 64
+#define NB_MAX_T1 16
+#define NB_SEG_QUERIES 32
+#define NB_TASKS_PER_THREAD 4
+
+static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
+{
+    const int64_t k2 = p->kernel[2];
+    *t2 = min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), class_len(p, 2, 0));
+    t[0] = 1;
+    t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), class_len(p, 1, 0));
+    t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
+}
+
+attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_problem *p)
+{
+    attn_cpu_state *st = dev->impl;
+    nb_plan pl = { 0 };
+    pl.p = p;
+    /* The f32 kernel set: qk_sub reads a window of a packed run, which the
+     * AVX512_BF16 set's tagged bf16 tiles do not allow. */
+    pl.ks = attn_cpu_kernels_for_features(st->kernels->isa,
+                                          st->features & ~(uint64_t)ATTN_CPU_AVX512_BF16);
+    extents(p, pl.t, &pl.t2);
+    pl.group = p->hq / p->hkv;
+    pl.max_u2 = pl.t2 + p->kernel[2] - 1;
+    pl.max_seg_keys = min64(pl.t[2] + p->kernel[2] - 1, class_len(p, 2, 0));
+    pl.max_runs = (pl.t[1] + p->kernel[1] - 1) * p->kernel[0];
+    pl.max_nq = pl.t[1] * pl.t2;
+    pl.ldq = round_up(p->d, 16);
+    pl.ldo = round_up(p->dv, 16);
+    pl.lds = round_up(pl.max_runs * pl.max_u2, 16);
+    pl.ldv = (int64_t)pl.ks->v_tile_floats(1, p->dv);
+    pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
+    pl.vtf = round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
+    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
+                            pl.max_runs * (pl.ktf + pl.vtf) +
+                            4 * round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
+    pl.ws_floats = (size_t)round_up((int64_t)pl.ws_floats, 16);
+
+    int64_t ntot = 0;
+    for (int a = 0; a < 3; a++)
+        ntot += pl.ntiles[a] = count_tiles(p, a, pl.t[a], NULL);
+    axis_tile *tiles = malloc((size_t)ntot * sizeof *tiles);
+    if (!tiles)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: out of memory");
+    pl.tiles[0] = tiles;
+    pl.tiles[1] = pl.tiles[0] + pl.ntiles[0];
+    pl.tiles[2] = pl.tiles[1] + pl.ntiles[1];
+    for (int a = 0; a < 3; a++)
+        count_tiles(p, a, pl.t[a], pl.tiles[a]);
+
+    const int64_t per_head = pl.ntiles[0] * pl.ntiles[1] * pl.ntiles[2];
+    int nt = st->num_threads;
+    /* Heads per task: all of them where that still leaves NB_TASKS_PER_THREAD
+     * tasks per thread, fewer otherwise; whole GQA groups where possible. */
+    const int64_t want_tasks = (int64_t)nt * NB_TASKS_PER_THREAD;
+    int64_t hb = min64(p->hq, max64(1, p->b * p->hq * per_head / want_tasks));
+    if (hb >= pl.group)
+        hb -= hb % pl.group;
+    const int64_t nhb = (p->hq + hb - 1) / hb;
+    const int64_t ntasks = p->b * nhb * per_head;
+    if (nt > ntasks)
+        nt = (int)ntasks;
+    int kept;   /* whether ws is the device's workspace kept across calls */
+    float *ws = attn_cpu_scratch_acquire(&st->scratch, (size_t)nt * pl.ws_floats * sizeof(float),
+                                         &kept);
+    if (!ws) {
+        free(tiles);
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
+                         "of workspace", (size_t)nt * pl.ws_floats * sizeof(float));
+    }
+#ifdef HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef HAVE_OPENMP
+        float *mine = ws + (size_t)omp_get_thread_num() * pl.ws_floats;
+#else
+        float *mine = ws;
+#endif
+        float *ones = carve(&pl, mine).ones;   /* pv's alpha: O accumulates */
+        for (int64_t i = 0; i < round_up(pl.max_nq, 16); i++)
+            ones[i] = 1.0f;
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t x = 0; x < ntasks; x++) {
+            const int64_t bh = x % (p->b * nhb), t = x / (p->b * nhb);
+            const int64_t i2 = t % pl.ntiles[2], i1 = t / pl.ntiles[2] % pl.ntiles[1];
+            const int64_t i0 = t / pl.ntiles[2] / pl.ntiles[1];
+            const int64_t h0 = bh % nhb * hb;
+            run_task(&pl, bh / nhb, h0, min64(h0 + hb, p->hq), &pl.tiles[0][i0],
+                     &pl.tiles[1][i1], &pl.tiles[2][i2], mine);
+        }
+    }
+    attn_cpu_scratch_release(&st->scratch, ws, kept);
+    free(tiles);
+    return ATTN_OK;
+}

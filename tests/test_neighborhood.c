@@ -1,0 +1,438 @@
+/* attn_neighborhood against attn_sdpa's double reference (tests/ref.c) with
+ * the equivalent boolean mask, built here from NATTEN's window rule: 1-D,
+ * 2-D and 3-D grids, every kernel size 3..axis length on small axes,
+ * dilations, causal axes, awkward sizes, GQA, f32/f16/bf16, lse, strided
+ * layouts, for every kernel set the machine runs; then a case for each
+ * validation rule. ATTN_TEST_QUICK=1 shrinks the case list. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attn.h"
+#include "ref.h"
+#include "testutil.h"
+
+#define NISA 4
+static attn_context *ctxs[NISA];
+static double worst_err[NISA][3];   /* by output dtype */
+static long ran[NISA];
+
+typedef struct nb_case {
+    int nd;
+    int64_t len[3], kern[3], dil[3];
+    int causal[3];
+    int64_t b, hq, hkv, d, dv;
+    attn_dtype in_dt, out_dt;
+    int lse, layout;
+} nb_case;
+
+/* Sub-grid window [*s, *e) of sub-grid position p (n positions, kernel k),
+ * written as NATTEN computes its window start: the centred start, pushed
+ * back by the overhang past the far end. */
+static void natten_window(int64_t p, int64_t n, int64_t k, int causal, int64_t *s, int64_t *e)
+{
+    const int64_t r = k / 2;
+    if (causal) {
+        *s = p - k + 1 < 0 ? 0 : p - k + 1;
+        *e = p + 1;
+        return;
+    }
+    int64_t st = p - r < 0 ? 0 : p - r;
+    if (p + r >= n)
+        st += n - p - r - 1;
+    *s = st;
+    *e = st + k;
+}
+
+/* 1 if grid index j is in the window of query index i along one axis. */
+static int axis_visible(int64_t i, int64_t j, int64_t len, int64_t k, int64_t dil, int causal)
+{
+    if (i % dil != j % dil)
+        return 0;
+    const int64_t c = i % dil, n = (len - c + dil - 1) / dil;
+    int64_t s, e;
+    natten_window(i / dil, n, k, causal, &s, &e);
+    return j / dil >= s && j / dil < e;
+}
+
+/* mask [1, 1, N, N] over the flattened grid (axes as the caller gives them). */
+static uint8_t *build_mask(const nb_case *c, int64_t ntok)
+{
+    uint8_t *m = malloc((size_t)(ntok * ntok));
+    int64_t stride[3] = { 1, 1, 1 };
+    for (int a = c->nd - 2; a >= 0; a--)
+        stride[a] = stride[a + 1] * c->len[a + 1];
+    for (int64_t qi = 0; qi < ntok; qi++) {
+        int64_t seen = 0;
+        for (int64_t kj = 0; kj < ntok; kj++) {
+            int vis = 1;
+            for (int a = 0; a < c->nd && vis; a++) {
+                const int64_t i = qi / stride[a] % c->len[a], j = kj / stride[a] % c->len[a];
+                vis = axis_visible(i, j, c->len[a], c->kern[a], c->dil[a], c->causal[a]);
+            }
+            m[qi * ntok + kj] = (uint8_t)vis;
+            seen += vis;
+        }
+        int64_t want = 1;
+        for (int a = 0; a < c->nd; a++)
+            want *= c->kern[a];
+        CHECK(seen >= 1 && (seen == want || c->causal[0] || c->causal[1] || c->causal[2]),
+              "test mask: query %lld sees %lld keys", (long long)qi, (long long)seen);
+    }
+    return m;
+}
+
+/* A contiguous f32 [B, N, H, D] copy of a grid tensor (values exact). */
+static float *flat_copy(const tu_tensor *x, int nd, int64_t ntok)
+{
+    const attn_tensor *t = &x->t;
+    const int64_t h = t->shape[nd + 1], d = t->shape[nd + 2], b = t->shape[0];
+    float *f = malloc((size_t)(b * ntok * h * d) * sizeof(float));
+    int64_t idx[6] = { 0 }, i = 0;
+    for (idx[0] = 0; idx[0] < b; idx[0]++)
+        for (int64_t tok = 0; tok < ntok; tok++) {
+            int64_t rem = tok;
+            for (int a = nd - 1; a >= 0; a--) {
+                idx[1 + a] = rem % t->shape[1 + a];
+                rem /= t->shape[1 + a];
+            }
+            for (idx[nd + 1] = 0; idx[nd + 1] < h; idx[nd + 1]++)
+                for (idx[nd + 2] = 0; idx[nd + 2] < d; idx[nd + 2]++)
+                    f[i++] = (float)ref_get(t, idx);
+        }
+    return f;
+}
+
+static void describe(const nb_case *c, char *buf, size_t n)
+{
+    int o = snprintf(buf, n, "%dd grid", c->nd);
+    for (int a = 0; a < c->nd; a++)
+        o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->len[a]);
+    o += snprintf(buf + o, n - (size_t)o, " kernel");
+    for (int a = 0; a < c->nd; a++)
+        o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->kern[a]);
+    o += snprintf(buf + o, n - (size_t)o, " dil");
+    for (int a = 0; a < c->nd; a++)
+        o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->dil[a]);
+    snprintf(buf + o, n - (size_t)o, " causal %d%d%d B%lld H%lld/%lld D%lld/%lld %s->%s%s %s",
+             c->causal[0], c->causal[1], c->causal[2], (long long)c->b, (long long)c->hq,
+             (long long)c->hkv, (long long)c->d, (long long)c->dv, tu_dtype_name(c->in_dt),
+             tu_dtype_name(c->out_dt), c->lse ? " lse" : "", tu_layout_name(c->layout));
+}
+
+static void run_case(const nb_case *c)
+{
+    char name[256];
+    describe(c, name, sizeof name);
+    int64_t ntok = 1;
+    for (int a = 0; a < c->nd; a++)
+        ntok *= c->len[a];
+    const int tn = c->nd + 3;
+    int64_t sq[6], sk[6], sv[6], so[6], sl[6];
+    sq[0] = sk[0] = sv[0] = so[0] = sl[0] = c->b;
+    for (int a = 0; a < c->nd; a++)
+        sq[1 + a] = sk[1 + a] = sv[1 + a] = so[1 + a] = sl[1 + a] = c->len[a];
+    sq[c->nd + 1] = so[c->nd + 1] = sl[c->nd + 1] = c->hq;
+    sk[c->nd + 1] = sv[c->nd + 1] = c->hkv;
+    sq[c->nd + 2] = sk[c->nd + 2] = c->d;
+    sv[c->nd + 2] = so[c->nd + 2] = c->dv;
+    tu_tensor q, k, v, out, lse;
+    tu_tensor_alloc(&q, c->in_dt, tn, sq, c->layout);
+    tu_tensor_alloc(&k, c->in_dt, tn, sk, c->layout);
+    tu_tensor_alloc(&v, c->in_dt, tn, sv, c->layout);
+    tu_tensor_alloc(&out, c->out_dt, tn, so, c->layout);
+    tu_tensor_alloc(&lse, ATTN_F32, tn - 1, sl, TU_CONTIG);
+    tu_fill_normal(&q, 0.0, 1.0);
+    tu_fill_normal(&k, 0.0, 1.0);
+    tu_fill_normal(&v, 0.0, 1.0);
+
+    /* The reference: attn_sdpa semantics over the flattened grid with the mask. */
+    float *fq = flat_copy(&q, c->nd, ntok), *fk = flat_copy(&k, c->nd, ntok);
+    float *fv = flat_copy(&v, c->nd, ntok);
+    uint8_t *mask = build_mask(c, ntok);
+    attn_tensor rq = attn_tensor_4d(fq, ATTN_F32, c->b, ntok, c->hq, c->d);
+    attn_tensor rk = attn_tensor_4d(fk, ATTN_F32, c->b, ntok, c->hkv, c->d);
+    attn_tensor rv = attn_tensor_4d(fv, ATTN_F32, c->b, ntok, c->hkv, c->dv);
+    attn_tensor rm = attn_tensor_4d(mask, ATTN_U8, 1, 1, ntok, ntok);
+    attn_sdpa_params sp = ATTN_SDPA_PARAMS_INIT;
+    sp.mask = &rm;
+    double *ro = malloc((size_t)(c->b * ntok * c->hq * c->dv) * sizeof(double));
+    double *rl = malloc((size_t)(c->b * ntok * c->hq) * sizeof(double));
+    double *rlt = malloc((size_t)(c->b * ntok * c->hq) * sizeof(double));
+    CHECK(ref_sdpa(&sp, &rq, &rk, &rv, ro, rl) == 0, "%s: reference failed", name);
+    for (int64_t bi = 0; bi < c->b; bi++)     /* [B,H,N] -> [B,N,H] like the op's lse */
+        for (int64_t h = 0; h < c->hq; h++)
+            for (int64_t t = 0; t < ntok; t++)
+                rlt[(bi * ntok + t) * c->hq + h] = rl[(bi * c->hq + h) * ntok + t];
+
+    attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
+    p.ndim = c->nd;
+    for (int a = 0; a < 3; a++) {
+        p.kernel_size[a] = c->kern[a];
+        p.dilation[a] = c->dil[a];
+        p.is_causal[a] = c->causal[a];
+    }
+    const double tol = c->out_dt == ATTN_F32 ? 2e-5 : 1e-2;
+    for (int isa = 0; isa < NISA; isa++) {
+        if (!ctxs[isa])
+            continue;
+        tu_poison(&out);
+        tu_poison(&lse);
+        attn_status st = attn_neighborhood(ctxs[isa], &p, &q.t, &k.t, &v.t, &out.t,
+                                           c->lse ? &lse.t : NULL);
+        const char *in = attn_isa_name((attn_isa)isa);
+        CHECK(st == ATTN_OK, "%s: %s: %s: %s", in, name, attn_status_string(st),
+              attn_last_error());
+        if (st != ATTN_OK)
+            continue;
+        char msg[256];
+        CHECK(tu_check_written(&out, msg, sizeof msg) == 0, "%s: %s: out: %s", in, name, msg);
+        const double e = tu_rel_err(&out, ro, NULL, NULL);
+        CHECK(e <= tol, "%s: %s: error %.3g > %.3g", in, name, e, tol);
+        const int oi = c->out_dt == ATTN_F32 ? 0 : c->out_dt == ATTN_F16 ? 1 : 2;
+        if (e > worst_err[isa][oi])
+            worst_err[isa][oi] = e;
+        ran[isa]++;
+        if (c->lse) {
+            const double le = tu_lse_err(&lse, rlt, NULL);
+            CHECK(le <= 1e-5, "%s: %s: lse error %.3g", in, name, le);
+        }
+        if (tu_verbose)
+            printf("%-7s %s: err %.2e\n", in, name, e);
+    }
+    free(fq); free(fk); free(fv); free(mask); free(ro); free(rl); free(rlt);
+    tu_tensor_free(&q); tu_tensor_free(&k); tu_tensor_free(&v);
+    tu_tensor_free(&out); tu_tensor_free(&lse);
+}
+
+/* A random case around a grid and kernel: heads, dims, dtypes, layout. */
+static nb_case base_case(int nd)
+{
+    static const int64_t dims[] = { 8, 16, 32, 40, 64, 5 };
+    static const attn_dtype dts[] = { ATTN_F32, ATTN_F32, ATTN_F16, ATTN_BF16 };
+    nb_case c;
+    memset(&c, 0, sizeof c);
+    c.nd = nd;
+    for (int a = 0; a < 3; a++) {
+        c.len[a] = 1;
+        c.kern[a] = 1;
+        c.dil[a] = 1;
+    }
+    c.b = tu_randint(1, 2);
+    c.hkv = tu_randint(1, 2);
+    c.hq = c.hkv * tu_randint(1, 2);
+    c.d = dims[tu_randint(0, 5)];
+    c.dv = tu_randint(0, 3) ? c.d : dims[tu_randint(0, 5)];
+    c.in_dt = dts[tu_randint(0, 3)];
+    c.out_dt = dts[tu_randint(0, 3)];
+    c.lse = tu_randint(0, 1);
+    c.layout = tu_randint(0, 3) ? TU_CONTIG : tu_randint(0, TU_NLAYOUTS - 1);
+    return c;
+}
+
+static void random_dils(nb_case *c)
+{
+    for (int a = 0; a < c->nd; a++)
+        c->dil[a] = tu_randint(0, 2) ? 1 : tu_randint(1, (int)(c->len[a] / c->kern[a]));
+}
+
+static void correctness_cases(void)
+{
+    /* 1-D: every odd kernel size 3..L, every dilation, both causal modes. */
+    static const int64_t lens1[] = { 3, 8, 13, 21 };
+    for (int li = 0; li < 4; li++)
+        for (int64_t kk = 3; kk <= lens1[li]; kk += 2)
+            for (int64_t dl = 1; dl * kk <= lens1[li]; dl++)
+                for (int causal = 0; causal < 2; causal++) {
+                    if (tu_quick && (dl > 2 || (causal && kk > 5)))
+                        continue;
+                    nb_case c = base_case(1);
+                    c.len[0] = lens1[li];
+                    c.kern[0] = kk;
+                    c.dil[0] = dl;
+                    c.causal[0] = causal;
+                    run_case(&c);
+                }
+    /* 2-D: awkward grids, every kernel size pair on the small one. */
+    static const int64_t grids2[][2] = { { 5, 7 }, { 9, 6 }, { 11, 13 }, { 17, 20 } };
+    for (int gi = 0; gi < 4; gi++)
+        for (int64_t k0 = 3; k0 <= grids2[gi][0]; k0 += 2)
+            for (int64_t k1 = 3; k1 <= grids2[gi][1]; k1 += 2) {
+                const int full = gi < 2;   /* every pair; bigger grids: a sample */
+                if (!full && tu_randint(0, tu_quick ? 5 : 2))
+                    continue;
+                if (tu_quick && full && tu_randint(0, 1))
+                    continue;
+                nb_case c = base_case(2);
+                c.len[0] = grids2[gi][0];
+                c.len[1] = grids2[gi][1];
+                c.kern[0] = k0;
+                c.kern[1] = k1;
+                random_dils(&c);
+                c.causal[0] = tu_randint(0, 3) == 0;
+                c.causal[1] = tu_randint(0, 3) == 0;
+                run_case(&c);
+            }
+    /* 2-D with the interior tiles the fast path is tuned for (K = 7, 13). */
+    for (int kk = 7; kk <= 13; kk += 6) {
+        nb_case c = base_case(2);
+        c.len[0] = 19;
+        c.len[1] = 30;
+        c.kern[0] = c.kern[1] = kk;
+        c.d = 32;
+        run_case(&c);
+        c.causal[1] = 1;
+        c.dil[0] = 1;
+        c.dil[1] = 2;
+        run_case(&c);
+    }
+    /* 3-D. */
+    static const int64_t grids3[][3] = { { 3, 5, 4 }, { 5, 6, 7 }, { 4, 9, 10 } };
+    for (int gi = 0; gi < 3; gi++)
+        for (int rep = 0; rep < (tu_quick ? 3 : 8); rep++) {
+            nb_case c = base_case(3);
+            for (int a = 0; a < 3; a++) {
+                c.len[a] = grids3[gi][a];
+                const int64_t kmax = (c.len[a] - 1) / 2;   /* odd kernels 3..len */
+                c.kern[a] = 2 * tu_randint(1, (int)kmax) + 1;
+                c.causal[a] = tu_randint(0, 3) == 0;
+            }
+            random_dils(&c);
+            run_case(&c);
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation                                                           */
+/* ------------------------------------------------------------------ */
+
+static void expect_invalid(attn_context *ctx, const attn_neighborhood_params *p,
+                           const attn_tensor *q, const attn_tensor *k, const attn_tensor *v,
+                           tu_tensor *out, const attn_tensor *lse, const char *want,
+                           const char *what)
+{
+    tu_poison(out);
+    attn_status st = attn_neighborhood(ctx, p, q, k, v, &out->t, lse);
+    CHECK(st == ATTN_ERR_INVALID_ARGUMENT, "%s: got %s", what, attn_status_string(st));
+    CHECK(strstr(attn_last_error(), want) != NULL, "%s: message \"%s\" lacks \"%s\"", what,
+          attn_last_error(), want);
+    CHECK(tu_check_untouched(out) == 0, "%s: out was written", what);
+}
+
+static void validation_cases(attn_context *ctx)
+{
+    const int64_t s[5] = { 1, 9, 7, 2, 8 }, sl[4] = { 1, 9, 7, 2 };
+    tu_tensor q, k, v, out, lse;
+    tu_tensor_alloc(&q, ATTN_F32, 5, s, TU_CONTIG);
+    tu_tensor_alloc(&k, ATTN_F32, 5, s, TU_CONTIG);
+    tu_tensor_alloc(&v, ATTN_F32, 5, s, TU_CONTIG);
+    tu_tensor_alloc(&out, ATTN_F32, 5, s, TU_CONTIG);
+    tu_tensor_alloc(&lse, ATTN_F32, 4, sl, TU_CONTIG);
+    tu_fill_normal(&q, 0, 1);
+    tu_fill_normal(&k, 0, 1);
+    tu_fill_normal(&v, 0, 1);
+    attn_neighborhood_params good = ATTN_NEIGHBORHOOD_PARAMS_INIT;
+    good.ndim = 2;
+    good.kernel_size[0] = 3;
+    good.kernel_size[1] = 5;
+    CHECK_OK(attn_neighborhood(ctx, &good, &q.t, &k.t, &v.t, &out.t, &lse.t));
+
+    attn_neighborhood_params p = good;
+    p.kernel_size[1] = 4;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "must be odd", "even kernel");
+    p = good;
+    p.kernel_size[0] = 1;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "at least 3", "kernel 1");
+    p = good;
+    p.kernel_size[1] = 9;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "more than axis Y", "kernel > axis");
+    p = good;
+    p.dilation[0] = 4;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "exceeds axis X",
+                   "dilation x kernel > axis");
+    p = good;
+    p.dilation[1] = 0;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "at least 1", "dilation 0");
+    p = good;
+    p.ndim = 4;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "ndim", "ndim 4");
+    p = good;
+    p.ndim = 1;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "dims", "tensor rank vs ndim");
+    p = good;
+    p.size = 3;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "params->size", "bad size");
+    p = good;
+    p.scale = NAN;
+    expect_invalid(ctx, &p, &q.t, &k.t, &v.t, &out, NULL, "scale", "NaN scale");
+
+    attn_tensor bad = k.t;          /* k of the wrong shape (another grid) */
+    bad.shape[2] = 6;
+    expect_invalid(ctx, &good, &q.t, &bad, &v.t, &out, NULL, "k has shape", "k shape");
+    bad = v.t;
+    bad.shape[3] = 1;
+    bad.shape[4] = 16;              /* one kv head of dim 16: v must match k's heads */
+    expect_invalid(ctx, &good, &q.t, &k.t, &bad, &out, NULL, "v has shape", "v shape");
+    attn_tensor bl = lse.t;         /* lse of the wrong shape */
+    bl.shape[3] = 3;
+    expect_invalid(ctx, &good, &q.t, &k.t, &v.t, &out, &bl, "lse has shape", "lse shape");
+    bl = lse.t;
+    bl.dtype = ATTN_F16;
+    expect_invalid(ctx, &good, &q.t, &k.t, &v.t, &out, &bl, "lse", "lse dtype");
+    bad = k.t;                      /* 2 q heads over 3 kv heads */
+    bad.shape[3] = 3;
+    bad.shape[4] = 5;
+    expect_invalid(ctx, &good, &q.t, &bad, &v.t, &out, NULL, "multiple", "GQA ratio");
+    bad = k.t;
+    bad.dtype = ATTN_F16;
+    expect_invalid(ctx, &good, &q.t, &bad, &v.t, &out, NULL, "share a dtype", "dtype mix");
+    /* out written over an input */
+    tu_tensor alias;
+    tu_tensor_alloc(&alias, ATTN_F32, 5, s, TU_CONTIG);
+    tu_poison(&alias);
+    attn_status st = attn_neighborhood(ctx, &good, &alias.t, &k.t, &v.t, &alias.t, NULL);
+    CHECK(st == ATTN_ERR_INVALID_ARGUMENT && strstr(attn_last_error(), "overlap"),
+          "out aliasing q: %s: %s", attn_status_string(st), attn_last_error());
+    tu_tensor_free(&alias);
+    tu_tensor_free(&q); tu_tensor_free(&k); tu_tensor_free(&v);
+    tu_tensor_free(&out); tu_tensor_free(&lse);
+}
+
+int main(void)
+{
+    tu_init("test_neighborhood");
+    const char *only = getenv("ATTN_TEST_ISA");
+    for (int isa = ATTN_ISA_SCALAR; isa <= ATTN_ISA_NEON; isa++) {
+        if (only && *only && strcmp(only, attn_isa_name((attn_isa)isa)) != 0)
+            continue;
+        attn_options o = ATTN_OPTIONS_INIT;
+        o.max_isa = isa;
+        o.device = 0;
+        attn_context *ctx = NULL;
+        if (attn_context_create(&o, &ctx) != ATTN_OK)
+            continue;
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
+        if (attn_device_get_info(ctx, 0, &info) != ATTN_OK || (int)info.isa != isa) {
+            attn_context_destroy(ctx);
+            continue;
+        }
+        printf("isa %-7s: testing\n", attn_isa_name((attn_isa)isa));
+        ctxs[isa] = ctx;
+    }
+    attn_context *any = NULL;
+    for (int isa = 0; isa < NISA; isa++)
+        if (ctxs[isa] && !any)
+            any = ctxs[isa];
+    CHECK(any != NULL, "no kernel set could be tested");
+    if (any) {
+        correctness_cases();
+        validation_cases(any);
+    }
+    for (int isa = 0; isa < NISA; isa++)
+        if (ctxs[isa]) {
+            printf("isa %-7s: %ld runs, worst error out f32 %.2e f16 %.2e bf16 %.2e\n",
+                   attn_isa_name((attn_isa)isa), ran[isa], worst_err[isa][0],
+                   worst_err[isa][1], worst_err[isa][2]);
+            attn_context_destroy(ctxs[isa]);
+        }
+    return tu_finish();
+}
