@@ -12,16 +12,17 @@
  * head (so once for a whole GQA group), every run its queries can see over
  * the union of their axis-2 windows (K and V in the kernel set's layout).
  * A query tile sees a window of U2 = T2 + K2 - 1
- * consecutive keys of each run (fewer at a border), read in place:
- *     S[rows that see the run, U2 columns] = Q K_run[window]^T     (qk_sub)
- * Rows that do not see a run (axis-1 windows are monotone in the query
- * position, so they are the rows outside one contiguous block) never compute
- * its scores. Runs are laid out in S ordered (axis-1 key, axis-0 key), so the
- * runs one axis-1 row of queries sees are one contiguous column range: keys
- * outside each query's own axis-2 window are set to -inf, then one softmax
- * over the range (softmax_rows; S is whole, no online rescaling), then
- * O = P V run by run over the same row blocks as the scores (pv, reading the
- * run's window of the packed V in place). Within a run U2 - K2 of the U2
+ * consecutive keys of each run (fewer at a border), read in place. Runs are
+ * ordered (axis-1 key, axis-0 key), so the runs one axis-1 row of queries
+ * sees are one range (axis-1 windows are monotone in the query position);
+ * run r's scores lie at columns [r * pitch, r * pitch + U2) of S, pitch =
+ * U2 rounded up to 16. Scores go by blocks of NB_QK_RUNS runs, each against
+ * every query row that sees it, so the block's K windows stay in L1
+ *     S[rows that see runs, runs x pitch] = Q K_runs[window]^T   (qk_runs)
+ * then per axis-1 row of queries: keys outside each query's own axis-2
+ * window set to -inf, one softmax over its column range (softmax_rows; S is
+ * whole, no online rescaling), and O = P V / l over all of its runs with
+ * the accumulators in registers (pv_runs). Within a run U2 - K2 of the U2
  * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
  * per window: memory is per task, O(runs x segment x D). */
 #include <math.h>
@@ -392,7 +393,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     attn_cpu_state *st = dev->impl;
     nb_plan pl = { 0 };
     pl.p = p;
-    /* The f32 kernel set: qk_sub reads a window of a packed run, which the
+    /* The f32 kernel set: qk_runs reads a window of a packed run, which the
      * AVX512_BF16 set's tagged bf16 tiles do not allow. */
     pl.ks = attn_cpu_kernels_for_features(st->kernels->isa,
                                           st->features & ~(uint64_t)ATTN_CPU_AVX512_BF16);
