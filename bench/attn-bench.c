@@ -40,7 +40,7 @@
 typedef enum bench_op {
     OP_SDPA = 0,
     OP_DECODE,      /* attn_decode over a paged KV cache: Sq query tokens, Sk cached */
-    /* OP_LINEAR: later, with its runner */
+    OP_LINEAR,      /* attn_linear: Sq = Sk = T tokens, H = Hq = Hkv heads, D = Dk */
     /* neighborhood attention (issue #6 part 1) */
     OP_NEIGHBORHOOD, /* attn_neighborhood over a 1-3 axis token grid (sq = sk = tokens) */
     OP_NB_DENSE,     /* the same problem as dense attn_sdpa with the equivalent U8 mask */
@@ -55,6 +55,8 @@ typedef struct bench_case {
     int         causal;
     int64_t     window_left, window_right, sink_tokens;
     attn_dtype  dtype;
+    attn_linear_kind lin_kind;   /* OP_LINEAR only */
+    int         lin_step;        /* OP_LINEAR: one recurrent decode step with state in/out */
     /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
     int         nb_ndim;
     int64_t     nb_grid[3], nb_kernel[3];
@@ -371,13 +373,6 @@ static double decode_bytes(const bench_case *c)
            (double)(c->d + c->dv);
 }
 
-static double decode_flops(const bench_case *c)
-{
-    double pairs = sdpa_visible_pairs(c->sq, c->sk, c->causal, c->window_left, c->window_right,
-                                      c->sink_tokens);
-    return 2.0 * (double)(c->d + c->dv) * pairs * (double)c->b * (double)c->hq;
-}
-
 static void decode_teardown(void *st)
 {
     decode_state *s = st;
@@ -455,6 +450,152 @@ static attn_status decode_run(bench_env *env, const bench_case *c, void *st)
     decode_state *s = st;
     (void)c;
     return attn_decode(env->ctx, &s->p, &s->tq, s->cache, s->seqs, &s->to, NULL);
+}
+
+/* linear: attn_linear of one kind, B x T tokens x H heads, Dk = D, Dv.
+ * Chunkwise rows (lin_step 0) run the whole sequence with the default chunk
+ * (C = 64); decode-step rows (lin_step 1, T = 1) run one recurrent token with
+ * the state read from and written back to the same [B,H,Dk,Dv] f32 tensor.
+ * Gates are log-space values in [-0.1, 0) (a decay of 0.90-1 per token),
+ * beta in [0.25, 0.75), q and k L2-normalised for the delta kinds.
+ *
+ * FLOPs, per sequence and head, of the chunkwise algorithm's matrix products
+ * (C = 64; gates, loads and the triangular masks not counted):
+ *   PLAIN, DECAY, GLA:   2*T*C*(Dk+Dv) + 4*T*Dk*Dv
+ *     (intra-chunk Q K^T and A V over full C x C blocks; inter-chunk Q S
+ *      and the state update K^T V)
+ *   DELTA, GATED_DELTA, KDA: 2*T*C*(2*Dk+Dv) + 6*T*Dk*Dv + T*C*Dv
+ *     (also the K K^T Gram, K S for the WY right-hand side and the forward
+ *      substitution)
+ * Decode step: 4*Dk*Dv (non-delta) or 6*Dk*Dv (delta) per head, and bytes =
+ * the state read and written once, 8*Dk*Dv per head: the step is bound by
+ * that traffic, so GB/s against the copy roof is its figure of merit (a
+ * state that fits in cache can beat the DRAM copy roof). */
+#define LINEAR_CHUNK 64
+
+static int linear_is_delta(attn_linear_kind k)
+{
+    return k == ATTN_LINEAR_DELTA || k == ATTN_LINEAR_GATED_DELTA || k == ATTN_LINEAR_KDA;
+}
+
+/* The log-gate a kind takes: 0 none, 1 one per head [B,T,H], 2 per channel [B,T,H,Dk]. */
+static int linear_gate_cols(attn_linear_kind k)
+{
+    switch (k) {
+    case ATTN_LINEAR_DECAY: case ATTN_LINEAR_GATED_DELTA: return 1;
+    case ATTN_LINEAR_GLA: case ATTN_LINEAR_KDA: return 2;
+    default: return 0;
+    }
+}
+
+static const char *linear_kind_name(attn_linear_kind k)
+{
+    static const char *names[] = { "plain", "decay", "gla", "delta", "gdelta", "kda" };
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
+enum { LIN_Q, LIN_K, LIN_V, LIN_O, LIN_G, LIN_BETA, LIN_STATE, LIN_NT };
+
+typedef struct linear_state {
+    bench_mem   m[LIN_NT];
+    attn_tensor t[LIN_NT];
+    attn_linear_params p;
+} linear_state;
+
+static double linear_flops(const bench_case *c)
+{
+    const double t = (double)c->sq, dk = (double)c->d, dv = (double)c->dv, ch = LINEAR_CHUNK;
+    const int delta = linear_is_delta(c->lin_kind);
+    double per_head;
+    if (c->lin_step)
+        per_head = (delta ? 6.0 : 4.0) * dk * dv * t;
+    else if (delta)
+        per_head = 2.0 * t * ch * (2.0 * dk + dv) + 6.0 * t * dk * dv + t * ch * dv;
+    else
+        per_head = 2.0 * t * ch * (dk + dv) + 4.0 * t * dk * dv;
+    return per_head * (double)c->b * (double)c->hq;
+}
+
+static double linear_bytes(const bench_case *c)
+{
+    const double heads = (double)c->b * (double)c->hq;
+    if (c->lin_step)
+        return 8.0 * (double)c->d * (double)c->dv * heads;
+    return (double)attn_dtype_size(c->dtype) * heads * (double)c->sq *
+           (2.0 * (double)c->d + 2.0 * (double)c->dv);
+}
+
+static void linear_teardown(void *st)
+{
+    linear_state *s = st;
+    if (!s)
+        return;
+    for (int i = 0; i < LIN_NT; i++)
+        mem_free(&s->m[i]);
+    free(s);
+}
+
+/* Maps the uniform [-1, 1) fill of an f32 buffer to [lo, hi). */
+static void rescale(bench_mem *m, size_t n, float lo, float hi)
+{
+    float *x = m->host;
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * 0.5f * (x[i] + 1.0f);
+}
+
+static attn_status linear_setup(bench_env *env, const bench_case *c, void **state)
+{
+    if (env->device != 0)
+        return ATTN_ERR_UNSUPPORTED;              /* gates are filled on the host */
+    linear_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    const int64_t b = c->b, t = c->sq, h = c->hq, gcols = linear_gate_cols(c->lin_kind);
+    const int delta = linear_is_delta(c->lin_kind);
+    const struct { attn_dtype dt; int64_t cols; int want; } spec[LIN_NT] = {
+        [LIN_Q] = { c->dtype, c->d, 1 },
+        [LIN_K] = { c->dtype, c->d, 1 },
+        [LIN_V] = { c->dtype, c->dv, 1 },
+        [LIN_O] = { c->dtype, c->dv, 1 },
+        [LIN_G] = { ATTN_F32, gcols == 2 ? c->d : 1, gcols > 0 },
+        [LIN_BETA] = { ATTN_F32, 1, delta },
+        [LIN_STATE] = { ATTN_F32, c->d * c->dv, c->lin_step },
+    };
+    attn_status st = ATTN_OK;
+    for (int i = 0; i < LIN_NT && st == ATTN_OK; i++) {
+        if (!spec[i].want)
+            continue;
+        const int64_t rows = i == LIN_STATE ? b * h : b * t * h;
+        st = mem_alloc(env, &s->m[i], spec[i].dt, (size_t)(rows * spec[i].cols),
+                       i == LIN_O ? 0 : (uint64_t)i + 1);
+    }
+    if (st != ATTN_OK) {
+        linear_teardown(s);
+        return st;
+    }
+    for (int i = 0; i < LIN_STATE; i++)
+        if (spec[i].want)
+            s->t[i] = mem_tensor4(&s->m[i], spec[i].dt, b, t, h, spec[i].cols);
+    if (gcols) {
+        rescale(&s->m[LIN_G], s->m[LIN_G].bytes / 4, -0.1f, 0.0f);
+        s->t[LIN_G].ndim = gcols == 2 ? 4 : 3;
+    }
+    if (delta) {
+        rescale(&s->m[LIN_BETA], s->m[LIN_BETA].bytes / 4, 0.25f, 0.75f);
+        s->t[LIN_BETA].ndim = 3;
+    }
+    if (c->lin_step) {
+        rescale(&s->m[LIN_STATE], s->m[LIN_STATE].bytes / 4, -0.1f, 0.1f);
+        s->t[LIN_STATE] = mem_tensor4(&s->m[LIN_STATE], ATTN_F32, b, h, c->d, c->dv);
+    }
+    attn_linear_params p = ATTN_LINEAR_PARAMS_INIT;
+    p.kind = c->lin_kind;
+    p.algo = c->lin_step ? ATTN_LINEAR_ALGO_RECURRENT : ATTN_LINEAR_ALGO_CHUNKWISE;
+    p.chunk_size = LINEAR_CHUNK;
+    p.l2norm_qk = delta;
+    s->p = p;
+    *state = s;
+    return ATTN_OK;
 }
 
 /* ---- neighborhood attention (issue #6 part 1) ---------------------------- */
@@ -567,6 +708,17 @@ static attn_status nb_setup(bench_env *env, const bench_case *c, void **state)
     return ATTN_OK;
 }
 
+static attn_status linear_run(bench_env *env, const bench_case *c, void *st)
+{
+    linear_state *s = st;
+    const attn_tensor *opt[LIN_NT];
+    for (int i = 0; i < LIN_NT; i++)
+        opt[i] = s->t[i].ndim ? &s->t[i] : NULL;
+    (void)c;
+    return attn_linear(env->ctx, &s->p, opt[LIN_Q], opt[LIN_K], opt[LIN_V], opt[LIN_G],
+                       opt[LIN_BETA], opt[LIN_STATE], opt[LIN_O], opt[LIN_STATE]);
+}
+
 static attn_status nb_run(bench_env *env, const bench_case *c, void *st)
 {
     nb_state *s = st;
@@ -593,9 +745,13 @@ static const op_runner op_table[] = {
     { OP_SDPA, "sdpa", sdpa_setup, sdpa_run, sdpa_teardown, sdpa_flops, sdpa_bytes,
       "sdpa flops = 2*(D+Dv) per visible (query,key) pair x B x Hq; pairs counted exactly "
       "from causal/window/sink (dense = 4*B*Hq*Sq*Sk*D when Dv = D)" },
-    { OP_DECODE, "dec", decode_setup, decode_run, decode_teardown, decode_flops, decode_bytes,
+    { OP_DECODE, "dec", decode_setup, decode_run, decode_teardown, sdpa_flops, decode_bytes,
       "decode flops as sdpa; GB/s = bytes of KV cache read (K+V, all heads, Q8/Q4 scales) per "
       "second, bw_fraction = GB/s / copy roof" },
+    { OP_LINEAR, "lin", linear_setup, linear_run, linear_teardown, linear_flops, linear_bytes,
+      "linear flops per head (chunk C=64): 2*T*C*(Dk+Dv) + 4*T*Dk*Dv (plain/decay/gla), "
+      "2*T*C*(2*Dk+Dv) + 6*T*Dk*Dv + T*C*Dv (delta kinds); decode step 4*Dk*Dv (6 delta), "
+      "GB/s = state read + written once (8*Dk*Dv bytes per head) vs the copy roof" },
     /* neighborhood attention (issue #6 part 1) */
     { OP_NEIGHBORHOOD, "nbhd", nb_setup, nb_run, nb_teardown, nb_flops, nb_bytes,
       "neighborhood flops = 2*(D+Dv) per (query, key in its window) pair x B x Hq: the FLOPs "
@@ -641,7 +797,9 @@ static void list_push(case_list *l, const bench_case *c)
 static bench_case sdpa_case(const char *set, int64_t hq, int64_t hkv, int64_t s, int64_t d,
                             int causal, attn_dtype t)
 {
-    bench_case c = { OP_SDPA, set, 1, hq, hkv, s, s, d, d, causal, -1, -1, 0, t, 0, { 0 }, { 0 } };
+    bench_case c = { .op = OP_SDPA, .set = set, .b = 1, .hq = hq, .hkv = hkv, .sq = s, .sk = s,
+                     .d = d, .dv = d, .causal = causal, .window_left = -1, .window_right = -1,
+                     .dtype = t };
     return c;
 }
 
@@ -731,18 +889,46 @@ static void set_decode(case_list *l)
     for (int b = 0; b < 2; b++)
         for (int i = 0; i < 6; i++)
             for (int t = 0; t < 5; t++) {
-                bench_case c = { OP_DECODE, "decode", bs[b], 32, 8, 1, ls[i], 128, 128, 1, -1, -1,
-                                 0, dts[t], 0, { 0 }, { 0 } };
+                bench_case c = { .op = OP_DECODE, .set = "decode", .b = bs[b], .hq = 32, .hkv = 8,
+                                 .sq = 1, .sk = ls[i], .d = 128, .dv = 128, .causal = 1,
+                                 .window_left = -1, .window_right = -1, .dtype = dts[t] };
                 list_push(l, &c);
             }
+}
+
+static void push_linear(case_list *l, int64_t t, attn_linear_kind kind, attn_dtype dt, int step)
+{
+    bench_case c = { .op = OP_LINEAR, .set = "linear", .b = 1, .hq = 16, .hkv = 16, .sq = t, .sk = t,
+                     .d = 128, .dv = 128, .causal = 1, .window_left = -1, .window_right = -1,
+                     .dtype = dt, .lin_kind = kind, .lin_step = step };
+    list_push(l, &c);
+}
+
+/* linear: every kind, chunkwise, T = 1K..32K, B 1, H 16, Dk = Dv = 128, f32
+ * (and bf16 for GLA); each T starts with causal f32 sdpa at the same shape,
+ * which the linear rows print beside them. T = 2K runs first: it is the
+ * per-token reference of the other lengths. Then one recurrent decode step
+ * (T = 1, state in/out) per kind. */
+static void set_linear(case_list *l)
+{
+    const int64_t ts[] = { 2048, 1024, 4096, 8192, 16384, 32768 };
+    for (int i = 0; i < 6; i++) {
+        push_sdpa(l, "linear", 16, 16, ts[i], 128, 1, ATTN_F32);
+        for (int k = ATTN_LINEAR_PLAIN; k <= ATTN_LINEAR_KDA; k++)
+            push_linear(l, ts[i], (attn_linear_kind)k, ATTN_F32, 0);
+        push_linear(l, ts[i], ATTN_LINEAR_GLA, ATTN_BF16, 0);
+    }
+    for (int k = ATTN_LINEAR_PLAIN; k <= ATTN_LINEAR_KDA; k++)
+        push_linear(l, 1, (attn_linear_kind)k, ATTN_F32, 1);
 }
 
 /* ---- neighborhood attention (issue #6 part 1) ---------------------------- */
 static void push_nb(case_list *l, bench_op op, int nd, const int64_t *grid, const int64_t *kern,
                     int64_t h, int64_t d, attn_dtype t)
 {
-    bench_case c = { op, "neighborhood", 1, h, h, 1, 1, d, d, 0, -1, -1, 0, t, nd, { 1, 1, 1 },
-                     { 1, 1, 1 } };
+    bench_case c = { .op = op, .set = "neighborhood", .b = 1, .hq = h, .hkv = h, .sq = 1, .sk = 1,
+                     .d = d, .dv = d, .window_left = -1, .window_right = -1, .dtype = t,
+                     .nb_ndim = nd, .nb_grid = { 1, 1, 1 }, .nb_kernel = { 1, 1, 1 } };
     for (int a = 0; a < nd; a++) {
         c.nb_grid[a] = grid[a];
         c.nb_kernel[a] = kern[a];
@@ -774,7 +960,6 @@ static void set_neighborhood(case_list *l)
 }
 /* ---- end neighborhood attention ----------------------------------------- */
 
-/* Later: "linear" (attn_linear chunkwise/recurrent). */
 static const shape_set set_table[] = {
     { "smoke",   "tiny sdpa shapes, every dtype and mask kind; seconds", set_smoke },
     { "prefill", "sdpa prefill, trimmed: S 512-4096, D 128 (+64/256), MHA 16/16 and GQA 32/8, "
@@ -783,6 +968,9 @@ static const shape_set set_table[] = {
                  set_headline },
     { "decode",  "attn_decode over a paged KV cache: L 1K-128K, Hq/Hkv 32/8, D 128, Sq 1, batch "
                  "1 and 16, f16/q8/q4/bf16/f32 storage; GB/s of cache read vs the copy roof", set_decode },
+    { "linear",  "attn_linear, every kind, chunkwise: T 1K-32K, H 16, Dk=Dv 128, f32 (+bf16 GLA), "
+                 "tokens/s, per-token time vs T=2K, causal sdpa f32 beside; one recurrent decode "
+                 "step per kind (GB/s of state read+write vs the copy roof)", set_linear },
     { "full",    "sdpa prefill, everything: S 512-16384 x D 64/128/256 x MHA 16/16, GQA 32/8 "
                  "x f32/bf16/f16 x causal/not (hours on 2 cores)", set_full },
     { "neighborhood", "attn_neighborhood 2-D 56x56/128x128, kernel 7/13, D 32/64, H 4-16; 3-D "
@@ -915,8 +1103,78 @@ static const char *env_isa_name(const bench_env *env)
     return env->info.type == ATTN_DEVICE_CPU ? attn_isa_name(env->info.isa) : "-";
 }
 
+/* The medians timed so far in this run, so that a row can be put beside
+ * earlier ones (linear: per-token time vs T = 2K, causal sdpa at the same T). */
+typedef struct run_log {
+    bench_case *c;
+    double     *ms;
+    int         n, cap;
+} run_log;
+
+static void run_log_add(run_log *l, const bench_case *c, double ms)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        bench_case *v = realloc(l->c, (size_t)cap * sizeof *v);
+        double *m = v ? realloc(l->ms, (size_t)cap * sizeof *m) : NULL;
+        if (v)
+            l->c = v;
+        if (!m)
+            return;                               /* the log is an extra: drop the entry */
+        l->ms = m;
+        l->cap = cap;
+    }
+    l->c[l->n] = *c;
+    l->ms[l->n++] = ms;
+}
+
+/* Median ms of the shape `want` (any set), or -1. */
+static double run_log_find(const run_log *l, const bench_case *want)
+{
+    for (int i = 0; i < l->n; i++) {
+        const bench_case *c = &l->c[i];
+        if (c->op == want->op && c->b == want->b && c->hq == want->hq && c->hkv == want->hkv &&
+            c->sq == want->sq && c->sk == want->sk && c->d == want->d && c->dv == want->dv &&
+            c->causal == want->causal && c->window_left == want->window_left &&
+            c->window_right == want->window_right && c->sink_tokens == want->sink_tokens &&
+            c->dtype == want->dtype && c->lin_kind == want->lin_kind &&
+            c->lin_step == want->lin_step && c->nb_ndim == want->nb_ndim &&
+            !memcmp(c->nb_grid, want->nb_grid, sizeof c->nb_grid) &&
+            !memcmp(c->nb_kernel, want->nb_kernel, sizeof c->nb_kernel))
+            return l->ms[i];
+    }
+    return -1.0;
+}
+
+/* What a linear row prints beside its time. */
+typedef struct linear_extras {
+    double tokens_per_s;
+    double per_token_vs_2k;   /* per-token time / that of T = 2K (same kind, dtype); -1: none */
+    double sdpa_ms;           /* causal f32 sdpa, same B, H, T, D; -1: not timed */
+} linear_extras;
+
+static linear_extras linear_extras_of(const bench_case *c, const bench_result *res,
+                                      const run_log *log)
+{
+    linear_extras x = { (double)c->b * (double)c->sq / (res->median_ms * 1e-3), -1.0, -1.0 };
+    if (c->lin_step)
+        return x;
+    bench_case ref = *c;
+    ref.sq = ref.sk = 2048;
+    const double ms2k = run_log_find(log, &ref);
+    if (ms2k > 0)
+        x.per_token_vs_2k = (res->median_ms / (double)c->sq) / (ms2k / 2048.0);
+    bench_case sd = *c;
+    sd.op = OP_SDPA;
+    sd.dtype = ATTN_F32;
+    sd.lin_kind = ATTN_LINEAR_PLAIN;
+    x.sdpa_ms = run_log_find(log, &sd);
+    return x;
+}
+
 static void json_case(FILE *f, const bench_env *env, const bench_case *c, const op_runner *r,
-                      const bench_result *res, const roof_values *rv, const char *status)
+                      const bench_result *res, const roof_values *rv, const run_log *log,
+                      const char *status)
 {
     fputs("{\"op\":", f);
     json_string(f, r->name);
@@ -975,6 +1233,20 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         json_number(f, rv->copy > 0 ? res->gbs / rv->copy : -1);
         fputs(",\"cpu_util\":", f);
         json_number(f, res->cpu_util);
+        if (c->op == OP_LINEAR) {
+            const linear_extras x = linear_extras_of(c, res, log);
+            fputs(",\"tokens_per_s\":", f);
+            json_number(f, x.tokens_per_s);
+            fputs(",\"per_token_vs_2k\":", f);
+            json_number(f, x.per_token_vs_2k);
+            fputs(",\"sdpa_causal_ms\":", f);
+            json_number(f, x.sdpa_ms);
+        }
+    }
+    if (c->op == OP_LINEAR) {
+        fputs(",\"kind\":", f);
+        json_string(f, linear_kind_name(c->lin_kind));
+        fprintf(f, ",\"algo\":\"%s\"", c->lin_step ? "recurrent" : "chunkwise");
     }
     fputs(",\"flop_rule\":", f);
     json_string(f, r->flop_rule);
@@ -984,6 +1256,10 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
 
 static void format_mask(const bench_case *c, char *buf, size_t n)
 {
+    if (c->op == OP_LINEAR) {
+        snprintf(buf, n, "%s %s", linear_kind_name(c->lin_kind), c->lin_step ? "step" : "chunk");
+        return;
+    }
     if (c->nb_ndim > 0) {   /* neighborhood attention: grid and kernel */
         if (c->nb_ndim == 2)
             snprintf(buf, n, "%" PRId64 "x%" PRId64 " k%" PRId64 "x%" PRId64, c->nb_grid[0],
@@ -1009,8 +1285,24 @@ static void print_header(void)
            "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA", "GB/s", "cpu%");
 }
 
+/* After a linear row's common columns: tokens/s, the per-token time vs
+ * T = 2K and causal sdpa at the same T (time and linear's speed-up over it);
+ * for a decode step, the state traffic as a fraction of the copy roof. */
+static void print_linear_extras(const bench_case *c, const bench_result *res,
+                                const roof_values *rv, const run_log *log)
+{
+    const linear_extras x = linear_extras_of(c, res, log);
+    tprintf("  %.3g tok/s", x.tokens_per_s);
+    if (c->lin_step && rv->copy > 0)
+        tprintf("  state r+w %.0f%% of copy", 100.0 * res->gbs / rv->copy);
+    if (x.per_token_vs_2k > 0)
+        tprintf("  per-token x%.2f vs 2K", x.per_token_vs_2k);
+    if (x.sdpa_ms > 0)
+        tprintf("  sdpa %.1f ms (lin %.1fx faster)", x.sdpa_ms, x.sdpa_ms / res->median_ms);
+}
+
 static void print_row(const bench_case *c, const op_runner *r, const bench_result *res,
-                      const roof_values *rv, const char *status)
+                      const roof_values *rv, const run_log *log, const char *status)
 {
     char heads[32], dims[32], mask[48];
     snprintf(heads, sizeof heads, "%" PRId64 "/%" PRId64, c->hq, c->hkv);
@@ -1026,8 +1318,11 @@ static void print_row(const bench_case *c, const op_runner *r, const bench_resul
             snprintf(frac, sizeof frac, "%6.1f%%", 100.0 * res->gflops / rv->fma_all);
         else
             snprintf(frac, sizeof frac, "%7s", "-");
-        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%%\n", res->median_ms, res->reps, res->gflops, frac,
+        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%%", res->median_ms, res->reps, res->gflops, frac,
                 res->gbs, 100.0 * res->cpu_util);
+        if (c->op == OP_LINEAR)
+            print_linear_extras(c, res, rv, log);
+        tprintf("\n");
     }
     fflush(tab);
 }
@@ -1057,6 +1352,9 @@ static void usage(FILE *f)
 "  --window L,R        sliding window, -1 = unlimited on that side\n"
 "  --sink-tokens N     first N keys always visible\n"
 "  --dtype f32|bf16|f16\n"
+"  --linear KIND       an attn_linear shape instead (chunkwise; --sq = T, --hq =\n"
+"                      H, --d = Dk, --dv): plain|decay|gla|delta|gdelta|kda;\n"
+"                      KIND,step: one recurrent decode step with state in/out\n"
 "\n"
 "Execution:\n"
 "  --threads N         attn_options.num_threads (default 0 = all cores)\n"
@@ -1148,7 +1446,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
 {
     const int64_t BIG = INT64_C(1) << 40;
     int64_t b = -1, hq = -1, hkv = -1, sq = -1, sk = -1, d = -1, dv = -1, wl = -1, wr = -1, sinks = 0;
-    int causal = 0, have_dtype = 0, have_window = 0;
+    int causal = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0;
     attn_dtype dt = ATTN_F32;
     memset(o, 0, sizeof *o);
     o->threads = 0;
@@ -1218,6 +1516,20 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             wl = parse_i64("--window (left)", left, -1, BIG);
             wr = parse_i64("--window (right)", comma + 1, -1, BIG);
             have_window = 1;
+        } else if (OPT("--linear")) {
+            char kind[16];
+            const char *comma = strchr(val, ',');
+            const size_t n = comma ? (size_t)(comma - val) : strlen(val);
+            if (n >= sizeof kind || (comma && strcmp(comma, ",step")))
+                die_usage("--linear: expected KIND or KIND,step, got '%s'", val);
+            memcpy(kind, val, n);
+            kind[n] = 0;
+            for (int k = ATTN_LINEAR_PLAIN; k <= ATTN_LINEAR_KDA; k++)
+                if (!strcmp(kind, linear_kind_name((attn_linear_kind)k)))
+                    lin_kind = k;
+            if (lin_kind < 0)
+                die_usage("--linear: no kind '%s' (plain|decay|gla|delta|gdelta|kda)", kind);
+            lin_step = comma != NULL;
         } else if (OPT("--dtype")) {
             dt = parse_dtype(val);
             have_dtype = 1;
@@ -1247,7 +1559,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     }
 
     int shape_given = b >= 0 || hq >= 0 || hkv >= 0 || sq >= 0 || sk >= 0 || d >= 0 || dv >= 0 ||
-                      causal || have_window || have_dtype;
+                      causal || have_window || have_dtype || lin_kind >= 0;
     if (shape_given) {
         if (o->sets)
             die_usage("--set and a single shape (--b/--hq/--sq/... ) are exclusive");
@@ -1270,8 +1582,16 @@ static void parse_args(int argc, char **argv, bench_opts *o)
         double elems = (double)b * (double)((sq > sk ? sq : sk)) * (double)hq * (double)(d > dv ? d : dv);
         if (elems * 4.0 > 64.0 * 1024 * 1024 * 1024)
             die_usage("the shape needs more than 64 GiB per tensor");
-        bench_case c = { OP_SDPA, "cli", b, hq, hkv, sq, sk, d, dv, causal, wl, wr, sinks, dt,
-                         0, { 0 }, { 0 } };
+        bench_case c = { .op = OP_SDPA, .set = "cli", .b = b, .hq = hq, .hkv = hkv, .sq = sq, .sk = sk,
+                         .d = d, .dv = dv, .causal = causal, .window_left = wl, .window_right = wr,
+                         .sink_tokens = sinks, .dtype = dt };
+        if (lin_kind >= 0) {
+            c.op = OP_LINEAR;
+            c.hkv = c.hq;
+            c.sq = c.sk = lin_step ? 1 : sq;
+            c.lin_kind = (attn_linear_kind)lin_kind;
+            c.lin_step = lin_step;
+        }
         o->shape = c;
         o->have_shape = 1;
     } else if (!o->sets) {
@@ -1475,12 +1795,17 @@ int main(int argc, char **argv)
 
     tprintf("timing: %d warm-up, then repeats until %.2f s or %d reps; median reported\n",
            o.warmup, o.min_time, o.reps);
-    tprintf("%s\n\n", op_table[0].flop_rule);
+    for (size_t k = 0; k < sizeof op_table / sizeof op_table[0]; k++)
+        for (int i = 0; i < cases.n; i++)
+            if (cases.v[i].op == op_table[k].op) {
+                tprintf("%s\n", op_table[k].flop_rule);
+                break;
+            }
+    tprintf("\n");
     print_header();
 
     int rc_exit = 0;
-    bench_result nb_done[64];   /* neighborhood attention: results for the speedup line */
-    int nb_done_case[64], n_nb_done = 0;
+    run_log log = { 0 };
     for (int i = 0; i < cases.n; i++) {
         const bench_case *c = &cases.v[i];
         const op_runner *r = runner_for(c->op);
@@ -1493,43 +1818,41 @@ int main(int argc, char **argv)
             r->teardown(st);
         }
         if (s == ATTN_OK) {
-            print_row(c, r, &res, &rv, "ok");
+            print_row(c, r, &res, &rv, &log, "ok");
             if (json)
-                json_case(json, &env, c, r, &res, &rv, "ok");
+                json_case(json, &env, c, r, &res, &rv, &log, "ok");
+            run_log_add(&log, c, res.median_ms);
             /* neighborhood attention: the dense masked sdpa row gets the
              * speedup over the same problem's attn_neighborhood row */
-            if (c->op == OP_NEIGHBORHOOD && n_nb_done < 64) {
-                nb_done[n_nb_done] = res;
-                nb_done_case[n_nb_done++] = i;
-            }
-            for (int j = 0; c->op == OP_NB_DENSE && j < n_nb_done; j++) {
-                const bench_case *n = &cases.v[nb_done_case[j]];
-                if (n->nb_ndim == c->nb_ndim && n->sq == c->sq && n->hq == c->hq &&
-                    n->hkv == c->hkv && n->d == c->d && n->dv == c->dv && n->dtype == c->dtype &&
-                    !memcmp(n->nb_kernel, c->nb_kernel, sizeof n->nb_kernel) &&
-                    !memcmp(n->nb_grid, c->nb_grid, sizeof n->nb_grid))
+            if (c->op == OP_NB_DENSE) {
+                bench_case nb = *c;
+                nb.op = OP_NEIGHBORHOOD;
+                const double nb_ms = run_log_find(&log, &nb);
+                if (nb_ms > 0)
                     tprintf("    attn_neighborhood: %.1fx faster than this dense masked attn_sdpa "
-                            "(median times)\n", res.median_ms / nb_done[j].median_ms);
+                            "(median times)\n", res.median_ms / nb_ms);
             }
         } else if (s == ATTN_ERR_UNSUPPORTED || s == ATTN_ERR_OUT_OF_MEMORY) {
             char msg[512];
             const char *e = attn_last_error();
             snprintf(msg, sizeof msg, "skipped: %s%s%s", attn_status_string(s), e && *e ? ": " : "",
                      e ? e : "");
-            print_row(c, r, NULL, &rv, msg);
+            print_row(c, r, NULL, &rv, &log, msg);
             if (json)
-                json_case(json, &env, c, r, NULL, &rv, msg);
+                json_case(json, &env, c, r, NULL, &rv, &log, msg);
         } else {
             char what[64];
             snprintf(what, sizeof what, "%s (shape %d of %d)", r->name, i + 1, cases.n);
             rc_exit = report_lib_error(what, s);
-            print_row(c, r, NULL, &rv, "library error (see stderr)");
+            print_row(c, r, NULL, &rv, &log, "library error (see stderr)");
             if (json)
-                json_case(json, &env, c, r, NULL, &rv, attn_status_string(s));
+                json_case(json, &env, c, r, NULL, &rv, &log, attn_status_string(s));
         }
     }
 
     free(cases.v);
+    free(log.c);
+    free(log.ms);
     attn_context_destroy(env.ctx);
     if (json && json != stdout)
         fclose(json);

@@ -12,7 +12,10 @@
  * memcpy over all threads, wall clock). "vs f16" is the time relative to
  * the f16 cache of the same shape. On a busy machine the wall-clock rate
  * is meaningless; GB/s_cpu is the same bytes per CPU-second of the threads
- * (summed over threads), compared with the copy's per-CPU-second rate.
+ * (summed over threads), compared with the copy's per-CPU-second rate,
+ * and min_cpu_ms / vs_f16_cpu the least CPU time of one call (all threads)
+ * and its ratio to f16's: with --threads 1, the steadiest comparison of
+ * storage types a shared machine allows.
  *
  *   decode-bench [--dtypes f16,q8,q4] [--L 1024,...] [--batch 1,16] [--hq 32]
  *                [--hkv 8] [--d 128] [--sq 1] [--page 64] [--threads N]
@@ -114,8 +117,9 @@ int main(int argc, char **argv)
            "per-CPU-second %.1f)\n", info.name, attn_isa_name(info.isa), threads, cp.wall, cp.cpu);
     printf("shape: Hq=%lld Hkv=%lld D=%lld Sq=%lld page=%lld, causal\n", (long long)hq,
            (long long)hkv, (long long)d, (long long)sq, (long long)page);
-    printf("%-5s %3s %7s %10s %9s %8s %7s %7s %6s %9s %7s\n", "dtype", "B", "L", "median_ms",
-           "cache_MB", "GB/s", "%copy", "vs_f16", "cpu%", "GB/s_cpu", "%copy");
+    printf("%-5s %3s %7s %10s %9s %8s %7s %7s %6s %9s %7s %10s %10s\n", "dtype", "B", "L",
+           "median_ms", "cache_MB", "GB/s", "%copy", "vs_f16", "cpu%", "GB/s_cpu", "%copy",
+           "min_cpu_ms", "vs_f16_cpu");
     if (cp.wall < 0.9 * cp.cpu)
         printf("warning: the machine is busy (copy wall %.1f < 0.9 x per-CPU-second %.1f GB/s); "
                "compare the per-CPU-second columns\n", cp.wall, cp.cpu);
@@ -123,7 +127,7 @@ int main(int argc, char **argv)
     for (int bi = 0; bi < nB; bi++)
         for (int li = 0; li < nL; li++) {
             const int64_t B = Bs[bi], L = Ls[li];
-            double f16_ms = -1.0;
+            double f16_ms = -1.0, f16_cpu_ms = -1.0;
             for (int ti = 0; ti < ndt; ti++) {
                 attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
                 desc.dtype = dts[ti];
@@ -173,13 +177,15 @@ int main(int argc, char **argv)
                 p.causal = 1;
                 double t[200];
                 int n = 0;
-                double total = 0.0, cpu = 0.0;
+                double total = 0.0, cpu = 0.0, cpu_min = INFINITY;
                 if (ok) ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;  /* warm-up */
                 while (ok && n < 200 && (reps ? n < reps : (total < min_time || n < 5))) {
                     double t0 = roof_now(), c0 = roof_process_cpu();
                     ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;
                     t[n] = roof_now() - t0;
-                    cpu += roof_process_cpu() - c0;
+                    const double c1 = roof_process_cpu() - c0;
+                    cpu += c1;
+                    cpu_min = c1 < cpu_min ? c1 : cpu_min;
                     total += t[n++];
                 }
                 if (!ok) {
@@ -188,16 +194,18 @@ int main(int argc, char **argv)
                 } else {
                     qsort(t, (size_t)n, sizeof *t, cmpd);
                     const double med = t[n / 2];
-                    if (dts[ti] == ATTN_F16) f16_ms = med * 1e3;
-                    char vs[16] = "-";
+                    if (dts[ti] == ATTN_F16) { f16_ms = med * 1e3; f16_cpu_ms = cpu_min * 1e3; }
+                    char vs[16] = "-", vs_cpu[16] = "-";
                     if (f16_ms > 0) snprintf(vs, sizeof vs, "%.2fx", med * 1e3 / f16_ms);
+                    if (f16_cpu_ms > 0) snprintf(vs_cpu, sizeof vs_cpu, "%.2fx", cpu_min * 1e3 / f16_cpu_ms);
                     /* per CPU-second: the rate while the threads actually ran */
                     const double util = cpu / (total * threads);
                     const double gbs_cpu = bytes * n / cpu * threads * 1e-9;
-                    printf("%-5s %3lld %7lld %10.3f %9.1f %8.1f %6.1f%% %7s %5.0f%% %9.1f %6.1f%%\n",
+                    printf("%-5s %3lld %7lld %10.3f %9.1f %8.1f %6.1f%% %7s %5.0f%% %9.1f %6.1f%% "
+                           "%10.3f %10s\n",
                            dtname(dts[ti]), (long long)B, (long long)L, med * 1e3, bytes / 1e6,
                            bytes / med * 1e-9, 100.0 * bytes / med * 1e-9 / cp.wall, vs,
-                           100.0 * util, gbs_cpu, 100.0 * gbs_cpu / cp.cpu);
+                           100.0 * util, gbs_cpu, 100.0 * gbs_cpu / cp.cpu, cpu_min * 1e3, vs_cpu);
                 }
                 fflush(stdout);
                 free(q); free(o); free(seqs);

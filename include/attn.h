@@ -148,10 +148,13 @@ typedef struct attn_device_info {
     uint64_t         cpu_features;     /* ATTN_CPU_* bits detected */
     attn_isa         isa;              /* kernel set this context uses */
     attn_isa         best_isa;         /* best kernel set the machine supports */
+    /* GPU only: space-separated capabilities ("vulkan 1.3 subgroup:32
+     * shaderFloat16 coopmat:16x16x16:f16*f16+f32 ..."), "" if none */
+    char             features[256];
 } attn_device_info;
 
 #define ATTN_DEVICE_INFO_INIT { sizeof(attn_device_info), ATTN_DEVICE_CPU, {0}, {0}, {0}, \
-                                0, 0, 0, 0, 0, 0, 0, 0, ATTN_ISA_SCALAR, ATTN_ISA_SCALAR }
+                                0, 0, 0, 0, 0, 0, 0, 0, ATTN_ISA_SCALAR, ATTN_ISA_SCALAR, {0} }
 
 typedef struct attn_options {
     size_t size;        /* sizeof(attn_options) */

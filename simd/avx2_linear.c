@@ -12,7 +12,9 @@
 #define LADD(a, b) _mm256_add_ps((a), (b))
 #define LSUB(a, b) _mm256_sub_ps((a), (b))
 #define LMUL(a, b) _mm256_mul_ps((a), (b))
+#define LMAXF(lo, x) _mm256_max_ps((lo), (x))   /* the second operand on NaN */
 #define LEXP(x) attn_exp_avx2(x)
+#define LMR 6
 #define LNAME(x) avx2_lin_##x
 #include "linear_tmpl.h"
 
@@ -23,6 +25,9 @@ static const attn_linear_kernels kernels = {
     .row_update = avx2_lin_row_update,
     .axpy = avx2_lin_axpy,
     .mul_exp = avx2_lin_mul_exp,
+    .vmul = avx2_lin_vmul,
+    .scal = avx2_lin_scal,
+    .max_floor = avx2_lin_max_floor,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx2(void) { return &kernels; }

@@ -12,7 +12,9 @@
 #define LADD(a, b) _mm512_add_ps((a), (b))
 #define LSUB(a, b) _mm512_sub_ps((a), (b))
 #define LMUL(a, b) _mm512_mul_ps((a), (b))
+#define LMAXF(lo, x) _mm512_max_ps((lo), (x))   /* the second operand on NaN */
 #define LEXP(x) attn_exp_avx512(x)
+#define LMR 8
 #define LNAME(x) avx512_lin_##x
 #include "linear_tmpl.h"
 
@@ -23,6 +25,9 @@ static const attn_linear_kernels kernels = {
     .row_update = avx512_lin_row_update,
     .axpy = avx512_lin_axpy,
     .mul_exp = avx512_lin_mul_exp,
+    .vmul = avx512_lin_vmul,
+    .scal = avx512_lin_scal,
+    .max_floor = avx512_lin_max_floor,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx512(void) { return &kernels; }

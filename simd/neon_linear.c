@@ -12,7 +12,9 @@
 #define LADD(a, b) vaddq_f32((a), (b))
 #define LSUB(a, b) vsubq_f32((a), (b))
 #define LMUL(a, b) vmulq_f32((a), (b))
+#define LMAXF(lo, x) vmaxq_f32((lo), (x))       /* NaN if either is NaN */
 #define LEXP(x) attn_exp_neon(x)
+#define LMR 8
 #define LNAME(x) neon_lin_##x
 #include "linear_tmpl.h"
 
@@ -23,6 +25,9 @@ static const attn_linear_kernels kernels = {
     .row_update = neon_lin_row_update,
     .axpy = neon_lin_axpy,
     .mul_exp = neon_lin_mul_exp,
+    .vmul = neon_lin_vmul,
+    .scal = neon_lin_scal,
+    .max_floor = neon_lin_max_floor,
 };
 
 const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

@@ -57,4 +57,8 @@ attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_i
  * (GPUs first, CPU devices last); nothing if libOpenCL cannot be loaded. */
 void attn_opencl_probe(attn_context *ctx);
 
+/* The Vulkan backend: appends every usable Vulkan device (hardware first,
+ * software rasterisers last); nothing if libvulkan cannot be loaded. */
+void attn_vulkan_probe(attn_context *ctx);
+
 #endif

@@ -101,6 +101,9 @@ ATTN_API attn_status attn_context_create(const attn_options *user, attn_context 
 #ifdef HAVE_OPENCL
     attn_opencl_probe(ctx);
 #endif
+#ifdef HAVE_VULKAN
+    attn_vulkan_probe(ctx);
+#endif
 
     if (o.device >= 0) {
         if (o.device >= ctx->ndev) {

@@ -48,6 +48,8 @@ typedef struct attn_kv_rows {
     const uint8_t  *data;    /* row j at data + j * row_bytes */
     const uint16_t *meta;    /* row j at meta + j * meta_per_row (Q8/Q4) */
     int64_t row_bytes, meta_per_row;
+    const uint8_t  *next;       /* the rows a reader streams next (another page) */
+    const uint16_t *next_meta;  /* and their meta: for prefetching only; NULL: none known */
 } attn_kv_rows;
 
 static inline int64_t attn_kv_kept(const attn_kv_cache *c, const attn_kv_seq *s)
@@ -90,6 +92,8 @@ static inline int64_t attn_kv_rows_at(const attn_kv_cache *c, const attn_kv_seq 
         r->meta = (const uint16_t *)(plane + c->v_meta_off) + slot * c->v_meta;
     }
     r->data = plane + slot * r->row_bytes;
+    r->next = NULL;
+    r->next_meta = NULL;
     return c->ps - slot;
 }
 

@@ -136,6 +136,34 @@ static int check_contents(attn_kv_cache *kc, int32_t id, const mirror *m, const 
     return bad == 0;
 }
 
+/* Whether the context's decode kernels quantise the query to int8 for
+ * Q8/Q4 keys (integer dot products; mirrors the selection in
+ * src/cpu/decode_scalar.c: the AVX-512 set on a CPU with AVX512-VNNI). */
+static int int8_scores(attn_context *ctx, attn_dtype dt)
+{
+    attn_device_info info = ATTN_DEVICE_INFO_INIT;
+    attn_device_get_info(ctx, 0, &info);
+    return (dt == ATTN_Q8 || dt == ATTN_Q4) && info.isa == ATTN_ISA_AVX512 &&
+           (info.cpu_features & ATTN_CPU_AVX512_VNNI);
+}
+
+/* The query rows as the int8 score path sees them: x = scale * q rounded
+ * to int8 per 32-dim block with step max|x_b| / 127, back in f32. The
+ * reference then runs with scale 1 on these rows, so the comparison keeps
+ * its float tolerance and checks the integer arithmetic exactly. */
+static void int8_query(float *dst, const float *q, int64_t rows, int64_t d, float scale)
+{
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < d; b += 32) {
+            const float *x = q + r * d + b;
+            float amax = 0.0f;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(scale * x[i]));
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f, step = amax / 127.0f;
+            for (int i = 0; i < 32; i++)
+                dst[r * d + b + i] = nearbyintf(scale * x[i] * inv) * step;
+        }
+}
+
 static int run_case(attn_context *ctx, int iter, int quick)
 {
     static const attn_dtype dts[] = { ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8, ATTN_Q4 };
@@ -256,7 +284,14 @@ static int run_case(attn_context *ctx, int iter, int quick)
     tl.shape[0] = B; tl.shape[1] = hq; tl.shape[2] = sq;
     KV_OK(attn_decode(ctx, &p, &tq, kc, seqs, &to, want_lse ? &tl : NULL));
 
-    /* Reference: attn_sdpa per sequence on the round-tripped kept tokens. */
+    /* Reference: attn_sdpa per sequence on the round-tripped kept tokens
+     * (and, for int8 scores, the int8-rounded query at scale 1). */
+    const int qi8 = int8_scores(ctx, c.dt);
+    float *qref = qf;
+    if (qi8) {
+        qref = malloc((size_t)nq * 4);
+        int8_query(qref, qf, nq / c.d, c.d, p.scale);
+    }
     double maxerr = 0.0;
     for (int b = 0; b < B; b++) {
         const mirror *m = &ms[seqs[b]];
@@ -267,7 +302,7 @@ static int run_case(attn_context *ctx, int iter, int quick)
             kv_roundtrip(c.dt, m->v + t * c.dv, c.dv, v + t * c.dv);
         }
         float *ro = malloc((size_t)(sq * hq * c.dv) * 4), *rl = malloc((size_t)(hq * sq) * 4);
-        attn_tensor rq = attn_tensor_4d(qf + b * sq * hq * c.d, ATTN_F32, 1, sq, hq, c.d);
+        attn_tensor rq = attn_tensor_4d(qref + b * sq * hq * c.d, ATTN_F32, 1, sq, hq, c.d);
         attn_tensor rk = attn_tensor_4d(k, ATTN_F32, 1, L, c.hkv, c.d);
         attn_tensor rv = attn_tensor_4d(v, ATTN_F32, 1, L, c.hkv, c.dv);
         attn_tensor rot = attn_tensor_4d(ro, ATTN_F32, 1, sq, hq, c.dv);
@@ -276,6 +311,7 @@ static int run_case(attn_context *ctx, int iter, int quick)
         rlt.data = rl; rlt.shape[0] = 1;
         attn_sdpa_params rp = p;
         if (p.gate) rp.gate = &rg;
+        if (qi8) rp.scale = 1.0f;
         KV_OK(attn_sdpa(ctx, &rp, &rq, &rk, &rv, &rot, want_lse ? &rlt : NULL));
         for (int64_t r = 0; r < sq * hq; r++) {
             double rmax = 0.0;
@@ -317,6 +353,7 @@ static int run_case(attn_context *ctx, int iter, int quick)
              (long long)desc.max_pages);
     attn_kv_cache_destroy(kc);
     for (int i = 0; i < 16; i++) { free(ms[i].pos); free(ms[i].k); free(ms[i].v); }
+    if (qref != qf) free(qref);
     free(qf); free(qh); free(gate); free(out); free(lse);
     return 0;
 }

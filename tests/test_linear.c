@@ -255,6 +255,8 @@ static void run_case(attn_context *ctx, const lcase *c, const char *what)
     ldata_free(&d);
 }
 
+static void test_varlen(attn_context *ctx);
+
 static lcase base(int kind)
 {
     lcase c;
@@ -358,6 +360,24 @@ static void test_long(attn_context *ctx)
         c.decay_param = L[i].decay_param;
         run_case(ctx, &c, "long");
     }
+}
+
+/* The sequence-parallel chunkwise form (fewer (sequence, head) pairs than
+ * threads: PLAIN, DECAY, GLA) on a context with many threads: one pair cut
+ * into segments of every size (some empty), chunk sizes, state in, and
+ * varlen with a sequence shorter than a chunk. */
+static void test_segments(attn_context *ctx16)
+{
+    const int64_t lens[] = { 30, 100, 1000 };
+    for (int kind = ATTN_LINEAR_PLAIN; kind <= ATTN_LINEAR_GLA; kind++)
+        for (int li = 0; li < 3; li++)
+            for (int chunk = 16; chunk <= 64; chunk *= 4) {
+                lcase c = base(kind);
+                c.B = 1; c.H = 1; c.T = lens[li]; c.algo = 2; c.chunk = chunk; c.gates = 2;
+                c.decay_param = kind == ATTN_LINEAR_DECAY && li == 1;
+                run_case(ctx16, &c, "segments");
+            }
+    test_varlen(ctx16);
 }
 
 /* chunkwise == recurrent, directly. */
@@ -551,6 +571,19 @@ static void test_strides_inplace(attn_context *ctx)
                 eo = fmax(eo, fabs(os[((b * H + h) * T + t) * Dv + x] - ro[((b * T + t) * H + h) * Dv + x]) / mo);
         for (int64_t i = 0; i < d.ns; i++) es = fmax(es, fabs(((float *)st.mem)[i] - rS[i]) / ms);
         CHECK(eo < 2e-4 && es < 2e-4, "strided/in-place %s: out %.3g state %.3g", kname[kind], eo, es);
+        /* state_out as a transposed view: the state goes through the
+         * workspace instead of living in state_out's rows. */
+        htensor si = make(ATTN_F32, 4, ss, d.S0), so = make(ATTN_F32, 4, ss, NULL);
+        const int64_t sst[4] = { H * Dk * Dv, Dk * Dv, 1, Dk };
+        memcpy(so.t.stride, sst, sizeof sst);
+        s = attn_linear(ctx, &p, &q, &k, &v, d.has_g ? &g.t : NULL, d.has_beta ? &beta.t : NULL,
+                        &si.t, &o, &so.t);
+        CHECK(s == ATTN_OK, "transposed state_out: %s", attn_last_error());
+        es = 0;
+        for (int64_t bh = 0; bh < B * H; bh++) for (int64_t i = 0; i < Dk; i++) for (int64_t j = 0; j < Dv; j++)
+            es = fmax(es, fabs(((float *)so.mem)[(bh * Dv + j) * Dk + i] - rS[(bh * Dk + i) * Dv + j]) / ms);
+        CHECK(es < 2e-4, "transposed state_out %s: state %.3g", kname[kind], es);
+        free(si.mem); free(so.mem);
         free(qs); free(ksb); free(vs); free(os); free(g.mem); free(beta.mem); free(st.mem);
         free(ro); free(rS); free(rz);
         ldata_free(&d);
@@ -685,6 +718,16 @@ int main(void)
     test_continuity(ctx);
     test_varlen(ctx);
     test_strides_inplace(ctx);
+    const char *nothreads = getenv("ATTN_TEST_NO_THREADS");
+    if (!(nothreads && *nothreads && strcmp(nothreads, "0"))) {
+        attn_options mo = ATTN_OPTIONS_INIT;
+        mo.num_threads = 16;
+        attn_context *ctx16 = NULL;
+        CHECK(attn_context_create(&mo, &ctx16) == ATTN_OK, "context with 16 threads");
+        if (ctx16)
+            test_segments(ctx16);
+        attn_context_destroy(ctx16);
+    }
     if (info.isa != ATTN_ISA_SCALAR) {   /* the portable kernels too */
         test_algos_agree(sctx);
         test_varlen(sctx);

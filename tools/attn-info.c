@@ -103,6 +103,8 @@ int main(int argc, char **argv)
             printf("  %-18s %d\n", "subgroup size:", info.subgroup_size);
         if (info.type != ATTN_DEVICE_CPU)
             printf("  %-18s %s\n", "fp16:", info.fp16 ? "yes" : "no");
+        if (info.features[0])
+            printf("  %-18s %s\n", "features:", info.features);
 
         if (info.type == ATTN_DEVICE_CPU) {
             size_t need = attn_cpu_features_string(info.cpu_features, NULL, 0);

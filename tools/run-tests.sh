@@ -66,6 +66,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Per-test time limits (seconds), so that a hung test fails instead of
 # stalling the suite: native/ASan tests, and tests under qemu-aarch64.
 TEST_TIMEOUT=${TEST_TIMEOUT:-900}
+# Where tools/fetch-glslang.sh puts a cooperative-matrix-capable glslang.
+GLSLANG_PREFIX=${GLSLANG_PREFIX:-/opt/libattn-glslang}
 QEMU_TEST_TIMEOUT=${QEMU_TEST_TIMEOUT:-240}
 
 log() { printf '\n=== %s\n' "$*"; }
@@ -110,6 +112,15 @@ install_deps() {
     if [ -d "$ROOT/vulkan" ]; then
         apt_install libvulkan-dev libvulkan1 glslc mesa-vulkan-drivers ||
             warn "Vulkan headers / glslc / lavapipe not installable: Vulkan tests will skip"
+        # test_vulkan runs under the Khronos validation layer where it exists.
+        apt_install vulkan-validationlayers ||
+            warn "vulkan-validationlayers not installable: Vulkan tests run without validation"
+        # Debian 12's glslc cannot build the cooperative-matrix shader; the x86
+        # stage builds it with trixie's glslang and validates it with spirv-val.
+        if [ ! -x "$GLSLANG_PREFIX/bin/glslangValidator" ]; then
+            bash "$ROOT/tools/fetch-glslang.sh" "$GLSLANG_PREFIX" ||
+                warn "trixie glslang not installable: the cooperative-matrix shader is not built"
+        fi
     fi
     if [ "$DO_FUZZ" = 1 ]; then
         # libFuzzer for clang 14 lives in libclang-rt-14-dev.
@@ -201,7 +212,14 @@ stage_autoreconf() {
 stage_x86() {
     fresh_dir build-x86
     cd build-x86
-    ../configure CFLAGS="-O2 -g"
+    # With tools/fetch-glslang.sh's compiler every shader, the
+    # cooperative-matrix one included, is built and run through spirv-val.
+    local glsl=()
+    if [ -x "$GLSLANG_PREFIX/bin/glslangValidator" ] &&
+       "$GLSLANG_PREFIX/bin/glslangValidator" --version >/dev/null 2>&1; then
+        glsl=(GLSLC="$GLSLANG_PREFIX/bin/glslangValidator" SPIRV_VAL="$GLSLANG_PREFIX/bin/spirv-val")
+    fi
+    ../configure CFLAGS="-O2 -g" "${glsl[@]}"
     make -j"$JOBS"
     cd ..
     make_check build-x86 "LOG_COMPILER=timeout $TEST_TIMEOUT"

@@ -53,6 +53,7 @@ typedef struct dec_plan {
     int64_t ntasks;
     float *part_o;         /* [ntasks][nr][ldo] */
     float *part_ml;        /* [ntasks][nr][2] */
+    size_t qp_bytes;       /* prepared query rows (kernel set's prep_q), 0 = none */
     size_t ws_floats;
 } dec_plan;
 
@@ -90,8 +91,8 @@ static int tile_full(const attn_decode_problem *p, int64_t d0, int64_t dl, int64
 
 /* Streams keys [j0, j1) (compact indices) of one (b, hk) through the rows. */
 static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t hk, int64_t j0,
-                      int64_t j1, const float *qt, float *st, float *ot, float *m, float *l,
-                      float *alpha, float *xrow)
+                      int64_t j1, const float *qt, const void *qp, float *st, float *ot, float *m,
+                      float *l, float *alpha, float *xrow)
 {
     const attn_decode_problem *p = pl->p;
     const attn_kv_cache *c = pl->c;
@@ -110,8 +111,21 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
         if (j < nsk)
             n = min64(n, nsk - j);       /* kept sinks and window are not adjacent */
         const int nk = (int)n;
+        if (j + n < j1) {                /* the kernels prefetch into the next run */
+            attn_kv_rows nkr, nvr;
+            const int64_t npos = attn_kv_pos_of(c, ds->s, j + n);
+            attn_kv_rows_at(c, ds->s, npos, 0, hk, &nkr);
+            attn_kv_rows_at(c, ds->s, npos, 1, hk, &nvr);
+            kr.next = nkr.data;
+            kr.next_meta = nkr.meta;
+            vr.next = nvr.data;
+            vr.next_meta = nvr.meta;
+        }
 
-        pl->dk->qk(qt, pl->ldq, nr, &kr, c->dtype, nk, p->d, st, pl->lds);
+        if (pl->qp_bytes)
+            pl->dk->qk_prepared(qp, nr, &kr, c->dtype, nk, p->d, st, pl->lds);
+        else
+            pl->dk->qk(qt, pl->ldq, nr, &kr, c->dtype, nk, p->d, st, pl->lds);
         const int full = tile_full(p, d0, dl, j, j + n);
         if (!full || p->softcap > 0.0f || p->alibi_slopes) {
             for (int r = 0; r < nr; r++) {
@@ -201,6 +215,7 @@ static void run_task(const dec_plan *pl, int64_t t, float *ws)
     float *st = qt + pl->nr * pl->ldq;
     float *alpha = st + pl->nr * pl->lds;
     float *xrow = alpha + round_up(pl->nr, 16);
+    void *qp = xrow + pl->lds + round_up(max64(p->dv, 16), 16);   /* 64-byte aligned */
     float *ot = pl->part_o + (size_t)t * (size_t)(pl->nr * pl->ldo);
     float *ml = pl->part_ml + (size_t)t * (size_t)(2 * pl->nr);
     float *m = ml, *l = ml + pl->nr;
@@ -220,13 +235,16 @@ static void run_task(const dec_plan *pl, int64_t t, float *ws)
         l[r] = sink ? 1.0f : 0.0f;
     }
 
+    if (pl->qp_bytes)
+        pl->dk->prep_q(qt, pl->ldq, nr, p->d, qp);
+
     /* This chunk's share of the scanned keys: [0, ns) then [lo, L). */
     const int64_t k0 = ds->nkeys * ch / ds->nch, k1 = ds->nkeys * (ch + 1) / ds->nch;
     if (k0 < ds->ns)
-        run_range(pl, ds, b, hk, k0, min64(k1, ds->ns), qt, st, ot, m, l, alpha, xrow);
+        run_range(pl, ds, b, hk, k0, min64(k1, ds->ns), qt, qp, st, ot, m, l, alpha, xrow);
     if (k1 > ds->ns)
-        run_range(pl, ds, b, hk, ds->lo + max64(k0 - ds->ns, 0), ds->lo + (k1 - ds->ns), qt, st,
-                  ot, m, l, alpha, xrow);
+        run_range(pl, ds, b, hk, ds->lo + max64(k0 - ds->ns, 0), ds->lo + (k1 - ds->ns), qt, qp,
+                  st, ot, m, l, alpha, xrow);
 }
 
 /* Merges the chunks of (b, hk), normalises, gates and stores. */
@@ -325,8 +343,9 @@ attn_status attn_cpu_decode(attn_device *dev, const attn_decode_problem *p)
     }
     pl.tstart[p->b] = pl.ntasks;
 
+    pl.qp_bytes = pl.dk->prep_bytes ? pl.dk->prep_bytes(c->dtype, (int)pl.nr, p->d) : 0;
     pl.ws_floats = (size_t)(pl.nr * (pl.ldq + pl.lds) + round_up(pl.nr, 16) + pl.lds +
-                            round_up(max64(p->dv, 16), 16));
+                            round_up(max64(p->dv, 16), 16)) + (pl.qp_bytes + 63) / 64 * 16;
     const int nthr = (int)min64(nt, pl.ntasks);
     size_t part = (size_t)pl.ntasks * (size_t)pl.nr * (size_t)(pl.ldo + 2);
     const size_t ws_bytes = (((size_t)nthr * pl.ws_floats + part) * sizeof(float) + 63) & ~(size_t)63;

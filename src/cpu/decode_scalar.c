@@ -47,10 +47,12 @@ const attn_cpu_decode_kernels attn_cpu_decode_scalar = {
 const attn_cpu_decode_kernels *attn_cpu_decode_kernels_for(attn_isa isa, uint64_t features)
 {
     const attn_cpu_decode_kernels *k = NULL;
-    (void)features;
+    (void)features;   /* unused when no x86 kernel set is built */
     switch (isa) {
 #ifdef HAVE_AVX512_KERNELS
-    case ATTN_ISA_AVX512: k = attn_cpu_decode_avx512(); break;
+    case ATTN_ISA_AVX512:
+        k = (features & ATTN_CPU_AVX512_VNNI) ? attn_cpu_decode_avx512_vnni() : attn_cpu_decode_avx512();
+        break;
 #endif
 #ifdef HAVE_AVX2_KERNELS
     case ATTN_ISA_AVX2:   k = attn_cpu_decode_avx2(); break;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../backend.h"
+#include "scratch.h"
 
 typedef struct attn_linear_kernels {
     const char *name;
@@ -25,12 +26,21 @@ typedef struct attn_linear_kernels {
     /* dst = x * exp(a - b) elementwise (n floats); a or b NULL means 0.
      * dst may be x. */
     void (*mul_exp)(float *dst, const float *x, const float *a, const float *b, int64_t n);
+    /* dst = x * y elementwise (n floats); dst may be x. */
+    void (*vmul)(float *dst, const float *x, const float *y, int64_t n);
+    /* y *= a (n floats). */
+    void (*scal)(float *y, float a, int64_t n);
+    /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
+    void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;
 const attn_linear_kernels *attn_linear_kernels_avx2(void);
 const attn_linear_kernels *attn_linear_kernels_avx512(void);
 const attn_linear_kernels *attn_linear_kernels_neon(void);
+
+/* AUTO picks the recurrent form for sequences this short. */
+#define ATTN_LINEAR_RECURRENT_MAX_LEN 16
 
 /* Log-gates below this are clamped to it: exp(-80) ~ 1.8e-35 is a reset in
  * f32, and the clamp keeps -inf out of the cumulative sums (inf - inf). */
@@ -43,9 +53,17 @@ typedef struct attn_linear_task {
     const attn_linear_kernels *ks;
     int64_t bt, t0, len, h;   /* batch index into the tensors, first token, length, head */
     float  *S;                /* dk rows of lds floats */
+    int     direct;           /* S is the head's state_out rows, not a workspace copy */
     int64_t lds;
     float  *z;                /* normaliser state (normalize), dk floats */
     float  *ws;               /* scratch: attn_linear_*_ws_floats */
+    /* The work that follows this chunk in the same thread: head pf_h, tokens
+     * from the chunk start + pf_dc. Its rows are prefetched while this chunk
+     * computes, so that they arrive just in time and stay in L2. */
+    int64_t pf_h, pf_dc;
+    /* Chunkwise, non-delta kinds only: update the state, write no output. */
+    int     state_only;
+    float  *gsum;             /* chunkwise: += the chunks' summed log-gates, or NULL */
 } attn_linear_task;
 
 /* Token loads shared by both forms (linear_driver.c). */
@@ -54,16 +72,31 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
 int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
-/* Prefetches the rows of tokens [i0, i0 + n) of every input (clipped to the task). */
-void attn_linear_prefetch(const attn_linear_task *t, int64_t i0, int64_t n);
+/* Prefetches the rows of head h, tokens [i0, i0 + n) of every input, and of
+ * the output for writing (clipped to the task). */
+void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n);
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
+
+/* The task of heads of sequence b (bt, t0, len; lds); h, S, z, ws are the caller's. */
+void attn_linear_task_init(attn_linear_task *t, const attn_linear_problem *p,
+                           const attn_linear_kernels *ks, int64_t b, int64_t lds);
+/* S (and z) from state_in (z_in) or zeros; to state_out (z_out) if asked. */
+void attn_linear_load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t);
+void attn_linear_store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t);
 
 size_t attn_linear_recurrent_ws_floats(const attn_linear_problem *p);
 void   attn_linear_recurrent(const attn_linear_task *t);
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p);
 /* Chunks starting at c_begin, c_begin + C, ... below c_end (and the length). */
 void   attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c_end);
+
+/* Sequence-parallel chunkwise form (linear_segments.c): the segments per
+ * (sequence, head) pair worth using with `threads` threads (1: not this
+ * form), and the run itself. */
+int64_t     attn_linear_segments_for(const attn_linear_problem *p, int threads);
+attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear_kernels *ks,
+                                 int64_t lds, int64_t P, int threads, attn_cpu_scratch *scratch);
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p);
 

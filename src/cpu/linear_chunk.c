@@ -12,18 +12,20 @@
  *   O    = Qhat S0 + A U                             Qhat_i = q_i exp(G_i)
  *   S    = diag(exp(G_last)) S0 + Ktil^T U           Ktil_j = k_j exp(G_last - G_j)
  *
- * The triangular solve is a forward substitution. Every exponent above is
+ * The triangular solve is a blocked forward substitution. Every exponent above is
  * a decay ratio exp(G_i - G_j) with i >= j (<= 1 for gates <= 0), so nothing
  * overflows however long the sequence or strong the gate.
  *
- * Per-channel Gram: rows go in blocks of 16. For block I (rows r0..r0+15)
- * the reference is G_ref = G_{r0-1}; qt_i = q_i exp(G_i - G_ref) <= 1 and,
- * for the keys of earlier blocks, kt_j = k_j exp(G_ref - G_j) <= 1, so each
- * entry is the product of two ratios <= 1 (underflow only where the true
- * entry is negligible). Keys of the diagonal block get exp(G_ref - G_j) >= 1;
- * that is used only when every channel decays by less than e^-60 across the
- * block (no overflow, no underflow of qt); otherwise the diagonal block is
- * computed entry by entry from exp(G_i - G_j). */
+ * Per-channel Gram: rows go in blocks of 16. Row i of block I (rows
+ * r0..r0+15) is scaled once, xh_i = q_i exp(G_i - Gref_I) <= q_i with
+ * Gref_I = G_{r0-1}; the keys of block J once, kt_j = k_j exp(Gend_J - G_j)
+ * <= k_j with Gend_J = G at J's last row. Block pair (I, J) multiplies the
+ * rows by the one vector exp(Gref_I - Gend_J): <= 1 for I > J (each entry is
+ * a product of ratios <= 1, underflowing only where the true entry is
+ * negligible; exactly 1 for I = J + 1), >= 1 on the diagonal, where it is used
+ * only when every channel decays by less than e^-60 across the block (no
+ * overflow); otherwise the diagonal block is computed entry by entry from
+ * exp(G_i - G_j). Qhat and Khat come from the same xh_i times exp(Gref_I). */
 #include <math.h>
 #include <string.h>
 #include "linear.h"
@@ -36,7 +38,8 @@ typedef struct chunk_ctx {
     const attn_linear_kernels *ks;
     int64_t dk, dv, lk, lv, lc;
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
-    float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *KT, *QT, *E, *den;
+    int64_t c0, pf_done;     /* chunk start; rows of the next work prefetched */
+    float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
 } chunk_ctx;
 
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
@@ -45,7 +48,7 @@ size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
     const int64_t lv = attn_linear_round16(p->dv), lc = attn_linear_round16(C);
     int64_t le = lk > lv ? lk : lv;
     le = le > lc ? le : lc;
-    return (size_t)(4 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
+    return (size_t)(5 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
                     16 * 8);
 }
 
@@ -56,15 +59,32 @@ static float *carve(float **cur, int64_t n)
     return r;
 }
 
+/* Each token row of a head is its own run of cache lines, far from the next
+ * token's: the rows of the work that follows (t->pf_h, t->pf_dc) are fetched
+ * a few at a time between the products of this chunk (pf_done rows so far),
+ * so the requests spread over the compute instead of queueing behind each
+ * other for the line fill buffers. */
+static void prefetch_more(chunk_ctx *c, int64_t rows)
+{
+    const attn_linear_task *t = c->t;
+    if (rows > t->p->chunk - c->pf_done)
+        rows = t->p->chunk - c->pf_done;
+    attn_linear_prefetch(t, t->pf_h, c->c0 + t->pf_dc + c->pf_done, rows);
+    c->pf_done += rows;
+}
+
 /* A (n x n, ld lc) = gated Gram of rows X, Y, lower triangle (strict or
- * inclusive), zeros above. */
-static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A)
+ * inclusive), zeros above. keys_ready: KT (and, per channel, the kt rows in
+ * c->X) already hold these keys Y from the previous call (the delta kinds'
+ * K K^T after Q K^T), so they are not built again. */
+static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict, float *A,
+                 int keys_ready)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
     float *KT = c->KT, *E = c->E;
     if (c->mode != 2) {
-        for (int j = 0; j < n; j++)
+        for (int j = 0; j < n && !keys_ready; j++)
             for (int64_t cc = 0; cc < dk; cc++)
                 KT[cc * lc + j] = Y[j * lk + cc];
         for (int r0 = 0; r0 < n; r0 += SB) {
@@ -77,53 +97,107 @@ static void gram(const chunk_ctx *c, const float *X, const float *Y, int n, int 
                 for (int j = 0; j < jn; j++)
                     E[j] = c->G[i] - c->G[j];
                 ks->vexp(E, jn);
-                for (int j = 0; j < jn; j++)
-                    A[i * lc + j] *= E[j];
+                ks->vmul(A + i * lc, A + i * lc, E, jn);
             }
     } else {
-        /* Key block J (rows j0..j0+jb) uses the reference G_end = G at its last
-         * row: kt_j = k_j exp(G_end - G_j) <= 1, shared by every row block
-         * I >= J; the row side qt_i = q_i exp(G_i - G_end) is <= 1 for I > J
-         * and, on the diagonal, <= e^GUARD when the block's decay range
-         * allows, else the diagonal is computed entry by entry. */
+        /* Row side once per row: xh_i = x_i exp(G_i - Gref_I), Gref_I = G at
+         * the last row before block I (0 for the first block), so xh_i <= x_i.
+         * Key block J (rows j0..j0+jb) uses the reference G_end = G at its
+         * last row: kt_j = k_j exp(G_end - G_j) <= 1, shared by every row
+         * block I >= J. Row block I against key block J takes
+         * qt_i = xh_i exp(Gref_I - G_end): a product of two ratios <= 1 for
+         * I > J (no exponent at all for I = J + 1, where Gref_I = G_end), and
+         * on the diagonal a factor >= 1, used while it stays below e^GUARD,
+         * else the diagonal block is computed entry by entry. */
         const float *G = c->G;
+        for (int i = 0; i < n; i++) {
+            const int i0 = i / SB * SB;
+            ks->mul_exp(c->XH + i * lk, X + i * lk, G + i * lk, i0 ? G + (i0 - 1) * lk : NULL, dk);
+        }
         for (int j0 = 0; j0 < n; j0 += SB) {
             const int jb = n - j0 < SB ? n - j0 : SB;
             const float *gend = G + (j0 + jb - 1) * lk;
-            for (int j = 0; j < jb; j++)
-                ks->mul_exp(c->X + j * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
-            for (int j = 0; j < jb; j++) {
-                const float *x = c->X + j * lk;
+            for (int j = 0; j < jb && !keys_ready; j++)
+                ks->mul_exp(c->X + (j0 + j) * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
+            for (int j = 0; j < jb && !keys_ready; j++) {
+                const float *x = c->X + (j0 + j) * lk;
                 for (int64_t cc = 0; cc < dk; cc++)
                     KT[cc * lc + j0 + j] = x[cc];
             }
-            int ok = 1;
-            const float *g0 = G + j0 * lk;
-            for (int64_t cc = 0; cc < dk; cc++)
-                if (!(g0[cc] - gend[cc] <= GUARD)) { ok = 0; break; }
             for (int i0 = j0; i0 < n; i0 += SB) {
                 const int rn = n - i0 < SB ? n - i0 : SB;
-                if (i0 == j0 && !ok) {
-                    for (int i = i0; i < i0 + rn; i++)
-                        for (int j = j0; j < (strict ? i : i + 1); j++) {
-                            ks->mul_exp(E, X + i * lk, G + i * lk, G + j * lk, dk);
-                            const float *y = Y + j * lk;
-                            float acc = 0.0f;
-                            for (int64_t cc = 0; cc < dk; cc++)
-                                acc += E[cc] * y[cc];
-                            A[i * lc + j] = acc;
-                        }
-                    continue;
+                const float *qt = c->XH + i0 * lk;
+                if (i0 != j0 + SB) {
+                    const float *gref = i0 ? G + (i0 - 1) * lk : NULL;
+                    int ok = 1;
+                    for (int64_t cc = 0; cc < dk; cc++) {
+                        E[cc] = (gref ? gref[cc] : 0.0f) - gend[cc];
+                        ok &= E[cc] <= GUARD;         /* NaN fails too */
+                    }
+                    if (!ok) {
+                        for (int i = i0; i < i0 + rn; i++)
+                            for (int j = j0; j < (strict ? i : i + 1); j++) {
+                                ks->mul_exp(E, X + i * lk, G + i * lk, G + j * lk, dk);
+                                const float *y = Y + j * lk;
+                                float acc = 0.0f;
+                                for (int64_t cc = 0; cc < dk; cc++)
+                                    acc += E[cc] * y[cc];
+                                A[i * lc + j] = acc;
+                            }
+                        continue;
+                    }
+                    ks->vexp(E, dk);
+                    for (int i = 0; i < rn; i++)
+                        ks->vmul(c->QT + i * lk, qt + i * lk, E, dk);
+                    qt = c->QT;
                 }
-                for (int i = 0; i < rn; i++)
-                    ks->mul_exp(c->QT + i * lk, X + (i0 + i) * lk, G + (i0 + i) * lk, gend, dk);
-                ks->gemm(rn, jb, (int)dk, c->QT, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
+                ks->gemm(rn, jb, (int)dk, qt, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
             }
+            prefetch_more(c, 4);
         }
     }
     for (int i = 0; i < n; i++)
         for (int j = strict ? i : i + 1; j < n; j++)
             A[i * lc + j] = 0.0f;
+}
+
+/* Per-channel gates, after gram(): dst_i = x_i exp(G_i) from its row side
+ * xh_i = x_i exp(G_i - Gref_I) as xh_i exp(Gref_I), both factors <= 1. */
+static void hat_from_rowside(const chunk_ctx *c, float *dst, int n)
+{
+    const int64_t dk = c->dk, lk = c->lk;
+    float *E = c->E;
+    for (int i0 = 0; i0 < n; i0 += SB) {
+        const int rn = n - i0 < SB ? n - i0 : SB;
+        if (i0 == 0) {
+            if (dst != c->XH)
+                memcpy(dst, c->XH, (size_t)((rn - 1) * lk + dk) * sizeof *dst);
+            continue;
+        }
+        memcpy(E, c->G + (i0 - 1) * lk, (size_t)dk * sizeof *E);
+        c->ks->vexp(E, dk);
+        for (int i = i0; i < i0 + rn; i++)
+            c->ks->vmul(dst + i * lk, c->XH + i * lk, E, dk);
+    }
+}
+
+/* Per-channel gates, after gram() of these keys: Ktil_j = k_j exp(G_last -
+ * G_j) in place of kt_j = k_j exp(Gend_J - G_j) (c->X) as kt_j times
+ * exp(G_last - Gend_J), both factors <= 1: one vector of exponents per key
+ * block instead of one per row. */
+static void ktil_from_keys(const chunk_ctx *c, int n)
+{
+    const int64_t dk = c->dk, lk = c->lk;
+    const float *glast = c->G + (n - 1) * lk;
+    float *E = c->E;
+    for (int j0 = 0; j0 + SB < n; j0 += SB) {
+        const float *gend = c->G + (j0 + SB - 1) * lk;
+        for (int64_t cc = 0; cc < dk; cc++)
+            E[cc] = glast[cc] - gend[cc];
+        c->ks->vexp(E, dk);
+        for (int j = j0; j < j0 + SB; j++)
+            c->ks->vmul(c->X + j * lk, c->X + j * lk, E, dk);
+    }
 }
 
 /* dst_r = src_r * exp(G_r - off) for r < n, off = 0 or the last row's G
@@ -142,9 +216,9 @@ static void scale_rows(const chunk_ctx *c, float *dst, const float *src, int n, 
             E[r] = from_last ? c->G[n - 1] - c->G[r] : c->G[r];
         c->ks->vexp(E, n);
         for (int r = 0; r < n; r++) {
-            const float e = E[r];
-            for (int64_t cc = 0; cc < dk; cc++)
-                dst[r * lk + cc] = src[r * lk + cc] * e;
+            if (dst != src)
+                memcpy(dst + r * lk, src + r * lk, (size_t)dk * sizeof *dst);
+            c->ks->scal(dst + r * lk, E[r], dk);
         }
     }
 }
@@ -167,6 +241,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     c.K = carve(&cur, C * lk);
     c.G = carve(&cur, C * lk);
     c.X = carve(&cur, C * lk);
+    c.XH = carve(&cur, C * lk);
     c.U = carve(&cur, C * lv);
     c.O = carve(&cur, C * lv);
     c.A = carve(&cur, C * lc);
@@ -180,15 +255,14 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     const int delta = attn_linear_is_delta(p->kind);
     float *S = t->S;
     const int64_t lds = t->lds;
+    const int out = !t->state_only;
 
     for (int64_t c0 = c_begin; c0 < c_end && c0 < t->len; c0 += C) {
         const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
-        /* Each token row of a head is its own cache line run, far from the
-         * next token's: fetch the next chunk while this one computes. */
-        attn_linear_prefetch(t, c0 + C, C);
         /* Load the chunk; cumulative log-gates. */
         for (int r = 0; r < n; r++) {
-            attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
+            if (out)
+                attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
             attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
             attn_linear_load_v(t, c0 + r, c.U + r * lv);
             if (delta)
@@ -197,8 +271,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 float *g = c.G + r * lk;
                 attn_linear_load_g(t, c0 + r, g);
                 if (r)
-                    for (int64_t cc = 0; cc < dk; cc++)
-                        g[cc] += g[cc - lk];
+                    ks->axpy(g, 1.0f, g - lk, dk);
             } else if (c.mode == 1) {
                 float g;
                 attn_linear_load_g(t, c0 + r, &g);
@@ -208,43 +281,62 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
-        gram(&c, c.Q, c.K, n, 0, c.A);
-        if (c.mode)
-            scale_rows(&c, c.Q, c.Q, n, 0);
-        ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
+        c.c0 = c0;
+        c.pf_done = 0;
+        if (out) {
+            prefetch_more(&c, 8);
+            gram(&c, c.Q, c.K, n, 0, c.A, 0);
+            prefetch_more(&c, 8);
+            if (c.mode == 2)
+                hat_from_rowside(&c, c.Q, n);
+            else if (c.mode)
+                scale_rows(&c, c.Q, c.Q, n, 0);
+            ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
+            prefetch_more(&c, 8);
+        }
 
         if (delta) {
-            gram(&c, c.K, c.K, n, 1, c.L);
+            gram(&c, c.K, c.K, n, 1, c.L, out);
             const float *Kh = c.K;
-            if (c.mode) {
+            /* Khat: per channel into XH (X keeps the keys' kt rows). */
+            if (c.mode == 2) {
+                hat_from_rowside(&c, c.XH, n);
+                Kh = c.XH;
+            } else if (c.mode) {
                 scale_rows(&c, c.X, c.K, n, 0);
                 Kh = c.X;
             }
             ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1);
             for (int j = 0; j < n; j++) {
                 const float b = c.beta[j];
-                float *u = c.U + j * lv, *l = c.L + j * lc;
-                for (int64_t x = 0; x < dv; x++)
-                    u[x] *= b;
-                for (int i = 0; i < j; i++)
-                    l[i] *= b;
+                ks->scal(c.U + j * lv, b, dv);
+                ks->scal(c.L + j * lc, b, j);
             }
-            for (int j = 1; j < n; j++) {
-                float *u = c.U + j * lv;
-                const float *l = c.L + j * lc;
-                for (int i = 0; i < j; i++)
-                    if (l[i] != 0.0f)
-                        ks->axpy(u, -l[i], c.U + i * lv, dv);
+            /* (I + L) U = rhs, a block of SB rows at a time: the rows solved in
+             * earlier blocks enter through one GEMM, then forward substitution
+             * inside the block. */
+            for (int j0 = 0; j0 < n; j0 += SB) {
+                const int jb = n - j0 < SB ? n - j0 : SB;
+                if (j0)
+                    ks->gemm(jb, (int)dv, j0, c.L + j0 * lc, lc, 1, c.U, lv, c.U + j0 * lv, lv, -1);
+                for (int j = j0 + 1; j < j0 + jb; j++) {
+                    float *u = c.U + j * lv;
+                    const float *l = c.L + j * lc;
+                    for (int i = j0; i < j; i++)
+                        if (l[i] != 0.0f)
+                            ks->axpy(u, -l[i], c.U + i * lv, dv);
+                }
             }
         }
 
         /* O += A U, lower triangle only. */
-        for (int r0 = 0; r0 < n; r0 += SB) {
+        for (int r0 = 0; out && r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
             ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1);
+            prefetch_more(&c, 4);
         }
 
-        if (p->normalize) {
+        if (p->normalize && out) {
             for (int i = 0; i < n; i++) {
                 float d = 0.0f;
                 for (int64_t cc = 0; cc < dk; cc++)
@@ -263,10 +355,14 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
+        prefetch_more(&c, 8);
         /* State: S = diag(exp(G_last)) S + Ktil^T U. */
         const float *Kt = c.K;
         if (c.mode) {
             float *E = c.E;
+            if (t->gsum)
+                ks->axpy(t->gsum, 1.0f, c.mode == 2 ? c.G + (n - 1) * lk : c.G + n - 1,
+                         c.mode == 2 ? dk : 1);
             if (c.mode == 2) {
                 for (int64_t cc = 0; cc < dk; cc++)
                     E[cc] = c.G[(n - 1) * lk + cc];
@@ -274,18 +370,18 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             } else {
                 E[0] = expf(c.G[n - 1]);
             }
-            for (int64_t cc = 0; cc < dk; cc++) {
-                const float e = c.mode == 2 ? E[cc] : E[0];
-                float *s = S + cc * lds;
-                for (int64_t x = 0; x < dv; x++)
-                    s[x] *= e;
-            }
-            scale_rows(&c, c.X, c.K, n, 1);
+            for (int64_t cc = 0; cc < dk; cc++)
+                ks->scal(S + cc * lds, c.mode == 2 ? E[cc] : E[0], dv);
+            if (c.mode == 2 && out)
+                ktil_from_keys(&c, n);
+            else
+                scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
         ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
+        prefetch_more(&c, p->chunk);
 
-        for (int r = 0; r < n; r++)
+        for (int r = 0; out && r < n; r++)
             attn_linear_store_o(t, c0 + r, c.O + r * lv);
     }
 }

@@ -15,9 +15,6 @@
 #include <omp.h>
 #endif
 
-/* AUTO picks the recurrent form for sequences this short. */
-#define LINEAR_RECURRENT_MAX_LEN 16
-
 static inline char *at(const attn_view *v, int64_t elems)
 {
     return v->base + elems * (int64_t)attn_dtype_size(v->dtype);
@@ -35,6 +32,12 @@ static void load_row(float *dst, const char *src, attn_dtype dt, int64_t stride,
         memcpy(dst, src, (size_t)n * sizeof *dst);
         return;
     }
+    if (dt == ATTN_BF16 && stride == 1) {      /* the common bf16 layout, without the dtype switch */
+        const uint16_t *h = (const uint16_t *)src;
+        for (int64_t c = 0; c < n; c++)
+            dst[c] = attn_bf16_to_f32(h[c]);
+        return;
+    }
     for (int64_t c = 0; c < n; c++)
         dst[c] = attn_load_f32(src, dt, c * stride);
 }
@@ -49,9 +52,7 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
         double ss = 0.0;
         for (int64_t c = 0; c < d; c++)
             ss += (double)dst[c] * dst[c];
-        const float inv = (float)(1.0 / sqrt(ss + 1e-6));
-        for (int64_t c = 0; c < d; c++)
-            dst[c] *= inv;
+        t->ks->scal(dst, (float)(1.0 / sqrt(ss + 1e-6)), d);
     }
     if (p->feature == ATTN_LINEAR_FEATURE_ELU1)
         for (int64_t c = 0; c < d; c++)
@@ -60,8 +61,7 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
         for (int64_t c = 0; c < d; c++)
             dst[c] = dst[c] > 0.0f ? dst[c] : 0.0f;
     if (scale != 1.0f)
-        for (int64_t c = 0; c < d; c++)
-            dst[c] *= scale;
+        t->ks->scal(dst, scale, d);
 }
 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
@@ -70,32 +70,36 @@ void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
     load_row(dst, row_of(t, v, i), v->dtype, v->stride[3], t->p->dv);
 }
 
-static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t i0, int64_t n,
-                          int64_t cols)
+static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t h, int64_t i0,
+                          int64_t n, int64_t cols, int write)
 {
-    const int64_t bytes = cols * (int64_t)attn_dtype_size(x->dtype) *
-                          (x->ndim == 4 ? x->stride[3] : 1);
-    for (int64_t i = i0; i < i0 + n; i++) {
-        const char *r = row_of(t, x, i);
-        for (int64_t b = 0; b < bytes; b += 64)
-            __builtin_prefetch(r + b);
-    }
+    const int64_t es = (int64_t)attn_dtype_size(x->dtype);
+    const int64_t bytes = cols * es * (x->ndim == 4 ? x->stride[3] : 1);
+    const char *r = at(x, t->bt * x->stride[0] + (t->t0 + i0) * x->stride[1] + h * x->stride[2]);
+    for (int64_t i = 0; i < n; i++, r += x->stride[1] * es)
+        for (int64_t b = 0; b < bytes; b += 64) {
+            if (write)
+                __builtin_prefetch(r + b, 1);
+            else
+                __builtin_prefetch(r + b);
+        }
 }
 
-void attn_linear_prefetch(const attn_linear_task *t, int64_t i0, int64_t n)
+void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n)
 {
     const attn_linear_problem *p = t->p;
     if (i0 + n > t->len)
         n = t->len - i0;
     if (n <= 0)
         return;
-    prefetch_view(t, &p->q, i0, n, p->dk);
-    prefetch_view(t, &p->k, i0, n, p->dk);
-    prefetch_view(t, &p->v, i0, n, p->dv);
+    prefetch_view(t, &p->q, h, i0, n, p->dk, 0);
+    prefetch_view(t, &p->k, h, i0, n, p->dk, 0);
+    prefetch_view(t, &p->v, h, i0, n, p->dv, 0);
     if (p->has_g)
-        prefetch_view(t, &p->g, i0, n, p->g_per_channel ? p->dk : 1);
+        prefetch_view(t, &p->g, h, i0, n, p->g_per_channel ? p->dk : 1, 0);
     if (p->has_beta)
-        prefetch_view(t, &p->beta, i0, n, 1);
+        prefetch_view(t, &p->beta, h, i0, n, 1, 0);
+    prefetch_view(t, &p->out, h, i0, n, p->dv, 1);
 }
 
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
@@ -113,9 +117,7 @@ int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
     const int64_t n = p->g_per_channel ? p->dk : 1;
     const int64_t st = p->g_per_channel ? G->stride[3] : 1;
     if (G->dtype == ATTN_F32 && st == 1) {
-        const float *f = (const float *)src;
-        for (int64_t c = 0; c < n; c++)     /* NaN compares false and stays NaN */
-            g[c] = f[c] < ATTN_LINEAR_G_FLOOR ? ATTN_LINEAR_G_FLOOR : f[c];
+        t->ks->max_floor(g, (const float *)src, ATTN_LINEAR_G_FLOOR, n);
         return 1;
     }
     for (int64_t c = 0; c < n; c++) {
@@ -177,15 +179,21 @@ typedef struct linear_plan {
     int64_t group, ngroups;   /* heads per task, tasks per sequence */
 } linear_plan;
 
-static void load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t)
+void attn_linear_load_state(const attn_linear_problem *p, int64_t b, attn_linear_task *t)
 {
     const int64_t dk = p->dk, dv = p->dv;
     if (p->has_state_in) {
         const attn_view *V = &p->state_in;
         const float *src = (const float *)V->base + b * V->stride[0] + t->h * V->stride[1];
-        for (int64_t c = 0; c < dk; c++)
-            for (int64_t j = 0; j < dv; j++)
-                t->S[c * t->lds + j] = src[c * V->stride[2] + j * V->stride[3]];
+        if (src == t->S && V->stride[2] == t->lds && V->stride[3] == 1)
+            ;                                   /* in place: state_in is state_out */
+        else if (V->stride[3] == 1)
+            for (int64_t c = 0; c < dk; c++)
+                memcpy(t->S + c * t->lds, src + c * V->stride[2], (size_t)dv * sizeof(float));
+        else
+            for (int64_t c = 0; c < dk; c++)
+                for (int64_t j = 0; j < dv; j++)
+                    t->S[c * t->lds + j] = src[c * V->stride[2] + j * V->stride[3]];
     } else {
         for (int64_t c = 0; c < dk; c++)
             memset(t->S + c * t->lds, 0, (size_t)dv * sizeof(float));
@@ -198,10 +206,10 @@ static void load_state(const attn_linear_problem *p, int64_t b, attn_linear_task
     }
 }
 
-static void store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t)
+void attn_linear_store_state(const attn_linear_problem *p, int64_t b, const attn_linear_task *t)
 {
     const int64_t dk = p->dk, dv = p->dv;
-    if (p->has_state_out) {
+    if (p->has_state_out && !t->direct) {
         const attn_view *V = &p->state_out;
         float *dst = (float *)V->base + b * V->stride[0] + t->h * V->stride[1];
         for (int64_t c = 0; c < dk; c++)
@@ -215,6 +223,22 @@ static void store_state(const attn_linear_problem *p, int64_t b, const attn_line
     }
 }
 
+void attn_linear_task_init(attn_linear_task *t, const attn_linear_problem *p,
+                           const attn_linear_kernels *ks, int64_t b, int64_t lds)
+{
+    memset(t, 0, sizeof *t);
+    t->p = p;
+    t->ks = ks;
+    if (p->cu) {
+        t->t0 = p->cu[b];
+        t->len = p->cu[b + 1] - p->cu[b];
+    } else {
+        t->bt = b;
+        t->len = p->s;
+    }
+    t->lds = lds;
+}
+
 /* One task: a group of heads of one sequence. The chunkwise form walks the
  * chunks in the outer loop and the heads in the inner one, so the token rows
  * it reads (all heads of a token are adjacent in [B,S,H,D]) stream through
@@ -225,26 +249,22 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
     const int64_t b = task / pl->ngroups, h0 = (task % pl->ngroups) * pl->group;
     const int64_t h1 = h0 + pl->group < p->h ? h0 + pl->group : p->h;
     attn_linear_task t;
-    t.p = p;
-    t.ks = pl->ks;
-    if (p->cu) {
-        t.bt = 0;
-        t.t0 = p->cu[b];
-        t.len = p->cu[b + 1] - p->cu[b];
-    } else {
-        t.bt = b;
-        t.t0 = 0;
-        t.len = p->s;
-    }
-    t.lds = pl->lds;
+    attn_linear_task_init(&t, p, pl->ks, b, pl->lds);
     t.ws = ws + pl->group * pl->state_floats;
     const int recurrent = p->algo == ATTN_LINEAR_ALGO_RECURRENT ||
-        (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= LINEAR_RECURRENT_MAX_LEN);
-#define HEAD(h_) (t.h = (h_), t.S = ws + ((h_) - h0) * pl->state_floats, \
-                  t.z = t.S + p->dk * pl->lds)
+        (p->algo == ATTN_LINEAR_ALGO_AUTO && t.len <= ATTN_LINEAR_RECURRENT_MAX_LEN);
+    /* The state lives in state_out itself when its rows are contiguous:
+     * a decode step then reads and writes it once, with no copies. */
+    const attn_view *SO = &p->state_out;
+    t.direct = p->has_state_out && SO->stride[3] == 1 && (p->dk == 1 || SO->stride[2] >= p->dv);
+    if (t.direct)
+        t.lds = SO->stride[2];
+#define HEAD(h_) (t.h = (h_), t.z = ws + ((h_) - h0) * pl->state_floats + p->dk * pl->lds, \
+                  t.S = t.direct ? (float *)SO->base + b * SO->stride[0] + (h_) * SO->stride[1] \
+                                 : t.z - p->dk * pl->lds)
     for (int64_t h = h0; h < h1; h++) {
         HEAD(h);
-        load_state(p, b, &t);
+        attn_linear_load_state(p, b, &t);
     }
     if (t.len > 0 && recurrent) {
         for (int64_t h = h0; h < h1; h++) {
@@ -255,12 +275,14 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
         for (int64_t c0 = 0; c0 < t.len; c0 += p->chunk)
             for (int64_t h = h0; h < h1; h++) {
                 HEAD(h);
+                t.pf_h = h + 1 < h1 ? h + 1 : h0;
+                t.pf_dc = h + 1 < h1 ? 0 : p->chunk;
                 attn_linear_chunkwise(&t, c0, c0 + p->chunk);
             }
     }
     for (int64_t h = h0; h < h1; h++) {
         HEAD(h);
-        store_state(p, b, &t);
+        attn_linear_store_state(p, b, &t);
     }
 #undef HEAD
 }
@@ -278,6 +300,9 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     /* Heads per task: enough tasks for every thread, but no more states per
      * task than fit in about 1 MiB (a core's L2). */
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
+    const int64_t segments = attn_linear_segments_for(p, nt);
+    if (segments > 1)
+        return attn_linear_segments(p, pl.ks, pl.lds, segments, nt, &st->scratch);
     int64_t per_seq = (nt + p->num_seqs - 1) / p->num_seqs;
     if (per_seq > p->h) per_seq = p->h;
     int64_t group = (p->h + per_seq - 1) / per_seq;

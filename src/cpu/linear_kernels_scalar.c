@@ -60,6 +60,24 @@ static void scalar_mul_exp(float *dst, const float *x, const float *a, const flo
         dst[j] = x[j] * expf((a ? a[j] : 0.0f) - (b ? b[j] : 0.0f));
 }
 
+static void scalar_vmul(float *dst, const float *x, const float *y, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = x[j] * y[j];
+}
+
+static void scalar_scal(float *y, float a, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)
+        y[j] *= a;
+}
+
+static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++)     /* NaN compares false and stays NaN */
+        dst[j] = x[j] < lo ? lo : x[j];
+}
+
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
@@ -67,4 +85,7 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .row_update = scalar_row_update,
     .axpy = scalar_axpy,
     .mul_exp = scalar_mul_exp,
+    .vmul = scalar_vmul,
+    .scal = scalar_scal,
+    .max_floor = scalar_max_floor,
 };

@@ -1,0 +1,284 @@
+/* attn_sdpa on Vulkan: picks the shader (cooperative-matrix, subgroup or
+ * plain) and its tile shape from the device's features and limits, gets the
+ * specialised pipeline from the cache, writes the parameters and records
+ * one dispatch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "vk.h"
+#include "args.h"
+#include "../error.h"
+
+typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc; } sdpa_cfg;
+
+/* Flag bits and parameter words shared with vulkan/sdpa.comp. */
+enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
+       F_VARLEN = 1 << 4, F_LSE = 1 << 5, F_MASK = 1 << 6, F_GATE = 1 << 7,
+       F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9 };
+enum { P_Q = 0, P_K = 5, P_V = 10, P_O = 15, P_OUT_DT = 20, P_L = 21, P_M = 25,
+       P_MASK_DT = 30, P_G = 31, P_GATE_DT = 36, P_B = 37, P_FLAGS = 42, P_HQ = 43,
+       P_GROUP = 44, P_SQ = 45, P_SK = 46, P_NSEQ = 47, P_SCALE = 48, P_SOFTCAP = 49,
+       P_SIGBIAS = 50, P_WL = 51, P_WR = 52, P_SINKS = 53, P_BQ = 54, P_BK = 55, P_AUX = 64 };
+
+static int dvt_of(const sdpa_cfg *c, int64_t dv) { return (int)((dv + c->tx - 1) / c->tx); }
+
+static int64_t stage_floats(const sdpa_cfg *c, int64_t dv)
+{
+    const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
+    const int64_t qk = c->dc * (bq + 1 + bk + 1), vt = (int64_t)c->kc * dvt_of(c, dv) * c->tx;
+    return qk > vt ? qk : vt;
+}
+
+static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
+{
+    const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
+    return (size_t)(stage_floats(c, dv) + bk * (bq + 1) + bq * c->tx) * sizeof(float) +
+           2 * sizeof(int);
+}
+
+/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
+ * chunk KC (a divisor of the key tile) that fit the shared memory; 0 if
+ * nothing fits. */
+static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv)
+{
+    const size_t budget = d->limits.maxComputeSharedMemorySize;
+    const int bk = c->tx * c->rn;
+    for (int dc = dd < 32 ? (int)dd : 32; dc >= 1; dc /= 2)
+        for (int kc = bk; kc >= 1; kc /= 2) {
+            if (bk % kc != 0)
+                continue;
+            c->dc = dc;
+            c->kc = kc;
+            if (shared_bytes(c, dv) <= budget)
+                return 1;
+        }
+    return 0;
+}
+
+/* Workgroup shapes from large to small; the first that the device's limits
+ * (invocations, sizes, shared memory) allow is used.
+ * ATTN_VULKAN_SDPA_TILE="tx,ty,rm,rn" overrides it (tuning). */
+static int choose_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *out)
+{
+    const char *env = getenv("ATTN_VULKAN_SDPA_TILE");
+    if (env && *env) {
+        sdpa_cfg c = { 0, 0, 0, 0, 0, 0 };
+        if (sscanf(env, "%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn) == 4 && c.tx > 0 &&
+            c.ty > 0 && c.rm > 0 && c.rn > 0 && c.tx * c.ty <= 1024 && c.rm * c.rn <= 256 &&
+            fit_shared(d, &c, dd, dv)) {
+            *out = c;
+            return 1;
+        }
+    }
+    static const sdpa_cfg shapes[] = {
+        { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 }, { 8, 8, 4, 4, 0, 0 },
+        { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 }, { 4, 4, 2, 2, 0, 0 },
+        { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
+    };
+    const VkPhysicalDeviceLimits *lim = &d->limits;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        sdpa_cfg c = shapes[i];
+        if ((uint32_t)(c.tx * c.ty) > lim->maxComputeWorkGroupInvocations ||
+            (uint32_t)c.tx > lim->maxComputeWorkGroupSize[0] ||
+            (uint32_t)c.ty > lim->maxComputeWorkGroupSize[1])
+            continue;
+        if (!fit_shared(d, &c, dd, dv))
+            continue;
+        *out = c;
+        return 1;
+    }
+    return 0;
+}
+
+/* The subgroup path reduces a row's TX invocations with xor shuffles: TX
+ * must be a power of two no larger than the smallest subgroup.
+ * ATTN_VULKAN_SUBGROUP=0 turns it off. */
+static int use_subgroup(const attn_vk_device *d, const sdpa_cfg *c)
+{
+    const char *env = getenv("ATTN_VULKAN_SUBGROUP");
+    if (env && strcmp(env, "0") == 0)
+        return 0;
+    return d->subgroup_shuffle && (c->tx & (c->tx - 1)) == 0 && (uint32_t)c->tx <= d->subgroup_min;
+}
+
+/* Flag bits of the problem. */
+static int32_t flags_of(const attn_sdpa_problem *p)
+{
+    int32_t f = 0;
+    if (p->causal) f |= F_CAUSAL;
+    if (p->score == ATTN_SCORE_SIGMOID) f |= F_SIGMOID;
+    if (p->alibi_slopes) f |= F_ALIBI;
+    if (p->sink_logits) f |= F_SINKS;
+    if (p->cu_q) f |= F_VARLEN;
+    if (p->has_lse) f |= F_LSE;
+    if (p->has_mask) f |= F_MASK;
+    if (p->has_gate) f |= F_GATE;
+    if (p->has_block_mask) f |= F_BMASK;
+    if (p->softcap > 0.0f) f |= F_SOFTCAP;
+    return f;
+}
+
+/* A window or sink count as a 32-bit word: -1 stays unlimited, large
+ * values are clamped to "longer than any sequence". */
+static int32_t clamp_len(int64_t x)
+{
+    return x < 0 ? -1 : x > (1 << 30) ? (1 << 30) : (int32_t)x;
+}
+
+/* Writes the parameter words (and alibi, sinks, cu_seqlens after them). */
+static attn_status write_params(attn_vk_device *d, const attn_sdpa_problem *p)
+{
+    const size_t naux = 2 * (size_t)p->hq + (p->cu_q ? 2 * ((size_t)p->num_seqs + 1) : 0);
+    attn_status s = attn_vk_host_reserve(d, &d->params, (P_AUX + naux) * sizeof(int32_t));
+    if (s != ATTN_OK)
+        return s;
+    int32_t *w = d->params.mapped;
+    memset(w, 0, P_AUX * sizeof *w);
+    int ok = attn_vk_put_view(w + P_Q, &p->q, 1, 4) && attn_vk_put_view(w + P_K, &p->k, 1, 4) &&
+             attn_vk_put_view(w + P_V, &p->v, 1, 4) && attn_vk_put_view(w + P_O, &p->out, 1, 4) &&
+             attn_vk_put_view(w + P_L, &p->lse, p->has_lse, 3) &&
+             attn_vk_put_view(w + P_M, &p->mask, p->has_mask, 4) &&
+             attn_vk_put_view(w + P_G, &p->gate, p->has_gate, 4) &&
+             attn_vk_put_view(w + P_B, &p->block_mask, p->has_block_mask, 4) &&
+             p->sq < INT32_MAX / 2 && p->sk < INT32_MAX / 2;
+    if (!ok)
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: a tensor spans more than 2^31 "
+                         "elements; the Vulkan backend indexes in 32 bits");
+    w[P_OUT_DT] = (int32_t)p->out.dtype;
+    w[P_MASK_DT] = p->has_mask ? (int32_t)p->mask.dtype : 0;
+    w[P_GATE_DT] = p->has_gate ? (int32_t)p->gate.dtype : 0;
+    w[P_FLAGS] = flags_of(p);
+    w[P_HQ] = (int32_t)p->hq;
+    w[P_GROUP] = (int32_t)(p->hq / p->hkv);
+    w[P_SQ] = (int32_t)p->sq;
+    w[P_SK] = (int32_t)p->sk;
+    w[P_NSEQ] = (int32_t)p->num_seqs;
+    memcpy(&w[P_SCALE], &p->scale, sizeof(float));
+    memcpy(&w[P_SOFTCAP], &p->softcap, sizeof(float));
+    memcpy(&w[P_SIGBIAS], &p->sigmoid_bias, sizeof(float));
+    w[P_WL] = clamp_len(p->window_left);
+    w[P_WR] = clamp_len(p->window_right);
+    w[P_SINKS] = p->sink_tokens < 0 ? 0 : clamp_len(p->sink_tokens);
+    w[P_BQ] = p->has_block_mask ? (int32_t)p->block_q : 1;
+    w[P_BK] = p->has_block_mask ? (int32_t)p->block_k : 1;
+    float *f = (float *)(w + P_AUX);
+    for (int64_t h = 0; h < p->hq; h++) {
+        f[h] = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+        f[p->hq + h] = p->sink_logits ? p->sink_logits[h] : 0.0f;
+    }
+    if (p->cu_q) {
+        int32_t *cu = w + P_AUX + 2 * p->hq;
+        memcpy(cu, p->cu_q, ((size_t)p->num_seqs + 1) * sizeof(int32_t));
+        memcpy(cu + p->num_seqs + 1, p->cu_k, ((size_t)p->num_seqs + 1) * sizeof(int32_t));
+    }
+    return ATTN_OK;
+}
+
+/* Records and submits the dispatch: one workgroup per bq query rows of
+ * each head of each sequence. */
+static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq, VkPipeline pipe)
+{
+    const uint32_t nqb = (uint32_t)((p->sq + bq - 1) / bq);
+    const uint32_t *maxg = d->limits.maxComputeWorkGroupCount;
+    if (nqb > maxg[0] || (uint64_t)p->hq > maxg[1] || (uint64_t)p->num_seqs > maxg[2])
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: a grid of %u x %lld x %lld "
+                         "workgroups is more than the device allows (%u x %u x %u)", nqb,
+                         (long long)p->hq, (long long)p->num_seqs, maxg[0], maxg[1], maxg[2]);
+    VkBuffer bufs[ATTN_VK_BINDINGS] = {
+        attn_vk_handle(p->q.buffer), attn_vk_handle(p->k.buffer), attn_vk_handle(p->v.buffer),
+        attn_vk_handle(p->out.buffer),
+        p->has_lse ? attn_vk_handle(p->lse.buffer) : VK_NULL_HANDLE,
+        p->has_mask ? attn_vk_handle(p->mask.buffer) : VK_NULL_HANDLE,
+        p->has_gate ? attn_vk_handle(p->gate.buffer) : VK_NULL_HANDLE,
+        p->has_block_mask ? attn_vk_handle(p->block_mask.buffer) : VK_NULL_HANDLE,
+        VK_NULL_HANDLE, VK_NULL_HANDLE,
+    };
+    VkDescriptorSet set;
+    attn_status s = attn_vk_descriptors_reset(d, 1);
+    if (s == ATTN_OK)
+        s = attn_vk_descriptor_set(d, bufs, &set);
+    if (s == ATTN_OK)
+        s = attn_vk_begin(d, "attn_sdpa");
+    if (s != ATTN_OK)
+        return s;
+    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
+                                &set, 0, NULL);
+    d->vk.CmdDispatch(d->cmd, nqb, (uint32_t)p->hq, (uint32_t)p->num_seqs);
+    return attn_vk_submit(d, "attn_sdpa");
+}
+
+/* The cooperative-matrix shader (vulkan/sdpa_coopmat.comp) for f16 inputs
+ * with head dims multiples of 16, on devices with the 16x16x16 f16 shape:
+ * the largest (row blocks, key tile) that fits the shared memory.
+ * ATTN_VULKAN_COOPMAT=0 turns it off; =emulate uses its build with plain
+ * loops for the products on any device with shaderFloat16 (tests). Fills
+ * spec, *bq and *shader; 0 if unusable. */
+static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[6],
+                       int *bq, int *shader)
+{
+    const char *env = getenv("ATTN_VULKAN_COOPMAT");
+    const int emulate = env && strcmp(env, "emulate") == 0;
+    int real = 0;
+#ifdef HAVE_GLSL_COOPMAT
+    real = d->coopmat_f16;
+#endif
+    if ((env && strcmp(env, "0") == 0) || !(emulate ? d->fp16 : real) ||
+        p->q.dtype != ATTN_F16 || p->d % 16 != 0 || p->dv % 16 != 0)
+        return 0;
+    /* Invocations per row: a 16-row block per subgroup where subgroups
+     * hold at least 16 invocations. */
+    const int tpr = d->subgroup_size >= 16 ? (int)d->subgroup_size / 16 : 1;
+    static const int shapes[][2] = { { 4, 64 }, { 4, 32 }, { 2, 64 }, { 2, 32 }, { 1, 32 }, { 1, 16 } };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int nw = shapes[i][0], bk = shapes[i][1], rows = 16 * nw, wg = rows * tpr;
+        const int64_t dmax = p->d > p->dv ? p->d : p->dv;
+        const int64_t bytes = rows * p->d * 2 + bk * dmax * 2 + rows * bk * (4 + 2) +
+                              rows * p->dv * 4 + rows * tpr * 4 + 2 * 4;
+        if ((uint32_t)wg > d->limits.maxComputeWorkGroupInvocations ||
+            (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] ||
+            bytes > (int64_t)d->limits.maxComputeSharedMemorySize)
+            continue;
+        const int32_t s[6] = { wg, nw, bk, (int32_t)p->d, (int32_t)p->dv, (int32_t)(bk * dmax) };
+        memcpy(spec, s, sizeof s);
+        *bq = rows;
+        *shader = emulate ? ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED : ATTN_VK_SHADER_SDPA_COOPMAT;
+        return 1;
+    }
+    return 0;
+}
+
+attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
+{
+    attn_vk_device *d = dev->impl;
+    if (p->sq == 0 || p->num_seqs == 0)
+        return ATTN_OK;
+    int32_t spec[11];
+    int nspec, shader, bq;
+    sdpa_cfg c;
+    if (coopmat_cfg(d, p, spec, &bq, &shader)) {
+        nspec = 6;
+    } else if (choose_cfg(d, p->d, p->dv, &c)) {
+        const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
+                                (int32_t)p->q.dtype, dvt_of(&c, p->dv),
+                                (int32_t)stage_floats(&c, p->dv) };
+        memcpy(spec, s, sizeof s);
+        nspec = 11;
+        shader = use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP : ATTN_VK_SHADER_SDPA;
+        bq = c.ty * c.rm;
+    } else {
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: no workgroup shape fits %s (shared "
+                         "memory %u bytes) for head dims %lld/%lld", dev->info.name,
+                         d->limits.maxComputeSharedMemorySize, (long long)p->d, (long long)p->dv);
+    }
+    pthread_mutex_lock(&d->lock);
+    VkPipeline pipe;
+    attn_status s = attn_vk_pipeline_get(d, shader, spec, nspec, &pipe);
+    if (s == ATTN_OK)
+        s = write_params(d, p);
+    if (s == ATTN_OK)
+        s = record(d, p, bq, pipe);
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}

@@ -1,0 +1,59 @@
+/* One command buffer and one fence per device: each op (or staged copy)
+ * is recorded, submitted once and waited for. The device lock is held
+ * throughout, so the buffer, fence and descriptor pool are never shared. */
+#include <stdio.h>
+#include "vk.h"
+#include "../error.h"
+
+/* "what: vkCall" as the failure's message prefix. */
+static attn_status fail_in(attn_vk_device *d, VkResult r, const char *what, const char *call)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: %s", what, call);
+    return attn_vk_fail(d, r, msg);
+}
+
+attn_status attn_vk_begin(attn_vk_device *d, const char *what)
+{
+    if (d->lost)
+        return attn_fail(ATTN_ERR_DEVICE, "%s: the Vulkan device was lost earlier; create a "
+                         "new context", what);
+    VkResult r = d->vk.ResetCommandBuffer(d->cmd, 0);
+    if (r != VK_SUCCESS)
+        return fail_in(d, r, what, "vkResetCommandBuffer");
+    const VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    r = d->vk.BeginCommandBuffer(d->cmd, &bi);
+    return r == VK_SUCCESS ? ATTN_OK : fail_in(d, r, what, "vkBeginCommandBuffer");
+}
+
+attn_status attn_vk_submit(attn_vk_device *d, const char *what)
+{
+    VkResult r = d->vk.EndCommandBuffer(d->cmd);
+    if (r != VK_SUCCESS)
+        return fail_in(d, r, what, "vkEndCommandBuffer");
+    const VkSubmitInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &d->cmd,
+    };
+    if ((r = d->vk.QueueSubmit(d->queue, 1, &si, d->fence)) != VK_SUCCESS)
+        return fail_in(d, r, what, "vkQueueSubmit");
+    r = d->vk.WaitForFences(d->device, 1, &d->fence, VK_TRUE, UINT64_MAX);
+    VkResult rr = d->vk.ResetFences(d->device, 1, &d->fence);
+    if (r != VK_SUCCESS)
+        return fail_in(d, r, what, "vkWaitForFences");
+    return rr == VK_SUCCESS ? ATTN_OK : fail_in(d, rr, what, "vkResetFences");
+}
+
+void attn_vk_barrier(attn_vk_device *d)
+{
+    const VkMemoryBarrier mb = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+        .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
+    };
+    d->vk.CmdPipelineBarrier(d->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                             VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                             0, 1, &mb, 0, NULL, 0, NULL);
+}
