@@ -17,9 +17,18 @@
  * and its ratio to f16's: with --threads 1, the steadiest comparison of
  * storage types a shared machine allows.
  *
+ * Cold caches (the default): a model decodes each layer against its own
+ * cache, and by the time a layer runs again every other layer's cache has
+ * passed through the CPU caches, so its cache comes from DRAM. Before each
+ * call the bench therefore reads a buffer of 2 x LLC + 64 MiB (at least
+ * 256 MiB) with all threads, untimed, which evicts the KV cache from L2 and
+ * L3. Without this a cache that fits in the LLC (f16 at L = 32K is 134 MB)
+ * reads faster than DRAM and the storage types are not compared on the
+ * memory traffic they save. --hot keeps the cache warm between calls.
+ *
  *   decode-bench [--dtypes f16,q8,q4] [--L 1024,...] [--batch 1,16] [--hq 32]
  *                [--hkv 8] [--d 128] [--sq 1] [--page 64] [--threads N]
- *                [--max-gib 4] [--min-time 0.5] [--reps N]
+ *                [--max-gib 4] [--min-time 0.5] [--reps N] [--hot]
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -29,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "attn.h"
 #include "roof.h"
 
@@ -63,6 +73,22 @@ static const char *dtname(attn_dtype t)
     }
 }
 
+/* The eviction buffer: read with all threads so every core's L2 and the
+ * shared L3 are refilled with it. The sum goes to a volatile so the reads
+ * stay. */
+static volatile double evict_sink;
+
+static void evict_caches(const double *buf, size_t n)
+{
+    double s = 0.0;
+#ifdef _OPENMP
+#pragma omp parallel for reduction(+ : s) schedule(static)
+#endif
+    for (size_t i = 0; i < n; i += 8)
+        s += buf[i];
+    evict_sink = s;
+}
+
 static int cmpd(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -79,8 +105,10 @@ int main(int argc, char **argv)
     int threads = 0;
     double max_gib = 4.0, min_time = 0.5;
     int reps = 0;   /* > 0: exactly this many timed calls (e.g. for perf stat) */
+    int hot = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--hot")) { hot = 1; continue; }
         if (!v) { fprintf(stderr, "decode-bench: %s needs a value\n", a); return 2; }
         if (!strcmp(a, "--dtypes")) {
             ndt = 0;
@@ -115,6 +143,21 @@ int main(int argc, char **argv)
     roof_measure cp = roof_copy_gbs(threads, (size_t)512 << 20, 5);
     printf("decode-bench: %s, isa %s, %d threads; copy bandwidth %.1f GB/s (read+write, wall; "
            "per-CPU-second %.1f)\n", info.name, attn_isa_name(info.isa), threads, cp.wall, cp.cpu);
+    size_t evict_n = 0;
+    double *evict = NULL;
+    if (!hot) {
+        long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+        size_t bytes = (llc > 0 ? 2 * (size_t)llc : 0) + ((size_t)64 << 20);
+        if (bytes < ((size_t)256 << 20))
+            bytes = (size_t)256 << 20;
+        evict_n = bytes / sizeof(double);
+        evict = malloc(bytes);
+        if (!evict) { fprintf(stderr, "decode-bench: out of memory\n"); return 1; }
+        for (size_t i = 0; i < evict_n; i++)
+            evict[i] = (double)(i & 7);
+        printf("cold caches: %.0f MiB read by all threads before each call (LLC %.0f MiB; "
+               "--hot to skip)\n", (double)bytes / 1048576.0, llc > 0 ? llc / 1048576.0 : 0.0);
+    }
     printf("shape: Hq=%lld Hkv=%lld D=%lld Sq=%lld page=%lld, causal\n", (long long)hq,
            (long long)hkv, (long long)d, (long long)sq, (long long)page);
     printf("%-5s %3s %7s %10s %9s %8s %7s %7s %6s %9s %7s %10s %10s\n", "dtype", "B", "L",
@@ -180,6 +223,8 @@ int main(int argc, char **argv)
                 double total = 0.0, cpu = 0.0, cpu_min = INFINITY;
                 if (ok) ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;  /* warm-up */
                 while (ok && n < 200 && (reps ? n < reps : (total < min_time || n < 5))) {
+                    if (evict)
+                        evict_caches(evict, evict_n);
                     double t0 = roof_now(), c0 = roof_process_cpu();
                     ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;
                     t[n] = roof_now() - t0;
@@ -212,6 +257,7 @@ int main(int argc, char **argv)
                 attn_kv_cache_destroy(c);
             }
         }
+    free(evict);
     attn_context_destroy(ctx);
     return 0;
 }

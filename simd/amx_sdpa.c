@@ -9,7 +9,7 @@
  * says which set's layout follows.
  *
  * bf16 layouts (every tile is 16 rows x 64 bytes):
- *   Q  (load_rows) bf16 rows, pre-scaled, written into the driver's f32 Q
+ *   Q  (load_q)    bf16 rows, pre-scaled, written into the driver's f32 Q
  *      buffer (row stride ldq floats, which always has room for them); dims
  *      zero-padded to a multiple of 32, rows zero-padded to a multiple of 16
  *      (bq is a multiple of 32) so partial blocks need no tile reconfiguration.
@@ -130,9 +130,15 @@ static inline __m512 a_load_pairs(const uint16_t *row, int64_t cs, int64_t c0, i
     return _mm512_castsi512_ps(_mm512_loadu_si512(e));
 }
 
-/* Q rows as pre-scaled bf16 (see the layout note at the top). */
 static void a_load_rows(float *dst, int64_t ldd, const void *src, attn_dtype dt,
                         int64_t rs, int64_t cs, int n, int64_t d, float scale)
+{
+    base()->load_rows(dst, ldd, src, dt, rs, cs, n, d, scale);
+}
+
+/* Q rows of attn_sdpa as pre-scaled bf16 (see the layout note at the top). */
+static void a_load_q(float *dst, int64_t ldd, const void *src, attn_dtype dt,
+                     int64_t rs, int64_t cs, int n, int64_t d, float scale)
 {
     if (dt != ATTN_BF16) {
         base()->load_rows(dst, ldd, src, dt, rs, cs, n, d, scale);
@@ -354,6 +360,7 @@ const attn_cpu_kernels *attn_cpu_kernels_amx(void)
         .isa = ATTN_ISA_AVX512,
         .tile_sizes = a_tile_sizes,
         .load_rows = a_load_rows,
+        .load_q = a_load_q,
         .k_tile_floats = a_k_tile_floats,
         .v_tile_floats = a_v_tile_floats,
         .pack_k = a_pack_k,

@@ -290,6 +290,18 @@ static void build_cases(void)
       c.Sk = 129; c.Hq = 8; c.Hkv = 2);
     C(strcpy(c.tag, "block mask+bool+window"); c.bq = 7; c.bk = 13; c.mask = MASK_BOOL;
       c.mask_dt = ATTN_U8; c.wl = 30; c.wr = 10; c.Sq = 65; c.Sk = 65);
+    /* Block-sparse over several kernel tiles: blocks smaller and larger than
+     * the tiles and not dividing S, sparse enough that whole tiles and whole
+     * query blocks are hidden, with causal, GQA and varlen. */
+    C(strcpy(c.tag, "block sparse causal GQA"); c.bq = 64; c.bk = 64; c.bm_density = 0.15;
+      c.causal = 1; c.Sq = 190; c.Sk = 190; c.Hq = 4; c.Hkv = 2; c.D = 64);
+    C(strcpy(c.tag, "block sparse tile-straddling"); c.bq = 48; c.bk = 200; c.bm_density = 0.3;
+      c.Sq = 201; c.Sk = 380; c.Hq = 2; c.Hkv = 1; c.D = 64; c.causal = 1);
+    C(strcpy(c.tag, "block sparse empty rows"); c.bq = 100; c.bk = 96; c.bm_density = 0.05;
+      c.Sq = 201; c.Sk = 260; c.Hq = 2; c.Hkv = 2);
+    C(strcpy(c.tag, "varlen block sparse causal"); c.nseq = 3; c.lq[0] = 180; c.lq[1] = 1;
+      c.lq[2] = 97; c.lk[0] = 150; c.lk[1] = 70; c.lk[2] = 97; c.causal = 1; c.bq = 32;
+      c.bk = 64; c.bm_density = 0.25; c.Hq = 4; c.Hkv = 2);
 
     /* Varlen. */
     C(strcpy(c.tag, "varlen"); c.nseq = 3; c.lq[0] = 5; c.lq[1] = 0; c.lq[2] = 1;
