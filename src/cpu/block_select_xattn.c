@@ -16,6 +16,7 @@
  * allowed cells, sums the probabilities into key blocks and applies the
  * threshold rule. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
@@ -30,7 +31,8 @@
 #define SEG_TILE 64      /* key segments per packed tile (4 AVX-512 vectors) */
 #define TASK_ROWS 96     /* segment rows per task, at least: each K tile streamed
                             through a task serves this many rows */
-#define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace) */
+#define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace;
+                            at most 2 x SEG_TILE: bf16 staging, see run_task) */
 #define TASKS_PER_THREAD 4
 #define PANEL_BUDGET_BYTES ((size_t)256 << 20)
 
@@ -45,6 +47,7 @@ typedef struct xattn_plan {
     int64_t rows_per_block;       /* block_q / s */
     int64_t blocks_per_task, tasks_per_head;
     float  *panels;               /* packed keys of the groups of the current wave */
+    int     bf16;                 /* bf16 inputs: packed and scored as bf16 (see below) */
     size_t  ws_floats;            /* per-thread workspace */
 } xattn_plan;
 
@@ -73,6 +76,22 @@ static void reshape_segment(const attn_cpu_kernels *ks, const attn_view *x, int6
             for (int64_t c = 0; c < d; c++)
                 o[c] = scale * attn_load_f32(src, x->dtype, c * x->stride[3]);
         }
+    }
+}
+
+/* bf16 inputs go through the kernel set as bf16, the calls the sdpa driver
+ * makes (load_q / pack_k with ATTN_BF16), so a set with bf16 matrix units
+ * (AMX) scores them there too. The reshaped rows hold bf16 values exactly
+ * in f32; this narrows n of them to bf16 (in place when dst aliases src:
+ * front to back, each 2-byte store lands at or before the word it came
+ * from). The query scale is applied to the f32 scores instead, so the
+ * products stay exact. */
+static void narrow_bf16(uint16_t *dst, const float *src, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, src + i, sizeof u);
+        dst[i] = (uint16_t)(u >> 16);
     }
 }
 
@@ -121,7 +140,8 @@ static void accumulate_row(const xattn_plan *pl, float *row, int64_t lim, float 
 /* Scores of segment rows [r0, r0 + nr) against the allowed key segments,
  * then each row's softmax summed into its block row's masses. */
 static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, int64_t nr,
-                       int64_t I0, const float *kpack, float *qrows, float *sc, float *masses)
+                       int64_t I0, const float *kpack, float *qrows, float *sc, float *masses,
+                       uint16_t *stage)
 {
     const attn_block_select_problem *p = pl->p;
     /* Allowed segments grow with the row: the last row bounds them all. */
@@ -132,10 +152,22 @@ static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, i
         return;
     /* x = scale * a / s folded into the query rows */
     const float qscale = p->scale / (float)pl->s;
-    for (int64_t r = 0; r < nr; r++) {
-        float *row = qrows + r * pl->ldq;
-        reshape_segment(pl->ks, &p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
-        memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
+    if (pl->bf16) {
+        /* each row reshaped in f32 into its qrows row, narrowed into the
+         * staging rows, then all loaded in the kernel set's own Q format */
+        for (int64_t r = 0; r < nr; r++) {
+            float *row = qrows + r * pl->ldq;
+            reshape_segment(pl->ks, &p->q, b, h, r0 + r, pl->s, p->sq, p->d, 1.0f, 1, row);
+            narrow_bf16(stage + r * pl->sd, row, pl->sd);
+        }
+        (pl->ks->load_q ? pl->ks->load_q : pl->ks->load_rows)(qrows, pl->ldq, stage, ATTN_BF16,
+                                                              pl->sd, 1, (int)nr, pl->sd, 1.0f);
+    } else {
+        for (int64_t r = 0; r < nr; r++) {
+            float *row = qrows + r * pl->ldq;
+            reshape_segment(pl->ks, &p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
+            memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
+        }
     }
     /* whole tiles: a packed tile's layout depends on the key count it was packed with */
     for (int64_t t = 0; t * SEG_TILE < cmax; t++) {
@@ -143,6 +175,10 @@ static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, i
         const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
         pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0, pl->lds);
     }
+    if (pl->bf16)
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t c = 0; c < cmax; c++)
+                sc[r * pl->lds + c] *= qscale;
     for (int64_t r = 0; r < nr; r++) {
         const int64_t I = (r0 + r) / pl->rows_per_block;
         const int64_t allowed = attn_bs_allowed(p, I, &diag);
@@ -164,13 +200,16 @@ static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
     const int64_t r0 = I0 * pl->rows_per_block;
     const int64_t r1 = I1 * pl->rows_per_block < pl->nsq ? I1 * pl->rows_per_block : pl->nsq;
     float *qrows = ws + SEG_TILE * pl->sd, *sc = qrows + ROW_CHUNK * pl->ldq;
+    /* the reshaped-K scratch is free while scoring: bf16 query staging
+     * (ROW_CHUNK rows of s*D halves fit in its SEG_TILE rows of floats) */
+    uint16_t *stage = (uint16_t *)ws;
     float *masses = sc + ROW_CHUNK * pl->lds;
     void *scratch = masses + pl->blocks_per_task * p->nbk;
     for (int64_t x = 0; x < (I1 - I0) * p->nbk; x++)
         masses[x] = 0.0f;
     for (int64_t r = r0; r < r1; r += ROW_CHUNK)
         score_rows(pl, b, h, r, r1 - r < ROW_CHUNK ? r1 - r : ROW_CHUNK, I0, kpack, qrows, sc,
-                   masses);
+                   masses, stage);
     for (int64_t I = I0; I < I1; I++)
         attn_bs_write_row(p, b, h, I, masses + (I - I0) * p->nbk, scratch);
 }
@@ -190,7 +229,10 @@ static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
         for (int c = 0; c < nk; c++)
             reshape_segment(pl->ks, &p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0,
                             ws + c * pl->sd);
-        pl->ks->pack_k(pl->panels + x * pl->ktf, ws, ATTN_F32, pl->sd, 1, nk, SEG_TILE, pl->sd);
+        if (pl->bf16)
+            narrow_bf16((uint16_t *)ws, ws, nk * pl->sd);
+        pl->ks->pack_k(pl->panels + x * pl->ktf, ws, pl->bf16 ? ATTN_BF16 : ATTN_F32, pl->sd, 1,
+                       nk, SEG_TILE, pl->sd);
     }
 }
 
@@ -218,6 +260,7 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
     pl.ks = st->kernels;
     pl.s = p->stride;
     pl.sd = pl.s * p->d;
+    pl.bf16 = p->q.dtype == ATTN_BF16;
     pl.ldq = round_up(pl.sd, 16);
     pl.nsq = (p->sq + pl.s - 1) / pl.s;
     pl.nsk = (p->sk + pl.s - 1) / pl.s;
@@ -256,18 +299,26 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
 #pragma omp parallel num_threads(nt)
     {
         float *ws = thread_ws + (size_t)omp_get_thread_num() * pl.ws_floats;
+        if (pl.ks->thread_begin)
+            pl.ks->thread_begin();
         for (int64_t gs = 0; gs < ngroups; gs += wave) {
             const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
             pack_wave(&pl, gs, ge, ws);
             run_wave(&pl, gs, ge, ws);
         }
+        if (pl.ks->thread_end)
+            pl.ks->thread_end();
     }
 #else
+    if (pl.ks->thread_begin)
+        pl.ks->thread_begin();
     for (int64_t gs = 0; gs < ngroups; gs += wave) {
         const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
         pack_wave(&pl, gs, ge, thread_ws);
         run_wave(&pl, gs, ge, thread_ws);
     }
+    if (pl.ks->thread_end)
+        pl.ks->thread_end();
 #endif
     attn_cpu_scratch_release(&st->scratch, mem, kept);
     return ATTN_OK;
