@@ -28,6 +28,7 @@ static const attn_linear_kernels kernels = {
     .vmul = neon_lin_vmul,
     .scal = neon_lin_scal,
     .max_floor = neon_lin_max_floor,
+    .transpose = neon_lin_transpose,
 };
 
 const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

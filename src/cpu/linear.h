@@ -32,6 +32,8 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
+    /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
+    void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;
