@@ -40,6 +40,8 @@
 typedef enum bench_op {
     OP_SDPA = 0,
     OP_DECODE,      /* attn_decode over a paged KV cache: Sq query tokens, Sk cached */
+    OP_SPARSE,      /* block-sparse attn_sdpa: a random block mask of density_pct kept blocks */
+    OP_SELECT,      /* attn_block_select (select_method) writing such a mask */
     OP_LINEAR,      /* attn_linear: Sq = Sk = T tokens, H = Hq = Hkv heads, D = Dk */
     /* neighborhood attention (issue #6 part 1) */
     OP_NEIGHBORHOOD, /* attn_neighborhood over a 1-3 axis token grid (sq = sk = tokens) */
@@ -60,6 +62,8 @@ typedef struct bench_case {
     /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
     int         nb_ndim;
     int64_t     nb_grid[3], nb_kernel[3];
+    int         density_pct;    /* OP_SPARSE: percent of (causally allowed) blocks kept */
+    int         select_method;  /* OP_SELECT: an attn_block_select_method */
 } bench_case;
 
 static const char *dtype_name(attn_dtype t)
@@ -452,6 +456,137 @@ static attn_status decode_run(bench_env *env, const bench_case *c, void *st)
     return attn_decode(env->ctx, &s->p, &s->tq, s->cache, s->seqs, &s->to, NULL);
 }
 
+/* ---- block-sparse sdpa and attn_block_select ("sparse" set) ---- */
+
+/* Blocks of the benchmark's block masks (and of attn_block_select). */
+#define SPARSE_BLOCK 128
+
+/* The block mask of a sparse case, a pure function of the case: block
+ * (h, I, J) is kept with probability density_pct / 100 among the causally
+ * allowed blocks (all blocks without causal); the diagonal block is always
+ * kept so no query row is left without keys. */
+static int sparse_kept(const bench_case *c, int64_t h, int64_t I, int64_t J)
+{
+    const int64_t nbq = (c->sq + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+    const int64_t diag = (I * SPARSE_BLOCK + SPARSE_BLOCK - 1 < c->sq
+                          ? I * SPARSE_BLOCK + SPARSE_BLOCK - 1 : c->sq - 1) + c->sk - c->sq;
+    if (c->causal && J * SPARSE_BLOCK > diag)
+        return 0;
+    if (J == diag / SPARSE_BLOCK)
+        return 1;
+    uint64_t st = ((uint64_t)h * (uint64_t)nbq + (uint64_t)I) * UINT64_C(1000003) + (uint64_t)J;
+    return (double)(splitmix64(&st) >> 11) * (1.0 / 9007199254740992.0) * 100.0 < c->density_pct;
+}
+
+/* Visible (query, key) pairs of block (I, J) under the causal rule. */
+static double sparse_block_pairs(const bench_case *c, int64_t I, int64_t J)
+{
+    double pairs = 0.0;
+    const int64_t i1 = (I + 1) * SPARSE_BLOCK < c->sq ? (I + 1) * SPARSE_BLOCK : c->sq;
+    const int64_t j0 = J * SPARSE_BLOCK, j1 = j0 + SPARSE_BLOCK < c->sk ? j0 + SPARSE_BLOCK : c->sk;
+    for (int64_t i = I * SPARSE_BLOCK; i < i1; i++) {
+        int64_t hi = c->causal ? i + c->sk - c->sq + 1 : j1;
+        hi = hi < j1 ? hi : j1;
+        pairs += hi > j0 ? (double)(hi - j0) : 0.0;
+    }
+    return pairs;
+}
+
+typedef struct sparse_state {
+    sdpa_state  *dense;       /* q, k, v, out as for sdpa */
+    uint8_t     *mask;
+    attn_tensor  tm;
+} sparse_state;
+
+static void sparse_teardown(void *st)
+{
+    sparse_state *s = st;
+    if (!s)
+        return;
+    sdpa_teardown(s->dense);
+    free(s->mask);
+    free(s);
+}
+
+static attn_status sparse_setup(bench_env *env, const bench_case *c, void **state)
+{
+    if (env->device != 0)
+        return ATTN_ERR_UNSUPPORTED;              /* the mask is a host tensor */
+    sparse_state *s = calloc(1, sizeof *s);
+    if (!s)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    void *dense = NULL;
+    attn_status st = sdpa_setup(env, c, &dense);
+    s->dense = dense;
+    const int64_t nbq = (c->sq + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+    const int64_t nbk = (c->sk + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+    s->mask = malloc((size_t)(c->hq * nbq * nbk));
+    if (st == ATTN_OK && !s->mask)
+        st = ATTN_ERR_OUT_OF_MEMORY;
+    if (st != ATTN_OK) {
+        sparse_teardown(s);
+        return st;
+    }
+    s->tm = attn_tensor_4d(s->mask, ATTN_U8, 1, c->hq, nbq, nbk);
+    if (c->op == OP_SPARSE) {
+        for (int64_t h = 0; h < c->hq; h++)
+            for (int64_t I = 0; I < nbq; I++)
+                for (int64_t J = 0; J < nbk; J++)
+                    s->mask[(h * nbq + I) * nbk + J] = (uint8_t)sparse_kept(c, h, I, J);
+        s->dense->p.block_mask = &s->tm;
+        s->dense->p.block_q = SPARSE_BLOCK;
+        s->dense->p.block_k = SPARSE_BLOCK;
+    }
+    *state = s;
+    return ATTN_OK;
+}
+
+static attn_status sparse_run(bench_env *env, const bench_case *c, void *st)
+{
+    sparse_state *s = st;
+    if (c->op == OP_SPARSE)
+        return sdpa_run(env, c, s->dense);
+    attn_block_select_params p = ATTN_BLOCK_SELECT_PARAMS_INIT;
+    p.method = (attn_block_select_method)c->select_method;
+    p.block_q = p.block_k = SPARSE_BLOCK;
+    p.causal = c->causal;
+    return attn_block_select(env->ctx, &p, &s->dense->tq, &s->dense->tk, &s->tm);
+}
+
+/* Flops of the kept blocks only (the work block sparsity leaves). */
+static double sparse_flops(const bench_case *c)
+{
+    const int64_t nbq = (c->sq + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+    const int64_t nbk = (c->sk + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
+    double pairs = 0.0;
+    for (int64_t h = 0; h < c->hq; h++)
+        for (int64_t I = 0; I < nbq; I++)
+            for (int64_t J = 0; J < nbk; J++)
+                if (sparse_kept(c, h, I, J))
+                    pairs += sparse_block_pairs(c, I, J);
+    return 2.0 * (double)(c->d + c->dv) * pairs * (double)c->b;
+}
+
+/* attn_block_select's XATTN GEMM: 2 * (Sq/s) * (Sk/s) * s*D per head (half
+ * with causal); MoBA's pooled scores are negligible (counted as 0). */
+static double select_flops(const bench_case *c)
+{
+    if (c->select_method != ATTN_BLOCK_SELECT_XATTN)
+        return 0.0;
+    const attn_block_select_params p = ATTN_BLOCK_SELECT_PARAMS_INIT;
+    const double full = 2.0 * (double)c->sq * (double)c->sk * (double)c->d / (double)p.stride;
+    return full * (c->causal ? 0.5 : 1.0) * (double)c->b * (double)c->hq;
+}
+
+static double select_bytes(const bench_case *c)
+{
+    double es = (double)attn_dtype_size(c->dtype);
+    return es * (double)c->b * ((double)c->sq * (double)c->hq + (double)c->sk * (double)c->hkv) *
+           (double)c->d;
+}
+/* ---- end block-sparse ---- */
+
+
 /* linear: attn_linear of one kind, B x T tokens x H heads, Dk = D, Dv.
  * Chunkwise rows (lin_step 0) run the whole sequence with the default chunk
  * (C = 64); decode-step rows (lin_step 1, T = 1) run one recurrent token with
@@ -748,6 +883,11 @@ static const op_runner op_table[] = {
     { OP_DECODE, "dec", decode_setup, decode_run, decode_teardown, sdpa_flops, decode_bytes,
       "decode flops as sdpa; GB/s = bytes of KV cache read (K+V, all heads, Q8/Q4 scales) per "
       "second, bw_fraction = GB/s / copy roof" },
+    { OP_SPARSE, "bsp", sparse_setup, sparse_run, sparse_teardown, sparse_flops, sdpa_bytes,
+      "block-sparse sdpa flops = sdpa flops of the kept 128x128 blocks only" },
+    { OP_SELECT, "bsel", sparse_setup, sparse_run, sparse_teardown, select_flops, select_bytes,
+      "attn_block_select flops = the XATTN antidiagonal GEMM (2*Sq*Sk*D/stride per head, half "
+      "when causal); MoBA counted as 0" },
     { OP_LINEAR, "lin", linear_setup, linear_run, linear_teardown, linear_flops, linear_bytes,
       "linear flops per head (chunk C=64): 2*T*C*(Dk+Dv) + 4*T*Dk*Dv (plain/decay/gla), "
       "2*T*C*(2*Dk+Dv) + 6*T*Dk*Dv + T*C*Dv (delta kinds); decode step 4*Dk*Dv (6 delta), "
@@ -896,6 +1036,46 @@ static void set_decode(case_list *l)
             }
 }
 
+/* ---- block-sparse ---- */
+/* Dense, block-sparse at 5/10/25/50% kept 128x128 blocks, and both block
+ * selections, for each S: the summary after the table gives each time as a
+ * fraction of the dense time of the same shape. */
+static void push_sparse_family(case_list *l, const char *set, int64_t h, int64_t s, int causal)
+{
+    static const int dens[] = { 5, 10, 25, 50 };
+    bench_case c = sdpa_case(set, h, h, s, 128, causal, ATTN_BF16);
+    list_push(l, &c);
+    c.op = OP_SPARSE;
+    for (int i = 0; i < 4; i++) {
+        c.density_pct = dens[i];
+        list_push(l, &c);
+    }
+    c.op = OP_SELECT;
+    c.density_pct = 0;
+    c.select_method = ATTN_BLOCK_SELECT_XATTN;
+    list_push(l, &c);
+    c.select_method = ATTN_BLOCK_SELECT_MOBA;
+    list_push(l, &c);
+}
+
+/* S 4096..16384, MHA 16 heads, D 128, bf16, causal and not (long on 2 cores). */
+static void set_sparse(case_list *l)
+{
+    const int64_t ss[] = { 4096, 8192, 16384 };
+    for (int i = 0; i < 3; i++)
+        for (int causal = 0; causal <= 1; causal++)
+            push_sparse_family(l, "sparse", 16, ss[i], causal);
+}
+
+/* The same at 2 heads, S 4096 and 16384, causal: minutes on 2 cores. */
+static void set_sparse_small(case_list *l)
+{
+    push_sparse_family(l, "sparse-s", 2, 4096, 1);
+    push_sparse_family(l, "sparse-s", 2, 16384, 0);
+    push_sparse_family(l, "sparse-s", 2, 16384, 1);
+}
+/* ---- end block-sparse ---- */
+
 static void push_linear(case_list *l, int64_t t, attn_linear_kind kind, attn_dtype dt, int step)
 {
     bench_case c = { .op = OP_LINEAR, .set = "linear", .b = 1, .hq = 16, .hkv = 16, .sq = t, .sk = t,
@@ -973,6 +1153,11 @@ static const shape_set set_table[] = {
                  "step per kind (GB/s of state read+write vs the copy roof)", set_linear },
     { "full",    "sdpa prefill, everything: S 512-16384 x D 64/128/256 x MHA 16/16, GQA 32/8 "
                  "x f32/bf16/f16 x causal/not (hours on 2 cores)", set_full },
+    { "sparse",  "block-sparse sdpa at 5/10/25/50% kept 128x128 blocks and attn_block_select "
+                 "(xattn, moba) vs dense: S 4096-16384, MHA 16, D 128, bf16, causal and not; "
+                 "fractions of dense time after the table", set_sparse },
+    { "sparse-s", "the sparse set at 2 heads, S 4096 (causal) and 16384 (both): for 2-core "
+                  "machines", set_sparse_small },
     { "neighborhood", "attn_neighborhood 2-D 56x56/128x128, kernel 7/13, D 32/64, H 4-16; 3-D "
                  "16x32x32 kernel 3x7x7; 128x128 k13 D64 H4 also as dense masked sdpa "
                  "(speedup)", set_neighborhood },
@@ -1193,6 +1378,11 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
     json_string(f, dtype_name(c->dtype));
     fprintf(f, ",\"causal\":%s,\"window\":[%" PRId64 ",%" PRId64 "],\"sink_tokens\":%" PRId64,
             c->causal ? "true" : "false", c->window_left, c->window_right, c->sink_tokens);
+    if (c->op == OP_SPARSE)
+        fprintf(f, ",\"density_pct\":%d,\"block\":%d", c->density_pct, SPARSE_BLOCK);
+    if (c->op == OP_SELECT)
+        fprintf(f, ",\"select_method\":\"%s\",\"block\":%d",
+                c->select_method == ATTN_BLOCK_SELECT_XATTN ? "xattn" : "moba", SPARSE_BLOCK);
     if (c->nb_ndim > 0) {   /* neighborhood attention */
         fputs(",\"grid\":[", f);
         for (int a = 0; a < c->nb_ndim; a++)
@@ -1273,6 +1463,11 @@ static void format_mask(const bench_case *c, char *buf, size_t n)
         return;
     }
     int k = snprintf(buf, n, "%s", c->causal ? "causal" : "full");
+    if (c->op == OP_SPARSE && k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, " %d%%", c->density_pct);
+    if (c->op == OP_SELECT && k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, " %s",
+                      c->select_method == ATTN_BLOCK_SELECT_XATTN ? "xattn" : "moba");
     if ((c->window_left >= 0 || c->window_right >= 0) && k >= 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, " w%" PRId64 ",%" PRId64, c->window_left, c->window_right);
     if (c->sink_tokens > 0 && k >= 0 && (size_t)k < n)
@@ -1326,6 +1521,37 @@ static void print_row(const bench_case *c, const op_runner *r, const bench_resul
     }
     fflush(tab);
 }
+
+/* ---- block-sparse ---- */
+/* For every block-sparse or block-selection case, its median time as a
+ * fraction of the dense sdpa case of the same shape in this run. */
+static void print_sparse_summary(const case_list *cases, const double *median_ms)
+{
+    int header = 0;
+    for (int i = 0; i < cases->n; i++) {
+        const bench_case *c = &cases->v[i];
+        if ((c->op != OP_SPARSE && c->op != OP_SELECT) || median_ms[i] <= 0)
+            continue;
+        for (int j = 0; j < cases->n; j++) {
+            const bench_case *d = &cases->v[j];
+            if (d->op != OP_SDPA || median_ms[j] <= 0 || d->b != c->b || d->hq != c->hq ||
+                d->hkv != c->hkv || d->sq != c->sq || d->sk != c->sk || d->d != c->d ||
+                d->causal != c->causal || d->dtype != c->dtype || d->window_left >= 0 ||
+                d->window_right >= 0)
+                continue;
+            if (!header++)
+                tprintf("\nblock-sparse / block selection time as a fraction of dense sdpa "
+                        "(same shape, this run):\n");
+            char mask[48];
+            format_mask(c, mask, sizeof mask);
+            tprintf("  %-5s Hq %3" PRId64 " S %6" PRId64 " %-14s %9.3f ms / %9.3f ms = %6.3fx\n",
+                    c->op == OP_SPARSE ? "bsp" : "bsel", c->hq, c->sq, mask, median_ms[i],
+                    median_ms[j], median_ms[i] / median_ms[j]);
+            break;
+        }
+    }
+}
+/* ---- end block-sparse ---- */
 
 /* ------------------------------------------------------------------------ */
 /* Command line                                                             */
@@ -1805,6 +2031,7 @@ int main(int argc, char **argv)
     print_header();
 
     int rc_exit = 0;
+    double *median_ms = calloc((size_t)cases.n + 1, sizeof *median_ms);
     run_log log = { 0 };
     for (int i = 0; i < cases.n; i++) {
         const bench_case *c = &cases.v[i];
@@ -1818,6 +2045,8 @@ int main(int argc, char **argv)
             r->teardown(st);
         }
         if (s == ATTN_OK) {
+            if (median_ms)
+                median_ms[i] = res.median_ms;
             print_row(c, r, &res, &rv, &log, "ok");
             if (json)
                 json_case(json, &env, c, r, &res, &rv, &log, "ok");
@@ -1850,6 +2079,9 @@ int main(int argc, char **argv)
         }
     }
 
+    if (median_ms)
+        print_sparse_summary(&cases, median_ms);
+    free(median_ms);
     free(cases.v);
     free(log.c);
     free(log.ms);

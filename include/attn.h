@@ -552,6 +552,76 @@ ATTN_API attn_status attn_linear(attn_context *ctx, const attn_linear_params *p,
                                  const attn_tensor *state_out);
 
 /* ------------------------------------------------------------------------ */
+/* Block selection for block-sparse attention (attn_block_select)           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * attn_block_select writes a block mask for attn_sdpa's params->block_mask
+ * (with the same block_q/block_k) from Q and K. Notation, per sequence b and
+ * query head h (KV head h / (Hq/Hkv)): query block I holds rows
+ * [I*bq, min((I+1)*bq, Sq)), key block J keys [J*bk, min((J+1)*bk, Sk)),
+ * d(i) = i + Sk - Sq is row i's diagonal (bottom-right alignment, as in
+ * attn_sdpa) and i_I = min((I+1)*bq, Sq) - 1 is the last row of block I.
+ *
+ * Allowed blocks: every J; with causal only J*bk <= d(i_I) (no future
+ * block). The diagonal block of I is D_I = clamp(d(i_I), 0, Sk-1) / bk; when
+ * causal and d(i_I) < 0, block row I has no allowed block and stays all 0.
+ *
+ * ATTN_BLOCK_SELECT_XATTN (XAttention, antidiagonal scoring). With stride s
+ * (block_q and block_k multiples of s), query segment r holds rows
+ * [r*s, r*s+s) and key segment c keys [c*s, c*s+s); rows and keys past the
+ * sequence count as zero vectors. The antidiagonal sum of the s x s cell is
+ *     a(r, c) = sum_{t<s} q[r*s + s-1-t] . k[c*s + t]
+ * (a GEMM of ceil(Sq/s) x ceil(Sk/s) on q, k reshaped to rows of s*D).
+ * Cell (r, c) takes part when c's block is allowed for r's block and, with
+ * causal, c*s <= d(min(r*s+s, Sq) - 1). Each row r is softmax-normalised over
+ * its cells: p(r, c) = exp(x(r,c) - max_c x) / sum_c exp(x(r,c) - max_c x),
+ * x = scale * a / s. The share of block (I, J) is
+ *     w(I, J) = sum_{r in I, c in J} p(r, c) / sum_{J'} (same over J').
+ * Kept: the first block J = 0 and D_I (if allowed), then the other allowed
+ * blocks in order of decreasing w (equal w: lower J first) while the kept
+ * share is below threshold * (total share); threshold = 1 keeps every
+ * allowed block. Cost: the GEMM is 1/(2s) of the QK^T and PV flops of dense
+ * attention (1/32 at s = 16), plus ceil(Sq/s) x ceil(Sk/s) exps.
+ *
+ * ATTN_BLOCK_SELECT_MOBA (MoBA-style top-k). kbar_J = mean of the keys of
+ * block J, qbar_I = mean of the queries of block I, score(I, J) =
+ * qbar_I . kbar_J. Kept: D_I, then the other allowed blocks in order of
+ * decreasing score (equal score: lower J first) until top_k blocks are kept
+ * (fewer if fewer are allowed). Cost: O((Sq + Sk) D + nbq nbk D).
+ *
+ * Output: block_mask U8 [B, Hq, ceil(Sq/block_q), ceil(Sk/block_k)], 1 =
+ * kept, 0 = skipped; every element is written. q [B, Sq, Hq, D] and
+ * k [B, Sk, Hkv, D] share a dtype (F32, F16, BF16); any strides; Hq a
+ * multiple of Hkv. Computed in f32 (results may differ from an exact
+ * computation only where shares or scores are within rounding of each other).
+ */
+typedef enum attn_block_select_method {
+    ATTN_BLOCK_SELECT_XATTN = 0,  /* antidiagonal scores, cumulative threshold */
+    ATTN_BLOCK_SELECT_MOBA        /* pooled query vs pooled keys, top-k         */
+} attn_block_select_method;
+
+typedef struct attn_block_select_params {
+    size_t   size;         /* sizeof(attn_block_select_params) */
+    attn_block_select_method method;
+    int64_t  block_q;      /* rows per query block, >= 1 */
+    int64_t  block_k;      /* keys per key block, >= 1 */
+    int64_t  stride;       /* XATTN: antidiagonal stride s >= 1 dividing block_q and block_k */
+    float    threshold;    /* XATTN: share to keep, in (0, 1]; 1 keeps every allowed block */
+    int64_t  top_k;        /* MOBA: blocks kept per query block, >= 1 */
+    int      causal;       /* no future blocks (bottom-right aligned) */
+    float    scale;        /* XATTN: 0 = 1/sqrt(D) */
+} attn_block_select_params;
+
+#define ATTN_BLOCK_SELECT_PARAMS_INIT { sizeof(attn_block_select_params), \
+                                        ATTN_BLOCK_SELECT_XATTN, 128, 128, 16, 0.9f, 8, 0, 0.0f }
+
+/* Writes block_mask (see above) from q and k. */
+ATTN_API attn_status attn_block_select(attn_context *ctx, const attn_block_select_params *p,
+                                       const attn_tensor *q, const attn_tensor *k,
+                                       const attn_tensor *block_mask);
+
+/* ------------------------------------------------------------------------ */
 /* Neighborhood attention (issue #6 part 1)                                 */
 /* ------------------------------------------------------------------------ */
 

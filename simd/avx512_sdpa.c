@@ -30,6 +30,7 @@
 #endif
 #endif
 #include "exp_avx512.h"
+#include "transpose_avx512.h"
 
 #define VL 16
 typedef __m512 vf;
@@ -60,35 +61,6 @@ static inline float vhsum(vf a) { return _mm512_reduce_add_ps(a); }
 static inline float vhmax(vf a) { return _mm512_reduce_max_ps(a); }
 static inline vf vexp_v(vf x) { return attn_exp_avx512(x); }
 static inline vf vexp_sm(vf x) { return attn_exp_avx512(x); }
-
-static inline __attribute__((always_inline)) void transpose_vl(vf r[16])
-{
-    __m512 t[16];
-T_UNROLL
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-T_UNROLL
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-T_UNROLL
-    for (int h = 0; h < 16; h += 8)
-T_UNROLL
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
-        }
-T_UNROLL
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    }
-}
 
 static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n);
 
@@ -134,8 +106,9 @@ const attn_cpu_kernels *attn_cpu_kernels_avx512(void)
         .pack_k = t_pack_k,
         .pack_v = t_pack_v,
         .qk = t_qk,
-        .qk_sub = t_qk_sub,
+        .qk_runs = t_qk_runs,
         .pv = t_pv,
+        .pv_runs = t_pv_runs,
         .vexp = t_vexp,
         .softmax_rows = t_softmax_rows,
     };

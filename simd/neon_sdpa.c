@@ -112,8 +112,9 @@ const attn_cpu_kernels *attn_cpu_kernels_neon(void)
         .pack_k = t_pack_k,
         .pack_v = t_pack_v,
         .qk = t_qk,
-        .qk_sub = t_qk_sub,
+        .qk_runs = t_qk_runs,
         .pv = t_pv,
+        .pv_runs = t_pv_runs,
         .vexp = t_vexp,
         .softmax_rows = t_softmax_rows,
     };

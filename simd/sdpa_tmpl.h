@@ -185,10 +185,12 @@ static void t_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int
 /* qk: S = Q K^T                                                        */
 /* ------------------------------------------------------------------ */
 
-/* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector. */
+/* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector.
+ * Key vector v starts at k + v * kvs and its scores at s + v * svs (VL for
+ * one packed tile; one run apart in qk_runs). */
 T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq,
-                         const float *k, int64_t ldk, int64_t d, float *s, int64_t lds,
-                         int tail)
+                         const float *k, int64_t ldk, int64_t kvs, int64_t d, float *s,
+                         int64_t lds, int64_t svs, int tail)
 {
     vf acc[MR_QK][NV_QK];
 T_UNROLL
@@ -208,7 +210,7 @@ T_UNROLL
         { \
             const float *kc = k + (c + (L)) * ldk; \
             vf kv[NV_QK]; \
-            T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * VL); \
+            T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * kvs); \
             T_UNROLL for (int i = 0; i < MR; i++) \
                 T_UNROLL for (int v = 0; v < NV; v++) \
                     acc[i][v] = T_FMA_LANE(acc[i][v], kv[v], qv[i], L); \
@@ -222,7 +224,7 @@ T_UNROLL
         vf kv[NV_QK];
 T_UNROLL
         for (int v = 0; v < NV; v++)
-            kv[v] = vload(kc + v * VL);
+            kv[v] = vload(kc + v * kvs);
 T_UNROLL
         for (int i = 0; i < MR; i++) {
             const vf qb = vbcast(q + i * ldq + c);
@@ -235,23 +237,24 @@ T_UNROLL
     for (int i = 0; i < MR; i++) {
 T_UNROLL
         for (int v = 0; v < NV - 1; v++)
-            vstore(s + i * lds + v * VL, acc[i][v]);
+            vstore(s + i * lds + v * svs, acc[i][v]);
         if (tail == VL)
-            vstore(s + i * lds + (NV - 1) * VL, acc[i][NV - 1]);
+            vstore(s + i * lds + (NV - 1) * svs, acc[i][NV - 1]);
         else
-            vstore_n(s + i * lds + (NV - 1) * VL, acc[i][NV - 1], tail);
+            vstore_n(s + i * lds + (NV - 1) * svs, acc[i][NV - 1], tail);
     }
 }
 
 #define T_QK_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_QK && (N) <= NV_QK) t_qk_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, \
-                                                      q, ldq, k, ldk, d, s, lds, tail); \
+                                                      q, ldq, k, ldk, kvs, d, s, lds, svs, \
+                                                      tail); \
         break;
 #define T_QK_ROW(M) T_QK_CASE(M, 1) T_QK_CASE(M, 2) T_QK_CASE(M, 3) T_QK_CASE(M, 4)
 
 static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float *k, int64_t ldk,
-                       int64_t d, float *s, int64_t lds, int tail)
+                       int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs, int tail)
 {
     switch (mr * 8 + nv) {
     T_QK_ROW(1) T_QK_ROW(2) T_QK_ROW(3) T_QK_ROW(4)
@@ -269,8 +272,8 @@ static void t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t
         const int nv = t_min(NV_QK, nvec - jv);
         const int tail = nk - (jv + nv - 1) * VL;
         for (int i = 0; i < nq; i += MR_QK)
-            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, d,
-                       s + i * lds + jv * VL, lds, tail);
+            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, VL, d,
+                       s + i * lds + jv * VL, lds, VL, tail);
     }
 }
 
@@ -280,25 +283,50 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
     t_qk_ld(q, ldq, nq, k, t_round_up(nk, VL), nk, d, s, lds);
 }
 
-/* Keys j0..j0+nk-1 of a K tile packed with panel_nk keys (neighborhood
- * attention: a packed key row, of which each query tile sees a window). */
-static void t_qk_sub(const float *q, int64_t ldq, int nq, const float *k, int panel_nk, int j0,
-                     int nk, int64_t d, float *s, int64_t lds)
+/* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run_stride
+ * floats apart (neighborhood attention: rows of keys, of which a query tile
+ * sees a window), run r's scores at column r * pitch. */
+static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64_t run_stride,
+                      int nruns, int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
+                      int64_t pitch)
 {
-    t_qk_ld(q, ldq, nq, k + j0, t_round_up(panel_nk, VL), nk, d, s, lds);
+    const int64_t ldk = t_round_up(panel_nk, VL);
+    if (nk > VL) {
+        for (int r = 0; r < nruns; r++)
+            t_qk_ld(q, ldq, nq, k + r * run_stride + j0, ldk, nk, d, s + r * pitch, lds);
+        return;
+    }
+    /* a window fits one vector: the register block spans NV_QK runs (whole
+     * vectors: the lanes past nk land in the run's pitch, unused) */
+    for (int r = 0; r < nruns; r += NV_QK) {
+        const int nv = t_min(NV_QK, nruns - r);
+        for (int i = 0; i < nq; i += MR_QK)
+            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + r * run_stride + j0, ldk,
+                       run_stride, d, s + i * lds + r * pitch, lds, pitch, VL);
+    }
 }
 
 /* ------------------------------------------------------------------ */
 /* pv: O = alpha O + P V                                                */
 /* ------------------------------------------------------------------ */
 
+/* MR rows x NV vectors of columns over nk keys of each of nruns runs (P
+ * columns pitch apart, V rows vrs floats apart; 1 run for one V tile).
+ * alpha: O = alpha O + P V; NULL: O = scale P V. */
 T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp,
-                         const float *v, int64_t ldv, int nk, const float *alpha,
-                         float *o, int64_t ldo, int tail)
+                         const float *v, int64_t ldv, int nruns, int64_t pitch, int64_t vrs,
+                         int nk, const float *alpha, const float *scale, float *o, int64_t ldo,
+                         int tail)
 {
     vf acc[MR_PV][NV_PV];
 T_UNROLL
     for (int i = 0; i < MR; i++) {
+        if (!alpha) {
+T_UNROLL
+            for (int c = 0; c < NV; c++)
+                acc[i][c] = vzero();
+            continue;
+        }
         const vf a = vset1(alpha[i]);
 T_UNROLL
         for (int c = 0; c < NV - 1; c++)
@@ -306,43 +334,51 @@ T_UNROLL
         acc[i][NV - 1] = vmul(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
                                             : vload_n(o + i * ldo + (NV - 1) * VL, tail));
     }
-    int j = 0;
+    for (int r = 0; r < nruns; r++, p += pitch, v += vrs) {
+        int j = 0;
 #ifdef T_FMA_LANE
-    /* 4 keys per step: one vector load of each P row, FMAs by lane */
-    for (; j + 4 <= nk; j += 4) {
-        vf pq[MR_PV];
+        /* 4 keys per step: one vector load of each P row, FMAs by lane */
+        for (; j + 4 <= nk; j += 4) {
+            vf pq[MR_PV];
 T_UNROLL
-        for (int i = 0; i < MR; i++)
-            pq[i] = vload(p + i * ldp + j);
+            for (int i = 0; i < MR; i++)
+                pq[i] = vload(p + i * ldp + j);
 #define T_PV_LANE(L) \
-        { \
-            const float *vj = v + (int64_t)(j + (L)) * ldv; \
-            vf vv[NV_PV]; \
-            T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
-            T_UNROLL for (int i = 0; i < MR; i++) \
-                T_UNROLL for (int c = 0; c < NV; c++) \
-                    acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
-        }
-        T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
+            { \
+                const float *vj = v + (int64_t)(j + (L)) * ldv; \
+                vf vv[NV_PV]; \
+                T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
+                T_UNROLL for (int i = 0; i < MR; i++) \
+                    T_UNROLL for (int c = 0; c < NV; c++) \
+                        acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
+            }
+            T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
 #undef T_PV_LANE
-    }
+        }
 #endif
-    for (; j < nk; j++) {
-        const float *vj = v + (int64_t)j * ldv;
-        vf vv[NV_PV];
-T_UNROLL
-        for (int c = 0; c < NV; c++)
-            vv[c] = vload(vj + c * VL);
-T_UNROLL
-        for (int i = 0; i < MR; i++) {
-            const vf pb = vbcast(p + i * ldp + j);
+        for (; j < nk; j++) {
+            const float *vj = v + (int64_t)j * ldv;
+            vf vv[NV_PV];
 T_UNROLL
             for (int c = 0; c < NV; c++)
-                acc[i][c] = vfma(pb, vv[c], acc[i][c]);
+                vv[c] = vload(vj + c * VL);
+T_UNROLL
+            for (int i = 0; i < MR; i++) {
+                const vf pb = vbcast(p + i * ldp + j);
+T_UNROLL
+                for (int c = 0; c < NV; c++)
+                    acc[i][c] = vfma(pb, vv[c], acc[i][c]);
+            }
         }
     }
 T_UNROLL
     for (int i = 0; i < MR; i++) {
+        if (!alpha) {
+            const vf sc = vset1(scale[i]);
+T_UNROLL
+            for (int c = 0; c < NV; c++)
+                acc[i][c] = vmul(sc, acc[i][c]);
+        }
 T_UNROLL
         for (int c = 0; c < NV - 1; c++)
             vstore(o + i * ldo + c * VL, acc[i][c]);
@@ -356,12 +392,14 @@ T_UNROLL
 #define T_PV_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_PV && (N) <= NV_PV) t_pv_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, \
-                                                      p, ldp, v, ldv, nk, alpha, o, ldo, tail); \
+                                                      p, ldp, v, ldv, nruns, pitch, vrs, nk, \
+                                                      alpha, scale, o, ldo, tail); \
         break;
 #define T_PV_ROW(M) T_PV_CASE(M, 1) T_PV_CASE(M, 2) T_PV_CASE(M, 3) T_PV_CASE(M, 4)
 
 static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float *v, int64_t ldv,
-                       int nk, const float *alpha, float *o, int64_t ldo, int tail)
+                       int nruns, int64_t pitch, int64_t vrs, int nk, const float *alpha,
+                       const float *scale, float *o, int64_t ldo, int tail)
 {
     switch (mr * 8 + nv) {
     T_PV_ROW(1) T_PV_ROW(2) T_PV_ROW(3) T_PV_ROW(4)
@@ -379,8 +417,26 @@ static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, in
         const int nv = t_min(NV_PV, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
         for (int i = 0; i < nq; i += MR_PV)
-            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, nk,
-                       alpha + i, o + i * ldo + cv * VL, ldo, tail);
+            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, 1, 0, 0,
+                       nk, alpha + i, NULL, o + i * ldo + cv * VL, ldo, tail);
+    }
+}
+
+/* O = scale P V over keys j0..j0+nk-1 of nruns V tiles run_stride floats
+ * apart, run r's P columns at r * pitch (neighborhood attention). */
+static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64_t run_stride,
+                      int nruns, int j0, int nk, int64_t pitch, int64_t dv, const float *scale,
+                      float *o, int64_t ldo)
+{
+    const int64_t ldv = t_round_up(dv, VL);
+    const int nvec = (int)((dv + VL - 1) / VL);
+    for (int cv = 0; cv < nvec; cv += NV_PV) {
+        const int nv = t_min(NV_PV, nvec - cv);
+        const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
+        for (int i = 0; i < nq; i += MR_PV)
+            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + j0 * ldv + cv * VL, ldv,
+                       nruns, pitch, run_stride, nk, NULL, scale + i, o + i * ldo + cv * VL, ldo,
+                       tail);
     }
 }
 

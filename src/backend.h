@@ -22,6 +22,8 @@ typedef struct attn_backend {
     void        (*destroy)(attn_device *dev);
     attn_status (*decode)(attn_device *dev, const attn_decode_problem *p);
     attn_status (*linear)(attn_device *dev, const attn_linear_problem *p);
+    /* block-sparse selection */
+    attn_status (*block_select)(attn_device *dev, const attn_block_select_problem *p);
     /* neighborhood attention (issue #6 part 1) */
     attn_status (*neighborhood)(attn_device *dev, const attn_neighborhood_problem *p);
 } attn_backend;

@@ -59,6 +59,34 @@ uint64_t attn_cpu_probe(void)
     return f;
 }
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Linux >= 5.16 keeps AMX tile data off until the process asks for it
+ * (arch/x86/include/uapi/asm/prctl.h; the permission covers every thread). */
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA  18
+
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int amx_granted;
+
+static void amx_request(void)
+{
+    amx_granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+int attn_cpu_amx_permit(void)
+{
+    pthread_once(&amx_once, amx_request);
+    return amx_granted;
+}
+#else
+/* Elsewhere the OS's permission protocol is not known: no AMX. */
+int attn_cpu_amx_permit(void) { return 0; }
+#endif
+
 void attn_cpu_name(char *buf, size_t n, char *vendor, size_t vn)
 {
     unsigned r[12];
@@ -104,6 +132,8 @@ uint64_t attn_cpu_probe(void)
     return f;
 }
 
+int attn_cpu_amx_permit(void) { return 0; }
+
 void attn_cpu_name(char *buf, size_t n, char *vendor, size_t vn)
 {
     snprintf(buf, n, "aarch64 CPU");
@@ -125,6 +155,8 @@ void attn_cpu_name(char *buf, size_t n, char *vendor, size_t vn)
 #else
 
 uint64_t attn_cpu_probe(void) { return 0; }
+
+int attn_cpu_amx_permit(void) { return 0; }
 
 void attn_cpu_name(char *buf, size_t n, char *vendor, size_t vn)
 {

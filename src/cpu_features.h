@@ -11,6 +11,11 @@
  * tile data for AMX). */
 uint64_t attn_cpu_probe(void);
 
+/* Asks the OS, once per process, for permission to use AMX tile data (Linux
+ * arch_prctl ARCH_REQ_XCOMP_PERM; until granted, the first tile instruction
+ * faults). Thread-safe; 1 when AMX may be used, 0 otherwise. */
+int attn_cpu_amx_permit(void);
+
 /* The ATTN_CPU_* bit named by name[0..len) ("avx512_bf16"), 0 if unknown. */
 uint64_t attn_cpu_feature_from_name(const char *name, size_t len);
 

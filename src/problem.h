@@ -75,6 +75,20 @@ typedef struct attn_linear_problem {
     const int32_t *cu;              /* NULL unless varlen */
 } attn_linear_problem;
 
+/* ---- attn_block_select (block-sparse selection) ---- */
+typedef struct attn_block_select_problem {
+    attn_view q, k;         /* [B,Sq,Hq,D], [B,Sk,Hkv,D] */
+    attn_view mask;         /* U8 [B,Hq,nbq,nbk] */
+    attn_block_select_method method;
+    int64_t b, sq, sk, hq, hkv, d;
+    int64_t block_q, block_k, nbq, nbk;
+    int64_t stride;         /* XATTN */
+    float threshold, scale; /* XATTN; scale resolved (never 0) */
+    int64_t top_k;          /* MOBA */
+    int causal;
+} attn_block_select_problem;
+/* ---- end attn_block_select ---- */
+
 /* attn_neighborhood: grids are held as 3 axes, outermost first; a call of
  * ndim < 3 pads the leading axes with length 1, kernel 1, dilation 1. */
 typedef struct attn_neighborhood_problem {

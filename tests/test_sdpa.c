@@ -128,6 +128,16 @@ static void build_cases(void)
         C(strcpy(c.tag, "dv!=d"); c.Sq = i % 2 ? 63 : 65; c.Sk = i % 3 ? 129 : 64;
           c.D = DV[i][0]; c.Dv = DV[i][1]; c.Hq = HH[i % 4][0]; c.Hkv = HH[i % 4][1];
           c.causal = i % 2; c.B = 1 + i % 2);
+    /* bf16 tile edges (AMX: dims padded to 32, keys to 16/32, rows to 16):
+     * odd head dims, Dv != D, partial row and key tiles, GQA, sigmoid. */
+    C(strcpy(c.tag, "bf16 tile edges"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_F32; c.D = 33;
+      c.Dv = 17; c.Sq = 47; c.Sk = 97; c.Hq = 6; c.Hkv = 2; c.causal = 1);
+    C(strcpy(c.tag, "bf16 tile edges"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_F32; c.D = 8;
+      c.Sq = 17; c.Sk = 31; c.Hq = 4; c.Hkv = 1; c.B = 2);
+    C(strcpy(c.tag, "bf16 tile edges"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_BF16; c.D = 256;
+      c.Dv = 72; c.Sq = 33; c.Sk = 161; c.Hq = 2; c.Hkv = 1);
+    C(strcpy(c.tag, "bf16 tile edges sigmoid"); c.in_dt = ATTN_BF16; c.out_dt = ATTN_F32;
+      c.D = 50; c.Sq = 31; c.Sk = 65; c.sigmoid = 1);
     /* Long sequences (1000): a few only. */
     C(strcpy(c.tag, "long decode"); c.Sq = 1; c.Sk = 1000; c.Hq = 8; c.Hkv = 2; c.D = 128;
       c.B = 2);
@@ -280,6 +290,18 @@ static void build_cases(void)
       c.Sk = 129; c.Hq = 8; c.Hkv = 2);
     C(strcpy(c.tag, "block mask+bool+window"); c.bq = 7; c.bk = 13; c.mask = MASK_BOOL;
       c.mask_dt = ATTN_U8; c.wl = 30; c.wr = 10; c.Sq = 65; c.Sk = 65);
+    /* Block-sparse over several kernel tiles: blocks smaller and larger than
+     * the tiles and not dividing S, sparse enough that whole tiles and whole
+     * query blocks are hidden, with causal, GQA and varlen. */
+    C(strcpy(c.tag, "block sparse causal GQA"); c.bq = 64; c.bk = 64; c.bm_density = 0.15;
+      c.causal = 1; c.Sq = 190; c.Sk = 190; c.Hq = 4; c.Hkv = 2; c.D = 64);
+    C(strcpy(c.tag, "block sparse tile-straddling"); c.bq = 48; c.bk = 200; c.bm_density = 0.3;
+      c.Sq = 201; c.Sk = 380; c.Hq = 2; c.Hkv = 1; c.D = 64; c.causal = 1);
+    C(strcpy(c.tag, "block sparse empty rows"); c.bq = 100; c.bk = 96; c.bm_density = 0.05;
+      c.Sq = 201; c.Sk = 260; c.Hq = 2; c.Hkv = 2);
+    C(strcpy(c.tag, "varlen block sparse causal"); c.nseq = 3; c.lq[0] = 180; c.lq[1] = 1;
+      c.lq[2] = 97; c.lk[0] = 150; c.lk[1] = 70; c.lk[2] = 97; c.causal = 1; c.bq = 32;
+      c.bk = 64; c.bm_density = 0.25; c.Hq = 4; c.Hkv = 2);
 
     /* Varlen. */
     C(strcpy(c.tag, "varlen"); c.nseq = 3; c.lq[0] = 5; c.lq[1] = 0; c.lq[2] = 1;

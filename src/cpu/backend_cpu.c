@@ -66,6 +66,7 @@ static const attn_backend cpu_backend = {
     .destroy = cpu_destroy,
     .linear = attn_cpu_linear,
     .decode = attn_cpu_decode,
+    .block_select = attn_cpu_block_select,
     .neighborhood = attn_cpu_neighborhood,
 };
 

@@ -15,5 +15,6 @@ typedef struct attn_cpu_state {
 
 attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_cpu_merge(attn_device *dev, const attn_merge_problem *p);
+attn_status attn_cpu_block_select(attn_device *dev, const attn_block_select_problem *p);
 
 #endif

@@ -6,7 +6,11 @@
  * Layout contract: the driver keeps Q rows and the output accumulator as f32
  * row-major with leading dimensions it chooses (multiples of 16 floats, rows
  * 64-byte aligned). K and V tiles are packed by the kernel set into
- * workspace the driver sizes with k_tile_floats/v_tile_floats. */
+ * workspace the driver sizes with k_tile_floats/v_tile_floats; the sdpa
+ * driver's Q rows come from load_q where a set has it. The Q, score
+ * and output buffers hold bq rows (a multiple of 16 when tile_sizes makes it
+ * one): qk/pv may read and write rows nq..round_up(nq, 16)-1 of them as
+ * scratch; the driver ignores those rows. */
 #ifndef ATTN_CPU_KERNELS_H
 #define ATTN_CPU_KERNELS_H
 
@@ -26,6 +30,12 @@ typedef struct attn_cpu_kernels {
     void (*load_rows)(float *dst, int64_t ldd, const void *src, attn_dtype dt,
                       int64_t row_stride, int64_t col_stride, int n, int64_t d, float scale);
 
+    /* Optional (NULL = load_rows): load_rows for the Q rows of attn_sdpa,
+     * which only qk reads, so a kernel set may store them in its own format
+     * (the AMX set: bf16 rows). */
+    void (*load_q)(float *dst, int64_t ldd, const void *src, attn_dtype dt,
+                   int64_t row_stride, int64_t col_stride, int n, int64_t d, float scale);
+
     /* Workspace (in floats) for a packed K tile of bk keys and d dims, and
      * for a packed V tile of bk keys and dv dims. */
     size_t (*k_tile_floats)(int bk, int64_t d);
@@ -41,16 +51,28 @@ typedef struct attn_cpu_kernels {
     void (*qk)(const float *q, int64_t ldq, int nq, const float *kpacked, int nk,
                int64_t d, float *s, int64_t lds);
 
-    /* Like qk, against keys j0..j0+nk-1 of a tile that pack_k packed with
-     * panel_nk keys (NULL in the AVX512_BF16 set, whose tiles are tagged).
-     * SIMD sets load whole vectors: they may read up to 15 floats past the
-     * tile (never used), so the tile must not end the caller's allocation. */
-    void (*qk_sub)(const float *q, int64_t ldq, int nq, const float *kpacked, int panel_nk,
-                   int j0, int nk, int64_t d, float *s, int64_t lds);
+    /* Neighborhood attention: like qk, against keys j0..j0+nk-1 of each of
+     * nruns tiles that pack_k packed with panel_nk keys, run_stride floats
+     * apart; run r's scores go to s[i*lds + r*pitch + j]. pitch is a
+     * multiple of 16 >= nk, and columns nk..pitch-1 of each run may be
+     * overwritten. SIMD sets load whole vectors: they may read up to 15
+     * floats past the last tile (never used), so it must not end the
+     * caller's allocation. NULL in the AVX512_BF16 and AMX sets (tagged tiles). */
+    void (*qk_runs)(const float *q, int64_t ldq, int nq, const float *kpacked,
+                    int64_t run_stride, int nruns, int panel_nk, int j0, int nk, int64_t d,
+                    float *s, int64_t lds, int64_t pitch);
 
     /* o[i*ldo + c] = alpha[i] * o[i*ldo + c] + sum_j p[i*ldp + j] * v_j[c]. */
     void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,
                int64_t dv, const float *alpha, float *o, int64_t ldo);
+
+    /* Neighborhood attention, the pair of qk_runs: over keys j0..j0+nk-1
+     * of nruns tiles that pack_v packed, run_stride floats apart,
+     *   o[i*ldo + c] = scale[i] * sum_r sum_j p[i*ldp + r*pitch + j] * v_rj[c].
+     * NULL in the AVX512_BF16 and AMX sets. */
+    void (*pv_runs)(const float *p, int64_t ldp, int nq, const float *vpacked,
+                    int64_t run_stride, int nruns, int j0, int nk, int64_t pitch, int64_t dv,
+                    const float *scale, float *o, int64_t ldo);
 
     /* In place y = exp(y) over n floats; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
@@ -62,6 +84,12 @@ typedef struct attn_cpu_kernels {
      *   else alpha[r] = exp(m[r] - mn); s[r][c] = exp(s[r][c] - mn);
      *        l[r] = alpha[r] * l[r] + sum_c s[r][c]; m[r] = mn. */
     void (*softmax_rows)(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha);
+
+    /* Optional (NULL = nothing to do): called by every thread of an
+     * attn_sdpa call before its first and after its last qk/pv, for
+     * per-thread hardware state (the AMX tile configuration). */
+    void (*thread_begin)(void);
+    void (*thread_end)(void);
 } attn_cpu_kernels;
 
 /* The kernel sets compiled into this library; NULL where not built. */
@@ -71,6 +99,10 @@ const attn_cpu_kernels *attn_cpu_kernels_avx512(void);
 /* AVX-512 plus AVX512_BF16 (vdpbf16ps for bf16 K/V): only for CPUs with
  * ATTN_CPU_AVX512_BF16; built whenever the avx512 set is. */
 const attn_cpu_kernels *attn_cpu_kernels_avx512_bf16(void);
+/* AMX-BF16 (tdpbf16ps tiles) for bf16 q/k/v, the avx512_bf16 set for the
+ * rest: only for CPUs with ATTN_CPU_AMX_TILE/AMX_BF16 and AVX512_BF16, once
+ * the OS has granted the process tile data (attn_cpu_amx_permit). */
+const attn_cpu_kernels *attn_cpu_kernels_amx(void);
 const attn_cpu_kernels *attn_cpu_kernels_neon(void);
 
 /* The kernel set for an ISA level the CPU supports, refined by its feature

@@ -50,11 +50,13 @@ static void scalar_qk(const float *q, int64_t ldq, int nq, const float *k, int n
     }
 }
 
-static void scalar_qk_sub(const float *q, int64_t ldq, int nq, const float *k, int panel_nk,
-                          int j0, int nk, int64_t d, float *s, int64_t lds)
+static void scalar_qk_runs(const float *q, int64_t ldq, int nq, const float *k,
+                           int64_t run_stride, int nruns, int panel_nk, int j0, int nk, int64_t d,
+                           float *s, int64_t lds, int64_t pitch)
 {
     (void)panel_nk;
-    scalar_qk(q, ldq, nq, k + (int64_t)j0 * d, nk, d, s, lds);
+    for (int r = 0; r < nruns; r++)
+        scalar_qk(q, ldq, nq, k + r * run_stride + (int64_t)j0 * d, nk, d, s + r * pitch, lds);
 }
 
 static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int nk,
@@ -76,6 +78,26 @@ static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int n
     }
 }
 
+static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *v,
+                           int64_t run_stride, int nruns, int j0, int nk, int64_t pitch,
+                           int64_t dv, const float *scale, float *o, int64_t ldo)
+{
+    for (int i = 0; i < nq; i++) {
+        float *oi = o + (int64_t)i * ldo;
+        for (int64_t c = 0; c < dv; c++)
+            oi[c] = 0.0f;
+        for (int r = 0; r < nruns; r++)
+            for (int j = 0; j < nk; j++) {
+                const float pij = p[(int64_t)i * ldp + r * pitch + j];
+                const float *vj = v + r * run_stride + (int64_t)(j0 + j) * dv;
+                for (int64_t c = 0; c < dv; c++)
+                    oi[c] += pij * vj[c];
+            }
+        for (int64_t c = 0; c < dv; c++)
+            oi[c] *= scale[i];
+    }
+}
+
 static void scalar_vexp(float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -92,7 +114,8 @@ const attn_cpu_kernels attn_cpu_kernels_scalar = {
     .pack_k = scalar_pack_rows,
     .pack_v = scalar_pack_rows,
     .qk = scalar_qk,
-    .qk_sub = scalar_qk_sub,
+    .qk_runs = scalar_qk_runs,
     .pv = scalar_pv,
+    .pv_runs = scalar_pv_runs,
     .vexp = scalar_vexp,
 };

@@ -12,16 +12,17 @@
  * head (so once for a whole GQA group), every run its queries can see over
  * the union of their axis-2 windows (K and V in the kernel set's layout).
  * A query tile sees a window of U2 = T2 + K2 - 1
- * consecutive keys of each run (fewer at a border), read in place:
- *     S[rows that see the run, U2 columns] = Q K_run[window]^T     (qk_sub)
- * Rows that do not see a run (axis-1 windows are monotone in the query
- * position, so they are the rows outside one contiguous block) never compute
- * its scores. Runs are laid out in S ordered (axis-1 key, axis-0 key), so the
- * runs one axis-1 row of queries sees are one contiguous column range: keys
- * outside each query's own axis-2 window are set to -inf, then one softmax
- * over the range (softmax_rows; S is whole, no online rescaling), then
- * O = P V run by run over the same row blocks as the scores (pv, reading the
- * run's window of the packed V in place). Within a run U2 - K2 of the U2
+ * consecutive keys of each run (fewer at a border), read in place. Runs are
+ * ordered (axis-1 key, axis-0 key), so the runs one axis-1 row of queries
+ * sees are one range (axis-1 windows are monotone in the query position);
+ * run r's scores lie at columns [r * pitch, r * pitch + U2) of S, pitch =
+ * U2 rounded up to 16. Scores go by blocks of NB_QK_RUNS runs, each against
+ * every query row that sees it, so the block's K windows stay in L1
+ *     S[rows that see runs, runs x pitch] = Q K_runs[window]^T   (qk_runs)
+ * then per axis-1 row of queries: keys outside each query's own axis-2
+ * window set to -inf, one softmax over its column range (softmax_rows; S is
+ * whole, no online rescaling), and O = P V / l over all of its runs with
+ * the accumulators in registers (pv_runs). Within a run U2 - K2 of the U2
  * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
  * per window: memory is per task, O(runs x segment x D). */
 #include <math.h>
@@ -55,7 +56,7 @@ typedef struct nb_plan {
     int64_t ntiles[3];
     int64_t group;                /* Hq / Hkv */
     int64_t max_runs, max_u2, max_seg_keys, max_nq;
-    int64_t ldq, ldo, lds, ldv, ktf, vtf;
+    int64_t ldq, ldo, lds, ktf, vtf;
     size_t  ws_floats;
 } nb_plan;
 
@@ -124,7 +125,8 @@ static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t 
 
 /* Per-thread workspace, carved from one block. */
 typedef struct nb_ws {
-    float *Q, *O, *S, *K, *V, *m, *l, *alpha, *ones;
+    float *Q, *O, *S, *K, *V, *m, *l;
+    float *inv;          /* softmax_rows' alpha, then 1 / l */
     int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
 } nb_ws;
 
@@ -137,11 +139,10 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.S = w.O + pl->max_nq * pl->ldo;
     w.K = w.S + pl->max_nq * pl->lds;
     w.V = w.K + pl->max_runs * pl->ktf;
-    w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_sub may over-read past K */
+    w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_runs may over-read past K */
     w.l = w.m + nq16;
-    w.alpha = w.l + nq16;
-    w.ones = w.alpha + nq16;
-    w.w1 = (int64_t *)(w.ones + nq16);
+    w.inv = w.l + nq16;
+    w.w1 = (int64_t *)(w.inv + nq16);
     w.w2 = w.w1 + 2 * pl->t[1];
     return w;
 }
@@ -184,13 +185,33 @@ static void prefetch_tile(const attn_neighborhood_problem *p, const nb_task *tk,
 #endif
 }
 
+/* Runs per block of the scores: their packed K windows (with D 64, 8 KB a
+ * run: the windows straddle cache lines) stay in L1 across the query rows. */
+#define NB_QK_RUNS 4
+
+/* The runs [*lo, *hi) that axis-1 query row i1 of the task sees. */
+static inline void row_runs(const nb_task *tk, const nb_ws *w, int64_t i1, int64_t *lo,
+                            int64_t *hi)
+{
+    *lo = (w->w1[2 * i1] - tk->u1s) * tk->nk0;
+    *hi = (w->w1[2 * i1 + 1] - tk->u1s) * tk->nk0;
+}
+
+static inline int sees_all(const nb_task *tk, const nb_ws *w, int64_t i1, int64_t rb,
+                           int64_t re)
+{
+    int64_t lo, hi;
+    row_runs(tk, w, i1, &lo, &hi);
+    return lo <= rb && hi >= re;
+}
+
 /* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
 static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t p2,
                      int64_t m2)
 {
     const attn_neighborhood_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
-    const int64_t d1 = p->dil[1], d2 = p->dil[2], m1 = tk->m1, nk0 = tk->nk0;
+    const int64_t d1 = p->dil[1], d2 = p->dil[2], m1 = tk->m1;
     int64_t u2s, u2e, tmp;
     window(p, 2, p2, tk->n2, &u2s, &tmp);
     window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
@@ -206,71 +227,65 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
                            tk->h),
                       qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
 
-    /* Scores: each run's window against the block of query rows that see it
-     * (axis-1 windows are monotone in the query position). */
-    const int64_t *w1 = w->w1, u1e = w1[2 * (m1 - 1) + 1];
-    int64_t lo = 0, hi = 0;
-    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
-        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
-        while (hi < m1 && w1[2 * hi] <= j1) hi++;
-        for (int64_t j0 = 0; j0 < nk0; j0++) {
-            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
-            ks->qk_sub(w->Q + lo * m2 * pl->ldq, pl->ldq, (int)((hi - lo) * m2),
-                       w->K + r * pl->ktf, (int)tk->nseg, (int)off, (int)u2, p->d,
-                       w->S + lo * m2 * pl->lds + r * u2, pl->lds);
+    /* Scores, block of runs by block of runs: all the query rows that see
+     * a block use its keys while they are in L1 (one call for the rows that
+     * see all of it, one per axis-1 row for the rows that see a part). Run
+     * r's scores lie at column r * pitch. */
+    const int64_t pitch = round_up(u2, 16);
+    for (int64_t rb = 0; rb < tk->nruns; rb += NB_QK_RUNS) {
+        const int64_t re = min64(rb + NB_QK_RUNS, tk->nruns);
+        for (int64_t i1 = 0; i1 < m1; i1++) {
+            int64_t r_lo, r_hi, i1e = i1 + 1;
+            row_runs(tk, w, i1, &r_lo, &r_hi);
+            r_lo = max64(r_lo, rb);
+            r_hi = min64(r_hi, re);
+            if (r_lo >= r_hi)
+                continue;
+            if (r_lo == rb && r_hi == re)
+                while (i1e < m1 && sees_all(tk, w, i1e, rb, re))
+                    i1e++;
+            ks->qk_runs(w->Q + i1 * m2 * pl->ldq, pl->ldq, (int)((i1e - i1) * m2),
+                        w->K + r_lo * pl->ktf, pl->ktf, (int)(r_hi - r_lo), (int)tk->nseg,
+                        (int)off, (int)u2, p->d, w->S + i1 * m2 * pl->lds + r_lo * pitch,
+                        pl->lds, pitch);
+            i1 = i1e - 1;
         }
     }
 
-    /* Per axis-1 row of queries: keys outside each query's axis-2 window
-     * hidden, one softmax over the row's runs. */
+    /* Per axis-1 row of queries, over the runs it sees (one column range):
+     * keys outside each query's axis-2 window (and columns past u2) hidden,
+     * one softmax, then O = P V / l. */
     for (int64_t i1 = 0; i1 < m1; i1++) {
-        const int64_t r_lo = (w->w1[2 * i1] - tk->u1s) * nk0;
-        const int64_t r_hi = (w->w1[2 * i1 + 1] - tk->u1s) * nk0;
-        const int ncol = (int)((r_hi - r_lo) * u2);
-        float *Srow = w->S + i1 * m2 * pl->lds + r_lo * u2;
+        int64_t r_lo, r_hi;
+        row_runs(tk, w, i1, &r_lo, &r_hi);
+        const int nr = (int)(r_hi - r_lo), ncol = (int)(nr * pitch);
+        float *Srow = w->S + i1 * m2 * pl->lds + r_lo * pitch;
         for (int64_t i2 = 0; i2 < m2; i2++) {
             float *row = Srow + i2 * pl->lds;
             const int64_t ws2 = w->w2[2 * i2] - u2s, we2 = w->w2[2 * i2 + 1] - u2s;
-            for (int64_t c = 0; c < ncol; c += u2) {
+            for (int64_t c = 0; c < ncol; c += pitch) {
                 for (int64_t x = 0; x < ws2; x++)
                     row[c + x] = -INFINITY;
-                for (int64_t x = we2; x < u2; x++)
+                for (int64_t x = we2; x < pitch; x++)
                     row[c + x] = -INFINITY;
             }
         }
-        float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2;
+        float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2, *inv = w->inv + i1 * m2;
         if (ks->softmax_rows) {
             for (int64_t i2 = 0; i2 < m2; i2++) {
                 mr[i2] = -INFINITY;
                 lr[i2] = 0.0f;
             }
-            ks->softmax_rows(Srow, pl->lds, (int)m2, ncol, mr, lr, w->alpha);
+            ks->softmax_rows(Srow, pl->lds, (int)m2, ncol, mr, lr, inv);
         } else {
             softmax_rows_portable(ks, Srow, pl->lds, (int)m2, ncol, mr, lr);
         }
+        for (int64_t i2 = 0; i2 < m2; i2++)
+            inv[i2] = 1.0f / lr[i2];
+        ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off,
+                    (int)u2, pitch, p->dv, inv, w->O + i1 * m2 * pl->ldo, pl->ldo);
     }
 
-    /* O = P V run by run, each over the block of query rows that see the run
-     * (axis-1 windows are monotone in the query position), reading the
-     * run's window straight from the packed V run. */
-    memset(w->O, 0, (size_t)(m1 * m2 * pl->ldo) * sizeof(float));
-    lo = hi = 0;
-    for (int64_t j1 = tk->u1s; j1 < u1e; j1++) {
-        while (lo < m1 && w1[2 * lo + 1] <= j1) lo++;
-        while (hi < m1 && w1[2 * hi] <= j1) hi++;
-        for (int64_t j0 = 0; j0 < nk0; j0++) {
-            const int64_t r = (j1 - tk->u1s) * nk0 + j0;
-            ks->pv(w->S + lo * m2 * pl->lds + r * u2, pl->lds, (int)((hi - lo) * m2),
-                   w->V + r * pl->vtf + off * pl->ldv, (int)u2, p->dv, w->ones,
-                   w->O + lo * m2 * pl->ldo, pl->ldo);
-        }
-    }
-
-    /* Normalise (pv with no keys scales the rows by alpha = 1/l, in SIMD) and store. */
-    const int nq = (int)(m1 * m2);
-    for (int r = 0; r < nq; r++)
-        w->alpha[r] = 1.0f / w->l[r];
-    ks->pv(w->S, 0, nq, w->V, 0, p->dv, w->alpha, w->O, pl->ldo);   /* P, V unread */
     const attn_view *ov = &p->out, *lv = &p->lse;
     for (int64_t i1 = 0; i1 < m1; i1++)
         for (int64_t i2 = 0; i2 < m2; i2++) {
@@ -378,7 +393,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     attn_cpu_state *st = dev->impl;
     nb_plan pl = { 0 };
     pl.p = p;
-    /* The f32 kernel set: qk_sub reads a window of a packed run, which the
+    /* The f32 kernel set: qk_runs reads a window of a packed run, which the
      * AVX512_BF16 set's tagged bf16 tiles do not allow. */
     pl.ks = attn_cpu_kernels_for_features(st->kernels->isa,
                                           st->features & ~(uint64_t)ATTN_CPU_AVX512_BF16);
@@ -390,13 +405,12 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.max_nq = pl.t[1] * pl.t2;
     pl.ldq = round_up(p->d, 16);
     pl.ldo = round_up(p->dv, 16);
-    pl.lds = round_up(pl.max_runs * pl.max_u2, 16);
-    pl.ldv = (int64_t)pl.ks->v_tile_floats(1, p->dv);
+    pl.lds = pl.max_runs * round_up(pl.max_u2, 16);
     pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
     pl.vtf = round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
                             pl.max_runs * (pl.ktf + pl.vtf) +
-                            4 * round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
+                            3 * round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
     pl.ws_floats = (size_t)round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
@@ -440,9 +454,6 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
 #else
         float *mine = ws;
 #endif
-        float *ones = carve(&pl, mine).ones;   /* pv's alpha: O accumulates */
-        for (int64_t i = 0; i < round_up(pl.max_nq, 16); i++)
-            ones[i] = 1.0f;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

@@ -21,7 +21,16 @@
  * Masks cost what they save: for each (query block, key tile) the key range
  * every row can see is computed from causal/window/sink parameters; tiles
  * outside it are never visited, tiles fully inside it skip the per-element
- * visibility test, and only edge tiles evaluate it element by element. */
+ * visibility test, and only edge tiles evaluate it element by element. The
+ * block mask is classified per (query block, key tile) the same way (a tile
+ * that straddles mask blocks is mixed unless they agree; tiles are fitted to
+ * the mask's blocks where possible), so hidden blocks cost nothing: they are
+ * neither visited nor, when no task of the wave visits them, packed.
+ *
+ * Scheduling: tasks are balanced by cost, not rows. Each task's cost is the
+ * number of key tiles it will visit (causal, windows and block mask
+ * included); a wave runs its tasks most expensive first under a dynamic
+ * schedule, so the last tasks handed out are the cheapest. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +42,11 @@
 #ifdef HAVE_OPENMP
 #include <omp.h>
 #endif
+
+/* A task (index into the prefix-sum numbering) and its cost. */
+typedef struct task_slot {
+    int64_t cost, task;
+} task_slot;
 
 /* Everything a task needs that is fixed for the whole call. */
 typedef struct sdpa_plan {
@@ -46,6 +60,8 @@ typedef struct sdpa_plan {
     int64_t ntiles;                 /* tiles per panel (longest sequence) */
     float  *panels;                 /* one K+V panel per group of the current wave */
     int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
+    task_slot *order;               /* every task, sorted by cost within its wave */
+    uint8_t *needed;                /* per panel tile (tile_pref numbering): visited */
 } sdpa_plan;
 
 /* One task's sequence geometry. */
@@ -111,6 +127,61 @@ static int block_mask_tile(const attn_sdpa_problem *p, const seq_geom *g, int64_
             all &= on;
         }
     return all ? 1 : any ? 2 : 0;
+}
+
+/* The keys a task (query rows [i0, i0 + nq)) may see: sinks [0, ns) and the
+ * positional range [klo, khi] (row ranges move right as i grows); tiles in
+ * [lo_last, hi_first] are visible to every row by position. */
+typedef struct task_keys {
+    int64_t h, i0, nq;
+    int64_t klo, khi, ns, lo_last, hi_first;
+} task_keys;
+
+static void task_keys_init(const attn_sdpa_problem *p, const seq_geom *g, int64_t h,
+                           int64_t i0, int64_t nq, task_keys *tk)
+{
+    int64_t lo_first, hi_last;
+    row_range(p, g, i0, &lo_first, &tk->hi_first);
+    row_range(p, g, i0 + nq - 1, &tk->lo_last, &hi_last);
+    tk->h = h;
+    tk->i0 = i0;
+    tk->nq = nq;
+    tk->klo = max64(lo_first, 0);
+    tk->khi = hi_last;
+    tk->ns = min64(p->sink_tokens, g->sk);
+    if (p->causal)
+        tk->ns = min64(tk->ns, i0 + nq - 1 + g->sk - g->sq + 1);
+}
+
+/* The first key tile at or after j0 (a multiple of bk) with a key some row
+ * of the task sees, or sk when none is left. *full: every key of the tile is
+ * visible by position to every row; *bmode: block_mask_tile's verdict (1
+ * without a block mask). Tiles the block mask hides are skipped here, so
+ * they cost nothing, and the scheduler counts tasks' tiles with this too. */
+static int64_t next_tile(const attn_sdpa_problem *p, const seq_geom *g, int bk,
+                         const task_keys *tk, int64_t j0, int *full, int *bmode)
+{
+    for (; j0 < g->sk; j0 += bk) {
+        const int64_t j1 = min64(j0 + bk, g->sk);
+        const int in_sinks = j0 < tk->ns, in_range = j0 <= tk->khi && j1 - 1 >= tk->klo;
+        if (!in_sinks && !in_range) {
+            if (j0 > tk->khi)
+                return g->sk;
+            if (j1 <= tk->klo)          /* jump to the first tile of the range */
+                j0 = max64(j0, tk->klo / bk * bk - bk);
+            continue;
+        }
+        if (j1 <= tk->ns)
+            *full = !p->causal || j1 - 1 <= tk->i0 + g->sk - g->sq;
+        else
+            *full = j0 >= tk->lo_last && j1 - 1 <= tk->hi_first;
+        *bmode = 1;
+        if (p->has_block_mask &&
+            (*bmode = block_mask_tile(p, g, tk->h, tk->i0, tk->i0 + tk->nq, j0, j1)) == 0)
+            continue;
+        return j0;
+    }
+    return g->sk;
 }
 
 /* Sets row[c] = -inf for the columns c of [0, nk) outside both half-open
@@ -286,7 +357,7 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
     float *xrow = alpha + round_up(bq, 16);
 
     const attn_view *Q = &p->q;
-    ks->load_rows(qt, pl->ldq,
+    (ks->load_q ? ks->load_q : ks->load_rows)(qt, pl->ldq,
                   at(Q, g.bt * Q->stride[0] + (g.q0 + i0) * Q->stride[1] + h * Q->stride[2]),
                   Q->dtype, Q->stride[1], Q->stride[3], nq, p->d, p->scale);
     const int softmax = p->score == ATTN_SCORE_SOFTMAX;
@@ -297,35 +368,12 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
         memset(ot + i * pl->ldo, 0, (size_t)pl->ldo * sizeof(float));
     }
 
-    /* Keys any row of this block may see: sinks [0, ns) and the positional
-     * range [klo, khi] (row ranges move right as i grows). */
-    int64_t lo_first, hi_first, lo_last, hi_last;
-    row_range(p, &g, i0, &lo_first, &hi_first);
-    row_range(p, &g, i0 + nq - 1, &lo_last, &hi_last);
-    const int64_t klo = max64(lo_first, 0), khi = hi_last;
-    int64_t ns = min64(p->sink_tokens, g.sk);
-    if (p->causal)
-        ns = min64(ns, i0 + nq - 1 + g.sk - g.sq + 1);
-
-    for (int64_t j0 = 0; j0 < g.sk; j0 += bk) {
+    task_keys tk;
+    task_keys_init(p, &g, h, i0, nq, &tk);
+    int full, bmode;
+    for (int64_t j0 = next_tile(p, &g, bk, &tk, 0, &full, &bmode); j0 < g.sk;
+         j0 = next_tile(p, &g, bk, &tk, j0 + bk, &full, &bmode)) {
         const int64_t j1 = min64(j0 + bk, g.sk);
-        const int in_sinks = j0 < ns, in_range = j0 <= khi && j1 - 1 >= klo;
-        if (!in_sinks && !in_range) {
-            if (j0 > khi)
-                break;
-            if (j1 <= klo)          /* jump to the first tile of the range */
-                j0 = max64(j0, klo / bk * bk - bk);
-            continue;
-        }
-        /* Fully visible by position: every row sees every key of the tile. */
-        int full;
-        if (j1 <= ns)
-            full = !p->causal || j1 - 1 <= i0 + g.sk - g.sq;
-        else
-            full = j0 >= lo_last && j1 - 1 <= hi_first;
-        int bmode = 1;
-        if (p->has_block_mask && (bmode = block_mask_tile(p, &g, h, i0, i0 + nq, j0, j1)) == 0)
-            continue;
         const int nk = (int)(j1 - j0);
         const int64_t tile = j0 / bk;
 
@@ -397,32 +445,116 @@ static int64_t find_group(const int64_t *pref, int64_t lo, int64_t hi, int64_t x
     return lo;
 }
 
-/* One wave of groups [gs, ge): pack their panels, then run their tasks. Every
- * thread of the team calls this with the same arguments. Within a group,
- * heavy (late) query blocks go first: under a causal mask they see the most
- * keys, so the dynamic schedule ends on light tasks. */
-static void run_wave(const sdpa_plan *pl, int64_t gs, int64_t ge, float *ws)
+/* Task x of the wave's groups [gs, ge): its group, sequence, head and rows. */
+static int64_t task_of(const sdpa_plan *pl, int64_t gs, int64_t ge, int64_t x, seq_geom *g,
+                       int64_t *h, int64_t *i0)
 {
     const attn_sdpa_problem *p = pl->p;
+    const int64_t gi = find_group(pl->task_pref, gs, ge, x), t = x - pl->task_pref[gi];
+    seq_of(pl, gi / p->hkv, g);
+    *h = (gi % p->hkv) * pl->group + t % pl->group;
+    *i0 = t / pl->group * pl->bq;
+    return gi;
+}
+
+/* A task's cost: the key tiles it visits (each a qk + softmax + pv of nq
+ * rows), plus one for loading Q and storing O. Counted with the same
+ * next_tile as run_task, so causal, windows and block masks all count; the
+ * visited tiles are marked in `needed` (the group's panel tiles). */
+static int64_t task_cost(const sdpa_plan *pl, const seq_geom *g, int64_t h, int64_t i0,
+                         uint8_t *needed)
+{
+    const int64_t nq = min64(pl->bq, g->sq - i0);
+    task_keys tk;
+    task_keys_init(pl->p, g, h, i0, nq, &tk);
+    int64_t tiles = 1;
+    int full, bmode;
+    for (int64_t j0 = next_tile(pl->p, g, pl->bk, &tk, 0, &full, &bmode); j0 < g->sk;
+         j0 = next_tile(pl->p, g, pl->bk, &tk, j0 + pl->bk, &full, &bmode)) {
+        tiles++;
+#ifdef HAVE_OPENMP
+#pragma omp atomic write
+#endif
+        needed[j0 / pl->bk] = 1;
+    }
+    return tiles * nq;
+}
+
+/* Most expensive first; equal costs in task order (deterministic). */
+static int by_cost(const void *a, const void *b)
+{
+    const task_slot *x = a, *y = b;
+    if (x->cost != y->cost)
+        return x->cost > y->cost ? -1 : 1;
+    return (x->task > y->task) - (x->task < y->task);
+}
+
+/* One wave of groups [gs, ge): cost their tasks (marking the key tiles they
+ * visit), pack the marked tiles of their panels, then run the tasks most
+ * expensive first under a dynamic schedule (longest processing time first),
+ * so that threads finish together however the causal mask, windows or block
+ * mask spread the work, and a sparse mask's unvisited tiles are not even
+ * packed. Every thread of the team calls this with the same arguments. */
+static void run_wave(const sdpa_plan *pl, int64_t gs, int64_t ge, float *ws)
+{
+    const int64_t t0 = pl->task_pref[gs], t1 = pl->task_pref[ge];
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t x = t0; x < t1; x++) {
+        seq_geom g;
+        int64_t h, i0;
+        const int64_t gi = task_of(pl, gs, ge, x, &g, &h, &i0);
+        pl->order[x] = (task_slot){ task_cost(pl, &g, h, i0, pl->needed + pl->tile_pref[gi]), x };
+    }
+    /* one thread sorts while the others pack */
+#ifdef HAVE_OPENMP
+#pragma omp single nowait
+#endif
+    qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
     for (int64_t x = pl->tile_pref[gs]; x < pl->tile_pref[ge]; x++) {
+        if (!pl->needed[x])
+            continue;           /* no task of the wave visits it (block mask, window) */
         int64_t gi = find_group(pl->tile_pref, gs, ge, x);
         pack_tile(pl, gi, gi - gs, x - pl->tile_pref[gi]);
     }
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-    for (int64_t x = pl->task_pref[gs]; x < pl->task_pref[ge]; x++) {
-        int64_t gi = find_group(pl->task_pref, gs, ge, x), t = x - pl->task_pref[gi];
+    for (int64_t y = t0; y < t1; y++) {
         seq_geom g;
-        seq_of(pl, gi / p->hkv, &g);
-        const int64_t nqb = (g.sq + pl->bq - 1) / pl->bq, hk = gi % p->hkv;
+        int64_t h, i0;
+        const int64_t gi = task_of(pl, gs, ge, pl->order[y].task, &g, &h, &i0);
         const float *kp = pl->panels + (gi - gs) * pl->ntiles * (pl->ktf + pl->vtf);
-        run_task(pl, &g, hk * pl->group + t % pl->group, (nqb - 1 - t / pl->group) * pl->bq,
-                 kp, kp + pl->ntiles * pl->ktf, ws);
+        run_task(pl, &g, h, i0, kp, kp + pl->ntiles * pl->ktf, ws);
     }
+}
+
+/* With a block mask, tiles that straddle mask blocks are visited whenever
+ * any of their blocks is kept and then masked element by element: a 96-row
+ * task over 128-row blocks sees the union of two block rows. So the tiles
+ * are fitted to the blocks where that costs little: query tiles of one
+ * block (blocks up to twice the preferred tile) or an exact fraction of
+ * one; key tiles of one block when blocks are smaller than the preferred
+ * tile and a multiple of 16 keys (kernel sets take any nk up to bk). Blocks
+ * that are multiples of the tile are aligned already. */
+static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
+{
+    const int64_t qb = p->block_q, kb = p->block_k;
+    if (qb % *bq != 0) {
+        if (qb >= 16 && qb <= 2 * (int64_t)*bq) {
+            *bq = (int)qb;
+        } else if (qb > 2 * (int64_t)*bq) {
+            const int64_t n = (qb + *bq - 1) / *bq;
+            if (qb % n == 0 && qb / n >= 16)
+                *bq = (int)(qb / n);
+        }
+    }
+    if (kb < *bk && kb >= 16 && kb % 16 == 0)
+        *bk = (int)kb;
 }
 
 /* Panels of a wave may use this much memory when one group's tasks cannot
@@ -436,6 +568,8 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.p = p;
     pl.ks = st->kernels;
     pl.ks->tile_sizes(p->d, p->dv, &pl.bq, &pl.bk);
+    if (p->has_block_mask)
+        align_tiles_to_blocks(p, &pl.bq, &pl.bk);
     pl.ldq = round_up(p->d, 16);
     pl.ldo = round_up(p->dv, 16);
     pl.lds = round_up(pl.bk, 16);
@@ -475,9 +609,14 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 
     /* All memory up front: a failed allocation must not leave a half-written output. */
     const size_t total = (size_t)nt * pl.ws_floats + (size_t)wave * panel_bytes / sizeof(float);
+    pl.order = malloc((size_t)pl.task_pref[ngroups] * sizeof *pl.order);
+    pl.needed = calloc((size_t)pl.tile_pref[ngroups] + 1, 1);
     int kept;
-    float *ws = attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept);
+    float *ws = pl.order && pl.needed ?
+        attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept) : NULL;
     if (!ws) {
+        free(pl.order);
+        free(pl.needed);
         free(pl.task_pref);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: cannot allocate %zu bytes of "
                          "workspace", total * sizeof(float));
@@ -487,14 +626,24 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 #pragma omp parallel num_threads(nt)
     {
         float *mine = ws + (size_t)omp_get_thread_num() * pl.ws_floats;
+        if (pl.ks->thread_begin)
+            pl.ks->thread_begin();
         for (int64_t gs = 0; gs < ngroups; gs += wave)
             run_wave(&pl, gs, min64(gs + wave, ngroups), mine);
+        if (pl.ks->thread_end)
+            pl.ks->thread_end();
     }
 #else
+    if (pl.ks->thread_begin)
+        pl.ks->thread_begin();
     for (int64_t gs = 0; gs < ngroups; gs += wave)
         run_wave(&pl, gs, min64(gs + wave, ngroups), ws);
+    if (pl.ks->thread_end)
+        pl.ks->thread_end();
 #endif
     attn_cpu_scratch_release(&st->scratch, ws, kept);
+    free(pl.order);
+    free(pl.needed);
     free(pl.task_pref);
     return ATTN_OK;
 }

@@ -1,0 +1,164 @@
+/* The CPU attn_block_select: the block geometry, the ranking rule that turns
+ * per-block scores into kept blocks, and the MoBA-style scoring (mean-pooled
+ * query block against mean-pooled key blocks). XAttention's antidiagonal
+ * scoring is in block_select_xattn.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "block_select.h"
+#include "half.h"
+#include "../error.h"
+
+#ifdef HAVE_OPENMP
+#include <omp.h>
+#endif
+
+int64_t attn_bs_allowed(const attn_block_select_problem *p, int64_t I, int64_t *diag)
+{
+    const int64_t last = (I + 1) * p->block_q < p->sq ? (I + 1) * p->block_q - 1 : p->sq - 1;
+    const int64_t d = last + p->sk - p->sq;
+    *diag = (d < 0 ? 0 : d) / p->block_k;
+    if (!p->causal)
+        return p->nbk;
+    return d < 0 ? 0 : d / p->block_k + 1;
+}
+
+typedef struct ranked { float score; int32_t j; } ranked;
+
+/* Decreasing score; equal scores: lower block index first. NaN scores (from
+ * NaN inputs) rank last, so the order stays total. */
+static int by_rank(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    const int xn = isnan(x->score), yn = isnan(y->score);
+    if (xn != yn)
+        return xn - yn;
+    if (!xn && x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return (x->j > y->j) - (x->j < y->j);
+}
+
+void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h, int64_t I,
+                       const float *share, void *scratch)
+{
+    const attn_view *m = &p->mask;
+    uint8_t *row = (uint8_t *)m->base + b * m->stride[0] + h * m->stride[1] + I * m->stride[2];
+    const int64_t cs = m->stride[3];
+    for (int64_t j = 0; j < p->nbk; j++)
+        row[j * cs] = 0;
+    int64_t diag;
+    const int64_t n = attn_bs_allowed(p, I, &diag);
+    if (n == 0)
+        return;
+
+    /* Forced blocks first: the diagonal (both rules) and the first (XATTN). */
+    const int xattn = p->method == ATTN_BLOCK_SELECT_XATTN;
+    row[diag * cs] = 1;
+    int64_t kept = 1;
+    double mass = share[diag], total = 0.0;
+    if (xattn && diag != 0) {
+        row[0] = 1;
+        kept++;
+        mass += share[0];
+    }
+    ranked *r = scratch;
+    int64_t nr = 0;
+    for (int64_t j = 0; j < n; j++) {
+        total += share[j];
+        if (!row[j * cs])
+            r[nr++] = (ranked){ share[j], (int32_t)j };
+    }
+    qsort(r, (size_t)nr, sizeof *r, by_rank);
+    if (xattn) {
+        /* threshold 1 keeps everything, whatever the rounding of the sums */
+        const double goal = p->threshold >= 1.0f ? 2.0 * total + 1.0 : p->threshold * total;
+        for (int64_t t = 0; t < nr && mass < goal; t++) {
+            row[r[t].j * cs] = 1;
+            mass += r[t].score;
+        }
+    } else {
+        for (int64_t t = 0; t < nr && kept < p->top_k; t++, kept++)
+            row[r[t].j * cs] = 1;
+    }
+}
+
+/* Mean over rows [r0, r1) of one head of a [B,S,H,D] view, as f32. */
+static void mean_rows(const attn_view *x, int64_t b, int64_t h, int64_t r0, int64_t r1,
+                      int64_t d, float *out)
+{
+    for (int64_t c = 0; c < d; c++)
+        out[c] = 0.0f;
+    const size_t es = attn_dtype_size(x->dtype);
+    for (int64_t i = r0; i < r1; i++) {
+        const char *src = x->base + (b * x->stride[0] + i * x->stride[1] + h * x->stride[2]) *
+                                    (int64_t)es;
+        for (int64_t c = 0; c < d; c++)
+            out[c] += attn_load_f32(src, x->dtype, c * x->stride[3]);
+    }
+    const float inv = 1.0f / (float)(r1 - r0);
+    for (int64_t c = 0; c < d; c++)
+        out[c] *= inv;
+}
+
+/* MoBA: pooled keys per (sequence, KV head), then per (b, h, I) the pooled
+ * query's dot products with the allowed pooled key blocks. Linear in S. */
+static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_select_problem *p)
+{
+    const int64_t d = p->d, nbk = p->nbk, group = p->hq / p->hkv;
+    const int64_t ngroups = p->b * p->hkv;
+    int nt = st->num_threads < 1 ? 1 : st->num_threads;
+    /* per thread: pooled query, scores and the ranking scratch (2 floats a block) */
+    const size_t per_thread = (size_t)(d + 3 * nbk);
+    float *kbar = malloc(((size_t)ngroups * (size_t)nbk * (size_t)d +
+                          (size_t)nt * per_thread) * sizeof(float));
+    if (!kbar)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_block_select: out of memory");
+    float *thread_ws = kbar + (size_t)ngroups * (size_t)nbk * (size_t)d;
+    const int64_t npool = ngroups * nbk, ntasks = p->b * p->hq * p->nbq;
+#ifdef HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef HAVE_OPENMP
+        float *ws = thread_ws + (size_t)omp_get_thread_num() * per_thread;
+#pragma omp for schedule(static)
+#else
+        float *ws = thread_ws;
+#endif
+        for (int64_t x = 0; x < npool; x++) {
+            const int64_t gi = x / nbk, j = x % nbk;
+            const int64_t j1 = (j + 1) * p->block_k < p->sk ? (j + 1) * p->block_k : p->sk;
+            mean_rows(&p->k, gi / p->hkv, gi % p->hkv, j * p->block_k, j1, d, kbar + x * d);
+        }
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 4)
+#endif
+        for (int64_t x = 0; x < ntasks; x++) {
+            const int64_t I = x % p->nbq, h = (x / p->nbq) % p->hq, b = x / (p->nbq * p->hq);
+            float *qbar = ws, *score = ws + d;
+            const int64_t i1 = (I + 1) * p->block_q < p->sq ? (I + 1) * p->block_q : p->sq;
+            mean_rows(&p->q, b, h, I * p->block_q, i1, d, qbar);
+            int64_t diag;
+            const int64_t n = attn_bs_allowed(p, I, &diag);
+            const float *kb = kbar + (b * p->hkv + h / group) * nbk * d;
+            for (int64_t j = 0; j < n; j++) {
+                float s = 0.0f;
+                for (int64_t c = 0; c < d; c++)
+                    s += qbar[c] * kb[j * d + c];
+                score[j] = s;
+            }
+            attn_bs_write_row(p, b, h, I, score, score + nbk);
+        }
+    }
+    free(kbar);
+    return ATTN_OK;
+}
+
+attn_status attn_cpu_block_select(attn_device *dev, const attn_block_select_problem *p)
+{
+    attn_cpu_state *st = dev->impl;
+    if (p->method == ATTN_BLOCK_SELECT_MOBA)
+        return block_select_moba(st, p);
+    return attn_cpu_block_select_xattn(st, p);
+}

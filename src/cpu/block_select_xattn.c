@@ -1,0 +1,274 @@
+/* XAttention block scoring on the CPU.
+ *
+ * With stride s, the antidiagonal sum of an s x s cell (r, c) is one dot
+ * product of length s*D between a reshaped query row (rows r*s+s-1 down to
+ * r*s, concatenated) and a reshaped key row (keys c*s .. c*s+s-1,
+ * concatenated): the scores are a GEMM of ceil(Sq/s) x ceil(Sk/s) x s*D, 1/s
+ * of the QK^T work of dense attention. It runs on the kernel set's qk over
+ * K tiles packed with its pack_k, so every ISA's micro-kernel is reused.
+ *
+ * Keys are reshaped and packed once per (sequence, KV head) group, into a
+ * panel of tiles of SEG_TILE segments; groups go in waves sized to keep every
+ * thread busy. A task is (query head, TASK_ROWS segment rows = whole query
+ * blocks): it streams the K tiles its rows may see (causal: up to its last
+ * row) through qk -- enough rows per tile that the GEMM is not bound by
+ * reading K -- then, per block row, softmaxes each segment row over its
+ * allowed cells, sums the probabilities into key blocks and applies the
+ * threshold rule. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "config.h"
+#include "block_select.h"
+#include "half.h"
+#include "../error.h"
+
+#ifdef HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#define SEG_TILE 64      /* key segments per packed tile (4 AVX-512 vectors) */
+#define TASK_ROWS 96     /* segment rows per task, at least: each K tile streamed
+                            through a task serves this many rows */
+#define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace) */
+#define TASKS_PER_THREAD 4
+#define PANEL_BUDGET_BYTES ((size_t)256 << 20)
+
+static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+typedef struct xattn_plan {
+    const attn_block_select_problem *p;
+    const attn_cpu_kernels *ks;
+    int64_t s, sd, ldq, lds;      /* stride, s*D, leading dims (multiples of 16) */
+    int64_t nsq, nsk, ntiles;     /* segments of q, of k; packed tiles per group */
+    int64_t ktf;                  /* floats per packed tile (16-aligned) */
+    int64_t rows_per_block;       /* block_q / s */
+    int64_t blocks_per_task, tasks_per_head;
+    float  *panels;               /* packed keys of the groups of the current wave */
+    size_t  ws_floats;            /* per-thread workspace */
+} xattn_plan;
+
+/* Reshaped row of segment `seg` of one head of x [B,S,H,D] into dst (s*D
+ * floats, 64-byte aligned, times `scale`): rows seg*s+t for t < s, or with
+ * `reverse` rows seg*s+s-1-t; rows past `len` are zeros. With D a multiple
+ * of 16 every row starts 64-byte aligned and the kernel set's vector
+ * load_rows converts it; otherwise a scalar loop does. */
+static void reshape_segment(const attn_cpu_kernels *ks, const attn_view *x, int64_t b,
+                            int64_t h, int64_t seg, int64_t s, int64_t len, int64_t d,
+                            float scale, int reverse, float *dst)
+{
+    const int64_t es = (int64_t)attn_dtype_size(x->dtype);
+    for (int64_t t = 0; t < s; t++) {
+        const int64_t row = seg * s + (reverse ? s - 1 - t : t);
+        float *o = dst + t * d;
+        if (row >= len) {
+            memset(o, 0, (size_t)d * sizeof *o);
+            continue;
+        }
+        const char *src = x->base + (b * x->stride[0] + row * x->stride[1] +
+                                     h * x->stride[2]) * es;
+        if (d % 16 == 0) {
+            ks->load_rows(o, d, src, x->dtype, 0, x->stride[3], 1, d, scale);
+        } else {
+            for (int64_t c = 0; c < d; c++)
+                o[c] = scale * attn_load_f32(src, x->dtype, c * x->stride[3]);
+        }
+    }
+}
+
+/* Segments of keys a query segment r may score: those of allowed blocks and,
+ * with causal, those whose first key its last row sees. */
+static int64_t segment_limit(const xattn_plan *pl, int64_t r, int64_t allowed_blocks)
+{
+    const attn_block_select_problem *p = pl->p;
+    int64_t lim = allowed_blocks * (p->block_k / pl->s);
+    if (lim > pl->nsk)
+        lim = pl->nsk;
+    if (p->causal) {
+        const int64_t last = (r + 1) * pl->s < p->sq ? (r + 1) * pl->s - 1 : p->sq - 1;
+        const int64_t d = last + p->sk - p->sq;
+        const int64_t c = d < 0 ? 0 : d / pl->s + 1;
+        if (c < lim)
+            lim = c;
+    }
+    return lim;
+}
+
+/* Softmax of segment row r over its `lim` allowed cells (scores in row),
+ * summed into key blocks: mass[j] += share of block j. */
+static void accumulate_row(const xattn_plan *pl, float *row, int64_t lim, float *mass)
+{
+    const int64_t segs_per_block = pl->p->block_k / pl->s;
+    float mx = row[0];
+    for (int64_t c = 1; c < lim; c++)
+        mx = row[c] > mx ? row[c] : mx;
+    for (int64_t c = 0; c < lim; c++)
+        row[c] -= mx;
+    pl->ks->vexp(row, lim);
+    float sum = 0.0f;
+    for (int64_t c = 0; c < lim; c++)
+        sum += row[c];
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j * segs_per_block < lim; j++) {
+        const int64_t c1 = (j + 1) * segs_per_block < lim ? (j + 1) * segs_per_block : lim;
+        float part = 0.0f;
+        for (int64_t c = j * segs_per_block; c < c1; c++)
+            part += row[c];
+        mass[j] += part * inv;
+    }
+}
+
+/* Scores of segment rows [r0, r0 + nr) against the allowed key segments,
+ * then each row's softmax summed into its block row's masses. */
+static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, int64_t nr,
+                       int64_t I0, const float *kpack, float *qrows, float *sc, float *masses)
+{
+    const attn_block_select_problem *p = pl->p;
+    /* Allowed segments grow with the row: the last row bounds them all. */
+    int64_t diag;
+    const int64_t last_allowed = attn_bs_allowed(p, (r0 + nr - 1) / pl->rows_per_block, &diag);
+    const int64_t cmax = last_allowed ? segment_limit(pl, r0 + nr - 1, last_allowed) : 0;
+    if (cmax == 0)
+        return;
+    /* x = scale * a / s folded into the query rows */
+    const float qscale = p->scale / (float)pl->s;
+    for (int64_t r = 0; r < nr; r++) {
+        float *row = qrows + r * pl->ldq;
+        reshape_segment(pl->ks, &p->q, b, h, r0 + r, pl->s, p->sq, p->d, qscale, 1, row);
+        memset(row + pl->sd, 0, (size_t)(pl->ldq - pl->sd) * sizeof *row);
+    }
+    /* whole tiles: a packed tile's layout depends on the key count it was packed with */
+    for (int64_t t = 0; t * SEG_TILE < cmax; t++) {
+        const int64_t c0 = t * SEG_TILE;
+        const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
+        pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0, pl->lds);
+    }
+    for (int64_t r = 0; r < nr; r++) {
+        const int64_t I = (r0 + r) / pl->rows_per_block;
+        const int64_t allowed = attn_bs_allowed(p, I, &diag);
+        const int64_t lim = allowed ? segment_limit(pl, r0 + r, allowed) : 0;
+        if (lim > 0)
+            accumulate_row(pl, sc + r * pl->lds, lim, masses + (I - I0) * p->nbk);
+    }
+}
+
+/* One task: block rows [I0, I0 + blocks_per_task) of query head h in
+ * sequence b, against the packed keys `kpack` of its group; its segment rows
+ * go through qk ROW_CHUNK at a time, so the score buffer stays bounded
+ * whatever block_q / stride is. */
+static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
+                     const float *kpack, float *ws)
+{
+    const attn_block_select_problem *p = pl->p;
+    const int64_t I1 = I0 + pl->blocks_per_task < p->nbq ? I0 + pl->blocks_per_task : p->nbq;
+    const int64_t r0 = I0 * pl->rows_per_block;
+    const int64_t r1 = I1 * pl->rows_per_block < pl->nsq ? I1 * pl->rows_per_block : pl->nsq;
+    float *qrows = ws + SEG_TILE * pl->sd, *sc = qrows + ROW_CHUNK * pl->ldq;
+    float *masses = sc + ROW_CHUNK * pl->lds;
+    void *scratch = masses + pl->blocks_per_task * p->nbk;
+    for (int64_t x = 0; x < (I1 - I0) * p->nbk; x++)
+        masses[x] = 0.0f;
+    for (int64_t r = r0; r < r1; r += ROW_CHUNK)
+        score_rows(pl, b, h, r, r1 - r < ROW_CHUNK ? r1 - r : ROW_CHUNK, I0, kpack, qrows, sc,
+                   masses);
+    for (int64_t I = I0; I < I1; I++)
+        attn_bs_write_row(p, b, h, I, masses + (I - I0) * p->nbk, scratch);
+}
+
+/* Reshapes and packs the keys of the wave's groups [gs, ge); every thread of
+ * the team calls it. The reshaped tile is per-thread scratch (ws). */
+static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
+{
+    const attn_block_select_problem *p = pl->p;
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t x = 0; x < (ge - gs) * pl->ntiles; x++) {
+        const int64_t gi = gs + x / pl->ntiles, t = x % pl->ntiles;
+        const int64_t b = gi / p->hkv, hk = gi % p->hkv, c0 = t * SEG_TILE;
+        const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
+        for (int c = 0; c < nk; c++)
+            reshape_segment(pl->ks, &p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0,
+                            ws + c * pl->sd);
+        pl->ks->pack_k(pl->panels + x * pl->ktf, ws, ATTN_F32, pl->sd, 1, nk, SEG_TILE, pl->sd);
+    }
+}
+
+/* Tasks of the wave's groups, late query blocks first: under a causal mask
+ * they score the most segments, so the dynamic schedule ends on light tasks. */
+static void run_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
+{
+    const attn_block_select_problem *p = pl->p;
+    const int64_t group = p->hq / p->hkv, per_group = group * pl->tasks_per_head;
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t x = 0; x < (ge - gs) * per_group; x++) {
+        const int64_t gi = gs + x / per_group, t = x % per_group;
+        const int64_t b = gi / p->hkv, h = (gi % p->hkv) * group + t % group;
+        const int64_t I0 = (pl->tasks_per_head - 1 - t / group) * pl->blocks_per_task;
+        run_task(pl, b, h, I0, pl->panels + (gi - gs) * pl->ntiles * pl->ktf, ws);
+    }
+}
+
+attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_select_problem *p)
+{
+    xattn_plan pl = { 0 };
+    pl.p = p;
+    pl.ks = st->kernels;
+    pl.s = p->stride;
+    pl.sd = pl.s * p->d;
+    pl.ldq = round_up(pl.sd, 16);
+    pl.nsq = (p->sq + pl.s - 1) / pl.s;
+    pl.nsk = (p->sk + pl.s - 1) / pl.s;
+    pl.lds = round_up(pl.nsk, 16);
+    pl.ntiles = (pl.nsk + SEG_TILE - 1) / SEG_TILE;
+    pl.ktf = round_up((int64_t)pl.ks->k_tile_floats(SEG_TILE, pl.sd), 16);
+    pl.rows_per_block = p->block_q / pl.s;
+    pl.blocks_per_task = (TASK_ROWS + pl.rows_per_block - 1) / pl.rows_per_block;
+    if (pl.blocks_per_task > p->nbq)
+        pl.blocks_per_task = p->nbq;
+    pl.tasks_per_head = (p->nbq + pl.blocks_per_task - 1) / pl.blocks_per_task;
+    /* reshaped K tile, q rows, scores, block masses of the task, ranking
+     * scratch (2 floats a block) */
+    pl.ws_floats = (size_t)round_up(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
+                                    (pl.blocks_per_task + 2) * p->nbk, 16);
+
+    /* Waves of groups: enough tasks for every thread, within a panel budget. */
+    const int64_t ngroups = p->b * p->hkv;
+    const int nt = st->num_threads < 1 ? 1 : st->num_threads;
+    const int64_t tasks_per_group = (p->hq / p->hkv) * pl.tasks_per_head;
+    const size_t panel_bytes = (size_t)(pl.ntiles * pl.ktf) * sizeof(float);
+    int64_t wave = (TASKS_PER_THREAD * (int64_t)nt + tasks_per_group - 1) / tasks_per_group;
+    if ((size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
+        wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
+    wave = wave < 1 ? 1 : wave > ngroups ? ngroups : wave;
+
+    const size_t total = (size_t)wave * panel_bytes / sizeof(float) + (size_t)nt * pl.ws_floats;
+    int kept;
+    float *mem = attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept);
+    if (!mem)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_block_select: cannot allocate %zu bytes "
+                         "of workspace", total * sizeof(float));
+    pl.panels = mem;
+    float *thread_ws = mem + (size_t)wave * panel_bytes / sizeof(float);
+#ifdef HAVE_OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        float *ws = thread_ws + (size_t)omp_get_thread_num() * pl.ws_floats;
+        for (int64_t gs = 0; gs < ngroups; gs += wave) {
+            const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
+            pack_wave(&pl, gs, ge, ws);
+            run_wave(&pl, gs, ge, ws);
+        }
+    }
+#else
+    for (int64_t gs = 0; gs < ngroups; gs += wave) {
+        const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
+        pack_wave(&pl, gs, ge, thread_ws);
+        run_wave(&pl, gs, ge, thread_ws);
+    }
+#endif
+    attn_cpu_scratch_release(&st->scratch, mem, kept);
+    return ATTN_OK;
+}
