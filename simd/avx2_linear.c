@@ -17,6 +17,8 @@
 #define LMR 6
 #define LNAME(x) avx2_lin_##x
 #define LTRANSPOSE avx2_transpose8
+#define LSTREAM(p, x) _mm256_stream_ps((p), (x))
+#define LFENCE() _mm_sfence()
 
 /* 8 x 8 block: unpack pairs of rows, shuffle_ps gathers four rows of a
  * column per 128-bit half, permute2f128 joins the halves of rows 0-3 and 4-7. */
@@ -53,6 +55,7 @@ static const attn_linear_kernels kernels = {
     .scal = avx2_lin_scal,
     .max_floor = avx2_lin_max_floor,
     .transpose = avx2_lin_transpose,
+    .stream_rows = avx2_lin_stream_rows,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx2(void) { return &kernels; }

@@ -17,6 +17,8 @@
 #define LMR 8
 #define LNAME(x) avx512_lin_##x
 #define LTRANSPOSE avx512_transpose16
+#define LSTREAM(p, x) _mm512_stream_ps((p), (x))
+#define LFENCE() _mm_sfence()
 
 /* 16 x 16 block: pairs of rows interleave (unpack), groups of four rows
  * gather a column's four entries per 128-bit lane (shuffle_ps), then the
@@ -61,6 +63,7 @@ static const attn_linear_kernels kernels = {
     .scal = avx512_lin_scal,
     .max_floor = avx512_lin_max_floor,
     .transpose = avx512_lin_transpose,
+    .stream_rows = avx512_lin_stream_rows,
 };
 
 const attn_linear_kernels *attn_linear_kernels_avx512(void) { return &kernels; }

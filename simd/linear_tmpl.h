@@ -11,6 +11,8 @@
  *                plus three more vectors must fit the register file)
  *   LTRANSPOSE(dst, ldd, src, lds)  optional: transposes one LV x LV block
  *                in registers (the Gram's key transposes)
+ *   LSTREAM(p, x), LFENCE()  optional: non-temporal store of a vector to an
+ *                aligned p, and the fence that orders such stores
  * Tails narrower than a vector use scalar code. The GEMM keeps an LMR x
  * 2-vector block of C in registers and streams B rows through it, A entries
  * broadcast from memory with general strides (row-major or transposed A). */
@@ -210,4 +212,29 @@ static void LNAME(transpose)(float *dst, int64_t ldd, const float *src, int64_t 
     for (int r = r0; r < rows; r++)
         for (int c = 0; c < cols; c++)
             dst[(int64_t)c * ldd + r] = src[(int64_t)r * lds + c];
+}
+
+/* Row copies for outputs written once: vectors to aligned addresses go past
+ * the caches with LSTREAM (the unaligned head and the tail of a row use
+ * ordinary stores), then one fence makes them visible to other threads. */
+static void LNAME(stream_rows)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                               int64_t n)
+{
+    for (int r = 0; r < rows; r++, dst += ldd, src += lds) {
+        int64_t j = 0;
+#ifdef LSTREAM
+        for (; j < n && ((uintptr_t)(dst + j) & (LV * sizeof(float) - 1)); j++)
+            dst[j] = src[j];
+        for (; j + LV <= n; j += LV)
+            LSTREAM(dst + j, LLOAD(src + j));
+#else
+        for (; j + LV <= n; j += LV)
+            LSTORE(dst + j, LLOAD(src + j));
+#endif
+        for (; j < n; j++)
+            dst[j] = src[j];
+    }
+#ifdef LFENCE
+    LFENCE();
+#endif
 }

@@ -42,6 +42,7 @@ static const attn_linear_kernels kernels = {
     .scal = neon_lin_scal,
     .max_floor = neon_lin_max_floor,
     .transpose = neon_lin_transpose,
+    .stream_rows = neon_lin_stream_rows,
 };
 
 const attn_linear_kernels *attn_linear_kernels_neon(void) { return &kernels; }

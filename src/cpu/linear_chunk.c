@@ -377,7 +377,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
         prefetch_more(&c, p->chunk);
 
-        for (int r = 0; out && r < n; r++)
-            attn_linear_store_o(t, c0 + r, c.O + r * lv);
+        if (out)
+            attn_linear_store_o_rows(t, c0, n, c.O, lv);
     }
 }

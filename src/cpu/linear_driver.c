@@ -99,7 +99,8 @@ void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int6
         prefetch_view(t, &p->g, h, i0, n, p->g_per_channel ? p->dk : 1, 0);
     if (p->has_beta)
         prefetch_view(t, &p->beta, h, i0, n, 1, 0);
-    prefetch_view(t, &p->out, h, i0, n, p->dv, 1);
+    if (!attn_linear_streams_out(p))
+        prefetch_view(t, &p->out, h, i0, n, p->dv, 1);
 }
 
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
@@ -152,6 +153,31 @@ void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o)
             for (int64_t c = 0; c < n; c++) ((float *)dst)[c * st] = o[c];
         break;
     }
+}
+
+/* A large f32 output with contiguous rows is written once, never read by
+ * the call: streaming stores skip the read-for-ownership of every line (one
+ * transfer in six per GLA token) and leave the inputs in cache. Outputs
+ * smaller than this may still be in cache for the caller's next op. */
+#define STREAM_OUT_MIN_BYTES ((int64_t)8 << 20)
+
+int attn_linear_streams_out(const attn_linear_problem *p)
+{
+    const attn_view *O = &p->out;
+    return O->dtype == ATTN_F32 && O->stride[3] == 1 &&
+           p->num_seqs * p->s * p->h * p->dv * (int64_t)sizeof(float) >= STREAM_OUT_MIN_BYTES;
+}
+
+void attn_linear_store_o_rows(const attn_linear_task *t, int64_t i0, int n, const float *o,
+                              int64_t lo)
+{
+    const attn_view *O = &t->p->out;
+    if (attn_linear_streams_out(t->p)) {
+        t->ks->stream_rows((float *)row_of(t, O, i0), O->stride[1], o, lo, n, t->p->dv);
+        return;
+    }
+    for (int r = 0; r < n; r++)
+        attn_linear_store_o(t, i0 + r, o + r * lo);
 }
 
 static const attn_linear_kernels *kernels_for(attn_isa isa)

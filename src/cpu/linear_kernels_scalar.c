@@ -86,6 +86,13 @@ static void scalar_transpose(float *dst, int64_t ldd, const float *src, int64_t 
             dst[c * ldd + r] = src[r * lds + c];
 }
 
+static void scalar_stream_rows(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                               int64_t n)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof *dst);
+}
+
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
@@ -97,4 +104,5 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .scal = scalar_scal,
     .max_floor = scalar_max_floor,
     .transpose = scalar_transpose,
+    .stream_rows = scalar_stream_rows,
 };
