@@ -95,11 +95,10 @@ void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int6
         n = t->len - i0;
     if (n <= 0)
         return;
-    /* The next chunk of this same head (one head per thread) reads rows that
-     * are each a lone short run, none shared with the current work: kept out
-     * of L1 until loaded, this measured 3-5% faster per thread; the next head
-     * of a group (rows beside the current ones) is as fast either way at
-     * T0 and 1-3% slower at T2. */
+    /* The next chunk of this same head (one head per thread) is rows that
+     * are each a lone short run, none beside the current work's: sent to L2
+     * only, they measured 2-5% faster per thread. The next head of a group
+     * (rows beside the current ones) goes to L1: 1-3% faster than to L2. */
     const int to_l2 = h == t->h;
     prefetch_view(t, &p->q, h, i0, n, p->dk, 0, to_l2);
     prefetch_view(t, &p->k, h, i0, n, p->dk, 0, to_l2);
