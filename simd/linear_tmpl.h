@@ -9,6 +9,10 @@
  *   LNAME(x)     prefixes the static functions
  *   LMR          rows of the GEMM register tile (6 or 8: LMR x 2 accumulators
  *                plus three more vectors must fit the register file)
+ *   LTRANSPOSE(dst, ldd, src, lds)  optional: transposes one LV x LV block
+ *                in registers (the Gram's key transposes)
+ *   LSTREAM(p, x), LFENCE()  optional: non-temporal store of a vector to an
+ *                aligned p, and the fence that orders such stores
  * Tails narrower than a vector use scalar code. The GEMM keeps an LMR x
  * 2-vector block of C in registers and streams B rows through it, A entries
  * broadcast from memory with general strides (row-major or transposed A). */
@@ -187,4 +191,50 @@ static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
         LSTORE(dst + j, LMAXF(vlo, LLOAD(x + j)));
     for (; j < n; j++)
         dst[j] = x[j] < lo ? lo : x[j];
+}
+
+/* dst[c*ldd + r] = src[r*lds + c]: LV x LV blocks through registers where
+ * the ISA file gives LTRANSPOSE, the ragged edges element by element. */
+static void LNAME(transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                             int cols)
+{
+    int r0 = 0;
+#ifdef LTRANSPOSE
+    for (; r0 + LV <= rows; r0 += LV) {
+        int c0 = 0;
+        for (; c0 + LV <= cols; c0 += LV)
+            LTRANSPOSE(dst + (int64_t)c0 * ldd + r0, ldd, src + (int64_t)r0 * lds + c0, lds);
+        for (int r = r0; r < r0 + LV; r++)
+            for (int c = c0; c < cols; c++)
+                dst[(int64_t)c * ldd + r] = src[(int64_t)r * lds + c];
+    }
+#endif
+    for (int r = r0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(int64_t)c * ldd + r] = src[(int64_t)r * lds + c];
+}
+
+/* Row copies for outputs written once: vectors to aligned addresses go past
+ * the caches with LSTREAM (the unaligned head and the tail of a row use
+ * ordinary stores), then one fence makes them visible to other threads. */
+static void LNAME(stream_rows)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                               int64_t n)
+{
+    for (int r = 0; r < rows; r++, dst += ldd, src += lds) {
+        int64_t j = 0;
+#ifdef LSTREAM
+        for (; j < n && ((uintptr_t)(dst + j) & (LV * sizeof(float) - 1)); j++)
+            dst[j] = src[j];
+        for (; j + LV <= n; j += LV)
+            LSTREAM(dst + j, LLOAD(src + j));
+#else
+        for (; j + LV <= n; j += LV)
+            LSTORE(dst + j, LLOAD(src + j));
+#endif
+        for (; j < n; j++)
+            dst[j] = src[j];
+    }
+#ifdef LFENCE
+    LFENCE();
+#endif
 }

@@ -362,6 +362,22 @@ static void test_long(attn_context *ctx)
     }
 }
 
+/* Outputs of 8 MiB and more (f32, contiguous rows) are written with
+ * streaming stores: rows whose starts are not vector-aligned (Dv = 40) and
+ * aligned ones (Dv = 64), a plain and a delta kind. */
+static void test_streamed_output(attn_context *ctx)
+{
+    struct { int kind; int64_t T, H, Dv; } L[] = {
+        { ATTN_LINEAR_GLA, 13200, 4, 40 }, { ATTN_LINEAR_DELTA, 16384, 2, 64 },
+    };
+    for (size_t i = 0; i < sizeof L / sizeof L[0]; i += quick ? 2 : 1) {
+        lcase c = base(L[i].kind);
+        c.B = 1; c.T = L[i].T; c.H = L[i].H; c.Dk = 16; c.Dv = L[i].Dv; c.algo = 2;
+        c.gates = 2;
+        run_case(ctx, &c, "streamed output");
+    }
+}
+
 /* The sequence-parallel chunkwise form (fewer (sequence, head) pairs than
  * threads: PLAIN, DECAY, GLA) on a context with many threads: one pair cut
  * into segments of every size (some empty), chunk sizes, state in, and
@@ -718,6 +734,7 @@ int main(void)
     test_continuity(ctx);
     test_varlen(ctx);
     test_strides_inplace(ctx);
+    test_streamed_output(ctx);
     const char *nothreads = getenv("ATTN_TEST_NO_THREADS");
     if (!(nothreads && *nothreads && strcmp(nothreads, "0"))) {
         attn_options mo = ATTN_OPTIONS_INIT;

@@ -32,6 +32,12 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
+    /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
+    void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
+    /* dst row r = src row r (n floats each, r < rows) with stores that bypass
+     * the caches where the ISA has them, then a store fence. */
+    void (*stream_rows)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                        int64_t n);
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;
@@ -77,6 +83,11 @@ int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
 void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n);
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
+/* Rows [i0, i0 + n) of the output from o (ld lo): streamed past the caches
+ * when attn_linear_streams_out, else row by row through attn_linear_store_o. */
+void attn_linear_store_o_rows(const attn_linear_task *t, int64_t i0, int n, const float *o,
+                              int64_t lo);
+int  attn_linear_streams_out(const attn_linear_problem *p);
 
 /* The task of heads of sequence b (bt, t0, len; lds); h, S, z, ws are the caller's. */
 void attn_linear_task_init(attn_linear_task *t, const attn_linear_problem *p,

@@ -84,9 +84,8 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
     float *KT = c->KT, *E = c->E;
     if (c->mode != 2) {
-        for (int j = 0; j < n && !keys_ready; j++)
-            for (int64_t cc = 0; cc < dk; cc++)
-                KT[cc * lc + j] = Y[j * lk + cc];
+        if (!keys_ready)
+            ks->transpose(KT, lc, Y, lk, n, (int)dk);
         for (int r0 = 0; r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
             ks->gemm(rn, r0 + rn, (int)dk, X + r0 * lk, lk, 1, KT, lc, A + r0 * lc, lc, 0);
@@ -119,11 +118,8 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             const float *gend = G + (j0 + jb - 1) * lk;
             for (int j = 0; j < jb && !keys_ready; j++)
                 ks->mul_exp(c->X + (j0 + j) * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
-            for (int j = 0; j < jb && !keys_ready; j++) {
-                const float *x = c->X + (j0 + j) * lk;
-                for (int64_t cc = 0; cc < dk; cc++)
-                    KT[cc * lc + j0 + j] = x[cc];
-            }
+            if (!keys_ready)
+                ks->transpose(KT + j0, lc, c->X + j0 * lk, lk, jb, (int)dk);
             for (int i0 = j0; i0 < n; i0 += SB) {
                 const int rn = n - i0 < SB ? n - i0 : SB;
                 const float *qt = c->XH + i0 * lk;
@@ -381,7 +377,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
         prefetch_more(&c, p->chunk);
 
-        for (int r = 0; out && r < n; r++)
-            attn_linear_store_o(t, c0 + r, c.O + r * lv);
+        if (out)
+            attn_linear_store_o_rows(t, c0, n, c.O, lv);
     }
 }

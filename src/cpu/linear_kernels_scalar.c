@@ -78,6 +78,21 @@ static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
+static void scalar_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                             int cols)
+{
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[c * ldd + r] = src[r * lds + c];
+}
+
+static void scalar_stream_rows(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
+                               int64_t n)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof *dst);
+}
+
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
@@ -88,4 +103,6 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .vmul = scalar_vmul,
     .scal = scalar_scal,
     .max_floor = scalar_max_floor,
+    .transpose = scalar_transpose,
+    .stream_rows = scalar_stream_rows,
 };
