@@ -590,7 +590,7 @@ static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
         if (qb >= 16 && qb <= 2 * (int64_t)*bq) {
             *bq = (int)qb;
         } else if (qb > 2 * (int64_t)*bq) {
-            const int64_t n = (qb + *bq - 1) / *bq;
+            const int64_t n = qb / *bq + (qb % *bq != 0);   /* no overflow near INT64_MAX */
             if (qb % n == 0 && qb / n >= 16)
                 *bq = (int)(qb / n);
         }
