@@ -81,17 +81,27 @@ static void reshape_segment(const attn_cpu_kernels *ks, const attn_view *x, int6
 
 /* bf16 inputs go through the kernel set as bf16, the calls the sdpa driver
  * makes (load_q / pack_k with ATTN_BF16), so a set with bf16 matrix units
- * (AMX) scores them there too. The reshaped rows hold bf16 values exactly
- * in f32; this narrows n of them to bf16 (in place when dst aliases src:
- * front to back, each 2-byte store lands at or before the word it came
- * from). The query scale is applied to the f32 scores instead, so the
- * products stay exact. */
-static void narrow_bf16(uint16_t *dst, const float *src, int64_t n)
+ * (AMX) scores them there too. The reshaped rows are copied as bf16, and
+ * the query scale is applied to the f32 scores instead, so the products
+ * stay exact. Same rows as reshape_segment. */
+static void reshape_segment_bf16(const attn_view *x, int64_t b, int64_t h, int64_t seg,
+                                 int64_t s, int64_t len, int64_t d, int reverse, uint16_t *dst)
 {
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, src + i, sizeof u);
-        dst[i] = (uint16_t)(u >> 16);
+    for (int64_t t = 0; t < s; t++) {
+        const int64_t row = seg * s + (reverse ? s - 1 - t : t);
+        uint16_t *o = dst + t * d;
+        if (row >= len) {
+            memset(o, 0, (size_t)d * sizeof *o);
+            continue;
+        }
+        const uint16_t *src = (const uint16_t *)x->base +
+                              (b * x->stride[0] + row * x->stride[1] + h * x->stride[2]);
+        if (x->stride[3] == 1) {
+            memcpy(o, src, (size_t)d * sizeof *o);
+        } else {
+            for (int64_t c = 0; c < d; c++)
+                o[c] = src[c * x->stride[3]];
+        }
     }
 }
 
@@ -153,13 +163,11 @@ static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, i
     /* x = scale * a / s folded into the query rows */
     const float qscale = p->scale / (float)pl->s;
     if (pl->bf16) {
-        /* each row reshaped in f32 into its qrows row, narrowed into the
-         * staging rows, then all loaded in the kernel set's own Q format */
-        for (int64_t r = 0; r < nr; r++) {
-            float *row = qrows + r * pl->ldq;
-            reshape_segment(pl->ks, &p->q, b, h, r0 + r, pl->s, p->sq, p->d, 1.0f, 1, row);
-            narrow_bf16(stage + r * pl->sd, row, pl->sd);
-        }
+        /* rows reshaped into the staging rows, then all loaded in the
+         * kernel set's own Q format */
+        for (int64_t r = 0; r < nr; r++)
+            reshape_segment_bf16(&p->q, b, h, r0 + r, pl->s, p->sq, p->d, 1,
+                                 stage + r * pl->sd);
         (pl->ks->load_q ? pl->ks->load_q : pl->ks->load_rows)(qrows, pl->ldq, stage, ATTN_BF16,
                                                               pl->sd, 1, (int)nr, pl->sd, 1.0f);
     } else {
@@ -226,11 +234,14 @@ static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
         const int64_t gi = gs + x / pl->ntiles, t = x % pl->ntiles;
         const int64_t b = gi / p->hkv, hk = gi % p->hkv, c0 = t * SEG_TILE;
         const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
-        for (int c = 0; c < nk; c++)
-            reshape_segment(pl->ks, &p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0,
-                            ws + c * pl->sd);
-        if (pl->bf16)
-            narrow_bf16((uint16_t *)ws, ws, nk * pl->sd);
+        for (int c = 0; c < nk; c++) {
+            if (pl->bf16)
+                reshape_segment_bf16(&p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 0,
+                                     (uint16_t *)ws + c * pl->sd);
+            else
+                reshape_segment(pl->ks, &p->k, b, hk, c0 + c, pl->s, p->sk, p->d, 1.0f, 0,
+                                ws + c * pl->sd);
+        }
         pl->ks->pack_k(pl->panels + x * pl->ktf, ws, pl->bf16 ? ATTN_BF16 : ATTN_F32, pl->sd, 1,
                        nk, SEG_TILE, pl->sd);
     }
