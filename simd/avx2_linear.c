@@ -16,32 +16,11 @@
 #define LEXP(x) attn_exp_avx2(x)
 #define LMR 6
 #define LNAME(x) avx2_lin_##x
-#define LTRANSPOSE avx2_transpose8
+#define LTRANSPOSE_VL 1   /* transpose_vl from transpose_avx2.h */
 #define LSTREAM(p, x) _mm256_stream_ps((p), (x))
 #define LFENCE() _mm_sfence()
 
-/* 8 x 8 block: unpack pairs of rows, shuffle_ps gathers four rows of a
- * column per 128-bit half, permute2f128 joins the halves of rows 0-3 and 4-7. */
-static inline void avx2_transpose8(float *dst, int64_t ldd, const float *src, int64_t lds)
-{
-    __m256 r[8], u[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(src + i * lds);
-    for (int g = 0; g < 2; g++) {
-        const __m256 t0 = _mm256_unpacklo_ps(r[4 * g], r[4 * g + 1]);
-        const __m256 t1 = _mm256_unpackhi_ps(r[4 * g], r[4 * g + 1]);
-        const __m256 t2 = _mm256_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]);
-        const __m256 t3 = _mm256_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
-        u[4 * g + 0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * g + 1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * g + 2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * g + 3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int m = 0; m < 4; m++) {
-        _mm256_storeu_ps(dst + m * ldd, _mm256_permute2f128_ps(u[m], u[4 + m], 0x20));
-        _mm256_storeu_ps(dst + (4 + m) * ldd, _mm256_permute2f128_ps(u[m], u[4 + m], 0x31));
-    }
-}
+#include "transpose_avx2.h"
 #include "linear_tmpl.h"
 
 static const attn_linear_kernels kernels = {

@@ -20,6 +20,7 @@
 #endif
 #endif
 #include "exp_avx2.h"
+#include "transpose_avx2.h"
 
 #define VL 8
 typedef __m256 vf;
@@ -67,27 +68,6 @@ static inline float vhmax(vf a)
 static inline vf vexp_v(vf x) { return attn_exp_avx2(x); }
 static inline vf vexp_sm(vf x) { return attn_exp_avx2_nonpos(x); }
 
-static inline __attribute__((always_inline)) void transpose_vl(vf r[8])
-{
-    __m256 t[8], s[8];
-T_UNROLL
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-T_UNROLL
-    for (int i = 0; i < 8; i += 4) {
-        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-T_UNROLL
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
-        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
-    }
-}
 
 static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n);
 

@@ -9,7 +9,8 @@
  *   LNAME(x)     prefixes the static functions
  *   LMR          rows of the GEMM register tile (6 or 8: LMR x 2 accumulators
  *                plus three more vectors must fit the register file)
- *   LTRANSPOSE(dst, ldd, src, lds)  optional: transposes one LV x LV block
+ *   LTRANSPOSE_VL   optional: the ISA's in-register transpose_vl(LVEC r[LV])
+ *                   (simd/transpose_*.h) is included and used for LV x LV blocks
  *                in registers (the Gram's key transposes)
  *   LSTREAM(p, x), LFENCE()  optional: non-temporal store of a vector to an
  *                aligned p, and the fence that orders such stores
@@ -193,17 +194,30 @@ static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
+#ifdef LTRANSPOSE_VL
+/* One LV x LV block: dst row c = src column c. */
+static inline void LNAME(transpose_block)(float *dst, int64_t ldd, const float *src, int64_t lds)
+{
+    LVEC r[LV];
+    for (int i = 0; i < LV; i++)
+        r[i] = LLOAD(src + (int64_t)i * lds);
+    transpose_vl(r);
+    for (int i = 0; i < LV; i++)
+        LSTORE(dst + (int64_t)i * ldd, r[i]);
+}
+#endif
+
 /* dst[c*ldd + r] = src[r*lds + c]: LV x LV blocks through registers where
- * the ISA file gives LTRANSPOSE, the ragged edges element by element. */
+ * the ISA has transpose_vl, the ragged edges element by element. */
 static void LNAME(transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
                              int cols)
 {
     int r0 = 0;
-#ifdef LTRANSPOSE
+#ifdef LTRANSPOSE_VL
     for (; r0 + LV <= rows; r0 += LV) {
         int c0 = 0;
         for (; c0 + LV <= cols; c0 += LV)
-            LTRANSPOSE(dst + (int64_t)c0 * ldd + r0, ldd, src + (int64_t)r0 * lds + c0, lds);
+            LNAME(transpose_block)(dst + (int64_t)c0 * ldd + r0, ldd, src + (int64_t)r0 * lds + c0, lds);
         for (int r = r0; r < r0 + LV; r++)
             for (int c = c0; c < cols; c++)
                 dst[(int64_t)c * ldd + r] = src[(int64_t)r * lds + c];

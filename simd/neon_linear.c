@@ -16,19 +16,9 @@
 #define LEXP(x) attn_exp_neon(x)
 #define LMR 8
 #define LNAME(x) neon_lin_##x
-#define LTRANSPOSE neon_transpose4
+#define LTRANSPOSE_VL 1   /* transpose_vl from transpose_neon.h */
 
-/* 4 x 4 block: vtrnq pairs rows 0-1 and 2-3 (even / odd columns), the
- * 64-bit halves of the two pairs then join into whole columns. */
-static inline void neon_transpose4(float *dst, int64_t ldd, const float *src, int64_t lds)
-{
-    const float32x4x2_t t01 = vtrnq_f32(vld1q_f32(src), vld1q_f32(src + lds));
-    const float32x4x2_t t23 = vtrnq_f32(vld1q_f32(src + 2 * lds), vld1q_f32(src + 3 * lds));
-    vst1q_f32(dst, vcombine_f32(vget_low_f32(t01.val[0]), vget_low_f32(t23.val[0])));
-    vst1q_f32(dst + ldd, vcombine_f32(vget_low_f32(t01.val[1]), vget_low_f32(t23.val[1])));
-    vst1q_f32(dst + 2 * ldd, vcombine_f32(vget_high_f32(t01.val[0]), vget_high_f32(t23.val[0])));
-    vst1q_f32(dst + 3 * ldd, vcombine_f32(vget_high_f32(t01.val[1]), vget_high_f32(t23.val[1])));
-}
+#include "transpose_neon.h"
 #include "linear_tmpl.h"
 
 static const attn_linear_kernels kernels = {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include "../src/cpu/kernels.h"
 #include "exp_neon.h"
+#include "transpose_neon.h"
 
 #define VL 4
 typedef float32x4_t vf;
@@ -53,15 +54,6 @@ static inline float vhmax(vf a) { return vmaxvq_f32(a); }
 static inline vf vexp_v(vf x) { return attn_exp_neon(x); }
 static inline vf vexp_sm(vf x) { return attn_exp_neon_nonpos(x); }
 
-static inline __attribute__((always_inline)) void transpose_vl(vf r[4])
-{
-    const float32x4_t t0 = vtrn1q_f32(r[0], r[1]), t1 = vtrn2q_f32(r[0], r[1]);
-    const float32x4_t t2 = vtrn1q_f32(r[2], r[3]), t3 = vtrn2q_f32(r[2], r[3]);
-    r[0] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
-    r[1] = vreinterpretq_f32_f64(vtrn1q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
-    r[2] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t0), vreinterpretq_f64_f32(t2)));
-    r[3] = vreinterpretq_f32_f64(vtrn2q_f64(vreinterpretq_f64_f32(t1), vreinterpretq_f64_f32(t3)));
-}
 
 static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n);
 

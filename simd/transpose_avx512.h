@@ -1,5 +1,6 @@
 /* In-register 16 x 16 transpose of 32-bit lanes (AVX-512F), shared by the
- * AVX-512 and AMX kernel sets' packing of K tiles. */
+ * AVX-512 and AMX kernel sets' packing of K tiles and the AVX-512
+ * linear-attention kernels. */
 #ifndef ATTN_TRANSPOSE_AVX512_H
 #define ATTN_TRANSPOSE_AVX512_H
 
