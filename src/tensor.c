@@ -113,6 +113,25 @@ static attn_status view_init(attn_view *v, const attn_tensor *t, const char *nam
     return ATTN_OK;
 }
 
+attn_status attn_view_expect_shape(const attn_view *v, const char *op, const char *name, int n,
+                                   const int64_t *want)
+{
+    for (int i = 0; i < n; i++)
+        if (v->shape[i] != want[i]) {
+            char got[160], exp[160];
+            int a = 0, b = 0;
+            for (int j = 0; j < n; j++) {
+                a += snprintf(got + a, sizeof got - (size_t)a, "%s%lld", j ? "," : "",
+                              (long long)v->shape[j]);
+                b += snprintf(exp + b, sizeof exp - (size_t)b, "%s%lld", j ? "," : "",
+                              (long long)want[j]);
+            }
+            return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: %s has shape [%s], expected [%s]",
+                             op, name, got, exp);
+        }
+    return ATTN_OK;
+}
+
 attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *op,
                            const char *name, int ndim, unsigned allowed, int device)
 {

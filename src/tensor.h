@@ -24,6 +24,11 @@ typedef struct attn_view {
 attn_status attn_view_init(attn_view *v, const attn_tensor *t, const char *op,
                            const char *name, int ndim, unsigned allowed_dtypes, int device_of_op);
 
+/* ATTN_ERR_INVALID_ARGUMENT "op: name has shape [..], expected [..]" unless
+ * the first n dims of v are `want`. */
+attn_status attn_view_expect_shape(const attn_view *v, const char *op, const char *name, int n,
+                                   const int64_t *want);
+
 /* Number of elements (product of the shape). */
 int64_t attn_view_numel(const attn_view *v);
 

@@ -1,7 +1,6 @@
 /* attn_neighborhood argument validation. Each rule fails with a message that
  * names the argument; tests/test_neighborhood.c has a case for each. */
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 #include "error.h"
 #include "validate.h"
@@ -22,19 +21,7 @@ static attn_status view(attn_view *v, const attn_tensor *t, const char *name, in
 
 static attn_status expect_shape(const attn_view *v, const char *name, int n, const int64_t *want)
 {
-    for (int i = 0; i < n; i++)
-        if (v->shape[i] != want[i]) {
-            char got[160], exp[160];
-            int a = 0, b = 0;
-            for (int j = 0; j < n; j++) {
-                a += snprintf(got + a, sizeof got - (size_t)a, "%s%lld", j ? "," : "",
-                              (long long)v->shape[j]);
-                b += snprintf(exp + b, sizeof exp - (size_t)b, "%s%lld", j ? "," : "",
-                              (long long)want[j]);
-            }
-            return INVALID("%s has shape [%s], expected [%s]", name, got, exp);
-        }
-    return ATTN_OK;
+    return attn_view_expect_shape(v, "attn_neighborhood", name, n, want);
 }
 
 /* Widens a [B, <nd grid axes>, rest...] view to [B, 1.., grid, rest...] with
