@@ -264,6 +264,21 @@ static void run_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
     }
 }
 
+/* One thread's share of every wave (the whole job without OpenMP), inside
+ * the kernel set's per-thread set-up (AMX tile configuration). */
+static void run_thread(const xattn_plan *pl, int64_t ngroups, int64_t wave, float *ws)
+{
+    if (pl->ks->thread_begin)
+        pl->ks->thread_begin();
+    for (int64_t gs = 0; gs < ngroups; gs += wave) {
+        const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
+        pack_wave(pl, gs, ge, ws);
+        run_wave(pl, gs, ge, ws);
+    }
+    if (pl->ks->thread_end)
+        pl->ks->thread_end();
+}
+
 attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_select_problem *p)
 {
     xattn_plan pl = { 0 };
@@ -308,28 +323,9 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
     float *thread_ws = mem + (size_t)wave * panel_bytes / sizeof(float);
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
-    {
-        float *ws = thread_ws + (size_t)omp_get_thread_num() * pl.ws_floats;
-        if (pl.ks->thread_begin)
-            pl.ks->thread_begin();
-        for (int64_t gs = 0; gs < ngroups; gs += wave) {
-            const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
-            pack_wave(&pl, gs, ge, ws);
-            run_wave(&pl, gs, ge, ws);
-        }
-        if (pl.ks->thread_end)
-            pl.ks->thread_end();
-    }
+    run_thread(&pl, ngroups, wave, thread_ws + (size_t)omp_get_thread_num() * pl.ws_floats);
 #else
-    if (pl.ks->thread_begin)
-        pl.ks->thread_begin();
-    for (int64_t gs = 0; gs < ngroups; gs += wave) {
-        const int64_t ge = gs + wave < ngroups ? gs + wave : ngroups;
-        pack_wave(&pl, gs, ge, thread_ws);
-        run_wave(&pl, gs, ge, thread_ws);
-    }
-    if (pl.ks->thread_end)
-        pl.ks->thread_end();
+    run_thread(&pl, ngroups, wave, thread_ws);
 #endif
     attn_cpu_scratch_release(&st->scratch, mem, kept);
     return ATTN_OK;

@@ -599,6 +599,18 @@ static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
         *bk = (int)kb;
 }
 
+/* One thread's share of every wave (the whole job without OpenMP), inside
+ * the kernel set's per-thread set-up (AMX tile configuration). */
+static void run_thread(const sdpa_plan *pl, int64_t ngroups, int64_t wave, float *ws)
+{
+    if (pl->ks->thread_begin)
+        pl->ks->thread_begin();
+    for (int64_t gs = 0; gs < ngroups; gs += wave)
+        run_wave(pl, gs, min64(gs + wave, ngroups), ws);
+    if (pl->ks->thread_end)
+        pl->ks->thread_end();
+}
+
 /* Panels of a wave may use this much memory when one group's tasks cannot
  * keep the threads busy (a single group may always exceed it). */
 #define PANEL_BUDGET_BYTES ((size_t)64 << 20)
@@ -666,22 +678,9 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.panels = ws + (size_t)nt * pl.ws_floats;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
-    {
-        float *mine = ws + (size_t)omp_get_thread_num() * pl.ws_floats;
-        if (pl.ks->thread_begin)
-            pl.ks->thread_begin();
-        for (int64_t gs = 0; gs < ngroups; gs += wave)
-            run_wave(&pl, gs, min64(gs + wave, ngroups), mine);
-        if (pl.ks->thread_end)
-            pl.ks->thread_end();
-    }
+    run_thread(&pl, ngroups, wave, ws + (size_t)omp_get_thread_num() * pl.ws_floats);
 #else
-    if (pl.ks->thread_begin)
-        pl.ks->thread_begin();
-    for (int64_t gs = 0; gs < ngroups; gs += wave)
-        run_wave(&pl, gs, min64(gs + wave, ngroups), ws);
-    if (pl.ks->thread_end)
-        pl.ks->thread_end();
+    run_thread(&pl, ngroups, wave, ws);
 #endif
     attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(pl.order);
