@@ -1,12 +1,21 @@
 #!/bin/sh
-# Embeds text files (OpenCL C kernels) into a C source as NUL-terminated
-# byte arrays, so that nothing is read from disk at run time.
+# Embeds files into a C source as byte arrays, so that nothing is read from
+# disk at run time.
 #   tools/embed.sh OUT.c NAME=FILE [NAME=FILE ...]
-# defines `const char NAME[]` for each FILE. Uses only POSIX sh, od and sed,
-# so it runs on the build machine of native, cross and distcheck builds.
+#       text (OpenCL C kernels): `const char NAME[]`, NUL-terminated
+#   tools/embed.sh --binary OUT.c NAME=FILE [NAME=FILE ...]
+#       binary (SPIR-V from vulkan/*.comp): `const unsigned char NAME[]` and
+#       `const unsigned long NAME_size`, its length in bytes
+# Uses only POSIX sh, od and sed, so it runs on the build machine of native,
+# cross and distcheck builds.
 set -e
+binary=0
+if [ "$1" = --binary ]; then
+    binary=1
+    shift
+fi
 if [ $# -lt 2 ]; then
-    echo "usage: $0 OUT.c NAME=FILE [NAME=FILE ...]" >&2
+    echo "usage: $0 [--binary] OUT.c NAME=FILE [NAME=FILE ...]" >&2
     exit 2
 fi
 out=$1
@@ -24,10 +33,21 @@ trap 'rm -f "$tmp"' EXIT INT TERM
         fi
         echo ""
         echo "/* $(basename "$file") */"
-        echo "extern const char $name[];"
-        echo "const char $name[] = {"
+        if [ "$binary" = 1 ]; then
+            echo "extern const unsigned char $name[];"
+            echo "extern const unsigned long ${name}_size;"
+            echo "const unsigned char $name[] = {"
+        else
+            echo "extern const char $name[];"
+            echo "const char $name[] = {"
+        fi
         od -A n -v -t x1 "$file" | sed -e 's/[0-9a-fA-F][0-9a-fA-F]/0x&,/g' -e 's/^ *//' -e 's/, *0x/,0x/g'
-        echo "0x00 };"
+        if [ "$binary" = 1 ]; then
+            echo "};"
+            echo "const unsigned long ${name}_size = sizeof $name;"
+        else
+            echo "0x00 };"
+        fi
     done
 } > "$tmp"
 mv "$tmp" "$out"

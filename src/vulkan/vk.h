@@ -167,7 +167,7 @@ static inline VkBuffer attn_vk_handle(const attn_buffer *b)
 attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 
-/* The embedded SPIR-V (generated at build time by tools/embed-spv.sh). */
+/* The embedded SPIR-V (generated at build time by tools/embed.sh --binary). */
 extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[],
                            attn_vk_sdpa_coopmat_emulated_spv[];
 extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
