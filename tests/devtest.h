@@ -1,0 +1,50 @@
+/* The GPU backend tests' shared part (tests/devtest.c). */
+#ifndef ATTN_TEST_DEVTEST_H
+#define ATTN_TEST_DEVTEST_H
+
+#include <stddef.h>
+#include "testutil.h"
+
+extern attn_context *ctx;       /* the context under test */
+extern int dev;                 /* device index under test */
+
+/* A host tensor (for the reference) and its copy in a device buffer. */
+typedef struct dtensor {
+    tu_tensor   h;
+    attn_buffer *buf;
+    attn_tensor d;              /* the view passed to the library */
+} dtensor;
+
+#define OFF 192                 /* bytes before the tensor in its buffer */
+
+int upload(dtensor *x);
+int mk(dtensor *x, attn_dtype dt, int ndim, const int64_t *shape, int layout);
+int download(dtensor *x);
+void dfree(dtensor *x);
+double tol_for(attn_dtype a, attn_dtype b);
+
+typedef struct scase {
+    const char *name;
+    int b, sq, sk, hq, hkv, d, dv;
+    attn_dtype in, out;
+    int layout;
+    int causal, wl, wr, sinks;
+    int alibi, sink_logits, sigmoid;
+    float softcap;
+    int mask;             /* 0 none, 1 f32 [1,Hq], 2 f16 [B,1], 3 u8 [B,Hq] */
+    int gate;             /* 0 none, else dtype + 1 */
+    int bmask;            /* 0 none, else block_q (block_k = 2 * block_q) */
+    int varlen;           /* 0, or 1: three sequences packed */
+    int lse;
+    int quick;            /* also in ATTN_TEST_QUICK runs */
+} scase;
+
+/* Every feature, every dtype, odd sizes, GQA/MQA, varlen, strided views. */
+extern const scase devtest_cases[];
+extern const size_t devtest_ncases;
+
+void run_sdpa(const scase *c);
+void run_merge(const char *name, int n, int64_t b, int64_t s, int64_t h, int64_t dv,
+               attn_dtype in, attn_dtype outdt, int layout, int with_lse);
+
+#endif
