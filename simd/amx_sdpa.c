@@ -216,6 +216,32 @@ static void a_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int
 /* S = Q K^T and O = alpha O + P V on tiles                             */
 /* ------------------------------------------------------------------ */
 
+/* Accumulators 0-3 (rows r, r+1 x columns c, c+1 of 16 x 16 tiles; r2 /
+ * c2: the second row / column exists) += A B over n steps of 32: A rows in
+ * a0 / a1 (stride sa bytes, 64 bytes a step), B pair rows at b (stride sb
+ * bytes, bstep words a step). Tiles 4-5 hold A, 6-7 hold B. */
+static inline __attribute__((always_inline)) void
+a_dot_2x2(const char *a0, const char *a1, int64_t sa, const uint32_t *b, int64_t bstep,
+          int64_t sb, int n, int r2, int c2)
+{
+    for (int x = 0; x < n; x++) {
+        const uint32_t *b0 = b + x * bstep;
+        _tile_loadd(4, a0 + 64 * x, sa);
+        _tile_loadd(6, b0, sb);
+        _tile_dpbf16ps(0, 4, 6);
+        if (c2) {
+            _tile_loadd(7, b0 + 16, sb);
+            _tile_dpbf16ps(1, 4, 7);
+        }
+        if (r2) {
+            _tile_loadd(5, a1 + 64 * x, sa);
+            _tile_dpbf16ps(2, 5, 6);
+            if (c2)
+                _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+}
+
 static void a_qk(const float *q, int64_t ldq, int nq, const float *kp, int nk, int64_t d,
                  float *s, int64_t lds)
 {
@@ -236,22 +262,7 @@ static void a_qk(const float *q, int64_t ldq, int nq, const float *kp, int nk, i
             _tile_zero(1);
             _tile_zero(2);
             _tile_zero(3);
-            for (int x = 0; x < dc; x++) {
-                const uint32_t *b0 = k + 16 * x * ldk + 16 * c;
-                _tile_loadd(4, a0 + 64 * x, sq);
-                _tile_loadd(6, b0, sk);
-                _tile_dpbf16ps(0, 4, 6);
-                if (c2) {
-                    _tile_loadd(7, b0 + 16, sk);
-                    _tile_dpbf16ps(1, 4, 7);
-                }
-                if (r2) {
-                    _tile_loadd(5, a1 + 64 * x, sq);
-                    _tile_dpbf16ps(2, 5, 6);
-                    if (c2)
-                        _tile_dpbf16ps(3, 5, 7);
-                }
-            }
+            a_dot_2x2(a0, a1, sq, k + 16 * c, 16 * ldk, sk, dc, r2, c2);
             float *s0 = s + 16 * r * lds + 16 * c;
             _tile_stored(0, s0, ss);
             if (c2)
@@ -318,22 +329,7 @@ static void a_pv(const float *p, int64_t ldp, int nq, const float *vp, int nk, i
                 if (c2)
                     _tile_loadd(3, o0 + 16 * ldo + 16, so);
             }
-            for (int x = 0; x < kc; x++) {
-                const uint32_t *b0 = v + 16 * x * ldv + 16 * c;
-                _tile_loadd(4, a0 + 64 * x, sp);
-                _tile_loadd(6, b0, sv);
-                _tile_dpbf16ps(0, 4, 6);
-                if (c2) {
-                    _tile_loadd(7, b0 + 16, sv);
-                    _tile_dpbf16ps(1, 4, 7);
-                }
-                if (r2) {
-                    _tile_loadd(5, a1 + 64 * x, sp);
-                    _tile_dpbf16ps(2, 5, 6);
-                    if (c2)
-                        _tile_dpbf16ps(3, 5, 7);
-                }
-            }
+            a_dot_2x2(a0, a1, sp, v + 16 * c, 16 * ldv, sv, kc, r2, c2);
             _tile_stored(0, o0, so);
             if (c2)
                 _tile_stored(1, o0 + 16, so);
