@@ -19,16 +19,7 @@
 #include <math.h>
 #include <string.h>
 #include "../src/cpu/kernels.h"
-#ifndef T_UNROLL
-/* full unrolling of the small constant-trip loops of the register blocks, so
- * that accumulator arrays live in registers (clang needs "unroll" for a full
- * unroll; gcc's count is an upper bound) */
-#if defined(__clang__)
-#define T_UNROLL _Pragma("unroll")
-#else
-#define T_UNROLL _Pragma("GCC unroll 16")
-#endif
-#endif
+#include "unroll.h"
 #include "exp_avx512.h"
 #include "transpose_avx512.h"
 

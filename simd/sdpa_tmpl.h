@@ -38,16 +38,7 @@
 #include "../src/cpu/kernels.h"
 #include "../src/cpu/half.h"
 
-#ifndef T_UNROLL
-/* full unrolling of the small constant-trip loops of the register blocks, so
- * that accumulator arrays live in registers (clang needs "unroll" for a full
- * unroll; gcc's count is an upper bound) */
-#if defined(__clang__)
-#define T_UNROLL _Pragma("unroll")
-#else
-#define T_UNROLL _Pragma("GCC unroll 16")
-#endif
-#endif
+#include "unroll.h"
 #define T_INLINE static inline __attribute__((always_inline))
 
 static inline int64_t t_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

@@ -6,13 +6,7 @@
 
 #include <immintrin.h>
 
-#ifndef T_UNROLL
-#if defined(__clang__)
-#define T_UNROLL _Pragma("unroll")
-#else
-#define T_UNROLL _Pragma("GCC unroll 16")
-#endif
-#endif
+#include "unroll.h"
 
 static inline __attribute__((always_inline)) void transpose_vl(__m512 r[16])
 {
