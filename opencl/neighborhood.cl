@@ -1,0 +1,196 @@
+/* attn_neighborhood on OpenCL C 1.2 (window rule: include/attn.h).
+ *
+ * Grids arrive widened to 3 axes (0 outermost). A work-group owns a tile of
+ * queries of one head: one axis-0 position, T1 x T2 consecutive positions
+ * of one dilation class on axes 1 and 2 (the host's tile table gives each
+ * tile's class and first position per axis). Neighbouring queries share
+ * most of their keys, so the keys are walked as "runs": for each key
+ * position j0 of the axis-0 window and j1 of the union of the tile's axis-1
+ * windows, the U2 = T2 + K2 - 1 (at most) keys of the union of the tile's
+ * axis-2 windows are staged once in local memory (K and V) and used by
+ * every query row that sees j1 (a contiguous range of rows: windows are
+ * monotone in the position). Each query scores exactly its own K2-wide
+ * axis-2 window, so no score is computed for a key it cannot see:
+ *   S[r][kk] = q_r . k_(w2s(r) + kk)          one work-item per score
+ *   online softmax per row (running max m, sum l, rescale alpha), in f32
+ *   O[r][c] = alpha O[r][c] + sum_kk P[r][kk] V[w2s(r) + kk][c]
+ * O lives in registers: work-item lid owns the elements lid + i*WG (i <
+ * NACC) of the row-major TQ x DV block, so every work-item holds elements of
+ * every part of the tile and the rows a run serves spread evenly over them.
+ * Local arrays (sizes from the host, which fits them in local memory):
+ * Qs [TQ][D+1] (scaled q, padded against bank conflicts), Ks [U2][D+1],
+ * Vs [U2][DV], S [TQ][K2], rows [3][TQ] (m, l, alpha).
+ *
+ * Compile-time: IN_DT, D, DV, TQ (queries per tile, at least T1*T2), WG. */
+
+#define QD (D + 1)
+#define NACC ((TQ * DV + WG - 1) / WG)
+
+/* Window [*s, *e) on a class sub-grid of n positions around position p. */
+inline void nb_window(long p, long n, long k, int causal, long *s, long *e)
+{
+    if (causal) {
+        *s = max(0L, p - k + 1);
+        *e = p + 1;
+    } else {
+        *s = min(max(p - (k - 1) / 2, 0L), n - k);
+        *e = *s + k;
+    }
+}
+
+/* Positions of class c on an axis of length len with dilation dil. */
+inline long nb_class_len(long len, long c, long dil)
+{
+    return (len - c + dil - 1) / dil;
+}
+
+__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
+                       long qs3, long qs4, long qs5,
+                       __global const IN_T *k, long k_off, long ks0, long ks1, long ks2,
+                       long ks3, long ks4, long ks5,
+                       __global const IN_T *v, long v_off, long vs0, long vs1, long vs2,
+                       long vs3, long vs4, long vs5,
+                       __global uchar *out, long o_off, long os0, long os1, long os2,
+                       long os3, long os4, long os5, int out_dt,
+                       __global float *lse, long l_off, long ls0, long ls1, long ls2,
+                       long ls3, long ls4, int has_lse,
+                       __global const int *tiles, int nt0, int nt1, int nt2, int t1, int t2,
+                       long len0, long len1, long len2, long k0, long k1, long k2,
+                       long dil0, long dil1, long dil2, int causal0, int causal1, int causal2,
+                       int group, float scale,
+                       __local float *Qs, __local float *Ks, __local float *Vs,
+                       __local float *S, __local float *rows)
+{
+    const int lid = get_local_id(0);
+    const int tile = get_group_id(0);
+    const int i2 = tile % nt2, i1 = tile / nt2 % nt1, i0 = tile / nt2 / nt1;
+    const long h = get_group_id(1), b = get_group_id(2), hk = h / group;
+    const long c0 = tiles[2 * i0], p0 = tiles[2 * i0 + 1];
+    const long c1 = tiles[2 * (nt0 + i1)], p1 = tiles[2 * (nt0 + i1) + 1];
+    const long c2 = tiles[2 * (nt0 + nt1 + i2)], p2 = tiles[2 * (nt0 + nt1 + i2) + 1];
+    const long n0 = nb_class_len(len0, c0, dil0), n1 = nb_class_len(len1, c1, dil1);
+    const long n2 = nb_class_len(len2, c2, dil2);
+    const int m1 = (int)min((long)t1, n1 - p1), m2 = (int)min((long)t2, n2 - p2);
+    const int nq = m1 * m2;
+    const long g0 = c0 + dil0 * p0;
+    __local float *M = rows, *L = rows + TQ, *A = rows + 2 * TQ;
+
+    long s0, e0, u1s, u1e, u2s, u2e, tmp;
+    nb_window(p0, n0, k0, causal0, &s0, &e0);
+    nb_window(p1, n1, k1, causal1, &u1s, &tmp);
+    nb_window(p1 + m1 - 1, n1, k1, causal1, &tmp, &u1e);
+    nb_window(p2, n2, k2, causal2, &u2s, &tmp);
+    nb_window(p2 + m2 - 1, n2, k2, causal2, &tmp, &u2e);
+    const int U2 = (int)(u2e - u2s);
+
+    for (int e = lid; e < nq * D; e += WG) {
+        const int r = e / D, dd = e % D;
+        const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
+        Qs[r * QD + dd] = scale * LOAD_IN(q, q_off + b * qs0 + g0 * qs1 + g1 * qs2 + g2 * qs3 +
+                                          h * qs4 + dd * qs5);
+    }
+    for (int r = lid; r < TQ; r += WG) {
+        M[r] = -INFINITY;
+        L[r] = 0.0f;
+    }
+    float acc[NACC];
+#pragma unroll
+    for (int i = 0; i < NACC; i++)
+        acc[i] = 0.0f;
+
+    for (long j0 = s0; j0 < e0; j0++)
+        for (long j1 = u1s; j1 < u1e; j1++) {
+            /* The rows that see j1: [a1, b1) of the tile's axis-1 rows. */
+            int a1 = m1, b1 = m1;
+            for (int r1 = 0; r1 < m1; r1++) {
+                long ws, we;
+                nb_window(p1 + r1, n1, k1, causal1, &ws, &we);
+                if (ws <= j1 && j1 < we) {
+                    if (a1 == m1)
+                        a1 = r1;
+                    b1 = r1 + 1;
+                }
+            }
+            const int rlo = a1 * m2, rhi = b1 * m2;
+            const long gk0 = c0 + dil0 * j0, gk1 = c1 + dil1 * j1;
+
+            barrier(CLK_LOCAL_MEM_FENCE);   /* the previous run's Ks, Vs, S are used */
+            for (int e = lid; e < U2 * D; e += WG) {
+                const int u = e / D, dd = e % D;
+                const long g2 = c2 + dil2 * (u2s + u);
+                Ks[u * QD + dd] = LOAD_IN(k, k_off + b * ks0 + gk0 * ks1 + gk1 * ks2 +
+                                          g2 * ks3 + hk * ks4 + dd * ks5);
+            }
+            for (int e = lid; e < U2 * DV; e += WG) {
+                const int u = e / DV, c = e % DV;
+                const long g2 = c2 + dil2 * (u2s + u);
+                Vs[u * DV + c] = LOAD_IN(v, v_off + b * vs0 + gk0 * vs1 + gk1 * vs2 +
+                                         g2 * vs3 + hk * vs4 + c * vs5);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+
+            const int K2 = (int)k2;
+            for (int e = lid; e < (rhi - rlo) * K2; e += WG) {
+                const int r = rlo + e / K2, kk = e % K2;
+                long ws, we;
+                nb_window(p2 + r % m2, n2, k2, causal2, &ws, &we);
+                float s = -INFINITY;
+                if (ws + kk < we) {
+                    __local const float *qr = Qs + r * QD, *kr = Ks + (ws - u2s + kk) * QD;
+                    s = 0.0f;
+                    for (int dd = 0; dd < D; dd++)
+                        s = mad(qr[dd], kr[dd], s);
+                }
+                S[r * K2 + kk] = s;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+
+            for (int r = rlo + lid; r < rhi; r += WG) {
+                __local float *sr = S + r * K2;
+                float mx = -INFINITY;
+                for (int kk = 0; kk < K2; kk++)
+                    mx = fmax(mx, sr[kk]);
+                const float mn = fmax(M[r], mx);   /* finite: every row sees a key here */
+                float sum = 0.0f;
+                for (int kk = 0; kk < K2; kk++) {
+                    const float pk = exp(sr[kk] - mn);
+                    sr[kk] = pk;
+                    sum += pk;
+                }
+                A[r] = exp(M[r] - mn);
+                L[r] = L[r] * A[r] + sum;
+                M[r] = mn;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+
+#pragma unroll
+            for (int i = 0; i < NACC; i++) {
+                const int e = lid + i * WG, r = e / DV, c = e % DV;
+                if (r >= rlo && r < rhi) {
+                    long ws, we;
+                    nb_window(p2 + r % m2, n2, k2, causal2, &ws, &we);
+                    __local const float *pr = S + r * K2, *vc = Vs + (ws - u2s) * DV + c;
+                    float o = acc[i] * A[r];
+                    for (int kk = 0; kk < (int)(we - ws); kk++)
+                        o = mad(pr[kk], vc[kk * DV], o);
+                    acc[i] = o;
+                }
+            }
+        }
+
+#pragma unroll
+    for (int i = 0; i < NACC; i++) {
+        const int e = lid + i * WG, r = e / DV, c = e % DV;
+        if (r < nq) {
+            const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
+            attn_store(out, out_dt, o_off + b * os0 + g0 * os1 + g1 * os2 + g2 * os3 +
+                       h * os4 + c * os5, acc[i] / L[r]);
+        }
+    }
+    if (has_lse)
+        for (int r = lid; r < nq; r += WG) {
+            const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
+            lse[l_off + b * ls0 + g0 * ls1 + g1 * ls2 + g2 * ls3 + h * ls4] = M[r] + log(L[r]);
+        }
+}
