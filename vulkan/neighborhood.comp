@@ -1,0 +1,209 @@
+#version 450
+/* attn_neighborhood as a Vulkan 1.1 compute shader: the port of
+ * opencl/neighborhood.cl (its header explains the tiling).
+ *
+ * A workgroup owns a tile of queries of one head: one axis-0 position and
+ * T1 x T2 positions of one dilation class on axes 1 and 2. For each run of
+ * keys (axis-0 key j0, axis-1 key j1) the U2 keys of the union of the
+ * tile's axis-2 windows are staged once in shared memory; every query row
+ * that sees j1 scores exactly its own K2-wide axis-2 window, then online
+ * softmax in f32 and O += P V with O in registers (invocation lid owns the
+ * elements lid + i*WG of the row-major TQ x DV block).
+ *
+ * Tensors are uint[] storage buffers addressed in elements of their dtype
+ * (common.glsl); parameter words and the tile table are in binding 9
+ * (offsets below, written by src/vulkan/neighborhood.c). Indices are 32-bit:
+ * the host rejects tensors whose offsets do not fit. */
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const int WG = 128;
+layout(constant_id = 1) const int TQ = 64;     /* queries per tile, at least T1*T2 */
+layout(constant_id = 2) const int D = 64;
+layout(constant_id = 3) const int DV = 64;
+layout(constant_id = 4) const int IN_DT = 0;   /* dtype of q, k, v */
+layout(constant_id = 5) const int U2 = 16;     /* keys of a staged run, at most */
+layout(constant_id = 6) const int K2 = 7;      /* kernel size on axis 2 */
+
+const int QD = D + 1;                          /* padded Q and K rows */
+const int NACC = (TQ * DV + WG - 1) / WG;
+
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(std430, binding = 0) readonly buffer Qb { uint w[]; } Q;
+layout(std430, binding = 1) readonly buffer Kb { uint w[]; } K;
+layout(std430, binding = 2) readonly buffer Vb { uint w[]; } V;
+layout(std430, binding = 3) buffer Ob { uint w[]; } O;
+layout(std430, binding = 4) buffer Lb { float w[]; } L;
+layout(std430, binding = 9) readonly buffer Pb { int w[]; } P;
+
+/* Parameter words (src/vulkan/neighborhood.c): views as (element offset,
+ * strides of [B, X, Y, Z, H, D]) (lse without D), then scalars. */
+const int P_Q = 0, P_K = 7, P_V = 14, P_O = 21, P_L = 28, P_OUT_DT = 34, P_HAS_LSE = 35,
+          P_NT = 36, P_T1 = 39, P_T2 = 40, P_LEN = 41, P_KER = 44, P_DIL = 47, P_CAUSAL = 50,
+          P_GROUP = 53, P_SCALE = 54, P_TILES = 64;
+
+ATTN_LOAD_FIXED(load_q, Q, IN_DT)
+ATTN_LOAD_FIXED(load_k, K, IN_DT)
+ATTN_LOAD_FIXED(load_v, V, IN_DT)
+ATTN_STORE_ANY(store_o, O)
+
+shared float Qs[TQ * QD];
+shared float Ks[U2 * QD];
+shared float Vs[U2 * DV];
+shared float S[TQ * K2];
+shared float Mr[TQ], Lr[TQ], Ar[TQ];
+
+/* Window [s, e) on a class sub-grid of n positions around position p. */
+void nb_window(int p, int n, int k, bool causal, out int s, out int e)
+{
+    if (causal) {
+        s = max(0, p - k + 1);
+        e = p + 1;
+    } else {
+        s = min(max(p - (k - 1) / 2, 0), n - k);
+        e = s + k;
+    }
+}
+
+int class_len(int a, int c)
+{
+    const int dil = P.w[P_DIL + a];
+    return (P.w[P_LEN + a] - c + dil - 1) / dil;
+}
+
+/* Element offset of grid point (g0, g1, g2) of head h, batch b in view at w. */
+int at(int w, int b, int g0, int g1, int g2, int h)
+{
+    return P.w[w] + b * P.w[w + 1] + g0 * P.w[w + 2] + g1 * P.w[w + 3] + g2 * P.w[w + 4] +
+           h * P.w[w + 5];
+}
+
+void main()
+{
+    const int lid = int(gl_LocalInvocationID.x);
+    const int tile = int(gl_WorkGroupID.x), h = int(gl_WorkGroupID.y);
+    const int b = int(gl_WorkGroupID.z), hk = h / P.w[P_GROUP];
+    const int nt0 = P.w[P_NT], nt1 = P.w[P_NT + 1], nt2 = P.w[P_NT + 2];
+    const int i2 = tile % nt2, i1 = tile / nt2 % nt1, i0 = tile / nt2 / nt1;
+    const int c0 = P.w[P_TILES + 2 * i0], p0 = P.w[P_TILES + 2 * i0 + 1];
+    const int c1 = P.w[P_TILES + 2 * (nt0 + i1)], p1 = P.w[P_TILES + 2 * (nt0 + i1) + 1];
+    const int c2 = P.w[P_TILES + 2 * (nt0 + nt1 + i2)];
+    const int p2 = P.w[P_TILES + 2 * (nt0 + nt1 + i2) + 1];
+    const int n0 = class_len(0, c0), n1 = class_len(1, c1), n2 = class_len(2, c2);
+    const int k0 = P.w[P_KER], k1 = P.w[P_KER + 1], k2 = P.w[P_KER + 2];
+    const int d0 = P.w[P_DIL], d1 = P.w[P_DIL + 1], d2 = P.w[P_DIL + 2];
+    const bool cz0 = P.w[P_CAUSAL] != 0, cz1 = P.w[P_CAUSAL + 1] != 0;
+    const bool cz2 = P.w[P_CAUSAL + 2] != 0;
+    const int m1 = min(P.w[P_T1], n1 - p1), m2 = min(P.w[P_T2], n2 - p2), nq = m1 * m2;
+    const int g0 = c0 + d0 * p0;
+    const float scale = intBitsToFloat(P.w[P_SCALE]);
+    const int qd = P.w[P_Q + 6], kd = P.w[P_K + 6], vd = P.w[P_V + 6], od = P.w[P_O + 6];
+
+    int s0, e0, u1s, u1e, u2s, u2e, tmp;
+    nb_window(p0, n0, k0, cz0, s0, e0);
+    nb_window(p1, n1, k1, cz1, u1s, tmp);
+    nb_window(p1 + m1 - 1, n1, k1, cz1, tmp, u1e);
+    nb_window(p2, n2, k2, cz2, u2s, tmp);
+    nb_window(p2 + m2 - 1, n2, k2, cz2, tmp, u2e);
+    const int nu = u2e - u2s;
+
+    for (int e = lid; e < nq * D; e += WG) {
+        const int r = e / D, dd = e % D;
+        const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
+        Qs[r * QD + dd] = scale * load_q(at(P_Q, b, g0, g1, g2, h) + dd * qd);
+    }
+    for (int r = lid; r < TQ; r += WG) {
+        Mr[r] = NEG_INF;
+        Lr[r] = 0.0;
+    }
+    float acc[NACC];
+    for (int i = 0; i < NACC; i++)
+        acc[i] = 0.0;
+
+    for (int j0 = s0; j0 < e0; j0++)
+        for (int j1 = u1s; j1 < u1e; j1++) {
+            /* The rows that see j1: [a1, b1) of the tile's axis-1 rows. */
+            int a1 = m1, b1 = m1;
+            for (int r1 = 0; r1 < m1; r1++) {
+                int ws, we;
+                nb_window(p1 + r1, n1, k1, cz1, ws, we);
+                if (ws <= j1 && j1 < we) {
+                    if (a1 == m1)
+                        a1 = r1;
+                    b1 = r1 + 1;
+                }
+            }
+            const int rlo = a1 * m2, rhi = b1 * m2;
+            const int gk0 = c0 + d0 * j0, gk1 = c1 + d1 * j1;
+
+            barrier();   /* the previous run's Ks, Vs, S are used */
+            for (int e = lid; e < nu * D; e += WG) {
+                const int u = e / D, dd = e % D;
+                Ks[u * QD + dd] = load_k(at(P_K, b, gk0, gk1, c2 + d2 * (u2s + u), hk) + dd * kd);
+            }
+            for (int e = lid; e < nu * DV; e += WG) {
+                const int u = e / DV, c = e % DV;
+                Vs[u * DV + c] = load_v(at(P_V, b, gk0, gk1, c2 + d2 * (u2s + u), hk) + c * vd);
+            }
+            barrier();
+
+            for (int e = lid; e < (rhi - rlo) * K2; e += WG) {
+                const int r = rlo + e / K2, kk = e % K2;
+                int ws, we;
+                nb_window(p2 + r % m2, n2, k2, cz2, ws, we);
+                float s = NEG_INF;
+                if (ws + kk < we) {
+                    const int qr = r * QD, kr = (ws - u2s + kk) * QD;
+                    s = 0.0;
+                    for (int dd = 0; dd < D; dd++)
+                        s = fma(Qs[qr + dd], Ks[kr + dd], s);
+                }
+                S[r * K2 + kk] = s;
+            }
+            barrier();
+
+            for (int r = rlo + lid; r < rhi; r += WG) {
+                float mx = NEG_INF;
+                for (int kk = 0; kk < K2; kk++)
+                    mx = max(mx, S[r * K2 + kk]);
+                const float mn = max(Mr[r], mx);   /* finite: every row sees a key here */
+                float sum = 0.0;
+                for (int kk = 0; kk < K2; kk++) {
+                    const float pk = exp(S[r * K2 + kk] - mn);
+                    S[r * K2 + kk] = pk;
+                    sum += pk;
+                }
+                Ar[r] = exp(Mr[r] - mn);
+                Lr[r] = Lr[r] * Ar[r] + sum;
+                Mr[r] = mn;
+            }
+            barrier();
+
+            for (int i = 0; i < NACC; i++) {
+                const int e = lid + i * WG, r = e / DV, c = e % DV;
+                if (r >= rlo && r < rhi) {
+                    int ws, we;
+                    nb_window(p2 + r % m2, n2, k2, cz2, ws, we);
+                    const int vb = (ws - u2s) * DV + c;
+                    float o = acc[i] * Ar[r];
+                    for (int kk = 0; kk < we - ws; kk++)
+                        o = fma(S[r * K2 + kk], Vs[vb + kk * DV], o);
+                    acc[i] = o;
+                }
+            }
+        }
+
+    for (int i = 0; i < NACC; i++) {
+        const int e = lid + i * WG, r = e / DV, c = e % DV;
+        if (r < nq) {
+            const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
+            store_o(P.w[P_OUT_DT], at(P_O, b, g0, g1, g2, h) + c * od, acc[i] / Lr[r]);
+        }
+    }
+    if (P.w[P_HAS_LSE] != 0)
+        for (int r = lid; r < nq; r += WG) {
+            const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
+            L.w[at(P_L, b, g0, g1, g2, h)] = Mr[r] + log(Lr[r]);
+        }
+}
