@@ -17,13 +17,19 @@
  * O lives in registers: work-item lid owns the elements lid + i*WG (i <
  * NACC) of the row-major TQ x DV block, so every work-item holds elements of
  * every part of the tile and the rows a run serves spread evenly over them.
+ * Local-memory reads are float4 where they can be: q and k rows are padded
+ * with zeros to D4 = ceil(D/4) float4s (plus one, so that the rows of
+ * consecutive keys start in different banks), score rows to K2P =
+ * 4*ceil(K2/4) (pads score -inf, so P is 0 there), and Vs has K2P zero rows
+ * past the staged keys for the padded keys to read.
  * Local arrays (sizes from the host, which fits them in local memory):
- * Qs [TQ][D+1] (scaled q, padded against bank conflicts), Ks [U2][D+1],
- * Vs [U2][DV], S [TQ][K2], rows [3][TQ] (m, l, alpha).
+ * Qs [TQ][QD4] (scaled q), Ks [U2][QD4] float4; Vs [U2 + K2P][DV];
+ * S [TQ][K2P/4] float4; rows [3][TQ] (m, l, alpha).
  *
  * Compile-time: IN_DT, D, DV, TQ (queries per tile, at least T1*T2), WG. */
 
-#define QD (D + 1)
+#define D4 ((D + 3) / 4)
+#define QD4 (D4 + 1)
 #define NACC ((TQ * DV + WG - 1) / WG)
 
 /* Window [*s, *e) on a class sub-grid of n positions around position p. */
@@ -59,8 +65,8 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
                        long len0, long len1, long len2, long k0, long k1, long k2,
                        long dil0, long dil1, long dil2, int causal0, int causal1, int causal2,
                        int group, float scale,
-                       __local float *Qs, __local float *Ks, __local float *Vs,
-                       __local float *S, __local float *rows)
+                       __local float4 *Qs, __local float4 *Ks, __local float *Vs,
+                       __local float4 *S4, __local float *rows)
 {
     const int lid = get_local_id(0);
     const int tile = get_group_id(0);
@@ -83,13 +89,18 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
     nb_window(p2, n2, k2, causal2, &u2s, &tmp);
     nb_window(p2 + m2 - 1, n2, k2, causal2, &tmp, &u2e);
     const int U2 = (int)(u2e - u2s);
+    const int K2P = ((int)k2 + 3) / 4 * 4;
+    __local float *S = (__local float *)S4;
 
-    for (int e = lid; e < nq * D; e += WG) {
-        const int r = e / D, dd = e % D;
+    for (int e = lid; e < nq * 4 * D4; e += WG) {
+        const int r = e / (4 * D4), dd = e % (4 * D4);
         const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
-        Qs[r * QD + dd] = scale * LOAD_IN(q, q_off + b * qs0 + g0 * qs1 + g1 * qs2 + g2 * qs3 +
-                                          h * qs4 + dd * qs5);
+        ((__local float *)(Qs + r * QD4))[dd] =
+            dd < D ? scale * LOAD_IN(q, q_off + b * qs0 + g0 * qs1 + g1 * qs2 + g2 * qs3 +
+                                     h * qs4 + dd * qs5) : 0.0f;
     }
+    for (int e = U2 * DV + lid; e < (U2 + K2P) * DV; e += WG)
+        Vs[e] = 0.0f;
     for (int r = lid; r < TQ; r += WG) {
         M[r] = -INFINITY;
         L[r] = 0.0f;
@@ -116,11 +127,12 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
             const long gk0 = c0 + dil0 * j0, gk1 = c1 + dil1 * j1;
 
             barrier(CLK_LOCAL_MEM_FENCE);   /* the previous run's Ks, Vs, S are used */
-            for (int e = lid; e < U2 * D; e += WG) {
-                const int u = e / D, dd = e % D;
+            for (int e = lid; e < U2 * 4 * D4; e += WG) {
+                const int u = e / (4 * D4), dd = e % (4 * D4);
                 const long g2 = c2 + dil2 * (u2s + u);
-                Ks[u * QD + dd] = LOAD_IN(k, k_off + b * ks0 + gk0 * ks1 + gk1 * ks2 +
-                                          g2 * ks3 + hk * ks4 + dd * ks5);
+                ((__local float *)(Ks + u * QD4))[dd] =
+                    dd < D ? LOAD_IN(k, k_off + b * ks0 + gk0 * ks1 + gk1 * ks2 + g2 * ks3 +
+                                     hk * ks4 + dd * ks5) : 0.0f;
             }
             for (int e = lid; e < U2 * DV; e += WG) {
                 const int u = e / DV, c = e % DV;
@@ -130,30 +142,30 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 
-            const int K2 = (int)k2;
-            for (int e = lid; e < (rhi - rlo) * K2; e += WG) {
-                const int r = rlo + e / K2, kk = e % K2;
+            for (int e = lid; e < (rhi - rlo) * K2P; e += WG) {
+                const int r = rlo + e / K2P, kk = e % K2P;
                 long ws, we;
                 nb_window(p2 + r % m2, n2, k2, causal2, &ws, &we);
                 float s = -INFINITY;
                 if (ws + kk < we) {
-                    __local const float *qr = Qs + r * QD, *kr = Ks + (ws - u2s + kk) * QD;
-                    s = 0.0f;
-                    for (int dd = 0; dd < D; dd++)
-                        s = mad(qr[dd], kr[dd], s);
+                    __local const float4 *qr = Qs + r * QD4, *kr = Ks + (ws - u2s + kk) * QD4;
+                    float4 a = (float4)(0.0f);
+                    for (int j = 0; j < D4; j++)
+                        a = mad(qr[j], kr[j], a);
+                    s = (a.s0 + a.s1) + (a.s2 + a.s3);
                 }
-                S[r * K2 + kk] = s;
+                S[r * K2P + kk] = s;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 
             for (int r = rlo + lid; r < rhi; r += WG) {
-                __local float *sr = S + r * K2;
+                __local float *sr = S + r * K2P;
                 float mx = -INFINITY;
-                for (int kk = 0; kk < K2; kk++)
+                for (int kk = 0; kk < K2P; kk++)
                     mx = fmax(mx, sr[kk]);
                 const float mn = fmax(M[r], mx);   /* finite: every row sees a key here */
                 float sum = 0.0f;
-                for (int kk = 0; kk < K2; kk++) {
+                for (int kk = 0; kk < K2P; kk++) {
                     const float pk = exp(sr[kk] - mn);
                     sr[kk] = pk;
                     sum += pk;
@@ -170,10 +182,16 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
                 if (r >= rlo && r < rhi) {
                     long ws, we;
                     nb_window(p2 + r % m2, n2, k2, causal2, &ws, &we);
-                    __local const float *pr = S + r * K2, *vc = Vs + (ws - u2s) * DV + c;
+                    __local const float4 *pr = S4 + r * (K2P / 4);
+                    __local const float *vc = Vs + (ws - u2s) * DV + c;
                     float o = acc[i] * A[r];
-                    for (int kk = 0; kk < (int)(we - ws); kk++)
-                        o = mad(pr[kk], vc[kk * DV], o);
+                    for (int j = 0; j < K2P / 4; j++) {
+                        const float4 pj = pr[j];
+                        o = mad(pj.s0, vc[(4 * j) * DV], o);
+                        o = mad(pj.s1, vc[(4 * j + 1) * DV], o);
+                        o = mad(pj.s2, vc[(4 * j + 2) * DV], o);
+                        o = mad(pj.s3, vc[(4 * j + 3) * DV], o);
+                    }
                     acc[i] = o;
                 }
             }

@@ -24,11 +24,22 @@ static int64_t class_len(const attn_neighborhood_problem *p, int a, int64_t c)
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Local arrays of opencl/neighborhood.cl, in floats: Qs, Ks, Vs, S, rows. */
+static void local_floats(const attn_neighborhood_problem *p, const nb_cfg *c, int64_t n[5])
+{
+    const int64_t qd = 4 * ((p->d + 3) / 4 + 1), k2p = (p->kernel[2] + 3) / 4 * 4;
+    n[0] = c->tq * qd;
+    n[1] = c->u2 * qd;
+    n[2] = (c->u2 + k2p) * p->dv;
+    n[3] = c->tq * k2p;
+    n[4] = 3 * c->tq;
+}
+
 static size_t local_bytes(const attn_neighborhood_problem *p, const nb_cfg *c)
 {
-    const int64_t qd = p->d + 1;
-    return (size_t)(c->tq * qd + c->u2 * (qd + p->dv) + c->tq * p->kernel[2] + 3 * c->tq) *
-           sizeof(float);
+    int64_t n[5];
+    local_floats(p, c, n);
+    return (size_t)(n[0] + n[1] + n[2] + n[3] + n[4]) * sizeof(float);
 }
 
 /* The largest tile (up to 64 queries, about square: keys staged per query
@@ -144,12 +155,10 @@ static attn_status launch(attn_cl_device *d, const attn_neighborhood_problem *p,
         arg_int(&a, p->causal[i]);
     arg_int(&a, (int)(p->hq / p->hkv));
     arg_float(&a, p->scale);
-    const int64_t qd = p->d + 1;
-    arg_raw(&a, (size_t)(c->tq * qd) * sizeof(float), NULL);
-    arg_raw(&a, (size_t)(c->u2 * qd) * sizeof(float), NULL);
-    arg_raw(&a, (size_t)(c->u2 * p->dv) * sizeof(float), NULL);
-    arg_raw(&a, (size_t)(c->tq * p->kernel[2]) * sizeof(float), NULL);
-    arg_raw(&a, (size_t)(3 * c->tq) * sizeof(float), NULL);
+    int64_t n[5];
+    local_floats(p, c, n);
+    for (int i = 0; i < 5; i++)
+        arg_raw(&a, (size_t)n[i] * sizeof(float), NULL);
     if (a.err != CL_SUCCESS)
         return attn_cl_fail(a.err, "attn_neighborhood: clSetKernelArg");
 
