@@ -8,7 +8,10 @@
  * tile's axis-2 windows are staged once in shared memory; every query row
  * that sees j1 scores exactly its own K2-wide axis-2 window, then online
  * softmax in f32 and O += P V with O in registers (invocation lid owns the
- * elements lid + i*WG of the row-major TQ x DV block).
+ * elements lid + i*WG of the row-major TQ x DV block). Shared-memory reads
+ * are vec4 as in the OpenCL kernel: q and k rows zero-padded to D4 vec4s
+ * (plus one against bank conflicts), score rows to K2P = 4*ceil(K2/4) (pads
+ * score -inf), and K2P zero rows of V past the staged keys.
  *
  * Tensors are uint[] storage buffers addressed in elements of their dtype
  * (common.glsl); parameter words and the tile table are in binding 9
@@ -24,7 +27,9 @@ layout(constant_id = 4) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 5) const int U2 = 16;     /* keys of a staged run, at most */
 layout(constant_id = 6) const int K2 = 7;      /* kernel size on axis 2 */
 
-const int QD = D + 1;                          /* padded Q and K rows */
+const int D4 = (D + 3) / 4;
+const int QD4 = D4 + 1;                        /* padded Q and K rows, in vec4s */
+const int K2P = (K2 + 3) / 4 * 4;
 const int NACC = (TQ * DV + WG - 1) / WG;
 
 #extension GL_GOOGLE_include_directive : require
@@ -48,10 +53,10 @@ ATTN_LOAD_FIXED(load_k, K, IN_DT)
 ATTN_LOAD_FIXED(load_v, V, IN_DT)
 ATTN_STORE_ANY(store_o, O)
 
-shared float Qs[TQ * QD];
-shared float Ks[U2 * QD];
-shared float Vs[U2 * DV];
-shared float S[TQ * K2];
+shared vec4 Qs[TQ * QD4];
+shared vec4 Ks[U2 * QD4];
+shared float Vs[(U2 + K2P) * DV];
+shared vec4 S4[TQ * K2P / 4];
 shared float Mr[TQ], Lr[TQ], Ar[TQ];
 
 /* Window [s, e) on a class sub-grid of n positions around position p. */
@@ -108,11 +113,14 @@ void main()
     nb_window(p2 + m2 - 1, n2, k2, cz2, tmp, u2e);
     const int nu = u2e - u2s;
 
-    for (int e = lid; e < nq * D; e += WG) {
-        const int r = e / D, dd = e % D;
+    for (int e = lid; e < nq * 4 * D4; e += WG) {
+        const int r = e / (4 * D4), dd = e % (4 * D4);
         const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
-        Qs[r * QD + dd] = scale * load_q(at(P_Q, b, g0, g1, g2, h) + dd * qd);
+        Qs[r * QD4 + dd / 4][dd % 4] =
+            dd < D ? scale * load_q(at(P_Q, b, g0, g1, g2, h) + dd * qd) : 0.0;
     }
+    for (int e = nu * DV + lid; e < (U2 + K2P) * DV; e += WG)
+        Vs[e] = 0.0;
     for (int r = lid; r < TQ; r += WG) {
         Mr[r] = NEG_INF;
         Lr[r] = 0.0;
@@ -138,9 +146,10 @@ void main()
             const int gk0 = c0 + d0 * j0, gk1 = c1 + d1 * j1;
 
             barrier();   /* the previous run's Ks, Vs, S are used */
-            for (int e = lid; e < nu * D; e += WG) {
-                const int u = e / D, dd = e % D;
-                Ks[u * QD + dd] = load_k(at(P_K, b, gk0, gk1, c2 + d2 * (u2s + u), hk) + dd * kd);
+            for (int e = lid; e < nu * 4 * D4; e += WG) {
+                const int u = e / (4 * D4), dd = e % (4 * D4);
+                Ks[u * QD4 + dd / 4][dd % 4] = dd < D ?
+                    load_k(at(P_K, b, gk0, gk1, c2 + d2 * (u2s + u), hk) + dd * kd) : 0.0;
             }
             for (int e = lid; e < nu * DV; e += WG) {
                 const int u = e / DV, c = e % DV;
@@ -148,31 +157,34 @@ void main()
             }
             barrier();
 
-            for (int e = lid; e < (rhi - rlo) * K2; e += WG) {
-                const int r = rlo + e / K2, kk = e % K2;
+            for (int e = lid; e < (rhi - rlo) * K2P; e += WG) {
+                const int r = rlo + e / K2P, kk = e % K2P;
                 int ws, we;
                 nb_window(p2 + r % m2, n2, k2, cz2, ws, we);
                 float s = NEG_INF;
                 if (ws + kk < we) {
-                    const int qr = r * QD, kr = (ws - u2s + kk) * QD;
-                    s = 0.0;
-                    for (int dd = 0; dd < D; dd++)
-                        s = fma(Qs[qr + dd], Ks[kr + dd], s);
+                    const int qr = r * QD4, kr = (ws - u2s + kk) * QD4;
+                    vec4 a = vec4(0.0);
+                    for (int j = 0; j < D4; j++)
+                        a = fma(Qs[qr + j], Ks[kr + j], a);
+                    s = (a.x + a.y) + (a.z + a.w);
                 }
-                S[r * K2 + kk] = s;
+                S4[(r * K2P + kk) / 4][kk % 4] = s;
             }
             barrier();
 
             for (int r = rlo + lid; r < rhi; r += WG) {
-                float mx = NEG_INF;
-                for (int kk = 0; kk < K2; kk++)
-                    mx = max(mx, S[r * K2 + kk]);
+                const int sr = r * (K2P / 4);
+                vec4 mx4 = S4[sr];
+                for (int j = 1; j < K2P / 4; j++)
+                    mx4 = max(mx4, S4[sr + j]);
+                const float mx = max(max(mx4.x, mx4.y), max(mx4.z, mx4.w));
                 const float mn = max(Mr[r], mx);   /* finite: every row sees a key here */
                 float sum = 0.0;
-                for (int kk = 0; kk < K2; kk++) {
-                    const float pk = exp(S[r * K2 + kk] - mn);
-                    S[r * K2 + kk] = pk;
-                    sum += pk;
+                for (int j = 0; j < K2P / 4; j++) {
+                    const vec4 pk = exp(S4[sr + j] - mn);
+                    S4[sr + j] = pk;
+                    sum += (pk.x + pk.y) + (pk.z + pk.w);
                 }
                 Ar[r] = exp(Mr[r] - mn);
                 Lr[r] = Lr[r] * Ar[r] + sum;
@@ -185,10 +197,15 @@ void main()
                 if (r >= rlo && r < rhi) {
                     int ws, we;
                     nb_window(p2 + r % m2, n2, k2, cz2, ws, we);
-                    const int vb = (ws - u2s) * DV + c;
+                    const int vb = (ws - u2s) * DV + c, sr = r * (K2P / 4);
                     float o = acc[i] * Ar[r];
-                    for (int kk = 0; kk < we - ws; kk++)
-                        o = fma(S[r * K2 + kk], Vs[vb + kk * DV], o);
+                    for (int j = 0; j < K2P / 4; j++) {
+                        const vec4 pj = S4[sr + j];
+                        o = fma(pj.x, Vs[vb + (4 * j) * DV], o);
+                        o = fma(pj.y, Vs[vb + (4 * j + 1) * DV], o);
+                        o = fma(pj.z, Vs[vb + (4 * j + 2) * DV], o);
+                        o = fma(pj.w, Vs[vb + (4 * j + 3) * DV], o);
+                    }
                     acc[i] = o;
                 }
             }

@@ -29,11 +29,12 @@ static int64_t class_len(const attn_neighborhood_problem *p, int a, int64_t c)
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+/* Shared arrays of vulkan/neighborhood.comp: Qs, Ks, Vs, S4, Mr/Lr/Ar. */
 static size_t shared_bytes(const attn_neighborhood_problem *p, const nb_cfg *c)
 {
-    const int64_t qd = p->d + 1;
-    return (size_t)(c->tq * qd + c->u2 * (qd + p->dv) + c->tq * p->kernel[2] + 3 * c->tq) *
-           sizeof(float);
+    const int64_t qd = 4 * ((p->d + 3) / 4 + 1), k2p = (p->kernel[2] + 3) / 4 * 4;
+    return (size_t)(c->tq * qd + c->u2 * qd + (c->u2 + k2p) * p->dv + c->tq * k2p +
+                    3 * c->tq) * sizeof(float);
 }
 
 /* The largest tile (up to 64 queries, about square) whose arrays fit the
