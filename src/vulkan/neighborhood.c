@@ -1,6 +1,8 @@
 /* attn_neighborhood on Vulkan: picks the query tile from the device's
  * limits, writes the parameter words and the tile table, gets the
  * specialised pipeline and records one dispatch of vulkan/neighborhood.comp. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "vk.h"
 #include "args.h"
@@ -46,10 +48,14 @@ static int choose_cfg(const attn_vk_device *d, const attn_neighborhood_problem *
                       (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0]))
         wg /= 2;
     const int64_t n1 = class_len(p, 1, 0), n2 = class_len(p, 2, 0);
-    for (int lg = 6; lg >= 0; lg--) {
+    /* ATTN_NB_TILE="t1,t2" (tuning) is tried first. */
+    const char *env = getenv("ATTN_NB_TILE");
+    int et1 = 0, et2 = 0;
+    const int use_env = env && sscanf(env, "%d,%d", &et1, &et2) == 2 && et1 > 0 && et2 > 0;
+    for (int lg = use_env ? 7 : 6; lg >= 0; lg--) {
         nb_cfg c;
-        c.t1 = (int)min64(n1, 1 << (lg / 2));
-        c.t2 = (int)min64(n2, (1 << lg) / c.t1);
+        c.t1 = (int)min64(n1, lg == 7 ? et1 : 1 << (lg / 2));
+        c.t2 = (int)min64(n2, lg == 7 ? et2 : (1 << lg) / c.t1);
         c.tq = 1;
         while (c.tq < c.t1 * c.t2)
             c.tq *= 2;
