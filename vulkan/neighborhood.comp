@@ -8,7 +8,8 @@
  * tile's axis-2 windows are staged once in shared memory; every query row
  * that sees j1 scores exactly its own K2-wide axis-2 window, then online
  * softmax in f32 and O += P V with O in registers (invocation lid owns the
- * elements lid + i*WG of the row-major TQ x DV block). Shared-memory reads
+ * elements lid + i*WG of the row-major TQ x DV block; its loops are
+ * unrolled so that they stay in registers). Shared-memory reads
  * are vec4 as in the OpenCL kernel: q and k rows zero-padded to D4 vec4s
  * (plus one against bank conflicts), score rows to K2P = 4*ceil(K2/4) (pads
  * score -inf), and K2P zero rows of V past the staged keys.
@@ -33,6 +34,7 @@ const int K2P = (K2 + 3) / 4 * 4;
 const int NACC = (TQ * DV + WG - 1) / WG;
 
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(std430, binding = 0) readonly buffer Qb { uint w[]; } Q;
@@ -126,7 +128,7 @@ void main()
         Lr[r] = 0.0;
     }
     float acc[NACC];
-    for (int i = 0; i < NACC; i++)
+    [[unroll]] for (int i = 0; i < NACC; i++)
         acc[i] = 0.0;
 
     for (int j0 = s0; j0 < e0; j0++)
@@ -192,7 +194,7 @@ void main()
             }
             barrier();
 
-            for (int i = 0; i < NACC; i++) {
+            [[unroll]] for (int i = 0; i < NACC; i++) {
                 const int e = lid + i * WG, r = e / DV, c = e % DV;
                 if (r >= rlo && r < rhi) {
                     int ws, we;
@@ -211,7 +213,7 @@ void main()
             }
         }
 
-    for (int i = 0; i < NACC; i++) {
+    [[unroll]] for (int i = 0; i < NACC; i++) {
         const int e = lid + i * WG, r = e / DV, c = e % DV;
         if (r < nq) {
             const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
