@@ -3,20 +3,22 @@
  * Grids arrive widened to 3 axes (0 outermost). A work-group owns a tile of
  * queries of one head: one axis-0 position, T1 x T2 consecutive positions
  * of one dilation class on axes 1 and 2 (the host's tile table gives each
- * tile's class and first position per axis). Neighbouring queries share
- * most of their keys, so the keys are walked as "runs": for each key
- * position j0 of the axis-0 window and j1 of the union of the tile's axis-1
- * windows, the U2 = T2 + K2 - 1 (at most) keys of the union of the tile's
- * axis-2 windows are staged once in local memory (K and V) and used by
- * every query row that sees j1 (a contiguous range of rows: windows are
- * monotone in the position). Each query scores exactly its own K2-wide
- * axis-2 window, so no score is computed for a key it cannot see:
- *   S[r][kk] = q_r . k_(w2s(r) + kk)          one work-item per score
+ * tile's class and first position per axis); row r1*T2 + r2 of the tile is
+ * the query at (r1, r2). Neighbouring queries share most of their keys, so
+ * the keys are walked as "runs": for each key position j0 of the axis-0
+ * window and j1 of the union of the tile's axis-1 windows, the keys of the
+ * union of the tile's axis-2 windows (at most T2 + K2 - 1) are staged once
+ * in local memory (K and V) and used by every row r1 that sees j1 (a
+ * contiguous range [a1, b1): windows are monotone in the position). Each
+ * query scores exactly its own K2-wide axis-2 window, so no score is
+ * computed for a key it cannot see:
+ *   S[r][kk] = q_r . k_(w2s(r2) + kk)         one work-item per score
  *   online softmax per row (running max m, sum l, rescale alpha), in f32
- *   O[r][c] = alpha O[r][c] + sum_kk P[r][kk] V[w2s(r) + kk][c]
- * O lives in registers: work-item lid owns the elements lid + i*WG (i <
- * NACC) of the row-major TQ x DV block, so every work-item holds elements of
- * every part of the tile and the rows a run serves spread evenly over them.
+ *   O[r][c] = alpha O[r][c] + sum_kk P[r][kk] V[w2s(r2) + kk][c]
+ * The rows of one column r2 share their axis-2 window, hence their V rows:
+ * work-item lid owns the (r2, c) pairs lid + i*WG (i < NP) of the T2 x DV
+ * block, for all T1 rows r1, so each V value it reads from local memory
+ * serves up to T1 accumulators (kept in registers: TQ * DV / WG of them).
  * Local-memory reads are float4 where they can be: q and k rows are padded
  * with zeros to D4 = ceil(D/4) float4s (plus one, so that the rows of
  * consecutive keys start in different banks), score rows to K2P =
@@ -26,11 +28,12 @@
  * Qs [TQ][QD4] (scaled q), Ks [U2][QD4] float4; Vs [U2 + K2P][DV];
  * S [TQ][K2P/4] float4; rows [3][TQ] (m, l, alpha).
  *
- * Compile-time: IN_DT, D, DV, TQ (queries per tile, at least T1*T2), WG. */
+ * Compile-time: IN_DT, D, DV, T1, T2, WG. */
 
 #define D4 ((D + 3) / 4)
 #define QD4 (D4 + 1)
-#define NACC ((TQ * DV + WG - 1) / WG)
+#define TQ (T1 * T2)
+#define NP ((T2 * DV + WG - 1) / WG)   /* (r2, c) pairs per work-item */
 
 /* Window [*s, *e) on a class sub-grid of n positions around position p. */
 inline void nb_window(long p, long n, long k, int causal, long *s, long *e)
@@ -61,7 +64,7 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
                        long os3, long os4, long os5, int out_dt,
                        __global float *lse, long l_off, long ls0, long ls1, long ls2,
                        long ls3, long ls4, int has_lse,
-                       __global const int *tiles, int nt0, int nt1, int nt2, int t1, int t2,
+                       __global const int *tiles, int nt0, int nt1, int nt2,
                        long len0, long len1, long len2, long k0, long k1, long k2,
                        long dil0, long dil1, long dil2, int causal0, int causal1, int causal2,
                        int group, float scale,
@@ -77,8 +80,7 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
     const long c2 = tiles[2 * (nt0 + nt1 + i2)], p2 = tiles[2 * (nt0 + nt1 + i2) + 1];
     const long n0 = nb_class_len(len0, c0, dil0), n1 = nb_class_len(len1, c1, dil1);
     const long n2 = nb_class_len(len2, c2, dil2);
-    const int m1 = (int)min((long)t1, n1 - p1), m2 = (int)min((long)t2, n2 - p2);
-    const int nq = m1 * m2;
+    const int m1 = (int)min((long)T1, n1 - p1), m2 = (int)min((long)T2, n2 - p2);
     const long g0 = c0 + dil0 * p0;
     __local float *M = rows, *L = rows + TQ, *A = rows + 2 * TQ;
 
@@ -92,12 +94,12 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
     const int K2P = ((int)k2 + 3) / 4 * 4;
     __local float *S = (__local float *)S4;
 
-    for (int e = lid; e < nq * 4 * D4; e += WG) {
-        const int r = e / (4 * D4), dd = e % (4 * D4);
-        const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
-        ((__local float *)(Qs + r * QD4))[dd] =
-            dd < D ? scale * LOAD_IN(q, q_off + b * qs0 + g0 * qs1 + g1 * qs2 + g2 * qs3 +
-                                     h * qs4 + dd * qs5) : 0.0f;
+    for (int e = lid; e < TQ * 4 * D4; e += WG) {
+        const int r = e / (4 * D4), dd = e % (4 * D4), r1 = r / T2, r2 = r % T2;
+        const long g1 = c1 + dil1 * (p1 + r1), g2 = c2 + dil2 * (p2 + r2);
+        ((__local float *)(Qs + r * QD4))[dd] = dd < D && r1 < m1 && r2 < m2 ?
+            scale * LOAD_IN(q, q_off + b * qs0 + g0 * qs1 + g1 * qs2 + g2 * qs3 + h * qs4 +
+                            dd * qs5) : 0.0f;
     }
     for (int e = U2 * DV + lid; e < (U2 + K2P) * DV; e += WG)
         Vs[e] = 0.0f;
@@ -105,9 +107,9 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
         M[r] = -INFINITY;
         L[r] = 0.0f;
     }
-    float acc[NACC];
+    float acc[NP * T1];
 #pragma unroll
-    for (int i = 0; i < NACC; i++)
+    for (int i = 0; i < NP * T1; i++)
         acc[i] = 0.0f;
 
     for (long j0 = s0; j0 < e0; j0++)
@@ -123,7 +125,7 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
                     b1 = r1 + 1;
                 }
             }
-            const int rlo = a1 * m2, rhi = b1 * m2;
+            const int rlo = a1 * T2, rhi = b1 * T2;
             const long gk0 = c0 + dil0 * j0, gk1 = c1 + dil1 * j1;
 
             barrier(CLK_LOCAL_MEM_FENCE);   /* the previous run's Ks, Vs, S are used */
@@ -144,8 +146,10 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
 
             for (int e = lid; e < (rhi - rlo) * K2P; e += WG) {
                 const int r = rlo + e / K2P, kk = e % K2P;
+                if (r % T2 >= m2)
+                    continue;
                 long ws, we;
-                nb_window(p2 + r % m2, n2, k2, causal2, &ws, &we);
+                nb_window(p2 + r % T2, n2, k2, causal2, &ws, &we);
                 float s = -INFINITY;
                 if (ws + kk < we) {
                     __local const float4 *qr = Qs + r * QD4, *kr = Ks + (ws - u2s + kk) * QD4;
@@ -159,6 +163,8 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
             barrier(CLK_LOCAL_MEM_FENCE);
 
             for (int r = rlo + lid; r < rhi; r += WG) {
+                if (r % T2 >= m2)
+                    continue;
                 __local float *sr = S + r * K2P;
                 float mx = -INFINITY;
                 for (int kk = 0; kk < K2P; kk++)
@@ -177,38 +183,54 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
             barrier(CLK_LOCAL_MEM_FENCE);
 
 #pragma unroll
-            for (int i = 0; i < NACC; i++) {
-                const int e = lid + i * WG, r = e / DV, c = e % DV;
-                if (r >= rlo && r < rhi) {
-                    long ws, we;
-                    nb_window(p2 + r % m2, n2, k2, causal2, &ws, &we);
-                    __local const float4 *pr = S4 + r * (K2P / 4);
-                    __local const float *vc = Vs + (ws - u2s) * DV + c;
-                    float o = acc[i] * A[r];
-                    for (int j = 0; j < K2P / 4; j++) {
-                        const float4 pj = pr[j];
-                        o = mad(pj.s0, vc[(4 * j) * DV], o);
-                        o = mad(pj.s1, vc[(4 * j + 1) * DV], o);
-                        o = mad(pj.s2, vc[(4 * j + 2) * DV], o);
-                        o = mad(pj.s3, vc[(4 * j + 3) * DV], o);
-                    }
-                    acc[i] = o;
+            for (int i = 0; i < NP; i++) {
+                const int e = lid + i * WG, r2 = e / DV, c = e % DV;
+                if (r2 >= m2)
+                    continue;
+#pragma unroll
+                for (int r1 = 0; r1 < T1; r1++)
+                    if (r1 >= a1 && r1 < b1)
+                        acc[i * T1 + r1] *= A[r1 * T2 + r2];
+                long ws, we;
+                nb_window(p2 + r2, n2, k2, causal2, &ws, &we);
+                __local const float *vc = Vs + (ws - u2s) * DV + c;
+                for (int j = 0; j < K2P / 4; j++) {
+                    const float v0 = vc[(4 * j) * DV], v1 = vc[(4 * j + 1) * DV];
+                    const float v2 = vc[(4 * j + 2) * DV], v3 = vc[(4 * j + 3) * DV];
+#pragma unroll
+                    for (int r1 = 0; r1 < T1; r1++)
+                        if (r1 >= a1 && r1 < b1) {
+                            const float4 pj = S4[(r1 * T2 + r2) * (K2P / 4) + j];
+                            float o = acc[i * T1 + r1];
+                            o = mad(pj.s0, v0, o);
+                            o = mad(pj.s1, v1, o);
+                            o = mad(pj.s2, v2, o);
+                            acc[i * T1 + r1] = mad(pj.s3, v3, o);
+                        }
                 }
             }
         }
 
 #pragma unroll
-    for (int i = 0; i < NACC; i++) {
-        const int e = lid + i * WG, r = e / DV, c = e % DV;
-        if (r < nq) {
-            const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
-            attn_store(out, out_dt, o_off + b * os0 + g0 * os1 + g1 * os2 + g2 * os3 +
-                       h * os4 + c * os5, acc[i] / L[r]);
-        }
+    for (int i = 0; i < NP; i++) {
+        const int e = lid + i * WG, r2 = e / DV, c = e % DV;
+        if (r2 >= m2)
+            continue;
+        const long g2 = c2 + dil2 * (p2 + r2);
+#pragma unroll
+        for (int r1 = 0; r1 < T1; r1++)
+            if (r1 < m1) {
+                const long g1 = c1 + dil1 * (p1 + r1);
+                attn_store(out, out_dt, o_off + b * os0 + g0 * os1 + g1 * os2 + g2 * os3 +
+                           h * os4 + c * os5, acc[i * T1 + r1] / L[r1 * T2 + r2]);
+            }
     }
     if (has_lse)
-        for (int r = lid; r < nq; r += WG) {
-            const long g1 = c1 + dil1 * (p1 + r / m2), g2 = c2 + dil2 * (p2 + r % m2);
+        for (int r = lid; r < TQ; r += WG) {
+            const int r1 = r / T2, r2 = r % T2;
+            if (r1 >= m1 || r2 >= m2)
+                continue;
+            const long g1 = c1 + dil1 * (p1 + r1), g2 = c2 + dil2 * (p2 + r2);
             lse[l_off + b * ls0 + g0 * ls1 + g1 * ls2 + g2 * ls3 + h * ls4] = M[r] + log(L[r]);
         }
 }

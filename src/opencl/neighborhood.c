@@ -7,8 +7,8 @@
 #include "../error.h"
 
 typedef struct nb_cfg {
-    int t1, t2;     /* query positions per tile on axes 1 and 2 */
-    int tq;         /* TQ: a power of two >= t1 * t2 (compile-time) */
+    int t1, t2;     /* query positions per tile on axes 1 and 2 (compile-time) */
+    int tq;         /* t1 * t2 */
     int wg;         /* work-group size (compile-time) */
     int64_t u2;     /* keys of a staged run, at most */
 } nb_cfg;
@@ -58,12 +58,11 @@ static int choose_cfg(const attn_cl_device *d, const attn_neighborhood_problem *
         nb_cfg c;
         c.t1 = (int)min64(n1, lg == 7 ? et1 : 1 << (lg / 2));
         c.t2 = (int)min64(n2, lg == 7 ? et2 : (1 << lg) / c.t1);
-        c.tq = 1;
-        while (c.tq < c.t1 * c.t2)
-            c.tq *= 2;
+        c.tq = c.t1 * c.t2;
         c.wg = wg;
         c.u2 = min64(c.t2 + p->kernel[2] - 1, n2);
-        if ((int64_t)c.tq * p->dv > (int64_t)NB_MAX_ACC * wg || local_bytes(p, &c) > budget)
+        const int64_t acc = (c.t2 * p->dv + wg - 1) / wg * c.t1;
+        if (acc > NB_MAX_ACC || local_bytes(p, &c) > budget)
             continue;
         *out = c;
         return 1;
@@ -75,8 +74,8 @@ static attn_status get_kernel(attn_cl_device *d, const attn_neighborhood_problem
                               const nb_cfg *c, cl_kernel *out, size_t *kernel_max)
 {
     char opts[256];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DIN_DT=%d -DTQ=%d -DWG=%d",
-             (long long)p->d, (long long)p->dv, (int)p->q.dtype, c->tq, c->wg);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DIN_DT=%d -DT1=%d -DT2=%d "
+             "-DWG=%d", (long long)p->d, (long long)p->dv, (int)p->q.dtype, c->t1, c->t2, c->wg);
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_NEIGHBORHOOD, opts, &prog);
     if (s != ATTN_OK)
@@ -147,8 +146,6 @@ static attn_status launch(attn_cl_device *d, const attn_neighborhood_problem *p,
     arg_mem(&a, tiles);
     for (int i = 0; i < 3; i++)
         arg_int(&a, (int)nt[i]);
-    arg_int(&a, c->t1);
-    arg_int(&a, c->t2);
     for (int i = 0; i < 3; i++)
         arg_long(&a, p->len[i]);
     for (int i = 0; i < 3; i++)
