@@ -3,13 +3,15 @@
  * opencl/neighborhood.cl (its header explains the tiling).
  *
  * A workgroup owns a tile of queries of one head: one axis-0 position and
- * T1 x T2 positions of one dilation class on axes 1 and 2. For each run of
- * keys (axis-0 key j0, axis-1 key j1) the U2 keys of the union of the
- * tile's axis-2 windows are staged once in shared memory; every query row
- * that sees j1 scores exactly its own K2-wide axis-2 window, then online
- * softmax in f32 and O += P V with O in registers (invocation lid owns the
- * elements lid + i*WG of the row-major TQ x DV block; its loops are
- * unrolled so that they stay in registers). Shared-memory reads
+ * T1 x T2 positions of one dilation class on axes 1 and 2 (row r1*T2 + r2).
+ * For each run of keys (axis-0 key j0, axis-1 key j1) the U2 keys of the
+ * union of the tile's axis-2 windows are staged once in shared memory;
+ * every query row that sees j1 scores exactly its own K2-wide axis-2
+ * window, then online softmax in f32 and O += P V with O in registers:
+ * invocation lid owns the (r2, c) pairs lid + i*WG (i < NP) of the T2 x DV
+ * block for all T1 rows r1, which share r2's V rows, so each V value read
+ * serves up to T1 accumulators (loops over them unrolled so that they stay
+ * in registers). Shared-memory reads
  * are vec4 as in the OpenCL kernel: q and k rows zero-padded to D4 vec4s
  * (plus one against bank conflicts), score rows to K2P = 4*ceil(K2/4) (pads
  * score -inf), and K2P zero rows of V past the staged keys.
@@ -21,17 +23,19 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const int WG = 128;
-layout(constant_id = 1) const int TQ = 64;     /* queries per tile, at least T1*T2 */
+layout(constant_id = 1) const int T1 = 8;      /* query positions per tile on axis 1 */
 layout(constant_id = 2) const int D = 64;
 layout(constant_id = 3) const int DV = 64;
 layout(constant_id = 4) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 5) const int U2 = 16;     /* keys of a staged run, at most */
 layout(constant_id = 6) const int K2 = 7;      /* kernel size on axis 2 */
+layout(constant_id = 7) const int T2 = 8;      /* query positions per tile on axis 2 */
 
 const int D4 = (D + 3) / 4;
 const int QD4 = D4 + 1;                        /* padded Q and K rows, in vec4s */
 const int K2P = (K2 + 3) / 4 * 4;
-const int NACC = (TQ * DV + WG - 1) / WG;
+const int TQ = T1 * T2;
+const int NP = (T2 * DV + WG - 1) / WG;        /* (r2, c) pairs per invocation */
 
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
@@ -47,7 +51,7 @@ layout(std430, binding = 9) readonly buffer Pb { int w[]; } P;
 /* Parameter words (src/vulkan/neighborhood.c): views as (element offset,
  * strides of [B, X, Y, Z, H, D]) (lse without D), then scalars. */
 const int P_Q = 0, P_K = 7, P_V = 14, P_O = 21, P_L = 28, P_OUT_DT = 34, P_HAS_LSE = 35,
-          P_NT = 36, P_T1 = 39, P_T2 = 40, P_LEN = 41, P_KER = 44, P_DIL = 47, P_CAUSAL = 50,
+          P_NT = 36, P_LEN = 41, P_KER = 44, P_DIL = 47, P_CAUSAL = 50,
           P_GROUP = 53, P_SCALE = 54, P_TILES = 64;
 
 ATTN_LOAD_FIXED(load_q, Q, IN_DT)
@@ -102,7 +106,7 @@ void main()
     const int d0 = P.w[P_DIL], d1 = P.w[P_DIL + 1], d2 = P.w[P_DIL + 2];
     const bool cz0 = P.w[P_CAUSAL] != 0, cz1 = P.w[P_CAUSAL + 1] != 0;
     const bool cz2 = P.w[P_CAUSAL + 2] != 0;
-    const int m1 = min(P.w[P_T1], n1 - p1), m2 = min(P.w[P_T2], n2 - p2), nq = m1 * m2;
+    const int m1 = min(T1, n1 - p1), m2 = min(T2, n2 - p2);
     const int g0 = c0 + d0 * p0;
     const float scale = intBitsToFloat(P.w[P_SCALE]);
     const int qd = P.w[P_Q + 6], kd = P.w[P_K + 6], vd = P.w[P_V + 6], od = P.w[P_O + 6];
@@ -115,11 +119,11 @@ void main()
     nb_window(p2 + m2 - 1, n2, k2, cz2, tmp, u2e);
     const int nu = u2e - u2s;
 
-    for (int e = lid; e < nq * 4 * D4; e += WG) {
-        const int r = e / (4 * D4), dd = e % (4 * D4);
-        const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
-        Qs[r * QD4 + dd / 4][dd % 4] =
-            dd < D ? scale * load_q(at(P_Q, b, g0, g1, g2, h) + dd * qd) : 0.0;
+    for (int e = lid; e < TQ * 4 * D4; e += WG) {
+        const int r = e / (4 * D4), dd = e % (4 * D4), r1 = r / T2, r2 = r % T2;
+        const int g1 = c1 + d1 * (p1 + r1), g2 = c2 + d2 * (p2 + r2);
+        Qs[r * QD4 + dd / 4][dd % 4] = dd < D && r1 < m1 && r2 < m2 ?
+            scale * load_q(at(P_Q, b, g0, g1, g2, h) + dd * qd) : 0.0;
     }
     for (int e = nu * DV + lid; e < (U2 + K2P) * DV; e += WG)
         Vs[e] = 0.0;
@@ -127,8 +131,8 @@ void main()
         Mr[r] = NEG_INF;
         Lr[r] = 0.0;
     }
-    float acc[NACC];
-    [[unroll]] for (int i = 0; i < NACC; i++)
+    float acc[NP * T1];
+    [[unroll]] for (int i = 0; i < NP * T1; i++)
         acc[i] = 0.0;
 
     for (int j0 = s0; j0 < e0; j0++)
@@ -144,7 +148,7 @@ void main()
                     b1 = r1 + 1;
                 }
             }
-            const int rlo = a1 * m2, rhi = b1 * m2;
+            const int rlo = a1 * T2, rhi = b1 * T2;
             const int gk0 = c0 + d0 * j0, gk1 = c1 + d1 * j1;
 
             barrier();   /* the previous run's Ks, Vs, S are used */
@@ -161,8 +165,10 @@ void main()
 
             for (int e = lid; e < (rhi - rlo) * K2P; e += WG) {
                 const int r = rlo + e / K2P, kk = e % K2P;
+                if (r % T2 >= m2)
+                    continue;
                 int ws, we;
-                nb_window(p2 + r % m2, n2, k2, cz2, ws, we);
+                nb_window(p2 + r % T2, n2, k2, cz2, ws, we);
                 float s = NEG_INF;
                 if (ws + kk < we) {
                     const int qr = r * QD4, kr = (ws - u2s + kk) * QD4;
@@ -176,6 +182,8 @@ void main()
             barrier();
 
             for (int r = rlo + lid; r < rhi; r += WG) {
+                if (r % T2 >= m2)
+                    continue;
                 const int sr = r * (K2P / 4);
                 vec4 mx4 = S4[sr];
                 for (int j = 1; j < K2P / 4; j++)
@@ -194,35 +202,48 @@ void main()
             }
             barrier();
 
-            [[unroll]] for (int i = 0; i < NACC; i++) {
-                const int e = lid + i * WG, r = e / DV, c = e % DV;
-                if (r >= rlo && r < rhi) {
-                    int ws, we;
-                    nb_window(p2 + r % m2, n2, k2, cz2, ws, we);
-                    const int vb = (ws - u2s) * DV + c, sr = r * (K2P / 4);
-                    float o = acc[i] * Ar[r];
-                    for (int j = 0; j < K2P / 4; j++) {
-                        const vec4 pj = S4[sr + j];
-                        o = fma(pj.x, Vs[vb + (4 * j) * DV], o);
-                        o = fma(pj.y, Vs[vb + (4 * j + 1) * DV], o);
-                        o = fma(pj.z, Vs[vb + (4 * j + 2) * DV], o);
-                        o = fma(pj.w, Vs[vb + (4 * j + 3) * DV], o);
-                    }
-                    acc[i] = o;
+            [[unroll]] for (int i = 0; i < NP; i++) {
+                const int e = lid + i * WG, r2 = e / DV, c = e % DV;
+                if (r2 >= m2)
+                    continue;
+                [[unroll]] for (int r1 = 0; r1 < T1; r1++)
+                    if (r1 >= a1 && r1 < b1)
+                        acc[i * T1 + r1] *= Ar[r1 * T2 + r2];
+                int ws, we;
+                nb_window(p2 + r2, n2, k2, cz2, ws, we);
+                const int vb = (ws - u2s) * DV + c;
+                for (int j = 0; j < K2P / 4; j++) {
+                    const float v0 = Vs[vb + (4 * j) * DV], v1 = Vs[vb + (4 * j + 1) * DV];
+                    const float v2 = Vs[vb + (4 * j + 2) * DV], v3 = Vs[vb + (4 * j + 3) * DV];
+                    [[unroll]] for (int r1 = 0; r1 < T1; r1++)
+                        if (r1 >= a1 && r1 < b1) {
+                            const vec4 pj = S4[(r1 * T2 + r2) * (K2P / 4) + j];
+                            float o = acc[i * T1 + r1];
+                            o = fma(pj.x, v0, o);
+                            o = fma(pj.y, v1, o);
+                            o = fma(pj.z, v2, o);
+                            acc[i * T1 + r1] = fma(pj.w, v3, o);
+                        }
                 }
             }
         }
 
-    [[unroll]] for (int i = 0; i < NACC; i++) {
-        const int e = lid + i * WG, r = e / DV, c = e % DV;
-        if (r < nq) {
-            const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
-            store_o(P.w[P_OUT_DT], at(P_O, b, g0, g1, g2, h) + c * od, acc[i] / Lr[r]);
-        }
+    [[unroll]] for (int i = 0; i < NP; i++) {
+        const int e = lid + i * WG, r2 = e / DV, c = e % DV;
+        if (r2 >= m2)
+            continue;
+        const int g2 = c2 + d2 * (p2 + r2);
+        [[unroll]] for (int r1 = 0; r1 < T1; r1++)
+            if (r1 < m1)
+                store_o(P.w[P_OUT_DT], at(P_O, b, g0, c1 + d1 * (p1 + r1), g2, h) + c * od,
+                        acc[i * T1 + r1] / Lr[r1 * T2 + r2]);
     }
     if (P.w[P_HAS_LSE] != 0)
-        for (int r = lid; r < nq; r += WG) {
-            const int g1 = c1 + d1 * (p1 + r / m2), g2 = c2 + d2 * (p2 + r % m2);
+        for (int r = lid; r < TQ; r += WG) {
+            const int r1 = r / T2, r2 = r % T2;
+            if (r1 >= m1 || r2 >= m2)
+                continue;
+            const int g1 = c1 + d1 * (p1 + r1), g2 = c2 + d2 * (p2 + r2);
             L.w[at(P_L, b, g0, g1, g2, h)] = Mr[r] + log(Lr[r]);
         }
 }

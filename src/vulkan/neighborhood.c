@@ -10,12 +10,12 @@
 
 /* Parameter words shared with vulkan/neighborhood.comp. */
 enum { P_Q = 0, P_K = 7, P_V = 14, P_O = 21, P_L = 28, P_OUT_DT = 34, P_HAS_LSE = 35,
-       P_NT = 36, P_T1 = 39, P_T2 = 40, P_LEN = 41, P_KER = 44, P_DIL = 47, P_CAUSAL = 50,
+       P_NT = 36, P_LEN = 41, P_KER = 44, P_DIL = 47, P_CAUSAL = 50,
        P_GROUP = 53, P_SCALE = 54, P_TILES = 64 };
 
 typedef struct nb_cfg {
     int t1, t2;     /* query positions per tile on axes 1 and 2 */
-    int tq;         /* TQ: a power of two >= t1 * t2 */
+    int tq;         /* t1 * t2 */
     int wg;         /* workgroup size */
     int64_t u2;     /* keys of a staged run, at most */
 } nb_cfg;
@@ -56,12 +56,11 @@ static int choose_cfg(const attn_vk_device *d, const attn_neighborhood_problem *
         nb_cfg c;
         c.t1 = (int)min64(n1, lg == 7 ? et1 : 1 << (lg / 2));
         c.t2 = (int)min64(n2, lg == 7 ? et2 : (1 << lg) / c.t1);
-        c.tq = 1;
-        while (c.tq < c.t1 * c.t2)
-            c.tq *= 2;
+        c.tq = c.t1 * c.t2;
         c.wg = wg;
         c.u2 = min64(c.t2 + p->kernel[2] - 1, n2);
-        if ((int64_t)c.tq * p->dv > (int64_t)NB_MAX_ACC * wg ||
+        const int64_t acc = (c.t2 * p->dv + wg - 1) / wg * c.t1;
+        if (acc > NB_MAX_ACC ||
             shared_bytes(p, &c) > d->limits.maxComputeSharedMemorySize)
             continue;
         *out = c;
@@ -110,8 +109,6 @@ static attn_status write_params(attn_vk_device *d, const attn_neighborhood_probl
         w[P_DIL + a] = (int32_t)p->dil[a];
         w[P_CAUSAL + a] = p->causal[a];
     }
-    w[P_T1] = c->t1;
-    w[P_T2] = c->t2;
     w[P_GROUP] = (int32_t)(p->hq / p->hkv);
     memcpy(&w[P_SCALE], &p->scale, sizeof(float));
     axis_tiles(p, 0, t[0], w + P_TILES);
@@ -159,12 +156,12 @@ attn_status attn_vk_neighborhood(attn_device *dev, const attn_neighborhood_probl
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_neighborhood: no query tile fits %s "
                          "(shared memory %u bytes) for head dims %lld/%lld", dev->info.name,
                          d->limits.maxComputeSharedMemorySize, (long long)p->d, (long long)p->dv);
-    const int32_t spec[7] = { c.wg, c.tq, (int32_t)p->d, (int32_t)p->dv, (int32_t)p->q.dtype,
-                              (int32_t)c.u2, (int32_t)p->kernel[2] };
+    const int32_t spec[8] = { c.wg, c.t1, (int32_t)p->d, (int32_t)p->dv, (int32_t)p->q.dtype,
+                              (int32_t)c.u2, (int32_t)p->kernel[2], c.t2 };
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe;
     int64_t nt[3];
-    attn_status s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_NEIGHBORHOOD, spec, 7, &pipe);
+    attn_status s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_NEIGHBORHOOD, spec, 8, &pipe);
     if (s == ATTN_OK)
         s = write_params(d, p, &c, nt);
     if (s == ATTN_OK)
