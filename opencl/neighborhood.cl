@@ -12,7 +12,9 @@
  * contiguous range [a1, b1): windows are monotone in the position). Each
  * query scores exactly its own K2-wide axis-2 window, so no score is
  * computed for a key it cannot see:
- *   S[r][kk] = q_r . k_(w2s(r2) + kk)         one work-item per score
+ *   S[r][kk] = q_r . k_(w2s(r2) + kk)   a work-item per (r2, kk) for all rows
+ *                                       r1 that see the run (one k row read
+ *                                       from local memory serves them all)
  *   online softmax per row (running max m, sum l, rescale alpha), in f32
  *   O[r][c] = alpha O[r][c] + sum_kk P[r][kk] V[w2s(r2) + kk][c]
  * The rows of one column r2 share their axis-2 window, hence their V rows:
@@ -144,21 +146,32 @@ void attn_neighborhood(__global const IN_T *q, long q_off, long qs0, long qs1, l
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 
-            for (int e = lid; e < (rhi - rlo) * K2P; e += WG) {
-                const int r = rlo + e / K2P, kk = e % K2P;
-                if (r % T2 >= m2)
+            for (int e = lid; e < T2 * K2P; e += WG) {
+                const int r2 = e / K2P, kk = e % K2P;
+                if (r2 >= m2)
                     continue;
                 long ws, we;
-                nb_window(p2 + r % T2, n2, k2, causal2, &ws, &we);
-                float s = -INFINITY;
-                if (ws + kk < we) {
-                    __local const float4 *qr = Qs + r * QD4, *kr = Ks + (ws - u2s + kk) * QD4;
-                    float4 a = (float4)(0.0f);
-                    for (int j = 0; j < D4; j++)
-                        a = mad(qr[j], kr[j], a);
-                    s = (a.s0 + a.s1) + (a.s2 + a.s3);
+                nb_window(p2 + r2, n2, k2, causal2, &ws, &we);
+                const int seen = ws + kk < we;
+                float4 a[T1];
+#pragma unroll
+                for (int r1 = 0; r1 < T1; r1++)
+                    a[r1] = (float4)(0.0f);
+                if (seen) {
+                    __local const float4 *kr = Ks + (ws - u2s + kk) * QD4, *qr = Qs + r2 * QD4;
+                    for (int j = 0; j < D4; j++) {
+                        const float4 kj = kr[j];
+#pragma unroll
+                        for (int r1 = 0; r1 < T1; r1++)
+                            if (r1 >= a1 && r1 < b1)
+                                a[r1] = mad(qr[r1 * T2 * QD4 + j], kj, a[r1]);
+                    }
                 }
-                S[r * K2P + kk] = s;
+#pragma unroll
+                for (int r1 = 0; r1 < T1; r1++)
+                    if (r1 >= a1 && r1 < b1)
+                        S[(r1 * T2 + r2) * K2P + kk] =
+                            seen ? (a[r1].s0 + a[r1].s1) + (a[r1].s2 + a[r1].s3) : -INFINITY;
             }
             barrier(CLK_LOCAL_MEM_FENCE);
 

@@ -7,7 +7,9 @@
  * For each run of keys (axis-0 key j0, axis-1 key j1) the U2 keys of the
  * union of the tile's axis-2 windows are staged once in shared memory;
  * every query row that sees j1 scores exactly its own K2-wide axis-2
- * window, then online softmax in f32 and O += P V with O in registers:
+ * window (an invocation per (r2, kk) scores it for all rows r1 that see
+ * the run, reading the k row once), then online softmax in f32 and
+ * O += P V with O in registers:
  * invocation lid owns the (r2, c) pairs lid + i*WG (i < NP) of the T2 x DV
  * block for all T1 rows r1, which share r2's V rows, so each V value read
  * serves up to T1 accumulators (loops over them unrolled so that they stay
@@ -163,21 +165,31 @@ void main()
             }
             barrier();
 
-            for (int e = lid; e < (rhi - rlo) * K2P; e += WG) {
-                const int r = rlo + e / K2P, kk = e % K2P;
-                if (r % T2 >= m2)
+            /* A score per (r2, kk) for every row r1 that sees the run: one k
+             * row read from shared memory serves them all. */
+            for (int e = lid; e < T2 * K2P; e += WG) {
+                const int r2 = e / K2P, kk = e % K2P;
+                if (r2 >= m2)
                     continue;
                 int ws, we;
-                nb_window(p2 + r % T2, n2, k2, cz2, ws, we);
-                float s = NEG_INF;
-                if (ws + kk < we) {
-                    const int qr = r * QD4, kr = (ws - u2s + kk) * QD4;
-                    vec4 a = vec4(0.0);
-                    for (int j = 0; j < D4; j++)
-                        a = fma(Qs[qr + j], Ks[kr + j], a);
-                    s = (a.x + a.y) + (a.z + a.w);
+                nb_window(p2 + r2, n2, k2, cz2, ws, we);
+                const bool seen = ws + kk < we;
+                vec4 a[T1];
+                [[unroll]] for (int r1 = 0; r1 < T1; r1++)
+                    a[r1] = vec4(0.0);
+                if (seen) {
+                    const int kr = (ws - u2s + kk) * QD4;
+                    for (int j = 0; j < D4; j++) {
+                        const vec4 kj = Ks[kr + j];
+                        [[unroll]] for (int r1 = 0; r1 < T1; r1++)
+                            if (r1 >= a1 && r1 < b1)
+                                a[r1] = fma(Qs[(r1 * T2 + r2) * QD4 + j], kj, a[r1]);
+                    }
                 }
-                S4[(r * K2P + kk) / 4][kk % 4] = s;
+                [[unroll]] for (int r1 = 0; r1 < T1; r1++)
+                    if (r1 >= a1 && r1 < b1)
+                        S4[((r1 * T2 + r2) * K2P + kk) / 4][kk % 4] =
+                            seen ? (a[r1].x + a[r1].y) + (a[r1].z + a[r1].w) : NEG_INF;
             }
             barrier();
 

@@ -23,6 +23,9 @@ typedef struct nb_cfg {
 /* O elements an invocation keeps in registers, at most. */
 #define NB_MAX_ACC 64
 #define NB_MAX_WG 128
+/* Axis-1 rows per tile, at most: a work-item keeps a float4 score
+ * accumulator per row. */
+#define NB_MAX_T1 16
 
 static int64_t class_len(const attn_neighborhood_problem *p, int a, int64_t c)
 {
@@ -60,7 +63,7 @@ static int choose_cfg(const attn_vk_device *d, const attn_neighborhood_problem *
         c.wg = wg;
         c.u2 = min64(c.t2 + p->kernel[2] - 1, n2);
         const int64_t acc = (c.t2 * p->dv + wg - 1) / wg * c.t1;
-        if (acc > NB_MAX_ACC ||
+        if (acc > NB_MAX_ACC || c.t1 > NB_MAX_T1 ||
             shared_bytes(p, &c) > d->limits.maxComputeSharedMemorySize)
             continue;
         *out = c;
