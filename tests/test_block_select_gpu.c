@@ -175,7 +175,7 @@ int main(void)
     for (dev = 1; dev < attn_device_count(ctx); dev++) {
         attn_device_info info = ATTN_DEVICE_INFO_INIT;
         attn_device_get_info(ctx, dev, &info);
-        if (info.type != ATTN_DEVICE_OPENCL || (only && atoi(only) != dev))
+        if (only && atoi(only) != dev)
             continue;
         char devname[96];
         snprintf(devname, sizeof devname, "%s:%d", info.type == ATTN_DEVICE_OPENCL ? "opencl" :
