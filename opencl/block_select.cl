@@ -2,13 +2,14 @@
  * q and k through (element offset, strides) in elements; IN_DT (compile
  * time) is their dtype. The f32 scratch is shares [rows * nbk] (a block
  * row's per-block score or share, rows = (b*Hq + h)*nbq + I) and, for
- * XATTN, part [rows * nbk * 2] (per block: running max and exp-sum of the
- * current segment row); order [rows * nbk] ints holds each row's ranking.
+ * XATTN, part (per block: running max and exp-sum of the current segment
+ * rows); order [rows * nbk] ints holds each row's ranking.
  *
  *   attn_bs_pool         MOBA: mean of the rows of each block -> pooled
  *   attn_bs_moba_score   MOBA: qbar_I . kbar_J -> shares
  *   attn_bs_xattn_share  XATTN: antidiagonal scores, softmax per segment
- *                        row, summed into key blocks -> shares
+ *                        row, summed into key blocks -> shares (part[]
+ *                        per wave of block rows: XROWS pairs per block)
  *   attn_bs_select       both: rank, keep, write the u8 mask
  */
 
@@ -68,94 +69,138 @@ __kernel void attn_bs_moba_score(__global const float *qbar, __global const floa
 }
 
 /* XATTN, one work-group per block row (b, h, I), work-item t owning the key
- * blocks J = t, t + L, ... For each segment row r of block I, each item
- * scores the allowed cells of its blocks (antidiagonal sums, x = scale*a/s)
- * keeping per block the running max and exp-sum (in part[]); the group
- * reduces them to the row's max and sum, and each block adds its share of
- * the row's softmax to its total, without storing the row. */
+ * blocks J = t, t + L, ... Segment rows of block I go XROWS at a time
+ * (compile time): each key element loaded serves XROWS antidiagonal sums,
+ * XROWS times less key traffic than one row at a time. Per segment row rr
+ * of the chunk each item scores the allowed cells of its blocks
+ * (x = scale*a/s), keeping per block the running max and exp-sum (in
+ * part[], XROWS pairs per block); the group reduces them to each row's max
+ * and sum, and each block adds its share of each row's softmax to its
+ * total, without storing the rows. Launched for block rows
+ * [row0, row0 + groups): part[] holds one wave of them. */
 __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, long q1, long q2,
                                   long q3,
                                   __global const IN_T *k, long k_off, long k0, long k1, long k2,
                                   long k3,
                                   long Hq, long group, long Sq, long Sk, long D, long bq, long bk,
-                                  long nbq, long nbk, long s, float scale, int causal,
+                                  long nbq, long nbk, long s, float scale, int causal, long row0,
                                   __global float *shares, __global float *part,
                                   __local float *red)
 {
-    const long row = get_group_id(0), I = row % nbq, bh = row / nbq;
-    const long h = bh % Hq, b = bh / Hq;
+    const long wave_row = get_group_id(0), row = row0 + wave_row;
+    const long I = row % nbq, bh = row / nbq, h = bh % Hq, b = bh / Hq;
     const int t = (int)get_local_id(0), L = (int)get_local_size(0);
     long diag;
     const long n = allowed_blocks(I, Sq, Sk, bq, bk, nbk, causal, &diag);
-    __global float *w = shares + row * nbk, *pm = part + row * nbk * 2;
+    __global float *w = shares + row * nbk, *pm = part + wave_row * nbk * 2 * XROWS;
     for (long J = t; J < n; J += L)
         w[J] = 0.0f;
     __global const IN_T *qh = q + q_off + b * q0 + h * q2;
     __global const IN_T *kh = k + k_off + b * k0 + (h / group) * k2;
     const long nsk = (Sk + s - 1) / s, cells_per_block = bk / s;
     const float xs = scale / (float)s;
-    const long i1 = min((I + 1) * bq, Sq);
-    for (long r = I * bq / s; r * s < i1; r++) {
-        const long d = min(r * s + s, Sq) - 1 + Sk - Sq;
-        /* this item's blocks: per block max and exp-sum; item max */
-        float item_max = -INFINITY;
+    const long i1 = min((I + 1) * bq, Sq), r_end = (i1 + s - 1) / s;
+    for (long r0 = I * bq / s; r0 < r_end; r0 += XROWS) {
+        const int nr = (int)min((long)XROWS, r_end - r0);
+        long d[XROWS];          /* diagonal of each row's last query row */
+        float item_max[XROWS];
+        for (int rr = 0; rr < XROWS; rr++) {
+            d[rr] = min((r0 + rr) * s + s, Sq) - 1 + Sk - Sq;
+            item_max[rr] = -INFINITY;
+        }
         for (long J = t; J < n; J += L) {
             const long c0 = J * cells_per_block, c1 = min(c0 + cells_per_block, nsk);
-            float m = -INFINITY, e = 0.0f;
+            float m[XROWS], e[XROWS];
+            for (int rr = 0; rr < XROWS; rr++) {
+                m[rr] = -INFINITY;
+                e[rr] = 0.0f;
+            }
             for (long c = c0; c < c1; c++) {
-                if (causal && c * s > d)
-                    break;
-                float a = 0.0f;
+                if (causal && c * s > d[nr - 1])
+                    break;          /* and for every earlier row of the chunk */
+                float a[XROWS];
+                for (int rr = 0; rr < XROWS; rr++)
+                    a[rr] = 0.0f;
                 for (long u = 0; u < s; u++) {
-                    const long qi = r * s + s - 1 - u, kj = c * s + u;
-                    if (qi >= Sq || kj >= Sk)
-                        continue;
-                    __global const IN_T *qr = qh + qi * q1, *kr = kh + kj * k1;
-                    for (long x = 0; x < D; x++)
-                        a += LOAD_IN(qr, x * q3) * LOAD_IN(kr, x * k3);
+                    const long kj = c * s + u;
+                    if (kj >= Sk)
+                        break;
+                    __global const IN_T *kr = kh + kj * k1;
+                    /* query row of each segment row for this u; rows past
+                     * Sq (or past the chunk) add nothing */
+                    __global const IN_T *qr[XROWS];
+                    int live[XROWS];
+                    for (int rr = 0; rr < XROWS; rr++) {
+                        const long qi = (r0 + rr) * s + s - 1 - u;
+                        live[rr] = rr < nr && qi < Sq;
+                        qr[rr] = qh + (live[rr] ? qi : 0) * q1;
+                    }
+                    for (long x = 0; x < D; x++) {
+                        const float kv = LOAD_IN(kr, x * k3);
+                        for (int rr = 0; rr < XROWS; rr++)
+                            if (live[rr])
+                                a[rr] += LOAD_IN(qr[rr], x * q3) * kv;
+                    }
                 }
-                const float v = a * xs;
-                if (v > m) {
-                    e = e * exp(m - v) + 1.0f;
-                    m = v;
-                } else {
-                    e += exp(v - m);
+                for (int rr = 0; rr < nr; rr++) {
+                    if (causal && c * s > d[rr])
+                        continue;
+                    const float v = a[rr] * xs;
+                    if (v > m[rr]) {
+                        e[rr] = e[rr] * exp(m[rr] - v) + 1.0f;
+                        m[rr] = v;
+                    } else {
+                        e[rr] += exp(v - m[rr]);
+                    }
                 }
             }
-            pm[2 * J] = m;
-            pm[2 * J + 1] = e;
-            item_max = fmax(item_max, m);
+            for (int rr = 0; rr < XROWS; rr++) {
+                pm[(J * XROWS + rr) * 2] = m[rr];
+                pm[(J * XROWS + rr) * 2 + 1] = e[rr];
+                item_max[rr] = fmax(item_max[rr], m[rr]);
+            }
         }
-        /* row max */
-        red[t] = item_max;
+        /* each row's max, then its sum, over the group: red[rr*L + t] */
+        float M[XROWS], S[XROWS];
+        for (int rr = 0; rr < XROWS; rr++)
+            red[rr * L + t] = item_max[rr];
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int o = L / 2; o > 0; o /= 2) {
             if (t < o)
-                red[t] = fmax(red[t], red[t + o]);
+                for (int rr = 0; rr < XROWS; rr++)
+                    red[rr * L + t] = fmax(red[rr * L + t], red[rr * L + t + o]);
             barrier(CLK_LOCAL_MEM_FENCE);
         }
-        const float M = red[0];
+        for (int rr = 0; rr < XROWS; rr++)
+            M[rr] = red[rr * L];
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* row sum */
-        float item_sum = 0.0f;
-        if (M != -INFINITY)
-            for (long J = t; J < n; J += L)
-                if (pm[2 * J] != -INFINITY)
-                    item_sum += pm[2 * J + 1] * exp(pm[2 * J] - M);
-        red[t] = item_sum;
+        for (int rr = 0; rr < XROWS; rr++) {
+            float item_sum = 0.0f;
+            if (M[rr] != -INFINITY)
+                for (long J = t; J < n; J += L) {
+                    const float mj = pm[(J * XROWS + rr) * 2];
+                    if (mj != -INFINITY)
+                        item_sum += pm[(J * XROWS + rr) * 2 + 1] * exp(mj - M[rr]);
+                }
+            red[rr * L + t] = item_sum;
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int o = L / 2; o > 0; o /= 2) {
             if (t < o)
-                red[t] += red[t + o];
+                for (int rr = 0; rr < XROWS; rr++)
+                    red[rr * L + t] += red[rr * L + t + o];
             barrier(CLK_LOCAL_MEM_FENCE);
         }
-        const float S = red[0];
+        for (int rr = 0; rr < XROWS; rr++)
+            S[rr] = red[rr * L];
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (M == -INFINITY)
-            continue;   /* no allowed cell in this segment row */
+        /* rows without an allowed cell (M = -inf) add nothing */
         for (long J = t; J < n; J += L)
-            if (pm[2 * J] != -INFINITY)
-                w[J] += pm[2 * J + 1] * exp(pm[2 * J] - M) / S;
+            for (int rr = 0; rr < nr; rr++) {
+                const float mj = pm[(J * XROWS + rr) * 2];
+                if (M[rr] != -INFINITY && mj != -INFINITY)
+                    w[J] += pm[(J * XROWS + rr) * 2 + 1] * exp(mj - M[rr]) / S[rr];
+            }
     }
 }
 

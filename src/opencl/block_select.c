@@ -11,12 +11,18 @@
                                 blocks of long rows, few enough to keep the
                                 group's reductions short */
 
+#define XATTN_MAX_ROWS 8      /* segment rows scored together (XROWS in the kernel) */
+#define PART_BUDGET ((size_t)64 << 20)  /* bytes of XATTN per-block partials: block
+                                           rows beyond it are scored in waves */
+
 typedef struct bsel_run {
     attn_cl_device *d;
     const attn_block_select_problem *p;
     cl_program prog;
     cl_mem shares, order, part, qbar, kbar;
     int64_t rows;               /* block rows: B * Hq * nbq */
+    int     xrows;              /* XROWS the program was built with */
+    int64_t wave;               /* XATTN block rows per launch */
 } bsel_run;
 
 static cl_mem scratch(attn_cl_device *d, size_t bytes, cl_int *err)
@@ -142,12 +148,20 @@ static attn_status xattn_shares(bsel_run *r)
         arg_long(&a, p->stride);
         arg_float(&a, p->scale);
         arg_int(&a, p->causal);
+        const cl_uint row0_arg = a.next;
+        arg_long(&a, 0);
         arg_mem(&a, r->shares);
         arg_mem(&a, r->part);
-        arg_raw(&a, group * sizeof(cl_float), NULL);
-        s = a.err == CL_SUCCESS ? enqueue(r, k, (size_t)r->rows * group, &group,
-                                          "attn_block_select: antidiagonal scores")
-                                : attn_cl_fail(a.err, "attn_block_select: clSetKernelArg");
+        arg_raw(&a, group * (size_t)r->xrows * sizeof(cl_float), NULL);
+        s = a.err == CL_SUCCESS ? ATTN_OK : attn_cl_fail(a.err, "attn_block_select: clSetKernelArg");
+        for (int64_t row0 = 0; row0 < r->rows && s == ATTN_OK; row0 += r->wave) {
+            const int64_t n = r->rows - row0 < r->wave ? r->rows - row0 : r->wave;
+            a.next = row0_arg;
+            arg_long(&a, row0);
+            s = a.err == CL_SUCCESS ? enqueue(r, k, (size_t)n * group, &group,
+                                              "attn_block_select: antidiagonal scores")
+                                    : attn_cl_fail(a.err, "attn_block_select: clSetKernelArg");
+        }
     }
     if (k)
         r->d->cl->ReleaseKernel(k);
@@ -200,7 +214,12 @@ static attn_status alloc_scratch(bsel_run *r)
     r->shares = scratch(r->d, cells * sizeof(cl_float), &e[0]);
     r->order = scratch(r->d, cells * sizeof(cl_int), &e[1]);
     if (p->method == ATTN_BLOCK_SELECT_XATTN) {
-        r->part = scratch(r->d, 2 * cells * sizeof(cl_float), &e[2]);
+        const size_t per_row = (size_t)p->nbk * 2 * (size_t)r->xrows * sizeof(cl_float);
+        size_t budget = PART_BUDGET < r->d->max_alloc ? PART_BUDGET : (size_t)r->d->max_alloc;
+        r->wave = (int64_t)(budget / per_row);
+        if (r->wave < 1) r->wave = 1;
+        if (r->wave > r->rows) r->wave = r->rows;
+        r->part = scratch(r->d, (size_t)r->wave * per_row, &e[2]);
     } else {
         r->qbar = scratch(r->d, (size_t)r->rows * (size_t)p->d * sizeof(cl_float), &e[3]);
         r->kbar = scratch(r->d, (size_t)(p->b * p->hkv * p->nbk * p->d) * sizeof(cl_float),
@@ -215,9 +234,13 @@ static attn_status alloc_scratch(bsel_run *r)
 attn_status attn_cl_block_select(attn_device *dev, const attn_block_select_problem *p)
 {
     attn_cl_device *d = dev->impl;
-    bsel_run r = { d, p, NULL, NULL, NULL, NULL, NULL, NULL, p->b * p->hq * p->nbq };
+    bsel_run r = { d, p, NULL, NULL, NULL, NULL, NULL, NULL, p->b * p->hq * p->nbq, 1, 1 };
+    /* as many rows at once as a query block has, up to XATTN_MAX_ROWS */
+    while (p->method == ATTN_BLOCK_SELECT_XATTN && r.xrows * 2 <= XATTN_MAX_ROWS &&
+           r.xrows * 2 <= p->block_q / p->stride)
+        r.xrows *= 2;
     char opts[64];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DIN_DT=%d", (int)p->q.dtype);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DIN_DT=%d -DXROWS=%d", (int)p->q.dtype, r.xrows);
     pthread_mutex_lock(&d->lock);
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_BLOCK_SELECT, opts, &r.prog);
     if (s == ATTN_OK)
