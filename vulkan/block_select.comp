@@ -19,7 +19,7 @@
  *                         then invocation 0 walks the ranking; writes every
  *                         mask element
  * Block rows are row = (b*Hq + h)*nbq + I; shares, order: [rows * nbk],
- * part: [rows * nbk * 2]. Indices are 32-bit (the host checks). */
+ * part: [rows * nbk * 2 * XROWS]. Indices are 32-bit (the host checks). */
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;
@@ -55,7 +55,9 @@ bool causal;
 ATTN_LOAD_FIXED(load_q, Q, IN_DT)
 ATTN_LOAD_FIXED(load_k, K, IN_DT)
 
-shared float red[WG];
+#define XROWS 8             /* segment rows scored together (mode 2) */
+
+shared float red[XROWS * WG];
 
 /* The running max of a block without an allowed cell yet. Finite: the
  * shader compilers may assume no infinities (and fold tests against them),
@@ -117,12 +119,14 @@ void moba_score(uint e)
     SHARES.w[e] = s;
 }
 
+/* Segment rows go XROWS at a time: each key element loaded serves XROWS
+ * antidiagonal sums. part[] holds XROWS (max, exp-sum) pairs per block. */
 void xattn_shares(int row, int t)
 {
     const int I = row % pc.nbq, bh = row / pc.nbq, h = bh % pc.Hq, b = bh / pc.Hq;
     int diag;
     const int n = allowed_blocks(I, diag);
-    const int w0 = row * pc.nbk, p0 = 2 * row * pc.nbk;
+    const int w0 = row * pc.nbk, p0 = 2 * XROWS * row * pc.nbk;
     if (pc.seg_first == 0)
         for (int J = t; J < n; J += WG)
             SHARES.w[w0 + J] = 0.0;
@@ -130,63 +134,108 @@ void xattn_shares(int row, int t)
     const int kh = pc.k_off + b * pc.k0 + (h / pc.group) * pc.k2;
     const int s = pc.s, nsk = (pc.Sk + s - 1) / s, cells_per_block = pc.bk / s;
     const float xs = pc.scale / float(s);
-    const int i1 = min((I + 1) * pc.bq, pc.Sq), r0 = I * pc.bq / s + pc.seg_first;
-    for (int r = r0; r < r0 + pc.seg_count && r * s < i1; r++) {
-        const int d = min(r * s + s, pc.Sq) - 1 + pc.Sk - pc.Sq;
-        float item_max = NO_CELL;
+    const int i1 = min((I + 1) * pc.bq, pc.Sq), r_first = I * pc.bq / s + pc.seg_first;
+    const int r_stop = min(r_first + pc.seg_count, (i1 + s - 1) / s);
+    for (int r0 = r_first; r0 < r_stop; r0 += XROWS) {
+        const int nr = min(XROWS, r_stop - r0);
+        int d[XROWS];           /* diagonal of each row's last query row */
+        float item_max[XROWS];
+        for (int rr = 0; rr < XROWS; rr++) {
+            d[rr] = min((r0 + rr) * s + s, pc.Sq) - 1 + pc.Sk - pc.Sq;
+            item_max[rr] = NO_CELL;
+        }
         for (int J = t; J < n; J += WG) {
             const int c0 = J * cells_per_block, c1 = min(c0 + cells_per_block, nsk);
-            float m = NO_CELL, e = 0.0;
+            float m[XROWS], e[XROWS];
+            for (int rr = 0; rr < XROWS; rr++) {
+                m[rr] = NO_CELL;
+                e[rr] = 0.0;
+            }
             for (int c = c0; c < c1; c++) {
-                if (causal && c * s > d)
-                    break;
-                float a = 0.0;
+                if (causal && c * s > d[nr - 1])
+                    break;          /* and for every earlier row of the chunk */
+                float a[XROWS];
+                for (int rr = 0; rr < XROWS; rr++)
+                    a[rr] = 0.0;
                 for (int u = 0; u < s; u++) {
-                    const int qi = r * s + s - 1 - u, kj = c * s + u;
-                    if (qi >= pc.Sq || kj >= pc.Sk)
-                        continue;
-                    const int qr = qh + qi * pc.q1, kr = kh + kj * pc.k1;
-                    for (int x = 0; x < pc.D; x++)
-                        a += load_q(qr + x * pc.q3) * load_k(kr + x * pc.k3);
+                    const int kj = c * s + u;
+                    if (kj >= pc.Sk)
+                        break;
+                    const int kr = kh + kj * pc.k1;
+                    /* query row of each segment row for this u; rows past
+                     * Sq (or past the chunk) add nothing */
+                    int qr[XROWS];
+                    bool live[XROWS];
+                    for (int rr = 0; rr < XROWS; rr++) {
+                        const int qi = (r0 + rr) * s + s - 1 - u;
+                        live[rr] = rr < nr && qi < pc.Sq;
+                        qr[rr] = qh + (live[rr] ? qi : 0) * pc.q1;
+                    }
+                    for (int x = 0; x < pc.D; x++) {
+                        const float kv = load_k(kr + x * pc.k3);
+                        for (int rr = 0; rr < XROWS; rr++)
+                            if (live[rr])
+                                a[rr] += load_q(qr[rr] + x * pc.q3) * kv;
+                    }
                 }
-                const float v = a * xs;
-                if (v > m) {
-                    e = (e > 0.0 ? e * exp(m - v) : 0.0) + 1.0;
-                    m = v;
-                } else {
-                    e += exp(v - m);
+                for (int rr = 0; rr < nr; rr++) {
+                    if (causal && c * s > d[rr])
+                        continue;
+                    const float v = a[rr] * xs;
+                    if (v > m[rr]) {
+                        e[rr] = (e[rr] > 0.0 ? e[rr] * exp(m[rr] - v) : 0.0) + 1.0;
+                        m[rr] = v;
+                    } else {
+                        e[rr] += exp(v - m[rr]);
+                    }
                 }
             }
-            PART.w[p0 + 2 * J] = m;
-            PART.w[p0 + 2 * J + 1] = e;
-            item_max = max(item_max, m);
+            for (int rr = 0; rr < XROWS; rr++) {
+                PART.w[p0 + 2 * (J * XROWS + rr)] = m[rr];
+                PART.w[p0 + 2 * (J * XROWS + rr) + 1] = e[rr];
+                item_max[rr] = max(item_max[rr], m[rr]);
+            }
         }
-        red[t] = item_max;
+        /* each row's max, then its sum, over the group: red[rr*WG + t] */
+        float M[XROWS], S[XROWS];
+        for (int rr = 0; rr < XROWS; rr++)
+            red[rr * WG + t] = item_max[rr];
         barrier();
         for (int o = WG / 2; o > 0; o /= 2) {
             if (t < o)
-                red[t] = max(red[t], red[t + o]);
+                for (int rr = 0; rr < XROWS; rr++)
+                    red[rr * WG + t] = max(red[rr * WG + t], red[rr * WG + t + o]);
             barrier();
         }
-        const float M = red[0];
+        for (int rr = 0; rr < XROWS; rr++)
+            M[rr] = red[rr * WG];
         barrier();
-        float item_sum = 0.0;
+        for (int rr = 0; rr < XROWS; rr++) {
+            float item_sum = 0.0;
+            for (int J = t; J < n; J += WG) {
+                const int at = p0 + 2 * (J * XROWS + rr);
+                if (PART.w[at + 1] > 0.0)
+                    item_sum += PART.w[at + 1] * exp(PART.w[at] - M[rr]);
+            }
+            red[rr * WG + t] = item_sum;
+        }
+        barrier();
+        for (int o = WG / 2; o > 0; o /= 2) {
+            if (t < o)
+                for (int rr = 0; rr < XROWS; rr++)
+                    red[rr * WG + t] += red[rr * WG + t + o];
+            barrier();
+        }
+        for (int rr = 0; rr < XROWS; rr++)
+            S[rr] = red[rr * WG];
+        barrier();
+        /* rows without an allowed cell (S = 0) add nothing */
         for (int J = t; J < n; J += WG)
-            if (PART.w[p0 + 2 * J + 1] > 0.0)
-                item_sum += PART.w[p0 + 2 * J + 1] * exp(PART.w[p0 + 2 * J] - M);
-        red[t] = item_sum;
-        barrier();
-        for (int o = WG / 2; o > 0; o /= 2) {
-            if (t < o)
-                red[t] += red[t + o];
-            barrier();
-        }
-        const float S = red[0];
-        barrier();
-        if (S > 0.0)    /* else no allowed cell in this segment row */
-            for (int J = t; J < n; J += WG)
-                if (PART.w[p0 + 2 * J + 1] > 0.0)
-                    SHARES.w[w0 + J] += PART.w[p0 + 2 * J + 1] * exp(PART.w[p0 + 2 * J] - M) / S;
+            for (int rr = 0; rr < nr; rr++) {
+                const int at = p0 + 2 * (J * XROWS + rr);
+                if (S[rr] > 0.0 && PART.w[at + 1] > 0.0)
+                    SHARES.w[w0 + J] += PART.w[at + 1] * exp(PART.w[at] - M[rr]) / S[rr];
+            }
     }
 }
 

@@ -13,12 +13,14 @@ enum { MODE_POOL_Q = 0, MODE_MOBA = 1, MODE_XATTN = 2, MODE_SELECT_XATTN = 3, MO
 
 #define BSEL_MAX_GROUP 128  /* invocations per block row (see the OpenCL backend) */
 #define BSEL_ELEM_GROUP 64  /* invocations per workgroup of the elementwise modes */
-/* Inner steps (multiply-adds of the antidiagonal sums) one invocation makes
- * in one XAttention dispatch: longer block rows are scored over several
- * dispatches of fewer segment rows each. Short dispatches stay clear of
- * GPU watchdogs, and of lavapipe's cap of 65535 loop iterations per
- * invocation (past it, loops silently stop). */
-#define BSEL_DISPATCH_STEPS 16384
+#define BSEL_XROWS 8        /* XROWS of vulkan/block_select.comp: segment rows
+                               scored together, partials kept per block */
+/* Key elements one invocation reads (each for BSEL_XROWS antidiagonal sums)
+ * in one XAttention dispatch, at least one chunk of BSEL_XROWS rows: longer
+ * block rows are scored over several dispatches. Short dispatches stay
+ * clear of GPU watchdogs, and of lavapipe's cap of 65535 loop iterations
+ * per invocation (past it, loops silently stop). */
+#define BSEL_DISPATCH_STEPS 4096
 
 /* The push constants of vulkan/block_select.comp, in its order. */
 typedef struct bsel_push {
@@ -76,13 +78,14 @@ static attn_status dispatch(attn_vk_device *d, const attn_block_select_problem *
     return ATTN_OK;
 }
 
-/* Segment rows of each block row that one XAttention dispatch scores. */
+/* Segment rows of each block row that one XAttention dispatch scores: a
+ * multiple of BSEL_XROWS. */
 static int64_t segs_per_dispatch(const attn_block_select_problem *p, int32_t group)
 {
     const int64_t blocks_per_item = (p->nbk + group - 1) / group;
-    const int64_t steps_per_seg = blocks_per_item * (p->block_k / p->stride) * p->stride * p->d;
-    const int64_t n = BSEL_DISPATCH_STEPS / (steps_per_seg > 0 ? steps_per_seg : 1);
-    return n > 0 ? n : 1;
+    const int64_t steps_per_chunk = blocks_per_item * (p->block_k / p->stride) * p->stride * p->d;
+    const int64_t n = BSEL_DISPATCH_STEPS / (steps_per_chunk > 0 ? steps_per_chunk : 1);
+    return BSEL_XROWS * (n > 0 ? n : 1);
 }
 
 static attn_status record(attn_vk_device *d, const attn_block_select_problem *p,
@@ -171,7 +174,7 @@ attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_probl
     const int64_t rows = p->b * p->hq * p->nbq;
     bsel_push pc;
     /* shares, order and part, and the pooled rows, are indexed in 32 bits */
-    if (2 * rows * p->nbk >= INT32_MAX || rows * p->d >= INT32_MAX ||
+    if (2 * BSEL_XROWS * rows * p->nbk >= INT32_MAX || rows * p->d >= INT32_MAX ||
         p->b * p->hkv * p->nbk * p->d >= INT32_MAX || p->sq + p->stride >= INT32_MAX ||
         p->sk + p->stride >= INT32_MAX || !fill_push(p, &pc))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_block_select: a tensor or the scratch "
@@ -186,7 +189,7 @@ attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_probl
     if (s == ATTN_OK)
         s = attn_vk_buffer_make(d, cells * sizeof(int32_t), 0, &sc.order);
     if (s == ATTN_OK)
-        s = attn_vk_buffer_make(d, moba ? 16 : 2 * cells * sizeof(float), 0, &sc.part);
+        s = attn_vk_buffer_make(d, moba ? 16 : 2 * BSEL_XROWS * cells * sizeof(float), 0, &sc.part);
     if (s == ATTN_OK)
         s = attn_vk_buffer_make(d, moba ? (VkDeviceSize)(rows * p->d) * sizeof(float) : 16, 0,
                                 &sc.qbar);
