@@ -3,7 +3,7 @@
  * the case table of tests/bs_check.c (both methods, every option, every
  * dtype, strided views, odd sizes, GQA) against the double-precision
  * reference with q, k and the mask in device buffers; ties to the lower
- * index; the mask feeding attn_sdpa on the same device straight from its
+ * index; NaN input (the mask still fully written); the mask feeding attn_sdpa on the same device straight from its
  * buffer; and tensors on two devices rejected (ATTN_ERR_INVALID_ARGUMENT
  * naming the stray tensor). Exit 77 (skip) without a GPU device.
  * ATTN_TEST_GPU_DEVICE=N restricts the run to device index N.
@@ -85,6 +85,35 @@ static void ties(const char *devname)
                 CHECK(ok, "%s ties %s: block row %lld not the lowest indices", devname,
                       method ? "moba" : "xattn", (long long)I);
             }
+        }
+        dfree(&q); dfree(&k); dfree(&m);
+    }
+}
+
+/* NaN in q: the call still succeeds and writes every mask element. */
+static void nan_input(const char *devname)
+{
+    for (int method = 0; method < 2; method++) {
+        bs_case c;
+        memset(&c, 0, sizeof c);
+        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
+        c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
+        c.p.block_q = c.p.block_k = 16;
+        c.p.stride = 4;
+        c.B = 1; c.Hq = c.Hkv = 1; c.D = 16; c.Sq = 40; c.Sk = 80; c.dt = ATTN_F32;
+        dtensor q, k, m;
+        memset(&q, 0, sizeof q); memset(&k, 0, sizeof k); memset(&m, 0, sizeof m);
+        if (bs_make_inputs(&c, 1.0, &q.h, &k.h, &m.h) == 0) {
+            int64_t idx[4] = { 0, 17, 0, 3 };
+            ref_set(&q.h.t, idx, NAN);
+        }
+        if (upload(&q) || upload(&k) || upload(&m)) {
+            CHECK(0, "%s nan: device tensors: %s", devname, attn_last_error());
+        } else {
+            CHECK_OK(attn_block_select(ctx, &c.p, &q.d, &k.d, &m.d));
+            char msg[200] = "read back failed";
+            CHECK(download(&m) == 0 && tu_check_written(&m.h, msg, sizeof msg) == 0,
+                  "%s nan %s: %s", devname, method ? "moba" : "xattn", msg);
         }
         dfree(&q); dfree(&k); dfree(&m);
     }
@@ -189,6 +218,7 @@ int main(void)
             run_case(&c, devname);
         }
         ties(devname);
+        nan_input(devname);
         feeds_sdpa(devname);
         mixed_devices(devname);
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
