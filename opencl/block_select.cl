@@ -68,22 +68,25 @@ __kernel void attn_bs_moba_score(__global const float *qbar, __global const floa
     shares[e] = s;
 }
 
-/* XATTN, one work-group per block row (b, h, I), work-item t owning the key
- * blocks J = t, t + L, ... Segment rows of block I go XROWS at a time
+/* XATTN, one work-group per block row (b, h, I). The cells of key block J
+ * are split into P slices (cells c0 + p, c0 + p + P, ...): work-item t owns
+ * the slots (J, p) = t, t + L, ... (slot J*P + p), so that short rows of
+ * blocks still fill the group. Segment rows of block I go XROWS at a time
  * (compile time): each key element loaded serves XROWS antidiagonal sums,
  * XROWS times less key traffic than one row at a time. Per segment row rr
  * of the chunk each item scores the allowed cells of its blocks
  * (x = scale*a/s), keeping per block the running max and exp-sum (in
- * part[], XROWS pairs per block); the group reduces them to each row's max
- * and sum, and each block adds its share of each row's softmax to its
- * total, without storing the rows. Launched for block rows
+ * part[], XROWS pairs per slot); the group reduces them to each row's max
+ * and sum, and the item of slot (J, 0) adds block J's share of each row's
+ * softmax to its total, without storing the rows. Launched for block rows
  * [row0, row0 + groups): part[] holds one wave of them. */
 __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, long q1, long q2,
                                   long q3,
                                   __global const IN_T *k, long k_off, long k0, long k1, long k2,
                                   long k3,
                                   long Hq, long group, long Sq, long Sk, long D, long bq, long bk,
-                                  long nbq, long nbk, long s, float scale, int causal, long row0,
+                                  long nbq, long nbk, long s, float scale, int causal, long P,
+                                  long row0,
                                   __global float *shares, __global float *part,
                                   __local float *red)
 {
@@ -92,7 +95,7 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
     const int t = (int)get_local_id(0), L = (int)get_local_size(0);
     long diag;
     const long n = allowed_blocks(I, Sq, Sk, bq, bk, nbk, causal, &diag);
-    __global float *w = shares + row * nbk, *pm = part + wave_row * nbk * 2 * XROWS;
+    __global float *w = shares + row * nbk, *pm = part + wave_row * nbk * P * 2 * XROWS;
     for (long J = t; J < n; J += L)
         w[J] = 0.0f;
     __global const IN_T *qh = q + q_off + b * q0 + h * q2;
@@ -108,14 +111,15 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
             d[rr] = min((r0 + rr) * s + s, Sq) - 1 + Sk - Sq;
             item_max[rr] = -INFINITY;
         }
-        for (long J = t; J < n; J += L) {
-            const long c0 = J * cells_per_block, c1 = min(c0 + cells_per_block, nsk);
+        for (long slot = t; slot < n * P; slot += L) {
+            const long J = slot / P;
+            const long c0 = J * cells_per_block + slot % P, c1 = min((J + 1) * cells_per_block, nsk);
             float m[XROWS], e[XROWS];
             for (int rr = 0; rr < XROWS; rr++) {
                 m[rr] = -INFINITY;
                 e[rr] = 0.0f;
             }
-            for (long c = c0; c < c1; c++) {
+            for (long c = c0; c < c1; c += P) {
                 if (causal && c * s > d[nr - 1])
                     break;          /* and for every earlier row of the chunk */
                 float a[XROWS];
@@ -155,8 +159,8 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
                 }
             }
             for (int rr = 0; rr < XROWS; rr++) {
-                pm[(J * XROWS + rr) * 2] = m[rr];
-                pm[(J * XROWS + rr) * 2 + 1] = e[rr];
+                pm[(slot * XROWS + rr) * 2] = m[rr];
+                pm[(slot * XROWS + rr) * 2 + 1] = e[rr];
                 item_max[rr] = fmax(item_max[rr], m[rr]);
             }
         }
@@ -164,7 +168,7 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
         float M[XROWS], S[XROWS];
         for (int rr = 0; rr < XROWS; rr++)
             red[rr * L + t] = item_max[rr];
-        barrier(CLK_LOCAL_MEM_FENCE);
+        barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);   /* part[] too */
         for (int o = L / 2; o > 0; o /= 2) {
             if (t < o)
                 for (int rr = 0; rr < XROWS; rr++)
@@ -177,10 +181,10 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
         for (int rr = 0; rr < XROWS; rr++) {
             float item_sum = 0.0f;
             if (M[rr] != -INFINITY)
-                for (long J = t; J < n; J += L) {
-                    const float mj = pm[(J * XROWS + rr) * 2];
+                for (long slot = t; slot < n * P; slot += L) {
+                    const float mj = pm[(slot * XROWS + rr) * 2];
                     if (mj != -INFINITY)
-                        item_sum += pm[(J * XROWS + rr) * 2 + 1] * exp(mj - M[rr]);
+                        item_sum += pm[(slot * XROWS + rr) * 2 + 1] * exp(mj - M[rr]);
                 }
             red[rr * L + t] = item_sum;
         }
@@ -196,11 +200,13 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
         barrier(CLK_LOCAL_MEM_FENCE);
         /* rows without an allowed cell (M = -inf) add nothing */
         for (long J = t; J < n; J += L)
-            for (int rr = 0; rr < nr; rr++) {
-                const float mj = pm[(J * XROWS + rr) * 2];
-                if (M[rr] != -INFINITY && mj != -INFINITY)
-                    w[J] += pm[(J * XROWS + rr) * 2 + 1] * exp(mj - M[rr]) / S[rr];
-            }
+            for (long slot = J * P; slot < (J + 1) * P; slot++)
+                for (int rr = 0; rr < nr; rr++) {
+                    const float mj = pm[(slot * XROWS + rr) * 2];
+                    if (M[rr] != -INFINITY && mj != -INFINITY)
+                        w[J] += pm[(slot * XROWS + rr) * 2 + 1] * exp(mj - M[rr]) / S[rr];
+                }
+        barrier(CLK_GLOBAL_MEM_FENCE);  /* part[] is rewritten by the next chunk */
     }
 }
 

@@ -22,6 +22,7 @@ typedef struct bsel_run {
     cl_mem shares, order, part, qbar, kbar;
     int64_t rows;               /* block rows: B * Hq * nbq */
     int     xrows;              /* XROWS the program was built with */
+    int64_t slices;             /* XATTN: P, slices of each key block's cells */
     int64_t wave;               /* XATTN block rows per launch */
 } bsel_run;
 
@@ -31,8 +32,10 @@ static cl_mem scratch(attn_cl_device *d, size_t bytes, cl_int *err)
 }
 
 /* Creates kernel `name` and the power-of-two work-group size it may use for
- * a row of nbk blocks. */
-static attn_status make_kernel(bsel_run *r, const char *name, cl_kernel *k, size_t *group)
+ * `items` work-items of a block row (as many as fit, up to the next power
+ * of two). */
+static attn_status make_kernel(bsel_run *r, const char *name, int64_t items, cl_kernel *k,
+                               size_t *group)
 {
     cl_int err;
     *k = r->d->cl->CreateKernel(r->prog, name, &err);
@@ -50,7 +53,7 @@ static attn_status make_kernel(bsel_run *r, const char *name, cl_kernel *k, size
     if (lim > r->d->max_wi[0]) lim = r->d->max_wi[0];
     if (lim > kmax) lim = kmax;
     size_t g = 1;
-    while (g * 2 <= lim && (int64_t)g < r->p->nbk)
+    while (g * 2 <= lim && (int64_t)g < items)
         g *= 2;
     *group = g;
     return ATTN_OK;
@@ -70,7 +73,7 @@ static attn_status pool(bsel_run *r, const attn_view *x, int64_t heads, int64_t 
 {
     cl_kernel k;
     size_t unused;
-    attn_status s = make_kernel(r, "attn_bs_pool", &k, &unused);
+    attn_status s = make_kernel(r, "attn_bs_pool", 1, &k, &unused);
     const int64_t total = r->p->b * heads * nb * r->p->d;
     if (s == ATTN_OK) {
         attn_cl_args a = { r->d->cl, k, 0, CL_SUCCESS };
@@ -100,7 +103,7 @@ static attn_status moba_scores(bsel_run *r)
         return s;
     cl_kernel k;
     size_t unused;
-    s = make_kernel(r, "attn_bs_moba_score", &k, &unused);
+    s = make_kernel(r, "attn_bs_moba_score", 1, &k, &unused);
     const int64_t total = r->rows * p->nbk;
     if (s == ATTN_OK) {
         attn_cl_args a = { r->d->cl, k, 0, CL_SUCCESS };
@@ -131,7 +134,7 @@ static attn_status xattn_shares(bsel_run *r)
     const attn_block_select_problem *p = r->p;
     cl_kernel k;
     size_t group;
-    attn_status s = make_kernel(r, "attn_bs_xattn_share", &k, &group);
+    attn_status s = make_kernel(r, "attn_bs_xattn_share", p->nbk * r->slices, &k, &group);
     if (s == ATTN_OK) {
         attn_cl_args a = { r->d->cl, k, 0, CL_SUCCESS };
         arg_view(&a, &p->q, 1, 4);
@@ -148,6 +151,7 @@ static attn_status xattn_shares(bsel_run *r)
         arg_long(&a, p->stride);
         arg_float(&a, p->scale);
         arg_int(&a, p->causal);
+        arg_long(&a, r->slices);
         const cl_uint row0_arg = a.next;
         arg_long(&a, 0);
         arg_mem(&a, r->shares);
@@ -173,7 +177,7 @@ static attn_status select_blocks(bsel_run *r)
     const attn_block_select_problem *p = r->p;
     cl_kernel k;
     size_t group;
-    attn_status s = make_kernel(r, "attn_bs_select", &k, &group);
+    attn_status s = make_kernel(r, "attn_bs_select", p->nbk, &k, &group);
     if (s == ATTN_OK) {
         attn_cl_args a = { r->d->cl, k, 0, CL_SUCCESS };
         arg_mem(&a, r->shares);
@@ -214,7 +218,8 @@ static attn_status alloc_scratch(bsel_run *r)
     r->shares = scratch(r->d, cells * sizeof(cl_float), &e[0]);
     r->order = scratch(r->d, cells * sizeof(cl_int), &e[1]);
     if (p->method == ATTN_BLOCK_SELECT_XATTN) {
-        const size_t per_row = (size_t)p->nbk * 2 * (size_t)r->xrows * sizeof(cl_float);
+        const size_t per_row = (size_t)(p->nbk * r->slices) * 2 * (size_t)r->xrows *
+                               sizeof(cl_float);
         size_t budget = PART_BUDGET < r->d->max_alloc ? PART_BUDGET : (size_t)r->d->max_alloc;
         r->wave = (int64_t)(budget / per_row);
         if (r->wave < 1) r->wave = 1;
@@ -234,11 +239,17 @@ static attn_status alloc_scratch(bsel_run *r)
 attn_status attn_cl_block_select(attn_device *dev, const attn_block_select_problem *p)
 {
     attn_cl_device *d = dev->impl;
-    bsel_run r = { d, p, NULL, NULL, NULL, NULL, NULL, NULL, p->b * p->hq * p->nbq, 1, 1 };
+    bsel_run r = { d, p, NULL, NULL, NULL, NULL, NULL, NULL, p->b * p->hq * p->nbq, 1, 1, 1 };
     /* as many rows at once as a query block has, up to XATTN_MAX_ROWS */
     while (p->method == ATTN_BLOCK_SELECT_XATTN && r.xrows * 2 <= XATTN_MAX_ROWS &&
            r.xrows * 2 <= p->block_q / p->stride)
         r.xrows *= 2;
+    /* rows of few key blocks: split each block's cells over up to
+     * BSEL_MAX_GROUP / nbk work-items */
+    if (p->method == ATTN_BLOCK_SELECT_XATTN) {
+        const int64_t cells = p->block_k / p->stride, fill = BSEL_MAX_GROUP / p->nbk;
+        r.slices = fill < 1 ? 1 : fill < cells ? fill : cells;
+    }
     char opts[64];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DIN_DT=%d -DXROWS=%d", (int)p->q.dtype, r.xrows);
     pthread_mutex_lock(&d->lock);
