@@ -19,7 +19,7 @@
  *                         then invocation 0 walks the ranking; writes every
  *                         mask element
  * Block rows are row = (b*Hq + h)*nbq + I; shares, order: [rows * nbk],
- * part: [rows * nbk * 2 * XROWS]. Indices are 32-bit (the host checks). */
+ * part: [rows * nbk * P * 2 * XROWS]. Indices are 32-bit (the host checks). */
 #extension GL_GOOGLE_include_directive : require
 
 layout(local_size_x_id = 0) in;
@@ -38,7 +38,8 @@ layout(std430, binding = 6) buffer QBb { float w[]; } QBAR;
 layout(std430, binding = 7) buffer KBb { float w[]; } KBAR;
 
 layout(push_constant) uniform Push {
-    int mode_causal;        /* mode | causal << 8 (128 bytes hold no more words) */
+    int mode_causal;        /* mode | causal << 8 | P << 16 (128 bytes hold no
+                               more words) */
     int q_off, q0, q1, q2, q3;
     int k_off, k0, k1, k2, k3;
     int m_off, m0, m1, m2, m3;
@@ -51,6 +52,7 @@ layout(push_constant) uniform Push {
 
 int mode;                   /* from mode_causal, set first in main */
 bool causal;
+int P;                      /* mode 2: slices of each key block's cells */
 
 ATTN_LOAD_FIXED(load_q, Q, IN_DT)
 ATTN_LOAD_FIXED(load_k, K, IN_DT)
@@ -120,13 +122,17 @@ void moba_score(uint e)
 }
 
 /* Segment rows go XROWS at a time: each key element loaded serves XROWS
- * antidiagonal sums. part[] holds XROWS (max, exp-sum) pairs per block. */
+ * antidiagonal sums. The cells of key block J are split into P slices
+ * (cells c0 + p, c0 + p + P, ...); invocation t owns the slots (J, p) =
+ * t, t + WG, ... (slot J*P + p), so that rows of few blocks still fill the
+ * group. part[] holds XROWS (max, exp-sum) pairs per slot; the invocation
+ * of block J adds its shares up over its slots. */
 void xattn_shares(int row, int t)
 {
     const int I = row % pc.nbq, bh = row / pc.nbq, h = bh % pc.Hq, b = bh / pc.Hq;
     int diag;
     const int n = allowed_blocks(I, diag);
-    const int w0 = row * pc.nbk, p0 = 2 * XROWS * row * pc.nbk;
+    const int w0 = row * pc.nbk, p0 = 2 * XROWS * row * pc.nbk * P;
     if (pc.seg_first == 0)
         for (int J = t; J < n; J += WG)
             SHARES.w[w0 + J] = 0.0;
@@ -144,14 +150,15 @@ void xattn_shares(int row, int t)
             d[rr] = min((r0 + rr) * s + s, pc.Sq) - 1 + pc.Sk - pc.Sq;
             item_max[rr] = NO_CELL;
         }
-        for (int J = t; J < n; J += WG) {
-            const int c0 = J * cells_per_block, c1 = min(c0 + cells_per_block, nsk);
+        for (int slot = t; slot < n * P; slot += WG) {
+            const int J = slot / P;
+            const int c0 = J * cells_per_block + slot % P, c1 = min((J + 1) * cells_per_block, nsk);
             float m[XROWS], e[XROWS];
             for (int rr = 0; rr < XROWS; rr++) {
                 m[rr] = NO_CELL;
                 e[rr] = 0.0;
             }
-            for (int c = c0; c < c1; c++) {
+            for (int c = c0; c < c1; c += P) {
                 if (causal && c * s > d[nr - 1])
                     break;          /* and for every earlier row of the chunk */
                 float a[XROWS];
@@ -191,8 +198,8 @@ void xattn_shares(int row, int t)
                 }
             }
             for (int rr = 0; rr < XROWS; rr++) {
-                PART.w[p0 + 2 * (J * XROWS + rr)] = m[rr];
-                PART.w[p0 + 2 * (J * XROWS + rr) + 1] = e[rr];
+                PART.w[p0 + 2 * (slot * XROWS + rr)] = m[rr];
+                PART.w[p0 + 2 * (slot * XROWS + rr) + 1] = e[rr];
                 item_max[rr] = max(item_max[rr], m[rr]);
             }
         }
@@ -200,6 +207,7 @@ void xattn_shares(int row, int t)
         float M[XROWS], S[XROWS];
         for (int rr = 0; rr < XROWS; rr++)
             red[rr * WG + t] = item_max[rr];
+        memoryBarrierBuffer();      /* part[] too */
         barrier();
         for (int o = WG / 2; o > 0; o /= 2) {
             if (t < o)
@@ -212,8 +220,8 @@ void xattn_shares(int row, int t)
         barrier();
         for (int rr = 0; rr < XROWS; rr++) {
             float item_sum = 0.0;
-            for (int J = t; J < n; J += WG) {
-                const int at = p0 + 2 * (J * XROWS + rr);
+            for (int slot = t; slot < n * P; slot += WG) {
+                const int at = p0 + 2 * (slot * XROWS + rr);
                 if (PART.w[at + 1] > 0.0)
                     item_sum += PART.w[at + 1] * exp(PART.w[at] - M[rr]);
             }
@@ -231,11 +239,14 @@ void xattn_shares(int row, int t)
         barrier();
         /* rows without an allowed cell (S = 0) add nothing */
         for (int J = t; J < n; J += WG)
-            for (int rr = 0; rr < nr; rr++) {
-                const int at = p0 + 2 * (J * XROWS + rr);
-                if (S[rr] > 0.0 && PART.w[at + 1] > 0.0)
-                    SHARES.w[w0 + J] += PART.w[at + 1] * exp(PART.w[at] - M[rr]) / S[rr];
-            }
+            for (int slot = J * P; slot < (J + 1) * P; slot++)
+                for (int rr = 0; rr < nr; rr++) {
+                    const int at = p0 + 2 * (slot * XROWS + rr);
+                    if (S[rr] > 0.0 && PART.w[at + 1] > 0.0)
+                        SHARES.w[w0 + J] += PART.w[at + 1] * exp(PART.w[at] - M[rr]) / S[rr];
+                }
+        memoryBarrierBuffer();      /* part[] is rewritten by the next chunk */
+        barrier();
     }
 }
 
@@ -304,7 +315,8 @@ void main()
     const uint group = gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x;
     const int t = int(gl_LocalInvocationID.x);
     mode = pc.mode_causal & 255;
-    causal = (pc.mode_causal >> 8) != 0;
+    causal = ((pc.mode_causal >> 8) & 255) != 0;
+    P = pc.mode_causal >> 16;
     if (mode == 0 || mode == 1 || mode == 4) {
         const uint e = group * uint(WG) + uint(t);
         if (e >= uint(pc.count))

@@ -35,8 +35,8 @@ typedef struct bsel_push {
 typedef struct bsel_scratch { attn_vk_buffer shares, order, part, qbar, kbar; } bsel_scratch;
 
 /* Largest power of two <= the device's limits and BSEL_MAX_GROUP, and no
- * larger than needed for rows of nbk blocks. */
-static int32_t row_group(const attn_vk_device *d, int64_t nbk)
+ * larger than needed for `items` invocations. */
+static int32_t row_group(const attn_vk_device *d, int64_t items)
 {
     uint32_t lim = BSEL_MAX_GROUP;
     if (lim > d->limits.maxComputeWorkGroupInvocations)
@@ -44,7 +44,7 @@ static int32_t row_group(const attn_vk_device *d, int64_t nbk)
     if (lim > d->limits.maxComputeWorkGroupSize[0])
         lim = d->limits.maxComputeWorkGroupSize[0];
     int32_t g = 1;
-    while ((uint32_t)g * 2 <= lim && g < nbk)
+    while ((uint32_t)g * 2 <= lim && g < items)
         g *= 2;
     return g;
 }
@@ -78,12 +78,23 @@ static attn_status dispatch(attn_vk_device *d, const attn_block_select_problem *
     return ATTN_OK;
 }
 
+/* XAttention: slices of each key block's cells (P of the shader), so that
+ * rows of few key blocks still fill a workgroup. 1 for MoBA. */
+static int64_t slices(const attn_block_select_problem *p)
+{
+    if (p->method != ATTN_BLOCK_SELECT_XATTN)
+        return 1;
+    const int64_t cells = p->block_k / p->stride, fill = BSEL_MAX_GROUP / p->nbk;
+    return fill < 1 ? 1 : fill < cells ? fill : cells;
+}
+
 /* Segment rows of each block row that one XAttention dispatch scores: a
  * multiple of BSEL_XROWS. */
-static int64_t segs_per_dispatch(const attn_block_select_problem *p, int32_t group)
+static int64_t segs_per_dispatch(const attn_block_select_problem *p, int32_t group, int64_t P)
 {
-    const int64_t blocks_per_item = (p->nbk + group - 1) / group;
-    const int64_t steps_per_chunk = blocks_per_item * (p->block_k / p->stride) * p->stride * p->d;
+    const int64_t slots_per_item = (p->nbk * P + group - 1) / group;
+    const int64_t cells_per_slot = (p->block_k / p->stride + P - 1) / P;
+    const int64_t steps_per_chunk = slots_per_item * cells_per_slot * p->stride * p->d;
     const int64_t n = BSEL_DISPATCH_STEPS / (steps_per_chunk > 0 ? steps_per_chunk : 1);
     return BSEL_XROWS * (n > 0 ? n : 1);
 }
@@ -91,8 +102,9 @@ static int64_t segs_per_dispatch(const attn_block_select_problem *p, int32_t gro
 static attn_status record(attn_vk_device *d, const attn_block_select_problem *p,
                           const bsel_scratch *sc, bsel_push *pc)
 {
-    const int32_t rg = row_group(d, p->nbk);
-    const int64_t segs = p->block_q / p->stride, chunk = segs_per_dispatch(p, rg);
+    const int64_t P = slices(p);
+    const int32_t rg = row_group(d, p->nbk * P);
+    const int64_t segs = p->block_q / p->stride, chunk = segs_per_dispatch(p, rg, P);
     const int64_t xattn_dispatches = (segs + chunk - 1) / chunk;
     const int32_t eg = row_group(d, BSEL_ELEM_GROUP);
     const int32_t spec_rows[2] = { rg, (int32_t)p->q.dtype };
@@ -108,7 +120,7 @@ static attn_status record(attn_vk_device *d, const attn_block_select_problem *p,
     if (s != ATTN_OK)
         return s;
     const int64_t rows = p->b * p->hq * p->nbq;
-    const int32_t causal = p->causal << 8;
+    const int32_t causal = p->causal << 8 | (int32_t)P << 16;   /* and P */
     if (p->method == ATTN_BLOCK_SELECT_MOBA) {
         pc->mode_causal = MODE_POOL_Q | causal;
         pc->count = (int32_t)(rows * p->d);
@@ -174,7 +186,7 @@ attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_probl
     const int64_t rows = p->b * p->hq * p->nbq;
     bsel_push pc;
     /* shares, order and part, and the pooled rows, are indexed in 32 bits */
-    if (2 * BSEL_XROWS * rows * p->nbk >= INT32_MAX || rows * p->d >= INT32_MAX ||
+    if (2 * BSEL_XROWS * rows * p->nbk * slices(p) >= INT32_MAX || rows * p->d >= INT32_MAX ||
         p->b * p->hkv * p->nbk * p->d >= INT32_MAX || p->sq + p->stride >= INT32_MAX ||
         p->sk + p->stride >= INT32_MAX || !fill_push(p, &pc))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_block_select: a tensor or the scratch "
@@ -189,7 +201,7 @@ attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_probl
     if (s == ATTN_OK)
         s = attn_vk_buffer_make(d, cells * sizeof(int32_t), 0, &sc.order);
     if (s == ATTN_OK)
-        s = attn_vk_buffer_make(d, moba ? 16 : 2 * BSEL_XROWS * cells * sizeof(float), 0, &sc.part);
+        s = attn_vk_buffer_make(d, moba ? 16 : 2 * BSEL_XROWS * cells * (VkDeviceSize)slices(p) * sizeof(float), 0, &sc.part);
     if (s == ATTN_OK)
         s = attn_vk_buffer_make(d, moba ? (VkDeviceSize)(rows * p->d) * sizeof(float) : 16, 0,
                                 &sc.qbar);
