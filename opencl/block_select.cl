@@ -77,8 +77,8 @@ __kernel void attn_bs_moba_score(__global const float *qbar, __global const floa
  * of the chunk each item scores the allowed cells of its blocks
  * (x = scale*a/s), keeping per block the running max and exp-sum (in
  * part[], XROWS pairs per slot); the group reduces them to each row's max
- * and sum, and the item of slot (J, 0) adds block J's share of each row's
- * softmax to its total, without storing the rows. Launched for block rows
+ * and sum, and work-item J % L adds block J's share of each row's softmax
+ * (over its P slots) to its total, without storing the rows. Launched for block rows
  * [row0, row0 + groups): part[] holds one wave of them. */
 __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, long q1, long q2,
                                   long q3,

@@ -125,8 +125,8 @@ void moba_score(uint e)
  * antidiagonal sums. The cells of key block J are split into P slices
  * (cells c0 + p, c0 + p + P, ...); invocation t owns the slots (J, p) =
  * t, t + WG, ... (slot J*P + p), so that rows of few blocks still fill the
- * group. part[] holds XROWS (max, exp-sum) pairs per slot; the invocation
- * of block J adds its shares up over its slots. */
+ * group. part[] holds XROWS (max, exp-sum) pairs per slot; invocation
+ * J % WG adds block J's shares up over its P slots. */
 void xattn_shares(int row, int t)
 {
     const int I = row % pc.nbq, bh = row / pc.nbq, h = bh % pc.Hq, b = bh / pc.Hq;
