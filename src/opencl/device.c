@@ -81,6 +81,7 @@ static const attn_backend cl_backend = {
     .buffer_host_ptr = NULL,
     .sdpa = attn_cl_sdpa,
     .merge = attn_cl_merge,
+    .linear = attn_cl_linear,
     .destroy = cl_destroy,
 };
 

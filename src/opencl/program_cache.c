@@ -9,6 +9,8 @@
 
 static const char *source_text(int s)
 {
+    if (s == ATTN_CL_SRC_LINEAR)
+        return attn_cl_linear_src;
     return s == ATTN_CL_SRC_SDPA ? attn_cl_sdpa_src : attn_cl_merge_src;
 }
 

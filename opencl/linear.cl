@@ -1,0 +1,259 @@
+/* attn_linear: the recurrent form, every kind, on OpenCL C 1.2.
+ *
+ * One work-group per (sequence, head, slice of DVS state columns); it walks
+ * the sequence's tokens in order. Work-item (c, r) owns column c of the
+ * slice and rows r, r + KS, r + 2 KS, ... (DKT of them) of the f32 state
+ * S [Dk x Dv] in registers, so the state never leaves the work-item between
+ * the first token and the last. Products over Dk (S^T k for the delta rule,
+ * q^T S and q^T z for the output) are partial dots per work-item summed over
+ * the KS work-items of a column through local memory (no barrier at all
+ * when KS = 1).
+ *
+ * Tokens are staged TB at a time: q, k (preprocessed once per token in
+ * local memory: l2norm, feature map, scale on q), the per-channel gates as
+ * alpha = exp(g), the slice of v, beta and the scalar gate. Rows past Dk are
+ * padded with zeros (DKP = KS * DKT), so the loops over a work-item's rows
+ * need no bounds test.
+ *
+ * The normaliser z (PLAIN + normalize) is kept per work-item for its rows
+ * (the same in every column) and its q'^T z reduced with the output; the
+ * final z goes to a scratch buffer that attn_linear_zcopy then writes to
+ * z_out, so that an in-place z_out = z_in is never read after it is written.
+ *
+ * Compile-time: DK, KS, DVS, TB, IN_DT (and ATTN_UNROLL on GPUs). */
+
+#define DKT ((DK + KS - 1) / KS)
+#define DKP (DKT * KS)
+#define NT (KS * DVS)
+
+#define LIN_PLAIN 0
+#define LIN_DECAY 1
+#define LIN_GLA 2
+#define LIN_DELTA 3
+#define LIN_GATED_DELTA 4
+#define LIN_KDA 5
+
+#define FEAT_IDENTITY 0
+#define FEAT_ELU1 1
+#define FEAT_RELU 2
+
+/* Run-time flags, shared with src/opencl/linear.c. */
+#define LF_L2NORM     (1 << 0)
+#define LF_NORMALIZE  (1 << 1)
+#define LF_VARLEN     (1 << 2)
+#define LF_STATE_IN   (1 << 3)
+#define LF_STATE_OUT  (1 << 4)
+#define LF_Z_IN       (1 << 5)
+#define LF_Z_OUT      (1 << 6)
+#define LF_G_SCALAR   (1 << 7)    /* g [B,S,H] */
+#define LF_G_CHANNEL  (1 << 8)    /* g [B,S,H,Dk] */
+#define LF_DECAY_PARAM (1 << 9)   /* params->decay [H] */
+
+#ifdef ATTN_UNROLL
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
+inline float phi(float x, int feature)
+{
+    if (feature == FEAT_ELU1)
+        return x > 0.0f ? x + 1.0f : exp(x);
+    if (feature == FEAT_RELU)
+        return fmax(x, 0.0f);
+    return x;
+}
+
+/* Strides of one [B,S,H,*] tensor in elements, with its element offset. */
+typedef struct view4 { long off, s0, s1, s2, s3; } view4;
+
+inline long at4(view4 v, long b, long t, long h, long i)
+{
+    return v.off + b * v.s0 + t * v.s1 + h * v.s2 + i * v.s3;
+}
+
+__kernel __attribute__((reqd_work_group_size(DVS, KS, 1)))
+void attn_linear_recurrent(
+    __global const IN_T *q, long q_off, long q0, long q1, long q2, long q3,
+    __global const IN_T *k, long k_off, long k0, long k1, long k2, long k3,
+    __global const IN_T *v, long v_off, long v0, long v1, long v2, long v3,
+    __global const uchar *g, long g_off, long g0, long g1, long g2, long g3, int g_dt,
+    __global const uchar *beta, long b_off, long b0, long b1, long b2, int b_dt,
+    __global uchar *out, long o_off, long o0, long o1, long o2, long o3, int o_dt,
+    __global const float *s_in, long si_off, long si0, long si1, long si2, long si3,
+    __global float *s_out, long so_off, long so0, long so1, long so2, long so3,
+    __global const float *z_in, long zi_off, long zi0, long zi1, long zi2,
+    __global float *z_scratch,
+    __global const float *decay, __global const int *cu,
+    int kind, int feature, int flags, long S, int H, int DV, float scale, float norm_eps)
+{
+    __local float lq[TB * DKP], lk[TB * DKP], la[TB * DKP];
+    __local float lv[TB * DVS], lb[TB], lg[TB], lnorm[2 * TB];
+    __local float red_u[NT], red_o[2][2 * NT];
+
+    const int c = get_local_id(0), r = get_local_id(1), lid = r * DVS + c;
+    const int h = get_group_id(1), n = get_group_id(2);
+    const int col = get_group_id(0) * DVS + c;
+    const int live = col < DV;
+    const int delta = kind == LIN_DELTA || kind == LIN_GATED_DELTA || kind == LIN_KDA;
+    const view4 Q = { q_off, q0, q1, q2, q3 }, K = { k_off, k0, k1, k2, k3 };
+    const view4 V = { v_off, v0, v1, v2, v3 }, G = { g_off, g0, g1, g2, g3 };
+    const view4 O = { o_off, o0, o1, o2, o3 };
+
+    long b = n, t_begin = 0, len = S;
+    if (flags & LF_VARLEN) {
+        b = 0;
+        t_begin = cu[H + n];      /* cu_seqlens follows decay [H] */
+        len = cu[H + n + 1] - t_begin;
+    }
+    const float fixed_gate = (flags & LF_DECAY_PARAM) ? decay[h] : 1.0f;
+
+    float st[DKT], z[DKT];
+    UNROLL
+    for (int i = 0; i < DKT; i++) {
+        const int row = r + KS * i;
+        st[i] = 0.0f;
+        z[i] = 0.0f;
+        if (row < DK && live && (flags & LF_STATE_IN))
+            st[i] = s_in[si_off + n * si0 + h * si1 + row * si2 + col * si3];
+        if (row < DK && (flags & LF_Z_IN))
+            z[i] = z_in[zi_off + n * zi0 + h * zi1 + row * zi2];
+    }
+
+    for (long t0 = 0; t0 < len; t0 += TB) {
+        const int nt = (int)min((long)TB, len - t0);
+        /* Stage the block. */
+        for (int e = lid; e < nt * DKP; e += NT) {
+            const int tb = e / DKP, i = e % DKP;
+            const long t = t_begin + t0 + tb;
+            float qv = 0.0f, kv = 0.0f, av = 1.0f;
+            if (i < DK) {
+                qv = LOAD_IN(q, at4(Q, b, t, h, i));
+                kv = LOAD_IN(k, at4(K, b, t, h, i));
+                if (flags & LF_G_CHANNEL)
+                    av = exp(attn_load(g, g_dt, at4(G, b, t, h, i)));
+            }
+            lq[e] = qv;
+            lk[e] = kv;
+            la[e] = av;
+        }
+        for (int e = lid; e < nt * DVS; e += NT) {
+            const int tb = e / DVS, j = get_group_id(0) * DVS + e % DVS;
+            lv[e] = j < DV ? LOAD_IN(v, at4(V, b, t_begin + t0 + tb, h, j)) : 0.0f;
+        }
+        for (int e = lid; e < nt; e += NT) {
+            const long t = t_begin + t0 + e;
+            lb[e] = delta ? attn_load(beta, b_dt, b_off + b * b0 + t * b1 + h * b2) : 0.0f;
+            lg[e] = (flags & LF_G_SCALAR) ? exp(attn_load(g, g_dt, at4(G, b, t, h, 0)))
+                                          : fixed_gate;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* Preprocess q and k: one work-item per vector for the norms. */
+        if (flags & LF_L2NORM) {
+            for (int e = lid; e < 2 * nt; e += NT) {
+                __local const float *x = (e < nt ? lq : lk) + (e % nt) * DKP;
+                float ss = 0.0f;
+                for (int i = 0; i < DK; i++)
+                    ss += x[i] * x[i];
+                lnorm[e] = rsqrt(ss + 1e-6f);
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        for (int e = lid; e < nt * DKP; e += NT) {
+            const int tb = e / DKP;
+            float qv = lq[e], kv = lk[e];
+            if (flags & LF_L2NORM) {
+                qv *= lnorm[tb];
+                kv *= lnorm[nt + tb];
+            }
+            if (e % DKP < DK) {     /* padding rows stay zero under elu+1 */
+                qv = phi(qv, feature);
+                kv = phi(kv, feature);
+            }
+            lq[e] = qv * scale;
+            lk[e] = kv;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* The recurrence over the block's tokens. */
+        for (int tb = 0; tb < nt; tb++) {
+            __local const float *qt = lq + tb * DKP + r, *kt = lk + tb * DKP + r;
+            __local const float *at = la + tb * DKP + r;
+            const float gate = lg[tb], vt = lv[tb * DVS + c];
+            float coef = vt;             /* what k_t is scaled by into column c */
+            if (delta) {
+                float u = 0.0f;
+                UNROLL
+                for (int i = 0; i < DKT; i++) {
+                    st[i] *= at[KS * i] * gate;
+                    u += st[i] * kt[KS * i];
+                }
+#if KS > 1
+                red_u[lid] = u;
+                barrier(CLK_LOCAL_MEM_FENCE);
+                u = 0.0f;
+                for (int j = 0; j < KS; j++)
+                    u += red_u[j * DVS + c];
+#endif
+                coef = lb[tb] * (vt - u);
+                UNROLL
+                for (int i = 0; i < DKT; i++)
+                    st[i] += kt[KS * i] * coef;
+            } else {
+                UNROLL
+                for (int i = 0; i < DKT; i++)
+                    st[i] = st[i] * (at[KS * i] * gate) + kt[KS * i] * coef;
+            }
+            float num = 0.0f, den = 0.0f;
+            UNROLL
+            for (int i = 0; i < DKT; i++)
+                num += qt[KS * i] * st[i];
+            if (flags & LF_NORMALIZE) {
+                UNROLL
+                for (int i = 0; i < DKT; i++) {
+                    z[i] += kt[KS * i];
+                    den += qt[KS * i] * z[i];
+                }
+            }
+#if KS > 1
+            __local float *ro = red_o[tb & 1];
+            ro[lid] = num;
+            ro[NT + lid] = den;
+            barrier(CLK_LOCAL_MEM_FENCE);
+            if (r == 0) {
+                num = den = 0.0f;
+                for (int j = 0; j < KS; j++) {
+                    num += ro[j * DVS + c];
+                    den += ro[NT + j * DVS + c];
+                }
+            }
+#endif
+            if (r == 0 && live) {
+                const float o = (flags & LF_NORMALIZE) ? num / (den + norm_eps) : num;
+                attn_store(out, o_dt, at4(O, b, t_begin + t0 + tb, h, col), o);
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);   /* before the next block is staged */
+    }
+
+    UNROLL
+    for (int i = 0; i < DKT; i++) {
+        const int row = r + KS * i;
+        if (row < DK && live && (flags & LF_STATE_OUT))
+            s_out[so_off + n * so0 + h * so1 + row * so2 + col * so3] = st[i];
+        if (row < DK && col == 0 && (flags & LF_Z_OUT))
+            z_scratch[((long)n * H + h) * DK + row] = z[i];
+    }
+}
+
+/* z_out from the scratch that attn_linear_recurrent filled; one work-item
+ * per (sequence, head, row). */
+__kernel void attn_linear_zcopy(__global const float *z_scratch, __global float *z_out,
+                                long z_off, long z0, long z1, long z2, long N, int H)
+{
+    const long e = get_global_id(0);
+    if (e >= N * H * DK)
+        return;
+    const long row = e % DK, h = (e / DK) % H, n = e / ((long)DK * H);
+    z_out[z_off + n * z0 + h * z1 + row * z2] = z_scratch[e];
+}
