@@ -30,11 +30,15 @@ static size_t local_bytes(const lin_cfg *c, int64_t dk)
 
 /* KS work-items per column (enough that each holds <= ROWS_PER_ITEM rows,
  * within the work-group limits), DVS columns per work-group (up to 32, as
- * the device allows), and the largest token block TB that fits local memory.
- * max_items is the kernel's own work-group limit once it is known. */
-static int choose_cfg(const attn_cl_device *d, int64_t dk, int64_t dv, size_t max_items,
-                      lin_cfg *out)
+ * the device allows; down to 8 while there are fewer than two work-groups
+ * per compute unit: the tokens of one work-group are sequential, so
+ * parallelism comes from (sequence, head, slice) alone), and the largest
+ * token block TB that fits local memory. max_items is the kernel's own
+ * work-group limit once it is known. */
+static int choose_cfg(const attn_cl_device *d, const attn_linear_problem *p, int cus,
+                      size_t max_items, lin_cfg *out)
 {
+    const int64_t dk = p->dk, dv = p->dv;
     size_t lim = d->max_wg < max_items ? d->max_wg : max_items;
     if (lim > d->max_wi[0] * d->max_wi[1])
         lim = d->max_wi[0] * d->max_wi[1];
@@ -44,6 +48,8 @@ static int choose_cfg(const attn_cl_device *d, int64_t dk, int64_t dv, size_t ma
     int64_t dvs = dv < 32 ? dv : 32;
     while (dvs > 1 && (dvs > (int64_t)d->max_wi[0] || dvs * ks > (int64_t)lim))
         dvs = (dvs + 1) / 2;
+    while (dvs > 8 && p->num_seqs * p->h * ((dv + dvs - 1) / dvs) < 2 * (int64_t)cus)
+        dvs /= 2;
     const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
     for (int tb = 16; tb >= 1; tb /= 2) {
         lin_cfg c = { (int)ks, (int)dvs, tb };
@@ -203,7 +209,7 @@ attn_status attn_cl_linear(attn_device *dev, const attn_linear_problem *p)
     /* If the compiled kernel cannot run the chosen work-group (registers),
      * the next smaller one within its limit. */
     for (int tries = 0;; tries++) {
-        if (tries > 8 || !choose_cfg(d, p->dk, p->dv, kernel_max, &c)) {
+        if (tries > 8 || !choose_cfg(d, p, dev->info.compute_units, kernel_max, &c)) {
             s = attn_fail(ATTN_ERR_DEVICE, "attn_linear: no work-group shape fits %s (local "
                           "memory %llu bytes, max work-group %zu, kernel max %zu) for Dk %lld",
                           dev->info.name, (unsigned long long)d->local_mem, d->max_wg,
