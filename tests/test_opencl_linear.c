@@ -3,9 +3,9 @@
  * (tests/ref_linear.c): every kind, feature maps, normalize with z in/out,
  * state in / out / in place, varlen with an empty sequence, f32/f16/bf16
  * inputs, outputs and gates, strided views and buffer offsets, head dims
- * that are not powers of two (and Dk large enough to split state columns
- * over several work-items), weak, strong and resetting gates. Every tensor
- * is in attn_buffers of each OpenCL device found. Also: tensors on two
+ * that are not powers of two, state columns split over several work-items
+ * or not (ATTN_OPENCL_LINEAR_TILE), weak, strong and resetting gates. Every
+ * tensor is in attn_buffers of each OpenCL device found. Also: tensors on two
  * devices are ATTN_ERR_INVALID_ARGUMENT. Exit 77 (skip) without OpenCL.
  *
  * Tolerances (max error relative to the largest reference value): f32
@@ -351,6 +351,13 @@ int main(void)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)))
                 run_linear(&cases[i]);
+        /* One row split (each work-item a whole column) and odd column
+         * slices, which the automatic choice takes for larger problems. */
+        setenv("ATTN_OPENCL_LINEAR_TILE", "64,5", 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            if (!strcmp(cases[i].name, "plain-elu-norm") || !strcmp(cases[i].name, "kda-inplace"))
+                run_linear(&cases[i]);
+        unsetenv("ATTN_OPENCL_LINEAR_TILE");
         test_mixed_devices();
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }

@@ -16,9 +16,13 @@ enum { LF_L2NORM = 1 << 0, LF_NORMALIZE = 1 << 1, LF_VARLEN = 1 << 2, LF_STATE_I
        LF_STATE_OUT = 1 << 4, LF_Z_IN = 1 << 5, LF_Z_OUT = 1 << 6, LF_G_SCALAR = 1 << 7,
        LF_G_CHANNEL = 1 << 8, LF_DECAY_PARAM = 1 << 9 };
 
-/* State rows a work-item keeps in registers, at most: more would spill on
- * GPUs. Dk above this splits each state column over KS work-items. */
-#define ROWS_PER_ITEM 32
+/* State rows a work-item keeps in registers: at most 32 (more would spill
+ * on GPUs), fewer (down to 8) while the problem has fewer than 512
+ * work-items per compute unit, since the tokens are walked in order and
+ * parallelism comes from (sequence, head, column, row split) alone. */
+#define ROWS_MAX 32
+#define ROWS_MIN 8
+#define ITEMS_PER_CU 512
 
 typedef struct lin_cfg { int ks, dvs, tb; } lin_cfg;
 
@@ -28,13 +32,12 @@ static size_t local_bytes(const lin_cfg *c, int64_t dk)
     return (size_t)(c->tb * (3 * dkp + c->dvs + 4) + 5 * nt) * sizeof(float);
 }
 
-/* KS work-items per column (enough that each holds <= ROWS_PER_ITEM rows,
- * within the work-group limits), DVS columns per work-group (up to 32, as
- * the device allows; down to 8 while there are fewer than two work-groups
- * per compute unit: the tokens of one work-group are sequential, so
- * parallelism comes from (sequence, head, slice) alone), and the largest
- * token block TB that fits local memory. max_items is the kernel's own
- * work-group limit once it is known. */
+/* KS work-items per column (each holding ceil(Dk / KS) rows, within the
+ * work-group limits), DVS columns per work-group (up to 32, as the device
+ * allows; down to 8 while there are fewer than two work-groups per compute
+ * unit), and the largest token block TB that fits local memory. max_items
+ * is the kernel's own work-group limit once it is known.
+ * ATTN_OPENCL_LINEAR_TILE="rows,dvs" sets the first two (tuning; 0 = auto). */
 static int choose_cfg(const attn_cl_device *d, const attn_linear_problem *p, int cus,
                       size_t max_items, lin_cfg *out)
 {
@@ -42,14 +45,26 @@ static int choose_cfg(const attn_cl_device *d, const attn_linear_problem *p, int
     size_t lim = d->max_wg < max_items ? d->max_wg : max_items;
     if (lim > d->max_wi[0] * d->max_wi[1])
         lim = d->max_wi[0] * d->max_wi[1];
-    int64_t ks = (dk + ROWS_PER_ITEM - 1) / ROWS_PER_ITEM;
+    int rows_env = 0, dvs_env = 0;
+    const char *env = getenv("ATTN_OPENCL_LINEAR_TILE");
+    if (env && sscanf(env, "%d,%d", &rows_env, &dvs_env) < 1)
+        rows_env = dvs_env = 0;
+    int64_t rows = ROWS_MAX;
+    while (rows > ROWS_MIN &&
+           p->num_seqs * p->h * dv * ((dk + rows - 1) / rows) < (int64_t)cus * ITEMS_PER_CU)
+        rows /= 2;
+    if (rows_env > 0)
+        rows = rows_env;
+    int64_t ks = (dk + rows - 1) / rows;
     if (ks > (int64_t)d->max_wi[1]) ks = (int64_t)d->max_wi[1];
     if (ks > (int64_t)lim) ks = (int64_t)lim;
     int64_t dvs = dv < 32 ? dv : 32;
-    while (dvs > 1 && (dvs > (int64_t)d->max_wi[0] || dvs * ks > (int64_t)lim))
-        dvs = (dvs + 1) / 2;
     while (dvs > 8 && p->num_seqs * p->h * ((dv + dvs - 1) / dvs) < 2 * (int64_t)cus)
         dvs /= 2;
+    if (dvs_env > 0)
+        dvs = dvs_env;
+    while (dvs > 1 && (dvs > (int64_t)d->max_wi[0] || dvs * ks > (int64_t)lim))
+        dvs = (dvs + 1) / 2;
     const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
     for (int tb = 16; tb >= 1; tb /= 2) {
         lin_cfg c = { (int)ks, (int)dvs, tb };
