@@ -4,10 +4,11 @@
  * the sequence's tokens in order. Work-item (c, r) owns column c of the
  * slice and rows r, r + KS, r + 2 KS, ... (DKT of them) of the f32 state
  * S [Dk x Dv] in registers, so the state never leaves the work-item between
- * the first token and the last. Products over Dk (S^T k for the delta rule,
- * q^T S and q^T z for the output) are partial dots per work-item summed over
- * the KS work-items of a column through local memory (no barrier at all
- * when KS = 1).
+ * the first token and the last. Products over Dk are partial dots per
+ * work-item summed over the KS work-items of a column in local memory: S^T k
+ * of the delta rule at every token (one barrier a token when KS > 1), the
+ * outputs q^T S and q^T z once per block of tokens, all tokens at once, so
+ * the non-delta kinds walk a block without any barrier.
  *
  * Tokens are staged TB at a time: q, k (preprocessed once per token in
  * local memory: l2norm, feature map, scale on q), the per-channel gates as
@@ -25,6 +26,7 @@
 #define DKT ((DK + KS - 1) / KS)
 #define DKP (DKT * KS)
 #define NT (KS * DVS)
+#define NPART (NT / (2 * TB) > 0 ? NT / (2 * TB) : 1)   /* work-items per norm */
 
 #define LIN_PLAIN 0
 #define LIN_DECAY 1
@@ -88,8 +90,8 @@ void attn_linear_recurrent(
     int kind, int feature, int flags, long S, int H, int DV, float scale, float norm_eps)
 {
     __local float lq[TB * DKP], lk[TB * DKP], la[TB * DKP];
-    __local float lv[TB * DVS], lb[TB], lg[TB], lnorm[2 * TB];
-    __local float red_u[NT], red_o[2][2 * NT];
+    __local float lv[TB * DVS], lb[TB], lg[TB], lnorm[2 * TB], lpart[2 * TB * NPART];
+    __local float red_u[2][NT], red_o[TB * 2 * NT];
 
     const int c = get_local_id(0), r = get_local_id(1), lid = r * DVS + c;
     const int h = get_group_id(1), n = get_group_id(2);
@@ -148,13 +150,22 @@ void attn_linear_recurrent(
                                           : fixed_gate;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* Preprocess q and k: one work-item per vector for the norms. */
+        /* Preprocess q and k; the norms of the 2 nt vectors by NPART
+         * work-items each, then one per vector. */
         if (flags & LF_L2NORM) {
-            for (int e = lid; e < 2 * nt; e += NT) {
+            for (int w = lid; w < 2 * nt * NPART; w += NT) {
+                const int e = w / NPART;
                 __local const float *x = (e < nt ? lq : lk) + (e % nt) * DKP;
                 float ss = 0.0f;
-                for (int i = 0; i < DK; i++)
+                for (int i = w % NPART; i < DK; i += NPART)
                     ss += x[i] * x[i];
+                lpart[w] = ss;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+            for (int e = lid; e < 2 * nt; e += NT) {
+                float ss = 0.0f;
+                for (int j = 0; j < NPART; j++)
+                    ss += lpart[e * NPART + j];
                 lnorm[e] = rsqrt(ss + 1e-6f);
             }
             barrier(CLK_LOCAL_MEM_FENCE);
@@ -189,11 +200,12 @@ void attn_linear_recurrent(
                     u += st[i] * kt[KS * i];
                 }
 #if KS > 1
-                red_u[lid] = u;
+                __local float *ru = red_u[tb & 1];   /* two, so one barrier a token */
+                ru[lid] = u;
                 barrier(CLK_LOCAL_MEM_FENCE);
                 u = 0.0f;
                 for (int j = 0; j < KS; j++)
-                    u += red_u[j * DVS + c];
+                    u += ru[j * DVS + c];
 #endif
                 coef = lb[tb] * (vt - u);
                 UNROLL
@@ -215,25 +227,24 @@ void attn_linear_recurrent(
                     den += qt[KS * i] * z[i];
                 }
             }
-#if KS > 1
-            __local float *ro = red_o[tb & 1];
-            ro[lid] = num;
-            ro[NT + lid] = den;
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (r == 0) {
-                num = den = 0.0f;
-                for (int j = 0; j < KS; j++) {
-                    num += ro[j * DVS + c];
-                    den += ro[NT + j * DVS + c];
-                }
-            }
-#endif
-            if (r == 0 && live) {
-                const float o = (flags & LF_NORMALIZE) ? num / (den + norm_eps) : num;
-                attn_store(out, o_dt, at4(O, b, t_begin + t0 + tb, h, col), o);
-            }
+            red_o[(2 * tb) * NT + lid] = num;
+            red_o[(2 * tb + 1) * NT + lid] = den;
         }
-        barrier(CLK_LOCAL_MEM_FENCE);   /* before the next block is staged */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* The block's outputs: partial dots summed over the KS row groups.
+         * (The next block's staging cannot disturb red_o; its barrier also
+         * keeps the next token loop from writing red_o before this is read.) */
+        for (int e = lid; e < nt * DVS; e += NT) {
+            const int tb = e / DVS, cc = e % DVS, j = get_group_id(0) * DVS + cc;
+            float num = 0.0f, den = 0.0f;
+            for (int i = 0; i < KS; i++) {
+                num += red_o[(2 * tb) * NT + i * DVS + cc];
+                den += red_o[(2 * tb + 1) * NT + i * DVS + cc];
+            }
+            if (j < DV)
+                attn_store(out, o_dt, at4(O, b, t_begin + t0 + tb, h, j),
+                           (flags & LF_NORMALIZE) ? num / (den + norm_eps) : num);
+        }
     }
 
     UNROLL

@@ -29,7 +29,9 @@ typedef struct lin_cfg { int ks, dvs, tb; } lin_cfg;
 static size_t local_bytes(const lin_cfg *c, int64_t dk)
 {
     const int64_t dkp = (dk + c->ks - 1) / c->ks * c->ks, nt = (int64_t)c->ks * c->dvs;
-    return (size_t)(c->tb * (3 * dkp + c->dvs + 4) + 5 * nt) * sizeof(float);
+    /* lq lk la [TB][DKP], lv [TB][DVS], lb lg lnorm, red_o [TB][2][NT], red_u [2][NT],
+     * lpart (at most NT + 2 TB) */
+    return (size_t)(c->tb * (3 * dkp + c->dvs + 6 + 2 * nt) + 3 * nt) * sizeof(float);
 }
 
 /* KS work-items per column (each holding ceil(Dk / KS) rows, within the
