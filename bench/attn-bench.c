@@ -670,8 +670,8 @@ static void linear_teardown(void *st)
     free(s);
 }
 
-/* n f32 values uniform in [lo, hi) (or [-1, 1) when lo == hi), on the
- * bench's device: filled and rescaled on the host, then copied over. */
+/* n f32 values uniform in [lo, hi) on the bench's device: filled and
+ * rescaled on the host, then copied over. */
 static attn_status mem_alloc_f32(bench_env *env, bench_mem *m, size_t n, uint64_t seed,
                                  float lo, float hi)
 {
@@ -681,7 +681,7 @@ static attn_status mem_alloc_f32(bench_env *env, bench_mem *m, size_t n, uint64_
     if (s != ATTN_OK)
         return s;
     float *x = m->host;
-    for (size_t i = 0; i < n && lo != hi; i++)
+    for (size_t i = 0; i < n; i++)
         x[i] = lo + (hi - lo) * 0.5f * (x[i] + 1.0f);
     if (env->device == 0)
         return ATTN_OK;
