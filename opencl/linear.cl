@@ -50,6 +50,7 @@
 #define LF_G_SCALAR   (1 << 7)    /* g [B,S,H] */
 #define LF_G_CHANNEL  (1 << 8)    /* g [B,S,H,Dk] */
 #define LF_DECAY_PARAM (1 << 9)   /* params->decay [H] */
+#define LF_NO_OUT     (1 << 10)   /* segment summary pass: state only */
 
 #ifdef ATTN_UNROLL
 #define UNROLL _Pragma("unroll")
@@ -74,6 +75,15 @@ inline long at4(view4 v, long b, long t, long h, long i)
     return v.off + b * v.s0 + t * v.s1 + h * v.s2 + i * v.s3;
 }
 
+/* Segment p of nseg of a sequence of *len tokens from *t_begin: equal
+ * parts, the last shorter, empty ones past the end. */
+inline void segment_range(int p, int nseg, long *t_begin, long *len)
+{
+    const long seg = (*len + nseg - 1) / nseg, s0 = min(*len, p * seg);
+    *t_begin += s0;
+    *len = min(*len, s0 + seg) - s0;
+}
+
 __kernel __attribute__((reqd_work_group_size(DVS, KS, 1)))
 void attn_linear_recurrent(
     __global const IN_T *q, long q_off, long q0, long q1, long q2, long q3,
@@ -87,14 +97,16 @@ void attn_linear_recurrent(
     __global const float *z_in, long zi_off, long zi0, long zi1, long zi2,
     __global float *z_scratch,
     __global const float *decay, __global const int *cu,
-    int kind, int feature, int flags, long S, int H, int DV, float scale, float norm_eps)
+    int kind, int feature, int flags, long S, int H, int DV, float scale, float norm_eps,
+    int nseg)
 {
     __local float lq[TB * DKP], lk[TB * DKP], la[TB * DKP];
     __local float lv[TB * DVS], lb[TB], lg[TB], lnorm[2 * TB], lpart[2 * TB * NPART];
     __local float red_u[2][NT], red_o[TB * 2 * NT];
 
     const int c = get_local_id(0), r = get_local_id(1), lid = r * DVS + c;
-    const int h = get_group_id(1), n = get_group_id(2);
+    /* slot indexes state_in/out and z: the sequence, or its segment (nseg > 1) */
+    const int h = get_group_id(1), slot = get_group_id(2), n = slot / nseg;
     const int col = get_group_id(0) * DVS + c;
     const int live = col < DV;
     const int delta = kind == LIN_DELTA || kind == LIN_GATED_DELTA || kind == LIN_KDA;
@@ -108,6 +120,7 @@ void attn_linear_recurrent(
         t_begin = cu[H + n];      /* cu_seqlens follows decay [H] */
         len = cu[H + n + 1] - t_begin;
     }
+    segment_range(slot % nseg, nseg, &t_begin, &len);
     const float fixed_gate = (flags & LF_DECAY_PARAM) ? decay[h] : 1.0f;
 
     float st[DKT], z[DKT];
@@ -117,9 +130,9 @@ void attn_linear_recurrent(
         st[i] = 0.0f;
         z[i] = 0.0f;
         if (row < DK && live && (flags & LF_STATE_IN))
-            st[i] = s_in[si_off + n * si0 + h * si1 + row * si2 + col * si3];
+            st[i] = s_in[si_off + slot * si0 + h * si1 + row * si2 + col * si3];
         if (row < DK && (flags & LF_Z_IN))
-            z[i] = z_in[zi_off + n * zi0 + h * zi1 + row * zi2];
+            z[i] = z_in[zi_off + slot * zi0 + h * zi1 + row * zi2];
     }
 
     for (long t0 = 0; t0 < len; t0 += TB) {
@@ -234,7 +247,7 @@ void attn_linear_recurrent(
         /* The block's outputs: partial dots summed over the KS row groups.
          * (The next block's staging cannot disturb red_o; its barrier also
          * keeps the next token loop from writing red_o before this is read.) */
-        for (int e = lid; e < nt * DVS; e += NT) {
+        for (int e = lid; e < nt * DVS && !(flags & LF_NO_OUT); e += NT) {
             const int tb = e / DVS, cc = e % DVS, j = get_group_id(0) * DVS + cc;
             float num = 0.0f, den = 0.0f;
             for (int i = 0; i < KS; i++) {
@@ -251,9 +264,9 @@ void attn_linear_recurrent(
     for (int i = 0; i < DKT; i++) {
         const int row = r + KS * i;
         if (row < DK && live && (flags & LF_STATE_OUT))
-            s_out[so_off + n * so0 + h * so1 + row * so2 + col * so3] = st[i];
+            s_out[so_off + slot * so0 + h * so1 + row * so2 + col * so3] = st[i];
         if (row < DK && col == 0 && (flags & LF_Z_OUT))
-            z_scratch[((long)n * H + h) * DK + row] = z[i];
+            z_scratch[((long)slot * H + h) * DK + row] = z[i];
     }
 }
 
@@ -267,4 +280,75 @@ __kernel void attn_linear_zcopy(__global const float *z_scratch, __global float 
         return;
     const long row = e % DK, h = (e / DK) % H, n = e / ((long)DK * H);
     z_out[z_off + n * z0 + h * z1 + row * z2] = z_scratch[e];
+}
+
+/* Long sequences of the non-delta kinds in nseg segments (src/opencl/
+ * linear.c): S_end = diag(D) S_start + dS for a segment, where dS is its
+ * state from zero (the summary pass of attn_linear_recurrent, LF_NO_OUT) and
+ * D = exp(sum of its log-gates) per row, so the segments' start states
+ * follow by a scan, and every segment then runs with its own start state.
+ * attn_linear_seg_decay: D, one work-item per (segment, head, row). */
+__kernel void attn_linear_seg_decay(
+    __global const uchar *g, long g_off, long g0, long g1, long g2, long g3, int g_dt,
+    __global const float *decay, __global const int *cu, int flags, long S, int H,
+    int nseg, long nitems, __global float *D)
+{
+    const long e = get_global_id(0);
+    if (e >= nitems)
+        return;
+    const int row = (int)(e % DK), h = (int)((e / DK) % H), gi = (int)(e / ((long)DK * H));
+    const int n = gi / nseg;
+    long b = n, t_begin = 0, len = S;
+    if (flags & LF_VARLEN) {
+        b = 0;
+        t_begin = cu[H + n];
+        len = cu[H + n + 1] - t_begin;
+    }
+    segment_range(gi % nseg, nseg, &t_begin, &len);
+    float sum = 0.0f;
+    if (flags & LF_DECAY_PARAM)
+        sum = (float)len * log(decay[h]);
+    for (long t = t_begin; t < t_begin + len && (flags & (LF_G_SCALAR | LF_G_CHANNEL)); t++)
+        sum += attn_load(g, g_dt, g_off + b * g0 + t * g1 + h * g2 +
+                                  ((flags & LF_G_CHANNEL) ? row * g3 : 0));
+    D[e] = exp(sum);
+}
+
+/* attn_linear_seg_combine: one work-item per state element (sequence, head,
+ * row, column) walks the segments in order: the start state of each replaces
+ * its dS in place, and the state after the last goes to state_out; z the
+ * same way (column 0, no decay: normalize is PLAIN only). */
+__kernel void attn_linear_seg_combine(
+    __global const float *s_in, long si_off, long si0, long si1, long si2, long si3,
+    __global float *s_out, long so_off, long so0, long so1, long so2, long so3,
+    __global const float *z_in, long zi_off, long zi0, long zi1, long zi2,
+    __global float *z_out, long zo_off, long zo0, long zo1, long zo2,
+    __global float *dS, __global const float *D, __global float *dz,
+    int flags, int H, int DV, int nseg, long nitems)
+{
+    const long e = get_global_id(0);
+    if (e >= nitems)
+        return;
+    const int col = (int)(e % DV), row = (int)((e / DV) % DK);
+    const int h = (int)((e / ((long)DV * DK)) % H), n = (int)(e / ((long)DV * DK * H));
+    const int with_z = col == 0 && (flags & LF_NORMALIZE);
+    float st = (flags & LF_STATE_IN) ? s_in[si_off + n * si0 + h * si1 + row * si2 + col * si3]
+                                     : 0.0f;
+    float z = with_z && (flags & LF_Z_IN) ? z_in[zi_off + n * zi0 + h * zi1 + row * zi2] : 0.0f;
+    for (int p = 0; p < nseg; p++) {
+        const long gi = ((long)n * nseg + p) * H + h;
+        const long si = (gi * DK + row) * DV + col;
+        const float ds = dS[si];
+        dS[si] = st;
+        st = D[gi * DK + row] * st + ds;
+        if (with_z) {
+            const float dzv = dz[gi * DK + row];
+            dz[gi * DK + row] = z;
+            z += dzv;
+        }
+    }
+    if (flags & LF_STATE_OUT)
+        s_out[so_off + n * so0 + h * so1 + row * so2 + col * so3] = st;
+    if (with_z && (flags & LF_Z_OUT))
+        z_out[zo_off + n * zo0 + h * zo1 + row * zo2] = z;
 }

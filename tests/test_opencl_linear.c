@@ -4,7 +4,8 @@
  * state in / out / in place, varlen with an empty sequence, f32/f16/bf16
  * inputs, outputs and gates, strided views and buffer offsets, head dims
  * that are not powers of two, state columns split over several work-items
- * or not (ATTN_OPENCL_LINEAR_TILE), weak, strong and resetting gates. Every
+ * or not (ATTN_OPENCL_LINEAR_TILE), sequences cut into segments or not
+ * (ATTN_OPENCL_LINEAR_SEGMENTS), weak, strong and resetting gates. Every
  * tensor is in attn_buffers of each OpenCL device found. Also: tensors on two
  * devices are ATTN_ERR_INVALID_ARGUMENT. Exit 77 (skip) without OpenCL.
  *
@@ -59,6 +60,7 @@ static const lincase cases[] = {
  { "decay-g",           ATTN_LINEAR_DECAY,       F32,  F32,  F32,  2, 100, 2, 64,  64, TU_PADDED,        G_MIXED,  0, ID,   0, 0, ST_IN_OUT,   0, CHK,  0 },
  { "decay-param",       ATTN_LINEAR_DECAY,       F32,  F32,  F32,  1, 129, 2, 40,  24, TU_CONTIG,        G_WEAK,   1, ID,   0, 0, ST_OUT_ONLY, 0, REC,  1 },
  { "gla-bf16",          ATTN_LINEAR_GLA,         BF16, F32,  BF16, 2, 70, 2,  64,  48, TU_SWAP12,        G_RESETS, 0, ID,   0, 0, ST_IN_OUT,   0, CHK,  0 },
+ { "gla-resets",        ATTN_LINEAR_GLA,         F32,  F32,  F32,  2, 100, 2, 40,  24, TU_CONTIG,        G_RESETS, 0, ID,   0, 0, ST_IN_PLACE, 0, REC,  1 },
  { "gla-elu-f16",       ATTN_LINEAR_GLA,         F16,  F16,  F32,  1, 50, 2,  24,  36, TU_CONTIG,        G_STRONG, 0, ELU,  0, 1, ST_NONE,     0, REC,  0 },
  { "delta-d128",        ATTN_LINEAR_DELTA,       F32,  F32,  F32,  1, 40, 2, 128, 128, TU_CONTIG,        G_WEAK,   0, ID,   0, 1, ST_IN_OUT,   0, REC,  0 },
  { "delta-no-l2norm",   ATTN_LINEAR_DELTA,       F32,  F32,  F16,  2, 90, 1,  40,  33, TU_EXPLICIT,      G_WEAK,   0, ID,   0, 0, ST_IN_PLACE, 0, CHK,  0 },
@@ -361,6 +363,18 @@ int main(void)
             if (!strcmp(cases[i].name, "plain-elu-norm") || !strcmp(cases[i].name, "kda-inplace"))
                 run_linear(&cases[i]);
         unsetenv("ATTN_OPENCL_LINEAR_TILE");
+        /* Sequences cut into segments (non-delta kinds; automatic only for
+         * long sequences on big devices): 3, and more than some have tokens. */
+        for (int nseg = 3; nseg <= (tu_quick ? 3 : 50); nseg += 47) {
+            char v[16];
+            snprintf(v, sizeof v, "%d", nseg);
+            setenv("ATTN_OPENCL_LINEAR_SEGMENTS", v, 1);
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+                if (!is_delta(cases[i].kind) && (!tu_quick || cases[i].quick) &&
+                    (!filter || strstr(cases[i].name, filter)))
+                    run_linear(&cases[i]);
+        }
+        unsetenv("ATTN_OPENCL_LINEAR_SEGMENTS");
         test_mixed_devices();
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }
