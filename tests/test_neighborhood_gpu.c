@@ -11,6 +11,7 @@
  * Tolerances (max error relative to the largest reference output): f32 in
  * and out 1e-5; any f16/bf16 tensor 1e-2; lse 1e-5 absolute (|lse| < 1) or
  * relative. ATTN_TEST_NB_DEVICE=N restricts the run to device index N.
+ * Vulkan runs with the Khronos validation layer where it is installed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +126,8 @@ static void test_mixed_devices(void)
 int main(void)
 {
     tu_init("test_neighborhood_gpu");
+    /* The Vulkan validation layer, where installed: a validation error aborts. */
+    setenv("ATTN_VULKAN_DEBUG", "1", 0);
     if (attn_context_create(NULL, &ctx) != ATTN_OK) {
         fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
         return 1;
