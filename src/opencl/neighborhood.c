@@ -45,11 +45,27 @@ static size_t local_bytes(const attn_neighborhood_problem *p, const nb_cfg *c)
     return (size_t)(n[0] + n[1] + n[2] + n[3] + n[4]) * sizeof(float);
 }
 
+/* Work-groups of a launch with t1 x t2 query tiles. */
+static int64_t groups_of(const attn_neighborhood_problem *p, int64_t t1, int64_t t2)
+{
+    const int64_t t[3] = { 1, t1, t2 };
+    int64_t n = p->b * p->hq;
+    for (int a = 0; a < 3; a++) {
+        int64_t na = 0;
+        for (int64_t c = 0; c < p->dil[a]; c++)
+            na += (class_len(p, a, c) + t[a] - 1) / t[a];
+        n *= na;
+    }
+    return n;
+}
+
 /* The largest tile (up to 64 queries, about square: keys staged per query
  * fall as the tile grows on both axes) whose arrays fit local memory and
- * whose accumulators fit NB_MAX_ACC per work-item; 0 if none fits. */
+ * whose accumulators fit NB_MAX_ACC per work-item; 0 if none fits. Tiles
+ * of 32 and 64 queries only where they still give min_groups work-groups
+ * (small problems would leave compute units idle). */
 static int choose_cfg(const attn_cl_device *d, const attn_neighborhood_problem *p, int wg,
-                      nb_cfg *out)
+                      int64_t min_groups, nb_cfg *out)
 {
     const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
     const int64_t n1 = class_len(p, 1, 0), n2 = class_len(p, 2, 0);
@@ -65,6 +81,8 @@ static int choose_cfg(const attn_cl_device *d, const attn_neighborhood_problem *
         c.wg = wg;
         c.u2 = min64(c.t2 + p->kernel[2] - 1, n2);
         const int64_t acc = (c.t2 * p->dv + wg - 1) / wg * c.t1;
+        if (lg != 7 && lg > 4 && groups_of(p, c.t1, c.t2) < min_groups)
+            continue;
         if (acc > NB_MAX_ACC || c.t1 > NB_MAX_T1 || local_bytes(p, &c) > budget)
             continue;
         *out = c;
@@ -191,7 +209,7 @@ attn_status attn_cl_neighborhood(attn_device *dev, const attn_neighborhood_probl
     while (wg > d->max_wg || wg > d->max_wi[0])
         wg /= 2;
     for (;;) {
-        if (wg == 0 || !choose_cfg(d, p, (int)wg, &c)) {
+        if (wg == 0 || !choose_cfg(d, p, (int)wg, 4 * (int64_t)dev->info.compute_units, &c)) {
             s = attn_fail(ATTN_ERR_DEVICE, "attn_neighborhood: no query tile fits %s (local "
                           "memory %llu bytes, max work-group %zu) for head dims %lld/%lld",
                           dev->info.name, (unsigned long long)d->local_mem, d->max_wg,

@@ -23,6 +23,9 @@ typedef struct nb_cfg {
 /* O elements an invocation keeps in registers, at most. */
 #define NB_MAX_ACC 64
 #define NB_MAX_WG 128
+/* Workgroups below which smaller tiles are preferred: Vulkan does not tell
+ * the number of compute units; 512 is 4 per SM of a 128-SM GPU. */
+#define NB_MIN_GROUPS 512
 /* Axis-1 rows per tile, at most: a work-item keeps a float4 score
  * accumulator per row. */
 #define NB_MAX_T1 16
@@ -42,10 +45,26 @@ static size_t shared_bytes(const attn_neighborhood_problem *p, const nb_cfg *c)
                     3 * c->tq) * sizeof(float);
 }
 
+/* Work-groups of a launch with t1 x t2 query tiles. */
+static int64_t groups_of(const attn_neighborhood_problem *p, int64_t t1, int64_t t2)
+{
+    const int64_t t[3] = { 1, t1, t2 };
+    int64_t n = p->b * p->hq;
+    for (int a = 0; a < 3; a++) {
+        int64_t na = 0;
+        for (int64_t c = 0; c < p->dil[a]; c++)
+            na += (class_len(p, a, c) + t[a] - 1) / t[a];
+        n *= na;
+    }
+    return n;
+}
+
 /* The largest tile (up to 64 queries, about square) whose arrays fit the
- * shared memory and whose accumulators fit NB_MAX_ACC per invocation. */
+ * shared memory and whose accumulators fit NB_MAX_ACC per invocation; tiles
+ * of 32 and 64 queries only where they still give NB_MIN_GROUPS workgroups. */
 static int choose_cfg(const attn_vk_device *d, const attn_neighborhood_problem *p, nb_cfg *out)
 {
+    const int64_t min_groups = NB_MIN_GROUPS;
     int wg = NB_MAX_WG;
     while (wg > 1 && ((uint32_t)wg > d->limits.maxComputeWorkGroupInvocations ||
                       (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0]))
@@ -63,6 +82,8 @@ static int choose_cfg(const attn_vk_device *d, const attn_neighborhood_problem *
         c.wg = wg;
         c.u2 = min64(c.t2 + p->kernel[2] - 1, n2);
         const int64_t acc = (c.t2 * p->dv + wg - 1) / wg * c.t1;
+        if (lg != 7 && lg > 4 && groups_of(p, c.t1, c.t2) < min_groups)
+            continue;
         if (acc > NB_MAX_ACC || c.t1 > NB_MAX_T1 ||
             shared_bytes(p, &c) > d->limits.maxComputeSharedMemorySize)
             continue;
