@@ -97,17 +97,23 @@ static void t_load_rows(float *dst, int64_t ldd, const void *src, attn_dtype dt,
 }
 
 /* Leading dimension of a packed K tile (keys) or V tile (columns): whole
- * vectors, plus one more where that would be a multiple of 256 bytes. The
- * micro-kernels walk a block of 64 keys (columns) down all d dims (keys) of a
- * tile; 512-byte rows (128 keys, 128 columns) put those 32 KB into half the
- * sets of a 48 KB 12-way L1D (64 sets of 64 B), so every one of the 16 row
- * strips of a Q tile missed L1 on the whole block. With one vector more, the
- * rows start 9 (or 5) lines apart and the block spreads evenly over all sets.
- * Never larger for fewer keys (k_tile_floats sizes for bk). */
+ * vectors; from 64 on, whole 64-byte lines plus one more line where that
+ * would be a multiple of 256 bytes. The micro-kernels walk a block of 64 keys
+ * (columns) down all d dims (keys) of a tile; 512-byte rows (128 keys, 128
+ * columns) put those 32 KB into half the sets of a 48 KB 12-way L1D (64 sets
+ * of 64 B), so the block did not stay in L1 from one row strip to the next. With
+ * the extra line the rows start 9 (or 5) lines apart and the block spreads
+ * evenly over all sets. Never larger for fewer keys (k_tile_floats sizes for
+ * bk); tiles of fewer than 64 keys (neighborhood runs) stay compact. */
 static inline int64_t t_ld_packed(int64_t n)
 {
-    const int64_t ld = t_round_up(n, VL);
-    return ld % 64 == 0 ? ld + VL : ld;
+    int64_t ld = t_round_up(n, VL);
+    if (ld >= 64) {
+        ld = t_round_up(ld, 16);
+        if (ld % 64 == 0)
+            ld += 16;
+    }
+    return ld;
 }
 
 static size_t t_k_tile_floats(int bk, int64_t d)
