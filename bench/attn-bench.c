@@ -494,7 +494,7 @@ static double sparse_block_pairs(const bench_case *c, int64_t I, int64_t J)
 
 typedef struct sparse_state {
     sdpa_state  *dense;       /* q, k, v, out as for sdpa */
-    uint8_t     *mask;
+    bench_mem    mask;        /* U8 [1, Hq, nbq, nbk] on the bench's device */
     attn_tensor  tm;
 } sparse_state;
 
@@ -504,14 +504,14 @@ static void sparse_teardown(void *st)
     if (!s)
         return;
     sdpa_teardown(s->dense);
-    free(s->mask);
+    mem_free(&s->mask);
     free(s);
 }
 
+/* The mask lives where q, k, v do (a device buffer on GPU devices), so
+ * attn_block_select writes it and attn_sdpa reads it there. */
 static attn_status sparse_setup(bench_env *env, const bench_case *c, void **state)
 {
-    if (env->device != 0)
-        return ATTN_ERR_UNSUPPORTED;              /* the mask is a host tensor */
     sparse_state *s = calloc(1, sizeof *s);
     if (!s)
         return ATTN_ERR_OUT_OF_MEMORY;
@@ -520,19 +520,29 @@ static attn_status sparse_setup(bench_env *env, const bench_case *c, void **stat
     s->dense = dense;
     const int64_t nbq = (c->sq + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
     const int64_t nbk = (c->sk + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
-    s->mask = malloc((size_t)(c->hq * nbq * nbk));
-    if (st == ATTN_OK && !s->mask)
+    const size_t n = (size_t)(c->hq * nbq * nbk);
+    if (st == ATTN_OK)
+        st = mem_alloc(env, &s->mask, ATTN_U8, n, 0);
+    uint8_t *kept = c->op == OP_SPARSE && st == ATTN_OK ? malloc(n) : NULL;
+    if (c->op == OP_SPARSE && st == ATTN_OK && !kept)
         st = ATTN_ERR_OUT_OF_MEMORY;
+    if (kept) {
+        for (int64_t h = 0; h < c->hq; h++)
+            for (int64_t I = 0; I < nbq; I++)
+                for (int64_t J = 0; J < nbk; J++)
+                    kept[(h * nbq + I) * nbk + J] = (uint8_t)sparse_kept(c, h, I, J);
+        if (s->mask.host)
+            memcpy(s->mask.host, kept, n);
+        else
+            st = attn_buffer_write(s->mask.buf, 0, kept, n);
+        free(kept);
+    }
     if (st != ATTN_OK) {
         sparse_teardown(s);
         return st;
     }
-    s->tm = attn_tensor_4d(s->mask, ATTN_U8, 1, c->hq, nbq, nbk);
+    s->tm = mem_tensor4(&s->mask, ATTN_U8, 1, c->hq, nbq, nbk);
     if (c->op == OP_SPARSE) {
-        for (int64_t h = 0; h < c->hq; h++)
-            for (int64_t I = 0; I < nbq; I++)
-                for (int64_t J = 0; J < nbk; J++)
-                    s->mask[(h * nbq + I) * nbk + J] = (uint8_t)sparse_kept(c, h, I, J);
         s->dense->p.block_mask = &s->tm;
         s->dense->p.block_q = SPARSE_BLOCK;
         s->dense->p.block_k = SPARSE_BLOCK;
