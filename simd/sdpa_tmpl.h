@@ -208,30 +208,32 @@ static void t_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int
 #define T_LINE_FLOATS 16
 
 typedef struct {
-    const float *next;   /* first line of the next tile */
+    uintptr_t next;      /* address of the next tile (an integer: it may lie
+                            past the caller's allocation) */
     int64_t lines;       /* lines in it */
     int64_t per;         /* lines per micro-kernel call */
 } t_prefetch;
 
-static inline t_prefetch t_prefetch_plan(const float *next, int64_t floats, int64_t calls)
+static inline t_prefetch t_prefetch_plan(const float *tile, int64_t floats, int64_t calls)
 {
-    t_prefetch pf = { next, (floats + T_LINE_FLOATS - 1) / T_LINE_FLOATS, 0 };
+    t_prefetch pf = { (uintptr_t)tile + (uintptr_t)t_round_up(floats, T_LINE_FLOATS) * 4,
+                      (floats + T_LINE_FLOATS - 1) / T_LINE_FLOATS, 0 };
     pf.per = (pf.lines + calls - 1) / calls;
     return pf;
 }
 
 /* The lines of micro-kernel call n: start, and count (npf). */
-static inline const float *t_prefetch_part(const t_prefetch *pf, int64_t n, int *npf)
+static inline uintptr_t t_prefetch_part(const t_prefetch *pf, int64_t n, int *npf)
 {
     const int64_t first = n * pf->per, left = pf->lines - first;
     *npf = left <= 0 ? 0 : (int)(left < pf->per ? left : pf->per);
-    return pf->next + first * T_LINE_FLOATS;
+    return pf->next + (uintptr_t)first * T_LINE_FLOATS * 4;
 }
 
-T_INLINE void t_prefetch_line(const float *pf, int npf, int step)
+T_INLINE void t_prefetch_line(uintptr_t pf, int npf, int step)
 {
     if (step < npf)
-        __builtin_prefetch(pf + (int64_t)step * T_LINE_FLOATS, 0, 2);
+        __builtin_prefetch((const void *)(pf + (uintptr_t)step * T_LINE_FLOATS * 4), 0, 2);
 }
 
 /* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector.
@@ -239,7 +241,7 @@ T_INLINE void t_prefetch_line(const float *pf, int npf, int step)
  * one packed tile; one run apart in qk_runs). */
 T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq,
                          const float *k, int64_t ldk, int64_t kvs, int64_t d, float *s,
-                         int64_t lds, int64_t svs, int tail, const float *pf, int npf)
+                         int64_t lds, int64_t svs, int tail, uintptr_t pf, int npf)
 {
     vf acc[MR_QK][NV_QK];
 T_UNROLL
@@ -306,7 +308,7 @@ T_UNROLL
 
 static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float *k, int64_t ldk,
                        int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs, int tail,
-                       const float *pf, int npf)
+                       uintptr_t pf, int npf)
 {
     switch (mr * 8 + nv) {
     T_QK_ROW(1) T_QK_ROW(2) T_QK_ROW(3) T_QK_ROW(4)
@@ -327,7 +329,7 @@ static void t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t
         const int tail = nk - (jv + nv - 1) * VL;
         for (int i = 0; i < nq; i += MR_QK, call++) {
             int npf = 0;
-            const float *pfl = pf ? t_prefetch_part(pf, call, &npf) : NULL;
+            const uintptr_t pfl = pf ? t_prefetch_part(pf, call, &npf) : 0;
             t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, VL, d,
                        s + i * lds + jv * VL, lds, VL, tail, pfl, npf);
         }
@@ -340,7 +342,7 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
     const int64_t floats = (int64_t)t_k_tile_floats(nk, d);
     const int64_t calls = (int64_t)((nk + NV_QK * VL - 1) / (NV_QK * VL)) *
                           ((nq + MR_QK - 1) / MR_QK);
-    const t_prefetch pf = t_prefetch_plan(k + t_round_up(floats, 16), floats, calls);
+    const t_prefetch pf = t_prefetch_plan(k, floats, calls);
     t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf);
 }
 
@@ -363,7 +365,7 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
         const int nv = t_min(NV_QK, nruns - r);
         for (int i = 0; i < nq; i += MR_QK)
             t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + r * run_stride + j0, ldk,
-                       run_stride, d, s + i * lds + r * pitch, lds, pitch, VL, NULL, 0);
+                       run_stride, d, s + i * lds + r * pitch, lds, pitch, VL, 0, 0);
     }
 }
 
@@ -377,7 +379,7 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
 T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp,
                          const float *v, int64_t ldv, int nruns, int64_t pitch, int64_t vrs,
                          int nk, const float *alpha, const float *scale, float *o, int64_t ldo,
-                         int tail, const float *pf, int npf)
+                         int tail, uintptr_t pf, int npf)
 {
     vf acc[MR_PV][NV_PV];
 T_UNROLL
@@ -462,7 +464,7 @@ T_UNROLL
 
 static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float *v, int64_t ldv,
                        int nruns, int64_t pitch, int64_t vrs, int nk, const float *alpha,
-                       const float *scale, float *o, int64_t ldo, int tail, const float *pf,
+                       const float *scale, float *o, int64_t ldo, int tail, uintptr_t pf,
                        int npf)
 {
     switch (mr * 8 + nv) {
@@ -480,14 +482,14 @@ static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, in
     const int nvec = (int)((dv + VL - 1) / VL);
     const int64_t floats = (int64_t)t_v_tile_floats(nk, dv);
     const int64_t calls = (int64_t)((nvec + NV_PV - 1) / NV_PV) * ((nq + MR_PV - 1) / MR_PV);
-    const t_prefetch pf = t_prefetch_plan(v + t_round_up(floats, 16), floats, calls);
+    const t_prefetch pf = t_prefetch_plan(v, floats, calls);
     int64_t call = 0;
     for (int cv = 0; cv < nvec; cv += NV_PV) {
         const int nv = t_min(NV_PV, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
         for (int i = 0; i < nq; i += MR_PV, call++) {
             int npf;
-            const float *pfl = t_prefetch_part(&pf, call, &npf);
+            const uintptr_t pfl = t_prefetch_part(&pf, call, &npf);
             t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, 1, 0, 0,
                        nk, alpha + i, NULL, o + i * ldo + cv * VL, ldo, tail, pfl, npf);
         }
@@ -508,7 +510,7 @@ static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64
         for (int i = 0; i < nq; i += MR_PV)
             t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + j0 * ldv + cv * VL, ldv,
                        nruns, pitch, run_stride, nk, NULL, scale + i, o + i * ldo + cv * VL, ldo,
-                       tail, NULL, 0);
+                       tail, 0, 0);
     }
 }
 
