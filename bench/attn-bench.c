@@ -678,10 +678,28 @@ static void rescale(bench_mem *m, size_t n, float lo, float hi)
         x[i] = lo + (hi - lo) * 0.5f * (x[i] + 1.0f);
 }
 
+/* rescale() of a host or device buffer (read back, rescaled, written). */
+static attn_status rescale_mem(bench_mem *m, float lo, float hi)
+{
+    const size_t n = m->bytes / sizeof(float);
+    if (!m->buf) {
+        rescale(m, n, lo, hi);
+        return ATTN_OK;
+    }
+    bench_mem tmp = { malloc(m->bytes), NULL, m->bytes };
+    if (!tmp.host)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    attn_status s = attn_buffer_read(m->buf, 0, tmp.host, m->bytes);
+    if (s == ATTN_OK) {
+        rescale(&tmp, n, lo, hi);
+        s = attn_buffer_write(m->buf, 0, tmp.host, m->bytes);
+    }
+    free(tmp.host);
+    return s;
+}
+
 static attn_status linear_setup(bench_env *env, const bench_case *c, void **state)
 {
-    if (env->device != 0)
-        return ATTN_ERR_UNSUPPORTED;              /* gates are filled on the host */
     linear_state *s = calloc(1, sizeof *s);
     if (!s)
         return ATTN_ERR_OUT_OF_MEMORY;
@@ -704,6 +722,12 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
         st = mem_alloc(env, &s->m[i], spec[i].dt, (size_t)(rows * spec[i].cols),
                        i == LIN_O ? 0 : (uint64_t)i + 1);
     }
+    if (st == ATTN_OK && gcols)
+        st = rescale_mem(&s->m[LIN_G], -0.1f, 0.0f);
+    if (st == ATTN_OK && delta)
+        st = rescale_mem(&s->m[LIN_BETA], 0.25f, 0.75f);
+    if (st == ATTN_OK && c->lin_step)
+        st = rescale_mem(&s->m[LIN_STATE], -0.1f, 0.1f);
     if (st != ATTN_OK) {
         linear_teardown(s);
         return st;
@@ -711,18 +735,12 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     for (int i = 0; i < LIN_STATE; i++)
         if (spec[i].want)
             s->t[i] = mem_tensor4(&s->m[i], spec[i].dt, b, t, h, spec[i].cols);
-    if (gcols) {
-        rescale(&s->m[LIN_G], s->m[LIN_G].bytes / 4, -0.1f, 0.0f);
+    if (gcols)
         s->t[LIN_G].ndim = gcols == 2 ? 4 : 3;
-    }
-    if (delta) {
-        rescale(&s->m[LIN_BETA], s->m[LIN_BETA].bytes / 4, 0.25f, 0.75f);
+    if (delta)
         s->t[LIN_BETA].ndim = 3;
-    }
-    if (c->lin_step) {
-        rescale(&s->m[LIN_STATE], s->m[LIN_STATE].bytes / 4, -0.1f, 0.1f);
+    if (c->lin_step)
         s->t[LIN_STATE] = mem_tensor4(&s->m[LIN_STATE], ATTN_F32, b, h, c->d, c->dv);
-    }
     attn_linear_params p = ATTN_LINEAR_PARAMS_INIT;
     p.kind = c->lin_kind;
     p.algo = c->lin_step ? ATTN_LINEAR_ALGO_RECURRENT : ATTN_LINEAR_ALGO_CHUNKWISE;

@@ -79,6 +79,7 @@ const attn_backend attn_vk_backend = {
     .buffer_host_ptr = NULL,
     .sdpa = attn_vk_sdpa,
     .merge = attn_vk_merge,
+    .linear = attn_vk_linear,
     .destroy = vk_destroy,
 };
 
