@@ -77,7 +77,7 @@ shared float qs[TB * DKP];
 shared float ks[TB * DKP];
 shared float as[TB * DKP];     /* per-channel gate factors (GLA, KDA) */
 shared float vs[TB * DVS];
-shared float sc[4 * TB];       /* per token: scalar gate factor, beta, 1/|q|, 1/|k| */
+shared float sc[2 * TB];       /* per token: scalar gate factor, beta */
 
 float column_sum(float x)
 {
@@ -168,31 +168,36 @@ void main()
             float a = decay_param;
             if ((flags & F_G) != 0 && !chan)
                 a = exp(load_g(g_dt, view3(P_G, bt, t, h)));
-            sc[4 * tt] = a;
-            sc[4 * tt + 1] = delta ? load_beta(b_dt, view3(P_B, bt, t, h)) : 0.0;
+            sc[2 * tt] = a;
+            sc[2 * tt + 1] = delta ? load_beta(b_dt, view3(P_B, bt, t, h)) : 0.0;
         }
         barrier();
-        /* 1/|q| and 1/|k| of each token (l2norm_qk), one invocation each. */
-        for (int e = li; e < 2 * nt; e += WG) {
-            const int tt = e >> 1;
-            float ss = 0.0;
-            for (int i = 0; l2 && i < Dk; i++) {
-                const float x = (e & 1) != 0 ? ks[tt * DKP + i] : qs[tt * DKP + i];
-                ss += x * x;
+        /* q and k of each token: l2-normalised, feature-mapped, q scaled.
+         * Column c's KS invocations hold every row between them, so token
+         * tt is done by column tt % DVS, its norms as column sums. */
+        for (int tt = c; tt < nt; tt += DVS) {
+            const int row = tt * DKP + r;
+            float nq = 1.0, nk = 1.0;
+            if (l2) {
+                float sq = 0.0, sk = 0.0;
+                for (int m = 0; m < DKT; m++) {
+                    sq += qs[row + KS * m] * qs[row + KS * m];
+                    sk += ks[row + KS * m] * ks[row + KS * m];
+                }
+                nq = inversesqrt(column_sum(sq) + 1e-6);
+                nk = inversesqrt(column_sum(sk) + 1e-6);
             }
-            sc[4 * tt + 2 + (e & 1)] = l2 ? inversesqrt(ss + 1e-6) : 1.0;
-        }
-        barrier();
-        for (int e = li; e < nt * DKP; e += WG) {
-            const int tt = e / DKP;
-            qs[e] = scale * feature(feat, qs[e] * sc[4 * tt + 2]);
-            ks[e] = feature(feat, ks[e] * sc[4 * tt + 3]);
+            for (int m = 0; m < DKT; m++)
+                if (r + KS * m < Dk) {     /* padding stays 0 (elu+1 maps 0 to 1) */
+                    qs[row + KS * m] = scale * feature(feat, qs[row + KS * m] * nq);
+                    ks[row + KS * m] = feature(feat, ks[row + KS * m] * nk);
+                }
         }
         barrier();
 
         for (int tt = 0; tt < nt; tt++) {
             const int row = tt * DKP + r;
-            const float a = sc[4 * tt], vj = vs[tt * DVS + c];
+            const float a = sc[2 * tt], vj = vs[tt * DVS + c];
             if (chan) {
                 for (int m = 0; m < DKT; m++)
                     s[m] *= as[row + KS * m];
@@ -205,7 +210,7 @@ void main()
                 float u = 0.0;
                 for (int m = 0; m < DKT; m++)
                     u += s[m] * ks[row + KS * m];
-                w = sc[4 * tt + 1] * (vj - column_sum(u));
+                w = sc[2 * tt + 1] * (vj - column_sum(u));
             }
             float o = 0.0, den = 0.0;
             for (int m = 0; m < DKT; m++) {
