@@ -174,20 +174,22 @@ void main()
         barrier();
         /* q and k of each token: l2-normalised, feature-mapped, q scaled.
          * Column c's KS invocations hold every row between them, so token
-         * tt is done by column tt % DVS, its norms as column sums. */
-        for (int tt = c; tt < nt; tt += DVS) {
-            const int row = tt * DKP + r;
+         * tt0 + c is done by column c, its norms as column sums (the loop
+         * is uniform: the shuffles run in converged control flow). */
+        for (int tt0 = 0; tt0 < nt; tt0 += DVS) {
+            const int tt = tt0 + c, row = tt * DKP + r;
+            const bool mine = tt < nt;
             float nq = 1.0, nk = 1.0;
             if (l2) {
                 float sq = 0.0, sk = 0.0;
-                for (int m = 0; m < DKT; m++) {
+                for (int m = 0; m < DKT && mine; m++) {
                     sq += qs[row + KS * m] * qs[row + KS * m];
                     sk += ks[row + KS * m] * ks[row + KS * m];
                 }
                 nq = inversesqrt(column_sum(sq) + 1e-6);
                 nk = inversesqrt(column_sum(sk) + 1e-6);
             }
-            for (int m = 0; m < DKT; m++)
+            for (int m = 0; m < DKT && mine; m++)
                 if (r + KS * m < Dk) {     /* padding stays 0 (elu+1 maps 0 to 1) */
                     qs[row + KS * m] = scale * feature(feat, qs[row + KS * m] * nq);
                     ks[row + KS * m] = feature(feat, ks[row + KS * m] * nk);
