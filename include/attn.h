@@ -355,13 +355,20 @@ typedef struct attn_kv_cache_desc {
     int32_t    max_seqs;      /* sequence ids are [0, max_seqs) */
     int64_t    stream_sink;   /* streaming: tokens kept at the start */
     int64_t    stream_window; /* streaming: tokens kept at the end; 0 = streaming off */
+    int32_t    device;        /* device whose memory holds the pool (0 = CPU) */
 } attn_kv_cache_desc;
 
-#define ATTN_KV_CACHE_DESC_INIT { sizeof(attn_kv_cache_desc), ATTN_F16, 0, 0, 0, 64, 0, 1, 0, 0 }
+#define ATTN_KV_CACHE_DESC_INIT { sizeof(attn_kv_cache_desc), ATTN_F16, 0, 0, 0, 64, 0, 1, 0, 0, 0 }
 
-/* Creates an empty cache on the context's CPU device and allocates its
- * whole page pool (max_pages pages). Returns ATTN_ERR_INVALID_ARGUMENT for a
- * bad desc, ATTN_ERR_OUT_OF_MEMORY if the pool cannot be allocated. */
+/* Creates an empty cache and allocates its whole page pool (max_pages pages)
+ * in the memory of desc->device, where attn_decode on it then runs: a GPU
+ * cache keeps the tokens resident on the GPU, and attn_decode takes q, out,
+ * lse and gate in buffers of that device. Page tables and bookkeeping stay on
+ * the host; append converts (quantises) tokens on the host and uploads only
+ * the rows it wrote. A desc from before the device field (its size ends at
+ * stream_window) means device 0. Returns ATTN_ERR_INVALID_ARGUMENT for a bad
+ * desc, ATTN_ERR_OUT_OF_MEMORY if the pool cannot be allocated (or the
+ * device's error if its allocation fails). */
 ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache_desc *d,
                                           attn_kv_cache **out);
 

@@ -3,6 +3,7 @@
  * mutating call first checks its arguments and works out that it can finish
  * (free pages, table memory); only then does it change anything, so a
  * failed call leaves the cache as it was. Layout: kv_cache.h. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "error.h"
@@ -80,10 +81,16 @@ ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache
     *out = NULL;
     if (!ctx) return FAIL("attn_kv_cache_create", "ctx is NULL");
     if (!ud) return FAIL("attn_kv_cache_create", "desc is NULL");
-    if (ud->size != sizeof(attn_kv_cache_desc))
+    /* A desc from before the device field is accepted and means device 0. */
+    attn_kv_cache_desc d = ATTN_KV_CACHE_DESC_INIT;
+    if (ud->size == sizeof d)
+        d = *ud;
+    else if (ud->size == offsetof(attn_kv_cache_desc, device))
+        memcpy(&d, ud, ud->size);
+    else
         return FAIL("attn_kv_cache_create", "desc->size is %zu; initialise desc with "
                     "ATTN_KV_CACHE_DESC_INIT", ud->size);
-    attn_kv_cache_desc d = *ud;
+    d.size = sizeof d;
     if (d.dtype != ATTN_F32 && d.dtype != ATTN_F16 && d.dtype != ATTN_BF16 &&
         d.dtype != ATTN_Q8 && d.dtype != ATTN_Q4)
         return FAIL("attn_kv_cache_create", "desc->dtype %d is not a storage type (F32, F16, "
@@ -117,6 +124,9 @@ ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache
                     "(streaming mode)");
     if (d.stream_sink > INT64_MAX / 4 || d.stream_window > INT64_MAX / 4)
         return FAIL("attn_kv_cache_create", "desc->stream_sink/stream_window are too large");
+    if (d.device < 0 || d.device >= attn_device_count(ctx))
+        return FAIL("attn_kv_cache_create", "desc->device is %d, expected 0..%d (the context's "
+                    "devices)", d.device, attn_device_count(ctx) - 1);
 
     attn_kv_cache *c = calloc(1, sizeof *c);
     if (!c)
@@ -147,11 +157,23 @@ ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache
         free(c);
         return FAIL("attn_kv_cache_create", "max_pages * page bytes overflows");
     }
-    c->pool = aligned_alloc(64, pool);
+    c->device = d.device;
+    if (c->device == 0) {
+        c->pool = aligned_alloc(64, pool);
+    } else {
+        attn_status st = attn_buffer_create(ctx, c->device, pool, &c->pool_buf);
+        c->stage = aligned_alloc(64, (size_t)c->page_bytes);
+        if (st != ATTN_OK) {
+            free(c->stage);
+            free(c);
+            return st;
+        }
+    }
     c->refcnt = calloc((size_t)c->max_pages, sizeof *c->refcnt);
     c->free_list = malloc((size_t)c->max_pages * sizeof *c->free_list);
     c->seqs = calloc((size_t)c->max_seqs, sizeof *c->seqs);
-    if (!c->pool || !c->refcnt || !c->free_list || !c->seqs) {
+    if ((!c->pool && !c->pool_buf) || (c->pool_buf && !c->stage) || !c->refcnt ||
+        !c->free_list || !c->seqs) {
         attn_kv_cache_destroy(c);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "%s: cannot allocate a pool of %lld pages of "
                          "%lld bytes", fn, (long long)c->max_pages, (long long)c->page_bytes);
@@ -174,6 +196,8 @@ ATTN_API void attn_kv_cache_destroy(attn_kv_cache *c)
     free(c->free_list);
     free(c->refcnt);
     free(c->pool);
+    attn_buffer_destroy(c->pool_buf);
+    free(c->stage);
     free(c);
 }
 
@@ -183,7 +207,7 @@ static attn_status token_view(attn_view *v, const attn_tensor *t, const char *fn
 {
     if (attn_tensor_device(t) > 0)
         return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: %s must be in host memory (the cache "
-                         "lives on the CPU)", fn, name);
+                         "converts tokens on the host)", fn, name);
     attn_status s = attn_view_init(v, t, fn, name, 3, ATTN_DT_FLOAT, 0);
     if (s != ATTN_OK)
         return s;
@@ -215,8 +239,8 @@ static void put_elem(const attn_view *v, int64_t i, float x)
     }
 }
 
-/* Writes token t of (k, v) at absolute position pos of s. */
-static void write_token(attn_kv_cache *c, attn_kv_seq *s, int64_t pos, const attn_view *k,
+/* Converts token t of (k, v) into slot `slot` of the page laid out at `page`. */
+static void write_token(const attn_kv_cache *c, uint8_t *page, int64_t slot, const attn_view *k,
                         const attn_view *v, int64_t t, float *tmp)
 {
     for (int kv = 0; kv < 2; kv++) {
@@ -224,13 +248,70 @@ static void write_token(attn_kv_cache *c, attn_kv_seq *s, int64_t pos, const att
         const int64_t dim = kv ? c->dv : c->d;
         for (int64_t h = 0; h < c->hkv; h++) {
             attn_kv_rows r;
-            attn_kv_rows_at(c, s, pos, kv, h, &r);
+            attn_kv_rows_in(c, page, slot, kv, h, &r);
             const int64_t o = t * src->stride[0] + h * src->stride[1];
             for (int64_t e = 0; e < dim; e++)
                 tmp[e] = elem(src, o + e * src->stride[2]);
             attn_kv_store_row(c->dtype, tmp, dim, (uint8_t *)r.data, (uint16_t *)r.meta);
         }
     }
+}
+
+/* Device cache: uploads slots [slot, slot + n) of every plane of the staged
+ * page to pool page `page`: the rows and their meta, nothing else. */
+static attn_status upload_rows(attn_kv_cache *c, int32_t page, int64_t slot, int64_t n)
+{
+    const size_t base = (size_t)page * (size_t)c->page_bytes;
+    for (int kv = 0; kv < 2; kv++)
+        for (int64_t h = 0; h < c->hkv; h++) {
+            attn_kv_rows r;
+            attn_kv_rows_in(c, c->stage, slot, kv, h, &r);
+            size_t off = (size_t)(r.data - c->stage);
+            attn_status st = attn_buffer_write(c->pool_buf, base + off, r.data,
+                                               (size_t)(n * r.row_bytes));
+            if (st == ATTN_OK && r.meta_per_row > 0) {
+                off = (size_t)((const uint8_t *)r.meta - c->stage);
+                st = attn_buffer_write(c->pool_buf, base + off, r.meta,
+                                       (size_t)(n * r.meta_per_row) * sizeof *r.meta);
+            }
+            if (st != ATTN_OK)
+                return st;
+        }
+    return ATTN_OK;
+}
+
+/* Copy-on-write of one page. */
+static attn_status copy_page(attn_kv_cache *c, int32_t dst, int32_t src)
+{
+    const size_t pb = (size_t)c->page_bytes;
+    if (c->pool) {
+        memcpy(c->pool + (size_t)dst * pb, c->pool + (size_t)src * pb, pb);
+        return ATTN_OK;
+    }
+    attn_status st = attn_buffer_read(c->pool_buf, (size_t)src * pb, c->stage, pb);
+    return st != ATTN_OK ? st : attn_buffer_write(c->pool_buf, (size_t)dst * pb, c->stage, pb);
+}
+
+/* Writes tokens t0.. of (k, v) at the kept positions [pos, end) of s, one
+ * page at a time (a device cache uploads each page's new rows at once). */
+static attn_status write_tokens(attn_kv_cache *c, attn_kv_seq *s, int64_t pos, int64_t end,
+                                const attn_view *k, const attn_view *v, int64_t t0)
+{
+    float tmp[KV_MAX_HEAD_DIM];
+    while (pos < end) {
+        const int64_t slot = pos % c->ps, n = min64(end - pos, c->ps - slot);
+        uint8_t *page = c->pool ? attn_kv_page(c, s, pos) : c->stage;
+        for (int64_t i = 0; i < n; i++)
+            write_token(c, page, slot + i, k, v, t0 + i, tmp);
+        if (!c->pool) {
+            attn_status st = upload_rows(c, attn_kv_page_id(c, s, pos), slot, n);
+            if (st != ATTN_OK)
+                return st;
+        }
+        pos += n;
+        t0 += n;
+    }
+    return ATTN_OK;
 }
 
 ATTN_API attn_status attn_kv_cache_append(attn_kv_cache *c, int32_t seq, const attn_tensor *k,
@@ -291,7 +372,8 @@ ATTN_API attn_status attn_kv_cache_append(attn_kv_cache *c, int32_t seq, const a
     if ((st = reserve(s, max64(E2, 1), fn)) != ATTN_OK)
         return st;
 
-    /* Commit: nothing below fails. */
+    /* Commit: nothing below fails, except a device cache's upload (a device
+     * error, after which the tokens' contents are undefined). */
     if (!s->active) {
         *s = (attn_kv_seq){ .active = 1, .win_start = c->sink, .pages = s->pages, .cap = s->cap };
     }
@@ -302,10 +384,10 @@ ATTN_API attn_status attn_kv_cache_append(attn_kv_cache *c, int32_t seq, const a
                 (size_t)(E - c->sink_pages - rel) * sizeof *s->pages);
         s->npages = E - rel;
     }
+    attn_status copied = ATTN_OK;
     if (cow) {
         const int32_t oldp = s->pages[cow_idx], newp = page_take(c);
-        memcpy(c->pool + (size_t)newp * (size_t)c->page_bytes,
-               c->pool + (size_t)oldp * (size_t)c->page_bytes, (size_t)c->page_bytes);
+        copied = copy_page(c, newp, oldp);
         page_unref(c, oldp);
         s->pages[cow_idx] = newp;
     }
@@ -315,15 +397,16 @@ ATTN_API attn_status attn_kv_cache_append(attn_kv_cache *c, int32_t seq, const a
     s->win_start = ws;
     const int64_t first = old.total;
     s->total = total;
-    if (n > 0) {
-        float tmp[KV_MAX_HEAD_DIM];
-        for (int64_t t = 0; t < n; t++) {
-            const int64_t pos = first + t;
-            if (pos < c->sink || pos >= ws)
-                write_token(c, s, pos, &kv_, &vv, t, tmp);
-        }
-    }
-    return ATTN_OK;
+    if (copied != ATTN_OK)
+        return copied;
+    /* Kept positions among [first, total): those below the sinks, then [ws, total). */
+    const int64_t sink_end = min64(total, c->sink);
+    if (first < sink_end && (st = write_tokens(c, s, first, sink_end, &kv_, &vv, 0)) != ATTN_OK)
+        return st;
+    const int64_t w0 = max64(first, ws);
+    if (w0 < total)
+        st = write_tokens(c, s, w0, total, &kv_, &vv, w0 - first);
+    return st;
 }
 
 ATTN_API attn_status attn_kv_cache_seq_len(const attn_kv_cache *c, int32_t seq, int64_t *len)
@@ -468,9 +551,31 @@ ATTN_API attn_status attn_kv_cache_read(const attn_kv_cache *c, int32_t seq, int
                     (long long)start, (long long)(start + n), (long long)len);
     if (k && v && attn_views_overlap(&kv_, &vv))
         return FAIL("attn_kv_cache_read", "k and v overlap in memory");
+    /* A device cache is read a page at a time into private host memory (not
+     * c->stage: reads may run concurrently). */
+    uint8_t *copy = NULL;
+    int32_t copied = -1;
+    if (!c->pool && n > 0 && !(copy = malloc((size_t)c->page_bytes)))
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     float tmp[KV_MAX_HEAD_DIM];
     for (int64_t t = 0; t < n; t++) {
         const int64_t pos = attn_kv_pos_of(c, s, start + t);
+        const uint8_t *page;
+        if (c->pool) {
+            page = attn_kv_page(c, s, pos);
+        } else {
+            const int32_t id = attn_kv_page_id(c, s, pos);
+            if (id != copied) {
+                st = attn_buffer_read(c->pool_buf, (size_t)id * (size_t)c->page_bytes, copy,
+                                      (size_t)c->page_bytes);
+                if (st != ATTN_OK) {
+                    free(copy);
+                    return st;
+                }
+                copied = id;
+            }
+            page = copy;
+        }
         for (int kv = 0; kv < 2; kv++) {
             const attn_view *dstv = kv ? &vv : &kv_;
             if (!(kv ? v : k))
@@ -478,7 +583,7 @@ ATTN_API attn_status attn_kv_cache_read(const attn_kv_cache *c, int32_t seq, int
             const int64_t dim = kv ? c->dv : c->d;
             for (int64_t h = 0; h < c->hkv; h++) {
                 attn_kv_rows r;
-                attn_kv_rows_at(c, s, pos, kv, h, &r);
+                attn_kv_rows_in(c, page, pos % c->ps, kv, h, &r);
                 attn_kv_load_row(c->dtype, r.data, r.meta, dim, tmp);
                 const int64_t o = t * dstv->stride[0] + h * dstv->stride[1];
                 for (int64_t e = 0; e < dim; e++)
@@ -486,6 +591,7 @@ ATTN_API attn_status attn_kv_cache_read(const attn_kv_cache *c, int32_t seq, int
             }
         }
     }
+    free(copy);
     return ATTN_OK;
 }
 

@@ -1,7 +1,8 @@
 /* The paged KV cache's internal layout, shared by src/kv_cache.c (which
  * owns the bookkeeping) and the decode kernels (which only read pages).
  *
- * Pool: max_pages pages of page_bytes each. A page holds page_size tokens of
+ * Pool: max_pages pages of page_bytes each, in host memory (pool) for a CPU
+ * cache or in a device buffer (pool_buf, offsets as below) for a GPU cache. A page holds page_size tokens of
  * every head, as planes: K of head 0..Hkv-1, then V of head 0..Hkv-1. A
  * plane is page_size rows of data (row_bytes each) followed, for Q8/Q4, by
  * page_size rows of u16 meta (see cpu/quant.h); both parts 64-byte aligned.
@@ -36,7 +37,10 @@ struct attn_kv_cache {
     int64_t k_row_bytes, v_row_bytes, k_meta, v_meta;   /* meta in u16 per row */
     int64_t k_meta_off, v_meta_off;                     /* byte offset of meta in a plane */
     int64_t k_plane, v_plane, page_bytes;
-    uint8_t *pool;
+    int      device;             /* device index holding the pool */
+    uint8_t *pool;               /* the pool (CPU cache), else NULL */
+    struct attn_buffer *pool_buf;   /* the pool (device cache), else NULL */
+    uint8_t *stage;              /* device cache: one page of host staging for append */
     int32_t *refcnt;
     int32_t *free_list;
     int64_t  nfree;
@@ -65,36 +69,46 @@ static inline int64_t attn_kv_pos_of(const attn_kv_cache *c, const attn_kv_seq *
     return j < ns ? j : s->win_start + (j - ns);
 }
 
-static inline uint8_t *attn_kv_page(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos)
+/* Pool index of the page holding absolute position pos. */
+static inline int32_t attn_kv_page_id(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos)
 {
     int64_t lp = pos / c->ps;
-    int64_t idx = lp < c->sink_pages ? lp : lp - s->dropped;
-    return c->pool + (size_t)s->pages[idx] * (size_t)c->page_bytes;
+    return s->pages[lp < c->sink_pages ? lp : lp - s->dropped];
 }
 
-/* Rows of head h (K when kv == 0, else V) from position pos to the end of
- * its page; returns how many tokens that run holds. */
-static inline int64_t attn_kv_rows_at(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos,
+static inline uint8_t *attn_kv_page(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos)
+{
+    return c->pool + (size_t)attn_kv_page_id(c, s, pos) * (size_t)c->page_bytes;
+}
+
+/* Byte offset, inside a page, of head h's plane (K when kv == 0, else V). */
+static inline int64_t attn_kv_plane_off(const attn_kv_cache *c, int kv, int64_t h)
+{
+    return kv == 0 ? h * c->k_plane : c->hkv * c->k_plane + h * c->v_plane;
+}
+
+/* Rows of head h from slot to the end of the page laid out at `page` (the
+ * pool's page, or a host copy of it); returns how many tokens that run holds. */
+static inline int64_t attn_kv_rows_in(const attn_kv_cache *c, const uint8_t *page, int64_t slot,
                                       int kv, int64_t h, attn_kv_rows *r)
 {
-    const uint8_t *page = attn_kv_page(c, s, pos);
-    const int64_t slot = pos % c->ps;
-    const uint8_t *plane;
-    if (kv == 0) {
-        plane = page + h * c->k_plane;
-        r->row_bytes = c->k_row_bytes;
-        r->meta_per_row = c->k_meta;
-        r->meta = (const uint16_t *)(plane + c->k_meta_off) + slot * c->k_meta;
-    } else {
-        plane = page + c->hkv * c->k_plane + h * c->v_plane;
-        r->row_bytes = c->v_row_bytes;
-        r->meta_per_row = c->v_meta;
-        r->meta = (const uint16_t *)(plane + c->v_meta_off) + slot * c->v_meta;
-    }
+    const uint8_t *plane = page + attn_kv_plane_off(c, kv, h);
+    r->row_bytes = kv == 0 ? c->k_row_bytes : c->v_row_bytes;
+    r->meta_per_row = kv == 0 ? c->k_meta : c->v_meta;
+    r->meta = (const uint16_t *)(plane + (kv == 0 ? c->k_meta_off : c->v_meta_off)) +
+              slot * r->meta_per_row;
     r->data = plane + slot * r->row_bytes;
     r->next = NULL;
     r->next_meta = NULL;
     return c->ps - slot;
+}
+
+/* Rows of head h (K when kv == 0, else V) of a CPU cache from position pos
+ * to the end of its page; returns how many tokens that run holds. */
+static inline int64_t attn_kv_rows_at(const attn_kv_cache *c, const attn_kv_seq *s, int64_t pos,
+                                      int kv, int64_t h, attn_kv_rows *r)
+{
+    return attn_kv_rows_in(c, attn_kv_page(c, s, pos), pos % c->ps, kv, h, r);
 }
 
 #endif

@@ -11,15 +11,18 @@
 #define INVALID(...) attn_fail(ATTN_ERR_INVALID_ARGUMENT, "attn_decode: " __VA_ARGS__)
 #define TRY(x) do { attn_status s_ = (x); if (s_ != ATTN_OK) return s_; } while (0)
 
+/* Every tensor lives on the device that holds the cache: decode runs there. */
 static attn_status view(attn_view *v, const attn_tensor *t, const char *name, int ndim,
-                        unsigned dts)
+                        unsigned dts, const attn_kv_cache *c)
 {
-    if (attn_tensor_device(t) > 0)
-        return INVALID("%s must be on the CPU, where the cache lives", name);
-    attn_status s = attn_view_init(v, t, "attn_decode", name, ndim, dts, 0);
+    if (attn_tensor_device(t) != c->device)
+        return INVALID("%s is on device %d but the cache lives on device %d; decode runs where "
+                       "the cache is, so pass %s there", name, attn_tensor_device(t), c->device,
+                       name);
+    attn_status s = attn_view_init(v, t, "attn_decode", name, ndim, dts, c->device);
     if (s != ATTN_OK)
         return s;
-    if (!v->base && attn_view_numel(v) > 0)
+    if (c->device == 0 && !v->base && attn_view_numel(v) > 0)
         return INVALID("%s is not host-addressable", name);
     return ATTN_OK;
 }
@@ -47,8 +50,8 @@ attn_status attn_validate_decode(const attn_context *ctx, const attn_sdpa_params
         return INVALID("params->cu_seqlens_q/k must be NULL: attn_decode takes its sequences "
                        "from the cache (seqs)");
 
-    TRY(view(&pr->q, q, "q", 4, ATTN_DT_FLOAT));
-    TRY(view(&pr->out, out, "out", 4, ATTN_DT_FLOAT));
+    TRY(view(&pr->q, q, "q", 4, ATTN_DT_FLOAT, c));
+    TRY(view(&pr->out, out, "out", 4, ATTN_DT_FLOAT, c));
     const int64_t *qs = pr->q.shape, *os = pr->out.shape;
     const int64_t b = qs[0], sq = qs[1], hq = qs[2], d = qs[3];
     if (sq < 1 || sq > ATTN_DECODE_MAX_SQ)
@@ -84,7 +87,7 @@ attn_status attn_validate_decode(const attn_context *ctx, const attn_sdpa_params
     const attn_view *inputs[2] = { &pr->q, NULL };
     const char *inames[2] = { "q", "gate" };
     if (lse) {
-        TRY(view(&pr->lse, lse, "lse", 3, ATTN_DT_BIT(ATTN_F32)));
+        TRY(view(&pr->lse, lse, "lse", 3, ATTN_DT_BIT(ATTN_F32), c));
         const int64_t *ls = pr->lse.shape;
         if (ls[0] != b || ls[1] != hq || ls[2] != sq)
             return INVALID("lse has shape [%lld,%lld,%lld], expected [%lld,%lld,%lld]",
@@ -93,7 +96,7 @@ attn_status attn_validate_decode(const attn_context *ctx, const attn_sdpa_params
         pr->has_lse = 1;
     }
     if (p.gate) {
-        TRY(view(&pr->gate, p.gate, "gate", 4, ATTN_DT_FLOAT));
+        TRY(view(&pr->gate, p.gate, "gate", 4, ATTN_DT_FLOAT, c));
         const int64_t *gs = pr->gate.shape;
         if (gs[0] != b || gs[1] != sq || gs[2] != hq || gs[3] != c->dv)
             return INVALID("gate has shape [%lld,%lld,%lld,%lld], expected out's [%lld,%lld,%lld,%lld]",
@@ -127,6 +130,6 @@ attn_status attn_validate_decode(const attn_context *ctx, const attn_sdpa_params
     pr->sink_tokens = p.sink_tokens;
     pr->alibi_slopes = p.alibi_slopes;
     pr->sink_logits = p.sink_logits;
-    *device = 0;
+    *device = c->device;
     return ATTN_OK;
 }

@@ -3,6 +3,7 @@
  * input: each failing call returns a clear error and leaves the cache
  * unchanged (seq_len, positions, free pages and contents are compared
  * before and after). Also attn_decode's argument checks. */
+#include <stddef.h>
 #include "kvref.h"
 
 #define HKV 2
@@ -10,6 +11,7 @@
 #define DV 32
 
 static attn_context *ctx;
+static int pool_device;   /* where make() puts the pool */
 
 static attn_kv_cache *make(attn_dtype dt, int32_t ps, int64_t pages, int64_t sink, int64_t win)
 {
@@ -17,6 +19,7 @@ static attn_kv_cache *make(attn_dtype dt, int32_t ps, int64_t pages, int64_t sin
     d.dtype = dt; d.num_kv_heads = HKV; d.head_dim = D; d.head_dim_v = DV;
     d.page_size = ps; d.max_pages = pages; d.max_seqs = 8;
     d.stream_sink = sink; d.stream_window = win;
+    d.device = pool_device;
     attn_kv_cache *c = NULL;
     KV_OK(attn_kv_cache_create(ctx, &d, &c));
     return c;
@@ -183,6 +186,15 @@ static void test_bad_input(void)
     KV_CHECK(attn_kv_cache_create(ctx, &b, &c) == ATTN_ERR_INVALID_ARGUMENT, "max_seqs 0");
     b = d; b.stream_sink = 4;
     KV_CHECK(attn_kv_cache_create(ctx, &b, &c) == ATTN_ERR_INVALID_ARGUMENT, "sink without window");
+    b = d; b.device = -1;
+    KV_CHECK(attn_kv_cache_create(ctx, &b, &c) == ATTN_ERR_INVALID_ARGUMENT, "device -1");
+    b = d; b.device = attn_device_count(ctx);
+    KV_CHECK(attn_kv_cache_create(ctx, &b, &c) == ATTN_ERR_INVALID_ARGUMENT, "device past the last");
+    /* a desc from before the device field: accepted, the pool on the CPU */
+    b = d; b.size = offsetof(attn_kv_cache_desc, device); b.device = 99;
+    KV_CHECK(attn_kv_cache_create(ctx, &b, &c) == ATTN_OK && c, "desc without the device field");
+    attn_kv_cache_destroy(c);
+    c = NULL;
     b = d; b.stream_window = -1;
     KV_CHECK(attn_kv_cache_create(ctx, &b, &c) == ATTN_ERR_INVALID_ARGUMENT, "negative window");
     b = d; b.max_pages = INT32_MAX; b.head_dim = 4096; b.num_kv_heads = 65536; b.page_size = 65536;
@@ -293,6 +305,60 @@ static void test_bad_input(void)
     attn_kv_cache_destroy(c);
 }
 
+/* Page-table traffic (partial pages, copy-on-write, truncation, streaming
+ * eviction, fork) on a cache of device dev: it must read back exactly like
+ * the same script on a CPU cache. */
+static void script(attn_kv_cache *c)
+{
+    KV_OK(put(c, 0, 21, 1.0f));
+    KV_OK(attn_kv_cache_fork(c, 0, 1, 19));
+    KV_OK(put(c, 1, 3, 2.0f));                 /* copy-on-write of a shared partial page */
+    KV_OK(put(c, 0, 45, 3.0f));
+    KV_OK(attn_kv_cache_truncate(c, 0, 15));
+    KV_OK(put(c, 2, 1, 4.0f));
+    KV_OK(put(c, 0, 7, 5.0f));
+}
+
+static void test_device_pools(void)
+{
+    for (int dev = 1; dev < attn_device_count(ctx); dev++) {
+        const attn_dtype dts[2] = { ATTN_F16, ATTN_Q4 };
+        for (int i = 0; i < 4; i++) {
+            const int64_t sink = i & 2 ? 3 : 0, win = i & 2 ? 20 : 0;
+            pool_device = 0;
+            attn_kv_cache *a = make(dts[i & 1], 8, 32, sink, win);
+            pool_device = dev;
+            attn_kv_cache *b = make(dts[i & 1], 8, 32, sink, win);
+            pool_device = 0;
+            if (!a || !b) {
+                attn_kv_cache_destroy(a);
+                attn_kv_cache_destroy(b);
+                continue;
+            }
+            script(a);
+            script(b);
+            snap sa, sb;
+            take(a, &sa);
+            take(b, &sb);
+            KV_CHECK(same(&sa, &sb), "device %d, case %d: the device pool reads back differently "
+                     "from the CPU pool", dev, i);
+            drop(&sa);
+            drop(&sb);
+            /* attn_decode runs where the cache is: host tensors are refused. */
+            float q[HKV * D], o[HKV * DV];
+            memset(q, 0, sizeof q);
+            attn_tensor tq = { .data = q, .dtype = ATTN_F32, .ndim = 4, .shape = { 1, 1, HKV, D } };
+            attn_tensor to = { .data = o, .dtype = ATTN_F32, .ndim = 4, .shape = { 1, 1, HKV, DV } };
+            attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+            int32_t seq = 0;
+            KV_CHECK(attn_decode(ctx, &p, &tq, b, &seq, &to, NULL) == ATTN_ERR_INVALID_ARGUMENT,
+                     "host q and out with a cache on device %d", dev);
+            attn_kv_cache_destroy(a);
+            attn_kv_cache_destroy(b);
+        }
+    }
+}
+
 int main(void)
 {
     if (attn_context_create(NULL, &ctx) != ATTN_OK) {
@@ -302,6 +368,7 @@ int main(void)
     test_pages();
     test_streaming();
     test_bad_input();
+    test_device_pools();
     attn_context_destroy(ctx);
     printf("test_kv_cache: %d failures\n", kv_failures);
     return kv_failures ? 1 : 0;
