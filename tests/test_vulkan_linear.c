@@ -218,10 +218,11 @@ static void run_case(const lcase *c, const char *pass)
         bad |= mk(&g, c->gdt, gc == 2 ? 4 : 3, sq, c->layout);
     if (delta)
         bad |= mk(&beta, c->bdt, 3, sq, c->layout);
+    const int separate = c->state == ST_SEPARATE;
     if (c->state) {
-        bad |= mk(&si, F32, 4, ss, c->layout) | mk(&so, F32, 4, ss, TU_CONTIG);
+        bad |= mk(&si, F32, 4, ss, c->layout) | (separate && mk(&so, F32, 4, ss, TU_CONTIG));
         if (c->normalize)
-            bad |= mk(&zi, F32, 3, sz, c->layout) | mk(&zo, F32, 3, sz, TU_CONTIG);
+            bad |= mk(&zi, F32, 3, sz, c->layout) | (separate && mk(&zo, F32, 3, sz, TU_CONTIG));
     }
     CHECK(!bad, "%s: allocation", c->name);
     if (bad)
@@ -238,10 +239,12 @@ static void run_case(const lcase *c, const char *pass)
         tu_fill_uniform(&beta.h, 0, 1);
     if (c->state) {
         tu_fill_uniform(&si.h, -0.5, 0.5);
-        tu_poison(&so.h);
+        if (separate)
+            tu_poison(&so.h);
         if (c->normalize) {
             tu_fill_uniform(&zi.h, 0, 2);
-            tu_poison(&zo.h);
+            if (separate)
+                tu_poison(&zo.h);
         }
     }
     float decay[64];
@@ -260,8 +263,8 @@ static void run_case(const lcase *c, const char *pass)
               c->decay_param ? decay : NULL, ro, rS, rz);
 
     bad = upload(&q) | upload(&k) | upload(&v) | upload(&out) | (gc && upload(&g)) |
-          (delta && upload(&beta)) | (c->state && (upload(&si) | upload(&so))) |
-          (c->state && c->normalize && (upload(&zi) | upload(&zo)));
+          (delta && upload(&beta)) | (c->state && upload(&si)) | (separate && upload(&so)) |
+          (c->state && c->normalize && upload(&zi)) | (separate && c->normalize && upload(&zo));
     CHECK(!bad, "%s: upload", c->name);
     if (bad)
         goto free_ref;
