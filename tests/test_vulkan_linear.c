@@ -72,6 +72,7 @@ static const lcase cases[] = {
  { "empty-seq",        ATTN_LINEAR_GLA,         F32,  F32,  F32,  F32,  2,  0, 2, 40, 24, TU_CONTIG,        ID,   0, 0, 0, ST_SEPARATE, 0, 0, CHUNK, 1 },
  { "gdelta-d128",      ATTN_LINEAR_GATED_DELTA, F32,  F32,  F32,  F32,  1, 50, 2,128,128, TU_CONTIG,        ID,   0, 1, 0, ST_SEPARATE, 0, 0, CHUNK, 1 },
  { "gla-d96x80",       ATTN_LINEAR_GLA,         F16,  F32,  F32,  F32,  1, 40, 2, 96, 80, TU_CONTIG,        ID,   0, 1, 0, ST_INPLACE,  0, 0, CHUNK, 0 },
+ { "delta-d256",       ATTN_LINEAR_DELTA,       F32,  F32,  F32,  F32,  1, 20, 2,256, 64, TU_CONTIG,        ID,   0, 1, 0, ST_SEPARATE, 0, 0, REC,   0 },
 };
 #define NCASES (sizeof cases / sizeof cases[0])
 
