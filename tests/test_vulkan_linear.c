@@ -7,8 +7,9 @@
  * lengths, strong gates with exact resets (g = -inf). Each case runs on
  * every Vulkan device (lavapipe included) with the subgroup build where the
  * device has shuffles, then a few again with the plain build
- * (ATTN_VULKAN_SUBGROUP=0) and with an odd workgroup shape (several column
- * slices, partial token blocks). Also: tensors on two devices are
+ * (ATTN_VULKAN_SUBGROUP=0), with an odd workgroup shape (several column
+ * slices, partial token blocks) and through the chunk-parallel form with
+ * short chunks. Also: tensors on two devices are
  * ATTN_ERR_INVALID_ARGUMENT and leave the output untouched. Exit 77 (skip)
  * without a Vulkan device. ATTN_VULKAN_DEBUG=1 (the Khronos validation
  * layer, where installed) is on by default: a validation error aborts.
@@ -405,5 +406,17 @@ int main(void)
     setenv("ATTN_VULKAN_LINEAR_TILE", "1,3,5", 1);
     run_devices("tile 1,3,5", odd);
     unsetenv("ATTN_VULKAN_LINEAR_TILE");
+    /* The chunk-parallel form (PLAIN, DECAY, GLA) with chunks of 4 and 7
+     * tokens: partial chunks, chunks past a sequence's end (varlen), resets
+     * inside chunks; the default chunk (128) is past these lengths. */
+    static const char *const chunked[] = { "plain", "plain-elu-norm", "plain-relu-vl", "decay-g",
+                                           "gla-f16", "gla-strong", "gla-d96x80", NULL };
+    setenv("ATTN_VULKAN_LINEAR_CHUNK", "4", 1);
+    run_devices("chunks of 4", chunked);
+    setenv("ATTN_VULKAN_LINEAR_CHUNK", "7", 1);
+    setenv("ATTN_VULKAN_LINEAR_TILE", "1,3,5", 1);
+    run_devices("chunks of 7, tile 1,3,5", chunked);
+    unsetenv("ATTN_VULKAN_LINEAR_TILE");
+    unsetenv("ATTN_VULKAN_LINEAR_CHUNK");
     return tu_finish();
 }

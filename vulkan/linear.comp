@@ -23,7 +23,18 @@
  * The kind, feature map and dtypes are run-time words (uniform branches):
  * only the shape is specialised, which keeps pipelines few (a compile costs
  * seconds on software devices). The normaliser z [Dk] is identical in every
- * column; each invocation keeps its rows of it and slice 0 writes it out. */
+ * column; each invocation keeps its rows of it and slice 0 writes it out.
+ *
+ * Chunk-parallel form (PLAIN, DECAY, GLA: S enters each step through a
+ * diagonal map, so a chunk of tokens maps S to D (.) S + U, D the product
+ * of its gates per row, U its state from zero). The push constant `phase`:
+ *   0  whole sequences, as above;
+ *   1  one workgroup z per (sequence, chunk of L tokens): from S = 0 and
+ *      z = 0, writes U to the chunk's slot of SOUT and D (or, normalising,
+ *      the chunk's sum of phi(k)) to ZOUT; no outputs;
+ *   2  the same grid: S (and z) entering the chunk read from SIN (ZIN),
+ *      where vulkan/linear_scan.comp left them; outputs only.
+ * so long sequences spread over many workgroups, not one per column slice. */
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const int WG = 64;    /* DVS * KS */
@@ -51,6 +62,8 @@ layout(std430, binding = 7) buffer SOb { float w[]; } SOUT;
 layout(std430, binding = 8) readonly buffer ZIb { float w[]; } ZIN;
 layout(std430, binding = 9) buffer ZOb { float w[]; } ZOUT;
 layout(std430, binding = 10) readonly buffer Pb { int w[]; } P;
+
+layout(push_constant) uniform Push { int phase, chunk, nch; } pc;
 
 /* Parameter words (src/vulkan/linear.c writes them in this order): views
  * as (element offset, strides...). */
@@ -110,7 +123,8 @@ int view3(int at, int a, int b, int c)
 void main()
 {
     const int li = int(gl_LocalInvocationID.x), c = li / KS, r = li % KS;
-    const int h = int(gl_WorkGroupID.y), n = int(gl_WorkGroupID.z);
+    const int h = int(gl_WorkGroupID.y), wz = int(gl_WorkGroupID.z);
+    const int phase = pc.phase, n = phase == 0 ? wz : wz / pc.nch;
     const int flags = P.w[P_FLAGS], H = P.w[P_H], Dk = P.w[P_DK], Dv = P.w[P_DV];
     const int kind = P.w[P_KIND], feat = P.w[P_FEATURE];
     const int in_dt = P.w[P_IN_DT], g_dt = P.w[P_G_DT], b_dt = P.w[P_B_DT];
@@ -130,17 +144,32 @@ void main()
         t0 = P.w[cu + n];
         len = P.w[cu + n + 1] - t0;
     }
+    if (phase != 0) {
+        const int first = (wz % pc.nch) * pc.chunk;
+        t0 += first;
+        len = clamp(len - first, 0, pc.chunk);
+    }
+    /* Chunk slots of the scratch buffers (phases 1, 2): [N*nch, H, Dk(, Dv)]. */
+    const int slot_s = (wz * H + h) * Dk * Dv, slot_z = (wz * H + h) * Dk;
     const float decay_param = (flags & F_DECAY_PARAM) != 0 ? intBitsToFloat(P.w[P_AUX + h]) : 1.0;
 
-    float s[DKT], z[DKT];
+    float s[DKT], z[DKT], d[DKT];
     for (int m = 0; m < DKT; m++) {
         const int i = r + KS * m;
         s[m] = 0.0;
         z[m] = 0.0;
-        if (i < Dk && live && (flags & F_STATE_IN) != 0)
-            s[m] = SIN.w[view4(P_SI, n, h, i, j)];
-        if (i < Dk && (flags & F_Z_IN) != 0)
-            z[m] = ZIN.w[view3(P_ZI, n, h, i)];
+        d[m] = 1.0;
+        if (i >= Dk)
+            continue;
+        if (phase == 2) {
+            s[m] = live ? SIN.w[slot_s + i * Dv + j] : 0.0;
+            z[m] = norm ? ZIN.w[slot_z + i] : 0.0;
+        } else if (phase == 0) {
+            if (live && (flags & F_STATE_IN) != 0)
+                s[m] = SIN.w[view4(P_SI, n, h, i, j)];
+            if ((flags & F_Z_IN) != 0)
+                z[m] = ZIN.w[view3(P_ZI, n, h, i)];
+        }
     }
 
     for (int tb = 0; tb < len; tb += TB) {
@@ -201,11 +230,15 @@ void main()
             const int row = tt * DKP + r;
             const float a = sc[2 * tt], vj = vs[tt * DVS + c];
             if (chan) {
-                for (int m = 0; m < DKT; m++)
+                for (int m = 0; m < DKT; m++) {
                     s[m] *= as[row + KS * m];
+                    d[m] *= as[row + KS * m];
+                }
             } else if (kind == KIND_DECAY || kind == KIND_GATED_DELTA) {
-                for (int m = 0; m < DKT; m++)
+                for (int m = 0; m < DKT; m++) {
                     s[m] *= a;
+                    d[m] *= a;
+                }
             }
             float w = vj;
             if (delta) {
@@ -224,6 +257,8 @@ void main()
                     den += qv * z[m];
                 }
             }
+            if (phase == 1)
+                continue;
             o = column_sum(o);
             if (norm)
                 o /= column_sum(den) + eps;
@@ -232,11 +267,21 @@ void main()
         }
     }
 
+    const bool first_column = c == 0 && gl_WorkGroupID.x == 0;
     for (int m = 0; m < DKT; m++) {
         const int i = r + KS * m;
-        if (i < Dk && live && (flags & F_STATE_OUT) != 0)
-            SOUT.w[view4(P_SO, n, h, i, j)] = s[m];
-        if (i < Dk && c == 0 && gl_WorkGroupID.x == 0 && (flags & F_Z_OUT) != 0)
-            ZOUT.w[view3(P_ZO, n, h, i)] = z[m];
+        if (i >= Dk)
+            continue;
+        if (phase == 1) {
+            if (live)
+                SOUT.w[slot_s + i * Dv + j] = s[m];
+            if (first_column)
+                ZOUT.w[slot_z + i] = norm ? z[m] : d[m];
+        } else if (phase == 0) {
+            if (live && (flags & F_STATE_OUT) != 0)
+                SOUT.w[view4(P_SO, n, h, i, j)] = s[m];
+            if (first_column && (flags & F_Z_OUT) != 0)
+                ZOUT.w[view3(P_ZO, n, h, i)] = z[m];
+        }
     }
 }

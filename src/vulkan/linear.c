@@ -2,7 +2,9 @@
  * kind, for both algorithms of the API (they agree to f32 rounding). The
  * shape (invocations per state column, columns per workgroup, tokens per
  * staged block) comes from the device's subgroups, workgroup limits and
- * shared memory; one dispatch covers every (column slice, head, sequence). */
+ * shared memory. Whole sequences: one dispatch over every (column slice,
+ * head, sequence). Long sequences of the diagonal kinds: the chunk-parallel
+ * form, three dispatches (chunk sums, scan over chunks, chunk outputs). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,43 +169,139 @@ static VkDeviceSize view_bytes(const attn_view *v)
     return (VkDeviceSize)(last + 1) * attn_dtype_size(v->dtype);
 }
 
-static attn_status record(attn_vk_device *d, const attn_linear_problem *p, const lin_cfg *c,
-                          VkPipeline pipe, VkBuffer zin, const attn_vk_buffer *zcopy)
+/* The push constants of vulkan/linear.comp and vulkan/linear_scan.comp. */
+typedef struct lin_push { int32_t phase, chunk, nch; } lin_push;
+typedef struct scan_push { int32_t nch, nseq; } scan_push;
+enum { PHASE_WHOLE = 0, PHASE_SUMS = 1, PHASE_OUT = 2 };
+
+/* The grid limits of one dispatch, as an error. */
+static attn_status check_grid(const attn_vk_device *d, uint64_t x, uint64_t y, uint64_t z)
 {
-    const uint64_t slices = (uint64_t)((p->dv + c->dvs - 1) / c->dvs);
     const uint32_t *maxg = d->limits.maxComputeWorkGroupCount;
-    if (slices > maxg[0] || (uint64_t)p->h > maxg[1] || (uint64_t)p->num_seqs > maxg[2])
-        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_linear: a grid of %llu x %lld x %lld "
-                         "workgroups is more than the device allows (%u x %u x %u)",
-                         (unsigned long long)slices, (long long)p->h, (long long)p->num_seqs,
-                         maxg[0], maxg[1], maxg[2]);
-    const VkBuffer bufs[ATTN_VK_BINDINGS] = {
-        attn_vk_handle(p->q.buffer), attn_vk_handle(p->k.buffer), attn_vk_handle(p->v.buffer),
-        attn_vk_handle(p->out.buffer), handle_or_null(&p->g, p->has_g),
-        handle_or_null(&p->beta, p->has_beta), handle_or_null(&p->state_in, p->has_state_in),
-        handle_or_null(&p->state_out, p->has_state_out), zin,
-        handle_or_null(&p->z_out, p->has_z_out),
-    };
+    if (x <= maxg[0] && y <= maxg[1] && z <= maxg[2])
+        return ATTN_OK;
+    return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_linear: a grid of %llu x %llu x %llu "
+                     "workgroups is more than the device allows (%u x %u x %u)",
+                     (unsigned long long)x, (unsigned long long)y, (unsigned long long)z,
+                     maxg[0], maxg[1], maxg[2]);
+}
+
+/* Records one dispatch with its own descriptor set and push constants. */
+static attn_status dispatch(attn_vk_device *d, VkPipeline pipe,
+                            const VkBuffer bufs[ATTN_VK_BINDINGS], const void *push,
+                            uint32_t push_bytes, uint32_t x, uint32_t y, uint32_t z)
+{
     VkDescriptorSet set;
-    attn_status s = attn_vk_descriptors_reset(d, 1);
-    if (s == ATTN_OK)
-        s = attn_vk_descriptor_set(d, bufs, &set);
-    if (s == ATTN_OK)
-        s = attn_vk_begin(d, "attn_linear");
+    attn_status s = attn_vk_descriptor_set(d, bufs, &set);
     if (s != ATTN_OK)
         return s;
+    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
+                                &set, 0, NULL);
+    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                           push_bytes, push);
+    d->vk.CmdDispatch(d->cmd, x, y, z);
+    return ATTN_OK;
+}
+
+/* The bindings every pass of vulkan/linear.comp shares: 0-5 the inputs and
+ * out; 6-9 (state and normaliser) are filled in per pass. */
+static void input_bindings(const attn_linear_problem *p, VkBuffer bufs[ATTN_VK_BINDINGS])
+{
+    memset(bufs, 0, ATTN_VK_BINDINGS * sizeof *bufs);
+    bufs[0] = attn_vk_handle(p->q.buffer);
+    bufs[1] = attn_vk_handle(p->k.buffer);
+    bufs[2] = attn_vk_handle(p->v.buffer);
+    bufs[3] = attn_vk_handle(p->out.buffer);
+    bufs[4] = handle_or_null(&p->g, p->has_g);
+    bufs[5] = handle_or_null(&p->beta, p->has_beta);
+}
+
+/* Whole sequences, one workgroup per (column slice, head, sequence). z_in
+ * is read from zcopy when that holds a copy (z_in shares z_out's buffer:
+ * the workgroup writing z_out does not wait for the others to read it). */
+static attn_status record_whole(attn_vk_device *d, const attn_linear_problem *p,
+                                uint32_t slices, VkPipeline pipe, const attn_vk_buffer *zcopy)
+{
+    VkBuffer bufs[ATTN_VK_BINDINGS];
+    input_bindings(p, bufs);
+    bufs[6] = handle_or_null(&p->state_in, p->has_state_in);
+    bufs[7] = handle_or_null(&p->state_out, p->has_state_out);
+    bufs[8] = zcopy->buffer ? zcopy->buffer : handle_or_null(&p->z_in, p->has_z_in);
+    bufs[9] = handle_or_null(&p->z_out, p->has_z_out);
     if (zcopy->buffer) {
-        /* z_in shares a buffer with z_out: read it from a copy, since the
-         * workgroup writing z_out does not wait for the others to read. */
         const VkBufferCopy region = { p->z_in.offset, 0, zcopy->bytes };
         d->vk.CmdCopyBuffer(d->cmd, attn_vk_handle(p->z_in.buffer), zcopy->buffer, 1, &region);
         attn_vk_barrier(d);
     }
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)slices, (uint32_t)p->h, (uint32_t)p->num_seqs);
-    return attn_vk_submit(d, "attn_linear");
+    const lin_push pc = { PHASE_WHOLE, 0, 1 };
+    return dispatch(d, pipe, bufs, &pc, sizeof pc, slices, (uint32_t)p->h,
+                    (uint32_t)p->num_seqs);
+}
+
+/* The chunk-parallel form (vulkan/linear.comp, phases 1 and 2, around
+ * vulkan/linear_scan.comp): U [N*nch,H,Dk,Dv] and DZ [N*nch,H,Dk] scratch. */
+static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *p,
+                                  uint32_t slices, int chunk, int nch, VkPipeline pipe,
+                                  VkPipeline scan, const attn_vk_buffer *U,
+                                  const attn_vk_buffer *DZ)
+{
+    const uint32_t groups = (uint32_t)(p->num_seqs * nch);
+    VkBuffer bufs[ATTN_VK_BINDINGS];
+    input_bindings(p, bufs);
+    bufs[7] = U->buffer;
+    bufs[9] = DZ->buffer;
+    const lin_push sums = { PHASE_SUMS, chunk, nch };
+    attn_status s = dispatch(d, pipe, bufs, &sums, sizeof sums, slices, (uint32_t)p->h, groups);
+    if (s != ATTN_OK)
+        return s;
+    attn_vk_barrier(d);
+
+    memset(bufs, 0, sizeof bufs);
+    bufs[0] = U->buffer;
+    bufs[1] = DZ->buffer;
+    bufs[6] = handle_or_null(&p->state_in, p->has_state_in);
+    bufs[7] = handle_or_null(&p->state_out, p->has_state_out);
+    bufs[8] = handle_or_null(&p->z_in, p->has_z_in);
+    bufs[9] = handle_or_null(&p->z_out, p->has_z_out);
+    const uint64_t elems = (uint64_t)p->num_seqs * (uint64_t)p->h * (uint64_t)p->dk *
+                           (uint64_t)(p->dv + (p->normalize ? 1 : 0));
+    const uint64_t wg = (elems + 63) / 64, maxx = d->limits.maxComputeWorkGroupCount[0];
+    const uint64_t gx = wg < maxx ? wg : maxx, gy = (wg + gx - 1) / gx;
+    if ((s = check_grid(d, gx, gy, 1)) != ATTN_OK)
+        return s;
+    const scan_push sp = { nch, (int32_t)p->num_seqs };
+    if ((s = dispatch(d, scan, bufs, &sp, sizeof sp, (uint32_t)gx, (uint32_t)gy, 1)) != ATTN_OK)
+        return s;
+    attn_vk_barrier(d);
+
+    input_bindings(p, bufs);
+    bufs[6] = U->buffer;
+    bufs[8] = DZ->buffer;
+    const lin_push out = { PHASE_OUT, chunk, nch };
+    return dispatch(d, pipe, bufs, &out, sizeof out, slices, (uint32_t)p->h, groups);
+}
+
+/* Tokens per chunk of the chunk-parallel form, or 0 for whole sequences:
+ * the kinds whose state enters each step through a diagonal map (PLAIN,
+ * DECAY, GLA) under the chunkwise algorithm (or AUTO past 16 tokens), for
+ * sequences of at least two chunks. ATTN_VULKAN_LINEAR_CHUNK=L sets the
+ * chunk length (0: never). The scratch must index in 32 bits. */
+#define LIN_CHUNK 128
+static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p)
+{
+    const char *env = getenv("ATTN_VULKAN_LINEAR_CHUNK");
+    const int64_t chunk = env && *env ? atol(env) : LIN_CHUNK;
+    if (chunk < 1 || chunk > (1 << 20) || p->kind > ATTN_LINEAR_GLA ||
+        p->algo == ATTN_LINEAR_ALGO_RECURRENT || p->s <= 16 || p->s < 2 * chunk)
+        return 0;
+    const int64_t nch = (p->s + chunk - 1) / chunk;
+    const int64_t elems = p->num_seqs * nch * p->h * p->dk * p->dv;
+    if (elems >= INT32_MAX / 2 ||
+        (uint64_t)elems * sizeof(float) > d->limits.maxStorageBufferRange ||
+        (uint64_t)(p->num_seqs * nch) > d->limits.maxComputeWorkGroupCount[2])
+        return 0;
+    return (int)chunk;
 }
 
 attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
@@ -218,13 +316,29 @@ attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
                          d->limits.maxComputeSharedMemorySize, (long long)p->dk);
     const int32_t spec[5] = { c.ks * c.dvs, c.dvs, c.ks, c.dkt, c.tb };
     const int shader = c.ks > 1 ? ATTN_VK_SHADER_LINEAR_SUBGROUP : ATTN_VK_SHADER_LINEAR;
+    const uint64_t slices = (uint64_t)((p->dv + c.dvs - 1) / c.dvs);
+    const int chunk = chunk_len(d, p);
+    const int nch = chunk ? (int)((p->s + chunk - 1) / chunk) : 1;
+    attn_status s = check_grid(d, slices, (uint64_t)p->h, (uint64_t)(p->num_seqs * nch));
+    if (s != ATTN_OK)
+        return s;
     attn_view zin = p->z_in;
-    attn_vk_buffer zcopy;
+    attn_vk_buffer zcopy, U, DZ;
     memset(&zcopy, 0, sizeof zcopy);
-    const int copy_z = p->has_z_in && p->has_z_out && p->z_in.buffer == p->z_out.buffer;
+    memset(&U, 0, sizeof U);
+    memset(&DZ, 0, sizeof DZ);
+    const int copy_z = !chunk && p->has_z_in && p->has_z_out && p->z_in.buffer == p->z_out.buffer;
     pthread_mutex_lock(&d->lock);
-    VkPipeline pipe;
-    attn_status s = attn_vk_pipeline_get(d, shader, spec, 5, &pipe);
+    VkPipeline pipe, scan = VK_NULL_HANDLE;
+    s = attn_vk_pipeline_get(d, shader, spec, 5, &pipe);
+    if (s == ATTN_OK && chunk)
+        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_LINEAR_SCAN, NULL, 0, &scan);
+    if (s == ATTN_OK && chunk) {
+        const VkDeviceSize slots = (VkDeviceSize)(p->num_seqs * nch * p->h * p->dk);
+        s = attn_vk_buffer_make(d, slots * (VkDeviceSize)p->dv * sizeof(float), 0, &U);
+        if (s == ATTN_OK)
+            s = attn_vk_buffer_make(d, slots * sizeof(float), 0, &DZ);
+    }
     if (s == ATTN_OK && copy_z) {
         s = attn_vk_buffer_make(d, view_bytes(&p->z_in), 0, &zcopy);
         zin.offset = 0;
@@ -232,9 +346,20 @@ attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
     if (s == ATTN_OK)
         s = write_params(d, p, &zin);
     if (s == ATTN_OK)
-        s = record(d, p, &c, pipe, copy_z ? zcopy.buffer : handle_or_null(&p->z_in, p->has_z_in),
-                   &zcopy);
+        s = attn_vk_descriptors_reset(d, 3);
+    if (s == ATTN_OK)
+        s = attn_vk_begin(d, "attn_linear");
+    if (s == ATTN_OK) {
+        s = chunk ? record_chunked(d, p, (uint32_t)slices, chunk, nch, pipe, scan, &U, &DZ)
+                  : record_whole(d, p, (uint32_t)slices, pipe, &zcopy);
+        if (s == ATTN_OK)
+            s = attn_vk_submit(d, "attn_linear");
+        else
+            d->vk.EndCommandBuffer(d->cmd);
+    }
     attn_vk_buffer_drop(d, &zcopy);
+    attn_vk_buffer_drop(d, &U);
+    attn_vk_buffer_drop(d, &DZ);
     pthread_mutex_unlock(&d->lock);
     return s;
 }
