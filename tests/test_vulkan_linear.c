@@ -62,6 +62,7 @@ static const lcase cases[] = {
  { "decay-param",      ATTN_LINEAR_DECAY,       BF16, F32,  F32,  F32,  2, 20, 3, 38, 24, TU_CONTIG,        ELU1, 0, 0, 1, ST_NONE,     0, 0, REC,   1 },
  { "gla-f16",          ATTN_LINEAR_GLA,         F16,  F16,  BF16, F32,  2, 26, 2, 40, 24, TU_CONTIG,        ELU1, 0, 0, 0, ST_SEPARATE, 0, 0, CHUNK, 1 },
  { "gla-strong",       ATTN_LINEAR_GLA,         F32,  F32,  F32,  F32,  1, 70, 2, 40, 24, TU_SWAP12_PADDED, ID,   0, 0, 0, ST_SEPARATE, 1, 0, CHUNK, 1 },
+ { "decay-long",       ATTN_LINEAR_DECAY,       F32,  F32,  F32,  F32,  1,200, 1, 40, 24, TU_CONTIG,        RELU, 0, 1, 0, ST_SEPARATE, 1, 0, AUTO,  1 },
  { "delta",            ATTN_LINEAR_DELTA,       F32,  F32,  F32,  F32,  2, 33, 2, 40, 24, TU_CONTIG,        ID,   0, 1, 0, ST_SEPARATE, 0, 0, CHUNK, 1 },
  { "delta-raw-k",      ATTN_LINEAR_DELTA,       F16,  BF16, F32,  F16,  1, 40, 3, 40, 24, TU_INNER2,        ID,   0, 0, 0, ST_NONE,     0, 0, REC,   1 },
  { "gdelta-vl",        ATTN_LINEAR_GATED_DELTA, F32,  F32,  F16,  BF16, 1, 37, 2, 40, 24, TU_CONTIG,        ID,   0, 1, 0, ST_INPLACE,  0, 1, CHUNK, 1 },
@@ -408,7 +409,7 @@ int main(void)
     unsetenv("ATTN_VULKAN_LINEAR_TILE");
     /* The chunk-parallel form (PLAIN, DECAY, GLA) with chunks of 4 and 7
      * tokens: partial chunks, chunks past a sequence's end (varlen), resets
-     * inside chunks; the default chunk (128) is past these lengths. */
+     * inside chunks (by default only decay-long is long enough). */
     static const char *const chunked[] = { "plain", "plain-elu-norm", "plain-relu-vl", "decay-g",
                                            "gla-f16", "gla-strong", "gla-d96x80", NULL };
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "4", 1);

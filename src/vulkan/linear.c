@@ -282,18 +282,35 @@ static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *
     return dispatch(d, pipe, bufs, &out, sizeof out, slices, (uint32_t)p->h, groups);
 }
 
-/* Tokens per chunk of the chunk-parallel form, or 0 for whole sequences:
- * the kinds whose state enters each step through a diagonal map (PLAIN,
- * DECAY, GLA) under the chunkwise algorithm (or AUTO past 16 tokens), for
- * sequences of at least two chunks. ATTN_VULKAN_LINEAR_CHUNK=L sets the
- * chunk length (0: never). The scratch must index in 32 bits. */
-#define LIN_CHUNK 128
-static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p)
+/* Tokens per chunk of the chunk-parallel form, or 0 for whole sequences.
+ * It applies to the kinds whose state enters each step through a diagonal
+ * map (PLAIN, DECAY, GLA) under the chunkwise algorithm (or AUTO past 16
+ * tokens). It does the recurrence's work twice (sums, then outputs), so it
+ * is used where whole sequences leave the device idle: fewer than
+ * LIN_GROUPS / 2 workgroups. Chunks bring the grid to about LIN_GROUPS
+ * (a full wave of 64-invocation workgroups on a large GPU), at least
+ * LIN_MIN_CHUNK tokens each. ATTN_VULKAN_LINEAR_CHUNK=L forces chunks of L
+ * tokens (0: never). The scratch must index in 32 bits. */
+#define LIN_GROUPS 4096
+#define LIN_MIN_CHUNK 64
+static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p, uint64_t slices)
 {
+    if (p->kind > ATTN_LINEAR_GLA || p->algo == ATTN_LINEAR_ALGO_RECURRENT || p->s <= 16)
+        return 0;
+    const uint64_t grid = slices * (uint64_t)p->h * (uint64_t)p->num_seqs;
     const char *env = getenv("ATTN_VULKAN_LINEAR_CHUNK");
-    const int64_t chunk = env && *env ? atol(env) : LIN_CHUNK;
-    if (chunk < 1 || chunk > (1 << 20) || p->kind > ATTN_LINEAR_GLA ||
-        p->algo == ATTN_LINEAR_ALGO_RECURRENT || p->s <= 16 || p->s < 2 * chunk)
+    int64_t chunk;
+    if (env && *env) {
+        chunk = atol(env);
+    } else {
+        if (grid >= LIN_GROUPS / 2)
+            return 0;
+        const int64_t nch = (int64_t)((LIN_GROUPS + grid - 1) / grid);
+        chunk = (p->s + nch - 1) / nch;
+        if (chunk < LIN_MIN_CHUNK)
+            chunk = LIN_MIN_CHUNK;
+    }
+    if (chunk < 1 || chunk > (1 << 24) || p->s < 2 * chunk)
         return 0;
     const int64_t nch = (p->s + chunk - 1) / chunk;
     const int64_t elems = p->num_seqs * nch * p->h * p->dk * p->dv;
@@ -317,7 +334,7 @@ attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
     const int32_t spec[5] = { c.ks * c.dvs, c.dvs, c.ks, c.dkt, c.tb };
     const int shader = c.ks > 1 ? ATTN_VK_SHADER_LINEAR_SUBGROUP : ATTN_VK_SHADER_LINEAR;
     const uint64_t slices = (uint64_t)((p->dv + c.dvs - 1) / c.dvs);
-    const int chunk = chunk_len(d, p);
+    const int chunk = chunk_len(d, p, slices);
     const int nch = chunk ? (int)((p->s + chunk - 1) / chunk) : 1;
     attn_status s = check_grid(d, slices, (uint64_t)p->h, (uint64_t)(p->num_seqs * nch));
     if (s != ATTN_OK)
