@@ -357,55 +357,37 @@ static int listed(const char *name, const char *const *only)
     return 0;
 }
 
-/* Every case (only == NULL) or those named, on each Vulkan device; returns
- * the number of devices. */
-static int run_devices(const char *pass, const char *const *only)
+/* Every case (only == NULL) or those named, on the device under test. */
+static void run_pass(const char *pass, const char *const *only)
 {
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        exit(1);
-    }
-    const char *filter = getenv("ATTN_TEST_FILTER"), *one = getenv("ATTN_TEST_VULKAN_DEVICE");
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info = ATTN_DEVICE_INFO_INIT;
-        attn_device_get_info(ctx, dev, &info);
-        if (info.type != ATTN_DEVICE_VULKAN || (one && atoi(one) != dev))
-            continue;
-        found++;
-        const double t0 = tu_now();
-        for (size_t i = 0; i < NCASES; i++)
-            if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)) &&
-                (!only || listed(cases[i].name, only)))
-                run_case(&cases[i], pass);
-        if (!only)
-            test_mixed_devices();
-        printf("device %d (%s), %s: %.1f s\n", dev, info.name, pass, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    return found;
+    const char *filter = getenv("ATTN_TEST_FILTER");
+    const double t0 = tu_now();
+    for (size_t i = 0; i < NCASES; i++)
+        if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)) &&
+            (!only || listed(cases[i].name, only)))
+            run_case(&cases[i], pass);
+    printf("device %d, %s: %.1f s\n", dev, pass, tu_now() - t0);
 }
 
-int main(void)
+/* The passes on one device. The library reads the ATTN_VULKAN_* variables
+ * at every call, so one context serves them all and keeps its pipelines
+ * (each compile costs lavapipe seconds). */
+static void run_passes(void)
 {
-    tu_init("test_vulkan_linear");
-    setenv("ATTN_VULKAN_DEBUG", "1", 0);
-    if (!run_devices("default", NULL)) {
-        printf("no Vulkan device: skipped\n");
-        return 77;
-    }
+    run_pass("default", NULL);
+    test_mixed_devices();
     static const char *const plain[] = { "plain-elu-norm", "gdelta-vl", "kda", "decay-param",
                                          NULL };
     setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
-    run_devices("plain build", plain);
+    run_pass("plain build", plain);
     unsetenv("ATTN_VULKAN_SUBGROUP");
     /* 3 columns per workgroup (several slices, a partial last one), blocks
      * of 5 tokens (partial last blocks), with and without column sums. */
     static const char *const odd[] = { "plain-relu-vl", "gla-strong", "delta", "kda", NULL };
     setenv("ATTN_VULKAN_LINEAR_TILE", "4,3,5", 1);
-    run_devices("tile 4,3,5", odd);
+    run_pass("tile 4,3,5", odd);
     setenv("ATTN_VULKAN_LINEAR_TILE", "1,3,5", 1);
-    run_devices("tile 1,3,5", odd);
+    run_pass("tile 1,3,5", odd);
     unsetenv("ATTN_VULKAN_LINEAR_TILE");
     /* The chunk-parallel form (PLAIN, DECAY, GLA) with chunks of 4 and 7
      * tokens: partial chunks, chunks past a sequence's end (varlen), resets
@@ -413,11 +395,37 @@ int main(void)
     static const char *const chunked[] = { "plain", "plain-elu-norm", "plain-relu-vl", "decay-g",
                                            "gla-f16", "gla-strong", "gla-d96x80", NULL };
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "4", 1);
-    run_devices("chunks of 4", chunked);
+    run_pass("chunks of 4", chunked);
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "7", 1);
     setenv("ATTN_VULKAN_LINEAR_TILE", "1,3,5", 1);
-    run_devices("chunks of 7, tile 1,3,5", chunked);
+    run_pass("chunks of 7, tile 1,3,5", chunked);
     unsetenv("ATTN_VULKAN_LINEAR_TILE");
     unsetenv("ATTN_VULKAN_LINEAR_CHUNK");
+}
+
+int main(void)
+{
+    tu_init("test_vulkan_linear");
+    setenv("ATTN_VULKAN_DEBUG", "1", 0);
+    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
+        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
+        return 1;
+    }
+    const char *one = getenv("ATTN_TEST_VULKAN_DEVICE");
+    int found = 0;
+    for (dev = 0; dev < attn_device_count(ctx); dev++) {
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
+        attn_device_get_info(ctx, dev, &info);
+        if (info.type != ATTN_DEVICE_VULKAN || (one && atoi(one) != dev))
+            continue;
+        found++;
+        printf("device %d: %s\n", dev, info.name);
+        run_passes();
+    }
+    attn_context_destroy(ctx);
+    if (!found) {
+        printf("no Vulkan device: skipped\n");
+        return 77;
+    }
     return tu_finish();
 }

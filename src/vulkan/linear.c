@@ -33,7 +33,7 @@ typedef struct lin_cfg { int ks, dvs, dkt, tb; } lin_cfg;
 static size_t shared_bytes(const lin_cfg *c)
 {
     const size_t dkp = (size_t)c->dkt * (size_t)c->ks;
-    return (size_t)c->tb * (3 * dkp + (size_t)c->dvs + 4) * sizeof(float);
+    return (size_t)c->tb * (3 * dkp + (size_t)c->dvs + 2) * sizeof(float);   /* qs ks as vs sc */
 }
 
 /* The subgroup build reduces a column's ks invocations with xor shuffles:
