@@ -179,7 +179,8 @@ void main()
             const int tt = e / DKP, i = e % DKP, t = t0 + tb + tt;
             float qv = 0.0, kv = 0.0, av = 1.0;
             if (i < Dk) {
-                qv = load_q(in_dt, view4(P_Q, bt, t, h, i));
+                if (phase != 1)    /* chunk sums need no q */
+                    qv = load_q(in_dt, view4(P_Q, bt, t, h, i));
                 kv = load_k(in_dt, view4(P_K, bt, t, h, i));
                 if (chan)
                     av = exp(load_g(g_dt, view4(P_G, bt, t, h, i)));
