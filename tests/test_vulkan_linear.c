@@ -389,11 +389,13 @@ static void run_passes(void)
     setenv("ATTN_VULKAN_LINEAR_TILE", "1,3,5", 1);
     run_pass("tile 1,3,5", odd);
     unsetenv("ATTN_VULKAN_LINEAR_TILE");
-    /* The chunk-parallel form (PLAIN, DECAY, GLA) with chunks of 4 and 7
-     * tokens: partial chunks, chunks past a sequence's end (varlen), resets
-     * inside chunks (by default only decay-long is long enough). */
-    static const char *const chunked[] = { "plain", "plain-elu-norm", "plain-relu-vl", "decay-g",
-                                           "gla-f16", "gla-strong", "gla-d96x80", NULL };
+    /* The chunk-parallel form with chunks of 4 and 7 tokens: partial
+     * chunks, chunks past a sequence's end (varlen), resets inside chunks
+     * (by default only decay-long is long enough). */
+    static const char *const chunked[] = { "plain", "plain-relu-vl", "decay-g", "gla-f16",
+                                           "gla-strong", "gla-d96x80", "delta", "gdelta-vl",
+                                           "gdelta-strong", "kda", "kda-bf16", "gdelta-d128",
+                                           NULL };
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "4", 1);
     run_pass("chunks of 4", chunked);
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "7", 1);

@@ -34,7 +34,11 @@
  *      the chunk's sum of phi(k)) to ZOUT; no outputs;
  *   2  the same grid: S (and z) entering the chunk read from SIN (ZIN),
  *      where vulkan/linear_scan.comp left them; outputs only.
- * so long sequences spread over many workgroups, not one per column slice. */
+ * so long sequences spread over many workgroups, not one per column slice.
+ * The delta kinds map S to A S + U, A = prod_t (I - beta_t k_t k_t^T) D_t
+ * [Dk x Dk]: phase 1 also steps Dk more columns, column Dv + l starting
+ * at e_l with v = 0, which end as A's column l (to ZOUT, [N*nch,H,Dk,Dk]);
+ * vulkan/linear_scan.comp then applies the A's in order. */
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const int WG = 64;    /* DVS * KS */
@@ -132,6 +136,8 @@ void main()
     const int j = int(gl_WorkGroupID.x) * DVS + c;
     const bool live = j < Dv;
     const bool delta = kind >= KIND_DELTA;
+    /* Phase 1 of the delta kinds: columns Dv .. Dv+Dk-1 step A from I. */
+    const int acol = phase == 1 && delta ? j - Dv : -1;
     const bool norm = (flags & F_NORMALIZE) != 0;
     const bool chan = (flags & F_G_CHANNEL) != 0;
     const bool l2 = (flags & F_L2NORM) != 0;
@@ -161,7 +167,9 @@ void main()
         d[m] = 1.0;
         if (i >= Dk)
             continue;
-        if (phase == 2) {
+        if (acol >= 0 && acol < Dk) {
+            s[m] = i == acol ? 1.0 : 0.0;
+        } else if (phase == 2) {
             s[m] = live ? SIN.w[slot_s + i * Dv + j] : 0.0;
             z[m] = norm ? ZIN.w[slot_z + i] : 0.0;
         } else if (phase == 0) {
@@ -276,7 +284,9 @@ void main()
         if (phase == 1) {
             if (live)
                 SOUT.w[slot_s + i * Dv + j] = s[m];
-            if (first_column)
+            else if (acol >= 0 && acol < Dk)
+                ZOUT.w[(slot_z + i) * Dk + acol] = s[m];
+            if (first_column && !delta)
                 ZOUT.w[slot_z + i] = norm ? z[m] : d[m];
         } else if (phase == 0) {
             if (live && (flags & F_STATE_OUT) != 0)

@@ -172,6 +172,18 @@ static VkDeviceSize view_bytes(const attn_view *v)
 /* The push constants of vulkan/linear.comp and vulkan/linear_scan.comp. */
 typedef struct lin_push { int32_t phase, chunk, nch; } lin_push;
 typedef struct scan_push { int32_t nch, nseq; } scan_push;
+typedef struct scan_delta_push { int32_t nch; } scan_delta_push;
+
+/* Columns per workgroup of vulkan/linear_scan_delta.comp: a divisor of 64
+ * whose Dk x CW f32 block fits a quarter of the shared memory (up to 16). */
+static int scan_delta_columns(const attn_vk_device *d, int64_t dk)
+{
+    int cw = 16;
+    while (cw > 1 && (uint64_t)dk * (uint64_t)cw * sizeof(float) >
+                     d->limits.maxComputeSharedMemorySize / 4)
+        cw /= 2;
+    return cw;
+}
 enum { PHASE_WHOLE = 0, PHASE_SUMS = 1, PHASE_OUT = 2 };
 
 /* The grid limits of one dispatch, as an error. */
@@ -240,19 +252,27 @@ static attn_status record_whole(attn_vk_device *d, const attn_linear_problem *p,
 }
 
 /* The chunk-parallel form (vulkan/linear.comp, phases 1 and 2, around
- * vulkan/linear_scan.comp): U [N*nch,H,Dk,Dv] and DZ [N*nch,H,Dk] scratch. */
+ * vulkan/linear_scan.comp or, for the delta kinds, linear_scan_delta.comp):
+ * U [N*nch,H,Dk,Dv] and DZ ([N*nch,H,Dk], or A [N*nch,H,Dk,Dk]) scratch. */
 static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *p,
-                                  uint32_t slices, int chunk, int nch, VkPipeline pipe,
+                                  int dvs, int chunk, int nch, VkPipeline pipe,
                                   VkPipeline scan, const attn_vk_buffer *U,
                                   const attn_vk_buffer *DZ)
 {
+    const int delta = p->kind >= ATTN_LINEAR_DELTA;
     const uint32_t groups = (uint32_t)(p->num_seqs * nch);
+    const uint32_t slices = (uint32_t)((p->dv + dvs - 1) / dvs);
+    /* The delta kinds' chunk sums also step A's Dk columns. */
+    const uint32_t slices1 = (uint32_t)((p->dv + (delta ? p->dk : 0) + dvs - 1) / dvs);
+    attn_status s = check_grid(d, slices1, (uint64_t)p->h, groups);
+    if (s != ATTN_OK)
+        return s;
     VkBuffer bufs[ATTN_VK_BINDINGS];
     input_bindings(p, bufs);
     bufs[7] = U->buffer;
     bufs[9] = DZ->buffer;
     const lin_push sums = { PHASE_SUMS, chunk, nch };
-    attn_status s = dispatch(d, pipe, bufs, &sums, sizeof sums, slices, (uint32_t)p->h, groups);
+    s = dispatch(d, pipe, bufs, &sums, sizeof sums, slices1, (uint32_t)p->h, groups);
     if (s != ATTN_OK)
         return s;
     attn_vk_barrier(d);
@@ -264,14 +284,25 @@ static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *
     bufs[7] = handle_or_null(&p->state_out, p->has_state_out);
     bufs[8] = handle_or_null(&p->z_in, p->has_z_in);
     bufs[9] = handle_or_null(&p->z_out, p->has_z_out);
-    const uint64_t elems = (uint64_t)p->num_seqs * (uint64_t)p->h * (uint64_t)p->dk *
-                           (uint64_t)(p->dv + (p->normalize ? 1 : 0));
-    const uint64_t wg = (elems + 63) / 64, maxx = d->limits.maxComputeWorkGroupCount[0];
-    const uint64_t gx = wg < maxx ? wg : maxx, gy = (wg + gx - 1) / gx;
-    if ((s = check_grid(d, gx, gy, 1)) != ATTN_OK)
-        return s;
-    const scan_push sp = { nch, (int32_t)p->num_seqs };
-    if ((s = dispatch(d, scan, bufs, &sp, sizeof sp, (uint32_t)gx, (uint32_t)gy, 1)) != ATTN_OK)
+    if (delta) {
+        const int cw = scan_delta_columns(d, p->dk);
+        const uint64_t gx = (uint64_t)((p->dv + cw - 1) / cw);
+        if ((s = check_grid(d, gx, (uint64_t)p->h, (uint64_t)p->num_seqs)) != ATTN_OK)
+            return s;
+        const scan_delta_push sp = { nch };
+        s = dispatch(d, scan, bufs, &sp, sizeof sp, (uint32_t)gx, (uint32_t)p->h,
+                     (uint32_t)p->num_seqs);
+    } else {
+        const uint64_t elems = (uint64_t)p->num_seqs * (uint64_t)p->h * (uint64_t)p->dk *
+                               (uint64_t)(p->dv + (p->normalize ? 1 : 0));
+        const uint64_t wg = (elems + 63) / 64, maxx = d->limits.maxComputeWorkGroupCount[0];
+        const uint64_t gx = wg < maxx ? wg : maxx, gy = (wg + gx - 1) / gx;
+        if ((s = check_grid(d, gx, gy, 1)) != ATTN_OK)
+            return s;
+        const scan_push sp = { nch, (int32_t)p->num_seqs };
+        s = dispatch(d, scan, bufs, &sp, sizeof sp, (uint32_t)gx, (uint32_t)gy, 1);
+    }
+    if (s != ATTN_OK)
         return s;
     attn_vk_barrier(d);
 
@@ -283,9 +314,9 @@ static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *
 }
 
 /* Tokens per chunk of the chunk-parallel form, or 0 for whole sequences.
- * It applies to the kinds whose state enters each step through a diagonal
- * map (PLAIN, DECAY, GLA) under the chunkwise algorithm (or AUTO past 16
- * tokens). It does the recurrence's work twice (sums, then outputs), so it
+ * It applies under the chunkwise algorithm (or AUTO past 16 tokens). It
+ * does the recurrence's work twice (sums, then outputs; the delta kinds
+ * also step the Dk x Dk map of each chunk and apply them in order), so it
  * is used where whole sequences leave the device idle: fewer than
  * LIN_GROUPS / 2 workgroups. Chunks bring the grid to about LIN_GROUPS
  * (a full wave of 64-invocation workgroups on a large GPU), at least
@@ -295,7 +326,7 @@ static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *
 #define LIN_MIN_CHUNK 64
 static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p, uint64_t slices)
 {
-    if (p->kind > ATTN_LINEAR_GLA || p->algo == ATTN_LINEAR_ALGO_RECURRENT || p->s <= 16)
+    if (p->algo == ATTN_LINEAR_ALGO_RECURRENT || p->s <= 16)
         return 0;
     const uint64_t grid = slices * (uint64_t)p->h * (uint64_t)p->num_seqs;
     const char *env = getenv("ATTN_VULKAN_LINEAR_CHUNK");
@@ -313,7 +344,8 @@ static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p, uint
     if (chunk < 1 || chunk > (1 << 24) || p->s < 2 * chunk)
         return 0;
     const int64_t nch = (p->s + chunk - 1) / chunk;
-    const int64_t elems = p->num_seqs * nch * p->h * p->dk * p->dv;
+    const int64_t dmax = p->dk > p->dv ? p->dk : p->dv;
+    const int64_t elems = p->num_seqs * nch * p->h * p->dk * dmax;
     if (elems >= INT32_MAX / 2 ||
         (uint64_t)elems * sizeof(float) > d->limits.maxStorageBufferRange ||
         (uint64_t)(p->num_seqs * nch) > d->limits.maxComputeWorkGroupCount[2])
@@ -348,13 +380,19 @@ attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe, scan = VK_NULL_HANDLE;
     s = attn_vk_pipeline_get(d, shader, spec, 5, &pipe);
-    if (s == ATTN_OK && chunk)
+    const int delta = p->kind >= ATTN_LINEAR_DELTA;
+    if (s == ATTN_OK && chunk && delta) {
+        const int32_t scan_spec[2] = { (int32_t)p->dk, scan_delta_columns(d, p->dk) };
+        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_LINEAR_SCAN_DELTA, scan_spec, 2, &scan);
+    } else if (s == ATTN_OK && chunk) {
         s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_LINEAR_SCAN, NULL, 0, &scan);
+    }
     if (s == ATTN_OK && chunk) {
         const VkDeviceSize slots = (VkDeviceSize)(p->num_seqs * nch * p->h * p->dk);
         s = attn_vk_buffer_make(d, slots * (VkDeviceSize)p->dv * sizeof(float), 0, &U);
         if (s == ATTN_OK)
-            s = attn_vk_buffer_make(d, slots * sizeof(float), 0, &DZ);
+            s = attn_vk_buffer_make(d, slots * (VkDeviceSize)(delta ? p->dk : 1) * sizeof(float),
+                                    0, &DZ);
     }
     if (s == ATTN_OK && copy_z) {
         s = attn_vk_buffer_make(d, view_bytes(&p->z_in), 0, &zcopy);
@@ -367,7 +405,7 @@ attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
     if (s == ATTN_OK)
         s = attn_vk_begin(d, "attn_linear");
     if (s == ATTN_OK) {
-        s = chunk ? record_chunked(d, p, (uint32_t)slices, chunk, nch, pipe, scan, &U, &DZ)
+        s = chunk ? record_chunked(d, p, c.dvs, chunk, nch, pipe, scan, &U, &DZ)
                   : record_whole(d, p, (uint32_t)slices, pipe, &zcopy);
         if (s == ATTN_OK)
             s = attn_vk_submit(d, "attn_linear");

@@ -68,7 +68,7 @@ void attn_vk_instance_release(attn_vk_instance *in);
 enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER_MERGE = 2,
        ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED = 4,
        ATTN_VK_SHADER_LINEAR = 5, ATTN_VK_SHADER_LINEAR_SUBGROUP = 6,
-       ATTN_VK_SHADER_LINEAR_SCAN = 7, ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_LINEAR_SCAN = 7, ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 8, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -175,9 +175,9 @@ extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn
 extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
                            attn_vk_merge_spv_size, attn_vk_sdpa_coopmat_emulated_spv_size;
 extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],
-                           attn_vk_linear_scan_spv[];
+                           attn_vk_linear_scan_spv[], attn_vk_linear_scan_delta_spv[];
 extern const unsigned long attn_vk_linear_spv_size, attn_vk_linear_subgroup_spv_size,
-                           attn_vk_linear_scan_spv_size;
+                           attn_vk_linear_scan_spv_size, attn_vk_linear_scan_delta_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
