@@ -1,10 +1,10 @@
-/* attn_linear on Vulkan: vulkan/linear.comp, the recurrent form of every
- * kind, for both algorithms of the API (they agree to f32 rounding). The
- * shape (invocations per state column, columns per workgroup, tokens per
- * staged block) comes from the device's subgroups, workgroup limits and
- * shared memory. Whole sequences: one dispatch over every (column slice,
- * head, sequence). Long sequences of the diagonal kinds: the chunk-parallel
- * form, three dispatches (chunk sums, scan over chunks, chunk outputs). */
+/* attn_linear on Vulkan: vulkan/linear.comp, the recurrence of every kind,
+ * for both algorithms of the API (they agree to f32 rounding). The shape
+ * (invocations per state column, columns per workgroup, tokens per staged
+ * block) comes from the device's subgroups, workgroup limits and shared
+ * memory. Whole sequences: one dispatch over every (column slice, head,
+ * sequence). Long sequences on a small grid: the chunk-parallel form, three
+ * dispatches (chunk maps, scan over chunks, chunk outputs). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
