@@ -391,11 +391,11 @@ static void run_passes(void)
     unsetenv("ATTN_VULKAN_LINEAR_TILE");
     /* The chunk-parallel form with chunks of 4 and 7 tokens: partial
      * chunks, chunks past a sequence's end (varlen), resets inside chunks
-     * (by default only decay-long is long enough). */
+     * (by default it is for GPUs, and long sequences only). */
     static const char *const chunked[] = { "plain", "plain-relu-vl", "decay-g", "gla-f16",
                                            "gla-strong", "gla-d96x80", "delta", "gdelta-vl",
                                            "gdelta-strong", "kda", "kda-bf16", "gdelta-d128",
-                                           NULL };
+                                           "decay-long", NULL };
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "4", 1);
     run_pass("chunks of 4", chunked);
     setenv("ATTN_VULKAN_LINEAR_CHUNK", "7", 1);

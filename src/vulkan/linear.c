@@ -317,15 +317,17 @@ static attn_status record_chunked(attn_vk_device *d, const attn_linear_problem *
  * It applies under the chunkwise algorithm (or AUTO past 16 tokens). It
  * does the recurrence's work twice (sums, then outputs; the delta kinds
  * also step the Dk x Dk map of each chunk and apply them in order), so it
- * is used where whole sequences leave the device idle: fewer than
- * LIN_GROUPS / 2 workgroups. Chunks bring the grid to about LIN_GROUPS
+ * is used where whole sequences leave a GPU idle: fewer than LIN_GROUPS / 2
+ * workgroups (never by default on a software device: its few cores are
+ * busy with whole sequences already). Chunks bring the grid to about LIN_GROUPS
  * (a full wave of 64-invocation workgroups on a large GPU), at least
  * LIN_MIN_CHUNK tokens each. ATTN_VULKAN_LINEAR_CHUNK=L forces chunks of L
  * tokens (0: never). The scratch must index in 32 bits. */
 #define LIN_GROUPS 4096
 #define LIN_MIN_CHUNK 64
-static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p, uint64_t slices)
+static int chunk_len(const attn_device *dev, const attn_linear_problem *p, uint64_t slices)
 {
+    const attn_vk_device *d = dev->impl;
     if (p->algo == ATTN_LINEAR_ALGO_RECURRENT || p->s <= 16)
         return 0;
     const uint64_t grid = slices * (uint64_t)p->h * (uint64_t)p->num_seqs;
@@ -334,7 +336,7 @@ static int chunk_len(const attn_vk_device *d, const attn_linear_problem *p, uint
     if (env && *env) {
         chunk = atol(env);
     } else {
-        if (grid >= LIN_GROUPS / 2)
+        if (grid >= LIN_GROUPS / 2 || dev->info.is_software)
             return 0;
         const int64_t nch = (int64_t)((LIN_GROUPS + grid - 1) / grid);
         chunk = (p->s + nch - 1) / nch;
@@ -366,7 +368,7 @@ attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p)
     const int32_t spec[5] = { c.ks * c.dvs, c.dvs, c.ks, c.dkt, c.tb };
     const int shader = c.ks > 1 ? ATTN_VK_SHADER_LINEAR_SUBGROUP : ATTN_VK_SHADER_LINEAR;
     const uint64_t slices = (uint64_t)((p->dv + c.dvs - 1) / c.dvs);
-    const int chunk = chunk_len(d, p, slices);
+    const int chunk = chunk_len(dev, p, slices);
     const int nch = chunk ? (int)((p->s + chunk - 1) / chunk) : 1;
     attn_status s = check_grid(d, slices, (uint64_t)p->h, (uint64_t)(p->num_seqs * nch));
     if (s != ATTN_OK)
