@@ -116,10 +116,11 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
         k0 = cu[nseq + 1 + b];
         skb = cu[nseq + 2 + b] - k0;
     }
+    /* No early exit for a block past its sequence (varlen padding): PoCL
+     * 5's work-group former aborts on a return before a barrier, even a
+     * uniform one. Such a block walks no tile and stores no row (nq = 0). */
     const long i0 = qb * BQ;
-    if (i0 >= sqb)
-        return;                                  /* uniform: varlen padding */
-    const long nq = min((long)BQ, sqb - i0);
+    const long nq = clamp(sqb - i0, 0L, (long)BQ);
     const long doff = skb - sqb;                 /* diag(i) = i + doff */
 
     const long qrow = q_off + bt * qs0 + (q0 + i0) * qs1 + h * qs2;
@@ -161,16 +162,18 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             o[i][c] = 0.0f;
     }
 
-    for (long j0 = 0; j0 < skb; j0 += BK) {
+    /* The visible tiles, in key order: the sink tiles [0, nsink_t), then the
+     * range tiles [range_t0, range_t1) not already among them. The loop
+     * around the barriers has this group-uniform trip count and no break,
+     * continue or jump of its counter, so every work-item walks the same
+     * barriers (a structure every driver's work-group former handles). */
+    const long nsink_t = nq > 0 && ns > 0 ? (ns + BK - 1) / BK : 0;
+    const long range_t0 = max(klo / BK, nsink_t);
+    const long range_t1 = nq > 0 && khi >= klo ? khi / BK + 1 : 0;
+    const long ntiles = nsink_t + max(range_t1 - range_t0, 0L);
+    for (long it = 0; it < ntiles; it++) {
+        const long j0 = (it < nsink_t ? it : range_t0 + (it - nsink_t)) * BK;
         const long j1 = min(j0 + BK, skb);
-        const int in_sinks = j0 < ns, in_range = j0 <= khi && j1 - 1 >= klo;
-        if (!in_sinks && !in_range) {
-            if (j0 > khi)
-                break;
-            if (j1 <= klo)
-                j0 = max(j0, klo / BK * BK - BK);
-            continue;
-        }
         int full;
         if (j1 <= ns)
             full = !causal || j1 - 1 <= i0 + doff;
@@ -196,188 +199,191 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             if (!all) atomic_and(&bm_all, 0);
             barrier(CLK_LOCAL_MEM_FENCE);
             bmode = bm_all ? 1 : bm_any ? 2 : 0;
-            if (bmode == 0)
-                continue;
         }
-
-        const long kt = krow + j0 * ks1, vt = vrow + j0 * vs1;   /* this tile's first key */
-        /* S = Q K^T over chunks of DC dims. */
-        float s[RM][RN];
-        UNROLL
-        for (int i = 0; i < RM; i++)
-            UNROLL
-            for (int j = 0; j < RN; j++)
-                s[i][j] = 0.0f;
-        __local float *QsT = stage;              /* [DC][BQ] */
-        __local float *KsT = stage + DC * BQ;    /* [DC][BK] */
-        for (int dc = 0; dc < D; dc += DC) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (vec) {
-                for (int t = lid; t < BQ * (DC / 4); t += NT) {
-                    const int r = t / (DC / 4), c = t % (DC / 4) * 4;
-                    float4 x = (float4)(0.0f);
-                    if (r < nq && dc + c < D)
-                        x = LOAD_IN4(q, qrow + (r * qs1i + dc + c));
-                    QsT[c * BQ + r] = x.s0; QsT[(c + 1) * BQ + r] = x.s1;
-                    QsT[(c + 2) * BQ + r] = x.s2; QsT[(c + 3) * BQ + r] = x.s3;
-                }
-                for (int t = lid; t < BK * (DC / 4); t += NT) {
-                    const int r = t / (DC / 4), c = t % (DC / 4) * 4;
-                    float4 x = (float4)(0.0f);
-                    if (j0 + r < j1 && dc + c < D)
-                        x = LOAD_IN4(k, kt + (r * ks1i + dc + c));
-                    KsT[c * BK + r] = x.s0; KsT[(c + 1) * BK + r] = x.s1;
-                    KsT[(c + 2) * BK + r] = x.s2; KsT[(c + 3) * BK + r] = x.s3;
-                }
-            } else {
-                for (int t = lid; t < BQ * DC; t += NT) {
-                    const int r = t / DC, c = t % DC;
-                    QsT[c * BQ + r] = (r < nq && dc + c < D) ?
-                        LOAD_IN(q, qrow + (r * qs1i + (dc + c) * qs3i)) : 0.0f;
-                }
-                for (int t = lid; t < BK * DC; t += NT) {
-                    const int r = t / DC, c = t % DC;
-                    KsT[c * BK + r] = (j0 + r < j1 && dc + c < D) ?
-                        LOAD_IN(k, kt + (r * ks1i + (dc + c) * ks3i)) : 0.0f;
-                }
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (int c = 0; c < DC; c++) {
-                float a[RM], bb[RN];
-                LDS(a, QsT + c * BQ + ty * RM, RM, V4_Q);
-                LDS(bb, KsT + c * BK + tx * RN, RN, V4_K);
-                UNROLL
-                for (int i = 0; i < RM; i++)
-                    UNROLL
-                    for (int j = 0; j < RN; j++)
-                        s[i][j] = mad(a[i], bb[j], s[i][j]);
-            }
-        }
-
-        /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
-        const int edge = j1 - j0 < BK;
-        UNROLL
-        for (int i = 0; i < RM; i++) {
-            const long ii = i0 + ty * RM + i;
-            const int row_ok = ii <= ilast;
-            UNROLL
-            for (int j = 0; j < RN; j++) {
-                const long jj = j0 + tx * RN + j;
-                float x = s[i][j] * scale;
-                if (flags & F_SOFTCAP)
-                    x = softcap * tanh(x / softcap);
-                if (flags & F_ALIBI) {
-                    long dd = ii + doff - jj;
-                    x -= slope * (float)(dd < 0 ? -dd : dd);
-                }
-                if ((flags & F_MASK) && row_ok && jj < j1) {
-                    const long mi = m_off + b * ms0 + h * ms1 + ii * ms2 + jj * ms3;
-                    if (mask_dt == DT_U8) {
-                        if (!mask[mi])
-                            x = -INFINITY;
-                    } else {
-                        x += attn_load(mask, mask_dt, mi);
-                    }
-                }
-                if (!full) {
-                    const long dg = ii + doff;
-                    int vis = !(causal && jj > dg);
-                    if (vis && jj >= sink_tokens) {
-                        if (window_left >= 0 && jj < dg - window_left) vis = 0;
-                        if (window_right >= 0 && jj > dg + window_right) vis = 0;
-                    }
-                    if (!vis)
-                        x = -INFINITY;
-                }
-                if (bmode == 2 && row_ok && jj < j1 &&
-                    !bmask[b_off + b * bs0 + h * bs1 + (ii / block_q) * bs2 + (jj / block_k) * bs3])
-                    x = -INFINITY;
-                if (edge && jj >= j1)
-                    x = -INFINITY;
-                s[i][j] = x;
-            }
-        }
-
-        /* Online softmax (or sigmoid); P to local memory. */
-        if (!sigmoid) {
-            UNROLL
-            for (int i = 0; i < RM; i++) {
-                float pm = s[i][0];
-                for (int j = 1; j < RN; j++)
-                    pm = fmax(pm, s[i][j]);
-                red[ty * RM + i][tx] = pm;
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            UNROLL
-            for (int i = 0; i < RM; i++) {
-                float mt = red[ty * RM + i][0];
-                for (int t = 1; t < TX; t++)
-                    mt = fmax(mt, red[ty * RM + i][t]);
-                const float mn = fmax(m[i], mt);
-                float alpha = 1.0f, sum = 0.0f;
-                if (mn == -INFINITY) {
-                    UNROLL
-                    for (int j = 0; j < RN; j++)
-                        s[i][j] = 0.0f;
-                } else {
-                    alpha = exp(m[i] - mn);
-                    UNROLL
-                    for (int j = 0; j < RN; j++) {
-                        s[i][j] = exp(s[i][j] - mn);
-                        sum += s[i][j];
-                    }
-                    m[i] = mn;
-                }
-                l[i] = l[i] * alpha + sum;
-                UNROLL
-                for (int c = 0; c < DVT; c++)
-                    o[i][c] *= alpha;
-            }
-        } else {
+        /* A tile the block mask hides is skipped by the whole group: bmode
+         * was read from local memory after a barrier, so it is uniform;
+         * a structured branch rather than a continue out of the loop. */
+        if (bmode != 0) {
+            const long kt = krow + j0 * ks1, vt = vrow + j0 * vs1;   /* this tile's first key */
+            /* S = Q K^T over chunks of DC dims. */
+            float s[RM][RN];
             UNROLL
             for (int i = 0; i < RM; i++)
+                UNROLL
+                for (int j = 0; j < RN; j++)
+                    s[i][j] = 0.0f;
+            __local float *QsT = stage;              /* [DC][BQ] */
+            __local float *KsT = stage + DC * BQ;    /* [DC][BK] */
+            for (int dc = 0; dc < D; dc += DC) {
+                barrier(CLK_LOCAL_MEM_FENCE);
+                if (vec) {
+                    for (int t = lid; t < BQ * (DC / 4); t += NT) {
+                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
+                        float4 x = (float4)(0.0f);
+                        if (r < nq && dc + c < D)
+                            x = LOAD_IN4(q, qrow + (r * qs1i + dc + c));
+                        QsT[c * BQ + r] = x.s0; QsT[(c + 1) * BQ + r] = x.s1;
+                        QsT[(c + 2) * BQ + r] = x.s2; QsT[(c + 3) * BQ + r] = x.s3;
+                    }
+                    for (int t = lid; t < BK * (DC / 4); t += NT) {
+                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
+                        float4 x = (float4)(0.0f);
+                        if (j0 + r < j1 && dc + c < D)
+                            x = LOAD_IN4(k, kt + (r * ks1i + dc + c));
+                        KsT[c * BK + r] = x.s0; KsT[(c + 1) * BK + r] = x.s1;
+                        KsT[(c + 2) * BK + r] = x.s2; KsT[(c + 3) * BK + r] = x.s3;
+                    }
+                } else {
+                    for (int t = lid; t < BQ * DC; t += NT) {
+                        const int r = t / DC, c = t % DC;
+                        QsT[c * BQ + r] = (r < nq && dc + c < D) ?
+                            LOAD_IN(q, qrow + (r * qs1i + (dc + c) * qs3i)) : 0.0f;
+                    }
+                    for (int t = lid; t < BK * DC; t += NT) {
+                        const int r = t / DC, c = t % DC;
+                        KsT[c * BK + r] = (j0 + r < j1 && dc + c < D) ?
+                            LOAD_IN(k, kt + (r * ks1i + (dc + c) * ks3i)) : 0.0f;
+                    }
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int c = 0; c < DC; c++) {
+                    float a[RM], bb[RN];
+                    LDS(a, QsT + c * BQ + ty * RM, RM, V4_Q);
+                    LDS(bb, KsT + c * BK + tx * RN, RN, V4_K);
+                    UNROLL
+                    for (int i = 0; i < RM; i++)
+                        UNROLL
+                        for (int j = 0; j < RN; j++)
+                            s[i][j] = mad(a[i], bb[j], s[i][j]);
+                }
+            }
+
+            /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
+            const int edge = j1 - j0 < BK;
+            UNROLL
+            for (int i = 0; i < RM; i++) {
+                const long ii = i0 + ty * RM + i;
+                const int row_ok = ii <= ilast;
                 UNROLL
                 for (int j = 0; j < RN; j++) {
-                    const float x = s[i][j] + sigmoid_bias;
-                    const float e = exp(-fabs(x));
-                    s[i][j] = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-                }
-        }
-        UNROLL
-        for (int j = 0; j < RN; j++)
-            UNROLL
-            for (int i = 0; i < RM; i++)
-                PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i][j];
-
-        /* O += P V over chunks of KC keys. */
-        __local float *Vs = stage;               /* [KC][DVP] */
-        for (int kc = 0; kc < BK; kc += KC) {
-            barrier(CLK_LOCAL_MEM_FENCE);
-            if (vec) {
-                for (int t = lid; t < KC * (DVP / 4); t += NT) {
-                    const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
-                    float4 x = (float4)(0.0f);
-                    if (j0 + kc + r < j1 && c < DV)
-                        x = LOAD_IN4(v, vt + ((kc + r) * vs1i + c));
-                    vstore4(x, 0, Vs + r * DVP + c);
-                }
-            } else {
-                for (int t = lid; t < KC * DVP; t += NT) {
-                    const int r = t / DVP, c = t % DVP;
-                    Vs[t] = (j0 + kc + r < j1 && c < DV) ?
-                        LOAD_IN(v, vt + ((kc + r) * vs1i + c * vs3i)) : 0.0f;
+                    const long jj = j0 + tx * RN + j;
+                    float x = s[i][j] * scale;
+                    if (flags & F_SOFTCAP)
+                        x = softcap * tanh(x / softcap);
+                    if (flags & F_ALIBI) {
+                        long dd = ii + doff - jj;
+                        x -= slope * (float)(dd < 0 ? -dd : dd);
+                    }
+                    if ((flags & F_MASK) && row_ok && jj < j1) {
+                        const long mi = m_off + b * ms0 + h * ms1 + ii * ms2 + jj * ms3;
+                        if (mask_dt == DT_U8) {
+                            if (!mask[mi])
+                                x = -INFINITY;
+                        } else {
+                            x += attn_load(mask, mask_dt, mi);
+                        }
+                    }
+                    if (!full) {
+                        const long dg = ii + doff;
+                        int vis = !(causal && jj > dg);
+                        if (vis && jj >= sink_tokens) {
+                            if (window_left >= 0 && jj < dg - window_left) vis = 0;
+                            if (window_right >= 0 && jj > dg + window_right) vis = 0;
+                        }
+                        if (!vis)
+                            x = -INFINITY;
+                    }
+                    if (bmode == 2 && row_ok && jj < j1 &&
+                        !bmask[b_off + b * bs0 + h * bs1 + (ii / block_q) * bs2 +
+                               (jj / block_k) * bs3])
+                        x = -INFINITY;
+                    if (edge && jj >= j1)
+                        x = -INFINITY;
+                    s[i][j] = x;
                 }
             }
-            barrier(CLK_LOCAL_MEM_FENCE);
-            for (int kk = 0; kk < KC; kk++) {
-                float vv[DVT], pp[RM];
-                LDS(vv, Vs + kk * DVP + tx * DVT, DVT, V4_V);
-                LDS(pp, PsT + (kc + kk) * BQP + ty * RM, RM, V4_P);
+
+            /* Online softmax (or sigmoid); P to local memory. */
+            if (!sigmoid) {
+                UNROLL
+                for (int i = 0; i < RM; i++) {
+                    float pm = s[i][0];
+                    for (int j = 1; j < RN; j++)
+                        pm = fmax(pm, s[i][j]);
+                    red[ty * RM + i][tx] = pm;
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                UNROLL
+                for (int i = 0; i < RM; i++) {
+                    float mt = red[ty * RM + i][0];
+                    for (int t = 1; t < TX; t++)
+                        mt = fmax(mt, red[ty * RM + i][t]);
+                    const float mn = fmax(m[i], mt);
+                    float alpha = 1.0f, sum = 0.0f;
+                    if (mn == -INFINITY) {
+                        UNROLL
+                        for (int j = 0; j < RN; j++)
+                            s[i][j] = 0.0f;
+                    } else {
+                        alpha = exp(m[i] - mn);
+                        UNROLL
+                        for (int j = 0; j < RN; j++) {
+                            s[i][j] = exp(s[i][j] - mn);
+                            sum += s[i][j];
+                        }
+                        m[i] = mn;
+                    }
+                    l[i] = l[i] * alpha + sum;
+                    UNROLL
+                    for (int c = 0; c < DVT; c++)
+                        o[i][c] *= alpha;
+                }
+            } else {
                 UNROLL
                 for (int i = 0; i < RM; i++)
                     UNROLL
-                    for (int c = 0; c < DVT; c++)
-                        o[i][c] = mad(pp[i], vv[c], o[i][c]);
+                    for (int j = 0; j < RN; j++) {
+                        const float x = s[i][j] + sigmoid_bias;
+                        const float e = exp(-fabs(x));
+                        s[i][j] = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+                    }
+            }
+            UNROLL
+            for (int j = 0; j < RN; j++)
+                UNROLL
+                for (int i = 0; i < RM; i++)
+                    PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i][j];
+
+            /* O += P V over chunks of KC keys. */
+            __local float *Vs = stage;               /* [KC][DVP] */
+            for (int kc = 0; kc < BK; kc += KC) {
+                barrier(CLK_LOCAL_MEM_FENCE);
+                if (vec) {
+                    for (int t = lid; t < KC * (DVP / 4); t += NT) {
+                        const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
+                        float4 x = (float4)(0.0f);
+                        if (j0 + kc + r < j1 && c < DV)
+                            x = LOAD_IN4(v, vt + ((kc + r) * vs1i + c));
+                        vstore4(x, 0, Vs + r * DVP + c);
+                    }
+                } else {
+                    for (int t = lid; t < KC * DVP; t += NT) {
+                        const int r = t / DVP, c = t % DVP;
+                        Vs[t] = (j0 + kc + r < j1 && c < DV) ?
+                            LOAD_IN(v, vt + ((kc + r) * vs1i + c * vs3i)) : 0.0f;
+                    }
+                }
+                barrier(CLK_LOCAL_MEM_FENCE);
+                for (int kk = 0; kk < KC; kk++) {
+                    float vv[DVT], pp[RM];
+                    LDS(vv, Vs + kk * DVP + tx * DVT, DVT, V4_V);
+                    LDS(pp, PsT + (kc + kk) * BQP + ty * RM, RM, V4_P);
+                    UNROLL
+                    for (int i = 0; i < RM; i++)
+                        UNROLL
+                        for (int c = 0; c < DVT; c++)
+                            o[i][c] = mad(pp[i], vv[c], o[i][c]);
+                }
             }
         }
     }
