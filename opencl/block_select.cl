@@ -20,9 +20,7 @@ inline long allowed_blocks(long I, long Sq, long Sk, long bq, long bk, long nbk,
 {
     const long last = min((I + 1) * bq, Sq) - 1, d = last + Sk - Sq;
     *diag = max(d, 0L) / bk;
-    if (!causal)
-        return nbk;
-    return d < 0 ? 0 : d / bk + 1;
+    return !causal ? nbk : d < 0 ? 0 : d / bk + 1;
 }
 
 /* Mean over the rows of block `blk` (of `blen` rows) of one head of a
@@ -79,7 +77,11 @@ __kernel void attn_bs_moba_score(__global const float *qbar, __global const floa
  * part[], XROWS pairs per slot); the group reduces them to each row's max
  * and sum, and work-item J % L adds block J's share of each row's softmax
  * (over its P slots) to its total, without storing the rows. Launched for block rows
- * [row0, row0 + groups): part[] holds one wave of them. */
+ * [row0, row0 + groups): part[] holds one wave of them.
+ * Barriers: the chunk loop's bounds depend only on the group, and per-item
+ * work is limited by loop bounds and guards, never by break, continue or
+ * return, so every work-item walks the same barriers (OpenCL requires it;
+ * PoCL 5's work-group former aborts on anything less structured, issue #7). */
 __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, long q1, long q2,
                                   long q3,
                                   __global const IN_T *k, long k_off, long k0, long k1, long k2,
@@ -114,21 +116,22 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
         for (long slot = t; slot < n * P; slot += L) {
             const long J = slot / P;
             const long c0 = J * cells_per_block + slot % P, c1 = min((J + 1) * cells_per_block, nsk);
+            /* Causal: cells past the diagonal of the chunk's last row are
+             * masked for every row of the chunk (a bound, not a break). */
+            const long dl = d[nr - 1];
+            const long c_end = !causal ? c1 : dl < 0 ? 0 : min(c1, dl / s + 1);
             float m[XROWS], e[XROWS];
             for (int rr = 0; rr < XROWS; rr++) {
                 m[rr] = -INFINITY;
                 e[rr] = 0.0f;
             }
-            for (long c = c0; c < c1; c += P) {
-                if (causal && c * s > d[nr - 1])
-                    break;          /* and for every earlier row of the chunk */
+            for (long c = c0; c < c_end; c += P) {
                 float a[XROWS];
                 for (int rr = 0; rr < XROWS; rr++)
                     a[rr] = 0.0f;
-                for (long u = 0; u < s; u++) {
+                const long u_end = min(s, Sk - c * s);      /* keys of the cell */
+                for (long u = 0; u < u_end; u++) {
                     const long kj = c * s + u;
-                    if (kj >= Sk)
-                        break;
                     __global const IN_T *kr = kh + kj * k1;
                     /* query row of each segment row for this u; rows past
                      * Sq (or past the chunk) add nothing */
@@ -147,13 +150,12 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
                     }
                 }
                 for (int rr = 0; rr < nr; rr++) {
-                    if (causal && c * s > d[rr])
-                        continue;
+                    const int seen = !causal || c * s <= d[rr];   /* not past its diagonal */
                     const float v = a[rr] * xs;
-                    if (v > m[rr]) {
+                    if (seen && v > m[rr]) {
                         e[rr] = e[rr] * exp(m[rr] - v) + 1.0f;
                         m[rr] = v;
-                    } else {
+                    } else if (seen) {
                         e[rr] += exp(v - m[rr]);
                     }
                 }
@@ -215,11 +217,7 @@ __kernel void attn_bs_xattn_share(__global const IN_T *q, long q_off, long q0, l
 inline int ranks_before(float wj, long j, float wk, long k)
 {
     const int nj = isnan(wj), nk = isnan(wk);
-    if (nj != nk)
-        return nk;
-    if (!nj && wj != wk)
-        return wj > wk;
-    return j < k;
+    return nj != nk ? nk : !nj && wj != wk ? wj > wk : j < k;
 }
 
 /* One work-group per block row: the forced blocks (diagonal; XATTN also
@@ -243,18 +241,17 @@ __kernel void attn_bs_select(__global const float *shares, __global int *order,
     __global uchar *out = mask + m_off + b * m0 + h * m1 + I * m2;
     float item_total = 0.0f;
     for (long J = t; J < nbk; J += L) {
-        const int forced = J < n && (J == diag || (xattn && J == 0));
+        const int allowed = J < n, forced = allowed && (J == diag || (xattn && J == 0));
         out[J * m3] = (uchar)forced;
-        if (J >= n)
-            continue;
-        item_total += w[J];
-        if (forced)
-            continue;
-        long rank = 0;
-        for (long K = 0; K < n; K++)
-            if (K != diag && !(xattn && K == 0) && ranks_before(w[K], K, w[J], J))
-                rank++;
-        ord[rank] = (int)J;
+        if (allowed)
+            item_total += w[J];
+        if (allowed && !forced) {
+            long rank = 0;
+            for (long K = 0; K < n; K++)
+                if (K != diag && !(xattn && K == 0) && ranks_before(w[K], K, w[J], J))
+                    rank++;
+            ord[rank] = (int)J;
+        }
     }
     red[t] = item_total;
     barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
