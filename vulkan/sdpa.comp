@@ -84,8 +84,7 @@ void main()
     const int lid = ty * TX + tx;
     const int qb = int(gl_NumWorkGroups.x) - 1 - int(gl_WorkGroupID.x);  /* heavy blocks first */
     Block k;
-    if (!block_init(k, qb, int(gl_WorkGroupID.y), int(gl_WorkGroupID.z)))
-        return;                                   /* uniform: varlen padding */
+    block_init(k, qb, int(gl_WorkGroupID.y), int(gl_WorkGroupID.z));
     const int qs1 = P.w[P_Q + 2], qs3 = P.w[P_Q + 4], ks1 = P.w[P_K + 2], ks3 = P.w[P_K + 4];
     const int vs1 = P.w[P_V + 2], vs3 = P.w[P_V + 4];
 
@@ -97,121 +96,118 @@ void main()
             o[i * DVT + c] = 0.0;
     }
 
-    for (int j0 = 0; j0 < k.skb; j0 += BK) {
-        const int j1 = min(j0 + BK, k.skb);
-        if (!tile_visible(k, j0, j1)) {
-            if (j0 > k.khi)
-                break;
-            j0 = tile_next(k, j0, j1);
-            continue;
-        }
+    /* The visible tiles (block_init): a group-uniform trip count, no break,
+     * continue or jump of the counter around the barriers. */
+    for (int it = 0; it < k.ntiles; it++) {
+        const int j0 = tile_start(k, it), j1 = min(j0 + BK, k.skb);
         const bool full = tile_full(k, j0, j1);
         const int bmode = tile_bmode(k, j0, j1, lid);
-        if (bmode == 0)
-            continue;
-
-        const int kt = k.krow + j0 * ks1, vt = k.vrow + j0 * vs1;   /* this tile's first key */
-        /* S = Q K^T over chunks of DC dims: QsT [DC][BQP], KsT [DC][BKP].
-         * Consecutive invocations load consecutive dims of a row (coalesced
-         * global reads) and store them a padded row apart (no shared-memory
-         * bank conflicts). */
-        for (int i = 0; i < RM * RN; i++)
-            s[i] = 0.0;
-        for (int dc = 0; dc < D; dc += DC) {
-            barrier();
-            for (int t = lid; t < BQ * DC; t += NT) {
-                const int r = t / DC, c = t % DC;
-                stage[c * BQP + r] = (r < k.nq && dc + c < D) ?
-                    load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0;
-            }
-            for (int t = lid; t < BK * DC; t += NT) {
-                const int r = t / DC, c = t % DC;
-                stage[DC * BQP + c * BKP + r] = (j0 + r < j1 && dc + c < D) ?
-                    load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0;
-            }
-            barrier();
-            for (int c = 0; c < DC; c++) {
-                float a[RM], bb[RN];
-                for (int i = 0; i < RM; i++)
-                    a[i] = stage[c * BQP + ty * RM + i];
-                for (int j = 0; j < RN; j++)
-                    bb[j] = stage[DC * BQP + c * BKP + tx * RN + j];
-                for (int i = 0; i < RM; i++)
-                    for (int j = 0; j < RN; j++)
-                        s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
-            }
-        }
-
-        /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
-        for (int i = 0; i < RM; i++)
-            for (int j = 0; j < RN; j++)
-                s[i * RN + j] = score(k, s[i * RN + j], k.i0 + ty * RM + i, j0 + tx * RN + j, j1,
-                                      full, bmode);
-
-        /* Online softmax (or sigmoid); P to shared memory. */
-        if (!k.sigmoid) {
-            float mts[RM];
-            for (int i = 0; i < RM; i++) {
-                float pm = s[i * RN];
-                for (int j = 1; j < RN; j++)
-                    pm = max(pm, s[i * RN + j]);
-#if ATTN_SUBGROUP
-                mts[i] = row_max(pm);
-#else
-                red[(ty * RM + i) * TX + tx] = pm;
-#endif
-            }
-#if !ATTN_SUBGROUP
-            barrier();
-            for (int i = 0; i < RM; i++) {
-                mts[i] = red[(ty * RM + i) * TX];
-                for (int t = 1; t < TX; t++)
-                    mts[i] = max(mts[i], red[(ty * RM + i) * TX + t]);
-            }
-#endif
-            for (int i = 0; i < RM; i++) {
-                const float mn = max(m[i], mts[i]);
-                float alpha = 1.0, sum = 0.0;
-                if (mn == NEG_INF) {
-                    for (int j = 0; j < RN; j++)
-                        s[i * RN + j] = 0.0;
-                } else {
-                    alpha = exp(m[i] - mn);
-                    for (int j = 0; j < RN; j++) {
-                        s[i * RN + j] = exp(s[i * RN + j] - mn);
-                        sum += s[i * RN + j];
-                    }
-                    m[i] = mn;
-                }
-                l[i] = l[i] * alpha + sum;
-                for (int c = 0; c < DVT; c++)
-                    o[i * DVT + c] *= alpha;
-            }
-        } else {
+        /* a tile the block mask hides: skipped by the whole workgroup */
+        if (bmode != 0) {
+            const int kt = k.krow + j0 * ks1, vt = k.vrow + j0 * vs1;   /* this tile's first key */
+            /* S = Q K^T over chunks of DC dims: QsT [DC][BQP], KsT [DC][BKP].
+             * Consecutive invocations load consecutive dims of a row (coalesced
+             * global reads) and store them a padded row apart (no shared-memory
+             * bank conflicts). */
             for (int i = 0; i < RM * RN; i++)
-                s[i] = sigmoid_p(s[i]);
-        }
-        for (int j = 0; j < RN; j++)
-            for (int i = 0; i < RM; i++)
-                PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i * RN + j];
-
-        /* O += P V over chunks of KC keys: Vs [KC][DVP]. */
-        for (int kc = 0; kc < BK; kc += KC) {
-            barrier();
-            for (int t = lid; t < KC * DVP; t += NT) {
-                const int r = t / DVP, c = t % DVP;
-                stage[t] = (j0 + kc + r < j1 && c < DV) ? load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0;
+                s[i] = 0.0;
+            for (int dc = 0; dc < D; dc += DC) {
+                barrier();
+                for (int t = lid; t < BQ * DC; t += NT) {
+                    const int r = t / DC, c = t % DC;
+                    stage[c * BQP + r] = (r < k.nq && dc + c < D) ?
+                        load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0;
+                }
+                for (int t = lid; t < BK * DC; t += NT) {
+                    const int r = t / DC, c = t % DC;
+                    stage[DC * BQP + c * BKP + r] = (j0 + r < j1 && dc + c < D) ?
+                        load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0;
+                }
+                barrier();
+                for (int c = 0; c < DC; c++) {
+                    float a[RM], bb[RN];
+                    for (int i = 0; i < RM; i++)
+                        a[i] = stage[c * BQP + ty * RM + i];
+                    for (int j = 0; j < RN; j++)
+                        bb[j] = stage[DC * BQP + c * BKP + tx * RN + j];
+                    for (int i = 0; i < RM; i++)
+                        for (int j = 0; j < RN; j++)
+                            s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
+                }
             }
-            barrier();
-            for (int kk = 0; kk < KC; kk++) {
-                float vv[DVT], pp[RM];
-                for (int c = 0; c < DVT; c++)
-                    vv[c] = stage[kk * DVP + tx * DVT + c];
-                for (int i = 0; i < RM; i++)
-                    pp[i] = PsT[(kc + kk) * BQP + ty * RM + i];
-                for (int i = 0; i < RM; i++)
+
+            /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
+            for (int i = 0; i < RM; i++)
+                for (int j = 0; j < RN; j++)
+                    s[i * RN + j] = score(k, s[i * RN + j], k.i0 + ty * RM + i,
+                                          j0 + tx * RN + j, j1, full, bmode);
+
+            /* Online softmax (or sigmoid); P to shared memory. */
+            if (!k.sigmoid) {
+                float mts[RM];
+                for (int i = 0; i < RM; i++) {
+                    float pm = s[i * RN];
+                    for (int j = 1; j < RN; j++)
+                        pm = max(pm, s[i * RN + j]);
+#if ATTN_SUBGROUP
+                    mts[i] = row_max(pm);
+#else
+                    red[(ty * RM + i) * TX + tx] = pm;
+#endif
+                }
+#if !ATTN_SUBGROUP
+                barrier();
+                for (int i = 0; i < RM; i++) {
+                    mts[i] = red[(ty * RM + i) * TX];
+                    for (int t = 1; t < TX; t++)
+                        mts[i] = max(mts[i], red[(ty * RM + i) * TX + t]);
+                }
+#endif
+                for (int i = 0; i < RM; i++) {
+                    const float mn = max(m[i], mts[i]);
+                    float alpha = 1.0, sum = 0.0;
+                    if (mn == NEG_INF) {
+                        for (int j = 0; j < RN; j++)
+                            s[i * RN + j] = 0.0;
+                    } else {
+                        alpha = exp(m[i] - mn);
+                        for (int j = 0; j < RN; j++) {
+                            s[i * RN + j] = exp(s[i * RN + j] - mn);
+                            sum += s[i * RN + j];
+                        }
+                        m[i] = mn;
+                    }
+                    l[i] = l[i] * alpha + sum;
                     for (int c = 0; c < DVT; c++)
-                        o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);
+                        o[i * DVT + c] *= alpha;
+                }
+            } else {
+                for (int i = 0; i < RM * RN; i++)
+                    s[i] = sigmoid_p(s[i]);
+            }
+            for (int j = 0; j < RN; j++)
+                for (int i = 0; i < RM; i++)
+                    PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i * RN + j];
+
+            /* O += P V over chunks of KC keys: Vs [KC][DVP]. */
+            for (int kc = 0; kc < BK; kc += KC) {
+                barrier();
+                for (int t = lid; t < KC * DVP; t += NT) {
+                    const int r = t / DVP, c = t % DVP;
+                    stage[t] = (j0 + kc + r < j1 && c < DV) ?
+                        load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0;
+                }
+                barrier();
+                for (int kk = 0; kk < KC; kk++) {
+                    float vv[DVT], pp[RM];
+                    for (int c = 0; c < DVT; c++)
+                        vv[c] = stage[kk * DVP + tx * DVT + c];
+                    for (int i = 0; i < RM; i++)
+                        pp[i] = PsT[(kc + kk) * BQP + ty * RM + i];
+                    for (int i = 0; i < RM; i++)
+                        for (int c = 0; c < DVT; c++)
+                            o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);
+                }
             }
         }
     }

@@ -43,12 +43,14 @@ struct Block {
     float scale, softcap, slope;
     int wl, wr, sink_tokens;
     int lo_last, hi_first, klo, khi, ns;   /* visible key range, see block_init */
+    int nsink_t, range_t0, ntiles;         /* visible tiles, see tile_start */
     int mbase, bbase, bq, bk;
 };
 
-/* Fills k for block qb; false (uniform) when the block is past the end of
- * its sequence (varlen padding). */
-bool block_init(out Block k, int qb, int h, int b)
+/* Fills k for block qb. A block past the end of its sequence (varlen
+ * padding) gets nq = 0 and no tile: it walks the same barriers as the
+ * others and stores nothing, rather than returning early. */
+void block_init(out Block k, int qb, int h, int b)
 {
     const int flags = P.w[P_FLAGS], hq = P.w[P_HQ], nseq = P.w[P_NSEQ];
     const int hk = h / P.w[P_GROUP];
@@ -68,9 +70,7 @@ bool block_init(out Block k, int qb, int h, int b)
         k.skb = P.w[cu + nseq + 2 + b] - k0;
     }
     k.i0 = qb * BQ;
-    if (k.i0 >= sqb)
-        return false;
-    k.nq = min(BQ, sqb - k.i0);
+    k.nq = clamp(sqb - k.i0, 0, BQ);
     k.ilast = k.i0 + k.nq - 1;
     k.doff = k.skb - sqb;                         /* diag(i) = i + doff */
     k.qrow = P.w[P_Q] + k.bt * P.w[P_Q + 1] + (k.q0 + k.i0) * P.w[P_Q + 2] + h * P.w[P_Q + 3];
@@ -107,20 +107,19 @@ bool block_init(out Block k, int qb, int h, int b)
     k.bbase = P.w[P_B] + b * P.w[P_B + 1] + h * P.w[P_B + 2];
     k.bq = P.w[P_BQ];
     k.bk = P.w[P_BK];
-    return true;
+
+    /* Visible tiles in key order: the sink tiles [0, nsink_t), then the
+     * window tiles [range_t0, range_t1) not among them. */
+    k.nsink_t = k.nq > 0 && k.ns > 0 ? (k.ns + BK - 1) / BK : 0;
+    k.range_t0 = max(k.klo / BK, k.nsink_t);
+    const int range_t1 = k.nq > 0 && k.khi >= k.klo ? k.khi / BK + 1 : 0;
+    k.ntiles = k.nsink_t + max(range_t1 - k.range_t0, 0);
 }
 
-/* Whether keys [j0, j1) hold any key a row of the block can see. */
-bool tile_visible(Block k, int j0, int j1)
+/* First key of visible tile it (0 <= it < ntiles). */
+int tile_start(Block k, int it)
 {
-    return j0 < k.ns || (j0 <= k.khi && j1 - 1 >= k.klo);
-}
-
-/* Where the tile loop goes on after an invisible tile [j0, j1) (the loop
- * adds BK): past the keys left of the window in one step. */
-int tile_next(Block k, int j0, int j1)
-{
-    return j1 <= k.klo ? max(j0, k.klo / BK * BK - BK) : j0;
+    return (it < k.nsink_t ? it : k.range_t0 + (it - k.nsink_t)) * BK;
 }
 
 /* Whether every row sees every key of [j0, j1) (no per-element test). */
@@ -135,24 +134,26 @@ bool tile_full(Block k, int j0, int j1)
  * Called by the whole workgroup (barriers). */
 int tile_bmode(Block k, int j0, int j1, int lid)
 {
-    if ((k.flags & F_BMASK) == 0)
-        return 1;
-    barrier();
-    if (lid == 0) { bm_any = 0; bm_all = 1; }
-    barrier();
-    const int bi0 = k.i0 / k.bq, bj0 = j0 / k.bk;
-    const int nbi = k.ilast / k.bq - bi0 + 1, nbj = (j1 - 1) / k.bk - bj0 + 1;
-    bool any = false, all = true;
-    for (int t = lid; t < nbi * nbj; t += NT) {
-        const bool on = load_bmask_u8(k.bbase + (bi0 + t / nbj) * P.w[P_B + 3] +
-                                      (bj0 + t % nbj) * P.w[P_B + 4]) != 0u;
-        any = any || on;
-        all = all && on;
+    int mode = 1;
+    if ((k.flags & F_BMASK) != 0) {
+        barrier();
+        if (lid == 0) { bm_any = 0; bm_all = 1; }
+        barrier();
+        const int bi0 = k.i0 / k.bq, bj0 = j0 / k.bk;
+        const int nbi = k.ilast / k.bq - bi0 + 1, nbj = (j1 - 1) / k.bk - bj0 + 1;
+        bool any = false, all = true;
+        for (int t = lid; t < nbi * nbj; t += NT) {
+            const bool on = load_bmask_u8(k.bbase + (bi0 + t / nbj) * P.w[P_B + 3] +
+                                          (bj0 + t % nbj) * P.w[P_B + 4]) != 0u;
+            any = any || on;
+            all = all && on;
+        }
+        if (any) atomicOr(bm_any, 1);
+        if (!all) atomicAnd(bm_all, 0);
+        barrier();
+        mode = bm_all != 0 ? 1 : bm_any != 0 ? 2 : 0;
     }
-    if (any) atomicOr(bm_any, 1);
-    if (!all) atomicAnd(bm_all, 0);
-    barrier();
-    return bm_all != 0 ? 1 : bm_any != 0 ? 2 : 0;
+    return mode;
 }
 
 /* Score of row ii (in its sequence) and key jj from the dot product q.k:

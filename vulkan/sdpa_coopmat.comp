@@ -59,8 +59,7 @@ void main()
     const int r = lid % BQ, part = lid / BQ;     /* scalar phases: row r, columns part + TPR*n */
     const int qb = int(gl_NumWorkGroups.x) - 1 - int(gl_WorkGroupID.x);  /* heavy blocks first */
     Block k;
-    if (!block_init(k, qb, int(gl_WorkGroupID.y), int(gl_WorkGroupID.z)))
-        return;                                   /* uniform: varlen padding */
+    block_init(k, qb, int(gl_WorkGroupID.y), int(gl_WorkGroupID.z));
     const int qs1 = P.w[P_Q + 2], qs3 = P.w[P_Q + 4], ks1 = P.w[P_K + 2], ks3 = P.w[P_K + 4];
     const int vs1 = P.w[P_V + 2], vs3 = P.w[P_V + 4];
 
@@ -75,113 +74,118 @@ void main()
     float m_row = sink_logit(k);
     float l_part = ((k.flags & F_SINKS) != 0 && part == 0) ? 1.0 : 0.0;
 
-    for (int j0 = 0; j0 < k.skb; j0 += BK) {
-        const int j1 = min(j0 + BK, k.skb);
-        if (!tile_visible(k, j0, j1)) {
-            if (j0 > k.khi)
-                break;
-            j0 = tile_next(k, j0, j1);
-            continue;
-        }
+    /* The visible tiles (block_init): a group-uniform trip count, no break,
+     * continue or jump of the counter around the barriers. */
+    for (int it = 0; it < k.ntiles; it++) {
+        const int j0 = tile_start(k, it), j1 = min(j0 + BK, k.skb);
         const bool full = tile_full(k, j0, j1);
         const int bmode = tile_bmode(k, j0, j1, lid);
-        if (bmode == 0)
-            continue;
-        const int kt = k.krow + j0 * ks1, vt = k.vrow + j0 * vs1;
+        /* a tile the block mask hides: skipped by the whole workgroup */
+        if (bmode != 0) {
+            const int kt = k.krow + j0 * ks1, vt = k.vrow + j0 * vs1;
 
-        barrier();                                /* last tile's P V is done with KV and Os */
-        for (int t = lid; t < BK * D; t += NT) {
-            const int j = t / D, c = t % D;
-            KV[t] = float16_t(j0 + j < j1 ? load_k(kt + j * ks1 + c * ks3) : 0.0);
-        }
-        barrier();
+            barrier();                                /* last tile's P V is done with KV and Os */
+            for (int t = lid; t < BK * D; t += NT) {
+                const int j = t / D, c = t % D;
+                KV[t] = float16_t(j0 + j < j1 ? load_k(kt + j * ks1 + c * ks3) : 0.0);
+            }
+            barrier();
 #if ATTN_COOPMAT_EMULATE
-        for (int t = lid; t < BQ * BK; t += NT) {
-            const int i = t / BK, j = t % BK;
-            float acc = 0.0;
-            for (int c = 0; c < D; c++)
-                acc += float(Qs[i * D + c]) * float(KV[j * D + c]);
-            Ss[t] = acc;
-        }
+            for (int t = lid; t < BQ * BK; t += NT) {
+                const int i = t / BK, j = t % BK;
+                float acc = 0.0;
+                for (int c = 0; c < D; c++)
+                    acc += float(Qs[i * D + c]) * float(KV[j * D + c]);
+                Ss[t] = acc;
+            }
 #else
-        for (int rb = int(gl_SubgroupID); rb < NW; rb += int(gl_NumSubgroups))
-            for (int n = 0; n < BK / 16; n++) {
-                MAT_C acc = MAT_C(0.0);
-                for (int c = 0; c < D / 16; c++) {
-                    MAT_A a;
-                    MAT_B kb;
-                    coopMatLoad(a, Qs, rb * 16 * D + c * 16, D, gl_CooperativeMatrixLayoutRowMajor);
-                    coopMatLoad(kb, KV, n * 16 * D + c * 16, D, gl_CooperativeMatrixLayoutColumnMajor);
-                    acc = coopMatMulAdd(a, kb, acc);
+            for (int rb = int(gl_SubgroupID); rb < NW; rb += int(gl_NumSubgroups))
+                for (int n = 0; n < BK / 16; n++) {
+                    MAT_C acc = MAT_C(0.0);
+                    for (int c = 0; c < D / 16; c++) {
+                        MAT_A a;
+                        MAT_B kb;
+                        coopMatLoad(a, Qs, rb * 16 * D + c * 16, D,
+                                    gl_CooperativeMatrixLayoutRowMajor);
+                        coopMatLoad(kb, KV, n * 16 * D + c * 16, D,
+                                    gl_CooperativeMatrixLayoutColumnMajor);
+                        acc = coopMatMulAdd(a, kb, acc);
+                    }
+                    coopMatStore(acc, Ss, rb * 16 * BK + n * 16, BK,
+                                 gl_CooperativeMatrixLayoutRowMajor);
                 }
-                coopMatStore(acc, Ss, rb * 16 * BK + n * 16, BK, gl_CooperativeMatrixLayoutRowMajor);
-            }
 #endif
-        barrier();
+            barrier();
 
-        /* Scores and the row's partial max; the V tile replaces the K tile. */
-        const int ii = k.i0 + r;
-        float pm = NEG_INF;
-        for (int j = part; j < BK; j += TPR) {
-            const float x = score(k, Ss[r * BK + j], ii, j0 + j, j1, full, bmode);
-            Ss[r * BK + j] = x;
-            pm = max(pm, x);
-        }
-        red[r * TPR + part] = pm;
-        for (int t = lid; t < BK * DV; t += NT) {
-            const int j = t / DV, c = t % DV;
-            KV[t] = float16_t(j0 + j < j1 ? load_v(vt + j * vs1 + c * vs3) : 0.0);
-        }
-        barrier();
-
-        /* Online softmax (or sigmoid): P, and O's row rescaled. */
-        float alpha = 1.0;
-        if (!k.sigmoid) {
-            float mt = red[r * TPR];
-            for (int t = 1; t < TPR; t++)
-                mt = max(mt, red[r * TPR + t]);
-            const float mn = max(m_row, mt);
-            if (mn != NEG_INF) {
-                alpha = exp(m_row - mn);
-                m_row = mn;
+            /* Scores and the row's partial max; the V tile replaces the K tile. */
+            const int ii = k.i0 + r;
+            float pm = NEG_INF;
+            for (int j = part; j < BK; j += TPR) {
+                const float x = score(k, Ss[r * BK + j], ii, j0 + j, j1, full, bmode);
+                Ss[r * BK + j] = x;
+                pm = max(pm, x);
             }
-        }
-        float sum = 0.0;
-        for (int j = part; j < BK; j += TPR) {
-            const float x = Ss[r * BK + j];
-            const float p = k.sigmoid ? sigmoid_p(x) : (m_row == NEG_INF ? 0.0 : exp(x - m_row));
-            Ps[r * BK + j] = float16_t(p);
-            sum += p;
-        }
-        l_part = l_part * alpha + sum;
-        if (alpha != 1.0)
-            for (int c = part; c < DV; c += TPR)
-                Os[r * DV + c] *= alpha;
-        barrier();
+            red[r * TPR + part] = pm;
+            for (int t = lid; t < BK * DV; t += NT) {
+                const int j = t / DV, c = t % DV;
+                KV[t] = float16_t(j0 + j < j1 ? load_v(vt + j * vs1 + c * vs3) : 0.0);
+            }
+            barrier();
+
+            /* Online softmax (or sigmoid): P, and O's row rescaled. */
+            float alpha = 1.0;
+            if (!k.sigmoid) {
+                float mt = red[r * TPR];
+                for (int t = 1; t < TPR; t++)
+                    mt = max(mt, red[r * TPR + t]);
+                const float mn = max(m_row, mt);
+                if (mn != NEG_INF) {
+                    alpha = exp(m_row - mn);
+                    m_row = mn;
+                }
+            }
+            float sum = 0.0;
+            for (int j = part; j < BK; j += TPR) {
+                const float x = Ss[r * BK + j];
+                const float p = k.sigmoid ? sigmoid_p(x) :
+                    (m_row == NEG_INF ? 0.0 : exp(x - m_row));
+                Ps[r * BK + j] = float16_t(p);
+                sum += p;
+            }
+            l_part = l_part * alpha + sum;
+            if (alpha != 1.0)
+                for (int c = part; c < DV; c += TPR)
+                    Os[r * DV + c] *= alpha;
+            barrier();
 
 #if ATTN_COOPMAT_EMULATE
-        for (int t = lid; t < BQ * DV; t += NT) {
-            const int i = t / DV, c = t % DV;
-            float acc = Os[t];
-            for (int kk = 0; kk < BK; kk++)
-                acc += float(Ps[i * BK + kk]) * float(KV[kk * DV + c]);
-            Os[t] = acc;
-        }
-#else
-        for (int rb = int(gl_SubgroupID); rb < NW; rb += int(gl_NumSubgroups))
-            for (int c = 0; c < DV / 16; c++) {
-                MAT_C acc;
-                coopMatLoad(acc, Os, rb * 16 * DV + c * 16, DV, gl_CooperativeMatrixLayoutRowMajor);
-                for (int kk = 0; kk < BK / 16; kk++) {
-                    MAT_A a;
-                    MAT_B vb;
-                    coopMatLoad(a, Ps, rb * 16 * BK + kk * 16, BK, gl_CooperativeMatrixLayoutRowMajor);
-                    coopMatLoad(vb, KV, kk * 16 * DV + c * 16, DV, gl_CooperativeMatrixLayoutRowMajor);
-                    acc = coopMatMulAdd(a, vb, acc);
-                }
-                coopMatStore(acc, Os, rb * 16 * DV + c * 16, DV, gl_CooperativeMatrixLayoutRowMajor);
+            for (int t = lid; t < BQ * DV; t += NT) {
+                const int i = t / DV, c = t % DV;
+                float acc = Os[t];
+                for (int kk = 0; kk < BK; kk++)
+                    acc += float(Ps[i * BK + kk]) * float(KV[kk * DV + c]);
+                Os[t] = acc;
             }
+#else
+            for (int rb = int(gl_SubgroupID); rb < NW; rb += int(gl_NumSubgroups))
+                for (int c = 0; c < DV / 16; c++) {
+                    MAT_C acc;
+                    coopMatLoad(acc, Os, rb * 16 * DV + c * 16, DV,
+                                gl_CooperativeMatrixLayoutRowMajor);
+                    for (int kk = 0; kk < BK / 16; kk++) {
+                        MAT_A a;
+                        MAT_B vb;
+                        coopMatLoad(a, Ps, rb * 16 * BK + kk * 16, BK,
+                                    gl_CooperativeMatrixLayoutRowMajor);
+                        coopMatLoad(vb, KV, kk * 16 * DV + c * 16, DV,
+                                    gl_CooperativeMatrixLayoutRowMajor);
+                        acc = coopMatMulAdd(a, vb, acc);
+                    }
+                    coopMatStore(acc, Os, rb * 16 * DV + c * 16, DV,
+                                 gl_CooperativeMatrixLayoutRowMajor);
+                }
 #endif
+        }
     }
 
     /* Full row sums, normalise, gate, store. */
