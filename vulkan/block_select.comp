@@ -81,9 +81,7 @@ int allowed_blocks(int I, out int diag)
 {
     const int last = min((I + 1) * pc.bq, pc.Sq) - 1, d = last + pc.Sk - pc.Sq;
     diag = max(d, 0) / pc.bk;
-    if (!causal)
-        return pc.nbk;
-    return d < 0 ? 0 : d / pc.bk + 1;
+    return !causal ? pc.nbk : d < 0 ? 0 : d / pc.bk + 1;
 }
 
 void pool(uint e, bool of_k)
@@ -153,21 +151,22 @@ void xattn_shares(int row, int t)
         for (int slot = t; slot < n * P; slot += WG) {
             const int J = slot / P;
             const int c0 = J * cells_per_block + slot % P, c1 = min((J + 1) * cells_per_block, nsk);
+            /* Causal: cells past the diagonal of the chunk's last row are
+             * masked for every row of the chunk (a bound, not a break). */
+            const int dl = d[nr - 1];
+            const int c_end = !causal ? c1 : dl < 0 ? 0 : min(c1, dl / s + 1);
             float m[XROWS], e[XROWS];
             for (int rr = 0; rr < XROWS; rr++) {
                 m[rr] = NO_CELL;
                 e[rr] = 0.0;
             }
-            for (int c = c0; c < c1; c += P) {
-                if (causal && c * s > d[nr - 1])
-                    break;          /* and for every earlier row of the chunk */
+            for (int c = c0; c < c_end; c += P) {
                 float a[XROWS];
                 for (int rr = 0; rr < XROWS; rr++)
                     a[rr] = 0.0;
-                for (int u = 0; u < s; u++) {
+                const int u_end = min(s, pc.Sk - c * s);    /* keys of the cell */
+                for (int u = 0; u < u_end; u++) {
                     const int kj = c * s + u;
-                    if (kj >= pc.Sk)
-                        break;
                     const int kr = kh + kj * pc.k1;
                     /* query row of each segment row for this u; rows past
                      * Sq (or past the chunk) add nothing */
@@ -186,13 +185,12 @@ void xattn_shares(int row, int t)
                     }
                 }
                 for (int rr = 0; rr < nr; rr++) {
-                    if (causal && c * s > d[rr])
-                        continue;
+                    const bool seen = !causal || c * s <= d[rr];   /* not past its diagonal */
                     const float v = a[rr] * xs;
-                    if (v > m[rr]) {
+                    if (seen && v > m[rr]) {
                         e[rr] = (e[rr] > 0.0 ? e[rr] * exp(m[rr] - v) : 0.0) + 1.0;
                         m[rr] = v;
-                    } else {
+                    } else if (seen) {
                         e[rr] += exp(v - m[rr]);
                     }
                 }
@@ -253,11 +251,7 @@ void xattn_shares(int row, int t)
 bool ranks_before(float wj, int j, float wk, int k)
 {
     const bool nj = isnan(wj), nk = isnan(wk);
-    if (nj != nk)
-        return nk;
-    if (!nj && wj != wk)
-        return wj > wk;
-    return j < k;
+    return nj != nk ? nk : !nj && wj != wk ? wj > wk : j < k;
 }
 
 void select_blocks(int row, int t, bool xattn)
@@ -269,19 +263,17 @@ void select_blocks(int row, int t, bool xattn)
     const int mrow = pc.m_off + b * pc.m0 + h * pc.m1 + I * pc.m2;
     float item_total = 0.0;
     for (int J = t; J < pc.nbk; J += WG) {
-        const bool forced = J < n && (J == diag || (xattn && J == 0));
+        const bool allowed = J < n, forced = allowed && (J == diag || (xattn && J == 0));
         store_mask(mrow + J * pc.m3, forced ? 1u : 0u);
-        if (J >= n)
-            continue;
-        const float wj = SHARES.w[w0 + J];
+        const float wj = allowed ? SHARES.w[w0 + J] : 0.0;
         item_total += wj;
-        if (forced)
-            continue;
-        int rank = 0;
-        for (int K = 0; K < n; K++)
-            if (K != diag && !(xattn && K == 0) && ranks_before(SHARES.w[w0 + K], K, wj, J))
-                rank++;
-        ORDER.w[w0 + rank] = J;
+        if (allowed && !forced) {
+            int rank = 0;
+            for (int K = 0; K < n; K++)
+                if (K != diag && !(xattn && K == 0) && ranks_before(SHARES.w[w0 + K], K, wj, J))
+                    rank++;
+            ORDER.w[w0 + rank] = J;
+        }
     }
     red[t] = item_total;
     memoryBarrierBuffer();
@@ -317,20 +309,19 @@ void main()
     mode = pc.mode_causal & 255;
     causal = ((pc.mode_causal >> 8) & 255) != 0;
     P = pc.mode_causal >> 16;
+    /* Structured branches only, no return before a barrier: modes 0, 1, 4
+     * have no barrier (one invocation per element); modes 2, 3 take
+     * the barriers by whole workgroups (group is uniform). */
+    const uint e = group * uint(WG) + uint(t);
     if (mode == 0 || mode == 1 || mode == 4) {
-        const uint e = group * uint(WG) + uint(t);
-        if (e >= uint(pc.count))
-            return;
-        if (mode == 1)
+        if (e < uint(pc.count) && mode == 1)
             moba_score(e);
-        else
+        else if (e < uint(pc.count))
             pool(e, mode == 4);
-        return;
+    } else if (group < uint(pc.count)) {
+        if (mode == 2)
+            xattn_shares(int(group), t);
+        else
+            select_blocks(int(group), t, mode == 3);
     }
-    if (group >= uint(pc.count))
-        return;     /* the whole workgroup: no barrier is skipped by some only */
-    if (mode == 2)
-        xattn_shares(int(group), t);
-    else
-        select_blocks(int(group), t, mode == 3);
 }
