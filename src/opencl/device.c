@@ -62,6 +62,7 @@ static void cl_destroy(attn_device *dev)
     if (!d)
         return;
     attn_cl_program_cache_free(d);
+    attn_cl_decode_free(d);
     if (d->queue)
         d->cl->ReleaseCommandQueue(d->queue);
     if (d->context)
@@ -81,6 +82,7 @@ static const attn_backend cl_backend = {
     .buffer_host_ptr = NULL,
     .sdpa = attn_cl_sdpa,
     .merge = attn_cl_merge,
+    .decode = attn_cl_decode,
     .destroy = cl_destroy,
 };
 

@@ -9,7 +9,8 @@
 
 static const char *source_text(int s)
 {
-    return s == ATTN_CL_SRC_SDPA ? attn_cl_sdpa_src : attn_cl_merge_src;
+    return s == ATTN_CL_SRC_SDPA ? attn_cl_sdpa_src :
+           s == ATTN_CL_SRC_DECODE ? attn_cl_decode_src : attn_cl_merge_src;
 }
 
 /* The part of a build log worth showing: from the first "error" on. */
