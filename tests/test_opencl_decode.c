@@ -5,7 +5,7 @@
  * forked and truncated sequences, batches with repeated sequences, and
  * every option decode supports (causal, windows, sink tokens, soft-cap,
  * ALiBi, sink logits, sigmoid, gate, lse; q/out/gate f32/f16/bf16, strided
- * views). Some cases force small split-KV chunks (ATTN_OPENCL_DECODE_CHUNK)
+ * views), attn_buffer_copy on the device. Some cases force small split-KV chunks (ATTN_OPENCL_DECODE_CHUNK)
  * so the chunk merge is exercised on a CPU device.
  *
  * The reference reads each sequence's kept tokens back from the cache
@@ -266,6 +266,30 @@ static void test_device_mismatch(void)
     attn_kv_cache_destroy(cpu);
 }
 
+/* attn_buffer_copy on the device (decode-bench's bandwidth roof uses it). */
+static void test_device_copy(void)
+{
+    enum { N = 1 << 16 };
+    attn_buffer *a = NULL, *b = NULL;
+    CHECK_OK(attn_buffer_create(ctx, dev, N, &a));
+    CHECK_OK(attn_buffer_create(ctx, dev, N, &b));
+    unsigned char *src = malloc(N), *dst = calloc(1, N);
+    if (a && b && src && dst) {
+        for (int i = 0; i < N; i++)
+            src[i] = (unsigned char)(i * 13 + 7);
+        CHECK_OK(attn_buffer_write(a, 0, src, N));
+        CHECK_OK(attn_buffer_copy(b, 64, a, 1000, N - 1000));
+        CHECK_OK(attn_buffer_read(b, 64, dst, N - 1000));
+        CHECK(memcmp(dst, src + 1000, N - 1000) == 0, "device copy differs");
+        CHECK(attn_buffer_copy(a, 0, a, 100, 200) == ATTN_ERR_INVALID_ARGUMENT,
+              "overlapping device copy must be refused");
+    }
+    free(src);
+    free(dst);
+    attn_buffer_destroy(a);
+    attn_buffer_destroy(b);
+}
+
 int main(void)
 {
     tu_init("test_opencl_decode");
@@ -286,6 +310,7 @@ int main(void)
         found++;
         printf("device %d: %s\n", dev, info.name);
         test_device_mismatch();
+        test_device_copy();
         const int n = tu_quick ? 10 : 40;
         for (int i = 0; i < n; i++) {
             dcase c;

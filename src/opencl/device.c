@@ -49,6 +49,17 @@ static attn_status cl_write(attn_device *dev, void *h, size_t off, const void *s
     return err == CL_SUCCESS ? ATTN_OK : attn_cl_fail(err, "attn_buffer_write: clEnqueueWriteBuffer");
 }
 
+static attn_status cl_copy(attn_device *dev, void *dst, size_t doff, void *src, size_t soff,
+                           size_t n)
+{
+    attn_cl_device *d = dev->impl;
+    cl_int err = d->cl->EnqueueCopyBuffer(d->queue, (cl_mem)src, (cl_mem)dst, soff, doff, n, 0,
+                                          NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = d->cl->Finish(d->queue);
+    return err == CL_SUCCESS ? ATTN_OK : attn_cl_fail(err, "attn_buffer_copy: clEnqueueCopyBuffer");
+}
+
 static attn_status cl_read(attn_device *dev, void *h, size_t off, void *dst, size_t n)
 {
     attn_cl_device *d = dev->impl;
@@ -80,6 +91,7 @@ static const attn_backend cl_backend = {
     .buffer_write = cl_write,
     .buffer_read = cl_read,
     .buffer_host_ptr = NULL,
+    .buffer_copy = cl_copy,
     .sdpa = attn_cl_sdpa,
     .merge = attn_cl_merge,
     .decode = attn_cl_decode,

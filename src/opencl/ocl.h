@@ -33,6 +33,8 @@
     X(cl_int, ReleaseMemObject, (cl_mem)) \
     X(cl_int, EnqueueWriteBuffer, (cl_command_queue, cl_mem, cl_bool, size_t, size_t, \
         const void *, cl_uint, const cl_event *, cl_event *)) \
+    X(cl_int, EnqueueCopyBuffer, (cl_command_queue, cl_mem, cl_mem, size_t, size_t, size_t, \
+        cl_uint, const cl_event *, cl_event *)) \
     X(cl_int, EnqueueReadBuffer, (cl_command_queue, cl_mem, cl_bool, size_t, size_t, void *, \
         cl_uint, const cl_event *, cl_event *)) \
     X(cl_program, CreateProgramWithSource, (cl_context, cl_uint, const char **, const size_t *, \
