@@ -66,20 +66,22 @@
 #if CW == 1
 #define VT float
 #define UT uchar
+#define IT uint
 #define VLOAD(p) (*(p))
-#define VLOAD_HALF(p) vload_half(0, p)
 #define VCONVERT(x) convert_float(x)
 #define VAS_FLOAT(x) as_float(x)
+#define VAS_UINT(x) as_uint(x)
 #define VCONVERT_UINT(x) convert_uint(x)
 #define VSTORE(v, p) (*(p) = (v))
 #define VDOT(a, b) ((a) * (b))
 #else
 #define VT CAT(float, CW)
 #define UT CAT(uchar, CW)
+#define IT CAT(uint, CW)
 #define VLOAD(p) CAT(vload, CW)(0, p)
-#define VLOAD_HALF(p) CAT(vload_half, CW)(0, p)
 #define VCONVERT(x) CAT(convert_float, CW)(x)
 #define VAS_FLOAT(x) CAT(as_float, CW)(x)
+#define VAS_UINT(x) CAT(as_uint, CW)(x)
 #define VCONVERT_UINT(x) CAT(convert_uint, CW)(x)
 #define VSTORE(v, p) CAT(vstore, CW)(v, 0, p)
 #if CW == 8
@@ -89,13 +91,25 @@
 #endif
 #endif
 
+/* f16 bits to f32 without vload_half, so that CW values come from one
+ * vector load on every driver: the 15 magnitude bits moved to a float's
+ * exponent and mantissa position, rebiased by a multiply by 2^112 (exact,
+ * subnormals included); inf and NaN keep the top exponent. */
+inline VT load_f16(__global const ushort *p)
+{
+    const IT u = VCONVERT_UINT(VLOAD(p));
+    const IT a = (u & 0x7fffu) << 13;
+    const VT f = select(VAS_FLOAT(a) * 0x1p112f, VAS_FLOAT(a | 0x7f800000u), a >= 0x0f800000u);
+    return VAS_FLOAT(VAS_UINT(f) | ((u & 0x8000u) << 16));
+}
+
 /* Elements e0 .. e0+CW-1 of a stored row (data at row, meta at meta). */
 inline VT load_chunk(__global const uchar *row, __global const uchar *meta, int e0)
 {
 #if SDT == SDT_F32
     return VLOAD((__global const float *)row + e0);
 #elif SDT == SDT_F16
-    return VLOAD_HALF((__global const half *)row + e0);
+    return load_f16((__global const ushort *)row + e0);
 #elif SDT == SDT_BF16
     return VAS_FLOAT(VCONVERT_UINT(VLOAD((__global const ushort *)row + e0)) << 16);
 #elif SDT == SDT_Q8
@@ -267,6 +281,7 @@ void attn_decode_chunk(__global const uchar *pool,
             float a = 1.0f;
             if (softmax) {
                 float mt = rowm[lid];
+                UNROLL
                 for (int k = 0; k < TK; k++)
                     mt = fmax(mt, sp_[lid * TK + k]);
                 a = mt == -INFINITY || mt == rowm[lid] ? 1.0f : exp(rowm[lid] - mt);
