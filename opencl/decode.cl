@@ -26,7 +26,7 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB. */
+ * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB; MWG (combine). */
 
 #define SEQW 10
 #define SDT_F32  0
@@ -371,47 +371,101 @@ void attn_decode_chunk(__global const uchar *pool,
     }
 }
 
-/* One work-item per output element: merges the chunks of its (b, kv head,
- * row block) with their log-sum-exp, normalises, gates, stores. */
-__kernel void attn_decode_combine(__global const long *seqtab, __global const float *part,
-                                  long ml_off, int flags, int sq, int hq, int group, int nrb,
-                                  __global uchar *out, int o_dt, long o_off,
-                                  long o0, long o1, long o2, long o3,
-                                  __global const uchar *gate, int g_dt, long g_off,
-                                  long g0, long g1, long g2, long g3,
-                                  __global float *lse, long l_off, long l0, long l1, long l2,
-                                  long nelem)
+/* One work-group of MWG work-items per output row (b, i, h): merges the
+ * chunks of its (b, kv head, row block) with their log-sum-exp, normalises,
+ * gates and stores. The chunks' weights go through local memory MWG at a
+ * time; each work-item sums its columns over them with four independent
+ * loads in flight (a single sequence can have a hundred chunks). */
+__kernel __attribute__((reqd_work_group_size(MWG, 1, 1)))
+void attn_decode_combine(__global const long *seqtab, __global const float *part,
+                         long ml_off, int flags, int sq, int hq, int group, int nrb,
+                         __global uchar *out, int o_dt, long o_off,
+                         long o0, long o1, long o2, long o3,
+                         __global const uchar *gate, int g_dt, long g_off,
+                         long g0, long g1, long g2, long g3,
+                         __global float *lse, long l_off, long l0, long l1, long l2)
 {
-    const long x = get_global_id(0);
-    if (x >= nelem)
-        return;
-    const long e = x % DV, row = x / DV;
+    __local float w[MWG], red[MWG];
+    const int lid = get_local_id(0);
+    const long row = get_group_id(0);
     const long h = row % hq, i = (row / hq) % sq, b = row / ((long)hq * sq);
     const long hk = h / group, rr = i * group + h % group, rb = rr / RB, r = rr % RB;
     __global const long *st = seqtab + SEQW * b;
     const long t0 = st[8], nch = st[9];
     const int softmax = !(flags & F_SIGMOID);
+    /* task of chunk c: t0 + (hk * nch + c) * nrb + rb; its (m, l) and O row */
+#define ML(c) (part + ml_off + ((t0 + (hk * nch + (c)) * nrb + rb) * RB + r) * 2)
+#define OROW(c) (part + ((t0 + (hk * nch + (c)) * nrb + rb) * RB + r) * DV)
+
     float mx = -INFINITY;
-    for (long c = 0; c < nch; c++) {
-        const long t = t0 + (hk * nch + c) * nrb + rb;
-        mx = fmax(mx, part[ml_off + (t * RB + r) * 2]);
+    for (long c = lid; c < nch; c += MWG)
+        mx = fmax(mx, ML(c)[0]);
+    red[lid] = mx;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int n = MWG / 2; n > 0; n /= 2) {
+        if (lid < n)
+            red[lid] = fmax(red[lid], red[lid + n]);
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
-    float lsum = 0.0f, o = 0.0f;
-    for (long c = 0; c < nch; c++) {
-        const long t = t0 + (hk * nch + c) * nrb + rb;
-        float w = 1.0f;
-        if (softmax) {
-            const float mc = part[ml_off + (t * RB + r) * 2];
-            w = mc == -INFINITY ? 0.0f : exp(mc - mx);
-            lsum += w * part[ml_off + (t * RB + r) * 2 + 1];
+    mx = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float lpart = 0.0f;
+    float acc[DV / MWG + 1];
+    for (int k = 0; k <= DV / MWG; k++)
+        acc[k] = 0.0f;
+    for (long c0 = 0; c0 < nch; c0 += MWG) {
+        const long c = c0 + lid;
+        float wc = 0.0f;
+        if (c < nch) {
+            wc = 1.0f;
+            if (softmax) {
+                const float mc = ML(c)[0];
+                wc = mc == -INFINITY ? 0.0f : exp(mc - mx);
+                lpart += wc * ML(c)[1];
+            }
         }
-        if (w != 0.0f)
-            o += w * part[(t * RB + r) * DV + e];
+        w[lid] = wc;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int n = (int)min((long)MWG, nch - c0);
+        for (int k = 0; k <= DV / MWG; k++) {
+            const int e = lid + k * MWG;
+            if (e >= DV)
+                break;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            int j = 0;
+            for (; j + 4 <= n; j += 4) {
+                s0 += w[j] * OROW(c0 + j)[e];
+                s1 += w[j + 1] * OROW(c0 + j + 1)[e];
+                s2 += w[j + 2] * OROW(c0 + j + 2)[e];
+                s3 += w[j + 3] * OROW(c0 + j + 3)[e];
+            }
+            for (; j < n; j++)
+                s0 += w[j] * OROW(c0 + j)[e];
+            acc[k] += (s0 + s1) + (s2 + s3);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
     }
-    float y = softmax ? (lsum > 0.0f ? o / lsum : 0.0f) : o;
-    if (flags & F_GATE)
-        y *= 1.0f / (1.0f + exp(-attn_load(gate, g_dt, g_off + b * g0 + i * g1 + h * g2 + e * g3)));
-    attn_store(out, o_dt, o_off + b * o0 + i * o1 + h * o2 + e * o3, y);
-    if ((flags & F_LSE) && e == 0)
+#undef ML
+#undef OROW
+    red[lid] = lpart;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int n = MWG / 2; n > 0; n /= 2) {
+        if (lid < n)
+            red[lid] += red[lid + n];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float lsum = red[0];
+    const float inv = !softmax ? 1.0f : lsum > 0.0f ? 1.0f / lsum : 0.0f;
+    for (int k = 0; k <= DV / MWG; k++) {
+        const int e = lid + k * MWG;
+        if (e >= DV)
+            break;
+        float y = acc[k] * inv;
+        if (flags & F_GATE)
+            y *= 1.0f / (1.0f + exp(-attn_load(gate, g_dt, g_off + b * g0 + i * g1 + h * g2 + e * g3)));
+        attn_store(out, o_dt, o_off + b * o0 + i * o1 + h * o2 + e * o3, y);
+    }
+    if ((flags & F_LSE) && lid == 0)
         lse[l_off + b * l0 + h * l1 + i * l2] = lsum > 0.0f ? mx + log(lsum) : -INFINITY;
 }

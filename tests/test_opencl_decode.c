@@ -25,7 +25,7 @@
 typedef struct dcase {
     attn_dtype kv;
     int64_t hkv, group, d, dv, ps, sink, window;
-    int b, sq, maxlen;
+    int b, sq, minlen, maxlen;
 } dcase;
 
 static attn_tensor host3(float *data, int64_t n, int64_t h, int64_t d)
@@ -63,7 +63,7 @@ static void build(attn_kv_cache *kc, const dcase *c, int nseq)
             CHECK_OK(attn_kv_cache_fork(kc, src, s, tu_randint(0, (int)srclen)));
             attn_kv_cache_seq_len(kc, s, &len);
         }
-        const int64_t target = tu_randint(c->sq, c->maxlen);
+        const int64_t target = tu_randint(c->minlen > c->sq ? c->minlen : c->sq, c->maxlen);
         int64_t pos = 0;
         attn_kv_cache_seq_pos(kc, s, &pos);
         while (pos < target || len < c->sq) {
@@ -240,7 +240,7 @@ static void test_device_mismatch(void)
         attn_kv_cache_destroy(cpu);
         return;
     }
-    const dcase c = { ATTN_F16, 1, 1, 32, 32, 16, 0, 0, 1, 1, 8 };
+    const dcase c = { ATTN_F16, 1, 1, 32, 32, 16, 0, 0, 1, 1, 1, 8 };
     append_random(gpu, 0, &c, 5);
     append_random(cpu, 0, &c, 5);
     const int64_t sh[4] = { 1, 1, 1, 32 }, lsh[3] = { 1, 1, 1 };
@@ -325,11 +325,16 @@ int main(void)
             c.sink = c.window ? tu_randint(0, 6) : 0;
             c.b = tu_randint(1, 4);
             c.sq = tu_randint(0, 2) == 0 ? tu_randint(2, 16) : 1;
+            c.minlen = 1;
             c.maxlen = tu_quick ? 300 : 1500;
             if (c.window && c.window < c.sq)
                 c.window = c.sq;
             run_case(i, &c, tu_randint(0, 1) ? 0 : 64 * tu_randint(1, 3));
         }
+        /* one long sequence in chunks of 64 keys: more chunks than the
+         * combine kernel's work-group takes at a time */
+        const dcase many = { ATTN_F16, 1, 2, 32, 32, 64, 0, 0, 1, 2, 6000, 6400 };
+        run_case(n, &many, 64);
     }
     attn_context_destroy(ctx);
     if (!found) {

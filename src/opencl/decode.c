@@ -32,7 +32,7 @@ struct attn_cl_decode_state {
     size_t part_bytes;
 };
 
-typedef struct dec_cfg { int cw, lr, wg, tk, rb; } dec_cfg;
+typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg; } dec_cfg;
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -64,6 +64,7 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t n
     while (wg > 1 && (wg > d->max_wg || wg > d->max_wi[0] || wg > kernel_max))
         wg /= 2;
     c->wg = (int)wg;
+    c->mwg = wg < 64 ? (int)wg : 64;
     if (c->lr > c->wg)
         c->lr = c->wg;
     const int kg = c->wg / c->lr;
@@ -91,8 +92,8 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
 {
     char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
-             "-DWG=%d -DTK=%d -DRB=%d%s", (long long)p->d, (long long)p->dv,
-             (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk, c->rb,
+             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d%s", (long long)p->d, (long long)p->dv,
+             (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk, c->rb, c->mwg,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
@@ -294,7 +295,6 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (chunks)");
 
-    const int64_t nelem = p->b * p->sq * p->hq * p->dv;
     attn_cl_args m = { d->cl, kcomb, 0, CL_SUCCESS };
     arg_mem(&m, ds->table);
     arg_mem(&m, ds->part);
@@ -320,11 +320,10 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     for (int i = 0; i < 4; i++)
         arg_long(&m, p->has_gate ? p->gate.stride[i] : 0);
     arg_view(&m, &p->lse, p->has_lse, 3);
-    arg_long(&m, nelem);
     if (m.err != CL_SUCCESS)
         return attn_cl_fail(m.err, "attn_decode: clSetKernelArg (combine)");
-    const size_t gl = (size_t)nelem;
-    err = d->cl->EnqueueNDRangeKernel(d->queue, kcomb, 1, NULL, &gl, NULL, 0, NULL, NULL);
+    const size_t ml = (size_t)c->mwg, gl = (size_t)(p->b * p->sq * p->hq) * ml;
+    err = d->cl->EnqueueNDRangeKernel(d->queue, kcomb, 1, NULL, &gl, &ml, 0, NULL, NULL);
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (combine)");
     err = d->cl->Finish(d->queue);
