@@ -25,11 +25,21 @@
 enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
        F_LSE = 1 << 4, F_GATE = 1 << 5, F_SOFTCAP = 1 << 6 };
 
+/* The two kernels of one compiled variant, created once: creating kernels
+ * on every call costs more than a short decode step on a GPU. */
+typedef struct dec_kernels {
+    struct dec_kernels *next;
+    cl_program prog;
+    cl_kernel  chunk, combine;
+    size_t     chunk_max;       /* CL_KERNEL_WORK_GROUP_SIZE of chunk */
+} dec_kernels;
+
 struct attn_cl_decode_state {
     cl_mem table;
     size_t table_bytes;
     cl_mem part;
     size_t part_bytes;
+    dec_kernels *kernels;
 };
 
 typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg; } dec_cfg;
@@ -87,8 +97,17 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t n
     return 1;
 }
 
+static void kernels_free(const attn_cl_api *cl, dec_kernels *k)
+{
+    if (k->chunk)
+        cl->ReleaseKernel(k->chunk);
+    if (k->combine)
+        cl->ReleaseKernel(k->combine);
+    free(k);
+}
+
 static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, const dec_cfg *c,
-                               cl_kernel *chunk, cl_kernel *combine, size_t *kernel_max)
+                               dec_kernels **out)
 {
     char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
@@ -99,19 +118,32 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
     if (s != ATTN_OK)
         return s;
+    for (dec_kernels *k = d->decode->kernels; k; k = k->next)
+        if (k->prog == prog) {
+            *out = k;
+            return ATTN_OK;
+        }
+    dec_kernels *k = calloc(1, sizeof *k);
+    if (!k)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
     cl_int err;
-    *chunk = d->cl->CreateKernel(prog, "attn_decode_chunk", &err);
-    if (!*chunk || err != CL_SUCCESS)
+    k->prog = prog;
+    k->chunk = d->cl->CreateKernel(prog, "attn_decode_chunk", &err);
+    if (k->chunk && err == CL_SUCCESS)
+        k->combine = d->cl->CreateKernel(prog, "attn_decode_combine", &err);
+    if (!k->chunk || !k->combine || err != CL_SUCCESS) {
+        kernels_free(d->cl, k);
         return attn_cl_fail(err, "attn_decode: clCreateKernel");
-    *combine = d->cl->CreateKernel(prog, "attn_decode_combine", &err);
-    if (!*combine || err != CL_SUCCESS)
-        return attn_cl_fail(err, "attn_decode: clCreateKernel");
-    size_t wg = 0;
-    err = d->cl->GetKernelWorkGroupInfo(*chunk, d->id, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg,
-                                        NULL);
-    if (err != CL_SUCCESS)
+    }
+    err = d->cl->GetKernelWorkGroupInfo(k->chunk, d->id, CL_KERNEL_WORK_GROUP_SIZE,
+                                        sizeof k->chunk_max, &k->chunk_max, NULL);
+    if (err != CL_SUCCESS) {
+        kernels_free(d->cl, k);
         return attn_cl_fail(err, "attn_decode: clGetKernelWorkGroupInfo");
-    *kernel_max = wg;
+    }
+    k->next = d->decode->kernels;
+    d->decode->kernels = k;
+    *out = k;
     return ATTN_OK;
 }
 
@@ -335,7 +367,7 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
 static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_problem *p)
 {
     const int64_t nr = p->sq * (p->hq / p->hkv);
-    cl_kernel kchunk = NULL, kcomb = NULL;
+    dec_kernels *k = NULL;
     dec_cfg c;
     size_t kernel_max = (size_t)-1;
     attn_status s = ATTN_OK;
@@ -347,12 +379,10 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
                              "memory %llu bytes, max work-group %zu, kernel max %zu) for head "
                              "dims %lld/%lld", dev->info.name, (unsigned long long)d->local_mem,
                              d->max_wg, kernel_max, (long long)p->d, (long long)p->dv);
-        s = get_kernels(d, p, &c, &kchunk, &kcomb, &kernel_max);
-        if (s != ATTN_OK || (size_t)c.wg <= kernel_max)
+        s = get_kernels(d, p, &c, &k);
+        if (s != ATTN_OK || (size_t)c.wg <= k->chunk_max)
             break;
-        d->cl->ReleaseKernel(kchunk);
-        d->cl->ReleaseKernel(kcomb);
-        kchunk = kcomb = NULL;
+        kernel_max = k->chunk_max;
     }
     dec_tables t = { 0 };
     if (s == ATTN_OK)
@@ -365,18 +395,16 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
                    (size_t)t.ntasks * (size_t)c.rb * (size_t)(p->dv + 2) * sizeof(float),
                    "attn_decode: clCreateBuffer (partials)");
     if (s == ATTN_OK) {
-        cl_int err = d->cl->EnqueueWriteBuffer(d->queue, ds->table, CL_TRUE, 0, t.bytes, t.host, 0,
-                                               NULL, NULL);
+        cl_int err = d->cl->EnqueueWriteBuffer(d->queue, ds->table, CL_FALSE, 0, t.bytes, t.host,
+                                               0, NULL, NULL);
         if (err != CL_SUCCESS)
             s = attn_cl_fail(err, "attn_decode: clEnqueueWriteBuffer (table)");
     }
     if (s == ATTN_OK)
-        s = launch(d, p, &c, &t, kchunk, kcomb);
+        s = launch(d, p, &c, &t, k->chunk, k->combine);
+    if (s != ATTN_OK)
+        d->cl->Finish(d->queue);     /* a pending table upload reads t.host */
     free(t.host);
-    if (kchunk)
-        d->cl->ReleaseKernel(kchunk);
-    if (kcomb)
-        d->cl->ReleaseKernel(kcomb);
     return s;
 }
 
@@ -402,6 +430,11 @@ void attn_cl_decode_free(attn_cl_device *d)
         d->cl->ReleaseMemObject(ds->table);
     if (ds->part)
         d->cl->ReleaseMemObject(ds->part);
+    while (ds->kernels) {
+        dec_kernels *next = ds->kernels->next;
+        kernels_free(d->cl, ds->kernels);
+        ds->kernels = next;
+    }
     free(ds);
     d->decode = NULL;
 }

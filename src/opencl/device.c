@@ -72,8 +72,8 @@ static void cl_destroy(attn_device *dev)
     attn_cl_device *d = dev->impl;
     if (!d)
         return;
-    attn_cl_program_cache_free(d);
     attn_cl_decode_free(d);
+    attn_cl_program_cache_free(d);
     if (d->queue)
         d->cl->ReleaseCommandQueue(d->queue);
     if (d->context)
