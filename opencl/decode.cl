@@ -462,8 +462,10 @@ void attn_decode_combine(__global const long *seqtab, __global const float *part
         if (e >= DV)
             break;
         float y = acc[k] * inv;
-        if (flags & F_GATE)
-            y *= 1.0f / (1.0f + exp(-attn_load(gate, g_dt, g_off + b * g0 + i * g1 + h * g2 + e * g3)));
+        if (flags & F_GATE) {
+            const float g = attn_load(gate, g_dt, g_off + b * g0 + i * g1 + h * g2 + e * g3);
+            y *= 1.0f / (1.0f + exp(-g));
+        }
         attn_store(out, o_dt, o_off + b * o0 + i * o1 + h * o2 + e * o3, y);
     }
     if ((flags & F_LSE) && lid == 0)

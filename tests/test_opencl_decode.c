@@ -5,8 +5,9 @@
  * forked and truncated sequences, batches with repeated sequences, and
  * every option decode supports (causal, windows, sink tokens, soft-cap,
  * ALiBi, sink logits, sigmoid, gate, lse; q/out/gate f32/f16/bf16, strided
- * views), attn_buffer_copy on the device. Some cases force small split-KV chunks (ATTN_OPENCL_DECODE_CHUNK)
- * so the chunk merge is exercised on a CPU device.
+ * views), attn_buffer_copy on the device. Some cases force small split-KV
+ * chunks (ATTN_OPENCL_DECODE_CHUNK) so the chunk merge is exercised on a
+ * CPU device.
  *
  * The reference reads each sequence's kept tokens back from the cache
  * (attn_kv_cache_read; test_kv_cache and test_decode check that against an

@@ -174,6 +174,27 @@ typedef struct dec_tables {
     int64_t task_off, page_off, head_off;   /* in ints, ints, floats */
 } dec_tables;
 
+/* What one sequence reads: its kept keys, the scanned range (sinks [0, ns)
+ * then [lo, L), as the CPU driver scans), and the logical pages it touches
+ * (sink pages [0, sp), window pages [fw, last]). */
+typedef struct dec_seq {
+    int64_t L, lo, ns, nkeys, sp, fw, last;
+} dec_seq;
+
+static dec_seq seq_ranges(const attn_decode_problem *p, const attn_kv_seq *s)
+{
+    const attn_kv_cache *kc = p->cache;
+    dec_seq r;
+    r.L = attn_kv_kept(kc, s);
+    r.lo = p->window_left >= 0 ? max64(0, r.L - p->sq - p->window_left) : 0;
+    r.ns = min64(p->sink_tokens, r.lo);
+    r.nkeys = r.ns + r.L - r.lo;
+    r.sp = kc->sink_pages;
+    r.fw = max64(r.sp, s->win_start / kc->ps);
+    r.last = s->total > 0 ? (s->total - 1) / kc->ps : -1;
+    return r;
+}
+
 static attn_status build_tables(const attn_device *dev,
                                 const attn_decode_problem *p, const dec_cfg *c, dec_tables *t)
 {
@@ -182,11 +203,9 @@ static attn_status build_tables(const attn_device *dev,
     t->nrb = (nr + c->rb - 1) / c->rb;
     int64_t work = 0, npages = 0;
     for (int64_t b = 0; b < p->b; b++) {
-        const attn_kv_seq *s = &kc->seqs[p->seqs[b]];
-        const int64_t L = attn_kv_kept(kc, s), d0 = L - p->sq;
-        const int64_t lo = p->window_left >= 0 ? max64(0, d0 - p->window_left) : 0;
-        work += min64(p->sink_tokens, lo) + L - lo;
-        npages += kc->sink_pages + s->total / kc->ps + 1;
+        const dec_seq r = seq_ranges(p, &kc->seqs[p->seqs[b]]);
+        work += r.nkeys;
+        npages += r.sp + max64(0, r.last - r.fw + 1);
     }
     /* several work-groups per compute unit; at least two tiles a chunk */
     const int64_t target = 8 * (int64_t)max64(1, dev->info.compute_units);
@@ -198,10 +217,8 @@ static attn_status build_tables(const attn_device *dev,
 
     int64_t ntasks = 0;
     for (int64_t b = 0; b < p->b; b++) {
-        const attn_kv_seq *s = &kc->seqs[p->seqs[b]];
-        const int64_t L = attn_kv_kept(kc, s), d0 = L - p->sq;
-        const int64_t lo = p->window_left >= 0 ? max64(0, d0 - p->window_left) : 0;
-        ntasks += p->hkv * t->nrb * max64(1, (min64(p->sink_tokens, lo) + L - lo + chunk - 1) / chunk);
+        const int64_t nkeys = seq_ranges(p, &kc->seqs[p->seqs[b]]).nkeys;
+        ntasks += p->hkv * t->nrb * ((nkeys + chunk - 1) / chunk);
     }
     t->ntasks = ntasks;
     const size_t longs = (size_t)p->b * SEQW, ints = 4 * (size_t)ntasks + (size_t)npages;
@@ -219,26 +236,22 @@ static attn_status build_tables(const attn_device *dev,
     int64_t task = 0, pg = 0;
     for (int64_t b = 0; b < p->b; b++) {
         const attn_kv_seq *s = &kc->seqs[p->seqs[b]];
-        const int64_t L = attn_kv_kept(kc, s), d0 = L - p->sq;
-        const int64_t lo = p->window_left >= 0 ? max64(0, d0 - p->window_left) : 0;
-        const int64_t ns = min64(p->sink_tokens, lo), nkeys = ns + L - lo;
-        const int64_t nch = max64(1, (nkeys + chunk - 1) / chunk);
-        const int64_t sp = kc->sink_pages, fw = max64(sp, s->win_start / kc->ps);
-        const int64_t last = s->total > 0 ? (s->total - 1) / kc->ps : -1;
+        const dec_seq r = seq_ranges(p, s);
+        const int64_t nch = (r.nkeys + chunk - 1) / chunk;
         cl_long *st = seqtab + SEQW * b;
-        st[0] = L;
-        st[1] = ns;
-        st[2] = lo;
+        st[0] = r.L;
+        st[1] = r.ns;
+        st[2] = r.lo;
         st[3] = min64(s->total, kc->sink);
         st[4] = s->win_start;
-        st[5] = sp;
-        st[6] = fw;
+        st[5] = r.sp;
+        st[6] = r.fw;
         st[7] = pg;
         st[8] = task;
         st[9] = nch;
-        for (int64_t lp = 0; lp < sp; lp++)
+        for (int64_t lp = 0; lp < r.sp; lp++)
             itab[t->page_off + pg++] = lp * kc->ps < s->total ? s->pages[lp] : 0;
-        for (int64_t lp = fw; lp <= last; lp++)
+        for (int64_t lp = r.fw; lp <= r.last; lp++)
             itab[t->page_off + pg++] = s->pages[lp - s->dropped];
         for (int64_t hk = 0; hk < p->hkv; hk++)
             for (int64_t ch = 0; ch < nch; ch++)
