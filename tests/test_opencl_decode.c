@@ -312,7 +312,7 @@ int main(void)
         printf("device %d: %s\n", dev, info.name);
         test_device_mismatch();
         test_device_copy();
-        const int n = tu_quick ? 6 : 40;
+        const int n = tu_quick ? 5 : 40;
         for (int i = 0; i < n; i++) {
             dcase c;
             c.kv = kvs[i % 5];
