@@ -210,18 +210,18 @@ void attn_decode_chunk(__global const uchar *pool,
     for (long u0 = k0, it = 0; u0 < k1; u0 += TK, it++) {
         const int pb = (int)(it & 1);
         /* 1: where each key of the tile lives */
-        if (lid < TK) {
-            const long u = u0 + lid;
+        for (int x = lid; x < TK; x += WG) {
+            const long u = u0 + x;
             long j = -1;
             if (u < k1) {
                 j = u < ns ? u : lo + (u - ns);
                 const long pos = j < nsk ? j : ws + (j - nsk);
                 const long lp = pos / ps;
                 const long page = itab[pt + (lp < spg ? lp : spg + (lp - fw))];
-                kbase[pb][lid] = page * page_bytes;
-                kslot[pb][lid] = (int)(pos - lp * ps);
+                kbase[pb][x] = page * page_bytes;
+                kslot[pb][x] = (int)(pos - lp * ps);
             }
-            kj[pb][lid] = j;
+            kj[pb][x] = j;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
@@ -277,17 +277,17 @@ void attn_decode_chunk(__global const uchar *pool,
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* 4: running max and the rescale of what came before */
-        if (lid < RB) {
+        for (int r = lid; r < RB; r += WG) {
             float a = 1.0f;
             if (softmax) {
-                float mt = rowm[lid];
+                float mt = rowm[r];
                 UNROLL
                 for (int k = 0; k < TK; k++)
-                    mt = fmax(mt, sp_[lid * TK + k]);
-                a = mt == -INFINITY || mt == rowm[lid] ? 1.0f : exp(rowm[lid] - mt);
-                rowm[lid] = mt;
+                    mt = fmax(mt, sp_[r * TK + k]);
+                a = mt == -INFINITY || mt == rowm[r] ? 1.0f : exp(rowm[r] - mt);
+                rowm[r] = mt;
             }
-            rowa[lid] = a;
+            rowa[r] = a;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
