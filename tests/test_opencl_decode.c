@@ -333,9 +333,13 @@ int main(void)
             run_case(i, &c, tu_randint(0, 1) ? 0 : 64 * tu_randint(1, 3));
         }
         /* one long sequence in chunks of 64 keys: more chunks than the
-         * combine kernel's work-group takes at a time */
+         * combine kernel's work-group takes at a time; and tiles of 128 keys */
         const dcase many = { ATTN_F16, 1, 2, 32, 32, 64, 0, 0, 1, 2, 6000, 6400 };
         run_case(n, &many, 64);
+        setenv("ATTN_OPENCL_DECODE_TILE", "128", 1);
+        const dcase tiles = { ATTN_Q8, 2, 4, 64, 64, 16, 0, 0, 2, 3, 200, 900 };
+        run_case(n + 1, &tiles, 0);
+        unsetenv("ATTN_OPENCL_DECODE_TILE");
     }
     attn_context_destroy(ctx);
     if (!found) {

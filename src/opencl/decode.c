@@ -9,7 +9,8 @@
  *
  * Chunks are sized so that the device gets several work-groups per compute
  * unit even for one sequence; ATTN_OPENCL_DECODE_CHUNK=N (keys, rounded to
- * the tile) overrides it (tests use it to force many chunks). */
+ * the tile) overrides it (tests use it to force many chunks), and
+ * ATTN_OPENCL_DECODE_TILE=N the keys per tile (default 64; tuning). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,10 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t n
         c->lr = c->wg;
     const int kg = c->wg / c->lr;
     c->tk = kg > 64 ? kg : 64;
+    const char *env = getenv("ATTN_OPENCL_DECODE_TILE");
+    const int want = env ? atoi(env) : 0;
+    if (want >= kg && want <= 1024 && want % kg == 0)
+        c->tk = want;
     const int64_t per_row = (max64(dd, dv) / c->cw + c->lr - 1) / c->lr * c->cw;
     /* the smallest power of two covering nr rows, as registers allow */
     int rb = 1;
