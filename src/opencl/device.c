@@ -94,6 +94,8 @@ static const attn_backend cl_backend = {
     .buffer_copy = cl_copy,
     .sdpa = attn_cl_sdpa,
     .merge = attn_cl_merge,
+    .block_select = attn_cl_block_select,
+    .linear = attn_cl_linear,
     .decode = attn_cl_decode,
     .destroy = cl_destroy,
 };

@@ -73,7 +73,14 @@ typedef struct attn_cl_program {
     cl_program program;
 } attn_cl_program;
 
-enum { ATTN_CL_SRC_SDPA = 0, ATTN_CL_SRC_MERGE = 1, ATTN_CL_SRC_DECODE = 2, ATTN_CL_NSRC };
+enum {
+    ATTN_CL_SRC_SDPA,
+    ATTN_CL_SRC_MERGE,
+    ATTN_CL_SRC_BLOCK_SELECT,
+    ATTN_CL_SRC_LINEAR,
+    ATTN_CL_SRC_DECODE,
+    ATTN_CL_NSRC
+};
 
 /* Per-device state (attn_device.impl). */
 typedef struct attn_cl_device {
@@ -115,6 +122,8 @@ static inline cl_mem attn_cl_mem(const attn_buffer *b) { return (cl_mem)b->handl
 /* Ops. */
 attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_cl_merge(attn_device *dev, const attn_merge_problem *p);
+attn_status attn_cl_block_select(attn_device *dev, const attn_block_select_problem *p);
+attn_status attn_cl_linear(attn_device *dev, const attn_linear_problem *p);
 attn_status attn_cl_decode(attn_device *dev, const attn_decode_problem *p);
 void attn_cl_decode_free(attn_cl_device *d);
 
@@ -122,6 +131,8 @@ void attn_cl_decode_free(attn_cl_device *d);
 extern const char attn_cl_common_src[];
 extern const char attn_cl_sdpa_src[];
 extern const char attn_cl_merge_src[];
+extern const char attn_cl_block_select_src[];
+extern const char attn_cl_linear_src[];
 extern const char attn_cl_decode_src[];
 
 #endif
