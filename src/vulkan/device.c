@@ -80,6 +80,7 @@ const attn_backend attn_vk_backend = {
     .sdpa = attn_vk_sdpa,
     .merge = attn_vk_merge,
     .block_select = attn_vk_block_select,
+    .linear = attn_vk_linear,
     .destroy = vk_destroy,
 };
 
