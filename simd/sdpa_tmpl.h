@@ -580,4 +580,12 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
     }
 }
 
+/* The template's f32 kernel set, for the attn_cpu_kernels table of each
+ * per-ISA file (which adds .name, .isa and defines t_tile_sizes). */
+#define T_SDPA_KERNELS                                                          \
+    .tile_sizes = t_tile_sizes, .load_rows = t_load_rows,                      \
+    .k_tile_floats = t_k_tile_floats, .v_tile_floats = t_v_tile_floats,        \
+    .pack_k = t_pack_k, .pack_v = t_pack_v, .qk = t_qk, .qk_runs = t_qk_runs,  \
+    .pv = t_pv, .pv_runs = t_pv_runs, .vexp = t_vexp, .softmax_rows = t_softmax_rows
+
 #endif

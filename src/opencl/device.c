@@ -98,6 +98,7 @@ static const attn_backend cl_backend = {
     .linear = attn_cl_linear,
     .decode = attn_cl_decode,
     .destroy = cl_destroy,
+    .neighborhood = attn_cl_neighborhood,
 };
 
 static void info_str(const attn_cl_api *cl, cl_device_id id, cl_device_info what, char *dst, size_t n)

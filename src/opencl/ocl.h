@@ -78,6 +78,7 @@ enum {
     ATTN_CL_SRC_MERGE,
     ATTN_CL_SRC_BLOCK_SELECT,
     ATTN_CL_SRC_LINEAR,
+    ATTN_CL_SRC_NEIGHBORHOOD,
     ATTN_CL_SRC_DECODE,
     ATTN_CL_NSRC
 };
@@ -124,6 +125,7 @@ attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_cl_merge(attn_device *dev, const attn_merge_problem *p);
 attn_status attn_cl_block_select(attn_device *dev, const attn_block_select_problem *p);
 attn_status attn_cl_linear(attn_device *dev, const attn_linear_problem *p);
+attn_status attn_cl_neighborhood(attn_device *dev, const attn_neighborhood_problem *p);
 attn_status attn_cl_decode(attn_device *dev, const attn_decode_problem *p);
 void attn_cl_decode_free(attn_cl_device *d);
 
@@ -133,6 +135,7 @@ extern const char attn_cl_sdpa_src[];
 extern const char attn_cl_merge_src[];
 extern const char attn_cl_block_select_src[];
 extern const char attn_cl_linear_src[];
+extern const char attn_cl_neighborhood_src[];
 extern const char attn_cl_decode_src[];
 
 #endif

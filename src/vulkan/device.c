@@ -81,6 +81,7 @@ const attn_backend attn_vk_backend = {
     .merge = attn_vk_merge,
     .block_select = attn_vk_block_select,
     .linear = attn_vk_linear,
+    .neighborhood = attn_vk_neighborhood,
     .destroy = vk_destroy,
 };
 

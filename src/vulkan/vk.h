@@ -69,7 +69,7 @@ enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER
        ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED = 4,
        ATTN_VK_SHADER_BLOCK_SELECT = 5, ATTN_VK_SHADER_LINEAR = 6,
        ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
-       ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -170,6 +170,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_problem *p);
 attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p);
+attn_status attn_vk_neighborhood(attn_device *dev, const attn_neighborhood_problem *p);
 
 /* The embedded SPIR-V (generated at build time by tools/embed.sh --binary). */
 extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[],
@@ -182,6 +183,8 @@ extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],
                            attn_vk_linear_scan_spv[], attn_vk_linear_scan_delta_spv[];
 extern const unsigned long attn_vk_linear_spv_size, attn_vk_linear_subgroup_spv_size,
                            attn_vk_linear_scan_spv_size, attn_vk_linear_scan_delta_spv_size;
+extern const unsigned char attn_vk_neighborhood_spv[];
+extern const unsigned long attn_vk_neighborhood_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
