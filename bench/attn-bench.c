@@ -494,7 +494,7 @@ static double sparse_block_pairs(const bench_case *c, int64_t I, int64_t J)
 
 typedef struct sparse_state {
     sdpa_state  *dense;       /* q, k, v, out as for sdpa */
-    uint8_t     *mask;
+    bench_mem    mask;        /* U8 [1, Hq, nbq, nbk] on the bench's device */
     attn_tensor  tm;
 } sparse_state;
 
@@ -504,14 +504,14 @@ static void sparse_teardown(void *st)
     if (!s)
         return;
     sdpa_teardown(s->dense);
-    free(s->mask);
+    mem_free(&s->mask);
     free(s);
 }
 
+/* The mask lives where q, k, v do (a device buffer on GPU devices), so
+ * attn_block_select writes it and attn_sdpa reads it there. */
 static attn_status sparse_setup(bench_env *env, const bench_case *c, void **state)
 {
-    if (env->device != 0)
-        return ATTN_ERR_UNSUPPORTED;              /* the mask is a host tensor */
     sparse_state *s = calloc(1, sizeof *s);
     if (!s)
         return ATTN_ERR_OUT_OF_MEMORY;
@@ -520,19 +520,29 @@ static attn_status sparse_setup(bench_env *env, const bench_case *c, void **stat
     s->dense = dense;
     const int64_t nbq = (c->sq + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
     const int64_t nbk = (c->sk + SPARSE_BLOCK - 1) / SPARSE_BLOCK;
-    s->mask = malloc((size_t)(c->hq * nbq * nbk));
-    if (st == ATTN_OK && !s->mask)
+    const size_t n = (size_t)(c->hq * nbq * nbk);
+    if (st == ATTN_OK)
+        st = mem_alloc(env, &s->mask, ATTN_U8, n, 0);
+    uint8_t *kept = c->op == OP_SPARSE && st == ATTN_OK ? malloc(n) : NULL;
+    if (c->op == OP_SPARSE && st == ATTN_OK && !kept)
         st = ATTN_ERR_OUT_OF_MEMORY;
+    if (kept) {
+        for (int64_t h = 0; h < c->hq; h++)
+            for (int64_t I = 0; I < nbq; I++)
+                for (int64_t J = 0; J < nbk; J++)
+                    kept[(h * nbq + I) * nbk + J] = (uint8_t)sparse_kept(c, h, I, J);
+        if (s->mask.host)
+            memcpy(s->mask.host, kept, n);
+        else
+            st = attn_buffer_write(s->mask.buf, 0, kept, n);
+        free(kept);
+    }
     if (st != ATTN_OK) {
         sparse_teardown(s);
         return st;
     }
-    s->tm = attn_tensor_4d(s->mask, ATTN_U8, 1, c->hq, nbq, nbk);
+    s->tm = mem_tensor4(&s->mask, ATTN_U8, 1, c->hq, nbq, nbk);
     if (c->op == OP_SPARSE) {
-        for (int64_t h = 0; h < c->hq; h++)
-            for (int64_t I = 0; I < nbq; I++)
-                for (int64_t J = 0; J < nbk; J++)
-                    s->mask[(h * nbq + I) * nbk + J] = (uint8_t)sparse_kept(c, h, I, J);
         s->dense->p.block_mask = &s->tm;
         s->dense->p.block_q = SPARSE_BLOCK;
         s->dense->p.block_k = SPARSE_BLOCK;
@@ -670,39 +680,57 @@ static void linear_teardown(void *st)
     free(s);
 }
 
-/* Maps the uniform [-1, 1) fill of an f32 buffer to [lo, hi). */
-static void rescale(bench_mem *m, size_t n, float lo, float hi)
+/* n f32 values uniform in [lo, hi) on the bench's device: filled and
+ * rescaled on the host, then copied over. */
+static attn_status mem_alloc_f32(bench_env *env, bench_mem *m, size_t n, uint64_t seed,
+                                 float lo, float hi)
 {
+    bench_env host = *env;
+    host.device = 0;
+    attn_status s = mem_alloc(&host, m, ATTN_F32, n, seed);
+    if (s != ATTN_OK)
+        return s;
     float *x = m->host;
     for (size_t i = 0; i < n; i++)
         x[i] = lo + (hi - lo) * 0.5f * (x[i] + 1.0f);
+    if (env->device == 0)
+        return ATTN_OK;
+    const size_t rounded = m->bytes ? (m->bytes + 63) & ~(size_t)63 : 64;
+    s = attn_buffer_create(env->ctx, env->device, rounded, &m->buf);
+    if (s == ATTN_OK)
+        s = attn_buffer_write(m->buf, 0, m->host, rounded);
+    free(m->host);
+    m->host = NULL;
+    return s;
 }
 
 static attn_status linear_setup(bench_env *env, const bench_case *c, void **state)
 {
-    if (env->device != 0)
-        return ATTN_ERR_UNSUPPORTED;              /* gates are filled on the host */
     linear_state *s = calloc(1, sizeof *s);
     if (!s)
         return ATTN_ERR_OUT_OF_MEMORY;
     const int64_t b = c->b, t = c->sq, h = c->hq, gcols = linear_gate_cols(c->lin_kind);
     const int delta = linear_is_delta(c->lin_kind);
-    const struct { attn_dtype dt; int64_t cols; int want; } spec[LIN_NT] = {
-        [LIN_Q] = { c->dtype, c->d, 1 },
-        [LIN_K] = { c->dtype, c->d, 1 },
-        [LIN_V] = { c->dtype, c->dv, 1 },
-        [LIN_O] = { c->dtype, c->dv, 1 },
-        [LIN_G] = { ATTN_F32, gcols == 2 ? c->d : 1, gcols > 0 },
-        [LIN_BETA] = { ATTN_F32, 1, delta },
-        [LIN_STATE] = { ATTN_F32, c->d * c->dv, c->lin_step },
+    /* lo < hi: an f32 tensor uniform in [lo, hi) */
+    const struct { attn_dtype dt; int64_t cols; int want; float lo, hi; } spec[LIN_NT] = {
+        [LIN_Q] = { c->dtype, c->d, 1, 0, 0 },
+        [LIN_K] = { c->dtype, c->d, 1, 0, 0 },
+        [LIN_V] = { c->dtype, c->dv, 1, 0, 0 },
+        [LIN_O] = { c->dtype, c->dv, 1, 0, 0 },
+        [LIN_G] = { ATTN_F32, gcols == 2 ? c->d : 1, gcols > 0, -0.1f, 0.0f },
+        [LIN_BETA] = { ATTN_F32, 1, delta, 0.25f, 0.75f },
+        [LIN_STATE] = { ATTN_F32, c->d * c->dv, c->lin_step, -0.1f, 0.1f },
     };
     attn_status st = ATTN_OK;
     for (int i = 0; i < LIN_NT && st == ATTN_OK; i++) {
         if (!spec[i].want)
             continue;
         const int64_t rows = i == LIN_STATE ? b * h : b * t * h;
-        st = mem_alloc(env, &s->m[i], spec[i].dt, (size_t)(rows * spec[i].cols),
-                       i == LIN_O ? 0 : (uint64_t)i + 1);
+        const size_t n = (size_t)(rows * spec[i].cols);
+        if (spec[i].lo < spec[i].hi)
+            st = mem_alloc_f32(env, &s->m[i], n, (uint64_t)i + 1, spec[i].lo, spec[i].hi);
+        else
+            st = mem_alloc(env, &s->m[i], spec[i].dt, n, i == LIN_O ? 0 : (uint64_t)i + 1);
     }
     if (st != ATTN_OK) {
         linear_teardown(s);
@@ -711,18 +739,12 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     for (int i = 0; i < LIN_STATE; i++)
         if (spec[i].want)
             s->t[i] = mem_tensor4(&s->m[i], spec[i].dt, b, t, h, spec[i].cols);
-    if (gcols) {
-        rescale(&s->m[LIN_G], s->m[LIN_G].bytes / 4, -0.1f, 0.0f);
+    if (gcols)
         s->t[LIN_G].ndim = gcols == 2 ? 4 : 3;
-    }
-    if (delta) {
-        rescale(&s->m[LIN_BETA], s->m[LIN_BETA].bytes / 4, 0.25f, 0.75f);
+    if (delta)
         s->t[LIN_BETA].ndim = 3;
-    }
-    if (c->lin_step) {
-        rescale(&s->m[LIN_STATE], s->m[LIN_STATE].bytes / 4, -0.1f, 0.1f);
+    if (c->lin_step)
         s->t[LIN_STATE] = mem_tensor4(&s->m[LIN_STATE], ATTN_F32, b, h, c->d, c->dv);
-    }
     attn_linear_params p = ATTN_LINEAR_PARAMS_INIT;
     p.kind = c->lin_kind;
     p.algo = c->lin_step ? ATTN_LINEAR_ALGO_RECURRENT : ATTN_LINEAR_ALGO_CHUNKWISE;

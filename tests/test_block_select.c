@@ -3,8 +3,8 @@
  * against the double-precision reference (tests/ref_block_select.c) for every
  * CPU kernel set, the rule's invariants (threshold 1 keeps every allowed
  * block, causal never keeps a future block, forced blocks, ties to the lower
- * index), its output used directly as attn_sdpa's block_mask, and
- * ATTN_ERR_UNSUPPORTED from devices without the op.
+ * index) and its output used directly as attn_sdpa's block_mask. GPU
+ * devices: tests/test_block_select_gpu.c.
  *
  * Environment: see testutil.h (ATTN_TEST_SEED, ATTN_TEST_QUICK, ...).
  */
@@ -14,108 +14,22 @@
 #include <string.h>
 #include "attn.h"
 #include "ref.h"
-#include "ref_block_select.h"
+#include "bs_check.h"
 #include "testutil.h"
 
-/* Shares or scores closer than this may be ordered either way by f32 math. */
-#define CLOSE_EPS 1e-4
-
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-typedef struct bs_case {
-    int B, Sq, Sk, Hq, Hkv, D;
-    attn_dtype dt;
-    int layout;
-    attn_block_select_params p;
-} bs_case;
-
-/* Allocates q, k (random normal, sd qscale for q) and a poisoned mask. */
-static int make_inputs(const bs_case *c, double qscale, tu_tensor *q, tu_tensor *k, tu_tensor *m)
-{
-    int64_t qs[4] = { c->B, c->Sq, c->Hq, c->D }, ks[4] = { c->B, c->Sk, c->Hkv, c->D };
-    int64_t ms[4] = { c->B, c->Hq, cdiv(c->Sq, c->p.block_q), cdiv(c->Sk, c->p.block_k) };
-    if (tu_tensor_alloc(q, c->dt, 4, qs, c->layout) || tu_tensor_alloc(k, c->dt, 4, ks, c->layout) ||
-        tu_tensor_alloc(m, ATTN_U8, 4, ms, (c->layout + 1) % TU_NLAYOUTS))
-        return -1;
-    tu_fill_normal(q, 0.0, qscale);
-    tu_fill_normal(k, 0.0, 1.0);
-    tu_poison(m);
-    return 0;
-}
-
-/* Mask element of a (possibly strided) U8 tensor. */
-static int mask_at(const tu_tensor *m, int64_t b, int64_t h, int64_t i, int64_t j)
-{
-    int64_t idx[4] = { b, h, i, j };
-    return ref_get(&m->t, idx) != 0.0;
-}
-
-/* Allowed prefix of block row I and its diagonal block (per the header). */
-static int64_t allowed(const bs_case *c, int64_t I, int64_t *diag)
-{
-    int64_t last = (I + 1) * c->p.block_q - 1;
-    if (last > c->Sq - 1) last = c->Sq - 1;
-    const int64_t d = last + c->Sk - c->Sq;
-    *diag = (d < 0 ? 0 : d) / c->p.block_k;
-    if (!c->p.causal) return cdiv(c->Sk, c->p.block_k);
-    return d < 0 ? 0 : d / c->p.block_k + 1;
-}
-
-/* Runs one case on ctx and compares with the reference; checks invariants. */
+/* Runs one case on ctx and compares with the reference (tests/bs_check.c). */
 static void run_case(attn_context *ctx, const char *isa, const bs_case *c)
 {
     tu_tensor q, k, m;
     char name[200];
-    snprintf(name, sizeof name, "%s %s B%d Sq%d Sk%d H%d/%d D%d bq%lld bk%lld s%lld tau%.2f "
-             "top%lld%s %s %s", isa, c->p.method == ATTN_BLOCK_SELECT_XATTN ? "xattn" : "moba",
-             c->B, c->Sq, c->Sk, c->Hq, c->Hkv, c->D, (long long)c->p.block_q,
-             (long long)c->p.block_k, (long long)c->p.stride, (double)c->p.threshold,
-             (long long)c->p.top_k, c->p.causal ? " causal" : "", tu_dtype_name(c->dt),
-             tu_layout_name(c->layout));
-    if (make_inputs(c, 2.0, &q, &k, &m)) {
+    bs_case_name(c, isa, name, sizeof name);
+    if (bs_make_inputs(c, 2.0, &q, &k, &m)) {
         CHECK(0, "%s: allocation failed", name);
         return;
     }
-    const int64_t nbq = cdiv(c->Sq, c->p.block_q), nbk = cdiv(c->Sk, c->p.block_k);
-    const size_t rows = (size_t)(c->B * c->Hq * nbq);
-    uint8_t *want = malloc(rows * (size_t)nbk + 1), *close = malloc(rows + 1);
     attn_status s = attn_block_select(ctx, &c->p, &q.t, &k.t, &m.t);
     CHECK(s == ATTN_OK, "%s: %s", name, attn_last_error());
-    char msg[200];
-    CHECK(tu_check_written(&m, msg, sizeof msg) == 0, "%s: %s", name, msg);
-    CHECK(want && close && ref_block_select(&c->p, &q.t, &k.t, want, close, CLOSE_EPS) == 0,
-          "%s: reference failed", name);
-    long mismatches = 0, invariant = 0, skipped = 0;
-    for (int64_t b = 0; b < c->B && want; b++)
-        for (int64_t h = 0; h < c->Hq; h++)
-            for (int64_t I = 0; I < nbq; I++) {
-                int64_t diag;
-                const int64_t r = (b * c->Hq + h) * nbq + I, n = allowed(c, I, &diag);
-                int64_t kept = 0;
-                for (int64_t J = 0; J < nbk; J++) {
-                    const int got = mask_at(&m, b, h, I, J);
-                    kept += got;
-                    if (got && J >= n) invariant++;              /* never a future block */
-                    if (!close[r] && got != want[r * nbk + J]) mismatches++;
-                }
-                skipped += close[r];
-                if (n > 0 && c->p.method == ATTN_BLOCK_SELECT_XATTN && c->p.threshold >= 1.0f &&
-                    kept != n)
-                    invariant++;                                 /* tau = 1 keeps all */
-                if (n > 0 && !mask_at(&m, b, h, I, 0) && c->p.method == ATTN_BLOCK_SELECT_XATTN)
-                    invariant++;                                 /* first block */
-                if (n > 0 && !mask_at(&m, b, h, I, diag))
-                    invariant++;                                 /* diagonal block */
-                if (c->p.method == ATTN_BLOCK_SELECT_MOBA &&
-                    kept != (n < c->p.top_k ? n : c->p.top_k))
-                    invariant++;                                 /* exactly top_k */
-            }
-    CHECK(mismatches == 0, "%s: %ld mask elements differ from the reference", name, mismatches);
-    CHECK(invariant == 0, "%s: %ld invariant violations", name, invariant);
-    if (tu_verbose)
-        printf("  %s: ok (%ld close rows skipped)\n", name, skipped);
-    free(want);
-    free(close);
+    bs_check(c, &q, &k, &m, name);
     tu_tensor_free(&q);
     tu_tensor_free(&k);
     tu_tensor_free(&m);
@@ -123,41 +37,11 @@ static void run_case(attn_context *ctx, const char *isa, const bs_case *c)
 
 static void against_reference(attn_context *ctx, const char *isa)
 {
-    static const int BQK[][3] = { { 16, 16, 4 }, { 64, 32, 8 }, { 32, 64, 16 }, { 8, 24, 8 },
-                                  { 128, 128, 16 }, { 12, 6, 3 }, { 5, 7, 1 } };
-    static const float TAU[] = { 0.9f, 0.5f, 1.0f, 0.99f };
-    static const int HH[][2] = { { 1, 1 }, { 4, 2 }, { 6, 1 }, { 2, 2 } };
-    const int n = tu_quick ? 10 : 28;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < bs_ncases(); i++) {
         bs_case c;
-        memset(&c, 0, sizeof c);
-        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
-        const int *bqk = BQK[i % 7];
-        c.p.method = (i / 7) % 2 ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
-        c.p.block_q = bqk[0];
-        c.p.block_k = bqk[1];
-        c.p.stride = bqk[2];
-        c.p.threshold = TAU[i % 4];
-        c.p.top_k = 1 + i % 4;
-        c.p.causal = (i / 2) % 2;
-        c.B = 1 + i % 2;
-        c.Hq = HH[i % 4][0];
-        c.Hkv = HH[i % 4][1];
-        c.D = (int[]){ 16, 64, 33, 128 }[i % 4];
-        c.Sq = tu_randint(1, tu_quick ? 150 : 300);
-        c.Sk = (i % 3 == 0) ? c.Sq : tu_randint(1, tu_quick ? 150 : 300);
-        c.dt = (attn_dtype)(i % 3);
-        c.layout = i % TU_NLAYOUTS;
+        bs_table_case(i, &c);
         run_case(ctx, isa, &c);
     }
-    /* query blocks of more segment rows than the implementation scores at
-     * once (stride 1, 200-row blocks), causal with Sq > Sk */
-    bs_case c;
-    memset(&c, 0, sizeof c);
-    c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
-    c.p.block_q = 200; c.p.block_k = 50; c.p.stride = 1; c.p.threshold = 0.8f; c.p.causal = 1;
-    c.B = 1; c.Hq = 2; c.Hkv = 1; c.D = 8; c.Sq = 260; c.Sk = 210; c.dt = ATTN_F32;
-    run_case(ctx, isa, &c);
 }
 
 /* Identical keys make every score and share equal: ties go to lower indices. */
@@ -175,7 +59,7 @@ static void ties(attn_context *ctx, const char *isa)
         c.B = 1; c.Hq = c.Hkv = 1; c.D = 32; c.Sq = 64; c.Sk = 128;
         c.dt = ATTN_F32;
         tu_tensor q, k, m;
-        if (make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "ties: allocation failed"); return; }
+        if (bs_make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "ties: allocation failed"); return; }
         for (int64_t j = 0; j < c.Sk; j++)
             for (int64_t e = 0; e < c.D; e++) {
                 int64_t idx[4] = { 0, j, 0, e };
@@ -190,7 +74,7 @@ static void ties(attn_context *ctx, const char *isa)
             for (int64_t J = 0; J < 8; J++) {
                 const int diag = J == I + 4;
                 const int want = method ? (diag || J < 2) : (diag || J < 3);
-                ok &= mask_at(&m, 0, 0, I, J) == want;
+                ok &= bs_mask_at(&m, 0, 0, I, J) == want;
             }
             CHECK(ok, "%s ties %s: block row %lld not the lowest indices", isa,
                   method ? "moba" : "xattn", (long long)I);
@@ -211,7 +95,7 @@ static void nan_input(attn_context *ctx, const char *isa)
         c.p.stride = 4;
         c.B = 1; c.Hq = c.Hkv = 1; c.D = 16; c.Sq = 40; c.Sk = 80; c.dt = ATTN_F32;
         tu_tensor q, k, m;
-        if (make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "nan: allocation failed"); return; }
+        if (bs_make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "nan: allocation failed"); return; }
         int64_t idx[4] = { 0, 17, 0, 3 };
         ref_set(&q.t, idx, NAN);
         CHECK_OK(attn_block_select(ctx, &c.p, &q.t, &k.t, &m.t));
@@ -233,7 +117,7 @@ static void feeds_sdpa(attn_context *ctx, const char *isa)
     c.B = 2; c.Hq = 4; c.Hkv = 2; c.D = 32; c.Sq = 150; c.Sk = 200; c.dt = ATTN_F32;
     tu_tensor q, k, m, v, o;
     int64_t os[4] = { c.B, c.Sq, c.Hq, c.D }, vs[4] = { c.B, c.Sk, c.Hkv, c.D };
-    if (make_inputs(&c, 1.0, &q, &k, &m) || tu_tensor_alloc(&v, ATTN_F32, 4, vs, TU_CONTIG) ||
+    if (bs_make_inputs(&c, 1.0, &q, &k, &m) || tu_tensor_alloc(&v, ATTN_F32, 4, vs, TU_CONTIG) ||
         tu_tensor_alloc(&o, ATTN_F32, 4, os, TU_CONTIG)) {
         CHECK(0, "feeds_sdpa: allocation failed");
         return;
@@ -267,7 +151,7 @@ static void validation(attn_context *ctx)
     c.B = 2; c.Hq = 4; c.Hkv = 2; c.D = 16; c.Sq = 40; c.Sk = 70; c.dt = ATTN_F32;
     tu_tensor q, k, m, k16, mbad;
     int64_t k16s[4] = { 2, 70, 2, 16 }, mbs[4] = { 2, 4, 4, 3 };
-    if (make_inputs(&c, 1.0, &q, &k, &m) || tu_tensor_alloc(&k16, ATTN_F16, 4, k16s, TU_CONTIG) ||
+    if (bs_make_inputs(&c, 1.0, &q, &k, &m) || tu_tensor_alloc(&k16, ATTN_F16, 4, k16s, TU_CONTIG) ||
         tu_tensor_alloc(&mbad, ATTN_U8, 4, mbs, TU_CONTIG)) {
         CHECK(0, "validation: allocation failed");
         return;
@@ -324,37 +208,6 @@ static void validation(attn_context *ctx)
     tu_tensor_free(&k16); tu_tensor_free(&mbad);
 }
 
-/* Devices without the op (every non-CPU backend for now) say so. */
-static void other_devices(void)
-{
-    attn_context *ctx = NULL;
-    if (attn_context_create(NULL, &ctx) != ATTN_OK)
-        return;
-    for (int dev = 1; dev < attn_device_count(ctx); dev++) {
-        attn_buffer *bq = NULL, *bk = NULL, *bm = NULL;
-        if (attn_buffer_create(ctx, dev, 4 * 64 * 16, &bq) != ATTN_OK ||
-            attn_buffer_create(ctx, dev, 4 * 64 * 16, &bk) != ATTN_OK ||
-            attn_buffer_create(ctx, dev, 64, &bm) != ATTN_OK) {
-            CHECK(0, "device %d: buffers: %s", dev, attn_last_error());
-        } else {
-            attn_tensor q = attn_tensor_4d(NULL, ATTN_F32, 1, 64, 1, 16), k = q;
-            attn_tensor m = attn_tensor_4d(NULL, ATTN_U8, 1, 1, 4, 4);
-            q.buffer = bq;
-            k.buffer = bk;
-            m.buffer = bm;
-            attn_block_select_params p = ATTN_BLOCK_SELECT_PARAMS_INIT;
-            p.block_q = p.block_k = 16;
-            const attn_status s = attn_block_select(ctx, &p, &q, &k, &m);
-            CHECK(s == ATTN_ERR_UNSUPPORTED, "device %d: got %s (%s), want unsupported", dev,
-                  attn_status_string(s), attn_last_error());
-        }
-        attn_buffer_destroy(bq);
-        attn_buffer_destroy(bk);
-        attn_buffer_destroy(bm);
-    }
-    attn_context_destroy(ctx);
-}
-
 int main(void)
 {
     tu_init("test_block_select");
@@ -385,6 +238,5 @@ int main(void)
         feeds_sdpa(ctx, isa);
         attn_context_destroy(ctx);
     }
-    other_devices();
     return tu_finish();
 }

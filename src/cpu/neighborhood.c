@@ -24,7 +24,20 @@
  * whole, no online rescaling), and O = P V / l over all of its runs with
  * the accumulators in registers (pv_runs). Within a run U2 - K2 of the U2
  * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
- * per window: memory is per task, O(runs x segment x D). */
+ * per window: memory is per task, O(runs x segment x D).
+ *
+ * Why the runs are packed per task, from k and v in place, one KV head at
+ * a time: measured on a 2-core AVX-512 VM (1 thread, 128x128 grid, kernel
+ * 13, D 64, H 4, process CPU time; packing is about 21% of it, bound by
+ * memory traffic: each key row is packed by about 2.4 tasks), these were
+ * slower: K and V copied once per call into contiguous per-head rows, then
+ * packed per task (15%: the extra pass costs more than it saves); whole
+ * rows packed once per call and read in place by qk_runs / pv_runs (20%:
+ * the kernels then wait on memory instead of L1/L2); one GQA group per task
+ * with tasks walking axis 1 so that consecutive tasks share runs in L2
+ * (10-15%, on cores shared with other processes). Packing all of a task's
+ * KV heads in one pass, prefetching q / out rows one axis-1 row at a time
+ * instead of a tile's at once, and non-temporal out stores: no faster. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -81,6 +81,8 @@ static const attn_backend cl_backend = {
     .buffer_host_ptr = NULL,
     .sdpa = attn_cl_sdpa,
     .merge = attn_cl_merge,
+    .block_select = attn_cl_block_select,
+    .linear = attn_cl_linear,
     .destroy = cl_destroy,
 };
 

@@ -9,7 +9,12 @@
 
 static const char *source_text(int s)
 {
-    return s == ATTN_CL_SRC_SDPA ? attn_cl_sdpa_src : attn_cl_merge_src;
+    switch (s) {
+    case ATTN_CL_SRC_SDPA: return attn_cl_sdpa_src;
+    case ATTN_CL_SRC_BLOCK_SELECT: return attn_cl_block_select_src;
+    case ATTN_CL_SRC_LINEAR: return attn_cl_linear_src;
+    default: return attn_cl_merge_src;
+    }
 }
 
 /* The part of a build log worth showing: from the first "error" on. */

@@ -81,6 +81,7 @@ const attn_backend attn_vk_backend = {
     .buffer_host_ptr = NULL,
     .sdpa = attn_vk_sdpa,
     .merge = attn_vk_merge,
+    .block_select = attn_vk_block_select,
     .destroy = vk_destroy,
     .decode = attn_vk_decode,
 };

@@ -67,7 +67,8 @@ void attn_vk_instance_release(attn_vk_instance *in);
 
 enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER_MERGE = 2,
        ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED = 4,
-       ATTN_VK_SHADER_DECODE = 5, ATTN_VK_SHADER_DECODE_SUBGROUP = 6, ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_BLOCK_SELECT = 5, ATTN_VK_SHADER_DECODE = 6, ATTN_VK_SHADER_DECODE_SUBGROUP = 7,
+       ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -167,6 +168,7 @@ static inline VkBuffer attn_vk_handle(const attn_buffer *b)
 /* Ops. */
 attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
+attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_problem *p);
 attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p);
 
 /* The embedded SPIR-V (generated at build time by tools/embed.sh --binary). */
@@ -176,6 +178,8 @@ extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn
 extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
                            attn_vk_merge_spv_size, attn_vk_sdpa_coopmat_emulated_spv_size,
                            attn_vk_decode_spv_size, attn_vk_decode_subgroup_spv_size;
+extern const unsigned char attn_vk_block_select_spv[];
+extern const unsigned long attn_vk_block_select_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
