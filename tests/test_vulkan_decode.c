@@ -8,10 +8,11 @@
  * sequences sharing pages, batches with repeated sequences, and every score
  * option (causal, window, sink_tokens, softcap, ALiBi, sink logits, sigmoid,
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
- * with and without subgroup shuffles (quick runs: one case), and split into
- * many chunks as well as one. Also: tensors on another device than the cache are
- * ATTN_ERR_INVALID_ARGUMENT. With the Khronos validation layer installed it
- * is enabled (a validation error aborts). Exit 77 without Vulkan devices.
+ * with and without subgroup shuffles and in another workgroup shape (quick
+ * runs: one case each), and split into many chunks as well as one. Also:
+ * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
+ * With the Khronos validation layer installed it is enabled (a validation
+ * error aborts). Exit 77 without Vulkan devices.
  *
  * Tolerances (max error relative to the largest reference output): f32 q
  * and out 2e-5, else 1e-2; lse 1e-4.
@@ -308,6 +309,11 @@ int main(void)
         setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
         run_all("one chunk", NULL);
         unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+        /* Another shape: 32 invocations, 3 keys per team, 1 query row per
+         * workgroup (row blocks; tuning knob). */
+        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1", 1);
+        run_all("shape 32,3,1", tu_quick ? "q8-everything" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_SHAPE");
         test_mismatch();
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }

@@ -90,72 +90,94 @@ uint pool_u16(uint b) { return (P1.w[b >> 2] >> ((b & 2u) * 8u)) & 0xffffu; }
 
 float half_at(uint b) { return unpackHalf2x16(pool_u16(b)).x; }
 
-/* Elements e0..e0+7 (those below n as values, the rest 0) of the row whose
- * data starts at byte rb and meta at byte mb. */
-void load8(uint rb, uint mb, int e0, int n, out float v[8])
+/* Elements e0..e0+7 of a row as loaded: the raw words (f16/bf16: a; f32:
+ * a, b; Q8: a.xy and the scale m.x; Q4: a.xy and (d, m)), or, off the
+ * wide-load path, the values' bits in a and b. Registers hold these while
+ * the loads of a tile are in flight and until the values are used: half the
+ * registers of f32 values for a 16-bit cache. */
+struct Raw { uvec4 a, b; vec2 m; };
+
+/* Loads elements e0..e0+7 (those below n; the rest read as 0) of the row
+ * whose data starts at byte rb and meta at byte mb. */
+Raw load8(uint rb, uint mb, int e0, int n)
 {
-    if (e0 >= n) {
-        for (int t = 0; t < 8; t++)
-            v[t] = 0.0;
-        return;
-    }
+    Raw r;
+    r.a = uvec4(0u);
+    r.b = uvec4(0u);
+    r.m = vec2(0.0);
+    if (e0 >= n)
+        return r;
     if (KDT == DT_Q8 || KDT == DT_Q4) {
         /* n is a multiple of 32: a chunk is whole and inside one block */
         const uint blk = uint(e0) >> 5;
         if (KDT == DT_Q8) {
-            const float s = half_at(mb + 2u * blk);
-            const uvec2 w = P2.w[(rb + uint(e0)) >> 3];
-            for (int t = 0; t < 8; t++) {
-                const uint word = t < 4 ? w.x : w.y;
-                v[t] = s * float(int(word << (24u - 8u * uint(t & 3))) >> 24);
-            }
+            r.m.x = half_at(mb + 2u * blk);
+            r.a.xy = P2.w[(rb + uint(e0)) >> 3];
         } else {
-            const vec2 dm = unpackHalf2x16(P1.w[(mb + 4u * blk) >> 2]);
-            const uint t0 = uint(e0) & 31u;
-            const uvec2 w = P2.w[(rb + 16u * blk + (t0 & 15u)) >> 3];
-            const uint sh_ = t0 < 16u ? 0u : 4u;
-            for (int t = 0; t < 8; t++) {
-                const uint word = t < 4 ? w.x : w.y;
-                v[t] = dm.x * float((word >> (8u * uint(t & 3) + sh_)) & 15u) + dm.y;
-            }
+            r.m = unpackHalf2x16(P1.w[(mb + 4u * blk) >> 2]);
+            r.a.xy = P2.w[(rb + 16u * blk + (uint(e0) & 15u)) >> 3];
         }
-        return;
+        return r;
     }
     if (VEC != 0) {
         if (KDT == DT_F32) {
-            const uvec4 a = P4.w[(rb + 4u * uint(e0)) >> 4];
-            const uvec4 b = P4.w[((rb + 4u * uint(e0)) >> 4) + 1u];
-            v[0] = uintBitsToFloat(a.x); v[1] = uintBitsToFloat(a.y);
-            v[2] = uintBitsToFloat(a.z); v[3] = uintBitsToFloat(a.w);
-            v[4] = uintBitsToFloat(b.x); v[5] = uintBitsToFloat(b.y);
-            v[6] = uintBitsToFloat(b.z); v[7] = uintBitsToFloat(b.w);
+            r.a = P4.w[(rb + 4u * uint(e0)) >> 4];
+            r.b = P4.w[((rb + 4u * uint(e0)) >> 4) + 1u];
         } else {
-            const uvec4 a = P4.w[(rb + 2u * uint(e0)) >> 4];
-            for (int t = 0; t < 4; t++) {
-                const uint word = t == 0 ? a.x : t == 1 ? a.y : t == 2 ? a.z : a.w;
-                if (KDT == DT_F16) {
-                    const vec2 h = unpackHalf2x16(word);
-                    v[2 * t] = h.x;
-                    v[2 * t + 1] = h.y;
-                } else {
-                    v[2 * t] = attn_bf16_to_f32(word & 0xffffu);
-                    v[2 * t + 1] = attn_bf16_to_f32(word >> 16);
-                }
-            }
+            r.a = P4.w[(rb + 2u * uint(e0)) >> 4];
         }
-        return;
+        return r;
     }
     for (int t = 0; t < 8; t++) {
         const int e = e0 + t;
-        v[t] = 0.0;
-        if (e >= n)
-            continue;
-        if (KDT == DT_F32)
-            v[t] = uintBitsToFloat(P1.w[(rb >> 2) + uint(e)]);
-        else if (KDT == DT_F16)
-            v[t] = half_at(rb + 2u * uint(e));
+        float v = 0.0;
+        if (e < n) {
+            if (KDT == DT_F32)
+                v = uintBitsToFloat(P1.w[(rb >> 2) + uint(e)]);
+            else if (KDT == DT_F16)
+                v = half_at(rb + 2u * uint(e));
+            else
+                v = attn_bf16_to_f32(pool_u16(rb + 2u * uint(e)));
+        }
+        if (t < 4)
+            r.a[t] = floatBitsToUint(v);
         else
-            v[t] = attn_bf16_to_f32(pool_u16(rb + 2u * uint(e)));
+            r.b[t - 4] = floatBitsToUint(v);
+    }
+    return r;
+}
+
+/* The values of a Raw of elements e0..e0+7. */
+void unpack8(Raw r, int e0, out float v[8])
+{
+    if (KDT == DT_Q8) {
+        for (int t = 0; t < 8; t++) {
+            const uint word = t < 4 ? r.a.x : r.a.y;
+            v[t] = r.m.x * float(int(word << (24u - 8u * uint(t & 3))) >> 24);
+        }
+    } else if (KDT == DT_Q4) {
+        /* elements 32b+t (t < 16) in low nibbles, 32b+16+t in high ones */
+        const uint hi = (uint(e0) & 16u) != 0u ? 4u : 0u;
+        for (int t = 0; t < 8; t++) {
+            const uint word = t < 4 ? r.a.x : r.a.y;
+            v[t] = r.m.x * float((word >> (8u * uint(t & 3) + hi)) & 15u) + r.m.y;
+        }
+    } else if (VEC != 0 && KDT != DT_F32) {
+        for (int t = 0; t < 4; t++) {
+            if (KDT == DT_F16) {
+                const vec2 h = unpackHalf2x16(r.a[t]);
+                v[2 * t] = h.x;
+                v[2 * t + 1] = h.y;
+            } else {
+                v[2 * t] = attn_bf16_to_f32(r.a[t] & 0xffffu);
+                v[2 * t + 1] = attn_bf16_to_f32(r.a[t] >> 16);
+            }
+        }
+    } else {
+        for (int t = 0; t < 4; t++) {
+            v[t] = uintBitsToFloat(r.a[t]);
+            v[t + 4] = uintBitsToFloat(r.b[t]);
+        }
     }
 }
 
@@ -236,32 +258,37 @@ void chunk_task(int g)
     const bool sigmoid = (flags & F_SIGMOID) != 0;
 
     for (int u0 = k0; u0 < k1; u0 += TILE) {
-        float kv[KPT][CPTK][8], vv[KPT][CPTV][8];
+        Raw kv[KPT][CPTK], vv[KPT][CPTV];
         int js[KPT];
         /* 1. loads first (all of them in flight), then the scores */
         for (int kk = 0; kk < KPT; kk++) {
             const int u = u0 + kk * NT + team;
             js[kk] = u < k1 ? (u < ns ? u : lo + (u - ns)) : -1;
             if (js[kk] < 0) {
-                for (int c = 0; c < CPTK; c++) for (int t = 0; t < 8; t++) kv[kk][c][t] = 0.0;
-                for (int c = 0; c < CPTV; c++) for (int t = 0; t < 8; t++) vv[kk][c][t] = 0.0;
+                for (int c = 0; c < CPTK; c++)
+                    kv[kk][c] = load8(0u, 0u, D, D);
+                for (int c = 0; c < CPTV; c++)
+                    vv[kk][c] = load8(0u, 0u, DV, DV);
                 continue;
             }
             int slot;
             const uint pg = page_byte(se, js[kk], slot);
             for (int c = 0; c < CPTK; c++)
-                load8(pg + kplane + uint(slot) * krow, pg + kplane + kmeta + uint(slot) * kmr,
-                      8 * (lane + TS * c), D, kv[kk][c]);
+                kv[kk][c] = load8(pg + kplane + uint(slot) * krow,
+                                  pg + kplane + kmeta + uint(slot) * kmr, 8 * (lane + TS * c), D);
             for (int c = 0; c < CPTV; c++)
-                load8(pg + vplane + uint(slot) * vrow, pg + vplane + vmeta + uint(slot) * vmr,
-                      8 * (lane + TS * c), DV, vv[kk][c]);
+                vv[kk][c] = load8(pg + vplane + uint(slot) * vrow,
+                                  pg + vplane + vmeta + uint(slot) * vmr, 8 * (lane + TS * c), DV);
         }
-        for (int kk = 0; kk < KPT; kk++)
+        for (int kk = 0; kk < KPT; kk++) {
+            float kf[CPTK][8];
+            for (int c = 0; c < CPTK; c++)
+                unpack8(kv[kk][c], 8 * (lane + TS * c), kf[c]);
             for (int r = 0; r < NR; r++) {
                 float s = 0.0;
                 for (int c = 0; c < CPTK; c++)
                     for (int t = 0; t < 8; t++)
-                        s += q[r][c][t] * kv[kk][c][t];
+                        s += q[r][c][t] * kf[c][t];
                 s = team_sum(s);
                 if (lane != 0)
                     continue;
@@ -282,6 +309,7 @@ void chunk_task(int g)
                 }
                 sh[r * TILE + kk * NT + team] = s;
             }
+        }
         barrier();
         /* 2. weights: team m takes rows m, m + NT, ..., its lanes a share
          * of the tile's keys each */
@@ -324,16 +352,19 @@ void chunk_task(int g)
         }
         barrier();
         /* 3. O = alpha O + P V */
-        for (int r = 0; r < NR; r++) {
-            const float a = row_a[r];
+        for (int r = 0; r < NR; r++)
             for (int c = 0; c < CPTV; c++)
                 for (int t = 0; t < 8; t++)
-                    acc[r][c][t] *= a;
-            for (int kk = 0; kk < KPT; kk++) {
+                    acc[r][c][t] *= row_a[r];
+        for (int kk = 0; kk < KPT; kk++) {
+            float vf[CPTV][8];
+            for (int c = 0; c < CPTV; c++)
+                unpack8(vv[kk][c], 8 * (lane + TS * c), vf[c]);
+            for (int r = 0; r < NR; r++) {
                 const float p = sh[r * TILE + kk * NT + team];
                 for (int c = 0; c < CPTV; c++)
                     for (int t = 0; t < 8; t++)
-                        acc[r][c][t] += p * vv[kk][c][t];
+                        acc[r][c][t] += p * vf[c][t];
             }
         }
         barrier();

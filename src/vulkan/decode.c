@@ -16,6 +16,7 @@
  *   page lists  per batch entry: pool pages of its logical pages
  *               [0, sink_pages) then [base, last]; key j lives at
  *               position pos(j) (kv_cache.h), logical page pos / page_size. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "vk.h"
@@ -57,7 +58,9 @@ static void complete(dec_cfg *c)
     c->shn = c->nr * tile > red ? c->nr * tile : red;
 }
 
-/* Lanes per key: the largest power of two covering the 8-dim chunks of a
+/* ATTN_VULKAN_DECODE_SHAPE="wg,kpt,rows" sets the workgroup size, keys per
+ * team per tile and query rows per workgroup where they fit (tuning).
+ * Lanes per key: the largest power of two covering the 8-dim chunks of a
  * row, within the smallest subgroup (xor shuffles stay inside it); one lane
  * without subgroup shuffles. Keys per team per tile: K and V registers of
  * about 8 chunks; query rows per workgroup: q and accumulator registers of
@@ -85,6 +88,21 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
                                                   dt == ATTN_BF16));
     const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
                            d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
+    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
+    int wg, kpt, rows;
+    if (shape && sscanf(shape, "%d,%d,%d", &wg, &kpt, &rows) == 3 && wg >= c->ts &&
+        (wg & (wg - 1)) == 0 && (uint32_t)wg <= maxwg && kpt >= 1 && kpt <= 16 && rows >= 1 &&
+        rows <= 64) {
+        const dec_cfg keep = *c;
+        c->wg = wg;
+        c->kpt = kpt;
+        c->nr = rows < c->nrt ? rows : c->nrt;
+        c->nrb = (c->nrt + c->nr - 1) / c->nr;
+        complete(c);
+        if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
+            return 1;
+        *c = keep;
+    }
     for (c->wg = 128; c->wg >= c->ts; c->wg /= 2) {
         if ((uint32_t)c->wg > maxwg)
             continue;
