@@ -10,7 +10,8 @@
  * takes one key at a time and each lane the dims 8c..8c+7 for chunks
  * c = lane + TS*k, read as one wide load (uvec4/uvec2) per chunk when the
  * rows allow it (VEC). Per tile of NT*KPT keys:
- *   1. each team loads the K and V rows of its KPT keys into registers, forms
+ *   1. each team has the K and V rows of its KPT keys in registers (loaded
+ *      during the previous tile), issues the next tile's loads, forms
  *      the lanes' partial dot products with the query rows (registers),
  *      sums them across the team (xor shuffles; TS = 1 without subgroups),
  *      applies soft-cap, ALiBi and visibility, and stores the scores (shared);
@@ -212,6 +213,39 @@ uint page_byte(int se, int j, out int slot)
     return uint(T.w[T.w[se + S_PTAB] + idx]) * uint(T.w[H_PAGE]);
 }
 
+/* What load_tile needs of the workgroup's task. */
+struct TileSrc { int se, ns, lo, k1, team, lane; uint kplane, vplane; };
+TileSrc tl;
+
+/* The K and V rows of the team's keys in the tile at scanned key u0: key
+ * u0 + kk*NT + team (kept index js[kk], -1 past the chunk: zeros). */
+void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[KPT])
+{
+    const uint krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
+    const uint kmeta = uint(T.w[H_KMETA_OFF]), vmeta = uint(T.w[H_VMETA_OFF]);
+    const uint kmr = uint(2 * T.w[H_KMETA]), vmr = uint(2 * T.w[H_VMETA]);
+    for (int kk = 0; kk < KPT; kk++) {
+        const int u = u0 + kk * NT + tl.team;
+        js[kk] = u < tl.k1 ? (u < tl.ns ? u : tl.lo + (u - tl.ns)) : -1;
+        if (js[kk] < 0) {
+            for (int c = 0; c < CPTK; c++)
+                kv[kk][c] = load8(0u, 0u, D, D);
+            for (int c = 0; c < CPTV; c++)
+                vv[kk][c] = load8(0u, 0u, DV, DV);
+            continue;
+        }
+        int slot;
+        const uint pg = page_byte(tl.se, js[kk], slot);
+        const uint kb = pg + tl.kplane, vb = pg + tl.vplane;
+        for (int c = 0; c < CPTK; c++)
+            kv[kk][c] = load8(kb + uint(slot) * krow, kb + kmeta + uint(slot) * kmr,
+                              8 * (tl.lane + TS * c), D);
+        for (int c = 0; c < CPTV; c++)
+            vv[kk][c] = load8(vb + uint(slot) * vrow, vb + vmeta + uint(slot) * vmr,
+                              8 * (tl.lane + TS * c), DV);
+    }
+}
+
 /* Workgroup g: rows [r0, r0 + NR) of the NRT = Sq * Hq/Hkv query rows
  * of chunk `task`. */
 void chunk_task(int g)
@@ -248,38 +282,27 @@ void chunk_task(int g)
         row_l[r] = sinkl ? 1.0 : 0.0;
     }
 
-    const uint kplane = uint(hk * T.w[H_KPLANE]);
-    const uint vplane = uint(hkv * T.w[H_KPLANE] + hk * T.w[H_VPLANE]);
-    const uint krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
-    const uint kmeta = uint(T.w[H_KMETA_OFF]), vmeta = uint(T.w[H_VMETA_OFF]);
-    const uint kmr = uint(2 * T.w[H_KMETA]), vmr = uint(2 * T.w[H_VMETA]);
+    tl.se = se;
+    tl.ns = ns;
+    tl.lo = lo;
+    tl.k1 = k1;
+    tl.team = team;
+    tl.lane = lane;
+    tl.kplane = uint(hk * T.w[H_KPLANE]);
+    tl.vplane = uint(hkv * T.w[H_KPLANE] + hk * T.w[H_VPLANE]);
     const float softcap = hf(H_SOFTCAP);
     const int wl = T.w[H_WL], wr = T.w[H_WR], sinks = T.w[H_SINKS];
     const bool sigmoid = (flags & F_SIGMOID) != 0;
 
+    /* The next tile's loads are issued before the current tile's arithmetic
+     * and barriers (kept in flight while they run). */
+    Raw kv[KPT][CPTK], vv[KPT][CPTV];
+    int js[KPT];
+    load_tile(k0, kv, vv, js);
     for (int u0 = k0; u0 < k1; u0 += TILE) {
-        Raw kv[KPT][CPTK], vv[KPT][CPTV];
-        int js[KPT];
-        /* 1. loads first (all of them in flight), then the scores */
-        for (int kk = 0; kk < KPT; kk++) {
-            const int u = u0 + kk * NT + team;
-            js[kk] = u < k1 ? (u < ns ? u : lo + (u - ns)) : -1;
-            if (js[kk] < 0) {
-                for (int c = 0; c < CPTK; c++)
-                    kv[kk][c] = load8(0u, 0u, D, D);
-                for (int c = 0; c < CPTV; c++)
-                    vv[kk][c] = load8(0u, 0u, DV, DV);
-                continue;
-            }
-            int slot;
-            const uint pg = page_byte(se, js[kk], slot);
-            for (int c = 0; c < CPTK; c++)
-                kv[kk][c] = load8(pg + kplane + uint(slot) * krow,
-                                  pg + kplane + kmeta + uint(slot) * kmr, 8 * (lane + TS * c), D);
-            for (int c = 0; c < CPTV; c++)
-                vv[kk][c] = load8(pg + vplane + uint(slot) * vrow,
-                                  pg + vplane + vmeta + uint(slot) * vmr, 8 * (lane + TS * c), DV);
-        }
+        Raw nk[KPT][CPTK], nv[KPT][CPTV];
+        int nj[KPT];
+        load_tile(u0 + TILE, nk, nv, nj);
         for (int kk = 0; kk < KPT; kk++) {
             float kf[CPTK][8];
             for (int c = 0; c < CPTK; c++)
@@ -368,6 +391,13 @@ void chunk_task(int g)
             }
         }
         barrier();
+        for (int kk = 0; kk < KPT; kk++) {
+            for (int c = 0; c < CPTK; c++)
+                kv[kk][c] = nk[kk][c];
+            for (int c = 0; c < CPTV; c++)
+                vv[kk][c] = nv[kk][c];
+            js[kk] = nj[kk];
+        }
     }
 
     /* The teams' accumulators, summed row by row through shared memory. */
