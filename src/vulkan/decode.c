@@ -58,14 +58,15 @@ static void complete(dec_cfg *c)
     c->shn = c->nr * tile > red ? c->nr * tile : red;
 }
 
-/* ATTN_VULKAN_DECODE_SHAPE="wg,kpt,rows" sets the workgroup size, keys per
- * team per tile and query rows per workgroup where they fit (tuning).
- * Lanes per key: the largest power of two covering the 8-dim chunks of a
+/* Lanes per key: the largest power of two covering the 8-dim chunks of a
  * row, within the smallest subgroup (xor shuffles stay inside it); one lane
  * without subgroup shuffles. Keys per team per tile: K and V registers of
  * about 8 chunks; query rows per workgroup: q and accumulator registers of
- * about 16 chunks (larger blocks make compilers spill, or take minutes). Shrinks the tile, then the workgroup, to fit the shared
- * memory. ATTN_VULKAN_SUBGROUP=0 turns shuffles off. */
+ * about 16 chunks (larger blocks make compilers spill, or take minutes).
+ * Shrinks the tile, then the workgroup, to fit the shared memory.
+ * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
+ * "wg,kpt,rows" sets the workgroup size, keys per team per tile and query
+ * rows per workgroup where they fit (tuning). */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_SUBGROUP");
