@@ -819,6 +819,23 @@ static void nb_fill_mask(const bench_case *c, uint8_t *m)
         }
 }
 
+/* The window mask into m: in place on the host, else through a host copy
+ * written to the device buffer. */
+static attn_status nb_mask_write(const bench_case *c, bench_mem *m, size_t ntok)
+{
+    if (m->host) {
+        nb_fill_mask(c, m->host);
+        return ATTN_OK;
+    }
+    uint8_t *h = malloc(ntok * ntok);
+    if (!h)
+        return ATTN_ERR_OUT_OF_MEMORY;
+    nb_fill_mask(c, h);
+    attn_status st = attn_buffer_write(m->buf, 0, h, ntok * ntok);
+    free(h);
+    return st;
+}
+
 static attn_status nb_setup(bench_env *env, const bench_case *c, void **state)
 {
     nb_state *s = calloc(1, sizeof *s);
@@ -843,15 +860,15 @@ static attn_status nb_setup(bench_env *env, const bench_case *c, void **state)
         p.kernel_size[a] = c->nb_kernel[a];
     s->p = p;
     if (c->op == OP_NB_DENSE) {
-        if (env->device != 0 || ntok > 65536) {
+        if (ntok > 65536) {
             nb_teardown(s);
             return ATTN_ERR_UNSUPPORTED;
         }
-        if ((st = mem_alloc(env, &s->mask, ATTN_U8, ntok * ntok, 0))) {
+        if ((st = mem_alloc(env, &s->mask, ATTN_U8, ntok * ntok, 0)) ||
+            (st = nb_mask_write(c, &s->mask, ntok))) {
             nb_teardown(s);
             return st;
         }
-        nb_fill_mask(c, s->mask.host);
         s->tq = mem_tensor4(&s->q, c->dtype, c->b, c->sq, c->hq, c->d);
         s->tk = mem_tensor4(&s->k, c->dtype, c->b, c->sk, c->hkv, c->d);
         s->tv = mem_tensor4(&s->v, c->dtype, c->b, c->sk, c->hkv, c->dv);

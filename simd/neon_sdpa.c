@@ -97,18 +97,7 @@ const attn_cpu_kernels *attn_cpu_kernels_neon(void)
     static const attn_cpu_kernels k = {
         .name = "neon",
         .isa = ATTN_ISA_NEON,
-        .tile_sizes = t_tile_sizes,
-        .load_rows = t_load_rows,
-        .k_tile_floats = t_k_tile_floats,
-        .v_tile_floats = t_v_tile_floats,
-        .pack_k = t_pack_k,
-        .pack_v = t_pack_v,
-        .qk = t_qk,
-        .qk_runs = t_qk_runs,
-        .pv = t_pv,
-        .pv_runs = t_pv_runs,
-        .vexp = t_vexp,
-        .softmax_rows = t_softmax_rows,
+        T_SDPA_KERNELS,
     };
     return &k;
 }

@@ -27,8 +27,8 @@
  *        converted to f32, lanes >= n zero.
  *
  * Packed layouts (f32):
- *   K: [d][ldk] with ldk = round_up(nk, VL): one vector = VL keys of one dim.
- *   V: [nk][ldv] with ldv = round_up(dv, VL), columns dv..ldv-1 zero.
+ *   K: [d][ldk] with ldk = t_ld_packed(nk): one vector = VL keys of one dim.
+ *   V: [nk][ldv] with ldv = t_ld_packed(dv), columns past dv unused.
  */
 #ifndef ATTN_SDPA_TMPL_H
 #define ATTN_SDPA_TMPL_H
@@ -96,21 +96,41 @@ static void t_load_rows(float *dst, int64_t ldd, const void *src, attn_dtype dt,
     }
 }
 
+/* Leading dimension of a packed K tile (keys) or V tile (columns): whole
+ * vectors; from 64 on, whole 64-byte lines plus one more line where that
+ * would be a multiple of 256 bytes. The micro-kernels walk a block of 64 keys
+ * (columns) down all d dims (keys) of a tile; 512-byte rows (128 keys, 128
+ * columns) put those 32 KB into half the sets of a 48 KB 12-way L1D (64 sets
+ * of 64 B), so the block did not stay in L1 from one row strip to the next. With
+ * the extra line the rows start 9 (or 5) lines apart and the block spreads
+ * evenly over all sets. Never larger for fewer keys (k_tile_floats sizes for
+ * bk); tiles of fewer than 64 keys (neighborhood runs) stay compact. */
+static inline int64_t t_ld_packed(int64_t n)
+{
+    int64_t ld = t_round_up(n, VL);
+    if (ld >= 64) {
+        ld = t_round_up(ld, 16);
+        if (ld % 64 == 0)
+            ld += 16;
+    }
+    return ld;
+}
+
 static size_t t_k_tile_floats(int bk, int64_t d)
 {
-    return (size_t)(d * t_round_up(bk, VL));
+    return (size_t)(d * t_ld_packed(bk));
 }
 
 static size_t t_v_tile_floats(int bk, int64_t dv)
 {
-    return (size_t)((int64_t)bk * t_round_up(dv, VL));
+    return (size_t)((int64_t)bk * t_ld_packed(dv));
 }
 
 /* K [nk][d] (strided, any dtype) -> [d][ldk] f32, by VL x VL transposes. */
 T_INLINE void t_pack_k_dt(float *dst, const char *src, const attn_dtype DT, int64_t rs, int64_t cs,
                           int nk, int64_t d)
 {
-    const int64_t ldk = t_round_up(nk, VL);
+    const int64_t ldk = t_ld_packed(nk);
     const int64_t es = (int64_t)t_dtype_size(DT);
     for (int j0 = 0; j0 < nk; j0 += VL) {
         const int nr = t_min(VL, nk - j0);
@@ -159,7 +179,7 @@ static void t_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int
                      int nk, int bk, int64_t dv)
 {
     (void)bk;
-    const int64_t ldv = t_round_up(dv, VL);
+    const int64_t ldv = t_ld_packed(dv);
     const int64_t es = (int64_t)t_dtype_size(dt);
     for (int j = 0; j < nk; j++) {
         const char *s = (const char *)src + (int64_t)j * rs * es;
@@ -176,12 +196,52 @@ static void t_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int
 /* qk: S = Q K^T                                                        */
 /* ------------------------------------------------------------------ */
 
+/* Software prefetch of the next K (V) tile into L2 while qk (pv) works on
+ * this one. A head's K/V panel (4 MiB at Sk = 4096, D = 128) outgrows L2, so
+ * without it the first row strip of every 64-key block waits on L3 for its
+ * 32 KB (the hardware streamer stops at each 4 KiB page and runs only a few
+ * lines ahead); the later strips hit L1. The tile's micro-kernel calls share
+ * the next tile's lines: call n prefetches lines [n*per, n*per + npf), one per
+ * step of its inner loop, so the requests trickle out between the FMAs. The
+ * drivers place the tiles of a panel round_up(k_tile_floats(bk, d), 16) floats
+ * apart; a prefetch is only a hint and never faults, whatever lies there. */
+#define T_LINE_FLOATS 16
+
+typedef struct {
+    uintptr_t next;      /* address of the next tile (an integer: it may lie
+                            past the caller's allocation) */
+    int64_t lines;       /* lines in it */
+    int64_t per;         /* lines per micro-kernel call */
+} t_prefetch;
+
+static inline t_prefetch t_prefetch_plan(const float *tile, int64_t floats, int64_t calls)
+{
+    t_prefetch pf = { (uintptr_t)tile + (uintptr_t)t_round_up(floats, T_LINE_FLOATS) * 4,
+                      (floats + T_LINE_FLOATS - 1) / T_LINE_FLOATS, 0 };
+    pf.per = (pf.lines + calls - 1) / calls;
+    return pf;
+}
+
+/* The lines of micro-kernel call n: start, and count (npf). */
+static inline uintptr_t t_prefetch_part(const t_prefetch *pf, int64_t n, int *npf)
+{
+    const int64_t first = n * pf->per, left = pf->lines - first;
+    *npf = left <= 0 ? 0 : (int)(left < pf->per ? left : pf->per);
+    return pf->next + (uintptr_t)first * T_LINE_FLOATS * 4;
+}
+
+T_INLINE void t_prefetch_line(uintptr_t pf, int npf, int step)
+{
+    if (step < npf)
+        __builtin_prefetch((const void *)(pf + (uintptr_t)step * T_LINE_FLOATS * 4), 0, 2);
+}
+
 /* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector.
  * Key vector v starts at k + v * kvs and its scores at s + v * svs (VL for
  * one packed tile; one run apart in qk_runs). */
 T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq,
                          const float *k, int64_t ldk, int64_t kvs, int64_t d, float *s,
-                         int64_t lds, int64_t svs, int tail)
+                         int64_t lds, int64_t svs, int tail, uintptr_t pf, int npf)
 {
     vf acc[MR_QK][NV_QK];
 T_UNROLL
@@ -193,6 +253,7 @@ T_UNROLL
 #ifdef T_FMA_LANE
     /* 4 dims per step: one vector load of each Q row, FMAs by lane */
     for (; c + 4 <= d; c += 4) {
+        t_prefetch_line(pf, npf, c >> 2);
         vf qv[MR_QK];
 T_UNROLL
         for (int i = 0; i < MR; i++)
@@ -211,6 +272,7 @@ T_UNROLL
     }
 #endif
     for (; c < d; c++) {
+        t_prefetch_line(pf, npf, (int)c);
         const float *kc = k + c * ldk;
         vf kv[NV_QK];
 T_UNROLL
@@ -240,12 +302,13 @@ T_UNROLL
     case (M) * 8 + (N): \
         if ((M) <= MR_QK && (N) <= NV_QK) t_qk_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, \
                                                       q, ldq, k, ldk, kvs, d, s, lds, svs, \
-                                                      tail); \
+                                                      tail, pf, npf); \
         break;
 #define T_QK_ROW(M) T_QK_CASE(M, 1) T_QK_CASE(M, 2) T_QK_CASE(M, 3) T_QK_CASE(M, 4)
 
 static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float *k, int64_t ldk,
-                       int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs, int tail)
+                       int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs, int tail,
+                       uintptr_t pf, int npf)
 {
     switch (mr * 8 + nv) {
     T_QK_ROW(1) T_QK_ROW(2) T_QK_ROW(3) T_QK_ROW(4)
@@ -254,24 +317,33 @@ static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float 
     }
 }
 
-/* S = Q K^T against nk keys starting at k, in a packed K of leading dim ldk. */
+/* S = Q K^T against nk keys starting at k, in a packed K of leading dim ldk;
+ * pf: the tile to prefetch meanwhile, or NULL. */
 static void t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t ldk, int nk,
-                    int64_t d, float *s, int64_t lds)
+                    int64_t d, float *s, int64_t lds, const t_prefetch *pf)
 {
     const int nvec = (nk + VL - 1) / VL;
+    int64_t call = 0;
     for (int jv = 0; jv < nvec; jv += NV_QK) {
         const int nv = t_min(NV_QK, nvec - jv);
         const int tail = nk - (jv + nv - 1) * VL;
-        for (int i = 0; i < nq; i += MR_QK)
+        for (int i = 0; i < nq; i += MR_QK, call++) {
+            int npf = 0;
+            const uintptr_t pfl = pf ? t_prefetch_part(pf, call, &npf) : 0;
             t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, VL, d,
-                       s + i * lds + jv * VL, lds, VL, tail);
+                       s + i * lds + jv * VL, lds, VL, tail, pfl, npf);
+        }
     }
 }
 
 static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, int64_t d,
                  float *s, int64_t lds)
 {
-    t_qk_ld(q, ldq, nq, k, t_round_up(nk, VL), nk, d, s, lds);
+    const int64_t floats = (int64_t)t_k_tile_floats(nk, d);
+    const int64_t calls = (int64_t)((nk + NV_QK * VL - 1) / (NV_QK * VL)) *
+                          ((nq + MR_QK - 1) / MR_QK);
+    const t_prefetch pf = t_prefetch_plan(k, floats, calls);
+    t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf);
 }
 
 /* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run_stride
@@ -281,10 +353,10 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
                       int nruns, int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
                       int64_t pitch)
 {
-    const int64_t ldk = t_round_up(panel_nk, VL);
+    const int64_t ldk = t_ld_packed(panel_nk);
     if (nk > VL) {
         for (int r = 0; r < nruns; r++)
-            t_qk_ld(q, ldq, nq, k + r * run_stride + j0, ldk, nk, d, s + r * pitch, lds);
+            t_qk_ld(q, ldq, nq, k + r * run_stride + j0, ldk, nk, d, s + r * pitch, lds, NULL);
         return;
     }
     /* a window fits one vector: the register block spans NV_QK runs (whole
@@ -293,7 +365,7 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
         const int nv = t_min(NV_QK, nruns - r);
         for (int i = 0; i < nq; i += MR_QK)
             t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + r * run_stride + j0, ldk,
-                       run_stride, d, s + i * lds + r * pitch, lds, pitch, VL);
+                       run_stride, d, s + i * lds + r * pitch, lds, pitch, VL, 0, 0);
     }
 }
 
@@ -307,7 +379,7 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
 T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp,
                          const float *v, int64_t ldv, int nruns, int64_t pitch, int64_t vrs,
                          int nk, const float *alpha, const float *scale, float *o, int64_t ldo,
-                         int tail)
+                         int tail, uintptr_t pf, int npf)
 {
     vf acc[MR_PV][NV_PV];
 T_UNROLL
@@ -330,6 +402,7 @@ T_UNROLL
 #ifdef T_FMA_LANE
         /* 4 keys per step: one vector load of each P row, FMAs by lane */
         for (; j + 4 <= nk; j += 4) {
+            t_prefetch_line(pf, npf, j >> 2);
             vf pq[MR_PV];
 T_UNROLL
             for (int i = 0; i < MR; i++)
@@ -348,6 +421,7 @@ T_UNROLL
         }
 #endif
         for (; j < nk; j++) {
+            t_prefetch_line(pf, npf, j);
             const float *vj = v + (int64_t)j * ldv;
             vf vv[NV_PV];
 T_UNROLL
@@ -384,13 +458,14 @@ T_UNROLL
     case (M) * 8 + (N): \
         if ((M) <= MR_PV && (N) <= NV_PV) t_pv_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, \
                                                       p, ldp, v, ldv, nruns, pitch, vrs, nk, \
-                                                      alpha, scale, o, ldo, tail); \
+                                                      alpha, scale, o, ldo, tail, pf, npf); \
         break;
 #define T_PV_ROW(M) T_PV_CASE(M, 1) T_PV_CASE(M, 2) T_PV_CASE(M, 3) T_PV_CASE(M, 4)
 
 static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float *v, int64_t ldv,
                        int nruns, int64_t pitch, int64_t vrs, int nk, const float *alpha,
-                       const float *scale, float *o, int64_t ldo, int tail)
+                       const float *scale, float *o, int64_t ldo, int tail, uintptr_t pf,
+                       int npf)
 {
     switch (mr * 8 + nv) {
     T_PV_ROW(1) T_PV_ROW(2) T_PV_ROW(3) T_PV_ROW(4)
@@ -399,17 +474,25 @@ static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float 
     }
 }
 
+/* pv prefetches the next V tile as qk does the next K tile (see t_prefetch). */
 static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, int64_t dv,
                  const float *alpha, float *o, int64_t ldo)
 {
-    const int64_t ldv = t_round_up(dv, VL);
+    const int64_t ldv = t_ld_packed(dv);
     const int nvec = (int)((dv + VL - 1) / VL);
+    const int64_t floats = (int64_t)t_v_tile_floats(nk, dv);
+    const int64_t calls = (int64_t)((nvec + NV_PV - 1) / NV_PV) * ((nq + MR_PV - 1) / MR_PV);
+    const t_prefetch pf = t_prefetch_plan(v, floats, calls);
+    int64_t call = 0;
     for (int cv = 0; cv < nvec; cv += NV_PV) {
         const int nv = t_min(NV_PV, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
-        for (int i = 0; i < nq; i += MR_PV)
+        for (int i = 0; i < nq; i += MR_PV, call++) {
+            int npf;
+            const uintptr_t pfl = t_prefetch_part(&pf, call, &npf);
             t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, 1, 0, 0,
-                       nk, alpha + i, NULL, o + i * ldo + cv * VL, ldo, tail);
+                       nk, alpha + i, NULL, o + i * ldo + cv * VL, ldo, tail, pfl, npf);
+        }
     }
 }
 
@@ -419,7 +502,7 @@ static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64
                       int nruns, int j0, int nk, int64_t pitch, int64_t dv, const float *scale,
                       float *o, int64_t ldo)
 {
-    const int64_t ldv = t_round_up(dv, VL);
+    const int64_t ldv = t_ld_packed(dv);
     const int nvec = (int)((dv + VL - 1) / VL);
     for (int cv = 0; cv < nvec; cv += NV_PV) {
         const int nv = t_min(NV_PV, nvec - cv);
@@ -427,7 +510,7 @@ static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64
         for (int i = 0; i < nq; i += MR_PV)
             t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + j0 * ldv + cv * VL, ldv,
                        nruns, pitch, run_stride, nk, NULL, scale + i, o + i * ldo + cv * VL, ldo,
-                       tail);
+                       tail, 0, 0);
     }
 }
 
@@ -496,5 +579,13 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
         vstore_n(l + r0, vfma(a, vload_n(l + r0, g), vload_n(ts, g)), g);
     }
 }
+
+/* The template's f32 kernel set, for the attn_cpu_kernels table of each
+ * per-ISA file (which adds .name, .isa and defines t_tile_sizes). */
+#define T_SDPA_KERNELS                                                          \
+    .tile_sizes = t_tile_sizes, .load_rows = t_load_rows,                      \
+    .k_tile_floats = t_k_tile_floats, .v_tile_floats = t_v_tile_floats,        \
+    .pack_k = t_pack_k, .pack_v = t_pack_v, .qk = t_qk, .qk_runs = t_qk_runs,  \
+    .pv = t_pv, .pv_runs = t_pv_runs, .vexp = t_vexp, .softmax_rows = t_softmax_rows
 
 #endif

@@ -8,133 +8,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include "attn.h"
-#include "ref.h"
-#include "testutil.h"
+#include "ref_neighborhood.h"
 
 #define NISA 4
 static attn_context *ctxs[NISA];
 static double worst_err[NISA][3];   /* by output dtype */
 static long ran[NISA];
 
-typedef struct nb_case {
-    int nd;
-    int64_t len[3], kern[3], dil[3];
-    int causal[3];
-    int64_t b, hq, hkv, d, dv;
-    attn_dtype in_dt, out_dt;
-    int lse, layout;
-} nb_case;
-
-/* Sub-grid window [*s, *e) of sub-grid position p (n positions, kernel k),
- * written as NATTEN computes its window start: the centred start, pushed
- * back by the overhang past the far end. */
-static void natten_window(int64_t p, int64_t n, int64_t k, int causal, int64_t *s, int64_t *e)
-{
-    const int64_t r = k / 2;
-    if (causal) {
-        *s = p - k + 1 < 0 ? 0 : p - k + 1;
-        *e = p + 1;
-        return;
-    }
-    int64_t st = p - r < 0 ? 0 : p - r;
-    if (p + r >= n)
-        st += n - p - r - 1;
-    *s = st;
-    *e = st + k;
-}
-
-/* 1 if grid index j is in the window of query index i along one axis. */
-static int axis_visible(int64_t i, int64_t j, int64_t len, int64_t k, int64_t dil, int causal)
-{
-    if (i % dil != j % dil)
-        return 0;
-    const int64_t c = i % dil, n = (len - c + dil - 1) / dil;
-    int64_t s, e;
-    natten_window(i / dil, n, k, causal, &s, &e);
-    return j / dil >= s && j / dil < e;
-}
-
-/* mask [1, 1, N, N] over the flattened grid (axes as the caller gives them). */
-static uint8_t *build_mask(const nb_case *c, int64_t ntok)
-{
-    uint8_t *m = malloc((size_t)(ntok * ntok));
-    int64_t stride[3] = { 1, 1, 1 };
-    for (int a = c->nd - 2; a >= 0; a--)
-        stride[a] = stride[a + 1] * c->len[a + 1];
-    for (int64_t qi = 0; qi < ntok; qi++) {
-        int64_t seen = 0;
-        for (int64_t kj = 0; kj < ntok; kj++) {
-            int vis = 1;
-            for (int a = 0; a < c->nd && vis; a++) {
-                const int64_t i = qi / stride[a] % c->len[a], j = kj / stride[a] % c->len[a];
-                vis = axis_visible(i, j, c->len[a], c->kern[a], c->dil[a], c->causal[a]);
-            }
-            m[qi * ntok + kj] = (uint8_t)vis;
-            seen += vis;
-        }
-        int64_t want = 1;
-        for (int a = 0; a < c->nd; a++)
-            want *= c->kern[a];
-        CHECK(seen >= 1 && (seen == want || c->causal[0] || c->causal[1] || c->causal[2]),
-              "test mask: query %lld sees %lld keys", (long long)qi, (long long)seen);
-    }
-    return m;
-}
-
-/* A contiguous f32 [B, N, H, D] copy of a grid tensor (values exact). */
-static float *flat_copy(const tu_tensor *x, int nd, int64_t ntok)
-{
-    const attn_tensor *t = &x->t;
-    const int64_t h = t->shape[nd + 1], d = t->shape[nd + 2], b = t->shape[0];
-    float *f = malloc((size_t)(b * ntok * h * d) * sizeof(float));
-    int64_t idx[6] = { 0 }, i = 0;
-    for (idx[0] = 0; idx[0] < b; idx[0]++)
-        for (int64_t tok = 0; tok < ntok; tok++) {
-            int64_t rem = tok;
-            for (int a = nd - 1; a >= 0; a--) {
-                idx[1 + a] = rem % t->shape[1 + a];
-                rem /= t->shape[1 + a];
-            }
-            for (idx[nd + 1] = 0; idx[nd + 1] < h; idx[nd + 1]++)
-                for (idx[nd + 2] = 0; idx[nd + 2] < d; idx[nd + 2]++)
-                    f[i++] = (float)ref_get(t, idx);
-        }
-    return f;
-}
-
-static void describe(const nb_case *c, char *buf, size_t n)
-{
-    int o = snprintf(buf, n, "%dd grid", c->nd);
-    for (int a = 0; a < c->nd; a++)
-        o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->len[a]);
-    o += snprintf(buf + o, n - (size_t)o, " kernel");
-    for (int a = 0; a < c->nd; a++)
-        o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->kern[a]);
-    o += snprintf(buf + o, n - (size_t)o, " dil");
-    for (int a = 0; a < c->nd; a++)
-        o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->dil[a]);
-    snprintf(buf + o, n - (size_t)o, " causal %d%d%d B%lld H%lld/%lld D%lld/%lld %s->%s%s %s",
-             c->causal[0], c->causal[1], c->causal[2], (long long)c->b, (long long)c->hq,
-             (long long)c->hkv, (long long)c->d, (long long)c->dv, tu_dtype_name(c->in_dt),
-             tu_dtype_name(c->out_dt), c->lse ? " lse" : "", tu_layout_name(c->layout));
-}
-
 static void run_case(const nb_case *c)
 {
     char name[256];
-    describe(c, name, sizeof name);
-    int64_t ntok = 1;
-    for (int a = 0; a < c->nd; a++)
-        ntok *= c->len[a];
+    nb_describe(c, name, sizeof name);
+    const int64_t ntok = nb_tokens(c);
     const int tn = c->nd + 3;
     int64_t sq[6], sk[6], sv[6], so[6], sl[6];
-    sq[0] = sk[0] = sv[0] = so[0] = sl[0] = c->b;
-    for (int a = 0; a < c->nd; a++)
-        sq[1 + a] = sk[1 + a] = sv[1 + a] = so[1 + a] = sl[1 + a] = c->len[a];
-    sq[c->nd + 1] = so[c->nd + 1] = sl[c->nd + 1] = c->hq;
-    sk[c->nd + 1] = sv[c->nd + 1] = c->hkv;
-    sq[c->nd + 2] = sk[c->nd + 2] = c->d;
-    sv[c->nd + 2] = so[c->nd + 2] = c->dv;
+    nb_shapes(c, sq, sk, sv, so, sl);
     tu_tensor q, k, v, out, lse;
     tu_tensor_alloc(&q, c->in_dt, tn, sq, c->layout);
     tu_tensor_alloc(&k, c->in_dt, tn, sk, c->layout);
@@ -145,32 +33,10 @@ static void run_case(const nb_case *c)
     tu_fill_normal(&k, 0.0, 1.0);
     tu_fill_normal(&v, 0.0, 1.0);
 
-    /* The reference: attn_sdpa semantics over the flattened grid with the mask. */
-    float *fq = flat_copy(&q, c->nd, ntok), *fk = flat_copy(&k, c->nd, ntok);
-    float *fv = flat_copy(&v, c->nd, ntok);
-    uint8_t *mask = build_mask(c, ntok);
-    attn_tensor rq = attn_tensor_4d(fq, ATTN_F32, c->b, ntok, c->hq, c->d);
-    attn_tensor rk = attn_tensor_4d(fk, ATTN_F32, c->b, ntok, c->hkv, c->d);
-    attn_tensor rv = attn_tensor_4d(fv, ATTN_F32, c->b, ntok, c->hkv, c->dv);
-    attn_tensor rm = attn_tensor_4d(mask, ATTN_U8, 1, 1, ntok, ntok);
-    attn_sdpa_params sp = ATTN_SDPA_PARAMS_INIT;
-    sp.mask = &rm;
     double *ro = malloc((size_t)(c->b * ntok * c->hq * c->dv) * sizeof(double));
-    double *rl = malloc((size_t)(c->b * ntok * c->hq) * sizeof(double));
     double *rlt = malloc((size_t)(c->b * ntok * c->hq) * sizeof(double));
-    CHECK(ref_sdpa(&sp, &rq, &rk, &rv, ro, rl) == 0, "%s: reference failed", name);
-    for (int64_t bi = 0; bi < c->b; bi++)     /* [B,H,N] -> [B,N,H] like the op's lse */
-        for (int64_t h = 0; h < c->hq; h++)
-            for (int64_t t = 0; t < ntok; t++)
-                rlt[(bi * ntok + t) * c->hq + h] = rl[(bi * c->hq + h) * ntok + t];
-
-    attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
-    p.ndim = c->nd;
-    for (int a = 0; a < 3; a++) {
-        p.kernel_size[a] = c->kern[a];
-        p.dilation[a] = c->dil[a];
-        p.is_causal[a] = c->causal[a];
-    }
+    CHECK(ref_neighborhood(c, &q, &k, &v, ro, rlt) == 0, "%s: reference failed", name);
+    const attn_neighborhood_params p = nb_params(c);
     const double tol = c->out_dt == ATTN_F32 ? 2e-5 : 1e-2;
     for (int isa = 0; isa < NISA; isa++) {
         if (!ctxs[isa])
@@ -199,7 +65,7 @@ static void run_case(const nb_case *c)
         if (tu_verbose)
             printf("%-7s %s: err %.2e\n", in, name, e);
     }
-    free(fq); free(fk); free(fv); free(mask); free(ro); free(rl); free(rlt);
+    free(ro); free(rlt);
     tu_tensor_free(&q); tu_tensor_free(&k); tu_tensor_free(&v);
     tu_tensor_free(&out); tu_tensor_free(&lse);
 }

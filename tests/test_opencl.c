@@ -63,30 +63,6 @@ static void test_errors(void)
     attn_context_destroy(bad);
 }
 
-/* neighborhood attention (issue #6 part 1): no OpenCL kernel, so device
- * tensors give ATTN_ERR_UNSUPPORTED and the output stays untouched. */
-static void test_neighborhood_unsupported(void)
-{
-    dtensor x, out;
-    const int64_t sh[5] = { 1, 5, 6, 1, 8 };
-    if (mk(&x, ATTN_F32, 5, sh, TU_CONTIG) == 0 && mk(&out, ATTN_F32, 5, sh, TU_CONTIG) == 0) {
-        tu_fill_normal(&x.h, 0, 1);
-        tu_poison(&out.h);
-        if (upload(&x) == 0 && upload(&out) == 0) {
-            attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
-            p.kernel_size[0] = p.kernel_size[1] = 3;
-            attn_status s = attn_neighborhood(ctx, &p, &x.d, &x.d, &x.d, &out.d, NULL);
-            CHECK(s == ATTN_ERR_UNSUPPORTED && strstr(attn_last_error(), "not implemented"),
-                  "attn_neighborhood on OpenCL: %s: %s", attn_status_string(s),
-                  attn_last_error());
-            CHECK(download(&out) == 0 && tu_check_untouched(&out.h) == 0,
-                  "attn_neighborhood on OpenCL: output was touched");
-        }
-    }
-    dfree(&x);
-    dfree(&out);
-}
-
 int main(void)
 {
     tu_init("test_opencl");
@@ -119,7 +95,6 @@ int main(void)
         if (!tu_quick)
             run_merge("f32x4-dv0", 4, 1, 6, 2, 0, ATTN_F32, ATTN_F32, TU_CONTIG, 1);
         test_errors();
-        test_neighborhood_unsupported();
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }
     attn_context_destroy(ctx);

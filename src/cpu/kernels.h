@@ -10,7 +10,10 @@
  * driver's Q rows come from load_q where a set has it. The Q, score
  * and output buffers hold bq rows (a multiple of 16 when tile_sizes makes it
  * one): qk/pv may read and write rows nq..round_up(nq, 16)-1 of them as
- * scratch; the driver ignores those rows. */
+ * scratch; the driver ignores those rows. The drivers put the K (V) tiles of
+ * a panel round_up(k_tile_floats(bk, d), 16) (v_tile_floats) floats apart,
+ * and qk/pv may prefetch the next tile there while they work (a hint, never a
+ * read: past the last tile it touches nothing). */
 #ifndef ATTN_CPU_KERNELS_H
 #define ATTN_CPU_KERNELS_H
 

@@ -84,6 +84,7 @@ static const attn_backend cl_backend = {
     .block_select = attn_cl_block_select,
     .linear = attn_cl_linear,
     .destroy = cl_destroy,
+    .neighborhood = attn_cl_neighborhood,
 };
 
 static void info_str(const attn_cl_api *cl, cl_device_id id, cl_device_info what, char *dst, size_t n)

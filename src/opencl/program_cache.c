@@ -13,6 +13,7 @@ static const char *source_text(int s)
     case ATTN_CL_SRC_SDPA: return attn_cl_sdpa_src;
     case ATTN_CL_SRC_BLOCK_SELECT: return attn_cl_block_select_src;
     case ATTN_CL_SRC_LINEAR: return attn_cl_linear_src;
+    case ATTN_CL_SRC_NEIGHBORHOOD: return attn_cl_neighborhood_src;
     default: return attn_cl_merge_src;
     }
 }

@@ -82,6 +82,8 @@ const attn_backend attn_vk_backend = {
     .sdpa = attn_vk_sdpa,
     .merge = attn_vk_merge,
     .block_select = attn_vk_block_select,
+    .linear = attn_vk_linear,
+    .neighborhood = attn_vk_neighborhood,
     .destroy = vk_destroy,
     .decode = attn_vk_decode,
 };

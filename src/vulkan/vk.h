@@ -61,14 +61,16 @@ attn_vk_instance *attn_vk_instance_create(void);
 void attn_vk_instance_release(attn_vk_instance *in);
 
 /* Number of storage-buffer bindings of every pipeline (shared layout). */
-#define ATTN_VK_BINDINGS 10
+#define ATTN_VK_BINDINGS 11
 /* Push-constant bytes of every pipeline. */
 #define ATTN_VK_PUSH_BYTES 128
 
 enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER_MERGE = 2,
        ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED = 4,
-       ATTN_VK_SHADER_BLOCK_SELECT = 5, ATTN_VK_SHADER_DECODE = 6, ATTN_VK_SHADER_DECODE_SUBGROUP = 7,
-       ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_BLOCK_SELECT = 5, ATTN_VK_SHADER_LINEAR = 6,
+       ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
+       ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10,
+       ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -169,6 +171,8 @@ static inline VkBuffer attn_vk_handle(const attn_buffer *b)
 attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p);
 attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_problem *p);
+attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p);
+attn_status attn_vk_neighborhood(attn_device *dev, const attn_neighborhood_problem *p);
 attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p);
 
 /* The embedded SPIR-V (generated at build time by tools/embed.sh --binary). */
@@ -180,6 +184,12 @@ extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size
                            attn_vk_decode_spv_size, attn_vk_decode_subgroup_spv_size;
 extern const unsigned char attn_vk_block_select_spv[];
 extern const unsigned long attn_vk_block_select_spv_size;
+extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],
+                           attn_vk_linear_scan_spv[], attn_vk_linear_scan_delta_spv[];
+extern const unsigned long attn_vk_linear_spv_size, attn_vk_linear_subgroup_spv_size,
+                           attn_vk_linear_scan_spv_size, attn_vk_linear_scan_delta_spv_size;
+extern const unsigned char attn_vk_neighborhood_spv[];
+extern const unsigned long attn_vk_neighborhood_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
