@@ -58,6 +58,8 @@ static void vk_destroy(attn_device *dev)
     attn_vk_pipeline_cache_free(d);
     attn_vk_buffer_drop(d, &d->staging);
     attn_vk_buffer_drop(d, &d->params);
+    attn_vk_buffer_drop(d, &d->dec_table);
+    attn_vk_buffer_drop(d, &d->dec_part);
     if (d->fence)
         d->vk.DestroyFence(d->device, d->fence, NULL);
     if (d->cmd_pool)
@@ -83,6 +85,7 @@ const attn_backend attn_vk_backend = {
     .linear = attn_vk_linear,
     .neighborhood = attn_vk_neighborhood,
     .destroy = vk_destroy,
+    .decode = attn_vk_decode,
 };
 
 typedef struct ext_list { VkExtensionProperties *p; uint32_t n; } ext_list;
