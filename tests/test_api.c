@@ -565,12 +565,13 @@ static void test_buffers(attn_context *ctx)
     attn_buffer_destroy(b);
 }
 
-/* attn_buffer_copy: within and between CPU buffers; every rule refused. */
-static void test_buffer_copy(attn_context *ctx)
+/* attn_buffer_copy within and between buffers of device dev (every device
+ * of the context: the CPU, and PoCL / lavapipe where present). */
+static void buffer_copy_on(attn_context *ctx, int dev)
 {
-    attn_buffer *a = NULL, *b = NULL, *other = NULL;
-    CHECK_ST(attn_buffer_create(ctx, 0, 256, &a), ATTN_OK);
-    CHECK_ST(attn_buffer_create(ctx, 0, 128, &b), ATTN_OK);
+    attn_buffer *a = NULL, *b = NULL;
+    CHECK_ST(attn_buffer_create(ctx, dev, 256, &a), ATTN_OK);
+    CHECK_ST(attn_buffer_create(ctx, dev, 128, &b), ATTN_OK);
     if (!a || !b) {
         attn_buffer_destroy(a);
         attn_buffer_destroy(b);
@@ -587,6 +588,23 @@ static void test_buffer_copy(attn_context *ctx)
     CHECK_ST(attn_buffer_read(a, 0, dst, 128), ATTN_OK);
     CHECK(memcmp(dst, src + 128, 128) == 0, "copy within a buffer differs");
     CHECK_ST(attn_buffer_copy(a, 5, b, 0, 0), ATTN_OK);            /* empty */
+    attn_buffer_destroy(a);
+    attn_buffer_destroy(b);
+}
+
+/* attn_buffer_copy: copies on every device; every rule refused. */
+static void test_buffer_copy(attn_context *ctx)
+{
+    for (int dev = 0; dev < attn_device_count(ctx); dev++)
+        buffer_copy_on(ctx, dev);
+    attn_buffer *a = NULL, *b = NULL, *other = NULL;
+    CHECK_ST(attn_buffer_create(ctx, 0, 256, &a), ATTN_OK);
+    CHECK_ST(attn_buffer_create(ctx, 0, 128, &b), ATTN_OK);
+    if (!a || !b) {
+        attn_buffer_destroy(a);
+        attn_buffer_destroy(b);
+        return;
+    }
     CHECK_FAIL(attn_buffer_copy(a, 10, a, 0, 11), INV, "overlap");
     CHECK_FAIL(attn_buffer_copy(b, 0, a, 0, 129), INV, "outside");
     CHECK_FAIL(attn_buffer_copy(b, 0, a, 250, 7), INV, "outside");

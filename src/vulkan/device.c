@@ -78,6 +78,7 @@ const attn_backend attn_vk_backend = {
     .buffer_free = attn_vk_buf_free,
     .buffer_write = attn_vk_buf_write,
     .buffer_read = attn_vk_buf_read,
+    .buffer_copy = attn_vk_buf_copy,
     .buffer_host_ptr = NULL,
     .sdpa = attn_vk_sdpa,
     .merge = attn_vk_merge,

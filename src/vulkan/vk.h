@@ -142,6 +142,8 @@ attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle);
 void attn_vk_buf_free(attn_device *dev, void *handle);
 attn_status attn_vk_buf_write(attn_device *dev, void *h, size_t off, const void *src, size_t n);
 attn_status attn_vk_buf_read(attn_device *dev, void *h, size_t off, void *dst, size_t n);
+attn_status attn_vk_buf_copy(attn_device *dev, void *dst, size_t doff, void *src, size_t soff,
+                             size_t n);
 extern const attn_backend attn_vk_backend;
 
 /* Command recording and submission (submit.c): begin, record, then submit
