@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch side-by-side anchor for attn-bench.
 
-Times torch.nn.functional.scaled_dot_product_attention on the CPU for the
-shapes given, with the FLOP convention attn-bench uses (4*B*Hq*Sq*Sk*D,
+Times torch.nn.functional.scaled_dot_product_attention on the CPU (or, with
+--device cuda, on an NVIDIA GPU: the anchor for the OpenCL and Vulkan
+backends) for the shapes given, with the FLOP convention attn-bench uses (4*B*Hq*Sq*Sk*D,
 halved for causal when Sq == Sk), and prints one JSON object per line.
 
     python3 bench/compare_torch.py --threads 16 --shape 1,32,32,4096,128 --causal --dtype bf16
@@ -19,25 +20,40 @@ import time
 import torch
 import torch.nn.functional as F
 
+DEVICE = "cpu"
+
+
+def sync():
+    if DEVICE != "cpu":
+        torch.cuda.synchronize()
+
+
+def median_time(fn, reps, min_time, cap):
+    """Median wall time of fn() after one warm-up call, device work included."""
+    fn()
+    sync()
+    times = []
+    start = time.perf_counter()
+    while len(times) < reps or (time.perf_counter() - start < min_time and len(times) < cap):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
 
 def run(b, hq, hkv, s, d, causal, dtype, reps, min_time):
     g = torch.Generator().manual_seed(1)
-    q = torch.randn(b, hq, s, d, generator=g).to(dtype)
-    k = torch.randn(b, hkv, s, d, generator=g).to(dtype)
-    v = torch.randn(b, hkv, s, d, generator=g).to(dtype)
+    q = torch.randn(b, hq, s, d, generator=g).to(DEVICE, dtype)
+    k = torch.randn(b, hkv, s, d, generator=g).to(DEVICE, dtype)
+    v = torch.randn(b, hkv, s, d, generator=g).to(DEVICE, dtype)
     kw = {"is_causal": causal}
     if hkv != hq:
         kw["enable_gqa"] = True
-    F.scaled_dot_product_attention(q, k, v, **kw)  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps or (time.perf_counter() - start < min_time and len(times) < 100):
-        t0 = time.perf_counter()
-        F.scaled_dot_product_attention(q, k, v, **kw)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med = median_time(lambda: F.scaled_dot_product_attention(q, k, v, **kw), reps, min_time, 100)
     flops = 4.0 * b * hq * s * s * d * (0.5 if causal else 1.0)
-    return {"impl": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+    return {"impl": "torch", "torch": torch.__version__, "device": DEVICE,
+            "threads": torch.get_num_threads(),
             "b": b, "hq": hq, "hkv": hkv, "s": s, "d": d, "causal": causal,
             "dtype": str(dtype).replace("torch.", ""), "median_ms": med * 1e3,
             "gflops": flops / med / 1e9}
@@ -45,20 +61,13 @@ def run(b, hq, hkv, s, d, causal, dtype, reps, min_time):
 
 def run_decode(b, hq, hkv, length, d, dtype, reps, min_time):
     g = torch.Generator().manual_seed(1)
-    q = torch.randn(b, hq, 1, d, generator=g).to(dtype)
-    k = torch.randn(b, hkv, length, d, generator=g).to(dtype)
-    v = torch.randn(b, hkv, length, d, generator=g).to(dtype)
+    q = torch.randn(b, hq, 1, d, generator=g).to(DEVICE, dtype)
+    k = torch.randn(b, hkv, length, d, generator=g).to(DEVICE, dtype)
+    v = torch.randn(b, hkv, length, d, generator=g).to(DEVICE, dtype)
     kw = {"enable_gqa": True} if hkv != hq else {}
-    F.scaled_dot_product_attention(q, k, v, **kw)
-    times = []
-    start = time.perf_counter()
-    while len(times) < reps or (time.perf_counter() - start < min_time and len(times) < 200):
-        t0 = time.perf_counter()
-        F.scaled_dot_product_attention(q, k, v, **kw)
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    med = median_time(lambda: F.scaled_dot_product_attention(q, k, v, **kw), reps, min_time, 200)
     nbytes = 2.0 * b * length * hkv * d * k.element_size()
-    return {"impl": "torch", "op": "decode", "torch": torch.__version__,
+    return {"impl": "torch", "op": "decode", "torch": torch.__version__, "device": DEVICE,
             "threads": torch.get_num_threads(), "b": b, "hq": hq, "hkv": hkv, "L": length,
             "d": d, "dtype": str(dtype).replace("torch.", ""), "median_ms": med * 1e3,
             "gbps": nbytes / med / 1e9}
@@ -73,7 +82,10 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=1.0)
     ap.add_argument("--decode", type=int, action="append", metavar="L")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
     if a.threads:
         torch.set_num_threads(a.threads)
     dtypes = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}

@@ -26,9 +26,16 @@
  * reads faster than DRAM and the storage types are not compared on the
  * memory traffic they save. --hot keeps the cache warm between calls.
  *
+ * --device N (N > 0, a GPU: see attn-info) puts the cache's page pool, q and
+ * out in that device's memory, where attn_decode then runs. The roof is
+ * then the device's copy bandwidth (attn_buffer_copy of a 512 MiB buffer,
+ * bytes read + written, best of 10), and a cold call follows an untimed
+ * copy of that buffer, which evicts the KV cache from the device's caches.
+ * The per-CPU-second columns do not apply there ("-").
+ *
  *   decode-bench [--dtypes f16,q8,q4] [--L 1024,...] [--batch 1,16] [--hq 32]
  *                [--hkv 8] [--d 128] [--sq 1] [--page 64] [--threads N]
- *                [--max-gib 4] [--min-time 0.5] [--reps N] [--hot]
+ *                [--max-gib 4] [--min-time 0.5] [--reps N] [--hot] [--device N]
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -41,6 +48,7 @@
 #include <unistd.h>
 #include "attn.h"
 #include "roof.h"
+#include "roof_device.h"
 
 static int parse_list(const char *s, int64_t *v, int max)
 {
@@ -106,6 +114,7 @@ int main(int argc, char **argv)
     double max_gib = 4.0, min_time = 0.5;
     int reps = 0;   /* > 0: exactly this many timed calls (e.g. for perf stat) */
     int hot = 0;
+    int device = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--hot")) { hot = 1; continue; }
@@ -124,6 +133,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--sq")) sq = atoll(v);
         else if (!strcmp(a, "--page")) page = atoll(v);
         else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--device")) device = atoi(v);
         else if (!strcmp(a, "--max-gib")) max_gib = atof(v);
         else if (!strcmp(a, "--min-time")) min_time = atof(v);
         else if (!strcmp(a, "--reps")) reps = atoi(v) < 1 ? 1 : atoi(v) > 200 ? 200 : atoi(v);
@@ -140,12 +150,35 @@ int main(int argc, char **argv)
     attn_device_info info = ATTN_DEVICE_INFO_INIT;
     attn_device_get_info(ctx, 0, &info);
     threads = info.compute_units;
-    roof_measure cp = roof_copy_gbs(threads, (size_t)512 << 20, 5);
-    printf("decode-bench: %s, isa %s, %d threads; copy bandwidth %.1f GB/s (read+write, wall; "
-           "per-CPU-second %.1f)\n", info.name, attn_isa_name(info.isa), threads, cp.wall, cp.cpu);
+    if (device < 0 || device >= attn_device_count(ctx)) {
+        fprintf(stderr, "decode-bench: --device %d: the context has devices 0..%d\n", device,
+                attn_device_count(ctx) - 1);
+        return 2;
+    }
+    roof_measure cp = { -1.0, -1.0 };
+    roof_device_bufs dbufs = { NULL, NULL, 0 };
+    if (device == 0) {
+        cp = roof_copy_gbs(threads, (size_t)512 << 20, 5);
+        printf("decode-bench: %s, isa %s, %d threads; copy bandwidth %.1f GB/s (read+write, wall; "
+               "per-CPU-second %.1f)\n", info.name, attn_isa_name(info.isa), threads, cp.wall,
+               cp.cpu);
+    } else {
+        attn_device_get_info(ctx, device, &info);
+        if (roof_device_bufs_init(&dbufs, ctx, device, (size_t)512 << 20) == 0)
+            cp.wall = cp.cpu = roof_device_copy_gbs(&dbufs, 10);
+        printf("decode-bench: device %d: %s (%s); copy bandwidth %.1f GB/s (attn_buffer_copy of "
+               "%zu MiB, read+write)\n", device, info.name, info.driver, cp.wall,
+               dbufs.bytes >> 20);
+        if (cp.wall <= 0)
+            printf("warning: no device copy roof (%s); %%copy columns are meaningless\n",
+                   attn_last_error());
+        if (!hot && dbufs.a)
+            printf("cold caches: an untimed %zu MiB device copy before each call (--hot to "
+                   "skip)\n", dbufs.bytes >> 20);
+    }
     size_t evict_n = 0;
     double *evict = NULL;
-    if (!hot) {
+    if (!hot && device == 0) {
         long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
         size_t bytes = (llc > 0 ? 2 * (size_t)llc : 0) + ((size_t)64 << 20);
         if (bytes < ((size_t)256 << 20))
@@ -163,7 +196,7 @@ int main(int argc, char **argv)
     printf("%-5s %3s %7s %10s %9s %8s %7s %7s %6s %9s %7s %10s %10s\n", "dtype", "B", "L",
            "median_ms", "cache_MB", "GB/s", "%copy", "vs_f16", "cpu%", "GB/s_cpu", "%copy",
            "min_cpu_ms", "vs_f16_cpu");
-    if (cp.wall < 0.9 * cp.cpu)
+    if (device == 0 && cp.wall < 0.9 * cp.cpu)
         printf("warning: the machine is busy (copy wall %.1f < 0.9 x per-CPU-second %.1f GB/s); "
                "compare the per-CPU-second columns\n", cp.wall, cp.cpu);
 
@@ -179,6 +212,7 @@ int main(int argc, char **argv)
                 desc.page_size = (int32_t)page;
                 desc.max_seqs = (int32_t)B;
                 desc.max_pages = B * ((L + page - 1) / page);
+                desc.device = device;
                 attn_kv_cache *c;
                 if (attn_kv_cache_create(ctx, &desc, &c) != ATTN_OK) {
                     printf("%-5s %3lld %7lld create failed: %s\n", dtname(dts[ti]), (long long)B,
@@ -216,6 +250,16 @@ int main(int argc, char **argv)
                 for (int64_t b = 0; b < B; b++) seqs[b] = (int32_t)b;
                 attn_tensor tq = attn_tensor_4d(q, ATTN_F32, B, sq, hq, d);
                 attn_tensor to = attn_tensor_4d(o, ATTN_F32, B, sq, hq, d);
+                attn_buffer *qbuf = NULL, *obuf = NULL;
+                if (device != 0 && ok) {
+                    const size_t qbytes = (size_t)(B * sq * hq * d) * sizeof(float);
+                    ok = attn_buffer_create(ctx, device, qbytes, &qbuf) == ATTN_OK &&
+                         attn_buffer_create(ctx, device, qbytes, &obuf) == ATTN_OK &&
+                         attn_buffer_write(qbuf, 0, q, qbytes) == ATTN_OK;
+                    tq.data = to.data = NULL;
+                    tq.buffer = qbuf;
+                    to.buffer = obuf;
+                }
                 attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
                 p.causal = 1;
                 double t[200];
@@ -225,6 +269,8 @@ int main(int argc, char **argv)
                 while (ok && n < 200 && (reps ? n < reps : (total < min_time || n < 5))) {
                     if (evict)
                         evict_caches(evict, evict_n);
+                    if (!hot && dbufs.a)
+                        roof_device_evict(&dbufs);
                     double t0 = roof_now(), c0 = roof_process_cpu();
                     ok = attn_decode(ctx, &p, &tq, c, seqs, &to, NULL) == ATTN_OK;
                     t[n] = roof_now() - t0;
@@ -246,18 +292,27 @@ int main(int argc, char **argv)
                     /* per CPU-second: the rate while the threads actually ran */
                     const double util = cpu / (total * threads);
                     const double gbs_cpu = bytes * n / cpu * threads * 1e-9;
-                    printf("%-5s %3lld %7lld %10.3f %9.1f %8.1f %6.1f%% %7s %5.0f%% %9.1f %6.1f%% "
-                           "%10.3f %10s\n",
-                           dtname(dts[ti]), (long long)B, (long long)L, med * 1e3, bytes / 1e6,
-                           bytes / med * 1e-9, 100.0 * bytes / med * 1e-9 / cp.wall, vs,
-                           100.0 * util, gbs_cpu, 100.0 * gbs_cpu / cp.cpu, cpu_min * 1e3, vs_cpu);
+                    if (device != 0)
+                        printf("%-5s %3lld %7lld %10.3f %9.1f %8.1f %6.1f%% %7s %6s %9s %7s "
+                               "%10s %10s\n", dtname(dts[ti]), (long long)B, (long long)L,
+                               med * 1e3, bytes / 1e6, bytes / med * 1e-9,
+                               100.0 * bytes / med * 1e-9 / cp.wall, vs, "-", "-", "-", "-", "-");
+                    else
+                        printf("%-5s %3lld %7lld %10.3f %9.1f %8.1f %6.1f%% %7s %5.0f%% %9.1f "
+                               "%6.1f%% %10.3f %10s\n", dtname(dts[ti]), (long long)B,
+                               (long long)L, med * 1e3, bytes / 1e6, bytes / med * 1e-9,
+                               100.0 * bytes / med * 1e-9 / cp.wall, vs, 100.0 * util, gbs_cpu,
+                               100.0 * gbs_cpu / cp.cpu, cpu_min * 1e3, vs_cpu);
                 }
                 fflush(stdout);
                 free(q); free(o); free(seqs);
+                attn_buffer_destroy(qbuf);
+                attn_buffer_destroy(obuf);
                 attn_kv_cache_destroy(c);
             }
         }
     free(evict);
+    roof_device_bufs_free(&dbufs);
     attn_context_destroy(ctx);
     return 0;
 }

@@ -197,6 +197,13 @@ ATTN_API attn_status attn_buffer_create(attn_context *ctx, int device, size_t by
 ATTN_API attn_status attn_buffer_write(attn_buffer *b, size_t offset, const void *src, size_t bytes);
 ATTN_API attn_status attn_buffer_read(attn_buffer *b, size_t offset, void *dst, size_t bytes);
 
+/* Copies bytes from src to dst, two buffers of the same device, on that
+ * device (e.g. to measure its copy bandwidth); the two ranges must lie
+ * inside their buffers and must not overlap. ATTN_ERR_UNSUPPORTED where the
+ * backend has no device-side copy. */
+ATTN_API attn_status attn_buffer_copy(attn_buffer *dst, size_t dst_offset, attn_buffer *src,
+                                      size_t src_offset, size_t bytes);
+
 /* Size in bytes and device index of a buffer (0 for NULL / -1 for NULL). */
 ATTN_API size_t attn_buffer_size(const attn_buffer *b);
 ATTN_API int    attn_buffer_device(const attn_buffer *b);

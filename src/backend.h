@@ -16,6 +16,9 @@ typedef struct attn_backend {
     attn_status (*buffer_write)(attn_device *dev, void *handle, size_t off, const void *src, size_t n);
     attn_status (*buffer_read)(attn_device *dev, void *handle, size_t off, void *dst, size_t n);
     void       *(*buffer_host_ptr)(attn_device *dev, void *handle); /* NULL if not host-addressable */
+    /* device-side copy between two buffers of dev (ranges valid, disjoint); NULL: unsupported */
+    attn_status (*buffer_copy)(attn_device *dev, void *dst, size_t dst_off, void *src,
+                               size_t src_off, size_t n);
     /* Ops; NULL means ATTN_ERR_UNSUPPORTED on this backend. */
     attn_status (*sdpa)(attn_device *dev, const attn_sdpa_problem *p);
     attn_status (*merge)(attn_device *dev, const attn_merge_problem *p);

@@ -64,6 +64,32 @@ ATTN_API attn_status attn_buffer_read(attn_buffer *b, size_t offset, void *dst, 
     return dev->backend->buffer_read(dev, b->handle, offset, dst, bytes);
 }
 
+ATTN_API attn_status attn_buffer_copy(attn_buffer *dst, size_t dst_offset, attn_buffer *src,
+                                      size_t src_offset, size_t bytes)
+{
+    attn_clear_error();
+    const char *fn = "attn_buffer_copy";
+    attn_status s = check_range(dst, dst_offset, dst, bytes, fn);
+    if (s == ATTN_OK)
+        s = check_range(src, src_offset, src, bytes, fn);
+    if (s != ATTN_OK)
+        return s;
+    if (dst->ctx != src->ctx || dst->device != src->device)
+        return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: src is on device %d, dst on device %d "
+                         "(of %s context); copy within one device", fn, src->device, dst->device,
+                         dst->ctx == src->ctx ? "the same" : "another");
+    if (dst == src && dst_offset < src_offset + bytes && src_offset < dst_offset + bytes)
+        return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: ranges [%zu, +%zu) and [%zu, +%zu) of "
+                         "one buffer overlap", fn, src_offset, bytes, dst_offset, bytes);
+    if (bytes == 0)
+        return ATTN_OK;
+    attn_device *dev = &dst->ctx->dev[dst->device];
+    if (!dev->backend->buffer_copy)
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "%s: not implemented on the %s backend", fn,
+                         dev->backend->name);
+    return dev->backend->buffer_copy(dev, dst->handle, dst_offset, src->handle, src_offset, bytes);
+}
+
 ATTN_API size_t attn_buffer_size(const attn_buffer *b)
 {
     return b ? b->bytes : 0;

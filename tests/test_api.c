@@ -565,6 +565,59 @@ static void test_buffers(attn_context *ctx)
     attn_buffer_destroy(b);
 }
 
+/* attn_buffer_copy within and between buffers of device dev (every device
+ * of the context: the CPU, and PoCL / lavapipe where present). */
+static void buffer_copy_on(attn_context *ctx, int dev)
+{
+    attn_buffer *a = NULL, *b = NULL;
+    CHECK_ST(attn_buffer_create(ctx, dev, 256, &a), ATTN_OK);
+    CHECK_ST(attn_buffer_create(ctx, dev, 128, &b), ATTN_OK);
+    if (!a || !b) {
+        attn_buffer_destroy(a);
+        attn_buffer_destroy(b);
+        return;
+    }
+    unsigned char src[256], dst[256];
+    for (int i = 0; i < 256; i++)
+        src[i] = (unsigned char)(i * 5 + 1);
+    CHECK_ST(attn_buffer_write(a, 0, src, 256), ATTN_OK);
+    CHECK_ST(attn_buffer_copy(b, 8, a, 100, 120), ATTN_OK);
+    CHECK_ST(attn_buffer_read(b, 8, dst, 120), ATTN_OK);
+    CHECK(memcmp(dst, src + 100, 120) == 0, "copy between buffers differs");
+    CHECK_ST(attn_buffer_copy(a, 0, a, 128, 128), ATTN_OK);        /* disjoint halves of one buffer */
+    CHECK_ST(attn_buffer_read(a, 0, dst, 128), ATTN_OK);
+    CHECK(memcmp(dst, src + 128, 128) == 0, "copy within a buffer differs");
+    CHECK_ST(attn_buffer_copy(a, 5, b, 0, 0), ATTN_OK);            /* empty */
+    attn_buffer_destroy(a);
+    attn_buffer_destroy(b);
+}
+
+/* attn_buffer_copy: copies on every device; every rule refused. */
+static void test_buffer_copy(attn_context *ctx)
+{
+    for (int dev = 0; dev < attn_device_count(ctx); dev++)
+        buffer_copy_on(ctx, dev);
+    attn_buffer *a = NULL, *b = NULL, *other = NULL;
+    CHECK_ST(attn_buffer_create(ctx, 0, 256, &a), ATTN_OK);
+    CHECK_ST(attn_buffer_create(ctx, 0, 128, &b), ATTN_OK);
+    if (!a || !b) {
+        attn_buffer_destroy(a);
+        attn_buffer_destroy(b);
+        return;
+    }
+    CHECK_FAIL(attn_buffer_copy(a, 10, a, 0, 11), INV, "overlap");
+    CHECK_FAIL(attn_buffer_copy(b, 0, a, 0, 129), INV, "outside");
+    CHECK_FAIL(attn_buffer_copy(b, 0, a, 250, 7), INV, "outside");
+    CHECK_FAIL(attn_buffer_copy(b, SIZE_MAX, a, 0, 2), INV, "outside");
+    CHECK_FAIL(attn_buffer_copy(NULL, 0, a, 0, 4), INV, "NULL");
+    CHECK_FAIL(attn_buffer_copy(b, 0, NULL, 0, 4), INV, "NULL");
+    if (attn_device_count(ctx) > 1 && attn_buffer_create(ctx, 1, 64, &other) == ATTN_OK)
+        CHECK_FAIL(attn_buffer_copy(other, 0, a, 0, 4), INV, "device");
+    attn_buffer_destroy(other);
+    attn_buffer_destroy(a);
+    attn_buffer_destroy(b);
+}
+
 /* ---- attn_sdpa on buffer-backed tensors --------------------------------------- */
 
 static void fill(float *x, size_t n, unsigned *seed)
@@ -684,6 +737,7 @@ int main(void)
     test_last_error(ctx);
     test_devices(ctx);
     test_buffers(ctx);
+    test_buffer_copy(ctx);
     test_sdpa_buffers(ctx);
     attn_context_destroy(ctx);
     printf("test_api: %d checks passed, %d failed\n", g_pass, g_fail);

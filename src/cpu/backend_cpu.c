@@ -39,6 +39,14 @@ static attn_status cpu_read(attn_device *dev, void *h, size_t off, void *dst, si
     return ATTN_OK;
 }
 
+static attn_status cpu_copy(attn_device *dev, void *dst, size_t doff, void *src, size_t soff,
+                            size_t n)
+{
+    (void)dev;
+    memcpy((char *)dst + doff, (const char *)src + soff, n);
+    return ATTN_OK;
+}
+
 static void *cpu_host_ptr(attn_device *dev, void *h)
 {
     (void)dev;
@@ -61,6 +69,7 @@ static const attn_backend cpu_backend = {
     .buffer_write = cpu_write,
     .buffer_read = cpu_read,
     .buffer_host_ptr = cpu_host_ptr,
+    .buffer_copy = cpu_copy,
     .sdpa = attn_cpu_sdpa,
     .merge = attn_cpu_merge,
     .destroy = cpu_destroy,

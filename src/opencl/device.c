@@ -49,6 +49,17 @@ static attn_status cl_write(attn_device *dev, void *h, size_t off, const void *s
     return err == CL_SUCCESS ? ATTN_OK : attn_cl_fail(err, "attn_buffer_write: clEnqueueWriteBuffer");
 }
 
+static attn_status cl_copy(attn_device *dev, void *dst, size_t doff, void *src, size_t soff,
+                           size_t n)
+{
+    attn_cl_device *d = dev->impl;
+    cl_int err = d->cl->EnqueueCopyBuffer(d->queue, (cl_mem)src, (cl_mem)dst, soff, doff, n, 0,
+                                          NULL, NULL);
+    if (err == CL_SUCCESS)
+        err = d->cl->Finish(d->queue);
+    return err == CL_SUCCESS ? ATTN_OK : attn_cl_fail(err, "attn_buffer_copy: clEnqueueCopyBuffer");
+}
+
 static attn_status cl_read(attn_device *dev, void *h, size_t off, void *dst, size_t n)
 {
     attn_cl_device *d = dev->impl;
@@ -61,6 +72,7 @@ static void cl_destroy(attn_device *dev)
     attn_cl_device *d = dev->impl;
     if (!d)
         return;
+    attn_cl_decode_free(d);
     attn_cl_program_cache_free(d);
     if (d->queue)
         d->cl->ReleaseCommandQueue(d->queue);
@@ -79,10 +91,12 @@ static const attn_backend cl_backend = {
     .buffer_write = cl_write,
     .buffer_read = cl_read,
     .buffer_host_ptr = NULL,
+    .buffer_copy = cl_copy,
     .sdpa = attn_cl_sdpa,
     .merge = attn_cl_merge,
     .block_select = attn_cl_block_select,
     .linear = attn_cl_linear,
+    .decode = attn_cl_decode,
     .destroy = cl_destroy,
     .neighborhood = attn_cl_neighborhood,
 };

@@ -14,6 +14,7 @@ static const char *source_text(int s)
     case ATTN_CL_SRC_BLOCK_SELECT: return attn_cl_block_select_src;
     case ATTN_CL_SRC_LINEAR: return attn_cl_linear_src;
     case ATTN_CL_SRC_NEIGHBORHOOD: return attn_cl_neighborhood_src;
+    case ATTN_CL_SRC_DECODE: return attn_cl_decode_src;
     default: return attn_cl_merge_src;
     }
 }

@@ -58,6 +58,8 @@ static void vk_destroy(attn_device *dev)
     attn_vk_pipeline_cache_free(d);
     attn_vk_buffer_drop(d, &d->staging);
     attn_vk_buffer_drop(d, &d->params);
+    attn_vk_buffer_drop(d, &d->dec_table);
+    attn_vk_buffer_drop(d, &d->dec_part);
     if (d->fence)
         d->vk.DestroyFence(d->device, d->fence, NULL);
     if (d->cmd_pool)
@@ -76,6 +78,7 @@ const attn_backend attn_vk_backend = {
     .buffer_free = attn_vk_buf_free,
     .buffer_write = attn_vk_buf_write,
     .buffer_read = attn_vk_buf_read,
+    .buffer_copy = attn_vk_buf_copy,
     .buffer_host_ptr = NULL,
     .sdpa = attn_vk_sdpa,
     .merge = attn_vk_merge,
@@ -83,6 +86,7 @@ const attn_backend attn_vk_backend = {
     .linear = attn_vk_linear,
     .neighborhood = attn_vk_neighborhood,
     .destroy = vk_destroy,
+    .decode = attn_vk_decode,
 };
 
 typedef struct ext_list { VkExtensionProperties *p; uint32_t n; } ext_list;

@@ -69,7 +69,8 @@ enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER
        ATTN_VK_SHADER_SDPA_COOPMAT = 3, ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED = 4,
        ATTN_VK_SHADER_BLOCK_SELECT = 5, ATTN_VK_SHADER_LINEAR = 6,
        ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
-       ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10, ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10,
+       ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -111,6 +112,7 @@ typedef struct attn_vk_device {
     attn_vk_pipeline  *pipelines;
     attn_vk_buffer     staging;     /* host-visible bounce buffer (grows) */
     attn_vk_buffer     params;      /* host-visible op parameters (grows) */
+    attn_vk_buffer     dec_table, dec_part;   /* attn_decode's table and partials (grow) */
     /* memory types: device-local for buffers, host-visible for staging */
     uint32_t           mem_type_device, mem_type_host;
     int                direct;      /* buffers are host-visible: no staging */
@@ -140,6 +142,8 @@ attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle);
 void attn_vk_buf_free(attn_device *dev, void *handle);
 attn_status attn_vk_buf_write(attn_device *dev, void *h, size_t off, const void *src, size_t n);
 attn_status attn_vk_buf_read(attn_device *dev, void *h, size_t off, void *dst, size_t n);
+attn_status attn_vk_buf_copy(attn_device *dev, void *dst, size_t doff, void *src, size_t soff,
+                             size_t n);
 extern const attn_backend attn_vk_backend;
 
 /* Command recording and submission (submit.c): begin, record, then submit
@@ -171,12 +175,15 @@ attn_status attn_vk_merge(attn_device *dev, const attn_merge_problem *p);
 attn_status attn_vk_block_select(attn_device *dev, const attn_block_select_problem *p);
 attn_status attn_vk_linear(attn_device *dev, const attn_linear_problem *p);
 attn_status attn_vk_neighborhood(attn_device *dev, const attn_neighborhood_problem *p);
+attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p);
 
 /* The embedded SPIR-V (generated at build time by tools/embed.sh --binary). */
 extern const unsigned char attn_vk_sdpa_spv[], attn_vk_sdpa_subgroup_spv[], attn_vk_merge_spv[],
-                           attn_vk_sdpa_coopmat_emulated_spv[];
+                           attn_vk_sdpa_coopmat_emulated_spv[], attn_vk_decode_spv[],
+                           attn_vk_decode_subgroup_spv[];
 extern const unsigned long attn_vk_sdpa_spv_size, attn_vk_sdpa_subgroup_spv_size,
-                           attn_vk_merge_spv_size, attn_vk_sdpa_coopmat_emulated_spv_size;
+                           attn_vk_merge_spv_size, attn_vk_sdpa_coopmat_emulated_spv_size,
+                           attn_vk_decode_spv_size, attn_vk_decode_subgroup_spv_size;
 extern const unsigned char attn_vk_block_select_spv[];
 extern const unsigned long attn_vk_block_select_spv_size;
 extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],

@@ -1,0 +1,458 @@
+/* attn_decode on OpenCL, the KV cache's page pool resident in device memory.
+ *
+ * Per call the host resolves each sequence's kept tokens (sinks, streaming
+ * window, dropped pages) into a compact table: the sequence's lengths and
+ * the pool page of each logical page it reads, plus one entry per task
+ * (sequence, kv head, chunk of keys, block of query rows). The table goes
+ * into a device buffer kept across calls; opencl/decode.cl then runs one
+ * work-group per task (split-KV) and a second kernel merges the chunks.
+ *
+ * Chunks are sized so that the device gets several work-groups per compute
+ * unit even for one sequence; ATTN_OPENCL_DECODE_CHUNK=N (keys, rounded to
+ * the tile) overrides it (tests use it to force many chunks), and
+ * ATTN_OPENCL_DECODE_TILE=N the keys per tile (default 64; tuning). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ocl.h"
+#include "args.h"
+#include "../error.h"
+#include "../kv_cache.h"
+
+#define SEQW 10          /* longs per sequence in the table (opencl/decode.cl) */
+#define WG_MAX 128
+#define ROW_REGS 64      /* floats of query (and of O) a work-item keeps per tile */
+
+enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
+       F_LSE = 1 << 4, F_GATE = 1 << 5, F_SOFTCAP = 1 << 6 };
+
+/* The two kernels of one compiled variant, created once: creating kernels
+ * on every call costs more than a short decode step on a GPU. */
+typedef struct dec_kernels {
+    struct dec_kernels *next;
+    cl_program prog;
+    cl_kernel  chunk, combine;
+    size_t     chunk_max;       /* CL_KERNEL_WORK_GROUP_SIZE of chunk */
+} dec_kernels;
+
+struct attn_cl_decode_state {
+    cl_mem table;
+    size_t table_bytes;
+    cl_mem part;
+    size_t part_bytes;
+    dec_kernels *kernels;
+};
+
+typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg; } dec_cfg;
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static size_t local_bytes(const dec_cfg *c, int64_t d, int64_t dv)
+{
+    const int64_t kg = c->wg / c->lr;
+    int64_t red = (int64_t)c->rb * c->tk * (c->lr + 1);
+    red = max64(red, kg * (dv + 1));
+    red = max64(red, c->rb * d);
+    return (size_t)(red + c->rb * c->tk + 2 * c->rb) * sizeof(float) +
+           (size_t)c->tk * 2 * (2 * sizeof(cl_long) + sizeof(cl_int));
+}
+
+/* Element chunk CW (the widest of 8/4/2/1 dividing both head dims), lanes
+ * per cache row LR, work-group size, key tile and query rows per block
+ * from the device's limits. nr: query rows sharing a kv head. */
+static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t nr,
+                      size_t kernel_max, dec_cfg *c)
+{
+    c->cw = 8;
+    while (dd % c->cw || dv % c->cw)
+        c->cw /= 2;
+    const int64_t chunks = max64(dd, dv) / c->cw;
+    c->lr = 1;
+    while (c->lr * 2 <= chunks && c->lr < 16)
+        c->lr *= 2;
+    size_t wg = WG_MAX;
+    while (wg > 1 && (wg > d->max_wg || wg > d->max_wi[0] || wg > kernel_max))
+        wg /= 2;
+    c->wg = (int)wg;
+    c->mwg = wg < 64 ? (int)wg : 64;
+    if (c->lr > c->wg)
+        c->lr = c->wg;
+    const int kg = c->wg / c->lr;
+    c->tk = kg > 64 ? kg : 64;
+    const char *env = getenv("ATTN_OPENCL_DECODE_TILE");
+    const int want = env ? atoi(env) : 0;
+    if (want >= kg && want <= 1024 && want % kg == 0)
+        c->tk = want;
+    const int64_t per_row = (max64(dd, dv) / c->cw + c->lr - 1) / c->lr * c->cw;
+    /* the smallest power of two covering nr rows, as registers allow */
+    int rb = 1;
+    while (rb < nr && rb * 2 * per_row <= ROW_REGS)
+        rb *= 2;
+    c->rb = rb;
+    const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
+    while (local_bytes(c, dd, dv) > budget) {
+        if (c->tk / 2 >= kg && (c->tk / 2) % kg == 0)
+            c->tk /= 2;
+        else if (c->rb > 1)
+            c->rb /= 2;
+        else
+            return 0;
+    }
+    return 1;
+}
+
+static void kernels_free(const attn_cl_api *cl, dec_kernels *k)
+{
+    if (k->chunk)
+        cl->ReleaseKernel(k->chunk);
+    if (k->combine)
+        cl->ReleaseKernel(k->combine);
+    free(k);
+}
+
+static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, const dec_cfg *c,
+                               dec_kernels **out)
+{
+    char opts[384];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
+             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d%s", (long long)p->d, (long long)p->dv,
+             (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk, c->rb, c->mwg,
+             d->is_cpu ? "" : " -DATTN_UNROLL");
+    cl_program prog;
+    attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
+    if (s != ATTN_OK)
+        return s;
+    for (dec_kernels *k = d->decode->kernels; k; k = k->next)
+        if (k->prog == prog) {
+            *out = k;
+            return ATTN_OK;
+        }
+    dec_kernels *k = calloc(1, sizeof *k);
+    if (!k)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
+    cl_int err;
+    k->prog = prog;
+    k->chunk = d->cl->CreateKernel(prog, "attn_decode_chunk", &err);
+    if (k->chunk && err == CL_SUCCESS)
+        k->combine = d->cl->CreateKernel(prog, "attn_decode_combine", &err);
+    if (!k->chunk || !k->combine || err != CL_SUCCESS) {
+        kernels_free(d->cl, k);
+        return attn_cl_fail(err, "attn_decode: clCreateKernel");
+    }
+    err = d->cl->GetKernelWorkGroupInfo(k->chunk, d->id, CL_KERNEL_WORK_GROUP_SIZE,
+                                        sizeof k->chunk_max, &k->chunk_max, NULL);
+    if (err != CL_SUCCESS) {
+        kernels_free(d->cl, k);
+        return attn_cl_fail(err, "attn_decode: clGetKernelWorkGroupInfo");
+    }
+    k->next = d->decode->kernels;
+    d->decode->kernels = k;
+    *out = k;
+    return ATTN_OK;
+}
+
+/* Grows a kept device buffer to at least n bytes. */
+static attn_status ensure(attn_cl_device *d, cl_mem *m, size_t *have, size_t n, const char *what)
+{
+    if (*m && *have >= n)
+        return ATTN_OK;
+    if (*m)
+        d->cl->ReleaseMemObject(*m);
+    *have = 0;
+    size_t want = n < 4096 ? 4096 : n + n / 2;
+    cl_int err;
+    *m = d->cl->CreateBuffer(d->context, CL_MEM_READ_WRITE, want, NULL, &err);
+    if (!*m || err != CL_SUCCESS) {
+        *m = NULL;
+        return attn_cl_fail(err, what);
+    }
+    *have = want;
+    return ATTN_OK;
+}
+
+/* The host side of the tables (see opencl/decode.cl). */
+typedef struct dec_tables {
+    void   *host;
+    size_t  bytes;
+    int64_t ntasks, chunk, nrb;
+    int64_t task_off, page_off, head_off;   /* in ints, ints, floats */
+} dec_tables;
+
+/* What one sequence reads: its kept keys, the scanned range (sinks [0, ns)
+ * then [lo, L), as the CPU driver scans), and the logical pages it touches
+ * (sink pages [0, sp), window pages [fw, last]). */
+typedef struct dec_seq {
+    int64_t L, lo, ns, nkeys, sp, fw, last;
+} dec_seq;
+
+static dec_seq seq_ranges(const attn_decode_problem *p, const attn_kv_seq *s)
+{
+    const attn_kv_cache *kc = p->cache;
+    dec_seq r;
+    r.L = attn_kv_kept(kc, s);
+    r.lo = p->window_left >= 0 ? max64(0, r.L - p->sq - p->window_left) : 0;
+    r.ns = min64(p->sink_tokens, r.lo);
+    r.nkeys = r.ns + r.L - r.lo;
+    r.sp = kc->sink_pages;
+    r.fw = max64(r.sp, s->win_start / kc->ps);
+    r.last = s->total > 0 ? (s->total - 1) / kc->ps : -1;
+    return r;
+}
+
+static attn_status build_tables(const attn_device *dev,
+                                const attn_decode_problem *p, const dec_cfg *c, dec_tables *t)
+{
+    const attn_kv_cache *kc = p->cache;
+    const int64_t nr = p->sq * (p->hq / p->hkv);
+    t->nrb = (nr + c->rb - 1) / c->rb;
+    int64_t work = 0, npages = 0;
+    for (int64_t b = 0; b < p->b; b++) {
+        const dec_seq r = seq_ranges(p, &kc->seqs[p->seqs[b]]);
+        work += r.nkeys;
+        npages += r.sp + max64(0, r.last - r.fw + 1);
+    }
+    /* several work-groups per compute unit; at least two tiles a chunk */
+    const int64_t target = 8 * (int64_t)max64(1, dev->info.compute_units);
+    int64_t chunk = max64(2 * c->tk, (work * p->hkv * t->nrb + target - 1) / target);
+    const char *env = getenv("ATTN_OPENCL_DECODE_CHUNK");
+    if (env && atoll(env) > 0)
+        chunk = atoll(env);
+    t->chunk = chunk = (chunk + c->tk - 1) / c->tk * c->tk;
+
+    int64_t ntasks = 0;
+    for (int64_t b = 0; b < p->b; b++) {
+        const int64_t nkeys = seq_ranges(p, &kc->seqs[p->seqs[b]]).nkeys;
+        ntasks += p->hkv * t->nrb * ((nkeys + chunk - 1) / chunk);
+    }
+    t->ntasks = ntasks;
+    const size_t longs = (size_t)p->b * SEQW, ints = 4 * (size_t)ntasks + (size_t)npages;
+    t->bytes = longs * sizeof(cl_long) + ints * sizeof(cl_int) + 2 * (size_t)p->hq * sizeof(float);
+    t->host = calloc(1, t->bytes);
+    if (!t->host)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
+    cl_long *seqtab = t->host;
+    cl_int *itab = (cl_int *)(seqtab + longs);
+    float *ftab = (float *)(itab + ints);
+    t->task_off = 0;
+    t->page_off = 4 * ntasks;
+    t->head_off = (int64_t)(longs * 2 + ints);   /* floats from the buffer's start */
+
+    int64_t task = 0, pg = 0;
+    for (int64_t b = 0; b < p->b; b++) {
+        const attn_kv_seq *s = &kc->seqs[p->seqs[b]];
+        const dec_seq r = seq_ranges(p, s);
+        const int64_t nch = (r.nkeys + chunk - 1) / chunk;
+        cl_long *st = seqtab + SEQW * b;
+        st[0] = r.L;
+        st[1] = r.ns;
+        st[2] = r.lo;
+        st[3] = min64(s->total, kc->sink);
+        st[4] = s->win_start;
+        st[5] = r.sp;
+        st[6] = r.fw;
+        st[7] = pg;
+        st[8] = task;
+        st[9] = nch;
+        for (int64_t lp = 0; lp < r.sp; lp++)
+            itab[t->page_off + pg++] = lp * kc->ps < s->total ? s->pages[lp] : 0;
+        for (int64_t lp = r.fw; lp <= r.last; lp++)
+            itab[t->page_off + pg++] = s->pages[lp - s->dropped];
+        for (int64_t hk = 0; hk < p->hkv; hk++)
+            for (int64_t ch = 0; ch < nch; ch++)
+                for (int64_t rb = 0; rb < t->nrb; rb++, task++) {
+                    cl_int *e = itab + t->task_off + 4 * task;
+                    e[0] = (cl_int)b;
+                    e[1] = (cl_int)hk;
+                    e[2] = (cl_int)ch;
+                    e[3] = (cl_int)rb;
+                }
+    }
+    for (int64_t h = 0; h < p->hq; h++) {
+        ftab[h] = p->alibi_slopes ? p->alibi_slopes[h] : 0.0f;
+        ftab[p->hq + h] = p->sink_logits ? p->sink_logits[h] : 0.0f;
+    }
+    /* the int and float regions are addressed from the buffer's start */
+    t->task_off += (int64_t)longs * 2;
+    t->page_off += (int64_t)longs * 2;
+    return ATTN_OK;
+}
+
+static int flags_of(const attn_decode_problem *p)
+{
+    int f = 0;
+    if (p->causal) f |= F_CAUSAL;
+    if (p->score == ATTN_SCORE_SIGMOID) f |= F_SIGMOID;
+    if (p->alibi_slopes) f |= F_ALIBI;
+    if (p->sink_logits) f |= F_SINKS;
+    if (p->has_lse) f |= F_LSE;
+    if (p->has_gate) f |= F_GATE;
+    if (p->softcap > 0.0f) f |= F_SOFTCAP;
+    return f;
+}
+
+static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const dec_cfg *c,
+                          const dec_tables *t, cl_kernel kchunk, cl_kernel kcomb)
+{
+    const attn_kv_cache *kc = p->cache;
+    struct attn_cl_decode_state *ds = d->decode;
+    const int64_t ml_off = t->ntasks * c->rb * p->dv;
+    const int flags = flags_of(p);
+    const int group = (int)(p->hq / p->hkv);
+
+    attn_cl_args a = { d->cl, kchunk, 0, CL_SUCCESS };
+    arg_mem(&a, attn_cl_mem(kc->pool_buf));
+    arg_mem(&a, ds->table);
+    arg_mem(&a, ds->table);
+    arg_long(&a, t->task_off);
+    arg_long(&a, t->page_off);
+    arg_mem(&a, ds->table);
+    arg_long(&a, t->head_off);
+    arg_mem(&a, attn_cl_mem(p->q.buffer));
+    arg_int(&a, (int)p->q.dtype);
+    arg_long(&a, (int64_t)(p->q.offset / attn_dtype_size(p->q.dtype)));
+    for (int i = 0; i < 4; i++)
+        arg_long(&a, p->q.stride[i]);
+    arg_mem(&a, ds->part);
+    arg_long(&a, ml_off);
+    arg_int(&a, flags);
+    arg_int(&a, (int)p->sq);
+    arg_int(&a, (int)p->hq);
+    arg_int(&a, group);
+    arg_long(&a, t->chunk);
+    arg_float(&a, p->scale);
+    arg_float(&a, p->softcap);
+    arg_float(&a, p->sigmoid_bias);
+    arg_long(&a, p->window_left);
+    arg_long(&a, p->window_right);
+    arg_long(&a, p->sink_tokens);
+    arg_long(&a, kc->ps);
+    arg_long(&a, kc->page_bytes);
+    arg_long(&a, kc->k_plane);
+    arg_long(&a, attn_kv_plane_off(kc, 1, 0));
+    arg_long(&a, kc->v_plane);
+    arg_long(&a, kc->k_row_bytes);
+    arg_long(&a, kc->v_row_bytes);
+    arg_long(&a, kc->k_meta_off);
+    arg_long(&a, kc->v_meta_off);
+    arg_long(&a, kc->k_meta * 2);
+    arg_long(&a, kc->v_meta * 2);
+    if (a.err != CL_SUCCESS)
+        return attn_cl_fail(a.err, "attn_decode: clSetKernelArg");
+    const size_t local = (size_t)c->wg, global = (size_t)t->ntasks * local;
+    cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, kchunk, 1, NULL, &global, &local, 0, NULL,
+                                             NULL);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (chunks)");
+
+    attn_cl_args m = { d->cl, kcomb, 0, CL_SUCCESS };
+    arg_mem(&m, ds->table);
+    arg_mem(&m, ds->part);
+    arg_long(&m, ml_off);
+    arg_int(&m, flags);
+    arg_int(&m, (int)p->sq);
+    arg_int(&m, (int)p->hq);
+    arg_int(&m, group);
+    arg_int(&m, (int)t->nrb);
+    arg_mem(&m, attn_cl_mem(p->out.buffer));
+    arg_int(&m, (int)p->out.dtype);
+    arg_long(&m, (int64_t)(p->out.offset / attn_dtype_size(p->out.dtype)));
+    for (int i = 0; i < 4; i++)
+        arg_long(&m, p->out.stride[i]);
+    if (p->has_gate) {
+        arg_mem(&m, attn_cl_mem(p->gate.buffer));
+        arg_int(&m, (int)p->gate.dtype);
+    } else {
+        arg_mem(&m, NULL);
+        arg_int(&m, 0);
+    }
+    arg_long(&m, p->has_gate ? (int64_t)(p->gate.offset / attn_dtype_size(p->gate.dtype)) : 0);
+    for (int i = 0; i < 4; i++)
+        arg_long(&m, p->has_gate ? p->gate.stride[i] : 0);
+    arg_view(&m, &p->lse, p->has_lse, 3);
+    if (m.err != CL_SUCCESS)
+        return attn_cl_fail(m.err, "attn_decode: clSetKernelArg (combine)");
+    const size_t ml = (size_t)c->mwg, gl = (size_t)(p->b * p->sq * p->hq) * ml;
+    err = d->cl->EnqueueNDRangeKernel(d->queue, kcomb, 1, NULL, &gl, &ml, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (combine)");
+    err = d->cl->Finish(d->queue);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_decode: clFinish");
+    return ATTN_OK;
+}
+
+static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_problem *p)
+{
+    const int64_t nr = p->sq * (p->hq / p->hkv);
+    dec_kernels *k = NULL;
+    dec_cfg c;
+    size_t kernel_max = (size_t)-1;
+    attn_status s = ATTN_OK;
+    /* the largest work-group the device allows; smaller if the compiled
+     * kernel cannot run that many work-items (registers) */
+    for (int tries = 0;; tries++) {
+        if (tries > 8 || !choose_cfg(d, p->d, p->dv, nr, kernel_max, &c))
+            return attn_fail(ATTN_ERR_DEVICE, "attn_decode: no work-group shape fits %s (local "
+                             "memory %llu bytes, max work-group %zu, kernel max %zu) for head "
+                             "dims %lld/%lld", dev->info.name, (unsigned long long)d->local_mem,
+                             d->max_wg, kernel_max, (long long)p->d, (long long)p->dv);
+        s = get_kernels(d, p, &c, &k);
+        if (s != ATTN_OK || (size_t)c.wg <= k->chunk_max)
+            break;
+        kernel_max = k->chunk_max;
+    }
+    dec_tables t = { 0 };
+    if (s == ATTN_OK)
+        s = build_tables(dev, p, &c, &t);
+    struct attn_cl_decode_state *ds = d->decode;
+    if (s == ATTN_OK)
+        s = ensure(d, &ds->table, &ds->table_bytes, t.bytes, "attn_decode: clCreateBuffer (table)");
+    if (s == ATTN_OK)
+        s = ensure(d, &ds->part, &ds->part_bytes,
+                   (size_t)t.ntasks * (size_t)c.rb * (size_t)(p->dv + 2) * sizeof(float),
+                   "attn_decode: clCreateBuffer (partials)");
+    if (s == ATTN_OK) {
+        cl_int err = d->cl->EnqueueWriteBuffer(d->queue, ds->table, CL_FALSE, 0, t.bytes, t.host,
+                                               0, NULL, NULL);
+        if (err != CL_SUCCESS)
+            s = attn_cl_fail(err, "attn_decode: clEnqueueWriteBuffer (table)");
+    }
+    if (s == ATTN_OK)
+        s = launch(d, p, &c, &t, k->chunk, k->combine);
+    if (s != ATTN_OK)
+        d->cl->Finish(d->queue);     /* a pending table upload reads t.host */
+    free(t.host);
+    return s;
+}
+
+attn_status attn_cl_decode(attn_device *dev, const attn_decode_problem *p)
+{
+    attn_cl_device *d = dev->impl;
+    pthread_mutex_lock(&d->lock);
+    attn_status s = ATTN_OK;
+    if (!d->decode && !(d->decode = calloc(1, sizeof *d->decode)))
+        s = attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
+    if (s == ATTN_OK)
+        s = run(dev, d, p);
+    pthread_mutex_unlock(&d->lock);
+    return s;
+}
+
+void attn_cl_decode_free(attn_cl_device *d)
+{
+    struct attn_cl_decode_state *ds = d->decode;
+    if (!ds)
+        return;
+    if (ds->table)
+        d->cl->ReleaseMemObject(ds->table);
+    if (ds->part)
+        d->cl->ReleaseMemObject(ds->part);
+    while (ds->kernels) {
+        dec_kernels *next = ds->kernels->next;
+        kernels_free(d->cl, ds->kernels);
+        ds->kernels = next;
+    }
+    free(ds);
+    d->decode = NULL;
+}

@@ -1,0 +1,381 @@
+/* attn_decode on Vulkan with the paged KV cache in a buffer of the device.
+ *
+ * The host resolves what the GPU cannot see (page tables, sinks, streaming,
+ * the split into chunks) into one table of 32-bit words, copied into a
+ * device buffer kept across calls; vulkan/decode.comp then runs one
+ * workgroup per (sequence, KV head, chunk) writing unnormalised partials to
+ * a scratch buffer (also kept), and a second dispatch merges the chunks.
+ * Both dispatches and the table's copy are one submission.
+ *
+ * Table layout (words; vulkan/decode.comp reads the same):
+ *   header      H_* below
+ *   aux         ALiBi slopes [Hq], sink logits [Hq] (f32)
+ *   sequences   S_WORDS per batch entry
+ *   chunks      (b, hk, first scanned key, end); workgroup g takes chunk
+ *               g / nrb and its row block g % nrb
+ *   page lists  per batch entry: pool pages of its logical pages
+ *               [0, sink_pages) then [base, last]; key j lives at
+ *               position pos(j) (kv_cache.h), logical page pos / page_size. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "vk.h"
+#include "args.h"
+#include "../error.h"
+#include "../kv_cache.h"
+
+enum { H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H_SCALE = 6,
+       H_SOFTCAP = 7, H_SIGBIAS = 8, H_WL = 9, H_WR = 10, H_SINKS = 11, H_PAGE = 12,
+       H_KPLANE = 13, H_VPLANE = 14, H_KMETA_OFF = 15, H_VMETA_OFF = 16, H_KROW = 17,
+       H_VROW = 18, H_KMETA = 19, H_VMETA = 20, H_SINK_PAGES = 21, H_HKV = 22, H_QDT = 23,
+       H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
+       H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_AUX = 50 };
+enum { F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
+       F_SOFTCAP = 64 };
+enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE = 6,
+       S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10 };
+
+#define MIN_CHUNK 128        /* scanned keys per chunk, at least */
+#define TARGET_GROUPS 1024   /* workgroups a call aims for (split-KV) */
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Workgroup shape (the specialisation constants of vulkan/decode.comp);
+ * nr query rows per workgroup, nrb blocks of them cover all nrt. */
+typedef struct dec_cfg { int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn, subgroup; } dec_cfg;
+
+static size_t shared_bytes(const dec_cfg *c)
+{
+    return ((size_t)c->shn + 3 * (size_t)c->nr) * sizeof(float);
+}
+
+/* Shared floats: the tile's scores, or the teams' accumulators at the end. */
+static void complete(dec_cfg *c)
+{
+    const int nt = c->wg / c->ts, tile = nt * c->kpt;
+    const int red = nt * c->ts * c->cptv * 8;
+    c->shn = c->nr * tile > red ? c->nr * tile : red;
+}
+
+/* Lanes per key: the largest power of two covering the 8-dim chunks of a
+ * row, within the smallest subgroup (xor shuffles stay inside it); one lane
+ * without subgroup shuffles. Keys per team per tile: K and V registers of
+ * about 8 chunks; query rows per workgroup: q and accumulator registers of
+ * about 16 chunks (larger blocks make compilers spill, or take minutes).
+ * Shrinks the tile, then the workgroup, to fit the shared memory.
+ * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
+ * "wg,kpt,rows" sets the workgroup size, keys per team per tile and query
+ * rows per workgroup where they fit (tuning). */
+static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
+{
+    const char *env = getenv("ATTN_VULKAN_SUBGROUP");
+    const int chunks = (int)((max64(p->d, p->dv) + 7) / 8);
+    c->subgroup = d->subgroup_shuffle && d->subgroup_min >= 2 && !(env && strcmp(env, "0") == 0);
+    c->ts = 1;
+    if (c->subgroup)
+        while (c->ts * 2 <= chunks && (uint32_t)c->ts * 2 <= d->subgroup_min && c->ts < 32)
+            c->ts *= 2;
+    c->subgroup = c->ts > 1;
+    c->cptk = (int)(((p->d + 7) / 8 + c->ts - 1) / c->ts);
+    c->cptv = (int)(((p->dv + 7) / 8 + c->ts - 1) / c->ts);
+    c->nrt = (int)(p->sq * (p->hq / p->hkv));
+    c->nr = 16 / (c->cptk + c->cptv);
+    c->nr = c->nr < 1 ? 1 : c->nr > c->nrt ? c->nrt : c->nr;
+    c->nrb = (c->nrt + c->nr - 1) / c->nr;
+    const attn_dtype dt = p->cache->dtype;
+    c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
+             (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
+                                                  dt == ATTN_BF16));
+    const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
+                           d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
+    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
+    int wg, kpt, rows;
+    if (shape && sscanf(shape, "%d,%d,%d", &wg, &kpt, &rows) == 3 && wg >= c->ts &&
+        (wg & (wg - 1)) == 0 && (uint32_t)wg <= maxwg && kpt >= 1 && kpt <= 16 && rows >= 1 &&
+        rows <= 64) {
+        const dec_cfg keep = *c;
+        c->wg = wg;
+        c->kpt = kpt;
+        c->nr = rows < c->nrt ? rows : c->nrt;
+        c->nrb = (c->nrt + c->nr - 1) / c->nr;
+        complete(c);
+        if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
+            return 1;
+        *c = keep;
+    }
+    for (c->wg = 128; c->wg >= c->ts; c->wg /= 2) {
+        if ((uint32_t)c->wg > maxwg)
+            continue;
+        for (c->kpt = max64(1, 8 / (c->cptk + c->cptv)); c->kpt >= 1; c->kpt /= 2) {
+            complete(c);
+            if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* A window or sink count as a 32-bit word (-1 stays unlimited). */
+static int32_t clamp_len(int64_t x)
+{
+    return x < 0 ? -1 : x > (1 << 30) ? (1 << 30) : (int32_t)x;
+}
+
+/* The per-call table, built on the host. */
+typedef struct dec_table {
+    int32_t *w;
+    size_t n;
+    int64_t ntasks;
+} dec_table;
+
+static int32_t fbits(float f)
+{
+    int32_t i;
+    memcpy(&i, &f, sizeof i);
+    return i;
+}
+
+/* Logical pages a sequence's page list holds: [0, sink_pages) and
+ * [base, last], the window's pages (base is past the sink pages). */
+static int64_t list_base(const attn_kv_cache *c, const attn_kv_seq *s)
+{
+    return max64(c->sink_pages, s->win_start / c->ps);
+}
+
+static int64_t list_len(const attn_kv_cache *c, const attn_kv_seq *s)
+{
+    const int64_t last = s->total > 0 ? (s->total - 1) / c->ps : -1;
+    return min64(c->sink_pages, last + 1) + max64(0, last - list_base(c, s) + 1);
+}
+
+static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg, dec_table *t)
+{
+    const attn_kv_cache *c = p->cache;
+    const int64_t group = p->hq / p->hkv;
+    /* Scanned keys per sequence: sinks [0, ns) and [lo, L), as the CPU. */
+    int64_t work = 0, npages = 0;
+    for (int64_t b = 0; b < p->b; b++) {
+        const attn_kv_seq *s = &c->seqs[p->seqs[b]];
+        const int64_t L = attn_kv_kept(c, s), lo = p->window_left >= 0 ?
+                          max64(0, L - p->sq - p->window_left) : 0;
+        work += min64(p->sink_tokens, lo) + L - lo;
+        npages += list_len(c, s);
+    }
+    const char *env = getenv("ATTN_VULKAN_DECODE_GROUPS");
+    const int64_t target = env && atoll(env) > 0 ? atoll(env) : TARGET_GROUPS;
+    const int64_t chunk = max64(MIN_CHUNK, (work * p->hkv + target - 1) / target);
+    int64_t ntasks = 0;
+    for (int64_t b = 0; b < p->b; b++) {
+        const attn_kv_seq *s = &c->seqs[p->seqs[b]];
+        const int64_t L = attn_kv_kept(c, s), lo = p->window_left >= 0 ?
+                          max64(0, L - p->sq - p->window_left) : 0;
+        const int64_t nkeys = min64(p->sink_tokens, lo) + L - lo;
+        ntasks += p->hkv * max64(1, (nkeys + chunk - 1) / chunk);
+    }
+    const int64_t seq0 = H_AUX + 2 * p->hq, task0 = seq0 + S_WORDS * p->b;
+    const int64_t ptab0 = task0 + 4 * ntasks, words = ptab0 + npages;
+    if (words >= INT32_MAX / 4 || ntasks * cfg->nrt * (p->dv + 2) >= INT32_MAX)
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: the batch needs more than 2^31 "
+                         "table or scratch words; the Vulkan backend indexes in 32 bits");
+    int32_t *w = calloc((size_t)words, sizeof *w);
+    if (!w)
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
+    int32_t f = 0;
+    if (p->causal) f |= F_CAUSAL;
+    if (p->score == ATTN_SCORE_SIGMOID) f |= F_SIGMOID;
+    if (p->alibi_slopes) f |= F_ALIBI;
+    if (p->sink_logits) f |= F_SINKL;
+    if (p->has_lse) f |= F_LSE;
+    if (p->has_gate) f |= F_GATE;
+    if (p->softcap > 0.0f) f |= F_SOFTCAP;
+    w[H_B] = (int32_t)p->b;
+    w[H_GROUPS] = (int32_t)(ntasks * cfg->nrb);
+    w[H_NR] = cfg->nrt;
+    w[H_NRB] = cfg->nrb;
+    w[H_HQ] = (int32_t)p->hq;
+    w[H_GROUP] = (int32_t)group;
+    w[H_SQ] = (int32_t)p->sq;
+    w[H_FLAGS] = f;
+    w[H_SCALE] = fbits(p->scale);
+    w[H_SOFTCAP] = fbits(p->softcap);
+    w[H_SIGBIAS] = fbits(p->sigmoid_bias);
+    w[H_WL] = clamp_len(p->window_left);
+    w[H_WR] = clamp_len(p->window_right);
+    w[H_SINKS] = clamp_len(p->sink_tokens);
+    w[H_PAGE] = (int32_t)c->page_bytes;
+    w[H_KPLANE] = (int32_t)c->k_plane;
+    w[H_VPLANE] = (int32_t)c->v_plane;
+    w[H_KMETA_OFF] = (int32_t)c->k_meta_off;
+    w[H_VMETA_OFF] = (int32_t)c->v_meta_off;
+    w[H_KROW] = (int32_t)c->k_row_bytes;
+    w[H_VROW] = (int32_t)c->v_row_bytes;
+    w[H_KMETA] = (int32_t)c->k_meta;
+    w[H_VMETA] = (int32_t)c->v_meta;
+    w[H_SINK_PAGES] = (int32_t)c->sink_pages;
+    w[H_HKV] = (int32_t)p->hkv;
+    w[H_QDT] = (int32_t)p->q.dtype;
+    w[H_ODT] = (int32_t)p->out.dtype;
+    w[H_GDT] = p->has_gate ? (int32_t)p->gate.dtype : 0;
+    if (!attn_vk_put_view(w + H_Q, &p->q, 1, 4) || !attn_vk_put_view(w + H_O, &p->out, 1, 4) ||
+        !attn_vk_put_view(w + H_G, &p->gate, p->has_gate, 4) ||
+        !attn_vk_put_view(w + H_L, &p->lse, p->has_lse, 3)) {
+        free(w);
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: a tensor spans more than 2^31 "
+                         "elements; the Vulkan backend indexes in 32 bits");
+    }
+    w[H_SEQ] = (int32_t)seq0;
+    w[H_TASK] = (int32_t)task0;
+    w[H_ML] = (int32_t)(ntasks * cfg->nrt * p->dv);
+    for (int64_t h = 0; h < p->hq; h++) {
+        w[H_AUX + h] = fbits(p->alibi_slopes ? p->alibi_slopes[h] : 0.0f);
+        w[H_AUX + p->hq + h] = fbits(p->sink_logits ? p->sink_logits[h] : 0.0f);
+    }
+    int64_t task = 0, ptab = ptab0;
+    for (int64_t b = 0; b < p->b; b++) {
+        const attn_kv_seq *s = &c->seqs[p->seqs[b]];
+        int32_t *e = w + seq0 + S_WORDS * b;
+        const int64_t L = attn_kv_kept(c, s), lo = p->window_left >= 0 ?
+                          max64(0, L - p->sq - p->window_left) : 0;
+        const int64_t ns = min64(p->sink_tokens, lo), nkeys = ns + L - lo;
+        const int64_t nch = max64(1, (nkeys + chunk - 1) / chunk);
+        /* Logical pages: [0, sink_pages), then from the window's first on. */
+        const int64_t base = list_base(c, s);
+        const int64_t last = s->total > 0 ? (s->total - 1) / c->ps : -1;
+        e[S_L] = (int32_t)L;
+        e[S_NS] = (int32_t)ns;
+        e[S_LO] = (int32_t)lo;
+        e[S_NKEYS] = (int32_t)nkeys;
+        e[S_NSK] = (int32_t)min64(s->total, c->sink);
+        e[S_WSTART] = (int32_t)s->win_start;
+        e[S_BASE] = (int32_t)base;
+        e[S_PTAB] = (int32_t)ptab;
+        e[S_TSTART] = (int32_t)task;
+        e[S_NCH] = (int32_t)nch;
+        for (int64_t lp = 0; lp < min64(c->sink_pages, last + 1); lp++)
+            w[ptab++] = s->pages[lp];
+        for (int64_t lp = base; lp <= last; lp++)
+            w[ptab++] = s->pages[lp - s->dropped];
+        for (int64_t hk = 0; hk < p->hkv; hk++)
+            for (int64_t ch = 0; ch < nch; ch++, task++) {
+                int32_t *tk = w + task0 + 4 * task;
+                tk[0] = (int32_t)b;
+                tk[1] = (int32_t)hk;
+                tk[2] = (int32_t)(nkeys * ch / nch);
+                tk[3] = (int32_t)(nkeys * (ch + 1) / nch);
+            }
+    }
+    t->w = w;
+    t->n = (size_t)ptab;
+    t->ntasks = ntasks;
+    return ATTN_OK;
+}
+
+/* Grows a device buffer kept across calls to at least bytes. */
+static attn_status reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
+{
+    if (b->buffer && b->bytes >= bytes)
+        return ATTN_OK;
+    VkDeviceSize want = b->bytes ? b->bytes : 65536;
+    while (want < bytes)
+        want *= 2;
+    attn_vk_buffer_drop(d, b);
+    return attn_vk_buffer_make(d, want, 0, b);
+}
+
+/* Records one dispatch of `groups` workgroups, spread over x and y. */
+static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
+{
+    const uint64_t gx = groups < d->limits.maxComputeWorkGroupCount[0] ?
+                        groups : d->limits.maxComputeWorkGroupCount[0];
+    const uint64_t gy = (groups + gx - 1) / gx;
+    if (gy > d->limits.maxComputeWorkGroupCount[1])
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: %llu workgroups are more than one "
+                         "dispatch can cover on this device", (unsigned long long)groups);
+    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                           sizeof mode, &mode);
+    d->vk.CmdDispatch(d->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+    return ATTN_OK;
+}
+
+static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
+                          const dec_table *t, VkPipeline pipe)
+{
+    const VkDeviceSize tbytes = t->n * sizeof(int32_t);
+    attn_status s = reserve(d, &d->dec_table, tbytes);
+    if (s == ATTN_OK)
+        s = reserve(d, &d->dec_part, (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) *
+                                     sizeof(float));
+    if (s == ATTN_OK && !d->dec_table.mapped)
+        s = attn_vk_host_reserve(d, &d->staging, tbytes);
+    if (s != ATTN_OK)
+        return s;
+    memcpy(d->dec_table.mapped ? d->dec_table.mapped : d->staging.mapped, t->w, tbytes);
+    const VkBuffer pool = attn_vk_handle(p->cache->pool_buf);
+    VkBuffer bufs[ATTN_VK_BINDINGS] = {
+        pool, pool, pool, d->dec_table.buffer, d->dec_part.buffer,
+        attn_vk_handle(p->q.buffer), attn_vk_handle(p->out.buffer),
+        p->has_gate ? attn_vk_handle(p->gate.buffer) : VK_NULL_HANDLE,
+        p->has_lse ? attn_vk_handle(p->lse.buffer) : VK_NULL_HANDLE, VK_NULL_HANDLE,
+    };
+    VkDescriptorSet set;
+    s = attn_vk_descriptors_reset(d, 1);
+    if (s == ATTN_OK)
+        s = attn_vk_descriptor_set(d, bufs, &set);
+    if (s == ATTN_OK)
+        s = attn_vk_begin(d, "attn_decode");
+    if (s != ATTN_OK)
+        return s;
+    if (!d->dec_table.mapped) {
+        const VkBufferCopy region = { 0, 0, tbytes };
+        d->vk.CmdCopyBuffer(d->cmd, d->staging.buffer, d->dec_table.buffer, 1, &region);
+        attn_vk_barrier(d);
+    }
+    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
+                                &set, 0, NULL);
+    s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
+    if (s == ATTN_OK) {
+        attn_vk_barrier(d);
+        const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
+        s = dispatch(d, 1, (elems + (uint64_t)cfg->wg - 1) / (uint64_t)cfg->wg);
+    }
+    if (s != ATTN_OK) {
+        d->vk.EndCommandBuffer(d->cmd);
+        return s;
+    }
+    return attn_vk_submit(d, "attn_decode");
+}
+
+attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
+{
+    attn_vk_device *d = dev->impl;
+    if (p->b == 0)
+        return ATTN_OK;
+    const attn_kv_cache *c = p->cache;
+    if ((uint64_t)c->page_bytes * (uint64_t)c->max_pages > UINT32_MAX)
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: the cache's page pool is over "
+                         "4 GiB; the Vulkan backend addresses it in 32 bits");
+    dec_cfg cfg;
+    if (!choose_cfg(d, p, &cfg))
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: no workgroup shape fits %s "
+                         "(shared memory %u bytes) for %lld query rows per KV head",
+                         dev->info.name, d->limits.maxComputeSharedMemorySize,
+                         (long long)(p->sq * (p->hq / p->hkv)));
+    const int32_t spec[12] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
+                               (int32_t)p->d, (int32_t)p->dv, (int32_t)c->dtype, cfg.vec,
+                               (int32_t)c->ps, cfg.shn };
+    dec_table t = { 0 };
+    attn_status s = build_table(p, &cfg, &t);
+    if (s != ATTN_OK)
+        return s;
+    pthread_mutex_lock(&d->lock);
+    VkPipeline pipe;
+    s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
+                             ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
+    if (s == ATTN_OK)
+        s = record(d, p, &cfg, &t, pipe);
+    pthread_mutex_unlock(&d->lock);
+    free(t.w);
+    return s;
+}

@@ -1,0 +1,326 @@
+/*
+ * attn_decode on the Vulkan backend, the KV cache's page pool in a buffer of
+ * the device, against the double-precision reference (ref_sdpa) on the
+ * cache's kept tokens as attn_kv_cache_read returns them (test_kv_cache
+ * checks those against the storage formats' round trip). Covers every
+ * storage type, Sq 1..16, GQA, D != Dv and head dims off the wide-load
+ * path, page sizes 1..64, streaming caches (sinks + window) and forked
+ * sequences sharing pages, batches with repeated sequences, and every score
+ * option (causal, window, sink_tokens, softcap, ALiBi, sink logits, sigmoid,
+ * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
+ * with and without subgroup shuffles and in another workgroup shape (quick
+ * runs: one case each), and split into many chunks as well as one. Also:
+ * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
+ * With the Khronos validation layer installed it is enabled (a validation
+ * error aborts). Exit 77 without Vulkan devices.
+ *
+ * Tolerances (max error relative to the largest reference output): f32 q
+ * and out 2e-5, else 1e-2; lse 1e-4.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "devtest.h"
+#include "ref.h"
+
+typedef struct dcase {
+    const char *name;
+    attn_dtype dt;
+    int hkv, group, d, dv, ps, sink, window;   /* cache (window 0: no streaming) */
+    int b, sq, maxlen;
+    attn_dtype qdt, odt;
+    int layout;
+    int causal, wl, wr, sinks, alibi, sinkl, sigmoid, gate, lse;
+    float softcap;
+    int quick;
+} dcase;
+
+static const dcase cases[] = {
+ /* name            dt        hkv g   d   dv  ps sink win  b sq len  q          out        layout        c  wl  wr sk al sl sg g lse cap  q */
+ { "f16-gqa4",      ATTN_F16,  2, 4, 128, 128, 16, 0,  0,  2, 1, 700, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 1, 0,  1 },
+ { "f32-sq16",      ATTN_F32,  1, 3,  64,  64, 17, 0,  0,  2, 16, 300, ATTN_F32, ATTN_F32,  TU_SWAP12,    1, -1, -1, 0, 0, 1, 0, 0, 1, 0,  1 },
+ { "bf16-window",   ATTN_BF16, 3, 2,  80,  80,  3, 0,  0,  3, 5, 260, ATTN_BF16, ATTN_BF16, TU_PADDED,    1, 40,  2, 4, 1, 0, 0, 1, 1, 12, 1 },
+ { "q8-everything", ATTN_Q8,   2, 2,  64,  32, 64, 0,  0,  2, 3, 500, ATTN_F16,  ATTN_F32,  TU_CONTIG,    1, 90, -1, 3, 1, 1, 0, 1, 1, 20, 1 },
+ { "q4-gqa8",       ATTN_Q4,   1, 8, 128, 128, 16, 0,  0,  1, 2, 400, ATTN_F32,  ATTN_F16,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 1, 0,  0 },
+ { "odd-dims",      ATTN_F32,  2, 1,  40,  24,  5, 0,  0,  3, 4, 150, ATTN_F32,  ATTN_F32,  TU_INNER2,    0, -1,  3, 0, 1, 0, 0, 0, 1, 0,  0 },
+ { "f16-odd-d-sigm", ATTN_F16, 1, 2,  36,  20,  1, 0,  0,  2, 1,  90, ATTN_F16,  ATTN_F16,  TU_INNER2,    0, -1,  3, 0, 1, 0, 1, 1, 0, 0,  1 },
+ { "stream-f16",    ATTN_F16,  2, 2,  64,  64, 16, 4, 100, 3, 3, 600, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 1, 0,  0 },
+ { "stream-q4",     ATTN_Q4,   1, 4,  64,  64,  7, 5,  60, 2, 2, 300, ATTN_F32,  ATTN_BF16, TU_SWAP12,    1, 30, -1, 2, 0, 1, 0, 0, 1, 5,  1 },
+ { "sigmoid-gate",  ATTN_BF16, 2, 2,  64,  64, 32, 0,  0,  2, 6, 350, ATTN_F32,  ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 1, 0, 1, 1, 0, 0,  0 },
+ { "no-causal-q8",  ATTN_Q8,   1, 1, 256, 256, 64, 0,  0,  1, 16, 200, ATTN_BF16, ATTN_F32, TU_PADDED,    0, -1, -1, 0, 0, 0, 0, 0, 1, 0,  0 },
+ { "stream-f32-long", ATTN_F32, 2, 4, 128, 64, 64, 3, 900, 2, 8, 2500, ATTN_F16, ATTN_F32, TU_CONTIG,    1, 500, -1, 2, 1, 1, 0, 1, 1, 30, 0 },
+ { "q4-long",       ATTN_Q4,   2, 2, 128, 128, 64, 0,  0,  3, 1, 3000, ATTN_F32, ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 1, 0,  0 },
+};
+
+static int64_t rint_(int64_t lo, int64_t hi) { return tu_randint((int)lo, (int)hi); }
+
+static attn_tensor t3(void *data, attn_dtype dt, int64_t a, int64_t b, int64_t c)
+{
+    attn_tensor t = { 0 };
+    t.data = data;
+    t.dtype = dt;
+    t.ndim = 3;
+    t.shape[0] = a;
+    t.shape[1] = b;
+    t.shape[2] = c;
+    return t;
+}
+
+/* Appends n random tokens to sequence id. */
+static void append(attn_kv_cache *kc, const dcase *c, int32_t id, int64_t n)
+{
+    float *k = malloc((size_t)(n * c->hkv * c->d) * sizeof(float));
+    float *v = malloc((size_t)(n * c->hkv * c->dv) * sizeof(float));
+    for (int64_t i = 0; i < n * c->hkv * c->d; i++) k[i] = (float)tu_normal();
+    for (int64_t i = 0; i < n * c->hkv * c->dv; i++) v[i] = (float)tu_normal();
+    attn_tensor tk = t3(k, ATTN_F32, n, c->hkv, c->d), tv = t3(v, ATTN_F32, n, c->hkv, c->dv);
+    CHECK_OK(attn_kv_cache_append(kc, id, &tk, &tv));
+    free(k);
+    free(v);
+}
+
+/* Sequences 0 (appends), 1 (fork of 0, then its own appends; the whole of
+ * 0 on a streaming cache, a prefix otherwise) and 2 (fresh), with more
+ * appends to 0 after the fork (copy-on-write). */
+static attn_kv_cache *build(const dcase *c)
+{
+    attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
+    desc.dtype = c->dt;
+    desc.num_kv_heads = c->hkv;
+    desc.head_dim = c->d;
+    desc.head_dim_v = c->dv;
+    desc.page_size = c->ps;
+    desc.max_seqs = 4;
+    desc.max_pages = 3 * (2 * c->maxlen / c->ps + 4);
+    desc.stream_sink = c->sink;
+    desc.stream_window = c->window;
+    desc.device = dev;
+    attn_kv_cache *kc = NULL;
+    CHECK_OK(attn_kv_cache_create(ctx, &desc, &kc));
+    if (!kc)
+        return NULL;
+    const int64_t sq = c->sq;
+    int64_t len0 = rint_(c->maxlen / 2 > sq ? c->maxlen / 2 : sq, c->maxlen);
+    for (int64_t done = 0; done < len0;) {
+        const int64_t n = rint_(1, len0 - done < 300 ? len0 - done : 300);
+        append(kc, c, 0, n);
+        done += n;
+    }
+    int64_t kept = 0;
+    CHECK_OK(attn_kv_cache_seq_len(kc, 0, &kept));
+    CHECK_OK(attn_kv_cache_fork(kc, 0, 1, c->window ? kept : rint_(1, kept)));
+    append(kc, c, 1, rint_(sq, 40));
+    append(kc, c, 0, rint_(1, 20));
+    append(kc, c, 2, rint_(sq, c->maxlen / 3 > sq ? c->maxlen / 3 : sq));
+    return kc;
+}
+
+/* The reference for batch entry b: ref_sdpa on the kept tokens. */
+static int reference(const dcase *c, attn_kv_cache *kc, int32_t seq, const attn_sdpa_params *p,
+                     const dtensor *q, const dtensor *gate, int b, double *out, double *lse)
+{
+    int64_t L = 0;
+    CHECK_OK(attn_kv_cache_seq_len(kc, seq, &L));
+    float *k = malloc((size_t)(L * c->hkv * c->d) * 4), *v = malloc((size_t)(L * c->hkv * c->dv) * 4);
+    attn_tensor tk = t3(k, ATTN_F32, L, c->hkv, c->d), tv = t3(v, ATTN_F32, L, c->hkv, c->dv);
+    CHECK_OK(attn_kv_cache_read(kc, seq, 0, &tk, &tv));
+    attn_tensor rk = attn_tensor_4d(k, ATTN_F32, 1, L, c->hkv, c->d);
+    attn_tensor rv = attn_tensor_4d(v, ATTN_F32, 1, L, c->hkv, c->dv);
+    attn_tensor rq = tu_slice(&q->h, 0, b, 1), rg;
+    attn_sdpa_params rp = *p;
+    if (p->gate) {
+        rg = tu_slice(&gate->h, 0, b, 1);
+        rp.gate = &rg;
+    }
+    const int r = ref_sdpa(&rp, &rq, &rk, &rv, out, lse);
+    free(k);
+    free(v);
+    return r;
+}
+
+static void run_case(const dcase *c, const char *label)
+{
+    attn_kv_cache *kc = build(c);
+    if (!kc)
+        return;
+    const int64_t hq = (int64_t)c->hkv * c->group;
+    int32_t seqs[8];
+    for (int b = 0; b < c->b; b++)
+        seqs[b] = (int32_t)rint_(0, 2);
+    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+    p.scale = (float)((0.5 + tu_uniform()) / sqrt((double)c->d));
+    p.causal = c->causal;
+    p.window_left = c->wl;
+    p.window_right = c->wr;
+    p.sink_tokens = c->sinks;
+    p.softcap = c->softcap;
+    float slopes[64], sinkl[64];
+    for (int64_t h = 0; h < hq; h++) {
+        slopes[h] = (float)(0.05 * tu_uniform());
+        sinkl[h] = (float)tu_normal();
+    }
+    if (c->alibi) p.alibi_slopes = slopes;
+    if (c->sinkl) p.sink_logits = sinkl;
+    if (c->sigmoid) {
+        p.score = ATTN_SCORE_SIGMOID;
+        p.sigmoid_bias = (float)tu_normal();
+    }
+    dtensor q, out, lse, gate;
+    memset(&gate, 0, sizeof gate);
+    memset(&lse, 0, sizeof lse);
+    const int64_t qs[4] = { c->b, c->sq, hq, c->d }, os[4] = { c->b, c->sq, hq, c->dv };
+    const int64_t ls[3] = { c->b, hq, c->sq };
+    int bad = mk(&q, c->qdt, 4, qs, c->layout) || mk(&out, c->odt, 4, os, c->layout);
+    if (!bad) {
+        tu_fill_normal(&q.h, 0, 1);
+        tu_poison(&out.h);
+        bad = upload(&q) || upload(&out);
+    }
+    if (!bad && c->gate) {
+        bad = mk(&gate, ATTN_BF16, 4, os, TU_PADDED);
+        if (!bad) {
+            tu_fill_normal(&gate.h, 0, 2);
+            bad = upload(&gate);
+            p.gate = &gate.d;
+        }
+    }
+    if (!bad && c->lse) {
+        bad = mk(&lse, ATTN_F32, 3, ls, TU_CONTIG);
+        if (!bad) {
+            tu_poison(&lse.h);
+            bad = upload(&lse);
+        }
+    }
+    CHECK(!bad, "%s: device tensors", c->name);
+    const size_t per_out = (size_t)(c->sq * hq * c->dv), per_lse = (size_t)(hq * c->sq);
+    double *ref = malloc((size_t)c->b * per_out * sizeof *ref);
+    double *rlse = malloc((size_t)c->b * per_lse * sizeof *rlse);
+    if (!bad) {
+        CHECK_OK(attn_decode(ctx, &p, &q.d, kc, seqs, &out.d, c->lse ? &lse.d : NULL));
+        int rbad = 0;
+        for (int b = 0; b < c->b; b++)
+            rbad |= reference(c, kc, seqs[b], &p, &q, &gate, b, ref + b * per_out,
+                              rlse + b * per_lse);
+        CHECK(!rbad, "%s: reference failed", c->name);
+        char msg[200];
+        CHECK(download(&out) == 0 && tu_check_written(&out.h, msg, sizeof msg) == 0,
+              "%s (%s): out: %s", c->name, label, msg);
+        const double tol = c->qdt == ATTN_F32 && c->odt == ATTN_F32 ? 2e-5 : 1e-2;
+        double refmax = 0.0;
+        int64_t worst = 0;
+        const double err = tu_rel_err(&out.h, ref, &refmax, &worst);
+        CHECK(err <= tol, "%s (%s): out error %.3g > %.3g (element %lld, max |ref| %.3g)",
+              c->name, label, err, tol, (long long)worst, refmax);
+        if (c->lse) {
+            CHECK(download(&lse) == 0, "%s: lse download", c->name);
+            const double lerr = tu_lse_err(&lse.h, rlse, &worst);
+            CHECK(lerr <= 1e-4, "%s (%s): lse error %.3g (element %lld)", c->name, label, lerr,
+                  (long long)worst);
+        }
+        if (tu_verbose)
+            printf("  %-16s %-12s err %.2e\n", c->name, label, err);
+    }
+    free(ref);
+    free(rlse);
+    dfree(&q);
+    dfree(&out);
+    dfree(&gate);
+    dfree(&lse);
+    attn_kv_cache_destroy(kc);
+}
+
+/* Tensors elsewhere than the cache: q on the host with a device cache, and
+ * a CPU cache with q and out on the device. */
+static void test_mismatch(void)
+{
+    const dcase c = { "mismatch", ATTN_F16, 1, 1, 32, 32, 16, 0, 0, 1, 1, 40, ATTN_F32, ATTN_F32,
+                      TU_CONTIG, 1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 1 };
+    attn_kv_cache *kc = build(&c);
+    dtensor q, out;
+    const int64_t sh[4] = { 1, 1, 1, 32 };
+    if (!kc || mk(&q, ATTN_F32, 4, sh, TU_CONTIG) || mk(&out, ATTN_F32, 4, sh, TU_CONTIG))
+        return;
+    tu_fill_normal(&q.h, 0, 1);
+    tu_poison(&out.h);
+    const int32_t seq = 0;
+    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+    attn_status s = attn_decode(ctx, &p, &q.h.t, kc, &seq, &out.h.t, NULL);
+    CHECK(s == ATTN_ERR_INVALID_ARGUMENT && strstr(attn_last_error(), "device"),
+          "host q with a device cache: %s: %s", attn_status_string(s), attn_last_error());
+    attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
+    desc.dtype = ATTN_F16;
+    desc.num_kv_heads = 1;
+    desc.head_dim = 32;
+    desc.max_pages = 4;
+    attn_kv_cache *cpu = NULL;
+    CHECK_OK(attn_kv_cache_create(ctx, &desc, &cpu));
+    if (cpu && upload(&q) == 0 && upload(&out) == 0) {
+        float kv[32] = { 0 };
+        attn_tensor t = t3(kv, ATTN_F32, 1, 1, 32);
+        CHECK_OK(attn_kv_cache_append(cpu, 0, &t, &t));
+        s = attn_decode(ctx, &p, &q.d, cpu, &seq, &out.d, NULL);
+        CHECK(s == ATTN_ERR_INVALID_ARGUMENT, "device q with a CPU cache: %s: %s",
+              attn_status_string(s), attn_last_error());
+        CHECK(download(&out) == 0 && tu_check_untouched(&out.h) == 0,
+              "a refused decode touched out");
+    }
+    attn_kv_cache_destroy(cpu);
+    attn_kv_cache_destroy(kc);
+    dfree(&q);
+    dfree(&out);
+}
+
+/* The cases (only the quick ones in quick runs), or the one named. Each
+ * new shape costs lavapipe a shader compile of seconds. */
+static void run_all(const char *label, const char *only)
+{
+    const char *filter = getenv("ATTN_TEST_FILTER");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)) &&
+            (!only || strcmp(cases[i].name, only) == 0))
+            run_case(&cases[i], label);
+}
+
+int main(void)
+{
+    tu_init("test_vulkan_decode");
+    setenv("ATTN_VULKAN_DEBUG", "1", 0);
+    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
+        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
+        return 1;
+    }
+    const char *one = getenv("ATTN_TEST_VULKAN_DEVICE");
+    int found = 0;
+    for (dev = 0; dev < attn_device_count(ctx); dev++) {
+        attn_device_info info = ATTN_DEVICE_INFO_INIT;
+        attn_device_get_info(ctx, dev, &info);
+        if (info.type != ATTN_DEVICE_VULKAN || (one && atoi(one) != dev))
+            continue;
+        found++;
+        printf("device %d: %s (subgroup %d)\n", dev, info.name, info.subgroup_size);
+        const double t0 = tu_now();
+        run_all("default", NULL);
+        /* One lane per key, no shuffles (and one query row per block). */
+        setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
+        run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
+        unsetenv("ATTN_VULKAN_SUBGROUP");
+        /* Few workgroups: one chunk per (sequence, head) where it fits. */
+        setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
+        run_all("one chunk", NULL);
+        unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+        /* Another shape: 32 invocations, 3 keys per team, 1 query row per
+         * workgroup (row blocks; tuning knob). */
+        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1", 1);
+        run_all("shape 32,3,1", tu_quick ? "q8-everything" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_SHAPE");
+        test_mismatch();
+        printf("device %d: %.1f s\n", dev, tu_now() - t0);
+    }
+    attn_context_destroy(ctx);
+    if (!found) {
+        printf("no Vulkan device: skipped\n");
+        return 77;
+    }
+    return tu_finish();
+}
