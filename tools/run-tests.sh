@@ -237,6 +237,7 @@ stage_asan() {
     cd ..
     ATTN_TEST_QUICK=1 \
     ASAN_OPTIONS="abort_on_error=0:detect_leaks=1:strict_string_checks=1:check_initialization_order=1" \
+    LSAN_OPTIONS="suppressions=$PWD/tools/lsan-drivers.supp" \
     UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
         make_check build-asan "LOG_COMPILER=timeout $TEST_TIMEOUT"
 }
