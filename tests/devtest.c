@@ -298,3 +298,28 @@ done:
     dfree(&out);
     dfree(&lse);
 }
+
+int decode_reference(attn_kv_cache *kc, int32_t seq, int64_t hkv, int64_t d, int64_t dv,
+                     const attn_sdpa_params *p, const dtensor *q, const dtensor *gate,
+                     int64_t b, double *out, double *lse)
+{
+    int64_t L = 0;
+    CHECK_OK(attn_kv_cache_seq_len(kc, seq, &L));
+    float *k = malloc((size_t)(L * hkv * d) * sizeof(float));
+    float *v = malloc((size_t)(L * hkv * dv) * sizeof(float));
+    attn_tensor tk = { .data = k, .dtype = ATTN_F32, .ndim = 3, .shape = { L, hkv, d } };
+    attn_tensor tv = { .data = v, .dtype = ATTN_F32, .ndim = 3, .shape = { L, hkv, dv } };
+    CHECK_OK(attn_kv_cache_read(kc, seq, 0, &tk, &tv));
+    attn_tensor rk = attn_tensor_4d(k, ATTN_F32, 1, L, hkv, d);
+    attn_tensor rv = attn_tensor_4d(v, ATTN_F32, 1, L, hkv, dv);
+    attn_tensor rq = tu_slice(&q->h, 0, b, 1), rg;
+    attn_sdpa_params rp = *p;
+    if (gate) {
+        rg = tu_slice(&gate->h, 0, b, 1);
+        rp.gate = &rg;
+    }
+    const int r = ref_sdpa(&rp, &rq, &rk, &rv, out, lse);
+    free(k);
+    free(v);
+    return r;
+}

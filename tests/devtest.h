@@ -47,4 +47,11 @@ void run_sdpa(const scase *c);
 void run_merge(const char *name, int n, int64_t b, int64_t s, int64_t h, int64_t dv,
                attn_dtype in, attn_dtype outdt, int layout, int with_lse);
 
+/* attn_decode's reference for batch entry b: ref_sdpa with q (and gate, NULL
+ * for none) sliced to entry b and k/v the kept tokens of sequence seq read
+ * back (dequantised) from the cache of hkv heads and head dims d/dv. */
+int decode_reference(attn_kv_cache *kc, int32_t seq, int64_t hkv, int64_t d, int64_t dv,
+                     const attn_sdpa_params *p, const dtensor *q, const dtensor *gate,
+                     int64_t b, double *out, double *lse);
+
 #endif

@@ -78,31 +78,6 @@ static void build(attn_kv_cache *kc, const dcase *c, int nseq)
     }
 }
 
-/* Reference for batch entry b (sequence seq): out [Sq,Hq,Dv], lse [Hq,Sq]. */
-static int reference(attn_kv_cache *kc, int32_t seq, const attn_sdpa_params *p,
-                     const dtensor *q, const dtensor *gate, int64_t b, const dcase *c,
-                     double *out, double *lse)
-{
-    int64_t L = 0;
-    attn_kv_cache_seq_len(kc, seq, &L);
-    float *k = malloc((size_t)(L * c->hkv * c->d) * sizeof(float));
-    float *v = malloc((size_t)(L * c->hkv * c->dv) * sizeof(float));
-    attn_tensor tk = host3(k, L, c->hkv, c->d), tv = host3(v, L, c->hkv, c->dv);
-    CHECK_OK(attn_kv_cache_read(kc, seq, 0, &tk, &tv));
-    attn_tensor rk = attn_tensor_4d(k, ATTN_F32, 1, L, c->hkv, c->d);
-    attn_tensor rv = attn_tensor_4d(v, ATTN_F32, 1, L, c->hkv, c->dv);
-    attn_tensor rq = tu_slice(&q->h, 0, b, 1), rg;
-    attn_sdpa_params rp = *p;
-    if (p->gate) {
-        rg = tu_slice(&gate->h, 0, b, 1);
-        rp.gate = &rg;
-    }
-    const int r = ref_sdpa(&rp, &rq, &rk, &rv, out, lse);
-    free(k);
-    free(v);
-    return r;
-}
-
 static void run_case(int idx, const dcase *c, int chunk)
 {
     static const attn_dtype io[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
@@ -194,8 +169,9 @@ static void run_case(int idx, const dcase *c, int chunk)
         double *rl = malloc((size_t)(c->b * lrow) * sizeof(double));
         for (int b = 0; b < c->b && ok; b++) {
             if (want_gate) p.gate = &gate.h.t;
-            ok = reference(kc, seqs[b], &p, &q, &gate, b, c, ro + b * orow,
-                           want_lse ? rl + b * lrow : NULL) == 0;
+            ok = decode_reference(kc, seqs[b], c->hkv, c->d, c->dv, &p, &q,
+                                  p.gate ? &gate : NULL, b, ro + b * orow,
+                                  want_lse ? rl + b * lrow : NULL) == 0;
         }
         CHECK(ok, "%s: reference", name);
         if (ok) {

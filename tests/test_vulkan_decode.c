@@ -116,29 +116,6 @@ static attn_kv_cache *build(const dcase *c)
     return kc;
 }
 
-/* The reference for batch entry b: ref_sdpa on the kept tokens. */
-static int reference(const dcase *c, attn_kv_cache *kc, int32_t seq, const attn_sdpa_params *p,
-                     const dtensor *q, const dtensor *gate, int b, double *out, double *lse)
-{
-    int64_t L = 0;
-    CHECK_OK(attn_kv_cache_seq_len(kc, seq, &L));
-    float *k = malloc((size_t)(L * c->hkv * c->d) * 4), *v = malloc((size_t)(L * c->hkv * c->dv) * 4);
-    attn_tensor tk = t3(k, ATTN_F32, L, c->hkv, c->d), tv = t3(v, ATTN_F32, L, c->hkv, c->dv);
-    CHECK_OK(attn_kv_cache_read(kc, seq, 0, &tk, &tv));
-    attn_tensor rk = attn_tensor_4d(k, ATTN_F32, 1, L, c->hkv, c->d);
-    attn_tensor rv = attn_tensor_4d(v, ATTN_F32, 1, L, c->hkv, c->dv);
-    attn_tensor rq = tu_slice(&q->h, 0, b, 1), rg;
-    attn_sdpa_params rp = *p;
-    if (p->gate) {
-        rg = tu_slice(&gate->h, 0, b, 1);
-        rp.gate = &rg;
-    }
-    const int r = ref_sdpa(&rp, &rq, &rk, &rv, out, lse);
-    free(k);
-    free(v);
-    return r;
-}
-
 static void run_case(const dcase *c, const char *label)
 {
     attn_kv_cache *kc = build(c);
@@ -200,8 +177,9 @@ static void run_case(const dcase *c, const char *label)
         CHECK_OK(attn_decode(ctx, &p, &q.d, kc, seqs, &out.d, c->lse ? &lse.d : NULL));
         int rbad = 0;
         for (int b = 0; b < c->b; b++)
-            rbad |= reference(c, kc, seqs[b], &p, &q, &gate, b, ref + b * per_out,
-                              rlse + b * per_lse);
+            rbad |= decode_reference(kc, seqs[b], c->hkv, c->d, c->dv, &p, &q,
+                                     p.gate ? &gate : NULL, b, ref + b * per_out,
+                                     rlse + b * per_lse);
         CHECK(!rbad, "%s: reference failed", c->name);
         char msg[200];
         CHECK(download(&out) == 0 && tu_check_written(&out.h, msg, sizeof msg) == 0,
