@@ -15,6 +15,14 @@
 attn_context *ctx;
 int dev;                        /* device index under test */
 
+int device_under_test(int d, unsigned types, const char *only_env, attn_device_info *info)
+{
+    *info = (attn_device_info)ATTN_DEVICE_INFO_INIT;
+    attn_device_get_info(ctx, d, info);
+    const char *only = getenv(only_env);
+    return (types & (1u << info->type)) && (!only || atoi(only) == d);
+}
+
 int upload(dtensor *x)
 {
     if (attn_buffer_create(ctx, dev, x->h.total + OFF, &x->buf) != ATTN_OK)

@@ -8,6 +8,15 @@
 extern attn_context *ctx;       /* the context under test */
 extern int dev;                 /* device index under test */
 
+/* Device types as bits, for device_under_test. */
+#define DEVTEST_OPENCL (1u << ATTN_DEVICE_OPENCL)
+#define DEVTEST_VULKAN (1u << ATTN_DEVICE_VULKAN)
+
+/* Whether device d of ctx is one to test: its type is in `types` and, when
+ * the environment variable `only_env` is set, it is the device it names.
+ * Fills *info either way. */
+int device_under_test(int d, unsigned types, const char *only_env, attn_device_info *info);
+
 /* A host tensor (for the reference) and its copy in a device buffer. */
 typedef struct dtensor {
     tu_tensor   h;

@@ -199,12 +199,11 @@ int main(void)
         fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
         return 1;
     }
-    const char *only = getenv("ATTN_TEST_GPU_DEVICE");
     int found = 0;
     for (dev = 1; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info = ATTN_DEVICE_INFO_INIT;
-        attn_device_get_info(ctx, dev, &info);
-        if (only && atoi(only) != dev)
+        attn_device_info info;
+        if (!device_under_test(dev, DEVTEST_OPENCL | DEVTEST_VULKAN, "ATTN_TEST_GPU_DEVICE",
+                               &info))
             continue;
         char devname[96];
         snprintf(devname, sizeof devname, "%s:%d", info.type == ATTN_DEVICE_OPENCL ? "opencl" :

@@ -277,12 +277,10 @@ int main(void)
     static const attn_dtype kvs[5] = { ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8, ATTN_Q4 };
     static const int64_t d_float[] = { 8, 40, 64, 80, 128, 6, 7 }, d_quant[] = { 32, 64, 128, 256 };
     static const int64_t pss[] = { 1, 3, 16, 17, 64 };
-    const char *only = getenv("ATTN_TEST_OPENCL_DEVICE");
     int found = 0;
     for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info = ATTN_DEVICE_INFO_INIT;
-        attn_device_get_info(ctx, dev, &info);
-        if (info.type != ATTN_DEVICE_OPENCL || (only && atoi(only) != dev))
+        attn_device_info info;
+        if (!device_under_test(dev, DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", &info))
             continue;
         found++;
         printf("device %d: %s\n", dev, info.name);

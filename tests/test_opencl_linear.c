@@ -342,13 +342,11 @@ int main(void)
         fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
         return 1;
     }
-    const char *only = getenv("ATTN_TEST_OPENCL_DEVICE");
     const char *filter = getenv("ATTN_TEST_FILTER");
     int found = 0;
     for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info = ATTN_DEVICE_INFO_INIT;
-        attn_device_get_info(ctx, dev, &info);
-        if (info.type != ATTN_DEVICE_OPENCL || (only && atoi(only) != dev))
+        attn_device_info info;
+        if (!device_under_test(dev, DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", &info))
             continue;
         found++;
         printf("device %d: %s (%s)\n", dev, info.name, info.driver);

@@ -268,12 +268,10 @@ int main(void)
         fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
         return 1;
     }
-    const char *one = getenv("ATTN_TEST_VULKAN_DEVICE");
     int found = 0;
     for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info = ATTN_DEVICE_INFO_INIT;
-        attn_device_get_info(ctx, dev, &info);
-        if (info.type != ATTN_DEVICE_VULKAN || (one && atoi(one) != dev))
+        attn_device_info info;
+        if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
             continue;
         found++;
         printf("device %d: %s (subgroup %d)\n", dev, info.name, info.subgroup_size);
