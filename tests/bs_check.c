@@ -123,3 +123,33 @@ void bs_check(const bs_case *c, const tu_tensor *q, const tu_tensor *k, const tu
     free(want);
     free(close);
 }
+
+static bs_case small_case(int method)
+{
+    bs_case c;
+    memset(&c, 0, sizeof c);
+    c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
+    c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
+    c.p.block_q = c.p.block_k = 16;
+    c.p.stride = 4;
+    c.B = 1;
+    c.Hq = c.Hkv = 1;
+    c.dt = ATTN_F32;
+    return c;
+}
+
+bs_case bs_ties_case(int method)
+{
+    bs_case c = small_case(method);
+    c.p.threshold = 0.5f;
+    c.p.top_k = 3;
+    c.D = 32; c.Sq = 64; c.Sk = 128;
+    return c;
+}
+
+bs_case bs_nan_case(int method)
+{
+    bs_case c = small_case(method);
+    c.D = 16; c.Sq = 40; c.Sk = 80;
+    return c;
+}

@@ -41,4 +41,10 @@ int bs_mask_at(const tu_tensor *m, int64_t b, int64_t h, int64_t i, int64_t j);
 void bs_check(const bs_case *c, const tu_tensor *q, const tu_tensor *k, const tu_tensor *m,
               const char *name);
 
+/* The small f32 case of the tie test (method 0 XAttention, 1 MoBA): the
+ * caller makes every key identical so all scores and shares are equal. */
+bs_case bs_ties_case(int method);
+/* The small f32 case of the NaN-input test. */
+bs_case bs_nan_case(int method);
+
 #endif

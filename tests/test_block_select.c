@@ -48,16 +48,7 @@ static void against_reference(attn_context *ctx, const char *isa)
 static void ties(attn_context *ctx, const char *isa)
 {
     for (int method = 0; method < 2; method++) {
-        bs_case c;
-        memset(&c, 0, sizeof c);
-        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
-        c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
-        c.p.block_q = c.p.block_k = 16;
-        c.p.stride = 4;
-        c.p.threshold = 0.5f;
-        c.p.top_k = 3;
-        c.B = 1; c.Hq = c.Hkv = 1; c.D = 32; c.Sq = 64; c.Sk = 128;
-        c.dt = ATTN_F32;
+        bs_case c = bs_ties_case(method);
         tu_tensor q, k, m;
         if (bs_make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "ties: allocation failed"); return; }
         for (int64_t j = 0; j < c.Sk; j++)
@@ -87,13 +78,7 @@ static void ties(attn_context *ctx, const char *isa)
 static void nan_input(attn_context *ctx, const char *isa)
 {
     for (int method = 0; method < 2; method++) {
-        bs_case c;
-        memset(&c, 0, sizeof c);
-        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
-        c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
-        c.p.block_q = c.p.block_k = 16;
-        c.p.stride = 4;
-        c.B = 1; c.Hq = c.Hkv = 1; c.D = 16; c.Sq = 40; c.Sk = 80; c.dt = ATTN_F32;
+        bs_case c = bs_nan_case(method);
         tu_tensor q, k, m;
         if (bs_make_inputs(&c, 1.0, &q, &k, &m)) { CHECK(0, "nan: allocation failed"); return; }
         int64_t idx[4] = { 0, 17, 0, 3 };

@@ -49,16 +49,7 @@ static void run_case(const bs_case *c, const char *devname)
 static void ties(const char *devname)
 {
     for (int method = 0; method < 2; method++) {
-        bs_case c;
-        memset(&c, 0, sizeof c);
-        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
-        c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
-        c.p.block_q = c.p.block_k = 16;
-        c.p.stride = 4;
-        c.p.threshold = 0.5f;
-        c.p.top_k = 3;
-        c.B = 1; c.Hq = c.Hkv = 1; c.D = 32; c.Sq = 64; c.Sk = 128;
-        c.dt = ATTN_F32;
+        bs_case c = bs_ties_case(method);
         dtensor q, k, m;
         memset(&q, 0, sizeof q); memset(&k, 0, sizeof k); memset(&m, 0, sizeof m);
         if (bs_make_inputs(&c, 1.0, &q.h, &k.h, &m.h) == 0) {
@@ -94,13 +85,7 @@ static void ties(const char *devname)
 static void nan_input(const char *devname)
 {
     for (int method = 0; method < 2; method++) {
-        bs_case c;
-        memset(&c, 0, sizeof c);
-        c.p = (attn_block_select_params)ATTN_BLOCK_SELECT_PARAMS_INIT;
-        c.p.method = method ? ATTN_BLOCK_SELECT_MOBA : ATTN_BLOCK_SELECT_XATTN;
-        c.p.block_q = c.p.block_k = 16;
-        c.p.stride = 4;
-        c.B = 1; c.Hq = c.Hkv = 1; c.D = 16; c.Sq = 40; c.Sk = 80; c.dt = ATTN_F32;
+        bs_case c = bs_nan_case(method);
         dtensor q, k, m;
         memset(&q, 0, sizeof q); memset(&k, 0, sizeof k); memset(&m, 0, sizeof m);
         if (bs_make_inputs(&c, 1.0, &q.h, &k.h, &m.h) == 0) {
