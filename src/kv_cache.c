@@ -163,6 +163,8 @@ ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache
     } else {
         attn_status st = attn_buffer_create(ctx, c->device, pool, &c->pool_buf);
         c->stage = aligned_alloc(64, (size_t)c->page_bytes);
+        if (c->stage)   /* whole-page uploads never copy uninitialised bytes */
+            memset(c->stage, 0, (size_t)c->page_bytes);
         if (st != ATTN_OK) {
             free(c->stage);
             free(c);
@@ -258,10 +260,14 @@ static void write_token(const attn_kv_cache *c, uint8_t *page, int64_t slot, con
 }
 
 /* Device cache: uploads slots [slot, slot + n) of every plane of the staged
- * page to pool page `page`: the rows and their meta, nothing else. */
+ * page to pool page `page`. A run that starts at slot 0 fills a fresh page
+ * (no later slot holds a kept token yet), so the whole staged page goes up in
+ * one write; otherwise only the rows and their meta, two writes per plane. */
 static attn_status upload_rows(attn_kv_cache *c, int32_t page, int64_t slot, int64_t n)
 {
     const size_t base = (size_t)page * (size_t)c->page_bytes;
+    if (slot == 0)
+        return attn_buffer_write(c->pool_buf, base, c->stage, (size_t)c->page_bytes);
     for (int kv = 0; kv < 2; kv++)
         for (int64_t h = 0; h < c->hkv; h++) {
             attn_kv_rows r;
