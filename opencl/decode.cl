@@ -15,6 +15,9 @@
  *   5  P = exp(s - m) (or sigmoid(s + bias))
  *   6  PV: each work-item accumulates its columns of O over its keys, in
  *      registers; the key groups' accumulators are summed once per chunk.
+ * With VEARLY the V rows of the tile are loaded in step 2, right after the
+ * K rows, into registers (16-bit types as raw bits): their latency then
+ * overlaps the K loads' and the softmax steps instead of following them.
  * The unnormalised partial (O, m, l) of each task goes to scratch;
  * attn_decode_combine merges the chunks with their log-sum-exp, normalises,
  * gates and stores out (and lse).
@@ -26,7 +29,8 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB; MWG (combine). */
+ * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY; MWG
+ * and CCB (combine). */
 
 #define SEQW 10
 #define SDT_F32  0
@@ -95,23 +99,42 @@
  * vector load on every driver: the 15 magnitude bits moved to a float's
  * exponent and mantissa position, rebiased by a multiply by 2^112 (exact,
  * subnormals included); inf and NaN keep the top exponent. */
-inline VT load_f16(__global const ushort *p)
+inline VT f16_bits_to_float(IT u)
 {
-    const IT u = VCONVERT_UINT(VLOAD(p));
     const IT a = (u & 0x7fffu) << 13;
     const VT f = select(VAS_FLOAT(a) * 0x1p112f, VAS_FLOAT(a | 0x7f800000u), a >= 0x0f800000u);
     return VAS_FLOAT(VAS_UINT(f) | ((u & 0x8000u) << 16));
 }
 
-/* Elements e0 .. e0+CW-1 of a stored row (data at row, meta at meta). */
-inline VT load_chunk(__global const uchar *row, __global const uchar *meta, int e0)
+/* RT: a row chunk as loaded, before its conversion to float (raw_value):
+ * the bits of 16-bit types (half the registers of floats), the values of
+ * the others. */
+#if SDT == SDT_F16 || SDT == SDT_BF16
+#if CW == 1
+#define RT ushort
+#else
+#define RT CAT(ushort, CW)
+#endif
+inline VT raw_value(RT x)
+{
+#if SDT == SDT_F16
+    return f16_bits_to_float(VCONVERT_UINT(x));
+#else
+    return VAS_FLOAT(VCONVERT_UINT(x) << 16);
+#endif
+}
+#else
+#define RT VT
+#define raw_value(x) (x)
+#endif
+
+/* Elements e0 .. e0+CW-1 of a stored row (data at row, meta at meta), as RT. */
+inline RT load_raw(__global const uchar *row, __global const uchar *meta, int e0)
 {
 #if SDT == SDT_F32
     return VLOAD((__global const float *)row + e0);
-#elif SDT == SDT_F16
-    return load_f16((__global const ushort *)row + e0);
-#elif SDT == SDT_BF16
-    return VAS_FLOAT(VCONVERT_UINT(VLOAD((__global const ushort *)row + e0)) << 16);
+#elif SDT == SDT_F16 || SDT == SDT_BF16
+    return VLOAD((__global const ushort *)row + e0);
 #elif SDT == SDT_Q8
     const float s = vload_half(e0 / 32, (__global const half *)meta);
     return VCONVERT(VLOAD((__global const char *)row + e0)) * s;
@@ -126,6 +149,8 @@ inline VT load_chunk(__global const uchar *row, __global const uchar *meta, int 
     return VCONVERT(by >> (UT)4) * s + m;
 #endif
 }
+
+#define load_chunk(row, meta, e0) raw_value(load_raw(row, meta, e0))
 
 inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink_tokens)
 {
@@ -226,6 +251,24 @@ void attn_decode_chunk(__global const uchar *pool,
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* 2: QK partial dot products of this lane's chunks */
+#if VEARLY
+        RT vr[KPT][VI];
+        UNROLL
+        for (int x = 0; x < KPT; x++) {
+            const int k = kg + x * KG;
+            const long base = kbase[pb][k] + v_plane0 + hk * v_plane;
+            const long slot = kslot[pb][k];
+            __global const uchar *row = pool + base + slot * v_row;
+            __global const uchar *meta = pool + base + v_meta_off + slot * v_meta_row;
+            UNROLL
+            for (int i = 0; i < VI; i++) {
+                const int c = lane + i * LR;
+                vr[x][i] = (RT)0;
+                if (kj[pb][k] >= 0 && c < NVC)
+                    vr[x][i] = load_raw(row, meta, c * CW);
+            }
+        }
+#endif
         UNROLL
         for (int x = 0; x < KPT; x++) {
             const int k = kg + x * KG;
@@ -321,15 +364,21 @@ void attn_decode_chunk(__global const uchar *pool,
             const int k = kg + x * KG;
             if (kj[pb][k] < 0)
                 continue;
+#if !VEARLY
             const long base = kbase[pb][k] + v_plane0 + hk * v_plane;
             const long slot = kslot[pb][k];
             __global const uchar *row = pool + base + slot * v_row;
             __global const uchar *meta = pool + base + v_meta_off + slot * v_meta_row;
+#endif
             UNROLL
             for (int i = 0; i < VI; i++) {
                 const int c = lane + i * LR;
                 if (c < NVC) {
+#if VEARLY
+                    const VT vv = raw_value(vr[x][i]);
+#else
                     const VT vv = load_chunk(row, meta, c * CW);
+#endif
                     UNROLL
                     for (int r = 0; r < RB; r++)
                         acc[r][i] += sp_[r * TK + k] * vv;
@@ -371,11 +420,14 @@ void attn_decode_chunk(__global const uchar *pool,
     }
 }
 
-/* One work-group of MWG work-items per output row (b, i, h): merges the
- * chunks of its (b, kv head, row block) with their log-sum-exp, normalises,
- * gates and stores. The chunks' weights go through local memory MWG at a
- * time; each work-item sums its columns over them with four independent
- * loads in flight (a single sequence can have a hundred chunks). */
+/* One work-group of MWG work-items per (output row (b, i, h), block of CCB
+ * columns): merges the chunks of its (b, kv head, row block) with their
+ * log-sum-exp, normalises, gates and stores. A long sequence has hundreds
+ * of chunks, so the work-items split them: work-item (slice s, column e)
+ * sums chunks s, s + NSL, ... of column e, four independent loads in
+ * flight; the slices are added through local memory at the end. The
+ * chunks' weights go through local memory MWG at a time. */
+#define NSL (MWG / CCB)
 __kernel __attribute__((reqd_work_group_size(MWG, 1, 1)))
 void attn_decode_combine(__global const long *seqtab, __global const float *part,
                          long ml_off, int flags, int sq, int hq, int group, int nrb,
@@ -386,8 +438,10 @@ void attn_decode_combine(__global const long *seqtab, __global const float *part
                          __global float *lse, long l_off, long l0, long l1, long l2)
 {
     __local float w[MWG], red[MWG];
-    const int lid = get_local_id(0);
-    const long row = get_group_id(0);
+    const int lid = get_local_id(0), e = lid % CCB, sl = lid / CCB;
+    const int ncb = (DV + CCB - 1) / CCB;
+    const long row = get_group_id(0) / ncb;
+    const int col = (int)(get_group_id(0) % ncb) * CCB + e;
     const long h = row % hq, i = (row / hq) % sq, b = row / ((long)hq * sq);
     const long hk = h / group, rr = i * group + h % group, rb = rr / RB, r = rr % RB;
     __global const long *st = seqtab + SEQW * b;
@@ -410,10 +464,7 @@ void attn_decode_combine(__global const long *seqtab, __global const float *part
     mx = red[0];
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    float lpart = 0.0f;
-    float acc[DV / MWG + 1];
-    for (int k = 0; k <= DV / MWG; k++)
-        acc[k] = 0.0f;
+    float lpart = 0.0f, acc = 0.0f;
     for (long c0 = 0; c0 < nch; c0 += MWG) {
         const long c = c0 + lid;
         float wc = 0.0f;
@@ -428,26 +479,30 @@ void attn_decode_combine(__global const long *seqtab, __global const float *part
         w[lid] = wc;
         barrier(CLK_LOCAL_MEM_FENCE);
         const int n = (int)min((long)MWG, nch - c0);
-        for (int k = 0; k <= DV / MWG; k++) {
-            const int e = lid + k * MWG;
-            if (e >= DV)
-                break;
+        if (col < DV) {
             float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-            int j = 0;
-            for (; j + 4 <= n; j += 4) {
-                s0 += w[j] * OROW(c0 + j)[e];
-                s1 += w[j + 1] * OROW(c0 + j + 1)[e];
-                s2 += w[j + 2] * OROW(c0 + j + 2)[e];
-                s3 += w[j + 3] * OROW(c0 + j + 3)[e];
+            int j = sl;
+            for (; j + 3 * NSL < n; j += 4 * NSL) {
+                s0 += w[j] * OROW(c0 + j)[col];
+                s1 += w[j + NSL] * OROW(c0 + j + NSL)[col];
+                s2 += w[j + 2 * NSL] * OROW(c0 + j + 2 * NSL)[col];
+                s3 += w[j + 3 * NSL] * OROW(c0 + j + 3 * NSL)[col];
             }
-            for (; j < n; j++)
-                s0 += w[j] * OROW(c0 + j)[e];
-            acc[k] += (s0 + s1) + (s2 + s3);
+            for (; j < n; j += NSL)
+                s0 += w[j] * OROW(c0 + j)[col];
+            acc += (s0 + s1) + (s2 + s3);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #undef ML
 #undef OROW
+    red[lid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float y = 0.0f;
+    if (sl == 0)
+        for (int k = 0; k < NSL; k++)
+            y += red[k * CCB + e];
+    barrier(CLK_LOCAL_MEM_FENCE);
     red[lid] = lpart;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int n = MWG / 2; n > 0; n /= 2) {
@@ -457,17 +512,14 @@ void attn_decode_combine(__global const long *seqtab, __global const float *part
     }
     const float lsum = red[0];
     const float inv = !softmax ? 1.0f : lsum > 0.0f ? 1.0f / lsum : 0.0f;
-    for (int k = 0; k <= DV / MWG; k++) {
-        const int e = lid + k * MWG;
-        if (e >= DV)
-            break;
-        float y = acc[k] * inv;
+    if (sl == 0 && col < DV) {
+        y *= inv;
         if (flags & F_GATE) {
-            const float g = attn_load(gate, g_dt, g_off + b * g0 + i * g1 + h * g2 + e * g3);
+            const float g = attn_load(gate, g_dt, g_off + b * g0 + i * g1 + h * g2 + col * g3);
             y *= 1.0f / (1.0f + exp(-g));
         }
-        attn_store(out, o_dt, o_off + b * o0 + i * o1 + h * o2 + e * o3, y);
+        attn_store(out, o_dt, o_off + b * o0 + i * o1 + h * o2 + col * o3, y);
     }
-    if ((flags & F_LSE) && lid == 0)
+    if ((flags & F_LSE) && lid == 0 && get_group_id(0) % ncb == 0)
         lse[l_off + b * l0 + h * l1 + i * l2] = lsum > 0.0f ? mx + log(lsum) : -INFINITY;
 }

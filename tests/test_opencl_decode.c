@@ -7,7 +7,9 @@
  * ALiBi, sink logits, sigmoid, gate, lse; q/out/gate f32/f16/bf16, strided
  * views), attn_buffer_copy on the device. Some cases force small split-KV
  * chunks (ATTN_OPENCL_DECODE_CHUNK) so the chunk merge is exercised on a
- * CPU device.
+ * CPU device; each case picks the variant switches (early V loads, combine
+ * columns, table upload and reuse) at random, and some decode twice so
+ * that the second call reuses the device's table.
  *
  * The reference reads each sequence's kept tokens back from the cache
  * (attn_kv_cache_read; test_kv_cache and test_decode check that against an
@@ -78,14 +80,39 @@ static void build(attn_kv_cache *kc, const dcase *c, int nseq)
     }
 }
 
+/* Random variant switches (src/opencl/decode.c), named in buf. */
+static void pick_variant(char *buf, size_t n)
+{
+    static const char *const cols[4] = { "0", "1", "8", "32" };
+    const char *vearly = tu_randint(0, 1) ? "1" : "0", *col = cols[tu_randint(0, 3)];
+    const char *upload = tu_randint(0, 1) ? "pinned" : "pageable";
+    const char *reuse = tu_randint(0, 1) ? "1" : "0";
+    setenv("ATTN_OPENCL_DECODE_VEARLY", vearly, 1);
+    setenv("ATTN_OPENCL_DECODE_COMBINE_COLS", col, 1);
+    setenv("ATTN_OPENCL_DECODE_UPLOAD", upload, 1);
+    setenv("ATTN_OPENCL_DECODE_REUSE", reuse, 1);
+    snprintf(buf, n, "vearly=%s cols=%s %s reuse=%s", vearly, col, upload, reuse);
+}
+
+static void clear_variant(void)
+{
+    unsetenv("ATTN_OPENCL_DECODE_VEARLY");
+    unsetenv("ATTN_OPENCL_DECODE_COMBINE_COLS");
+    unsetenv("ATTN_OPENCL_DECODE_UPLOAD");
+    unsetenv("ATTN_OPENCL_DECODE_REUSE");
+}
+
 static void run_case(int idx, const dcase *c, int chunk)
 {
     static const attn_dtype io[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
-    char name[160];
+    char name[240], variant[96];
+    pick_variant(variant, sizeof variant);
+    const int calls = tu_randint(1, 2);
     snprintf(name, sizeof name, "case %d (%s hkv=%lld g=%lld d=%lld dv=%lld ps=%lld sink=%lld "
-             "win=%lld b=%d sq=%d chunk=%d)", idx, tu_dtype_name(c->kv), (long long)c->hkv,
-             (long long)c->group, (long long)c->d, (long long)c->dv, (long long)c->ps,
-             (long long)c->sink, (long long)c->window, c->b, c->sq, chunk);
+             "win=%lld b=%d sq=%d chunk=%d %s calls=%d)", idx, tu_dtype_name(c->kv),
+             (long long)c->hkv, (long long)c->group, (long long)c->d, (long long)c->dv,
+             (long long)c->ps, (long long)c->sink, (long long)c->window, c->b, c->sq, chunk,
+             variant, calls);
     const int nseq = c->b + 1;
     attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
     desc.dtype = c->kv;
@@ -156,7 +183,15 @@ static void run_case(int idx, const dcase *c, int chunk)
         char cs[32];
         snprintf(cs, sizeof cs, "%d", chunk);
         if (chunk) setenv("ATTN_OPENCL_DECODE_CHUNK", cs, 1);
-        attn_status s = attn_decode(ctx, &p, &q.d, kc, seqs, &out.d, want_lse ? &lse.d : NULL);
+        attn_status s = ATTN_OK;
+        for (int k = 0; k < calls && s == ATTN_OK; k++) {
+            if (k > 0) {
+                tu_poison(&out.h);
+                s = upload(&out) == 0 ? ATTN_OK : ATTN_ERR_DEVICE;
+            }
+            if (s == ATTN_OK)
+                s = attn_decode(ctx, &p, &q.d, kc, seqs, &out.d, want_lse ? &lse.d : NULL);
+        }
         unsetenv("ATTN_OPENCL_DECODE_CHUNK");
         CHECK(s == ATTN_OK, "%s: attn_decode: %s", name, attn_last_error());
         ok = s == ATTN_OK && download(&out) == 0 && (!want_lse || download(&lse) == 0);
@@ -192,6 +227,7 @@ static void run_case(int idx, const dcase *c, int chunk)
         free(ro);
         free(rl);
     }
+    clear_variant();
     dfree(&q);
     dfree(&out);
     if (want_lse) dfree(&lse);

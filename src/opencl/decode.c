@@ -8,20 +8,32 @@
  * work-group per task (split-KV) and a second kernel merges the chunks.
  *
  * Chunks are sized so that the device gets several work-groups per compute
- * unit even for one sequence; ATTN_OPENCL_DECODE_CHUNK=N (keys, rounded to
- * the tile) overrides it (tests use it to force many chunks), and
- * ATTN_OPENCL_DECODE_TILE=N the keys per tile (default 64; tuning). */
+ * unit even for one sequence. Variant switches, read on every call so that
+ * tests and one benchmark run can sweep them (ATTN_OPENCL_DECODE_...):
+ *   CHUNK=N         keys per chunk (rounded to the tile; tests force many)
+ *   TILE=N          keys per tile (default 64)
+ *   WG=N            largest chunk work-group (default 128)
+ *   VEARLY=0|1      issue a tile's V loads with its K loads, before the
+ *                   softmax barriers (default 1 where the registers allow)
+ *   COMBINE_COLS=N  output columns per combine work-group (a power of two;
+ *                   default: enough work-groups for 4 per compute unit)
+ *   UPLOAD, REUSE   how the table reaches the device (decode_upload.h)
+ * ATTN_OPENCL_PROFILE=1 prints each call's host steps and device times
+ * (profile.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ocl.h"
 #include "args.h"
+#include "decode_upload.h"
+#include "profile.h"
 #include "../error.h"
 #include "../kv_cache.h"
 
 #define SEQW 10          /* longs per sequence in the table (opencl/decode.cl) */
 #define WG_MAX 128
 #define ROW_REGS 64      /* floats of query (and of O) a work-item keeps per tile */
+#define VEARLY_REGS 32   /* 32-bit registers of early V loads a work-item may hold */
 
 enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
        F_LSE = 1 << 4, F_GATE = 1 << 5, F_SOFTCAP = 1 << 6 };
@@ -36,14 +48,40 @@ typedef struct dec_kernels {
 } dec_kernels;
 
 struct attn_cl_decode_state {
-    cl_mem table;
-    size_t table_bytes;
+    attn_cl_upload table;
     cl_mem part;
     size_t part_bytes;
     dec_kernels *kernels;
 };
 
-typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg; } dec_cfg;
+typedef struct dec_knobs {
+    int64_t chunk;     /* 0: sized from the device */
+    int tile, wg, vearly, cols, upload, reuse;
+} dec_knobs;
+
+static int env_int(const char *name, int dflt)
+{
+    const char *e = getenv(name);
+    return e && *e ? atoi(e) : dflt;
+}
+
+static dec_knobs read_knobs(void)
+{
+    dec_knobs k;
+    const char *e = getenv("ATTN_OPENCL_DECODE_CHUNK");
+    k.chunk = e ? atoll(e) : 0;
+    k.tile = env_int("ATTN_OPENCL_DECODE_TILE", 0);
+    k.wg = env_int("ATTN_OPENCL_DECODE_WG", WG_MAX);
+    k.vearly = env_int("ATTN_OPENCL_DECODE_VEARLY", 1);
+    k.cols = env_int("ATTN_OPENCL_DECODE_COMBINE_COLS", 0);
+    e = getenv("ATTN_OPENCL_DECODE_UPLOAD");
+    k.upload = e && !strcmp(e, "pageable") ? ATTN_CL_UPLOAD_PAGEABLE : ATTN_CL_UPLOAD_PINNED;
+    k.reuse = env_int("ATTN_OPENCL_DECODE_REUSE", 1);
+    return k;
+}
+
+/* cols: output columns per combine work-group (a power of two <= mwg). */
+typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, cols; } dec_cfg;
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -61,8 +99,8 @@ static size_t local_bytes(const dec_cfg *c, int64_t d, int64_t dv)
 /* Element chunk CW (the widest of 8/4/2/1 dividing both head dims), lanes
  * per cache row LR, work-group size, key tile and query rows per block
  * from the device's limits. nr: query rows sharing a kv head. */
-static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t nr,
-                      size_t kernel_max, dec_cfg *c)
+static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype dtype,
+                      int64_t dd, int64_t dv, int64_t nr, size_t kernel_max, dec_cfg *c)
 {
     c->cw = 8;
     while (dd % c->cw || dv % c->cw)
@@ -71,19 +109,19 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t n
     c->lr = 1;
     while (c->lr * 2 <= chunks && c->lr < 16)
         c->lr *= 2;
-    size_t wg = WG_MAX;
+    size_t wg = 1;
+    while (wg * 2 <= (size_t)kn->wg && wg * 2 <= 1024)
+        wg *= 2;
     while (wg > 1 && (wg > d->max_wg || wg > d->max_wi[0] || wg > kernel_max))
         wg /= 2;
     c->wg = (int)wg;
-    c->mwg = wg < 64 ? (int)wg : 64;
+    c->mwg = wg < 128 ? (int)wg : 128;
     if (c->lr > c->wg)
         c->lr = c->wg;
     const int kg = c->wg / c->lr;
     c->tk = kg > 64 ? kg : 64;
-    const char *env = getenv("ATTN_OPENCL_DECODE_TILE");
-    const int want = env ? atoi(env) : 0;
-    if (want >= kg && want <= 1024 && want % kg == 0)
-        c->tk = want;
+    if (kn->tile >= kg && kn->tile <= 1024 && kn->tile % kg == 0)
+        c->tk = kn->tile;
     const int64_t per_row = (max64(dd, dv) / c->cw + c->lr - 1) / c->lr * c->cw;
     /* the smallest power of two covering nr rows, as registers allow */
     int rb = 1;
@@ -99,7 +137,32 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, int64_t n
         else
             return 0;
     }
+    /* early V loads stay in registers across the softmax: 16-bit types as
+     * raw bits (two a register), the others as floats */
+    const int sdt = (int)dtype;
+    const int64_t velems = (int64_t)(c->tk / kg) * ((dv / c->cw + c->lr - 1) / c->lr) * c->cw;
+    const int64_t vregs = sdt == ATTN_F16 || sdt == ATTN_BF16 ? velems / 2 : velems;
+    c->vearly = kn->vearly && vregs <= VEARLY_REGS;
     return 1;
+}
+
+/* Output columns per combine work-group: a knob's power of two, or halved
+ * from mwg (not below 8) while more than twice dv or until the rows give 4
+ * work-groups per compute unit: a long sequence's hundred chunks are then
+ * summed by many work-items at once. */
+static int combine_cols(const attn_device *dev, const dec_knobs *kn, const dec_cfg *c,
+                        int64_t rows, int64_t dv)
+{
+    int cols = c->mwg;
+    if (kn->cols > 0) {
+        while (cols > 1 && cols > kn->cols)
+            cols /= 2;
+        return cols;
+    }
+    const int64_t want = 4 * max64(1, dev->info.compute_units);
+    while (cols > 8 && (cols >= 2 * dv || rows * ((dv + cols - 1) / cols) < want))
+        cols /= 2;
+    return cols;
 }
 
 static void kernels_free(const attn_cl_api *cl, dec_kernels *k)
@@ -116,8 +179,9 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
 {
     char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
-             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d%s", (long long)p->d, (long long)p->dv,
-             (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk, c->rb, c->mwg,
+             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d -DCCB=%d -DVEARLY=%d%s", (long long)p->d,
+             (long long)p->dv, (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk, c->rb, c->mwg,
+             c->cols, c->vearly,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
@@ -200,8 +264,9 @@ static dec_seq seq_ranges(const attn_decode_problem *p, const attn_kv_seq *s)
     return r;
 }
 
-static attn_status build_tables(const attn_device *dev,
-                                const attn_decode_problem *p, const dec_cfg *c, dec_tables *t)
+static attn_status build_tables(const attn_device *dev, attn_cl_device *d,
+                                const attn_decode_problem *p, const dec_cfg *c,
+                                const dec_knobs *kn, dec_tables *t)
 {
     const attn_kv_cache *kc = p->cache;
     const int64_t nr = p->sq * (p->hq / p->hkv);
@@ -215,9 +280,8 @@ static attn_status build_tables(const attn_device *dev,
     /* several work-groups per compute unit; at least two tiles a chunk */
     const int64_t target = 8 * (int64_t)max64(1, dev->info.compute_units);
     int64_t chunk = max64(2 * c->tk, (work * p->hkv * t->nrb + target - 1) / target);
-    const char *env = getenv("ATTN_OPENCL_DECODE_CHUNK");
-    if (env && atoll(env) > 0)
-        chunk = atoll(env);
+    if (kn->chunk > 0)
+        chunk = kn->chunk;
     t->chunk = chunk = (chunk + c->tk - 1) / c->tk * c->tk;
 
     int64_t ntasks = 0;
@@ -228,9 +292,9 @@ static attn_status build_tables(const attn_device *dev,
     t->ntasks = ntasks;
     const size_t longs = (size_t)p->b * SEQW, ints = 4 * (size_t)ntasks + (size_t)npages;
     t->bytes = longs * sizeof(cl_long) + ints * sizeof(cl_int) + 2 * (size_t)p->hq * sizeof(float);
-    t->host = calloc(1, t->bytes);
-    if (!t->host)
-        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
+    attn_status s = attn_cl_upload_host(d, &d->decode->table, kn->upload, t->bytes, &t->host);
+    if (s != ATTN_OK)
+        return s;
     cl_long *seqtab = t->host;
     cl_int *itab = (cl_int *)(seqtab + longs);
     float *ftab = (float *)(itab + ints);
@@ -291,8 +355,10 @@ static int flags_of(const attn_decode_problem *p)
     return f;
 }
 
+/* Sets the arguments and enqueues the chunk and combine kernels. */
 static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const dec_cfg *c,
-                          const dec_tables *t, cl_kernel kchunk, cl_kernel kcomb)
+                          const dec_tables *t, cl_kernel kchunk, cl_kernel kcomb,
+                          attn_cl_prof *prof)
 {
     const attn_kv_cache *kc = p->cache;
     struct attn_cl_decode_state *ds = d->decode;
@@ -302,11 +368,11 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
 
     attn_cl_args a = { d->cl, kchunk, 0, CL_SUCCESS };
     arg_mem(&a, attn_cl_mem(kc->pool_buf));
-    arg_mem(&a, ds->table);
-    arg_mem(&a, ds->table);
+    arg_mem(&a, ds->table.dev);
+    arg_mem(&a, ds->table.dev);
     arg_long(&a, t->task_off);
     arg_long(&a, t->page_off);
-    arg_mem(&a, ds->table);
+    arg_mem(&a, ds->table.dev);
     arg_long(&a, t->head_off);
     arg_mem(&a, attn_cl_mem(p->q.buffer));
     arg_int(&a, (int)p->q.dtype);
@@ -341,12 +407,13 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
         return attn_cl_fail(a.err, "attn_decode: clSetKernelArg");
     const size_t local = (size_t)c->wg, global = (size_t)t->ntasks * local;
     cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, kchunk, 1, NULL, &global, &local, 0, NULL,
-                                             NULL);
+                                             attn_cl_prof_event(prof, "chunk"));
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (chunks)");
+    attn_cl_prof_step(prof, "chunk");
 
     attn_cl_args m = { d->cl, kcomb, 0, CL_SUCCESS };
-    arg_mem(&m, ds->table);
+    arg_mem(&m, ds->table.dev);
     arg_mem(&m, ds->part);
     arg_long(&m, ml_off);
     arg_int(&m, flags);
@@ -372,19 +439,21 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     arg_view(&m, &p->lse, p->has_lse, 3);
     if (m.err != CL_SUCCESS)
         return attn_cl_fail(m.err, "attn_decode: clSetKernelArg (combine)");
-    const size_t ml = (size_t)c->mwg, gl = (size_t)(p->b * p->sq * p->hq) * ml;
-    err = d->cl->EnqueueNDRangeKernel(d->queue, kcomb, 1, NULL, &gl, &ml, 0, NULL, NULL);
+    const size_t col_blocks = (size_t)((p->dv + c->cols - 1) / c->cols);
+    const size_t ml = (size_t)c->mwg, gl = (size_t)(p->b * p->sq * p->hq) * col_blocks * ml;
+    err = d->cl->EnqueueNDRangeKernel(d->queue, kcomb, 1, NULL, &gl, &ml, 0, NULL,
+                                      attn_cl_prof_event(prof, "combine"));
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (combine)");
-    err = d->cl->Finish(d->queue);
-    if (err != CL_SUCCESS)
-        return attn_cl_fail(err, "attn_decode: clFinish");
+    attn_cl_prof_step(prof, "combine");
     return ATTN_OK;
 }
 
-static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_problem *p)
+static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_problem *p,
+                       attn_cl_prof *prof)
 {
     const int64_t nr = p->sq * (p->hq / p->hkv);
+    const dec_knobs kn = read_knobs();
     dec_kernels *k = NULL;
     dec_cfg c;
     size_t kernel_max = (size_t)-1;
@@ -392,37 +461,41 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
     /* the largest work-group the device allows; smaller if the compiled
      * kernel cannot run that many work-items (registers) */
     for (int tries = 0;; tries++) {
-        if (tries > 8 || !choose_cfg(d, p->d, p->dv, nr, kernel_max, &c))
+        if (tries > 8 || !choose_cfg(d, &kn, p->cache->dtype, p->d, p->dv, nr, kernel_max, &c))
             return attn_fail(ATTN_ERR_DEVICE, "attn_decode: no work-group shape fits %s (local "
                              "memory %llu bytes, max work-group %zu, kernel max %zu) for head "
                              "dims %lld/%lld", dev->info.name, (unsigned long long)d->local_mem,
                              d->max_wg, kernel_max, (long long)p->d, (long long)p->dv);
+        c.cols = combine_cols(dev, &kn, &c, p->b * p->sq * p->hq, p->dv);
         s = get_kernels(d, p, &c, &k);
         if (s != ATTN_OK || (size_t)c.wg <= k->chunk_max)
             break;
         kernel_max = k->chunk_max;
     }
+    attn_cl_prof_step(prof, "setup");
     dec_tables t = { 0 };
     if (s == ATTN_OK)
-        s = build_tables(dev, p, &c, &t);
+        s = build_tables(dev, d, p, &c, &kn, &t);
+    attn_cl_prof_step(prof, "table");
     struct attn_cl_decode_state *ds = d->decode;
+    int sent = 0;
     if (s == ATTN_OK)
-        s = ensure(d, &ds->table, &ds->table_bytes, t.bytes, "attn_decode: clCreateBuffer (table)");
+        s = attn_cl_upload_send(d, &ds->table, t.host, t.bytes, kn.reuse,
+                                attn_cl_prof_event(prof, "upload"), &sent);
+    attn_cl_prof_step(prof, sent ? "upload" : "reused");
     if (s == ATTN_OK)
         s = ensure(d, &ds->part, &ds->part_bytes,
                    (size_t)t.ntasks * (size_t)c.rb * (size_t)(p->dv + 2) * sizeof(float),
                    "attn_decode: clCreateBuffer (partials)");
-    if (s == ATTN_OK) {
-        cl_int err = d->cl->EnqueueWriteBuffer(d->queue, ds->table, CL_FALSE, 0, t.bytes, t.host,
-                                               0, NULL, NULL);
-        if (err != CL_SUCCESS)
-            s = attn_cl_fail(err, "attn_decode: clEnqueueWriteBuffer (table)");
-    }
     if (s == ATTN_OK)
-        s = launch(d, p, &c, &t, k->chunk, k->combine);
+        s = launch(d, p, &c, &t, k->chunk, k->combine, prof);
+    /* also on failure: a pending table upload reads the host table */
+    const cl_int err = d->cl->Finish(d->queue);
+    attn_cl_prof_step(prof, "finish");
+    if (s == ATTN_OK && err != CL_SUCCESS)
+        s = attn_cl_fail(err, "attn_decode: clFinish");
     if (s != ATTN_OK)
-        d->cl->Finish(d->queue);     /* a pending table upload reads t.host */
-    free(t.host);
+        ds->table.held_len = 0;
     return s;
 }
 
@@ -433,8 +506,11 @@ attn_status attn_cl_decode(attn_device *dev, const attn_decode_problem *p)
     attn_status s = ATTN_OK;
     if (!d->decode && !(d->decode = calloc(1, sizeof *d->decode)))
         s = attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
+    attn_cl_prof prof;
+    attn_cl_prof_begin(&prof, d->cl);
     if (s == ATTN_OK)
-        s = run(dev, d, p);
+        s = run(dev, d, p, &prof);
+    attn_cl_prof_end(&prof, "decode", s == ATTN_OK);
     pthread_mutex_unlock(&d->lock);
     return s;
 }
@@ -444,8 +520,7 @@ void attn_cl_decode_free(attn_cl_device *d)
     struct attn_cl_decode_state *ds = d->decode;
     if (!ds)
         return;
-    if (ds->table)
-        d->cl->ReleaseMemObject(ds->table);
+    attn_cl_upload_free(d, &ds->table);
     if (ds->part)
         d->cl->ReleaseMemObject(ds->part);
     while (ds->kernels) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ocl.h"
+#include "profile.h"
 #include "../error.h"
 
 /* Vendor queries for the SIMD width (cl_nv_device_attribute_query,
@@ -138,7 +139,9 @@ static int init_device(const attn_cl_api *cl, cl_platform_id plat, cl_device_id 
         free(d);
         return 0;
     }
-    d->queue = cl->CreateCommandQueue(d->context, id, 0, &err);
+    const cl_command_queue_properties qprops =
+        attn_cl_profile_enabled() ? CL_QUEUE_PROFILING_ENABLE : 0;
+    d->queue = cl->CreateCommandQueue(d->context, id, qprops, &err);
     if (!d->queue || err != CL_SUCCESS) {
         cl->ReleaseContext(d->context);
         free(d);
