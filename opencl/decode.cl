@@ -29,7 +29,7 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY; MWG
+ * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY, F16CVT; MWG
  * and CCB (combine). */
 
 #define SEQW 10
@@ -106,10 +106,20 @@ inline VT f16_bits_to_float(IT u)
     return VAS_FLOAT(VAS_UINT(f) | ((u & 0x8000u) << 16));
 }
 
+/* f16 conversion (F16CVT): 0 the bit arithmetic above; 1 vload_half (the
+ * driver's loads and conversion: values, not bits, come back); 2 raw bits
+ * reinterpreted as half (cl_khr_fp16) and converted by the hardware. */
+#ifndef F16CVT
+#define F16CVT 0
+#endif
+#if SDT == SDT_F16 && F16CVT == 2
+#pragma OPENCL EXTENSION cl_khr_fp16 : enable
+#endif
+
 /* RT: a row chunk as loaded, before its conversion to float (raw_value):
  * the bits of 16-bit types (half the registers of floats), the values of
  * the others. */
-#if SDT == SDT_F16 || SDT == SDT_BF16
+#if (SDT == SDT_F16 && F16CVT != 1) || SDT == SDT_BF16
 #if CW == 1
 #define RT ushort
 #else
@@ -117,7 +127,11 @@ inline VT f16_bits_to_float(IT u)
 #endif
 inline VT raw_value(RT x)
 {
-#if SDT == SDT_F16
+#if SDT == SDT_F16 && F16CVT == 2 && CW == 1
+    return convert_float(as_half(x));
+#elif SDT == SDT_F16 && F16CVT == 2
+    return VCONVERT(CAT(as_half, CW)(x));
+#elif SDT == SDT_F16
     return f16_bits_to_float(VCONVERT_UINT(x));
 #else
     return VAS_FLOAT(VCONVERT_UINT(x) << 16);
@@ -133,6 +147,10 @@ inline RT load_raw(__global const uchar *row, __global const uchar *meta, int e0
 {
 #if SDT == SDT_F32
     return VLOAD((__global const float *)row + e0);
+#elif SDT == SDT_F16 && F16CVT == 1 && CW == 1
+    return vload_half(e0, (__global const half *)row);
+#elif SDT == SDT_F16 && F16CVT == 1
+    return CAT(vload_half, CW)(0, (__global const half *)row + e0);
 #elif SDT == SDT_F16 || SDT == SDT_BF16
     return VLOAD((__global const ushort *)row + e0);
 #elif SDT == SDT_Q8

@@ -13,18 +13,23 @@
  *   CHUNK=N         keys per chunk (rounded to the tile; tests force many)
  *   TILE=N          keys per tile (default 64)
  *   WG=N            largest chunk work-group (default 128)
- *   VEARLY=0|1      issue a tile's V loads with its K loads, before the
- *                   softmax barriers (default 1 where the registers allow)
+ *   VEARLY=0|1|2    issue a tile's V loads with its K loads, before the
+ *                   softmax barriers (1, the default: where the registers
+ *                   allow; 2: always)
+ *   F16=bits|vload|half  f16 cache conversion (opencl/decode.cl F16CVT;
+ *                   half needs cl_khr_fp16, else bits; default bits)
  *   COMBINE_COLS=N  output columns per combine work-group (a power of two;
  *                   default: enough work-groups for 4 per compute unit)
  *   UPLOAD, REUSE   how the table reaches the device (decode_upload.h)
+ *   ARGCACHE=0|1    set only the kernel scalars that changed (default 1)
+ *   FLUSH=0|1       clFlush after the chunk kernel (default 1)
  * ATTN_OPENCL_PROFILE=1 prints each call's host steps and device times
  * (profile.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ocl.h"
-#include "args.h"
+#include "arg_cache.h"
 #include "decode_upload.h"
 #include "profile.h"
 #include "../error.h"
@@ -45,6 +50,7 @@ typedef struct dec_kernels {
     cl_program prog;
     cl_kernel  chunk, combine;
     size_t     chunk_max;       /* CL_KERNEL_WORK_GROUP_SIZE of chunk */
+    attn_cl_arg_cache chunk_args, combine_args;   /* their scalars set last */
 } dec_kernels;
 
 struct attn_cl_decode_state {
@@ -57,6 +63,9 @@ struct attn_cl_decode_state {
 typedef struct dec_knobs {
     int64_t chunk;     /* 0: sized from the device */
     int tile, wg, vearly, cols, upload, reuse;
+    int argcache;      /* ARGCACHE=0|1: set only the scalars that changed */
+    int flush;         /* FLUSH=0|1: clFlush after the chunk kernel */
+    int f16cvt;        /* F16=bits|vload|half (opencl/decode.cl F16CVT) */
 } dec_knobs;
 
 static int env_int(const char *name, int dflt)
@@ -77,11 +86,15 @@ static dec_knobs read_knobs(void)
     e = getenv("ATTN_OPENCL_DECODE_UPLOAD");
     k.upload = e && !strcmp(e, "pageable") ? ATTN_CL_UPLOAD_PAGEABLE : ATTN_CL_UPLOAD_PINNED;
     k.reuse = env_int("ATTN_OPENCL_DECODE_REUSE", 1);
+    k.argcache = env_int("ATTN_OPENCL_DECODE_ARGCACHE", 1);
+    k.flush = env_int("ATTN_OPENCL_DECODE_FLUSH", 1);
+    e = getenv("ATTN_OPENCL_DECODE_F16");
+    k.f16cvt = !e ? 0 : !strcmp(e, "vload") ? 1 : !strcmp(e, "half") ? 2 : 0;
     return k;
 }
 
 /* cols: output columns per combine work-group (a power of two <= mwg). */
-typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, cols; } dec_cfg;
+typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, cols, f16cvt; } dec_cfg;
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -139,10 +152,10 @@ static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype d
     }
     /* early V loads stay in registers across the softmax: 16-bit types as
      * raw bits (two a register), the others as floats */
-    const int sdt = (int)dtype;
+    c->f16cvt = dtype != ATTN_F16 || (kn->f16cvt == 2 && !d->fp16) ? 0 : kn->f16cvt;
+    const int raw16 = dtype == ATTN_BF16 || (dtype == ATTN_F16 && c->f16cvt != 1);
     const int64_t velems = (int64_t)(c->tk / kg) * ((dv / c->cw + c->lr - 1) / c->lr) * c->cw;
-    const int64_t vregs = sdt == ATTN_F16 || sdt == ATTN_BF16 ? velems / 2 : velems;
-    c->vearly = kn->vearly && vregs <= VEARLY_REGS;
+    c->vearly = kn->vearly > 1 || (kn->vearly && (raw16 ? velems / 2 : velems) <= VEARLY_REGS);
     return 1;
 }
 
@@ -179,9 +192,9 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
 {
     char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
-             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d -DCCB=%d -DVEARLY=%d%s", (long long)p->d,
-             (long long)p->dv, (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk, c->rb, c->mwg,
-             c->cols, c->vearly,
+             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d -DCCB=%d -DVEARLY=%d -DF16CVT=%d%s",
+             (long long)p->d, (long long)p->dv, (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk,
+             c->rb, c->mwg, c->cols, c->vearly, c->f16cvt,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
@@ -357,7 +370,7 @@ static int flags_of(const attn_decode_problem *p)
 
 /* Sets the arguments and enqueues the chunk and combine kernels. */
 static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const dec_cfg *c,
-                          const dec_tables *t, cl_kernel kchunk, cl_kernel kcomb,
+                          const dec_knobs *kn, const dec_tables *t, dec_kernels *k,
                           attn_cl_prof *prof)
 {
     const attn_kv_cache *kc = p->cache;
@@ -366,82 +379,87 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     const int flags = flags_of(p);
     const int group = (int)(p->hq / p->hkv);
 
-    attn_cl_args a = { d->cl, kchunk, 0, CL_SUCCESS };
-    arg_mem(&a, attn_cl_mem(kc->pool_buf));
-    arg_mem(&a, ds->table.dev);
-    arg_mem(&a, ds->table.dev);
-    arg_long(&a, t->task_off);
-    arg_long(&a, t->page_off);
-    arg_mem(&a, ds->table.dev);
-    arg_long(&a, t->head_off);
-    arg_mem(&a, attn_cl_mem(p->q.buffer));
-    arg_int(&a, (int)p->q.dtype);
-    arg_long(&a, (int64_t)(p->q.offset / attn_dtype_size(p->q.dtype)));
+    attn_cl_cargs a = { { d->cl, k->chunk, 0, CL_SUCCESS }, kn->argcache ? &k->chunk_args : NULL };
+    carg_mem(&a, attn_cl_mem(kc->pool_buf));
+    carg_mem(&a, ds->table.dev);
+    carg_mem(&a, ds->table.dev);
+    carg_long(&a, t->task_off);
+    carg_long(&a, t->page_off);
+    carg_mem(&a, ds->table.dev);
+    carg_long(&a, t->head_off);
+    carg_mem(&a, attn_cl_mem(p->q.buffer));
+    carg_int(&a, (int)p->q.dtype);
+    carg_long(&a, (int64_t)(p->q.offset / attn_dtype_size(p->q.dtype)));
     for (int i = 0; i < 4; i++)
-        arg_long(&a, p->q.stride[i]);
-    arg_mem(&a, ds->part);
-    arg_long(&a, ml_off);
-    arg_int(&a, flags);
-    arg_int(&a, (int)p->sq);
-    arg_int(&a, (int)p->hq);
-    arg_int(&a, group);
-    arg_long(&a, t->chunk);
-    arg_float(&a, p->scale);
-    arg_float(&a, p->softcap);
-    arg_float(&a, p->sigmoid_bias);
-    arg_long(&a, p->window_left);
-    arg_long(&a, p->window_right);
-    arg_long(&a, p->sink_tokens);
-    arg_long(&a, kc->ps);
-    arg_long(&a, kc->page_bytes);
-    arg_long(&a, kc->k_plane);
-    arg_long(&a, attn_kv_plane_off(kc, 1, 0));
-    arg_long(&a, kc->v_plane);
-    arg_long(&a, kc->k_row_bytes);
-    arg_long(&a, kc->v_row_bytes);
-    arg_long(&a, kc->k_meta_off);
-    arg_long(&a, kc->v_meta_off);
-    arg_long(&a, kc->k_meta * 2);
-    arg_long(&a, kc->v_meta * 2);
-    if (a.err != CL_SUCCESS)
-        return attn_cl_fail(a.err, "attn_decode: clSetKernelArg");
+        carg_long(&a, p->q.stride[i]);
+    carg_mem(&a, ds->part);
+    carg_long(&a, ml_off);
+    carg_int(&a, flags);
+    carg_int(&a, (int)p->sq);
+    carg_int(&a, (int)p->hq);
+    carg_int(&a, group);
+    carg_long(&a, t->chunk);
+    carg_float(&a, p->scale);
+    carg_float(&a, p->softcap);
+    carg_float(&a, p->sigmoid_bias);
+    carg_long(&a, p->window_left);
+    carg_long(&a, p->window_right);
+    carg_long(&a, p->sink_tokens);
+    carg_long(&a, kc->ps);
+    carg_long(&a, kc->page_bytes);
+    carg_long(&a, kc->k_plane);
+    carg_long(&a, attn_kv_plane_off(kc, 1, 0));
+    carg_long(&a, kc->v_plane);
+    carg_long(&a, kc->k_row_bytes);
+    carg_long(&a, kc->v_row_bytes);
+    carg_long(&a, kc->k_meta_off);
+    carg_long(&a, kc->v_meta_off);
+    carg_long(&a, kc->k_meta * 2);
+    carg_long(&a, kc->v_meta * 2);
+    if (a.a.err != CL_SUCCESS)
+        return attn_cl_fail(a.a.err, "attn_decode: clSetKernelArg");
     const size_t local = (size_t)c->wg, global = (size_t)t->ntasks * local;
-    cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, kchunk, 1, NULL, &global, &local, 0, NULL,
-                                             attn_cl_prof_event(prof, "chunk"));
+    cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, k->chunk, 1, NULL, &global, &local, 0,
+                                             NULL, attn_cl_prof_event(prof, "chunk"));
+    /* the device starts on the table and the chunks while the host sets
+     * the combine's arguments */
+    if (err == CL_SUCCESS && kn->flush)
+        err = d->cl->Flush(d->queue);
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (chunks)");
     attn_cl_prof_step(prof, "chunk");
 
-    attn_cl_args m = { d->cl, kcomb, 0, CL_SUCCESS };
-    arg_mem(&m, ds->table.dev);
-    arg_mem(&m, ds->part);
-    arg_long(&m, ml_off);
-    arg_int(&m, flags);
-    arg_int(&m, (int)p->sq);
-    arg_int(&m, (int)p->hq);
-    arg_int(&m, group);
-    arg_int(&m, (int)t->nrb);
-    arg_mem(&m, attn_cl_mem(p->out.buffer));
-    arg_int(&m, (int)p->out.dtype);
-    arg_long(&m, (int64_t)(p->out.offset / attn_dtype_size(p->out.dtype)));
+    attn_cl_cargs m = { { d->cl, k->combine, 0, CL_SUCCESS },
+                        kn->argcache ? &k->combine_args : NULL };
+    carg_mem(&m, ds->table.dev);
+    carg_mem(&m, ds->part);
+    carg_long(&m, ml_off);
+    carg_int(&m, flags);
+    carg_int(&m, (int)p->sq);
+    carg_int(&m, (int)p->hq);
+    carg_int(&m, group);
+    carg_int(&m, (int)t->nrb);
+    carg_mem(&m, attn_cl_mem(p->out.buffer));
+    carg_int(&m, (int)p->out.dtype);
+    carg_long(&m, (int64_t)(p->out.offset / attn_dtype_size(p->out.dtype)));
     for (int i = 0; i < 4; i++)
-        arg_long(&m, p->out.stride[i]);
+        carg_long(&m, p->out.stride[i]);
     if (p->has_gate) {
-        arg_mem(&m, attn_cl_mem(p->gate.buffer));
-        arg_int(&m, (int)p->gate.dtype);
+        carg_mem(&m, attn_cl_mem(p->gate.buffer));
+        carg_int(&m, (int)p->gate.dtype);
     } else {
-        arg_mem(&m, NULL);
-        arg_int(&m, 0);
+        carg_mem(&m, NULL);
+        carg_int(&m, 0);
     }
-    arg_long(&m, p->has_gate ? (int64_t)(p->gate.offset / attn_dtype_size(p->gate.dtype)) : 0);
+    carg_long(&m, p->has_gate ? (int64_t)(p->gate.offset / attn_dtype_size(p->gate.dtype)) : 0);
     for (int i = 0; i < 4; i++)
-        arg_long(&m, p->has_gate ? p->gate.stride[i] : 0);
-    arg_view(&m, &p->lse, p->has_lse, 3);
-    if (m.err != CL_SUCCESS)
-        return attn_cl_fail(m.err, "attn_decode: clSetKernelArg (combine)");
+        carg_long(&m, p->has_gate ? p->gate.stride[i] : 0);
+    carg_view(&m, &p->lse, p->has_lse, 3);
+    if (m.a.err != CL_SUCCESS)
+        return attn_cl_fail(m.a.err, "attn_decode: clSetKernelArg (combine)");
     const size_t col_blocks = (size_t)((p->dv + c->cols - 1) / c->cols);
     const size_t ml = (size_t)c->mwg, gl = (size_t)(p->b * p->sq * p->hq) * col_blocks * ml;
-    err = d->cl->EnqueueNDRangeKernel(d->queue, kcomb, 1, NULL, &gl, &ml, 0, NULL,
+    err = d->cl->EnqueueNDRangeKernel(d->queue, k->combine, 1, NULL, &gl, &ml, 0, NULL,
                                       attn_cl_prof_event(prof, "combine"));
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (combine)");
@@ -488,7 +506,7 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
                    (size_t)t.ntasks * (size_t)c.rb * (size_t)(p->dv + 2) * sizeof(float),
                    "attn_decode: clCreateBuffer (partials)");
     if (s == ATTN_OK)
-        s = launch(d, p, &c, &t, k->chunk, k->combine, prof);
+        s = launch(d, p, &c, &kn, &t, k, prof);
     /* also on failure: a pending table upload reads the host table */
     const cl_int err = d->cl->Finish(d->queue);
     attn_cl_prof_step(prof, "finish");

@@ -52,6 +52,7 @@
     X(cl_int, EnqueueNDRangeKernel, (cl_command_queue, cl_kernel, cl_uint, const size_t *, \
         const size_t *, const size_t *, cl_uint, const cl_event *, cl_event *)) \
     X(cl_int, Finish, (cl_command_queue)) \
+    X(cl_int, Flush, (cl_command_queue)) \
     X(cl_int, GetEventProfilingInfo, (cl_event, cl_profiling_info, size_t, void *, size_t *)) \
     X(cl_int, ReleaseEvent, (cl_event)) \
     X(void *, EnqueueMapBuffer, (cl_command_queue, cl_mem, cl_bool, cl_map_flags, size_t, \
