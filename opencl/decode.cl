@@ -259,7 +259,9 @@ void attn_decode_chunk(__global const uchar *pool,
             if (u < k1) {
                 j = u < ns ? u : lo + (u - ns);
                 const long pos = j < nsk ? j : ws + (j - nsk);
-                const long lp = pos / ps;
+                /* 32-bit division where it fits: 64-bit is emulated on GPUs */
+                const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps)
+                                                                : pos / ps;
                 const long page = itab[pt + (lp < spg ? lp : spg + (lp - fw))];
                 kbase[pb][x] = page * page_bytes;
                 kslot[pb][x] = (int)(pos - lp * ps);

@@ -11,6 +11,7 @@
  * unit even for one sequence. Variant switches, read on every call so that
  * tests and one benchmark run can sweep them (ATTN_OPENCL_DECODE_...):
  *   CHUNK=N         keys per chunk (rounded to the tile; tests force many)
+ *   GROUPS=N        else chunks sized for N work-groups per compute unit (8)
  *   TILE=N          keys per tile (default 64)
  *   WG=N            largest chunk work-group (default 128)
  *   VEARLY=0|1|2    issue a tile's V loads with its K loads, before the
@@ -53,15 +54,9 @@ typedef struct dec_kernels {
     attn_cl_arg_cache chunk_args, combine_args;   /* their scalars set last */
 } dec_kernels;
 
-struct attn_cl_decode_state {
-    attn_cl_upload table;
-    cl_mem part;
-    size_t part_bytes;
-    dec_kernels *kernels;
-};
-
 typedef struct dec_knobs {
     int64_t chunk;     /* 0: sized from the device */
+    int groups;        /* GROUPS=N: work-groups per compute unit the chunks aim at */
     int tile, wg, vearly, cols, upload, reuse;
     int argcache;      /* ARGCACHE=0|1: set only the scalars that changed */
     int flush;         /* FLUSH=0|1: clFlush after the chunk kernel */
@@ -74,12 +69,16 @@ static int env_int(const char *name, int dflt)
     return e && *e ? atoi(e) : dflt;
 }
 
-static dec_knobs read_knobs(void)
+static void read_knobs(dec_knobs *out)
 {
     dec_knobs k;
+    memset(&k, 0, sizeof k);   /* padding too: the struct is compared whole */
     const char *e = getenv("ATTN_OPENCL_DECODE_CHUNK");
     k.chunk = e ? atoll(e) : 0;
     k.tile = env_int("ATTN_OPENCL_DECODE_TILE", 0);
+    k.groups = env_int("ATTN_OPENCL_DECODE_GROUPS", 8);
+    if (k.groups < 1)
+        k.groups = 8;
     k.wg = env_int("ATTN_OPENCL_DECODE_WG", WG_MAX);
     k.vearly = env_int("ATTN_OPENCL_DECODE_VEARLY", 1);
     k.cols = env_int("ATTN_OPENCL_DECODE_COMBINE_COLS", 0);
@@ -90,11 +89,30 @@ static dec_knobs read_knobs(void)
     k.flush = env_int("ATTN_OPENCL_DECODE_FLUSH", 1);
     e = getenv("ATTN_OPENCL_DECODE_F16");
     k.f16cvt = !e ? 0 : !strcmp(e, "vload") ? 1 : !strcmp(e, "half") ? 2 : 0;
-    return k;
+    memcpy(out, &k, sizeof k);
 }
 
 /* cols: output columns per combine work-group (a power of two <= mwg). */
 typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, cols, f16cvt; } dec_cfg;
+
+/* What a configuration was chosen for: a decode loop asks for the same one
+ * every step and finds it here, without the options string and program
+ * cache look-up. Compared whole (zeroed first). */
+typedef struct dec_key {
+    int64_t d, dv, nr, rows;
+    int dtype;
+    dec_knobs kn;
+} dec_key;
+
+struct attn_cl_decode_state {
+    attn_cl_upload table;
+    cl_mem part;
+    size_t part_bytes;
+    dec_kernels *kernels;
+    dec_key last_key;
+    dec_cfg last_cfg;
+    dec_kernels *last_k;       /* NULL: none yet */
+};
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -291,7 +309,7 @@ static attn_status build_tables(const attn_device *dev, attn_cl_device *d,
         npages += r.sp + max64(0, r.last - r.fw + 1);
     }
     /* several work-groups per compute unit; at least two tiles a chunk */
-    const int64_t target = 8 * (int64_t)max64(1, dev->info.compute_units);
+    const int64_t target = kn->groups * (int64_t)max64(1, dev->info.compute_units);
     int64_t chunk = max64(2 * c->tk, (work * p->hkv * t->nrb + target - 1) / target);
     if (kn->chunk > 0)
         chunk = kn->chunk;
@@ -470,15 +488,29 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
 static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_problem *p,
                        attn_cl_prof *prof)
 {
-    const int64_t nr = p->sq * (p->hq / p->hkv);
-    const dec_knobs kn = read_knobs();
+    struct attn_cl_decode_state *ds = d->decode;
+    dec_key key;
+    memset(&key, 0, sizeof key);
+    key.d = p->d;
+    key.dv = p->dv;
+    key.nr = p->sq * (p->hq / p->hkv);
+    key.rows = p->b * p->sq * p->hq;
+    key.dtype = (int)p->cache->dtype;
+    read_knobs(&key.kn);
+    const dec_knobs kn = key.kn;
+    const int64_t nr = key.nr;
     dec_kernels *k = NULL;
     dec_cfg c;
     size_t kernel_max = (size_t)-1;
     attn_status s = ATTN_OK;
+    const int same = ds->last_k && !memcmp(&key, &ds->last_key, sizeof key);
+    if (same) {
+        c = ds->last_cfg;
+        k = ds->last_k;
+    }
     /* the largest work-group the device allows; smaller if the compiled
      * kernel cannot run that many work-items (registers) */
-    for (int tries = 0;; tries++) {
+    for (int tries = 0; !same; tries++) {
         if (tries > 8 || !choose_cfg(d, &kn, p->cache->dtype, p->d, p->dv, nr, kernel_max, &c))
             return attn_fail(ATTN_ERR_DEVICE, "attn_decode: no work-group shape fits %s (local "
                              "memory %llu bytes, max work-group %zu, kernel max %zu) for head "
@@ -490,12 +522,16 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
             break;
         kernel_max = k->chunk_max;
     }
+    if (s == ATTN_OK && !same) {
+        memcpy(&ds->last_key, &key, sizeof key);
+        ds->last_cfg = c;
+        ds->last_k = k;
+    }
     attn_cl_prof_step(prof, "setup");
     dec_tables t = { 0 };
     if (s == ATTN_OK)
         s = build_tables(dev, d, p, &c, &kn, &t);
     attn_cl_prof_step(prof, "table");
-    struct attn_cl_decode_state *ds = d->decode;
     int sent = 0;
     if (s == ATTN_OK)
         s = attn_cl_upload_send(d, &ds->table, t.host, t.bytes, kn.reuse,
