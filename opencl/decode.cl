@@ -8,7 +8,8 @@
  * one cache row together, CW consecutive elements each (wide, coalesced
  * loads; Q8/Q4 dequantised in registers), so the row is covered by KI (K)
  * or VI (V) loads per lane.
- *   1  page base and slot of each key of the tile (from the host's table)
+ *   1  page base and slot of each key of the tile (from the host's table),
+ *      done for the next tile during this one's softmax
  *   2  QK: each lane's partial dot products for its keys and RB rows
  *   3  scores: partials summed over the lanes; soft-cap, ALiBi, visibility
  *   4  online softmax: the row owners update the running max and rescale
@@ -183,6 +184,29 @@ inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink
     return 1;
 }
 
+/* 1: where each key of the tile at u0 lives: its page's byte offset in the
+ * pool and its slot, j = -1 past the chunk's end k1. */
+inline void locate_keys(__local long *kbase, __local long *kj, __local int *kslot, int lid,
+                        long u0, long k1, long ns, long lo, long nsk, long ws, long ps, long spg,
+                        long fw, __global const int *pages, long page_bytes)
+{
+    for (int x = lid; x < TK; x += WG) {
+        const long u = u0 + x;
+        long j = -1;
+        if (u < k1) {
+            j = u < ns ? u : lo + (u - ns);
+            const long pos = j < nsk ? j : ws + (j - nsk);
+            /* 32-bit division where it fits: 64-bit is emulated on GPUs */
+            const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps)
+                                                            : pos / ps;
+            const long page = pages[lp < spg ? lp : spg + (lp - fw)];
+            kbase[x] = page * page_bytes;
+            kslot[x] = (int)(pos - lp * ps);
+        }
+        kj[x] = j;
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attn_decode_chunk(__global const uchar *pool,
                        __global const long *seqtab, __global const int *itab, long task_off,
@@ -248,28 +272,13 @@ void attn_decode_chunk(__global const uchar *pool,
         for (int i = 0; i < VI; i++)
             acc[r][i] = (VT)0.0f;
     }
+    if (k0 < k1)
+        locate_keys(kbase[0], kj[0], kslot[0], lid, k0, k1, ns, lo, nsk, ws, ps, spg, fw,
+                    itab + pt, page_bytes);
     barrier(CLK_LOCAL_MEM_FENCE);
 
     for (long u0 = k0, it = 0; u0 < k1; u0 += TK, it++) {
         const int pb = (int)(it & 1);
-        /* 1: where each key of the tile lives */
-        for (int x = lid; x < TK; x += WG) {
-            const long u = u0 + x;
-            long j = -1;
-            if (u < k1) {
-                j = u < ns ? u : lo + (u - ns);
-                const long pos = j < nsk ? j : ws + (j - nsk);
-                /* 32-bit division where it fits: 64-bit is emulated on GPUs */
-                const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps)
-                                                                : pos / ps;
-                const long page = itab[pt + (lp < spg ? lp : spg + (lp - fw))];
-                kbase[pb][x] = page * page_bytes;
-                kslot[pb][x] = (int)(pos - lp * ps);
-            }
-            kj[pb][x] = j;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-
         /* 2: QK partial dot products of this lane's chunks */
 #if VEARLY
         RT vr[KPT][VI];
@@ -317,6 +326,13 @@ void attn_decode_chunk(__global const uchar *pool,
                 red[(r * TK + k) * RED_W + lane] = pd[r];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* 1 of the next tile, into the other parity (its last readers, the
+         * previous tile's step 6, are done): the page-table loads overlap
+         * the softmax steps instead of opening the next tile */
+        if (u0 + TK < k1)
+            locate_keys(kbase[pb ^ 1], kj[pb ^ 1], kslot[pb ^ 1], lid, u0 + TK, k1, ns, lo, nsk,
+                        ws, ps, spg, fw, itab + pt, page_bytes);
 
         /* 3: scores */
         for (int x = lid; x < RB * TK; x += WG) {
