@@ -168,9 +168,9 @@ static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype d
         else
             return 0;
     }
+    c->f16cvt = dtype != ATTN_F16 || (kn->f16cvt == 2 && !d->fp16) ? 0 : kn->f16cvt;
     /* early V loads stay in registers across the softmax: 16-bit types as
      * raw bits (two a register), the others as floats */
-    c->f16cvt = dtype != ATTN_F16 || (kn->f16cvt == 2 && !d->fp16) ? 0 : kn->f16cvt;
     const int raw16 = dtype == ATTN_BF16 || (dtype == ATTN_F16 && c->f16cvt != 1);
     const int64_t velems = (int64_t)(c->tk / kg) * ((dv / c->cw + c->lr - 1) / c->lr) * c->cw;
     c->vearly = kn->vearly > 1 || (kn->vearly && (raw16 ? velems / 2 : velems) <= VEARLY_REGS);
@@ -439,12 +439,12 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     const size_t local = (size_t)c->wg, global = (size_t)t->ntasks * local;
     cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, k->chunk, 1, NULL, &global, &local, 0,
                                              NULL, attn_cl_prof_event(prof, "chunk"));
-    /* the device starts on the table and the chunks while the host sets
-     * the combine's arguments */
-    if (err == CL_SUCCESS && kn->flush)
-        err = d->cl->Flush(d->queue);
     if (err != CL_SUCCESS)
         return attn_cl_fail(err, "attn_decode: clEnqueueNDRangeKernel (chunks)");
+    /* the device starts on the table and the chunks while the host sets
+     * the combine's arguments */
+    if (kn->flush && (err = d->cl->Flush(d->queue)) != CL_SUCCESS)
+        return attn_cl_fail(err, "attn_decode: clFlush");
     attn_cl_prof_step(prof, "chunk");
 
     attn_cl_cargs m = { { d->cl, k->combine, 0, CL_SUCCESS },
