@@ -19,6 +19,8 @@
  * With VEARLY the V rows of the tile are loaded in step 2, right after the
  * K rows, into registers (16-bit types as raw bits): their latency then
  * overlaps the K loads' and the softmax steps instead of following them.
+ * With KPREF each work-item's K chunks of the next tile are loaded into
+ * registers once step 3 has located them, so step 2 finds them there.
  * The unnormalised partial (O, m, l) of each task goes to scratch;
  * attn_decode_combine merges the chunks with their log-sum-exp, normalises,
  * gates and stores out (and lse).
@@ -30,7 +32,8 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY, F16CVT; MWG
+ * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY, KPREF,
+ * F16CVT; MWG
  * and CCB (combine). */
 
 #define SEQW 10
@@ -207,6 +210,30 @@ inline void locate_keys(__local long *kbase, __local long *kj, __local int *kslo
     }
 }
 
+#if KPREF
+/* This work-item's K chunks of a located tile, as loaded (RT), zero for
+ * keys past the chunk. */
+inline void load_k_tile(RT kr[KPT][KI], __global const uchar *pool, __local const long *kbase,
+                        __local const long *kj, __local const int *kslot, int kg, int lane,
+                        long plane, long k_row, long k_meta_off, long k_meta_row)
+{
+    UNROLL
+    for (int x = 0; x < KPT; x++) {
+        const int k = kg + x * KG;
+        const long base = kbase[k] + plane, slot = kslot[k];
+        __global const uchar *row = pool + base + slot * k_row;
+        __global const uchar *meta = pool + base + k_meta_off + slot * k_meta_row;
+        UNROLL
+        for (int i = 0; i < KI; i++) {
+            const int c = lane + i * LR;
+            kr[x][i] = (RT)0;
+            if (kj[k] >= 0 && c < NKC)
+                kr[x][i] = load_raw(row, meta, c * CW);
+        }
+    }
+}
+#endif
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
 void attn_decode_chunk(__global const uchar *pool,
                        __global const long *seqtab, __global const int *itab, long task_off,
@@ -276,6 +303,12 @@ void attn_decode_chunk(__global const uchar *pool,
         locate_keys(kbase[0], kj[0], kslot[0], lid, k0, k1, ns, lo, nsk, ws, ps, spg, fw,
                     itab + pt, page_bytes);
     barrier(CLK_LOCAL_MEM_FENCE);
+#if KPREF
+    RT kr[KPT][KI];
+    if (k0 < k1)
+        load_k_tile(kr, pool, kbase[0], kj[0], kslot[0], kg, lane, hk * k_plane, k_row,
+                    k_meta_off, k_meta_row);
+#endif
 
     for (long u0 = k0, it = 0; u0 < k1; u0 += TK, it++) {
         const int pb = (int)(it & 1);
@@ -306,15 +339,21 @@ void attn_decode_chunk(__global const uchar *pool,
             for (int r = 0; r < RB; r++)
                 pd[r] = 0.0f;
             if (kj[pb][k] >= 0) {
+#if !KPREF
                 const long base = kbase[pb][k] + hk * k_plane;
                 const long slot = kslot[pb][k];
                 __global const uchar *row = pool + base + slot * k_row;
                 __global const uchar *meta = pool + base + k_meta_off + slot * k_meta_row;
+#endif
                 UNROLL
                 for (int i = 0; i < KI; i++) {
                     const int c = lane + i * LR;
                     if (c < NKC) {
+#if KPREF
+                        const VT kv = raw_value(kr[x][i]);
+#else
                         const VT kv = load_chunk(row, meta, c * CW);
+#endif
                         UNROLL
                         for (int r = 0; r < RB; r++)
                             pd[r] += VDOT(qv[r][i], kv);
@@ -354,6 +393,12 @@ void attn_decode_chunk(__global const uchar *pool,
             sp_[x] = s;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+#if KPREF
+        /* the next tile's K, located in step 3, in flight through 4 to 6 */
+        if (u0 + TK < k1)
+            load_k_tile(kr, pool, kbase[pb ^ 1], kj[pb ^ 1], kslot[pb ^ 1], kg, lane,
+                        hk * k_plane, k_row, k_meta_off, k_meta_row);
+#endif
 
         /* 4: running max and the rescale of what came before */
         for (int r = lid; r < RB; r += WG) {

@@ -84,24 +84,28 @@ static void build(attn_kv_cache *kc, const dcase *c, int nseq)
 static void pick_variant(char *buf, size_t n)
 {
     static const char *const cols[4] = { "0", "1", "8", "32" };
-    const char *vearly = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)], *col = cols[tu_randint(0, 3)];
+    const char *vearly = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)];
+    const char *kpref = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)];
+    const char *col = cols[tu_randint(0, 3)];
     const char *upload = tu_randint(0, 1) ? "pinned" : "pageable";
     const char *reuse = tu_randint(0, 1) ? "1" : "0", *args = tu_randint(0, 1) ? "1" : "0";
     const char *f16 = (const char *[]){ "bits", "vload", "half" }[tu_randint(0, 2)];
     setenv("ATTN_OPENCL_DECODE_VEARLY", vearly, 1);
+    setenv("ATTN_OPENCL_DECODE_KPREF", kpref, 1);
     setenv("ATTN_OPENCL_DECODE_COMBINE_COLS", col, 1);
     setenv("ATTN_OPENCL_DECODE_UPLOAD", upload, 1);
     setenv("ATTN_OPENCL_DECODE_REUSE", reuse, 1);
     setenv("ATTN_OPENCL_DECODE_ARGCACHE", args, 1);
     setenv("ATTN_OPENCL_DECODE_FLUSH", args, 1);
     setenv("ATTN_OPENCL_DECODE_F16", f16, 1);
-    snprintf(buf, n, "vearly=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s", vearly, col,
-             upload, reuse, args, f16);
+    snprintf(buf, n, "vearly=%s kpref=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s", vearly,
+             kpref, col, upload, reuse, args, f16);
 }
 
 static void clear_variant(void)
 {
     unsetenv("ATTN_OPENCL_DECODE_VEARLY");
+    unsetenv("ATTN_OPENCL_DECODE_KPREF");
     unsetenv("ATTN_OPENCL_DECODE_COMBINE_COLS");
     unsetenv("ATTN_OPENCL_DECODE_UPLOAD");
     unsetenv("ATTN_OPENCL_DECODE_REUSE");

@@ -43,9 +43,21 @@ static inline void carg_raw(attn_cl_cargs *ca, size_t n, const void *p)
     }
 }
 static inline void carg_mem(attn_cl_cargs *ca, cl_mem m) { arg_mem(&ca->a, m); }
-static inline void carg_long(attn_cl_cargs *ca, int64_t x) { cl_long v = x; carg_raw(ca, sizeof v, &v); }
-static inline void carg_int(attn_cl_cargs *ca, int x) { cl_int v = x; carg_raw(ca, sizeof v, &v); }
-static inline void carg_float(attn_cl_cargs *ca, float x) { cl_float v = x; carg_raw(ca, sizeof v, &v); }
+static inline void carg_long(attn_cl_cargs *ca, int64_t x)
+{
+    cl_long v = x;
+    carg_raw(ca, sizeof v, &v);
+}
+static inline void carg_int(attn_cl_cargs *ca, int x)
+{
+    cl_int v = x;
+    carg_raw(ca, sizeof v, &v);
+}
+static inline void carg_float(attn_cl_cargs *ca, float x)
+{
+    cl_float v = x;
+    carg_raw(ca, sizeof v, &v);
+}
 
 static inline void carg_view(attn_cl_cargs *ca, const attn_view *v, int present, int nstrides)
 {

@@ -17,6 +17,9 @@
  *   VEARLY=0|1|2    issue a tile's V loads with its K loads, before the
  *                   softmax barriers (1, the default: where the registers
  *                   allow; 2: always)
+ *   KPREF=0|1|2     load each work-item's K chunks of the next tile during
+ *                   this one's softmax (1: where the registers allow; 2:
+ *                   always; default 0)
  *   F16=bits|vload|half  f16 cache conversion (opencl/decode.cl F16CVT;
  *                   half needs cl_khr_fp16, else bits; default bits)
  *   COMBINE_COLS=N  output columns per combine work-group (a power of two;
@@ -39,7 +42,7 @@
 #define SEQW 10          /* longs per sequence in the table (opencl/decode.cl) */
 #define WG_MAX 128
 #define ROW_REGS 64      /* floats of query (and of O) a work-item keeps per tile */
-#define VEARLY_REGS 32   /* 32-bit registers of early V loads a work-item may hold */
+#define VEARLY_REGS 32   /* 32-bit registers of early V (or K) loads a work-item may hold */
 
 enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
        F_LSE = 1 << 4, F_GATE = 1 << 5, F_SOFTCAP = 1 << 6 };
@@ -61,6 +64,7 @@ typedef struct dec_knobs {
     int argcache;      /* ARGCACHE=0|1: set only the scalars that changed */
     int flush;         /* FLUSH=0|1: clFlush after the chunk kernel */
     int f16cvt;        /* F16=bits|vload|half (opencl/decode.cl F16CVT) */
+    int kpref;         /* KPREF=0|1|2: the next tile's K loaded during this one */
 } dec_knobs;
 
 static int env_int(const char *name, int dflt)
@@ -87,13 +91,14 @@ static void read_knobs(dec_knobs *out)
     k.reuse = env_int("ATTN_OPENCL_DECODE_REUSE", 1);
     k.argcache = env_int("ATTN_OPENCL_DECODE_ARGCACHE", 1);
     k.flush = env_int("ATTN_OPENCL_DECODE_FLUSH", 1);
+    k.kpref = env_int("ATTN_OPENCL_DECODE_KPREF", 0);
     e = getenv("ATTN_OPENCL_DECODE_F16");
     k.f16cvt = !e ? 0 : !strcmp(e, "vload") ? 1 : !strcmp(e, "half") ? 2 : 0;
     memcpy(out, &k, sizeof k);
 }
 
 /* cols: output columns per combine work-group (a power of two <= mwg). */
-typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, cols, f16cvt; } dec_cfg;
+typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, kpref, cols, f16cvt; } dec_cfg;
 
 /* What a configuration was chosen for: a decode loop asks for the same one
  * every step and finds it here, without the options string and program
@@ -173,7 +178,9 @@ static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype d
      * raw bits (two a register), the others as floats */
     const int raw16 = dtype == ATTN_BF16 || (dtype == ATTN_F16 && c->f16cvt != 1);
     const int64_t velems = (int64_t)(c->tk / kg) * ((dv / c->cw + c->lr - 1) / c->lr) * c->cw;
+    const int64_t kelems = (int64_t)(c->tk / kg) * ((dd / c->cw + c->lr - 1) / c->lr) * c->cw;
     c->vearly = kn->vearly > 1 || (kn->vearly && (raw16 ? velems / 2 : velems) <= VEARLY_REGS);
+    c->kpref = kn->kpref > 1 || (kn->kpref && (raw16 ? kelems / 2 : kelems) <= VEARLY_REGS);
     return 1;
 }
 
@@ -210,9 +217,9 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
 {
     char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
-             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d -DCCB=%d -DVEARLY=%d -DF16CVT=%d%s",
+             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d -DCCB=%d -DVEARLY=%d -DKPREF=%d -DF16CVT=%d%s",
              (long long)p->d, (long long)p->dv, (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk,
-             c->rb, c->mwg, c->cols, c->vearly, c->f16cvt,
+             c->rb, c->mwg, c->cols, c->vearly, c->kpref, c->f16cvt,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
