@@ -33,8 +33,7 @@
  * [0, sp) then window pages from fw.
  *
  * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY, KPREF,
- * F16CVT; MWG
- * and CCB (combine). */
+ * F16CVT; MWG and CCB (combine). */
 
 #define SEQW 10
 #define SDT_F32  0
