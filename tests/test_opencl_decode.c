@@ -7,8 +7,9 @@
  * ALiBi, sink logits, sigmoid, gate, lse; q/out/gate f32/f16/bf16, strided
  * views), attn_buffer_copy on the device. Some cases force small split-KV
  * chunks (ATTN_OPENCL_DECODE_CHUNK) so the chunk merge is exercised on a
- * CPU device; each case picks the variant switches (early V loads, combine
- * columns, table upload and reuse) at random, and some decode twice so
+ * CPU device; each case picks the variant switches (work-group size, early
+ * V and K loads, f16 conversion, combine columns, table upload and reuse,
+ * argument cache, flush) at random, and some decode twice so
  * that the second call reuses the device's table.
  *
  * The reference reads each sequence's kept tokens back from the cache
@@ -87,25 +88,28 @@ static void pick_variant(char *buf, size_t n)
     const char *vearly = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)];
     const char *kpref = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)];
     const char *col = cols[tu_randint(0, 3)];
+    const char *wg = (const char *[]){ "64", "128", "256" }[tu_randint(0, 2)];
     const char *upload = tu_randint(0, 1) ? "pinned" : "pageable";
     const char *reuse = tu_randint(0, 1) ? "1" : "0", *args = tu_randint(0, 1) ? "1" : "0";
     const char *f16 = (const char *[]){ "bits", "vload", "half" }[tu_randint(0, 2)];
     setenv("ATTN_OPENCL_DECODE_VEARLY", vearly, 1);
     setenv("ATTN_OPENCL_DECODE_KPREF", kpref, 1);
+    setenv("ATTN_OPENCL_DECODE_WG", wg, 1);
     setenv("ATTN_OPENCL_DECODE_COMBINE_COLS", col, 1);
     setenv("ATTN_OPENCL_DECODE_UPLOAD", upload, 1);
     setenv("ATTN_OPENCL_DECODE_REUSE", reuse, 1);
     setenv("ATTN_OPENCL_DECODE_ARGCACHE", args, 1);
     setenv("ATTN_OPENCL_DECODE_FLUSH", args, 1);
     setenv("ATTN_OPENCL_DECODE_F16", f16, 1);
-    snprintf(buf, n, "vearly=%s kpref=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s", vearly,
-             kpref, col, upload, reuse, args, f16);
+    snprintf(buf, n, "wg=%s vearly=%s kpref=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s",
+             wg, vearly, kpref, col, upload, reuse, args, f16);
 }
 
 static void clear_variant(void)
 {
     unsetenv("ATTN_OPENCL_DECODE_VEARLY");
     unsetenv("ATTN_OPENCL_DECODE_KPREF");
+    unsetenv("ATTN_OPENCL_DECODE_WG");
     unsetenv("ATTN_OPENCL_DECODE_COMBINE_COLS");
     unsetenv("ATTN_OPENCL_DECODE_UPLOAD");
     unsetenv("ATTN_OPENCL_DECODE_REUSE");
@@ -117,7 +121,7 @@ static void clear_variant(void)
 static void run_case(int idx, const dcase *c, int chunk)
 {
     static const attn_dtype io[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
-    char name[240], variant[96];
+    char name[288], variant[128];
     pick_variant(variant, sizeof variant);
     const int calls = tu_randint(1, 2);
     snprintf(name, sizeof name, "case %d (%s hkv=%lld g=%lld d=%lld dv=%lld ps=%lld sink=%lld "
