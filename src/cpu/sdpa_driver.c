@@ -17,9 +17,9 @@
  * per KV head, not per query block. A tile is packed by the first task that
  * needs it (the others wait for it, packing later tiles meanwhile), so
  * packing overlaps compute and no thread waits for a whole panel. Panels
- * live in a ring of slots bounded by a memory budget: group gi uses slot
- * gi % slots once every task of group gi - slots has finished, so memory
- * stays O(slots * Sk * D).
+ * live in a ring of slots bounded by a memory budget, taken in turn by the
+ * groups that have tasks: a group starts once every task of the group
+ * before it in its slot has finished, so memory stays O(slots * Sk * D).
  *
  * Masks cost what they save: for each (query block, key tile) the key range
  * every row can see is computed from causal/window/sink parameters; tiles
@@ -74,7 +74,9 @@ typedef struct sdpa_plan {
     int64_t ktf, vtf;               /* floats per packed K / V tile (16-aligned) */
     int64_t ntiles;                 /* tiles per panel (longest sequence) */
     int64_t ngroups, wave, slots;   /* groups; groups per wave; panel slots */
-    float  *panels;                 /* slots K+V panels; group gi in slot gi % slots */
+    float  *panels;                 /* slots K+V panels */
+    int64_t *slot_of, *slot_prev;   /* per group: its slot, and the group before it
+                                       there (-1: none) */
     int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
     task_slot *order;               /* every task, sorted by cost within its wave */
     atomic_uchar *tile_state;       /* per panel tile (tile_pref numbering): TILE_* */
@@ -383,7 +385,7 @@ static void pack_tile(const sdpa_plan *pl, int64_t gi, int64_t tile)
     const int64_t hk = gi % p->hkv, j0 = tile * pl->bk;
     const int nk = (int)min64(pl->bk, g.sk - j0);
     const int64_t row = g.k0 + j0;
-    float *kp = pl->panels + gi % pl->slots * pl->ntiles * (pl->ktf + pl->vtf);
+    float *kp = pl->panels + pl->slot_of[gi] * pl->ntiles * (pl->ktf + pl->vtf);
     float *vp = kp + pl->ntiles * pl->ktf;
     pl->ks->pack_k(kp + tile * pl->ktf,
                    at(K, g.bt * K->stride[0] + row * K->stride[1] + hk * K->stride[2]),
@@ -465,7 +467,7 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
         memset(ot + i * pl->ldo, 0, (size_t)pl->ldo * sizeof(float));
     }
 
-    const float *kpanel = pl->panels + gi % pl->slots * pl->ntiles * (pl->ktf + pl->vtf);
+    const float *kpanel = pl->panels + pl->slot_of[gi] * pl->ntiles * (pl->ktf + pl->vtf);
     const float *vpanel = kpanel + pl->ntiles * pl->ktf;
     task_keys tk;
     task_keys_init(p, &g, h, i0, nq, &tk);
@@ -617,9 +619,10 @@ static void plan_tasks(sdpa_plan *pl)
     }
 }
 
-/* Takes tasks in order until none is left. A task of group gi first waits
- * until the group before it in its panel slot (gi - slots, in an earlier
- * wave, so its tasks were all handed out before) has finished. */
+/* Takes tasks in order until none is left. A task first waits until the
+ * group before its own in its panel slot has finished: that group is at
+ * least `slots` groups earlier, so in an earlier wave (slots >= wave), and
+ * its tasks were all handed out before. */
 static void run_tasks(sdpa_plan *pl, float *ws)
 {
     const int64_t ntasks = pl->task_pref[pl->ngroups];
@@ -630,9 +633,10 @@ static void run_tasks(sdpa_plan *pl, float *ws)
         seq_geom g;
         int64_t h, i0;
         const int64_t gi = task_of(pl, pl->order[y].task, &g, &h, &i0);
-        if (gi >= pl->slots) {
+        const int64_t prev = pl->slot_prev[gi];
+        if (prev >= 0) {
             unsigned spins = 0;
-            while (atomic_load_explicit(&pl->tasks_left[gi - pl->slots], memory_order_acquire))
+            while (atomic_load_explicit(&pl->tasks_left[prev], memory_order_acquire))
                 relax(&spins);
         }
         run_task(pl, &g, gi, h, i0, ws);
@@ -702,10 +706,12 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
         return ATTN_OK;   /* before multiplying: an empty q may have a huge batch */
     const int64_t ngroups = p->num_seqs * p->hkv;
     pl.ngroups = ngroups;
-    pl.task_pref = malloc(2 * ((size_t)ngroups + 1) * sizeof(int64_t));
+    pl.task_pref = malloc((5 * (size_t)ngroups + 2) * sizeof(int64_t));
     if (!pl.task_pref)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: out of memory");
     pl.tile_pref = pl.task_pref + ngroups + 1;
+    pl.slot_of = pl.tile_pref + ngroups + 1;
+    pl.slot_prev = pl.slot_of + ngroups;
     pl.task_pref[0] = pl.tile_pref[0] = 0;
     for (int64_t gi = 0; gi < ngroups; gi++) {
         seq_geom g;
@@ -730,6 +736,20 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
         wave = max64(1, min64(wave, pl.slots / 2));
     }
     pl.wave = wave;
+    /* Groups without tasks (varlen sequences without queries) take no slot,
+     * so that every group waits for the one that really used its slot last
+     * (waiting on an empty group would wait for nothing). */
+    int64_t *with_tasks = pl.slot_prev + ngroups, used = 0;
+    for (int64_t gi = 0; gi < ngroups; gi++) {
+        pl.slot_of[gi] = 0;
+        pl.slot_prev[gi] = -1;
+        if (pl.task_pref[gi + 1] == pl.task_pref[gi])
+            continue;
+        pl.slot_of[gi] = used % pl.slots;
+        if (used >= pl.slots)
+            pl.slot_prev[gi] = with_tasks[used - pl.slots];
+        with_tasks[used++] = gi;
+    }
     if (nt > pl.task_pref[ngroups])
         nt = (int)pl.task_pref[ngroups];
 
