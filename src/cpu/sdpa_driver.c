@@ -680,6 +680,17 @@ static void run_thread(sdpa_plan *pl, float *ws)
         pl->ks->thread_end();
 }
 
+/* Tasks of the call (query heads x blocks of bq query rows). */
+static int64_t query_tasks(const attn_sdpa_problem *p, int64_t bq)
+{
+    if (!p->cu_q)
+        return p->num_seqs * p->hq * ((p->sq + bq - 1) / bq);
+    int64_t n = 0;
+    for (int64_t b = 0; b < p->num_seqs; b++)
+        n += p->hq * ((p->cu_q[b + 1] - p->cu_q[b] + bq - 1) / bq);
+    return n;
+}
+
 /* Panel slots may use this much memory when one group's tasks cannot keep
  * the threads busy (a single group may always exceed it). */
 #define PANEL_BUDGET_BYTES ((size_t)64 << 20)
@@ -700,10 +711,22 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.ktf = round_up((int64_t)pl.ks->k_tile_floats(pl.bk, p->d), 16);
     pl.vtf = round_up((int64_t)pl.ks->v_tile_floats(pl.bk, p->dv), 16);
     pl.ntiles = (p->sk + pl.bk - 1) / pl.bk;
-    pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds);
 
     if (p->num_seqs == 0 || p->sq == 0)
         return ATTN_OK;   /* before multiplying: an empty q may have a huge batch */
+    /* Twice the kernel set's query rows per task where the call still has 16
+     * tasks per thread then: every K/V tile brought into L2 serves twice the
+     * rows. A panel (4.7 MB at Sk = 4096, D = 128) outgrows L2, so every task
+     * streams its panel from L3; halving that traffic per flop is meant for
+     * many cores sharing one L3 and mesh, where the per-thread rate fell
+     * (issue #3) while one core reaches 77% of its FMA peak. (Block masks
+     * keep the tiles fitted to their blocks.) */
+    if (!p->has_block_mask) {
+        const int64_t big = query_tasks(p, 2 * (int64_t)pl.bq);
+        if (big < query_tasks(p, pl.bq) && big >= 16 * (int64_t)st->num_threads)
+            pl.bq *= 2;
+    }
+    pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds);
     const int64_t ngroups = p->num_seqs * p->hkv;
     pl.ngroups = ngroups;
     pl.task_pref = malloc((5 * (size_t)ngroups + 2) * sizeof(int64_t));
