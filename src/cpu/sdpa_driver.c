@@ -28,7 +28,7 @@
  * block mask is classified per (query block, key tile) the same way (a tile
  * that straddles mask blocks is mixed unless they agree; tiles are fitted to
  * the mask's blocks where possible), so hidden blocks cost nothing: they are
- * neither visited nor, when no task of the wave visits them, packed.
+ * neither visited nor, when no task visits them, packed.
  *
  * Scheduling: tasks are balanced by cost, not rows. Each task's cost is the
  * number of key tiles it will visit (causal, windows and block mask
