@@ -81,7 +81,9 @@ typedef struct sdpa_plan {
     task_slot *order;               /* every task, sorted by cost within its wave */
     atomic_uchar *tile_state;       /* per panel tile (tile_pref numbering): TILE_* */
     _Atomic int64_t *tasks_left;    /* per group: tasks not yet finished */
-    _Atomic int64_t next_task;      /* next index into order to hand out */
+    /* next index into order to hand out; a line of its own, so that taking
+     * a task does not evict the fields above from every other core */
+    _Alignas(64) _Atomic int64_t next_task;
 } sdpa_plan;
 
 /* One task's sequence geometry. */
