@@ -41,10 +41,10 @@
  * left threads idle for up to one task each, several times per call, and
  * packing phases in which all threads competed for memory bandwidth.) */
 #include <math.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "config.h"
 #include "cpu_backend.h"
 #include "half.h"
@@ -397,18 +397,22 @@ static void pack_tile(const sdpa_plan *pl, int64_t gi, int64_t tile)
                    V->dtype, V->stride[1], V->stride[3], nk, pl->bk, p->dv);
 }
 
-/* Waiting for another thread: a short spin, then give the core away (the
- * other thread may be waiting for it when threads outnumber cores). */
+/* Waiting for another thread (a tile being packed, a panel slot in use):
+ * spin about as long as packing a tile takes (~1000 pauses, tens of
+ * microseconds), then sleep in short naps. When threads outnumber free
+ * cores the thread waited for may itself be waiting for a core, which a
+ * spinning (or sched_yield-ing, which keeps it runnable) waiter holds. */
 static void relax(unsigned *spins)
 {
-    if (++*spins < 64) {
+    if (++*spins < 1024) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #elif defined(__aarch64__)
         __asm__ __volatile__("yield");
 #endif
     } else {
-        sched_yield();
+        const struct timespec nap = { 0, 20000 };
+        nanosleep(&nap, NULL);
     }
 }
 
