@@ -180,6 +180,12 @@ int main(void)
                                        "f16-varlen-sigm", "d256-f16", "f16-d48-dv80", NULL };
     setenv("ATTN_VULKAN_COOPMAT", "emulate", 1);
     run_devices("coopmat emulated", f16);
+    /* Its other shapes: 32 rows per subgroup, the K/V prefetch. */
+    if (!tu_quick) {
+        setenv("ATTN_VULKAN_COOPMAT_TILE", "1,2,32,1", 1);
+        run_devices("coopmat emulated 1,2,32,1", f16);
+        unsetenv("ATTN_VULKAN_COOPMAT_TILE");
+    }
     unsetenv("ATTN_VULKAN_COOPMAT");
     return tu_finish();
 }

@@ -48,6 +48,7 @@ layout(constant_id = 3) const int BK = 64;       /* keys per tile, a multiple of
 layout(constant_id = 4) const int D = 128;       /* multiples of 16 */
 layout(constant_id = 5) const int DV = 128;
 layout(constant_id = 6) const int SG = 32;       /* the device's (fixed) subgroup size */
+layout(constant_id = 7) const int PF = 1;        /* 1: prefetch K/V tiles into registers */
 
 const int R = 16 * RB;                           /* rows per subgroup */
 const int BQ = NW * R;
@@ -65,6 +66,8 @@ const int DMAX = D > DV ? D : DV;
 const int KVS = (DMAX + 8) / 4;                  /* K or V tile row [BK][DMAX + 8] */
 const int SS = (BK + 4) / 4;                     /* S row, f32 [R][BK + 4] */
 const int PS = (BK + 8) / 4;                     /* P row, f16 [R][BK + 8] */
+/* 16-byte words of one K or V tile per invocation, for the prefetch. */
+const int NPRE = PF != 0 ? (BK * (DMAX / 8) + NT - 1) / NT : 1;
 
 #include "common.glsl"
 #include "sdpa_common.glsl"
@@ -106,7 +109,7 @@ void s_set(int i, float x) { Ss[i >> 2][i & 3] = x; }
  * 16-byte loads through B4 when each row starts on a 16-byte boundary and
  * is contiguous, else element by element. */
 #define LOAD_ROWS(B4, load1, base, rs, cs, n, valid, width) { \
-    if (cs == 1 && (base & 7) == 0 && (rs & 7) == 0) { \
+    if (VEC_OK(base, rs, cs)) { \
         for (int t = lid; t < n * (width / 8); t += NT) { \
             const int j = t / (width / 8), c8 = t % (width / 8); \
             const uvec4 u = j < valid ? B4.w[((base + j * rs) >> 3) + c8] : uvec4(0u); \
@@ -121,6 +124,27 @@ void s_set(int i, float x) { Ss[i >> 2][i & 3] = x; }
         } \
     } \
 }
+
+/* Whether rows of buffer B (start base, stride rs, column stride cs) can
+ * be read as 16-byte words. */
+#define VEC_OK(base, rs, cs) (cs == 1 && (base & 7) == 0 && (rs & 7) == 0)
+
+/* The prefetch: a tile's 16-byte words into pre[] (global loads in flight
+ * while the subgroups compute), later put into KV. Word t = lid + NT * i. */
+#define FETCH(B4, base, rs, valid, width) { \
+    for (int i = 0; i < NPRE; i++) { \
+        const int t = lid + NT * i, j = t / (width / 8), c8 = t % (width / 8); \
+        pre[i] = t < BK * (width / 8) && j < valid ? B4.w[((base + j * rs) >> 3) + c8] \
+                                                   : uvec4(0u); \
+    } }
+#define PUT(width) { \
+    for (int i = 0; i < NPRE; i++) { \
+        const int t = lid + NT * i, j = t / (width / 8), c8 = t % (width / 8); \
+        if (t < BK * (width / 8)) { \
+            KV[j * KVS + 2 * c8] = f16vec4(unpackFloat2x16(pre[i].x), unpackFloat2x16(pre[i].y)); \
+            KV[j * KVS + 2 * c8 + 1] = f16vec4(unpackFloat2x16(pre[i].z), unpackFloat2x16(pre[i].w)); \
+        } \
+    } }
 
 /* The maximum and the sum over a row's TPR invocations (adjacent lanes). */
 float row_max(float x)
@@ -174,6 +198,18 @@ void main()
         l[q] = (k.flags & F_SINKS) != 0 ? 1.0 : 0.0;
     }
 
+    /* With PF, tile it's K is fetched while tile it - 1 computes its P V,
+     * and its V while it computes S. pre_k: the tile whose K is in pre. */
+    const bool pf_k = PF != 0 && VEC_OK(k.krow, ks1, ks3);
+    const bool pf_v = PF != 0 && VEC_OK(k.vrow, vs1, vs3);
+    uvec4 pre[NPRE];
+    int pre_k = -1;
+    if (pf_k && k.ntiles > 0) {
+        const int j0 = tile_start(k, 0);
+        FETCH(K4, k.krow + j0 * ks1, ks1, min(BK, k.skb - j0), D);
+        pre_k = 0;
+    }
+
     /* The visible tiles (block_init): a group-uniform trip count, no break,
      * continue or jump of the counter around the barriers. */
     for (int it = 0; it < k.ntiles; it++) {
@@ -183,8 +219,13 @@ void main()
         /* a tile the block mask hides: skipped by the whole workgroup */
         if (bmode != 0) {
             barrier();                                /* last tile's P V is done with KV */
-            LOAD_ROWS(K4, load_k, k.krow + j0 * ks1, ks1, ks3, BK, j1 - j0, D);
+            if (pre_k == it)
+                PUT(D)
+            else
+                LOAD_ROWS(K4, load_k, k.krow + j0 * ks1, ks1, ks3, BK, j1 - j0, D);
             barrier();
+            if (pf_v)
+                FETCH(V4, k.vrow + j0 * vs1, vs1, j1 - j0, DV);
 
             /* S = Q K^T: each K fragment once for the subgroup's row blocks. */
             for (int n = 0; n < NK; n++) {
@@ -201,7 +242,15 @@ void main()
                     STORE_S(s[rb], s_base + rb * 16 * SS + n * 4);
             }
             barrier();                                /* S is in; every subgroup is done with K */
-            LOAD_ROWS(V4, load_v, k.vrow + j0 * vs1, vs1, vs3, BK, j1 - j0, DV);
+            if (pf_v)
+                PUT(DV)
+            else
+                LOAD_ROWS(V4, load_v, k.vrow + j0 * vs1, vs1, vs3, BK, j1 - j0, DV);
+            if (pf_k && it + 1 < k.ntiles) {
+                const int jn = tile_start(k, it + 1);
+                FETCH(K4, k.krow + jn * ks1, ks1, min(BK, k.skb - jn), D);
+                pre_k = it + 1;
+            }
 
             /* Online softmax (or sigmoid) of the subgroup's rows: P, and the
              * factors alpha of O's rows. */

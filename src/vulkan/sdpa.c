@@ -225,12 +225,15 @@ static int64_t coopmat_shared(int nw, int rb, int bk, int emulate, int64_t dd, i
 /* The cooperative-matrix shader (vulkan/sdpa_coopmat.comp) for f16 inputs
  * with head dims multiples of 16, on devices with the 16x16x16 f16 shape
  * and a fixed subgroup size that the shader's row split assumes: the first
- * (subgroups, row blocks per subgroup, key tile) that the limits allow.
- * ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk" puts a shape first (tuning).
+ * (subgroups, row blocks per subgroup, key tile) that the limits allow,
+ * prefetching K/V tiles into registers (not in the emulation, where
+ * lavapipe compiles the registers kept across barriers slowly).
+ * ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf]" puts a shape first (tuning; pf
+ * 0 or 1 turns the prefetch off or on).
  * ATTN_VULKAN_COOPMAT=0 turns the shader off; =emulate uses its build with
  * plain loops for the matrix operations on any device with shaderFloat16
  * (tests). Fills spec, *bq and *shader; 0 if unusable. */
-static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[7],
+static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[8],
                        int *bq, int *shader)
 {
     const char *env = getenv("ATTN_VULKAN_COOPMAT");
@@ -247,8 +250,9 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
         return 0;
     int shapes[8][3] = { { 0, 0, 0 }, { 4, 1, 64 }, { 4, 1, 32 }, { 2, 1, 64 }, { 2, 1, 32 },
                          { 1, 1, 32 }, { 1, 1, 16 } };
+    int pf = !emulate;
     const char *tile = getenv("ATTN_VULKAN_COOPMAT_TILE");
-    if (tile && sscanf(tile, "%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2]) != 3)
+    if (tile && sscanf(tile, "%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2], &pf) < 3)
         shapes[0][0] = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int nw = shapes[i][0], rb = shapes[i][1], bk = shapes[i][2];
@@ -260,7 +264,7 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
             coopmat_shared(nw, rb, bk, emulate, p->d, p->dv) >
                 (int64_t)d->limits.maxComputeSharedMemorySize)
             continue;
-        const int32_t s[7] = { wg, nw, rb, bk, (int32_t)p->d, (int32_t)p->dv, sg };
+        const int32_t s[8] = { wg, nw, rb, bk, (int32_t)p->d, (int32_t)p->dv, sg, pf != 0 };
         memcpy(spec, s, sizeof s);
         *bq = 16 * rb * nw;
         *shader = emulate ? ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED : ATTN_VK_SHADER_SDPA_COOPMAT;
@@ -278,7 +282,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int nspec, shader, bq;
     sdpa_cfg c;
     if (coopmat_cfg(d, p, spec, &bq, &shader)) {
-        nspec = 7;
+        nspec = 8;
     } else if (choose_cfg(d, p->d, p->dv, &c)) {
         const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
