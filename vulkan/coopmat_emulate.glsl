@@ -39,7 +39,7 @@ shared float Ce[NW * NCS * 256];
         KV[off + (em_e >> 4) * KVS + ((em_e & 15) >> 2)][em_e & 3]; \
     m = ivec2(0, (sg * RB * ND + (slot)) * 256); \
     subgroupBarrier(); }
-#define LOAD_P(m, off, slot) m = ivec2(1, (off) * 4)
+#define LOAD_P(m, off) m = ivec2(1, (off) * 4)
 #define LOAD_KT(m, off) m = 2 * (off) + 1
 #define LOAD_V(m, off) m = 2 * (off)
 

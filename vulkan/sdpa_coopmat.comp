@@ -93,7 +93,7 @@ shared vec4 Al[NW * R * 4];                      /* per subgroup: [R][16] row fa
 #define C_ZERO(m) m = MAT_C(0.0)
 #define C_SCALE(m, f) m = m * f
 #define LOAD_Q(m, off, slot) coopMatLoad(m, KV, off, KVS, gl_CooperativeMatrixLayoutRowMajor)
-#define LOAD_P(m, off, slot) coopMatLoad(m, Ps, off, PS, gl_CooperativeMatrixLayoutRowMajor)
+#define LOAD_P(m, off) coopMatLoad(m, Ps, off, PS, gl_CooperativeMatrixLayoutRowMajor)
 #define LOAD_KT(m, off) coopMatLoad(m, KV, off, KVS, gl_CooperativeMatrixLayoutColumnMajor)
 #define LOAD_V(m, off) coopMatLoad(m, KV, off, KVS, gl_CooperativeMatrixLayoutRowMajor)
 #define LOAD_AL(m, off) coopMatLoad(m, Al, off, 4, gl_CooperativeMatrixLayoutRowMajor)
@@ -297,7 +297,7 @@ void main()
             DECL_A(pf, RB * NK);
             for (int rb = 0; rb < RB; rb++)
                 for (int kk = 0; kk < NK; kk++)
-                    LOAD_P(pf[rb * NK + kk], p_base + rb * 16 * PS + kk * 4, RB * ND + rb * NK + kk);
+                    LOAD_P(pf[rb * NK + kk], p_base + rb * 16 * PS + kk * 4);
             barrier();                                /* the V tile is in */
 
             for (int c = 0; c < NDV; c++)
