@@ -34,6 +34,13 @@
 #if !ATTN_COOPMAT_EMULATE
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
+#extension GL_EXT_control_flow_attributes : require
+/* Loops over arrays of matrices (and the prefetch words) unrolled, so that
+ * the arrays stay in registers. Not in the emulation, where lavapipe would
+ * unroll its element loops too. */
+#define UNROLL [[unroll]]
+#else
+#define UNROLL
 #endif
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_vote : require
@@ -132,13 +139,13 @@ void s_set(int i, float x) { Ss[i >> 2][i & 3] = x; }
 /* The prefetch: a tile's 16-byte words into pre[] (global loads in flight
  * while the subgroups compute), later put into KV. Word t = lid + NT * i. */
 #define FETCH(B4, base, rs, valid, width) { \
-    for (int i = 0; i < NPRE; i++) { \
+    UNROLL for (int i = 0; i < NPRE; i++) { \
         const int t = lid + NT * i, j = t / (width / 8), c8 = t % (width / 8); \
         pre[i] = t < BK * (width / 8) && j < valid ? B4.w[((base + j * rs) >> 3) + c8] \
                                                    : uvec4(0u); \
     } }
 #define PUT(width) { \
-    for (int i = 0; i < NPRE; i++) { \
+    UNROLL for (int i = 0; i < NPRE; i++) { \
         const int t = lid + NT * i, j = t / (width / 8), c8 = t % (width / 8); \
         if (t < BK * (width / 8)) { \
             KV[j * KVS + 2 * c8] = f16vec4(unpackFloat2x16(pre[i].x), unpackFloat2x16(pre[i].y)); \
@@ -181,19 +188,19 @@ void main()
         LOAD_ROWS(Q4, load_q, k.qrow + q0 * qs1, qs1, qs3, min(BK, BQ - q0), k.nq - q0, D);
         barrier();
         if (sg * R >= q0 && sg * R < q0 + BK)
-            for (int rb = 0; rb < RB; rb++)
-                for (int c = 0; c < ND; c++)
+            UNROLL for (int rb = 0; rb < RB; rb++)
+                UNROLL for (int c = 0; c < ND; c++)
                     LOAD_Q(qf[rb * ND + c], (sg * R - q0 + rb * 16) * KVS + c * 4, rb * ND + c);
     }
     DECL_C(o, RB * NDV, 0);
-    for (int i = 0; i < RB * NDV; i++)
+    UNROLL for (int i = 0; i < RB * NDV; i++)
         C_ZERO(o[i]);
 
     /* The rows this invocation transforms: lane / TPR + q * (SG / TPR). Their
      * running max m and sum l (the whole row's: the TPR invocations of a row
      * hold the same values). */
     float m[RPI], l[RPI];
-    for (int q = 0; q < RPI; q++) {
+    UNROLL for (int q = 0; q < RPI; q++) {
         m[q] = sink_logit(k);
         l[q] = (k.flags & F_SINKS) != 0 ? 1.0 : 0.0;
     }
@@ -228,17 +235,17 @@ void main()
                 FETCH(V4, k.vrow + j0 * vs1, vs1, j1 - j0, DV);
 
             /* S = Q K^T: each K fragment once for the subgroup's row blocks. */
-            for (int n = 0; n < NK; n++) {
+            UNROLL for (int n = 0; n < NK; n++) {
                 DECL_C(s, RB, RB * NDV);
-                for (int rb = 0; rb < RB; rb++)
+                UNROLL for (int rb = 0; rb < RB; rb++)
                     C_ZERO(s[rb]);
-                for (int c = 0; c < ND; c++) {
+                UNROLL for (int c = 0; c < ND; c++) {
                     MAT_B kb;
                     LOAD_KT(kb, n * 16 * KVS + c * 4);
-                    for (int rb = 0; rb < RB; rb++)
+                    UNROLL for (int rb = 0; rb < RB; rb++)
                         MMA(s[rb], qf[rb * ND + c], kb);
                 }
-                for (int rb = 0; rb < RB; rb++)
+                UNROLL for (int rb = 0; rb < RB; rb++)
                     STORE_S(s[rb], s_base + rb * 16 * SS + n * 4);
             }
             barrier();                                /* S is in; every subgroup is done with K */
@@ -255,7 +262,7 @@ void main()
             /* Online softmax (or sigmoid) of the subgroup's rows: P, and the
              * factors alpha of O's rows. */
             bool rescale = false;
-            for (int q = 0; q < RPI; q++) {
+            UNROLL for (int q = 0; q < RPI; q++) {
                 const int row = lane / TPR + q * (SG / TPR);
                 const int ii = k.i0 + sg * R + row;
                 float pm = NEG_INF;
@@ -288,23 +295,23 @@ void main()
             }
             subgroupBarrier();                        /* P and alpha are visible */
             if (subgroupAny(rescale))
-                for (int rb = 0; rb < RB; rb++) {
+                UNROLL for (int rb = 0; rb < RB; rb++) {
                     DECL_C(f, 1, RB * NDV + RB);
                     LOAD_AL(f[0], a_base + rb * 16 * 4);
-                    for (int c = 0; c < NDV; c++)
+                    UNROLL for (int c = 0; c < NDV; c++)
                         C_SCALE(o[rb * NDV + c], f[0]);
                 }
             DECL_A(pf, RB * NK);
-            for (int rb = 0; rb < RB; rb++)
-                for (int kk = 0; kk < NK; kk++)
+            UNROLL for (int rb = 0; rb < RB; rb++)
+                UNROLL for (int kk = 0; kk < NK; kk++)
                     LOAD_P(pf[rb * NK + kk], p_base + rb * 16 * PS + kk * 4);
             barrier();                                /* the V tile is in */
 
-            for (int c = 0; c < NDV; c++)
-                for (int kk = 0; kk < NK; kk++) {
+            UNROLL for (int c = 0; c < NDV; c++)
+                UNROLL for (int kk = 0; kk < NK; kk++) {
                     MAT_B vb;
                     LOAD_V(vb, kk * 16 * KVS + c * 4);
-                    for (int rb = 0; rb < RB; rb++)
+                    UNROLL for (int rb = 0; rb < RB; rb++)
                         MMA(o[rb * NDV + c], pf[rb * NK + kk], vb);
                 }
         }
@@ -312,7 +319,7 @@ void main()
 
     /* O / l (1 for the sigmoid score), LSE, and O out through the S region
      * one 16x16 fragment at a time (gate and dtype in store_o). */
-    for (int q = 0; q < RPI; q++) {
+    UNROLL for (int q = 0; q < RPI; q++) {
         const int row = lane / TPR + q * (SG / TPR);
         const float inv = k.sigmoid ? 1.0 : (l[q] > 0.0 ? 1.0 / l[q] : 0.0);
         for (int c = part; c < 4; c += TPR)
@@ -327,10 +334,10 @@ void main()
     const int ob = P.w[P_O] + k.bt * P.w[P_O + 1] + k.h * P.w[P_O + 3], os2 = P.w[P_O + 2];
     const bool pairs = P.w[P_OUT_DT] == DT_F16 && (k.flags & F_GATE) == 0 &&
                        P.w[P_O + 4] == 1 && ((ob | os2) & 1) == 0;
-    for (int rb = 0; rb < RB; rb++) {
+    UNROLL for (int rb = 0; rb < RB; rb++) {
         DECL_C(f, 1, RB * NDV + RB);
         LOAD_AL(f[0], a_base + rb * 16 * 4);
-        for (int c = 0; c < NDV; c++) {
+        UNROLL for (int c = 0; c < NDV; c++) {
             C_SCALE(o[rb * NDV + c], f[0]);
             STORE_S(o[rb * NDV + c], s_base);
             subgroupBarrier();
