@@ -248,7 +248,7 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
         sg < 1 || sg > 256 || (sg & (sg - 1)) != 0 ||
         (d->subgroup_control && d->subgroup_min != d->subgroup_size))
         return 0;
-    int shapes[8][3] = { { 0, 0, 0 }, { 4, 1, 64 }, { 4, 1, 32 }, { 2, 1, 64 }, { 2, 1, 32 },
+    int shapes[7][3] = { { 0, 0, 0 }, { 4, 1, 64 }, { 4, 1, 32 }, { 2, 1, 64 }, { 2, 1, 32 },
                          { 1, 1, 32 }, { 1, 1, 16 } };
     int pf = !emulate;
     const char *tile = getenv("ATTN_VULKAN_COOPMAT_TILE");
