@@ -180,12 +180,18 @@ int main(void)
                                        "f16-varlen-sigm", "d256-f16", "f16-d48-dv80", NULL };
     setenv("ATTN_VULKAN_COOPMAT", "emulate", 1);
     run_devices("coopmat emulated", f16);
-    /* Its other shapes: 32 rows per subgroup, the K/V prefetch. */
+    /* Its other shapes (nw,rb,bk,pf,split): K and V in two buffers; in full
+     * runs also 32 rows per subgroup and the K/V prefetch. */
+    static const char *const split[] = { "f16-everything", NULL };
+    setenv("ATTN_VULKAN_COOPMAT_TILE", "1,1,32,0,1", 1);
+    run_devices("coopmat emulated 1,1,32,0,1", tu_quick ? split : f16);
     if (!tu_quick) {
-        setenv("ATTN_VULKAN_COOPMAT_TILE", "1,2,32,1", 1);
-        run_devices("coopmat emulated 1,2,32,1", f16);
-        unsetenv("ATTN_VULKAN_COOPMAT_TILE");
+        setenv("ATTN_VULKAN_COOPMAT_TILE", "1,2,32,1,0", 1);
+        run_devices("coopmat emulated 1,2,32,1,0", f16);
+        setenv("ATTN_VULKAN_COOPMAT_TILE", "1,1,32,1,1", 1);
+        run_devices("coopmat emulated 1,1,32,1,1", f16);
     }
+    unsetenv("ATTN_VULKAN_COOPMAT_TILE");
     unsetenv("ATTN_VULKAN_COOPMAT");
     return tu_finish();
 }

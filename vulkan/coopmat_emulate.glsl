@@ -41,7 +41,7 @@ shared float Ce[NW * NCS * 256];
     subgroupBarrier(); }
 #define LOAD_P(m, off) m = ivec2(1, (off) * 4)
 #define LOAD_KT(m, off) m = 2 * (off) + 1
-#define LOAD_V(m, off) m = 2 * (off)
+#define LOAD_V(m, off) m = 2 * (VOFF + (off))
 
 /* Element (r, kk) of the A matrix a, (kk, n) of the B matrix b. */
 float em_a(ivec2 a, int r, int kk)

@@ -56,6 +56,7 @@ layout(constant_id = 4) const int D = 128;       /* multiples of 16 */
 layout(constant_id = 5) const int DV = 128;
 layout(constant_id = 6) const int SG = 32;       /* the device's (fixed) subgroup size */
 layout(constant_id = 7) const int PF = 1;        /* 1: prefetch K/V tiles into registers */
+layout(constant_id = 8) const int SPLIT = 0;     /* 1: K and V tiles in two buffers */
 
 const int R = 16 * RB;                           /* rows per subgroup */
 const int BQ = NW * R;
@@ -73,8 +74,11 @@ const int DMAX = D > DV ? D : DV;
 const int KVS = (DMAX + 8) / 4;                  /* K or V tile row [BK][DMAX + 8] */
 const int SS = (BK + 4) / 4;                     /* S row, f32 [R][BK + 4] */
 const int PS = (BK + 8) / 4;                     /* P row, f16 [R][BK + 8] */
-/* 16-byte words of one K or V tile per invocation, for the prefetch. */
+/* 16-byte words of one K or V tile per invocation, for the prefetch (a
+ * second set for V with SPLIT). */
 const int NPRE = PF != 0 ? (BK * (DMAX / 8) + NT - 1) / NT : 1;
+const int NPREV = SPLIT != 0 ? NPRE : 1;
+const int VOFF = SPLIT != 0 ? BK * KVS : 0;      /* the V tile in KV */
 
 #include "common.glsl"
 #include "sdpa_common.glsl"
@@ -84,7 +88,7 @@ layout(std430, binding = 0) readonly buffer Q4b { uvec4 w[]; } Q4;
 layout(std430, binding = 1) readonly buffer K4b { uvec4 w[]; } K4;
 layout(std430, binding = 2) readonly buffer V4b { uvec4 w[]; } V4;
 
-shared f16vec4 KV[BK * KVS];                     /* K tile, then V tile (and Q once) */
+shared f16vec4 KV[(1 + SPLIT) * BK * KVS];       /* K tile, V tile after it or in its place */
 shared vec4 Ss[NW * R * SS];                     /* per subgroup: scores, output staging */
 shared f16vec4 Ps[NW * R * PS];                  /* per subgroup: probabilities */
 shared vec4 Al[NW * R * 4];                      /* per subgroup: [R][16] row factors */
@@ -102,7 +106,7 @@ shared vec4 Al[NW * R * 4];                      /* per subgroup: [R][16] row fa
 #define LOAD_Q(m, off, slot) coopMatLoad(m, KV, off, KVS, gl_CooperativeMatrixLayoutRowMajor)
 #define LOAD_P(m, off) coopMatLoad(m, Ps, off, PS, gl_CooperativeMatrixLayoutRowMajor)
 #define LOAD_KT(m, off) coopMatLoad(m, KV, off, KVS, gl_CooperativeMatrixLayoutColumnMajor)
-#define LOAD_V(m, off) coopMatLoad(m, KV, off, KVS, gl_CooperativeMatrixLayoutRowMajor)
+#define LOAD_V(m, off) coopMatLoad(m, KV, VOFF + (off), KVS, gl_CooperativeMatrixLayoutRowMajor)
 #define LOAD_AL(m, off) coopMatLoad(m, Al, off, 4, gl_CooperativeMatrixLayoutRowMajor)
 #define STORE_S(m, off) coopMatStore(m, Ss, off, SS, gl_CooperativeMatrixLayoutRowMajor)
 #define MMA(c, a, b) c = coopMatMulAdd(a, b, c)
@@ -112,21 +116,21 @@ float s_get(int i) { return Ss[i >> 2][i & 3]; }
 void s_set(int i, float x) { Ss[i >> 2][i & 3] = x; }
 
 /* n rows of f16 elements from buffer B (row r at element base + r * rs,
- * column c at + c * cs) into KV rows [0, n), zero for rows >= valid:
+ * column c at + c * cs) into KV from dst on, zero for rows >= valid:
  * 16-byte loads through B4 when each row starts on a 16-byte boundary and
  * is contiguous, else element by element. */
-#define LOAD_ROWS(B4, load1, base, rs, cs, n, valid, width) { \
+#define LOAD_ROWS(dst, B4, load1, base, rs, cs, n, valid, width) { \
     if (VEC_OK(base, rs, cs)) { \
         for (int t = lid; t < n * (width / 8); t += NT) { \
             const int j = t / (width / 8), c8 = t % (width / 8); \
             const uvec4 u = j < valid ? B4.w[((base + j * rs) >> 3) + c8] : uvec4(0u); \
-            KV[j * KVS + 2 * c8] = f16vec4(unpackFloat2x16(u.x), unpackFloat2x16(u.y)); \
-            KV[j * KVS + 2 * c8 + 1] = f16vec4(unpackFloat2x16(u.z), unpackFloat2x16(u.w)); \
+            KV[dst + j * KVS + 2 * c8] = f16vec4(unpackFloat2x16(u.x), unpackFloat2x16(u.y)); \
+            KV[dst + j * KVS + 2 * c8 + 1] = f16vec4(unpackFloat2x16(u.z), unpackFloat2x16(u.w)); \
         } \
     } else { \
         for (int t = lid; t < n * width; t += NT) { \
             const int j = t / width, c = t % width; \
-            KV[j * KVS + (c >> 2)][c & 3] = \
+            KV[dst + j * KVS + (c >> 2)][c & 3] = \
                 float16_t(j < valid ? load1(base + j * rs + c * cs) : 0.0); \
         } \
     } \
@@ -136,20 +140,23 @@ void s_set(int i, float x) { Ss[i >> 2][i & 3] = x; }
  * be read as 16-byte words. */
 #define VEC_OK(base, rs, cs) (cs == 1 && (base & 7) == 0 && (rs & 7) == 0)
 
-/* The prefetch: a tile's 16-byte words into pre[] (global loads in flight
- * while the subgroups compute), later put into KV. Word t = lid + NT * i. */
-#define FETCH(B4, base, rs, valid, width) { \
+/* The prefetch: a tile's 16-byte words into the array pre (global loads
+ * in flight while the subgroups compute), later put into KV from dst on.
+ * Word t = lid + NT * i. */
+#define FETCH(pre, B4, base, rs, valid, width) { \
     UNROLL for (int i = 0; i < NPRE; i++) { \
         const int t = lid + NT * i, j = t / (width / 8), c8 = t % (width / 8); \
         pre[i] = t < BK * (width / 8) && j < valid ? B4.w[((base + j * rs) >> 3) + c8] \
                                                    : uvec4(0u); \
     } }
-#define PUT(width) { \
+#define PUT(dst, pre, width) { \
     UNROLL for (int i = 0; i < NPRE; i++) { \
         const int t = lid + NT * i, j = t / (width / 8), c8 = t % (width / 8); \
         if (t < BK * (width / 8)) { \
-            KV[j * KVS + 2 * c8] = f16vec4(unpackFloat2x16(pre[i].x), unpackFloat2x16(pre[i].y)); \
-            KV[j * KVS + 2 * c8 + 1] = f16vec4(unpackFloat2x16(pre[i].z), unpackFloat2x16(pre[i].w)); \
+            KV[dst + j * KVS + 2 * c8] = \
+                f16vec4(unpackFloat2x16(pre[i].x), unpackFloat2x16(pre[i].y)); \
+            KV[dst + j * KVS + 2 * c8 + 1] = \
+                f16vec4(unpackFloat2x16(pre[i].z), unpackFloat2x16(pre[i].w)); \
         } \
     } }
 
@@ -185,7 +192,7 @@ void main()
     DECL_A(qf, RB * ND);
     for (int q0 = 0; q0 < BQ; q0 += BK) {
         barrier();
-        LOAD_ROWS(Q4, load_q, k.qrow + q0 * qs1, qs1, qs3, min(BK, BQ - q0), k.nq - q0, D);
+        LOAD_ROWS(0, Q4, load_q, k.qrow + q0 * qs1, qs1, qs3, min(BK, BQ - q0), k.nq - q0, D);
         barrier();
         if (sg * R >= q0 && sg * R < q0 + BK)
             UNROLL for (int rb = 0; rb < RB; rb++)
@@ -205,16 +212,24 @@ void main()
         l[q] = (k.flags & F_SINKS) != 0 ? 1.0 : 0.0;
     }
 
-    /* With PF, tile it's K is fetched while tile it - 1 computes its P V,
-     * and its V while it computes S. pre_k: the tile whose K is in pre. */
+    /* With PF, a tile's K is fetched while the tile before it computes its
+     * P V, and its V while it computes S; with SPLIT, both while the tile
+     * before it computes. pre_k, pre_v: the tiles whose K, V are in pre,
+     * prev. */
     const bool pf_k = PF != 0 && VEC_OK(k.krow, ks1, ks3);
     const bool pf_v = PF != 0 && VEC_OK(k.vrow, vs1, vs3);
-    uvec4 pre[NPRE];
-    int pre_k = -1;
-    if (pf_k && k.ntiles > 0) {
-        const int j0 = tile_start(k, 0);
-        FETCH(K4, k.krow + j0 * ks1, ks1, min(BK, k.skb - j0), D);
-        pre_k = 0;
+    uvec4 pre[NPRE], prev[NPREV];
+    int pre_k = -1, pre_v = -1;
+    if (k.ntiles > 0) {
+        const int j0 = tile_start(k, 0), n = min(BK, k.skb - j0);
+        if (pf_k) {
+            FETCH(pre, K4, k.krow + j0 * ks1, ks1, n, D);
+            pre_k = 0;
+        }
+        if (SPLIT != 0 && pf_v) {
+            FETCH(prev, V4, k.vrow + j0 * vs1, vs1, n, DV);
+            pre_v = 0;
+        }
     }
 
     /* The visible tiles (block_init): a group-uniform trip count, no break,
@@ -225,14 +240,32 @@ void main()
         const int bmode = tile_bmode(k, j0, j1, lid);
         /* a tile the block mask hides: skipped by the whole workgroup */
         if (bmode != 0) {
-            barrier();                                /* last tile's P V is done with KV */
+            const int jn = it + 1 < k.ntiles ? tile_start(k, it + 1) : 0;
+            const int nn = min(BK, k.skb - jn);
+            barrier();                                /* last tile's products are done with KV */
             if (pre_k == it)
-                PUT(D)
+                PUT(0, pre, D)
             else
-                LOAD_ROWS(K4, load_k, k.krow + j0 * ks1, ks1, ks3, BK, j1 - j0, D);
+                LOAD_ROWS(0, K4, load_k, k.krow + j0 * ks1, ks1, ks3, BK, j1 - j0, D);
+            if (SPLIT != 0) {
+                if (pre_v == it)
+                    PUT(VOFF, prev, DV)
+                else
+                    LOAD_ROWS(VOFF, V4, load_v, k.vrow + j0 * vs1, vs1, vs3, BK, j1 - j0, DV);
+            }
             barrier();
-            if (pf_v)
-                FETCH(V4, k.vrow + j0 * vs1, vs1, j1 - j0, DV);
+            if (SPLIT != 0 && it + 1 < k.ntiles) {
+                if (pf_k) {
+                    FETCH(pre, K4, k.krow + jn * ks1, ks1, nn, D);
+                    pre_k = it + 1;
+                }
+                if (pf_v) {
+                    FETCH(prev, V4, k.vrow + jn * vs1, vs1, nn, DV);
+                    pre_v = it + 1;
+                }
+            }
+            if (SPLIT == 0 && pf_v)
+                FETCH(pre, V4, k.vrow + j0 * vs1, vs1, j1 - j0, DV);
 
             /* S = Q K^T: each K fragment once for the subgroup's row blocks. */
             UNROLL for (int n = 0; n < NK; n++) {
@@ -248,15 +281,18 @@ void main()
                 UNROLL for (int rb = 0; rb < RB; rb++)
                     STORE_S(s[rb], s_base + rb * 16 * SS + n * 4);
             }
-            barrier();                                /* S is in; every subgroup is done with K */
-            if (pf_v)
-                PUT(DV)
-            else
-                LOAD_ROWS(V4, load_v, k.vrow + j0 * vs1, vs1, vs3, BK, j1 - j0, DV);
-            if (pf_k && it + 1 < k.ntiles) {
-                const int jn = tile_start(k, it + 1);
-                FETCH(K4, k.krow + jn * ks1, ks1, min(BK, k.skb - jn), D);
-                pre_k = it + 1;
+            if (SPLIT == 0) {
+                barrier();                            /* S is in; every subgroup is done with K */
+                if (pf_v)
+                    PUT(0, pre, DV)
+                else
+                    LOAD_ROWS(0, V4, load_v, k.vrow + j0 * vs1, vs1, vs3, BK, j1 - j0, DV);
+                if (pf_k && it + 1 < k.ntiles) {
+                    FETCH(pre, K4, k.krow + jn * ks1, ks1, nn, D);
+                    pre_k = it + 1;
+                }
+            } else {
+                subgroupBarrier();                    /* the subgroup's S is in */
             }
 
             /* Online softmax (or sigmoid) of the subgroup's rows: P, and the
@@ -305,7 +341,8 @@ void main()
             UNROLL for (int rb = 0; rb < RB; rb++)
                 UNROLL for (int kk = 0; kk < NK; kk++)
                     LOAD_P(pf[rb * NK + kk], p_base + rb * 16 * PS + kk * 4);
-            barrier();                                /* the V tile is in */
+            if (SPLIT == 0)
+                barrier();                            /* the V tile is in */
 
             UNROLL for (int c = 0; c < NDV; c++)
                 UNROLL for (int kk = 0; kk < NK; kk++) {

@@ -210,11 +210,13 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq,
 }
 
 /* Shared memory of vulkan/sdpa_coopmat.comp (its declarations, in bytes)
- * for nw subgroups of rb 16-row blocks and key tiles of bk. */
-static int64_t coopmat_shared(int nw, int rb, int bk, int emulate, int64_t dd, int64_t dv)
+ * for nw subgroups of rb 16-row blocks and key tiles of bk, K and V in one
+ * buffer or (split) two. */
+static int64_t coopmat_shared(int nw, int rb, int bk, int split, int emulate, int64_t dd,
+                              int64_t dv)
 {
     const int64_t rows = 16 * rb, dmax = dd > dv ? dd : dv;
-    const int64_t kv = bk * (dmax + 8) * 2, s = nw * rows * (bk + 4) * 4;
+    const int64_t kv = (1 + split) * bk * (dmax + 8) * 2, s = nw * rows * (bk + 4) * 4;
     const int64_t p = nw * rows * (bk + 8) * 2, al = nw * rows * 16 * 4;
     /* the emulation's matrices: Q's A blocks (f16), the accumulators (f32) */
     const int64_t emu = emulate ? nw * rb * (dd / 16) * 256 * 2 +
@@ -227,13 +229,15 @@ static int64_t coopmat_shared(int nw, int rb, int bk, int emulate, int64_t dd, i
  * and a fixed subgroup size that the shader's row split assumes: the first
  * (subgroups, row blocks per subgroup, key tile) that the limits allow,
  * prefetching K/V tiles into registers (not in the emulation, where
- * lavapipe compiles the registers kept across barriers slowly).
- * ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf]" puts a shape first (tuning; pf
- * 0 or 1 turns the prefetch off or on).
+ * lavapipe compiles the registers kept across barriers slowly), with K and
+ * V in separate buffers (fewer barriers) where they fit.
+ * ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf[,split]]" puts a shape first
+ * (tuning; pf and split 0 or 1 turn the prefetch and the two buffers off
+ * or on).
  * ATTN_VULKAN_COOPMAT=0 turns the shader off; =emulate uses its build with
  * plain loops for the matrix operations on any device with shaderFloat16
  * (tests). Fills spec, *bq and *shader; 0 if unusable. */
-static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[8],
+static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[9],
                        int *bq, int *shader)
 {
     const char *env = getenv("ATTN_VULKAN_COOPMAT");
@@ -250,21 +254,24 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
         return 0;
     int shapes[7][3] = { { 0, 0, 0 }, { 4, 1, 64 }, { 4, 1, 32 }, { 2, 1, 64 }, { 2, 1, 32 },
                          { 1, 1, 32 }, { 1, 1, 16 } };
-    int pf = !emulate;
+    int pf = !emulate, split = -1;             /* -1: where it fits */
     const char *tile = getenv("ATTN_VULKAN_COOPMAT_TILE");
-    if (tile && sscanf(tile, "%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2], &pf) < 3)
+    if (tile && sscanf(tile, "%d,%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2], &pf,
+                       &split) < 3)
         shapes[0][0] = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int nw = shapes[i][0], rb = shapes[i][1], bk = shapes[i][2];
         if (nw < 1 || nw > 64 || rb < 1 || rb > 2 || bk < 16 || bk > 256 || bk % (16 * rb) != 0)
             continue;
         const int wg = nw * sg;
+        const int64_t budget = d->limits.maxComputeSharedMemorySize;
+        const int two = i == 0 && split >= 0 ? split != 0 :
+                        coopmat_shared(nw, rb, bk, 1, emulate, p->d, p->dv) <= budget;
         if ((uint32_t)wg > d->limits.maxComputeWorkGroupInvocations ||
             (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] ||
-            coopmat_shared(nw, rb, bk, emulate, p->d, p->dv) >
-                (int64_t)d->limits.maxComputeSharedMemorySize)
+            coopmat_shared(nw, rb, bk, two, emulate, p->d, p->dv) > budget)
             continue;
-        const int32_t s[8] = { wg, nw, rb, bk, (int32_t)p->d, (int32_t)p->dv, sg, pf != 0 };
+        const int32_t s[9] = { wg, nw, rb, bk, (int32_t)p->d, (int32_t)p->dv, sg, pf != 0, two };
         memcpy(spec, s, sizeof s);
         *bq = 16 * rb * nw;
         *shader = emulate ? ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED : ATTN_VK_SHADER_SDPA_COOPMAT;
@@ -282,7 +289,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int nspec, shader, bq;
     sdpa_cfg c;
     if (coopmat_cfg(d, p, spec, &bq, &shader)) {
-        nspec = 8;
+        nspec = 9;
     } else if (choose_cfg(d, p->d, p->dv, &c)) {
         const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
