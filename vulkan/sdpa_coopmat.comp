@@ -7,12 +7,15 @@
  * sequence; subgroup s owns rows [s*R, s*R + R), R = 16 * RB. Its Q rows are
  * loaded once as cooperative A matrices (RB x D/16 of them) and its output
  * O as RB x DV/16 f32 accumulators, both kept in registers for the whole
- * run. The keys are streamed in tiles of BK through one shared K/V buffer:
+ * run. The keys are streamed in tiles of BK through shared memory:
  *   K tile      loaded once for all subgroups (16-byte loads where the
- *               layout allows);
+ *               layout allows), with PF from registers the words were
+ *               fetched into while the tile before computed;
  *   S = Q K^T   per subgroup, each K fragment used for its RB row blocks,
  *               stored to the subgroup's own shared S region;
- *   V tile      loaded into the buffer the K tile held, while
+ *   V tile      with SPLIT loaded with the K tile into a second buffer;
+ *               else into the buffer the K tile held once every subgroup
+ *               is done with it (two more workgroup barriers), while
  *   S -> P      the subgroup's invocations (TPR per row, RPI rows each)
  *               apply the score transform (sdpa_common.glsl) and the online
  *               softmax (or sigmoid) to their rows: row max and sum with
@@ -337,10 +340,10 @@ void main()
                     UNROLL for (int c = 0; c < NDV; c++)
                         C_SCALE(o[rb * NDV + c], f[0]);
                 }
-            DECL_A(pf, RB * NK);
+            DECL_A(pa, RB * NK);
             UNROLL for (int rb = 0; rb < RB; rb++)
                 UNROLL for (int kk = 0; kk < NK; kk++)
-                    LOAD_P(pf[rb * NK + kk], p_base + rb * 16 * PS + kk * 4);
+                    LOAD_P(pa[rb * NK + kk], p_base + rb * 16 * PS + kk * 4);
             if (SPLIT == 0)
                 barrier();                            /* the V tile is in */
 
@@ -349,7 +352,7 @@ void main()
                     MAT_B vb;
                     LOAD_V(vb, kk * 16 * KVS + c * 4);
                     UNROLL for (int rb = 0; rb < RB; rb++)
-                        MMA(o[rb * NDV + c], pf[rb * NK + kk], vb);
+                        MMA(o[rb * NDV + c], pa[rb * NK + kk], vb);
                 }
         }
     }
