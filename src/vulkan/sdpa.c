@@ -227,13 +227,13 @@ static int64_t coopmat_shared(int nw, int rb, int bk, int split, int emulate, in
 /* The cooperative-matrix shader (vulkan/sdpa_coopmat.comp) for f16 inputs
  * with head dims multiples of 16, on devices with the 16x16x16 f16 shape
  * and a fixed subgroup size that the shader's row split assumes: the first
- * (subgroups, row blocks per subgroup, key tile) that the limits allow,
- * prefetching K/V tiles into registers (not in the emulation, where
- * lavapipe compiles the registers kept across barriers slowly), with K and
- * V in separate buffers (fewer barriers) where they fit.
- * ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf[,split]]" puts a shape first
- * (tuning; pf and split 0 or 1 turn the prefetch and the two buffers off
- * or on).
+ * (subgroups, row blocks per subgroup, key tile, K and V in two buffers)
+ * that the limits allow, two buffers (half the workgroup barriers) before
+ * a larger key tile; prefetching K/V tiles into registers (not in the
+ * emulation, where lavapipe compiles the registers kept across barriers
+ * slowly). ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf[,split]]" puts a shape
+ * first (tuning; pf and split 0 or 1 turn the prefetch and the two buffers
+ * off or on; without split, two buffers where they fit).
  * ATTN_VULKAN_COOPMAT=0 turns the shader off; =emulate uses its build with
  * plain loops for the matrix operations on any device with shaderFloat16
  * (tests). Fills spec, *bq and *shader; 0 if unusable. */
@@ -252,20 +252,22 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
         sg < 1 || sg > 256 || (sg & (sg - 1)) != 0 ||
         (d->subgroup_control && d->subgroup_min != d->subgroup_size))
         return 0;
-    int shapes[7][3] = { { 0, 0, 0 }, { 4, 1, 64 }, { 4, 1, 32 }, { 2, 1, 64 }, { 2, 1, 32 },
-                         { 1, 1, 32 }, { 1, 1, 16 } };
-    int pf = !emulate, split = -1;             /* -1: where it fits */
+    /* nw, rb, bk, split (-1: where it fits) */
+    int shapes[12][4] = { { 0, 0, 0, -1 }, { 4, 1, 64, 1 }, { 4, 1, 32, 1 }, { 4, 1, 64, 0 },
+                          { 4, 1, 32, 0 }, { 2, 1, 64, 1 }, { 2, 1, 32, 1 }, { 2, 1, 64, 0 },
+                          { 2, 1, 32, 0 }, { 1, 1, 32, 1 }, { 1, 1, 32, 0 }, { 1, 1, 16, 0 } };
+    int pf = !emulate;
     const char *tile = getenv("ATTN_VULKAN_COOPMAT_TILE");
     if (tile && sscanf(tile, "%d,%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2], &pf,
-                       &split) < 3)
+                       &shapes[0][3]) < 3)
         shapes[0][0] = 0;
+    const int64_t budget = d->limits.maxComputeSharedMemorySize;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int nw = shapes[i][0], rb = shapes[i][1], bk = shapes[i][2];
         if (nw < 1 || nw > 64 || rb < 1 || rb > 2 || bk < 16 || bk > 256 || bk % (16 * rb) != 0)
             continue;
         const int wg = nw * sg;
-        const int64_t budget = d->limits.maxComputeSharedMemorySize;
-        const int two = i == 0 && split >= 0 ? split != 0 :
+        const int two = shapes[i][3] >= 0 ? shapes[i][3] != 0 :
                         coopmat_shared(nw, rb, bk, 1, emulate, p->d, p->dv) <= budget;
         if ((uint32_t)wg > d->limits.maxComputeWorkGroupInvocations ||
             (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] ||
