@@ -231,7 +231,7 @@ static int64_t coopmat_shared(int nw, int rb, int bk, int split, int emulate, in
  * that the limits allow, two buffers (half the workgroup barriers) before
  * a larger key tile; prefetching K/V tiles into registers (not in the
  * emulation, where lavapipe compiles the registers kept across barriers
- * slowly). ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf[,split]]" puts a shape
+ * slowly, nor for head dims over 128, whose Q and O fill the registers). ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf[,split]]" puts a shape
  * first (tuning; pf and split 0 or 1 turn the prefetch and the two buffers
  * off or on; without split, two buffers where they fit).
  * ATTN_VULKAN_COOPMAT=0 turns the shader off; =emulate uses its build with
@@ -256,7 +256,7 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
     int shapes[12][4] = { { 0, 0, 0, -1 }, { 4, 1, 64, 1 }, { 4, 1, 32, 1 }, { 4, 1, 64, 0 },
                           { 4, 1, 32, 0 }, { 2, 1, 64, 1 }, { 2, 1, 32, 1 }, { 2, 1, 64, 0 },
                           { 2, 1, 32, 0 }, { 1, 1, 32, 1 }, { 1, 1, 32, 0 }, { 1, 1, 16, 0 } };
-    int pf = !emulate;
+    int pf = !emulate && p->d <= 128 && p->dv <= 128;
     const char *tile = getenv("ATTN_VULKAN_COOPMAT_TILE");
     if (tile && sscanf(tile, "%d,%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2], &pf,
                        &shapes[0][3]) < 3)
