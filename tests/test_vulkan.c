@@ -173,9 +173,10 @@ int main(void)
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
     run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
-    /* The cooperative-matrix shader with its products as plain loops: the
-     * online softmax, masks and epilogue around them, on any device with
-     * shaderFloat16 (devices without it run the plain path). */
+    /* The cooperative-matrix shader with its matrix operations as plain
+     * loops: its tiling, online softmax, row-factor rescale, masks and
+     * epilogue, on any device with shaderFloat16 (devices without it, and
+     * shapes that do not fit, run the plain path). */
     static const char *const f16[] = { "mask-f16-bcast", "f16-gqa4", "f16-everything",
                                        "f16-varlen-sigm", "d256-f16", "f16-d48-dv80", NULL };
     setenv("ATTN_VULKAN_COOPMAT", "emulate", 1);
