@@ -12,6 +12,15 @@
 #ifndef ATTN_AVX512_DECODE_META_H
 #define ATTN_AVX512_DECODE_META_H
 
+/* Keys ahead that the Q8/Q4 kernels prefetch, K rows in the scores and V
+ * rows in P.V, with their meta. A multiple of 16: each group of 16 keys
+ * prefetches one whole later group of its run (or of the next run, when
+ * the run is a page of a multiple of 16 tokens). Measured with one thread
+ * on a 2-core Sapphire Rapids VM, L = 32K: 32 and 48 alike, 16 (the rows
+ * then arrive late) 5-10% slower for Q4, 24 and 40 (groups split across
+ * the run's end) 20% slower. */
+enum { dec_qpf_keys = 32 };
+
 typedef struct meta16 {
     __m512i z[4];               /* the rows' meta, n * dpr dwords, zero past them */
     const attn_kv_rows *x;

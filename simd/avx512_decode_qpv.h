@@ -46,9 +46,9 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
                 __m512 msum[4][2];
                 DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][0] = msum[r][1] = _mm512_setzero_ps();
                 for (int j = 0; j < jn; j += 16) {
-                    if (c0 == 0)   /* the meta of the 16 keys after these */
+                    if (c0 == 0)   /* the meta of the 16 keys dec_qpf_keys ahead */
                         for (int64_t mb = 0; mb < 32 * v->meta_per_row; mb += 64)
-                            __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + 16, nk) + mb, 0, 3);
+                            __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, 3);
                     const int n = dec_min(jn - j, 16);
                     const __mmask16 keys = (__mmask16)((1u << n) - 1u);
                     const meta16 mt = meta16_load(v, j0 + j, n);
@@ -63,11 +63,11 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
                         }
                     }
                 }
-                const uint8_t *pf = NULL;   /* this pass's bytes of the row 16 keys ahead */
+                const uint8_t *pf = NULL;   /* this pass's bytes of the row dec_qpf_keys ahead */
                 for (int j = 0; j < jn; j++) {
                     const uint8_t *vd = v->data + (j0 + j) * rb;
                     if (j % 16 == 0)
-                        pf = attn_kv_row_ahead(v, j0 + j + 16, nk) + c0 * rb / dv;
+                        pf = attn_kv_row_ahead(v, j0 + j + dec_qpf_keys, nk) + c0 * rb / dv;
                     __builtin_prefetch(pf + (j % 16) * rb, 0, 3);
                     __m512 x[4];
                     DEC_UNROLL for (int cc = 0; cc < 4; cc++)
