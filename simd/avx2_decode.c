@@ -22,7 +22,14 @@ static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 
 static inline void cvt_meta(const uint16_t *meta, int64_t n, float *out)
 {
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(meta + i))));
+    if (i + 4 <= n) {
+        _mm_storeu_ps(out + i, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(meta + i))));
+        i += 4;
+    }
+    for (; i < n; i++)
         out[i] = _cvtsh_ss(meta[i]);
 }
 
