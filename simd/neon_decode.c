@@ -24,7 +24,10 @@ static inline vf vfma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
 
 static inline void cvt_meta(const uint16_t *meta, int64_t n, float *out)
 {
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(meta + i))));
+    for (; i < n; i++)
         out[i] = attn_f16_to_f32(meta[i]);
 }
 
