@@ -36,6 +36,7 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
         const int rn = dec_min(nr - r0, 4);
         for (int64_t c0 = 0; c0 < dv; c0 += 64) {
             const int nh = c0 + 32 < dv ? 2 : 1;   /* blocks in this pass */
+            const int64_t pass_bytes = c0 * rb / dv;   /* where its values start in a row */
             __m512 acc[4][4];
             DEC_UNROLL for (int r = 0; r < 4; r++)
                 DEC_UNROLL for (int cc = 0; cc < 4; cc++)
@@ -67,7 +68,7 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
                 for (int j = 0; j < jn; j++) {
                     const uint8_t *vd = v->data + (j0 + j) * rb;
                     if (j % 16 == 0)
-                        pf = attn_kv_row_ahead(v, j0 + j + dec_qpf_keys, nk) + c0 * rb / dv;
+                        pf = attn_kv_row_ahead(v, j0 + j + dec_qpf_keys, nk) + pass_bytes;
                     __builtin_prefetch(pf + (j % 16) * rb, 0, 3);
                     __m512 x[4];
                     DEC_UNROLL for (int cc = 0; cc < 4; cc++)
