@@ -1,7 +1,8 @@
 /* AVX2 decode kernels (compiled with -mavx2 -mfma -mf16c): the primitives of
  * simd/decode_tmpl.h with 8-lane vectors and 16 ymm registers. Tiles: qk
  * 2 query rows x 4 keys (8 accumulators, one hadd tree for the 8 scores),
- * pv 2 rows x 32 output dims. */
+ * pv 2 rows x 32 output dims; Q8/Q4 values take their own P.V with the
+ * block scales folded into P (avx2_decode_qpv.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -95,11 +96,12 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "avx2_decode_qpv.h"
 
 static const attn_cpu_decode_kernels avx2_decode = {
     .name = "avx2",
     .qk = dec_qk,
-    .pv = dec_pv,
+    .pv = avx2_pv,
 };
 
 const attn_cpu_decode_kernels *attn_cpu_decode_avx2(void)
