@@ -71,6 +71,15 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
     }
 }
 
+/* The template's P.V for the float types, kept out of avx2_pv: inlined
+ * there, f16 P.V ran 10-15% slower (code placement; measured). */
+__attribute__((noinline))
+static void float_pv(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,
+                     int nk, int64_t dv, float *o, int64_t ldo)
+{
+    dec_pv(p, ldp, nr, v, dt, nk, dv, o, ldo);
+}
+
 static void avx2_pv(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,
                     int nk, int64_t dv, float *o, int64_t ldo)
 {
@@ -79,7 +88,7 @@ static void avx2_pv(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, 
     else if (dt == ATTN_Q4)
         qpv_with(1, p, ldp, nr, v, nk, dv, o, ldo);
     else
-        dec_pv(p, ldp, nr, v, dt, nk, dv, o, ldo);
+        float_pv(p, ldp, nr, v, dt, nk, dv, o, ldo);
 }
 
 #endif
