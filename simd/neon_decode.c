@@ -2,7 +2,9 @@
  * float32x4 vectors. Tiles: qk 2 query rows x 4 keys (8 accumulators, a
  * pairwise-add tree for the scores), pv 2 rows x 32 output dims. Loaders
  * dequantise 4 values in registers (F16 via fcvtl, BF16 via a shift, Q8/Q4
- * by widening the integers and applying the block's scale and min). */
+ * by widening the integers and applying the block's scale and min); Q8/Q4
+ * values take their own P.V with the block scales folded into P
+ * (neon_decode_qpv.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -98,11 +100,12 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "neon_decode_qpv.h"
 
 static const attn_cpu_decode_kernels neon_decode = {
     .name = "neon",
     .qk = dec_qk,
-    .pv = dec_pv,
+    .pv = neon_pv,
 };
 
 const attn_cpu_decode_kernels *attn_cpu_decode_neon(void)
