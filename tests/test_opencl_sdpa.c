@@ -19,26 +19,27 @@
 
 typedef struct variant {
     const char *tile, *qres, *pref;   /* environment values; NULL = unset */
-    const char *quick_case;           /* the case run in quick mode, or NULL */
+    int quick;                        /* in quick mode too (its first case only) */
+    const char *cases[4];             /* devtest cases */
 } variant;
 
-/* On PoCL the program builds take most of the time: quick mode runs one
- * case (one program) for three variants. */
+/* test_opencl runs every case with the default choices (on PoCL: Q
+ * resident, prefetch). Here each variant runs a few cases that together
+ * cover every feature, dtype and layout; few distinct programs (on PoCL the
+ * builds take most of the time), one for each of three variants in quick
+ * mode. */
 static const variant variants[] = {
-    /* tile               qres  pref  quick case */
-    { NULL,               "1",  "1",  NULL },             /* default shape, Q resident, prefetch */
-    { NULL,               "0",  "0",  "everything" },     /* default shape, Q restaged, no prefetch */
-    { "8,4,8,8",          "1",  "0",  "f16-gqa4" },       /* two key groups per work-item */
-    { "4,2,2,2,8,4",      "0",  "1",  NULL },             /* no float4 rows or keys, small chunks */
-    { "3,5,4,4,12,6",     NULL, "1",  "varlen-causal" },  /* tx not a multiple of 4, DC not dividing D */
-    { "16,2,4,8",         "0",  "1",  NULL },             /* wide: BK 128, V chunks of several units */
+    /* default shape, Q restaged with each K chunk, no prefetch; strided (non-float4) views */
+    { NULL, "0", "0", 1, { "everything", "odd-dims-mqa", "odd-dims-big", NULL } },
+    /* two key groups per work-item, Q resident, no prefetch */
+    { "8,4,8,8", "1", "0", 1, { "f16-gqa4", "block-mask", NULL } },
+    /* tx not a multiple of 4 (plain row reductions), DC not dividing D */
+    { "3,5,4,4,12,6", NULL, "1", 1, { "varlen-causal", "odd-dims-big", NULL } },
+    /* no float4 rows or keys, small chunks */
+    { "4,2,2,2,8,4", "0", "1", 0, { "mask-u8", "bf16-window", NULL } },
+    /* wide: BK 128, V chunks of several float4s per work-item */
+    { "16,2,4,8", "0", "1", 0, { "d128-causal", "sigmoid-gate", NULL } },
 };
-
-/* Cases of tests/devtest.c: together every feature, every dtype, odd head
- * dims, strided views, varlen. */
-static const char *const cases[] = { "everything", "odd-dims-big", "varlen-causal", "f16-gqa4",
-                                     "block-mask", "mask-u8", "d128-causal", "bf16-window",
-                                     "sigmoid-gate", NULL };
 
 static void run_named(const char *name)
 {
@@ -71,18 +72,15 @@ int main(void)
         const double t0 = tu_now();
         for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
             const variant *w = &variants[v];
-            if (tu_quick && !w->quick_case)
+            if (tu_quick && !w->quick)
                 continue;
             printf("device %d: tile %s qres %s pref %s\n", dev, w->tile ? w->tile : "default",
                    w->qres ? w->qres : "auto", w->pref ? w->pref : "auto");
             set_or_unset("ATTN_OPENCL_SDPA_TILE", w->tile);
             set_or_unset("ATTN_OPENCL_SDPA_QRES", w->qres);
             set_or_unset("ATTN_OPENCL_SDPA_PREF", w->pref);
-            if (tu_quick)
-                run_named(w->quick_case);
-            else
-                for (const char *const *name = cases; *name; name++)
-                    run_named(*name);
+            for (int c = 0; c < 4 && w->cases[c] && (c == 0 || !tu_quick); c++)
+                run_named(w->cases[c]);
         }
         unsetenv("ATTN_OPENCL_SDPA_TILE");
         unsetenv("ATTN_OPENCL_SDPA_QRES");
