@@ -23,8 +23,9 @@
  * Staging gives consecutive work-items consecutive rows of a tile, so the
  * transposed local stores hit consecutive banks; with F_VEC (unit innermost
  * strides, head dims multiples of 4) each loads four dims at a time. With
- * PREF the next K or V chunk of the tile is read from global memory into
- * registers while the current one is multiplied (one barrier pair apart).
+ * PREF >= 1 (F_VEC only) the next K chunk of the tile, with PREF 2 also the
+ * next V chunk, is read from global memory into registers while the current
+ * one is multiplied (the V chunk's registers live across the O product).
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
  * per-element visibility test.
@@ -122,7 +123,7 @@
     } } while (0)
 
 /* The F_VEC K chunk of dims [c0, c0 + DC) of the tile in NUK float4s per
- * work-item (PREF): read from global memory into pk, later stored to
+ * work-item (PREF >= 1): read from global memory into pk, later stored to
  * local memory transposed as STAGE_T does. */
 #define LOAD_K(pk, c0) do { \
     UNROLL \
@@ -143,7 +144,7 @@
     } } while (0)
 
 /* The F_VEC V chunk of keys [kc0, kc0 + KC) of the tile, row-major [KC][DVP],
- * four columns per load; STORE_V writes it to local memory (PREF). */
+ * four columns per load; STORE_V writes it to local memory (PREF 2). */
 #define LOAD_V(pv, kc0) do { \
     UNROLL \
     for (int n_ = 0; n_ < NUV; n_++) { \
@@ -299,7 +300,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
          * a structured branch rather than a continue out of the loop. */
         if (bmode != 0) {
             const long kt = krow + j0 * ks1, vt = vrow + j0 * vs1;   /* this tile's first key */
-            const int pref = PREF && vec;
+            const int pref_k = PREF >= 1 && vec, pref_v = PREF >= 2 && vec;
             /* S = Q K^T over chunks of DC dims. */
             float s[RM][RN];
             UNROLL
@@ -309,13 +310,13 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                     s[i][j] = 0.0f;
             __local float *KsT = stage + KOFF;      /* [DC][BK] */
             float4 pk[NUK];
-            if (pref)
+            if (pref_k)
                 LOAD_K(pk, 0);
             for (int dc = 0; dc < D; dc += DC) {
                 barrier(CLK_LOCAL_MEM_FENCE);
                 if (!QRES)
                     STAGE_T(QsT, q, qrow, qs1i, qs3i, BQ, DC, dc, D, nq, vec);
-                if (pref) {
+                if (pref_k) {
                     STORE_K(KsT, pk);
                     if (dc + DC < D)
                         LOAD_K(pk, dc + DC);
@@ -338,7 +339,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             }
             /* The V chunk reads start while the scores are worked out. */
             float4 pv[NUV];
-            if (pref)
+            if (pref_v)
                 LOAD_V(pv, 0);
 
             /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
@@ -455,7 +456,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             __local const float *vc = Vs + (COL_G ? tx * 4 : tx * DVT);
             for (int kc = 0; kc < BK; kc += KC) {
                 barrier(CLK_LOCAL_MEM_FENCE);
-                if (pref) {
+                if (pref_v) {
                     STORE_V(Vs, pv);
                     if (kc + KC < BK)
                         LOAD_V(pv, kc + KC);

@@ -1,11 +1,11 @@
 /*
  * The OpenCL attn_sdpa kernel's structural variants against the
  * double-precision reference: Q resident in local memory or restaged with
- * each K chunk (ATTN_OPENCL_SDPA_QRES), the next K/V chunk prefetched into
- * registers or not (ATTN_OPENCL_SDPA_PREF), and work-group shapes
- * (ATTN_OPENCL_SDPA_TILE) where keys and O columns are owned in strided
- * groups of 4 (rn, dv/tx multiples of 4) or contiguously, rows read and
- * written as float4 (rm a multiple of 4) or not, row reductions read as
+ * each K chunk (ATTN_OPENCL_SDPA_QRES), the next K chunk (and V chunk)
+ * prefetched into registers or not (ATTN_OPENCL_SDPA_PREF), and work-group
+ * shapes (ATTN_OPENCL_SDPA_TILE) where keys and O columns are owned in
+ * strided groups of 4 (rn, dv/tx multiples of 4) or contiguously, rows read
+ * and written as float4 (rm a multiple of 4) or not, row reductions read as
  * float4 (tx a multiple of 4) or not, with chunks that do or do not divide
  * the head dims. test_opencl covers the default shape over every feature;
  * here a covering subset of its cases runs under each variant, on every
@@ -33,12 +33,12 @@ static const variant variants[] = {
     { NULL, "0", "0", 1, { "everything", "odd-dims-mqa", "odd-dims-big", NULL } },
     /* two key groups per work-item, Q resident, no prefetch */
     { "8,4,8,8", "1", "0", 1, { "f16-gqa4", "block-mask", NULL } },
-    /* tx not a multiple of 4 (plain row reductions), DC not dividing D */
+    /* tx not a multiple of 4 (plain row reductions), DC not dividing D, K prefetch only */
     { "3,5,4,4,12,6", NULL, "1", 1, { "varlen-causal", "odd-dims-big", NULL } },
-    /* no float4 rows or keys, small chunks */
-    { "4,2,2,2,8,4", "0", "1", 0, { "mask-u8", "bf16-window", NULL } },
-    /* wide: BK 128, V chunks of several float4s per work-item */
-    { "16,2,4,8", "0", "1", 0, { "d128-causal", "sigmoid-gate", NULL } },
+    /* no float4 rows or keys, small chunks, K and V prefetch */
+    { "4,2,2,2,8,4", "0", "2", 0, { "mask-u8", "bf16-window", NULL } },
+    /* wide: BK 128, K and V chunks of several float4s per work-item */
+    { "16,2,4,8", "0", "2", 0, { "d128-causal", "sigmoid-gate", NULL } },
 };
 
 static void run_named(const char *name)

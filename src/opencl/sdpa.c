@@ -9,7 +9,8 @@
 
 /* A work-group shape: tx x ty work-items of rm rows x rn keys, dims staged
  * dc and V rows kc at a time; qres: the block's Q stays in local memory;
- * pref: the next K/V chunk is read into registers during the products. */
+ * pref: 1 the next K chunk, 2 also the next V chunk, is read into registers
+ * during the products (0 none). */
 typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc, qres, pref; } sdpa_cfg;
 
 /* Flag bits shared with opencl/sdpa.cl. */
@@ -48,24 +49,24 @@ static int fit_local(const attn_cl_device *d, sdpa_cfg *c, int64_t dd, int64_t d
     return 0;
 }
 
-/* ATTN_OPENCL_SDPA_<name>=0|1 forces a structural choice; -1 when unset. */
-static int env_choice(const char *name)
+/* ATTN_OPENCL_SDPA_<name>=0..max forces a structural choice; -1 when unset. */
+static int env_choice(const char *name, int max)
 {
     const char *e = getenv(name);
-    return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] - '0' : -1;
+    return e && e[0] >= '0' && e[0] <= '0' + max && !e[1] ? e[0] - '0' : -1;
 }
 
 /* Work-group shapes from large to small; the first that the device's
  * limits (work-group size, work-item sizes, local memory) allow is used,
  * with the block's Q resident in local memory when it fits. Tuning:
  * ATTN_OPENCL_SDPA_TILE="tx,ty,rm,rn[,dc,kc]" overrides the shape,
- * ATTN_OPENCL_SDPA_QRES=0|1 and ATTN_OPENCL_SDPA_PREF=0|1 the choices. */
+ * ATTN_OPENCL_SDPA_QRES=0|1 and ATTN_OPENCL_SDPA_PREF=0|1|2 the choices. */
 static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t kernel_max,
                       int use_env, sdpa_cfg *out)
 {
-    const int qres_env = env_choice("ATTN_OPENCL_SDPA_QRES");
-    const int pref_env = env_choice("ATTN_OPENCL_SDPA_PREF");
-    const int pref = pref_env >= 0 ? pref_env : 1;
+    const int qres_env = env_choice("ATTN_OPENCL_SDPA_QRES", 1);
+    const int pref_env = env_choice("ATTN_OPENCL_SDPA_PREF", 2);
+    const int pref = pref_env >= 0 ? pref_env : 2;
     const char *env = getenv("ATTN_OPENCL_SDPA_TILE");
     if (env && *env && use_env) {
         /* Given chunks: Q resident only if asked for; else as for the table. */
