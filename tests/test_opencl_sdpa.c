@@ -29,8 +29,8 @@ typedef struct variant {
  * builds take most of the time), one for each of three variants in quick
  * mode. */
 static const variant variants[] = {
-    /* default shape, Q restaged with each K chunk, no prefetch; strided (non-float4) views */
-    { NULL, "0", "0", 1, { "everything", "odd-dims-mqa", "odd-dims-big", NULL } },
+    /* 16 x 16, Q restaged with each K chunk, no prefetch; strided (non-float4) views */
+    { "16,16,4,4", "0", "0", 1, { "everything", "odd-dims-mqa", "odd-dims-big", NULL } },
     /* two key groups per work-item, Q resident, no prefetch */
     { "8,4,8,8", "1", "0", 1, { "f16-gqa4", "block-mask", NULL } },
     /* tx not a multiple of 4 (plain row reductions), DC not dividing D, K prefetch only */
