@@ -23,9 +23,10 @@
  * Staging gives consecutive work-items consecutive rows of a tile, so the
  * transposed local stores hit consecutive banks; with F_VEC (unit innermost
  * strides, head dims multiples of 4) each loads four dims at a time. With
- * PREF >= 1 (F_VEC only) the next K chunk of the tile, with PREF 2 also the
- * next V chunk, is read from global memory into registers while the current
- * one is multiplied (the V chunk's registers live across the O product).
+ * PREF >= 1 (F_VEC only) the next K chunk of the tile, with PREF >= 2 also
+ * the next V chunk, with PREF 3 also the next restaged Q chunk, is read from
+ * global memory into registers while the current one is multiplied (the V
+ * and Q chunks' registers live across the O product).
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
  * per-element visibility test.
@@ -49,8 +50,9 @@
 #define P_AT (ST_AT + RUP4(STAGE))
 #define RED_AT (P_AT + RUP4(BK * BQP))
 #define LOCAL_LEN (RED_AT + RUP4(BQ * TX))
-/* float4s of a K (V) chunk per work-item, with PREF; at least one. */
+/* float4s of a K (Q, V) chunk per work-item, with PREF; at least one. */
 #define NUK (BK * (DC / 4) >= NT ? (BK * (DC / 4) + NT - 1) / NT : 1)
+#define NUQ (BQ * (DC / 4) >= NT ? (BQ * (DC / 4) + NT - 1) / NT : 1)
 #define NUV (KC * (DVP / 4) >= NT ? (KC * (DVP / 4) + NT - 1) / NT : 1)
 
 #define F_CAUSAL   (1 << 0)
@@ -122,29 +124,29 @@
         } \
     } } while (0)
 
-/* The F_VEC K chunk of dims [c0, c0 + DC) of the tile in NUK float4s per
- * work-item (PREF >= 1): read from global memory into pk, later stored to
- * local memory transposed as STAGE_T does. */
-#define LOAD_K(pk, c0) do { \
+/* A transposed F_VEC chunk, dims [c0, c0 + DC) of R rows (rows >= nr and
+ * dims >= D zero), in NU float4s per work-item: read from global memory into
+ * the private array pr (PREF), later stored to local memory as STAGE_T does. */
+#define LOAD_T(pr, NU, R, src, base, rs, nr, c0) do { \
     UNROLL \
-    for (int n_ = 0; n_ < NUK; n_++) { \
-        const int u_ = lid + n_ * NT, r_ = u_ % BK, c_ = u_ / BK * 4; \
-        (pk)[n_] = (float4)(0.0f); \
-        if (u_ < BK * (DC / 4) && r_ < j1 - j0 && (c0) + c_ < D) \
-            (pk)[n_] = LOAD_IN4(k, kt + (r_ * ks1i + (c0) + c_)); \
+    for (int n_ = 0; n_ < (NU); n_++) { \
+        const int u_ = lid + n_ * NT, r_ = u_ % (R), c_ = u_ / (R) * 4; \
+        (pr)[n_] = (float4)(0.0f); \
+        if (u_ < (R) * (DC / 4) && r_ < (nr) && (c0) + c_ < D) \
+            (pr)[n_] = LOAD_IN4(src, (base) + (r_ * (rs) + (c0) + c_)); \
     } } while (0)
-#define STORE_K(dst, pk) do { \
+#define STORE_T(dst, pr, NU, R) do { \
     UNROLL \
-    for (int n_ = 0; n_ < NUK; n_++) { \
-        const int u_ = lid + n_ * NT, r_ = u_ % BK, c_ = u_ / BK * 4; \
-        if (u_ < BK * (DC / 4)) { \
-            (dst)[c_ * BK + r_] = (pk)[n_].s0; (dst)[(c_ + 1) * BK + r_] = (pk)[n_].s1; \
-            (dst)[(c_ + 2) * BK + r_] = (pk)[n_].s2; (dst)[(c_ + 3) * BK + r_] = (pk)[n_].s3; \
+    for (int n_ = 0; n_ < (NU); n_++) { \
+        const int u_ = lid + n_ * NT, r_ = u_ % (R), c_ = u_ / (R) * 4; \
+        if (u_ < (R) * (DC / 4)) { \
+            (dst)[c_ * (R) + r_] = (pr)[n_].s0; (dst)[(c_ + 1) * (R) + r_] = (pr)[n_].s1; \
+            (dst)[(c_ + 2) * (R) + r_] = (pr)[n_].s2; (dst)[(c_ + 3) * (R) + r_] = (pr)[n_].s3; \
         } \
     } } while (0)
 
 /* The F_VEC V chunk of keys [kc0, kc0 + KC) of the tile, row-major [KC][DVP],
- * four columns per load; STORE_V writes it to local memory (PREF 2). */
+ * four columns per load; STORE_V writes it to local memory (PREF >= 2). */
 #define LOAD_V(pv, kc0) do { \
     UNROLL \
     for (int n_ = 0; n_ < NUV; n_++) { \
@@ -253,9 +255,15 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
         for (int c = 0; c < DVT; c++)
             o[i][c] = 0.0f;
     }
-    /* The resident Q block, made visible by the first tile's barriers. */
+    /* The resident Q block, made visible by the first tile's barriers. With
+     * PREF 3 and Q restaged, the next Q chunk is held in registers: the
+     * chunks repeat for every tile, so after the last one comes the first. */
+    const int pref_q = PREF >= 3 && !QRES && vec;
+    float4 pq[NUQ];
     if (QRES)
         STAGE_T(QsT, q, qrow, qs1i, qs3i, BQ, D, 0, D, nq, vec);
+    else if (pref_q)
+        LOAD_T(pq, NUQ, BQ, q, qrow, qs1i, nq, 0);
 
     /* The visible tiles, in key order: the sink tiles [0, nsink_t), then the
      * range tiles [range_t0, range_t1) not already among them. The loop
@@ -311,15 +319,19 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             __local float *KsT = stage + KOFF;      /* [DC][BK] */
             float4 pk[NUK];
             if (pref_k)
-                LOAD_K(pk, 0);
+                LOAD_T(pk, NUK, BK, k, kt, ks1i, j1 - j0, 0);
             for (int dc = 0; dc < D; dc += DC) {
                 barrier(CLK_LOCAL_MEM_FENCE);
-                if (!QRES)
+                if (pref_q) {
+                    STORE_T(QsT, pq, NUQ, BQ);
+                    LOAD_T(pq, NUQ, BQ, q, qrow, qs1i, nq, dc + DC < D ? dc + DC : 0);
+                } else if (!QRES) {
                     STAGE_T(QsT, q, qrow, qs1i, qs3i, BQ, DC, dc, D, nq, vec);
+                }
                 if (pref_k) {
-                    STORE_K(KsT, pk);
+                    STORE_T(KsT, pk, NUK, BK);
                     if (dc + DC < D)
-                        LOAD_K(pk, dc + DC);
+                        LOAD_T(pk, NUK, BK, k, kt, ks1i, j1 - j0, dc + DC);
                 } else {
                     STAGE_T(KsT, k, kt, ks1i, ks3i, BK, DC, dc, D, j1 - j0, vec);
                 }

@@ -1,7 +1,7 @@
 /*
  * The OpenCL attn_sdpa kernel's structural variants against the
  * double-precision reference: Q resident in local memory or restaged with
- * each K chunk (ATTN_OPENCL_SDPA_QRES), the next K chunk (and V chunk)
+ * each K chunk (ATTN_OPENCL_SDPA_QRES), the next K chunk (and V, Q chunks)
  * prefetched into registers or not (ATTN_OPENCL_SDPA_PREF), and work-group
  * shapes (ATTN_OPENCL_SDPA_TILE) where keys and O columns are owned in
  * strided groups of 4 (rn, dv/tx multiples of 4) or contiguously, rows read
@@ -33,10 +33,10 @@ static const variant variants[] = {
     { "16,16,4,4", "0", "0", 1, { "everything", "odd-dims-mqa", "odd-dims-big", NULL } },
     /* two key groups per work-item, Q resident, no prefetch */
     { "8,4,8,8", "1", "0", 1, { "f16-gqa4", "block-mask", NULL } },
-    /* tx not a multiple of 4 (plain row reductions), DC not dividing D, K prefetch only */
-    { "3,5,4,4,12,6", NULL, "1", 1, { "varlen-causal", "odd-dims-big", NULL } },
-    /* no float4 rows or keys, small chunks, K and V prefetch */
-    { "4,2,2,2,8,4", "0", "2", 0, { "mask-u8", "bf16-window", NULL } },
+    /* tx not a multiple of 4 (plain row reductions), DC not dividing D, Q, K and V prefetch */
+    { "3,5,4,4,12,6", NULL, "3", 1, { "varlen-causal", "odd-dims-big", NULL } },
+    /* no float4 rows or keys, small chunks, K prefetch only */
+    { "4,2,2,2,8,4", "0", "1", 0, { "mask-u8", "bf16-window", NULL } },
     /* wide: BK 128, K and V chunks of several float4s per work-item */
     { "16,2,4,8", "0", "2", 0, { "d128-causal", "sigmoid-gate", NULL } },
 };

@@ -9,8 +9,8 @@
 
 /* A work-group shape: tx x ty work-items of rm rows x rn keys, dims staged
  * dc and V rows kc at a time; qres: the block's Q stays in local memory;
- * pref: 1 the next K chunk, 2 also the next V chunk, is read into registers
- * during the products (0 none). */
+ * pref: 1 the next K chunk, 2 also the next V chunk, 3 also the next Q
+ * chunk (when restaged) is read into registers during the products (0 none). */
 typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc, qres, pref; } sdpa_cfg;
 
 /* Flag bits shared with opencl/sdpa.cl. */
@@ -60,12 +60,12 @@ static int env_choice(const char *name, int max)
  * limits (work-group size, work-item sizes, local memory) allow is used,
  * with the block's Q resident in local memory when it fits. Tuning:
  * ATTN_OPENCL_SDPA_TILE="tx,ty,rm,rn[,dc,kc]" overrides the shape,
- * ATTN_OPENCL_SDPA_QRES=0|1 and ATTN_OPENCL_SDPA_PREF=0|1|2 the choices. */
+ * ATTN_OPENCL_SDPA_QRES=0|1 and ATTN_OPENCL_SDPA_PREF=0..3 the choices. */
 static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t kernel_max,
                       int use_env, sdpa_cfg *out)
 {
     const int qres_env = env_choice("ATTN_OPENCL_SDPA_QRES", 1);
-    const int pref_env = env_choice("ATTN_OPENCL_SDPA_PREF", 2);
+    const int pref_env = env_choice("ATTN_OPENCL_SDPA_PREF", 3);
     const int pref = pref_env >= 0 ? pref_env : 2;
     const char *env = getenv("ATTN_OPENCL_SDPA_TILE");
     if (env && *env && use_env) {
