@@ -54,6 +54,7 @@
 #define NUK (BK * (DC / 4) >= NT ? (BK * (DC / 4) + NT - 1) / NT : 1)
 #define NUQ (BQ * (DC / 4) >= NT ? (BQ * (DC / 4) + NT - 1) / NT : 1)
 #define NUV (KC * (DVP / 4) >= NT ? (KC * (DVP / 4) + NT - 1) / NT : 1)
+#define PREF_Q (PREF >= 3 && QRES == 0)           /* Q chunks prefetched */
 
 #define F_CAUSAL   (1 << 0)
 #define F_SIGMOID  (1 << 1)
@@ -258,7 +259,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
     /* The resident Q block, made visible by the first tile's barriers. With
      * PREF 3 and Q restaged, the next Q chunk is held in registers: the
      * chunks repeat for every tile, so after the last one comes the first. */
-    const int pref_q = PREF >= 3 && !QRES && vec;
+    const int pref_q = PREF_Q && vec;
     float4 pq[NUQ];
     if (QRES)
         STAGE_T(QsT, q, qrow, qs1i, qs3i, BQ, D, 0, D, nq, vec);

@@ -97,18 +97,23 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t ke
         { 8, 8, 2, 4 }, { 8, 4, 2, 2 }, { 4, 4, 2, 2 },
         { 2, 2, 2, 2 }, { 1, 1, 1, 1 },
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        sdpa_cfg c = { shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 0, 0, 0, pref };
-        if ((size_t)(c.tx * c.ty) > d->max_wg || (size_t)(c.tx * c.ty) > kernel_max ||
-            (size_t)c.tx > d->max_wi[0] || (size_t)c.ty > d->max_wi[1])
-            continue;
-        /* Q resident first, then not, as far as ATTN_OPENCL_SDPA_QRES allows. */
-        for (c.qres = qres_env != 0; c.qres >= (qres_env > 0); c.qres--)
-            if (fit_local(d, &c, dd, dv)) {
-                *out = c;
-                return 1;
-            }
-    }
+    /* First pass: at most 64 O accumulators per work-item (registers, with
+     * the scores and prefetched chunks beside them); second: any. */
+    for (int capped = 1; capped >= 0; capped--)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            sdpa_cfg c = { shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 0, 0, 0,
+                           pref };
+            if ((size_t)(c.tx * c.ty) > d->max_wg || (size_t)(c.tx * c.ty) > kernel_max ||
+                (size_t)c.tx > d->max_wi[0] || (size_t)c.ty > d->max_wi[1] ||
+                (capped && c.rm * ((dv + c.tx - 1) / c.tx) > 64))
+                continue;
+            /* Q resident first, then not, as far as ATTN_OPENCL_SDPA_QRES allows. */
+            for (c.qres = qres_env != 0; c.qres >= (qres_env > 0); c.qres--)
+                if (fit_local(d, &c, dd, dv)) {
+                    *out = c;
+                    return 1;
+                }
+        }
     return 0;
 }
 
