@@ -39,6 +39,9 @@
 #define DVT ((DV + TX - 1) / TX)     /* O columns per work-item */
 #define DVP (DVT * TX)               /* padded V tile row */
 #define BQP (BQ + 4)                 /* transposed P row (padded) */
+/* Row of the row-reduction array: padded by 4 when read as float4, so that
+ * the rows of a warp's row groups start on different banks. */
+#define REDP (TX % 4 == 0 ? TX + 4 : TX)
 #define RUP4(n) (((n) + 3) / 4 * 4)
 #define KOFF (QRES ? 0 : RUP4(DC * BQ))       /* K chunk after a staged Q chunk */
 #define STAGE_QK (KOFF + DC * BK)
@@ -49,7 +52,7 @@
 #define ST_AT (QRES ? RUP4(D * BQ) : 0)
 #define P_AT (ST_AT + RUP4(STAGE))
 #define RED_AT (P_AT + RUP4(BK * BQP))
-#define LOCAL_LEN (RED_AT + RUP4(BQ * TX))
+#define LOCAL_LEN (RED_AT + RUP4(BQ * REDP))
 /* float4s of a K (Q, V) chunk per work-item, with PREF; at least one. */
 #define NUK (BK * (DC / 4) >= NT ? (BK * (DC / 4) + NT - 1) / NT : 1)
 #define NUQ (BQ * (DC / 4) >= NT ? (BQ * (DC / 4) + NT - 1) / NT : 1)
@@ -192,7 +195,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
     __local float *QsT = lmem + (QRES ? 0 : ST_AT);  /* [D][BQ] resident, or [DC][BQ] */
     __local float *stage = lmem + ST_AT;
     __local float *PsT = lmem + P_AT;                /* [BK][BQP] */
-    __local float *red = lmem + RED_AT;              /* [BQ][TX] */
+    __local float *red = lmem + RED_AT;              /* [BQ][REDP] */
     __local int bm_any, bm_all;
 
     const int tx = get_local_id(0), ty = get_local_id(1);
@@ -408,13 +411,13 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                     UNROLL
                     for (int j = 1; j < RN; j++)
                         pm = fmax(pm, s[i][j]);
-                    red[(ty * RM + i) * TX + tx] = pm;
+                    red[(ty * RM + i) * REDP + tx] = pm;
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
                 UNROLL
                 for (int i = 0; i < RM; i++) {
                     float rv[TX];
-                    LDS(rv, red + (ty * RM + i) * TX, TX, V4_R, 4);
+                    LDS(rv, red + (ty * RM + i) * REDP, TX, V4_R, 4);
                     float mt = rv[0];
                     UNROLL
                     for (int t = 1; t < TX; t++)
@@ -507,7 +510,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
     barrier(CLK_LOCAL_MEM_FENCE);
     UNROLL
     for (int i = 0; i < RM; i++)
-        red[(ty * RM + i) * TX + tx] = l[i];
+        red[(ty * RM + i) * REDP + tx] = l[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     UNROLL
     for (int i = 0; i < RM; i++) {
@@ -516,7 +519,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             break;                               /* rows only grow with i */
         float lsum = 0.0f;
         for (int t = 0; t < TX; t++)
-            lsum += red[(ty * RM + i) * TX + t];
+            lsum += red[(ty * RM + i) * REDP + t];
         const float inv = sigmoid ? 1.0f : (lsum > 0.0f ? 1.0f / lsum : 0.0f);
         const long row = q0 + ii;
         const long obase = o_off + bt * os0 + row * os1 + h * os2;

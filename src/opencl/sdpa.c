@@ -29,7 +29,7 @@ static size_t local_bytes(const sdpa_cfg *c, int64_t dd, int64_t dv)
     if (c->kc * dvp > stage)
         stage = c->kc * dvp;
     const int64_t floats = (c->qres ? rup4(dd * bq) : 0) + rup4(stage) + rup4(bk * (bq + 4)) +
-                           rup4(bq * c->tx);
+                           rup4(bq * (c->tx % 4 == 0 ? c->tx + 4 : c->tx));
     return (size_t)floats * sizeof(float) + 2 * sizeof(int);
 }
 
