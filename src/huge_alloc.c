@@ -1,0 +1,29 @@
+/* Why huge pages: decode streams the whole KV cache once per call. With 4 KiB
+ * pages every 4 KiB of a page plane is a TLB miss, and under a hypervisor's
+ * nested paging a miss costs a two-level page walk; on machines whose
+ * transparent huge pages are "madvise" only (a common default) the pool gets
+ * them only when asked. */
+#include <stdint.h>
+#include <stdlib.h>
+#include "huge_alloc.h"
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *attn_huge_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE)
+        return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (bytes > SIZE_MAX - HUGE_PAGE)
+        return NULL;
+    const size_t n = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = aligned_alloc(HUGE_PAGE, n);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (p)
+        madvise(p, n, MADV_HUGEPAGE);   /* advice only: failure leaves 4 KiB pages */
+#endif
+    return p;
+}
