@@ -1,8 +1,11 @@
-/* Why huge pages: decode streams the whole KV cache once per call. With 4 KiB
- * pages every 4 KiB of a page plane is a TLB miss, and under a hypervisor's
- * nested paging a miss costs a two-level page walk; on machines whose
- * transparent huge pages are "madvise" only (a common default) the pool gets
- * them only when asked. */
+/* Why huge pages: decode streams the whole KV cache once per call, and every
+ * sdpa task streams a K/V panel of several MB (4.7 MB at Sk = 4096, D = 128:
+ * 1150 pages of 4 KiB per pass, far more than the first-level TLB holds).
+ * With 4 KiB pages every 4 KiB is a TLB miss, and under a hypervisor's nested
+ * paging a miss costs a two-dimensional page walk; on machines whose
+ * transparent huge pages are "madvise" only (a common default) memory gets
+ * them only when asked. Measured on the 2-core development VM: decode f16
+ * 94 -> 65 ns per key and KV head; sdpa 2-3% more per CPU-second. */
 #include <stdint.h>
 #include <stdlib.h>
 #include "huge_alloc.h"

@@ -1,4 +1,5 @@
-/* Host allocations for large streamed buffers (the KV cache's page pool). */
+/* Host allocations for large streamed buffers (the KV cache's page pool,
+ * the CPU workspaces that hold packed K/V panels). */
 #ifndef ATTN_HUGE_ALLOC_H
 #define ATTN_HUGE_ALLOC_H
 
