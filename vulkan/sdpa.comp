@@ -11,7 +11,8 @@
  *               the row max is reduced across the TX invocations of a row
  *               through shared memory; online softmax (running max m,
  *               running partial sum l per invocation) in registers.
- *   O += P V    P goes to shared memory (transposed), V in chunks of KC
+ *   O += P V    P goes to shared memory (transposed, where the Q and K
+ *               chunks were), V in chunks of KC
  *               keys; each invocation owns RM rows and DVT columns of O.
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
@@ -58,7 +59,7 @@ layout(constant_id = 6) const int D = 64;
 layout(constant_id = 7) const int DV = 64;
 layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
-layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, KC*DVP) */
+layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, BK*BQP) */
 layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element loads of Q, K, V */
 
 const int BQ = TY * RM;
@@ -67,7 +68,7 @@ const int NT = TX * TY;
 const int DVP = DVT * TX;      /* padded V tile row */
 const int BQP = BQ + 4;        /* transposed P and Q rows (padded) */
 const int BKP = BK + 4;        /* transposed K rows (padded) */
-const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in stage, 16-byte aligned */
+const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in qkp, 16-byte aligned */
 const bool G4M = RM % 4 == 0, G4N = RN % 4 == 0, G4C = DVT % 4 == 0;  /* owned in groups of 4 */
 
 #extension GL_GOOGLE_include_directive : require
@@ -118,8 +119,11 @@ float row_sum(float x)
 }
 #endif
 
-shared vec4 stage[(STAGE + 3) / 4];
-shared vec4 PsT[(BK * BQP + 3) / 4];
+/* The Q and K chunks of a tile, then (once S is in registers) its P: P
+ * reuses their space, which leaves room in 48 KiB for chunks of 32 dims
+ * with 64 x 128 blocks. */
+shared vec4 qkp[(STAGE + 3) / 4];
+shared vec4 vst[(KC * DVP + 3) / 4];   /* V chunk */
 shared float red[BQ * TX];
 
 /* Index (among T*R) of the e-th of the R owned by invocation t (see top). */
@@ -128,7 +132,7 @@ int own(int e, int t, int T, bool g4)
     return g4 ? ((e >> 2) * T + t) * 4 + (e & 3) : e * T + t;
 }
 
-void stage_set(int i, float x) { stage[i >> 2][i & 3] = x; }
+void qkp_set(int i, float x) { qkp[i >> 2][i & 3] = x; }
 
 /* dst[e] = A[base + own(e, t, T, G)] for e < R (A a shared vec4[], base a
  * multiple of 4 when G): one vec4 read per group of 4 when G. */
@@ -185,32 +189,32 @@ void main()
                         const vec4 x = r < k.nq && dc + c < D ?
                             load4_q(k.qrow + r * qs1 + dc + c) : vec4(0.0);
                         [[unroll]] for (int u = 0; u < 4; u++)
-                            stage_set((c + u) * BQP + r, x[u]);
+                            qkp_set((c + u) * BQP + r, x[u]);
                     }
                     for (int t = lid; t < BK * (DC / 4); t += NT) {
                         const int r = t / (DC / 4), c = t % (DC / 4) * 4;
                         const vec4 x = j0 + r < j1 && dc + c < D ?
                             load4_k(kt + r * ks1 + dc + c) : vec4(0.0);
                         [[unroll]] for (int u = 0; u < 4; u++)
-                            stage_set(KOFF + (c + u) * BKP + r, x[u]);
+                            qkp_set(KOFF + (c + u) * BKP + r, x[u]);
                     }
                 } else {
                     for (int t = lid; t < BQ * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        stage_set(c * BQP + r, r < k.nq && dc + c < D ?
+                        qkp_set(c * BQP + r, r < k.nq && dc + c < D ?
                                   load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0);
                     }
                     for (int t = lid; t < BK * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        stage_set(KOFF + c * BKP + r, j0 + r < j1 && dc + c < D ?
+                        qkp_set(KOFF + c * BKP + r, j0 + r < j1 && dc + c < D ?
                                   load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0);
                     }
                 }
                 barrier();
                 for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
-                    GATHER(a, stage, c * BQP, RM, TY, ty, G4M)
-                    GATHER(bb, stage, KOFF + c * BKP, RN, TX, tx, G4N)
+                    GATHER(a, qkp, c * BQP, RM, TY, ty, G4M)
+                    GATHER(bb, qkp, KOFF + c * BKP, RN, TX, tx, G4N)
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int j = 0; j < RN; j++)
                             s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
@@ -266,18 +270,20 @@ void main()
                 [[unroll]] for (int i = 0; i < RM * RN; i++)
                     s[i] = sigmoid_p(s[i]);
             }
-            /* PsT [BK][BQP]: key row own(j), query column own(i). */
+            /* PsT [BK][BQP] in qkp, once every invocation is done with the
+             * Q and K chunks: key row own(j), query column own(i). */
+            barrier();
             [[unroll]] for (int j = 0; j < RN; j++) {
                 const int kr = own(j, tx, TX, G4N) * BQP;
                 if (G4M) {
                     [[unroll]] for (int i = 0; i < RM; i += 4)
-                        PsT[(kr >> 2) + (i >> 2) * TY + ty] =
+                        qkp[(kr >> 2) + (i >> 2) * TY + ty] =
                             vec4(s[i * RN + j], s[(i + 1) * RN + j], s[(i + 2) * RN + j],
                                  s[(i + 3) * RN + j]);
                 } else {
                     [[unroll]] for (int i = 0; i < RM; i++) {
                         const int pi = kr + own(i, ty, TY, false);
-                        PsT[pi >> 2][pi & 3] = s[i * RN + j];
+                        qkp[pi >> 2][pi & 3] = s[i * RN + j];
                     }
                 }
             }
@@ -288,21 +294,21 @@ void main()
                 if (VEC != 0) {
                     for (int t = lid; t < KC * (DVP / 4); t += NT) {
                         const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
-                        stage[t] = j0 + kc + r < j1 && c < DV ?
+                        vst[t] = j0 + kc + r < j1 && c < DV ?
                             load4_v(vt + (kc + r) * vs1 + c) : vec4(0.0);
                     }
                 } else {
                     for (int t = lid; t < KC * DVP; t += NT) {
                         const int r = t / DVP, c = t % DVP;
-                        stage_set(t, j0 + kc + r < j1 && c < DV ?
-                                  load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0);
+                        vst[t >> 2][t & 3] = j0 + kc + r < j1 && c < DV ?
+                            load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0;
                     }
                 }
                 barrier();
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
-                    GATHER(vv, stage, kk * DVP, DVT, TX, tx, G4C)
-                    GATHER(pp, PsT, (kc + kk) * BQP, RM, TY, ty, G4M)
+                    GATHER(vv, vst, kk * DVP, DVT, TX, tx, G4C)
+                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M)
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int c = 0; c < DVT; c++)
                             o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);
