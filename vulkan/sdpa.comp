@@ -69,6 +69,9 @@ const int DVP = DVT * TX;      /* padded V tile row */
 const int BQP = BQ + 4;        /* transposed P and Q rows (padded) */
 const int BKP = BK + 4;        /* transposed K rows (padded) */
 const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in qkp, 16-byte aligned */
+/* XOR swizzle masks of the QsT / KsT rows (see qk_row) */
+const int SWQ = BQ % 32 == 0 ? 7 : BQ % 16 == 0 ? 3 : BQ % 8 == 0 ? 1 : 0;
+const int SWK = BK % 32 == 0 ? 7 : BK % 16 == 0 ? 3 : BK % 8 == 0 ? 1 : 0;
 const bool G4M = RM % 4 == 0, G4N = RN % 4 == 0, G4C = DVT % 4 == 0;  /* owned in groups of 4 */
 
 #extension GL_GOOGLE_include_directive : require
@@ -134,17 +137,26 @@ int own(int e, int t, int T, bool g4)
 
 void qkp_set(int i, float x) { qkp[i >> 2][i & 3] = x; }
 
-/* dst[e] = A[base + own(e, t, T, G)] for e < R (A a shared vec4[], base a
- * multiple of 4 when G): one vec4 read per group of 4 when G. */
-#define GATHER(dst, A, base, R, T, t, G) \
+/* Where row r of the transposed chunk QsT or KsT (mask SWQ or SWK) goes in
+ * dim row c: its group of 4 XOR (c/4 & sw). The staging loads give the 8
+ * invocations of a row 8 consecutive groups of 4 dims; without the swizzle
+ * their stores of one dim row would meet in 2 banks (rows padded to 4 mod
+ * 32 floats), with it in 8 distinct ones. Reads stay whole vec4s, the
+ * invocations of a subgroup still reading distinct consecutive groups. */
+int qk_xor(int c, int sw) { return (c >> 2) & sw; }
+int qk_row(int r, int c, int sw) { return r ^ (qk_xor(c, sw) << 2); }
+
+/* dst[e] = A[base + (own(e, t, T, G) ^ 4X)] for e < R (A a shared vec4[],
+ * base a multiple of 4 when G): one vec4 read per group of 4 when G. */
+#define GATHER(dst, A, base, R, T, t, G, X) \
     if (G) { \
         [[unroll]] for (int e_ = 0; e_ < (R); e_ += 4) { \
-            const vec4 x_ = A[((base) >> 2) + (e_ >> 2) * (T) + (t)]; \
+            const vec4 x_ = A[((base) >> 2) + (((e_ >> 2) * (T) + (t)) ^ (X))]; \
             dst[e_] = x_.x; dst[e_ + 1] = x_.y; dst[e_ + 2] = x_.z; dst[e_ + 3] = x_.w; \
         } \
     } else { \
         [[unroll]] for (int e_ = 0; e_ < (R); e_++) { \
-            const int i_ = (base) + e_ * (T) + (t); \
+            const int i_ = (base) + ((e_ * (T) + (t)) ^ ((X) << 2)); \
             dst[e_] = A[i_ >> 2][i_ & 3]; \
         } \
     }
@@ -189,32 +201,32 @@ void main()
                         const vec4 x = r < k.nq && dc + c < D ?
                             load4_q(k.qrow + r * qs1 + dc + c) : vec4(0.0);
                         [[unroll]] for (int u = 0; u < 4; u++)
-                            qkp_set((c + u) * BQP + r, x[u]);
+                            qkp_set((c + u) * BQP + qk_row(r, c + u, SWQ), x[u]);
                     }
                     for (int t = lid; t < BK * (DC / 4); t += NT) {
                         const int r = t / (DC / 4), c = t % (DC / 4) * 4;
                         const vec4 x = j0 + r < j1 && dc + c < D ?
                             load4_k(kt + r * ks1 + dc + c) : vec4(0.0);
                         [[unroll]] for (int u = 0; u < 4; u++)
-                            qkp_set(KOFF + (c + u) * BKP + r, x[u]);
+                            qkp_set(KOFF + (c + u) * BKP + qk_row(r, c + u, SWK), x[u]);
                     }
                 } else {
                     for (int t = lid; t < BQ * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        qkp_set(c * BQP + r, r < k.nq && dc + c < D ?
+                        qkp_set(c * BQP + qk_row(r, c, SWQ), r < k.nq && dc + c < D ?
                                   load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0);
                     }
                     for (int t = lid; t < BK * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        qkp_set(KOFF + c * BKP + r, j0 + r < j1 && dc + c < D ?
+                        qkp_set(KOFF + c * BKP + qk_row(r, c, SWK), j0 + r < j1 && dc + c < D ?
                                   load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0);
                     }
                 }
                 barrier();
                 for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
-                    GATHER(a, qkp, c * BQP, RM, TY, ty, G4M)
-                    GATHER(bb, qkp, KOFF + c * BKP, RN, TX, tx, G4N)
+                    GATHER(a, qkp, c * BQP, RM, TY, ty, G4M, qk_xor(c, SWQ))
+                    GATHER(bb, qkp, KOFF + c * BKP, RN, TX, tx, G4N, qk_xor(c, SWK))
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int j = 0; j < RN; j++)
                             s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
@@ -307,8 +319,8 @@ void main()
                 barrier();
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
-                    GATHER(vv, vst, kk * DVP, DVT, TX, tx, G4C)
-                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M)
+                    GATHER(vv, vst, kk * DVP, DVT, TX, tx, G4C, 0)
+                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M, 0)
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int c = 0; c < DVT; c++)
                             o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);
