@@ -283,18 +283,20 @@ void main()
                     s[i] = sigmoid_p(s[i]);
             }
             /* PsT [BK][BQP] in qkp, once every invocation is done with the
-             * Q and K chunks: key row own(j), query column own(i). */
+             * Q and K chunks: key row own(j), query column own(i), swizzled
+             * as QsT by key group (the invocations of a row store 4 keys
+             * apart: 8 rows in 2 banks without it). */
             barrier();
             [[unroll]] for (int j = 0; j < RN; j++) {
-                const int kr = own(j, tx, TX, G4N) * BQP;
+                const int key = own(j, tx, TX, G4N), kr = key * BQP, sx = qk_xor(key, SWQ);
                 if (G4M) {
                     [[unroll]] for (int i = 0; i < RM; i += 4)
-                        qkp[(kr >> 2) + (i >> 2) * TY + ty] =
+                        qkp[(kr >> 2) + (((i >> 2) * TY + ty) ^ sx)] =
                             vec4(s[i * RN + j], s[(i + 1) * RN + j], s[(i + 2) * RN + j],
                                  s[(i + 3) * RN + j]);
                 } else {
                     [[unroll]] for (int i = 0; i < RM; i++) {
-                        const int pi = kr + own(i, ty, TY, false);
+                        const int pi = kr + (own(i, ty, TY, false) ^ (sx << 2));
                         qkp[pi >> 2][pi & 3] = s[i * RN + j];
                     }
                 }
@@ -320,7 +322,7 @@ void main()
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
                     GATHER(vv, vst, kk * DVP, DVT, TX, tx, G4C, 0)
-                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M, 0)
+                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M, qk_xor(kc + kk, SWQ))
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int c = 0; c < DVT; c++)
                             o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);
