@@ -92,7 +92,10 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
 
 /* Workgroup shapes from large to small per device class; the first that
  * the device's limits (invocations, sizes, shared memory) allow is used.
- * GPUs: 8x8 scores per invocation first, the most FMAs per shared-memory
+ * GPUs: 32x8 invocations of 4x4 scores first (32 x 128 blocks): the
+ * fastest of 15 shapes on an NVIDIA H200 (f32 and f16, causal and not,
+ * D = 128: 19-21 TFLOP/s, against 14 for 16x8 of 8x8 and 15-17 for 16x16
+ * of 4x4). Then 8x8 scores per invocation, the most FMAs per shared-memory
  * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
  * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
  * 64 x 128 blocks with chunks of 32 dims in 48 KiB.
@@ -105,7 +108,7 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t d
     if (env_cfg(d, dd, dv, out))
         return 1;
     static const sdpa_cfg gpu[] = {
-        { 16, 8, 8, 8, 0, 0 }, { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 },
+        { 32, 8, 4, 4, 0, 0 }, { 16, 8, 8, 8, 0, 0 }, { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 },
         { 8, 8, 4, 4, 0, 0 }, { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 },
         { 4, 4, 2, 2, 0, 0 }, { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
     };
