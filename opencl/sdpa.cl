@@ -2,25 +2,36 @@
  *
  * A work-group of TX x TY work-items owns BQ = TY*RM query rows of one
  * head of one sequence and streams the keys in tiles of BK = TX*RN:
- *   S = Q K^T      Q and K staged through local memory in chunks of DC
- *                  dims; work-item (tx, ty) accumulates the RM x RN block
- *                  of rows ty*RM.. and keys tx*RN.. in registers.
+ *   S = Q K^T      Q and K staged through local memory transposed ([dim]
+ *                  [row]), K in chunks of DC dims; work-item (tx, ty)
+ *                  accumulates the RM x RN block of rows ty*RM.. and of its
+ *                  keys KEY(0..RN) in registers. With QRES the whole Q block
+ *                  is staged once and stays in local memory for every key
+ *                  tile; otherwise it is restaged with each K chunk.
  *   S -> P         scale, soft-cap, ALiBi, masks and visibility applied in
  *                  registers; the row max is reduced across the TX
  *                  work-items of a row through local memory; online softmax
  *                  (running max m, running partial sum l) in registers.
  *   O += P V       P goes to local memory (transposed), V in chunks of KC
  *                  keys; each work-item owns rows ty*RM.. and the DVT
- *                  contiguous columns tx*DVT.. of O.
- * Local-memory reads of a work-item's RM rows, RN keys and DVT columns are
- * contiguous (vload4 where the counts are multiples of 4); with F_VEC (unit
- * innermost strides, head dims multiples of 4) tiles are staged from global
- * memory four elements at a time.
+ *                  columns COL(0..DVT) of O.
+ * Ownership of keys and columns: with RN (DVT) a multiple of 4, work-item tx
+ * owns groups of 4 consecutive keys (columns) strided by 4*TX, so that the
+ * float4 local reads of the work-items of a row fall on consecutive banks;
+ * otherwise RN (DVT) consecutive ones. A work-item's RM rows are contiguous
+ * at each dim (float4 reads and writes when RM is a multiple of 4).
+ * Staging gives consecutive work-items consecutive rows of a tile, so the
+ * transposed local stores hit consecutive banks; with F_VEC (unit innermost
+ * strides, head dims multiples of 4) each loads four dims at a time. With
+ * PREF >= 1 (F_VEC only) the next K chunk of the tile, with PREF >= 2 also
+ * the next V chunk, with PREF 3 also the next restaged Q chunk, is read from
+ * global memory into registers while the current one is multiplied (the V
+ * and Q chunks' registers live across the O product).
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
  * per-element visibility test.
  *
- * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC, IDX_T. */
+ * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC, QRES, PREF, IDX_T. */
 
 #define BQ (TY * RM)
 #define BK (TX * RN)
@@ -28,9 +39,25 @@
 #define DVT ((DV + TX - 1) / TX)     /* O columns per work-item */
 #define DVP (DVT * TX)               /* padded V tile row */
 #define BQP (BQ + 4)                 /* transposed P row (padded) */
-#define STAGE_QK (DC * (BQ + BK))
+/* Row of the row-reduction array: padded by 4 when read as float4, so that
+ * the rows of a warp's row groups start on different banks. */
+#define REDP (TX % 4 == 0 ? TX + 4 : TX)
+#define RUP4(n) (((n) + 3) / 4 * 4)
+#define KOFF (QRES ? 0 : RUP4(DC * BQ))       /* K chunk after a staged Q chunk */
+#define STAGE_QK (KOFF + DC * BK)
 #define STAGE_V (KC * DVP)
 #define STAGE (STAGE_QK > STAGE_V ? STAGE_QK : STAGE_V)
+/* Local memory, in floats: [the resident Q] [stage: Q/K chunks or V chunks]
+ * [P transposed] [row reductions]; every part 16-byte aligned. */
+#define ST_AT (QRES ? RUP4(D * BQ) : 0)
+#define P_AT (ST_AT + RUP4(STAGE))
+#define RED_AT (P_AT + RUP4(BK * BQP))
+#define LOCAL_LEN (RED_AT + RUP4(BQ * REDP))
+/* float4s of a K (Q, V) chunk per work-item, with PREF; at least one. */
+#define NUK (BK * (DC / 4) >= NT ? (BK * (DC / 4) + NT - 1) / NT : 1)
+#define NUQ (BQ * (DC / 4) >= NT ? (BQ * (DC / 4) + NT - 1) / NT : 1)
+#define NUV (KC * (DVP / 4) >= NT ? (KC * (DVP / 4) + NT - 1) / NT : 1)
+#define PREF_Q (PREF >= 3 && QRES == 0)           /* Q chunks prefetched */
 
 #define F_CAUSAL   (1 << 0)
 #define F_SIGMOID  (1 << 1)
@@ -44,24 +71,6 @@
 #define F_SOFTCAP  (1 << 9)
 #define F_VEC      (1 << 10)
 
-/* n consecutive floats of local memory at p into the private array dst
- * (n a compile-time constant). With v4 (p 16-byte aligned, n a multiple of
- * 4) as float4 loads; components are copied one by one so that dst stays
- * in registers (no address of a private array is ever taken). */
-#define LDS(dst, p, n, v4) do { \
-    if (v4) { \
-        UNROLL \
-        for (int u_ = 0; u_ < (n); u_ += 4) { \
-            const float4 t_ = *(__local const float4 *)((p) + u_); \
-            (dst)[u_] = t_.s0; (dst)[u_ + 1] = t_.s1; \
-            (dst)[u_ + 2] = t_.s2; (dst)[u_ + 3] = t_.s3; \
-        } \
-    } else { \
-        UNROLL \
-        for (int u_ = 0; u_ < (n); u_++) \
-            (dst)[u_] = (p)[u_]; \
-    } } while (0)
-
 /* Full unrolling of the loops over a work-item's rows, keys and columns
  * keeps its private arrays in registers on GPUs (-DATTN_UNROLL); CPU
  * drivers (PoCL) compile much faster without it. */
@@ -71,11 +80,99 @@
 #define UNROLL
 #endif
 
+/* Key j and column c of work-item tx inside a tile (see the header). */
+#define KEY_G (RN % 4 == 0)
+#define COL_G (DVT % 4 == 0)
+#define KEY(j) ((KEY_G ? (j) / 4 * (TX * 4) + tx * 4 + (j) % 4 : tx * RN + (j)))
+#define COL(c) ((COL_G ? (c) / 4 * (TX * 4) + tx * 4 + (c) % 4 : tx * DVT + (c)))
+
+/* n (a compile-time constant) floats of local memory into the private array
+ * dst: at p, p+1, .. or, with g4 (p 16-byte aligned, n a multiple of 4), as
+ * float4s at p, p + stride4, p + 2*stride4, ... Components are copied one by
+ * one so that dst stays in registers (no address of a private array is ever
+ * taken). */
+#define LDS(dst, p, n, g4, stride4) do { \
+    if (g4) { \
+        UNROLL \
+        for (int u_ = 0; u_ < (n); u_ += 4) { \
+            const float4 t_ = *(__local const float4 *)((p) + u_ / 4 * (stride4)); \
+            (dst)[u_] = t_.s0; (dst)[u_ + 1] = t_.s1; \
+            (dst)[u_ + 2] = t_.s2; (dst)[u_ + 3] = t_.s3; \
+        } \
+    } else { \
+        UNROLL \
+        for (int u_ = 0; u_ < (n); u_++) \
+            (dst)[u_] = (p)[u_]; \
+    } } while (0)
+
+/* Rows [0, R) x dims [c0, c0 + C) of a view (row stride rs, dim stride cs,
+ * from element base) into local memory transposed, dst[c * R + r]; rows
+ * >= nr and dims >= dlim read as zero. Consecutive work-items take
+ * consecutive rows (bank-conflict-free stores); with vec (unit dim stride,
+ * C and c0 multiples of 4) four dims per load. */
+#define STAGE_T(dst, src, base, rs, cs, R, C, c0, dlim, nr, vec) do { \
+    if (vec) { \
+        for (int u_ = lid; u_ < (R) * ((C) / 4); u_ += NT) { \
+            const int r_ = u_ % (R), c_ = u_ / (R) * 4; \
+            float4 x_ = (float4)(0.0f); \
+            if (r_ < (nr) && (c0) + c_ < (dlim)) \
+                x_ = LOAD_IN4(src, (base) + (r_ * (rs) + (c0) + c_)); \
+            (dst)[c_ * (R) + r_] = x_.s0; (dst)[(c_ + 1) * (R) + r_] = x_.s1; \
+            (dst)[(c_ + 2) * (R) + r_] = x_.s2; (dst)[(c_ + 3) * (R) + r_] = x_.s3; \
+        } \
+    } else { \
+        for (int u_ = lid; u_ < (R) * (C); u_ += NT) { \
+            const int r_ = u_ % (R), c_ = u_ / (R); \
+            (dst)[c_ * (R) + r_] = (r_ < (nr) && (c0) + c_ < (dlim)) ? \
+                LOAD_IN(src, (base) + (r_ * (rs) + ((c0) + c_) * (cs))) : 0.0f; \
+        } \
+    } } while (0)
+
+/* A transposed F_VEC chunk, dims [c0, c0 + DC) of R rows (rows >= nr and
+ * dims >= D zero), in NU float4s per work-item: read from global memory into
+ * the private array pr (PREF), later stored to local memory as STAGE_T does. */
+#define LOAD_T(pr, NU, R, src, base, rs, nr, c0) do { \
+    UNROLL \
+    for (int n_ = 0; n_ < (NU); n_++) { \
+        const int u_ = lid + n_ * NT, r_ = u_ % (R), c_ = u_ / (R) * 4; \
+        (pr)[n_] = (float4)(0.0f); \
+        if (u_ < (R) * (DC / 4) && r_ < (nr) && (c0) + c_ < D) \
+            (pr)[n_] = LOAD_IN4(src, (base) + (r_ * (rs) + (c0) + c_)); \
+    } } while (0)
+#define STORE_T(dst, pr, NU, R) do { \
+    UNROLL \
+    for (int n_ = 0; n_ < (NU); n_++) { \
+        const int u_ = lid + n_ * NT, r_ = u_ % (R), c_ = u_ / (R) * 4; \
+        if (u_ < (R) * (DC / 4)) { \
+            (dst)[c_ * (R) + r_] = (pr)[n_].s0; (dst)[(c_ + 1) * (R) + r_] = (pr)[n_].s1; \
+            (dst)[(c_ + 2) * (R) + r_] = (pr)[n_].s2; (dst)[(c_ + 3) * (R) + r_] = (pr)[n_].s3; \
+        } \
+    } } while (0)
+
+/* The F_VEC V chunk of keys [kc0, kc0 + KC) of the tile, row-major [KC][DVP],
+ * four columns per load; STORE_V writes it to local memory (PREF >= 2). */
+#define LOAD_V(pv, kc0) do { \
+    UNROLL \
+    for (int n_ = 0; n_ < NUV; n_++) { \
+        const int u_ = lid + n_ * NT, r_ = u_ / (DVP / 4), c_ = u_ % (DVP / 4) * 4; \
+        (pv)[n_] = (float4)(0.0f); \
+        if (u_ < KC * (DVP / 4) && j0 + (kc0) + r_ < j1 && c_ < DV) \
+            (pv)[n_] = LOAD_IN4(v, vt + (((kc0) + r_) * vs1i + c_)); \
+    } } while (0)
+#define STORE_V(dst, pv) do { \
+    UNROLL \
+    for (int n_ = 0; n_ < NUV; n_++) { \
+        const int u_ = lid + n_ * NT, r_ = u_ / (DVP / 4), c_ = u_ % (DVP / 4) * 4; \
+        if (u_ < KC * (DVP / 4)) \
+            vstore4((pv)[n_], 0, (dst) + r_ * DVP + c_); \
+    } } while (0)
+
 /* Which local reads are float4-aligned (see the layouts below). */
 #define V4_Q  (RM % 4 == 0)
-#define V4_K  (RN % 4 == 0 && (DC * BQ) % 4 == 0)
-#define V4_V  (DVT % 4 == 0)
+#define V4_K  KEY_G
+#define V4_V  COL_G
 #define V4_P  (RM % 4 == 0)
+#define V4_R  (TX % 4 == 0)
 
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1)))
 void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2, long qs3,
@@ -93,11 +190,12 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                float scale, float softcap, float sigmoid_bias,
                long window_left, long window_right, long sink_tokens, long block_q, long block_k)
 {
-    __local float4 stage4[(STAGE + 3) / 4];   /* float4: 16-byte aligned */
-    __local float4 PsT4[(BK * BQP + 3) / 4];
-    __local float *stage = (__local float *)stage4;
-    __local float *PsT = (__local float *)PsT4;
-    __local float red[BQ][TX];
+    __local float4 lmem4[LOCAL_LEN / 4];
+    __local float *lmem = (__local float *)lmem4;
+    __local float *QsT = lmem + (QRES ? 0 : ST_AT);  /* [D][BQ] resident, or [DC][BQ] */
+    __local float *stage = lmem + ST_AT;
+    __local float *PsT = lmem + P_AT;                /* [BK][BQP] */
+    __local float *red = lmem + RED_AT;              /* [BQ][REDP] */
     __local int bm_any, bm_all;
 
     const int tx = get_local_id(0), ty = get_local_id(1);
@@ -161,6 +259,15 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
         for (int c = 0; c < DVT; c++)
             o[i][c] = 0.0f;
     }
+    /* The resident Q block, made visible by the first tile's barriers. With
+     * PREF 3 and Q restaged, the next Q chunk is held in registers: the
+     * chunks repeat for every tile, so after the last one comes the first. */
+    const int pref_q = PREF_Q && vec;
+    float4 pq[NUQ];
+    if (QRES)
+        STAGE_T(QsT, q, qrow, qs1i, qs3i, BQ, D, 0, D, nq, vec);
+    else if (pref_q)
+        LOAD_T(pq, NUQ, BQ, q, qrow, qs1i, nq, 0);
 
     /* The visible tiles, in key order: the sink tiles [0, nsink_t), then the
      * range tiles [range_t0, range_t1) not already among them. The loop
@@ -205,6 +312,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
          * a structured branch rather than a continue out of the loop. */
         if (bmode != 0) {
             const long kt = krow + j0 * ks1, vt = vrow + j0 * vs1;   /* this tile's first key */
+            const int pref_k = PREF >= 1 && vec, pref_v = PREF >= 2 && vec;
             /* S = Q K^T over chunks of DC dims. */
             float s[RM][RN];
             UNROLL
@@ -212,44 +320,32 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 UNROLL
                 for (int j = 0; j < RN; j++)
                     s[i][j] = 0.0f;
-            __local float *QsT = stage;              /* [DC][BQ] */
-            __local float *KsT = stage + DC * BQ;    /* [DC][BK] */
+            __local float *KsT = stage + KOFF;      /* [DC][BK] */
+            float4 pk[NUK];
+            if (pref_k)
+                LOAD_T(pk, NUK, BK, k, kt, ks1i, j1 - j0, 0);
             for (int dc = 0; dc < D; dc += DC) {
                 barrier(CLK_LOCAL_MEM_FENCE);
-                if (vec) {
-                    for (int t = lid; t < BQ * (DC / 4); t += NT) {
-                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
-                        float4 x = (float4)(0.0f);
-                        if (r < nq && dc + c < D)
-                            x = LOAD_IN4(q, qrow + (r * qs1i + dc + c));
-                        QsT[c * BQ + r] = x.s0; QsT[(c + 1) * BQ + r] = x.s1;
-                        QsT[(c + 2) * BQ + r] = x.s2; QsT[(c + 3) * BQ + r] = x.s3;
-                    }
-                    for (int t = lid; t < BK * (DC / 4); t += NT) {
-                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
-                        float4 x = (float4)(0.0f);
-                        if (j0 + r < j1 && dc + c < D)
-                            x = LOAD_IN4(k, kt + (r * ks1i + dc + c));
-                        KsT[c * BK + r] = x.s0; KsT[(c + 1) * BK + r] = x.s1;
-                        KsT[(c + 2) * BK + r] = x.s2; KsT[(c + 3) * BK + r] = x.s3;
-                    }
+                if (pref_q) {
+                    STORE_T(QsT, pq, NUQ, BQ);
+                    LOAD_T(pq, NUQ, BQ, q, qrow, qs1i, nq, dc + DC < D ? dc + DC : 0);
+                } else if (!QRES) {
+                    STAGE_T(QsT, q, qrow, qs1i, qs3i, BQ, DC, dc, D, nq, vec);
+                }
+                if (pref_k) {
+                    STORE_T(KsT, pk, NUK, BK);
+                    if (dc + DC < D)
+                        LOAD_T(pk, NUK, BK, k, kt, ks1i, j1 - j0, dc + DC);
                 } else {
-                    for (int t = lid; t < BQ * DC; t += NT) {
-                        const int r = t / DC, c = t % DC;
-                        QsT[c * BQ + r] = (r < nq && dc + c < D) ?
-                            LOAD_IN(q, qrow + (r * qs1i + (dc + c) * qs3i)) : 0.0f;
-                    }
-                    for (int t = lid; t < BK * DC; t += NT) {
-                        const int r = t / DC, c = t % DC;
-                        KsT[c * BK + r] = (j0 + r < j1 && dc + c < D) ?
-                            LOAD_IN(k, kt + (r * ks1i + (dc + c) * ks3i)) : 0.0f;
-                    }
+                    STAGE_T(KsT, k, kt, ks1i, ks3i, BK, DC, dc, D, j1 - j0, vec);
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
+                __local const float *qcol = QsT + (QRES ? dc * BQ : 0) + ty * RM;
+                __local const float *kcol = KsT + (KEY_G ? tx * 4 : tx * RN);
                 for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
-                    LDS(a, QsT + c * BQ + ty * RM, RM, V4_Q);
-                    LDS(bb, KsT + c * BK + tx * RN, RN, V4_K);
+                    LDS(a, qcol + c * BQ, RM, V4_Q, 4);
+                    LDS(bb, kcol + c * BK, RN, V4_K, TX * 4);
                     UNROLL
                     for (int i = 0; i < RM; i++)
                         UNROLL
@@ -257,6 +353,10 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                             s[i][j] = mad(a[i], bb[j], s[i][j]);
                 }
             }
+            /* The V chunk reads start while the scores are worked out. */
+            float4 pv[NUV];
+            if (pref_v)
+                LOAD_V(pv, 0);
 
             /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
             const int edge = j1 - j0 < BK;
@@ -266,7 +366,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 const int row_ok = ii <= ilast;
                 UNROLL
                 for (int j = 0; j < RN; j++) {
-                    const long jj = j0 + tx * RN + j;
+                    const long jj = j0 + KEY(j);
                     float x = s[i][j] * scale;
                     if (flags & F_SOFTCAP)
                         x = softcap * tanh(x / softcap);
@@ -308,16 +408,20 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 UNROLL
                 for (int i = 0; i < RM; i++) {
                     float pm = s[i][0];
+                    UNROLL
                     for (int j = 1; j < RN; j++)
                         pm = fmax(pm, s[i][j]);
-                    red[ty * RM + i][tx] = pm;
+                    red[(ty * RM + i) * REDP + tx] = pm;
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
                 UNROLL
                 for (int i = 0; i < RM; i++) {
-                    float mt = red[ty * RM + i][0];
+                    float rv[TX];
+                    LDS(rv, red + (ty * RM + i) * REDP, TX, V4_R, 4);
+                    float mt = rv[0];
+                    UNROLL
                     for (int t = 1; t < TX; t++)
-                        mt = fmax(mt, red[ty * RM + i][t]);
+                        mt = fmax(mt, rv[t]);
                     const float mn = fmax(m[i], mt);
                     float alpha = 1.0f, sum = 0.0f;
                     if (mn == -INFINITY) {
@@ -349,16 +453,30 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                     }
             }
             UNROLL
-            for (int j = 0; j < RN; j++)
-                UNROLL
-                for (int i = 0; i < RM; i++)
-                    PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i][j];
+            for (int j = 0; j < RN; j++) {
+                __local float *pc = PsT + KEY(j) * BQP + ty * RM;
+                if (V4_P) {
+                    UNROLL
+                    for (int i = 0; i < RM; i += 4)
+                        vstore4((float4)(s[i][j], s[i + 1][j], s[i + 2][j], s[i + 3][j]),
+                                0, pc + i);
+                } else {
+                    UNROLL
+                    for (int i = 0; i < RM; i++)
+                        pc[i] = s[i][j];
+                }
+            }
 
             /* O += P V over chunks of KC keys. */
             __local float *Vs = stage;               /* [KC][DVP] */
+            __local const float *vc = Vs + (COL_G ? tx * 4 : tx * DVT);
             for (int kc = 0; kc < BK; kc += KC) {
                 barrier(CLK_LOCAL_MEM_FENCE);
-                if (vec) {
+                if (pref_v) {
+                    STORE_V(Vs, pv);
+                    if (kc + KC < BK)
+                        LOAD_V(pv, kc + KC);
+                } else if (vec) {
                     for (int t = lid; t < KC * (DVP / 4); t += NT) {
                         const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
                         float4 x = (float4)(0.0f);
@@ -376,8 +494,8 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 barrier(CLK_LOCAL_MEM_FENCE);
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
-                    LDS(vv, Vs + kk * DVP + tx * DVT, DVT, V4_V);
-                    LDS(pp, PsT + (kc + kk) * BQP + ty * RM, RM, V4_P);
+                    LDS(vv, vc + kk * DVP, DVT, V4_V, TX * 4);
+                    LDS(pp, PsT + (kc + kk) * BQP + ty * RM, RM, V4_P, 4);
                     UNROLL
                     for (int i = 0; i < RM; i++)
                         UNROLL
@@ -392,7 +510,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
     barrier(CLK_LOCAL_MEM_FENCE);
     UNROLL
     for (int i = 0; i < RM; i++)
-        red[ty * RM + i][tx] = l[i];
+        red[(ty * RM + i) * REDP + tx] = l[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     UNROLL
     for (int i = 0; i < RM; i++) {
@@ -401,20 +519,20 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
             break;                               /* rows only grow with i */
         float lsum = 0.0f;
         for (int t = 0; t < TX; t++)
-            lsum += red[ty * RM + i][t];
+            lsum += red[(ty * RM + i) * REDP + t];
         const float inv = sigmoid ? 1.0f : (lsum > 0.0f ? 1.0f / lsum : 0.0f);
         const long row = q0 + ii;
         const long obase = o_off + bt * os0 + row * os1 + h * os2;
         const long gbase = g_off + bt * gs0 + row * gs1 + h * gs2;
         UNROLL
         for (int c = 0; c < DVT; c++) {
-            const int col = tx * DVT + c;
-            if (col >= DV)
-                break;
-            float x = o[i][c] * inv;
-            if (flags & F_GATE)
-                x *= 1.0f / (1.0f + exp(-attn_load(gate, gate_dt, gbase + col * gs3)));
-            attn_store(out, out_dt, obase + col * os3, x);
+            const int col = COL(c);
+            if (col < DV) {
+                float x = o[i][c] * inv;
+                if (flags & F_GATE)
+                    x *= 1.0f / (1.0f + exp(-attn_load(gate, gate_dt, gbase + col * gs3)));
+                attn_store(out, out_dt, obase + col * os3, x);
+            }
         }
         if ((flags & F_LSE) && tx == 0)
             lse[l_off + bt * ls0 + h * ls1 + row * ls2] =

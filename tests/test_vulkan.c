@@ -23,8 +23,13 @@
 
 /* Beyond the shared cases (tests/devtest.c): f16 inputs through every
  * path (the cooperative-matrix shader takes f16), D = 256, D != DV with
- * f16 output (the cooperative-matrix shader's paired stores). */
+ * f16 output (the cooperative-matrix shader's paired stores); for the plain
+ * shader's 4-element loads (unit innermost stride, head dims and row
+ * offsets multiples of 4), bf16 through them and contiguous head dims that
+ * are not multiples of 4 (element loads). */
 static const scase vk_cases[] = {
+ { "bf16-vec4-gqa",   2, 45,  77,  4, 2, 48, 32, ATTN_BF16, ATTN_F32,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1 },
+ { "d30-dv18-contig", 1, 37,  53,  2, 1, 30, 18, ATTN_F16,  ATTN_F32,  TU_CONTIG,    0, -1, -1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0 },
  { "f16-everything",  2, 33,  97,  4, 4, 64, 64, ATTN_F16,  ATTN_F32,  TU_CONTIG,    1, 20, -1, 2, 1, 1, 0, 30, 0, 0, 0, 0, 1, 1 },
  { "f16-varlen-sigm", 1,  0,   0,  4, 2, 64, 64, ATTN_F16,  ATTN_F16,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 1, 0, 3, 2, 16, 1, 0, 1 },
  { "d256-f16",        1, 33,  80,  2, 1,256,256, ATTN_F16,  ATTN_F16,  TU_SWAP12,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0 },
@@ -173,6 +178,15 @@ int main(void)
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
     run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
+    /* 8x8 register blocks (the GPU default's: two interleaved groups of 4
+     * rows and of 4 keys per invocation); one case, not in quick runs:
+     * lavapipe takes some 20 s to compile the unrolled loops. */
+    static const char *const blocks8[] = { "bf16-vec4-gqa", NULL };
+    if (!tu_quick) {
+        setenv("ATTN_VULKAN_SDPA_TILE", "8,8,8,8", 1);
+        run_devices("8x8 blocks", blocks8);
+        unsetenv("ATTN_VULKAN_SDPA_TILE");
+    }
     /* The cooperative-matrix shader with its matrix operations as plain
      * loops: its tiling, online softmax, row-factor rescale, masks and
      * epilogue, on any device with shaderFloat16 (devices without it, and

@@ -1,28 +1,45 @@
 #version 450
 /* attn_sdpa: FlashAttention-2 as a Vulkan 1.1 compute shader (the plain
- * path: no extension, runs wherever Vulkan compute runs).
+ * path: no cooperative matrix, runs wherever Vulkan compute runs).
  *
  * A workgroup of TX x TY invocations owns BQ = TY*RM query rows of one
  * head of one sequence and streams the keys in tiles of BK = TX*RN:
  *   S = Q K^T   Q and K staged through shared memory in chunks of DC dims;
- *               invocation (tx, ty) accumulates the RM x RN block of rows
- *               ty*RM.. and keys tx*RN.. in registers.
+ *               invocation (tx, ty) accumulates an RM x RN block of rows
+ *               and keys in registers.
  *   S -> P      scale, soft-cap, ALiBi, masks and visibility in registers;
  *               the row max is reduced across the TX invocations of a row
  *               through shared memory; online softmax (running max m,
  *               running partial sum l per invocation) in registers.
- *   O += P V    P goes to shared memory (transposed), V in chunks of KC
- *               keys; each invocation owns rows ty*RM.. and the DVT
- *               contiguous columns tx*DVT.. of O.
+ *   O += P V    P goes to shared memory (transposed, where the Q and K
+ *               chunks were), V in chunks of KC
+ *               keys; each invocation owns RM rows and DVT columns of O.
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
  * per-element visibility test.
  *
- * Every tensor is a uint[] storage buffer addressed in elements of its
- * dtype (f16/bf16: half a word, u8: a byte), so no 8/16-bit storage
- * feature is needed; 16-bit outputs are written with word atomics (two
- * invocations may own the two halves of one word). Indices are 32-bit:
- * the host rejects tensors whose offsets do not fit.
+ * Which rows, keys and columns an invocation owns (own()): where its count
+ * R is a multiple of 4, groups of 4 consecutive ones, the groups of the
+ * invocations interleaved (group g of invocation t at (g*T + t)*4); else
+ * single ones interleaved (e*T + t). The inner loops then read a group as
+ * one vec4 of shared memory, and the invocations of a subgroup read
+ * consecutive vec4s (no bank conflict), where contiguous blocks of 8 would
+ * be a 2-way conflict. Shared arrays are vec4[] for those 16-byte reads;
+ * transposed rows are padded by 4 floats, which keeps them 16-byte aligned
+ * and spreads the transposing stores over 8 banks instead of one.
+ *
+ * Global memory: every tensor is a uint[] storage buffer addressed in
+ * elements of its dtype (f16/bf16: half a word, u8: a byte), so no
+ * 8/16-bit storage feature is needed. With VEC (the host checked unit
+ * innermost strides, head dims multiples of 4 and element offsets of rows
+ * multiples of 4) Q, K and V are also read through aliases of their
+ * bindings 4 elements at a time: a uvec4 for f32, a uvec2 (two f16/bf16
+ * pairs) for 16-bit dtypes. 16-bit outputs are written with word atomics
+ * (two invocations may own the two halves of one word). Indices are
+ * 32-bit: the host rejects tensors whose offsets do not fit.
+ *
+ * Loops over an invocation's rows, keys and columns are unrolled
+ * ([[unroll]]) so that its arrays stay in registers.
  *
  * Built twice: plain, and with ATTN_SUBGROUP=1 (the subgroup path, for
  * devices with subgroup shuffles whose smallest subgroup holds TX
@@ -42,41 +59,107 @@ layout(constant_id = 6) const int D = 64;
 layout(constant_id = 7) const int DV = 64;
 layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
-layout(constant_id = 10) const int STAGE = 1024; /* max(DC*(BQP+BKP), KC*DVT*TX) */
+layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, BK*BQP) */
+layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element loads of Q, K, V */
 
 const int BQ = TY * RM;
 const int BK = TX * RN;
 const int NT = TX * TY;
 const int DVP = DVT * TX;      /* padded V tile row */
-const int BQP = BQ + 1;        /* transposed P and Q rows (padded) */
-const int BKP = BK + 1;        /* transposed K rows (padded) */
+const int BQP = BQ + 4;        /* transposed P and Q rows (padded) */
+const int BKP = BK + 4;        /* transposed K rows (padded) */
+const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in qkp, 16-byte aligned */
+/* XOR swizzle masks of the QsT / KsT rows (see qk_row) */
+const int SWQ = BQ % 32 == 0 ? 7 : BQ % 16 == 0 ? 3 : BQ % 8 == 0 ? 1 : 0;
+const int SWK = BK % 32 == 0 ? 7 : BK % 16 == 0 ? 3 : BK % 8 == 0 ? 1 : 0;
+const bool G4M = RM % 4 == 0, G4N = RN % 4 == 0, G4C = DVT % 4 == 0;  /* owned in groups of 4 */
 
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #if ATTN_SUBGROUP
 #extension GL_KHR_shader_subgroup_shuffle : require
 #endif
 #include "common.glsl"
 #include "sdpa_common.glsl"
 
+/* 4-element views of the inputs (VEC only): f32 as uvec4, 16-bit as uvec2. */
+layout(std430, binding = 0) readonly buffer Q4b { uvec4 w[]; } Q4;
+layout(std430, binding = 1) readonly buffer K4b { uvec4 w[]; } K4;
+layout(std430, binding = 2) readonly buffer V4b { uvec4 w[]; } V4;
+layout(std430, binding = 0) readonly buffer Q2b { uvec2 w[]; } Q2;
+layout(std430, binding = 1) readonly buffer K2b { uvec2 w[]; } K2;
+layout(std430, binding = 2) readonly buffer V2b { uvec2 w[]; } V2;
+
+vec4 unpack4(uvec2 u)
+{
+    if (IN_DT == DT_F16)
+        return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+    return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
+}
+
+/* vec4 NAME(int i): elements i..i+3 (i a multiple of 4) of an input. */
+#define LOAD4(NAME, B4, B2) \
+    vec4 NAME(int i) { \
+        return IN_DT == DT_F32 ? uintBitsToFloat(B4.w[uint(i) >> 2]) : unpack4(B2.w[uint(i) >> 2]); \
+    }
+LOAD4(load4_q, Q4, Q2)
+LOAD4(load4_k, K4, K2)
+LOAD4(load4_v, V4, V2)
+
 #if ATTN_SUBGROUP
 float row_max(float x)
 {
-    for (int o = TX / 2; o > 0; o /= 2)
+    [[unroll]] for (int o = TX / 2; o > 0; o /= 2)
         x = max(x, subgroupShuffleXor(x, uint(o)));
     return x;
 }
 
 float row_sum(float x)
 {
-    for (int o = TX / 2; o > 0; o /= 2)
+    [[unroll]] for (int o = TX / 2; o > 0; o /= 2)
         x += subgroupShuffleXor(x, uint(o));
     return x;
 }
 #endif
 
-shared float stage[STAGE];
-shared float PsT[BK * BQP];
+/* The Q and K chunks of a tile, then (once S is in registers) its P: P
+ * reuses their space, which leaves room in 48 KiB for chunks of 32 dims
+ * with 64 x 128 blocks. */
+shared vec4 qkp[(STAGE + 3) / 4];
+shared vec4 vst[(KC * DVP + 3) / 4];   /* V chunk */
 shared float red[BQ * TX];
+
+/* Index (among T*R) of the e-th of the R owned by invocation t (see top). */
+int own(int e, int t, int T, bool g4)
+{
+    return g4 ? ((e >> 2) * T + t) * 4 + (e & 3) : e * T + t;
+}
+
+void qkp_set(int i, float x) { qkp[i >> 2][i & 3] = x; }
+
+/* Where row r of the transposed chunk QsT or KsT (mask SWQ or SWK) goes in
+ * dim row c: its group of 4 XOR (c/4 & sw). The staging loads give the 8
+ * invocations of a row 8 consecutive groups of 4 dims; without the swizzle
+ * their stores of one dim row would meet in 2 banks (rows padded to 4 mod
+ * 32 floats), with it in 8 distinct ones. Reads stay whole vec4s, the
+ * invocations of a subgroup still reading distinct consecutive groups. */
+int qk_xor(int c, int sw) { return (c >> 2) & sw; }
+int qk_row(int r, int c, int sw) { return r ^ (qk_xor(c, sw) << 2); }
+
+/* dst[e] = A[base + (own(e, t, T, G) ^ 4X)] for e < R (A a shared vec4[],
+ * base a multiple of 4 when G): one vec4 read per group of 4 when G. */
+#define GATHER(dst, A, base, R, T, t, G, X) \
+    if (G) { \
+        [[unroll]] for (int e_ = 0; e_ < (R); e_ += 4) { \
+            const vec4 x_ = A[((base) >> 2) + (((e_ >> 2) * (T) + (t)) ^ (X))]; \
+            dst[e_] = x_.x; dst[e_ + 1] = x_.y; dst[e_ + 2] = x_.z; dst[e_ + 3] = x_.w; \
+        } \
+    } else { \
+        [[unroll]] for (int e_ = 0; e_ < (R); e_++) { \
+            const int i_ = (base) + ((e_ * (T) + (t)) ^ ((X) << 2)); \
+            dst[e_] = A[i_ >> 2][i_ & 3]; \
+        } \
+    }
 
 void main()
 {
@@ -89,10 +172,10 @@ void main()
     const int vs1 = P.w[P_V + 2], vs3 = P.w[P_V + 4];
 
     float m[RM], l[RM], o[RM * DVT], s[RM * RN];
-    for (int i = 0; i < RM; i++) {
+    [[unroll]] for (int i = 0; i < RM; i++) {
         m[i] = sink_logit(k);
         l[i] = ((k.flags & F_SINKS) != 0 && tx == 0) ? 1.0 : 0.0;  /* partial sum per tx */
-        for (int c = 0; c < DVT; c++)
+        [[unroll]] for (int c = 0; c < DVT; c++)
             o[i * DVT + c] = 0.0;
     }
 
@@ -105,49 +188,63 @@ void main()
         /* a tile the block mask hides: skipped by the whole workgroup */
         if (bmode != 0) {
             const int kt = k.krow + j0 * ks1, vt = k.vrow + j0 * vs1;   /* this tile's first key */
-            /* S = Q K^T over chunks of DC dims: QsT [DC][BQP], KsT [DC][BKP].
-             * Consecutive invocations load consecutive dims of a row (coalesced
-             * global reads) and store them a padded row apart (no shared-memory
-             * bank conflicts). */
-            for (int i = 0; i < RM * RN; i++)
+            /* S = Q K^T over chunks of DC dims: QsT [DC][BQP], KsT [DC][BKP]
+             * (at KOFF). Consecutive invocations load consecutive dims
+             * of a row (coalesced global reads). */
+            [[unroll]] for (int i = 0; i < RM * RN; i++)
                 s[i] = 0.0;
             for (int dc = 0; dc < D; dc += DC) {
                 barrier();
-                for (int t = lid; t < BQ * DC; t += NT) {
-                    const int r = t / DC, c = t % DC;
-                    stage[c * BQP + r] = (r < k.nq && dc + c < D) ?
-                        load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0;
-                }
-                for (int t = lid; t < BK * DC; t += NT) {
-                    const int r = t / DC, c = t % DC;
-                    stage[DC * BQP + c * BKP + r] = (j0 + r < j1 && dc + c < D) ?
-                        load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0;
+                if (VEC != 0) {
+                    for (int t = lid; t < BQ * (DC / 4); t += NT) {
+                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
+                        const vec4 x = r < k.nq && dc + c < D ?
+                            load4_q(k.qrow + r * qs1 + dc + c) : vec4(0.0);
+                        [[unroll]] for (int u = 0; u < 4; u++)
+                            qkp_set((c + u) * BQP + qk_row(r, c + u, SWQ), x[u]);
+                    }
+                    for (int t = lid; t < BK * (DC / 4); t += NT) {
+                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
+                        const vec4 x = j0 + r < j1 && dc + c < D ?
+                            load4_k(kt + r * ks1 + dc + c) : vec4(0.0);
+                        [[unroll]] for (int u = 0; u < 4; u++)
+                            qkp_set(KOFF + (c + u) * BKP + qk_row(r, c + u, SWK), x[u]);
+                    }
+                } else {
+                    for (int t = lid; t < BQ * DC; t += NT) {
+                        const int r = t / DC, c = t % DC;
+                        qkp_set(c * BQP + qk_row(r, c, SWQ), r < k.nq && dc + c < D ?
+                                  load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0);
+                    }
+                    for (int t = lid; t < BK * DC; t += NT) {
+                        const int r = t / DC, c = t % DC;
+                        qkp_set(KOFF + c * BKP + qk_row(r, c, SWK), j0 + r < j1 && dc + c < D ?
+                                  load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0);
+                    }
                 }
                 barrier();
                 for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
-                    for (int i = 0; i < RM; i++)
-                        a[i] = stage[c * BQP + ty * RM + i];
-                    for (int j = 0; j < RN; j++)
-                        bb[j] = stage[DC * BQP + c * BKP + tx * RN + j];
-                    for (int i = 0; i < RM; i++)
-                        for (int j = 0; j < RN; j++)
+                    GATHER(a, qkp, c * BQP, RM, TY, ty, G4M, qk_xor(c, SWQ))
+                    GATHER(bb, qkp, KOFF + c * BKP, RN, TX, tx, G4N, qk_xor(c, SWK))
+                    [[unroll]] for (int i = 0; i < RM; i++)
+                        [[unroll]] for (int j = 0; j < RN; j++)
                             s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
                 }
             }
 
             /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++)
-                    s[i * RN + j] = score(k, s[i * RN + j], k.i0 + ty * RM + i,
-                                          j0 + tx * RN + j, j1, full, bmode);
+            [[unroll]] for (int i = 0; i < RM; i++)
+                [[unroll]] for (int j = 0; j < RN; j++)
+                    s[i * RN + j] = score(k, s[i * RN + j], k.i0 + own(i, ty, TY, G4M),
+                                          j0 + own(j, tx, TX, G4N), j1, full, bmode);
 
             /* Online softmax (or sigmoid); P to shared memory. */
             if (!k.sigmoid) {
                 float mts[RM];
-                for (int i = 0; i < RM; i++) {
+                [[unroll]] for (int i = 0; i < RM; i++) {
                     float pm = s[i * RN];
-                    for (int j = 1; j < RN; j++)
+                    [[unroll]] for (int j = 1; j < RN; j++)
                         pm = max(pm, s[i * RN + j]);
 #if ATTN_SUBGROUP
                     mts[i] = row_max(pm);
@@ -157,55 +254,77 @@ void main()
                 }
 #if !ATTN_SUBGROUP
                 barrier();
-                for (int i = 0; i < RM; i++) {
+                [[unroll]] for (int i = 0; i < RM; i++) {
                     mts[i] = red[(ty * RM + i) * TX];
                     for (int t = 1; t < TX; t++)
                         mts[i] = max(mts[i], red[(ty * RM + i) * TX + t]);
                 }
 #endif
-                for (int i = 0; i < RM; i++) {
+                [[unroll]] for (int i = 0; i < RM; i++) {
                     const float mn = max(m[i], mts[i]);
                     float alpha = 1.0, sum = 0.0;
                     if (mn == NEG_INF) {
-                        for (int j = 0; j < RN; j++)
+                        [[unroll]] for (int j = 0; j < RN; j++)
                             s[i * RN + j] = 0.0;
                     } else {
                         alpha = exp(m[i] - mn);
-                        for (int j = 0; j < RN; j++) {
+                        [[unroll]] for (int j = 0; j < RN; j++) {
                             s[i * RN + j] = exp(s[i * RN + j] - mn);
                             sum += s[i * RN + j];
                         }
                         m[i] = mn;
                     }
                     l[i] = l[i] * alpha + sum;
-                    for (int c = 0; c < DVT; c++)
+                    [[unroll]] for (int c = 0; c < DVT; c++)
                         o[i * DVT + c] *= alpha;
                 }
             } else {
-                for (int i = 0; i < RM * RN; i++)
+                [[unroll]] for (int i = 0; i < RM * RN; i++)
                     s[i] = sigmoid_p(s[i]);
             }
-            for (int j = 0; j < RN; j++)
-                for (int i = 0; i < RM; i++)
-                    PsT[(tx * RN + j) * BQP + ty * RM + i] = s[i * RN + j];
+            /* PsT [BK][BQP] in qkp, once every invocation is done with the
+             * Q and K chunks: key row own(j), query column own(i), swizzled
+             * as QsT by key group (the invocations of a row store 4 keys
+             * apart: 8 rows in 2 banks without it). */
+            barrier();
+            [[unroll]] for (int j = 0; j < RN; j++) {
+                const int key = own(j, tx, TX, G4N), kr = key * BQP, sx = qk_xor(key, SWQ);
+                if (G4M) {
+                    [[unroll]] for (int i = 0; i < RM; i += 4)
+                        qkp[(kr >> 2) + (((i >> 2) * TY + ty) ^ sx)] =
+                            vec4(s[i * RN + j], s[(i + 1) * RN + j], s[(i + 2) * RN + j],
+                                 s[(i + 3) * RN + j]);
+                } else {
+                    [[unroll]] for (int i = 0; i < RM; i++) {
+                        const int pi = kr + (own(i, ty, TY, false) ^ (sx << 2));
+                        qkp[pi >> 2][pi & 3] = s[i * RN + j];
+                    }
+                }
+            }
 
             /* O += P V over chunks of KC keys: Vs [KC][DVP]. */
             for (int kc = 0; kc < BK; kc += KC) {
                 barrier();
-                for (int t = lid; t < KC * DVP; t += NT) {
-                    const int r = t / DVP, c = t % DVP;
-                    stage[t] = (j0 + kc + r < j1 && c < DV) ?
-                        load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0;
+                if (VEC != 0) {
+                    for (int t = lid; t < KC * (DVP / 4); t += NT) {
+                        const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
+                        vst[t] = j0 + kc + r < j1 && c < DV ?
+                            load4_v(vt + (kc + r) * vs1 + c) : vec4(0.0);
+                    }
+                } else {
+                    for (int t = lid; t < KC * DVP; t += NT) {
+                        const int r = t / DVP, c = t % DVP;
+                        vst[t >> 2][t & 3] = j0 + kc + r < j1 && c < DV ?
+                            load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0;
+                    }
                 }
                 barrier();
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
-                    for (int c = 0; c < DVT; c++)
-                        vv[c] = stage[kk * DVP + tx * DVT + c];
-                    for (int i = 0; i < RM; i++)
-                        pp[i] = PsT[(kc + kk) * BQP + ty * RM + i];
-                    for (int i = 0; i < RM; i++)
-                        for (int c = 0; c < DVT; c++)
+                    GATHER(vv, vst, kk * DVP, DVT, TX, tx, G4C, 0)
+                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M, qk_xor(kc + kk, SWQ))
+                    [[unroll]] for (int i = 0; i < RM; i++)
+                        [[unroll]] for (int c = 0; c < DVT; c++)
                             o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);
                 }
             }
@@ -215,32 +334,31 @@ void main()
     /* Full row sums, normalise, gate, store. */
     float lsums[RM];
 #if ATTN_SUBGROUP
-    for (int i = 0; i < RM; i++)
+    [[unroll]] for (int i = 0; i < RM; i++)
         lsums[i] = row_sum(l[i]);
 #else
     barrier();
-    for (int i = 0; i < RM; i++)
+    [[unroll]] for (int i = 0; i < RM; i++)
         red[(ty * RM + i) * TX + tx] = l[i];
     barrier();
-    for (int i = 0; i < RM; i++) {
+    [[unroll]] for (int i = 0; i < RM; i++) {
         lsums[i] = 0.0;
         for (int t = 0; t < TX; t++)
             lsums[i] += red[(ty * RM + i) * TX + t];
     }
 #endif
-    for (int i = 0; i < RM; i++) {
-        const int ii = k.i0 + ty * RM + i;
-        if (ii > k.ilast)
-            break;                                /* rows only grow with i */
-        const float lsum = lsums[i];
-        const float inv = k.sigmoid ? 1.0 : (lsum > 0.0 ? 1.0 / lsum : 0.0);
-        for (int c = 0; c < DVT; c++) {
-            const int col = tx * DVT + c;
-            if (col >= DV)
-                break;
-            store_o(k, ii, col, o[i * DVT + c] * inv);
+    [[unroll]] for (int i = 0; i < RM; i++) {
+        const int ii = k.i0 + own(i, ty, TY, G4M);
+        if (ii <= k.ilast) {
+            const float lsum = lsums[i];
+            const float inv = k.sigmoid ? 1.0 : (lsum > 0.0 ? 1.0 / lsum : 0.0);
+            [[unroll]] for (int c = 0; c < DVT; c++) {
+                const int col = own(c, tx, TX, G4C);
+                if (col < DV)
+                    store_o(k, ii, col, o[i * DVT + c] * inv);
+            }
+            if (tx == 0)
+                store_lse(k, ii, m[i], lsum);
         }
-        if (tx == 0)
-            store_lse(k, ii, m[i], lsum);
     }
 }

@@ -7,25 +7,34 @@
 #include "args.h"
 #include "../error.h"
 
-typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc; } sdpa_cfg;
+/* A work-group shape: tx x ty work-items of rm rows x rn keys, dims staged
+ * dc and V rows kc at a time; qres: the block's Q stays in local memory;
+ * pref: 1 the next K chunk, 2 also the next V chunk, 3 also the next Q
+ * chunk (when restaged) is read into registers during the products (0 none). */
+typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc, qres, pref; } sdpa_cfg;
 
 /* Flag bits shared with opencl/sdpa.cl. */
 enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
        F_VARLEN = 1 << 4, F_LSE = 1 << 5, F_MASK = 1 << 6, F_GATE = 1 << 7,
        F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9, F_VEC = 1 << 10 };
 
-static size_t local_bytes(const sdpa_cfg *c, int64_t dv)
+static int64_t rup4(int64_t n) { return (n + 3) / 4 * 4; }
+
+/* The kernel's local memory (see LOCAL_LEN in opencl/sdpa.cl). */
+static size_t local_bytes(const sdpa_cfg *c, int64_t dd, int64_t dv)
 {
     const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
     const int64_t dvp = (dv + c->tx - 1) / c->tx * c->tx;
-    int64_t stage = c->dc * (bq + bk);
+    int64_t stage = (c->qres ? 0 : rup4(c->dc * bq)) + c->dc * bk;
     if (c->kc * dvp > stage)
         stage = c->kc * dvp;
-    return (size_t)(stage + bk * (bq + 4) + bq * c->tx) * sizeof(float) + 2 * sizeof(int);
+    const int64_t floats = (c->qres ? rup4(dd * bq) : 0) + rup4(stage) + rup4(bk * (bq + 4)) +
+                           rup4(bq * (c->tx % 4 == 0 ? c->tx + 4 : c->tx));
+    return (size_t)floats * sizeof(float) + 2 * sizeof(int);
 }
 
-/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
- * chunk KC that fit the device's local memory; 0 if nothing fits. */
+/* Completes a (tx, ty, rm, rn, qres) shape with the largest dim chunk DC and
+ * key chunk KC that fit the device's local memory; 0 if nothing fits. */
 static int fit_local(const attn_cl_device *d, sdpa_cfg *c, int64_t dd, int64_t dv)
 {
     const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
@@ -34,44 +43,79 @@ static int fit_local(const attn_cl_device *d, sdpa_cfg *c, int64_t dd, int64_t d
         for (int kc = bk; kc >= 1; kc /= 2) {
             c->dc = dc;
             c->kc = kc;
-            if (local_bytes(c, dv) <= budget)
+            if (local_bytes(c, dd, dv) <= budget)
                 return 1;
         }
     return 0;
 }
 
+/* ATTN_OPENCL_SDPA_<name>=0..max forces a structural choice; -1 when unset. */
+static int env_choice(const char *name, int max)
+{
+    const char *e = getenv(name);
+    return e && e[0] >= '0' && e[0] <= '0' + max && !e[1] ? e[0] - '0' : -1;
+}
+
 /* Work-group shapes from large to small; the first that the device's
- * limits (work-group size, work-item sizes, local memory) allow is used.
- * ATTN_OPENCL_SDPA_TILE="tx,ty,rm,rn[,dc,kc]" overrides it (tuning). */
+ * limits (work-group size, work-item sizes, local memory) allow is used,
+ * with the block's Q resident in local memory when it fits. Tuning:
+ * ATTN_OPENCL_SDPA_TILE="tx,ty,rm,rn[,dc,kc]" overrides the shape,
+ * ATTN_OPENCL_SDPA_QRES=0|1 and ATTN_OPENCL_SDPA_PREF=0..3 the choices. */
 static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t kernel_max,
                       int use_env, sdpa_cfg *out)
 {
+    const int qres_env = env_choice("ATTN_OPENCL_SDPA_QRES", 1);
+    const int pref_env = env_choice("ATTN_OPENCL_SDPA_PREF", 3);
+    const int pref = pref_env >= 0 ? pref_env : 2;
     const char *env = getenv("ATTN_OPENCL_SDPA_TILE");
     if (env && *env && use_env) {
-        sdpa_cfg c = { 0, 0, 0, 0, 0, 0 };
+        /* Given chunks: Q resident only if asked for; else as for the table. */
+        sdpa_cfg c = { 0, 0, 0, 0, 0, 0, qres_env > 0, pref };
         int n = sscanf(env, "%d,%d,%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn, &c.dc, &c.kc);
+        if (n == 6 && (c.dc < 1 || c.kc < 1 || c.tx * c.rn % c.kc != 0))
+            n = 4;   /* key chunks must tile the key tile: fitted instead */
         if ((n == 4 || n == 6) && c.tx > 0 && c.ty > 0 && c.rm > 0 && c.rn > 0) {
-            if (n == 4 && !fit_local(d, &c, dd, dv))
-                return 0;
+            if (n == 4) {
+                c.qres = qres_env != 0;
+                int ok = fit_local(d, &c, dd, dv);
+                if (!ok && qres_env < 0) {
+                    c.qres = 0;
+                    ok = fit_local(d, &c, dd, dv);
+                }
+                if (!ok)
+                    return 0;
+            }
             *out = c;
             return 1;
         }
     }
-    static const sdpa_cfg shapes[] = {
-        { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 }, { 8, 8, 4, 4, 0, 0 },
-        { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 }, { 4, 4, 2, 2, 0, 0 },
-        { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
+    /* 32 x 8 of 4 x 4 first (32 rows x 128 keys, 16 O accumulators per
+     * work-item: many groups per compute unit), the fastest shape of the
+     * Vulkan plain path on an NVIDIA H200; then 8 x 32, where a 32-wide warp
+     * spans 4 row groups and 8 key groups, so that its float4 reads of Q, K
+     * and V rows touch 64-128 bytes (one local-memory wavefront) each. */
+    static const int shapes[][4] = {
+        { 32, 8, 4, 4 }, { 8, 32, 4, 4 }, { 16, 16, 4, 4 }, { 16, 8, 4, 4 }, { 8, 8, 4, 4 },
+        { 8, 8, 2, 4 }, { 8, 4, 2, 2 }, { 4, 4, 2, 2 },
+        { 2, 2, 2, 2 }, { 1, 1, 1, 1 },
     };
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        sdpa_cfg c = shapes[i];
-        if ((size_t)(c.tx * c.ty) > d->max_wg || (size_t)(c.tx * c.ty) > kernel_max ||
-            (size_t)c.tx > d->max_wi[0] || (size_t)c.ty > d->max_wi[1])
-            continue;
-        if (!fit_local(d, &c, dd, dv))
-            continue;
-        *out = c;
-        return 1;
-    }
+    /* First pass: at most 64 O accumulators per work-item (registers, with
+     * the scores and prefetched chunks beside them); second: any. */
+    for (int capped = 1; capped >= 0; capped--)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            sdpa_cfg c = { shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], 0, 0, 0,
+                           pref };
+            if ((size_t)(c.tx * c.ty) > d->max_wg || (size_t)(c.tx * c.ty) > kernel_max ||
+                (size_t)c.tx > d->max_wi[0] || (size_t)c.ty > d->max_wi[1] ||
+                (capped && c.rm * ((dv + c.tx - 1) / c.tx) > 64))
+                continue;
+            /* Q resident first, then not, as far as ATTN_OPENCL_SDPA_QRES allows. */
+            for (c.qres = qres_env != 0; c.qres >= (qres_env > 0); c.qres--)
+                if (fit_local(d, &c, dd, dv)) {
+                    *out = c;
+                    return 1;
+                }
+        }
     return 0;
 }
 
@@ -88,8 +132,9 @@ static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, con
                       p->v.stride[1] < lim / bk && p->v.stride[3] < lim / p->dv;
     char opts[512];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DIN_DT=%d -DTX=%d -DTY=%d "
-             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d -DIDX_T=%s%s", (long long)p->d, (long long)p->dv,
-             (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn, c->dc, c->kc, small ? "int" : "long",
+             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d -DQRES=%d -DPREF=%d -DIDX_T=%s%s", (long long)p->d,
+             (long long)p->dv, (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn, c->dc, c->kc,
+             c->qres, c->pref, small ? "int" : "long",
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_SDPA, opts, &prog);
@@ -214,7 +259,7 @@ attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pthread_mutex_lock(&d->lock);
     attn_status s = ATTN_OK;
     cl_kernel k = NULL;
-    sdpa_cfg c;
+    sdpa_cfg c = { 0, 0, 0, 0, 0, 0, 0, 0 };
     size_t kernel_max = (size_t)-1;
     /* The largest shape the device allows; if the compiled kernel cannot
      * run work-groups that large (registers), the next smaller one. */

@@ -23,18 +23,23 @@ enum { P_Q = 0, P_K = 5, P_V = 10, P_O = 15, P_OUT_DT = 20, P_L = 21, P_M = 25,
 
 static int dvt_of(const sdpa_cfg *c, int64_t dv) { return (int)((dv + c->tx - 1) / c->tx); }
 
-static int64_t stage_floats(const sdpa_cfg *c, int64_t dv)
+static int64_t round4(int64_t x) { return (x + 3) / 4 * 4; }
+
+/* Floats of the shader's qkp: QsT [DC][BQ+4] and KsT [DC][BK+4] (from a
+ * 16-byte boundary), later P [BK][BQ+4]. */
+static int64_t stage_floats(const sdpa_cfg *c)
 {
     const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
-    const int64_t qk = c->dc * (bq + 1 + bk + 1), vt = (int64_t)c->kc * dvt_of(c, dv) * c->tx;
-    return qk > vt ? qk : vt;
+    const int64_t qk = round4(c->dc * (bq + 4)) + c->dc * (bk + 4), pt = bk * (bq + 4);
+    return qk > pt ? qk : pt;
 }
 
+/* qkp, the V chunk [KC][DVT*TX], the row reductions [BQ][TX], two ints. */
 static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
 {
-    const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
-    return (size_t)(stage_floats(c, dv) + bk * (bq + 1) + bq * c->tx) * sizeof(float) +
-           2 * sizeof(int);
+    const int64_t bq = c->ty * c->rm;
+    return (size_t)(round4(stage_floats(c)) + round4((int64_t)c->kc * dvt_of(c, dv) * c->tx) +
+                    bq * c->tx) * sizeof(float) + 2 * sizeof(int);
 }
 
 /* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
@@ -56,39 +61,97 @@ static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t 
     return 0;
 }
 
-/* Workgroup shapes from large to small; the first that the device's limits
- * (invocations, sizes, shared memory) allow is used.
- * ATTN_VULKAN_SDPA_TILE="tx,ty,rm,rn" overrides it (tuning). */
-static int choose_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *out)
+static int fits_device(const attn_vk_device *d, const sdpa_cfg *c, int64_t dv)
+{
+    const VkPhysicalDeviceLimits *lim = &d->limits;
+    return (uint32_t)(c->tx * c->ty) <= lim->maxComputeWorkGroupInvocations &&
+           (uint32_t)c->tx <= lim->maxComputeWorkGroupSize[0] &&
+           (uint32_t)c->ty <= lim->maxComputeWorkGroupSize[1] &&
+           c->rm * c->rn <= 256 && c->dc > 0 && c->kc > 0 && (c->tx * c->rn) % c->kc == 0 &&
+           shared_bytes(c, dv) <= d->limits.maxComputeSharedMemorySize;
+}
+
+/* ATTN_VULKAN_SDPA_TILE="tx,ty,rm,rn[,dc,kc]" (tuning): that shape, with
+ * the largest chunks that fit unless given; 0 if unset or impossible. */
+static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *out)
 {
     const char *env = getenv("ATTN_VULKAN_SDPA_TILE");
-    if (env && *env) {
-        sdpa_cfg c = { 0, 0, 0, 0, 0, 0 };
-        if (sscanf(env, "%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn) == 4 && c.tx > 0 &&
-            c.ty > 0 && c.rm > 0 && c.rn > 0 && c.tx * c.ty <= 1024 && c.rm * c.rn <= 256 &&
-            fit_shared(d, &c, dd, dv)) {
-            *out = c;
-            return 1;
-        }
-    }
-    static const sdpa_cfg shapes[] = {
+    if (!env || !*env)
+        return 0;
+    sdpa_cfg c = { 0, 0, 0, 0, 0, 0 };
+    const int n = sscanf(env, "%d,%d,%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn, &c.dc, &c.kc);
+    if ((n != 4 && n != 6) || c.tx <= 0 || c.ty <= 0 || c.rm <= 0 || c.rn <= 0)
+        return 0;
+    if (n == 4 && !fit_shared(d, &c, dd, dv))
+        return 0;
+    if (!fits_device(d, &c, dv))
+        return 0;
+    *out = c;
+    return 1;
+}
+
+/* Workgroup shapes from large to small per device class; the first that
+ * the device's limits (invocations, sizes, shared memory) allow is used.
+ * GPUs: 32x8 invocations of 4x4 scores first (32 x 128 blocks): the
+ * fastest of 15 shapes on an NVIDIA H200 (f32 and f16, causal and not,
+ * D = 128: 19-21 TFLOP/s, against 14 for 16x8 of 8x8 and 15-17 for 16x16
+ * of 4x4). Then 8x8 scores per invocation, the most FMAs per shared-memory
+ * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
+ * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
+ * 64 x 128 blocks with chunks of 32 dims in 48 KiB.
+ * CPU devices (lavapipe runs a workgroup as SIMD loops over its
+ * invocations): 4x4 blocks of large workgroups, the fastest there and
+ * quick to compile. */
+static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t dv,
+                      sdpa_cfg *out)
+{
+    if (env_cfg(d, dd, dv, out))
+        return 1;
+    static const sdpa_cfg gpu[] = {
+        { 32, 8, 4, 4, 0, 0 }, { 16, 8, 8, 8, 0, 0 }, { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 },
+        { 8, 8, 4, 4, 0, 0 }, { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 },
+        { 4, 4, 2, 2, 0, 0 }, { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
+    };
+    static const sdpa_cfg cpu[] = {
         { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 }, { 8, 8, 4, 4, 0, 0 },
         { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 }, { 4, 4, 2, 2, 0, 0 },
         { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
     };
-    const VkPhysicalDeviceLimits *lim = &d->limits;
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    const sdpa_cfg *shapes = is_cpu ? cpu : gpu;
+    const size_t n = is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
+    for (size_t i = 0; i < n; i++) {
         sdpa_cfg c = shapes[i];
-        if ((uint32_t)(c.tx * c.ty) > lim->maxComputeWorkGroupInvocations ||
-            (uint32_t)c.tx > lim->maxComputeWorkGroupSize[0] ||
-            (uint32_t)c.ty > lim->maxComputeWorkGroupSize[1])
-            continue;
-        if (!fit_shared(d, &c, dd, dv))
-            continue;
-        *out = c;
-        return 1;
+        if (fit_shared(d, &c, dd, dv) && fits_device(d, &c, dv)) {
+            *out = c;
+            return 1;
+        }
     }
     return 0;
+}
+
+/* Whether view v (4-D, innermost dim of n elements) can be read 4 elements
+ * at a time: unit innermost stride, n and every other stride (of a dim
+ * longer than 1) and the offset multiples of 4 elements. */
+static int view_vec4(const attn_view *v, int64_t n)
+{
+    if (n % 4 != 0 || v->stride[3] != 1 || (v->offset / attn_dtype_size(v->dtype)) % 4 != 0 ||
+        v->offset % attn_dtype_size(v->dtype) != 0)
+        return 0;
+    for (int i = 0; i < 3; i++)
+        if (v->shape[i] > 1 && v->stride[i] % 4 != 0)
+            return 0;
+    return 1;
+}
+
+/* The 4-element loads of Q, K and V (the shader's VEC): aligned views,
+ * chunks of whole groups of 4. ATTN_VULKAN_SDPA_VEC=0 turns them off. */
+static int use_vec(const attn_sdpa_problem *p, const sdpa_cfg *c)
+{
+    const char *env = getenv("ATTN_VULKAN_SDPA_VEC");
+    if (env && strcmp(env, "0") == 0)
+        return 0;
+    return c->dc % 4 == 0 && (dvt_of(c, p->dv) * c->tx) % 4 == 0 && view_vec4(&p->q, p->d) &&
+           view_vec4(&p->k, p->d) && view_vec4(&p->v, p->dv);
 }
 
 /* The subgroup path reduces a row's TX invocations with xor shuffles: TX
@@ -287,17 +350,17 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     attn_vk_device *d = dev->impl;
     if (p->sq == 0 || p->num_seqs == 0)
         return ATTN_OK;
-    int32_t spec[11];
+    int32_t spec[12];
     int nspec, shader, bq;
     sdpa_cfg c;
     if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
-    } else if (choose_cfg(d, p->d, p->dv, &c)) {
-        const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
+    } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
+        const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
-                                (int32_t)stage_floats(&c, p->dv) };
+                                (int32_t)stage_floats(&c), use_vec(p, &c) };
         memcpy(spec, s, sizeof s);
-        nspec = 11;
+        nspec = 12;
         shader = use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP : ATTN_VK_SHADER_SDPA;
         bq = c.ty * c.rm;
     } else {
