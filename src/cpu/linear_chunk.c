@@ -44,8 +44,8 @@ typedef struct chunk_ctx {
 
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
 {
-    const int64_t C = p->chunk, lk = attn_linear_round16(p->dk);
-    const int64_t lv = attn_linear_round16(p->dv), lc = attn_linear_round16(C);
+    const int64_t C = p->chunk, lk = attn_linear_ld(p->dk);
+    const int64_t lv = attn_linear_ld(p->dv), lc = attn_linear_ld(C);
     int64_t le = lk > lv ? lk : lv;
     le = le > lc ? le : lc;
     return (size_t)(5 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
@@ -227,9 +227,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     c.ks = t->ks;
     c.dk = p->dk;
     c.dv = p->dv;
-    c.lk = attn_linear_round16(p->dk);
-    c.lv = attn_linear_round16(p->dv);
-    c.lc = attn_linear_round16(p->chunk);
+    c.lk = attn_linear_ld(p->dk);
+    c.lv = attn_linear_ld(p->dv);
+    c.lc = attn_linear_ld(p->chunk);
     c.mode = (p->has_g || p->decay) ? (p->g_per_channel ? 2 : 1) : 0;
     const int64_t C = p->chunk, dk = c.dk, dv = c.dv, lk = c.lk, lv = c.lv, lc = c.lc;
     float *cur = t->ws;
