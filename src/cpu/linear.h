@@ -32,6 +32,13 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
+    /* Gate products along rows (a: per-token gates exp(g) <= 1; ld is
+     * the leading dimension of dst, x and a alike), n floats a row:
+     *   forward:  dst_r = x_r * a_0 * ... * a_r
+     *   reverse:  dst_r = x_r * a_{r+1} * ... * a_{rows-1}
+     * dst may be x. */
+    void (*gate_scan)(float *dst, const float *x, const float *a, int64_t ld, int rows,
+                      int64_t n, int reverse);
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     /* dst row r = src row r (n floats each, r < rows) with stores that bypass
