@@ -1,7 +1,8 @@
 /* AVX2 decode kernels (compiled with -mavx2 -mfma -mf16c): the primitives of
  * simd/decode_tmpl.h with 8-lane vectors and 16 ymm registers. Tiles: qk
  * 2 query rows x 4 keys (8 accumulators, one hadd tree for the 8 scores),
- * pv 2 rows x 32 output dims. */
+ * pv 2 rows x 32 output dims; Q8/Q4 values take their own P.V with the
+ * block scales folded into P (avx2_decode_qpv.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -22,7 +23,14 @@ static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 
 static inline void cvt_meta(const uint16_t *meta, int64_t n, float *out)
 {
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(meta + i))));
+    if (i + 4 <= n) {
+        _mm_storeu_ps(out + i, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(meta + i))));
+        i += 4;
+    }
+    for (; i < n; i++)
         out[i] = _cvtsh_ss(meta[i]);
 }
 
@@ -88,11 +96,12 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "avx2_decode_qpv.h"
 
 static const attn_cpu_decode_kernels avx2_decode = {
     .name = "avx2",
     .qk = dec_qk,
-    .pv = dec_pv,
+    .pv = avx2_pv,
 };
 
 const attn_cpu_decode_kernels *attn_cpu_decode_avx2(void)

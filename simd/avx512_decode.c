@@ -96,6 +96,7 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "avx512_decode_meta.h"
 #include "avx512_decode_qpv.h"
 #include "avx512_decode_vnni.h"
 

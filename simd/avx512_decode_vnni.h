@@ -1,5 +1,5 @@
 /* Q8/Q4 scores with AVX512-VNNI integer dot products. Included by
- * avx512_decode.c after avx512_decode_qpv.h (block_params16); these
+ * avx512_decode.c after avx512_decode_meta.h (meta16_*); these
  * functions carry target("avx512vnni") and are only reached through the
  * kernel table chosen for CPUs with ATTN_CPU_AVX512_VNNI.
  *
@@ -97,28 +97,30 @@ VNNI_INLINE void vnni_transpose16(__m512i *r)
     }
 }
 
-/* Scores of all nr prepared rows against keys j0..j0+jn-1 (jn <= 16). */
-VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows *k, int j0, int jn,
-                           int nk, int64_t d, float *s, int64_t lds)
+/* Scores of all nr prepared rows against keys j0..j0+jn-1 (jn <= 16; full:
+ * jn == 16, so that no row load needs its own mask). */
+VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const attn_kv_rows *k, int j0,
+                           int jn, int nk, int64_t d, float *s, int64_t lds)
 {
     const int64_t nb = d / 32, qrow = vnni_row_bytes(d), rb = k->row_bytes;
-    /* kt[c]: dword c of the 16 rows (dims 4c..4c+3; Q4 bytes 4c..4c+3) */
+    /* kt[c]: dword c of the 16 rows (dims 4c..4c+3; Q4 bytes 4c..4c+3), zero past jn */
     __m512i kt[vnni_max_d / 4];
-    const uint8_t *kr[16];
-    DEC_UNROLL for (int l = 0; l < 16; l++) kr[l] = k->data + (j0 + dec_min(l, jn - 1)) * rb;
-    for (int64_t mb = 0; mb < 32 * k->meta_per_row; mb += 64)   /* the next 16 keys' meta */
-        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + 16, nk) + mb, 0, 3);
+    const uint8_t *kd = k->data + j0 * rb;
+    const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* 16 keys ahead */
+    for (int64_t mb = 0; mb < 32 * k->meta_per_row; mb += 64)   /* and their meta */
+        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + dec_qpf_keys, nk) + mb, 0, 3);
     for (int64_t c0 = 0; c0 < rb; c0 += 64) {
         const __mmask16 m = rb - c0 >= 64 ? (__mmask16)0xffff : (__mmask16)((1u << ((rb - c0) / 4)) - 1u);
         __m512i r[16];
         DEC_UNROLL for (int l = 0; l < 16; l++) {
-            r[l] = _mm512_maskz_loadu_epi32(m, kr[l] + c0);
-            __builtin_prefetch(attn_kv_row_ahead(k, j0 + l + 16, nk) + c0, 0, 3);
+            r[l] = _mm512_maskz_loadu_epi32(full || l < jn ? m : 0, kd + l * rb + c0);
+            __builtin_prefetch(pf + l * rb + c0, 0, 3);
         }
         vnni_transpose16(r);
         DEC_UNROLL for (int c = 0; c < 16; c++)
             kt[c0 / 4 + c] = q4 ? r[c] : _mm512_xor_si512(r[c], _mm512_set1_epi8((char)0x80));
     }
+    const meta16 mt = meta16_load(k, j0, jn);
     const __mmask16 store = (__mmask16)((1u << jn) - 1u);
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
@@ -150,7 +152,7 @@ VNNI_INLINE void vnni_qk16(int q4, const uint8_t *qp, int nr, const attn_kv_rows
                                                      _mm512_set1_epi32(((const int32_t *)(qi[r] + 32 * b))[i]));
             }
             __m512 sk, mk;
-            block_params16(q4, k, j0, j0 + jn, b, &sk, &mk);
+            meta16_block(q4, &mt, b, &sk, &mk);
             DEC_UNROLL for (int r = 0; r < 4; r++) {
                 const float *step = (const float *)(qi[r] + d);
                 sc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_mul_ps(sk, _mm512_set1_ps(step[b])), sc[r]);
@@ -169,10 +171,15 @@ static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn
                              int64_t d, float *s, int64_t lds)
 {
     for (int j0 = 0; j0 < nk; j0 += 16) {
-        if (dt == ATTN_Q4)
-            vnni_qk16(1, qp, nr, k, j0, dec_min(nk - j0, 16), nk, d, s, lds);
+        const int jn = dec_min(nk - j0, 16);
+        if (dt == ATTN_Q4 && jn == 16)
+            vnni_qk16(1, 1, qp, nr, k, j0, jn, nk, d, s, lds);
+        else if (dt == ATTN_Q4)
+            vnni_qk16(1, 0, qp, nr, k, j0, jn, nk, d, s, lds);
+        else if (jn == 16)
+            vnni_qk16(0, 1, qp, nr, k, j0, jn, nk, d, s, lds);
         else
-            vnni_qk16(0, qp, nr, k, j0, dec_min(nk - j0, 16), nk, d, s, lds);
+            vnni_qk16(0, 0, qp, nr, k, j0, jn, nk, d, s, lds);
     }
 }
 

@@ -2,7 +2,9 @@
  * float32x4 vectors. Tiles: qk 2 query rows x 4 keys (8 accumulators, a
  * pairwise-add tree for the scores), pv 2 rows x 32 output dims. Loaders
  * dequantise 4 values in registers (F16 via fcvtl, BF16 via a shift, Q8/Q4
- * by widening the integers and applying the block's scale and min). */
+ * by widening the integers and applying the block's scale and min); Q8/Q4
+ * values take their own P.V with the block scales folded into P
+ * (neon_decode_qpv.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -24,7 +26,10 @@ static inline vf vfma(vf a, vf b, vf c) { return vfmaq_f32(c, a, b); }
 
 static inline void cvt_meta(const uint16_t *meta, int64_t n, float *out)
 {
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(out + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(meta + i))));
+    for (; i < n; i++)
         out[i] = attn_f16_to_f32(meta[i]);
 }
 
@@ -95,11 +100,12 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 }
 
 #include "decode_tmpl.h"
+#include "neon_decode_qpv.h"
 
 static const attn_cpu_decode_kernels neon_decode = {
     .name = "neon",
     .qk = dec_qk,
-    .pv = dec_pv,
+    .pv = neon_pv,
 };
 
 const attn_cpu_decode_kernels *attn_cpu_decode_neon(void)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "error.h"
+#include "huge_alloc.h"
 #include "kv_cache.h"
 #include "tensor.h"
 #include "cpu/quant.h"
@@ -159,7 +160,7 @@ ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache
     }
     c->device = d.device;
     if (c->device == 0) {
-        c->pool = aligned_alloc(64, pool);
+        c->pool = attn_huge_alloc(pool);
     } else {
         attn_status st = attn_buffer_create(ctx, c->device, pool, &c->pool_buf);
         c->stage = aligned_alloc(64, (size_t)c->page_bytes);

@@ -358,6 +358,65 @@ static int run_case(attn_context *ctx, int iter, int quick)
     return 0;
 }
 
+/* Every layout of the Q8/Q4 block parameters the SIMD kernels read
+ * differently (AVX-512: rows of 1, 2 or 4 dwords picked by permutes, other
+ * widths gathered, odd Q8 widths unaligned), with pages of 17 tokens so
+ * that groups of 16 keys end early, against attn_sdpa on the dequantised
+ * keys and values. Deterministic: random cases need not draw them all. */
+static void meta_layouts(attn_context *ctx)
+{
+    static const attn_dtype dts[] = { ATTN_Q8, ATTN_Q4 };
+    static const int64_t ds[] = { 32, 64, 96, 128, 256 };
+    const int64_t hkv = 1, g = 4, L = 75;
+    for (int t = 0; t < 2; t++)
+        for (int di = 0; di < 5; di++) {
+            const int64_t d = ds[di], n = L * hkv * d, nq = g * d;
+            float *k = malloc((size_t)n * 4), *v = malloc((size_t)n * 4), *q = malloc((size_t)nq * 4);
+            float *rk = malloc((size_t)n * 4), *rv = malloc((size_t)n * 4), *qr = malloc((size_t)nq * 4);
+            float *out = malloc((size_t)nq * 4), *ref = malloc((size_t)nq * 4);
+            for (int64_t i = 0; i < n; i++) { k[i] = kv_randn(); v[i] = kv_randn(); }
+            for (int64_t i = 0; i < nq; i++) q[i] = kv_randn();
+            for (int64_t r = 0; r < L * hkv; r++) {
+                kv_roundtrip(dts[t], k + r * d, d, rk + r * d);
+                kv_roundtrip(dts[t], v + r * d, d, rv + r * d);
+            }
+            attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
+            desc.dtype = dts[t]; desc.num_kv_heads = (int32_t)hkv; desc.head_dim = (int32_t)d;
+            desc.page_size = 17; desc.max_pages = L / 17 + 1;
+            attn_kv_cache *kc = NULL;
+            KV_OK(attn_kv_cache_create(ctx, &desc, &kc));
+            attn_tensor tk = kv_t3(k, ATTN_F32, L, hkv, d), tv = kv_t3(v, ATTN_F32, L, hkv, d);
+            KV_OK(attn_kv_cache_append(kc, 0, &tk, &tv));
+            attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+            attn_tensor tq = attn_tensor_4d(q, ATTN_F32, 1, 1, hkv * g, d);
+            attn_tensor to = attn_tensor_4d(out, ATTN_F32, 1, 1, hkv * g, d);
+            int32_t s0 = 0;
+            KV_OK(attn_decode(ctx, &p, &tq, kc, &s0, &to, NULL));
+            attn_kv_cache_destroy(kc);
+            /* the reference sees the query as the kernels do (int8_query) */
+            attn_sdpa_params rp = ATTN_SDPA_PARAMS_INIT;
+            if (int8_scores(ctx, dts[t])) {
+                int8_query(qr, q, g * hkv, d, 1.0f / sqrtf((float)d));
+                rp.scale = 1.0f;
+            } else {
+                memcpy(qr, q, (size_t)nq * 4);
+            }
+            attn_tensor rq = attn_tensor_4d(qr, ATTN_F32, 1, 1, hkv * g, d);
+            attn_tensor rkt = attn_tensor_4d(rk, ATTN_F32, 1, L, hkv, d);
+            attn_tensor rvt = attn_tensor_4d(rv, ATTN_F32, 1, L, hkv, d);
+            attn_tensor rot = attn_tensor_4d(ref, ATTN_F32, 1, 1, hkv * g, d);
+            KV_OK(attn_sdpa(ctx, &rp, &rq, &rkt, &rvt, &rot, NULL));
+            for (int64_t r = 0; r < hkv * g; r++) {
+                double rmax = 0.0, err = 0.0;
+                for (int64_t e = 0; e < d; e++) rmax = fmax(rmax, fabs(ref[r * d + e]));
+                for (int64_t e = 0; e < d; e++) err = fmax(err, fabs((double)out[r * d + e] - ref[r * d + e]));
+                KV_CHECK(err <= 2e-4 * (1.0 + rmax), "meta layout %s d=%lld row %lld: max error %g",
+                         kv_dtname(dts[t]), (long long)d, (long long)r, err);
+            }
+            free(k); free(v); free(q); free(rk); free(rv); free(qr); free(out); free(ref);
+        }
+}
+
 /* Decode of the same tokens from caches of each storage type, against the
  * f32 cache: the error quantisation costs (reported, loosely bounded). */
 static void quant_error(attn_context *ctx, int quick)
@@ -417,6 +476,7 @@ int main(void)
     const int n = quick ? 25 : 150;
     for (int i = 0; i < n; i++)
         run_case(ctx, i, quick);
+    meta_layouts(ctx);
     quant_error(ctx, quick);
     attn_context_destroy(ctx);
     printf("test_decode (%s kernels): %d cases, %d failures\n", attn_isa_name(info.isa), n, kv_failures);
