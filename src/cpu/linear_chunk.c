@@ -38,9 +38,9 @@ typedef struct chunk_ctx {
     const attn_linear_kernels *ks;
     int64_t dk, dv, lk, lv, lc;
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
+    int64_t c0, pf_done;     /* chunk start; rows of the next work prefetched */
     /* G: cumulative log-gates from the chunk start; AG (per channel only):
      * each token's own gate exp(g) */
-    int64_t c0, pf_done;     /* chunk start; rows of the next work prefetched */
     float *Q, *K, *U, *G, *AG, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
 } chunk_ctx;
 
