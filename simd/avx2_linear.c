@@ -33,6 +33,7 @@ static const attn_linear_kernels kernels = {
     .vmul = avx2_lin_vmul,
     .scal = avx2_lin_scal,
     .max_floor = avx2_lin_max_floor,
+    .gate_scan = avx2_lin_gate_scan,
     .transpose = avx2_lin_transpose,
     .stream_rows = avx2_lin_stream_rows,
 };

@@ -33,6 +33,7 @@ static const attn_linear_kernels kernels = {
     .vmul = avx512_lin_vmul,
     .scal = avx512_lin_scal,
     .max_floor = avx512_lin_max_floor,
+    .gate_scan = avx512_lin_gate_scan,
     .transpose = avx512_lin_transpose,
     .stream_rows = avx512_lin_stream_rows,
 };

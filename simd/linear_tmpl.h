@@ -194,6 +194,51 @@ static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
+/* Four column vectors at a time, their running gate products in registers:
+ * four independent multiply chains down the rows (one chain is bound by the
+ * multiply latency); then single vectors, then scalar columns (see
+ * attn_linear_kernels.gate_scan). */
+static void LNAME(gate_scan)(float *dst, const float *x, const float *a, int64_t ld, int rows,
+                             int64_t n, int reverse)
+{
+    const int64_t step = reverse ? -ld : ld, first = reverse ? (int64_t)(rows - 1) * ld : 0;
+    int64_t j = 0;
+    for (; j + 4 * LV <= n; j += 4 * LV) {
+        LVEC prod[4];
+        for (int v = 0; v < 4; v++)
+            prod[v] = LSET1(1.0f);
+        for (int64_t i = 0, r = first + j; i < rows; i++, r += step)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                if (!reverse)
+                    prod[v] = LMUL(prod[v], LLOAD(a + r + v * LV));
+                LSTORE(dst + r + v * LV, LMUL(LLOAD(x + r + v * LV), prod[v]));
+                if (reverse)
+                    prod[v] = LMUL(prod[v], LLOAD(a + r + v * LV));
+            }
+    }
+    for (; j + LV <= n; j += LV) {
+        LVEC prod = LSET1(1.0f);
+        for (int64_t i = 0, r = first + j; i < rows; i++, r += step) {
+            if (!reverse)
+                prod = LMUL(prod, LLOAD(a + r));
+            LSTORE(dst + r, LMUL(LLOAD(x + r), prod));
+            if (reverse)
+                prod = LMUL(prod, LLOAD(a + r));
+        }
+    }
+    for (; j < n; j++) {
+        float prod = 1.0f;
+        for (int64_t i = 0, r = first + j; i < rows; i++, r += step) {
+            if (!reverse)
+                prod *= a[r];
+            dst[r] = x[r] * prod;
+            if (reverse)
+                prod *= a[r];
+        }
+    }
+}
+
 #ifdef LTRANSPOSE_VL
 /* One LV x LV block: dst row c = src column c. */
 static inline void LNAME(transpose_block)(float *dst, int64_t ldd, const float *src, int64_t lds)

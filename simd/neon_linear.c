@@ -31,6 +31,7 @@ static const attn_linear_kernels kernels = {
     .vmul = neon_lin_vmul,
     .scal = neon_lin_scal,
     .max_floor = neon_lin_max_floor,
+    .gate_scan = neon_lin_gate_scan,
     .transpose = neon_lin_transpose,
     .stream_rows = neon_lin_stream_rows,
 };

@@ -32,6 +32,13 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
+    /* Gate products along rows (a: per-token gates exp(g) <= 1; ld is
+     * the leading dimension of dst, x and a alike), n floats a row:
+     *   forward:  dst_r = x_r * a_0 * ... * a_r
+     *   reverse:  dst_r = x_r * a_{r+1} * ... * a_{rows-1}
+     * dst may be x. */
+    void (*gate_scan)(float *dst, const float *x, const float *a, int64_t ld, int rows,
+                      int64_t n, int reverse);
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     /* dst row r = src row r (n floats each, r < rows) with stores that bypass
@@ -112,6 +119,17 @@ attn_status attn_linear_segments(const attn_linear_problem *p, const attn_linear
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p);
 
 static inline int64_t attn_linear_round16(int64_t x) { return (x + 15) / 16 * 16; }
+/* Leading dimension (floats) of workspace rows and states: x rounded up to
+ * whole 64-byte lines, and to an odd number of lines. With an even count
+ * (128 floats: 8 lines) consecutive rows fall on few L1 sets: the 2-line
+ * column panel of a 128-row state covers 16 of the 64 sets, 256 lines for
+ * 192 ways, so a GEMM's panel misses L1 on every pass. An odd count spreads
+ * the rows over all the sets. */
+static inline int64_t attn_linear_ld(int64_t x)
+{
+    const int64_t r = attn_linear_round16(x);
+    return r / 16 % 2 ? r : r + 16;
+}
 static inline int attn_linear_is_delta(attn_linear_kind k)
 {
     return k == ATTN_LINEAR_DELTA || k == ATTN_LINEAR_GATED_DELTA || k == ATTN_LINEAR_KDA;

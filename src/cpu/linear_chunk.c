@@ -39,16 +39,18 @@ typedef struct chunk_ctx {
     int64_t dk, dv, lk, lv, lc;
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
     int64_t c0, pf_done;     /* chunk start; rows of the next work prefetched */
-    float *Q, *K, *U, *G, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
+    /* G: cumulative log-gates from the chunk start; AG (per channel only):
+     * each token's own gate exp(g) */
+    float *Q, *K, *U, *G, *AG, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
 } chunk_ctx;
 
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
 {
-    const int64_t C = p->chunk, lk = attn_linear_round16(p->dk);
-    const int64_t lv = attn_linear_round16(p->dv), lc = attn_linear_round16(C);
+    const int64_t C = p->chunk, lk = attn_linear_ld(p->dk);
+    const int64_t lv = attn_linear_ld(p->dv), lc = attn_linear_ld(C);
     int64_t le = lk > lv ? lk : lv;
     le = le > lc ? le : lc;
-    return (size_t)(5 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
+    return (size_t)(6 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
                     16 * 8);
 }
 
@@ -107,19 +109,21 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
          * qt_i = xh_i exp(Gref_I - G_end): a product of two ratios <= 1 for
          * I > J (no exponent at all for I = J + 1, where Gref_I = G_end), and
          * on the diagonal a factor >= 1, used while it stays below e^GUARD,
-         * else the diagonal block is computed entry by entry. */
+         * else the diagonal block is computed entry by entry.
+         * Both sides are running products of the token gates a_r = exp(g_r)
+         * inside a block (one exponential per token instead of one per row
+         * side, every factor <= 1). */
         const float *G = c->G;
-        for (int i = 0; i < n; i++) {
-            const int i0 = i / SB * SB;
-            ks->mul_exp(c->XH + i * lk, X + i * lk, G + i * lk, i0 ? G + (i0 - 1) * lk : NULL, dk);
-        }
+        for (int i0 = 0; i0 < n; i0 += SB)
+            ks->gate_scan(c->XH + i0 * lk, X + i0 * lk, c->AG + i0 * lk, lk,
+                          n - i0 < SB ? n - i0 : SB, dk, 0);
         for (int j0 = 0; j0 < n; j0 += SB) {
             const int jb = n - j0 < SB ? n - j0 : SB;
             const float *gend = G + (j0 + jb - 1) * lk;
-            for (int j = 0; j < jb && !keys_ready; j++)
-                ks->mul_exp(c->X + (j0 + j) * lk, Y + (j0 + j) * lk, gend, G + (j0 + j) * lk, dk);
-            if (!keys_ready)
+            if (!keys_ready) {
+                ks->gate_scan(c->X + j0 * lk, Y + j0 * lk, c->AG + j0 * lk, lk, jb, dk, 1);
                 ks->transpose(KT + j0, lc, c->X + j0 * lk, lk, jb, (int)dk);
+            }
             for (int i0 = j0; i0 < n; i0 += SB) {
                 const int rn = n - i0 < SB ? n - i0 : SB;
                 const float *qt = c->XH + i0 * lk;
@@ -227,15 +231,16 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     c.ks = t->ks;
     c.dk = p->dk;
     c.dv = p->dv;
-    c.lk = attn_linear_round16(p->dk);
-    c.lv = attn_linear_round16(p->dv);
-    c.lc = attn_linear_round16(p->chunk);
+    c.lk = attn_linear_ld(p->dk);
+    c.lv = attn_linear_ld(p->dv);
+    c.lc = attn_linear_ld(p->chunk);
     c.mode = (p->has_g || p->decay) ? (p->g_per_channel ? 2 : 1) : 0;
     const int64_t C = p->chunk, dk = c.dk, dv = c.dv, lk = c.lk, lv = c.lv, lc = c.lc;
     float *cur = t->ws;
     c.Q = carve(&cur, C * lk);
     c.K = carve(&cur, C * lk);
     c.G = carve(&cur, C * lk);
+    c.AG = carve(&cur, C * lk);
     c.X = carve(&cur, C * lk);
     c.XH = carve(&cur, C * lk);
     c.U = carve(&cur, C * lv);
@@ -266,6 +271,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             if (c.mode == 2) {
                 float *g = c.G + r * lk;
                 attn_linear_load_g(t, c0 + r, g);
+                memcpy(c.AG + r * lk, g, (size_t)dk * sizeof *g);
+                ks->vexp(c.AG + r * lk, dk);
                 if (r)
                     ks->axpy(g, 1.0f, g - lk, dk);
             } else if (c.mode == 1) {

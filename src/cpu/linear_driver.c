@@ -327,7 +327,7 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     linear_plan pl;
     pl.p = p;
     pl.ks = kernels_for(st->kernels->isa);
-    pl.lds = attn_linear_round16(p->dv);
+    pl.lds = attn_linear_ld(p->dv);
     pl.state_floats = attn_linear_round16(p->dk * pl.lds + attn_linear_round16(p->dk));
     size_t rw = attn_linear_recurrent_ws_floats(p), cw = attn_linear_chunk_ws_floats(p);
 

@@ -78,6 +78,22 @@ static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
+static void scalar_gate_scan(float *dst, const float *x, const float *a, int64_t ld, int rows,
+                             int64_t n, int reverse)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float prod = 1.0f;
+        for (int i = 0; i < rows; i++) {
+            const int64_t r = (reverse ? rows - 1 - i : i) * ld + j;
+            if (!reverse)
+                prod *= a[r];
+            dst[r] = x[r] * prod;
+            if (reverse)
+                prod *= a[r];
+        }
+    }
+}
+
 static void scalar_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
                              int cols)
 {
@@ -103,6 +119,7 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .vmul = scalar_vmul,
     .scal = scalar_scal,
     .max_floor = scalar_max_floor,
+    .gate_scan = scalar_gate_scan,
     .transpose = scalar_transpose,
     .stream_rows = scalar_stream_rows,
 };
