@@ -9,7 +9,8 @@
  * option (causal, window, sink_tokens, softcap, ALiBi, sink logits, sigmoid,
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
  * with and without subgroup shuffles and in another workgroup shape (quick
- * runs: one case each), and split into many chunks as well as one. Also:
+ * runs: one case each), and split into many chunks as well as one, and
+ * with device-local buffers, the table uploaded each way. Also:
  * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
  * With the Khronos validation layer installed it is enabled (a validation
  * error aborts). Exit 77 without Vulkan devices.
@@ -260,6 +261,28 @@ static void run_all(const char *label, const char *only)
             run_case(&cases[i], label);
 }
 
+/* Device-local buffers as on a discrete GPU (lavapipe maps them
+ * otherwise): the table reaches the device by each way it can
+ * (ATTN_VULKAN_DECODE_TABLE, src/vulkan/decode.c), one case each. */
+static void run_staged(void)
+{
+    static const char *const modes[] = { "update", "staged", "host" };
+    setenv("ATTN_VULKAN_STAGING", "1", 1);
+    CHECK_OK(attn_context_create(NULL, &ctx));
+    for (dev = 0; ctx && dev < attn_device_count(ctx); dev++) {
+        attn_device_info info;
+        if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
+            continue;
+        for (int m = 0; m < 3; m++) {
+            setenv("ATTN_VULKAN_DECODE_TABLE", modes[m], 1);
+            run_all(modes[m], tu_quick ? "stream-q4" : "stream-f16");
+        }
+        unsetenv("ATTN_VULKAN_DECODE_TABLE");
+    }
+    attn_context_destroy(ctx);
+    unsetenv("ATTN_VULKAN_STAGING");
+}
+
 int main(void)
 {
     tu_init("test_vulkan_decode");
@@ -294,6 +317,8 @@ int main(void)
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }
     attn_context_destroy(ctx);
+    if (found)
+        run_staged();
     if (!found) {
         printf("no Vulkan device: skipped\n");
         return 77;

@@ -5,7 +5,8 @@
  * device buffer kept across calls; vulkan/decode.comp then runs one
  * workgroup per (sequence, KV head, chunk) writing unnormalised partials to
  * a scratch buffer (also kept), and a second dispatch merges the chunks.
- * Both dispatches and the table's copy are one submission.
+ * Both dispatches and the table's upload are one submission
+ * (ATTN_VULKAN_PROFILE=1 times each step: src/vulkan/profile.h).
  *
  * Table layout (words; vulkan/decode.comp reads the same):
  *   header      H_* below
@@ -21,6 +22,7 @@
 #include <string.h>
 #include "vk.h"
 #include "args.h"
+#include "profile.h"
 #include "../error.h"
 #include "../kv_cache.h"
 
@@ -298,52 +300,100 @@ static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
     return ATTN_OK;
 }
 
-static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
-                          const dec_table *t, VkPipeline pipe)
+/* How the per-call table reaches the device (ATTN_VULKAN_DECODE_TABLE):
+ *   update  vkCmdUpdateBuffer in the op's command buffer: the words travel
+ *           with the commands, no staging copy (tables up to 64 KiB, the
+ *           command's limit; larger ones are staged);
+ *   staged  written to the host-visible staging buffer and copied into the
+ *           device-local table by a copy command before the dispatches;
+ *   host    the shader reads the staging buffer itself (no copy; every
+ *           table read crosses the bus on a discrete GPU).
+ * On unified memory the table is mapped and written directly. */
+enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST };
+#define UPDATE_MAX 65536
+
+static int table_mode(VkDeviceSize bytes)
+{
+    const char *env = getenv("ATTN_VULKAN_DECODE_TABLE");
+    if (env && strcmp(env, "staged") == 0)
+        return TABLE_STAGED;
+    if (env && strcmp(env, "host") == 0)
+        return TABLE_HOST;
+    return bytes <= UPDATE_MAX ? TABLE_UPDATE : TABLE_STAGED;
+}
+
+/* Puts the table where the shader reads it (recording the copy or update
+ * into the begun command buffer); *buf is the buffer to bind. */
+static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer *buf)
 {
     const VkDeviceSize tbytes = t->n * sizeof(int32_t);
-    attn_status s = reserve(d, &d->dec_table, tbytes);
-    if (s == ATTN_OK)
-        s = reserve(d, &d->dec_part, (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) *
-                                     sizeof(float));
-    if (s == ATTN_OK && !d->dec_table.mapped)
+    const int mode = d->direct ? TABLE_STAGED : table_mode(tbytes);
+    attn_status s = mode == TABLE_HOST ? ATTN_OK : reserve(d, &d->dec_table, tbytes);
+    if (s == ATTN_OK && mode != TABLE_UPDATE && !d->dec_table.mapped)
         s = attn_vk_host_reserve(d, &d->staging, tbytes);
     if (s != ATTN_OK)
         return s;
-    memcpy(d->dec_table.mapped ? d->dec_table.mapped : d->staging.mapped, t->w, tbytes);
+    *buf = mode == TABLE_HOST ? d->staging.buffer : d->dec_table.buffer;
+    if (mode == TABLE_UPDATE) {
+        d->vk.CmdUpdateBuffer(d->cmd, d->dec_table.buffer, 0, tbytes, t->w);
+    } else if (d->dec_table.mapped) {
+        memcpy(d->dec_table.mapped, t->w, tbytes);
+        return ATTN_OK;
+    } else {
+        memcpy(d->staging.mapped, t->w, tbytes);
+        if (mode == TABLE_HOST)
+            return ATTN_OK;
+        const VkBufferCopy region = { 0, 0, tbytes };
+        d->vk.CmdCopyBuffer(d->cmd, d->staging.buffer, d->dec_table.buffer, 1, &region);
+    }
+    attn_vk_barrier(d);
+    return ATTN_OK;
+}
+
+static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
+                          const dec_table *t, VkPipeline pipe, attn_vk_profile *prof)
+{
+    attn_status s = reserve(d, &d->dec_part, (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) *
+                                             sizeof(float));
+    if (s == ATTN_OK)
+        s = attn_vk_begin(d, "attn_decode");
+    if (s != ATTN_OK)
+        return s;
+    attn_vk_prof_gpu_begin(d, prof);
+    VkBuffer table = VK_NULL_HANDLE;
+    s = upload_table(d, t, &table);
+    attn_vk_prof_gpu_mark(d, prof, "upload");
+    attn_vk_prof_host(prof, "upload");
     const VkBuffer pool = attn_vk_handle(p->cache->pool_buf);
     VkBuffer bufs[ATTN_VK_BINDINGS] = {
-        pool, pool, pool, d->dec_table.buffer, d->dec_part.buffer,
+        pool, pool, pool, table, d->dec_part.buffer,
         attn_vk_handle(p->q.buffer), attn_vk_handle(p->out.buffer),
         p->has_gate ? attn_vk_handle(p->gate.buffer) : VK_NULL_HANDLE,
         p->has_lse ? attn_vk_handle(p->lse.buffer) : VK_NULL_HANDLE, VK_NULL_HANDLE,
     };
     VkDescriptorSet set;
-    s = attn_vk_descriptors_reset(d, 1);
+    if (s == ATTN_OK)
+        s = attn_vk_descriptors_reset(d, 1);
     if (s == ATTN_OK)
         s = attn_vk_descriptor_set(d, bufs, &set);
-    if (s == ATTN_OK)
-        s = attn_vk_begin(d, "attn_decode");
-    if (s != ATTN_OK)
-        return s;
-    if (!d->dec_table.mapped) {
-        const VkBufferCopy region = { 0, 0, tbytes };
-        d->vk.CmdCopyBuffer(d->cmd, d->staging.buffer, d->dec_table.buffer, 1, &region);
-        attn_vk_barrier(d);
-    }
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
     if (s == ATTN_OK) {
+        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+        d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout,
+                                    0, 1, &set, 0, NULL);
+        s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
+    }
+    if (s == ATTN_OK) {
+        attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
         s = dispatch(d, 1, (elems + (uint64_t)cfg->wg - 1) / (uint64_t)cfg->wg);
+        attn_vk_prof_gpu_mark(d, prof, "combine");
     }
     if (s != ATTN_OK) {
         d->vk.EndCommandBuffer(d->cmd);
         return s;
     }
+    attn_vk_prof_host(prof, "record");
     return attn_vk_submit(d, "attn_decode");
 }
 
@@ -366,15 +416,21 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                                (int32_t)p->d, (int32_t)p->dv, (int32_t)c->dtype, cfg.vec,
                                (int32_t)c->ps, cfg.shn };
     dec_table t = { 0 };
-    attn_status s = build_table(p, &cfg, &t);
-    if (s != ATTN_OK)
-        return s;
     pthread_mutex_lock(&d->lock);
+    attn_vk_profile prof;
+    attn_vk_prof_start(d, &prof, "attn_decode");
+    attn_status s = build_table(p, &cfg, &t);
+    attn_vk_prof_host(&prof, "table");
     VkPipeline pipe;
-    s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                             ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
     if (s == ATTN_OK)
-        s = record(d, p, &cfg, &t, pipe);
+        s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
+                                 ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
+    attn_vk_prof_host(&prof, "pipeline");
+    if (s == ATTN_OK)
+        s = record(d, p, &cfg, &t, pipe, &prof);
+    if (s == ATTN_OK)
+        attn_vk_prof_report(d, &prof);
+    d->prof = NULL;
     pthread_mutex_unlock(&d->lock);
     free(t.w);
     return s;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "vk.h"
+#include "profile.h"
 #include "../error.h"
 
 /* VK_KHR_cooperative_matrix, for headers older than 1.3.255 (Debian 12). */
@@ -60,6 +61,7 @@ static void vk_destroy(attn_device *dev)
     attn_vk_buffer_drop(d, &d->params);
     attn_vk_buffer_drop(d, &d->dec_table);
     attn_vk_buffer_drop(d, &d->dec_part);
+    attn_vk_prof_free(d);
     if (d->fence)
         d->vk.DestroyFence(d->device, d->fence, NULL);
     if (d->cmd_pool)

@@ -3,6 +3,7 @@
  * throughout, so the buffer, fence and descriptor pool are never shared. */
 #include <stdio.h>
 #include "vk.h"
+#include "profile.h"
 #include "../error.h"
 
 /* "what: vkCall" as the failure's message prefix. */
@@ -39,8 +40,10 @@ attn_status attn_vk_submit(attn_vk_device *d, const char *what)
     };
     if ((r = d->vk.QueueSubmit(d->queue, 1, &si, d->fence)) != VK_SUCCESS)
         return fail_in(d, r, what, "vkQueueSubmit");
+    attn_vk_prof_host(d->prof, "submit");
     r = d->vk.WaitForFences(d->device, 1, &d->fence, VK_TRUE, UINT64_MAX);
     VkResult rr = d->vk.ResetFences(d->device, 1, &d->fence);
+    attn_vk_prof_host(d->prof, "wait");
     if (r != VK_SUCCESS)
         return fail_in(d, r, what, "vkWaitForFences");
     return rr == VK_SUCCESS ? ATTN_OK : fail_in(d, rr, what, "vkResetFences");
