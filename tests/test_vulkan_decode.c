@@ -8,7 +8,8 @@
  * sequences sharing pages, batches with repeated sequences, and every score
  * option (causal, window, sink_tokens, softcap, ALiBi, sink logits, sigmoid,
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
- * with and without subgroup shuffles and in another workgroup shape (quick
+ * with team reductions by clustered subgroup arithmetic, by shuffles and
+ * without subgroups, and in another workgroup shape (quick
  * runs: one case each), and split into many chunks as well as one, and
  * with device-local buffers, the table uploaded each way. Also:
  * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
@@ -304,6 +305,11 @@ int main(void)
         setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
         run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
         unsetenv("ATTN_VULKAN_SUBGROUP");
+        /* Teams reduced by xor shuffles where clustered arithmetic is the
+         * default. */
+        setenv("ATTN_VULKAN_DECODE_REDUCE", "shuffle", 1);
+        run_all("shuffle reduce", tu_quick ? "bf16-window" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_REDUCE");
         /* Few workgroups: one chunk per (sequence, head) where it fits. */
         setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
         run_all("one chunk", NULL);

@@ -31,6 +31,9 @@
 #ifdef ATTN_SUBGROUP
 #extension GL_KHR_shader_subgroup_shuffle : require
 #endif
+#ifdef ATTN_SUBGROUP_CLUSTERED
+#extension GL_KHR_shader_subgroup_clustered : require
+#endif
 
 layout(constant_id = 0) const int WG = 128;     /* invocations */
 layout(constant_id = 1) const int TS = 16;      /* lanes per key (team) */
@@ -183,10 +186,24 @@ void unpack8(Raw r, int e0, out float v[8])
 }
 
 /* Sum and maximum over the TS lanes of a team (one subgroup holds whole
- * teams; TS = 1 without subgroups). */
+ * teams; TS = 1 without subgroups): clustered subgroup arithmetic where
+ * the device has it (ATTN_SUBGROUP_CLUSTERED; the cluster size must be a
+ * literal, so one branch per power of two, folded by the specialisation),
+ * else a butterfly of xor shuffles. */
 float team_sum(float x)
 {
-#ifdef ATTN_SUBGROUP
+#if defined(ATTN_SUBGROUP_CLUSTERED)
+    if (TS == 2)
+        x = subgroupClusteredAdd(x, 2);
+    else if (TS == 4)
+        x = subgroupClusteredAdd(x, 4);
+    else if (TS == 8)
+        x = subgroupClusteredAdd(x, 8);
+    else if (TS == 16)
+        x = subgroupClusteredAdd(x, 16);
+    else if (TS == 32)
+        x = subgroupClusteredAdd(x, 32);
+#elif defined(ATTN_SUBGROUP)
     for (int o = TS / 2; o > 0; o /= 2)
         x += subgroupShuffleXor(x, uint(o));
 #endif
@@ -195,7 +212,18 @@ float team_sum(float x)
 
 float team_max(float x)
 {
-#ifdef ATTN_SUBGROUP
+#if defined(ATTN_SUBGROUP_CLUSTERED)
+    if (TS == 2)
+        x = subgroupClusteredMax(x, 2);
+    else if (TS == 4)
+        x = subgroupClusteredMax(x, 4);
+    else if (TS == 8)
+        x = subgroupClusteredMax(x, 8);
+    else if (TS == 16)
+        x = subgroupClusteredMax(x, 16);
+    else if (TS == 32)
+        x = subgroupClusteredMax(x, 32);
+#elif defined(ATTN_SUBGROUP)
     for (int o = TS / 2; o > 0; o /= 2)
         x = max(x, subgroupShuffleXor(x, uint(o)));
 #endif

@@ -45,7 +45,10 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Workgroup shape (the specialisation constants of vulkan/decode.comp);
  * nr query rows per workgroup, nrb blocks of them cover all nrt. */
-typedef struct dec_cfg { int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn, subgroup; } dec_cfg;
+typedef struct dec_cfg {
+    int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn;
+    int subgroup, clustered;    /* team reductions: shuffles; clustered arithmetic */
+} dec_cfg;
 
 static size_t shared_bytes(const dec_cfg *c)
 {
@@ -66,6 +69,8 @@ static void complete(dec_cfg *c)
  * about 8 chunks; query rows per workgroup: q and accumulator registers of
  * about 16 chunks (larger blocks make compilers spill, or take minutes).
  * Shrinks the tile, then the workgroup, to fit the shared memory.
+ * Teams reduce with clustered subgroup arithmetic where the device has it,
+ * else xor shuffles (ATTN_VULKAN_DECODE_REDUCE=shuffle forces those).
  * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
  * "wg,kpt,rows" sets the workgroup size, keys per team per tile and query
  * rows per workgroup where they fit (tuning). */
@@ -79,6 +84,9 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
         while (c->ts * 2 <= chunks && (uint32_t)c->ts * 2 <= d->subgroup_min && c->ts < 32)
             c->ts *= 2;
     c->subgroup = c->ts > 1;
+    const char *reduce = getenv("ATTN_VULKAN_DECODE_REDUCE");
+    c->clustered = c->subgroup && d->subgroup_clustered &&
+                   !(reduce && strcmp(reduce, "shuffle") == 0);
     c->cptk = (int)(((p->d + 7) / 8 + c->ts - 1) / c->ts);
     c->cptv = (int)(((p->dv + 7) / 8 + c->ts - 1) / c->ts);
     c->nrt = (int)(p->sq * (p->hq / p->hkv));
@@ -423,7 +431,8 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     attn_vk_prof_host(&prof, "table");
     VkPipeline pipe;
     if (s == ATTN_OK)
-        s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
+        s = attn_vk_pipeline_get(d, cfg.clustered ? ATTN_VK_SHADER_DECODE_CLUSTERED :
+                                 cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
                                  ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
     attn_vk_prof_host(&prof, "pipeline");
     if (s == ATTN_OK)
