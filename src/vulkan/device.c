@@ -276,7 +276,8 @@ static int choose_memory(attn_vk_device *d, int unified)
 }
 
 /* A compute queue family: a compute-only one if there is one (async
- * compute on discrete GPUs), else the first with compute. */
+ * compute on discrete GPUs), else the first with compute;
+ * ATTN_VULKAN_QUEUE=graphics takes the first with compute (tuning). */
 static int find_queue(const attn_vk_instance_api *vk, VkPhysicalDevice phys, uint32_t *family)
 {
     VkQueueFamilyProperties q[16];
@@ -293,7 +294,8 @@ static int find_queue(const attn_vk_instance_api *vk, VkPhysicalDevice phys, uin
     }
     if (any < 0)
         return 0;
-    *family = (uint32_t)(only >= 0 ? only : any);
+    const char *env = getenv("ATTN_VULKAN_QUEUE");
+    *family = (uint32_t)(only >= 0 && !(env && strcmp(env, "graphics") == 0) ? only : any);
     return 1;
 }
 

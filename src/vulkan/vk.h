@@ -27,7 +27,7 @@
     X(AllocateCommandBuffers) X(ResetCommandBuffer) X(BeginCommandBuffer) X(EndCommandBuffer) \
     X(CmdCopyBuffer) X(CmdBindPipeline) X(CmdBindDescriptorSets) X(CmdPushConstants) \
     X(CmdDispatch) X(CmdPipelineBarrier) X(CmdFillBuffer) X(QueueSubmit) X(CreateFence) \
-    X(DestroyFence) X(WaitForFences) X(ResetFences) X(CreateShaderModule) \
+    X(DestroyFence) X(WaitForFences) X(ResetFences) X(GetFenceStatus) X(CreateShaderModule) \
     X(DestroyShaderModule) X(CreatePipelineCache) X(DestroyPipelineCache) \
     X(CreateComputePipelines) X(DestroyPipeline) X(CreateDescriptorSetLayout) \
     X(DestroyDescriptorSetLayout) X(CreatePipelineLayout) X(DestroyPipelineLayout) \
