@@ -22,7 +22,8 @@
  * the chunk's unnormalised partial (O, m, l) goes to the scratch buffer.
  *
  * Mode 1: one invocation per output element merges the chunks of its row
- * with their maxima, normalises, gates and stores out (and lse).
+ * in one pass (running maximum), normalises, gates and stores out (and
+ * lse).
  *
  * Parameters live in the table buffer (layout: src/vulkan/decode.c): a
  * header, ALiBi slopes and sink logits, per-sequence entries, per-task
@@ -461,20 +462,22 @@ void finish(int x)
     const int hk = h / group, r = i * group + h % group;
     const int t0 = T.w[se + S_TSTART] + hk * nch;
     const bool softmax = (flags & F_SIGMOID) == 0;
-    float mx = NEG_INF;
-    for (int c = 0; c < nch; c++)
-        mx = max(mx, PART.w[T.w[H_ML] + 2 * ((t0 + c) * NRT + r)]);
-    float lsum = 0.0, acc = 0.0;
+    /* One pass with a running maximum (the sums rescaled when it grows):
+     * the chunks' loads do not wait on a first pass over their maxima. */
+    float mx = NEG_INF, lsum = 0.0, acc = 0.0;
     for (int c = 0; c < nch; c++) {
         const int ml = T.w[H_ML] + 2 * ((t0 + c) * NRT + r);
-        float w = 1.0;
+        const float o = PART.w[((t0 + c) * NRT + r) * DV + e];
         if (softmax) {
-            const float m = PART.w[ml];
-            w = m == NEG_INF ? 0.0 : exp(m - mx);
-            lsum += w * PART.w[ml + 1];
+            const float m = PART.w[ml], mn = max(mx, m);
+            const float a = mx == mn ? 1.0 : exp(mx - mn);
+            const float w = m == NEG_INF ? 0.0 : exp(m - mn);
+            lsum = lsum * a + w * PART.w[ml + 1];
+            acc = acc * a + w * o;
+            mx = mn;
+        } else {
+            acc += o;
         }
-        if (w != 0.0)
-            acc += w * PART.w[((t0 + c) * NRT + r) * DV + e];
     }
     float y = acc * (!softmax ? 1.0 : lsum > 0.0 ? 1.0 / lsum : 0.0);
     if ((flags & F_GATE) != 0) {

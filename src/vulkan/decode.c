@@ -435,6 +435,13 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                                  cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
                                  ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
     attn_vk_prof_host(&prof, "pipeline");
+    if (prof.on)
+        snprintf(prof.note, sizeof prof.note, "wg %d ts %d kpt %d rows %d blocks %d groups %lld "
+                 "reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
+                 (long long)(t.ntasks * cfg.nrb), cfg.clustered ? "clustered" :
+                 cfg.subgroup ? "shuffle" : "none",
+                 d->direct ? "mapped" : (const char *[]){ "update", "staged", "host" }
+                                        [table_mode(t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
         s = record(d, p, &cfg, &t, pipe, &prof);
     if (s == ATTN_OK)

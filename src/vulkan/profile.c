@@ -108,7 +108,7 @@ void attn_vk_prof_report(attn_vk_device *d, attn_vk_profile *p)
             snprintf(line + n, sizeof line - n, " = %.1f us",
                      us_per_tick * (double)((ts[p->ngpu] - ts[0]) & mask));
     }
-    fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s%s%s\n", line, p->note[0] ? " | " : "", p->note);
     p->on = 0;
 }
 

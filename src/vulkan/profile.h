@@ -5,7 +5,8 @@
  * of an op are serialised by barriers, so the gap between two timestamps
  * is the command between them). One line per call:
  *   vkprof attn_decode: host table 3.1 record 6.0 submit 9.8 wait 120.4 = 139.3 us
- *       | gpu upload 2.0 chunks 95.1 combine 4.2 = 101.3 us
+ *       | gpu upload 2.0 chunks 95.1 combine 4.2 = 101.3 us | wg 128 ts 16 ...
+ * (the last part: what the op chose, its note).
  * Used with the device lock held; a disabled profile costs one getenv. */
 #ifndef ATTN_VK_PROFILE_H
 #define ATTN_VK_PROFILE_H
@@ -21,6 +22,7 @@ typedef struct attn_vk_profile {
     int         nhost, ngpu;
     const char *host_name[ATTN_VK_PROF_MARKS], *gpu_name[ATTN_VK_PROF_MARKS];
     double      host_us[ATTN_VK_PROF_MARKS];
+    char        note[160];               /* the op's choices, printed last */
 } attn_vk_profile;
 
 /* Starts a profile of op when ATTN_VULKAN_PROFILE is set (p->on). */
