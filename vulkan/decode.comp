@@ -21,8 +21,8 @@
  * At the end the teams' accumulators are summed through shared memory and
  * the chunk's unnormalised partial (O, m, l) goes to the scratch buffer.
  *
- * Mode 1: one invocation per output element merges the chunks of its row
- * in one pass (running maximum), normalises, gates and stores out (and
+ * Mode 1: a few invocations per output element merge the chunks of its
+ * row (running maximum), the first normalises, gates and stores out (and
  * lse).
  *
  * Parameters live in the table buffer (layout: src/vulkan/decode.c): a
@@ -231,28 +231,30 @@ float team_max(float x)
     return x;
 }
 
-/* Byte offset of the page holding kept key j of sequence entry se. */
-uint page_byte(int se, int j, out int slot)
-{
-    const int nsk = T.w[se + S_NSK];
-    const int pos = j < nsk ? j : T.w[se + S_WSTART] + (j - nsk);
-    const int lp = pos / PS, sp = T.w[H_SINK_PAGES];
-    slot = pos - lp * PS;
-    const int idx = lp < sp ? lp : sp + (lp - T.w[se + S_BASE]);
-    return uint(T.w[T.w[se + S_PTAB] + idx]) * uint(T.w[H_PAGE]);
-}
-
-/* What load_tile needs of the workgroup's task. */
-struct TileSrc { int se, ns, lo, k1, team, lane; uint kplane, vplane; };
+/* What load_tile needs of the workgroup's task and the table's header,
+ * read once before the key loop: in registers, a key's loads wait on one
+ * table read (its page), not on a chain of them. */
+struct TileSrc {
+    int ns, lo, k1, team, lane;
+    int nsk, wstart, sink_pages, base, ptab;       /* the sequence's pages */
+    uint page, kplane, vplane, krow, vrow, kmeta, vmeta, kmr, vmr;
+};
 TileSrc tl;
+
+/* Byte offset of the page holding kept key j of the task's sequence. */
+uint page_byte(int j, out int slot)
+{
+    const int pos = j < tl.nsk ? j : tl.wstart + (j - tl.nsk);
+    const int lp = pos / PS;
+    slot = pos - lp * PS;
+    const int idx = lp < tl.sink_pages ? lp : tl.sink_pages + (lp - tl.base);
+    return uint(T.w[tl.ptab + idx]) * tl.page;
+}
 
 /* The K and V rows of the team's keys in the tile at scanned key u0: key
  * u0 + kk*NT + team (kept index js[kk], -1 past the chunk: zeros). */
 void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[KPT])
 {
-    const uint krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
-    const uint kmeta = uint(T.w[H_KMETA_OFF]), vmeta = uint(T.w[H_VMETA_OFF]);
-    const uint kmr = uint(2 * T.w[H_KMETA]), vmr = uint(2 * T.w[H_VMETA]);
     for (int kk = 0; kk < KPT; kk++) {
         const int u = u0 + kk * NT + tl.team;
         js[kk] = u < tl.k1 ? (u < tl.ns ? u : tl.lo + (u - tl.ns)) : -1;
@@ -264,13 +266,13 @@ void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[
             continue;
         }
         int slot;
-        const uint pg = page_byte(tl.se, js[kk], slot);
+        const uint pg = page_byte(js[kk], slot);
         const uint kb = pg + tl.kplane, vb = pg + tl.vplane;
         for (int c = 0; c < CPTK; c++)
-            kv[kk][c] = load8(kb + uint(slot) * krow, kb + kmeta + uint(slot) * kmr,
+            kv[kk][c] = load8(kb + uint(slot) * tl.krow, kb + tl.kmeta + uint(slot) * tl.kmr,
                               8 * (tl.lane + TS * c), D);
         for (int c = 0; c < CPTV; c++)
-            vv[kk][c] = load8(vb + uint(slot) * vrow, vb + vmeta + uint(slot) * vmr,
+            vv[kk][c] = load8(vb + uint(slot) * tl.vrow, vb + tl.vmeta + uint(slot) * tl.vmr,
                               8 * (tl.lane + TS * c), DV);
     }
 }
@@ -311,7 +313,18 @@ void chunk_task(int g)
         row_l[r] = sinkl ? 1.0 : 0.0;
     }
 
-    tl.se = se;
+    tl.nsk = T.w[se + S_NSK];
+    tl.wstart = T.w[se + S_WSTART];
+    tl.sink_pages = T.w[H_SINK_PAGES];
+    tl.base = T.w[se + S_BASE];
+    tl.ptab = T.w[se + S_PTAB];
+    tl.page = uint(T.w[H_PAGE]);
+    tl.krow = uint(T.w[H_KROW]);
+    tl.vrow = uint(T.w[H_VROW]);
+    tl.kmeta = uint(T.w[H_KMETA_OFF]);
+    tl.vmeta = uint(T.w[H_VMETA_OFF]);
+    tl.kmr = uint(2 * T.w[H_KMETA]);
+    tl.vmr = uint(2 * T.w[H_VMETA]);
     tl.ns = ns;
     tl.lo = lo;
     tl.k1 = k1;
@@ -450,35 +463,54 @@ void chunk_task(int g)
     }
 }
 
-/* Merges the chunks of output element (b, i, h, e). */
-void finish(int x)
+/* (m, l, acc) of chunks merged into (mx, lsum, acc): the running maximum
+ * rescales the sums when it grows (an empty chunk has m = -inf). */
+void merge_into(inout float mx, inout float lsum, inout float acc, float m, float l, float o)
 {
+    const float mn = max(mx, m);
+    const float a = mx == mn ? 1.0 : exp(mx - mn), w = m == mn ? 1.0 : exp(m - mn);
+    lsum = lsum * a + w * l;
+    acc = acc * a + w * o;
+    mx = mn;
+}
+
+/* Mode 1: CS invocations per output element (b, i, h, e) of a workgroup's
+ * WG/CS elements, invocation s merging chunks s, s + CS, ... in one pass;
+ * the first then merges the CS partials through shared memory. Several
+ * chains of loads per element: a long row of chunks is not one chain. */
+const int CS = WG < 4 ? WG : 4;
+
+void finish(int g)
+{
+    const int tid = int(gl_LocalInvocationID.x), per = WG / CS, slice = tid / per;
+    const int x = g * per + tid % per;
     const int hq = T.w[H_HQ], sq = T.w[H_SQ], group = T.w[H_GROUP], flags = T.w[H_FLAGS];
     const int NRT = T.w[H_NR];
-    if (x >= T.w[H_B] * sq * hq * DV)
-        return;
-    const int e = x % DV, h = (x / DV) % hq, i = (x / (DV * hq)) % sq, b = x / (DV * hq * sq);
-    const int se = T.w[H_SEQ] + S_WORDS * b, nch = T.w[se + S_NCH];
-    const int hk = h / group, r = i * group + h % group;
-    const int t0 = T.w[se + S_TSTART] + hk * nch;
+    const bool live = x < T.w[H_B] * sq * hq * DV;
     const bool softmax = (flags & F_SIGMOID) == 0;
-    /* One pass with a running maximum (the sums rescaled when it grows):
-     * the chunks' loads do not wait on a first pass over their maxima. */
+    const int e = x % DV, h = (x / DV) % hq, i = (x / (DV * hq)) % sq, b = x / (DV * hq * sq);
     float mx = NEG_INF, lsum = 0.0, acc = 0.0;
-    for (int c = 0; c < nch; c++) {
-        const int ml = T.w[H_ML] + 2 * ((t0 + c) * NRT + r);
-        const float o = PART.w[((t0 + c) * NRT + r) * DV + e];
-        if (softmax) {
-            const float m = PART.w[ml], mn = max(mx, m);
-            const float a = mx == mn ? 1.0 : exp(mx - mn);
-            const float w = m == NEG_INF ? 0.0 : exp(m - mn);
-            lsum = lsum * a + w * PART.w[ml + 1];
-            acc = acc * a + w * o;
-            mx = mn;
-        } else {
-            acc += o;
+    if (live) {
+        const int se = T.w[H_SEQ] + S_WORDS * b, nch = T.w[se + S_NCH];
+        const int r = i * group + h % group, t0 = T.w[se + S_TSTART] + (h / group) * nch;
+        for (int c = slice; c < nch; c += CS) {
+            const int ml = T.w[H_ML] + 2 * ((t0 + c) * NRT + r);
+            const float o = PART.w[((t0 + c) * NRT + r) * DV + e];
+            if (softmax)
+                merge_into(mx, lsum, acc, PART.w[ml], PART.w[ml + 1], o);
+            else
+                acc += o;
         }
     }
+    sh[tid] = mx;
+    sh[WG + tid] = lsum;
+    sh[2 * WG + tid] = acc;
+    barrier();
+    if (!live || slice != 0)
+        return;
+    for (int s = 1; s < CS; s++)
+        merge_into(mx, lsum, acc, sh[tid + s * per], sh[WG + tid + s * per],
+                   sh[2 * WG + tid + s * per]);
     float y = acc * (!softmax ? 1.0 : lsum > 0.0 ? 1.0 / lsum : 0.0);
     if ((flags & F_GATE) != 0) {
         const int gi = T.w[H_G] + b * T.w[H_G + 1] + i * T.w[H_G + 2] + h * T.w[H_G + 3] +
@@ -499,6 +531,6 @@ void main()
         if (g < T.w[H_GROUPS])
             chunk_task(g);
     } else {
-        finish(g * WG + int(gl_LocalInvocationID.x));
+        finish(g);
     }
 }

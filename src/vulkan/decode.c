@@ -393,8 +393,10 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
     if (s == ATTN_OK) {
         attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
+        /* vulkan/decode.comp's CS invocations per output element */
+        const uint64_t per = (uint64_t)(cfg->wg < 4 ? 1 : cfg->wg / 4);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
-        s = dispatch(d, 1, (elems + (uint64_t)cfg->wg - 1) / (uint64_t)cfg->wg);
+        s = dispatch(d, 1, (elems + per - 1) / per);
         attn_vk_prof_gpu_mark(d, prof, "combine");
     }
     if (s != ATTN_OK) {
