@@ -315,9 +315,9 @@ int main(void)
         run_all("one chunk", NULL);
         unsetenv("ATTN_VULKAN_DECODE_GROUPS");
         /* Another shape: 32 invocations, 3 keys per team, 1 query row per
-         * workgroup (row blocks; tuning knob). */
-        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1", 1);
-        run_all("shape 32,3,1", tu_quick ? "q8-everything" : NULL);
+         * workgroup (row blocks), 2 lanes per key (tuning knob). */
+        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1,2", 1);
+        run_all("shape 32,3,1,2", tu_quick ? "q8-everything" : NULL);
         unsetenv("ATTN_VULKAN_DECODE_SHAPE");
         test_mismatch();
         printf("device %d: %.1f s\n", dev, tu_now() - t0);

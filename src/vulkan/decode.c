@@ -72,8 +72,9 @@ static void complete(dec_cfg *c)
  * Teams reduce with clustered subgroup arithmetic where the device has it,
  * else xor shuffles (ATTN_VULKAN_DECODE_REDUCE=shuffle forces those).
  * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
- * "wg,kpt,rows" sets the workgroup size, keys per team per tile and query
- * rows per workgroup where they fit (tuning). */
+ * "wg,kpt,rows[,lanes]" sets the workgroup size, keys per team per tile,
+ * query rows per workgroup where they fit and lanes per key (a power of
+ * two up to the default; tuning). */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_SUBGROUP");
@@ -83,6 +84,11 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     if (c->subgroup)
         while (c->ts * 2 <= chunks && (uint32_t)c->ts * 2 <= d->subgroup_min && c->ts < 32)
             c->ts *= 2;
+    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
+    int wg = 0, kpt = 0, rows = 0, lanes = 0;
+    const int nshape = shape ? sscanf(shape, "%d,%d,%d,%d", &wg, &kpt, &rows, &lanes) : 0;
+    if (nshape == 4 && lanes >= 1 && lanes <= c->ts && (lanes & (lanes - 1)) == 0)
+        c->ts = lanes;
     c->subgroup = c->ts > 1;
     const char *reduce = getenv("ATTN_VULKAN_DECODE_REDUCE");
     c->clustered = c->subgroup && d->subgroup_clustered &&
@@ -99,9 +105,7 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
                                                   dt == ATTN_BF16));
     const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
                            d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
-    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
-    int wg, kpt, rows;
-    if (shape && sscanf(shape, "%d,%d,%d", &wg, &kpt, &rows) == 3 && wg >= c->ts &&
+    if (nshape >= 3 && wg >= c->ts &&
         (wg & (wg - 1)) == 0 && (uint32_t)wg <= maxwg && kpt >= 1 && kpt <= 16 && rows >= 1 &&
         rows <= 64) {
         const dec_cfg keep = *c;
