@@ -13,11 +13,13 @@
  *   1. each team has the K and V rows of its KPT keys in registers (loaded
  *      during the previous tile), issues the next tile's loads, forms
  *      the lanes' partial dot products with the query rows (registers),
- *      sums them across the team (xor shuffles; TS = 1 without subgroups),
- *      applies soft-cap, ALiBi and visibility, and stores the scores (shared);
+ *      sums them across the team (subgroup arithmetic or xor shuffles; TS =
+ *      1 without subgroups), applies soft-cap, ALiBi and visibility, and
+ *      stores the scores (shared);
  *   2. one team per query row updates the online softmax (m, l) and turns
  *      the scores into weights p (or the sigmoid weights);
- *   3. each lane rescales its accumulators by the row's alpha and adds p*V.
+ *   3. each lane rescales its accumulators by the row's alpha and adds p*V
+ *      (no barrier after it: the scores alternate between two buffers).
  * At the end the teams' accumulators are summed through shared memory and
  * the chunk's unnormalised partial (O, m, l) goes to the scratch buffer.
  *
@@ -342,6 +344,11 @@ void chunk_task(int g)
     int js[KPT];
     load_tile(k0, kv, vv, js);
     for (int u0 = k0; u0 < k1; u0 += TILE) {
+        /* The scores alternate between two halves of sh: the next tile's
+         * stage 1 writes one while a slow lane may still read this tile's
+         * weights in stage 3 from the other (one barrier less per tile;
+         * the barrier before the next stage 2 orders the rest). */
+        const int hb = (((u0 - k0) / TILE) & 1) * NR * TILE;
         Raw nk[KPT][CPTK], nv[KPT][CPTV];
         int nj[KPT];
         load_tile(u0 + TILE, nk, nv, nj);
@@ -372,14 +379,14 @@ void chunk_task(int g)
                     if (!vis)
                         s = NEG_INF;
                 }
-                sh[r * TILE + kk * NT + team] = s;
+                sh[hb + r * TILE + kk * NT + team] = s;
             }
         }
         barrier();
         /* 2. weights: team m takes rows m, m + NT, ..., its lanes a share
          * of the tile's keys each */
         for (int r = team; r < NR; r += NT) {
-            const int rb = r * TILE;
+            const int rb = hb + r * TILE;
             float alpha = 1.0;
             if (sigmoid) {
                 const float bias = hf(H_SIGBIAS);
@@ -426,13 +433,12 @@ void chunk_task(int g)
             for (int c = 0; c < CPTV; c++)
                 unpack8(vv[kk][c], 8 * (lane + TS * c), vf[c]);
             for (int r = 0; r < NR; r++) {
-                const float p = sh[r * TILE + kk * NT + team];
+                const float p = sh[hb + r * TILE + kk * NT + team];
                 for (int c = 0; c < CPTV; c++)
                     for (int t = 0; t < 8; t++)
                         acc[r][c][t] += p * vf[c][t];
             }
         }
-        barrier();
         for (int kk = 0; kk < KPT; kk++) {
             for (int c = 0; c < CPTK; c++)
                 kv[kk][c] = nk[kk][c];
@@ -442,7 +448,9 @@ void chunk_task(int g)
         }
     }
 
-    /* The teams' accumulators, summed row by row through shared memory. */
+    /* The teams' accumulators, summed row by row through shared memory
+     * (once every lane is done with the last tile's weights). */
+    barrier();
     const int DVP = TS * CPTV * 8;
     for (int r = 0; r < NR && r0 + r < NRT; r++) {
         for (int c = 0; c < CPTV; c++)

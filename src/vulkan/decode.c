@@ -55,12 +55,13 @@ static size_t shared_bytes(const dec_cfg *c)
     return ((size_t)c->shn + 3 * (size_t)c->nr) * sizeof(float);
 }
 
-/* Shared floats: the tile's scores, or the teams' accumulators at the end. */
+/* Shared floats: two tiles' scores (alternating), or the teams'
+ * accumulators at the end. */
 static void complete(dec_cfg *c)
 {
     const int nt = c->wg / c->ts, tile = nt * c->kpt;
     const int red = nt * c->ts * c->cptv * 8;
-    c->shn = c->nr * tile > red ? c->nr * tile : red;
+    c->shn = 2 * c->nr * tile > red ? 2 * c->nr * tile : red;
 }
 
 /* Lanes per key: the largest power of two covering the 8-dim chunks of a
