@@ -323,6 +323,7 @@ static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
  *           table read crosses the bus on a discrete GPU).
  * On unified memory the table is mapped and written directly. */
 enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST };
+static const char *const table_names[] = { "update", "staged", "host" };
 #define UPDATE_MAX 65536
 
 static int table_mode(VkDeviceSize bytes)
@@ -447,8 +448,7 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                  "reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
                  (long long)(t.ntasks * cfg.nrb), cfg.clustered ? "clustered" :
                  cfg.subgroup ? "shuffle" : "none",
-                 d->direct ? "mapped" : (const char *[]){ "update", "staged", "host" }
-                                        [table_mode(t.n * sizeof(int32_t))]);
+                 d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
         s = record(d, p, &cfg, &t, pipe, &prof);
     if (s == ATTN_OK)
