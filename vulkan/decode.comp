@@ -56,6 +56,7 @@ layout(local_size_x_id = 0) in;
 #include "common.glsl"
 
 const int NT = WG / TS, TILE = NT * KPT;
+const int INT_MAX = 0x7fffffff, INT_MIN = -INT_MAX - 1;
 const int DT_Q8 = 4, DT_Q4 = 5;
 
 layout(std430, binding = 0) readonly buffer Pool4 { uvec4 w[]; } P4;
@@ -337,6 +338,18 @@ void chunk_task(int g)
     const float softcap = hf(H_SOFTCAP);
     const int wl = T.w[H_WL], wr = T.w[H_WR], sinks = T.w[H_SINKS];
     const bool sigmoid = (flags & F_SIGMOID) != 0;
+    /* Per query row, worked out once: its diagonal (the key at its own
+     * position), ALiBi slope and visible keys: j is visible iff j <= cap
+     * (causal) and j is a sink or wlo <= j <= whi (the window). */
+    int diag[NR], cap[NR], wlo[NR], whi[NR];
+    float slope[NR];
+    for (int r = 0; r < NR; r++) {
+        diag[r] = (r0 + r) / group + L - sq;
+        cap[r] = (flags & F_CAUSAL) != 0 ? diag[r] : INT_MAX;
+        wlo[r] = wl < 0 ? INT_MIN : diag[r] - wl;
+        whi[r] = wr < 0 ? INT_MAX : diag[r] + wr;
+        slope[r] = (flags & F_ALIBI) != 0 ? hf(H_AUX + hk * group + (r0 + r) % group) : 0.0;
+    }
 
     /* The next tile's loads are issued before the current tile's arithmetic
      * and barriers (kept in flight while they run). */
@@ -361,25 +374,18 @@ void chunk_task(int g)
                 for (int c = 0; c < CPTK; c++)
                     for (int t = 0; t < 8; t++)
                         s += q[r][c][t] * kf[c][t];
+                /* every lane of the team has the sum: the same work on
+                 * all of them (no divergence), lane 0 stores */
                 s = team_sum(s);
-                if (lane != 0)
-                    continue;
-                const int j = js[kk], i = (r0 + r) / group;
-                const int diag = i + L - sq;
-                if (j < 0) {
+                const int j = js[kk];
+                if ((flags & F_SOFTCAP) != 0)
+                    s = softcap * attn_tanh(s / softcap);
+                if ((flags & F_ALIBI) != 0)
+                    s -= slope[r] * float(abs(diag[r] - j));
+                if (j < 0 || j > cap[r] || (j >= sinks && (j < wlo[r] || j > whi[r])))
                     s = NEG_INF;
-                } else {
-                    if ((flags & F_SOFTCAP) != 0)
-                        s = softcap * attn_tanh(s / softcap);
-                    if ((flags & F_ALIBI) != 0)
-                        s -= hf(H_AUX + hk * group + (r0 + r) % group) * float(abs(diag - j));
-                    const bool vis = !((flags & F_CAUSAL) != 0 && j > diag) &&
-                                     (j < sinks || ((wl < 0 || j >= diag - wl) &&
-                                                    (wr < 0 || j <= diag + wr)));
-                    if (!vis)
-                        s = NEG_INF;
-                }
-                sh[hb + r * TILE + kk * NT + team] = s;
+                if (lane == 0)
+                    sh[hb + r * TILE + kk * NT + team] = s;
             }
         }
         barrier();
