@@ -10,7 +10,8 @@
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
  * with team reductions by clustered subgroup arithmetic, by shuffles and
  * without subgroups, and in another workgroup shape (quick
- * runs: one case each), and split into many chunks as well as one, and
+ * runs: one case each), and split into many chunks as well as one (the
+ * chunks merged by one invocation per output element and by four), and
  * with device-local buffers, the table uploaded each way. Also:
  * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
  * With the Khronos validation layer installed it is enabled (a validation
@@ -314,6 +315,11 @@ int main(void)
         setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
         run_all("one chunk", NULL);
         unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+        /* Chunks merged by 4 invocations per output element (the GPU
+         * default; 1 on lavapipe). */
+        setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
+        run_all("combine 4", tu_quick ? "stream-q4" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_COMBINE");
         /* Another shape: 32 invocations, 3 keys per team, 1 query row per
          * workgroup (row blocks), 2 lanes per key (tuning knob). */
         setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1,2", 1);

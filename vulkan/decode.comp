@@ -50,6 +50,7 @@ layout(constant_id = 8) const int KDT = 1;      /* cache dtype (attn_dtype) */
 layout(constant_id = 9) const int VEC = 1;      /* wide loads */
 layout(constant_id = 10) const int PS = 16;     /* page size */
 layout(constant_id = 11) const int SHN = 1024;  /* shared floats */
+layout(constant_id = 12) const int CS = 1;      /* mode 1: invocations per element */
 
 layout(local_size_x_id = 0) in;
 
@@ -489,10 +490,10 @@ void merge_into(inout float mx, inout float lsum, inout float acc, float m, floa
 }
 
 /* Mode 1: CS invocations per output element (b, i, h, e) of a workgroup's
- * WG/CS elements, invocation s merging chunks s, s + CS, ... in one pass;
- * the first then merges the CS partials through shared memory. Several
- * chains of loads per element: a long row of chunks is not one chain. */
-const int CS = WG < 4 ? WG : 4;
+ * WG/CS elements (CS a power of two up to WG), invocation s merging chunks
+ * s, s + CS, ... in one pass; the first then merges the CS partials
+ * through shared memory. CS > 1 splits a long row of chunks into several
+ * chains of loads in flight together. */
 
 void finish(int g)
 {

@@ -47,6 +47,7 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
  * nr query rows per workgroup, nrb blocks of them cover all nrt. */
 typedef struct dec_cfg {
     int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn;
+    int cs;                     /* combine: invocations per output element */
     int subgroup, clustered;    /* team reductions: shuffles; clustered arithmetic */
 } dec_cfg;
 
@@ -129,6 +130,18 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
         }
     }
     return 0;
+}
+
+/* Invocations per output element of the combine pass: 4 on a GPU, where
+ * they shorten the chain of loads over a row's chunks; 1 on a software
+ * device, whose invocations run one after another (more of them only cost
+ * time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two up to the
+ * workgroup) sets it. */
+static int combine_split(const attn_device *dev, int wg)
+{
+    const char *env = getenv("ATTN_VULKAN_DECODE_COMBINE");
+    const int n = env ? atoi(env) : dev->info.is_software ? 1 : 4;
+    return n >= 1 && n <= wg && (n & (n - 1)) == 0 ? n : 1;
 }
 
 /* A window or sink count as a 32-bit word (-1 stays unlimited). */
@@ -399,8 +412,7 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
     if (s == ATTN_OK) {
         attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
-        /* vulkan/decode.comp's CS invocations per output element */
-        const uint64_t per = (uint64_t)(cfg->wg < 4 ? 1 : cfg->wg / 4);
+        const uint64_t per = (uint64_t)(cfg->wg / cfg->cs);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
         s = dispatch(d, 1, (elems + per - 1) / per);
         attn_vk_prof_gpu_mark(d, prof, "combine");
@@ -428,9 +440,10 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                          "(shared memory %u bytes) for %lld query rows per KV head",
                          dev->info.name, d->limits.maxComputeSharedMemorySize,
                          (long long)(p->sq * (p->hq / p->hkv)));
-    const int32_t spec[12] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
+    cfg.cs = combine_split(dev, cfg.wg);
+    const int32_t spec[13] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
                                (int32_t)p->d, (int32_t)p->dv, (int32_t)c->dtype, cfg.vec,
-                               (int32_t)c->ps, cfg.shn };
+                               (int32_t)c->ps, cfg.shn, cfg.cs };
     dec_table t = { 0 };
     pthread_mutex_lock(&d->lock);
     attn_vk_profile prof;
@@ -441,12 +454,12 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     if (s == ATTN_OK)
         s = attn_vk_pipeline_get(d, cfg.clustered ? ATTN_VK_SHADER_DECODE_CLUSTERED :
                                  cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                                 ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
+                                 ATTN_VK_SHADER_DECODE, spec, 13, &pipe);
     attn_vk_prof_host(&prof, "pipeline");
     if (prof.on)
         snprintf(prof.note, sizeof prof.note, "wg %d ts %d kpt %d rows %d blocks %d groups %lld "
-                 "reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
-                 (long long)(t.ntasks * cfg.nrb), cfg.clustered ? "clustered" :
+                 "combine %d reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
+                 (long long)(t.ntasks * cfg.nrb), cfg.cs, cfg.clustered ? "clustered" :
                  cfg.subgroup ? "shuffle" : "none",
                  d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
