@@ -151,6 +151,14 @@ static void build_cases(void)
       c.causal = 1; c.wl = 100; c.sink = 4; c.big = 1);
     C(strcpy(c.tag, "long alibi+softcap"); c.Sq = 64; c.Sk = 1000; c.Hq = 1; c.Hkv = 1; c.D = 256;
       c.alibi = 1; c.softcap = 20; c.big = 1);
+    /* Enough query blocks (many heads, long Sq, few keys: cheap to check) for
+     * the driver to give each task twice the kernel set's query rows on up
+     * to 16 threads, with panel slots reused within the call. */
+    C(strcpy(c.tag, "many query blocks"); c.Sq = 1600; c.Sk = 9; c.Hq = 32; c.Hkv = 8;
+      c.D = 16; c.wl = 3; c.sink = 2);
+    C(strcpy(c.tag, "many query blocks varlen"); c.nseq = 3; c.lq[0] = 1200; c.lq[1] = 0;
+      c.lq[2] = 400; c.lk[0] = 9; c.lk[1] = 5; c.lk[2] = 12; c.Hq = 32; c.Hkv = 4; c.D = 16;
+      c.causal = 1);
     /* Scores of magnitude ~100-300: tests the running-max rescaling. Rounding
      * the scores to f32 alone moves each weight by ~|s| * 2^-24 relative, so
      * f32 results are only good to ~1e-5 * |s| / 10 here. */

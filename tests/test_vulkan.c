@@ -22,11 +22,13 @@
 #include "ref.h"
 
 /* Beyond the shared cases (tests/devtest.c): f16 inputs through every
- * path (the cooperative-matrix shader takes f16), D = 256. */
+ * path (the cooperative-matrix shader takes f16), D = 256, D != DV with
+ * f16 output (the cooperative-matrix shader's paired stores). */
 static const scase vk_cases[] = {
  { "f16-everything",  2, 33,  97,  4, 4, 64, 64, ATTN_F16,  ATTN_F32,  TU_CONTIG,    1, 20, -1, 2, 1, 1, 0, 30, 0, 0, 0, 0, 1, 1 },
  { "f16-varlen-sigm", 1,  0,   0,  4, 2, 64, 64, ATTN_F16,  ATTN_F16,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 1, 0, 3, 2, 16, 1, 0, 1 },
  { "d256-f16",        1, 33,  80,  2, 1,256,256, ATTN_F16,  ATTN_F16,  TU_SWAP12,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0 },
+ { "f16-d48-dv80",    2, 37,  53,  6, 3, 48, 80, ATTN_F16,  ATTN_F16,  TU_CONTIG,    0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1 },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -171,13 +173,26 @@ int main(void)
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
     run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
-    /* The cooperative-matrix shader with its products as plain loops: the
-     * online softmax, masks and epilogue around them, on any device with
-     * shaderFloat16 (devices without it run the plain path). */
+    /* The cooperative-matrix shader with its matrix operations as plain
+     * loops: its tiling, online softmax, row-factor rescale, masks and
+     * epilogue, on any device with shaderFloat16 (devices without it, and
+     * shapes that do not fit, run the plain path). */
     static const char *const f16[] = { "mask-f16-bcast", "f16-gqa4", "f16-everything",
-                                       "f16-varlen-sigm", "d256-f16", NULL };
+                                       "f16-varlen-sigm", "d256-f16", "f16-d48-dv80", NULL };
     setenv("ATTN_VULKAN_COOPMAT", "emulate", 1);
     run_devices("coopmat emulated", f16);
+    /* Its other shapes (nw,rb,bk,pf,split): K and V in two buffers; in full
+     * runs also 32 rows per subgroup and the K/V prefetch. */
+    static const char *const split[] = { "f16-everything", NULL };
+    setenv("ATTN_VULKAN_COOPMAT_TILE", "1,1,32,0,1", 1);
+    run_devices("coopmat emulated 1,1,32,0,1", tu_quick ? split : f16);
+    if (!tu_quick) {
+        setenv("ATTN_VULKAN_COOPMAT_TILE", "1,2,32,1,0", 1);
+        run_devices("coopmat emulated 1,2,32,1,0", f16);
+        setenv("ATTN_VULKAN_COOPMAT_TILE", "1,1,32,1,1", 1);
+        run_devices("coopmat emulated 1,1,32,1,1", f16);
+    }
+    unsetenv("ATTN_VULKAN_COOPMAT_TILE");
     unsetenv("ATTN_VULKAN_COOPMAT");
     return tu_finish();
 }

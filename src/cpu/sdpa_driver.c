@@ -14,9 +14,12 @@
  * K and V are packed once per (sequence, KV head) -- a group -- into a panel
  * of tiles in the kernel set's layout, then every query head of that GQA
  * group and every query block reads the same panel: packing costs O(Sk*D)
- * per KV head, not per query block. Groups run in waves: each wave packs the
- * panels of enough groups to keep every thread busy (bounded by a memory
- * budget), then runs all their tasks; memory stays O(wave * Sk * D).
+ * per KV head, not per query block. A tile is packed by the first task that
+ * needs it (the others wait for it, packing later tiles meanwhile), so
+ * packing overlaps compute and no thread waits for a whole panel. Panels
+ * live in a ring of slots bounded by a memory budget, taken in turn by the
+ * groups that have tasks: a group starts once every task of the group
+ * before it in its slot has finished, so memory stays O(slots * Sk * D).
  *
  * Masks cost what they save: for each (query block, key tile) the key range
  * every row can see is computed from causal/window/sink parameters; tiles
@@ -25,15 +28,23 @@
  * block mask is classified per (query block, key tile) the same way (a tile
  * that straddles mask blocks is mixed unless they agree; tiles are fitted to
  * the mask's blocks where possible), so hidden blocks cost nothing: they are
- * neither visited nor, when no task of the wave visits them, packed.
+ * neither visited nor, when no task visits them, packed.
  *
  * Scheduling: tasks are balanced by cost, not rows. Each task's cost is the
  * number of key tiles it will visit (causal, windows and block mask
- * included); a wave runs its tasks most expensive first under a dynamic
- * schedule, so the last tasks handed out are the cheapest. */
+ * included). Groups are ordered in waves of enough groups to give every
+ * thread many tasks; within a wave tasks are handed out most expensive first
+ * (longest processing time first), so the last tasks of the call are the
+ * cheapest. Threads take tasks from one counter over all waves with no
+ * barrier in between: a thread done with one wave starts on the next, and
+ * only the end of the call waits for the slowest task. (Barriers per wave
+ * left threads idle for up to one task each, several times per call, and
+ * packing phases in which all threads competed for memory bandwidth.) */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "config.h"
 #include "cpu_backend.h"
 #include "half.h"
@@ -48,7 +59,11 @@ typedef struct task_slot {
     int64_t cost, task;
 } task_slot;
 
-/* Everything a task needs that is fixed for the whole call. */
+/* Pack state of a panel tile (tile_pref numbering). */
+enum { TILE_SKIPPED = 0, TILE_NEEDED, TILE_PACKING, TILE_READY };
+
+/* Everything a task needs that is fixed for the whole call, and the shared
+ * scheduling state. */
 typedef struct sdpa_plan {
     const attn_sdpa_problem *p;
     const attn_cpu_kernels  *ks;
@@ -58,10 +73,17 @@ typedef struct sdpa_plan {
     int64_t group;                  /* Hq / Hkv */
     int64_t ktf, vtf;               /* floats per packed K / V tile (16-aligned) */
     int64_t ntiles;                 /* tiles per panel (longest sequence) */
-    float  *panels;                 /* one K+V panel per group of the current wave */
+    int64_t ngroups, wave, slots;   /* groups; groups per wave; panel slots */
+    float  *panels;                 /* slots K+V panels */
+    int64_t *slot_of, *slot_prev;   /* per group: its slot, and the group before it
+                                       there (-1: none) */
     int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
     task_slot *order;               /* every task, sorted by cost within its wave */
-    uint8_t *needed;                /* per panel tile (tile_pref numbering): visited */
+    atomic_uchar *tile_state;       /* per panel tile (tile_pref numbering): TILE_* */
+    _Atomic int64_t *tasks_left;    /* per group: tasks not yet finished */
+    /* next index into order to hand out; a line of its own, so that taking
+     * a task does not evict the fields above from every other core */
+    _Alignas(64) _Atomic int64_t next_task;
 } sdpa_plan;
 
 /* One task's sequence geometry. */
@@ -355,10 +377,75 @@ static void sigmoid_update(const attn_cpu_kernels *ks, float *s, int64_t lds, in
     }
 }
 
+/* Packs key tile `tile` of group gi into the panel in its slot. */
+static void pack_tile(const sdpa_plan *pl, int64_t gi, int64_t tile)
+{
+    const attn_sdpa_problem *p = pl->p;
+    const attn_view *K = &p->k, *V = &p->v;
+    seq_geom g;
+    seq_of(pl, gi / p->hkv, &g);
+    const int64_t hk = gi % p->hkv, j0 = tile * pl->bk;
+    const int nk = (int)min64(pl->bk, g.sk - j0);
+    const int64_t row = g.k0 + j0;
+    float *kp = pl->panels + pl->slot_of[gi] * pl->ntiles * (pl->ktf + pl->vtf);
+    float *vp = kp + pl->ntiles * pl->ktf;
+    pl->ks->pack_k(kp + tile * pl->ktf,
+                   at(K, g.bt * K->stride[0] + row * K->stride[1] + hk * K->stride[2]),
+                   K->dtype, K->stride[1], K->stride[3], nk, pl->bk, p->d);
+    pl->ks->pack_v(vp + tile * pl->vtf,
+                   at(V, g.bt * V->stride[0] + row * V->stride[1] + hk * V->stride[2]),
+                   V->dtype, V->stride[1], V->stride[3], nk, pl->bk, p->dv);
+}
+
+/* Waiting for another thread (a tile being packed, a panel slot in use):
+ * spin about as long as packing a tile takes (~1000 pauses, tens of
+ * microseconds), then sleep in short naps. When threads outnumber free
+ * cores the thread waited for may itself be waiting for a core, which a
+ * spinning (or sched_yield-ing, which keeps it runnable) waiter holds. */
+static void relax(unsigned *spins)
+{
+    if (++*spins < 1024) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+    } else {
+        const struct timespec nap = { 0, 20000 };
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* Returns once tile `tile` of group gi is packed. The first task to reach a
+ * tile packs it; a task that finds it being packed packs the group's next
+ * tiles that nobody has claimed yet while it waits, so the threads that
+ * start on a fresh panel together pack it together. */
+static void tile_ready(const sdpa_plan *pl, int64_t gi, int64_t tile)
+{
+    atomic_uchar *state = pl->tile_state + pl->tile_pref[gi];
+    const int64_t n = pl->tile_pref[gi + 1] - pl->tile_pref[gi];
+    int64_t ahead = tile;
+    unsigned spins = 0;
+    while (atomic_load_explicit(&state[tile], memory_order_acquire) != TILE_READY) {
+        for (; ahead < n; ahead++) {
+            unsigned char want = TILE_NEEDED;
+            if (atomic_compare_exchange_strong_explicit(&state[ahead], &want, TILE_PACKING,
+                                                        memory_order_relaxed,
+                                                        memory_order_relaxed)) {
+                pack_tile(pl, gi, ahead);
+                atomic_store_explicit(&state[ahead], TILE_READY, memory_order_release);
+                break;
+            }
+        }
+        if (ahead >= n)
+            relax(&spins);
+    }
+}
+
 /* One task: query head h, query rows [i0, i0 + nq) of sequence g, against the
- * packed K/V panel of its KV head. */
-static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t i0,
-                     const float *kpanel, const float *vpanel, float *ws)
+ * packed K/V panel of its KV head (group gi), packing tiles on first use. */
+static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_t h,
+                     int64_t i0, float *ws)
 {
     const attn_sdpa_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
@@ -386,6 +473,8 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
         memset(ot + i * pl->ldo, 0, (size_t)pl->ldo * sizeof(float));
     }
 
+    const float *kpanel = pl->panels + pl->slot_of[gi] * pl->ntiles * (pl->ktf + pl->vtf);
+    const float *vpanel = kpanel + pl->ntiles * pl->ktf;
     task_keys tk;
     task_keys_init(p, &g, h, i0, nq, &tk);
     int full, bmode;
@@ -394,6 +483,7 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
         const int64_t j1 = min64(j0 + bk, g.sk);
         const int nk = (int)(j1 - j0);
         const int64_t tile = j0 / bk;
+        tile_ready(pl, gi, tile);
         const float *kt = kpanel + tile * pl->ktf, *vt = vpanel + tile * pl->vtf;
         /* A tile that is not fully visible by position (it crosses the causal
          * diagonal or a window edge) runs in sub-blocks of EDGE_ROWS rows, each
@@ -457,27 +547,8 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t h, int64_t
     }
 }
 
-/* Packs key tile `tile` of group gi into its panel (slot in the wave). */
-static void pack_tile(const sdpa_plan *pl, int64_t gi, int64_t slot, int64_t tile)
-{
-    const attn_sdpa_problem *p = pl->p;
-    const attn_view *K = &p->k, *V = &p->v;
-    seq_geom g;
-    seq_of(pl, gi / p->hkv, &g);
-    const int64_t hk = gi % p->hkv, j0 = tile * pl->bk;
-    const int nk = (int)min64(pl->bk, g.sk - j0);
-    const int64_t row = g.k0 + j0;
-    float *kp = pl->panels + slot * pl->ntiles * (pl->ktf + pl->vtf);
-    float *vp = kp + pl->ntiles * pl->ktf;
-    pl->ks->pack_k(kp + tile * pl->ktf,
-                   at(K, g.bt * K->stride[0] + row * K->stride[1] + hk * K->stride[2]),
-                   K->dtype, K->stride[1], K->stride[3], nk, pl->bk, p->d);
-    pl->ks->pack_v(vp + tile * pl->vtf,
-                   at(V, g.bt * V->stride[0] + row * V->stride[1] + hk * V->stride[2]),
-                   V->dtype, V->stride[1], V->stride[3], nk, pl->bk, p->dv);
-}
-
-/* The group whose prefix range [pref[g], pref[g+1]) holds x, within [lo, hi). */
+/* The group whose prefix range [pref[g], pref[g+1]) holds x, within [lo, hi)
+ * (the last of several when some are empty). */
 static int64_t find_group(const int64_t *pref, int64_t lo, int64_t hi, int64_t x)
 {
     while (hi - lo > 1) {
@@ -487,12 +558,11 @@ static int64_t find_group(const int64_t *pref, int64_t lo, int64_t hi, int64_t x
     return lo;
 }
 
-/* Task x of the wave's groups [gs, ge): its group, sequence, head and rows. */
-static int64_t task_of(const sdpa_plan *pl, int64_t gs, int64_t ge, int64_t x, seq_geom *g,
-                       int64_t *h, int64_t *i0)
+/* Task x: its group, sequence, head and rows. */
+static int64_t task_of(const sdpa_plan *pl, int64_t x, seq_geom *g, int64_t *h, int64_t *i0)
 {
     const attn_sdpa_problem *p = pl->p;
-    const int64_t gi = find_group(pl->task_pref, gs, ge, x), t = x - pl->task_pref[gi];
+    const int64_t gi = find_group(pl->task_pref, 0, pl->ngroups, x), t = x - pl->task_pref[gi];
     seq_of(pl, gi / p->hkv, g);
     *h = (gi % p->hkv) * pl->group + t % pl->group;
     *i0 = t / pl->group * pl->bq;
@@ -502,9 +572,9 @@ static int64_t task_of(const sdpa_plan *pl, int64_t gs, int64_t ge, int64_t x, s
 /* A task's cost: the key tiles it visits (each a qk + softmax + pv of nq
  * rows), plus one for loading Q and storing O. Counted with the same
  * next_tile as run_task, so causal, windows and block masks all count; the
- * visited tiles are marked in `needed` (the group's panel tiles). */
+ * visited tiles are marked TILE_NEEDED in `state` (the group's panel tiles). */
 static int64_t task_cost(const sdpa_plan *pl, const seq_geom *g, int64_t h, int64_t i0,
-                         uint8_t *needed)
+                         atomic_uchar *state)
 {
     const int64_t nq = min64(pl->bq, g->sq - i0);
     task_keys tk;
@@ -514,10 +584,7 @@ static int64_t task_cost(const sdpa_plan *pl, const seq_geom *g, int64_t h, int6
     for (int64_t j0 = next_tile(pl->p, g, pl->bk, &tk, 0, &full, &bmode); j0 < g->sk;
          j0 = next_tile(pl->p, g, pl->bk, &tk, j0 + pl->bk, &full, &bmode)) {
         tiles++;
-#ifdef HAVE_OPENMP
-#pragma omp atomic write
-#endif
-        needed[j0 / pl->bk] = 1;
+        atomic_store_explicit(&state[j0 / pl->bk], TILE_NEEDED, memory_order_relaxed);
     }
     return tiles * nq;
 }
@@ -531,47 +598,55 @@ static int by_cost(const void *a, const void *b)
     return (x->task > y->task) - (x->task < y->task);
 }
 
-/* One wave of groups [gs, ge): cost their tasks (marking the key tiles they
- * visit), pack the marked tiles of their panels, then run the tasks most
- * expensive first under a dynamic schedule (longest processing time first),
- * so that threads finish together however the causal mask, windows or block
- * mask spread the work, and a sparse mask's unvisited tiles are not even
- * packed. Every thread of the team calls this with the same arguments. */
-static void run_wave(const sdpa_plan *pl, int64_t gs, int64_t ge, float *ws)
+/* Costs every task (marking the key tiles it visits), then sorts each wave's
+ * tasks most expensive first. A tile no task visits (block mask, windows)
+ * is never packed. Every thread of the team calls this. */
+static void plan_tasks(sdpa_plan *pl)
 {
-    const int64_t t0 = pl->task_pref[gs], t1 = pl->task_pref[ge];
+    const int64_t ntasks = pl->task_pref[pl->ngroups];
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(static)
 #endif
-    for (int64_t x = t0; x < t1; x++) {
+    for (int64_t x = 0; x < ntasks; x++) {
         seq_geom g;
         int64_t h, i0;
-        const int64_t gi = task_of(pl, gs, ge, x, &g, &h, &i0);
-        pl->order[x] = (task_slot){ task_cost(pl, &g, h, i0, pl->needed + pl->tile_pref[gi]), x };
+        const int64_t gi = task_of(pl, x, &g, &h, &i0);
+        pl->order[x] = (task_slot){ task_cost(pl, &g, h, i0, pl->tile_state + pl->tile_pref[gi]),
+                                    x };
     }
-    /* one thread sorts while the others pack */
-#ifdef HAVE_OPENMP
-#pragma omp single nowait
-#endif
-    qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
-#ifdef HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t x = pl->tile_pref[gs]; x < pl->tile_pref[ge]; x++) {
-        if (!pl->needed[x])
-            continue;           /* no task of the wave visits it (block mask, window) */
-        int64_t gi = find_group(pl->tile_pref, gs, ge, x);
-        pack_tile(pl, gi, gi - gs, x - pl->tile_pref[gi]);
-    }
+    const int64_t nwaves = (pl->ngroups + pl->wave - 1) / pl->wave;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-    for (int64_t y = t0; y < t1; y++) {
+    for (int64_t w = 0; w < nwaves; w++) {
+        const int64_t t0 = pl->task_pref[w * pl->wave];
+        const int64_t t1 = pl->task_pref[min64((w + 1) * pl->wave, pl->ngroups)];
+        qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
+    }
+}
+
+/* Takes tasks in order until none is left. A task first waits until the
+ * group before its own in its panel slot has finished: that group is at
+ * least `slots` groups earlier, so in an earlier wave (slots >= wave), and
+ * its tasks were all handed out before. */
+static void run_tasks(sdpa_plan *pl, float *ws)
+{
+    const int64_t ntasks = pl->task_pref[pl->ngroups];
+    for (;;) {
+        const int64_t y = atomic_fetch_add_explicit(&pl->next_task, 1, memory_order_relaxed);
+        if (y >= ntasks)
+            break;
         seq_geom g;
         int64_t h, i0;
-        const int64_t gi = task_of(pl, gs, ge, pl->order[y].task, &g, &h, &i0);
-        const float *kp = pl->panels + (gi - gs) * pl->ntiles * (pl->ktf + pl->vtf);
-        run_task(pl, &g, h, i0, kp, kp + pl->ntiles * pl->ktf, ws);
+        const int64_t gi = task_of(pl, pl->order[y].task, &g, &h, &i0);
+        const int64_t prev = pl->slot_prev[gi];
+        if (prev >= 0) {
+            unsigned spins = 0;
+            while (atomic_load_explicit(&pl->tasks_left[prev], memory_order_acquire))
+                relax(&spins);
+        }
+        run_task(pl, &g, gi, h, i0, ws);
+        atomic_fetch_sub_explicit(&pl->tasks_left[gi], 1, memory_order_release);
     }
 }
 
@@ -599,20 +674,31 @@ static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
         *bk = (int)kb;
 }
 
-/* One thread's share of every wave (the whole job without OpenMP), inside
+/* One thread's share of the work (the whole job without OpenMP), inside
  * the kernel set's per-thread set-up (AMX tile configuration). */
-static void run_thread(const sdpa_plan *pl, int64_t ngroups, int64_t wave, float *ws)
+static void run_thread(sdpa_plan *pl, float *ws)
 {
+    plan_tasks(pl);
     if (pl->ks->thread_begin)
         pl->ks->thread_begin();
-    for (int64_t gs = 0; gs < ngroups; gs += wave)
-        run_wave(pl, gs, min64(gs + wave, ngroups), ws);
+    run_tasks(pl, ws);
     if (pl->ks->thread_end)
         pl->ks->thread_end();
 }
 
-/* Panels of a wave may use this much memory when one group's tasks cannot
- * keep the threads busy (a single group may always exceed it). */
+/* Tasks of the call (query heads x blocks of bq query rows). */
+static int64_t query_tasks(const attn_sdpa_problem *p, int64_t bq)
+{
+    if (!p->cu_q)
+        return p->num_seqs * p->hq * ((p->sq + bq - 1) / bq);
+    int64_t n = 0;
+    for (int64_t b = 0; b < p->num_seqs; b++)
+        n += p->hq * ((p->cu_q[b + 1] - p->cu_q[b] + bq - 1) / bq);
+    return n;
+}
+
+/* Panel slots may use this much memory when one group's tasks cannot keep
+ * the threads busy (a single group may always exceed it). */
 #define PANEL_BUDGET_BYTES ((size_t)64 << 20)
 
 attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
@@ -631,15 +717,30 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.ktf = round_up((int64_t)pl.ks->k_tile_floats(pl.bk, p->d), 16);
     pl.vtf = round_up((int64_t)pl.ks->v_tile_floats(pl.bk, p->dv), 16);
     pl.ntiles = (p->sk + pl.bk - 1) / pl.bk;
-    pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds);
 
     if (p->num_seqs == 0 || p->sq == 0)
         return ATTN_OK;   /* before multiplying: an empty q may have a huge batch */
+    /* Twice the kernel set's query rows per task where the call still has 16
+     * tasks per thread then: every K/V tile brought into L2 serves twice the
+     * rows. A panel (4.7 MB at Sk = 4096, D = 128) outgrows L2, so every task
+     * streams its panel from L3; halving that traffic per flop is meant for
+     * many cores sharing one L3 and mesh, where the per-thread rate fell
+     * (issue #3) while one core reaches 77% of its FMA peak. (Block masks
+     * keep the tiles fitted to their blocks.) */
+    if (!p->has_block_mask) {
+        const int64_t big = query_tasks(p, 2 * (int64_t)pl.bq);
+        if (big < query_tasks(p, pl.bq) && big >= 16 * (int64_t)st->num_threads)
+            pl.bq *= 2;
+    }
+    pl.ws_floats = (size_t)(pl.bq * (pl.ldq + pl.ldo + pl.lds) + 3 * round_up(pl.bq, 16) + pl.lds);
     const int64_t ngroups = p->num_seqs * p->hkv;
-    pl.task_pref = malloc(2 * ((size_t)ngroups + 1) * sizeof(int64_t));
+    pl.ngroups = ngroups;
+    pl.task_pref = malloc((5 * (size_t)ngroups + 2) * sizeof(int64_t));
     if (!pl.task_pref)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: out of memory");
     pl.tile_pref = pl.task_pref + ngroups + 1;
+    pl.slot_of = pl.tile_pref + ngroups + 1;
+    pl.slot_prev = pl.slot_of + ngroups;
     pl.task_pref[0] = pl.tile_pref[0] = 0;
     for (int64_t gi = 0; gi < ngroups; gi++) {
         seq_geom g;
@@ -649,42 +750,71 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
         pl.tile_pref[gi + 1] = pl.tile_pref[gi] + (g.sq ? (g.sk + pl.bk - 1) / pl.bk : 0);
     }
 
-    /* Wave size: enough tasks for 16 per thread, within the panel budget: each
-     * wave ends at a barrier, where threads idle for about one task. */
+    /* Wave size: enough tasks for 16 per thread (the window in which tasks
+     * are ordered by cost). Slots: two waves' panels, so that the threads
+     * that finish a wave early go on with the next one while its last tasks
+     * run; within the panel budget, keeping slots >= wave (see run_tasks). */
     int nt = st->num_threads;
     const int64_t tasks_per_group = (pl.task_pref[ngroups] + ngroups - 1) / ngroups;
     const size_t panel_bytes = (size_t)(pl.ntiles * (pl.ktf + pl.vtf)) * sizeof(float);
     int64_t wave = tasks_per_group ? (16 * (int64_t)nt + tasks_per_group - 1) / tasks_per_group : 1;
-    if (panel_bytes && (size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
-        wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
     wave = max64(1, min64(wave, ngroups));
+    pl.slots = min64(ngroups, 2 * wave);
+    if (panel_bytes && (size_t)pl.slots * panel_bytes > PANEL_BUDGET_BYTES) {
+        pl.slots = max64(1, (int64_t)(PANEL_BUDGET_BYTES / panel_bytes));
+        wave = max64(1, min64(wave, pl.slots / 2));
+    }
+    pl.wave = wave;
+    /* Groups without tasks (varlen sequences without queries) take no slot,
+     * so that every group waits for the one that really used its slot last
+     * (waiting on an empty group would wait for nothing). */
+    int64_t *with_tasks = pl.slot_prev + ngroups, used = 0;
+    for (int64_t gi = 0; gi < ngroups; gi++) {
+        pl.slot_of[gi] = 0;
+        pl.slot_prev[gi] = -1;
+        if (pl.task_pref[gi + 1] == pl.task_pref[gi])
+            continue;
+        pl.slot_of[gi] = used % pl.slots;
+        if (used >= pl.slots)
+            pl.slot_prev[gi] = with_tasks[used - pl.slots];
+        with_tasks[used++] = gi;
+    }
     if (nt > pl.task_pref[ngroups])
         nt = (int)pl.task_pref[ngroups];
 
     /* All memory up front: a failed allocation must not leave a half-written output. */
-    const size_t total = (size_t)nt * pl.ws_floats + (size_t)wave * panel_bytes / sizeof(float);
+    const size_t total = (size_t)nt * pl.ws_floats + (size_t)pl.slots * panel_bytes / sizeof(float);
+    const size_t ntiles_all = (size_t)pl.tile_pref[ngroups];
     pl.order = malloc((size_t)pl.task_pref[ngroups] * sizeof *pl.order);
-    pl.needed = calloc((size_t)pl.tile_pref[ngroups] + 1, 1);
+    pl.tile_state = malloc((ntiles_all + 1) * sizeof *pl.tile_state);
+    pl.tasks_left = malloc((size_t)ngroups * sizeof *pl.tasks_left);
     int kept;
-    float *ws = pl.order && pl.needed ?
+    float *ws = pl.order && pl.tile_state && pl.tasks_left ?
         attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept) : NULL;
     if (!ws) {
         free(pl.order);
-        free(pl.needed);
+        free(pl.tile_state);
+        free(pl.tasks_left);
         free(pl.task_pref);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: cannot allocate %zu bytes of "
                          "workspace", total * sizeof(float));
     }
+    for (size_t x = 0; x <= ntiles_all; x++)
+        atomic_init(&pl.tile_state[x], TILE_SKIPPED);
+    for (int64_t gi = 0; gi < ngroups; gi++)
+        atomic_init(&pl.tasks_left[gi], pl.task_pref[gi + 1] - pl.task_pref[gi]);
+    atomic_init(&pl.next_task, 0);
     pl.panels = ws + (size_t)nt * pl.ws_floats;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
-    run_thread(&pl, ngroups, wave, ws + (size_t)omp_get_thread_num() * pl.ws_floats);
+    run_thread(&pl, ws + (size_t)omp_get_thread_num() * pl.ws_floats);
 #else
-    run_thread(&pl, ngroups, wave, ws);
+    run_thread(&pl, ws);
 #endif
     attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(pl.order);
-    free(pl.needed);
+    free(pl.tile_state);
+    free(pl.tasks_left);
     free(pl.task_pref);
     return ATTN_OK;
 }

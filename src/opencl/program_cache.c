@@ -2,6 +2,7 @@
  * once and kept until the context is destroyed. Options carry the
  * specialisation (-D head dims, dtypes, tile sizes), so the number of
  * entries is the number of distinct problem shapes a context has seen. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ocl.h"
@@ -31,6 +32,17 @@ static const char *log_excerpt(const char *log)
     return line;
 }
 
+/* The driver's build log of a program, calloc'd (NULL if it has none). */
+static char *build_log(attn_cl_device *d, cl_program prog)
+{
+    size_t len = 0;
+    char *log = NULL;
+    if (d->cl->GetProgramBuildInfo(prog, d->id, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS &&
+        (log = calloc(1, len + 1)) != NULL)
+        d->cl->GetProgramBuildInfo(prog, d->id, CL_PROGRAM_BUILD_LOG, len, log, NULL);
+    return log;
+}
+
 static attn_status build(attn_cl_device *d, int source, const char *options, cl_program *out)
 {
     const attn_cl_api *cl = d->cl;
@@ -51,13 +63,18 @@ static attn_status build(attn_cl_device *d, int source, const char *options, cl_
         strcat(opts, d->extra_options);
     }
     err = cl->BuildProgram(prog, 1, &d->id, opts, NULL, NULL);
+    /* ATTN_OPENCL_BUILD_LOG=1: every successful build's log on stderr (with
+     * ATTN_OPENCL_OPTIONS=-cl-nv-verbose, NVIDIA's registers and spills per
+     * kernel: tuning aid) */
+    const char *show = getenv("ATTN_OPENCL_BUILD_LOG");
+    if (err == CL_SUCCESS && show && *show == '1') {
+        char *log = build_log(d, prog);
+        fprintf(stderr, "attn opencl build \"%s\":\n%s\n", opts, log ? log : "(no log)");
+        free(log);
+    }
     free(opts);
     if (err != CL_SUCCESS) {
-        size_t len = 0;
-        char *log = NULL;
-        if (cl->GetProgramBuildInfo(prog, d->id, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) == CL_SUCCESS &&
-            (log = calloc(1, len + 1)) != NULL)
-            cl->GetProgramBuildInfo(prog, d->id, CL_PROGRAM_BUILD_LOG, len, log, NULL);
+        char *log = build_log(d, prog);
         attn_status s = attn_fail(ATTN_ERR_DEVICE, "OpenCL kernel build failed: %s (%d); "
                                   "build options \"%s\"; build log: %s", attn_cl_error_name(err),
                                   (int)err, options, log ? log_excerpt(log) : "(none)");

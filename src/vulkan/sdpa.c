@@ -209,13 +209,35 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq,
     return attn_vk_submit(d, "attn_sdpa");
 }
 
+/* Shared memory of vulkan/sdpa_coopmat.comp (its declarations, in bytes)
+ * for nw subgroups of rb 16-row blocks and key tiles of bk, K and V in one
+ * buffer or (split) two. */
+static int64_t coopmat_shared(int nw, int rb, int bk, int split, int emulate, int64_t dd,
+                              int64_t dv)
+{
+    const int64_t rows = 16 * rb, dmax = dd > dv ? dd : dv;
+    const int64_t kv = (1 + split) * bk * (dmax + 8) * 2, s = nw * rows * (bk + 4) * 4;
+    const int64_t p = nw * rows * (bk + 8) * 2, al = nw * rows * 16 * 4;
+    /* the emulation's matrices: Q's A blocks (f16), the accumulators (f32) */
+    const int64_t emu = emulate ? nw * rb * (dd / 16) * 256 * 2 +
+                                  nw * (rb * (dv / 16) + rb + 1) * 256 * 4 : 0;
+    return kv + s + p + al + emu + 2 * 4;
+}
+
 /* The cooperative-matrix shader (vulkan/sdpa_coopmat.comp) for f16 inputs
- * with head dims multiples of 16, on devices with the 16x16x16 f16 shape:
- * the largest (row blocks, key tile) that fits the shared memory.
- * ATTN_VULKAN_COOPMAT=0 turns it off; =emulate uses its build with plain
- * loops for the products on any device with shaderFloat16 (tests). Fills
- * spec, *bq and *shader; 0 if unusable. */
-static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[6],
+ * with head dims multiples of 16, on devices with the 16x16x16 f16 shape
+ * and a fixed subgroup size that the shader's row split assumes: the first
+ * (subgroups, row blocks per subgroup, key tile, K and V in two buffers)
+ * that the limits allow, two buffers (half the workgroup barriers) before
+ * a larger key tile; prefetching K/V tiles into registers (not in the
+ * emulation, where lavapipe compiles the registers kept across barriers
+ * slowly, nor for head dims over 128, whose Q and O fill the registers). ATTN_VULKAN_COOPMAT_TILE="nw,rb,bk[,pf[,split]]" puts a shape
+ * first (tuning; pf and split 0 or 1 turn the prefetch and the two buffers
+ * off or on; without split, two buffers where they fit).
+ * ATTN_VULKAN_COOPMAT=0 turns the shader off; =emulate uses its build with
+ * plain loops for the matrix operations on any device with shaderFloat16
+ * (tests). Fills spec, *bq and *shader; 0 if unusable. */
+static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[9],
                        int *bq, int *shader)
 {
     const char *env = getenv("ATTN_VULKAN_COOPMAT");
@@ -224,25 +246,36 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
 #ifdef HAVE_GLSL_COOPMAT
     real = d->coopmat_f16;
 #endif
+    const int sg = (int)d->subgroup_size;
     if ((env && strcmp(env, "0") == 0) || !(emulate ? d->fp16 : real) ||
-        p->q.dtype != ATTN_F16 || p->d % 16 != 0 || p->dv % 16 != 0)
+        p->q.dtype != ATTN_F16 || p->d % 16 != 0 || p->dv % 16 != 0 || !d->subgroup_shuffle ||
+        sg < 1 || sg > 256 || (sg & (sg - 1)) != 0 ||
+        (d->subgroup_control && d->subgroup_min != d->subgroup_size))
         return 0;
-    /* Invocations per row: a 16-row block per subgroup where subgroups
-     * hold at least 16 invocations. */
-    const int tpr = d->subgroup_size >= 16 ? (int)d->subgroup_size / 16 : 1;
-    static const int shapes[][2] = { { 4, 64 }, { 4, 32 }, { 2, 64 }, { 2, 32 }, { 1, 32 }, { 1, 16 } };
+    /* nw, rb, bk, split (-1: where it fits) */
+    int shapes[12][4] = { { 0, 0, 0, -1 }, { 4, 1, 64, 1 }, { 4, 1, 32, 1 }, { 4, 1, 64, 0 },
+                          { 4, 1, 32, 0 }, { 2, 1, 64, 1 }, { 2, 1, 32, 1 }, { 2, 1, 64, 0 },
+                          { 2, 1, 32, 0 }, { 1, 1, 32, 1 }, { 1, 1, 32, 0 }, { 1, 1, 16, 0 } };
+    int pf = !emulate && p->d <= 128 && p->dv <= 128;
+    const char *tile = getenv("ATTN_VULKAN_COOPMAT_TILE");
+    if (tile && sscanf(tile, "%d,%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2], &pf,
+                       &shapes[0][3]) < 3)
+        shapes[0][0] = 0;
+    const int64_t budget = d->limits.maxComputeSharedMemorySize;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        const int nw = shapes[i][0], bk = shapes[i][1], rows = 16 * nw, wg = rows * tpr;
-        const int64_t dmax = p->d > p->dv ? p->d : p->dv;
-        const int64_t bytes = rows * p->d * 2 + bk * dmax * 2 + rows * bk * (4 + 2) +
-                              rows * p->dv * 4 + rows * tpr * 4 + 2 * 4;
+        const int nw = shapes[i][0], rb = shapes[i][1], bk = shapes[i][2];
+        if (nw < 1 || nw > 64 || rb < 1 || rb > 2 || bk < 16 || bk > 256 || bk % (16 * rb) != 0)
+            continue;
+        const int wg = nw * sg;
+        const int two = shapes[i][3] >= 0 ? shapes[i][3] != 0 :
+                        coopmat_shared(nw, rb, bk, 1, emulate, p->d, p->dv) <= budget;
         if ((uint32_t)wg > d->limits.maxComputeWorkGroupInvocations ||
             (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] ||
-            bytes > (int64_t)d->limits.maxComputeSharedMemorySize)
+            coopmat_shared(nw, rb, bk, two, emulate, p->d, p->dv) > budget)
             continue;
-        const int32_t s[6] = { wg, nw, bk, (int32_t)p->d, (int32_t)p->dv, (int32_t)(bk * dmax) };
+        const int32_t s[9] = { wg, nw, rb, bk, (int32_t)p->d, (int32_t)p->dv, sg, pf != 0, two };
         memcpy(spec, s, sizeof s);
-        *bq = rows;
+        *bq = 16 * rb * nw;
         *shader = emulate ? ATTN_VK_SHADER_SDPA_COOPMAT_EMULATED : ATTN_VK_SHADER_SDPA_COOPMAT;
         return 1;
     }
@@ -258,7 +291,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int nspec, shader, bq;
     sdpa_cfg c;
     if (coopmat_cfg(d, p, spec, &bq, &shader)) {
-        nspec = 6;
+        nspec = 9;
     } else if (choose_cfg(d, p->d, p->dv, &c)) {
         const int32_t s[11] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
