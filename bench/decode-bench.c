@@ -28,9 +28,10 @@
  *
  * --device N (N > 0, a GPU: see attn-info) puts the cache's page pool, q and
  * out in that device's memory, where attn_decode then runs. The roof is
- * then the device's copy bandwidth (attn_buffer_copy of a 512 MiB buffer,
- * bytes read + written, best of 10), and a cold call follows an untimed
- * copy of that buffer, which evicts the KV cache from the device's caches.
+ * then the device's copy bandwidth (attn_buffer_copy, bytes read + written,
+ * the streaming rate of 512 and 256 MiB copies: bench/roof_device.h), and
+ * a cold call follows an untimed copy of that buffer, which evicts the KV
+ * cache from the device's caches.
  * The per-CPU-second columns do not apply there ("-").
  *
  *   decode-bench [--dtypes f16,q8,q4] [--L 1024,...] [--batch 1,16] [--hq 32]
@@ -164,11 +165,14 @@ int main(int argc, char **argv)
                cp.cpu);
     } else {
         attn_device_get_info(ctx, device, &info);
-        if (roof_device_bufs_init(&dbufs, ctx, device, (size_t)512 << 20) == 0)
-            cp.wall = cp.cpu = roof_device_copy_gbs(&dbufs, 10);
-        printf("decode-bench: device %d: %s (%s); copy bandwidth %.1f GB/s (attn_buffer_copy of "
-               "%zu MiB, read+write)\n", device, info.name, info.driver, cp.wall,
-               dbufs.bytes >> 20);
+        roof_device_rate rate = { -1.0, -1.0, 0.0 };
+        if (roof_device_bufs_init(&dbufs, ctx, device, (size_t)512 << 20) == 0 &&
+            roof_device_copy_rate(&dbufs, 10, &rate) == 0)
+            cp.wall = cp.cpu = rate.gbs;
+        printf("decode-bench: device %d: %s (%s); copy bandwidth %.1f GB/s (attn_buffer_copy, "
+               "read+write, streaming: %zu vs %zu MiB; one %zu MiB call %.1f GB/s, fixed cost "
+               "%.0f us)\n", device, info.name, info.driver, cp.wall, dbufs.bytes >> 20,
+               dbufs.bytes >> 21, dbufs.bytes >> 20, rate.call_gbs, rate.fixed_us);
         if (cp.wall <= 0)
             printf("warning: no device copy roof (%s); %%copy columns are meaningless\n",
                    attn_last_error());

@@ -18,9 +18,20 @@ typedef struct roof_device_bufs {
 int roof_device_bufs_init(roof_device_bufs *r, attn_context *ctx, int device, size_t bytes);
 void roof_device_bufs_free(roof_device_bufs *r);
 
-/* Copy rate, bytes read + written per second, the best of `trials` copies
- * of the whole buffer (after one warm-up copy); -1 if a copy fails. */
-double roof_device_copy_gbs(roof_device_bufs *r, int trials);
+/* Copy rates, bytes read + written per second. One call of a copy pays a
+ * fixed cost (recording, submission, the wait for its end: tens of us on
+ * a GPU) that a 512 MiB copy at several TB/s does not hide, so the roof is
+ * the streaming rate: the bytes of half the buffer over the difference of
+ * the median times of whole-buffer and half-buffer copies. */
+typedef struct roof_device_rate {
+    double gbs;         /* streaming rate (the roof) */
+    double call_gbs;    /* whole buffer / median time of one call */
+    double fixed_us;    /* median call time less the streaming time */
+} roof_device_rate;
+
+/* Times `trials` copies of each size (after one warm-up copy); returns 0,
+ * or -1 if a copy fails. */
+int roof_device_copy_rate(roof_device_bufs *r, int trials, roof_device_rate *out);
 
 /* One untimed copy: evicts earlier data from the device's caches. */
 int roof_device_evict(roof_device_bufs *r);

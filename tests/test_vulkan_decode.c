@@ -8,8 +8,11 @@
  * sequences sharing pages, batches with repeated sequences, and every score
  * option (causal, window, sink_tokens, softcap, ALiBi, sink logits, sigmoid,
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
- * with and without subgroup shuffles and in another workgroup shape (quick
- * runs: one case each), and split into many chunks as well as one. Also:
+ * with team reductions by clustered subgroup arithmetic, by shuffles and
+ * without subgroups, and in another workgroup shape (quick
+ * runs: one case each), and split into many chunks as well as one (the
+ * chunks merged by one invocation per output element and by four), and
+ * with device-local buffers, the table uploaded each way. Also:
  * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
  * With the Khronos validation layer installed it is enabled (a validation
  * error aborts). Exit 77 without Vulkan devices.
@@ -260,6 +263,28 @@ static void run_all(const char *label, const char *only)
             run_case(&cases[i], label);
 }
 
+/* Device-local buffers as on a discrete GPU (lavapipe maps them
+ * otherwise): the table reaches the device by each way it can
+ * (ATTN_VULKAN_DECODE_TABLE, src/vulkan/decode.c), one case each. */
+static void run_staged(void)
+{
+    static const char *const modes[] = { "update", "staged", "host" };
+    setenv("ATTN_VULKAN_STAGING", "1", 1);
+    CHECK_OK(attn_context_create(NULL, &ctx));
+    for (dev = 0; ctx && dev < attn_device_count(ctx); dev++) {
+        attn_device_info info;
+        if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
+            continue;
+        for (int m = 0; m < 3; m++) {
+            setenv("ATTN_VULKAN_DECODE_TABLE", modes[m], 1);
+            run_all(modes[m], tu_quick ? "stream-q4" : "stream-f16");
+        }
+        unsetenv("ATTN_VULKAN_DECODE_TABLE");
+    }
+    attn_context_destroy(ctx);
+    unsetenv("ATTN_VULKAN_STAGING");
+}
+
 int main(void)
 {
     tu_init("test_vulkan_decode");
@@ -281,19 +306,31 @@ int main(void)
         setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
         run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
         unsetenv("ATTN_VULKAN_SUBGROUP");
+        /* Teams reduced by xor shuffles where clustered arithmetic is the
+         * default. */
+        setenv("ATTN_VULKAN_DECODE_REDUCE", "shuffle", 1);
+        run_all("shuffle reduce", tu_quick ? "bf16-window" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_REDUCE");
         /* Few workgroups: one chunk per (sequence, head) where it fits. */
         setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
         run_all("one chunk", NULL);
         unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+        /* Chunks merged by 4 invocations per output element (the GPU
+         * default; 1 on lavapipe). */
+        setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
+        run_all("combine 4", tu_quick ? "stream-q4" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_COMBINE");
         /* Another shape: 32 invocations, 3 keys per team, 1 query row per
-         * workgroup (row blocks; tuning knob). */
-        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1", 1);
-        run_all("shape 32,3,1", tu_quick ? "q8-everything" : NULL);
+         * workgroup (row blocks), 2 lanes per key (tuning knob). */
+        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1,2", 1);
+        run_all("shape 32,3,1,2", tu_quick ? "q8-everything" : NULL);
         unsetenv("ATTN_VULKAN_DECODE_SHAPE");
         test_mismatch();
         printf("device %d: %.1f s\n", dev, tu_now() - t0);
     }
     attn_context_destroy(ctx);
+    if (found)
+        run_staged();
     if (!found) {
         printf("no Vulkan device: skipped\n");
         return 77;

@@ -13,16 +13,19 @@
  *   1. each team has the K and V rows of its KPT keys in registers (loaded
  *      during the previous tile), issues the next tile's loads, forms
  *      the lanes' partial dot products with the query rows (registers),
- *      sums them across the team (xor shuffles; TS = 1 without subgroups),
- *      applies soft-cap, ALiBi and visibility, and stores the scores (shared);
+ *      sums them across the team (subgroup arithmetic or xor shuffles; TS =
+ *      1 without subgroups), applies soft-cap, ALiBi and visibility, and
+ *      stores the scores (shared);
  *   2. one team per query row updates the online softmax (m, l) and turns
  *      the scores into weights p (or the sigmoid weights);
- *   3. each lane rescales its accumulators by the row's alpha and adds p*V.
+ *   3. each lane rescales its accumulators by the row's alpha and adds p*V
+ *      (no barrier after it: the scores alternate between two buffers).
  * At the end the teams' accumulators are summed through shared memory and
  * the chunk's unnormalised partial (O, m, l) goes to the scratch buffer.
  *
- * Mode 1: one invocation per output element merges the chunks of its row
- * with their maxima, normalises, gates and stores out (and lse).
+ * Mode 1: a few invocations per output element merge the chunks of its
+ * row (running maximum), the first normalises, gates and stores out (and
+ * lse).
  *
  * Parameters live in the table buffer (layout: src/vulkan/decode.c): a
  * header, ALiBi slopes and sink logits, per-sequence entries, per-task
@@ -30,6 +33,9 @@
 #extension GL_GOOGLE_include_directive : require
 #ifdef ATTN_SUBGROUP
 #extension GL_KHR_shader_subgroup_shuffle : require
+#endif
+#ifdef ATTN_SUBGROUP_CLUSTERED
+#extension GL_KHR_shader_subgroup_clustered : require
 #endif
 
 layout(constant_id = 0) const int WG = 128;     /* invocations */
@@ -44,12 +50,14 @@ layout(constant_id = 8) const int KDT = 1;      /* cache dtype (attn_dtype) */
 layout(constant_id = 9) const int VEC = 1;      /* wide loads */
 layout(constant_id = 10) const int PS = 16;     /* page size */
 layout(constant_id = 11) const int SHN = 1024;  /* shared floats */
+layout(constant_id = 12) const int CS = 1;      /* mode 1: invocations per element */
 
 layout(local_size_x_id = 0) in;
 
 #include "common.glsl"
 
 const int NT = WG / TS, TILE = NT * KPT;
+const int INT_MAX = 0x7fffffff, INT_MIN = -INT_MAX - 1;
 const int DT_Q8 = 4, DT_Q4 = 5;
 
 layout(std430, binding = 0) readonly buffer Pool4 { uvec4 w[]; } P4;
@@ -183,10 +191,24 @@ void unpack8(Raw r, int e0, out float v[8])
 }
 
 /* Sum and maximum over the TS lanes of a team (one subgroup holds whole
- * teams; TS = 1 without subgroups). */
+ * teams; TS = 1 without subgroups): clustered subgroup arithmetic where
+ * the device has it (ATTN_SUBGROUP_CLUSTERED; the cluster size must be a
+ * literal, so one branch per power of two, folded by the specialisation),
+ * else a butterfly of xor shuffles. */
 float team_sum(float x)
 {
-#ifdef ATTN_SUBGROUP
+#if defined(ATTN_SUBGROUP_CLUSTERED)
+    if (TS == 2)
+        x = subgroupClusteredAdd(x, 2);
+    else if (TS == 4)
+        x = subgroupClusteredAdd(x, 4);
+    else if (TS == 8)
+        x = subgroupClusteredAdd(x, 8);
+    else if (TS == 16)
+        x = subgroupClusteredAdd(x, 16);
+    else if (TS == 32)
+        x = subgroupClusteredAdd(x, 32);
+#elif defined(ATTN_SUBGROUP)
     for (int o = TS / 2; o > 0; o /= 2)
         x += subgroupShuffleXor(x, uint(o));
 #endif
@@ -195,35 +217,48 @@ float team_sum(float x)
 
 float team_max(float x)
 {
-#ifdef ATTN_SUBGROUP
+#if defined(ATTN_SUBGROUP_CLUSTERED)
+    if (TS == 2)
+        x = subgroupClusteredMax(x, 2);
+    else if (TS == 4)
+        x = subgroupClusteredMax(x, 4);
+    else if (TS == 8)
+        x = subgroupClusteredMax(x, 8);
+    else if (TS == 16)
+        x = subgroupClusteredMax(x, 16);
+    else if (TS == 32)
+        x = subgroupClusteredMax(x, 32);
+#elif defined(ATTN_SUBGROUP)
     for (int o = TS / 2; o > 0; o /= 2)
         x = max(x, subgroupShuffleXor(x, uint(o)));
 #endif
     return x;
 }
 
-/* Byte offset of the page holding kept key j of sequence entry se. */
-uint page_byte(int se, int j, out int slot)
-{
-    const int nsk = T.w[se + S_NSK];
-    const int pos = j < nsk ? j : T.w[se + S_WSTART] + (j - nsk);
-    const int lp = pos / PS, sp = T.w[H_SINK_PAGES];
-    slot = pos - lp * PS;
-    const int idx = lp < sp ? lp : sp + (lp - T.w[se + S_BASE]);
-    return uint(T.w[T.w[se + S_PTAB] + idx]) * uint(T.w[H_PAGE]);
-}
-
-/* What load_tile needs of the workgroup's task. */
-struct TileSrc { int se, ns, lo, k1, team, lane; uint kplane, vplane; };
+/* What load_tile needs of the workgroup's task and the table's header,
+ * read once before the key loop: in registers, a key's loads wait on one
+ * table read (its page), not on a chain of them. */
+struct TileSrc {
+    int ns, lo, k1, team, lane;
+    int nsk, wstart, sink_pages, base, ptab;       /* the sequence's pages */
+    uint page, kplane, vplane, krow, vrow, kmeta, vmeta, kmr, vmr;
+};
 TileSrc tl;
+
+/* Byte offset of the page holding kept key j of the task's sequence. */
+uint page_byte(int j, out int slot)
+{
+    const int pos = j < tl.nsk ? j : tl.wstart + (j - tl.nsk);
+    const int lp = pos / PS;
+    slot = pos - lp * PS;
+    const int idx = lp < tl.sink_pages ? lp : tl.sink_pages + (lp - tl.base);
+    return uint(T.w[tl.ptab + idx]) * tl.page;
+}
 
 /* The K and V rows of the team's keys in the tile at scanned key u0: key
  * u0 + kk*NT + team (kept index js[kk], -1 past the chunk: zeros). */
 void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[KPT])
 {
-    const uint krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
-    const uint kmeta = uint(T.w[H_KMETA_OFF]), vmeta = uint(T.w[H_VMETA_OFF]);
-    const uint kmr = uint(2 * T.w[H_KMETA]), vmr = uint(2 * T.w[H_VMETA]);
     for (int kk = 0; kk < KPT; kk++) {
         const int u = u0 + kk * NT + tl.team;
         js[kk] = u < tl.k1 ? (u < tl.ns ? u : tl.lo + (u - tl.ns)) : -1;
@@ -235,13 +270,13 @@ void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[
             continue;
         }
         int slot;
-        const uint pg = page_byte(tl.se, js[kk], slot);
+        const uint pg = page_byte(js[kk], slot);
         const uint kb = pg + tl.kplane, vb = pg + tl.vplane;
         for (int c = 0; c < CPTK; c++)
-            kv[kk][c] = load8(kb + uint(slot) * krow, kb + kmeta + uint(slot) * kmr,
+            kv[kk][c] = load8(kb + uint(slot) * tl.krow, kb + tl.kmeta + uint(slot) * tl.kmr,
                               8 * (tl.lane + TS * c), D);
         for (int c = 0; c < CPTV; c++)
-            vv[kk][c] = load8(vb + uint(slot) * vrow, vb + vmeta + uint(slot) * vmr,
+            vv[kk][c] = load8(vb + uint(slot) * tl.vrow, vb + tl.vmeta + uint(slot) * tl.vmr,
                               8 * (tl.lane + TS * c), DV);
     }
 }
@@ -282,7 +317,18 @@ void chunk_task(int g)
         row_l[r] = sinkl ? 1.0 : 0.0;
     }
 
-    tl.se = se;
+    tl.nsk = T.w[se + S_NSK];
+    tl.wstart = T.w[se + S_WSTART];
+    tl.sink_pages = T.w[H_SINK_PAGES];
+    tl.base = T.w[se + S_BASE];
+    tl.ptab = T.w[se + S_PTAB];
+    tl.page = uint(T.w[H_PAGE]);
+    tl.krow = uint(T.w[H_KROW]);
+    tl.vrow = uint(T.w[H_VROW]);
+    tl.kmeta = uint(T.w[H_KMETA_OFF]);
+    tl.vmeta = uint(T.w[H_VMETA_OFF]);
+    tl.kmr = uint(2 * T.w[H_KMETA]);
+    tl.vmr = uint(2 * T.w[H_VMETA]);
     tl.ns = ns;
     tl.lo = lo;
     tl.k1 = k1;
@@ -293,6 +339,18 @@ void chunk_task(int g)
     const float softcap = hf(H_SOFTCAP);
     const int wl = T.w[H_WL], wr = T.w[H_WR], sinks = T.w[H_SINKS];
     const bool sigmoid = (flags & F_SIGMOID) != 0;
+    /* Per query row, worked out once: its diagonal (the key at its own
+     * position), ALiBi slope and visible keys: j is visible iff j <= cap
+     * (causal) and j is a sink or wlo <= j <= whi (the window). */
+    int diag[NR], cap[NR], wlo[NR], whi[NR];
+    float slope[NR];
+    for (int r = 0; r < NR; r++) {
+        diag[r] = (r0 + r) / group + L - sq;
+        cap[r] = (flags & F_CAUSAL) != 0 ? diag[r] : INT_MAX;
+        wlo[r] = wl < 0 ? INT_MIN : diag[r] - wl;
+        whi[r] = wr < 0 ? INT_MAX : diag[r] + wr;
+        slope[r] = (flags & F_ALIBI) != 0 ? hf(H_AUX + hk * group + (r0 + r) % group) : 0.0;
+    }
 
     /* The next tile's loads are issued before the current tile's arithmetic
      * and barriers (kept in flight while they run). */
@@ -300,6 +358,11 @@ void chunk_task(int g)
     int js[KPT];
     load_tile(k0, kv, vv, js);
     for (int u0 = k0; u0 < k1; u0 += TILE) {
+        /* The scores alternate between two halves of sh: the next tile's
+         * stage 1 writes one while a slow lane may still read this tile's
+         * weights in stage 3 from the other (one barrier less per tile;
+         * the barrier before the next stage 2 orders the rest). */
+        const int hb = (((u0 - k0) / TILE) & 1) * NR * TILE;
         Raw nk[KPT][CPTK], nv[KPT][CPTV];
         int nj[KPT];
         load_tile(u0 + TILE, nk, nv, nj);
@@ -312,32 +375,25 @@ void chunk_task(int g)
                 for (int c = 0; c < CPTK; c++)
                     for (int t = 0; t < 8; t++)
                         s += q[r][c][t] * kf[c][t];
+                /* every lane of the team has the sum: the same work on
+                 * all of them (no divergence), lane 0 stores */
                 s = team_sum(s);
-                if (lane != 0)
-                    continue;
-                const int j = js[kk], i = (r0 + r) / group;
-                const int diag = i + L - sq;
-                if (j < 0) {
+                const int j = js[kk];
+                if ((flags & F_SOFTCAP) != 0)
+                    s = softcap * attn_tanh(s / softcap);
+                if ((flags & F_ALIBI) != 0)
+                    s -= slope[r] * float(abs(diag[r] - j));
+                if (j < 0 || j > cap[r] || (j >= sinks && (j < wlo[r] || j > whi[r])))
                     s = NEG_INF;
-                } else {
-                    if ((flags & F_SOFTCAP) != 0)
-                        s = softcap * attn_tanh(s / softcap);
-                    if ((flags & F_ALIBI) != 0)
-                        s -= hf(H_AUX + hk * group + (r0 + r) % group) * float(abs(diag - j));
-                    const bool vis = !((flags & F_CAUSAL) != 0 && j > diag) &&
-                                     (j < sinks || ((wl < 0 || j >= diag - wl) &&
-                                                    (wr < 0 || j <= diag + wr)));
-                    if (!vis)
-                        s = NEG_INF;
-                }
-                sh[r * TILE + kk * NT + team] = s;
+                if (lane == 0)
+                    sh[hb + r * TILE + kk * NT + team] = s;
             }
         }
         barrier();
         /* 2. weights: team m takes rows m, m + NT, ..., its lanes a share
          * of the tile's keys each */
         for (int r = team; r < NR; r += NT) {
-            const int rb = r * TILE;
+            const int rb = hb + r * TILE;
             float alpha = 1.0;
             if (sigmoid) {
                 const float bias = hf(H_SIGBIAS);
@@ -384,13 +440,12 @@ void chunk_task(int g)
             for (int c = 0; c < CPTV; c++)
                 unpack8(vv[kk][c], 8 * (lane + TS * c), vf[c]);
             for (int r = 0; r < NR; r++) {
-                const float p = sh[r * TILE + kk * NT + team];
+                const float p = sh[hb + r * TILE + kk * NT + team];
                 for (int c = 0; c < CPTV; c++)
                     for (int t = 0; t < 8; t++)
                         acc[r][c][t] += p * vf[c][t];
             }
         }
-        barrier();
         for (int kk = 0; kk < KPT; kk++) {
             for (int c = 0; c < CPTK; c++)
                 kv[kk][c] = nk[kk][c];
@@ -400,7 +455,9 @@ void chunk_task(int g)
         }
     }
 
-    /* The teams' accumulators, summed row by row through shared memory. */
+    /* The teams' accumulators, summed row by row through shared memory
+     * (once every lane is done with the last tile's weights). */
+    barrier();
     const int DVP = TS * CPTV * 8;
     for (int r = 0; r < NR && r0 + r < NRT; r++) {
         for (int c = 0; c < CPTV; c++)
@@ -421,33 +478,54 @@ void chunk_task(int g)
     }
 }
 
-/* Merges the chunks of output element (b, i, h, e). */
-void finish(int x)
+/* (m, l, acc) of chunks merged into (mx, lsum, acc): the running maximum
+ * rescales the sums when it grows (an empty chunk has m = -inf). */
+void merge_into(inout float mx, inout float lsum, inout float acc, float m, float l, float o)
 {
+    const float mn = max(mx, m);
+    const float a = mx == mn ? 1.0 : exp(mx - mn), w = m == mn ? 1.0 : exp(m - mn);
+    lsum = lsum * a + w * l;
+    acc = acc * a + w * o;
+    mx = mn;
+}
+
+/* Mode 1: CS invocations per output element (b, i, h, e) of a workgroup's
+ * WG/CS elements (CS a power of two up to WG), invocation s merging chunks
+ * s, s + CS, ... in one pass; the first then merges the CS partials
+ * through shared memory. CS > 1 splits a long row of chunks into several
+ * chains of loads in flight together. */
+
+void finish(int g)
+{
+    const int tid = int(gl_LocalInvocationID.x), per = WG / CS, slice = tid / per;
+    const int x = g * per + tid % per;
     const int hq = T.w[H_HQ], sq = T.w[H_SQ], group = T.w[H_GROUP], flags = T.w[H_FLAGS];
     const int NRT = T.w[H_NR];
-    if (x >= T.w[H_B] * sq * hq * DV)
-        return;
-    const int e = x % DV, h = (x / DV) % hq, i = (x / (DV * hq)) % sq, b = x / (DV * hq * sq);
-    const int se = T.w[H_SEQ] + S_WORDS * b, nch = T.w[se + S_NCH];
-    const int hk = h / group, r = i * group + h % group;
-    const int t0 = T.w[se + S_TSTART] + hk * nch;
+    const bool live = x < T.w[H_B] * sq * hq * DV;
     const bool softmax = (flags & F_SIGMOID) == 0;
-    float mx = NEG_INF;
-    for (int c = 0; c < nch; c++)
-        mx = max(mx, PART.w[T.w[H_ML] + 2 * ((t0 + c) * NRT + r)]);
-    float lsum = 0.0, acc = 0.0;
-    for (int c = 0; c < nch; c++) {
-        const int ml = T.w[H_ML] + 2 * ((t0 + c) * NRT + r);
-        float w = 1.0;
-        if (softmax) {
-            const float m = PART.w[ml];
-            w = m == NEG_INF ? 0.0 : exp(m - mx);
-            lsum += w * PART.w[ml + 1];
+    const int e = x % DV, h = (x / DV) % hq, i = (x / (DV * hq)) % sq, b = x / (DV * hq * sq);
+    float mx = NEG_INF, lsum = 0.0, acc = 0.0;
+    if (live) {
+        const int se = T.w[H_SEQ] + S_WORDS * b, nch = T.w[se + S_NCH];
+        const int r = i * group + h % group, t0 = T.w[se + S_TSTART] + (h / group) * nch;
+        for (int c = slice; c < nch; c += CS) {
+            const int ml = T.w[H_ML] + 2 * ((t0 + c) * NRT + r);
+            const float o = PART.w[((t0 + c) * NRT + r) * DV + e];
+            if (softmax)
+                merge_into(mx, lsum, acc, PART.w[ml], PART.w[ml + 1], o);
+            else
+                acc += o;
         }
-        if (w != 0.0)
-            acc += w * PART.w[((t0 + c) * NRT + r) * DV + e];
     }
+    sh[tid] = mx;
+    sh[WG + tid] = lsum;
+    sh[2 * WG + tid] = acc;
+    barrier();
+    if (!live || slice != 0)
+        return;
+    for (int s = 1; s < CS; s++)
+        merge_into(mx, lsum, acc, sh[tid + s * per], sh[WG + tid + s * per],
+                   sh[2 * WG + tid + s * per]);
     float y = acc * (!softmax ? 1.0 : lsum > 0.0 ? 1.0 / lsum : 0.0);
     if ((flags & F_GATE) != 0) {
         const int gi = T.w[H_G] + b * T.w[H_G + 1] + i * T.w[H_G + 2] + h * T.w[H_G + 3] +
@@ -468,6 +546,6 @@ void main()
         if (g < T.w[H_GROUPS])
             chunk_task(g);
     } else {
-        finish(g * WG + int(gl_LocalInvocationID.x));
+        finish(g);
     }
 }

@@ -5,7 +5,8 @@
  * device buffer kept across calls; vulkan/decode.comp then runs one
  * workgroup per (sequence, KV head, chunk) writing unnormalised partials to
  * a scratch buffer (also kept), and a second dispatch merges the chunks.
- * Both dispatches and the table's copy are one submission.
+ * Both dispatches and the table's upload are one submission
+ * (ATTN_VULKAN_PROFILE=1 times each step: src/vulkan/profile.h).
  *
  * Table layout (words; vulkan/decode.comp reads the same):
  *   header      H_* below
@@ -21,6 +22,7 @@
 #include <string.h>
 #include "vk.h"
 #include "args.h"
+#include "profile.h"
 #include "../error.h"
 #include "../kv_cache.h"
 
@@ -43,19 +45,24 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Workgroup shape (the specialisation constants of vulkan/decode.comp);
  * nr query rows per workgroup, nrb blocks of them cover all nrt. */
-typedef struct dec_cfg { int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn, subgroup; } dec_cfg;
+typedef struct dec_cfg {
+    int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn;
+    int cs;                     /* combine: invocations per output element */
+    int subgroup, clustered;    /* team reductions: shuffles; clustered arithmetic */
+} dec_cfg;
 
 static size_t shared_bytes(const dec_cfg *c)
 {
     return ((size_t)c->shn + 3 * (size_t)c->nr) * sizeof(float);
 }
 
-/* Shared floats: the tile's scores, or the teams' accumulators at the end. */
+/* Shared floats: two tiles' scores (alternating), or the teams'
+ * accumulators at the end. */
 static void complete(dec_cfg *c)
 {
     const int nt = c->wg / c->ts, tile = nt * c->kpt;
     const int red = nt * c->ts * c->cptv * 8;
-    c->shn = c->nr * tile > red ? c->nr * tile : red;
+    c->shn = 2 * c->nr * tile > red ? 2 * c->nr * tile : red;
 }
 
 /* Lanes per key: the largest power of two covering the 8-dim chunks of a
@@ -64,9 +71,12 @@ static void complete(dec_cfg *c)
  * about 8 chunks; query rows per workgroup: q and accumulator registers of
  * about 16 chunks (larger blocks make compilers spill, or take minutes).
  * Shrinks the tile, then the workgroup, to fit the shared memory.
+ * Teams reduce with clustered subgroup arithmetic where the device has it,
+ * else xor shuffles (ATTN_VULKAN_DECODE_REDUCE=shuffle forces those).
  * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
- * "wg,kpt,rows" sets the workgroup size, keys per team per tile and query
- * rows per workgroup where they fit (tuning). */
+ * "wg,kpt,rows[,lanes]" sets the workgroup size, keys per team per tile,
+ * query rows per workgroup where they fit and lanes per key (a power of
+ * two up to the default; tuning). */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_SUBGROUP");
@@ -76,7 +86,15 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     if (c->subgroup)
         while (c->ts * 2 <= chunks && (uint32_t)c->ts * 2 <= d->subgroup_min && c->ts < 32)
             c->ts *= 2;
+    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
+    int wg = 0, kpt = 0, rows = 0, lanes = 0;
+    const int nshape = shape ? sscanf(shape, "%d,%d,%d,%d", &wg, &kpt, &rows, &lanes) : 0;
+    if (nshape == 4 && lanes >= 1 && lanes <= c->ts && (lanes & (lanes - 1)) == 0)
+        c->ts = lanes;
     c->subgroup = c->ts > 1;
+    const char *reduce = getenv("ATTN_VULKAN_DECODE_REDUCE");
+    c->clustered = c->subgroup && d->subgroup_clustered &&
+                   !(reduce && strcmp(reduce, "shuffle") == 0);
     c->cptk = (int)(((p->d + 7) / 8 + c->ts - 1) / c->ts);
     c->cptv = (int)(((p->dv + 7) / 8 + c->ts - 1) / c->ts);
     c->nrt = (int)(p->sq * (p->hq / p->hkv));
@@ -89,9 +107,7 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
                                                   dt == ATTN_BF16));
     const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
                            d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
-    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
-    int wg, kpt, rows;
-    if (shape && sscanf(shape, "%d,%d,%d", &wg, &kpt, &rows) == 3 && wg >= c->ts &&
+    if (nshape >= 3 && wg >= c->ts &&
         (wg & (wg - 1)) == 0 && (uint32_t)wg <= maxwg && kpt >= 1 && kpt <= 16 && rows >= 1 &&
         rows <= 64) {
         const dec_cfg keep = *c;
@@ -114,6 +130,18 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
         }
     }
     return 0;
+}
+
+/* Invocations per output element of the combine pass: 4 on a GPU, where
+ * they shorten the chain of loads over a row's chunks; 1 on a software
+ * device, whose invocations run one after another (more of them only cost
+ * time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two up to the
+ * workgroup) sets it. */
+static int combine_split(const attn_device *dev, int wg)
+{
+    const char *env = getenv("ATTN_VULKAN_DECODE_COMBINE");
+    const int n = env ? atoi(env) : dev->info.is_software ? 1 : 4;
+    return n >= 1 && n <= wg && (n & (n - 1)) == 0 ? n : 1;
 }
 
 /* A window or sink count as a 32-bit word (-1 stays unlimited). */
@@ -298,52 +326,102 @@ static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
     return ATTN_OK;
 }
 
-static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
-                          const dec_table *t, VkPipeline pipe)
+/* How the per-call table reaches the device (ATTN_VULKAN_DECODE_TABLE):
+ *   update  vkCmdUpdateBuffer in the op's command buffer: the words travel
+ *           with the commands, no staging copy (tables up to 64 KiB, the
+ *           command's limit; larger ones are staged);
+ *   staged  written to the host-visible staging buffer and copied into the
+ *           device-local table by a copy command before the dispatches;
+ *   host    the shader reads the staging buffer itself (no copy; every
+ *           table read crosses the bus on a discrete GPU).
+ * On unified memory the table is mapped and written directly. */
+enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST };
+static const char *const table_names[] = { "update", "staged", "host" };
+#define UPDATE_MAX 65536
+
+static int table_mode(VkDeviceSize bytes)
+{
+    const char *env = getenv("ATTN_VULKAN_DECODE_TABLE");
+    if (env && strcmp(env, "staged") == 0)
+        return TABLE_STAGED;
+    if (env && strcmp(env, "host") == 0)
+        return TABLE_HOST;
+    return bytes <= UPDATE_MAX ? TABLE_UPDATE : TABLE_STAGED;
+}
+
+/* Puts the table where the shader reads it (recording the copy or update
+ * into the begun command buffer); *buf is the buffer to bind. */
+static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer *buf)
 {
     const VkDeviceSize tbytes = t->n * sizeof(int32_t);
-    attn_status s = reserve(d, &d->dec_table, tbytes);
-    if (s == ATTN_OK)
-        s = reserve(d, &d->dec_part, (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) *
-                                     sizeof(float));
-    if (s == ATTN_OK && !d->dec_table.mapped)
+    const int mode = d->direct ? TABLE_STAGED : table_mode(tbytes);
+    attn_status s = mode == TABLE_HOST ? ATTN_OK : reserve(d, &d->dec_table, tbytes);
+    if (s == ATTN_OK && mode != TABLE_UPDATE && !d->dec_table.mapped)
         s = attn_vk_host_reserve(d, &d->staging, tbytes);
     if (s != ATTN_OK)
         return s;
-    memcpy(d->dec_table.mapped ? d->dec_table.mapped : d->staging.mapped, t->w, tbytes);
+    *buf = mode == TABLE_HOST ? d->staging.buffer : d->dec_table.buffer;
+    if (mode == TABLE_UPDATE) {
+        d->vk.CmdUpdateBuffer(d->cmd, d->dec_table.buffer, 0, tbytes, t->w);
+    } else if (d->dec_table.mapped) {
+        memcpy(d->dec_table.mapped, t->w, tbytes);
+        return ATTN_OK;
+    } else {
+        memcpy(d->staging.mapped, t->w, tbytes);
+        if (mode == TABLE_HOST)
+            return ATTN_OK;
+        const VkBufferCopy region = { 0, 0, tbytes };
+        d->vk.CmdCopyBuffer(d->cmd, d->staging.buffer, d->dec_table.buffer, 1, &region);
+    }
+    attn_vk_barrier(d);
+    return ATTN_OK;
+}
+
+static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
+                          const dec_table *t, VkPipeline pipe, attn_vk_profile *prof)
+{
+    attn_status s = reserve(d, &d->dec_part, (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) *
+                                             sizeof(float));
+    if (s == ATTN_OK)
+        s = attn_vk_begin(d, "attn_decode");
+    if (s != ATTN_OK)
+        return s;
+    attn_vk_prof_gpu_begin(d, prof);
+    VkBuffer table = VK_NULL_HANDLE;
+    s = upload_table(d, t, &table);
+    attn_vk_prof_gpu_mark(d, prof, "upload");
+    attn_vk_prof_host(prof, "upload");
     const VkBuffer pool = attn_vk_handle(p->cache->pool_buf);
     VkBuffer bufs[ATTN_VK_BINDINGS] = {
-        pool, pool, pool, d->dec_table.buffer, d->dec_part.buffer,
+        pool, pool, pool, table, d->dec_part.buffer,
         attn_vk_handle(p->q.buffer), attn_vk_handle(p->out.buffer),
         p->has_gate ? attn_vk_handle(p->gate.buffer) : VK_NULL_HANDLE,
         p->has_lse ? attn_vk_handle(p->lse.buffer) : VK_NULL_HANDLE, VK_NULL_HANDLE,
     };
     VkDescriptorSet set;
-    s = attn_vk_descriptors_reset(d, 1);
+    if (s == ATTN_OK)
+        s = attn_vk_descriptors_reset(d, 1);
     if (s == ATTN_OK)
         s = attn_vk_descriptor_set(d, bufs, &set);
-    if (s == ATTN_OK)
-        s = attn_vk_begin(d, "attn_decode");
-    if (s != ATTN_OK)
-        return s;
-    if (!d->dec_table.mapped) {
-        const VkBufferCopy region = { 0, 0, tbytes };
-        d->vk.CmdCopyBuffer(d->cmd, d->staging.buffer, d->dec_table.buffer, 1, &region);
-        attn_vk_barrier(d);
-    }
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
     if (s == ATTN_OK) {
+        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+        d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout,
+                                    0, 1, &set, 0, NULL);
+        s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
+    }
+    if (s == ATTN_OK) {
+        attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
+        const uint64_t per = (uint64_t)(cfg->wg / cfg->cs);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
-        s = dispatch(d, 1, (elems + (uint64_t)cfg->wg - 1) / (uint64_t)cfg->wg);
+        s = dispatch(d, 1, (elems + per - 1) / per);
+        attn_vk_prof_gpu_mark(d, prof, "combine");
     }
     if (s != ATTN_OK) {
         d->vk.EndCommandBuffer(d->cmd);
         return s;
     }
+    attn_vk_prof_host(prof, "record");
     return attn_vk_submit(d, "attn_decode");
 }
 
@@ -362,19 +440,33 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                          "(shared memory %u bytes) for %lld query rows per KV head",
                          dev->info.name, d->limits.maxComputeSharedMemorySize,
                          (long long)(p->sq * (p->hq / p->hkv)));
-    const int32_t spec[12] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
+    cfg.cs = combine_split(dev, cfg.wg);
+    const int32_t spec[13] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
                                (int32_t)p->d, (int32_t)p->dv, (int32_t)c->dtype, cfg.vec,
-                               (int32_t)c->ps, cfg.shn };
+                               (int32_t)c->ps, cfg.shn, cfg.cs };
     dec_table t = { 0 };
-    attn_status s = build_table(p, &cfg, &t);
-    if (s != ATTN_OK)
-        return s;
     pthread_mutex_lock(&d->lock);
+    attn_vk_profile prof;
+    attn_vk_prof_start(d, &prof, "attn_decode");
+    attn_status s = build_table(p, &cfg, &t);
+    attn_vk_prof_host(&prof, "table");
     VkPipeline pipe;
-    s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                             ATTN_VK_SHADER_DECODE, spec, 12, &pipe);
     if (s == ATTN_OK)
-        s = record(d, p, &cfg, &t, pipe);
+        s = attn_vk_pipeline_get(d, cfg.clustered ? ATTN_VK_SHADER_DECODE_CLUSTERED :
+                                 cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
+                                 ATTN_VK_SHADER_DECODE, spec, 13, &pipe);
+    attn_vk_prof_host(&prof, "pipeline");
+    if (prof.on)
+        snprintf(prof.note, sizeof prof.note, "wg %d ts %d kpt %d rows %d blocks %d groups %lld "
+                 "combine %d reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
+                 (long long)(t.ntasks * cfg.nrb), cfg.cs, cfg.clustered ? "clustered" :
+                 cfg.subgroup ? "shuffle" : "none",
+                 d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
+    if (s == ATTN_OK)
+        s = record(d, p, &cfg, &t, pipe, &prof);
+    if (s == ATTN_OK)
+        attn_vk_prof_report(d, &prof);
+    d->prof = NULL;
     pthread_mutex_unlock(&d->lock);
     free(t.w);
     return s;

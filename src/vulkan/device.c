@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "vk.h"
+#include "profile.h"
 #include "../error.h"
 
 /* VK_KHR_cooperative_matrix, for headers older than 1.3.255 (Debian 12). */
@@ -60,6 +61,7 @@ static void vk_destroy(attn_device *dev)
     attn_vk_buffer_drop(d, &d->params);
     attn_vk_buffer_drop(d, &d->dec_table);
     attn_vk_buffer_drop(d, &d->dec_part);
+    attn_vk_prof_free(d);
     if (d->fence)
         d->vk.DestroyFence(d->device, d->fence, NULL);
     if (d->cmd_pool)
@@ -195,6 +197,8 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     d->subgroup_min = d->subgroup_control ? sgc.minSubgroupSize : 0;
     d->subgroup_shuffle = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                           (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
+    d->subgroup_clustered = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                            (sg.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT);
 
     memset(in, 0, sizeof *in);
     in->size = sizeof *in;
@@ -272,7 +276,8 @@ static int choose_memory(attn_vk_device *d, int unified)
 }
 
 /* A compute queue family: a compute-only one if there is one (async
- * compute on discrete GPUs), else the first with compute. */
+ * compute on discrete GPUs), else the first with compute;
+ * ATTN_VULKAN_QUEUE=graphics takes the first with compute (tuning). */
 static int find_queue(const attn_vk_instance_api *vk, VkPhysicalDevice phys, uint32_t *family)
 {
     VkQueueFamilyProperties q[16];
@@ -289,7 +294,8 @@ static int find_queue(const attn_vk_instance_api *vk, VkPhysicalDevice phys, uin
     }
     if (any < 0)
         return 0;
-    *family = (uint32_t)(only >= 0 ? only : any);
+    const char *env = getenv("ATTN_VULKAN_QUEUE");
+    *family = (uint32_t)(only >= 0 && !(env && strcmp(env, "graphics") == 0) ? only : any);
     return 1;
 }
 

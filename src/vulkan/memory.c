@@ -153,25 +153,3 @@ attn_status attn_vk_buf_read(attn_device *dev, void *h, size_t off, void *dst, s
     pthread_mutex_unlock(&d->lock);
     return s;
 }
-
-/* attn_buffer_copy: one vkCmdCopyBuffer on the device (or a memmove when
- * both buffers are host-mapped: unified memory). */
-attn_status attn_vk_buf_copy(attn_device *dev, void *dst, size_t doff, void *src, size_t soff,
-                             size_t n)
-{
-    attn_vk_device *d = dev->impl;
-    attn_vk_buffer *db = dst, *sb = src;
-    if (db->mapped && sb->mapped) {
-        memmove((char *)db->mapped + doff, (const char *)sb->mapped + soff, n);
-        return ATTN_OK;
-    }
-    pthread_mutex_lock(&d->lock);
-    attn_status s = attn_vk_begin(d, "attn_buffer_copy");
-    if (s == ATTN_OK) {
-        const VkBufferCopy region = { .srcOffset = soff, .dstOffset = doff, .size = n };
-        d->vk.CmdCopyBuffer(d->cmd, sb->buffer, db->buffer, 1, &region);
-        s = attn_vk_submit(d, "attn_buffer_copy");
-    }
-    pthread_mutex_unlock(&d->lock);
-    return s;
-}

@@ -27,12 +27,14 @@
     X(AllocateCommandBuffers) X(ResetCommandBuffer) X(BeginCommandBuffer) X(EndCommandBuffer) \
     X(CmdCopyBuffer) X(CmdBindPipeline) X(CmdBindDescriptorSets) X(CmdPushConstants) \
     X(CmdDispatch) X(CmdPipelineBarrier) X(CmdFillBuffer) X(QueueSubmit) X(CreateFence) \
-    X(DestroyFence) X(WaitForFences) X(ResetFences) X(CreateShaderModule) \
+    X(DestroyFence) X(WaitForFences) X(ResetFences) X(GetFenceStatus) X(CreateShaderModule) \
     X(DestroyShaderModule) X(CreatePipelineCache) X(DestroyPipelineCache) \
     X(CreateComputePipelines) X(DestroyPipeline) X(CreateDescriptorSetLayout) \
     X(DestroyDescriptorSetLayout) X(CreatePipelineLayout) X(DestroyPipelineLayout) \
     X(CreateDescriptorPool) X(DestroyDescriptorPool) X(ResetDescriptorPool) \
-    X(AllocateDescriptorSets) X(UpdateDescriptorSets)
+    X(AllocateDescriptorSets) X(UpdateDescriptorSets) \
+    X(CreateQueryPool) X(DestroyQueryPool) X(CmdResetQueryPool) X(CmdWriteTimestamp) \
+    X(GetQueryPoolResults) X(CmdUpdateBuffer)
 
 typedef struct attn_vk_instance_api {
     PFN_vkGetInstanceProcAddr GetInstanceProcAddr;
@@ -70,7 +72,8 @@ enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER
        ATTN_VK_SHADER_BLOCK_SELECT = 5, ATTN_VK_SHADER_LINEAR = 6,
        ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
        ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10,
-       ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_SHADER_COPY = 13,
+       ATTN_VK_SHADER_DECODE_CLUSTERED = 14, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -121,10 +124,16 @@ typedef struct attn_vk_device {
     uint32_t           subgroup_size;
     uint32_t           subgroup_min;   /* smallest subgroup a dispatch may get; 0 unknown */
     int                subgroup_shuffle; /* shuffles in compute shaders */
+    int                subgroup_clustered; /* clustered arithmetic in compute shaders */
     int                fp16, storage16, int_dot, coopmat, subgroup_control;
     /* what vulkan/sdpa_coopmat.comp needs: a 16x16x16 f16*f16+f32 subgroup
      * shape, shaderFloat16 and the Vulkan memory model */
     int                coopmat_f16;
+    /* ATTN_VULKAN_PROFILE (profile.c): the timestamp queries (made on first
+     * use), the queue's valid timestamp bits (0 unknown), the op profiled */
+    VkQueryPool        prof_pool;
+    uint32_t           prof_ts_bits;
+    struct attn_vk_profile *prof;
 } attn_vk_device;
 
 /* Records a Vulkan failure: ATTN_ERR_OUT_OF_MEMORY for allocation errors,
@@ -137,7 +146,7 @@ attn_status attn_vk_buffer_make(attn_vk_device *d, VkDeviceSize bytes, int host,
 void attn_vk_buffer_drop(attn_vk_device *d, attn_vk_buffer *b);
 /* Grows a host-visible buffer to at least bytes. */
 attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
-/* The vtable's buffer entries (memory.c). */
+/* The vtable's buffer entries (memory.c; copy: copy.c). */
 attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle);
 void attn_vk_buf_free(attn_device *dev, void *handle);
 attn_status attn_vk_buf_write(attn_device *dev, void *h, size_t off, const void *src, size_t n);
@@ -190,8 +199,10 @@ extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],
                            attn_vk_linear_scan_spv[], attn_vk_linear_scan_delta_spv[];
 extern const unsigned long attn_vk_linear_spv_size, attn_vk_linear_subgroup_spv_size,
                            attn_vk_linear_scan_spv_size, attn_vk_linear_scan_delta_spv_size;
-extern const unsigned char attn_vk_neighborhood_spv[];
-extern const unsigned long attn_vk_neighborhood_spv_size;
+extern const unsigned char attn_vk_neighborhood_spv[], attn_vk_copy_spv[],
+                           attn_vk_decode_clustered_spv[];
+extern const unsigned long attn_vk_neighborhood_spv_size, attn_vk_copy_spv_size,
+                           attn_vk_decode_clustered_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
