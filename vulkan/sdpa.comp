@@ -11,8 +11,7 @@
  *               the row max is reduced across the TX invocations of a row
  *               through shared memory; online softmax (running max m,
  *               running partial sum l per invocation) in registers.
- *   O += P V    P goes to shared memory (transposed, where the Q and K
- *               chunks were), V in chunks of KC
+ *   O += P V    P goes to shared memory (transposed), V in chunks of KC
  *               keys; each invocation owns RM rows and DVT columns of O.
  * The key range a block can see (causal / window / sink tokens) is computed
  * once: tiles outside it are skipped, tiles fully inside it skip the
@@ -59,7 +58,7 @@ layout(constant_id = 6) const int D = 64;
 layout(constant_id = 7) const int DV = 64;
 layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
-layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, BK*BQP) */
+layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, KC*DVP) */
 layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element loads of Q, K, V */
 
 const int BQ = TY * RM;
@@ -68,10 +67,7 @@ const int NT = TX * TY;
 const int DVP = DVT * TX;      /* padded V tile row */
 const int BQP = BQ + 4;        /* transposed P and Q rows (padded) */
 const int BKP = BK + 4;        /* transposed K rows (padded) */
-const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in qkp, 16-byte aligned */
-/* XOR swizzle masks of the QsT / KsT rows (see qk_row) */
-const int SWQ = BQ % 32 == 0 ? 7 : BQ % 16 == 0 ? 3 : BQ % 8 == 0 ? 1 : 0;
-const int SWK = BK % 32 == 0 ? 7 : BK % 16 == 0 ? 3 : BK % 8 == 0 ? 1 : 0;
+const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in stage, 16-byte aligned */
 const bool G4M = RM % 4 == 0, G4N = RN % 4 == 0, G4C = DVT % 4 == 0;  /* owned in groups of 4 */
 
 #extension GL_GOOGLE_include_directive : require
@@ -122,11 +118,8 @@ float row_sum(float x)
 }
 #endif
 
-/* The Q and K chunks of a tile, then (once S is in registers) its P: P
- * reuses their space, which leaves room in 48 KiB for chunks of 32 dims
- * with 64 x 128 blocks. */
-shared vec4 qkp[(STAGE + 3) / 4];
-shared vec4 vst[(KC * DVP + 3) / 4];   /* V chunk */
+shared vec4 stage[(STAGE + 3) / 4];
+shared vec4 PsT[(BK * BQP + 3) / 4];
 shared float red[BQ * TX];
 
 /* Index (among T*R) of the e-th of the R owned by invocation t (see top). */
@@ -135,28 +128,19 @@ int own(int e, int t, int T, bool g4)
     return g4 ? ((e >> 2) * T + t) * 4 + (e & 3) : e * T + t;
 }
 
-void qkp_set(int i, float x) { qkp[i >> 2][i & 3] = x; }
+void stage_set(int i, float x) { stage[i >> 2][i & 3] = x; }
 
-/* Where row r of the transposed chunk QsT or KsT (mask SWQ or SWK) goes in
- * dim row c: its group of 4 XOR (c/4 & sw). The staging loads give the 8
- * invocations of a row 8 consecutive groups of 4 dims; without the swizzle
- * their stores of one dim row would meet in 2 banks (rows padded to 4 mod
- * 32 floats), with it in 8 distinct ones. Reads stay whole vec4s, the
- * invocations of a subgroup still reading distinct consecutive groups. */
-int qk_xor(int c, int sw) { return (c >> 2) & sw; }
-int qk_row(int r, int c, int sw) { return r ^ (qk_xor(c, sw) << 2); }
-
-/* dst[e] = A[base + (own(e, t, T, G) ^ 4X)] for e < R (A a shared vec4[],
- * base a multiple of 4 when G): one vec4 read per group of 4 when G. */
-#define GATHER(dst, A, base, R, T, t, G, X) \
+/* dst[e] = A[base + own(e, t, T, G)] for e < R (A a shared vec4[], base a
+ * multiple of 4 when G): one vec4 read per group of 4 when G. */
+#define GATHER(dst, A, base, R, T, t, G) \
     if (G) { \
         [[unroll]] for (int e_ = 0; e_ < (R); e_ += 4) { \
-            const vec4 x_ = A[((base) >> 2) + (((e_ >> 2) * (T) + (t)) ^ (X))]; \
+            const vec4 x_ = A[((base) >> 2) + (e_ >> 2) * (T) + (t)]; \
             dst[e_] = x_.x; dst[e_ + 1] = x_.y; dst[e_ + 2] = x_.z; dst[e_ + 3] = x_.w; \
         } \
     } else { \
         [[unroll]] for (int e_ = 0; e_ < (R); e_++) { \
-            const int i_ = (base) + ((e_ * (T) + (t)) ^ ((X) << 2)); \
+            const int i_ = (base) + e_ * (T) + (t); \
             dst[e_] = A[i_ >> 2][i_ & 3]; \
         } \
     }
@@ -201,32 +185,32 @@ void main()
                         const vec4 x = r < k.nq && dc + c < D ?
                             load4_q(k.qrow + r * qs1 + dc + c) : vec4(0.0);
                         [[unroll]] for (int u = 0; u < 4; u++)
-                            qkp_set((c + u) * BQP + qk_row(r, c + u, SWQ), x[u]);
+                            stage_set((c + u) * BQP + r, x[u]);
                     }
                     for (int t = lid; t < BK * (DC / 4); t += NT) {
                         const int r = t / (DC / 4), c = t % (DC / 4) * 4;
                         const vec4 x = j0 + r < j1 && dc + c < D ?
                             load4_k(kt + r * ks1 + dc + c) : vec4(0.0);
                         [[unroll]] for (int u = 0; u < 4; u++)
-                            qkp_set(KOFF + (c + u) * BKP + qk_row(r, c + u, SWK), x[u]);
+                            stage_set(KOFF + (c + u) * BKP + r, x[u]);
                     }
                 } else {
                     for (int t = lid; t < BQ * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        qkp_set(c * BQP + qk_row(r, c, SWQ), r < k.nq && dc + c < D ?
+                        stage_set(c * BQP + r, r < k.nq && dc + c < D ?
                                   load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0);
                     }
                     for (int t = lid; t < BK * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        qkp_set(KOFF + c * BKP + qk_row(r, c, SWK), j0 + r < j1 && dc + c < D ?
+                        stage_set(KOFF + c * BKP + r, j0 + r < j1 && dc + c < D ?
                                   load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0);
                     }
                 }
                 barrier();
                 for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
-                    GATHER(a, qkp, c * BQP, RM, TY, ty, G4M, qk_xor(c, SWQ))
-                    GATHER(bb, qkp, KOFF + c * BKP, RN, TX, tx, G4N, qk_xor(c, SWK))
+                    GATHER(a, stage, c * BQP, RM, TY, ty, G4M)
+                    GATHER(bb, stage, KOFF + c * BKP, RN, TX, tx, G4N)
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int j = 0; j < RN; j++)
                             s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
@@ -282,22 +266,18 @@ void main()
                 [[unroll]] for (int i = 0; i < RM * RN; i++)
                     s[i] = sigmoid_p(s[i]);
             }
-            /* PsT [BK][BQP] in qkp, once every invocation is done with the
-             * Q and K chunks: key row own(j), query column own(i), swizzled
-             * as QsT by key group (the invocations of a row store 4 keys
-             * apart: 8 rows in 2 banks without it). */
-            barrier();
+            /* PsT [BK][BQP]: key row own(j), query column own(i). */
             [[unroll]] for (int j = 0; j < RN; j++) {
-                const int key = own(j, tx, TX, G4N), kr = key * BQP, sx = qk_xor(key, SWQ);
+                const int kr = own(j, tx, TX, G4N) * BQP;
                 if (G4M) {
                     [[unroll]] for (int i = 0; i < RM; i += 4)
-                        qkp[(kr >> 2) + (((i >> 2) * TY + ty) ^ sx)] =
+                        PsT[(kr >> 2) + (i >> 2) * TY + ty] =
                             vec4(s[i * RN + j], s[(i + 1) * RN + j], s[(i + 2) * RN + j],
                                  s[(i + 3) * RN + j]);
                 } else {
                     [[unroll]] for (int i = 0; i < RM; i++) {
-                        const int pi = kr + (own(i, ty, TY, false) ^ (sx << 2));
-                        qkp[pi >> 2][pi & 3] = s[i * RN + j];
+                        const int pi = kr + own(i, ty, TY, false);
+                        PsT[pi >> 2][pi & 3] = s[i * RN + j];
                     }
                 }
             }
@@ -308,21 +288,21 @@ void main()
                 if (VEC != 0) {
                     for (int t = lid; t < KC * (DVP / 4); t += NT) {
                         const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
-                        vst[t] = j0 + kc + r < j1 && c < DV ?
+                        stage[t] = j0 + kc + r < j1 && c < DV ?
                             load4_v(vt + (kc + r) * vs1 + c) : vec4(0.0);
                     }
                 } else {
                     for (int t = lid; t < KC * DVP; t += NT) {
                         const int r = t / DVP, c = t % DVP;
-                        vst[t >> 2][t & 3] = j0 + kc + r < j1 && c < DV ?
-                            load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0;
+                        stage_set(t, j0 + kc + r < j1 && c < DV ?
+                                  load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0);
                     }
                 }
                 barrier();
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
-                    GATHER(vv, vst, kk * DVP, DVT, TX, tx, G4C, 0)
-                    GATHER(pp, qkp, (kc + kk) * BQP, RM, TY, ty, G4M, qk_xor(kc + kk, SWQ))
+                    GATHER(vv, stage, kk * DVP, DVT, TX, tx, G4C)
+                    GATHER(pp, PsT, (kc + kk) * BQP, RM, TY, ty, G4M)
                     [[unroll]] for (int i = 0; i < RM; i++)
                         [[unroll]] for (int c = 0; c < DVT; c++)
                             o[i * DVT + c] = fma(pp[i], vv[c], o[i * DVT + c]);

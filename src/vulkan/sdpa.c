@@ -25,21 +25,21 @@ static int dvt_of(const sdpa_cfg *c, int64_t dv) { return (int)((dv + c->tx - 1)
 
 static int64_t round4(int64_t x) { return (x + 3) / 4 * 4; }
 
-/* Floats of the shader's qkp: QsT [DC][BQ+4] and KsT [DC][BK+4] (from a
- * 16-byte boundary), later P [BK][BQ+4]. */
-static int64_t stage_floats(const sdpa_cfg *c)
+/* Floats of the shader's stage: QsT [DC][BQ+4] and KsT [DC][BK+4] (from a
+ * 16-byte boundary), or the V chunk [KC][DVT*TX]. */
+static int64_t stage_floats(const sdpa_cfg *c, int64_t dv)
 {
     const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
-    const int64_t qk = round4(c->dc * (bq + 4)) + c->dc * (bk + 4), pt = bk * (bq + 4);
-    return qk > pt ? qk : pt;
+    const int64_t qk = round4(c->dc * (bq + 4)) + c->dc * (bk + 4);
+    const int64_t vt = (int64_t)c->kc * dvt_of(c, dv) * c->tx;
+    return qk > vt ? qk : vt;
 }
 
-/* qkp, the V chunk [KC][DVT*TX], the row reductions [BQ][TX], two ints. */
 static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
 {
-    const int64_t bq = c->ty * c->rm;
-    return (size_t)(round4(stage_floats(c)) + round4((int64_t)c->kc * dvt_of(c, dv) * c->tx) +
-                    bq * c->tx) * sizeof(float) + 2 * sizeof(int);
+    const int64_t bq = c->ty * c->rm, bk = c->tx * c->rn;
+    return (size_t)(round4(stage_floats(c, dv)) + round4(bk * (bq + 4)) + bq * c->tx) *
+           sizeof(float) + 2 * sizeof(int);
 }
 
 /* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
@@ -98,7 +98,7 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
  * of 4x4). Then 8x8 scores per invocation, the most FMAs per shared-memory
  * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
  * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
- * 64 x 128 blocks with chunks of 32 dims in 48 KiB.
+ * 64 x 128 blocks in 48 KiB.
  * CPU devices (lavapipe runs a workgroup as SIMD loops over its
  * invocations): 4x4 blocks of large workgroups, the fastest there and
  * quick to compile. */
@@ -358,7 +358,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
         const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
-                                (int32_t)stage_floats(&c), use_vec(p, &c) };
+                                (int32_t)stage_floats(&c, p->dv), use_vec(p, &c) };
         memcpy(spec, s, sizeof s);
         nspec = 12;
         shader = use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP : ATTN_VK_SHADER_SDPA;
