@@ -23,6 +23,38 @@ int device_under_test(int d, unsigned types, const char *only_env, attn_device_i
     return (types & (1u << info->type)) && (!only || atoi(only) == d);
 }
 
+int devtest_main(const char *name, unsigned types, const char *only_env,
+                 void (*per_device)(const attn_device_info *info), void (*after)(void))
+{
+    tu_init(name);
+    if (types & DEVTEST_VULKAN)
+        setenv("ATTN_VULKAN_DEBUG", "1", 0);
+    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
+        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
+        return 1;
+    }
+    int found = 0;
+    for (dev = 0; dev < attn_device_count(ctx); dev++) {
+        attn_device_info info;
+        if (!device_under_test(dev, types, only_env, &info))
+            continue;
+        found++;
+        const double t0 = tu_now();
+        per_device(&info);
+        printf("device %d: %.1f s\n", dev, tu_now() - t0);
+    }
+    attn_context_destroy(ctx);
+    ctx = NULL;
+    if (found && after)
+        after();
+    if (!found) {
+        printf("no %s device: skipped\n", types == DEVTEST_OPENCL ? "OpenCL" :
+               types == DEVTEST_VULKAN ? "Vulkan" : "OpenCL or Vulkan");
+        return 77;
+    }
+    return tu_finish();
+}
+
 int upload(dtensor *x)
 {
     if (attn_buffer_create(ctx, dev, x->h.total + OFF, &x->buf) != ATTN_OK)

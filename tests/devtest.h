@@ -17,6 +17,16 @@ extern int dev;                 /* device index under test */
  * Fills *info either way. */
 int device_under_test(int d, unsigned types, const char *only_env, attn_device_info *info);
 
+/* The main() of a GPU test: tu_init(name); ctx made (with the Vulkan
+ * validation layer on, where installed, unless ATTN_VULKAN_DEBUG says
+ * otherwise, when types include Vulkan); for every device under test
+ * (device_under_test(d, types, only_env)) dev set and per_device(&info)
+ * run; ctx destroyed; then, if any device was tested, after() (may be
+ * NULL: a pass with a context of its own). Returns the exit status: tu_finish(), 77 (skipped) without a
+ * device to test, 1 when no context can be made. */
+int devtest_main(const char *name, unsigned types, const char *only_env,
+                 void (*per_device)(const attn_device_info *info), void (*after)(void));
+
 /* A host tensor (for the reference) and its copy in a device buffer. */
 typedef struct dtensor {
     tu_tensor   h;

@@ -177,40 +177,25 @@ static void mixed_devices(const char *devname)
     dfree(&q); dfree(&k); dfree(&m);
 }
 
+static void per_device(const attn_device_info *info)
+{
+    char devname[96];
+    snprintf(devname, sizeof devname, "%s:%d", info->type == ATTN_DEVICE_OPENCL ? "opencl" :
+             "vulkan", dev);
+    printf("device %d: %s (%s)\n", dev, info->name, devname);
+    for (int i = 0; i < bs_ncases(); i++) {
+        bs_case c;
+        bs_table_case(i, &c);
+        run_case(&c, devname);
+    }
+    ties(devname);
+    nan_input(devname);
+    feeds_sdpa(devname);
+    mixed_devices(devname);
+}
+
 int main(void)
 {
-    tu_init("test_block_select_gpu");
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    int found = 0;
-    for (dev = 1; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_OPENCL | DEVTEST_VULKAN, "ATTN_TEST_GPU_DEVICE",
-                               &info))
-            continue;
-        char devname[96];
-        snprintf(devname, sizeof devname, "%s:%d", info.type == ATTN_DEVICE_OPENCL ? "opencl" :
-                 "vulkan", dev);
-        printf("device %d: %s (%s)\n", dev, info.name, devname);
-        found++;
-        const double t0 = tu_now();
-        for (int i = 0; i < bs_ncases(); i++) {
-            bs_case c;
-            bs_table_case(i, &c);
-            run_case(&c, devname);
-        }
-        ties(devname);
-        nan_input(devname);
-        feeds_sdpa(devname);
-        mixed_devices(devname);
-        printf("device %d: %.1f s\n", dev, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no GPU device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_block_select_gpu", DEVTEST_OPENCL | DEVTEST_VULKAN,
+                        "ATTN_TEST_GPU_DEVICE", per_device, NULL);
 }

@@ -123,42 +123,26 @@ static void test_mixed_devices(void)
     tu_tensor_free(&kh);
 }
 
+static void per_device(const attn_device_info *info)
+{
+    printf("device %d: %s (%s)\n", dev, info->name,
+           info->type == ATTN_DEVICE_OPENCL ? "OpenCL" : "Vulkan");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (!tu_quick || cases[i].quick)
+            run_case(&cases[i].c);
+    /* Tiles the defaults may not pick on this device: 8 x 8 queries
+     * (taken for large problems) and 3 x 5. */
+    setenv("ATTN_NB_TILE", "8,8", 1);
+    run_case(&cases[1].c);
+    setenv("ATTN_NB_TILE", "3,5", 1);
+    run_case(&cases[2].c);
+    unsetenv("ATTN_NB_TILE");
+    test_mixed_devices();
+}
+
+/* The Vulkan validation layer, where installed: a validation error aborts. */
 int main(void)
 {
-    tu_init("test_neighborhood_gpu");
-    /* The Vulkan validation layer, where installed: a validation error aborts. */
-    setenv("ATTN_VULKAN_DEBUG", "1", 0);
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_OPENCL | DEVTEST_VULKAN, "ATTN_TEST_NB_DEVICE",
-                               &info))
-            continue;
-        found++;
-        printf("device %d: %s (%s)\n", dev, info.name,
-               info.type == ATTN_DEVICE_OPENCL ? "OpenCL" : "Vulkan");
-        const double t0 = tu_now();
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            if (!tu_quick || cases[i].quick)
-                run_case(&cases[i].c);
-        /* Tiles the defaults may not pick on this device: 8 x 8 queries
-         * (taken for large problems) and 3 x 5. */
-        setenv("ATTN_NB_TILE", "8,8", 1);
-        run_case(&cases[1].c);
-        setenv("ATTN_NB_TILE", "3,5", 1);
-        run_case(&cases[2].c);
-        unsetenv("ATTN_NB_TILE");
-        test_mixed_devices();
-        printf("device %d: %.1f s\n", dev, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no OpenCL or Vulkan device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_neighborhood_gpu", DEVTEST_OPENCL | DEVTEST_VULKAN,
+                        "ATTN_TEST_NB_DEVICE", per_device, NULL);
 }

@@ -63,42 +63,27 @@ static void test_errors(void)
     attn_context_destroy(bad);
 }
 
+static void per_device(const attn_device_info *info)
+{
+    printf("device %d: %s (%s, driver %s, %d CUs, local %llu B, max work-group %d, "
+           "subgroup %d, fp16 %d%s)\n", dev, info->name, info->vendor, info->driver,
+           info->compute_units, (unsigned long long)info->local_mem_bytes,
+           info->max_work_group_size, info->subgroup_size, info->fp16,
+           info->is_software ? ", software" : "");
+    const char *filter = getenv("ATTN_TEST_FILTER");
+    for (size_t i = 0; i < devtest_ncases; i++)
+        if ((!tu_quick || devtest_cases[i].quick) &&
+            (!filter || strstr(devtest_cases[i].name, filter)))
+            run_sdpa(&devtest_cases[i]);
+    run_merge("f32x3", 3, 2, 21, 3, 64, ATTN_F32, ATTN_F32, TU_SWAP12, 1);
+    run_merge("f16x2-bf16out", 2, 1, 17, 2, 40, ATTN_F16, ATTN_BF16, TU_PADDED, 1);
+    run_merge("single", 1, 2, 7, 1, 8, ATTN_BF16, ATTN_F32, TU_CONTIG, 0);
+    if (!tu_quick)
+        run_merge("f32x4-dv0", 4, 1, 6, 2, 0, ATTN_F32, ATTN_F32, TU_CONTIG, 1);
+    test_errors();
+}
+
 int main(void)
 {
-    tu_init("test_opencl");
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", &info))
-            continue;
-        found++;
-        printf("device %d: %s (%s, driver %s, %d CUs, local %llu B, max work-group %d, "
-               "subgroup %d, fp16 %d%s)\n", dev, info.name, info.vendor, info.driver,
-               info.compute_units, (unsigned long long)info.local_mem_bytes,
-               info.max_work_group_size, info.subgroup_size, info.fp16,
-               info.is_software ? ", software" : "");
-        const double t0 = tu_now();
-        const char *filter = getenv("ATTN_TEST_FILTER");
-        for (size_t i = 0; i < devtest_ncases; i++)
-            if ((!tu_quick || devtest_cases[i].quick) &&
-                (!filter || strstr(devtest_cases[i].name, filter)))
-                run_sdpa(&devtest_cases[i]);
-        run_merge("f32x3", 3, 2, 21, 3, 64, ATTN_F32, ATTN_F32, TU_SWAP12, 1);
-        run_merge("f16x2-bf16out", 2, 1, 17, 2, 40, ATTN_F16, ATTN_BF16, TU_PADDED, 1);
-        run_merge("single", 1, 2, 7, 1, 8, ATTN_BF16, ATTN_F32, TU_CONTIG, 0);
-        if (!tu_quick)
-            run_merge("f32x4-dv0", 4, 1, 6, 2, 0, ATTN_F32, ATTN_F32, TU_CONTIG, 1);
-        test_errors();
-        printf("device %d: %.1f s\n", dev, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no OpenCL device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_opencl", DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", per_device, NULL);
 }

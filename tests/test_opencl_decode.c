@@ -319,58 +319,46 @@ static void test_device_copy(void)
     attn_buffer_destroy(b);
 }
 
-int main(void)
+static void per_device(const attn_device_info *info)
 {
-    tu_init("test_opencl_decode");
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "context: %s\n", attn_last_error());
-        return 1;
-    }
     static const attn_dtype kvs[5] = { ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8, ATTN_Q4 };
     static const int64_t d_float[] = { 8, 40, 64, 80, 128, 6, 7 }, d_quant[] = { 32, 64, 128, 256 };
     static const int64_t pss[] = { 1, 3, 16, 17, 64 };
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", &info))
-            continue;
-        found++;
-        printf("device %d: %s\n", dev, info.name);
-        test_device_mismatch();
-        test_device_copy();
-        const int n = tu_quick ? 5 : 40;
-        for (int i = 0; i < n; i++) {
-            dcase c;
-            c.kv = kvs[i % 5];
-            const int quant = c.kv == ATTN_Q8 || c.kv == ATTN_Q4;
-            c.hkv = tu_randint(1, 3);
-            c.group = (int64_t[]){ 1, 2, 4, 8 }[tu_randint(0, 3)];
-            c.d = quant ? d_quant[tu_randint(0, 3)] : d_float[tu_randint(0, 6)];
-            c.dv = tu_randint(0, 3) == 0 ? (quant ? 32 : c.d > 8 ? 24 : 5) : c.d;
-            c.ps = pss[tu_randint(0, 4)];
-            c.window = tu_randint(0, 3) == 0 ? tu_randint(1, 200) : 0;
-            c.sink = c.window ? tu_randint(0, 6) : 0;
-            c.b = tu_randint(1, 4);
-            c.sq = tu_randint(0, 2) == 0 ? tu_randint(2, 16) : 1;
-            c.minlen = 1;
-            c.maxlen = tu_quick ? 300 : 1500;
-            if (c.window && c.window < c.sq)
-                c.window = c.sq;
-            run_case(i, &c, tu_randint(0, 1) ? 0 : 64 * tu_randint(1, 3));
-        }
-        /* one long sequence in chunks of 64 keys: more chunks than the
-         * combine kernel's work-group takes at a time; and tiles of 128 keys */
-        const dcase many = { ATTN_F16, 1, 2, 32, 32, 64, 0, 0, 1, 2, 6000, 6400 };
-        run_case(n, &many, 64);
-        setenv("ATTN_OPENCL_DECODE_TILE", "128", 1);
-        const dcase tiles = { ATTN_Q8, 2, 4, 64, 64, 16, 0, 0, 2, 3, 200, 900 };
-        run_case(n + 1, &tiles, 0);
-        unsetenv("ATTN_OPENCL_DECODE_TILE");
+    printf("device %d: %s\n", dev, info->name);
+    test_device_mismatch();
+    test_device_copy();
+    const int n = tu_quick ? 5 : 40;
+    for (int i = 0; i < n; i++) {
+        dcase c;
+        c.kv = kvs[i % 5];
+        const int quant = c.kv == ATTN_Q8 || c.kv == ATTN_Q4;
+        c.hkv = tu_randint(1, 3);
+        c.group = (int64_t[]){ 1, 2, 4, 8 }[tu_randint(0, 3)];
+        c.d = quant ? d_quant[tu_randint(0, 3)] : d_float[tu_randint(0, 6)];
+        c.dv = tu_randint(0, 3) == 0 ? (quant ? 32 : c.d > 8 ? 24 : 5) : c.d;
+        c.ps = pss[tu_randint(0, 4)];
+        c.window = tu_randint(0, 3) == 0 ? tu_randint(1, 200) : 0;
+        c.sink = c.window ? tu_randint(0, 6) : 0;
+        c.b = tu_randint(1, 4);
+        c.sq = tu_randint(0, 2) == 0 ? tu_randint(2, 16) : 1;
+        c.minlen = 1;
+        c.maxlen = tu_quick ? 300 : 1500;
+        if (c.window && c.window < c.sq)
+            c.window = c.sq;
+        run_case(i, &c, tu_randint(0, 1) ? 0 : 64 * tu_randint(1, 3));
     }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no OpenCL device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    /* one long sequence in chunks of 64 keys: more chunks than the
+     * combine kernel's work-group takes at a time; and tiles of 128 keys */
+    const dcase many = { ATTN_F16, 1, 2, 32, 32, 64, 0, 0, 1, 2, 6000, 6400 };
+    run_case(n, &many, 64);
+    setenv("ATTN_OPENCL_DECODE_TILE", "128", 1);
+    const dcase tiles = { ATTN_Q8, 2, 4, 64, 64, 16, 0, 0, 2, 3, 200, 900 };
+    run_case(n + 1, &tiles, 0);
+    unsetenv("ATTN_OPENCL_DECODE_TILE");
+}
+
+int main(void)
+{
+    return devtest_main("test_opencl_decode", DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE",
+                        per_device, NULL);
 }

@@ -335,51 +335,37 @@ static void test_mixed_devices(void)
     dfree(&out);
 }
 
+static void per_device(const attn_device_info *info)
+{
+    const char *filter = getenv("ATTN_TEST_FILTER");
+    printf("device %d: %s (%s)\n", dev, info->name, info->driver);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)))
+            run_linear(&cases[i]);
+    /* One row split (each work-item a whole column) and odd column
+     * slices, which the automatic choice takes for larger problems. */
+    setenv("ATTN_OPENCL_LINEAR_TILE", "64,5", 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (!strcmp(cases[i].name, "plain-elu-norm") || !strcmp(cases[i].name, "kda-inplace"))
+            run_linear(&cases[i]);
+    unsetenv("ATTN_OPENCL_LINEAR_TILE");
+    /* Sequences cut into segments (non-delta kinds; automatic only for
+     * long sequences on big devices): 3, and more than some have tokens. */
+    for (int nseg = 3; nseg <= (tu_quick ? 3 : 50); nseg += 47) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", nseg);
+        setenv("ATTN_OPENCL_LINEAR_SEGMENTS", v, 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            if (!is_delta(cases[i].kind) && (!tu_quick || cases[i].quick) &&
+                (!filter || strstr(cases[i].name, filter)))
+                run_linear(&cases[i]);
+    }
+    unsetenv("ATTN_OPENCL_LINEAR_SEGMENTS");
+    test_mixed_devices();
+}
+
 int main(void)
 {
-    tu_init("test_opencl_linear");
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    const char *filter = getenv("ATTN_TEST_FILTER");
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", &info))
-            continue;
-        found++;
-        printf("device %d: %s (%s)\n", dev, info.name, info.driver);
-        const double t0 = tu_now();
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            if ((!tu_quick || cases[i].quick) && (!filter || strstr(cases[i].name, filter)))
-                run_linear(&cases[i]);
-        /* One row split (each work-item a whole column) and odd column
-         * slices, which the automatic choice takes for larger problems. */
-        setenv("ATTN_OPENCL_LINEAR_TILE", "64,5", 1);
-        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            if (!strcmp(cases[i].name, "plain-elu-norm") || !strcmp(cases[i].name, "kda-inplace"))
-                run_linear(&cases[i]);
-        unsetenv("ATTN_OPENCL_LINEAR_TILE");
-        /* Sequences cut into segments (non-delta kinds; automatic only for
-         * long sequences on big devices): 3, and more than some have tokens. */
-        for (int nseg = 3; nseg <= (tu_quick ? 3 : 50); nseg += 47) {
-            char v[16];
-            snprintf(v, sizeof v, "%d", nseg);
-            setenv("ATTN_OPENCL_LINEAR_SEGMENTS", v, 1);
-            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-                if (!is_delta(cases[i].kind) && (!tu_quick || cases[i].quick) &&
-                    (!filter || strstr(cases[i].name, filter)))
-                    run_linear(&cases[i]);
-        }
-        unsetenv("ATTN_OPENCL_LINEAR_SEGMENTS");
-        test_mixed_devices();
-        printf("device %d: %.1f s\n", dev, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no OpenCL device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_opencl_linear", DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE",
+                        per_device, NULL);
 }

@@ -56,41 +56,28 @@ static void set_or_unset(const char *name, const char *value)
         unsetenv(name);
 }
 
+static void per_device(const attn_device_info *info)
+{
+    (void)info;
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        const variant *w = &variants[v];
+        if (tu_quick && !w->quick)
+            continue;
+        printf("device %d: tile %s qres %s pref %s\n", dev, w->tile ? w->tile : "default",
+               w->qres ? w->qres : "auto", w->pref ? w->pref : "auto");
+        set_or_unset("ATTN_OPENCL_SDPA_TILE", w->tile);
+        set_or_unset("ATTN_OPENCL_SDPA_QRES", w->qres);
+        set_or_unset("ATTN_OPENCL_SDPA_PREF", w->pref);
+        for (int c = 0; c < 4 && w->cases[c] && (c == 0 || !tu_quick); c++)
+            run_named(w->cases[c]);
+    }
+    unsetenv("ATTN_OPENCL_SDPA_TILE");
+    unsetenv("ATTN_OPENCL_SDPA_QRES");
+    unsetenv("ATTN_OPENCL_SDPA_PREF");
+}
+
 int main(void)
 {
-    tu_init("test_opencl_sdpa");
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE", &info))
-            continue;
-        found++;
-        const double t0 = tu_now();
-        for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
-            const variant *w = &variants[v];
-            if (tu_quick && !w->quick)
-                continue;
-            printf("device %d: tile %s qres %s pref %s\n", dev, w->tile ? w->tile : "default",
-                   w->qres ? w->qres : "auto", w->pref ? w->pref : "auto");
-            set_or_unset("ATTN_OPENCL_SDPA_TILE", w->tile);
-            set_or_unset("ATTN_OPENCL_SDPA_QRES", w->qres);
-            set_or_unset("ATTN_OPENCL_SDPA_PREF", w->pref);
-            for (int c = 0; c < 4 && w->cases[c] && (c == 0 || !tu_quick); c++)
-                run_named(w->cases[c]);
-        }
-        unsetenv("ATTN_OPENCL_SDPA_TILE");
-        unsetenv("ATTN_OPENCL_SDPA_QRES");
-        unsetenv("ATTN_OPENCL_SDPA_PREF");
-        printf("device %d: %.1f s\n", dev, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no OpenCL device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_opencl_sdpa", DEVTEST_OPENCL, "ATTN_TEST_OPENCL_DEVICE",
+                        per_device, NULL);
 }

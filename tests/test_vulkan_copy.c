@@ -40,15 +40,35 @@ static void check_copy(attn_buffer *a, attn_buffer *b, int same, size_t doff, si
     free(got);
 }
 
+static const size_t cases[][3] = {
+    /* (doff, soff, n): 16-byte units, a tail of 1..3 units, words, bytes */
+    { 0, 0, 2u << 20 }, { 1u << 20, 16, (1u << 20) + 48 }, { 2u << 20, 4, 300004 },
+    { 8, (2u << 20) + 12, 16 * 1025 }, { 1, 3, 1001 }, { 64, 0, 4 },
+};
+
+static void per_device(const attn_device_info *info)
+{
+    static const char *const modes[] = { "shader", "transfer" };
+    (void)info;
+    attn_buffer *a = NULL, *b = NULL;
+    CHECK_OK(attn_buffer_create(ctx, dev, BYTES, &a));
+    CHECK_OK(attn_buffer_create(ctx, dev, BYTES, &b));
+    for (int m = 0; a && b && m < 2; m++) {
+        setenv("ATTN_VULKAN_COPY", modes[m], 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            for (int same = 0; same < 2; same++)
+                if (!same || cases[i][0] + cases[i][2] <= cases[i][1] ||
+                    cases[i][1] + cases[i][2] <= cases[i][0])
+                    check_copy(a, b, same, cases[i][0], cases[i][1], cases[i][2], modes[m]);
+    }
+    unsetenv("ATTN_VULKAN_COPY");
+    attn_buffer_destroy(a);
+    attn_buffer_destroy(b);
+}
+
 int main(void)
 {
-    tu_init("test_vulkan_copy");
-    setenv("ATTN_VULKAN_DEBUG", "1", 0);
     setenv("ATTN_VULKAN_STAGING", "1", 1);
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
     ha = malloc(BYTES);
     hb = malloc(BYTES);
     expect = malloc(BYTES);
@@ -56,40 +76,10 @@ int main(void)
         ha[i] = (unsigned char)(i * 7 + 1);
         hb[i] = (unsigned char)(i * 13 + 5);
     }
-    /* (doff, soff, n): 16-byte units, a tail of 1..3 units, words, bytes */
-    static const size_t cases[][3] = {
-        { 0, 0, 2u << 20 }, { 1u << 20, 16, (1u << 20) + 48 }, { 2u << 20, 4, 300004 },
-        { 8, (2u << 20) + 12, 16 * 1025 }, { 1, 3, 1001 }, { 64, 0, 4 },
-    };
-    const char *modes[] = { "shader", "transfer" };
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
-            continue;
-        found++;
-        attn_buffer *a = NULL, *b = NULL;
-        CHECK_OK(attn_buffer_create(ctx, dev, BYTES, &a));
-        CHECK_OK(attn_buffer_create(ctx, dev, BYTES, &b));
-        for (int m = 0; a && b && m < 2; m++) {
-            setenv("ATTN_VULKAN_COPY", modes[m], 1);
-            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-                for (int same = 0; same < 2; same++)
-                    if (!same || cases[i][0] + cases[i][2] <= cases[i][1] ||
-                        cases[i][1] + cases[i][2] <= cases[i][0])
-                        check_copy(a, b, same, cases[i][0], cases[i][1], cases[i][2], modes[m]);
-        }
-        unsetenv("ATTN_VULKAN_COPY");
-        attn_buffer_destroy(a);
-        attn_buffer_destroy(b);
-    }
+    const int status = devtest_main("test_vulkan_copy", DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE",
+                                    per_device, NULL);
     free(ha);
     free(hb);
     free(expect);
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no Vulkan device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return status;
 }

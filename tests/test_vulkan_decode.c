@@ -285,55 +285,38 @@ static void run_staged(void)
     unsetenv("ATTN_VULKAN_STAGING");
 }
 
+static void per_device(const attn_device_info *info)
+{
+    printf("device %d: %s (subgroup %d)\n", dev, info->name, info->subgroup_size);
+    run_all("default", NULL);
+    /* One lane per key, no shuffles (and one query row per block). */
+    setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
+    run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
+    unsetenv("ATTN_VULKAN_SUBGROUP");
+    /* Teams reduced by xor shuffles where clustered arithmetic is the
+     * default. */
+    setenv("ATTN_VULKAN_DECODE_REDUCE", "shuffle", 1);
+    run_all("shuffle reduce", tu_quick ? "bf16-window" : NULL);
+    unsetenv("ATTN_VULKAN_DECODE_REDUCE");
+    /* Few workgroups: one chunk per (sequence, head) where it fits. */
+    setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
+    run_all("one chunk", NULL);
+    unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+    /* Chunks merged by 4 invocations per output element (the GPU
+     * default; 1 on lavapipe). */
+    setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
+    run_all("combine 4", tu_quick ? "stream-q4" : NULL);
+    unsetenv("ATTN_VULKAN_DECODE_COMBINE");
+    /* Another shape: 32 invocations, 3 keys per team, 1 query row per
+     * workgroup (row blocks), 2 lanes per key (tuning knob). */
+    setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1,2", 1);
+    run_all("shape 32,3,1,2", tu_quick ? "q8-everything" : NULL);
+    unsetenv("ATTN_VULKAN_DECODE_SHAPE");
+    test_mismatch();
+}
+
 int main(void)
 {
-    tu_init("test_vulkan_decode");
-    setenv("ATTN_VULKAN_DEBUG", "1", 0);
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
-            continue;
-        found++;
-        printf("device %d: %s (subgroup %d)\n", dev, info.name, info.subgroup_size);
-        const double t0 = tu_now();
-        run_all("default", NULL);
-        /* One lane per key, no shuffles (and one query row per block). */
-        setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
-        run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
-        unsetenv("ATTN_VULKAN_SUBGROUP");
-        /* Teams reduced by xor shuffles where clustered arithmetic is the
-         * default. */
-        setenv("ATTN_VULKAN_DECODE_REDUCE", "shuffle", 1);
-        run_all("shuffle reduce", tu_quick ? "bf16-window" : NULL);
-        unsetenv("ATTN_VULKAN_DECODE_REDUCE");
-        /* Few workgroups: one chunk per (sequence, head) where it fits. */
-        setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
-        run_all("one chunk", NULL);
-        unsetenv("ATTN_VULKAN_DECODE_GROUPS");
-        /* Chunks merged by 4 invocations per output element (the GPU
-         * default; 1 on lavapipe). */
-        setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
-        run_all("combine 4", tu_quick ? "stream-q4" : NULL);
-        unsetenv("ATTN_VULKAN_DECODE_COMBINE");
-        /* Another shape: 32 invocations, 3 keys per team, 1 query row per
-         * workgroup (row blocks), 2 lanes per key (tuning knob). */
-        setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1,2", 1);
-        run_all("shape 32,3,1,2", tu_quick ? "q8-everything" : NULL);
-        unsetenv("ATTN_VULKAN_DECODE_SHAPE");
-        test_mismatch();
-        printf("device %d: %.1f s\n", dev, tu_now() - t0);
-    }
-    attn_context_destroy(ctx);
-    if (found)
-        run_staged();
-    if (!found) {
-        printf("no Vulkan device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_vulkan_decode", DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE",
+                        per_device, run_staged);
 }

@@ -405,27 +405,14 @@ static void run_passes(void)
     unsetenv("ATTN_VULKAN_LINEAR_CHUNK");
 }
 
+static void per_device(const attn_device_info *info)
+{
+    printf("device %d: %s\n", dev, info->name);
+    run_passes();
+}
+
 int main(void)
 {
-    tu_init("test_vulkan_linear");
-    setenv("ATTN_VULKAN_DEBUG", "1", 0);
-    if (attn_context_create(NULL, &ctx) != ATTN_OK) {
-        fprintf(stderr, "attn_context_create: %s\n", attn_last_error());
-        return 1;
-    }
-    int found = 0;
-    for (dev = 0; dev < attn_device_count(ctx); dev++) {
-        attn_device_info info;
-        if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
-            continue;
-        found++;
-        printf("device %d: %s\n", dev, info.name);
-        run_passes();
-    }
-    attn_context_destroy(ctx);
-    if (!found) {
-        printf("no Vulkan device: skipped\n");
-        return 77;
-    }
-    return tu_finish();
+    return devtest_main("test_vulkan_linear", DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE",
+                        per_device, NULL);
 }
