@@ -299,18 +299,6 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     return ATTN_OK;
 }
 
-/* Grows a device buffer kept across calls to at least bytes. */
-static attn_status reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
-{
-    if (b->buffer && b->bytes >= bytes)
-        return ATTN_OK;
-    VkDeviceSize want = b->bytes ? b->bytes : 65536;
-    while (want < bytes)
-        want *= 2;
-    attn_vk_buffer_drop(d, b);
-    return attn_vk_buffer_make(d, want, 0, b);
-}
-
 /* Records one dispatch of `groups` workgroups, spread over x and y. */
 static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
 {
@@ -355,7 +343,7 @@ static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer 
 {
     const VkDeviceSize tbytes = t->n * sizeof(int32_t);
     const int mode = d->direct ? TABLE_STAGED : table_mode(tbytes);
-    attn_status s = mode == TABLE_HOST ? ATTN_OK : reserve(d, &d->dec_table, tbytes);
+    attn_status s = mode == TABLE_HOST ? ATTN_OK : attn_vk_device_reserve(d, &d->dec_table, tbytes);
     if (s == ATTN_OK && mode != TABLE_UPDATE && !d->dec_table.mapped)
         s = attn_vk_host_reserve(d, &d->staging, tbytes);
     if (s != ATTN_OK)
@@ -380,8 +368,8 @@ static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer 
 static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
                           const dec_table *t, VkPipeline pipe, attn_vk_profile *prof)
 {
-    attn_status s = reserve(d, &d->dec_part, (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) *
-                                             sizeof(float));
+    const VkDeviceSize part = (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) * sizeof(float);
+    attn_status s = attn_vk_device_reserve(d, &d->dec_part, part);
     if (s == ATTN_OK)
         s = attn_vk_begin(d, "attn_decode");
     if (s != ATTN_OK)

@@ -57,15 +57,28 @@ void attn_vk_buffer_drop(attn_vk_device *d, attn_vk_buffer *b)
     memset(b, 0, sizeof *b);
 }
 
-attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
+/* Grows a buffer kept across calls to at least bytes, doubling from its
+ * size (or from first), so that growing calls stay few. */
+static attn_status grow(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes,
+                        VkDeviceSize first, int host)
 {
     if (b->buffer && b->bytes >= bytes)
         return ATTN_OK;
-    VkDeviceSize want = b->bytes ? b->bytes : 4096;
+    VkDeviceSize want = b->bytes ? b->bytes : first;
     while (want < bytes)
         want *= 2;
     attn_vk_buffer_drop(d, b);
-    return attn_vk_buffer_make(d, want, 1, b);
+    return attn_vk_buffer_make(d, want, host, b);
+}
+
+attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
+{
+    return grow(d, b, bytes, 4096, 1);
+}
+
+attn_status attn_vk_device_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
+{
+    return grow(d, b, bytes, 65536, 0);
 }
 
 attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle)

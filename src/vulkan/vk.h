@@ -146,6 +146,8 @@ attn_status attn_vk_buffer_make(attn_vk_device *d, VkDeviceSize bytes, int host,
 void attn_vk_buffer_drop(attn_vk_device *d, attn_vk_buffer *b);
 /* Grows a host-visible buffer to at least bytes. */
 attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
+/* The same for a device-local buffer. */
+attn_status attn_vk_device_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
 /* The vtable's buffer entries (memory.c; copy: copy.c). */
 attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle);
 void attn_vk_buf_free(attn_device *dev, void *handle);
