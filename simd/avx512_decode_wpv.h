@@ -80,7 +80,7 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
     const int ng = (jn + 15) / 16;
-    float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));
+    float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));   /* keys past ng groups unread */
     __m512 ps[4][wpv_chunk / 16], pm[4], sm[wpv_blocks], ms[2][16];
     DEC_UNROLL for (int r = 0; r < 4; r++) pm[r] = _mm512_setzero_ps();
     DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) sm[b] = _mm512_setzero_ps();
@@ -114,11 +114,15 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
         const float svmax = _mm512_reduce_max_ps(sm[b]);
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
         DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax / 32767.0f;
-        for (int g = 0; g < ng; g++) {
-            const __m512 s = _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g]), sinv);
-            DEC_UNROLL for (int r = 0; r < 4; r++)   /* |product| <= 32767 (+ rounding): saturate */
-                _mm256_store_si256((__m256i *)&wq[r][b][16 * g],
-                                   _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g], s))));
+        for (int g = 0; g < ng; g += 2) {   /* 32 keys: packs of groups g and g + 1 */
+            const __m512 s0 = _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g]), sinv);
+            const __m512 s1 = _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g + 16]), sinv);
+            DEC_UNROLL for (int r = 0; r < 4; r++) {   /* |product| <= 32767 (+ rounding): saturate */
+                const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g], s0));
+                const __m512i w1 = g + 1 < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g + 1], s1))
+                                              : _mm512_setzero_si512();
+                _mm512_store_si512(&wq[r][b][16 * g], _mm512_packs_epi32(w0, w1));
+            }
         }
     }
     if (q4)
@@ -132,7 +136,7 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
 
 /* Adds to acc the products of the key pair (a, b) with the pair's weights
  * (wq + j) for the pass's blocks (weights of block b at wq[r][b]). */
-VNNI_INLINE void wpv_pair_fma(int q4, int nh, const int16_t (*wq)[wpv_blocks][wpv_chunk], int bw, int j,
+VNNI_INLINE void wpv_pair_fma(int q4, int nh, int16_t (*wq)[wpv_blocks][wpv_chunk], int bw, int j,
                               const uint8_t *a, const uint8_t *b, int64_t c0, __mmask64 m,
                               __m512i (*acc)[4])
 {
@@ -146,8 +150,8 @@ VNNI_INLINE void wpv_pair_fma(int q4, int nh, const int16_t (*wq)[wpv_blocks][wp
 /* One pass (dims c0..c0+32nh-1, blocks bw.. of the weights) over a chunk:
  * int32 sums over the key pairs, then o[r] += step * sums (+ the Q4 min
  * term) for rows r < rn. */
-VNNI_INLINE void wpv_pass(int q4, int nh, const int16_t (*wq)[wpv_blocks][wpv_chunk],
-                          const float (*step)[wpv_blocks], const float (*msum)[wpv_blocks], int bw,
+VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
+                          float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
                           const attn_kv_rows *v, int j0, int jn, int nk, int64_t c0,
                           int64_t pass_bytes, float *const *orow, int rn)
 {
@@ -157,13 +161,21 @@ VNNI_INLINE void wpv_pass(int q4, int nh, const int16_t (*wq)[wpv_blocks][wpv_ch
     DEC_UNROLL for (int r = 0; r < 4; r++)
         DEC_UNROLL for (int cc = 0; cc < 4; cc++) acc[r][cc] = _mm512_setzero_si512();
     const uint8_t *rows = v->data + (int64_t)j0 * rb;
-    for (int j = 0; j < jn; j += 2) {
-        /* this pass's bytes of the rows dec_qpf_keys ahead */
-        const uint8_t *pf = attn_kv_row_ahead(v, j0 + j + dec_qpf_keys, nk) + pass_bytes;
-        __builtin_prefetch(pf, 0, 3);
-        __builtin_prefetch(pf + rb, 0, 3);
-        /* an odd last key pairs with itself; its partner's weight is 0 */
-        wpv_pair_fma(q4, nh, wq, bw, j, rows + j * rb, rows + (j + 1 < jn ? j + 1 : j) * rb, c0, m, acc);
+    const int prefetch = pass_bytes % 64 == 0;   /* Q4's second pass is in the same lines */
+    for (int j = 0; j < (jn + 31) / 32 * 32; j += 8) {   /* a 32-key block's pairs are spread over it */
+        /* weights j, j + 2, j + 4, j + 6 (packed order, wpv_weights) are of
+         * the key pairs from k, k + 2, k + 16, k + 18 */
+        const int k = 32 * (j / 32) + (j % 32) / 2;
+        if (prefetch)   /* this pass's bytes of the rows dec_qpf_keys ahead */
+            DEC_UNROLL for (int t = 0; t < 8; t++)
+                __builtin_prefetch(attn_kv_row_ahead(v, j0 + k + 16 * (t / 4) + t % 4 + dec_qpf_keys, nk) +
+                                   pass_bytes, 0, 3);
+        /* keys past jn (a chunk short of full) have weight 0: read the last row instead */
+        DEC_UNROLL for (int t = 0; t < 4; t++) {
+            const int kt = k + 16 * (t / 2) + 2 * (t % 2);
+            wpv_pair_fma(q4, nh, wq, bw, j + 2 * t, rows + (full ? kt : dec_min(kt, jn - 1)) * rb,
+                         rows + (full ? kt + 1 : dec_min(kt + 1, jn - 1)) * rb, c0, m, acc);
+        }
     }
     DEC_UNROLL for (int r = 0; r < 4; r++) {
         if (r >= rn)
@@ -212,15 +224,13 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
                 wpv_weights(q4, pr, v, j0, jn, b0, nbk, wq, step, msum);
                 for (int bw = 0; bw < nbk; bw += 2) {
-                    const int64_t c0 = 32 * (b0 + bw);
-                    if (bw + 1 < nbk)
-                        wpv_pass(q4, 2, (const int16_t (*)[wpv_blocks][wpv_chunk])wq,
-                                 (const float (*)[wpv_blocks])step, (const float (*)[wpv_blocks])msum,
-                                 bw, v, j0, jn, nk, c0, c0 * rb / dv, orow, rn);
+                    const int64_t c0 = 32 * (b0 + bw), pass_bytes = c0 * rb / dv;
+                    if (bw + 1 < nbk && jn == wpv_chunk)
+                        wpv_pass(q4, 2, 1, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                    else if (bw + 1 < nbk)
+                        wpv_pass(q4, 2, 0, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else
-                        wpv_pass(q4, 1, (const int16_t (*)[wpv_blocks][wpv_chunk])wq,
-                                 (const float (*)[wpv_blocks])step, (const float (*)[wpv_blocks])msum,
-                                 bw, v, j0, jn, nk, c0, c0 * rb / dv, orow, rn);
+                        wpv_pass(q4, 1, 0, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
                 }
             }
         }
