@@ -10,7 +10,10 @@
  * pmax_r = max_j |p[r][j]|, svmax_b = max_j |sv_jb| over the chunk (so
  * |wq| <= 32767). A dword lane then holds the int16 values of one dim of
  * keys j and j + 1, and one vpdpwssd adds both keys' products for 16 dims
- * of a row, with (wq[j], wq[j+1]) broadcast. Per pair of keys and 64 dims:
+ * of a row, with the pair of weights (a dword of wq) broadcast. The weights
+ * are packed by vpackssdw, which interleaves two groups of 16 keys per
+ * 128-bit lane; the pass visits the key pairs in that order (integer sums
+ * do not depend on it). Per pair of keys and 64 dims:
  * 4 vectors of pairs (Q8: two byte interleaves, four sign extensions; Q4:
  * two interleaves, two lane moves, two zero extensions, then the low
  * nibbles by a mask and the high ones by a shift) and 16 dot products,
@@ -19,9 +22,11 @@
  * are converted once and scaled by step_rb into o; Q4's min term
  * sum_j p[r][j] mv_jb stays in f32 as in the float path.
  *
- * Error: |wq step - w| <= step / 2, 1.5e-5 of the chunk's largest weight
- * bound, a relative rms of about 1e-5 on the output, far below the
- * quantisation of the values themselves (Q8 0.7%, Q4 12%). */
+ * Error: |wq step - w| <= step / 2, 1.5e-5 of the bound pmax_r svmax_b on
+ * the chunk's weights: far below the quantisation of the values themselves
+ * (Q8 0.7%, Q4 12% rms), and within test_decode's tolerance against the
+ * exact float P.V of the dequantised values (2e-4 of the row's largest
+ * output). */
 #ifndef ATTN_AVX512_DECODE_WPV_H
 #define ATTN_AVX512_DECODE_WPV_H
 
@@ -71,8 +76,10 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
 }
 
 /* Integer weights of keys j0..j0+jn-1 for rows pr[0..3] and the nbk
- * blocks from bb (nbk <= wpv_blocks): wq[r][b][j] (zero for j >= jn, up to
- * the next multiple of 16), step[r][b], and for Q4 msum[r][b] = sum_j
+ * blocks from bb (nbk <= wpv_blocks): wq[r][b], per 32 keys 16 dwords of
+ * key pairs in vpackssdw's order (dword 4L + i, i < 2: keys 4L + 2i and
+ * the next; i >= 2: keys 16 + 4L + 2(i - 2) and the next), zero past jn up
+ * to the next multiple of 32; step[r][b]; for Q4 msum[r][b] = sum_j
  * p[r][j] mv_jb. The row side (pmax, p scaled to 32767 / pmax) is shared
  * by all blocks. */
 VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int j0, int jn,
@@ -113,10 +120,11 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
     for (int b = 0; b < nbk; b++) {
         const float svmax = _mm512_reduce_max_ps(sm[b]);
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
-        DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax / 32767.0f;
+        DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * (1.0f / 32767.0f);
         for (int g = 0; g < ng; g += 2) {   /* 32 keys: packs of groups g and g + 1 */
             const __m512 s0 = _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g]), sinv);
-            const __m512 s1 = _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g + 16]), sinv);
+            const __m512 s1 = g + 1 < ng ? _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g + 16]), sinv)
+                                         : _mm512_setzero_ps();
             DEC_UNROLL for (int r = 0; r < 4; r++) {   /* |product| <= 32767 (+ rounding): saturate */
                 const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g], s0));
                 const __m512i w1 = g + 1 < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g + 1], s1))
