@@ -174,10 +174,12 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
         /* weights j, j + 2, j + 4, j + 6 (packed order, wpv_weights) are of
          * the key pairs from k, k + 2, k + 16, k + 18 */
         const int k = 32 * (j / 32) + (j % 32) / 2;
-        if (prefetch)   /* this pass's bytes of the rows dec_qpf_keys ahead */
-            DEC_UNROLL for (int t = 0; t < 8; t++)
-                __builtin_prefetch(attn_kv_row_ahead(v, j0 + k + 16 * (t / 4) + t % 4 + dec_qpf_keys, nk) +
-                                   pass_bytes, 0, 3);
+        if (prefetch)   /* this pass's bytes of the rows dec_qpf_keys ahead (a hint: a
+                         * quad straddling the run's end goes on in its page) */
+            DEC_UNROLL for (int h = 0; h < 2; h++) {
+                const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + 16 * h + dec_qpf_keys, nk) + pass_bytes;
+                DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, 3);
+            }
         /* keys past jn (a chunk short of full) have weight 0: read the last row instead */
         DEC_UNROLL for (int t = 0; t < 4; t++) {
             const int kt = k + 16 * (t / 2) + 2 * (t % 2);
