@@ -89,9 +89,8 @@ static int tile_full(const attn_decode_problem *p, int64_t d0, int64_t dl, int64
     return 1;
 }
 
-/* o[0..n) *= a. The factor is a value, not alpha[r] read through a pointer
- * that may alias o: the loop then vectorises instead of reloading it per
- * element. */
+/* o[0..n) *= a, the factor passed by value: read as alpha[r] through a
+ * pointer that may alias o, it was loaded again for every element. */
 static void rescale(float *o, int64_t n, float a)
 {
     for (int64_t e = 0; e < n; e++)
