@@ -15,9 +15,11 @@
  *   P   every work-item reads all W scores (broadcast reads) and updates
  *       the running max itself: no work-item walks a row serially while the
  *       others wait. Work-item t turns its own key's scores into weights.
- *   PV  work-item t owns the VCW-column pieces t, t + W, ... of O: the
- *       work-group reads each V row with one coalesced load and O needs no
- *       merge at the end; acc = alpha acc + sum_k p_k v_k.
+ *   PV  the work-group splits into KS key slots of VL lanes; lane v of a
+ *       slot owns the VCW-column pieces v, v + VL, ... of O (16-byte loads
+ *       for 16-bit types): the slots read consecutive V rows, each with
+ *       coalesced loads; acc = alpha acc + sum_k p_k v_k over the slot's
+ *       keys. The slots' accumulators are added once per chunk.
  * Three barriers per W keys and none after PV: each local buffer is next
  * written after a barrier that its last readers have passed (the key
  * locations alternate between two buffers by tile parity). With W = 32 on
@@ -34,7 +36,7 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), W, LP, KCW, VCW, RB, F16CVT; MWG
+ * Compile-time: D, DV, SDT (cache dtype), W, LP, KCW, VCW, VL, RB, F16CVT; MWG
  * and CCB (combine). */
 
 #define SEQW 10
@@ -47,10 +49,12 @@
 #define NKC (D / KCW)                   /* K pieces of a row */
 #define NVC (DV / VCW)                  /* V pieces of a row */
 #define KI ((NKC + LP - 1) / LP)        /* K pieces per lane */
-#define VI ((NVC + W - 1) / W)          /* V pieces per work-item */
+#define KS (W / VL)                     /* key slots of P.V (VL: lanes per V row) */
+#define VI ((NVC + VL - 1) / VL)        /* V pieces per work-item */
 #define KG (W / LP)                     /* key groups */
 #define KPT LP                          /* keys per group per tile: W keys */
 #define PST (LP * RB + 1)               /* partials of one key: odd stride, no bank conflicts */
+#define RED_N (W * PST > KS * RB * DV ? W * PST : KS * RB * DV)
 
 #define F_CAUSAL  (1 << 0)
 #define F_SIGMOID (1 << 1)
@@ -224,27 +228,58 @@ inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink
     return 1;
 }
 
-/* Key u of the scanned range: its position j, its page's byte offset in the
- * pool and its slot; slot -1 past the chunk's end k1. */
-inline long locate_key(__local long *kbase, __local int *kslot, long u, long k1, long ns,
-                       long lo, long nsk, long ws, long ps, long spg, long fw,
-                       __global const int *pages, long page_bytes)
+#if SDT == SDT_Q8 || SDT == SDT_Q4
+#define NLOC 4                          /* K row, V row, K meta, V meta */
+#else
+#define NLOC 2                          /* K row, V row */
+#endif
+
+/* Key u of the scanned range: its position j (returned) and, in loc[0..NLOC)
+ * (stride W), the pool byte offsets of its K and V rows (and metas); -1
+ * past the chunk's end k1. Computed once per key, so that the loads of a
+ * row add one offset. */
+inline long locate_key(__local long *loc, long u, long k1, long ns, long lo, long nsk, long ws,
+                       long ps, long spg, long fw, __global const int *pages, long page_bytes,
+                       long kp, long vp, long k_row, long v_row, long k_meta_off,
+                       long v_meta_off, long k_meta_row, long v_meta_row)
 {
-    long j = -1;
-    int slot = -1;
-    long base = 0;
-    if (u < k1) {
-        j = u < ns ? u : lo + (u - ns);
-        const long pos = j < nsk ? j : ws + (j - nsk);
-        /* 32-bit division where it fits: 64-bit is emulated on GPUs */
-        const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps) : pos / ps;
-        base = pages[lp < spg ? lp : spg + (lp - fw)] * page_bytes;
-        slot = (int)(pos - lp * ps);
+    if (u >= k1) {
+        loc[0] = -1;
+        return -1;
     }
-    *kbase = base;
-    *kslot = slot;
+    const long j = u < ns ? u : lo + (u - ns);
+    const long pos = j < nsk ? j : ws + (j - nsk);
+    /* 32-bit division where it fits: 64-bit is emulated on GPUs */
+    const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps) : pos / ps;
+    const long base = pages[lp < spg ? lp : spg + (lp - fw)] * page_bytes;
+    const long slot = pos - lp * ps;
+    loc[0] = base + kp + slot * k_row;
+    loc[W] = base + vp + slot * v_row;
+#if NLOC == 4
+    loc[2 * W] = base + kp + k_meta_off + slot * k_meta_row;
+    loc[3 * W] = base + vp + v_meta_off + slot * v_meta_row;
+#endif
     return j;
 }
+
+/* dst[0..RB) = the RB floats of key k in buf (scores or weights, by key):
+ * 16-byte local reads when RB is a multiple of 4 */
+#if RB % 4 == 0
+#define ROW_READ(dst, buf, k)                                                                 \
+    UNROLL for (int q_ = 0; q_ < RB / 4; q_++) vstore4(vload4((k) * (RB / 4) + q_, buf), 0,   \
+                                                      (dst) + 4 * q_)
+#else
+#define ROW_READ(dst, buf, k) UNROLL for (int q_ = 0; q_ < RB; q_++) (dst)[q_] = (buf)[(k) * RB + q_]
+#endif
+
+/* A key's row and meta addresses from its locations */
+#if NLOC == 4
+#define KMETA(pa, k) (pool + loc[pa][2][k])
+#define VMETA(pa, k) (pool + loc[pa][3][k])
+#else
+#define KMETA(pa, k) pool
+#define VMETA(pa, k) pool
+#endif
 
 __kernel __attribute__((reqd_work_group_size(W, 1, 1)))
 void attn_decode_chunk(__global const uchar *pool,
@@ -261,12 +296,12 @@ void attn_decode_chunk(__global const uchar *pool,
                        long k_meta_row, long v_meta_row)
 {
     __local float qs[RB * D];               /* the query rows, scaled */
-    __local float pbuf[W * PST];            /* partial dot products by key; the lanes' l at the end */
-    __local float sb[W * RB], pb[W * RB];   /* scores and weights by key */
-    __local long kbase[2][W];               /* by tile parity: read while the next fills */
-    __local int kslot[2][W];
+    __local float pbuf[RED_N];              /* partial dot products by key; the merges at the end */
+    __local float sb[W * RB] __attribute__((aligned(16)));   /* scores by key */
+    __local float pb[W * RB] __attribute__((aligned(16)));   /* weights by key */
+    __local long loc[2][NLOC][W];           /* by tile parity: read while the next fills */
 
-    const int lid = get_local_id(0), lane = lid % LP, g = lid / LP;
+    const int lid = get_local_id(0), lane = lid % LP, g = lid / LP, vs = lid / VL, vl = lid % VL;
     const int task = get_group_id(0);
     __global const int *tk = itab + task_off + 4 * task;
     const int b = tk[0], hk = tk[1], ch = tk[2], rb = tk[3];
@@ -290,8 +325,10 @@ void attn_decode_chunk(__global const uchar *pool,
         }
         qs[x] = v;
     }
-    long jt = locate_key(&kbase[0][lid], &kslot[0][lid], k0 + lid, k1, ns, lo, nsk, ws, ps, spg,
-                         fw, pages, page_bytes);
+#define LOCATE(pa, u) locate_key(&loc[pa][0][lid], u, k1, ns, lo, nsk, ws, ps, spg, fw, pages, \
+                                 page_bytes, kp, vp, k_row, v_row, k_meta_off, v_meta_off,    \
+                                 k_meta_row, v_meta_row)
+    long jt = LOCATE(0, k0 + lid);
     barrier(CLK_LOCAL_MEM_FENCE);
     KFT qv[RB][KI];
     UNROLL
@@ -323,15 +360,14 @@ void attn_decode_chunk(__global const uchar *pool,
         /* QK: partial dot products of this lane's pieces for the group's keys */
         UNROLL
         for (int x = 0; x < KPT; x++) {
-            const int k = g + x * KG, slot = kslot[pa][k];
+            const int k = g + x * KG;
+            const long ko = loc[pa][0][k];
             float pd[RB];
             UNROLL
             for (int r = 0; r < RB; r++)
                 pd[r] = 0.0f;
-            if (slot >= 0) {
-                const long base = kbase[pa][k] + kp;
-                __global const uchar *row = pool + base + slot * k_row;
-                __global const uchar *meta = pool + base + k_meta_off + slot * k_meta_row;
+            if (ko >= 0) {
+                __global const uchar *row = pool + ko, *meta = KMETA(pa, k);
                 UNROLL
                 for (int i = 0; i < KI; i++) {
                     const int c = lane + i * LP;
@@ -374,26 +410,33 @@ void attn_decode_chunk(__global const uchar *pool,
             sb[lid * RB + r] = x;
         }
         if (u0 + W < k1)
-            jt = locate_key(&kbase[pa ^ 1][lid], &kslot[pa ^ 1][lid], u0 + W + lid, k1, ns, lo,
-                            nsk, ws, ps, spg, fw, pages, page_bytes);
+            jt = LOCATE(pa ^ 1, u0 + W + lid);
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* P: running max over the tile's scores, the rescale factor, and
          * this work-item's weights (sigmoid as e/(1+e) or 1/(1+e), e =
          * exp(-|x|): no overflow) */
-        float alpha[RB];
+        float alpha[RB], mt[RB];
+        UNROLL
+        for (int r = 0; r < RB; r++)
+            mt[r] = m[r];
+        if (softmax)
+            UNROLL
+            for (int k = 0; k < W; k++) {
+                float sk[RB];
+                ROW_READ(sk, sb, k);
+                UNROLL
+                for (int r = 0; r < RB; r++)
+                    mt[r] = fmax(mt[r], sk[r]);
+            }
         UNROLL
         for (int r = 0; r < RB; r++) {
             float p = 0.0f, a = 1.0f;
             if (softmax) {
-                float mt = m[r];
-                UNROLL
-                for (int k = 0; k < W; k++)
-                    mt = fmax(mt, sb[k * RB + r]);
-                a = mt == -INFINITY || mt == m[r] ? 1.0f : exp(m[r] - mt);
-                m[r] = mt;
+                a = mt[r] == -INFINITY || mt[r] == m[r] ? 1.0f : exp(m[r] - mt[r]);
+                m[r] = mt[r];
                 if (s[r] != -INFINITY)
-                    p = exp(s[r] - mt);
+                    p = exp(s[r] - mt[r]);
             } else if (s[r] != -INFINITY) {
                 const float y = s[r] + sigmoid_bias, e = exp(-fabs(y));
                 p = (y >= 0.0f ? 1.0f : e) / (1.0f + e);
@@ -411,38 +454,58 @@ void attn_decode_chunk(__global const uchar *pool,
             for (int i = 0; i < VI; i++)
                 acc[r][i] *= alpha[r];
         UNROLL
-        for (int k = 0; k < W; k++) {
-            const int slot = kslot[pa][k];
-            if (slot < 0)
+        for (int x = 0; x < W / KS; x++) {
+            const int k = vs + KS * x;
+            if (loc[pa][0][k] < 0)
                 continue;
-            const long base = kbase[pa][k] + vp;
-            __global const uchar *row = pool + base + slot * v_row;
-            __global const uchar *meta = pool + base + v_meta_off + slot * v_meta_row;
+            __global const uchar *row = pool + loc[pa][1][k], *meta = VMETA(pa, k);
+            float pk[RB];
+            ROW_READ(pk, pb, k);
             UNROLL
             for (int i = 0; i < VI; i++) {
-                const int c = lid + i * W;
+                const int c = vl + i * VL;
                 if (c < NVC) {
                     const VFT vv = load_v(row, meta, c * VCW);
                     UNROLL
                     for (int r = 0; r < RB; r++)
-                        acc[r][i] += pb[k * RB + r] * vv;
+                        acc[r][i] += pk[r] * vv;
                 }
             }
         }
     }
 
-    /* the task's partial: O by columns as held, l summed over the work-items */
+    /* the task's partial: O summed over the key slots, l over the work-items */
     __global float *po = part + (long)task * RB * DV;
     __global float *pml = part + ml_off + (long)task * RB * 2;
-    UNROLL
-    for (int r = 0; r < RB; r++)
+    if (KS == 1) {
         UNROLL
-        for (int i = 0; i < VI; i++) {
-            const int c = lid + i * W;
-            if (c < NVC)
-                CAT(VST_, VCW)(acc[r][i], po + r * DV + c * VCW);
-        }
+        for (int r = 0; r < RB; r++)
+            UNROLL
+            for (int i = 0; i < VI; i++) {
+                const int c = vl + i * VL;
+                if (c < NVC)
+                    CAT(VST_, VCW)(acc[r][i], po + r * DV + c * VCW);
+            }
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
+    if (KS > 1) {
+        UNROLL
+        for (int r = 0; r < RB; r++)
+            UNROLL
+            for (int i = 0; i < VI; i++) {
+                const int c = vl + i * VL;
+                if (c < NVC)
+                    CAT(VST_, VCW)(acc[r][i], pbuf + (vs * RB + r) * DV + c * VCW);
+            }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int e = lid; e < RB * DV; e += W) {
+            float sum = 0.0f;
+            for (int v = 0; v < KS; v++)
+                sum += pbuf[v * RB * DV + e];
+            po[e] = sum;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
     UNROLL
     for (int r = 0; r < RB; r++)
         pbuf[r * W + lid] = l[r];
