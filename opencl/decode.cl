@@ -36,7 +36,8 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), W, LP, KCW, VCW, VL, RB, F16CVT; MWG
+ * Compile-time: D, DV, SDT (cache dtype), W, LP, KCW, VCW, VL, RB, F16CVT,
+ * ALIGNED; MWG
  * and CCB (combine). */
 
 #define SEQW 10
@@ -180,21 +181,48 @@
  * in block b = e0/32, byte t holds element 32b+t (low nibble) and 32b+t+16
  * (high), times the block's scale plus its minimum (an n-piece never
  * crosses a half block). */
+#ifndef ALIGNED
+#define ALIGNED 0
+#endif
+/* LDV(T, n, p): n elements of type T at p. vloadn needs only the element's
+ * alignment, so drivers may split it into n scalar loads (NVIDIA does);
+ * with ALIGNED (the host checked that every row and piece starts at a
+ * multiple of the piece's bytes) the piece is one vector load. */
+#if ALIGNED
+#define LDV(T, n, p) CAT(LDV_, n)(T, p)
+#define LDV_1(T, p) (*(p))
+#define LDV_2(T, p) (*(__global const CAT(T, 2) *)(p))
+#define LDV_4(T, p) (*(__global const CAT(T, 4) *)(p))
+#define LDV_8(T, p) (*(__global const CAT(T, 8) *)(p))
+#define LDV_16(T, p) (*(__global const CAT(T, 16) *)(p))
+#define VLDHA_1(p) vload_half(0, p)
+#define VLDHA_2(p) vloada_half2(0, p)
+#define VLDHA_4(p) vloada_half4(0, p)
+#define VLDHA_8(p) vloada_half8(0, p)
+#define VLDHA_16(p) vloada_half16(0, p)
+#else
+#define LDV(T, n, p) CAT(VLD_, n)(p)
+#define VLDHA_1 VLDH_1
+#define VLDHA_2 VLDH_2
+#define VLDHA_4 VLDH_4
+#define VLDHA_8 VLDH_8
+#define VLDHA_16 VLDH_16
+#endif
 #if SDT == SDT_F32
-#define PIECE(n) VLD_##n((__global const float *)row + e0)
+#define PIECE(n) LDV(float, n, (__global const float *)row + e0)
 #elif SDT == SDT_F16 && F16CVT == 1
-#define PIECE(n) VLDH_##n((__global const half *)row + e0)
+#define PIECE(n) VLDHA_##n((__global const half *)row + e0)
 #elif SDT == SDT_F16 && F16CVT == 2
-#define PIECE(n) CVF_##n(ASH_##n(VLD_##n((__global const ushort *)row + e0)))
+#define PIECE(n) CVF_##n(ASH_##n(LDV(ushort, n, (__global const ushort *)row + e0)))
 #elif SDT == SDT_F16
-#define PIECE(n) f16_bits_##n(CVU_##n(VLD_##n((__global const ushort *)row + e0)))
+#define PIECE(n) f16_bits_##n(CVU_##n(LDV(ushort, n, (__global const ushort *)row + e0)))
 #elif SDT == SDT_BF16
-#define PIECE(n) ASF_##n(CVU_##n(VLD_##n((__global const ushort *)row + e0)) << 16)
+#define PIECE(n) ASF_##n(CVU_##n(LDV(ushort, n, (__global const ushort *)row + e0)) << 16)
 #elif SDT == SDT_Q8
-#define PIECE(n) (CVF_##n(VLD_##n((__global const char *)row + e0)) *                        \
+#define PIECE(n) (CVF_##n(LDV(char, n, (__global const char *)row + e0)) *                     \
                   vload_half(e0 / 32, (__global const half *)meta))
 #else
-#define PIECE(n) (CVF_##n((VLD_##n(row + (e0 / 32) * 16 + (e0 & 15)) >>                       \
+#define PIECE(n) (CVF_##n((LDV(uchar, n, row + (e0 / 32) * 16 + (e0 & 15)) >>                  \
                            (UT_##n)((e0 & 16) >> 2)) & (UT_##n)15) *                            \
                       vload_half(2 * (e0 / 32), (__global const half *)meta) +                  \
                   vload_half(2 * (e0 / 32) + 1, (__global const half *)meta))

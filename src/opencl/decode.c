@@ -15,11 +15,15 @@
  *   WG=N            chunk work-group size W = keys per tile (a power of two;
  *                   default 32, one NVIDIA warp)
  *   LANES=N         lanes reading one K row (a power of two <= W; default:
- *                   two 16-byte pieces of a row per lane)
+ *                   one piece of a row per lane: on an NVIDIA H200 16 lanes
+ *                   for f16 D = 128 beat 8 and 4)
  *   F16=bits|vload|half  f16 cache conversion (opencl/decode.cl F16CVT;
  *                   half needs cl_khr_fp16, else bits; default vload: on an
  *                   NVIDIA H200 the chunk kernel streamed f16 at 1.28 TB/s
  *                   with vload, 1.13 with half, 1.07 with bits)
+ *   ALIGNED=0|1     pieces by vector loads where every row is aligned to
+ *                   them (default 1), else vloadn (which NVIDIA's driver
+ *                   splits into scalar loads)
  *   COMBINE_COLS=N  output columns per combine work-group (a power of two;
  *                   default: enough work-groups for 4 per compute unit)
  *   UPLOAD, REUSE   how the table reaches the device (decode_upload.h)
@@ -62,6 +66,7 @@ typedef struct dec_knobs {
     int argcache;      /* ARGCACHE=0|1: set only the scalars that changed */
     int flush;         /* FLUSH=0|1: clFlush after the chunk kernel */
     int f16cvt;        /* F16=bits|vload|half (opencl/decode.cl F16CVT) */
+    int aligned;       /* ALIGNED=0: vloadn even where rows are aligned */
 } dec_knobs;
 
 static int env_int(const char *name, int dflt)
@@ -81,6 +86,7 @@ static void read_knobs(dec_knobs *out)
         k.groups = 16;
     k.wg = env_int("ATTN_OPENCL_DECODE_WG", W_DEFAULT);
     k.lanes = env_int("ATTN_OPENCL_DECODE_LANES", 0);
+    k.aligned = env_int("ATTN_OPENCL_DECODE_ALIGNED", 1);
     k.cols = env_int("ATTN_OPENCL_DECODE_COMBINE_COLS", 0);
     e = getenv("ATTN_OPENCL_DECODE_UPLOAD");
     k.upload = e && !strcmp(e, "pageable") ? ATTN_CL_UPLOAD_PAGEABLE : ATTN_CL_UPLOAD_PINNED;
@@ -93,9 +99,10 @@ static void read_knobs(dec_knobs *out)
 }
 
 /* w: chunk work-group = keys per tile; lp: lanes per K row; kcw, vcw:
- * elements per K / V piece; vl: lanes per V row (w / vl key slots); rb: query rows per task; mwg: combine
+ * elements per K / V piece; vl: lanes per V row (w / vl key slots);
+ * aligned: every K and V piece starts at a multiple of its bytes; rb: query rows per task; mwg: combine
  * work-group; cols: output columns per combine work-group (<= mwg). */
-typedef struct dec_cfg { int w, lp, kcw, vcw, vl, rb, mwg, cols, f16cvt; } dec_cfg;
+typedef struct dec_cfg { int w, lp, kcw, vcw, vl, rb, mwg, cols, f16cvt, aligned; } dec_cfg;
 
 /* What a configuration was chosen for: a decode loop asks for the same one
  * every step and finds it here, without the options string and program
@@ -150,12 +157,13 @@ static int piece_width(attn_dtype dtype, int64_t dim, int64_t want)
 }
 
 /* Work-group W (a power of two within the device's and the kernel's limits),
- * pieces, lanes per K row (two pieces each by default) and query rows per
+ * pieces, lanes per K row (one piece each by default) and query rows per
  * task (the smallest power of two covering nr, as registers allow). nr:
  * query rows sharing a kv head. */
-static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype dtype,
+static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, const attn_kv_cache *kc,
                       int64_t dd, int64_t dv, int64_t nr, size_t kernel_max, dec_cfg *c)
 {
+    const attn_dtype dtype = kc->dtype;
     size_t w = 1;
     while (w * 2 <= (size_t)kn->wg && w * 2 <= 1024)
         w *= 2;
@@ -168,7 +176,7 @@ static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype d
     c->kcw = piece_width(dtype, dd, 16);
     c->vcw = piece_width(dtype, dv, 8);
     const int64_t nkc = dd / c->kcw;
-    int64_t lp = kn->lanes > 0 ? pow2_at_least(kn->lanes) : pow2_at_least((nkc + 1) / 2);
+    int64_t lp = kn->lanes > 0 ? pow2_at_least(kn->lanes) : pow2_at_least(nkc);
     c->lp = (int)(lp > c->w ? c->w : lp);
     const int64_t q_per_row = (nkc + c->lp - 1) / c->lp * c->kcw;
     const int64_t nvc = dv / c->vcw, vl = min64(c->w, pow2_at_least(nvc));
@@ -186,6 +194,14 @@ static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype d
             return 0;
     }
     c->f16cvt = dtype != ATTN_F16 || (kn->f16cvt == 2 && !d->fp16) ? 0 : kn->f16cvt;
+    /* the pool buffer starts aligned; a row's pieces are at multiples of
+     * their bytes from the row's start (Q4: n nibble bytes for n elements) */
+    const int64_t el = dtype == ATTN_F32 ? 4 : dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 1 : 2;
+    const int64_t ak = c->kcw * el, av = c->vcw * el;
+    const int64_t v0 = attn_kv_plane_off(kc, 1, 0);
+    c->aligned = kc->page_bytes % ak == 0 && kc->k_plane % ak == 0 && kc->k_row_bytes % ak == 0 &&
+                 kc->page_bytes % av == 0 && v0 % av == 0 && kc->v_plane % av == 0 &&
+                 kc->v_row_bytes % av == 0 && kn->aligned;
     return 1;
 }
 
@@ -222,9 +238,9 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
 {
     char opts[384];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DW=%d -DLP=%d "
-             "-DKCW=%d -DVCW=%d -DVL=%d -DRB=%d -DMWG=%d -DCCB=%d -DF16CVT=%d%s",
+             "-DKCW=%d -DVCW=%d -DVL=%d -DRB=%d -DMWG=%d -DCCB=%d -DF16CVT=%d -DALIGNED=%d%s",
              (long long)p->d, (long long)p->dv, (int)p->cache->dtype, c->w, c->lp, c->kcw,
-             c->vcw, c->vl, c->rb, c->mwg, c->cols, c->f16cvt,
+             c->vcw, c->vl, c->rb, c->mwg, c->cols, c->f16cvt, c->aligned,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
@@ -523,7 +539,7 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
     /* the largest work-group the device allows; smaller if the compiled
      * kernel cannot run that many work-items (registers) */
     for (int tries = 0; !same; tries++) {
-        if (tries > 8 || !choose_cfg(d, &kn, p->cache->dtype, p->d, p->dv, nr, kernel_max, &c))
+        if (tries > 8 || !choose_cfg(d, &kn, p->cache, p->d, p->dv, nr, kernel_max, &c))
             return attn_fail(ATTN_ERR_DEVICE, "attn_decode: no work-group shape fits %s (local "
                              "memory %llu bytes, max work-group %zu, kernel max %zu) for head "
                              "dims %lld/%lld", dev->info.name, (unsigned long long)d->local_mem,
