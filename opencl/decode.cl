@@ -262,20 +262,21 @@ inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink
 #define NLOC 2                          /* K row, V row */
 #endif
 
-/* Key u of the scanned range: its position j (returned) and, in loc[0..NLOC)
- * (stride W), the pool byte offsets of its K and V rows (and metas); -1
- * past the chunk's end k1. Computed once per key, so that the loads of a
- * row add one offset. */
-inline long locate_key(__local long *loc, long u, long k1, long ns, long lo, long nsk, long ws,
-                       long ps, long spg, long fw, __global const int *pages, long page_bytes,
-                       long kp, long vp, long k_row, long v_row, long k_meta_off,
-                       long v_meta_off, long k_meta_row, long v_meta_row)
+/* Key u of the scanned range: its position j (returned; -1 past the
+ * chunk's end k1) and, in loc[0..NLOC) (stride W), the pool byte offsets
+ * of its K and V rows (and metas). Computed once per key, so that the loads
+ * of a row add one offset. A key past k1 gets the locations of key uf (the
+ * tile's first, always in the chunk): every load of a tile is then
+ * unconditional, which lets the compiler issue them all before the first
+ * is used (a load under a branch waits for the loads before it), and its
+ * weight is 0. */
+inline long locate_key(__local long *loc, long u, long uf, long k1, long ns, long lo, long nsk,
+                       long ws, long ps, long spg, long fw, __global const int *pages,
+                       long page_bytes, long kp, long vp, long k_row, long v_row,
+                       long k_meta_off, long v_meta_off, long k_meta_row, long v_meta_row)
 {
-    if (u >= k1) {
-        loc[0] = -1;
-        return -1;
-    }
-    const long j = u < ns ? u : lo + (u - ns);
+    const long ue = u < k1 ? u : uf;
+    const long j = ue < ns ? ue : lo + (ue - ns);
     const long pos = j < nsk ? j : ws + (j - nsk);
     /* 32-bit division where it fits: 64-bit is emulated on GPUs */
     const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps) : pos / ps;
@@ -287,7 +288,7 @@ inline long locate_key(__local long *loc, long u, long k1, long ns, long lo, lon
     loc[2 * W] = base + kp + k_meta_off + slot * k_meta_row;
     loc[3 * W] = base + vp + v_meta_off + slot * v_meta_row;
 #endif
-    return j;
+    return u < k1 ? j : -1;
 }
 
 /* dst[0..RB) = the RB floats of key k in buf (scores or weights, by key):
@@ -353,10 +354,10 @@ void attn_decode_chunk(__global const uchar *pool,
         }
         qs[x] = v;
     }
-#define LOCATE(pa, u) locate_key(&loc[pa][0][lid], u, k1, ns, lo, nsk, ws, ps, spg, fw, pages, \
+#define LOCATE(pa, u, uf) locate_key(&loc[pa][0][lid], u, uf, k1, ns, lo, nsk, ws, ps, spg, fw, pages, \
                                  page_bytes, kp, vp, k_row, v_row, k_meta_off, v_meta_off,    \
                                  k_meta_row, v_meta_row)
-    long jt = LOCATE(0, k0 + lid);
+    long jt = LOCATE(0, k0 + lid, k0);
     barrier(CLK_LOCAL_MEM_FENCE);
     KFT qv[RB][KI];
     UNROLL
@@ -389,22 +390,19 @@ void attn_decode_chunk(__global const uchar *pool,
         UNROLL
         for (int x = 0; x < KPT; x++) {
             const int k = g + x * KG;
-            const long ko = loc[pa][0][k];
+            __global const uchar *row = pool + loc[pa][0][k], *meta = KMETA(pa, k);
             float pd[RB];
             UNROLL
             for (int r = 0; r < RB; r++)
                 pd[r] = 0.0f;
-            if (ko >= 0) {
-                __global const uchar *row = pool + ko, *meta = KMETA(pa, k);
-                UNROLL
-                for (int i = 0; i < KI; i++) {
-                    const int c = lane + i * LP;
-                    if (c < NKC) {
-                        const KFT kv = load_k(row, meta, c * KCW);
-                        UNROLL
-                        for (int r = 0; r < RB; r++)
-                            pd[r] += KDOT(qv[r][i], kv);
-                    }
+            UNROLL
+            for (int i = 0; i < KI; i++) {
+                const int c = lane + i * LP;
+                if (NKC % LP == 0 || c < NKC) {
+                    const KFT kv = load_k(row, meta, c * KCW);
+                    UNROLL
+                    for (int r = 0; r < RB; r++)
+                        pd[r] += KDOT(qv[r][i], kv);
                 }
             }
             UNROLL
@@ -438,7 +436,7 @@ void attn_decode_chunk(__global const uchar *pool,
             sb[lid * RB + r] = x;
         }
         if (u0 + W < k1)
-            jt = LOCATE(pa ^ 1, u0 + W + lid);
+            jt = LOCATE(pa ^ 1, u0 + W + lid, u0 + W);
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* P: running max over the tile's scores, the rescale factor, and
@@ -484,15 +482,13 @@ void attn_decode_chunk(__global const uchar *pool,
         UNROLL
         for (int x = 0; x < W / KS; x++) {
             const int k = vs + KS * x;
-            if (loc[pa][0][k] < 0)
-                continue;
             __global const uchar *row = pool + loc[pa][1][k], *meta = VMETA(pa, k);
             float pk[RB];
             ROW_READ(pk, pb, k);
             UNROLL
             for (int i = 0; i < VI; i++) {
                 const int c = vl + i * VL;
-                if (c < NVC) {
+                if (NVC % VL == 0 || c < NVC) {
                     const VFT vv = load_v(row, meta, c * VCW);
                     UNROLL
                     for (int r = 0; r < RB; r++)
