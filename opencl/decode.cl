@@ -79,15 +79,13 @@
 #endif
 
 /* Types and operations of n-element pieces (n = 1 is the scalar): FT
- * float, UT uchar, CT char, ST ushort, IT uint, HT half. */
+ * float, UT uchar, CT char, ST ushort, IT uint. */
 #define FT_1 float
 #define UT_1 uchar
 #define CT_1 char
 #define ST_1 ushort
 #define IT_1 uint
-#define HT_1 half
 #define VLD_1(p) (*(p))
-#define VLDH_1(p) vload_half(0, p)
 #define VST_1(v, p) (*(p) = (v))
 #define CVF_1(x) convert_float(x)
 #define CVU_1(x) convert_uint(x)
@@ -99,9 +97,7 @@
 #define CT_2 char2
 #define ST_2 ushort2
 #define IT_2 uint2
-#define HT_2 half2
 #define VLD_2(p) vload2(0, p)
-#define VLDH_2(p) vload_half2(0, p)
 #define VST_2(v, p) vstore2(v, 0, p)
 #define CVF_2(x) convert_float2(x)
 #define CVU_2(x) convert_uint2(x)
@@ -113,9 +109,7 @@
 #define CT_4 char4
 #define ST_4 ushort4
 #define IT_4 uint4
-#define HT_4 half4
 #define VLD_4(p) vload4(0, p)
-#define VLDH_4(p) vload_half4(0, p)
 #define VST_4(v, p) vstore4(v, 0, p)
 #define CVF_4(x) convert_float4(x)
 #define CVU_4(x) convert_uint4(x)
@@ -127,9 +121,7 @@
 #define CT_8 char8
 #define ST_8 ushort8
 #define IT_8 uint8
-#define HT_8 half8
 #define VLD_8(p) vload8(0, p)
-#define VLDH_8(p) vload_half8(0, p)
 #define VST_8(v, p) vstore8(v, 0, p)
 #define CVF_8(x) convert_float8(x)
 #define CVU_8(x) convert_uint8(x)
@@ -141,9 +133,7 @@
 #define CT_16 char16
 #define ST_16 ushort16
 #define IT_16 uint16
-#define HT_16 half16
 #define VLD_16(p) vload16(0, p)
-#define VLDH_16(p) vload_half16(0, p)
 #define VST_16(v, p) vstore16(v, 0, p)
 #define CVF_16(x) convert_float16(x)
 #define CVU_16(x) convert_uint16(x)
@@ -174,20 +164,13 @@
     }
 #define DEFINE_F16_BITS_(n) DEFINE_F16_BITS(n)
 
-/* Elements e0 .. e0+n-1 of a stored row (data at row, meta at meta) as
- * floats. F16CVT: 0 the bit arithmetic above; 1 vload_half (the driver's
- * loads and conversion); 2 raw bits reinterpreted as half (cl_khr_fp16)
- * and converted by the hardware. Q8: int8 times the block's f16 scale. Q4:
- * in block b = e0/32, byte t holds element 32b+t (low nibble) and 32b+t+16
- * (high), times the block's scale plus its minimum (an n-piece never
- * crosses a half block). */
-#ifndef ALIGNED
-#define ALIGNED 0
-#endif
 /* LDV(T, n, p): n elements of type T at p. vloadn needs only the element's
  * alignment, so drivers may split it into n scalar loads (NVIDIA does);
  * with ALIGNED (the host checked that every row and piece starts at a
  * multiple of the piece's bytes) the piece is one vector load. */
+#ifndef ALIGNED
+#define ALIGNED 0
+#endif
 #if ALIGNED
 #define LDV(T, n, p) CAT(LDV_, n)(T, p)
 #define LDV_1(T, p) (*(p))
@@ -195,44 +178,50 @@
 #define LDV_4(T, p) (*(__global const CAT(T, 4) *)(p))
 #define LDV_8(T, p) (*(__global const CAT(T, 8) *)(p))
 #define LDV_16(T, p) (*(__global const CAT(T, 16) *)(p))
-#define VLDHA_1(p) vload_half(0, p)
-#define VLDHA_2(p) vloada_half2(0, p)
-#define VLDHA_4(p) vloada_half4(0, p)
-#define VLDHA_8(p) vloada_half8(0, p)
-#define VLDHA_16(p) vloada_half16(0, p)
 #else
 #define LDV(T, n, p) CAT(VLD_, n)(p)
-#define VLDHA_1 VLDH_1
-#define VLDHA_2 VLDH_2
-#define VLDHA_4 VLDH_4
-#define VLDHA_8 VLDH_8
-#define VLDHA_16 VLDH_16
 #endif
+
+/* A piece (elements e0 .. e0+n-1 of a stored row) is loaded raw by RAW (the
+ * bits of 16-bit types, the bytes of Q8/Q4; the block's scale and minimum
+ * by SCALE and MINV) and converted to floats by CONV where it is used, so
+ * that all the loads of a tile are issued before the first conversion
+ * waits for one. F16CVT: 0 the bit arithmetic above; 2 the bits as half
+ * (cl_khr_fp16), converted by the hardware. Q8: int8 times the block's f16
+ * scale. Q4: in block b = e0/32, byte t holds element 32b+t (low nibble)
+ * and 32b+t+16 (high), times the block's scale plus its minimum (a piece
+ * never crosses a half block). */
+#define QUANT (SDT == SDT_Q8 || SDT == SDT_Q4)
 #if SDT == SDT_F32
-#define PIECE(n) LDV(float, n, (__global const float *)row + e0)
-#elif SDT == SDT_F16 && F16CVT == 1
-#define PIECE(n) VLDHA_##n((__global const half *)row + e0)
-#elif SDT == SDT_F16 && F16CVT == 2
-#define PIECE(n) CVF_##n(ASH_##n(LDV(ushort, n, (__global const ushort *)row + e0)))
-#elif SDT == SDT_F16
-#define PIECE(n) f16_bits_##n(CVU_##n(LDV(ushort, n, (__global const ushort *)row + e0)))
-#elif SDT == SDT_BF16
-#define PIECE(n) ASF_##n(CVU_##n(LDV(ushort, n, (__global const ushort *)row + e0)) << 16)
-#elif SDT == SDT_Q8
-#define PIECE(n) (CVF_##n(LDV(char, n, (__global const char *)row + e0)) *                     \
-                  vload_half(e0 / 32, (__global const half *)meta))
+#define RAWT(n) CAT(FT_, n)
+#define RAW(n, row, e0) LDV(float, n, (__global const float *)(row) + (e0))
+#define CONV(n, x, e0, s, m) (x)
+#elif SDT == SDT_F16 || SDT == SDT_BF16
+#define RAWT(n) CAT(ST_, n)
+#define RAW(n, row, e0) LDV(ushort, n, (__global const ushort *)(row) + (e0))
+#if SDT == SDT_BF16
+#define CONV(n, x, e0, s, m) CAT(ASF_, n)(CAT(CVU_, n)(x) << 16)
+#elif F16CVT == 2
+#define CONV(n, x, e0, s, m) CAT(CVF_, n)(CAT(ASH_, n)(x))
 #else
-#define PIECE(n) (CVF_##n((LDV(uchar, n, row + (e0 / 32) * 16 + (e0 & 15)) >>                  \
-                           (UT_##n)((e0 & 16) >> 2)) & (UT_##n)15) *                            \
-                      vload_half(2 * (e0 / 32), (__global const half *)meta) +                  \
-                  vload_half(2 * (e0 / 32) + 1, (__global const half *)meta))
+#define CONV(n, x, e0, s, m) CAT(f16_bits_, n)(CAT(CVU_, n)(x))
 #endif
-#define DEFINE_LOADER(name, n)                                                               \
-    inline FT_##n name(__global const uchar *row, __global const uchar *meta, int e0)        \
-    {                                                                                        \
-        return PIECE(n);                                                                     \
-    }
-#define DEFINE_LOADER_(name, n) DEFINE_LOADER(name, n)
+#elif SDT == SDT_Q8
+#define RAWT(n) CAT(CT_, n)
+#define RAW(n, row, e0) LDV(char, n, (__global const char *)(row) + (e0))
+#define CONV(n, x, e0, s, m) (CAT(CVF_, n)(x) * (s))
+#else
+#define RAWT(n) CAT(UT_, n)
+#define RAW(n, row, e0) LDV(uchar, n, (row) + ((e0) / 32) * 16 + ((e0) & 15))
+#define CONV(n, x, e0, s, m)                                                                  \
+    (CAT(CVF_, n)(((x) >> (CAT(UT_, n))(((e0) & 16) >> 2)) & (CAT(UT_, n))15) * (s) + (m))
+#endif
+#define SCALE(meta, e0)                                                                        \
+    vload_half(SDT == SDT_Q4 ? 2 * ((e0) / 32) : (e0) / 32, (__global const half *)(meta))
+#define MINV(meta, e0)                                                                         \
+    (SDT == SDT_Q4 ? vload_half(2 * ((e0) / 32) + 1, (__global const half *)(meta)) : 0.0f)
+#define KRT RAWT(KCW)
+#define VRT RAWT(VCW)
 
 #if SDT == SDT_F16 && F16CVT == 0
 DEFINE_F16_BITS_(KCW)
@@ -240,8 +229,6 @@ DEFINE_F16_BITS_(KCW)
 DEFINE_F16_BITS_(VCW)
 #endif
 #endif
-DEFINE_LOADER_(load_k, KCW)
-DEFINE_LOADER_(load_v, VCW)
 
 inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink_tokens)
 {
@@ -386,11 +373,31 @@ void attn_decode_chunk(__global const uchar *pool,
 
     for (long u0 = k0, it = 0; u0 < k1; u0 += W, it++) {
         const int pa = (int)(it & 1);
-        /* QK: partial dot products of this lane's pieces for the group's keys */
+        /* QK: this lane's pieces of the group's keys, all loads first, then
+         * the partial dot products */
+        KRT kr[KPT][KI];
+#if QUANT
+        float ksc[KPT][KI], kmn[KPT][KI];
+#endif
         UNROLL
         for (int x = 0; x < KPT; x++) {
             const int k = g + x * KG;
-            __global const uchar *row = pool + loc[pa][0][k], *meta = KMETA(pa, k);
+            __global const uchar *row = pool + loc[pa][0][k];
+            UNROLL
+            for (int i = 0; i < KI; i++) {
+                const int c = lane + i * LP;
+                if (NKC % LP == 0 || c < NKC) {
+                    kr[x][i] = RAW(KCW, row, c * KCW);
+#if QUANT
+                    ksc[x][i] = SCALE(KMETA(pa, k), c * KCW);
+                    kmn[x][i] = MINV(KMETA(pa, k), c * KCW);
+#endif
+                }
+            }
+        }
+        UNROLL
+        for (int x = 0; x < KPT; x++) {
+            const int k = g + x * KG;
             float pd[RB];
             UNROLL
             for (int r = 0; r < RB; r++)
@@ -399,7 +406,11 @@ void attn_decode_chunk(__global const uchar *pool,
             for (int i = 0; i < KI; i++) {
                 const int c = lane + i * LP;
                 if (NKC % LP == 0 || c < NKC) {
-                    const KFT kv = load_k(row, meta, c * KCW);
+#if QUANT
+                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, ksc[x][i], kmn[x][i]);
+#else
+                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, 0.0f, 0.0f);
+#endif
                     UNROLL
                     for (int r = 0; r < RB; r++)
                         pd[r] += KDOT(qv[r][i], kv);
@@ -479,17 +490,40 @@ void attn_decode_chunk(__global const uchar *pool,
             UNROLL
             for (int i = 0; i < VI; i++)
                 acc[r][i] *= alpha[r];
+        VRT vr[W / KS][VI];
+#if QUANT
+        float vsc[W / KS][VI], vmn[W / KS][VI];
+#endif
         UNROLL
         for (int x = 0; x < W / KS; x++) {
             const int k = vs + KS * x;
-            __global const uchar *row = pool + loc[pa][1][k], *meta = VMETA(pa, k);
+            __global const uchar *row = pool + loc[pa][1][k];
+            UNROLL
+            for (int i = 0; i < VI; i++) {
+                const int c = vl + i * VL;
+                if (NVC % VL == 0 || c < NVC) {
+                    vr[x][i] = RAW(VCW, row, c * VCW);
+#if QUANT
+                    vsc[x][i] = SCALE(VMETA(pa, k), c * VCW);
+                    vmn[x][i] = MINV(VMETA(pa, k), c * VCW);
+#endif
+                }
+            }
+        }
+        UNROLL
+        for (int x = 0; x < W / KS; x++) {
+            const int k = vs + KS * x;
             float pk[RB];
             ROW_READ(pk, pb, k);
             UNROLL
             for (int i = 0; i < VI; i++) {
                 const int c = vl + i * VL;
                 if (NVC % VL == 0 || c < NVC) {
-                    const VFT vv = load_v(row, meta, c * VCW);
+#if QUANT
+                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, vsc[x][i], vmn[x][i]);
+#else
+                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, 0.0f, 0.0f);
+#endif
                     UNROLL
                     for (int r = 0; r < RB; r++)
                         acc[r][i] += pk[r] * vv;
