@@ -186,8 +186,10 @@
  * bits of 16-bit types, the bytes of Q8/Q4; the block's scale and minimum
  * by SCALE and MINV) and converted to floats by CONV where it is used, so
  * that all the loads of a tile are issued before the first conversion
- * waits for one. F16CVT: 0 the bit arithmetic above; 2 the bits as half
- * (cl_khr_fp16), converted by the hardware. Q8: int8 times the block's f16
+ * waits for one. F16CVT: 0 the bit arithmetic above; 1 vload_half of the
+ * loaded bits (a private variable: the driver converts in registers, one
+ * instruction an element on NVIDIA, where the bit arithmetic takes about
+ * nine); 2 the bits as half (cl_khr_fp16), converted by the hardware. Q8: int8 times the block's f16
  * scale. Q4: in block b = e0/32, byte t holds element 32b+t (low nibble)
  * and 32b+t+16 (high), times the block's scale plus its minimum (a piece
  * never crosses a half block). */
@@ -201,6 +203,13 @@
 #define RAW(n, row, e0) LDV(ushort, n, (__global const ushort *)(row) + (e0))
 #if SDT == SDT_BF16
 #define CONV(n, x, e0, s, m) CAT(ASF_, n)(CAT(CVU_, n)(x) << 16)
+#elif F16CVT == 1
+#define CONV(n, x, e0, s, m) CAT(VLDHP_, n)((__private const half *)&(x))
+#define VLDHP_1(p) vload_half(0, p)
+#define VLDHP_2(p) vload_half2(0, p)
+#define VLDHP_4(p) vload_half4(0, p)
+#define VLDHP_8(p) vload_half8(0, p)
+#define VLDHP_16(p) vload_half16(0, p)
 #elif F16CVT == 2
 #define CONV(n, x, e0, s, m) CAT(CVF_, n)(CAT(ASH_, n)(x))
 #else

@@ -90,7 +90,7 @@ static void pick_variant(char *buf, size_t n)
     const char *wg = (const char *[]){ "1", "8", "32", "64", "128" }[tu_randint(0, 4)];
     const char *upload = tu_randint(0, 1) ? "pinned" : "pageable";
     const char *reuse = tu_randint(0, 1) ? "1" : "0", *args = tu_randint(0, 1) ? "1" : "0";
-    const char *f16 = tu_randint(0, 1) ? "bits" : "half";
+    const char *f16 = (const char *[]){ "bits", "vload", "half" }[tu_randint(0, 2)];
     const char *aligned = tu_randint(0, 3) ? "1" : "0";
     setenv("ATTN_OPENCL_DECODE_LANES", lanes, 1);
     setenv("ATTN_OPENCL_DECODE_WG", wg, 1);

@@ -17,8 +17,8 @@
  *   LANES=N         lanes reading one K row (a power of two <= W; default:
  *                   one piece of a row per lane: on an NVIDIA H200 16 lanes
  *                   for f16 D = 128 beat 8 and 4)
- *   F16=bits|half   f16 cache conversion (opencl/decode.cl F16CVT; default
- *                   half where the device has cl_khr_fp16, else bits)
+ *   F16=bits|vload|half  f16 cache conversion (opencl/decode.cl F16CVT 0|1|2;
+ *                   half needs cl_khr_fp16, else bits; default vload)
  *   ALIGNED=0|1     pieces by vector loads where every row is aligned to
  *                   them (default 1), else vloadn (which NVIDIA's driver
  *                   splits into scalar loads)
@@ -63,7 +63,7 @@ typedef struct dec_knobs {
     int wg, lanes, cols, upload, reuse;
     int argcache;      /* ARGCACHE=0|1: set only the scalars that changed */
     int flush;         /* FLUSH=0|1: clFlush after the chunk kernel */
-    int f16cvt;        /* F16=bits|half (opencl/decode.cl F16CVT 0|2) */
+    int f16cvt;        /* F16=bits|vload|half (opencl/decode.cl F16CVT 0|1|2) */
     int aligned;       /* ALIGNED=0: vloadn even where rows are aligned */
 } dec_knobs;
 
@@ -92,7 +92,7 @@ static void read_knobs(dec_knobs *out)
     k.argcache = env_int("ATTN_OPENCL_DECODE_ARGCACHE", 1);
     k.flush = env_int("ATTN_OPENCL_DECODE_FLUSH", 1);
     e = getenv("ATTN_OPENCL_DECODE_F16");
-    k.f16cvt = e && !strcmp(e, "bits") ? 0 : 2;
+    k.f16cvt = !e ? 1 : !strcmp(e, "bits") ? 0 : !strcmp(e, "half") ? 2 : 1;
     memcpy(out, &k, sizeof k);
 }
 
