@@ -37,7 +37,7 @@
  * [0, sp) then window pages from fw.
  *
  * Compile-time: D, DV, SDT (cache dtype), W, LP, KCW, VCW, VL, RB, F16CVT,
- * ALIGNED; MWG
+ * ALIGNED, VEARLY; MWG
  * and CCB (combine). */
 
 #define SEQW 10
@@ -258,33 +258,43 @@ inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink
 #define NLOC 2                          /* K row, V row */
 #endif
 
-/* Key u of the scanned range: its position j (returned; -1 past the
- * chunk's end k1) and, in loc[0..NLOC) (stride W), the pool byte offsets
- * of its K and V rows (and metas). Computed once per key, so that the loads
- * of a row add one offset. A key past k1 gets the locations of key uf (the
- * tile's first, always in the chunk): every load of a tile is then
- * unconditional, which lets the compiler issue them all before the first
- * is used (a load under a branch waits for the loads before it), and its
- * weight is 0. */
-inline long locate_key(__local long *loc, long u, long uf, long k1, long ns, long lo, long nsk,
-                       long ws, long ps, long spg, long fw, __global const int *pages,
-                       long page_bytes, long kp, long vp, long k_row, long v_row,
-                       long k_meta_off, long v_meta_off, long k_meta_row, long v_meta_row)
+/* Where key u of the scanned range lives: its position j, its logical
+ * position pos in the sequence (past the sinks: in the window), and the
+ * index of its page in the task's page table. A key past the chunk's end
+ * k1 gets the place of key uf (the tile's first, always in the chunk):
+ * every load of a tile is then unconditional, which lets the compiler issue
+ * them all before the first is used (a load under a branch waits for the
+ * loads before it), and its weight is 0 (j = -1). */
+typedef struct key_place { long j, pos, lp; int pi; } key_place;
+
+inline key_place place_key(long u, long uf, long k1, long ns, long lo, long nsk, long ws, long ps,
+                           long spg, long fw)
 {
+    key_place k;
     const long ue = u < k1 ? u : uf;
     const long j = ue < ns ? ue : lo + (ue - ns);
-    const long pos = j < nsk ? j : ws + (j - nsk);
+    k.pos = j < nsk ? j : ws + (j - nsk);
     /* 32-bit division where it fits: 64-bit is emulated on GPUs */
-    const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps) : pos / ps;
-    const long base = pages[lp < spg ? lp : spg + (lp - fw)] * page_bytes;
-    const long slot = pos - lp * ps;
+    k.lp = k.pos <= INT_MAX && ps <= INT_MAX ? (long)((int)k.pos / (int)ps) : k.pos / ps;
+    k.pi = (int)(k.lp < spg ? k.lp : spg + (k.lp - fw));
+    k.j = u < k1 ? j : -1;
+    return k;
+}
+
+/* The pool byte offsets of the key's K and V rows (and metas) into loc[0..
+ * NLOC) (stride W), from its pool page: computed once per key, so that the
+ * loads of a row add one offset. */
+inline void store_loc(__local long *loc, key_place k, int page, long ps, long page_bytes,
+                      long kp, long vp, long k_row, long v_row, long k_meta_off,
+                      long v_meta_off, long k_meta_row, long v_meta_row)
+{
+    const long base = page * page_bytes, slot = k.pos - k.lp * ps;
     loc[0] = base + kp + slot * k_row;
     loc[W] = base + vp + slot * v_row;
 #if NLOC == 4
     loc[2 * W] = base + kp + k_meta_off + slot * k_meta_row;
     loc[3 * W] = base + vp + v_meta_off + slot * v_meta_row;
 #endif
-    return u < k1 ? j : -1;
 }
 
 /* dst[0..RB) = the RB floats of key k in buf (scores or weights, by key):
@@ -305,6 +315,30 @@ inline long locate_key(__local long *loc, long u, long uf, long k1, long ns, lon
 #define KMETA(pa, k) pool
 #define VMETA(pa, k) pool
 #endif
+
+/* the V pieces of the tile's keys for this work-item's slot and columns,
+ * raw, into vr (and their scales) */
+#if QUANT
+#define V_QUANT_LOAD(x, i, k, c)                                                              \
+    vsc[x][i] = SCALE(VMETA(pa, k), (c) * VCW);                                               \
+    vmn[x][i] = MINV(VMETA(pa, k), (c) * VCW);
+#else
+#define V_QUANT_LOAD(x, i, k, c)
+#endif
+#define LOAD_V_TILE()                                                                         \
+    UNROLL                                                                                    \
+    for (int x = 0; x < W / KS; x++) {                                                        \
+        const int k = vs + KS * x;                                                            \
+        __global const uchar *row = pool + loc[pa][1][k];                                     \
+        UNROLL                                                                                \
+        for (int i = 0; i < VI; i++) {                                                        \
+            const int c = vl + i * VL;                                                        \
+            if (NVC % VL == 0 || c < NVC) {                                                   \
+                vr[x][i] = RAW(VCW, row, c * VCW);                                            \
+                V_QUANT_LOAD(x, i, k, c)                                                      \
+            }                                                                                 \
+        }                                                                                     \
+    }
 
 __kernel __attribute__((reqd_work_group_size(W, 1, 1)))
 void attn_decode_chunk(__global const uchar *pool,
@@ -350,10 +384,17 @@ void attn_decode_chunk(__global const uchar *pool,
         }
         qs[x] = v;
     }
-#define LOCATE(pa, u, uf) locate_key(&loc[pa][0][lid], u, uf, k1, ns, lo, nsk, ws, ps, spg, fw, pages, \
-                                 page_bytes, kp, vp, k_row, v_row, k_meta_off, v_meta_off,    \
-                                 k_meta_row, v_meta_row)
-    long jt = LOCATE(0, k0 + lid, k0);
+#define PLACE(u, uf) place_key(u, uf, k1, ns, lo, nsk, ws, ps, spg, fw)
+#define STORE_LOC(pa, kpl, page)                                                              \
+    store_loc(&loc[pa][0][lid], kpl, page, ps, page_bytes, kp, vp, k_row, v_row, k_meta_off, \
+              v_meta_off, k_meta_row, v_meta_row)
+    /* this work-item's key of the first tile located now; its key of the
+     * next tile is placed and its page-table entry loaded one tile ahead,
+     * so that the entry's latency hides behind a tile */
+    key_place kc = PLACE(k0 + lid, k0), kn = PLACE(k0 + W + lid, k0 + W < k1 ? k0 + W : k0);
+    STORE_LOC(0, kc, pages[kc.pi]);
+    int page_n = pages[kn.pi];
+    long jt = kc.j;
     barrier(CLK_LOCAL_MEM_FENCE);
     KFT qv[RB][KI];
     UNROLL
@@ -383,7 +424,13 @@ void attn_decode_chunk(__global const uchar *pool,
     for (long u0 = k0, it = 0; u0 < k1; u0 += W, it++) {
         const int pa = (int)(it & 1);
         /* QK: this lane's pieces of the group's keys, all loads first, then
-         * the partial dot products */
+         * the partial dot products; with VEARLY the tile's V pieces are
+         * loaded here too, so that their latency overlaps the softmax
+         * instead of following it (more registers) */
+        VRT vr[W / KS][VI];
+#if QUANT
+        float vsc[W / KS][VI], vmn[W / KS][VI];
+#endif
         KRT kr[KPT][KI];
 #if QUANT
         float ksc[KPT][KI], kmn[KPT][KI];
@@ -404,6 +451,9 @@ void attn_decode_chunk(__global const uchar *pool,
                 }
             }
         }
+#if VEARLY
+        LOAD_V_TILE();
+#endif
         UNROLL
         for (int x = 0; x < KPT; x++) {
             const int k = g + x * KG;
@@ -455,8 +505,13 @@ void attn_decode_chunk(__global const uchar *pool,
             s[r] = x;
             sb[lid * RB + r] = x;
         }
-        if (u0 + W < k1)
-            jt = LOCATE(pa ^ 1, u0 + W + lid, u0 + W);
+        if (u0 + W < k1) {
+            STORE_LOC(pa ^ 1, kn, page_n);
+            jt = kn.j;
+            const long u2 = u0 + 2 * W;
+            kn = PLACE(u2 + lid, u2 < k1 ? u2 : u0 + W);
+            page_n = pages[kn.pi];
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
 
         /* P: running max over the tile's scores, the rescale factor, and
@@ -499,26 +554,9 @@ void attn_decode_chunk(__global const uchar *pool,
             UNROLL
             for (int i = 0; i < VI; i++)
                 acc[r][i] *= alpha[r];
-        VRT vr[W / KS][VI];
-#if QUANT
-        float vsc[W / KS][VI], vmn[W / KS][VI];
+#if !VEARLY
+        LOAD_V_TILE();
 #endif
-        UNROLL
-        for (int x = 0; x < W / KS; x++) {
-            const int k = vs + KS * x;
-            __global const uchar *row = pool + loc[pa][1][k];
-            UNROLL
-            for (int i = 0; i < VI; i++) {
-                const int c = vl + i * VL;
-                if (NVC % VL == 0 || c < NVC) {
-                    vr[x][i] = RAW(VCW, row, c * VCW);
-#if QUANT
-                    vsc[x][i] = SCALE(VMETA(pa, k), c * VCW);
-                    vmn[x][i] = MINV(VMETA(pa, k), c * VCW);
-#endif
-                }
-            }
-        }
         UNROLL
         for (int x = 0; x < W / KS; x++) {
             const int k = vs + KS * x;

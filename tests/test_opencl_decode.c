@@ -8,9 +8,9 @@
  * views), attn_buffer_copy on the device. Some cases force small split-KV
  * chunks (ATTN_OPENCL_DECODE_CHUNK) so the chunk merge is exercised on a
  * CPU device; each case picks the variant switches (work-group size, lanes
- * per K row, f16 conversion, aligned vector loads, combine columns, table
- * upload and reuse, argument cache, flush) at random, and some decode twice so
- * that the second call reuses the device's table.
+ * per K row, f16 conversion, aligned vector loads, early V loads, combine
+ * columns, table upload and reuse, argument cache, flush) at random, and
+ * some decode twice so that the second call reuses the device's table.
  *
  * The reference reads each sequence's kept tokens back from the cache
  * (attn_kv_cache_read; test_kv_cache and test_decode check that against an
@@ -91,7 +91,7 @@ static void pick_variant(char *buf, size_t n)
     const char *upload = tu_randint(0, 1) ? "pinned" : "pageable";
     const char *reuse = tu_randint(0, 1) ? "1" : "0", *args = tu_randint(0, 1) ? "1" : "0";
     const char *f16 = (const char *[]){ "bits", "vload", "half" }[tu_randint(0, 2)];
-    const char *aligned = tu_randint(0, 3) ? "1" : "0";
+    const char *aligned = tu_randint(0, 3) ? "1" : "0", *vearly = tu_randint(0, 1) ? "1" : "0";
     setenv("ATTN_OPENCL_DECODE_LANES", lanes, 1);
     setenv("ATTN_OPENCL_DECODE_WG", wg, 1);
     setenv("ATTN_OPENCL_DECODE_COMBINE_COLS", col, 1);
@@ -101,8 +101,9 @@ static void pick_variant(char *buf, size_t n)
     setenv("ATTN_OPENCL_DECODE_FLUSH", args, 1);
     setenv("ATTN_OPENCL_DECODE_F16", f16, 1);
     setenv("ATTN_OPENCL_DECODE_ALIGNED", aligned, 1);
-    snprintf(buf, n, "wg=%s lanes=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s aligned=%s", wg,
-             lanes, col, upload, reuse, args, f16, aligned);
+    setenv("ATTN_OPENCL_DECODE_VEARLY", vearly, 1);
+    snprintf(buf, n, "wg=%s lanes=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s aligned=%s vearly=%s",
+             wg, lanes, col, upload, reuse, args, f16, aligned, vearly);
 }
 
 static void clear_variant(void)
@@ -116,6 +117,7 @@ static void clear_variant(void)
     unsetenv("ATTN_OPENCL_DECODE_FLUSH");
     unsetenv("ATTN_OPENCL_DECODE_F16");
     unsetenv("ATTN_OPENCL_DECODE_ALIGNED");
+    unsetenv("ATTN_OPENCL_DECODE_VEARLY");
 }
 
 static void run_case(int idx, const dcase *c, int chunk)
