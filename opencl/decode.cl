@@ -10,6 +10,10 @@
  *       LP lanes read a row's consecutive pieces, the groups consecutive
  *       rows), and forms partial dot products with its pieces of the query
  *       rows, which stay in registers; the partials go to local memory.
+ *       A tile's loads are all issued before the first is used (raw into
+ *       registers, converted afterwards; with VEARLY its V loads too):
+ *       per-key branches or loads interleaved with their use left one
+ *       memory latency per key on an NVIDIA H200.
  *   S   work-item t sums the LP partials of key t alone (soft-cap, ALiBi,
  *       visibility) and locates key t of the next tile.
  *   P   every work-item reads all W scores (broadcast reads) and updates
