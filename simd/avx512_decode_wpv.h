@@ -188,8 +188,8 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
         }
     }
     DEC_UNROLL for (int r = 0; r < 4; r++) {
-        if (r >= rn)
-            break;
+        if (r >= rn)   /* rows past rn repeat the last one: not stored */
+            continue;
         __m512 f[4];
         DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++) {
             f[cc] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][cc]), _mm512_set1_ps(step[r][bw + cc / 2]));
