@@ -170,23 +170,27 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
         DEC_UNROLL for (int cc = 0; cc < 4; cc++) acc[r][cc] = _mm512_setzero_si512();
     const uint8_t *rows = v->data + (int64_t)j0 * rb;
     const int prefetch = pass_bytes % 64 == 0;   /* Q4's second pass is in the same lines */
-    for (int j = 0; j < (jn + 31) / 32 * 32; j += 8) {   /* a 32-key block's pairs are spread over it */
-        /* weights j, j + 2, j + 4, j + 6 (packed order, wpv_weights) are of
-         * the key pairs from k, k + 2, k + 16, k + 18 */
-        const int k = 32 * (j / 32) + (j % 32) / 2;
-        if (prefetch)   /* this pass's bytes of the rows dec_qpf_keys ahead (a hint: a
-                         * quad straddling the run's end goes on in its page) */
-            DEC_UNROLL for (int h = 0; h < 2; h++) {
-                const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + 16 * h + dec_qpf_keys, nk) + pass_bytes;
-                DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, 3);
+    /* Per 32-key block, quads q of weights 8q, 8q + 2, 8q + 4, 8q + 6 (packed
+     * order, wpv_weights): the key pairs from 4q, 4q + 2, 16 + 4q, 18 + 4q */
+    for (int kb = 0; kb < jn; kb += 32)
+        for (int q = 0; q < 4; q++) {
+            const int k = kb + 4 * q;
+            if (prefetch)   /* this pass's bytes of the rows dec_qpf_keys ahead (a hint:
+                             * a quad straddling the run's end goes on in its page) */
+                DEC_UNROLL for (int h = 0; h < 2; h++) {
+                    const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + 16 * h + dec_qpf_keys, nk) + pass_bytes;
+                    DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, 3);
+                }
+            const uint8_t *rk = rows + (int64_t)k * rb;
+            DEC_UNROLL for (int t = 0; t < 4; t++) {
+                const int kt = 16 * (t / 2) + 2 * (t % 2);   /* from k */
+                if (full)
+                    wpv_pair_fma(q4, nh, wq, bw, kb + 8 * q + 2 * t, rk + kt * rb, rk + (kt + 1) * rb, c0, m, acc);
+                else   /* keys past jn have weight 0: read the last row instead */
+                    wpv_pair_fma(q4, nh, wq, bw, kb + 8 * q + 2 * t, rows + dec_min(k + kt, jn - 1) * rb,
+                                 rows + dec_min(k + kt + 1, jn - 1) * rb, c0, m, acc);
             }
-        /* keys past jn (a chunk short of full) have weight 0: read the last row instead */
-        DEC_UNROLL for (int t = 0; t < 4; t++) {
-            const int kt = k + 16 * (t / 2) + 2 * (t % 2);
-            wpv_pair_fma(q4, nh, wq, bw, j + 2 * t, rows + (full ? kt : dec_min(kt, jn - 1)) * rb,
-                         rows + (full ? kt + 1 : dec_min(kt + 1, jn - 1)) * rb, c0, m, acc);
         }
-    }
     DEC_UNROLL for (int r = 0; r < 4; r++) {
         if (r >= rn)   /* rows past rn repeat the last one: not stored */
             continue;
