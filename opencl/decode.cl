@@ -215,10 +215,6 @@
  * and 32b+t+16 (high), times the block's scale plus its minimum (a piece
  * never crosses a half block). */
 #define QUANT (SDT == SDT_Q8 || SDT == SDT_Q4)
-/* Unsigned bytes b to the floats b - bias without integer-to-float
- * conversions (an eighth of the FMA rate on NVIDIA): b in a float's low
- * mantissa bits under the exponent of 2^23 is 2^23 + b exactly. */
-#define BYTES_TO_FLOAT(n, b, bias) (CAT(ASF_, n)(CAT(CVU_, n)(b) | 0x4b000000u) - (8388608.0f + (bias)))
 #if SDT == SDT_F32
 #define RAWT(n) CAT(FT_, n)
 #define RAW(n, row, e0) LDV(float, n, (__global const float *)(row) + (e0))
@@ -241,15 +237,14 @@
 #define CONV(n, x, e0, s, m) CAT(f16_bits_, n)(CAT(CVU_, n)(x))
 #endif
 #elif SDT == SDT_Q8
-#define as_uchar1(x) as_uchar(x)
 #define RAWT(n) CAT(CT_, n)
 #define RAW(n, row, e0) LDV(char, n, (__global const char *)(row) + (e0))
-#define CONV(n, x, e0, s, m) (BYTES_TO_FLOAT(n, CAT(as_uchar, n)(x) ^ (uchar)0x80, 128.0f) * (s))
+#define CONV(n, x, e0, s, m) (CAT(CVF_, n)(x) * (s))
 #else
 #define RAWT(n) CAT(UT_, n)
 #define RAW(n, row, e0) LDV(uchar, n, (row) + ((e0) / 32) * 16 + ((e0) & 15))
 #define CONV(n, x, e0, s, m)                                                                  \
-    (BYTES_TO_FLOAT(n, ((x) >> (CAT(UT_, n))(((e0) & 16) >> 2)) & (CAT(UT_, n))15, 0.0f) * (s) + (m))
+    (CAT(CVF_, n)(((x) >> (CAT(UT_, n))(((e0) & 16) >> 2)) & (CAT(UT_, n))15) * (s) + (m))
 #endif
 #define SCALE(meta, e0)                                                                        \
     vload_half(SDT == SDT_Q4 ? 2 * ((e0) / 32) : (e0) / 32, (__global const half *)(meta))
