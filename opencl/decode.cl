@@ -176,8 +176,9 @@
 #define ALIGNED 0
 #endif
 #if ALIGNED
-/* 16-bit and byte pieces through 32-bit words: NVIDIA's compiler splits a
- * ushort8 into two 8-byte loads and a char16 into four 4-byte ones */
+/* 16-bit pieces through 32-bit words: NVIDIA's compiler splits a ushort8
+ * into two 8-byte loads (on the H200, f16 L = 128K: 0.232 against 0.279 ms).
+ * Byte pieces as loaded were faster there than through words. */
 #define LDV(T, n, p) CAT(CAT(LDV_, T), n)(p)
 #define LDV_float1(p) (*(p))
 #define LDV_float2(p) (*(__global const float2 *)(p))
@@ -191,14 +192,14 @@
 #define LDV_ushort16(p) as_ushort16(*(__global const uint8 *)(p))
 #define LDV_char1(p) (*(p))
 #define LDV_char2(p) (*(__global const char2 *)(p))
-#define LDV_char4(p) as_char4(*(__global const uint *)(p))
-#define LDV_char8(p) as_char8(*(__global const uint2 *)(p))
-#define LDV_char16(p) as_char16(*(__global const uint4 *)(p))
+#define LDV_char4(p) (*(__global const char4 *)(p))
+#define LDV_char8(p) (*(__global const char8 *)(p))
+#define LDV_char16(p) (*(__global const char16 *)(p))
 #define LDV_uchar1(p) (*(p))
 #define LDV_uchar2(p) (*(__global const uchar2 *)(p))
-#define LDV_uchar4(p) as_uchar4(*(__global const uint *)(p))
-#define LDV_uchar8(p) as_uchar8(*(__global const uint2 *)(p))
-#define LDV_uchar16(p) as_uchar16(*(__global const uint4 *)(p))
+#define LDV_uchar4(p) (*(__global const uchar4 *)(p))
+#define LDV_uchar8(p) (*(__global const uchar8 *)(p))
+#define LDV_uchar16(p) (*(__global const uchar16 *)(p))
 #else
 #define LDV(T, n, p) CAT(VLD_, n)(p)
 #endif
