@@ -176,12 +176,30 @@
 #define ALIGNED 0
 #endif
 #if ALIGNED
-#define LDV(T, n, p) CAT(LDV_, n)(T, p)
-#define LDV_1(T, p) (*(p))
-#define LDV_2(T, p) (*(__global const CAT(T, 2) *)(p))
-#define LDV_4(T, p) (*(__global const CAT(T, 4) *)(p))
-#define LDV_8(T, p) (*(__global const CAT(T, 8) *)(p))
-#define LDV_16(T, p) (*(__global const CAT(T, 16) *)(p))
+/* 16-bit pieces through 32-bit words: NVIDIA's compiler splits a ushort8
+ * into two 8-byte loads (on the H200, f16 L = 128K: 0.232 against 0.279 ms).
+ * Byte pieces as loaded were faster there than through words. */
+#define LDV(T, n, p) CAT(CAT(LDV_, T), n)(p)
+#define LDV_float1(p) (*(p))
+#define LDV_float2(p) (*(__global const float2 *)(p))
+#define LDV_float4(p) (*(__global const float4 *)(p))
+#define LDV_float8(p) (*(__global const float8 *)(p))
+#define LDV_float16(p) (*(__global const float16 *)(p))
+#define LDV_ushort1(p) (*(p))
+#define LDV_ushort2(p) as_ushort2(*(__global const uint *)(p))
+#define LDV_ushort4(p) as_ushort4(*(__global const uint2 *)(p))
+#define LDV_ushort8(p) as_ushort8(*(__global const uint4 *)(p))
+#define LDV_ushort16(p) as_ushort16(*(__global const uint8 *)(p))
+#define LDV_char1(p) (*(p))
+#define LDV_char2(p) (*(__global const char2 *)(p))
+#define LDV_char4(p) (*(__global const char4 *)(p))
+#define LDV_char8(p) (*(__global const char8 *)(p))
+#define LDV_char16(p) (*(__global const char16 *)(p))
+#define LDV_uchar1(p) (*(p))
+#define LDV_uchar2(p) (*(__global const uchar2 *)(p))
+#define LDV_uchar4(p) (*(__global const uchar4 *)(p))
+#define LDV_uchar8(p) (*(__global const uchar8 *)(p))
+#define LDV_uchar16(p) (*(__global const uchar16 *)(p))
 #else
 #define LDV(T, n, p) CAT(VLD_, n)(p)
 #endif
