@@ -3,6 +3,7 @@
  * query block against mean-pooled key blocks). XAttention's antidiagonal
  * scoring is in block_select_xattn.c. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
@@ -24,19 +25,49 @@ int64_t attn_bs_allowed(const attn_block_select_problem *p, int64_t I, int64_t *
     return d < 0 ? 0 : d / p->block_k + 1;
 }
 
-typedef struct ranked { float score; int32_t j; } ranked;
-
-/* Decreasing score; equal scores: lower block index first. NaN scores (from
- * NaN inputs) rank last, so the order stays total. */
-static int by_rank(const void *a, const void *b)
+/* Ranking keys: ascending key = decreasing score, equal scores (+0 and -0
+ * too) by lower block index; NaN scores (from NaN inputs) rank last, so the
+ * order stays total. High word: the score's bits made monotonic, inverted;
+ * low word: the block index. */
+static uint64_t rank_key(float score, int64_t j)
 {
-    const ranked *x = a, *y = b;
-    const int xn = isnan(x->score), yn = isnan(y->score);
-    if (xn != yn)
-        return xn - yn;
-    if (!xn && x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return (x->j > y->j) - (x->j < y->j);
+    uint32_t hi = UINT32_MAX;
+    if (!isnan(score)) {
+        uint32_t u;
+        const float f = score == 0.0f ? 0.0f : score;
+        memcpy(&u, &f, sizeof u);
+        /* ascending in f; never UINT32_MAX for a number */
+        hi = ~(u & 0x80000000u ? ~u : u | 0x80000000u);
+    }
+    return (uint64_t)hi << 32 | (uint64_t)j;
+}
+
+static void sift_down(uint64_t *h, int64_t n, int64_t i)
+{
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= n)
+            return;
+        if (c + 1 < n && h[c + 1] < h[c])
+            c++;
+        if (h[i] <= h[c])
+            return;
+        const uint64_t t = h[i];
+        h[i] = h[c];
+        h[c] = t;
+        i = c;
+    }
+}
+
+/* The best remaining block of the min-heap h of n keys, removed from it.
+ * The selection takes blocks best first until its rule stops: a heap ranks
+ * only the blocks taken (few or many), where a sort ranks all. */
+static int64_t pop_best(uint64_t *h, int64_t *n)
+{
+    const int64_t j = (int64_t)(h[0] & UINT32_MAX);
+    h[0] = h[--*n];
+    sift_down(h, *n, 0);
+    return j;
 }
 
 void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h, int64_t I,
@@ -62,24 +93,26 @@ void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h,
         kept++;
         mass += share[0];
     }
-    ranked *r = scratch;
+    uint64_t *heap = scratch;
     int64_t nr = 0;
     for (int64_t j = 0; j < n; j++) {
         total += share[j];
         if (!row[j * cs])
-            r[nr++] = (ranked){ share[j], (int32_t)j };
+            heap[nr++] = rank_key(share[j], j);
     }
-    qsort(r, (size_t)nr, sizeof *r, by_rank);
+    for (int64_t i = nr / 2 - 1; i >= 0; i--)
+        sift_down(heap, nr, i);
     if (xattn) {
         /* threshold 1 keeps everything, whatever the rounding of the sums */
         const double goal = p->threshold >= 1.0f ? 2.0 * total + 1.0 : p->threshold * total;
-        for (int64_t t = 0; t < nr && mass < goal; t++) {
-            row[r[t].j * cs] = 1;
-            mass += r[t].score;
+        while (nr > 0 && mass < goal) {
+            const int64_t j = pop_best(heap, &nr);
+            row[j * cs] = 1;
+            mass += share[j];
         }
     } else {
-        for (int64_t t = 0; t < nr && kept < p->top_k; t++, kept++)
-            row[r[t].j * cs] = 1;
+        for (; nr > 0 && kept < p->top_k; kept++)
+            row[pop_best(heap, &nr) * cs] = 1;
     }
 }
 
@@ -108,13 +141,14 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
     const int64_t d = p->d, nbk = p->nbk, group = p->hq / p->hkv;
     const int64_t ngroups = p->b * p->hkv;
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
-    /* per thread: pooled query, scores and the ranking scratch (2 floats a block) */
-    const size_t per_thread = (size_t)(d + 3 * nbk);
-    float *kbar = malloc(((size_t)ngroups * (size_t)nbk * (size_t)d +
-                          (size_t)nt * per_thread) * sizeof(float));
+    /* per thread: the ranking scratch (2 floats a block), pooled query and
+     * scores; even float counts keep the ranking scratch 8-byte aligned */
+    const size_t per_thread = (size_t)(2 * nbk + d + (d & 1) + nbk + (nbk & 1));
+    const size_t pooled = (size_t)(ngroups * nbk * d + ((ngroups * nbk * d) & 1));
+    float *kbar = malloc((pooled + (size_t)nt * per_thread) * sizeof(float));
     if (!kbar)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_block_select: out of memory");
-    float *thread_ws = kbar + (size_t)ngroups * (size_t)nbk * (size_t)d;
+    float *thread_ws = kbar + pooled;
     const int64_t npool = ngroups * nbk, ntasks = p->b * p->hq * p->nbq;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -136,7 +170,7 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
 #endif
         for (int64_t x = 0; x < ntasks; x++) {
             const int64_t I = x % p->nbq, h = (x / p->nbq) % p->hq, b = x / (p->nbq * p->hq);
-            float *qbar = ws, *score = ws + d;
+            float *qbar = ws + 2 * nbk, *score = qbar + d + (d & 1);
             const int64_t i1 = (I + 1) * p->block_q < p->sq ? (I + 1) * p->block_q : p->sq;
             mean_rows(&p->q, b, h, I * p->block_q, i1, d, qbar);
             int64_t diag;
@@ -148,7 +182,7 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
                     s += qbar[c] * kb[j * d + c];
                 score[j] = s;
             }
-            attn_bs_write_row(p, b, h, I, score, score + nbk);
+            attn_bs_write_row(p, b, h, I, score, ws);
         }
     }
     free(kbar);

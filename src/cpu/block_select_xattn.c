@@ -21,6 +21,7 @@
 #include <string.h>
 #include "config.h"
 #include "block_select.h"
+#include "softmax_fresh.h"
 #include "half.h"
 #include "../error.h"
 
@@ -123,35 +124,31 @@ static int64_t segment_limit(const xattn_plan *pl, int64_t r, int64_t allowed_bl
     return lim;
 }
 
-/* Softmax of segment row r over its `lim` allowed cells (scores in row),
- * summed into key blocks: mass[j] += share of block j. */
-static void accumulate_row(const xattn_plan *pl, float *row, int64_t lim, float *mass)
+/* row[c] *= scale for c < n, in blocks of 16 the compiler vectorizes. */
+static void scale_cells(float *row, int64_t n, float scale)
 {
-    const int64_t segs_per_block = pl->p->block_k / pl->s;
-    float mx = row[0];
-    for (int64_t c = 1; c < lim; c++)
-        mx = row[c] > mx ? row[c] : mx;
-    for (int64_t c = 0; c < lim; c++)
-        row[c] -= mx;
-    pl->ks->vexp(row, lim);
-    float sum = 0.0f;
-    for (int64_t c = 0; c < lim; c++)
-        sum += row[c];
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j * segs_per_block < lim; j++) {
-        const int64_t c1 = (j + 1) * segs_per_block < lim ? (j + 1) * segs_per_block : lim;
-        float part = 0.0f;
-        for (int64_t c = j * segs_per_block; c < c1; c++)
-            part += row[c];
-        mass[j] += part * inv;
-    }
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16)
+        for (int k = 0; k < 16; k++)
+            row[c + k] *= scale;
+    for (; c < n; c++)
+        row[c] *= scale;
+}
+
+/* acc[c] += w * row[c] for c < n, n a multiple of 16. */
+static void add_scaled_row(float *acc, const float *row, int64_t n, float w)
+{
+    for (int64_t c = 0; c < n; c += 16)
+        for (int k = 0; k < 16; k++)
+            acc[c + k] += w * row[c + k];
 }
 
 /* Scores of segment rows [r0, r0 + nr) against the allowed key segments,
- * then each row's softmax summed into its block row's masses. */
+ * turned into probabilities and summed per column into colsum, one row of
+ * lds floats per block row of the task (I - I0). */
 static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, int64_t nr,
-                       int64_t I0, const float *kpack, float *qrows, float *sc, float *masses,
-                       uint16_t *stage)
+                       int64_t I0, const float *kpack, float *qrows, float *sc, float *colsum,
+                       float *rowstat, uint16_t *stage)
 {
     const attn_block_select_problem *p = pl->p;
     /* Allowed segments grow with the row: the last row bounds them all. */
@@ -183,23 +180,41 @@ static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, i
         const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
         pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0, pl->lds);
     }
-    if (pl->bf16)
-        for (int64_t r = 0; r < nr; r++)
-            for (int64_t c = 0; c < cmax; c++)
-                sc[r * pl->lds + c] *= qscale;
-    for (int64_t r = 0; r < nr; r++) {
-        const int64_t I = (r0 + r) / pl->rows_per_block;
-        const int64_t allowed = attn_bs_allowed(p, I, &diag);
+    /* Every row over whole vectors of columns: cells past the row's limit
+     * (and the padding up to ncol) are -inf, probability 0. Rows that see no
+     * segment (causal, Sq > Sk) come first, since limits grow with the row:
+     * they are skipped. */
+    const int64_t ncol = round_up(cmax, 16);
+    int64_t first = nr;
+    for (int64_t r = nr - 1; r >= 0; r--) {
+        const int64_t allowed = attn_bs_allowed(p, (r0 + r) / pl->rows_per_block, &diag);
         const int64_t lim = allowed ? segment_limit(pl, r0 + r, allowed) : 0;
-        if (lim > 0)
-            accumulate_row(pl, sc + r * pl->lds, lim, masses + (I - I0) * p->nbk);
+        if (lim == 0)
+            break;
+        first = r;
+        float *row = sc + r * pl->lds;
+        if (pl->bf16)
+            scale_cells(row, lim, qscale);
+        for (int64_t c = lim; c < ncol; c++)
+            row[c] = -INFINITY;
+    }
+    if (first == nr)
+        return;
+    float *m = rowstat, *l = m + ROW_CHUNK, *alpha = l + ROW_CHUNK;
+    attn_cpu_softmax_fresh(pl->ks, sc + first * pl->lds, pl->lds, (int)(nr - first), (int)ncol,
+                           m, l, alpha);
+    for (int64_t r = first; r < nr; r++) {
+        const int64_t I = (r0 + r) / pl->rows_per_block;
+        add_scaled_row(colsum + (I - I0) * pl->lds, sc + r * pl->lds, ncol,
+                       1.0f / l[r - first]);
     }
 }
 
 /* One task: block rows [I0, I0 + blocks_per_task) of query head h in
  * sequence b, against the packed keys `kpack` of its group; its segment rows
  * go through qk ROW_CHUNK at a time, so the score buffer stays bounded
- * whatever block_q / stride is. */
+ * whatever block_q / stride is. Each block row's probabilities are summed
+ * per key segment over its rows, then per key block. */
 static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
                      const float *kpack, float *ws)
 {
@@ -211,15 +226,27 @@ static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
     /* the reshaped-K scratch is free while scoring: bf16 query staging
      * (ROW_CHUNK rows of s*D halves fit in its SEG_TILE rows of floats) */
     uint16_t *stage = (uint16_t *)ws;
-    float *masses = sc + ROW_CHUNK * pl->lds;
-    void *scratch = masses + pl->blocks_per_task * p->nbk;
-    for (int64_t x = 0; x < (I1 - I0) * p->nbk; x++)
-        masses[x] = 0.0f;
+    float *colsum = sc + ROW_CHUNK * pl->lds;
+    float *rowstat = colsum + pl->blocks_per_task * pl->lds;
+    float *masses = rowstat + 3 * ROW_CHUNK;
+    void *scratch = masses + round_up(p->nbk, 16);
+    memset(colsum, 0, (size_t)((I1 - I0) * pl->lds) * sizeof *colsum);
     for (int64_t r = r0; r < r1; r += ROW_CHUNK)
         score_rows(pl, b, h, r, r1 - r < ROW_CHUNK ? r1 - r : ROW_CHUNK, I0, kpack, qrows, sc,
-                   masses, stage);
-    for (int64_t I = I0; I < I1; I++)
-        attn_bs_write_row(p, b, h, I, masses + (I - I0) * p->nbk, scratch);
+                   colsum, rowstat, stage);
+    const int64_t segs_per_block = p->block_k / pl->s;
+    for (int64_t I = I0; I < I1; I++) {
+        const float *cs = colsum + (I - I0) * pl->lds;
+        for (int64_t j = 0; j < p->nbk; j++) {
+            const int64_t c1 = (j + 1) * segs_per_block < pl->nsk ? (j + 1) * segs_per_block
+                                                                   : pl->nsk;
+            float part = 0.0f;
+            for (int64_t c = j * segs_per_block; c < c1; c++)
+                part += cs[c];
+            masses[j] = part;
+        }
+        attn_bs_write_row(p, b, h, I, masses, scratch);
+    }
 }
 
 /* Reshapes and packs the keys of the wave's groups [gs, ge); every thread of
@@ -298,10 +325,12 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
     if (pl.blocks_per_task > p->nbq)
         pl.blocks_per_task = p->nbq;
     pl.tasks_per_head = (p->nbq + pl.blocks_per_task - 1) / pl.blocks_per_task;
-    /* reshaped K tile, q rows, scores, block masses of the task, ranking
-     * scratch (2 floats a block) */
-    pl.ws_floats = (size_t)round_up(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
-                                    (pl.blocks_per_task + 2) * p->nbk, 16);
+    /* reshaped K tile, q rows, scores, column sums of the task's block rows,
+     * row maxima / sums / scratch, block masses, ranking scratch (2 floats a
+     * block) */
+    pl.ws_floats = (size_t)(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
+                            pl.blocks_per_task * pl.lds + 3 * ROW_CHUNK +
+                            round_up(p->nbk, 16) + round_up(2 * p->nbk, 16));
 
     /* Waves of groups: enough tasks for every thread, within a panel budget. */
     const int64_t ngroups = p->b * p->hkv;
