@@ -42,32 +42,34 @@ static uint64_t rank_key(float score, int64_t j)
     return (uint64_t)hi << 32 | (uint64_t)j;
 }
 
-static void sift_down(uint64_t *h, int64_t n, int64_t i)
+/* Sorts the n keys of a ascending, by bottom-up merging through tmp (n
+ * keys); the merge picks without branches, as the keys come in no useful
+ * order. */
+static void sort_keys(uint64_t *a, uint64_t *tmp, int64_t n)
 {
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= n)
-            return;
-        if (c + 1 < n && h[c + 1] < h[c])
-            c++;
-        if (h[i] <= h[c])
-            return;
-        const uint64_t t = h[i];
-        h[i] = h[c];
-        h[c] = t;
-        i = c;
+    uint64_t *src = a, *dst = tmp;
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            const int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                const uint64_t x = src[i], y = src[j];
+                const int64_t right = y < x;
+                dst[k++] = right ? y : x;
+                j += right;
+                i += 1 - right;
+            }
+            while (i < mid)
+                dst[k++] = src[i++];
+            while (j < hi)
+                dst[k++] = src[j++];
+        }
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
     }
-}
-
-/* The best remaining block of the min-heap h of n keys, removed from it.
- * The selection takes blocks best first until its rule stops: a heap ranks
- * only the blocks taken (few or many), where a sort ranks all. */
-static int64_t pop_best(uint64_t *h, int64_t *n)
-{
-    const int64_t j = (int64_t)(h[0] & UINT32_MAX);
-    h[0] = h[--*n];
-    sift_down(h, *n, 0);
-    return j;
+    if (src != a)
+        memcpy(a, src, (size_t)n * sizeof *a);
 }
 
 void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h, int64_t I,
@@ -93,26 +95,25 @@ void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h,
         kept++;
         mass += share[0];
     }
-    uint64_t *heap = scratch;
+    uint64_t *keys = scratch;
     int64_t nr = 0;
     for (int64_t j = 0; j < n; j++) {
         total += share[j];
         if (!row[j * cs])
-            heap[nr++] = rank_key(share[j], j);
+            keys[nr++] = rank_key(share[j], j);
     }
-    for (int64_t i = nr / 2 - 1; i >= 0; i--)
-        sift_down(heap, nr, i);
+    sort_keys(keys, keys + p->nbk, nr);
     if (xattn) {
         /* threshold 1 keeps everything, whatever the rounding of the sums */
         const double goal = p->threshold >= 1.0f ? 2.0 * total + 1.0 : p->threshold * total;
-        while (nr > 0 && mass < goal) {
-            const int64_t j = pop_best(heap, &nr);
+        for (int64_t t = 0; t < nr && mass < goal; t++) {
+            const int64_t j = (int64_t)(keys[t] & UINT32_MAX);
             row[j * cs] = 1;
             mass += share[j];
         }
     } else {
-        for (; nr > 0 && kept < p->top_k; kept++)
-            row[pop_best(heap, &nr) * cs] = 1;
+        for (int64_t t = 0; t < nr && kept < p->top_k; t++, kept++)
+            row[(keys[t] & UINT32_MAX) * cs] = 1;
     }
 }
 
@@ -141,9 +142,9 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
     const int64_t d = p->d, nbk = p->nbk, group = p->hq / p->hkv;
     const int64_t ngroups = p->b * p->hkv;
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
-    /* per thread: the ranking scratch (2 floats a block), pooled query and
+    /* per thread: the ranking scratch (4 floats a block), pooled query and
      * scores; even float counts keep the ranking scratch 8-byte aligned */
-    const size_t per_thread = (size_t)(2 * nbk + d + (d & 1) + nbk + (nbk & 1));
+    const size_t per_thread = (size_t)(4 * nbk + d + (d & 1) + nbk + (nbk & 1));
     const size_t pooled = (size_t)(ngroups * nbk * d + ((ngroups * nbk * d) & 1));
     float *kbar = malloc((pooled + (size_t)nt * per_thread) * sizeof(float));
     if (!kbar)
@@ -170,7 +171,7 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
 #endif
         for (int64_t x = 0; x < ntasks; x++) {
             const int64_t I = x % p->nbq, h = (x / p->nbq) % p->hq, b = x / (p->nbq * p->hq);
-            float *qbar = ws + 2 * nbk, *score = qbar + d + (d & 1);
+            float *qbar = ws + 4 * nbk, *score = qbar + d + (d & 1);
             const int64_t i1 = (I + 1) * p->block_q < p->sq ? (I + 1) * p->block_q : p->sq;
             mean_rows(&p->q, b, h, I * p->block_q, i1, d, qbar);
             int64_t diag;

@@ -326,11 +326,11 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
         pl.blocks_per_task = p->nbq;
     pl.tasks_per_head = (p->nbq + pl.blocks_per_task - 1) / pl.blocks_per_task;
     /* reshaped K tile, q rows, scores, column sums of the task's block rows,
-     * row maxima / sums / scratch, block masses, ranking scratch (2 floats a
+     * row maxima / sums / scratch, block masses, ranking scratch (4 floats a
      * block) */
     pl.ws_floats = (size_t)(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
                             pl.blocks_per_task * pl.lds + 3 * ROW_CHUNK +
-                            round_up(p->nbk, 16) + round_up(2 * p->nbk, 16));
+                            round_up(p->nbk, 16) + round_up(4 * p->nbk, 16));
 
     /* Waves of groups: enough tasks for every thread, within a panel budget. */
     const int64_t ngroups = p->b * p->hkv;
