@@ -8,8 +8,8 @@
  * K tiles packed with its pack_k, so every ISA's micro-kernel is reused.
  *
  * Keys are reshaped and packed once per (sequence, KV head) group, into a
- * panel of tiles of SEG_TILE segments; groups go in waves sized to keep every
- * thread busy. A task is (query head, TASK_ROWS segment rows = whole query
+ * panel of tiles of SEG_TILE segments; groups go in waves as large as the
+ * panel budget allows. A task is (query head, TASK_ROWS segment rows = whole query
  * blocks): it streams the K tiles its rows may see (causal: up to its last
  * row) through qk -- enough rows per tile that the GEMM is not bound by
  * reading K -- then, per block row, softmaxes each segment row over its
@@ -34,7 +34,6 @@
                             through a task serves this many rows */
 #define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace;
                             at most 2 x SEG_TILE: bf16 staging, see run_task) */
-#define TASKS_PER_THREAD 4
 #define PANEL_BUDGET_BYTES ((size_t)256 << 20)
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -274,19 +273,20 @@ static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
     }
 }
 
-/* Tasks of the wave's groups, late query blocks first: under a causal mask
- * they score the most segments, so the dynamic schedule ends on light tasks. */
+/* Tasks of the wave's groups, late query blocks of every head first: under
+ * a causal mask they score the most segments, so the dynamic schedule ends
+ * on light tasks. */
 static void run_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
 {
     const attn_block_select_problem *p = pl->p;
-    const int64_t group = p->hq / p->hkv, per_group = group * pl->tasks_per_head;
+    const int64_t group = p->hq / p->hkv, heads = (ge - gs) * group;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-    for (int64_t x = 0; x < (ge - gs) * per_group; x++) {
-        const int64_t gi = gs + x / per_group, t = x % per_group;
-        const int64_t b = gi / p->hkv, h = (gi % p->hkv) * group + t % group;
-        const int64_t I0 = (pl->tasks_per_head - 1 - t / group) * pl->blocks_per_task;
+    for (int64_t x = 0; x < heads * pl->tasks_per_head; x++) {
+        const int64_t head = x % heads, gi = gs + head / group;
+        const int64_t b = gi / p->hkv, h = (gi % p->hkv) * group + head % group;
+        const int64_t I0 = (pl->tasks_per_head - 1 - x / heads) * pl->blocks_per_task;
         run_task(pl, b, h, I0, pl->panels + (gi - gs) * pl->ntiles * pl->ktf, ws);
     }
 }
@@ -332,14 +332,14 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
                             pl.blocks_per_task * pl.lds + 3 * ROW_CHUNK +
                             round_up(p->nbk, 16) + round_up(4 * p->nbk, 16));
 
-    /* Waves of groups: enough tasks for every thread, within a panel budget. */
+    /* Waves of as many groups as the panel budget holds: each wave ends on
+     * a barrier and the next packs before it scores, so fewer waves keep the
+     * threads busier (at S = 16384, 16 heads and 16 threads, waves sized to
+     * 4 tasks a thread left them waiting on 3 barriers). */
     const int64_t ngroups = p->b * p->hkv;
     const int nt = st->num_threads < 1 ? 1 : st->num_threads;
-    const int64_t tasks_per_group = (p->hq / p->hkv) * pl.tasks_per_head;
     const size_t panel_bytes = (size_t)(pl.ntiles * pl.ktf) * sizeof(float);
-    int64_t wave = (TASKS_PER_THREAD * (int64_t)nt + tasks_per_group - 1) / tasks_per_group;
-    if ((size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
-        wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
+    int64_t wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
     wave = wave < 1 ? 1 : wave > ngroups ? ngroups : wave;
 
     const size_t total = (size_t)wave * panel_bytes / sizeof(float) + (size_t)nt * pl.ws_floats;
