@@ -83,13 +83,14 @@ static void reshape_segment(const attn_cpu_kernels *ks, const attn_view *x, int6
  * makes (load_q / pack_k with ATTN_BF16), so a set with bf16 matrix units
  * (AMX) scores them there too. The reshaped rows are copied as bf16, and
  * the query scale is applied to the f32 scores instead, so the products
- * stay exact. Same rows as reshape_segment. */
+ * stay exact. Same rows as reshape_segment, read in increasing address
+ * order also when reversed (the hardware prefetchers follow it). */
 static void reshape_segment_bf16(const attn_view *x, int64_t b, int64_t h, int64_t seg,
                                  int64_t s, int64_t len, int64_t d, int reverse, uint16_t *dst)
 {
-    for (int64_t t = 0; t < s; t++) {
-        const int64_t row = seg * s + (reverse ? s - 1 - t : t);
-        uint16_t *o = dst + t * d;
+    for (int64_t u = 0; u < s; u++) {
+        const int64_t row = seg * s + u;
+        uint16_t *o = dst + (reverse ? s - 1 - u : u) * d;
         if (row >= len) {
             memset(o, 0, (size_t)d * sizeof *o);
             continue;
