@@ -30,8 +30,9 @@
 #endif
 
 #define SEG_TILE 64      /* key segments per packed tile (4 AVX-512 vectors) */
-#define TASK_ROWS 96     /* segment rows per task, at least: each K tile streamed
-                            through a task serves this many rows */
+#define TASK_ROWS 128    /* segment rows per task, at least: each K tile streamed
+                            through a task serves this many rows (one ROW_CHUNK:
+                            ~5% faster than 96 at S = 16384, stride 16, AMX) */
 #define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace;
                             at most 2 x SEG_TILE: bf16 staging, see run_task) */
 #define PANEL_BUDGET_BYTES ((size_t)256 << 20)
