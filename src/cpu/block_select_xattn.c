@@ -137,7 +137,7 @@ static void scale_cells(float *row, int64_t n, float scale)
 }
 
 /* acc[c] += w * row[c] for c < n, n a multiple of 16. */
-static void add_scaled_row(float *acc, const float *row, int64_t n, float w)
+static void add_scaled_row(float *restrict acc, const float *restrict row, int64_t n, float w)
 {
     for (int64_t c = 0; c < n; c += 16)
         for (int k = 0; k < 16; k++)
