@@ -9,12 +9,15 @@
  *
  * Keys are reshaped and packed once per (sequence, KV head) group, into a
  * panel of tiles of SEG_TILE segments; groups go in waves as large as the
- * panel budget allows. A task is (query head, TASK_ROWS segment rows = whole query
- * blocks): it streams the K tiles its rows may see (causal: up to its last
- * row) through qk -- enough rows per tile that the GEMM is not bound by
- * reading K -- then, per block row, softmaxes each segment row over its
- * allowed cells, sums the probabilities into key blocks and applies the
- * threshold rule. */
+ * panel budget allows. A task is (query head, TASK_ROWS segment rows = whole
+ * query blocks): it streams the K tiles its rows may see (causal: up to its
+ * last row) through qk -- enough rows per tile that the GEMM is not bound by
+ * reading K -- then softmaxes its segment rows over their allowed cells on
+ * the kernel set's softmax_rows (whole vectors: cells past a row's limit are
+ * -inf), sums each block row's probabilities per key segment (a vector
+ * add per row, 1/l folded in), then per key block, and applies the
+ * threshold rule. Per-row horizontal sums and scalar loops here took as
+ * long as a third of the GEMM. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
