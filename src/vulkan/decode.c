@@ -38,110 +38,94 @@ enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE
        S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10 };
 
 #define MIN_CHUNK 128        /* scanned keys per chunk, at least */
-#define TARGET_GROUPS 1024   /* workgroups a call aims for (split-KV) */
+#define TARGET_GROUPS 2048   /* workgroups a call aims for (split-KV) */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* Workgroup shape (the specialisation constants of vulkan/decode.comp);
- * nr query rows per workgroup, nrb blocks of them cover all nrt. */
+/* The integer in environment variable `name` when it is set and within
+ * [lo, hi], else 0. */
+static int env_int(const char *name, int lo, int hi)
+{
+    const char *env = getenv(name);
+    const int v = env ? atoi(env) : 0;
+    return v >= lo && v <= hi ? v : 0;
+}
+
+/* Workgroup shape (the specialisation constants of vulkan/decode.comp). */
 typedef struct dec_cfg {
-    int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn;
-    int cs;                     /* combine: invocations per output element */
-    int subgroup, clustered;    /* team reductions: shuffles; clustered arithmetic */
+    int wg;                 /* invocations = keys per tile */
+    int nr, nrt, nrb;       /* query rows per workgroup; of a KV head; blocks of nr */
+    int vi, kb;             /* keys whose V loads go together; K pieces loaded together */
+    int vec;                /* wide loads: rows of whole 16-byte pieces */
+    int cs;                 /* combine: invocations per output element */
+    int subgroup;           /* tile maxima by subgroup arithmetic */
 } dec_cfg;
 
-static size_t shared_bytes(const dec_cfg *c)
+/* Shared bytes of the shader (its declarations): the block's query rows
+ * (vec4s, rows padded to 8 elements), the tile maxima / sums, the weights
+ * and V locations by tile parity, the combine's three floats. */
+static size_t shared_bytes(const dec_cfg *c, int64_t d)
 {
-    return ((size_t)c->shn + 3 * (size_t)c->nr) * sizeof(float);
+    const size_t qv = (size_t)(d + 7) / 8 * 2, wg = (size_t)c->wg, nr = (size_t)c->nr;
+    return 16 * nr * qv + 4 * wg * nr + 8 * wg * nr + 16 * wg + 12 * wg;
 }
 
-/* Shared floats: two tiles' scores (alternating), or the teams'
- * accumulators at the end. */
-static void complete(dec_cfg *c)
-{
-    const int nt = c->wg / c->ts, tile = nt * c->kpt;
-    const int red = nt * c->ts * c->cptv * 8;
-    c->shn = 2 * c->nr * tile > red ? 2 * c->nr * tile : red;
-}
-
-/* Lanes per key: the largest power of two covering the 8-dim chunks of a
- * row, within the smallest subgroup (xor shuffles stay inside it); one lane
- * without subgroup shuffles. Keys per team per tile: K and V registers of
- * about 8 chunks; query rows per workgroup: q and accumulator registers of
- * about 16 chunks (larger blocks make compilers spill, or take minutes).
- * Shrinks the tile, then the workgroup, to fit the shared memory.
- * Teams reduce with clustered subgroup arithmetic where the device has it,
- * else xor shuffles (ATTN_VULKAN_DECODE_REDUCE=shuffle forces those).
- * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
- * "wg,kpt,rows[,lanes]" sets the workgroup size, keys per team per tile,
- * query rows per workgroup where they fit and lanes per key (a power of
- * two up to the default; tuning). */
+/* Invocations (keys per tile): the subgroup size where the device reports
+ * one up to 64 (one warp or wavefront: its barriers are cheap, and the
+ * tile maxima need no shared memory), else 32; ATTN_VULKAN_DECODE_WG=n
+ * sets it. Tile maxima by subgroup arithmetic where the device has it
+ * (ATTN_VULKAN_SUBGROUP=0 turns it off). Query rows per workgroup: up to 8
+ * (ATTN_VULKAN_DECODE_ROWS), fewer where the accumulators would pass 64
+ * floats per invocation or the shared memory would not hold them. Keys
+ * whose V loads go together: 8 (ATTN_VULKAN_DECODE_VUNROLL), fewer for
+ * wide V rows per invocation; K pieces loaded together: 8
+ * (ATTN_VULKAN_DECODE_KUNROLL). */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
-    const char *env = getenv("ATTN_VULKAN_SUBGROUP");
-    const int chunks = (int)((max64(p->d, p->dv) + 7) / 8);
-    c->subgroup = d->subgroup_shuffle && d->subgroup_min >= 2 && !(env && strcmp(env, "0") == 0);
-    c->ts = 1;
-    if (c->subgroup)
-        while (c->ts * 2 <= chunks && (uint32_t)c->ts * 2 <= d->subgroup_min && c->ts < 32)
-            c->ts *= 2;
-    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
-    int wg = 0, kpt = 0, rows = 0, lanes = 0;
-    const int nshape = shape ? sscanf(shape, "%d,%d,%d,%d", &wg, &kpt, &rows, &lanes) : 0;
-    if (nshape == 4 && lanes >= 1 && lanes <= c->ts && (lanes & (lanes - 1)) == 0)
-        c->ts = lanes;
-    c->subgroup = c->ts > 1;
-    const char *reduce = getenv("ATTN_VULKAN_DECODE_REDUCE");
-    c->clustered = c->subgroup && d->subgroup_clustered &&
-                   !(reduce && strcmp(reduce, "shuffle") == 0);
-    c->cptk = (int)(((p->d + 7) / 8 + c->ts - 1) / c->ts);
-    c->cptv = (int)(((p->dv + 7) / 8 + c->ts - 1) / c->ts);
+    const char *sg = getenv("ATTN_VULKAN_SUBGROUP");
+    const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
+                           d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
+    c->wg = env_int("ATTN_VULKAN_DECODE_WG", 1, (int)(maxwg < 1024 ? maxwg : 1024));
+    if (!c->wg)
+        c->wg = d->subgroup_size >= 1 && d->subgroup_size <= 64 ? (int)d->subgroup_size : 32;
+    if ((uint32_t)c->wg > maxwg)
+        c->wg = (int)maxwg;
+    c->subgroup = d->subgroup_arithmetic && !(sg && strcmp(sg, "0") == 0);
+    const int ng = (int)((p->dv + 4 * c->wg - 1) / (4 * c->wg));
     c->nrt = (int)(p->sq * (p->hq / p->hkv));
-    c->nr = 16 / (c->cptk + c->cptv);
-    c->nr = c->nr < 1 ? 1 : c->nr > c->nrt ? c->nrt : c->nr;
-    c->nrb = (c->nrt + c->nr - 1) / c->nr;
+    const int rows = env_int("ATTN_VULKAN_DECODE_ROWS", 1, 8);
+    c->nr = rows ? rows : 16 / ng < 1 ? 1 : 16 / ng > 8 ? 8 : 16 / ng;
+    if (c->nr > c->nrt)
+        c->nr = c->nrt;
+    c->vi = env_int("ATTN_VULKAN_DECODE_VUNROLL", 1, 64);
+    if (!c->vi)
+        c->vi = 16 / ng < 1 ? 1 : 16 / ng > 8 ? 8 : 16 / ng;
+    if (c->vi > c->wg)
+        c->vi = c->wg;
+    c->kb = env_int("ATTN_VULKAN_DECODE_KUNROLL", 1, 64);
+    if (!c->kb)
+        c->kb = 8;
     const attn_dtype dt = p->cache->dtype;
     c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
                                                   dt == ATTN_BF16));
-    const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
-                           d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
-    if (nshape >= 3 && wg >= c->ts &&
-        (wg & (wg - 1)) == 0 && (uint32_t)wg <= maxwg && kpt >= 1 && kpt <= 16 && rows >= 1 &&
-        rows <= 64) {
-        const dec_cfg keep = *c;
-        c->wg = wg;
-        c->kpt = kpt;
-        c->nr = rows < c->nrt ? rows : c->nrt;
-        c->nrb = (c->nrt + c->nr - 1) / c->nr;
-        complete(c);
-        if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
-            return 1;
-        *c = keep;
-    }
-    for (c->wg = 128; c->wg >= c->ts; c->wg /= 2) {
-        if ((uint32_t)c->wg > maxwg)
-            continue;
-        for (c->kpt = max64(1, 8 / (c->cptk + c->cptv)); c->kpt >= 1; c->kpt /= 2) {
-            complete(c);
-            if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
-                return 1;
-        }
-    }
-    return 0;
+    while (c->nr > 1 && shared_bytes(c, p->d) > d->limits.maxComputeSharedMemorySize)
+        c->nr--;
+    c->nrb = (c->nrt + c->nr - 1) / c->nr;
+    return shared_bytes(c, p->d) <= d->limits.maxComputeSharedMemorySize;
 }
 
 /* Invocations per output element of the combine pass: 4 on a GPU, where
  * they shorten the chain of loads over a row's chunks; 1 on a software
  * device, whose invocations run one after another (more of them only cost
- * time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two up to the
+ * time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two dividing the
  * workgroup) sets it. */
 static int combine_split(const attn_device *dev, int wg)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_COMBINE");
     const int n = env ? atoi(env) : dev->info.is_software ? 1 : 4;
-    return n >= 1 && n <= wg && (n & (n - 1)) == 0 ? n : 1;
+    return n >= 1 && wg % n == 0 && (n & (n - 1)) == 0 ? n : 1;
 }
 
 /* A window or sink count as a 32-bit word (-1 stays unlimited). */
@@ -154,7 +138,7 @@ static int32_t clamp_len(int64_t x)
 typedef struct dec_table {
     int32_t *w;
     size_t n;
-    int64_t ntasks;
+    int64_t ntasks, chunk;
 } dec_table;
 
 static int32_t fbits(float f)
@@ -190,9 +174,15 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
         work += min64(p->sink_tokens, lo) + L - lo;
         npages += list_len(c, s);
     }
+    /* Scanned keys per chunk: at least MIN_CHUNK (ATTN_VULKAN_DECODE_CHUNK=n),
+     * more where the call would pass TARGET_GROUPS chunks
+     * (ATTN_VULKAN_DECODE_GROUPS=n), a multiple of the tile (only a
+     * sequence's last chunk ends in a partial tile). */
     const char *env = getenv("ATTN_VULKAN_DECODE_GROUPS");
     const int64_t target = env && atoll(env) > 0 ? atoll(env) : TARGET_GROUPS;
-    const int64_t chunk = max64(MIN_CHUNK, (work * p->hkv + target - 1) / target);
+    const int min_chunk = env_int("ATTN_VULKAN_DECODE_CHUNK", 1, 1 << 30);
+    int64_t chunk = max64(min_chunk ? min_chunk : MIN_CHUNK, (work * p->hkv + target - 1) / target);
+    chunk = (chunk + cfg->wg - 1) / cfg->wg * cfg->wg;
     int64_t ntasks = 0;
     for (int64_t b = 0; b < p->b; b++) {
         const attn_kv_seq *s = &c->seqs[p->seqs[b]];
@@ -289,13 +279,14 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
                 int32_t *tk = w + task0 + 4 * task;
                 tk[0] = (int32_t)b;
                 tk[1] = (int32_t)hk;
-                tk[2] = (int32_t)(nkeys * ch / nch);
-                tk[3] = (int32_t)(nkeys * (ch + 1) / nch);
+                tk[2] = (int32_t)(chunk * ch);
+                tk[3] = (int32_t)min64(nkeys, chunk * (ch + 1));
             }
     }
     t->w = w;
     t->n = (size_t)ptab;
     t->ntasks = ntasks;
+    t->chunk = chunk;
     return ATTN_OK;
 }
 
@@ -429,9 +420,8 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                          dev->info.name, d->limits.maxComputeSharedMemorySize,
                          (long long)(p->sq * (p->hq / p->hkv)));
     cfg.cs = combine_split(dev, cfg.wg);
-    const int32_t spec[13] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
-                               (int32_t)p->d, (int32_t)p->dv, (int32_t)c->dtype, cfg.vec,
-                               (int32_t)c->ps, cfg.shn, cfg.cs };
+    const int32_t spec[10] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
+                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, cfg.cs };
     dec_table t = { 0 };
     pthread_mutex_lock(&d->lock);
     attn_vk_profile prof;
@@ -440,15 +430,14 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     attn_vk_prof_host(&prof, "table");
     VkPipeline pipe;
     if (s == ATTN_OK)
-        s = attn_vk_pipeline_get(d, cfg.clustered ? ATTN_VK_SHADER_DECODE_CLUSTERED :
-                                 cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                                 ATTN_VK_SHADER_DECODE, spec, 13, &pipe);
+        s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
+                                 ATTN_VK_SHADER_DECODE, spec, 10, &pipe);
     attn_vk_prof_host(&prof, "pipeline");
     if (prof.on)
-        snprintf(prof.note, sizeof prof.note, "wg %d ts %d kpt %d rows %d blocks %d groups %lld "
-                 "combine %d reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
-                 (long long)(t.ntasks * cfg.nrb), cfg.cs, cfg.clustered ? "clustered" :
-                 cfg.subgroup ? "shuffle" : "none",
+        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d vunroll %d kunroll %d "
+                 "groups %lld chunk %lld combine %d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
+                 cfg.vi, cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs,
+                 cfg.subgroup ? "subgroup" : "shared",
                  d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
         s = record(d, p, &cfg, &t, pipe, &prof);

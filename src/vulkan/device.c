@@ -197,8 +197,8 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     d->subgroup_min = d->subgroup_control ? sgc.minSubgroupSize : 0;
     d->subgroup_shuffle = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                           (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
-    d->subgroup_clustered = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-                            (sg.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT);
+    d->subgroup_arithmetic = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                             (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
 
     memset(in, 0, sizeof *in);
     in->size = sizeof *in;

@@ -73,7 +73,7 @@ enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER
        ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
        ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10,
        ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_SHADER_COPY = 13,
-       ATTN_VK_SHADER_DECODE_CLUSTERED = 14, ATTN_VK_NSHADER };
+       ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -124,7 +124,7 @@ typedef struct attn_vk_device {
     uint32_t           subgroup_size;
     uint32_t           subgroup_min;   /* smallest subgroup a dispatch may get; 0 unknown */
     int                subgroup_shuffle; /* shuffles in compute shaders */
-    int                subgroup_clustered; /* clustered arithmetic in compute shaders */
+    int                subgroup_arithmetic; /* subgroup arithmetic in compute shaders */
     int                fp16, storage16, int_dot, coopmat, subgroup_control;
     /* what vulkan/sdpa_coopmat.comp needs: a 16x16x16 f16*f16+f32 subgroup
      * shape, shaderFloat16 and the Vulkan memory model */
@@ -201,10 +201,8 @@ extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],
                            attn_vk_linear_scan_spv[], attn_vk_linear_scan_delta_spv[];
 extern const unsigned long attn_vk_linear_spv_size, attn_vk_linear_subgroup_spv_size,
                            attn_vk_linear_scan_spv_size, attn_vk_linear_scan_delta_spv_size;
-extern const unsigned char attn_vk_neighborhood_spv[], attn_vk_copy_spv[],
-                           attn_vk_decode_clustered_spv[];
-extern const unsigned long attn_vk_neighborhood_spv_size, attn_vk_copy_spv_size,
-                           attn_vk_decode_clustered_spv_size;
+extern const unsigned char attn_vk_neighborhood_spv[], attn_vk_copy_spv[];
+extern const unsigned long attn_vk_neighborhood_spv_size, attn_vk_copy_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
