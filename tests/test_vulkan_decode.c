@@ -306,8 +306,8 @@ static void per_device(const attn_device_info *info)
     setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
     run_all("one chunk", NULL);
     unsetenv("ATTN_VULKAN_DECODE_GROUPS");
-    /* Chunks merged by 4 invocations per output element (the GPU
-     * default; 1 on lavapipe). */
+    /* Chunks merged by 4 invocations per output element (GPUs take
+     * several; 1 on lavapipe). */
     setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
     run_all("combine 4", tu_quick ? "stream-q4" : NULL);
     unsetenv("ATTN_VULKAN_DECODE_COMBINE");

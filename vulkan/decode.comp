@@ -213,6 +213,25 @@ vec4 v4(uint rb, uint mb, int c)
     return vec4((uvec4(w, w >> 8, w >> 16, w >> 24) >> hi) & 15u) * dm.x + dm.y;
 }
 
+/* Where the task's sequence keeps its keys: the page walk's words, read
+ * once (a key's loads then wait on one table read, its page's). */
+struct Walk { int ns, lo, last, nsk, wstart, sink_pages, base, ptab; uint page; };
+Walk wk;
+
+/* Scanned key u of the task, clamped to its last (past the chunk an
+ * invocation reads that one for nothing): its kept index j, its slot and
+ * the byte of its page. */
+uint key_page(int u, out int j, out int slot)
+{
+    u = min(u, wk.last);
+    j = u < wk.ns ? u : wk.lo + (u - wk.ns);
+    const int pos = j < wk.nsk ? j : wk.wstart + (j - wk.nsk);
+    const int lp = pos / PS;
+    slot = pos - lp * PS;
+    return uint(T.w[wk.ptab + (lp < wk.sink_pages ? lp : wk.sink_pages + (lp - wk.base))]) *
+           wk.page;
+}
+
 /* mt[r] = the tile's largest score of row r, the same on every invocation:
  * subgroup maxima, combined through shared memory (one barrier) only when
  * the workgroup holds several subgroups; without subgroup arithmetic every
@@ -268,11 +287,9 @@ void chunk_task(int g)
         qs[r * QV + (e >> 2)][e & 3] = x;
     }
 
-    /* The page walk's words, read once (a key's loads then wait on one
-     * table read, its page). */
-    const int nsk = T.w[se + S_NSK], wstart = T.w[se + S_WSTART];
-    const int sink_pages = T.w[H_SINK_PAGES], base = T.w[se + S_BASE], ptab = T.w[se + S_PTAB];
-    const uint page = uint(T.w[H_PAGE]), krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
+    wk = Walk(ns, lo, k1 - 1, T.w[se + S_NSK], T.w[se + S_WSTART], T.w[H_SINK_PAGES],
+              T.w[se + S_BASE], T.w[se + S_PTAB], uint(T.w[H_PAGE]));
+    const uint krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
     const uint kmr = uint(2 * T.w[H_KMETA]), vmr = uint(2 * T.w[H_VMETA]);
     const uint kplane = uint(hk * T.w[H_KPLANE]);
     const uint vplane = uint(T.w[H_HKV] * T.w[H_KPLANE] + hk * T.w[H_VPLANE]);
@@ -305,15 +322,14 @@ void chunk_task(int g)
     }
     barrier();
 
+    int j = 0, slot = 0;
+    uint pg = k0 < k1 ? key_page(k0 + tid, j, slot) : 0u;
     for (int u0 = k0; u0 < k1; u0 += WG) {
         const int par = ((u0 - k0) / WG) & 1;
-        /* 1. this invocation's key (past the chunk: the chunk's last, read
-         * for nothing and weighted 0, so that every invocation loads) */
-        const int u = min(u0 + tid, k1 - 1);
-        const int j = u < ns ? u : lo + (u - ns);
-        const int pos = j < nsk ? j : wstart + (j - nsk);
-        const int lp = pos / PS, slot = pos - lp * PS;
-        const uint pg = uint(T.w[ptab + (lp < sink_pages ? lp : sink_pages + (lp - base))]) * page;
+        /* 1. this invocation's key: its page was read during the previous
+         * tile, the next tile's is read now (in flight during this one) */
+        int nj, nslot;
+        const uint npg = key_page(u0 + WG + tid, nj, nslot);
         loc[par * WG + tid] = uvec2(pg + vplane + uint(slot) * vrow, pg + vmeta + uint(slot) * vmr);
         /* 2. its scores */
         float s[NR];
@@ -368,6 +384,9 @@ void chunk_task(int g)
                         acc[r][c] += p * v[i][c];
                 }
         }
+        pg = npg;
+        j = nj;
+        slot = nslot;
     }
 
     /* The partial: O straight from the accumulators, l summed over the

@@ -116,15 +116,21 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     return shared_bytes(c, p->d) <= d->limits.maxComputeSharedMemorySize;
 }
 
-/* Invocations per output element of the combine pass: 4 on a GPU, where
- * they shorten the chain of loads over a row's chunks; 1 on a software
- * device, whose invocations run one after another (more of them only cost
- * time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two dividing the
- * workgroup) sets it. */
-static int combine_split(const attn_device *dev, int wg)
+/* Invocations per output element of the combine pass: on a GPU enough
+ * that each merges at most 8 of a row's nch chunks (the chain of loads an
+ * invocation waits on), up to the workgroup; 1 on a software device, whose
+ * invocations run one after another (more of them only cost time there).
+ * ATTN_VULKAN_DECODE_COMBINE=n (a power of two dividing the workgroup)
+ * sets it. */
+static int combine_split(const attn_device *dev, int wg, int64_t nch)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_COMBINE");
-    const int n = env ? atoi(env) : dev->info.is_software ? 1 : 4;
+    int n = 1;
+    if (env)
+        n = atoi(env);
+    else if (!dev->info.is_software)
+        while (n * 8 < nch && wg % (2 * n) == 0)
+            n *= 2;
     return n >= 1 && wg % n == 0 && (n & (n - 1)) == 0 ? n : 1;
 }
 
@@ -139,6 +145,7 @@ typedef struct dec_table {
     int32_t *w;
     size_t n;
     int64_t ntasks, chunk;
+    int64_t max_nch;        /* chunks of the longest sequence */
 } dec_table;
 
 static int32_t fbits(float f)
@@ -270,6 +277,7 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
         e[S_PTAB] = (int32_t)ptab;
         e[S_TSTART] = (int32_t)task;
         e[S_NCH] = (int32_t)nch;
+        t->max_nch = max64(t->max_nch, nch);
         for (int64_t lp = 0; lp < min64(c->sink_pages, last + 1); lp++)
             w[ptab++] = s->pages[lp];
         for (int64_t lp = base; lp <= last; lp++)
@@ -419,15 +427,15 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                          "(shared memory %u bytes) for %lld query rows per KV head",
                          dev->info.name, d->limits.maxComputeSharedMemorySize,
                          (long long)(p->sq * (p->hq / p->hkv)));
-    cfg.cs = combine_split(dev, cfg.wg);
-    const int32_t spec[10] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
-                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, cfg.cs };
     dec_table t = { 0 };
     pthread_mutex_lock(&d->lock);
     attn_vk_profile prof;
     attn_vk_prof_start(d, &prof, "attn_decode");
     attn_status s = build_table(p, &cfg, &t);
     attn_vk_prof_host(&prof, "table");
+    cfg.cs = combine_split(dev, cfg.wg, t.max_nch);
+    const int32_t spec[10] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
+                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, cfg.cs };
     VkPipeline pipe;
     if (s == ATTN_OK)
         s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
