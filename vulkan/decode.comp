@@ -276,14 +276,16 @@ void chunk_task(int g)
     const int group = T.w[H_GROUP], sq = T.w[H_SQ], flags = T.w[H_FLAGS], hq = T.w[H_HQ];
     const float scale = hf(H_SCALE);
 
+    /* The block's query rows into shared memory (the view's words read
+     * once, outside the loop). */
+    const int qdt = T.w[H_QDT], qbase = T.w[H_Q] + b * T.w[H_Q + 1], qsi = T.w[H_Q + 2];
+    const int qsh = T.w[H_Q + 3], qse = T.w[H_Q + 4];
     for (int i = tid; i < NR * QV * 4; i += WG) {
         const int r = i / (QV * 4), e = i - r * QV * 4, rg = r0 + r;
         float x = 0.0;
-        if (e < D && rg < NRT) {
-            const int qi = rg / group, h = hk * group + rg % group;
-            x = scale * load_q(T.w[H_QDT], T.w[H_Q] + b * T.w[H_Q + 1] + qi * T.w[H_Q + 2] +
-                               h * T.w[H_Q + 3] + e * T.w[H_Q + 4]);
-        }
+        if (e < D && rg < NRT)
+            x = scale * load_q(qdt, qbase + (rg / group) * qsi + (hk * group + rg % group) * qsh +
+                               e * qse);
         qs[r * QV + (e >> 2)][e & 3] = x;
     }
 
