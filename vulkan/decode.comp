@@ -8,7 +8,8 @@
  * block's query rows, scaled, sit in shared memory as vec4s: every
  * invocation reads the same vec4 at the same time (a broadcast). The chunk
  * goes by tiles of WG keys, invocation k owning key u0 + k of the tile:
- *   1. it locates its key (page table, sinks, streaming window) and notes
+ *   1. it locates its key (page table, sinks, streaming window; the
+ *      page's table word was read during the previous tile) and notes
  *      where the key's V row is (loc, by tile parity);
  *   2. it reads its key's whole K row in 16-byte pieces and forms the NR
  *      dot products itself: no sum across invocations; soft-cap, ALiBi and
@@ -84,7 +85,8 @@ const int H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H
           H_KPLANE = 13, H_VPLANE = 14, H_KMETA_OFF = 15, H_VMETA_OFF = 16, H_KROW = 17,
           H_VROW = 18, H_KMETA = 19, H_VMETA = 20, H_SINK_PAGES = 21, H_HKV = 22, H_QDT = 23,
           H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
-          H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_AUX = 50;
+          H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_CHUNK = 50,
+          H_AUX = 51;
 const int F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
           F_SOFTCAP = 64;
 /* Per-sequence entry words. */
@@ -269,9 +271,10 @@ void chunk_task(int g)
 {
     const int tid = int(gl_LocalInvocationID.x);
     const int task = g / T.w[H_NRB], r0 = (g % T.w[H_NRB]) * NR, NRT = T.w[H_NR];
-    const int te = T.w[H_TASK] + 4 * task;
-    const int b = T.w[te], hk = T.w[te + 1], k0 = T.w[te + 2], k1 = T.w[te + 3];
-    const int se = T.w[H_SEQ] + S_WORDS * b;
+    const int b = T.w[T.w[H_TASK] + task], se = T.w[H_SEQ] + S_WORDS * b;
+    const int nch = T.w[se + S_NCH], ch = task - T.w[se + S_TSTART], hk = ch / nch;
+    const int k0 = (ch - hk * nch) * T.w[H_CHUNK];
+    const int k1 = min(T.w[se + S_NKEYS], k0 + T.w[H_CHUNK]);
     const int L = T.w[se + S_L], ns = T.w[se + S_NS], lo = T.w[se + S_LO];
     const int group = T.w[H_GROUP], sq = T.w[H_SQ], flags = T.w[H_FLAGS], hq = T.w[H_HQ];
     const float scale = hf(H_SCALE);

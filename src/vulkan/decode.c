@@ -12,8 +12,9 @@
  *   header      H_* below
  *   aux         ALiBi slopes [Hq], sink logits [Hq] (f32)
  *   sequences   S_WORDS per batch entry
- *   chunks      (b, hk, first scanned key, end); workgroup g takes chunk
- *               g / nrb and its row block g % nrb
+ *   chunks      the sequence b of each; workgroup g takes chunk g / nrb
+ *               and its row block g % nrb. A sequence's chunks go by KV
+ *               head, then by H_CHUNK scanned keys (its last one shorter)
  *   page lists  per batch entry: pool pages of its logical pages
  *               [0, sink_pages) then [base, last]; key j lives at
  *               position pos(j) (kv_cache.h), logical page pos / page_size. */
@@ -31,7 +32,8 @@ enum { H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H_SC
        H_KPLANE = 13, H_VPLANE = 14, H_KMETA_OFF = 15, H_VMETA_OFF = 16, H_KROW = 17,
        H_VROW = 18, H_KMETA = 19, H_VMETA = 20, H_SINK_PAGES = 21, H_HKV = 22, H_QDT = 23,
        H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
-       H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_AUX = 50 };
+       H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_CHUNK = 50,
+       H_AUX = 51 };
 enum { F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
        F_SOFTCAP = 64 };
 enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE = 6,
@@ -173,23 +175,25 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     const attn_kv_cache *c = p->cache;
     const int64_t group = p->hq / p->hkv;
     /* Scanned keys per sequence: sinks [0, ns) and [lo, L), as the CPU. */
-    int64_t work = 0, npages = 0;
+    int64_t work = 0, most = 1, npages = 0;
     for (int64_t b = 0; b < p->b; b++) {
         const attn_kv_seq *s = &c->seqs[p->seqs[b]];
         const int64_t L = attn_kv_kept(c, s), lo = p->window_left >= 0 ?
                           max64(0, L - p->sq - p->window_left) : 0;
         work += min64(p->sink_tokens, lo) + L - lo;
+        most = max64(most, min64(p->sink_tokens, lo) + L - lo);
         npages += list_len(c, s);
     }
     /* Scanned keys per chunk: at least MIN_CHUNK (ATTN_VULKAN_DECODE_CHUNK=n),
      * more where the call would pass TARGET_GROUPS chunks
-     * (ATTN_VULKAN_DECODE_GROUPS=n), a multiple of the tile (only a
-     * sequence's last chunk ends in a partial tile). */
+     * (ATTN_VULKAN_DECODE_GROUPS=n), at most the longest sequence, a
+     * multiple of the tile (only a sequence's last chunk ends in a partial
+     * tile). */
     const char *env = getenv("ATTN_VULKAN_DECODE_GROUPS");
     const int64_t target = env && atoll(env) > 0 ? atoll(env) : TARGET_GROUPS;
     const int min_chunk = env_int("ATTN_VULKAN_DECODE_CHUNK", 1, 1 << 30);
     int64_t chunk = max64(min_chunk ? min_chunk : MIN_CHUNK, (work * p->hkv + target - 1) / target);
-    chunk = (chunk + cfg->wg - 1) / cfg->wg * cfg->wg;
+    chunk = (min64(chunk, most) + cfg->wg - 1) / cfg->wg * cfg->wg;
     int64_t ntasks = 0;
     for (int64_t b = 0; b < p->b; b++) {
         const attn_kv_seq *s = &c->seqs[p->seqs[b]];
@@ -199,7 +203,7 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
         ntasks += p->hkv * max64(1, (nkeys + chunk - 1) / chunk);
     }
     const int64_t seq0 = H_AUX + 2 * p->hq, task0 = seq0 + S_WORDS * p->b;
-    const int64_t ptab0 = task0 + 4 * ntasks, words = ptab0 + npages;
+    const int64_t ptab0 = task0 + ntasks, words = ptab0 + npages;
     if (words >= INT32_MAX / 4 || ntasks * cfg->nrt * (p->dv + 2) >= INT32_MAX)
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: the batch needs more than 2^31 "
                          "table or scratch words; the Vulkan backend indexes in 32 bits");
@@ -251,6 +255,7 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     }
     w[H_SEQ] = (int32_t)seq0;
     w[H_TASK] = (int32_t)task0;
+    w[H_CHUNK] = (int32_t)chunk;
     w[H_ML] = (int32_t)(ntasks * cfg->nrt * p->dv);
     for (int64_t h = 0; h < p->hq; h++) {
         w[H_AUX + h] = fbits(p->alibi_slopes ? p->alibi_slopes[h] : 0.0f);
@@ -282,14 +287,8 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
             w[ptab++] = s->pages[lp];
         for (int64_t lp = base; lp <= last; lp++)
             w[ptab++] = s->pages[lp - s->dropped];
-        for (int64_t hk = 0; hk < p->hkv; hk++)
-            for (int64_t ch = 0; ch < nch; ch++, task++) {
-                int32_t *tk = w + task0 + 4 * task;
-                tk[0] = (int32_t)b;
-                tk[1] = (int32_t)hk;
-                tk[2] = (int32_t)(chunk * ch);
-                tk[3] = (int32_t)min64(nkeys, chunk * (ch + 1));
-            }
+        for (int64_t i = 0; i < p->hkv * nch; i++)
+            w[task0 + task++] = (int32_t)b;
     }
     t->w = w;
     t->n = (size_t)ptab;
