@@ -80,9 +80,10 @@ static size_t shared_bytes(const dec_cfg *c, int64_t d)
  * (ATTN_VULKAN_SUBGROUP=0 turns it off). Query rows per workgroup: up to 8
  * (ATTN_VULKAN_DECODE_ROWS), fewer where the accumulators would pass 64
  * floats per invocation or the shared memory would not hold them. Keys
- * whose V loads go together: 8 (ATTN_VULKAN_DECODE_VUNROLL), fewer for
- * wide V rows per invocation; K pieces loaded together: 8
- * (ATTN_VULKAN_DECODE_KUNROLL). */
+ * whose V loads go together: 16 (ATTN_VULKAN_DECODE_VUNROLL), fewer where
+ * an invocation owns several column groups; K pieces loaded together: 16
+ * (ATTN_VULKAN_DECODE_KUNROLL; a whole f16 row of 128), the loads of a
+ * tile in flight at once where the registers allow. */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
     const char *sg = getenv("ATTN_VULKAN_SUBGROUP");
@@ -102,12 +103,12 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
         c->nr = c->nrt;
     c->vi = env_int("ATTN_VULKAN_DECODE_VUNROLL", 1, 64);
     if (!c->vi)
-        c->vi = 16 / ng < 1 ? 1 : 16 / ng > 8 ? 8 : 16 / ng;
+        c->vi = 16 / ng < 1 ? 1 : 16 / ng;
     if (c->vi > c->wg)
         c->vi = c->wg;
     c->kb = env_int("ATTN_VULKAN_DECODE_KUNROLL", 1, 64);
     if (!c->kb)
-        c->kb = 8;
+        c->kb = 16;
     const attn_dtype dt = p->cache->dtype;
     c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
