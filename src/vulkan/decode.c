@@ -4,7 +4,8 @@
  * the split into chunks) into one table of 32-bit words, copied into a
  * device buffer kept across calls; vulkan/decode.comp then runs one
  * workgroup per (sequence, KV head, chunk) writing unnormalised partials to
- * a scratch buffer (also kept), and a second dispatch merges the chunks.
+ * a scratch buffer (also kept), and a second dispatch (the same shader in
+ * another pipeline: another workgroup size) merges the chunks.
  * Both dispatches and the table's upload are one submission
  * (ATTN_VULKAN_PROFILE=1 times each step: src/vulkan/profile.h).
  *
@@ -60,7 +61,7 @@ typedef struct dec_cfg {
     int nr, nrt, nrb;       /* query rows per workgroup; of a KV head; blocks of nr */
     int vi, kb;             /* keys whose V loads go together; K pieces loaded together */
     int vec;                /* wide loads: rows of whole 16-byte pieces */
-    int cs;                 /* combine: invocations per output element */
+    int cwg, cs;            /* combine: workgroup; invocations per output element */
     int subgroup;           /* tile maxima by subgroup arithmetic */
 } dec_cfg;
 
@@ -119,12 +120,27 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     return shared_bytes(c, p->d) <= d->limits.maxComputeSharedMemorySize;
 }
 
+/* The combine pass runs in its own pipeline (the same shader, mode 1) of
+ * COMBINE_WG invocations (a power of two within the device's limits), so
+ * that many invocations per output element still leave several
+ * consecutive elements per workgroup (their loads share sectors). */
+#define COMBINE_WG 256
+
+static int combine_wg(const attn_vk_device *d)
+{
+    int n = COMBINE_WG;
+    while ((uint32_t)n > d->limits.maxComputeWorkGroupInvocations ||
+           (uint32_t)n > d->limits.maxComputeWorkGroupSize[0])
+        n /= 2;
+    return n;
+}
+
 /* Invocations per output element of the combine pass: on a GPU enough
  * that each merges at most 8 of a row's nch chunks (the chain of loads an
- * invocation waits on), up to the workgroup; 1 on a software device, whose
- * invocations run one after another (more of them only cost time there).
- * ATTN_VULKAN_DECODE_COMBINE=n (a power of two dividing the workgroup)
- * sets it. */
+ * invocation waits on), keeping 8 consecutive elements per workgroup; 1 on
+ * a software device, whose invocations run one after another (more of them
+ * only cost time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two
+ * dividing the workgroup) sets it. */
 static int combine_split(const attn_device *dev, int wg, int64_t nch)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_COMBINE");
@@ -132,7 +148,7 @@ static int combine_split(const attn_device *dev, int wg, int64_t nch)
     if (env)
         n = atoi(env);
     else if (!dev->info.is_software)
-        while (n * 8 < nch && wg % (2 * n) == 0)
+        while (n * 8 < nch && wg / (2 * n) >= 8)
             n *= 2;
     return n >= 1 && wg % n == 0 && (n & (n - 1)) == 0 ? n : 1;
 }
@@ -365,7 +381,7 @@ static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer 
 }
 
 static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
-                          const dec_table *t, VkPipeline pipe, attn_vk_profile *prof)
+                          const dec_table *t, const VkPipeline pipe[2], attn_vk_profile *prof)
 {
     const VkDeviceSize part = (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) * sizeof(float);
     attn_status s = attn_vk_device_reserve(d, &d->dec_part, part);
@@ -391,7 +407,7 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
     if (s == ATTN_OK)
         s = attn_vk_descriptor_set(d, bufs, &set);
     if (s == ATTN_OK) {
-        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe[0]);
         d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout,
                                     0, 1, &set, 0, NULL);
         s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
@@ -399,7 +415,8 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
     if (s == ATTN_OK) {
         attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
-        const uint64_t per = (uint64_t)(cfg->wg / cfg->cs);
+        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe[1]);
+        const uint64_t per = (uint64_t)(cfg->cwg / cfg->cs);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
         s = dispatch(d, 1, (elems + per - 1) / per);
         attn_vk_prof_gpu_mark(d, prof, "combine");
@@ -433,18 +450,24 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     attn_vk_prof_start(d, &prof, "attn_decode");
     attn_status s = build_table(p, &cfg, &t);
     attn_vk_prof_host(&prof, "table");
-    cfg.cs = combine_split(dev, cfg.wg, t.max_nch);
+    cfg.cwg = combine_wg(d);
+    cfg.cs = combine_split(dev, cfg.cwg, t.max_nch);
     const int32_t spec[10] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
-                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, cfg.cs };
-    VkPipeline pipe;
+                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1 };
+    /* The combine's pipeline: mode 0's constants at fixed small values (its
+     * code is not run), one pipeline for every cache. */
+    const int32_t cspec[10] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs };
+    VkPipeline pipe[2];
     if (s == ATTN_OK)
         s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                                 ATTN_VK_SHADER_DECODE, spec, 10, &pipe);
+                                 ATTN_VK_SHADER_DECODE, spec, 10, &pipe[0]);
+    if (s == ATTN_OK)
+        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_DECODE, cspec, 10, &pipe[1]);
     attn_vk_prof_host(&prof, "pipeline");
     if (prof.on)
-        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d vunroll %d kunroll %d "
-                 "groups %lld chunk %lld combine %d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
-                 cfg.vi, cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs,
+        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d unroll v%d k%d "
+                 "groups %lld chunk %lld combine %dx%d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
+                 cfg.vi, cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
                  cfg.subgroup ? "subgroup" : "shared",
                  d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
