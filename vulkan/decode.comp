@@ -186,33 +186,54 @@ void qk(uint rb, uint mb, inout float s[NR])
     }
 }
 
-/* Elements c..c+3 of the V row at byte rb (meta at mb); zeros past DV. */
-vec4 v4(uint rb, uint mb, int c)
+/* Elements c..c+3 of a V row as loaded: the raw words w (Q8: one word and
+ * its block's scale in dm.x; Q4: one word shifted to the columns' nibbles
+ * and the block's (d, m); off the wide-load path the values' bits). The
+ * tile's V loads are held so while in flight: half the registers of
+ * floats for a 16-bit cache. */
+struct VRaw { uvec4 w; vec2 dm; };
+
+/* Loads elements c..c+3 of the V row at byte rb (meta at mb); zeros past
+ * DV. */
+VRaw v_load(uint rb, uint mb, int c)
 {
+    VRaw r;
+    r.w = uvec4(0u);
+    r.dm = vec2(0.0);
     if (c >= DV)
-        return vec4(0.0);
+        return r;
     if (VEC == 0) {
-        vec4 x;
         for (int t = 0; t < 4; t++)
-            x[t] = c + t < DV ? elem_at(rb, c + t) : 0.0;
-        return x;
+            r.w[t] = floatBitsToUint(c + t < DV ? elem_at(rb, c + t) : 0.0);
+    } else if (KDT == DT_F32) {
+        r.w = P4.w[(rb >> 4) + uint(c >> 2)];
+    } else if (KDT == DT_F16 || KDT == DT_BF16) {
+        r.w.xy = P2.w[(rb >> 3) + uint(c >> 2)];
+    } else if (KDT == DT_Q8) {
+        r.w.x = P1.w[(rb >> 2) + uint(c >> 2)];
+        r.dm.x = half_at(mb + 2u * uint(c >> 5));
+    } else {
+        /* Q4: byte t of a block holds element t (low nibble) and 16 + t */
+        r.w.x = P1.w[(rb + 16u * uint(c >> 5) + uint(c & 15)) >> 2] >> ((c & 16) != 0 ? 4u : 0u);
+        r.dm = unpackHalf2x16(P1.w[(mb >> 2) + uint(c >> 5)]);
     }
-    if (KDT == DT_F32)
-        return uintBitsToFloat(P4.w[(rb >> 4) + uint(c >> 2)]);
-    if (KDT == DT_F16 || KDT == DT_BF16) {
-        const uvec2 w = P2.w[(rb >> 3) + uint(c >> 2)];
-        if (KDT == DT_F16)
-            return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
-        return uintBitsToFloat(uvec4(w.x << 16, w.x & 0xffff0000u, w.y << 16, w.y & 0xffff0000u));
-    }
-    if (KDT == DT_Q8) {
-        const uint w = P1.w[(rb >> 2) + uint(c >> 2)];
-        return half_at(mb + 2u * uint(c >> 5)) * vec4(ivec4(w << 24, w << 16, w << 8, w) >> 24);
-    }
-    const uint w = P1.w[(rb + 16u * uint(c >> 5) + uint(c & 15)) >> 2];
-    const uint hi = (c & 16) != 0 ? 4u : 0u;
-    const vec2 dm = unpackHalf2x16(P1.w[(mb >> 2) + uint(c >> 5)]);
-    return vec4((uvec4(w, w >> 8, w >> 16, w >> 24) >> hi) & 15u) * dm.x + dm.y;
+    return r;
+}
+
+/* The values of a VRaw. */
+vec4 v_values(VRaw r)
+{
+    if (VEC == 0 || KDT == DT_F32)
+        return uintBitsToFloat(r.w);
+    if (KDT == DT_F16)
+        return vec4(unpackHalf2x16(r.w.x), unpackHalf2x16(r.w.y));
+    if (KDT == DT_BF16)
+        return uintBitsToFloat(uvec4(r.w.x << 16, r.w.x & 0xffff0000u, r.w.y << 16,
+                                     r.w.y & 0xffff0000u));
+    const uint w = r.w.x;
+    if (KDT == DT_Q8)
+        return r.dm.x * vec4(ivec4(w << 24, w << 16, w << 8, w) >> 24);
+    return vec4(uvec4(w, w >> 8, w >> 16, w >> 24) & 15u) * r.dm.x + r.dm.y;
 }
 
 /* Where the task's sequence keeps its keys: the page walk's words, read
@@ -376,18 +397,22 @@ void chunk_task(int g)
             for (int c = 0; c < NG; c++)
                 acc[r][c] *= alpha[r];
         for (int k0v = 0; k0v < WG; k0v += VI) {
-            vec4 v[VI][NG];
+            VRaw v[VI][NG];
             for (int i = 0; i < VI && k0v + i < WG; i++) {
                 const uvec2 at = loc[par * WG + k0v + i];
                 for (int c = 0; c < NG; c++)
-                    v[i][c] = v4(at.x, at.y, 4 * (tid + c * WG));
+                    v[i][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
             }
-            for (int i = 0; i < VI && k0v + i < WG; i++)
+            for (int i = 0; i < VI && k0v + i < WG; i++) {
+                vec4 x[NG];
+                for (int c = 0; c < NG; c++)
+                    x[c] = v_values(v[i][c]);
                 for (int r = 0; r < NR; r++) {
                     const float p = pb[(par * WG + k0v + i) * NR + r];
                     for (int c = 0; c < NG; c++)
-                        acc[r][c] += p * v[i][c];
+                        acc[r][c] += p * x[c];
                 }
+            }
         }
         pg = npg;
         j = nj;

@@ -81,10 +81,10 @@ static size_t shared_bytes(const dec_cfg *c, int64_t d)
  * (ATTN_VULKAN_SUBGROUP=0 turns it off). Query rows per workgroup: up to 8
  * (ATTN_VULKAN_DECODE_ROWS), fewer where the accumulators would pass 64
  * floats per invocation or the shared memory would not hold them. Keys
- * whose V loads go together: 16 (ATTN_VULKAN_DECODE_VUNROLL), fewer where
- * an invocation owns several column groups; K pieces loaded together: 16
- * (ATTN_VULKAN_DECODE_KUNROLL; a whole f16 row of 128), the loads of a
- * tile in flight at once where the registers allow. */
+ * whose V loads go together (ATTN_VULKAN_DECODE_VUNROLL): as many as about
+ * 64 registers of loaded words hold (the whole tile of 32 for a 16-bit
+ * cache of Dv = 128), up to the workgroup; K pieces loaded together: 16
+ * (ATTN_VULKAN_DECODE_KUNROLL; a whole f16 row of 128, 64 registers). */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
     const char *sg = getenv("ATTN_VULKAN_SUBGROUP");
@@ -98,19 +98,22 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     c->subgroup = d->subgroup_arithmetic && !(sg && strcmp(sg, "0") == 0);
     const int ng = (int)((p->dv + 4 * c->wg - 1) / (4 * c->wg));
     c->nrt = (int)(p->sq * (p->hq / p->hkv));
+    const attn_dtype dt = p->cache->dtype;
     const int rows = env_int("ATTN_VULKAN_DECODE_ROWS", 1, 8);
     c->nr = rows ? rows : 16 / ng < 1 ? 1 : 16 / ng > 8 ? 8 : 16 / ng;
     if (c->nr > c->nrt)
         c->nr = c->nrt;
     c->vi = env_int("ATTN_VULKAN_DECODE_VUNROLL", 1, 64);
-    if (!c->vi)
-        c->vi = 16 / ng < 1 ? 1 : 16 / ng;
+    if (!c->vi) {
+        /* registers of one key's loaded V words per column group */
+        const int words = dt == ATTN_F32 ? 4 : dt == ATTN_Q4 ? 3 : 2;
+        c->vi = 64 / (ng * words) < 1 ? 1 : 64 / (ng * words);
+    }
     if (c->vi > c->wg)
         c->vi = c->wg;
     c->kb = env_int("ATTN_VULKAN_DECODE_KUNROLL", 1, 64);
     if (!c->kb)
         c->kb = 16;
-    const attn_dtype dt = p->cache->dtype;
     c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
                                                   dt == ATTN_BF16));
