@@ -40,7 +40,7 @@ enum { F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE
 enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE = 6,
        S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10 };
 
-#define MIN_CHUNK 128        /* scanned keys per chunk, at least */
+#define MIN_CHUNK 64         /* scanned keys per chunk, at least: two tiles of 32 */
 #define TARGET_GROUPS 2048   /* workgroups a call aims for (split-KV) */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
