@@ -269,14 +269,14 @@ static void run_all(const char *label, const char *only)
  * (ATTN_VULKAN_DECODE_TABLE, src/vulkan/decode.c), one case each. */
 static void run_staged(void)
 {
-    static const char *const modes[] = { "update", "staged", "host" };
+    static const char *const modes[] = { "update", "staged", "host", "bar" };
     setenv("ATTN_VULKAN_STAGING", "1", 1);
     CHECK_OK(attn_context_create(NULL, &ctx));
     for (dev = 0; ctx && dev < attn_device_count(ctx); dev++) {
         attn_device_info info;
         if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
             continue;
-        for (int m = 0; m < 3; m++) {
+        for (int m = 0; m < 4; m++) {
             setenv("ATTN_VULKAN_DECODE_TABLE", modes[m], 1);
             run_all(modes[m], tu_quick ? "stream-q4" : "stream-f16");
         }

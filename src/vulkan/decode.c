@@ -339,19 +339,24 @@ static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
  *   staged  written to the host-visible staging buffer and copied into the
  *           device-local table by a copy command before the dispatches;
  *   host    the shader reads the staging buffer itself (no copy; every
- *           table read crosses the bus on a discrete GPU).
+ *           table read crosses the bus on a discrete GPU);
+ *   bar     written by the host into device-local, host-visible memory
+ *           (the BAR window of a discrete GPU): no command and no barrier
+ *           before the dispatches (where the device has such memory).
  * On unified memory the table is mapped and written directly. */
-enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST };
-static const char *const table_names[] = { "update", "staged", "host" };
+enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST, TABLE_BAR };
+static const char *const table_names[] = { "update", "staged", "host", "bar" };
 #define UPDATE_MAX 65536
 
-static int table_mode(VkDeviceSize bytes)
+static int table_mode(const attn_vk_device *d, VkDeviceSize bytes)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_TABLE");
     if (env && strcmp(env, "staged") == 0)
         return TABLE_STAGED;
     if (env && strcmp(env, "host") == 0)
         return TABLE_HOST;
+    if (env && strcmp(env, "bar") == 0 && d->mem_type_bar >= 0)
+        return TABLE_BAR;
     return bytes <= UPDATE_MAX ? TABLE_UPDATE : TABLE_STAGED;
 }
 
@@ -360,7 +365,15 @@ static int table_mode(VkDeviceSize bytes)
 static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer *buf)
 {
     const VkDeviceSize tbytes = t->n * sizeof(int32_t);
-    const int mode = d->direct ? TABLE_STAGED : table_mode(tbytes);
+    const int mode = d->direct ? TABLE_STAGED : table_mode(d, tbytes);
+    if (mode == TABLE_BAR) {
+        const attn_status s = attn_vk_bar_reserve(d, &d->dec_bar, tbytes);
+        if (s == ATTN_OK) {
+            memcpy(d->dec_bar.mapped, t->w, tbytes);
+            *buf = d->dec_bar.buffer;
+        }
+        return s;
+    }
     attn_status s = mode == TABLE_HOST ? ATTN_OK : attn_vk_device_reserve(d, &d->dec_table, tbytes);
     if (s == ATTN_OK && mode != TABLE_UPDATE && !d->dec_table.mapped)
         s = attn_vk_host_reserve(d, &d->staging, tbytes);
@@ -472,7 +485,7 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
                  "groups %lld chunk %lld combine %dx%d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
                  cfg.vi, cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
                  cfg.subgroup ? "subgroup" : "shared",
-                 d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
+                 d->direct ? "mapped" : table_names[table_mode(d, t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
         s = record(d, p, &cfg, &t, pipe, &prof);
     if (s == ATTN_OK)

@@ -60,6 +60,7 @@ static void vk_destroy(attn_device *dev)
     attn_vk_buffer_drop(d, &d->staging);
     attn_vk_buffer_drop(d, &d->params);
     attn_vk_buffer_drop(d, &d->dec_table);
+    attn_vk_buffer_drop(d, &d->dec_bar);
     attn_vk_buffer_drop(d, &d->dec_part);
     attn_vk_prof_free(d);
     if (d->fence)
@@ -270,6 +271,7 @@ static int choose_memory(attn_vk_device *d, int unified)
     if (hst < 0)
         return 0;
     d->mem_type_host = (uint32_t)hst;
+    d->mem_type_bar = both;
     d->direct = unified && both >= 0 && !staging;
     d->mem_type_device = d->direct ? (uint32_t)both : (uint32_t)(dev >= 0 ? dev : hst);
     return 1;

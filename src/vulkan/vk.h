@@ -116,8 +116,11 @@ typedef struct attn_vk_device {
     attn_vk_buffer     staging;     /* host-visible bounce buffer (grows) */
     attn_vk_buffer     params;      /* host-visible op parameters (grows) */
     attn_vk_buffer     dec_table, dec_part;   /* attn_decode's table and partials (grow) */
-    /* memory types: device-local for buffers, host-visible for staging */
+    attn_vk_buffer     dec_bar;     /* attn_decode's table in mem_type_bar (grows) */
+    /* memory types: device-local for buffers, host-visible for staging;
+     * device-local and host-visible (a discrete GPU's BAR), -1 if none */
     uint32_t           mem_type_device, mem_type_host;
+    int                mem_type_bar;
     int                direct;      /* buffers are host-visible: no staging */
     /* limits the shaders are sized by */
     VkPhysicalDeviceLimits limits;
@@ -141,13 +144,18 @@ typedef struct attn_vk_device {
 attn_status attn_vk_fail(attn_vk_device *d, VkResult r, const char *what);
 const char *attn_vk_result_name(VkResult r);
 
-/* Buffers (memory.c). */
+/* Buffers (memory.c): host 0 device-local, 1 host-visible, ATTN_VK_MEM_BAR
+ * device-local and host-visible (mapped). */
+#define ATTN_VK_MEM_BAR 2
 attn_status attn_vk_buffer_make(attn_vk_device *d, VkDeviceSize bytes, int host, attn_vk_buffer *b);
 void attn_vk_buffer_drop(attn_vk_device *d, attn_vk_buffer *b);
 /* Grows a host-visible buffer to at least bytes. */
 attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
 /* The same for a device-local buffer. */
 attn_status attn_vk_device_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
+/* The same for a mapped buffer of mem_type_bar (the caller checks it is
+ * not -1). */
+attn_status attn_vk_bar_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
 /* The vtable's buffer entries (memory.c; copy: copy.c). */
 attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle);
 void attn_vk_buf_free(attn_device *dev, void *handle);
