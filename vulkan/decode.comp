@@ -23,20 +23,22 @@
  *      private share of the row sums l (summed once, at the end); barrier;
  *   5. P V: invocation k owns output columns 4c..4c+3 for c = k, k + WG,
  *      ... (NG groups), so the workgroup reads each V row of the tile in
- *      contiguous pieces; VI keys' loads are issued before their FMAs.
+ *      contiguous pieces; VI keys' loads are issued before their FMAs
+ *      (held as loaded words, converted at use).
  * No barrier after 5: loc and pb alternate between two halves by tile
  * parity, the maxima are next written after this tile's last barrier. One
  * barrier per tile with one subgroup per workgroup, two otherwise. The
  * chunk's unnormalised partial (O, m, l) goes to the scratch buffer; O
  * needs no merge (each invocation owns distinct columns).
  *
- * Mode 1: a few invocations per output element merge the chunks of its
- * row (running maximum), the first normalises, gates and stores out (and
- * lse).
+ * Mode 1 (its own pipeline, another workgroup size): CS invocations per
+ * output element merge the chunks of its row (running maximum), the first
+ * normalises, gates and stores out (and lse).
  *
  * Parameters live in the table buffer (layout: src/vulkan/decode.c): a
- * header, ALiBi slopes and sink logits, per-sequence entries, per-task
- * entries and per-sequence lists of pool pages, sinks/streaming resolved. */
+ * header, ALiBi slopes and sink logits, per-sequence entries, the sequence
+ * of each chunk and per-sequence lists of pool pages, sinks/streaming
+ * resolved. */
 #extension GL_GOOGLE_include_directive : require
 #ifdef ATTN_SUBGROUP
 #extension GL_KHR_shader_subgroup_arithmetic : require
