@@ -41,7 +41,8 @@ enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE
        S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10 };
 
 #define MIN_CHUNK 64         /* scanned keys per chunk, at least: two tiles of 32 */
-#define TARGET_GROUPS 2048   /* workgroups a call aims for (split-KV) */
+#define GROUPS_PER_CU 16     /* chunks a call aims for per compute unit (split-KV) */
+#define TARGET_GROUPS 2048   /* ... where the device does not tell its compute units */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -62,6 +63,7 @@ typedef struct dec_cfg {
     int vi, kb;             /* keys whose V loads go together; K pieces loaded together */
     int vec;                /* wide loads: rows of whole 16-byte pieces */
     int cwg, cs;            /* combine: workgroup; invocations per output element */
+    int64_t target;         /* chunks a call aims for */
     int subgroup;           /* tile maxima by subgroup arithmetic */
 } dec_cfg;
 
@@ -205,12 +207,10 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
         npages += list_len(c, s);
     }
     /* Scanned keys per chunk: at least MIN_CHUNK (ATTN_VULKAN_DECODE_CHUNK=n),
-     * more where the call would pass TARGET_GROUPS chunks
-     * (ATTN_VULKAN_DECODE_GROUPS=n), at most the longest sequence, a
-     * multiple of the tile (only a sequence's last chunk ends in a partial
-     * tile). */
-    const char *env = getenv("ATTN_VULKAN_DECODE_GROUPS");
-    const int64_t target = env && atoll(env) > 0 ? atoll(env) : TARGET_GROUPS;
+     * more where the call would pass its target of chunks, at most the
+     * longest sequence, a multiple of the tile (only a sequence's last chunk
+     * ends in a partial tile). */
+    const int64_t target = cfg->target;
     const int min_chunk = env_int("ATTN_VULKAN_DECODE_CHUNK", 1, 1 << 30);
     int64_t chunk = max64(min_chunk ? min_chunk : MIN_CHUNK, (work * p->hkv + target - 1) / target);
     chunk = (min64(chunk, most) + cfg->wg - 1) / cfg->wg * cfg->wg;
@@ -455,6 +455,13 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: the cache's page pool is over "
                          "4 GiB; the Vulkan backend addresses it in 32 bits");
     dec_cfg cfg;
+    /* Chunks a call aims for: GROUPS_PER_CU per compute unit (W = 32
+     * workgroups are small: many per unit keep loads in flight), else
+     * TARGET_GROUPS; ATTN_VULKAN_DECODE_GROUPS=n sets it. */
+    const char *groups = getenv("ATTN_VULKAN_DECODE_GROUPS");
+    cfg.target = groups && atoll(groups) > 0 ? atoll(groups) :
+                 dev->info.compute_units > 0 ? GROUPS_PER_CU * (int64_t)dev->info.compute_units :
+                 TARGET_GROUPS;
     if (!choose_cfg(d, p, &cfg))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: no workgroup shape fits %s "
                          "(shared memory %u bytes) for %lld query rows per KV head",

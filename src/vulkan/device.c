@@ -158,6 +158,27 @@ static int coopmat_features(attn_vk_device *d, uint32_t api)
     return cm.cooperativeMatrix && mm.vulkanMemoryModel;
 }
 
+/* Compute units (NVIDIA SMs, AMD CUs) where the driver tells them
+ * (VK_NV_shader_sm_builtins, VK_AMD_shader_core_properties); 0 unknown. */
+static int compute_units(attn_vk_device *d, const ext_list *ext)
+{
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV nv = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV };
+    VkPhysicalDeviceShaderCorePropertiesAMD amd = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD };
+    VkPhysicalDeviceProperties2 props = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2 };
+    if (has_ext(ext, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME))
+        props.pNext = &nv;
+    else if (has_ext(ext, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME))
+        props.pNext = &amd;
+    else
+        return 0;
+    d->inst->vk.GetPhysicalDeviceProperties2(d->phys, &props);
+    return props.pNext == (void *)&nv ? (int)nv.shaderSMCount :
+           (int)(amd.shaderEngineCount * amd.shaderArraysPerEngineCount *
+                 amd.computeUnitsPerShaderArray);
+}
+
 /* Features and limits the shaders are chosen by; fills info. */
 static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_info *in)
 {
@@ -222,6 +243,7 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     in->max_work_group_size = (int)d->limits.maxComputeWorkGroupInvocations;
     in->subgroup_size = (int)sg.subgroupSize;
     in->fp16 = d->fp16;
+    in->compute_units = compute_units(d, ext);
 
     VkPhysicalDeviceMemoryProperties mem;
     vk->GetPhysicalDeviceMemoryProperties(d->phys, &mem);
