@@ -67,6 +67,7 @@ const int DT_Q8 = 4, DT_Q4 = 5;
 const int EP = KDT == DT_F32 ? 4 : KDT == DT_Q8 ? 16 : KDT == DT_Q4 ? 32 : 8;
 const int NPK = (D + EP - 1) / EP;
 const int QV = (D + 7) / 8 * 2;
+const int NB = (D + 31) / 32;   /* quantised blocks per K row */
 const int NG = (DV + 4 * WG - 1) / (4 * WG);
 
 layout(std430, binding = 0) readonly buffer Pool4 { uvec4 w[]; } P4;
@@ -96,6 +97,7 @@ const int S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_B
           S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10;
 
 shared vec4 qs[NR * QV];        /* the block's query rows, scaled */
+shared float qsum[NR * NB];     /* Q4: their sums over each block of 32 */
 shared float red[WG * NR];      /* tile maxima to combine; at the end the shares of l */
 shared float pb[2 * WG * NR];   /* weights [parity][key][row] */
 shared uvec2 loc[2 * WG];       /* [parity][key]: byte of its V row, of the row's meta */
@@ -133,8 +135,19 @@ vec2 piece_meta(uint mb, int p)
     return vec2(0.0);
 }
 
-/* The EP values of a 16-byte piece w (meta dm), as EP/4 vec4s. */
-void piece_values(uvec4 w, vec2 dm, out vec4 v[8])
+/* The fields of w at bits 0, 8, 16 and 24 masked by m, as floats less
+ * off, exactly: OR-ed into the mantissa of 2^23 (no integer-to-float
+ * conversion, a slow instruction on GPUs). */
+vec4 fields(uint w, uint m, float off)
+{
+    return uintBitsToFloat((uvec4(w, w >> 8, w >> 16, w >> 24) & m) | 0x4b000000u) -
+           (8388608.0 + off);
+}
+
+/* The EP values of a 16-byte piece w as EP/4 vec4s; of a quantised row
+ * before its block's scale and offset (qk applies them to the dot
+ * products). */
+void piece_values(uvec4 w, out vec4 v[8])
 {
     if (KDT == DT_F32) {
         v[0] = uintBitsToFloat(w);
@@ -146,21 +159,23 @@ void piece_values(uvec4 w, vec2 dm, out vec4 v[8])
             v[i] = uintBitsToFloat(uvec4(w[2 * i] << 16, w[2 * i] & 0xffff0000u,
                                          w[2 * i + 1] << 16, w[2 * i + 1] & 0xffff0000u));
     } else if (KDT == DT_Q8) {
+        /* signed bytes: their sign bits flipped they are value + 128 */
         for (int i = 0; i < 4; i++)
-            v[i] = dm.x * vec4(ivec4(w[i] << 24, w[i] << 16, w[i] << 8, w[i]) >> 24);
+            v[i] = fields(w[i] ^ 0x80808080u, 0xffu, 128.0);
     } else {
         /* Q4: byte t of the block holds element t (low nibble) and 16 + t */
         for (int i = 0; i < 4; i++) {
-            const uvec4 b = uvec4(w[i], w[i] >> 8, w[i] >> 16, w[i] >> 24);
-            v[i] = vec4(b & 15u) * dm.x + dm.y;
-            v[4 + i] = vec4((b >> 4) & 15u) * dm.x + dm.y;
+            v[i] = fields(w[i], 15u, 0.0);
+            v[4 + i] = fields(w[i] >> 4, 15u, 0.0);
         }
     }
 }
 
 /* s[r] += the dot product of query row r with the K row at byte rb (meta
  * at mb). KB pieces are loaded before their arithmetic: many loads in
- * flight per invocation, each invocation on its own row. */
+ * flight per invocation, each invocation on its own row. A quantised
+ * block's scale d and offset m go to the dot products of its piece:
+ * q . (d k + m) = d (q . k) + m sum(q), the sums in qsum. */
 void qk(uint rb, uint mb, inout float s[NR])
 {
     if (VEC == 0) {
@@ -179,11 +194,20 @@ void qk(uint rb, uint mb, inout float s[NR])
             dm[i] = piece_meta(mb, p0 + i);
         }
         for (int i = 0; i < KB && p0 + i < NPK; i++) {
+            const int p = p0 + i;
             vec4 v[8];
-            piece_values(w[i], dm[i], v);
-            for (int r = 0; r < NR; r++)
+            piece_values(w[i], v);
+            for (int r = 0; r < NR; r++) {
+                float t = 0.0;
                 for (int c = 0; c < EP / 4; c++)
-                    s[r] += dot(qs[r * QV + (p0 + i) * (EP / 4) + c], v[c]);
+                    t += dot(qs[r * QV + p * (EP / 4) + c], v[c]);
+                if (KDT == DT_Q8)
+                    s[r] += dm[i].x * t;
+                else if (KDT == DT_Q4)
+                    s[r] += dm[i].x * t + dm[i].y * qsum[r * NB + p];
+                else
+                    s[r] += t;
+            }
         }
     }
 }
@@ -232,10 +256,9 @@ vec4 v_values(VRaw r)
     if (KDT == DT_BF16)
         return uintBitsToFloat(uvec4(r.w.x << 16, r.w.x & 0xffff0000u, r.w.y << 16,
                                      r.w.y & 0xffff0000u));
-    const uint w = r.w.x;
     if (KDT == DT_Q8)
-        return r.dm.x * vec4(ivec4(w << 24, w << 16, w << 8, w) >> 24);
-    return vec4(uvec4(w, w >> 8, w >> 16, w >> 24) & 15u) * r.dm.x + r.dm.y;
+        return r.dm.x * fields(r.w.x ^ 0x80808080u, 0xffu, 128.0);
+    return fields(r.w.x, 15u, 0.0) * r.dm.x + r.dm.y;
 }
 
 /* Where the task's sequence keeps its keys: the page walk's words, read
@@ -349,6 +372,15 @@ void chunk_task(int g)
             acc[r][c] = vec4(0.0);
     }
     barrier();
+    if (KDT == DT_Q4) {
+        for (int i = tid; i < NR * NB; i += WG) {
+            float x = 0.0;
+            for (int c = 0; c < 8; c++)
+                x += dot(qs[(i / NB) * QV + (i % NB) * 8 + c], vec4(1.0));
+            qsum[i] = x;
+        }
+        barrier();
+    }
 
     int j = 0, slot = 0;
     uint pg = k0 < k1 ? key_page(k0 + tid, j, slot) : 0u;

@@ -68,12 +68,14 @@ typedef struct dec_cfg {
 } dec_cfg;
 
 /* Shared bytes of the shader (its declarations): the block's query rows
- * (vec4s, rows padded to 8 elements), the tile maxima / sums, the weights
- * and V locations by tile parity, the combine's three floats. */
+ * (vec4s, rows padded to 8 elements) and their sums per block of 32, the
+ * tile maxima / sums, the weights and V locations by tile parity, the
+ * combine's three floats. */
 static size_t shared_bytes(const dec_cfg *c, int64_t d)
 {
     const size_t qv = (size_t)(d + 7) / 8 * 2, wg = (size_t)c->wg, nr = (size_t)c->nr;
-    return 16 * nr * qv + 4 * wg * nr + 8 * wg * nr + 16 * wg + 12 * wg;
+    return 16 * nr * qv + 4 * nr * (size_t)((d + 31) / 32) + 4 * wg * nr + 8 * wg * nr +
+           16 * wg + 12 * wg;
 }
 
 /* Invocations (keys per tile): the subgroup size where the device reports
