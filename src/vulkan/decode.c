@@ -123,7 +123,9 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
                                                   dt == ATTN_BF16));
     while (c->nr > 1 && shared_bytes(c, p->d) > d->limits.maxComputeSharedMemorySize)
         c->nr--;
+    /* the blocks evened out: 12 rows by at most 8 are 2 blocks of 6 */
     c->nrb = (c->nrt + c->nr - 1) / c->nr;
+    c->nr = (c->nrt + c->nrb - 1) / c->nrb;
     return shared_bytes(c, p->d) <= d->limits.maxComputeSharedMemorySize;
 }
 
