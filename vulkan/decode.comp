@@ -59,7 +59,6 @@ layout(local_size_x_id = 0) in;
 
 #include "common.glsl"
 
-const int INT_MAX = 0x7fffffff, INT_MIN = -INT_MAX - 1;
 const int DT_Q8 = 4, DT_Q4 = 5;
 /* Elements per 16-byte piece of a row (f32 4, f16/bf16 8, Q8 16, Q4 32:
  * one block), pieces per K row (wide-load path), query vec4s per row (the
@@ -348,16 +347,15 @@ void chunk_task(int g)
     const float softcap = hf(H_SOFTCAP), sigbias = hf(H_SIGBIAS);
     const int wl = T.w[H_WL], wr = T.w[H_WR], sinks = T.w[H_SINKS];
     const bool sigmoid = (flags & F_SIGMOID) != 0;
-    /* Per query row, worked out once: its diagonal (the key at its own
-     * position), ALiBi slope and visible keys: j is visible iff j <= cap
-     * (causal) and j is a sink or wlo <= j <= whi (the window). */
-    int diag[NR], cap[NR], wlo[NR], whi[NR];
+    /* Per query row, worked out once: its query index qi (its diagonal,
+     * the key at its own position, is qi + L - sq) and ALiBi slope. Key j
+     * at jr = j - (L - sq) is visible iff jr <= qi (causal) and j is a
+     * sink or qi - wl <= jr <= qi + wr (the window). */
+    const bool causal = (flags & F_CAUSAL) != 0;
+    int qi[NR];
     float slope[NR];
     for (int r = 0; r < NR; r++) {
-        diag[r] = (r0 + r) / group + L - sq;
-        cap[r] = (flags & F_CAUSAL) != 0 ? diag[r] : INT_MAX;
-        wlo[r] = wl < 0 ? INT_MIN : diag[r] - wl;
-        whi[r] = wr < 0 ? INT_MAX : diag[r] + wr;
+        qi[r] = (r0 + r) / group;
         slope[r] = (flags & F_ALIBI) != 0 ? hf(H_AUX + hk * group + (r0 + r) % group) : 0.0;
     }
     /* m: the running maximum (the same on every invocation); l: this
@@ -396,12 +394,14 @@ void chunk_task(int g)
         for (int r = 0; r < NR; r++)
             s[r] = 0.0;
         qk(pg + kplane + uint(slot) * krow, pg + kmeta + uint(slot) * kmr, s);
+        const int jr = j - (L - sq);
         for (int r = 0; r < NR; r++) {
             if ((flags & F_SOFTCAP) != 0)
                 s[r] = softcap * attn_tanh(s[r] / softcap);
             if ((flags & F_ALIBI) != 0)
-                s[r] -= slope[r] * float(abs(diag[r] - j));
-            if (u0 + tid >= k1 || j > cap[r] || (j >= sinks && (j < wlo[r] || j > whi[r])))
+                s[r] -= slope[r] * float(abs(qi[r] - jr));
+            if (u0 + tid >= k1 || (causal && jr > qi[r]) ||
+                (j >= sinks && ((wl >= 0 && jr < qi[r] - wl) || (wr >= 0 && jr > qi[r] + wr))))
                 s[r] = NEG_INF;
         }
         /* 3.-4. its weights, the rows' rescaling */
