@@ -218,19 +218,22 @@ void qk(uint rb, uint mb, inout float s[NR])
  * floats for a 16-bit cache. */
 struct VRaw { uvec4 w; vec2 dm; };
 
-/* Loads elements c..c+3 of the V row at byte rb (meta at mb); zeros past
- * DV. */
+/* Loads elements c..c+3 of the V row at byte rb (meta at mb). Past DV it
+ * loads the row's last elements instead (their sums are never stored):
+ * every load unconditional, so that a tile's loads go out together rather
+ * than one branch after another. */
 VRaw v_load(uint rb, uint mb, int c)
 {
     VRaw r;
     r.w = uvec4(0u);
     r.dm = vec2(0.0);
-    if (c >= DV)
-        return r;
     if (VEC == 0) {
         for (int t = 0; t < 4; t++)
-            r.w[t] = floatBitsToUint(c + t < DV ? elem_at(rb, c + t) : 0.0);
-    } else if (KDT == DT_F32) {
+            r.w[t] = floatBitsToUint(elem_at(rb, min(c + t, DV - 1)));
+        return r;
+    }
+    c = min(c, DV - 4);
+    if (KDT == DT_F32) {
         r.w = P4.w[(rb >> 4) + uint(c >> 2)];
     } else if (KDT == DT_F16 || KDT == DT_BF16) {
         r.w.xy = P2.w[(rb >> 3) + uint(c >> 2)];
