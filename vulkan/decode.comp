@@ -9,8 +9,9 @@
  * invocation reads the same vec4 at the same time (a broadcast). The chunk
  * goes by tiles of WG keys, invocation k owning key u0 + k of the tile:
  *   1. it locates its key (page table, sinks, streaming window; the
- *      page's table word was read during the previous tile) and notes
- *      where the key's V row is (loc, by tile parity);
+ *      page's table word was read during the previous tile, which also
+ *      noted where the key's V row is: loc); with VEARLY the tile's V
+ *      loads go out here, in flight with the K loads;
  *   2. it reads its key's whole K row in 16-byte pieces and forms the NR
  *      dot products itself: no sum across invocations; soft-cap, ALiBi and
  *      visibility follow per invocation;
@@ -25,8 +26,9 @@
  *      ... (NG groups), so the workgroup reads each V row of the tile in
  *      contiguous pieces; VI keys' loads are issued before their FMAs
  *      (held as loaded words, converted at use).
- * No barrier after 5: loc and pb alternate between two halves by tile
- * parity, the maxima are next written after this tile's last barrier. One
+ * No barrier after 5: pb alternates between two halves by tile parity, loc
+ * (written a tile ahead) between three, the maxima are next written after
+ * this tile's last barrier. One
  * barrier per tile with one subgroup per workgroup, two otherwise. The
  * chunk's unnormalised partial (O, m, l) goes to the scratch buffer; O
  * needs no merge (each invocation owns distinct columns).
@@ -54,6 +56,7 @@ layout(constant_id = 6) const int KDT = 1;      /* cache dtype (attn_dtype) */
 layout(constant_id = 7) const int VEC = 1;      /* wide loads (rows of whole pieces) */
 layout(constant_id = 8) const int PS = 16;      /* page size */
 layout(constant_id = 9) const int CS = 1;       /* mode 1: invocations per element */
+layout(constant_id = 10) const int VEARLY = 0;  /* V loads issued before the scores */
 
 layout(local_size_x_id = 0) in;
 
@@ -99,7 +102,7 @@ shared vec4 qs[NR * QV];        /* the block's query rows, scaled */
 shared float qsum[NR * NB];     /* Q4: their sums over each block of 32 */
 shared float red[WG * NR];      /* tile maxima to combine; at the end the shares of l */
 shared float pb[2 * WG * NR];   /* weights [parity][key][row] */
-shared uvec2 loc[2 * WG];       /* [parity][key]: byte of its V row, of the row's meta */
+shared uvec2 loc[3 * WG];       /* [tile % 3][key]: byte of its V row, of the row's meta */
 shared float cmb[3 * WG];       /* mode 1 */
 
 ATTN_LOAD_ANY(load_q, Q)
@@ -263,6 +266,20 @@ vec4 v_values(VRaw r)
     return fields(r.w.x, 15u, 0.0) * r.dm.x + r.dm.y;
 }
 
+/* acc[r] += p * V for one key of the tile: its loaded V columns v, its
+ * weights pb[pk * NR + r]. */
+void pv_key(inout vec4 acc[NR][NG], VRaw v[NG], int pk)
+{
+    vec4 x[NG];
+    for (int c = 0; c < NG; c++)
+        x[c] = v_values(v[c]);
+    for (int r = 0; r < NR; r++) {
+        const float p = pb[pk * NR + r];
+        for (int c = 0; c < NG; c++)
+            acc[r][c] += p * x[c];
+    }
+}
+
 /* Where the task's sequence keeps its keys: the page walk's words, read
  * once (a key's loads then wait on one table read, its page's). */
 struct Walk { int ns, lo, last, nsk, wstart, sink_pages, base, ptab; uint page; };
@@ -372,6 +389,13 @@ void chunk_task(int g)
         for (int c = 0; c < NG; c++)
             acc[r][c] = vec4(0.0);
     }
+    /* the first tile's V locations (each tile writes the next one's) */
+    int j = 0, slot = 0;
+    uint pg = 0u;
+    if (k0 < k1) {
+        pg = key_page(k0 + tid, j, slot);
+        loc[tid] = uvec2(pg + vplane + uint(slot) * vrow, pg + vmeta + uint(slot) * vmr);
+    }
     barrier();
     if (KDT == DT_Q4) {
         for (int i = tid; i < NR * NB; i += WG) {
@@ -383,15 +407,25 @@ void chunk_task(int g)
         barrier();
     }
 
-    int j = 0, slot = 0;
-    uint pg = k0 < k1 ? key_page(k0 + tid, j, slot) : 0u;
     for (int u0 = k0; u0 < k1; u0 += WG) {
-        const int par = ((u0 - k0) / WG) & 1;
+        const int t = (u0 - k0) / WG, par = t & 1, l3 = t % 3;
         /* 1. this invocation's key: its page was read during the previous
-         * tile, the next tile's is read now (in flight during this one) */
+         * tile, the next tile's is read now (in flight during this one) and
+         * its V location noted for the next tile (read after this tile's
+         * last barrier; three buffers, as a slow invocation may still read
+         * the previous tile's) */
         int nj, nslot;
         const uint npg = key_page(u0 + WG + tid, nj, nslot);
-        loc[par * WG + tid] = uvec2(pg + vplane + uint(slot) * vrow, pg + vmeta + uint(slot) * vmr);
+        loc[((t + 1) % 3) * WG + tid] =
+            uvec2(npg + vplane + uint(nslot) * vrow, npg + vmeta + uint(nslot) * vmr);
+        /* VEARLY: the tile's V loads go out now, in flight with the K loads */
+        VRaw ve[VEARLY != 0 ? WG : 1][NG];
+        if (VEARLY != 0)
+            for (int k = 0; k < WG; k++) {
+                const uvec2 at = loc[l3 * WG + k];
+                for (int c = 0; c < NG; c++)
+                    ve[k][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
+            }
         /* 2. its scores */
         float s[NR];
         for (int r = 0; r < NR; r++)
@@ -433,22 +467,19 @@ void chunk_task(int g)
         for (int r = 0; r < NR; r++)
             for (int c = 0; c < NG; c++)
                 acc[r][c] *= alpha[r];
-        for (int k0v = 0; k0v < WG; k0v += VI) {
-            VRaw v[VI][NG];
-            for (int i = 0; i < VI && k0v + i < WG; i++) {
-                const uvec2 at = loc[par * WG + k0v + i];
-                for (int c = 0; c < NG; c++)
-                    v[i][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
-            }
-            for (int i = 0; i < VI && k0v + i < WG; i++) {
-                vec4 x[NG];
-                for (int c = 0; c < NG; c++)
-                    x[c] = v_values(v[i][c]);
-                for (int r = 0; r < NR; r++) {
-                    const float p = pb[(par * WG + k0v + i) * NR + r];
+        if (VEARLY != 0) {
+            for (int k = 0; k < WG; k++)
+                pv_key(acc, ve[k], par * WG + k);
+        } else {
+            for (int k0v = 0; k0v < WG; k0v += VI) {
+                VRaw v[VI][NG];
+                for (int i = 0; i < VI && k0v + i < WG; i++) {
+                    const uvec2 at = loc[l3 * WG + k0v + i];
                     for (int c = 0; c < NG; c++)
-                        acc[r][c] += p * x[c];
+                        v[i][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
                 }
+                for (int i = 0; i < VI && k0v + i < WG; i++)
+                    pv_key(acc, v[i], par * WG + k0v + i);
             }
         }
         pg = npg;

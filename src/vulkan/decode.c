@@ -61,6 +61,7 @@ typedef struct dec_cfg {
     int wg;                 /* invocations = keys per tile */
     int nr, nrt, nrb;       /* query rows per workgroup; of a KV head; blocks of nr */
     int vi, kb;             /* keys whose V loads go together; K pieces loaded together */
+    int vearly;             /* V loads issued with the K loads */
     int vec;                /* wide loads: rows of whole 16-byte pieces */
     int cwg, cs;            /* combine: workgroup; invocations per output element */
     int64_t target;         /* chunks a call aims for */
@@ -75,7 +76,7 @@ static size_t shared_bytes(const dec_cfg *c, int64_t d)
 {
     const size_t qv = (size_t)(d + 7) / 8 * 2, wg = (size_t)c->wg, nr = (size_t)c->nr;
     return 16 * nr * qv + 4 * nr * (size_t)((d + 31) / 32) + 4 * wg * nr + 8 * wg * nr +
-           16 * wg + 12 * wg;
+           24 * wg + 12 * wg;
 }
 
 /* Invocations (keys per tile): the subgroup size where the device reports
@@ -88,7 +89,9 @@ static size_t shared_bytes(const dec_cfg *c, int64_t d)
  * whose V loads go together (ATTN_VULKAN_DECODE_VUNROLL): as many as about
  * 64 registers of loaded words hold (the whole tile of 32 for a 16-bit
  * cache of Dv = 128), up to the workgroup; K pieces loaded together: 16
- * (ATTN_VULKAN_DECODE_KUNROLL; a whole f16 row of 128, 64 registers). */
+ * (ATTN_VULKAN_DECODE_KUNROLL; a whole f16 row of 128, 64 registers).
+ * ATTN_VULKAN_DECODE_VEARLY=1 issues a tile's V loads with its K loads
+ * (all of them in flight at once, twice the registers). */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
     const char *sg = getenv("ATTN_VULKAN_SUBGROUP");
@@ -118,6 +121,7 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     c->kb = env_int("ATTN_VULKAN_DECODE_KUNROLL", 1, 64);
     if (!c->kb)
         c->kb = 16;
+    c->vearly = env_int("ATTN_VULKAN_DECODE_VEARLY", 1, 1);
     c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
                                                   dt == ATTN_BF16));
@@ -479,22 +483,22 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     attn_vk_prof_host(&prof, "table");
     cfg.cwg = combine_wg(d);
     cfg.cs = combine_split(dev, cfg.cwg, t.max_nch);
-    const int32_t spec[10] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
-                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1 };
+    const int32_t spec[11] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
+                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1, cfg.vearly };
     /* The combine's pipeline: mode 0's constants at fixed small values (its
      * code is not run), one pipeline for every cache. */
-    const int32_t cspec[10] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs };
+    const int32_t cspec[11] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs, 0 };
     VkPipeline pipe[2];
     if (s == ATTN_OK)
         s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                                 ATTN_VK_SHADER_DECODE, spec, 10, &pipe[0]);
+                                 ATTN_VK_SHADER_DECODE, spec, 11, &pipe[0]);
     if (s == ATTN_OK)
-        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_DECODE, cspec, 10, &pipe[1]);
+        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_DECODE, cspec, 11, &pipe[1]);
     attn_vk_prof_host(&prof, "pipeline");
     if (prof.on)
-        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d unroll v%d k%d "
+        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d unroll v%d%s k%d "
                  "groups %lld chunk %lld combine %dx%d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
-                 cfg.vi, cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
+                 cfg.vi, cfg.vearly ? " early" : "", cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
                  cfg.subgroup ? "subgroup" : "shared",
                  d->direct ? "mapped" : table_names[table_mode(d, t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
