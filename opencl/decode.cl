@@ -1,29 +1,37 @@
 /* attn_decode: split-KV flash decoding over the paged KV cache (OpenCL C 1.2).
  *
- * attn_decode_chunk: one work-group per task (sequence b, kv head hk, chunk
- * of the sequence's scanned keys, block of RB query rows). The RB rows are
- * the Sq x Hq/Hkv query rows that share head hk, so every K and V row of
- * the chunk is read from memory once for all of them. Keys go in tiles of
- * TK; a work-item is (key group kg, lane): the LR lanes of a key group read
- * one cache row together, CW consecutive elements each (wide, coalesced
- * loads; Q8/Q4 dequantised in registers), so the row is covered by KI (K)
- * or VI (V) loads per lane.
- *   1  page base and slot of each key of the tile (from the host's table),
- *      done for the next tile during this one's softmax
- *   2  QK: each lane's partial dot products for its keys and RB rows
- *   3  scores: partials summed over the lanes; soft-cap, ALiBi, visibility
- *   4  online softmax: the row owners update the running max and rescale
- *   5  P = exp(s - m) (or sigmoid(s + bias))
- *   6  PV: each work-item accumulates its columns of O over its keys, in
- *      registers; the key groups' accumulators are summed once per chunk.
- * With VEARLY the V rows of the tile are loaded in step 2, right after the
- * K rows, into registers (16-bit types as raw bits): their latency then
- * overlaps the K loads' and the softmax steps instead of following them.
- * With KPREF each work-item's K chunks of the next tile are loaded into
- * registers once step 3 has located them, so step 2 finds them there.
- * The unnormalised partial (O, m, l) of each task goes to scratch;
- * attn_decode_combine merges the chunks with their log-sum-exp, normalises,
- * gates and stores out (and lse).
+ * attn_decode_chunk: one work-group of W work-items per task (sequence b,
+ * kv head hk, chunk of the sequence's scanned keys, block of RB query rows).
+ * The RB rows are the Sq x Hq/Hkv query rows that share head hk, so every K
+ * and V row of the chunk is read from memory once for all of them. A tile
+ * is W keys; per tile:
+ *   QK  key group g (LP lanes) reads the K rows of its KPT = LP keys, lane j
+ *       the KCW-element pieces j, j + LP, ... of a row (16-byte loads: the
+ *       LP lanes read a row's consecutive pieces, the groups consecutive
+ *       rows), and forms partial dot products with its pieces of the query
+ *       rows, which stay in registers; the partials go to local memory.
+ *       A tile's loads are all issued before the first is used (raw into
+ *       registers, converted afterwards; with VEARLY its V loads too):
+ *       per-key branches or loads interleaved with their use left one
+ *       memory latency per key on an NVIDIA H200.
+ *   S   work-item t sums the LP partials of key t alone (soft-cap, ALiBi,
+ *       visibility) and locates key t of the next tile.
+ *   P   every work-item reads all W scores (broadcast reads) and updates
+ *       the running max itself: no work-item walks a row serially while the
+ *       others wait. Work-item t turns its own key's scores into weights.
+ *   PV  the work-group splits into KS key slots of VL lanes; lane v of a
+ *       slot owns the VCW-column pieces v, v + VL, ... of O (16-byte loads
+ *       for 16-bit types): the slots read consecutive V rows, each with
+ *       coalesced loads; acc = alpha acc + sum_k p_k v_k over the slot's
+ *       keys. The slots' accumulators are added once per chunk.
+ * Three barriers per W keys and none after PV: each local buffer is next
+ * written after a barrier that its last readers have passed (the key
+ * locations alternate between two buffers by tile parity). With W = 32 on
+ * NVIDIA a work-group is one warp, whose barriers are cheap, and a compute
+ * unit holds many. Each work-item's running sum l covers its own keys; the
+ * sums are added once per chunk. The unnormalised partial (O, m, l) of the
+ * task goes to scratch; attn_decode_combine merges the chunks with their
+ * log-sum-exp, normalises, gates and stores out (and lse).
  *
  * Host tables (src/opencl/decode.c): per sequence SEQW longs (kept length
  * L, sinks scanned ns, window start lo of the scanned keys, kept sink
@@ -32,8 +40,9 @@
  * chunk, row block); page table: pool page of each logical page, sink pages
  * [0, sp) then window pages from fw.
  *
- * Compile-time: D, DV, SDT (cache dtype), CW, LR, WG, TK, RB, VEARLY, KPREF,
- * F16CVT; MWG and CCB (combine). */
+ * Compile-time: D, DV, SDT (cache dtype), W, LP, KCW, VCW, VL, RB, F16CVT,
+ * ALIGNED, VEARLY; MWG
+ * and CCB (combine). */
 
 #define SEQW 10
 #define SDT_F32  0
@@ -42,17 +51,15 @@
 #define SDT_Q8   4
 #define SDT_Q4   5
 
-#define NKC (D / CW)                    /* CW-element chunks of a K row */
-#define NVC (DV / CW)
-#define KI ((NKC + LR - 1) / LR)        /* chunks per lane */
-#define VI ((NVC + LR - 1) / LR)
-#define KG (WG / LR)                    /* key groups */
-#define KPT (TK / KG)                   /* keys per work-item per tile */
-#define RED_W (LR + 1)                  /* padded: lane partials of one (row, key) */
-#define RED_QK (RB * TK * RED_W)
-#define RED_O (KG * (DV + 1))
-#define RED_A (RED_QK > RED_O ? RED_QK : RED_O)
-#define RED_N (RED_A > RB * D ? RED_A : RB * D)
+#define NKC (D / KCW)                   /* K pieces of a row */
+#define NVC (DV / VCW)                  /* V pieces of a row */
+#define KI ((NKC + LP - 1) / LP)        /* K pieces per lane */
+#define KS (W / VL)                     /* key slots of P.V (VL: lanes per V row) */
+#define VI ((NVC + VL - 1) / VL)        /* V pieces per work-item */
+#define KG (W / LP)                     /* key groups */
+#define KPT LP                          /* keys per group per tile: W keys */
+#define PST (LP * RB + 1)               /* partials of one key: odd stride, no bank conflicts */
+#define RED_N (W * PST > KS * RB * DV ? W * PST : KS * RB * DV)
 
 #define F_CAUSAL  (1 << 0)
 #define F_SIGMOID (1 << 1)
@@ -70,108 +77,189 @@
 
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
-#if CW == 1
-#define VT float
-#define UT uchar
-#define IT uint
-#define VLOAD(p) (*(p))
-#define VCONVERT(x) convert_float(x)
-#define VAS_FLOAT(x) as_float(x)
-#define VAS_UINT(x) as_uint(x)
-#define VCONVERT_UINT(x) convert_uint(x)
-#define VSTORE(v, p) (*(p) = (v))
-#define VDOT(a, b) ((a) * (b))
-#else
-#define VT CAT(float, CW)
-#define UT CAT(uchar, CW)
-#define IT CAT(uint, CW)
-#define VLOAD(p) CAT(vload, CW)(0, p)
-#define VCONVERT(x) CAT(convert_float, CW)(x)
-#define VAS_FLOAT(x) CAT(as_float, CW)(x)
-#define VAS_UINT(x) CAT(as_uint, CW)(x)
-#define VCONVERT_UINT(x) CAT(convert_uint, CW)(x)
-#define VSTORE(v, p) CAT(vstore, CW)(v, 0, p)
-#if CW == 8
-#define VDOT(a, b) (dot((a).lo, (b).lo) + dot((a).hi, (b).hi))
-#else
-#define VDOT(a, b) dot(a, b)
-#endif
-#endif
 
-/* f16 bits to f32 without vload_half, so that CW values come from one
- * vector load on every driver: the 15 magnitude bits moved to a float's
- * exponent and mantissa position, rebiased by a multiply by 2^112 (exact,
- * subnormals included); inf and NaN keep the top exponent. */
-inline VT f16_bits_to_float(IT u)
-{
-    const IT a = (u & 0x7fffu) << 13;
-    const VT f = select(VAS_FLOAT(a) * 0x1p112f, VAS_FLOAT(a | 0x7f800000u), a >= 0x0f800000u);
-    return VAS_FLOAT(VAS_UINT(f) | ((u & 0x8000u) << 16));
-}
-
-/* f16 conversion (F16CVT): 0 the bit arithmetic above; 1 vload_half (the
- * driver's loads and conversion: values, not bits, come back); 2 raw bits
- * reinterpreted as half (cl_khr_fp16) and converted by the hardware. */
-#ifndef F16CVT
-#define F16CVT 0
-#endif
 #if SDT == SDT_F16 && F16CVT == 2
 #pragma OPENCL EXTENSION cl_khr_fp16 : enable
 #endif
 
-/* RT: a row chunk as loaded, before its conversion to float (raw_value):
- * the bits of 16-bit types (half the registers of floats), the values of
- * the others. */
-#if (SDT == SDT_F16 && F16CVT != 1) || SDT == SDT_BF16
-#if CW == 1
-#define RT ushort
-#else
-#define RT CAT(ushort, CW)
+/* Types and operations of n-element pieces (n = 1 is the scalar): FT
+ * float, UT uchar, CT char, ST ushort, IT uint. */
+#define FT_1 float
+#define UT_1 uchar
+#define CT_1 char
+#define ST_1 ushort
+#define IT_1 uint
+#define VLD_1(p) (*(p))
+#define VST_1(v, p) (*(p) = (v))
+#define CVF_1(x) convert_float(x)
+#define CVU_1(x) convert_uint(x)
+#define ASF_1(x) as_float(x)
+#define ASU_1(x) as_uint(x)
+#define ASH_1(x) as_half(x)
+#define FT_2 float2
+#define UT_2 uchar2
+#define CT_2 char2
+#define ST_2 ushort2
+#define IT_2 uint2
+#define VLD_2(p) vload2(0, p)
+#define VST_2(v, p) vstore2(v, 0, p)
+#define CVF_2(x) convert_float2(x)
+#define CVU_2(x) convert_uint2(x)
+#define ASF_2(x) as_float2(x)
+#define ASU_2(x) as_uint2(x)
+#define ASH_2(x) as_half2(x)
+#define FT_4 float4
+#define UT_4 uchar4
+#define CT_4 char4
+#define ST_4 ushort4
+#define IT_4 uint4
+#define VLD_4(p) vload4(0, p)
+#define VST_4(v, p) vstore4(v, 0, p)
+#define CVF_4(x) convert_float4(x)
+#define CVU_4(x) convert_uint4(x)
+#define ASF_4(x) as_float4(x)
+#define ASU_4(x) as_uint4(x)
+#define ASH_4(x) as_half4(x)
+#define FT_8 float8
+#define UT_8 uchar8
+#define CT_8 char8
+#define ST_8 ushort8
+#define IT_8 uint8
+#define VLD_8(p) vload8(0, p)
+#define VST_8(v, p) vstore8(v, 0, p)
+#define CVF_8(x) convert_float8(x)
+#define CVU_8(x) convert_uint8(x)
+#define ASF_8(x) as_float8(x)
+#define ASU_8(x) as_uint8(x)
+#define ASH_8(x) as_half8(x)
+#define FT_16 float16
+#define UT_16 uchar16
+#define CT_16 char16
+#define ST_16 ushort16
+#define IT_16 uint16
+#define VLD_16(p) vload16(0, p)
+#define VST_16(v, p) vstore16(v, 0, p)
+#define CVF_16(x) convert_float16(x)
+#define CVU_16(x) convert_uint16(x)
+#define ASF_16(x) as_float16(x)
+#define ASU_16(x) as_uint16(x)
+#define ASH_16(x) as_half16(x)
+#define DOT_1(a, b) ((a) * (b))
+#define DOT_2(a, b) dot(a, b)
+#define DOT_4(a, b) dot(a, b)
+#define DOT_8(a, b) (dot((a).lo, (b).lo) + dot((a).hi, (b).hi))
+#define DOT_16(a, b) (DOT_8((a).lo, (b).lo) + DOT_8((a).hi, (b).hi))
+
+#define KFT CAT(FT_, KCW)
+#define VFT CAT(FT_, VCW)
+#define KDOT CAT(DOT_, KCW)
+
+/* f16 bits to f32 without vload_half, so that a piece comes from one
+ * vector load on every driver: the 15 magnitude bits moved to a float's
+ * exponent and mantissa position, rebiased by a multiply by 2^112 (exact,
+ * subnormals included); inf and NaN keep the top exponent. */
+#define DEFINE_F16_BITS(n)                                                                   \
+    inline FT_##n f16_bits_##n(IT_##n u)                                                     \
+    {                                                                                        \
+        const IT_##n a = (u & 0x7fffu) << 13;                                                \
+        const FT_##n f = select(ASF_##n(a) * 0x1p112f, ASF_##n(a | 0x7f800000u),             \
+                                a >= 0x0f800000u);                                           \
+        return ASF_##n(ASU_##n(f) | ((u & 0x8000u) << 16));                                  \
+    }
+#define DEFINE_F16_BITS_(n) DEFINE_F16_BITS(n)
+
+/* LDV(T, n, p): n elements of type T at p. vloadn needs only the element's
+ * alignment, so drivers may split it into n scalar loads (NVIDIA does);
+ * with ALIGNED (the host checked that every row and piece starts at a
+ * multiple of the piece's bytes) the piece is one vector load. */
+#ifndef ALIGNED
+#define ALIGNED 0
 #endif
-inline VT raw_value(RT x)
-{
-#if SDT == SDT_F16 && F16CVT == 2 && CW == 1
-    return convert_float(as_half(x));
-#elif SDT == SDT_F16 && F16CVT == 2
-    return VCONVERT(CAT(as_half, CW)(x));
-#elif SDT == SDT_F16
-    return f16_bits_to_float(VCONVERT_UINT(x));
+#if ALIGNED
+/* 16-bit pieces through 32-bit words: NVIDIA's compiler splits a ushort8
+ * into two 8-byte loads (on the H200, f16 L = 128K: 0.232 against 0.279 ms).
+ * Byte pieces as loaded were faster there than through words. */
+#define LDV(T, n, p) CAT(CAT(LDV_, T), n)(p)
+#define LDV_float1(p) (*(p))
+#define LDV_float2(p) (*(__global const float2 *)(p))
+#define LDV_float4(p) (*(__global const float4 *)(p))
+#define LDV_float8(p) (*(__global const float8 *)(p))
+#define LDV_float16(p) (*(__global const float16 *)(p))
+#define LDV_ushort1(p) (*(p))
+#define LDV_ushort2(p) as_ushort2(*(__global const uint *)(p))
+#define LDV_ushort4(p) as_ushort4(*(__global const uint2 *)(p))
+#define LDV_ushort8(p) as_ushort8(*(__global const uint4 *)(p))
+#define LDV_ushort16(p) as_ushort16(*(__global const uint8 *)(p))
+#define LDV_char1(p) (*(p))
+#define LDV_char2(p) (*(__global const char2 *)(p))
+#define LDV_char4(p) (*(__global const char4 *)(p))
+#define LDV_char8(p) (*(__global const char8 *)(p))
+#define LDV_char16(p) (*(__global const char16 *)(p))
+#define LDV_uchar1(p) (*(p))
+#define LDV_uchar2(p) (*(__global const uchar2 *)(p))
+#define LDV_uchar4(p) (*(__global const uchar4 *)(p))
+#define LDV_uchar8(p) (*(__global const uchar8 *)(p))
+#define LDV_uchar16(p) (*(__global const uchar16 *)(p))
 #else
-    return VAS_FLOAT(VCONVERT_UINT(x) << 16);
-#endif
-}
-#else
-#define RT VT
-#define raw_value(x) (x)
+#define LDV(T, n, p) CAT(VLD_, n)(p)
 #endif
 
-/* Elements e0 .. e0+CW-1 of a stored row (data at row, meta at meta), as RT. */
-inline RT load_raw(__global const uchar *row, __global const uchar *meta, int e0)
-{
+/* A piece (elements e0 .. e0+n-1 of a stored row) is loaded raw by RAW (the
+ * bits of 16-bit types, the bytes of Q8/Q4; the block's scale and minimum
+ * by SCALE and MINV) and converted to floats by CONV where it is used, so
+ * that all the loads of a tile are issued before the first conversion
+ * waits for one. F16CVT: 0 the bit arithmetic above; 1 vload_half of the
+ * loaded bits (a private variable: the driver converts in registers, one
+ * instruction an element on NVIDIA, where the bit arithmetic takes about
+ * nine); 2 the bits as half (cl_khr_fp16), converted by the hardware. Q8: int8 times the block's f16
+ * scale. Q4: in block b = e0/32, byte t holds element 32b+t (low nibble)
+ * and 32b+t+16 (high), times the block's scale plus its minimum (a piece
+ * never crosses a half block). */
+#define QUANT (SDT == SDT_Q8 || SDT == SDT_Q4)
 #if SDT == SDT_F32
-    return VLOAD((__global const float *)row + e0);
-#elif SDT == SDT_F16 && F16CVT == 1 && CW == 1
-    return vload_half(e0, (__global const half *)row);
-#elif SDT == SDT_F16 && F16CVT == 1
-    return CAT(vload_half, CW)(0, (__global const half *)row + e0);
+#define RAWT(n) CAT(FT_, n)
+#define RAW(n, row, e0) LDV(float, n, (__global const float *)(row) + (e0))
+#define CONV(n, x, e0, s, m) (x)
 #elif SDT == SDT_F16 || SDT == SDT_BF16
-    return VLOAD((__global const ushort *)row + e0);
-#elif SDT == SDT_Q8
-    const float s = vload_half(e0 / 32, (__global const half *)meta);
-    return VCONVERT(VLOAD((__global const char *)row + e0)) * s;
+#define RAWT(n) CAT(ST_, n)
+#define RAW(n, row, e0) LDV(ushort, n, (__global const ushort *)(row) + (e0))
+#if SDT == SDT_BF16
+#define CONV(n, x, e0, s, m) CAT(ASF_, n)(CAT(CVU_, n)(x) << 16)
+#elif F16CVT == 1
+#define CONV(n, x, e0, s, m) CAT(VLDHP_, n)((__private const half *)&(x))
+#define VLDHP_1(p) vload_half(0, p)
+#define VLDHP_2(p) vload_half2(0, p)
+#define VLDHP_4(p) vload_half4(0, p)
+#define VLDHP_8(p) vload_half8(0, p)
+#define VLDHP_16(p) vload_half16(0, p)
+#elif F16CVT == 2
+#define CONV(n, x, e0, s, m) CAT(CVF_, n)(CAT(ASH_, n)(x))
 #else
-    /* block b = e0/32: byte t holds element 32b+t (low nibble) and 32b+t+16 (high) */
-    const int blk = e0 / 32, t = e0 % 32;
-    const float s = vload_half(2 * blk, (__global const half *)meta);
-    const float m = vload_half(2 * blk + 1, (__global const half *)meta);
-    const UT by = VLOAD(row + blk * 16 + (t & 15));
-    if (t < 16)
-        return VCONVERT(by & (UT)15) * s + m;
-    return VCONVERT(by >> (UT)4) * s + m;
+#define CONV(n, x, e0, s, m) CAT(f16_bits_, n)(CAT(CVU_, n)(x))
 #endif
-}
+#elif SDT == SDT_Q8
+#define RAWT(n) CAT(CT_, n)
+#define RAW(n, row, e0) LDV(char, n, (__global const char *)(row) + (e0))
+#define CONV(n, x, e0, s, m) (CAT(CVF_, n)(x) * (s))
+#else
+#define RAWT(n) CAT(UT_, n)
+#define RAW(n, row, e0) LDV(uchar, n, (row) + ((e0) / 32) * 16 + ((e0) & 15))
+#define CONV(n, x, e0, s, m)                                                                  \
+    (CAT(CVF_, n)(((x) >> (CAT(UT_, n))(((e0) & 16) >> 2)) & (CAT(UT_, n))15) * (s) + (m))
+#endif
+#define SCALE(meta, e0)                                                                        \
+    vload_half(SDT == SDT_Q4 ? 2 * ((e0) / 32) : (e0) / 32, (__global const half *)(meta))
+#define MINV(meta, e0)                                                                         \
+    (SDT == SDT_Q4 ? vload_half(2 * ((e0) / 32) + 1, (__global const half *)(meta)) : 0.0f)
+#define KRT RAWT(KCW)
+#define VRT RAWT(VCW)
 
-#define load_chunk(row, meta, e0) raw_value(load_raw(row, meta, e0))
+#if SDT == SDT_F16 && F16CVT == 0
+DEFINE_F16_BITS_(KCW)
+#if VCW != KCW
+DEFINE_F16_BITS_(VCW)
+#endif
+#endif
 
 inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink_tokens)
 {
@@ -186,54 +274,95 @@ inline int key_visible(int flags, long diag, long j, long wl, long wr, long sink
     return 1;
 }
 
-/* 1: where each key of the tile at u0 lives: its page's byte offset in the
- * pool and its slot, j = -1 past the chunk's end k1. */
-inline void locate_keys(__local long *kbase, __local long *kj, __local int *kslot, int lid,
-                        long u0, long k1, long ns, long lo, long nsk, long ws, long ps, long spg,
-                        long fw, __global const int *pages, long page_bytes)
-{
-    for (int x = lid; x < TK; x += WG) {
-        const long u = u0 + x;
-        long j = -1;
-        if (u < k1) {
-            j = u < ns ? u : lo + (u - ns);
-            const long pos = j < nsk ? j : ws + (j - nsk);
-            /* 32-bit division where it fits: 64-bit is emulated on GPUs */
-            const long lp = pos <= INT_MAX && ps <= INT_MAX ? (long)((int)pos / (int)ps)
-                                                            : pos / ps;
-            const long page = pages[lp < spg ? lp : spg + (lp - fw)];
-            kbase[x] = page * page_bytes;
-            kslot[x] = (int)(pos - lp * ps);
-        }
-        kj[x] = j;
-    }
-}
-
-#if KPREF
-/* This work-item's K chunks of a located tile, as loaded (RT), zero for
- * keys past the chunk. */
-inline void load_k_tile(RT kr[KPT][KI], __global const uchar *pool, __local const long *kbase,
-                        __local const long *kj, __local const int *kslot, int kg, int lane,
-                        long plane, long k_row, long k_meta_off, long k_meta_row)
-{
-    UNROLL
-    for (int x = 0; x < KPT; x++) {
-        const int k = kg + x * KG;
-        const long base = kbase[k] + plane, slot = kslot[k];
-        __global const uchar *row = pool + base + slot * k_row;
-        __global const uchar *meta = pool + base + k_meta_off + slot * k_meta_row;
-        UNROLL
-        for (int i = 0; i < KI; i++) {
-            const int c = lane + i * LR;
-            kr[x][i] = (RT)0;
-            if (kj[k] >= 0 && c < NKC)
-                kr[x][i] = load_raw(row, meta, c * CW);
-        }
-    }
-}
+#if SDT == SDT_Q8 || SDT == SDT_Q4
+#define NLOC 4                          /* K row, V row, K meta, V meta */
+#else
+#define NLOC 2                          /* K row, V row */
 #endif
 
-__kernel __attribute__((reqd_work_group_size(WG, 1, 1)))
+/* Where key u of the scanned range lives: its position j, its logical
+ * position pos in the sequence (past the sinks: in the window), and the
+ * index of its page in the task's page table. A key past the chunk's end
+ * k1 gets the place of key uf (the tile's first, always in the chunk):
+ * every load of a tile is then unconditional, which lets the compiler issue
+ * them all before the first is used (a load under a branch waits for the
+ * loads before it), and its weight is 0 (j = -1). */
+typedef struct key_place { long j, pos, lp; int pi; } key_place;
+
+inline key_place place_key(long u, long uf, long k1, long ns, long lo, long nsk, long ws, long ps,
+                           long spg, long fw)
+{
+    key_place k;
+    const long ue = u < k1 ? u : uf;
+    const long j = ue < ns ? ue : lo + (ue - ns);
+    k.pos = j < nsk ? j : ws + (j - nsk);
+    /* 32-bit division where it fits: 64-bit is emulated on GPUs */
+    k.lp = k.pos <= INT_MAX && ps <= INT_MAX ? (long)((int)k.pos / (int)ps) : k.pos / ps;
+    k.pi = (int)(k.lp < spg ? k.lp : spg + (k.lp - fw));
+    k.j = u < k1 ? j : -1;
+    return k;
+}
+
+/* The pool byte offsets of the key's K and V rows (and metas) into loc[0..
+ * NLOC) (stride W), from its pool page: computed once per key, so that the
+ * loads of a row add one offset. */
+inline void store_loc(__local long *loc, key_place k, int page, long ps, long page_bytes,
+                      long kp, long vp, long k_row, long v_row, long k_meta_off,
+                      long v_meta_off, long k_meta_row, long v_meta_row)
+{
+    const long base = page * page_bytes, slot = k.pos - k.lp * ps;
+    loc[0] = base + kp + slot * k_row;
+    loc[W] = base + vp + slot * v_row;
+#if NLOC == 4
+    loc[2 * W] = base + kp + k_meta_off + slot * k_meta_row;
+    loc[3 * W] = base + vp + v_meta_off + slot * v_meta_row;
+#endif
+}
+
+/* dst[0..RB) = the RB floats of key k in buf (scores or weights, by key):
+ * 16-byte local reads when RB is a multiple of 4 */
+#if RB % 4 == 0
+#define ROW_READ(dst, buf, k)                                                                 \
+    UNROLL for (int q_ = 0; q_ < RB / 4; q_++) vstore4(vload4((k) * (RB / 4) + q_, buf), 0,   \
+                                                      (dst) + 4 * q_)
+#else
+#define ROW_READ(dst, buf, k) UNROLL for (int q_ = 0; q_ < RB; q_++) (dst)[q_] = (buf)[(k) * RB + q_]
+#endif
+
+/* A key's row and meta addresses from its locations */
+#if NLOC == 4
+#define KMETA(pa, k) (pool + loc[pa][2][k])
+#define VMETA(pa, k) (pool + loc[pa][3][k])
+#else
+#define KMETA(pa, k) pool
+#define VMETA(pa, k) pool
+#endif
+
+/* the V pieces of the tile's keys for this work-item's slot and columns,
+ * raw, into vr (and their scales) */
+#if QUANT
+#define V_QUANT_LOAD(x, i, k, c)                                                              \
+    vsc[x][i] = SCALE(VMETA(pa, k), (c) * VCW);                                               \
+    vmn[x][i] = MINV(VMETA(pa, k), (c) * VCW);
+#else
+#define V_QUANT_LOAD(x, i, k, c)
+#endif
+#define LOAD_V_TILE()                                                                         \
+    UNROLL                                                                                    \
+    for (int x = 0; x < W / KS; x++) {                                                        \
+        const int k = vs + KS * x;                                                            \
+        __global const uchar *row = pool + loc[pa][1][k];                                     \
+        UNROLL                                                                                \
+        for (int i = 0; i < VI; i++) {                                                        \
+            const int c = vl + i * VL;                                                        \
+            if (NVC % VL == 0 || c < NVC) {                                                   \
+                vr[x][i] = RAW(VCW, row, c * VCW);                                            \
+                V_QUANT_LOAD(x, i, k, c)                                                      \
+            }                                                                                 \
+        }                                                                                     \
+    }
+
+__kernel __attribute__((reqd_work_group_size(W, 1, 1)))
 void attn_decode_chunk(__global const uchar *pool,
                        __global const long *seqtab, __global const int *itab, long task_off,
                        long page_off, __global const float *ftab, long head_off,
@@ -247,13 +376,13 @@ void attn_decode_chunk(__global const uchar *pool,
                        long k_row, long v_row, long k_meta_off, long v_meta_off,
                        long k_meta_row, long v_meta_row)
 {
-    __local float red[RED_N];
-    __local float sp_[RB * TK];             /* scores, then probabilities */
-    __local float rowm[RB], rowa[RB];
-    __local long kbase[2][TK], kj[2][TK];   /* by tile parity: read while the next fills */
-    __local int kslot[2][TK];
+    __local float qs[RB * D];               /* the query rows, scaled */
+    __local float pbuf[RED_N];              /* partial dot products by key; the merges at the end */
+    __local float sb[W * RB] __attribute__((aligned(16)));   /* scores by key */
+    __local float pb[W * RB] __attribute__((aligned(16)));   /* weights by key */
+    __local long loc[2][NLOC][W];           /* by tile parity: read while the next fills */
 
-    const int lid = get_local_id(0), lane = lid % LR, kg = lid / LR;
+    const int lid = get_local_id(0), lane = lid % LP, g = lid / LP, vs = lid / VL, vl = lid % VL;
     const int task = get_group_id(0);
     __global const int *tk = itab + task_off + 4 * task;
     const int b = tk[0], hk = tk[1], ch = tk[2], rb = tk[3];
@@ -264,239 +393,256 @@ void attn_decode_chunk(__global const uchar *pool,
     const long k1 = min(nkeys, k0 + chunk);
     const int nr = sq * group, softmax = !(flags & F_SIGMOID);
     __global const float *alibi = ftab + head_off, *sinks = ftab + head_off + hq;
+    __global const int *pages = itab + pt;
+    const long kp = hk * k_plane, vp = v_plane0 + hk * v_plane;
 
     /* the block's query rows, scaled, through local memory into registers */
-    for (int x = lid; x < RB * D; x += WG) {
+    for (int x = lid; x < RB * D; x += W) {
         const int r = x / D, e = x % D, rr = rb * RB + r;
         float v = 0.0f;
         if (rr < nr) {
             const long i = rr / group, h = hk * group + rr % group;
             v = scale * attn_load(q, q_dt, q_off + b * q0 + i * q1 + h * q2 + e * q3);
         }
-        red[x] = v;
+        qs[x] = v;
     }
+#define PLACE(u, uf) place_key(u, uf, k1, ns, lo, nsk, ws, ps, spg, fw)
+#define STORE_LOC(pa, kpl, page)                                                              \
+    store_loc(&loc[pa][0][lid], kpl, page, ps, page_bytes, kp, vp, k_row, v_row, k_meta_off, \
+              v_meta_off, k_meta_row, v_meta_row)
+    /* this work-item's key of the first tile located now; its key of the
+     * next tile is placed and its page-table entry loaded one tile ahead,
+     * so that the entry's latency hides behind a tile */
+    key_place kc = PLACE(k0 + lid, k0), kn = PLACE(k0 + W + lid, k0 + W < k1 ? k0 + W : k0);
+    STORE_LOC(0, kc, pages[kc.pi]);
+    int page_n = pages[kn.pi];
+    long jt = kc.j;
     barrier(CLK_LOCAL_MEM_FENCE);
-    VT qv[RB][KI];
+    KFT qv[RB][KI];
     UNROLL
     for (int r = 0; r < RB; r++)
         UNROLL
         for (int i = 0; i < KI; i++) {
-            const int c = lane + i * LR;
-            qv[r][i] = c < NKC ? VLOAD(red + r * D + c * CW) : (VT)0.0f;
+            const int c = lane + i * LP;
+            qv[r][i] = c < NKC ? CAT(VLD_, KCW)(qs + r * D + c * KCW) : (KFT)0.0f;
         }
-    float lacc[RB];
-    VT acc[RB][VI];
+
+    /* the running max m is the same on every work-item (computed from the
+     * same scores); l sums this work-item's own keys */
+    float m[RB], l[RB];
+    VFT acc[RB][VI];
     UNROLL
     for (int r = 0; r < RB; r++) {
         const int rr = rb * RB + r;
         const long h = hk * group + rr % group;
         const int sink = ch == 0 && (flags & F_SINKS) && rr < nr && softmax;
-        lacc[r] = sink && lid == 0 ? 1.0f : 0.0f;
-        if (lid == 0)
-            rowm[r] = sink ? sinks[h] : -INFINITY;
+        m[r] = sink ? sinks[h] : -INFINITY;
+        l[r] = sink && lid == 0 ? 1.0f : 0.0f;
         UNROLL
         for (int i = 0; i < VI; i++)
-            acc[r][i] = (VT)0.0f;
+            acc[r][i] = (VFT)0.0f;
     }
-    if (k0 < k1)
-        locate_keys(kbase[0], kj[0], kslot[0], lid, k0, k1, ns, lo, nsk, ws, ps, spg, fw,
-                    itab + pt, page_bytes);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#if KPREF
-    RT kr[KPT][KI];
-    if (k0 < k1)
-        load_k_tile(kr, pool, kbase[0], kj[0], kslot[0], kg, lane, hk * k_plane, k_row,
-                    k_meta_off, k_meta_row);
-#endif
 
-    for (long u0 = k0, it = 0; u0 < k1; u0 += TK, it++) {
-        const int pb = (int)(it & 1);
-        /* 2: QK partial dot products of this lane's chunks */
-#if VEARLY
-        RT vr[KPT][VI];
+    for (long u0 = k0, it = 0; u0 < k1; u0 += W, it++) {
+        const int pa = (int)(it & 1);
+        /* QK: this lane's pieces of the group's keys, all loads first, then
+         * the partial dot products; with VEARLY the tile's V pieces are
+         * loaded here too, so that their latency overlaps the softmax
+         * instead of following it (more registers) */
+        VRT vr[W / KS][VI];
+#if QUANT
+        float vsc[W / KS][VI], vmn[W / KS][VI];
+#endif
+        KRT kr[KPT][KI];
+#if QUANT
+        float ksc[KPT][KI], kmn[KPT][KI];
+#endif
         UNROLL
         for (int x = 0; x < KPT; x++) {
-            const int k = kg + x * KG;
-            const long base = kbase[pb][k] + v_plane0 + hk * v_plane;
-            const long slot = kslot[pb][k];
-            __global const uchar *row = pool + base + slot * v_row;
-            __global const uchar *meta = pool + base + v_meta_off + slot * v_meta_row;
+            const int k = g + x * KG;
+            __global const uchar *row = pool + loc[pa][0][k];
             UNROLL
-            for (int i = 0; i < VI; i++) {
-                const int c = lane + i * LR;
-                vr[x][i] = (RT)0;
-                if (kj[pb][k] >= 0 && c < NVC)
-                    vr[x][i] = load_raw(row, meta, c * CW);
+            for (int i = 0; i < KI; i++) {
+                const int c = lane + i * LP;
+                if (NKC % LP == 0 || c < NKC) {
+                    kr[x][i] = RAW(KCW, row, c * KCW);
+#if QUANT
+                    ksc[x][i] = SCALE(KMETA(pa, k), c * KCW);
+                    kmn[x][i] = MINV(KMETA(pa, k), c * KCW);
+#endif
+                }
             }
         }
+#if VEARLY
+        LOAD_V_TILE();
 #endif
         UNROLL
         for (int x = 0; x < KPT; x++) {
-            const int k = kg + x * KG;
+            const int k = g + x * KG;
             float pd[RB];
             UNROLL
             for (int r = 0; r < RB; r++)
                 pd[r] = 0.0f;
-            if (kj[pb][k] >= 0) {
-#if !KPREF
-                const long base = kbase[pb][k] + hk * k_plane;
-                const long slot = kslot[pb][k];
-                __global const uchar *row = pool + base + slot * k_row;
-                __global const uchar *meta = pool + base + k_meta_off + slot * k_meta_row;
-#endif
-                UNROLL
-                for (int i = 0; i < KI; i++) {
-                    const int c = lane + i * LR;
-                    if (c < NKC) {
-#if KPREF
-                        const VT kv = raw_value(kr[x][i]);
+            UNROLL
+            for (int i = 0; i < KI; i++) {
+                const int c = lane + i * LP;
+                if (NKC % LP == 0 || c < NKC) {
+#if QUANT
+                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, ksc[x][i], kmn[x][i]);
 #else
-                        const VT kv = load_chunk(row, meta, c * CW);
+                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, 0.0f, 0.0f);
 #endif
-                        UNROLL
-                        for (int r = 0; r < RB; r++)
-                            pd[r] += VDOT(qv[r][i], kv);
-                    }
+                    UNROLL
+                    for (int r = 0; r < RB; r++)
+                        pd[r] += KDOT(qv[r][i], kv);
                 }
             }
             UNROLL
             for (int r = 0; r < RB; r++)
-                red[(r * TK + k) * RED_W + lane] = pd[r];
+                pbuf[k * PST + lane * RB + r] = pd[r];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
 
-        /* 1 of the next tile, into the other parity (its last readers, the
-         * previous tile's step 6, are done): the page-table loads overlap
-         * the softmax steps instead of opening the next tile */
-        if (u0 + TK < k1)
-            locate_keys(kbase[pb ^ 1], kj[pb ^ 1], kslot[pb ^ 1], lid, u0 + TK, k1, ns, lo, nsk,
-                        ws, ps, spg, fw, itab + pt, page_bytes);
-
-        /* 3: scores */
-        for (int x = lid; x < RB * TK; x += WG) {
-            const int r = x / TK, k = x % TK, rr = rb * RB + r;
-            const long j = kj[pb][k];
-            float s = -INFINITY;
-            if (j >= 0 && rr < nr) {
-                s = 0.0f;
-                for (int l = 0; l < LR; l++)
-                    s += red[x * RED_W + l];
-                const long i = rr / group, h = hk * group + rr % group, diag = i + L - sq;
-                if (flags & F_SOFTCAP)
-                    s = softcap * tanh(s / softcap);
-                if (flags & F_ALIBI)
-                    s -= alibi[h] * (float)abs(diag - j);
-                if (!key_visible(flags, diag, j, wl, wr, sink_tokens))
-                    s = -INFINITY;
-            }
-            sp_[x] = s;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-#if KPREF
-        /* the next tile's K, located in step 3, in flight through 4 to 6 */
-        if (u0 + TK < k1)
-            load_k_tile(kr, pool, kbase[pb ^ 1], kj[pb ^ 1], kslot[pb ^ 1], kg, lane,
-                        hk * k_plane, k_row, k_meta_off, k_meta_row);
-#endif
-
-        /* 4: running max and the rescale of what came before */
-        for (int r = lid; r < RB; r += WG) {
-            float a = 1.0f;
-            if (softmax) {
-                float mt = rowm[r];
-                UNROLL
-                for (int k = 0; k < TK; k++)
-                    mt = fmax(mt, sp_[r * TK + k]);
-                a = mt == -INFINITY || mt == rowm[r] ? 1.0f : exp(rowm[r] - mt);
-                rowm[r] = mt;
-            }
-            rowa[r] = a;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* 5: probabilities (sigmoid as e/(1+e) or 1/(1+e), e = exp(-|x|): no overflow) */
-        for (int x = lid; x < RB * TK; x += WG) {
-            const float s = sp_[x];
-            float p = 0.0f;
-            if (s != -INFINITY) {
-                if (softmax) {
-                    p = exp(s - rowm[x / TK]);
-                } else {
-                    const float y = s + sigmoid_bias, e = exp(-fabs(y));
-                    p = (y >= 0.0f ? 1.0f : e) / (1.0f + e);
-                }
-            }
-            sp_[x] = p;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-
-        /* 6: O = alpha O + P V over this work-item's keys and columns */
+        /* S: the scores of this work-item's key; then it locates its key of
+         * the next tile (into the other parity: its last readers, the
+         * previous tile's QK and PV, are past this tile's first barrier) */
+        float s[RB];
         UNROLL
         for (int r = 0; r < RB; r++) {
-            const float a = rowa[r];
-            lacc[r] *= a;
+            const int rr = rb * RB + r;
+            float x = -INFINITY;
+            if (jt >= 0 && rr < nr) {
+                x = 0.0f;
+                UNROLL
+                for (int j = 0; j < LP; j++)
+                    x += pbuf[lid * PST + j * RB + r];
+                const long i = rr / group, h = hk * group + rr % group, diag = i + L - sq;
+                if (flags & F_SOFTCAP)
+                    x = softcap * tanh(x / softcap);
+                if (flags & F_ALIBI)
+                    x -= alibi[h] * (float)abs(diag - jt);
+                if (!key_visible(flags, diag, jt, wl, wr, sink_tokens))
+                    x = -INFINITY;
+            }
+            s[r] = x;
+            sb[lid * RB + r] = x;
+        }
+        if (u0 + W < k1) {
+            STORE_LOC(pa ^ 1, kn, page_n);
+            jt = kn.j;
+            const long u2 = u0 + 2 * W;
+            kn = PLACE(u2 + lid, u2 < k1 ? u2 : u0 + W);
+            page_n = pages[kn.pi];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* P: running max over the tile's scores, the rescale factor, and
+         * this work-item's weights (sigmoid as e/(1+e) or 1/(1+e), e =
+         * exp(-|x|): no overflow) */
+        float alpha[RB], mt[RB];
+        UNROLL
+        for (int r = 0; r < RB; r++)
+            mt[r] = m[r];
+        if (softmax)
+            UNROLL
+            for (int k = 0; k < W; k++) {
+                float sk[RB];
+                ROW_READ(sk, sb, k);
+                UNROLL
+                for (int r = 0; r < RB; r++)
+                    mt[r] = fmax(mt[r], sk[r]);
+            }
+        UNROLL
+        for (int r = 0; r < RB; r++) {
+            float p = 0.0f, a = 1.0f;
+            if (softmax) {
+                a = mt[r] == -INFINITY || mt[r] == m[r] ? 1.0f : exp(m[r] - mt[r]);
+                m[r] = mt[r];
+                if (s[r] != -INFINITY)
+                    p = exp(s[r] - mt[r]);
+            } else if (s[r] != -INFINITY) {
+                const float y = s[r] + sigmoid_bias, e = exp(-fabs(y));
+                p = (y >= 0.0f ? 1.0f : e) / (1.0f + e);
+            }
+            alpha[r] = a;
+            l[r] = l[r] * a + p;
+            pb[lid * RB + r] = p;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        /* PV over the tile's keys, this work-item's columns */
+        UNROLL
+        for (int r = 0; r < RB; r++)
             UNROLL
             for (int i = 0; i < VI; i++)
-                acc[r][i] *= a;
-        }
-        UNROLL
-        for (int x = 0; x < KPT; x++) {
-            const int k = kg + x * KG;
-            if (kj[pb][k] < 0)
-                continue;
+                acc[r][i] *= alpha[r];
 #if !VEARLY
-            const long base = kbase[pb][k] + v_plane0 + hk * v_plane;
-            const long slot = kslot[pb][k];
-            __global const uchar *row = pool + base + slot * v_row;
-            __global const uchar *meta = pool + base + v_meta_off + slot * v_meta_row;
+        LOAD_V_TILE();
 #endif
+        UNROLL
+        for (int x = 0; x < W / KS; x++) {
+            const int k = vs + KS * x;
+            float pk[RB];
+            ROW_READ(pk, pb, k);
             UNROLL
             for (int i = 0; i < VI; i++) {
-                const int c = lane + i * LR;
-                if (c < NVC) {
-#if VEARLY
-                    const VT vv = raw_value(vr[x][i]);
+                const int c = vl + i * VL;
+                if (NVC % VL == 0 || c < NVC) {
+#if QUANT
+                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, vsc[x][i], vmn[x][i]);
 #else
-                    const VT vv = load_chunk(row, meta, c * CW);
+                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, 0.0f, 0.0f);
 #endif
                     UNROLL
                     for (int r = 0; r < RB; r++)
-                        acc[r][i] += sp_[r * TK + k] * vv;
+                        acc[r][i] += pk[r] * vv;
                 }
             }
-            if (lane == 0)
-                UNROLL
-                for (int r = 0; r < RB; r++)
-                    lacc[r] += sp_[r * TK + k];
         }
     }
 
-    /* the key groups' accumulators summed, row by row, into the task's partial */
+    /* the task's partial: O summed over the key slots, l over the work-items */
     __global float *po = part + (long)task * RB * DV;
     __global float *pml = part + ml_off + (long)task * RB * 2;
-    UNROLL
-    for (int r = 0; r < RB; r++) {
-        barrier(CLK_LOCAL_MEM_FENCE);
+    if (KS == 1) {
         UNROLL
-        for (int i = 0; i < VI; i++) {
-            const int c = lane + i * LR;
-            if (c < NVC)
-                VSTORE(acc[r][i], red + kg * (DV + 1) + c * CW);
-        }
-        if (lane == 0)
-            red[kg * (DV + 1) + DV] = lacc[r];
+        for (int r = 0; r < RB; r++)
+            UNROLL
+            for (int i = 0; i < VI; i++) {
+                const int c = vl + i * VL;
+                if (c < NVC)
+                    CAT(VST_, VCW)(acc[r][i], po + r * DV + c * VCW);
+            }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (KS > 1) {
+        UNROLL
+        for (int r = 0; r < RB; r++)
+            UNROLL
+            for (int i = 0; i < VI; i++) {
+                const int c = vl + i * VL;
+                if (c < NVC)
+                    CAT(VST_, VCW)(acc[r][i], pbuf + (vs * RB + r) * DV + c * VCW);
+            }
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (int e = lid; e <= DV; e += WG) {
-            float s = 0.0f;
-            for (int g = 0; g < KG; g++)
-                s += red[g * (DV + 1) + e];
-            if (e < DV)
-                po[r * DV + e] = s;
-            else
-                pml[2 * r + 1] = s;
+        for (int e = lid; e < RB * DV; e += W) {
+            float sum = 0.0f;
+            for (int v = 0; v < KS; v++)
+                sum += pbuf[v * RB * DV + e];
+            po[e] = sum;
         }
-        if (lid == 0)
-            pml[2 * r] = rowm[r];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    UNROLL
+    for (int r = 0; r < RB; r++)
+        pbuf[r * W + lid] = l[r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = lid; r < RB; r += W) {
+        float sum = 0.0f;
+        for (int k = 0; k < W; k++)
+            sum += pbuf[r * W + k];
+        pml[2 * r] = m[r];
+        pml[2 * r + 1] = sum;
     }
 }
 

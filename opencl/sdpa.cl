@@ -59,6 +59,30 @@
 #define NUV (KC * (DVP / 4) >= NT ? (KC * (DVP / 4) + NT - 1) / NT : 1)
 #define PREF_Q (PREF >= 3 && QRES == 0)           /* Q chunks prefetched */
 
+/* ALIGNED (host-checked: F_VEC views whose offsets and strides are
+ * multiples of 4 elements): four elements by one 16- or 8-byte load.
+ * vload4 needs only the element's alignment, so NVIDIA's driver splits it
+ * into four loads. */
+#ifndef ALIGNED
+#define ALIGNED 0
+#endif
+#if ALIGNED && IN_DT == DT_F32
+#undef LOAD_IN4
+#define LOAD_IN4(p, i) (*(__global const float4 *)((p) + (i)))
+#elif ALIGNED && IN_DT == DT_F16
+inline float4 load_f16x4(__global const half *p)
+{
+    const uint2 w = *(__global const uint2 *)p;
+    return vload_half4(0, (const __private half *)&w);
+}
+#undef LOAD_IN4
+#define LOAD_IN4(p, i) load_f16x4((p) + (i))
+#elif ALIGNED
+#undef LOAD_IN4
+#define LOAD_IN4(p, i) \
+    as_float4(convert_uint4(as_ushort4(*(__global const uint2 *)((p) + (i)))) << 16)
+#endif
+
 #define F_CAUSAL   (1 << 0)
 #define F_SIGMOID  (1 << 1)
 #define F_ALIBI    (1 << 2)

@@ -5,7 +5,8 @@
  * in registers: F16 vcvtph2ps, BF16 shift, Q8 int8 -> f32 times the block
  * scale, Q4 nibbles -> f32 times scale plus min. Q8/Q4 values take their
  * own P.V, with the block scales folded into P (avx512_decode_qpv.h); with
- * AVX512-VNNI, Q8/Q4 scores use integer dot products (avx512_decode_vnni.h). */
+ * AVX512-VNNI, Q8/Q4 scores use integer dot products (avx512_decode_vnni.h)
+ * and so does their P.V, on 16-bit weights (avx512_decode_wpv.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -99,6 +100,7 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 #include "avx512_decode_meta.h"
 #include "avx512_decode_qpv.h"
 #include "avx512_decode_vnni.h"
+#include "avx512_decode_wpv.h"
 
 static const attn_cpu_decode_kernels avx512_decode = {
     .name = "avx512",
@@ -109,7 +111,7 @@ static const attn_cpu_decode_kernels avx512_decode = {
 static const attn_cpu_decode_kernels avx512_vnni_decode = {
     .name = "avx512_vnni",
     .qk = dec_qk,
-    .pv = avx512_pv,
+    .pv = vnni_pv,
     .prep_bytes = vnni_prep_bytes,
     .prep_q = vnni_prep_q,
     .qk_prepared = vnni_qk_prepared,

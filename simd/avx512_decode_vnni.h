@@ -69,6 +69,16 @@ static void vnni_prep_q(const float *q, int64_t ldq, int nr, int64_t d, void *qp
     }
 }
 
+/* acc += k . q: per dword lane, 4 unsigned key bytes times the 4 signed
+ * query bytes at q (broadcast). Written as asm so that the broadcast stays
+ * a memory operand of vpdpbusd: gcc 12 loads it with a vpbroadcastd of its
+ * own, one more uop per dot product. */
+VNNI_INLINE __m512i vnni_dot(__m512i acc, __m512i k, const int32_t *q)
+{
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(k), "m"(*q));
+    return acc;
+}
+
 /* In-place transpose of 16 rows of 16 dwords: r[c] lane i <- r[i] lane c. */
 VNNI_INLINE void vnni_transpose16(__m512i *r)
 {
@@ -141,15 +151,14 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
                     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), _mm512_set1_epi8(0x0f));
                     DEC_UNROLL for (int r = 0; r < 4; r++) {
                         const int32_t *qd = (const int32_t *)(qi[r] + 32 * b);
-                        acc[r] = _mm512_dpbusd_epi32(acc[r], lo, _mm512_set1_epi32(qd[i]));
-                        acc[r] = _mm512_dpbusd_epi32(acc[r], hi, _mm512_set1_epi32(qd[4 + i]));
+                        acc[r] = vnni_dot(acc[r], lo, qd + i);
+                        acc[r] = vnni_dot(acc[r], hi, qd + 4 + i);
                     }
                 }
             } else {
                 DEC_UNROLL for (int i = 0; i < 8; i++)
                     DEC_UNROLL for (int r = 0; r < 4; r++)
-                        acc[r] = _mm512_dpbusd_epi32(acc[r], kt[8 * b + i],
-                                                     _mm512_set1_epi32(((const int32_t *)(qi[r] + 32 * b))[i]));
+                        acc[r] = vnni_dot(acc[r], kt[8 * b + i], (const int32_t *)(qi[r] + 32 * b) + i);
             }
             __m512 sk, mk;
             meta16_block(q4, &mt, b, &sk, &mk);

@@ -538,16 +538,14 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
     for (int r0 = 0; r0 < nq; r0 += VL) {
         const int g = t_min(VL, nq - r0);
         float mt[VL], base[VL], ts[VL], dlt[VL];
-        for (int k = 0; k < VL; k++) {
+        for (int k = 0; k < g; k++) {
             const float *row = s + (int64_t)(r0 + k) * lds;
             vf vm = ninf;
-            if (k < g) {
-                int c = 0;
-                for (; c + VL <= nk; c += VL)
-                    vm = vmax(vm, vload(row + c));
-                if (c < nk)
-                    vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
-            }
+            int c = 0;
+            for (; c + VL <= nk; c += VL)
+                vm = vmax(vm, vload(row + c));
+            if (c < nk)
+                vm = vmax(vm, vload_nfill(row + c, nk - c, -INFINITY));
             mt[k] = vhmax(vm);
         }
         for (int k = 0; k < g; k++) {

@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_decode runs the best kernel set of the machine only. This runs its
 # quick matrix again on the other x86 decode sets: AVX-512 without VNNI
-# (float Q8/Q4 scores; ATTN_CPU_DISABLE masks the feature) and AVX2 (the
+# (float Q8/Q4 scores and P.V; ATTN_CPU_DISABLE masks the feature) and AVX2 (the
 # shared template with 8-lane vectors; ATTN_ISA caps the set). Exit 77 =
 # skipped: not an x86-64 build, or a CPU without AVX2.
 set -u

@@ -7,10 +7,10 @@
  * ALiBi, sink logits, sigmoid, gate, lse; q/out/gate f32/f16/bf16, strided
  * views), attn_buffer_copy on the device. Some cases force small split-KV
  * chunks (ATTN_OPENCL_DECODE_CHUNK) so the chunk merge is exercised on a
- * CPU device; each case picks the variant switches (work-group size, early
- * V and K loads, f16 conversion, combine columns, table upload and reuse,
- * argument cache, flush) at random, and some decode twice so
- * that the second call reuses the device's table.
+ * CPU device; each case picks the variant switches (work-group size, lanes
+ * per K row, f16 conversion, aligned vector loads, early V loads, combine
+ * columns, table upload and reuse, argument cache, flush) at random, and
+ * some decode twice so that the second call reuses the device's table.
  *
  * The reference reads each sequence's kept tokens back from the cache
  * (attn_kv_cache_read; test_kv_cache and test_decode check that against an
@@ -85,15 +85,14 @@ static void build(attn_kv_cache *kc, const dcase *c, int nseq)
 static void pick_variant(char *buf, size_t n)
 {
     static const char *const cols[4] = { "0", "1", "8", "32" };
-    const char *vearly = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)];
-    const char *kpref = (const char *[]){ "0", "1", "2" }[tu_randint(0, 2)];
+    const char *lanes = (const char *[]){ "0", "1", "2", "4", "16", "64" }[tu_randint(0, 5)];
     const char *col = cols[tu_randint(0, 3)];
-    const char *wg = (const char *[]){ "64", "128", "256" }[tu_randint(0, 2)];
+    const char *wg = (const char *[]){ "1", "8", "32", "64", "128" }[tu_randint(0, 4)];
     const char *upload = tu_randint(0, 1) ? "pinned" : "pageable";
     const char *reuse = tu_randint(0, 1) ? "1" : "0", *args = tu_randint(0, 1) ? "1" : "0";
     const char *f16 = (const char *[]){ "bits", "vload", "half" }[tu_randint(0, 2)];
-    setenv("ATTN_OPENCL_DECODE_VEARLY", vearly, 1);
-    setenv("ATTN_OPENCL_DECODE_KPREF", kpref, 1);
+    const char *aligned = tu_randint(0, 3) ? "1" : "0", *vearly = tu_randint(0, 1) ? "1" : "0";
+    setenv("ATTN_OPENCL_DECODE_LANES", lanes, 1);
     setenv("ATTN_OPENCL_DECODE_WG", wg, 1);
     setenv("ATTN_OPENCL_DECODE_COMBINE_COLS", col, 1);
     setenv("ATTN_OPENCL_DECODE_UPLOAD", upload, 1);
@@ -101,14 +100,15 @@ static void pick_variant(char *buf, size_t n)
     setenv("ATTN_OPENCL_DECODE_ARGCACHE", args, 1);
     setenv("ATTN_OPENCL_DECODE_FLUSH", args, 1);
     setenv("ATTN_OPENCL_DECODE_F16", f16, 1);
-    snprintf(buf, n, "wg=%s vearly=%s kpref=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s",
-             wg, vearly, kpref, col, upload, reuse, args, f16);
+    setenv("ATTN_OPENCL_DECODE_ALIGNED", aligned, 1);
+    setenv("ATTN_OPENCL_DECODE_VEARLY", vearly, 1);
+    snprintf(buf, n, "wg=%s lanes=%s cols=%s %s reuse=%s argcache=flush=%s f16=%s aligned=%s vearly=%s",
+             wg, lanes, col, upload, reuse, args, f16, aligned, vearly);
 }
 
 static void clear_variant(void)
 {
-    unsetenv("ATTN_OPENCL_DECODE_VEARLY");
-    unsetenv("ATTN_OPENCL_DECODE_KPREF");
+    unsetenv("ATTN_OPENCL_DECODE_LANES");
     unsetenv("ATTN_OPENCL_DECODE_WG");
     unsetenv("ATTN_OPENCL_DECODE_COMBINE_COLS");
     unsetenv("ATTN_OPENCL_DECODE_UPLOAD");
@@ -116,6 +116,8 @@ static void clear_variant(void)
     unsetenv("ATTN_OPENCL_DECODE_ARGCACHE");
     unsetenv("ATTN_OPENCL_DECODE_FLUSH");
     unsetenv("ATTN_OPENCL_DECODE_F16");
+    unsetenv("ATTN_OPENCL_DECODE_ALIGNED");
+    unsetenv("ATTN_OPENCL_DECODE_VEARLY");
 }
 
 static void run_case(int idx, const dcase *c, int chunk)
@@ -348,13 +350,12 @@ static void per_device(const attn_device_info *info)
         run_case(i, &c, tu_randint(0, 1) ? 0 : 64 * tu_randint(1, 3));
     }
     /* one long sequence in chunks of 64 keys: more chunks than the
-     * combine kernel's work-group takes at a time; and tiles of 128 keys */
+     * combine kernel's work-group takes at a time; and a Q8 case with
+     * several row blocks */
     const dcase many = { ATTN_F16, 1, 2, 32, 32, 64, 0, 0, 1, 2, 6000, 6400 };
     run_case(n, &many, 64);
-    setenv("ATTN_OPENCL_DECODE_TILE", "128", 1);
     const dcase tiles = { ATTN_Q8, 2, 4, 64, 64, 16, 0, 0, 2, 3, 200, 900 };
     run_case(n + 1, &tiles, 0);
-    unsetenv("ATTN_OPENCL_DECODE_TILE");
 }
 
 int main(void)

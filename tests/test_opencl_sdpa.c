@@ -7,7 +7,9 @@
  * strided groups of 4 (rn, dv/tx multiples of 4) or contiguously, rows read
  * and written as float4 (rm a multiple of 4) or not, row reductions read as
  * float4 (tx a multiple of 4) or not, with chunks that do or do not divide
- * the head dims. test_opencl covers the default shape over every feature;
+ * the head dims; and the four-element loads as vload4 rather than aligned
+ * vector loads (ATTN_OPENCL_SDPA_ALIGNED=0). test_opencl covers the
+ * default shape over every feature;
  * here a covering subset of its cases runs under each variant, on every
  * OpenCL device found. Exit 77 (skip) without OpenCL devices.
  * ATTN_TEST_OPENCL_DEVICE=N restricts the run to device index N.
@@ -74,6 +76,10 @@ static void per_device(const attn_device_info *info)
     unsetenv("ATTN_OPENCL_SDPA_TILE");
     unsetenv("ATTN_OPENCL_SDPA_QRES");
     unsetenv("ATTN_OPENCL_SDPA_PREF");
+    printf("device %d: default tile, vload4\n", dev);
+    setenv("ATTN_OPENCL_SDPA_ALIGNED", "0", 1);
+    run_named("d128-causal");
+    unsetenv("ATTN_OPENCL_SDPA_ALIGNED");
 }
 
 int main(void)

@@ -89,6 +89,14 @@ static int tile_full(const attn_decode_problem *p, int64_t d0, int64_t dl, int64
     return 1;
 }
 
+/* o[0..n) *= a, the factor passed by value: read as alpha[r] through a
+ * pointer that may alias o, it was loaded again for every element. */
+static void rescale(float *o, int64_t n, float a)
+{
+    for (int64_t e = 0; e < n; e++)
+        o[e] *= a;
+}
+
 /* Streams keys [j0, j1) (compact indices) of one (b, hk) through the rows. */
 static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t hk, int64_t j0,
                       int64_t j1, const float *qt, const void *qp, float *st, float *ot, float *m,
@@ -151,11 +159,8 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
             /* the kernel set's vectorised online-softmax update */
             pl->ks->softmax_rows(st, pl->lds, nr, nk, m, l, alpha);
             for (int r = 0; r < nr; r++)
-                if (alpha[r] != 1.0f) {
-                    float *orow = ot + r * pl->ldo;
-                    for (int64_t e = 0; e < p->dv; e++)
-                        orow[e] *= alpha[r];
-                }
+                if (alpha[r] != 1.0f)
+                    rescale(ot + r * pl->ldo, p->dv, alpha[r]);
         } else for (int r = 0; r < nr; r++) {
             float *row = st + r * pl->lds;
             if (softmax) {
@@ -177,11 +182,8 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
                 for (int e = 0; e < nk; e++)
                     sum += row[e];
                 l[r] = l[r] * alpha[r] + sum;
-                if (alpha[r] != 1.0f) {
-                    float *orow = ot + r * pl->ldo;
-                    for (int64_t e = 0; e < p->dv; e++)
-                        orow[e] *= alpha[r];
-                }
+                if (alpha[r] != 1.0f)
+                    rescale(ot + r * pl->ldo, p->dv, alpha[r]);
             } else {
                 /* sigmoid(x) as e/(1+e) or 1/(1+e) with e = exp(-|x|): no overflow */
                 for (int e = 0; e < nk; e++) {

@@ -11,18 +11,22 @@
  * unit even for one sequence. Variant switches, read on every call so that
  * tests and one benchmark run can sweep them (ATTN_OPENCL_DECODE_...):
  *   CHUNK=N         keys per chunk (rounded to the tile; tests force many)
- *   GROUPS=N        else chunks sized for N work-groups per compute unit (8)
- *   TILE=N          keys per tile (default 64)
- *   WG=N            largest chunk work-group (default 128)
- *   VEARLY=0|1|2    issue a tile's V loads with its K loads, before the
- *                   softmax barriers (1: where the registers allow; 2:
- *                   always; default 0: on an NVIDIA H200, f16 L = 32K,
- *                   the chunk kernel took 167 us with 1 and 122 us with 0)
- *   KPREF=0|1|2     load each work-item's K chunks of the next tile during
- *                   this one's softmax (1: where the registers allow; 2:
- *                   always; default 0)
- *   F16=bits|vload|half  f16 cache conversion (opencl/decode.cl F16CVT;
- *                   half needs cl_khr_fp16, else bits; default bits)
+ *   GROUPS=N        else chunks sized for N work-groups per compute unit (8:
+ *                   on an NVIDIA H200, f16 L = 32K, 0.088 ms against 0.104
+ *                   with 16 and 0.126 with 32)
+ *   WG=N            chunk work-group size W = keys per tile (a power of two;
+ *                   default 32, one NVIDIA warp)
+ *   LANES=N         lanes reading one K row (a power of two <= W; default:
+ *                   one piece of a row per lane: on an NVIDIA H200 16 lanes
+ *                   for f16 D = 128 beat 8 and 4)
+ *   F16=bits|vload|half  f16 cache conversion (opencl/decode.cl F16CVT 0|1|2;
+ *                   half needs cl_khr_fp16, else bits; default vload)
+ *   ALIGNED=0|1     pieces by vector loads where every row is aligned to
+ *                   them (default 1), else vloadn (which NVIDIA's driver
+ *                   splits into scalar loads)
+ *   VEARLY=0|1      issue a tile's V loads with its K loads, before the
+ *                   softmax barriers (default 1: on an NVIDIA H200, f16,
+ *                   0.088 / 0.224 ms at L = 32K / 128K against 0.098 / 0.275)
  *   COMBINE_COLS=N  output columns per combine work-group (a power of two;
  *                   default: enough work-groups for 4 per compute unit)
  *   UPLOAD, REUSE   how the table reaches the device (decode_upload.h)
@@ -41,9 +45,9 @@
 #include "../kv_cache.h"
 
 #define SEQW 10          /* longs per sequence in the table (opencl/decode.cl) */
-#define WG_MAX 128
-#define ROW_REGS 64      /* floats of query (and of O) a work-item keeps per tile */
-#define VEARLY_REGS 32   /* 32-bit registers of early V (or K) loads a work-item may hold */
+#define W_DEFAULT 32
+#define MWG_MAX 128      /* combine work-group */
+#define ROW_REGS 160     /* floats of query, O and partials a work-item keeps for its rows */
 
 enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
        F_LSE = 1 << 4, F_GATE = 1 << 5, F_SOFTCAP = 1 << 6 };
@@ -61,11 +65,12 @@ typedef struct dec_kernels {
 typedef struct dec_knobs {
     int64_t chunk;     /* 0: sized from the device */
     int groups;        /* GROUPS=N: work-groups per compute unit the chunks aim at */
-    int tile, wg, vearly, cols, upload, reuse;
+    int wg, lanes, cols, upload, reuse;
     int argcache;      /* ARGCACHE=0|1: set only the scalars that changed */
     int flush;         /* FLUSH=0|1: clFlush after the chunk kernel */
-    int f16cvt;        /* F16=bits|vload|half (opencl/decode.cl F16CVT) */
-    int kpref;         /* KPREF=0|1|2: the next tile's K loaded during this one */
+    int f16cvt;        /* F16=bits|vload|half (opencl/decode.cl F16CVT 0|1|2) */
+    int aligned;       /* ALIGNED=0: vloadn even where rows are aligned */
+    int vearly;        /* VEARLY=0|1: a tile's V loads issued with its K loads */
 } dec_knobs;
 
 static int env_int(const char *name, int dflt)
@@ -80,26 +85,29 @@ static void read_knobs(dec_knobs *out)
     memset(&k, 0, sizeof k);   /* padding too: the struct is compared whole */
     const char *e = getenv("ATTN_OPENCL_DECODE_CHUNK");
     k.chunk = e ? atoll(e) : 0;
-    k.tile = env_int("ATTN_OPENCL_DECODE_TILE", 0);
     k.groups = env_int("ATTN_OPENCL_DECODE_GROUPS", 8);
     if (k.groups < 1)
         k.groups = 8;
-    k.wg = env_int("ATTN_OPENCL_DECODE_WG", WG_MAX);
-    k.vearly = env_int("ATTN_OPENCL_DECODE_VEARLY", 0);
+    k.wg = env_int("ATTN_OPENCL_DECODE_WG", W_DEFAULT);
+    k.lanes = env_int("ATTN_OPENCL_DECODE_LANES", 0);
+    k.aligned = env_int("ATTN_OPENCL_DECODE_ALIGNED", 1);
+    k.vearly = env_int("ATTN_OPENCL_DECODE_VEARLY", 1);
     k.cols = env_int("ATTN_OPENCL_DECODE_COMBINE_COLS", 0);
     e = getenv("ATTN_OPENCL_DECODE_UPLOAD");
     k.upload = e && !strcmp(e, "pageable") ? ATTN_CL_UPLOAD_PAGEABLE : ATTN_CL_UPLOAD_PINNED;
     k.reuse = env_int("ATTN_OPENCL_DECODE_REUSE", 1);
     k.argcache = env_int("ATTN_OPENCL_DECODE_ARGCACHE", 1);
     k.flush = env_int("ATTN_OPENCL_DECODE_FLUSH", 1);
-    k.kpref = env_int("ATTN_OPENCL_DECODE_KPREF", 0);
     e = getenv("ATTN_OPENCL_DECODE_F16");
-    k.f16cvt = !e ? 0 : !strcmp(e, "vload") ? 1 : !strcmp(e, "half") ? 2 : 0;
+    k.f16cvt = !e ? 1 : !strcmp(e, "bits") ? 0 : !strcmp(e, "half") ? 2 : 1;
     memcpy(out, &k, sizeof k);
 }
 
-/* cols: output columns per combine work-group (a power of two <= mwg). */
-typedef struct dec_cfg { int cw, lr, wg, tk, rb, mwg, vearly, kpref, cols, f16cvt; } dec_cfg;
+/* w: chunk work-group = keys per tile; lp: lanes per K row; kcw, vcw:
+ * elements per K / V piece; vl: lanes per V row (w / vl key slots);
+ * aligned: every K and V piece starts at a multiple of its bytes; rb: query rows per task; mwg: combine
+ * work-group; cols: output columns per combine work-group (<= mwg). */
+typedef struct dec_cfg { int w, lp, kcw, vcw, vl, rb, mwg, cols, f16cvt, aligned, vearly; } dec_cfg;
 
 /* What a configuration was chosen for: a decode loop asks for the same one
  * every step and finds it here, without the options string and program
@@ -123,65 +131,83 @@ struct attn_cl_decode_state {
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static size_t local_bytes(const dec_cfg *c, int64_t d, int64_t dv)
+/* opencl/decode.cl's local arrays (RED_N and the key locations) */
+static size_t local_bytes(const dec_cfg *c, int64_t d, int64_t dv, attn_dtype dtype)
 {
-    const int64_t kg = c->wg / c->lr;
-    int64_t red = (int64_t)c->rb * c->tk * (c->lr + 1);
-    red = max64(red, kg * (dv + 1));
-    red = max64(red, c->rb * d);
-    return (size_t)(red + c->rb * c->tk + 2 * c->rb) * sizeof(float) +
-           (size_t)c->tk * 2 * (2 * sizeof(cl_long) + sizeof(cl_int));
+    const int64_t pst = (int64_t)c->lp * c->rb + 1;
+    const int64_t ks = c->w / c->vl;
+    const int64_t red = max64(c->w * pst, ks * c->rb * dv);
+    const int nloc = dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 4 : 2;
+    return (size_t)(c->rb * d + red + 2 * c->w * c->rb) * sizeof(float) +
+           (size_t)(2 * nloc * c->w) * sizeof(cl_long);
 }
 
-/* Element chunk CW (the widest of 8/4/2/1 dividing both head dims), lanes
- * per cache row LR, work-group size, key tile and query rows per block
- * from the device's limits. nr: query rows sharing a kv head. */
-static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, attn_dtype dtype,
+static int64_t pow2_at_least(int64_t x)
+{
+    int64_t p = 1;
+    while (p < x)
+        p *= 2;
+    return p;
+}
+
+/* The widest piece of at most 16 bytes (16 elements for Q8/Q4, whose pieces
+ * stay inside a half block) that divides the head dim. */
+static int piece_width(attn_dtype dtype, int64_t dim, int64_t want)
+{
+    const int64_t bytes = dtype == ATTN_F32 ? 4 : dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 1 : 2;
+    int64_t n = 16 / bytes;
+    while (n > want || dim % n)
+        n /= 2;
+    return (int)n;
+}
+
+/* Work-group W (a power of two within the device's and the kernel's limits),
+ * pieces, lanes per K row (one piece each by default) and query rows per
+ * task (the smallest power of two covering nr, as registers allow). nr:
+ * query rows sharing a kv head. */
+static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, const attn_kv_cache *kc,
                       int64_t dd, int64_t dv, int64_t nr, size_t kernel_max, dec_cfg *c)
 {
-    c->cw = 8;
-    while (dd % c->cw || dv % c->cw)
-        c->cw /= 2;
-    const int64_t chunks = max64(dd, dv) / c->cw;
-    c->lr = 1;
-    while (c->lr * 2 <= chunks && c->lr < 16)
-        c->lr *= 2;
-    size_t wg = 1;
-    while (wg * 2 <= (size_t)kn->wg && wg * 2 <= 1024)
-        wg *= 2;
-    while (wg > 1 && (wg > d->max_wg || wg > d->max_wi[0] || wg > kernel_max))
-        wg /= 2;
-    c->wg = (int)wg;
-    c->mwg = wg < 128 ? (int)wg : 128;
-    if (c->lr > c->wg)
-        c->lr = c->wg;
-    const int kg = c->wg / c->lr;
-    c->tk = kg > 64 ? kg : 64;
-    if (kn->tile >= kg && kn->tile <= 1024 && kn->tile % kg == 0)
-        c->tk = kn->tile;
-    const int64_t per_row = (max64(dd, dv) / c->cw + c->lr - 1) / c->lr * c->cw;
-    /* the smallest power of two covering nr rows, as registers allow */
+    const attn_dtype dtype = kc->dtype;
+    size_t w = 1;
+    while (w * 2 <= (size_t)kn->wg && w * 2 <= 1024)
+        w *= 2;
+    while (w > 1 && (w > d->max_wg || w > d->max_wi[0] || w > kernel_max))
+        w /= 2;
+    c->w = (int)w;
+    c->mwg = MWG_MAX;
+    while (c->mwg > 1 && ((size_t)c->mwg > d->max_wg || (size_t)c->mwg > d->max_wi[0]))
+        c->mwg /= 2;
+    c->kcw = piece_width(dtype, dd, 16);
+    c->vcw = piece_width(dtype, dv, 8);
+    const int64_t nkc = dd / c->kcw;
+    int64_t lp = kn->lanes > 0 ? pow2_at_least(kn->lanes) : pow2_at_least(nkc);
+    c->lp = (int)(lp > c->w ? c->w : lp);
+    const int64_t q_per_row = (nkc + c->lp - 1) / c->lp * c->kcw;
+    const int64_t nvc = dv / c->vcw, vl = min64(c->w, pow2_at_least(nvc));
+    c->vl = (int)vl;
+    const int64_t o_per_row = (nvc + vl - 1) / vl * c->vcw;
     int rb = 1;
-    while (rb < nr && rb * 2 * per_row <= ROW_REGS)
+    while (rb < nr && rb * 2 * (q_per_row + o_per_row + c->lp) <= ROW_REGS)
         rb *= 2;
     c->rb = rb;
     const size_t budget = d->local_mem > 512 ? (size_t)d->local_mem - 256 : 0;
-    while (local_bytes(c, dd, dv) > budget) {
-        if (c->tk / 2 >= kg && (c->tk / 2) % kg == 0)
-            c->tk /= 2;
-        else if (c->rb > 1)
+    while (local_bytes(c, dd, dv, dtype) > budget) {
+        if (c->rb > 1)
             c->rb /= 2;
         else
             return 0;
     }
     c->f16cvt = dtype != ATTN_F16 || (kn->f16cvt == 2 && !d->fp16) ? 0 : kn->f16cvt;
-    /* early V loads stay in registers across the softmax: 16-bit types as
-     * raw bits (two a register), the others as floats */
-    const int raw16 = dtype == ATTN_BF16 || (dtype == ATTN_F16 && c->f16cvt != 1);
-    const int64_t velems = (int64_t)(c->tk / kg) * ((dv / c->cw + c->lr - 1) / c->lr) * c->cw;
-    const int64_t kelems = (int64_t)(c->tk / kg) * ((dd / c->cw + c->lr - 1) / c->lr) * c->cw;
-    c->vearly = kn->vearly > 1 || (kn->vearly && (raw16 ? velems / 2 : velems) <= VEARLY_REGS);
-    c->kpref = kn->kpref > 1 || (kn->kpref && (raw16 ? kelems / 2 : kelems) <= VEARLY_REGS);
+    /* the pool buffer starts aligned; a row's pieces are at multiples of
+     * their bytes from the row's start (Q4: n nibble bytes for n elements) */
+    const int64_t el = dtype == ATTN_F32 ? 4 : dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 1 : 2;
+    const int64_t ak = c->kcw * el, av = c->vcw * el;
+    const int64_t v0 = attn_kv_plane_off(kc, 1, 0);
+    c->aligned = kc->page_bytes % ak == 0 && kc->k_plane % ak == 0 && kc->k_row_bytes % ak == 0 &&
+                 kc->page_bytes % av == 0 && v0 % av == 0 && kc->v_plane % av == 0 &&
+                 kc->v_row_bytes % av == 0 && kn->aligned;
+    c->vearly = kn->vearly != 0;
     return 1;
 }
 
@@ -217,10 +243,10 @@ static attn_status get_kernels(attn_cl_device *d, const attn_decode_problem *p, 
                                dec_kernels **out)
 {
     char opts[384];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DCW=%d -DLR=%d "
-             "-DWG=%d -DTK=%d -DRB=%d -DMWG=%d -DCCB=%d -DVEARLY=%d -DKPREF=%d -DF16CVT=%d%s",
-             (long long)p->d, (long long)p->dv, (int)p->cache->dtype, c->cw, c->lr, c->wg, c->tk,
-             c->rb, c->mwg, c->cols, c->vearly, c->kpref, c->f16cvt,
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DSDT=%d -DW=%d -DLP=%d "
+             "-DKCW=%d -DVCW=%d -DVL=%d -DRB=%d -DMWG=%d -DCCB=%d -DF16CVT=%d -DALIGNED=%d -DVEARLY=%d%s",
+             (long long)p->d, (long long)p->dv, (int)p->cache->dtype, c->w, c->lp, c->kcw,
+             c->vcw, c->vl, c->rb, c->mwg, c->cols, c->f16cvt, c->aligned, c->vearly,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_DECODE, opts, &prog);
@@ -318,10 +344,10 @@ static attn_status build_tables(const attn_device *dev, attn_cl_device *d,
     }
     /* several work-groups per compute unit; at least two tiles a chunk */
     const int64_t target = kn->groups * (int64_t)max64(1, dev->info.compute_units);
-    int64_t chunk = max64(2 * c->tk, (work * p->hkv * t->nrb + target - 1) / target);
+    int64_t chunk = max64(2 * c->w, (work * p->hkv * t->nrb + target - 1) / target);
     if (kn->chunk > 0)
         chunk = kn->chunk;
-    t->chunk = chunk = (chunk + c->tk - 1) / c->tk * c->tk;
+    t->chunk = chunk = (chunk + c->w - 1) / c->w * c->w;
 
     int64_t ntasks = 0;
     for (int64_t b = 0; b < p->b; b++) {
@@ -444,7 +470,7 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     carg_long(&a, kc->v_meta * 2);
     if (a.a.err != CL_SUCCESS)
         return attn_cl_fail(a.a.err, "attn_decode: clSetKernelArg");
-    const size_t local = (size_t)c->wg, global = (size_t)t->ntasks * local;
+    const size_t local = (size_t)c->w, global = (size_t)t->ntasks * local;
     cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, k->chunk, 1, NULL, &global, &local, 0,
                                              NULL, attn_cl_prof_event(prof, "chunk"));
     if (err != CL_SUCCESS)
@@ -519,14 +545,14 @@ static attn_status run(attn_device *dev, attn_cl_device *d, const attn_decode_pr
     /* the largest work-group the device allows; smaller if the compiled
      * kernel cannot run that many work-items (registers) */
     for (int tries = 0; !same; tries++) {
-        if (tries > 8 || !choose_cfg(d, &kn, p->cache->dtype, p->d, p->dv, nr, kernel_max, &c))
+        if (tries > 8 || !choose_cfg(d, &kn, p->cache, p->d, p->dv, nr, kernel_max, &c))
             return attn_fail(ATTN_ERR_DEVICE, "attn_decode: no work-group shape fits %s (local "
                              "memory %llu bytes, max work-group %zu, kernel max %zu) for head "
                              "dims %lld/%lld", dev->info.name, (unsigned long long)d->local_mem,
                              d->max_wg, kernel_max, (long long)p->d, (long long)p->dv);
         c.cols = combine_cols(dev, &kn, &c, p->b * p->sq * p->hq, p->dv);
         s = get_kernels(d, p, &c, &k);
-        if (s != ATTN_OK || (size_t)c.wg <= k->chunk_max)
+        if (s != ATTN_OK || (size_t)c.w <= k->chunk_max)
             break;
         kernel_max = k->chunk_max;
     }

@@ -43,6 +43,7 @@
         void (CL_CALLBACK *)(cl_program, void *), void *)) \
     X(cl_int, GetProgramBuildInfo, (cl_program, cl_device_id, cl_program_build_info, size_t, \
         void *, size_t *)) \
+    X(cl_int, GetProgramInfo, (cl_program, cl_program_info, size_t, void *, size_t *)) \
     X(cl_int, ReleaseProgram, (cl_program)) \
     X(cl_kernel, CreateKernel, (cl_program, const char *, cl_int *)) \
     X(cl_int, ReleaseKernel, (cl_kernel)) \

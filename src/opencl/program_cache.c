@@ -43,6 +43,22 @@ static char *build_log(attn_cl_device *d, cl_program prog)
     return log;
 }
 
+/* The built program's binary (a single device): PTX text on NVIDIA. */
+static void print_binary(attn_cl_device *d, cl_program prog)
+{
+    size_t n = 0;
+    if (d->cl->GetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof n, &n, NULL) != CL_SUCCESS ||
+        n == 0)
+        return;
+    unsigned char *bin = malloc(n + 1);
+    if (bin && d->cl->GetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) ==
+                   CL_SUCCESS) {
+        fwrite(bin, 1, n, stderr);
+        fputc('\n', stderr);
+    }
+    free(bin);
+}
+
 static attn_status build(attn_cl_device *d, int source, const char *options, cl_program *out)
 {
     const attn_cl_api *cl = d->cl;
@@ -65,12 +81,14 @@ static attn_status build(attn_cl_device *d, int source, const char *options, cl_
     err = cl->BuildProgram(prog, 1, &d->id, opts, NULL, NULL);
     /* ATTN_OPENCL_BUILD_LOG=1: every successful build's log on stderr (with
      * ATTN_OPENCL_OPTIONS=-cl-nv-verbose, NVIDIA's registers and spills per
-     * kernel: tuning aid) */
+     * kernel: tuning aid); =2 also its binary (NVIDIA: the PTX) */
     const char *show = getenv("ATTN_OPENCL_BUILD_LOG");
-    if (err == CL_SUCCESS && show && *show == '1') {
+    if (err == CL_SUCCESS && show && (*show == '1' || *show == '2')) {
         char *log = build_log(d, prog);
         fprintf(stderr, "attn opencl build \"%s\":\n%s\n", opts, log ? log : "(no log)");
         free(log);
+        if (*show == '2')
+            print_binary(d, prog);
     }
     free(opts);
     if (err != CL_SUCCESS) {

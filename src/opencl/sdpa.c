@@ -121,6 +121,26 @@ static int choose_cfg(const attn_cl_device *d, int64_t dd, int64_t dv, size_t ke
     return 0;
 }
 
+/* Whether q, k and v start and step at multiples of four elements (rows,
+ * heads, batches; unit innermost stride): the four-element loads of the
+ * F_VEC path are then aligned (opencl/sdpa.cl ALIGNED). ATTN_OPENCL_SDPA_
+ * ALIGNED=0 keeps vload4 (tuning, tests). */
+static int aligned4(const attn_sdpa_problem *p)
+{
+    const attn_view *v[3] = { &p->q, &p->k, &p->v };
+    const char *env = getenv("ATTN_OPENCL_SDPA_ALIGNED");
+    if (env && *env == '0')
+        return 0;
+    for (int i = 0; i < 3; i++) {
+        if (v[i]->stride[3] != 1 || (v[i]->offset / attn_dtype_size(v[i]->dtype)) % 4)
+            return 0;
+        for (int j = 0; j < 3; j++)
+            if (v[i]->stride[j] % 4)
+                return 0;
+    }
+    return p->d % 4 == 0 && p->dv % 4 == 0;
+}
+
 /* Builds (or finds) the program for cfg and creates the kernel; *too_big is
  * set when the compiled kernel cannot run work-groups of that size. */
 static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, const sdpa_cfg *c,
@@ -134,9 +154,9 @@ static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, con
                       p->v.stride[1] < lim / bk && p->v.stride[3] < lim / p->dv;
     char opts[512];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DD=%lld -DDV=%lld -DIN_DT=%d -DTX=%d -DTY=%d "
-             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d -DQRES=%d -DPREF=%d -DIDX_T=%s%s", (long long)p->d,
-             (long long)p->dv, (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn, c->dc, c->kc,
-             c->qres, c->pref, small ? "int" : "long",
+             "-DRM=%d -DRN=%d -DDC=%d -DKC=%d -DQRES=%d -DPREF=%d -DIDX_T=%s -DALIGNED=%d%s",
+             (long long)p->d, (long long)p->dv, (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn,
+             c->dc, c->kc, c->qres, c->pref, small ? "int" : "long", aligned4(p),
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_SDPA, opts, &prog);
