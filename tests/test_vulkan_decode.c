@@ -10,7 +10,7 @@
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
  * with the tile maxima by subgroup arithmetic (one subgroup per workgroup
  * and several) and through shared memory, and in other workgroup shapes
- * (odd sizes, one query row per block, odd unrolls, V loaded early; quick
+ * (odd sizes, one query row per block, odd unrolls, V loaded late; quick
  * runs: one case each), and split into many chunks as well as one (the
  * chunks merged by one invocation per output element and by four), and
  * with device-local buffers, the table uploaded each way. Also:
@@ -303,9 +303,9 @@ static void per_device(const attn_device_info *info)
     setenv("ATTN_VULKAN_DECODE_WG", "5", 1);
     run_all("wg 5", tu_quick ? "f16-odd-d-sigm" : NULL);
     unsetenv("ATTN_VULKAN_DECODE_WG");
-    /* A tile's V loads issued with its K loads. */
-    setenv("ATTN_VULKAN_DECODE_VEARLY", "1", 1);
-    run_all("v early", tu_quick ? "stream-q4" : NULL);
+    /* A tile's V loads issued after the softmax (default: with its K loads). */
+    setenv("ATTN_VULKAN_DECODE_VEARLY", "0", 1);
+    run_all("v late", tu_quick ? "stream-q4" : NULL);
     unsetenv("ATTN_VULKAN_DECODE_VEARLY");
     /* Few workgroups: one chunk per (sequence, head) where it fits. */
     setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
