@@ -224,8 +224,11 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
 
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int lid = ty * TX + tx;
-    const long qb = (long)get_num_groups(0) - 1 - (long)get_group_id(0); /* heavy blocks first */
-    const int h = get_group_id(1);
+    /* query blocks in the slowest dimension, last first: every head's
+     * heavy (causal) blocks start before any light one, so the dispatch
+     * ends on short blocks */
+    const long qb = (long)get_num_groups(1) - 1 - (long)get_group_id(1);
+    const int h = get_group_id(0);
     const int b = get_group_id(2);
     const int hk = h / group;
 

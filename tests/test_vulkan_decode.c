@@ -8,8 +8,9 @@
  * sequences sharing pages, batches with repeated sequences, and every score
  * option (causal, window, sink_tokens, softcap, ALiBi, sink logits, sigmoid,
  * gate, lse) with f32/f16/bf16 q and out in strided views. Each case runs
- * with team reductions by clustered subgroup arithmetic, by shuffles and
- * without subgroups, and in another workgroup shape (quick
+ * with the tile maxima by subgroup arithmetic (one subgroup per workgroup
+ * and several) and through shared memory, and in other workgroup shapes
+ * (odd sizes, one query row per block, odd unrolls, V loaded late; quick
  * runs: one case each), and split into many chunks as well as one (the
  * chunks merged by one invocation per output element and by four), and
  * with device-local buffers, the table uploaded each way. Also:
@@ -268,14 +269,14 @@ static void run_all(const char *label, const char *only)
  * (ATTN_VULKAN_DECODE_TABLE, src/vulkan/decode.c), one case each. */
 static void run_staged(void)
 {
-    static const char *const modes[] = { "update", "staged", "host" };
+    static const char *const modes[] = { "update", "staged", "host", "bar" };
     setenv("ATTN_VULKAN_STAGING", "1", 1);
     CHECK_OK(attn_context_create(NULL, &ctx));
     for (dev = 0; ctx && dev < attn_device_count(ctx); dev++) {
         attn_device_info info;
         if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
             continue;
-        for (int m = 0; m < 3; m++) {
+        for (int m = 0; m < 4; m++) {
             setenv("ATTN_VULKAN_DECODE_TABLE", modes[m], 1);
             run_all(modes[m], tu_quick ? "stream-q4" : "stream-f16");
         }
@@ -289,29 +290,44 @@ static void per_device(const attn_device_info *info)
 {
     printf("device %d: %s (subgroup %d)\n", dev, info->name, info->subgroup_size);
     run_all("default", NULL);
-    /* One lane per key, no shuffles (and one query row per block). */
+    /* Tile maxima through shared memory, in a workgroup of 13. */
     setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
+    setenv("ATTN_VULKAN_DECODE_WG", "13", 1);
     run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
     unsetenv("ATTN_VULKAN_SUBGROUP");
-    /* Teams reduced by xor shuffles where clustered arithmetic is the
-     * default. */
-    setenv("ATTN_VULKAN_DECODE_REDUCE", "shuffle", 1);
-    run_all("shuffle reduce", tu_quick ? "bf16-window" : NULL);
-    unsetenv("ATTN_VULKAN_DECODE_REDUCE");
+    /* 20 invocations: several subgroups where they are smaller, the last
+     * part-filled (their maxima combined through shared memory); 5: one
+     * part-filled subgroup. */
+    setenv("ATTN_VULKAN_DECODE_WG", "20", 1);
+    run_all("wg 20", tu_quick ? "bf16-window" : NULL);
+    setenv("ATTN_VULKAN_DECODE_WG", "5", 1);
+    run_all("wg 5", tu_quick ? "f16-odd-d-sigm" : NULL);
+    unsetenv("ATTN_VULKAN_DECODE_WG");
+    /* A tile's V loads issued after the softmax (default: with its K loads). */
+    setenv("ATTN_VULKAN_DECODE_VEARLY", "0", 1);
+    run_all("v late", tu_quick ? "stream-q4" : NULL);
+    unsetenv("ATTN_VULKAN_DECODE_VEARLY");
     /* Few workgroups: one chunk per (sequence, head) where it fits. */
     setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
     run_all("one chunk", NULL);
     unsetenv("ATTN_VULKAN_DECODE_GROUPS");
-    /* Chunks merged by 4 invocations per output element (the GPU
-     * default; 1 on lavapipe). */
+    /* Chunks merged by 4 invocations per output element (GPUs take
+     * several; 1 on lavapipe). */
     setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
     run_all("combine 4", tu_quick ? "stream-q4" : NULL);
     unsetenv("ATTN_VULKAN_DECODE_COMBINE");
-    /* Another shape: 32 invocations, 3 keys per team, 1 query row per
-     * workgroup (row blocks), 2 lanes per key (tuning knob). */
-    setenv("ATTN_VULKAN_DECODE_SHAPE", "32,3,1,2", 1);
-    run_all("shape 32,3,1,2", tu_quick ? "q8-everything" : NULL);
-    unsetenv("ATTN_VULKAN_DECODE_SHAPE");
+    /* One query row per workgroup (row blocks), V loads of 3 keys and K
+     * loads of 3 pieces together (not dividing the tile or the row), and
+     * chunks of one tile. */
+    setenv("ATTN_VULKAN_DECODE_ROWS", "1", 1);
+    setenv("ATTN_VULKAN_DECODE_VUNROLL", "3", 1);
+    setenv("ATTN_VULKAN_DECODE_KUNROLL", "3", 1);
+    setenv("ATTN_VULKAN_DECODE_CHUNK", "1", 1);
+    run_all("rows 1 unroll 3", tu_quick ? "q8-everything" : NULL);
+    unsetenv("ATTN_VULKAN_DECODE_ROWS");
+    unsetenv("ATTN_VULKAN_DECODE_VUNROLL");
+    unsetenv("ATTN_VULKAN_DECODE_KUNROLL");
+    unsetenv("ATTN_VULKAN_DECODE_CHUNK");
     test_mismatch();
 }
 

@@ -1,64 +1,76 @@
 #version 450
 /* attn_decode over a paged KV cache resident on the device (flash decoding).
  *
- * Mode 0 (push constant): one workgroup per task = (sequence, KV head,
- * chunk of its scanned keys, block of NR query rows). The Sq * Hq/Hkv query
- * rows of a KV head are one block where the registers allow (every decode
- * with Sq * Hq/Hkv <= NR), so every K/V row of the chunk is read once for
- * all of them; more rows take several blocks, each reading the chunk
- * (mostly from cache). Its invocations form NT = WG/TS teams of TS lanes; a team
- * takes one key at a time and each lane the dims 8c..8c+7 for chunks
- * c = lane + TS*k, read as one wide load (uvec4/uvec2) per chunk when the
- * rows allow it (VEC). Per tile of NT*KPT keys:
- *   1. each team has the K and V rows of its KPT keys in registers (loaded
- *      during the previous tile), issues the next tile's loads, forms
- *      the lanes' partial dot products with the query rows (registers),
- *      sums them across the team (subgroup arithmetic or xor shuffles; TS =
- *      1 without subgroups), applies soft-cap, ALiBi and visibility, and
- *      stores the scores (shared);
- *   2. one team per query row updates the online softmax (m, l) and turns
- *      the scores into weights p (or the sigmoid weights);
- *   3. each lane rescales its accumulators by the row's alpha and adds p*V
- *      (no barrier after it: the scores alternate between two buffers).
- * At the end the teams' accumulators are summed through shared memory and
- * the chunk's unnormalised partial (O, m, l) goes to the scratch buffer.
+ * Mode 0 (push constant): one workgroup of WG invocations per task =
+ * (sequence, KV head, chunk of its scanned keys, block of NR query rows).
+ * The Sq * Hq/Hkv query rows of a KV head are one block where the registers
+ * allow, so every K/V row of the chunk is read once for all of them. The
+ * block's query rows, scaled, sit in shared memory as vec4s: every
+ * invocation reads the same vec4 at the same time (a broadcast). The chunk
+ * goes by tiles of WG keys, invocation k owning key u0 + k of the tile:
+ *   1. it locates its key (page table, sinks, streaming window; the
+ *      page's table word was read during the previous tile, which also
+ *      noted where the key's V row is: loc); with VEARLY the tile's V
+ *      loads go out here, in flight with the K loads;
+ *   2. it reads its key's whole K row in 16-byte pieces and forms the NR
+ *      dot products itself: no sum across invocations; soft-cap, ALiBi and
+ *      visibility follow per invocation;
+ *   3. the rows' tile maxima: subgroup maxima where the device has
+ *      subgroup arithmetic (ATTN_SUBGROUP), combined through shared memory
+ *      only when the workgroup holds several subgroups (one barrier), else
+ *      every invocation reads all WG scores from shared memory;
+ *   4. every invocation updates the same online softmax (m, alpha), turns
+ *      its own score into its weight p (pb, by tile parity) and keeps a
+ *      private share of the row sums l (summed once, at the end); barrier;
+ *   5. P V: invocation k owns output columns 4c..4c+3 for c = k, k + WG,
+ *      ... (NG groups), so the workgroup reads each V row of the tile in
+ *      contiguous pieces; VI keys' loads are issued before their FMAs
+ *      (held as loaded words, converted at use).
+ * No barrier after 5: pb alternates between two halves by tile parity, loc
+ * (written a tile ahead) between three, the maxima are next written after
+ * this tile's last barrier. One
+ * barrier per tile with one subgroup per workgroup, two otherwise. The
+ * chunk's unnormalised partial (O, m, l) goes to the scratch buffer; O
+ * needs no merge (each invocation owns distinct columns).
  *
- * Mode 1: a few invocations per output element merge the chunks of its
- * row (running maximum), the first normalises, gates and stores out (and
- * lse).
+ * Mode 1 (its own pipeline, another workgroup size): CS invocations per
+ * output element merge the chunks of its row (running maximum), the first
+ * normalises, gates and stores out (and lse).
  *
  * Parameters live in the table buffer (layout: src/vulkan/decode.c): a
- * header, ALiBi slopes and sink logits, per-sequence entries, per-task
- * entries and per-sequence lists of pool pages, sinks/streaming resolved. */
+ * header, ALiBi slopes and sink logits, per-sequence entries, the sequence
+ * of each chunk and per-sequence lists of pool pages, sinks/streaming
+ * resolved. */
 #extension GL_GOOGLE_include_directive : require
 #ifdef ATTN_SUBGROUP
-#extension GL_KHR_shader_subgroup_shuffle : require
-#endif
-#ifdef ATTN_SUBGROUP_CLUSTERED
-#extension GL_KHR_shader_subgroup_clustered : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #endif
 
-layout(constant_id = 0) const int WG = 128;     /* invocations */
-layout(constant_id = 1) const int TS = 16;      /* lanes per key (team) */
-layout(constant_id = 2) const int KPT = 4;      /* keys per team per tile */
-layout(constant_id = 3) const int NR = 4;       /* query rows per workgroup */
-layout(constant_id = 4) const int CPTK = 1;     /* 8-dim chunks per lane, K */
-layout(constant_id = 5) const int CPTV = 1;     /* 8-dim chunks per lane, V */
-layout(constant_id = 6) const int D = 128;
-layout(constant_id = 7) const int DV = 128;
-layout(constant_id = 8) const int KDT = 1;      /* cache dtype (attn_dtype) */
-layout(constant_id = 9) const int VEC = 1;      /* wide loads */
-layout(constant_id = 10) const int PS = 16;     /* page size */
-layout(constant_id = 11) const int SHN = 1024;  /* shared floats */
-layout(constant_id = 12) const int CS = 1;      /* mode 1: invocations per element */
+layout(constant_id = 0) const int WG = 32;      /* invocations = keys per tile */
+layout(constant_id = 1) const int NR = 4;       /* query rows per workgroup */
+layout(constant_id = 2) const int VI = 8;       /* keys whose V loads go together */
+layout(constant_id = 3) const int KB = 8;       /* K pieces loaded together */
+layout(constant_id = 4) const int D = 128;
+layout(constant_id = 5) const int DV = 128;
+layout(constant_id = 6) const int KDT = 1;      /* cache dtype (attn_dtype) */
+layout(constant_id = 7) const int VEC = 1;      /* wide loads (rows of whole pieces) */
+layout(constant_id = 8) const int PS = 16;      /* page size */
+layout(constant_id = 9) const int CS = 1;       /* mode 1: invocations per element */
+layout(constant_id = 10) const int VEARLY = 0;  /* V loads issued before the scores */
 
 layout(local_size_x_id = 0) in;
 
 #include "common.glsl"
 
-const int NT = WG / TS, TILE = NT * KPT;
-const int INT_MAX = 0x7fffffff, INT_MIN = -INT_MAX - 1;
 const int DT_Q8 = 4, DT_Q4 = 5;
+/* Elements per 16-byte piece of a row (f32 4, f16/bf16 8, Q8 16, Q4 32:
+ * one block), pieces per K row (wide-load path), query vec4s per row (the
+ * row padded to 8 elements, zeros past D), V column groups per invocation. */
+const int EP = KDT == DT_F32 ? 4 : KDT == DT_Q8 ? 16 : KDT == DT_Q4 ? 32 : 8;
+const int NPK = (D + EP - 1) / EP;
+const int QV = (D + 7) / 8 * 2;
+const int NB = (D + 31) / 32;   /* quantised blocks per K row */
+const int NG = (DV + 4 * WG - 1) / (4 * WG);
 
 layout(std430, binding = 0) readonly buffer Pool4 { uvec4 w[]; } P4;
 layout(std430, binding = 1) readonly buffer Pool2 { uvec2 w[]; } P2;
@@ -78,15 +90,20 @@ const int H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H
           H_KPLANE = 13, H_VPLANE = 14, H_KMETA_OFF = 15, H_VMETA_OFF = 16, H_KROW = 17,
           H_VROW = 18, H_KMETA = 19, H_VMETA = 20, H_SINK_PAGES = 21, H_HKV = 22, H_QDT = 23,
           H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
-          H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_AUX = 50;
+          H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_CHUNK = 50,
+          H_AUX = 51;
 const int F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
           F_SOFTCAP = 64;
 /* Per-sequence entry words. */
 const int S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE = 6,
           S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10;
 
-shared float sh[SHN];
-shared float row_m[NR], row_l[NR], row_a[NR];
+shared vec4 qs[NR * QV];        /* the block's query rows, scaled */
+shared float qsum[NR * NB];     /* Q4: their sums over each block of 32 */
+shared float red[WG * NR];      /* tile maxima to combine; at the end the shares of l */
+shared float pb[2 * WG * NR];   /* weights [parity][key][row] */
+shared uvec2 loc[3 * WG];       /* [tile % 3][key]: byte of its V row, of the row's meta */
+shared float cmb[3 * WG];       /* mode 1 */
 
 ATTN_LOAD_ANY(load_q, Q)
 ATTN_LOAD_ANY(load_g, G)
@@ -99,185 +116,217 @@ uint pool_u16(uint b) { return (P1.w[b >> 2] >> ((b & 2u) * 8u)) & 0xffffu; }
 
 float half_at(uint b) { return unpackHalf2x16(pool_u16(b)).x; }
 
-/* Elements e0..e0+7 of a row as loaded: the raw words (f16/bf16: a; f32:
- * a, b; Q8: a.xy and the scale m.x; Q4: a.xy and (d, m)), or, off the
- * wide-load path, the values' bits in a and b. Registers hold these while
- * the loads of a tile are in flight and until the values are used: half the
- * registers of f32 values for a 16-bit cache. */
-struct Raw { uvec4 a, b; vec2 m; };
-
-/* Loads elements e0..e0+7 (those below n; the rest read as 0) of the row
- * whose data starts at byte rb and meta at byte mb. */
-Raw load8(uint rb, uint mb, int e0, int n)
+/* Element e of a row at byte rb off the wide-load path (f32, f16, bf16). */
+float elem_at(uint rb, int e)
 {
-    Raw r;
-    r.a = uvec4(0u);
-    r.b = uvec4(0u);
-    r.m = vec2(0.0);
-    if (e0 >= n)
-        return r;
-    if (KDT == DT_Q8 || KDT == DT_Q4) {
-        /* n is a multiple of 32: a chunk is whole and inside one block */
-        const uint blk = uint(e0) >> 5;
-        if (KDT == DT_Q8) {
-            r.m.x = half_at(mb + 2u * blk);
-            r.a.xy = P2.w[(rb + uint(e0)) >> 3];
-        } else {
-            r.m = unpackHalf2x16(P1.w[(mb + 4u * blk) >> 2]);
-            r.a.xy = P2.w[(rb + 16u * blk + (uint(e0) & 15u)) >> 3];
+    if (KDT == DT_F32)
+        return uintBitsToFloat(P1.w[(rb >> 2) + uint(e)]);
+    if (KDT == DT_F16)
+        return half_at(rb + 2u * uint(e));
+    return attn_bf16_to_f32(pool_u16(rb + 2u * uint(e)));
+}
+
+/* The scale (x) and offset (y) of 16-byte piece p of a quantised row whose
+ * meta starts at byte mb. */
+vec2 piece_meta(uint mb, int p)
+{
+    if (KDT == DT_Q8)
+        return vec2(half_at(mb + 2u * uint(p >> 1)), 0.0);
+    if (KDT == DT_Q4)
+        return unpackHalf2x16(P1.w[(mb >> 2) + uint(p)]);
+    return vec2(0.0);
+}
+
+/* The fields of w at bits 0, 8, 16 and 24 masked by m, as floats less
+ * off, exactly: OR-ed into the mantissa of 2^23 (no integer-to-float
+ * conversion, a slow instruction on GPUs). */
+vec4 fields(uint w, uint m, float off)
+{
+    return uintBitsToFloat((uvec4(w, w >> 8, w >> 16, w >> 24) & m) | 0x4b000000u) -
+           (8388608.0 + off);
+}
+
+/* The EP values of a 16-byte piece w as EP/4 vec4s; of a quantised row
+ * before its block's scale and offset (qk applies them to the dot
+ * products). */
+void piece_values(uvec4 w, out vec4 v[8])
+{
+    if (KDT == DT_F32) {
+        v[0] = uintBitsToFloat(w);
+    } else if (KDT == DT_F16) {
+        for (int i = 0; i < 2; i++)
+            v[i] = vec4(unpackHalf2x16(w[2 * i]), unpackHalf2x16(w[2 * i + 1]));
+    } else if (KDT == DT_BF16) {
+        for (int i = 0; i < 2; i++)
+            v[i] = uintBitsToFloat(uvec4(w[2 * i] << 16, w[2 * i] & 0xffff0000u,
+                                         w[2 * i + 1] << 16, w[2 * i + 1] & 0xffff0000u));
+    } else if (KDT == DT_Q8) {
+        /* signed bytes: their sign bits flipped they are value + 128 */
+        for (int i = 0; i < 4; i++)
+            v[i] = fields(w[i] ^ 0x80808080u, 0xffu, 128.0);
+    } else {
+        /* Q4: byte t of the block holds element t (low nibble) and 16 + t */
+        for (int i = 0; i < 4; i++) {
+            v[i] = fields(w[i], 15u, 0.0);
+            v[4 + i] = fields(w[i] >> 4, 15u, 0.0);
         }
+    }
+}
+
+/* s[r] += the dot product of query row r with the K row at byte rb (meta
+ * at mb). KB pieces are loaded before their arithmetic: many loads in
+ * flight per invocation, each invocation on its own row. A quantised
+ * block's scale d and offset m go to the dot products of its piece:
+ * q . (d k + m) = d (q . k) + m sum(q), the sums in qsum. */
+void qk(uint rb, uint mb, inout float s[NR])
+{
+    if (VEC == 0) {
+        for (int e = 0; e < D; e++) {
+            const float x = elem_at(rb, e);
+            for (int r = 0; r < NR; r++)
+                s[r] += qs[r * QV + (e >> 2)][e & 3] * x;
+        }
+        return;
+    }
+    for (int p0 = 0; p0 < NPK; p0 += KB) {
+        uvec4 w[KB];
+        vec2 dm[KB];
+        for (int i = 0; i < KB && p0 + i < NPK; i++) {
+            w[i] = P4.w[(rb >> 4) + uint(p0 + i)];
+            dm[i] = piece_meta(mb, p0 + i);
+        }
+        for (int i = 0; i < KB && p0 + i < NPK; i++) {
+            const int p = p0 + i;
+            vec4 v[8];
+            piece_values(w[i], v);
+            for (int r = 0; r < NR; r++) {
+                float t = 0.0;
+                for (int c = 0; c < EP / 4; c++)
+                    t += dot(qs[r * QV + p * (EP / 4) + c], v[c]);
+                if (KDT == DT_Q8)
+                    s[r] += dm[i].x * t;
+                else if (KDT == DT_Q4)
+                    s[r] += dm[i].x * t + dm[i].y * qsum[r * NB + p];
+                else
+                    s[r] += t;
+            }
+        }
+    }
+}
+
+/* Elements c..c+3 of a V row as loaded: the raw words w (Q8: one word and
+ * its block's scale in dm.x; Q4: one word shifted to the columns' nibbles
+ * and the block's (d, m); off the wide-load path the values' bits). The
+ * tile's V loads are held so while in flight: half the registers of
+ * floats for a 16-bit cache. */
+struct VRaw { uvec4 w; vec2 dm; };
+
+/* Loads elements c..c+3 of the V row at byte rb (meta at mb). Past DV it
+ * loads the row's last elements instead (their sums are never stored):
+ * every load unconditional, so that a tile's loads go out together rather
+ * than one branch after another. */
+VRaw v_load(uint rb, uint mb, int c)
+{
+    VRaw r;
+    r.w = uvec4(0u);
+    r.dm = vec2(0.0);
+    if (VEC == 0) {
+        for (int t = 0; t < 4; t++)
+            r.w[t] = floatBitsToUint(elem_at(rb, min(c + t, DV - 1)));
         return r;
     }
-    if (VEC != 0) {
-        if (KDT == DT_F32) {
-            r.a = P4.w[(rb + 4u * uint(e0)) >> 4];
-            r.b = P4.w[((rb + 4u * uint(e0)) >> 4) + 1u];
-        } else {
-            r.a = P4.w[(rb + 2u * uint(e0)) >> 4];
-        }
-        return r;
-    }
-    for (int t = 0; t < 8; t++) {
-        const int e = e0 + t;
-        float v = 0.0;
-        if (e < n) {
-            if (KDT == DT_F32)
-                v = uintBitsToFloat(P1.w[(rb >> 2) + uint(e)]);
-            else if (KDT == DT_F16)
-                v = half_at(rb + 2u * uint(e));
-            else
-                v = attn_bf16_to_f32(pool_u16(rb + 2u * uint(e)));
-        }
-        if (t < 4)
-            r.a[t] = floatBitsToUint(v);
-        else
-            r.b[t - 4] = floatBitsToUint(v);
+    c = min(c, DV - 4);
+    if (KDT == DT_F32) {
+        r.w = P4.w[(rb >> 4) + uint(c >> 2)];
+    } else if (KDT == DT_F16 || KDT == DT_BF16) {
+        r.w.xy = P2.w[(rb >> 3) + uint(c >> 2)];
+    } else if (KDT == DT_Q8) {
+        r.w.x = P1.w[(rb >> 2) + uint(c >> 2)];
+        r.dm.x = half_at(mb + 2u * uint(c >> 5));
+    } else {
+        /* Q4: byte t of a block holds element t (low nibble) and 16 + t */
+        r.w.x = P1.w[(rb + 16u * uint(c >> 5) + uint(c & 15)) >> 2] >> ((c & 16) != 0 ? 4u : 0u);
+        r.dm = unpackHalf2x16(P1.w[(mb >> 2) + uint(c >> 5)]);
     }
     return r;
 }
 
-/* The values of a Raw of elements e0..e0+7. */
-void unpack8(Raw r, int e0, out float v[8])
+/* The values of a VRaw. */
+vec4 v_values(VRaw r)
 {
-    if (KDT == DT_Q8) {
-        for (int t = 0; t < 8; t++) {
-            const uint word = t < 4 ? r.a.x : r.a.y;
-            v[t] = r.m.x * float(int(word << (24u - 8u * uint(t & 3))) >> 24);
-        }
-    } else if (KDT == DT_Q4) {
-        /* elements 32b+t (t < 16) in low nibbles, 32b+16+t in high ones */
-        const uint hi = (uint(e0) & 16u) != 0u ? 4u : 0u;
-        for (int t = 0; t < 8; t++) {
-            const uint word = t < 4 ? r.a.x : r.a.y;
-            v[t] = r.m.x * float((word >> (8u * uint(t & 3) + hi)) & 15u) + r.m.y;
-        }
-    } else if (VEC != 0 && KDT != DT_F32) {
-        for (int t = 0; t < 4; t++) {
-            if (KDT == DT_F16) {
-                const vec2 h = unpackHalf2x16(r.a[t]);
-                v[2 * t] = h.x;
-                v[2 * t + 1] = h.y;
-            } else {
-                v[2 * t] = attn_bf16_to_f32(r.a[t] & 0xffffu);
-                v[2 * t + 1] = attn_bf16_to_f32(r.a[t] >> 16);
-            }
-        }
-    } else {
-        for (int t = 0; t < 4; t++) {
-            v[t] = uintBitsToFloat(r.a[t]);
-            v[t + 4] = uintBitsToFloat(r.b[t]);
-        }
+    if (VEC == 0 || KDT == DT_F32)
+        return uintBitsToFloat(r.w);
+    if (KDT == DT_F16)
+        return vec4(unpackHalf2x16(r.w.x), unpackHalf2x16(r.w.y));
+    if (KDT == DT_BF16)
+        return uintBitsToFloat(uvec4(r.w.x << 16, r.w.x & 0xffff0000u, r.w.y << 16,
+                                     r.w.y & 0xffff0000u));
+    if (KDT == DT_Q8)
+        return r.dm.x * fields(r.w.x ^ 0x80808080u, 0xffu, 128.0);
+    return fields(r.w.x, 15u, 0.0) * r.dm.x + r.dm.y;
+}
+
+/* acc[r] += p * V for one key of the tile: its loaded V columns v, its
+ * weights pb[pk * NR + r]. */
+void pv_key(inout vec4 acc[NR][NG], VRaw v[NG], int pk)
+{
+    vec4 x[NG];
+    for (int c = 0; c < NG; c++)
+        x[c] = v_values(v[c]);
+    for (int r = 0; r < NR; r++) {
+        const float p = pb[pk * NR + r];
+        for (int c = 0; c < NG; c++)
+            acc[r][c] += p * x[c];
     }
 }
 
-/* Sum and maximum over the TS lanes of a team (one subgroup holds whole
- * teams; TS = 1 without subgroups): clustered subgroup arithmetic where
- * the device has it (ATTN_SUBGROUP_CLUSTERED; the cluster size must be a
- * literal, so one branch per power of two, folded by the specialisation),
- * else a butterfly of xor shuffles. */
-float team_sum(float x)
-{
-#if defined(ATTN_SUBGROUP_CLUSTERED)
-    if (TS == 2)
-        x = subgroupClusteredAdd(x, 2);
-    else if (TS == 4)
-        x = subgroupClusteredAdd(x, 4);
-    else if (TS == 8)
-        x = subgroupClusteredAdd(x, 8);
-    else if (TS == 16)
-        x = subgroupClusteredAdd(x, 16);
-    else if (TS == 32)
-        x = subgroupClusteredAdd(x, 32);
-#elif defined(ATTN_SUBGROUP)
-    for (int o = TS / 2; o > 0; o /= 2)
-        x += subgroupShuffleXor(x, uint(o));
-#endif
-    return x;
-}
+/* Where the task's sequence keeps its keys: the page walk's words, read
+ * once (a key's loads then wait on one table read, its page's). */
+struct Walk { int ns, lo, last, nsk, wstart, sink_pages, base, ptab; uint page; };
+Walk wk;
 
-float team_max(float x)
+/* Scanned key u of the task, clamped to its last (past the chunk an
+ * invocation reads that one for nothing): its kept index j, its slot and
+ * the byte of its page. */
+uint key_page(int u, out int j, out int slot)
 {
-#if defined(ATTN_SUBGROUP_CLUSTERED)
-    if (TS == 2)
-        x = subgroupClusteredMax(x, 2);
-    else if (TS == 4)
-        x = subgroupClusteredMax(x, 4);
-    else if (TS == 8)
-        x = subgroupClusteredMax(x, 8);
-    else if (TS == 16)
-        x = subgroupClusteredMax(x, 16);
-    else if (TS == 32)
-        x = subgroupClusteredMax(x, 32);
-#elif defined(ATTN_SUBGROUP)
-    for (int o = TS / 2; o > 0; o /= 2)
-        x = max(x, subgroupShuffleXor(x, uint(o)));
-#endif
-    return x;
-}
-
-/* What load_tile needs of the workgroup's task and the table's header,
- * read once before the key loop: in registers, a key's loads wait on one
- * table read (its page), not on a chain of them. */
-struct TileSrc {
-    int ns, lo, k1, team, lane;
-    int nsk, wstart, sink_pages, base, ptab;       /* the sequence's pages */
-    uint page, kplane, vplane, krow, vrow, kmeta, vmeta, kmr, vmr;
-};
-TileSrc tl;
-
-/* Byte offset of the page holding kept key j of the task's sequence. */
-uint page_byte(int j, out int slot)
-{
-    const int pos = j < tl.nsk ? j : tl.wstart + (j - tl.nsk);
+    u = min(u, wk.last);
+    j = u < wk.ns ? u : wk.lo + (u - wk.ns);
+    const int pos = j < wk.nsk ? j : wk.wstart + (j - wk.nsk);
     const int lp = pos / PS;
     slot = pos - lp * PS;
-    const int idx = lp < tl.sink_pages ? lp : tl.sink_pages + (lp - tl.base);
-    return uint(T.w[tl.ptab + idx]) * tl.page;
+    return uint(T.w[wk.ptab + (lp < wk.sink_pages ? lp : wk.sink_pages + (lp - wk.base))]) *
+           wk.page;
 }
 
-/* The K and V rows of the team's keys in the tile at scanned key u0: key
- * u0 + kk*NT + team (kept index js[kk], -1 past the chunk: zeros). */
-void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[KPT])
+/* mt[r] = the tile's largest score of row r, the same on every invocation:
+ * subgroup maxima, combined through shared memory (one barrier) only when
+ * the workgroup holds several subgroups; without subgroup arithmetic every
+ * invocation reads all the scores. */
+void tile_max(float s[NR], out float mt[NR])
 {
-    for (int kk = 0; kk < KPT; kk++) {
-        const int u = u0 + kk * NT + tl.team;
-        js[kk] = u < tl.k1 ? (u < tl.ns ? u : tl.lo + (u - tl.ns)) : -1;
-        if (js[kk] < 0) {
-            for (int c = 0; c < CPTK; c++)
-                kv[kk][c] = load8(0u, 0u, D, D);
-            for (int c = 0; c < CPTV; c++)
-                vv[kk][c] = load8(0u, 0u, DV, DV);
-            continue;
-        }
-        int slot;
-        const uint pg = page_byte(js[kk], slot);
-        const uint kb = pg + tl.kplane, vb = pg + tl.vplane;
-        for (int c = 0; c < CPTK; c++)
-            kv[kk][c] = load8(kb + uint(slot) * tl.krow, kb + tl.kmeta + uint(slot) * tl.kmr,
-                              8 * (tl.lane + TS * c), D);
-        for (int c = 0; c < CPTV; c++)
-            vv[kk][c] = load8(vb + uint(slot) * tl.vrow, vb + tl.vmeta + uint(slot) * tl.vmr,
-                              8 * (tl.lane + TS * c), DV);
+#ifdef ATTN_SUBGROUP
+    const int np = int(gl_NumSubgroups), pi = int(gl_SubgroupID);
+    for (int r = 0; r < NR; r++)
+        mt[r] = subgroupMax(s[r]);
+    const bool writer = subgroupElect();
+#else
+    const int np = WG, pi = int(gl_LocalInvocationID.x);
+    for (int r = 0; r < NR; r++)
+        mt[r] = s[r];
+    const bool writer = true;
+#endif
+    if (np == 1)
+        return;
+    if (writer)
+        for (int r = 0; r < NR; r++)
+            red[pi * NR + r] = mt[r];
+    barrier();
+    for (int r = 0; r < NR; r++) {
+        float x = red[r];
+        for (int i = 1; i < np; i++)
+            x = max(x, red[i * NR + r]);
+        mt[r] = x;
     }
 }
 
@@ -285,196 +334,177 @@ void load_tile(int u0, out Raw kv[KPT][CPTK], out Raw vv[KPT][CPTV], out int js[
  * of chunk `task`. */
 void chunk_task(int g)
 {
-    const int tid = int(gl_LocalInvocationID.x), team = tid / TS, lane = tid % TS;
+    const int tid = int(gl_LocalInvocationID.x);
     const int task = g / T.w[H_NRB], r0 = (g % T.w[H_NRB]) * NR, NRT = T.w[H_NR];
-    const int te = T.w[H_TASK] + 4 * task;
-    const int b = T.w[te], hk = T.w[te + 1], k0 = T.w[te + 2], k1 = T.w[te + 3];
-    const int se = T.w[H_SEQ] + S_WORDS * b;
+    const int b = T.w[T.w[H_TASK] + task], se = T.w[H_SEQ] + S_WORDS * b;
+    const int nch = T.w[se + S_NCH], ch = task - T.w[se + S_TSTART], hk = ch / nch;
+    const int k0 = (ch - hk * nch) * T.w[H_CHUNK];
+    const int k1 = min(T.w[se + S_NKEYS], k0 + T.w[H_CHUNK]);
     const int L = T.w[se + S_L], ns = T.w[se + S_NS], lo = T.w[se + S_LO];
     const int group = T.w[H_GROUP], sq = T.w[H_SQ], flags = T.w[H_FLAGS], hq = T.w[H_HQ];
-    const int hkv = T.w[H_HKV];
     const float scale = hf(H_SCALE);
 
-    /* This lane's share of the query rows, scaled. */
-    float q[NR][CPTK][8];
-    for (int r = 0; r < NR; r++) {
-        const int rg = min(r0 + r, NRT - 1), i = rg / group, h = hk * group + rg % group;
-        const int qb = T.w[H_Q] + b * T.w[H_Q + 1] + i * T.w[H_Q + 2] + h * T.w[H_Q + 3];
-        for (int c = 0; c < CPTK; c++)
-            for (int t = 0; t < 8; t++) {
-                const int e = 8 * (lane + TS * c) + t;
-                q[r][c][t] = e < D && r0 + r < NRT ? scale * load_q(T.w[H_QDT], qb + e * T.w[H_Q + 4]) : 0.0;
-            }
-    }
-    float acc[NR][CPTV][8];
-    for (int r = 0; r < NR; r++)
-        for (int c = 0; c < CPTV; c++)
-            for (int t = 0; t < 8; t++)
-                acc[r][c][t] = 0.0;
-    const bool sinkl = (flags & F_SINKL) != 0 && k0 == 0;
-    for (int r = tid; r < NR; r += WG) {
-        row_m[r] = sinkl ? hf(H_AUX + hq + hk * group + (r0 + r) % group) : NEG_INF;
-        row_l[r] = sinkl ? 1.0 : 0.0;
+    /* The block's query rows into shared memory (the view's words read
+     * once, outside the loop). */
+    const int qdt = T.w[H_QDT], qbase = T.w[H_Q] + b * T.w[H_Q + 1], qsi = T.w[H_Q + 2];
+    const int qsh = T.w[H_Q + 3], qse = T.w[H_Q + 4];
+    for (int i = tid; i < NR * QV * 4; i += WG) {
+        const int r = i / (QV * 4), e = i - r * QV * 4, rg = r0 + r;
+        float x = 0.0;
+        if (e < D && rg < NRT)
+            x = scale * load_q(qdt, qbase + (rg / group) * qsi + (hk * group + rg % group) * qsh +
+                               e * qse);
+        qs[r * QV + (e >> 2)][e & 3] = x;
     }
 
-    tl.nsk = T.w[se + S_NSK];
-    tl.wstart = T.w[se + S_WSTART];
-    tl.sink_pages = T.w[H_SINK_PAGES];
-    tl.base = T.w[se + S_BASE];
-    tl.ptab = T.w[se + S_PTAB];
-    tl.page = uint(T.w[H_PAGE]);
-    tl.krow = uint(T.w[H_KROW]);
-    tl.vrow = uint(T.w[H_VROW]);
-    tl.kmeta = uint(T.w[H_KMETA_OFF]);
-    tl.vmeta = uint(T.w[H_VMETA_OFF]);
-    tl.kmr = uint(2 * T.w[H_KMETA]);
-    tl.vmr = uint(2 * T.w[H_VMETA]);
-    tl.ns = ns;
-    tl.lo = lo;
-    tl.k1 = k1;
-    tl.team = team;
-    tl.lane = lane;
-    tl.kplane = uint(hk * T.w[H_KPLANE]);
-    tl.vplane = uint(hkv * T.w[H_KPLANE] + hk * T.w[H_VPLANE]);
-    const float softcap = hf(H_SOFTCAP);
+    wk = Walk(ns, lo, k1 - 1, T.w[se + S_NSK], T.w[se + S_WSTART], T.w[H_SINK_PAGES],
+              T.w[se + S_BASE], T.w[se + S_PTAB], uint(T.w[H_PAGE]));
+    const uint krow = uint(T.w[H_KROW]), vrow = uint(T.w[H_VROW]);
+    const uint kmr = uint(2 * T.w[H_KMETA]), vmr = uint(2 * T.w[H_VMETA]);
+    const uint kplane = uint(hk * T.w[H_KPLANE]);
+    const uint vplane = uint(T.w[H_HKV] * T.w[H_KPLANE] + hk * T.w[H_VPLANE]);
+    const uint kmeta = kplane + uint(T.w[H_KMETA_OFF]), vmeta = vplane + uint(T.w[H_VMETA_OFF]);
+    const float softcap = hf(H_SOFTCAP), sigbias = hf(H_SIGBIAS);
     const int wl = T.w[H_WL], wr = T.w[H_WR], sinks = T.w[H_SINKS];
     const bool sigmoid = (flags & F_SIGMOID) != 0;
-    /* Per query row, worked out once: its diagonal (the key at its own
-     * position), ALiBi slope and visible keys: j is visible iff j <= cap
-     * (causal) and j is a sink or wlo <= j <= whi (the window). */
-    int diag[NR], cap[NR], wlo[NR], whi[NR];
+    /* Per query row, worked out once: its query index qi (its diagonal,
+     * the key at its own position, is qi + L - sq) and ALiBi slope. Key j
+     * at jr = j - (L - sq) is visible iff jr <= qi (causal) and j is a
+     * sink or qi - wl <= jr <= qi + wr (the window). */
+    const bool causal = (flags & F_CAUSAL) != 0;
+    int qi[NR];
     float slope[NR];
     for (int r = 0; r < NR; r++) {
-        diag[r] = (r0 + r) / group + L - sq;
-        cap[r] = (flags & F_CAUSAL) != 0 ? diag[r] : INT_MAX;
-        wlo[r] = wl < 0 ? INT_MIN : diag[r] - wl;
-        whi[r] = wr < 0 ? INT_MAX : diag[r] + wr;
+        qi[r] = (r0 + r) / group;
         slope[r] = (flags & F_ALIBI) != 0 ? hf(H_AUX + hk * group + (r0 + r) % group) : 0.0;
     }
-
-    /* The next tile's loads are issued before the current tile's arithmetic
-     * and barriers (kept in flight while they run). */
-    Raw kv[KPT][CPTK], vv[KPT][CPTV];
-    int js[KPT];
-    load_tile(k0, kv, vv, js);
-    for (int u0 = k0; u0 < k1; u0 += TILE) {
-        /* The scores alternate between two halves of sh: the next tile's
-         * stage 1 writes one while a slow lane may still read this tile's
-         * weights in stage 3 from the other (one barrier less per tile;
-         * the barrier before the next stage 2 orders the rest). */
-        const int hb = (((u0 - k0) / TILE) & 1) * NR * TILE;
-        Raw nk[KPT][CPTK], nv[KPT][CPTV];
-        int nj[KPT];
-        load_tile(u0 + TILE, nk, nv, nj);
-        for (int kk = 0; kk < KPT; kk++) {
-            float kf[CPTK][8];
-            for (int c = 0; c < CPTK; c++)
-                unpack8(kv[kk][c], 8 * (lane + TS * c), kf[c]);
-            for (int r = 0; r < NR; r++) {
-                float s = 0.0;
-                for (int c = 0; c < CPTK; c++)
-                    for (int t = 0; t < 8; t++)
-                        s += q[r][c][t] * kf[c][t];
-                /* every lane of the team has the sum: the same work on
-                 * all of them (no divergence), lane 0 stores */
-                s = team_sum(s);
-                const int j = js[kk];
-                if ((flags & F_SOFTCAP) != 0)
-                    s = softcap * attn_tanh(s / softcap);
-                if ((flags & F_ALIBI) != 0)
-                    s -= slope[r] * float(abs(diag[r] - j));
-                if (j < 0 || j > cap[r] || (j >= sinks && (j < wlo[r] || j > whi[r])))
-                    s = NEG_INF;
-                if (lane == 0)
-                    sh[hb + r * TILE + kk * NT + team] = s;
-            }
-        }
-        barrier();
-        /* 2. weights: team m takes rows m, m + NT, ..., its lanes a share
-         * of the tile's keys each */
-        for (int r = team; r < NR; r += NT) {
-            const int rb = hb + r * TILE;
-            float alpha = 1.0;
-            if (sigmoid) {
-                const float bias = hf(H_SIGBIAS);
-                for (int e = lane; e < TILE; e += TS) {
-                    const float y = sh[rb + e] + bias, ex = exp(-abs(y));
-                    sh[rb + e] = sh[rb + e] == NEG_INF ? 0.0 : (y >= 0.0 ? 1.0 : ex) / (1.0 + ex);
-                }
-            } else {
-                float mt = NEG_INF;
-                for (int e = lane; e < TILE; e += TS)
-                    mt = max(mt, sh[rb + e]);
-                mt = team_max(mt);
-                const float m = row_m[r], mn = max(m, mt);
-                float sum = 0.0;
-                if (mn == NEG_INF) {
-                    for (int e = lane; e < TILE; e += TS)
-                        sh[rb + e] = 0.0;
-                } else {
-                    alpha = m == mn ? 1.0 : exp(m - mn);
-                    for (int e = lane; e < TILE; e += TS) {
-                        const float x = sh[rb + e];
-                        const float p = x == NEG_INF ? 0.0 : exp(x - mn);
-                        sh[rb + e] = p;
-                        sum += p;
-                    }
-                }
-                sum = team_sum(sum);
-                if (lane == 0) {
-                    row_m[r] = mn;
-                    row_l[r] = row_l[r] * alpha + sum;
-                }
-            }
-            if (lane == 0)
-                row_a[r] = alpha;
-        }
-        barrier();
-        /* 3. O = alpha O + P V */
-        for (int r = 0; r < NR; r++)
-            for (int c = 0; c < CPTV; c++)
-                for (int t = 0; t < 8; t++)
-                    acc[r][c][t] *= row_a[r];
-        for (int kk = 0; kk < KPT; kk++) {
-            float vf[CPTV][8];
-            for (int c = 0; c < CPTV; c++)
-                unpack8(vv[kk][c], 8 * (lane + TS * c), vf[c]);
-            for (int r = 0; r < NR; r++) {
-                const float p = sh[hb + r * TILE + kk * NT + team];
-                for (int c = 0; c < CPTV; c++)
-                    for (int t = 0; t < 8; t++)
-                        acc[r][c][t] += p * vf[c][t];
-            }
-        }
-        for (int kk = 0; kk < KPT; kk++) {
-            for (int c = 0; c < CPTK; c++)
-                kv[kk][c] = nk[kk][c];
-            for (int c = 0; c < CPTV; c++)
-                vv[kk][c] = nv[kk][c];
-            js[kk] = nj[kk];
-        }
+    /* m: the running maximum (the same on every invocation); l: this
+     * invocation's share of the sum (the sink logit seeds chunk 0). */
+    const bool sinkl = (flags & F_SINKL) != 0 && k0 == 0;
+    float m[NR], l[NR];
+    vec4 acc[NR][NG];
+    for (int r = 0; r < NR; r++) {
+        m[r] = sinkl ? hf(H_AUX + hq + hk * group + (r0 + r) % group) : NEG_INF;
+        l[r] = sinkl && tid == 0 ? 1.0 : 0.0;
+        for (int c = 0; c < NG; c++)
+            acc[r][c] = vec4(0.0);
     }
-
-    /* The teams' accumulators, summed row by row through shared memory
-     * (once every lane is done with the last tile's weights). */
+    /* the first tile's V locations (each tile writes the next one's) */
+    int j = 0, slot = 0;
+    uint pg = 0u;
+    if (k0 < k1) {
+        pg = key_page(k0 + tid, j, slot);
+        loc[tid] = uvec2(pg + vplane + uint(slot) * vrow, pg + vmeta + uint(slot) * vmr);
+    }
     barrier();
-    const int DVP = TS * CPTV * 8;
-    for (int r = 0; r < NR && r0 + r < NRT; r++) {
-        for (int c = 0; c < CPTV; c++)
-            for (int t = 0; t < 8; t++)
-                sh[team * DVP + 8 * (lane + TS * c) + t] = acc[r][c][t];
-        barrier();
-        for (int e = tid; e < DV; e += WG) {
+    if (KDT == DT_Q4) {
+        for (int i = tid; i < NR * NB; i += WG) {
             float x = 0.0;
-            for (int m = 0; m < NT; m++)
-                x += sh[m * DVP + e];
-            PART.w[(task * NRT + r0 + r) * DV + e] = x;
+            for (int c = 0; c < 8; c++)
+                x += dot(qs[(i / NB) * QV + (i % NB) * 8 + c], vec4(1.0));
+            qsum[i] = x;
         }
         barrier();
     }
-    for (int r = tid; r < NR && r0 + r < NRT; r += WG) {
-        PART.w[T.w[H_ML] + 2 * (task * NRT + r0 + r)] = row_m[r];
-        PART.w[T.w[H_ML] + 2 * (task * NRT + r0 + r) + 1] = row_l[r];
+
+    for (int u0 = k0; u0 < k1; u0 += WG) {
+        const int t = (u0 - k0) / WG, par = t & 1, l3 = t % 3;
+        /* 1. this invocation's key: its page was read during the previous
+         * tile, the next tile's is read now (in flight during this one) and
+         * its V location noted for the next tile (read after this tile's
+         * last barrier; three buffers, as a slow invocation may still read
+         * the previous tile's) */
+        int nj, nslot;
+        const uint npg = key_page(u0 + WG + tid, nj, nslot);
+        loc[((t + 1) % 3) * WG + tid] =
+            uvec2(npg + vplane + uint(nslot) * vrow, npg + vmeta + uint(nslot) * vmr);
+        /* VEARLY: the tile's V loads go out now, in flight with the K loads */
+        VRaw ve[VEARLY != 0 ? WG : 1][NG];
+        if (VEARLY != 0)
+            for (int k = 0; k < WG; k++) {
+                const uvec2 at = loc[l3 * WG + k];
+                for (int c = 0; c < NG; c++)
+                    ve[k][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
+            }
+        /* 2. its scores */
+        float s[NR];
+        for (int r = 0; r < NR; r++)
+            s[r] = 0.0;
+        qk(pg + kplane + uint(slot) * krow, pg + kmeta + uint(slot) * kmr, s);
+        const int jr = j - (L - sq);
+        for (int r = 0; r < NR; r++) {
+            if ((flags & F_SOFTCAP) != 0)
+                s[r] = softcap * attn_tanh(s[r] / softcap);
+            if ((flags & F_ALIBI) != 0)
+                s[r] -= slope[r] * float(abs(qi[r] - jr));
+            if (u0 + tid >= k1 || (causal && jr > qi[r]) ||
+                (j >= sinks && ((wl >= 0 && jr < qi[r] - wl) || (wr >= 0 && jr > qi[r] + wr))))
+                s[r] = NEG_INF;
+        }
+        /* 3.-4. its weights, the rows' rescaling */
+        float alpha[NR];
+        if (sigmoid) {
+            for (int r = 0; r < NR; r++) {
+                const float y = s[r] + sigbias, ex = exp(-abs(y));
+                pb[(par * WG + tid) * NR + r] =
+                    s[r] == NEG_INF ? 0.0 : (y >= 0.0 ? 1.0 : ex) / (1.0 + ex);
+                alpha[r] = 1.0;
+            }
+        } else {
+            float mt[NR];
+            tile_max(s, mt);
+            for (int r = 0; r < NR; r++) {
+                const float mn = max(m[r], mt[r]);
+                alpha[r] = m[r] == mn ? 1.0 : exp(m[r] - mn);
+                const float p = s[r] == NEG_INF ? 0.0 : exp(s[r] - mn);
+                pb[(par * WG + tid) * NR + r] = p;
+                l[r] = l[r] * alpha[r] + p;
+                m[r] = mn;
+            }
+        }
+        barrier();
+        /* 5. O = alpha O + P V over the tile's keys */
+        for (int r = 0; r < NR; r++)
+            for (int c = 0; c < NG; c++)
+                acc[r][c] *= alpha[r];
+        if (VEARLY != 0) {
+            for (int k = 0; k < WG; k++)
+                pv_key(acc, ve[k], par * WG + k);
+        } else {
+            for (int k0v = 0; k0v < WG; k0v += VI) {
+                VRaw v[VI][NG];
+                for (int i = 0; i < VI && k0v + i < WG; i++) {
+                    const uvec2 at = loc[l3 * WG + k0v + i];
+                    for (int c = 0; c < NG; c++)
+                        v[i][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
+                }
+                for (int i = 0; i < VI && k0v + i < WG; i++)
+                    pv_key(acc, v[i], par * WG + k0v + i);
+            }
+        }
+        pg = npg;
+        j = nj;
+        slot = nslot;
+    }
+
+    /* The partial: O straight from the accumulators, l summed over the
+     * invocations (every one is past the last tile's maxima). */
+    for (int r = 0; r < NR; r++)
+        red[tid * NR + r] = l[r];
+    barrier();
+    for (int r = 0; r < NR && r0 + r < NRT; r++)
+        for (int c = 0; c < NG; c++)
+            for (int t = 0; t < 4; t++)
+                if (4 * (tid + c * WG) + t < DV)
+                    PART.w[(task * NRT + r0 + r) * DV + 4 * (tid + c * WG) + t] = acc[r][c][t];
+    for (int r = 0; r < NR && r0 + r < NRT; r++) {
+        if (r % WG != tid)
+            continue;
+        float sum = 0.0;
+        for (int i = 0; i < WG; i++)
+            sum += red[i * NR + r];
+        PART.w[T.w[H_ML] + 2 * (task * NRT + r0 + r)] = m[r];
+        PART.w[T.w[H_ML] + 2 * (task * NRT + r0 + r) + 1] = sum;
     }
 }
 
@@ -517,15 +547,15 @@ void finish(int g)
                 acc += o;
         }
     }
-    sh[tid] = mx;
-    sh[WG + tid] = lsum;
-    sh[2 * WG + tid] = acc;
+    cmb[tid] = mx;
+    cmb[WG + tid] = lsum;
+    cmb[2 * WG + tid] = acc;
     barrier();
     if (!live || slice != 0)
         return;
     for (int s = 1; s < CS; s++)
-        merge_into(mx, lsum, acc, sh[tid + s * per], sh[WG + tid + s * per],
-                   sh[2 * WG + tid + s * per]);
+        merge_into(mx, lsum, acc, cmb[tid + s * per], cmb[WG + tid + s * per],
+                   cmb[2 * WG + tid + s * per]);
     float y = acc * (!softmax ? 1.0 : lsum > 0.0 ? 1.0 / lsum : 0.0);
     if ((flags & F_GATE) != 0) {
         const int gi = T.w[H_G] + b * T.w[H_G + 1] + i * T.w[H_G + 2] + h * T.w[H_G + 3] +

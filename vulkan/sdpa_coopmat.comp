@@ -183,9 +183,11 @@ void main()
     const int lid = int(gl_LocalInvocationID.x);
     const int sg = lid / SG, lane = lid % SG;
     const int part = lane % TPR;                 /* row transform: columns part + TPR*n */
-    const int qb = int(gl_NumWorkGroups.x) - 1 - int(gl_WorkGroupID.x);  /* heavy blocks first */
+    /* query blocks in y, last first: every head's heavy (causal) blocks
+     * start before any light one, so the dispatch ends on short blocks */
+    const int qb = int(gl_NumWorkGroups.y) - 1 - int(gl_WorkGroupID.y);
     Block k;
-    block_init(k, qb, int(gl_WorkGroupID.y), int(gl_WorkGroupID.z));
+    block_init(k, qb, int(gl_WorkGroupID.x), int(gl_WorkGroupID.z));
     const int qs1 = P.w[P_Q + 2], qs3 = P.w[P_Q + 4], ks1 = P.w[P_K + 2], ks3 = P.w[P_K + 4];
     const int vs1 = P.w[P_V + 2], vs3 = P.w[P_V + 4];
     const int s_base = sg * R * SS, p_base = sg * R * PS, a_base = sg * R * 4;

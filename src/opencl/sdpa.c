@@ -262,7 +262,8 @@ static attn_status launch(attn_cl_device *d, const attn_sdpa_problem *p, cl_kern
 
     const size_t nqb = (size_t)((p->sq + c->ty * c->rm - 1) / (c->ty * c->rm));
     const size_t local[3] = { (size_t)c->tx, (size_t)c->ty, 1 };
-    const size_t global[3] = { nqb * (size_t)c->tx, (size_t)p->hq * (size_t)c->ty,
+    /* heads x query blocks (opencl/sdpa.cl orders the blocks) */
+    const size_t global[3] = { (size_t)p->hq * (size_t)c->tx, nqb * (size_t)c->ty,
                                (size_t)p->num_seqs };
     cl_int err = d->cl->EnqueueNDRangeKernel(d->queue, k, 3, NULL, global, local, 0, NULL, NULL);
     if (err != CL_SUCCESS)

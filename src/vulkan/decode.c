@@ -4,7 +4,8 @@
  * the split into chunks) into one table of 32-bit words, copied into a
  * device buffer kept across calls; vulkan/decode.comp then runs one
  * workgroup per (sequence, KV head, chunk) writing unnormalised partials to
- * a scratch buffer (also kept), and a second dispatch merges the chunks.
+ * a scratch buffer (also kept), and a second dispatch (the same shader in
+ * another pipeline: another workgroup size) merges the chunks.
  * Both dispatches and the table's upload are one submission
  * (ATTN_VULKAN_PROFILE=1 times each step: src/vulkan/profile.h).
  *
@@ -12,8 +13,9 @@
  *   header      H_* below
  *   aux         ALiBi slopes [Hq], sink logits [Hq] (f32)
  *   sequences   S_WORDS per batch entry
- *   chunks      (b, hk, first scanned key, end); workgroup g takes chunk
- *               g / nrb and its row block g % nrb
+ *   chunks      the sequence b of each; workgroup g takes chunk g / nrb
+ *               and its row block g % nrb. A sequence's chunks go by KV
+ *               head, then by H_CHUNK scanned keys (its last one shorter)
  *   page lists  per batch entry: pool pages of its logical pages
  *               [0, sink_pages) then [base, last]; key j lives at
  *               position pos(j) (kv_cache.h), logical page pos / page_size. */
@@ -31,117 +33,142 @@ enum { H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H_SC
        H_KPLANE = 13, H_VPLANE = 14, H_KMETA_OFF = 15, H_VMETA_OFF = 16, H_KROW = 17,
        H_VROW = 18, H_KMETA = 19, H_VMETA = 20, H_SINK_PAGES = 21, H_HKV = 22, H_QDT = 23,
        H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
-       H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_AUX = 50 };
+       H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_CHUNK = 50,
+       H_AUX = 51 };
 enum { F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
        F_SOFTCAP = 64 };
 enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE = 6,
        S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10 };
 
-#define MIN_CHUNK 128        /* scanned keys per chunk, at least */
-#define TARGET_GROUPS 1024   /* workgroups a call aims for (split-KV) */
+#define MIN_CHUNK 64         /* scanned keys per chunk, at least: two tiles of 32 */
+#define GROUPS_PER_CU 8      /* chunks a call aims for per compute unit (split-KV; H200, f16
+                                L = 32K / 128K: 0.099 / 0.283 ms with 8, 0.122 / 0.331 with 16,
+                                0.123 / 0.382 with 4) */
+#define TARGET_GROUPS 2048   /* ... where the device does not tell its compute units */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* Workgroup shape (the specialisation constants of vulkan/decode.comp);
- * nr query rows per workgroup, nrb blocks of them cover all nrt. */
+/* The integer in environment variable `name` when it is set and within
+ * [lo, hi], else 0. */
+static int env_int(const char *name, int lo, int hi)
+{
+    const char *env = getenv(name);
+    const int v = env ? atoi(env) : 0;
+    return v >= lo && v <= hi ? v : 0;
+}
+
+/* Workgroup shape (the specialisation constants of vulkan/decode.comp). */
 typedef struct dec_cfg {
-    int wg, ts, kpt, nr, nrt, nrb, cptk, cptv, vec, shn;
-    int cs;                     /* combine: invocations per output element */
-    int subgroup, clustered;    /* team reductions: shuffles; clustered arithmetic */
+    int wg;                 /* invocations = keys per tile */
+    int nr, nrt, nrb;       /* query rows per workgroup; of a KV head; blocks of nr */
+    int vi, kb;             /* keys whose V loads go together; K pieces loaded together */
+    int vearly;             /* V loads issued with the K loads */
+    int vec;                /* wide loads: rows of whole 16-byte pieces */
+    int cwg, cs;            /* combine: workgroup; invocations per output element */
+    int64_t target;         /* chunks a call aims for */
+    int subgroup;           /* tile maxima by subgroup arithmetic */
 } dec_cfg;
 
-static size_t shared_bytes(const dec_cfg *c)
+/* Shared bytes of the shader (its declarations): the block's query rows
+ * (vec4s, rows padded to 8 elements) and their sums per block of 32, the
+ * tile maxima / sums, the weights and V locations by tile parity, the
+ * combine's three floats. */
+static size_t shared_bytes(const dec_cfg *c, int64_t d)
 {
-    return ((size_t)c->shn + 3 * (size_t)c->nr) * sizeof(float);
+    const size_t qv = (size_t)(d + 7) / 8 * 2, wg = (size_t)c->wg, nr = (size_t)c->nr;
+    return 16 * nr * qv + 4 * nr * (size_t)((d + 31) / 32) + 4 * wg * nr + 8 * wg * nr +
+           24 * wg + 12 * wg;
 }
 
-/* Shared floats: two tiles' scores (alternating), or the teams'
- * accumulators at the end. */
-static void complete(dec_cfg *c)
-{
-    const int nt = c->wg / c->ts, tile = nt * c->kpt;
-    const int red = nt * c->ts * c->cptv * 8;
-    c->shn = 2 * c->nr * tile > red ? 2 * c->nr * tile : red;
-}
-
-/* Lanes per key: the largest power of two covering the 8-dim chunks of a
- * row, within the smallest subgroup (xor shuffles stay inside it); one lane
- * without subgroup shuffles. Keys per team per tile: K and V registers of
- * about 8 chunks; query rows per workgroup: q and accumulator registers of
- * about 16 chunks (larger blocks make compilers spill, or take minutes).
- * Shrinks the tile, then the workgroup, to fit the shared memory.
- * Teams reduce with clustered subgroup arithmetic where the device has it,
- * else xor shuffles (ATTN_VULKAN_DECODE_REDUCE=shuffle forces those).
- * ATTN_VULKAN_SUBGROUP=0 turns shuffles off; ATTN_VULKAN_DECODE_SHAPE=
- * "wg,kpt,rows[,lanes]" sets the workgroup size, keys per team per tile,
- * query rows per workgroup where they fit and lanes per key (a power of
- * two up to the default; tuning). */
+/* Invocations (keys per tile): the subgroup size where the device reports
+ * one up to 64 (one warp or wavefront: its barriers are cheap, and the
+ * tile maxima need no shared memory), else 32; ATTN_VULKAN_DECODE_WG=n
+ * sets it. Tile maxima by subgroup arithmetic where the device has it
+ * (ATTN_VULKAN_SUBGROUP=0 turns it off). Query rows per workgroup: up to 8
+ * (ATTN_VULKAN_DECODE_ROWS), fewer where the accumulators would pass 64
+ * floats per invocation or the shared memory would not hold them. Keys
+ * whose V loads go together (ATTN_VULKAN_DECODE_VUNROLL): as many as about
+ * 64 registers of loaded words hold (the whole tile of 32 for a 16-bit
+ * cache of Dv = 128), up to the workgroup; K pieces loaded together: 16
+ * (ATTN_VULKAN_DECODE_KUNROLL; a whole f16 row of 128, 64 registers).
+ * A tile's V loads are issued with its K loads (all of them in flight at
+ * once, twice the registers; ATTN_VULKAN_DECODE_VEARLY=0: after the
+ * softmax): on the H200, f16, with 8 chunks per compute unit, 0.096 /
+ * 0.273 ms at L = 32K / 128K against 0.099 / 0.283. */
 static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec_cfg *c)
 {
-    const char *env = getenv("ATTN_VULKAN_SUBGROUP");
-    const int chunks = (int)((max64(p->d, p->dv) + 7) / 8);
-    c->subgroup = d->subgroup_shuffle && d->subgroup_min >= 2 && !(env && strcmp(env, "0") == 0);
-    c->ts = 1;
-    if (c->subgroup)
-        while (c->ts * 2 <= chunks && (uint32_t)c->ts * 2 <= d->subgroup_min && c->ts < 32)
-            c->ts *= 2;
-    const char *shape = getenv("ATTN_VULKAN_DECODE_SHAPE");
-    int wg = 0, kpt = 0, rows = 0, lanes = 0;
-    const int nshape = shape ? sscanf(shape, "%d,%d,%d,%d", &wg, &kpt, &rows, &lanes) : 0;
-    if (nshape == 4 && lanes >= 1 && lanes <= c->ts && (lanes & (lanes - 1)) == 0)
-        c->ts = lanes;
-    c->subgroup = c->ts > 1;
-    const char *reduce = getenv("ATTN_VULKAN_DECODE_REDUCE");
-    c->clustered = c->subgroup && d->subgroup_clustered &&
-                   !(reduce && strcmp(reduce, "shuffle") == 0);
-    c->cptk = (int)(((p->d + 7) / 8 + c->ts - 1) / c->ts);
-    c->cptv = (int)(((p->dv + 7) / 8 + c->ts - 1) / c->ts);
+    const char *sg = getenv("ATTN_VULKAN_SUBGROUP");
+    const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
+                           d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
+    c->wg = env_int("ATTN_VULKAN_DECODE_WG", 1, (int)(maxwg < 1024 ? maxwg : 1024));
+    if (!c->wg)
+        c->wg = d->subgroup_size >= 1 && d->subgroup_size <= 64 ? (int)d->subgroup_size : 32;
+    if ((uint32_t)c->wg > maxwg)
+        c->wg = (int)maxwg;
+    c->subgroup = d->subgroup_arithmetic && !(sg && strcmp(sg, "0") == 0);
+    const int ng = (int)((p->dv + 4 * c->wg - 1) / (4 * c->wg));
     c->nrt = (int)(p->sq * (p->hq / p->hkv));
-    c->nr = 16 / (c->cptk + c->cptv);
-    c->nr = c->nr < 1 ? 1 : c->nr > c->nrt ? c->nrt : c->nr;
-    c->nrb = (c->nrt + c->nr - 1) / c->nr;
     const attn_dtype dt = p->cache->dtype;
+    const int rows = env_int("ATTN_VULKAN_DECODE_ROWS", 1, 8);
+    c->nr = rows ? rows : 16 / ng < 1 ? 1 : 16 / ng > 8 ? 8 : 16 / ng;
+    if (c->nr > c->nrt)
+        c->nr = c->nrt;
+    c->vi = env_int("ATTN_VULKAN_DECODE_VUNROLL", 1, 64);
+    if (!c->vi) {
+        /* registers of one key's loaded V words per column group */
+        const int words = dt == ATTN_F32 ? 4 : dt == ATTN_Q4 ? 3 : 2;
+        c->vi = 64 / (ng * words) < 1 ? 1 : 64 / (ng * words);
+    }
+    if (c->vi > c->wg)
+        c->vi = c->wg;
+    c->kb = env_int("ATTN_VULKAN_DECODE_KUNROLL", 1, 64);
+    if (!c->kb)
+        c->kb = 16;
+    const char *ve = getenv("ATTN_VULKAN_DECODE_VEARLY");
+    c->vearly = !(ve && strcmp(ve, "0") == 0);
     c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
                                                   dt == ATTN_BF16));
-    const uint32_t maxwg = d->limits.maxComputeWorkGroupInvocations < d->limits.maxComputeWorkGroupSize[0] ?
-                           d->limits.maxComputeWorkGroupInvocations : d->limits.maxComputeWorkGroupSize[0];
-    if (nshape >= 3 && wg >= c->ts &&
-        (wg & (wg - 1)) == 0 && (uint32_t)wg <= maxwg && kpt >= 1 && kpt <= 16 && rows >= 1 &&
-        rows <= 64) {
-        const dec_cfg keep = *c;
-        c->wg = wg;
-        c->kpt = kpt;
-        c->nr = rows < c->nrt ? rows : c->nrt;
-        c->nrb = (c->nrt + c->nr - 1) / c->nr;
-        complete(c);
-        if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
-            return 1;
-        *c = keep;
-    }
-    for (c->wg = 128; c->wg >= c->ts; c->wg /= 2) {
-        if ((uint32_t)c->wg > maxwg)
-            continue;
-        for (c->kpt = max64(1, 8 / (c->cptk + c->cptv)); c->kpt >= 1; c->kpt /= 2) {
-            complete(c);
-            if (shared_bytes(c) <= d->limits.maxComputeSharedMemorySize)
-                return 1;
-        }
-    }
-    return 0;
+    while (c->nr > 1 && shared_bytes(c, p->d) > d->limits.maxComputeSharedMemorySize)
+        c->nr--;
+    /* the blocks evened out: 12 rows by at most 8 are 2 blocks of 6 */
+    c->nrb = (c->nrt + c->nr - 1) / c->nr;
+    c->nr = (c->nrt + c->nrb - 1) / c->nrb;
+    return shared_bytes(c, p->d) <= d->limits.maxComputeSharedMemorySize;
 }
 
-/* Invocations per output element of the combine pass: 4 on a GPU, where
- * they shorten the chain of loads over a row's chunks; 1 on a software
- * device, whose invocations run one after another (more of them only cost
- * time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two up to the
- * workgroup) sets it. */
-static int combine_split(const attn_device *dev, int wg)
+/* The combine pass runs in its own pipeline (the same shader, mode 1) of
+ * COMBINE_WG invocations (a power of two within the device's limits), so
+ * that many invocations per output element still leave several
+ * consecutive elements per workgroup (their loads share sectors). */
+#define COMBINE_WG 256
+
+static int combine_wg(const attn_vk_device *d)
+{
+    int n = COMBINE_WG;
+    while ((uint32_t)n > d->limits.maxComputeWorkGroupInvocations ||
+           (uint32_t)n > d->limits.maxComputeWorkGroupSize[0])
+        n /= 2;
+    return n;
+}
+
+/* Invocations per output element of the combine pass: on a GPU enough
+ * that each merges at most 8 of a row's nch chunks (the chain of loads an
+ * invocation waits on), keeping 8 consecutive elements per workgroup; 1 on
+ * a software device, whose invocations run one after another (more of them
+ * only cost time there). ATTN_VULKAN_DECODE_COMBINE=n (a power of two
+ * dividing the workgroup) sets it. */
+static int combine_split(const attn_device *dev, int wg, int64_t nch)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_COMBINE");
-    const int n = env ? atoi(env) : dev->info.is_software ? 1 : 4;
-    return n >= 1 && n <= wg && (n & (n - 1)) == 0 ? n : 1;
+    int n = 1;
+    if (env)
+        n = atoi(env);
+    else if (!dev->info.is_software)
+        while (n * 8 < nch && wg / (2 * n) >= 8)
+            n *= 2;
+    return n >= 1 && wg % n == 0 && (n & (n - 1)) == 0 ? n : 1;
 }
 
 /* A window or sink count as a 32-bit word (-1 stays unlimited). */
@@ -154,7 +181,8 @@ static int32_t clamp_len(int64_t x)
 typedef struct dec_table {
     int32_t *w;
     size_t n;
-    int64_t ntasks;
+    int64_t ntasks, chunk;
+    int64_t max_nch;        /* chunks of the longest sequence */
 } dec_table;
 
 static int32_t fbits(float f)
@@ -182,17 +210,23 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     const attn_kv_cache *c = p->cache;
     const int64_t group = p->hq / p->hkv;
     /* Scanned keys per sequence: sinks [0, ns) and [lo, L), as the CPU. */
-    int64_t work = 0, npages = 0;
+    int64_t work = 0, most = 1, npages = 0;
     for (int64_t b = 0; b < p->b; b++) {
         const attn_kv_seq *s = &c->seqs[p->seqs[b]];
         const int64_t L = attn_kv_kept(c, s), lo = p->window_left >= 0 ?
                           max64(0, L - p->sq - p->window_left) : 0;
         work += min64(p->sink_tokens, lo) + L - lo;
+        most = max64(most, min64(p->sink_tokens, lo) + L - lo);
         npages += list_len(c, s);
     }
-    const char *env = getenv("ATTN_VULKAN_DECODE_GROUPS");
-    const int64_t target = env && atoll(env) > 0 ? atoll(env) : TARGET_GROUPS;
-    const int64_t chunk = max64(MIN_CHUNK, (work * p->hkv + target - 1) / target);
+    /* Scanned keys per chunk: at least MIN_CHUNK (ATTN_VULKAN_DECODE_CHUNK=n),
+     * more where the call would pass its target of chunks, at most the
+     * longest sequence, a multiple of the tile (only a sequence's last chunk
+     * ends in a partial tile). */
+    const int64_t target = cfg->target;
+    const int min_chunk = env_int("ATTN_VULKAN_DECODE_CHUNK", 1, 1 << 30);
+    int64_t chunk = max64(min_chunk ? min_chunk : MIN_CHUNK, (work * p->hkv + target - 1) / target);
+    chunk = (min64(chunk, most) + cfg->wg - 1) / cfg->wg * cfg->wg;
     int64_t ntasks = 0;
     for (int64_t b = 0; b < p->b; b++) {
         const attn_kv_seq *s = &c->seqs[p->seqs[b]];
@@ -202,7 +236,7 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
         ntasks += p->hkv * max64(1, (nkeys + chunk - 1) / chunk);
     }
     const int64_t seq0 = H_AUX + 2 * p->hq, task0 = seq0 + S_WORDS * p->b;
-    const int64_t ptab0 = task0 + 4 * ntasks, words = ptab0 + npages;
+    const int64_t ptab0 = task0 + ntasks, words = ptab0 + npages;
     if (words >= INT32_MAX / 4 || ntasks * cfg->nrt * (p->dv + 2) >= INT32_MAX)
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: the batch needs more than 2^31 "
                          "table or scratch words; the Vulkan backend indexes in 32 bits");
@@ -254,6 +288,7 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     }
     w[H_SEQ] = (int32_t)seq0;
     w[H_TASK] = (int32_t)task0;
+    w[H_CHUNK] = (int32_t)chunk;
     w[H_ML] = (int32_t)(ntasks * cfg->nrt * p->dv);
     for (int64_t h = 0; h < p->hq; h++) {
         w[H_AUX + h] = fbits(p->alibi_slopes ? p->alibi_slopes[h] : 0.0f);
@@ -280,22 +315,18 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
         e[S_PTAB] = (int32_t)ptab;
         e[S_TSTART] = (int32_t)task;
         e[S_NCH] = (int32_t)nch;
+        t->max_nch = max64(t->max_nch, nch);
         for (int64_t lp = 0; lp < min64(c->sink_pages, last + 1); lp++)
             w[ptab++] = s->pages[lp];
         for (int64_t lp = base; lp <= last; lp++)
             w[ptab++] = s->pages[lp - s->dropped];
-        for (int64_t hk = 0; hk < p->hkv; hk++)
-            for (int64_t ch = 0; ch < nch; ch++, task++) {
-                int32_t *tk = w + task0 + 4 * task;
-                tk[0] = (int32_t)b;
-                tk[1] = (int32_t)hk;
-                tk[2] = (int32_t)(nkeys * ch / nch);
-                tk[3] = (int32_t)(nkeys * (ch + 1) / nch);
-            }
+        for (int64_t i = 0; i < p->hkv * nch; i++)
+            w[task0 + task++] = (int32_t)b;
     }
     t->w = w;
     t->n = (size_t)ptab;
     t->ntasks = ntasks;
+    t->chunk = chunk;
     return ATTN_OK;
 }
 
@@ -321,19 +352,24 @@ static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
  *   staged  written to the host-visible staging buffer and copied into the
  *           device-local table by a copy command before the dispatches;
  *   host    the shader reads the staging buffer itself (no copy; every
- *           table read crosses the bus on a discrete GPU).
+ *           table read crosses the bus on a discrete GPU);
+ *   bar     written by the host into device-local, host-visible memory
+ *           (the BAR window of a discrete GPU): no command and no barrier
+ *           before the dispatches (where the device has such memory).
  * On unified memory the table is mapped and written directly. */
-enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST };
-static const char *const table_names[] = { "update", "staged", "host" };
+enum { TABLE_UPDATE, TABLE_STAGED, TABLE_HOST, TABLE_BAR };
+static const char *const table_names[] = { "update", "staged", "host", "bar" };
 #define UPDATE_MAX 65536
 
-static int table_mode(VkDeviceSize bytes)
+static int table_mode(const attn_vk_device *d, VkDeviceSize bytes)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_TABLE");
     if (env && strcmp(env, "staged") == 0)
         return TABLE_STAGED;
     if (env && strcmp(env, "host") == 0)
         return TABLE_HOST;
+    if (env && strcmp(env, "bar") == 0 && d->mem_type_bar >= 0)
+        return TABLE_BAR;
     return bytes <= UPDATE_MAX ? TABLE_UPDATE : TABLE_STAGED;
 }
 
@@ -342,7 +378,15 @@ static int table_mode(VkDeviceSize bytes)
 static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer *buf)
 {
     const VkDeviceSize tbytes = t->n * sizeof(int32_t);
-    const int mode = d->direct ? TABLE_STAGED : table_mode(tbytes);
+    const int mode = d->direct ? TABLE_STAGED : table_mode(d, tbytes);
+    if (mode == TABLE_BAR) {
+        const attn_status s = attn_vk_bar_reserve(d, &d->dec_bar, tbytes);
+        if (s == ATTN_OK) {
+            memcpy(d->dec_bar.mapped, t->w, tbytes);
+            *buf = d->dec_bar.buffer;
+        }
+        return s;
+    }
     attn_status s = mode == TABLE_HOST ? ATTN_OK : attn_vk_device_reserve(d, &d->dec_table, tbytes);
     if (s == ATTN_OK && mode != TABLE_UPDATE && !d->dec_table.mapped)
         s = attn_vk_host_reserve(d, &d->staging, tbytes);
@@ -366,7 +410,7 @@ static attn_status upload_table(attn_vk_device *d, const dec_table *t, VkBuffer 
 }
 
 static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const dec_cfg *cfg,
-                          const dec_table *t, VkPipeline pipe, attn_vk_profile *prof)
+                          const dec_table *t, const VkPipeline pipe[2], attn_vk_profile *prof)
 {
     const VkDeviceSize part = (VkDeviceSize)(t->ntasks * cfg->nrt * (p->dv + 2)) * sizeof(float);
     attn_status s = attn_vk_device_reserve(d, &d->dec_part, part);
@@ -392,7 +436,7 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
     if (s == ATTN_OK)
         s = attn_vk_descriptor_set(d, bufs, &set);
     if (s == ATTN_OK) {
-        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe[0]);
         d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout,
                                     0, 1, &set, 0, NULL);
         s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
@@ -400,7 +444,8 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
     if (s == ATTN_OK) {
         attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
-        const uint64_t per = (uint64_t)(cfg->wg / cfg->cs);
+        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe[1]);
+        const uint64_t per = (uint64_t)(cfg->cwg / cfg->cs);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
         s = dispatch(d, 1, (elems + per - 1) / per);
         attn_vk_prof_gpu_mark(d, prof, "combine");
@@ -423,33 +468,44 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: the cache's page pool is over "
                          "4 GiB; the Vulkan backend addresses it in 32 bits");
     dec_cfg cfg;
+    /* Chunks a call aims for: GROUPS_PER_CU per compute unit (W = 32
+     * workgroups are small: many per unit keep loads in flight), else
+     * TARGET_GROUPS; ATTN_VULKAN_DECODE_GROUPS=n sets it. */
+    const char *groups = getenv("ATTN_VULKAN_DECODE_GROUPS");
+    cfg.target = groups && atoll(groups) > 0 ? atoll(groups) :
+                 dev->info.compute_units > 0 ? GROUPS_PER_CU * (int64_t)dev->info.compute_units :
+                 TARGET_GROUPS;
     if (!choose_cfg(d, p, &cfg))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: no workgroup shape fits %s "
                          "(shared memory %u bytes) for %lld query rows per KV head",
                          dev->info.name, d->limits.maxComputeSharedMemorySize,
                          (long long)(p->sq * (p->hq / p->hkv)));
-    cfg.cs = combine_split(dev, cfg.wg);
-    const int32_t spec[13] = { cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.cptk, cfg.cptv,
-                               (int32_t)p->d, (int32_t)p->dv, (int32_t)c->dtype, cfg.vec,
-                               (int32_t)c->ps, cfg.shn, cfg.cs };
     dec_table t = { 0 };
     pthread_mutex_lock(&d->lock);
     attn_vk_profile prof;
     attn_vk_prof_start(d, &prof, "attn_decode");
     attn_status s = build_table(p, &cfg, &t);
     attn_vk_prof_host(&prof, "table");
-    VkPipeline pipe;
+    cfg.cwg = combine_wg(d);
+    cfg.cs = combine_split(dev, cfg.cwg, t.max_nch);
+    const int32_t spec[11] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
+                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1, cfg.vearly };
+    /* The combine's pipeline: mode 0's constants at fixed small values (its
+     * code is not run), one pipeline for every cache. */
+    const int32_t cspec[11] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs, 0 };
+    VkPipeline pipe[2];
     if (s == ATTN_OK)
-        s = attn_vk_pipeline_get(d, cfg.clustered ? ATTN_VK_SHADER_DECODE_CLUSTERED :
-                                 cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                                 ATTN_VK_SHADER_DECODE, spec, 13, &pipe);
+        s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
+                                 ATTN_VK_SHADER_DECODE, spec, 11, &pipe[0]);
+    if (s == ATTN_OK)
+        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_DECODE, cspec, 11, &pipe[1]);
     attn_vk_prof_host(&prof, "pipeline");
     if (prof.on)
-        snprintf(prof.note, sizeof prof.note, "wg %d ts %d kpt %d rows %d blocks %d groups %lld "
-                 "combine %d reduce %s table %s", cfg.wg, cfg.ts, cfg.kpt, cfg.nr, cfg.nrb,
-                 (long long)(t.ntasks * cfg.nrb), cfg.cs, cfg.clustered ? "clustered" :
-                 cfg.subgroup ? "shuffle" : "none",
-                 d->direct ? "mapped" : table_names[table_mode(t.n * sizeof(int32_t))]);
+        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d unroll v%d%s k%d "
+                 "groups %lld chunk %lld combine %dx%d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
+                 cfg.vi, cfg.vearly ? " early" : "", cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
+                 cfg.subgroup ? "subgroup" : "shared",
+                 d->direct ? "mapped" : table_names[table_mode(d, t.n * sizeof(int32_t))]);
     if (s == ATTN_OK)
         s = record(d, p, &cfg, &t, pipe, &prof);
     if (s == ATTN_OK)

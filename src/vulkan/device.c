@@ -60,6 +60,7 @@ static void vk_destroy(attn_device *dev)
     attn_vk_buffer_drop(d, &d->staging);
     attn_vk_buffer_drop(d, &d->params);
     attn_vk_buffer_drop(d, &d->dec_table);
+    attn_vk_buffer_drop(d, &d->dec_bar);
     attn_vk_buffer_drop(d, &d->dec_part);
     attn_vk_prof_free(d);
     if (d->fence)
@@ -157,6 +158,27 @@ static int coopmat_features(attn_vk_device *d, uint32_t api)
     return cm.cooperativeMatrix && mm.vulkanMemoryModel;
 }
 
+/* Compute units (NVIDIA SMs, AMD CUs) where the driver tells them
+ * (VK_NV_shader_sm_builtins, VK_AMD_shader_core_properties); 0 unknown. */
+static int compute_units(attn_vk_device *d, const ext_list *ext)
+{
+    VkPhysicalDeviceShaderSMBuiltinsPropertiesNV nv = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_SM_BUILTINS_PROPERTIES_NV };
+    VkPhysicalDeviceShaderCorePropertiesAMD amd = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_CORE_PROPERTIES_AMD };
+    VkPhysicalDeviceProperties2 props = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2 };
+    if (has_ext(ext, VK_NV_SHADER_SM_BUILTINS_EXTENSION_NAME))
+        props.pNext = &nv;
+    else if (has_ext(ext, VK_AMD_SHADER_CORE_PROPERTIES_EXTENSION_NAME))
+        props.pNext = &amd;
+    else
+        return 0;
+    d->inst->vk.GetPhysicalDeviceProperties2(d->phys, &props);
+    return props.pNext == (void *)&nv ? (int)nv.shaderSMCount :
+           (int)(amd.shaderEngineCount * amd.shaderArraysPerEngineCount *
+                 amd.computeUnitsPerShaderArray);
+}
+
 /* Features and limits the shaders are chosen by; fills info. */
 static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_info *in)
 {
@@ -197,8 +219,8 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     d->subgroup_min = d->subgroup_control ? sgc.minSubgroupSize : 0;
     d->subgroup_shuffle = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
                           (sg.supportedOperations & VK_SUBGROUP_FEATURE_SHUFFLE_BIT);
-    d->subgroup_clustered = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-                            (sg.supportedOperations & VK_SUBGROUP_FEATURE_CLUSTERED_BIT);
+    d->subgroup_arithmetic = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+                             (sg.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT);
 
     memset(in, 0, sizeof *in);
     in->size = sizeof *in;
@@ -221,6 +243,7 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     in->max_work_group_size = (int)d->limits.maxComputeWorkGroupInvocations;
     in->subgroup_size = (int)sg.subgroupSize;
     in->fp16 = d->fp16;
+    in->compute_units = compute_units(d, ext);
 
     VkPhysicalDeviceMemoryProperties mem;
     vk->GetPhysicalDeviceMemoryProperties(d->phys, &mem);
@@ -270,6 +293,7 @@ static int choose_memory(attn_vk_device *d, int unified)
     if (hst < 0)
         return 0;
     d->mem_type_host = (uint32_t)hst;
+    d->mem_type_bar = both;
     d->direct = unified && both >= 0 && !staging;
     d->mem_type_device = d->direct ? (uint32_t)both : (uint32_t)(dev >= 0 ? dev : hst);
     return 1;

@@ -22,7 +22,8 @@ attn_status attn_vk_buffer_make(attn_vk_device *d, VkDeviceSize bytes, int host,
         return attn_vk_fail(d, r, "vkCreateBuffer");
     VkMemoryRequirements req;
     d->vk.GetBufferMemoryRequirements(d->device, b->buffer, &req);
-    const uint32_t type = host ? d->mem_type_host : d->mem_type_device;
+    const uint32_t type = host == ATTN_VK_MEM_BAR ? (uint32_t)d->mem_type_bar :
+                          host ? d->mem_type_host : d->mem_type_device;
     if (!(req.memoryTypeBits & (1u << type))) {
         attn_vk_buffer_drop(d, b);
         return attn_fail(ATTN_ERR_DEVICE, "vkGetBufferMemoryRequirements: memory type %u "
@@ -79,6 +80,11 @@ attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceS
 attn_status attn_vk_device_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
 {
     return grow(d, b, bytes, 65536, 0);
+}
+
+attn_status attn_vk_bar_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes)
+{
+    return grow(d, b, bytes, 65536, ATTN_VK_MEM_BAR);
 }
 
 attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle)

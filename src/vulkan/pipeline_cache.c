@@ -55,15 +55,14 @@ static attn_status get_module(attn_vk_device *d, int shader, VkShaderModule *out
         attn_vk_sdpa_coopmat_emulated_spv, attn_vk_block_select_spv, attn_vk_linear_spv,
         attn_vk_linear_subgroup_spv, attn_vk_linear_scan_spv, attn_vk_linear_scan_delta_spv,
         attn_vk_neighborhood_spv, attn_vk_decode_spv, attn_vk_decode_subgroup_spv,
-        attn_vk_copy_spv, attn_vk_decode_clustered_spv };
+        attn_vk_copy_spv };
     const unsigned long *const size[ATTN_VK_NSHADER] = {
         &attn_vk_sdpa_spv_size, &attn_vk_sdpa_subgroup_spv_size, &attn_vk_merge_spv_size,
         COOPMAT_SPV_SIZE, &attn_vk_sdpa_coopmat_emulated_spv_size,
         &attn_vk_block_select_spv_size, &attn_vk_linear_spv_size,
         &attn_vk_linear_subgroup_spv_size, &attn_vk_linear_scan_spv_size,
         &attn_vk_linear_scan_delta_spv_size, &attn_vk_neighborhood_spv_size,
-        &attn_vk_decode_spv_size, &attn_vk_decode_subgroup_spv_size, &attn_vk_copy_spv_size,
-        &attn_vk_decode_clustered_spv_size };
+        &attn_vk_decode_spv_size, &attn_vk_decode_subgroup_spv_size, &attn_vk_copy_spv_size };
     if (!code[shader])
         return attn_fail(ATTN_ERR_INTERNAL, "vkCreateShaderModule: shader %d is not built in", shader);
     /* SPIR-V is read as 32-bit words: copy out of the (byte-aligned) array. */

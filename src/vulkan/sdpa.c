@@ -244,10 +244,11 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq,
 {
     const uint32_t nqb = (uint32_t)((p->sq + bq - 1) / bq);
     const uint32_t *maxg = d->limits.maxComputeWorkGroupCount;
-    if (nqb > maxg[0] || (uint64_t)p->hq > maxg[1] || (uint64_t)p->num_seqs > maxg[2])
-        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: a grid of %u x %lld x %lld "
-                         "workgroups is more than the device allows (%u x %u x %u)", nqb,
-                         (long long)p->hq, (long long)p->num_seqs, maxg[0], maxg[1], maxg[2]);
+    if ((uint64_t)p->hq > maxg[0] || nqb > maxg[1] || (uint64_t)p->num_seqs > maxg[2])
+        return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_sdpa: a grid of %lld x %u x %lld "
+                         "workgroups (heads, query blocks, sequences) is more than the device "
+                         "allows (%u x %u x %u)", (long long)p->hq, nqb, (long long)p->num_seqs,
+                         maxg[0], maxg[1], maxg[2]);
     VkBuffer bufs[ATTN_VK_BINDINGS] = {
         attn_vk_handle(p->q.buffer), attn_vk_handle(p->k.buffer), attn_vk_handle(p->v.buffer),
         attn_vk_handle(p->out.buffer),
@@ -268,7 +269,7 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq,
     d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
                                 &set, 0, NULL);
-    d->vk.CmdDispatch(d->cmd, nqb, (uint32_t)p->hq, (uint32_t)p->num_seqs);
+    d->vk.CmdDispatch(d->cmd, (uint32_t)p->hq, nqb, (uint32_t)p->num_seqs);
     return attn_vk_submit(d, "attn_sdpa");
 }
 

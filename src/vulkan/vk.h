@@ -73,7 +73,7 @@ enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER
        ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
        ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10,
        ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_SHADER_COPY = 13,
-       ATTN_VK_SHADER_DECODE_CLUSTERED = 14, ATTN_VK_NSHADER };
+       ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -116,15 +116,18 @@ typedef struct attn_vk_device {
     attn_vk_buffer     staging;     /* host-visible bounce buffer (grows) */
     attn_vk_buffer     params;      /* host-visible op parameters (grows) */
     attn_vk_buffer     dec_table, dec_part;   /* attn_decode's table and partials (grow) */
-    /* memory types: device-local for buffers, host-visible for staging */
+    attn_vk_buffer     dec_bar;     /* attn_decode's table in mem_type_bar (grows) */
+    /* memory types: device-local for buffers, host-visible for staging;
+     * device-local and host-visible (a discrete GPU's BAR), -1 if none */
     uint32_t           mem_type_device, mem_type_host;
+    int                mem_type_bar;
     int                direct;      /* buffers are host-visible: no staging */
     /* limits the shaders are sized by */
     VkPhysicalDeviceLimits limits;
     uint32_t           subgroup_size;
     uint32_t           subgroup_min;   /* smallest subgroup a dispatch may get; 0 unknown */
     int                subgroup_shuffle; /* shuffles in compute shaders */
-    int                subgroup_clustered; /* clustered arithmetic in compute shaders */
+    int                subgroup_arithmetic; /* subgroup arithmetic in compute shaders */
     int                fp16, storage16, int_dot, coopmat, subgroup_control;
     /* what vulkan/sdpa_coopmat.comp needs: a 16x16x16 f16*f16+f32 subgroup
      * shape, shaderFloat16 and the Vulkan memory model */
@@ -141,13 +144,18 @@ typedef struct attn_vk_device {
 attn_status attn_vk_fail(attn_vk_device *d, VkResult r, const char *what);
 const char *attn_vk_result_name(VkResult r);
 
-/* Buffers (memory.c). */
+/* Buffers (memory.c): host 0 device-local, 1 host-visible, ATTN_VK_MEM_BAR
+ * device-local and host-visible (mapped). */
+#define ATTN_VK_MEM_BAR 2
 attn_status attn_vk_buffer_make(attn_vk_device *d, VkDeviceSize bytes, int host, attn_vk_buffer *b);
 void attn_vk_buffer_drop(attn_vk_device *d, attn_vk_buffer *b);
 /* Grows a host-visible buffer to at least bytes. */
 attn_status attn_vk_host_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
 /* The same for a device-local buffer. */
 attn_status attn_vk_device_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
+/* The same for a mapped buffer of mem_type_bar (the caller checks it is
+ * not -1). */
+attn_status attn_vk_bar_reserve(attn_vk_device *d, attn_vk_buffer *b, VkDeviceSize bytes);
 /* The vtable's buffer entries (memory.c; copy: copy.c). */
 attn_status attn_vk_buf_alloc(attn_device *dev, size_t bytes, void **handle);
 void attn_vk_buf_free(attn_device *dev, void *handle);
@@ -201,10 +209,8 @@ extern const unsigned char attn_vk_linear_spv[], attn_vk_linear_subgroup_spv[],
                            attn_vk_linear_scan_spv[], attn_vk_linear_scan_delta_spv[];
 extern const unsigned long attn_vk_linear_spv_size, attn_vk_linear_subgroup_spv_size,
                            attn_vk_linear_scan_spv_size, attn_vk_linear_scan_delta_spv_size;
-extern const unsigned char attn_vk_neighborhood_spv[], attn_vk_copy_spv[],
-                           attn_vk_decode_clustered_spv[];
-extern const unsigned long attn_vk_neighborhood_spv_size, attn_vk_copy_spv_size,
-                           attn_vk_decode_clustered_spv_size;
+extern const unsigned char attn_vk_neighborhood_spv[], attn_vk_copy_spv[];
+extern const unsigned long attn_vk_neighborhood_spv_size, attn_vk_copy_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
