@@ -3,6 +3,7 @@
  * query block against mean-pooled key blocks). XAttention's antidiagonal
  * scoring is in block_select_xattn.c. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
@@ -24,19 +25,51 @@ int64_t attn_bs_allowed(const attn_block_select_problem *p, int64_t I, int64_t *
     return d < 0 ? 0 : d / p->block_k + 1;
 }
 
-typedef struct ranked { float score; int32_t j; } ranked;
-
-/* Decreasing score; equal scores: lower block index first. NaN scores (from
- * NaN inputs) rank last, so the order stays total. */
-static int by_rank(const void *a, const void *b)
+/* Ranking keys: ascending key = decreasing score, equal scores (+0 and -0
+ * too) by lower block index; NaN scores (from NaN inputs) rank last, so the
+ * order stays total. High word: the score's bits made monotonic, inverted;
+ * low word: the block index. */
+static uint64_t rank_key(float score, int64_t j)
 {
-    const ranked *x = a, *y = b;
-    const int xn = isnan(x->score), yn = isnan(y->score);
-    if (xn != yn)
-        return xn - yn;
-    if (!xn && x->score != y->score)
-        return x->score > y->score ? -1 : 1;
-    return (x->j > y->j) - (x->j < y->j);
+    uint32_t hi = UINT32_MAX;
+    if (!isnan(score)) {
+        uint32_t u;
+        const float f = score == 0.0f ? 0.0f : score;
+        memcpy(&u, &f, sizeof u);
+        /* ascending in f; never UINT32_MAX for a number */
+        hi = ~(u & 0x80000000u ? ~u : u | 0x80000000u);
+    }
+    return (uint64_t)hi << 32 | (uint64_t)j;
+}
+
+/* Sorts the n keys of a ascending, by bottom-up merging through tmp (n
+ * keys); the merge picks without branches, as the keys come in no useful
+ * order. */
+static void sort_keys(uint64_t *a, uint64_t *tmp, int64_t n)
+{
+    uint64_t *src = a, *dst = tmp;
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            const int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) {
+                const uint64_t x = src[i], y = src[j];
+                const int64_t right = y < x;
+                dst[k++] = right ? y : x;
+                j += right;
+                i += 1 - right;
+            }
+            while (i < mid)
+                dst[k++] = src[i++];
+            while (j < hi)
+                dst[k++] = src[j++];
+        }
+        uint64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, (size_t)n * sizeof *a);
 }
 
 void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h, int64_t I,
@@ -62,24 +95,25 @@ void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h,
         kept++;
         mass += share[0];
     }
-    ranked *r = scratch;
+    uint64_t *keys = scratch;
     int64_t nr = 0;
     for (int64_t j = 0; j < n; j++) {
         total += share[j];
         if (!row[j * cs])
-            r[nr++] = (ranked){ share[j], (int32_t)j };
+            keys[nr++] = rank_key(share[j], j);
     }
-    qsort(r, (size_t)nr, sizeof *r, by_rank);
+    sort_keys(keys, keys + p->nbk, nr);
     if (xattn) {
         /* threshold 1 keeps everything, whatever the rounding of the sums */
         const double goal = p->threshold >= 1.0f ? 2.0 * total + 1.0 : p->threshold * total;
         for (int64_t t = 0; t < nr && mass < goal; t++) {
-            row[r[t].j * cs] = 1;
-            mass += r[t].score;
+            const int64_t j = (int64_t)(keys[t] & UINT32_MAX);
+            row[j * cs] = 1;
+            mass += share[j];
         }
     } else {
         for (int64_t t = 0; t < nr && kept < p->top_k; t++, kept++)
-            row[r[t].j * cs] = 1;
+            row[(keys[t] & UINT32_MAX) * cs] = 1;
     }
 }
 
@@ -108,13 +142,14 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
     const int64_t d = p->d, nbk = p->nbk, group = p->hq / p->hkv;
     const int64_t ngroups = p->b * p->hkv;
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
-    /* per thread: pooled query, scores and the ranking scratch (2 floats a block) */
-    const size_t per_thread = (size_t)(d + 3 * nbk);
-    float *kbar = malloc(((size_t)ngroups * (size_t)nbk * (size_t)d +
-                          (size_t)nt * per_thread) * sizeof(float));
+    /* per thread: the ranking scratch (4 floats a block), pooled query and
+     * scores; even float counts keep the ranking scratch 8-byte aligned */
+    const size_t per_thread = (size_t)(4 * nbk + d + (d & 1) + nbk + (nbk & 1));
+    const size_t pooled = (size_t)(ngroups * nbk * d + ((ngroups * nbk * d) & 1));
+    float *kbar = malloc((pooled + (size_t)nt * per_thread) * sizeof(float));
     if (!kbar)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_block_select: out of memory");
-    float *thread_ws = kbar + (size_t)ngroups * (size_t)nbk * (size_t)d;
+    float *thread_ws = kbar + pooled;
     const int64_t npool = ngroups * nbk, ntasks = p->b * p->hq * p->nbq;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -136,7 +171,7 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
 #endif
         for (int64_t x = 0; x < ntasks; x++) {
             const int64_t I = x % p->nbq, h = (x / p->nbq) % p->hq, b = x / (p->nbq * p->hq);
-            float *qbar = ws, *score = ws + d;
+            float *qbar = ws + 4 * nbk, *score = qbar + d + (d & 1);
             const int64_t i1 = (I + 1) * p->block_q < p->sq ? (I + 1) * p->block_q : p->sq;
             mean_rows(&p->q, b, h, I * p->block_q, i1, d, qbar);
             int64_t diag;
@@ -148,7 +183,7 @@ static attn_status block_select_moba(const attn_cpu_state *st, const attn_block_
                     s += qbar[c] * kb[j * d + c];
                 score[j] = s;
             }
-            attn_bs_write_row(p, b, h, I, score, score + nbk);
+            attn_bs_write_row(p, b, h, I, score, ws);
         }
     }
     free(kbar);

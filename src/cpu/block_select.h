@@ -11,8 +11,8 @@
 int64_t attn_bs_allowed(const attn_block_select_problem *p, int64_t I, int64_t *diag);
 
 /* Writes block row (b, h, I) of the mask: `share` (nbk floats, entries past
- * the allowed prefix ignored) ranks the blocks; `scratch` holds 2*nbk
- * floats. XATTN keeps by cumulative share, MOBA the top_k. */
+ * the allowed prefix ignored) ranks the blocks; `scratch` holds 4*nbk
+ * floats, 8-byte aligned. XATTN keeps by cumulative share, MOBA the top_k. */
 void attn_bs_write_row(const attn_block_select_problem *p, int64_t b, int64_t h, int64_t I,
                        const float *share, void *scratch);
 

@@ -8,19 +8,23 @@
  * K tiles packed with its pack_k, so every ISA's micro-kernel is reused.
  *
  * Keys are reshaped and packed once per (sequence, KV head) group, into a
- * panel of tiles of SEG_TILE segments; groups go in waves sized to keep every
- * thread busy. A task is (query head, TASK_ROWS segment rows = whole query
- * blocks): it streams the K tiles its rows may see (causal: up to its last
- * row) through qk -- enough rows per tile that the GEMM is not bound by
- * reading K -- then, per block row, softmaxes each segment row over its
- * allowed cells, sums the probabilities into key blocks and applies the
- * threshold rule. */
+ * panel of tiles of SEG_TILE segments; groups go in waves as large as the
+ * panel budget allows. A task is (query head, TASK_ROWS segment rows = whole
+ * query blocks): it streams the K tiles its rows may see (causal: up to its
+ * last row) through qk -- enough rows per tile that the GEMM is not bound by
+ * reading K -- then softmaxes its segment rows over their allowed cells on
+ * the kernel set's softmax_rows (whole vectors: cells past a row's limit are
+ * -inf), sums each block row's probabilities per key segment (a vector
+ * add per row, 1/l folded in), then per key block, and applies the
+ * threshold rule. Per-row horizontal sums and scalar loops here took as
+ * long as a third of the GEMM. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config.h"
 #include "block_select.h"
+#include "softmax_fresh.h"
 #include "half.h"
 #include "../error.h"
 
@@ -29,11 +33,11 @@
 #endif
 
 #define SEG_TILE 64      /* key segments per packed tile (4 AVX-512 vectors) */
-#define TASK_ROWS 96     /* segment rows per task, at least: each K tile streamed
-                            through a task serves this many rows */
+#define TASK_ROWS 128    /* segment rows per task, at least: each K tile streamed
+                            through a task serves this many rows (one ROW_CHUNK:
+                            ~5% faster than 96 at S = 16384, stride 16, AMX) */
 #define ROW_CHUNK 128    /* segment rows scored at once (bounds the workspace;
                             at most 2 x SEG_TILE: bf16 staging, see run_task) */
-#define TASKS_PER_THREAD 4
 #define PANEL_BUDGET_BYTES ((size_t)256 << 20)
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -83,13 +87,14 @@ static void reshape_segment(const attn_cpu_kernels *ks, const attn_view *x, int6
  * makes (load_q / pack_k with ATTN_BF16), so a set with bf16 matrix units
  * (AMX) scores them there too. The reshaped rows are copied as bf16, and
  * the query scale is applied to the f32 scores instead, so the products
- * stay exact. Same rows as reshape_segment. */
+ * stay exact. Same rows as reshape_segment, read in increasing address
+ * order also when reversed (the hardware prefetchers follow it). */
 static void reshape_segment_bf16(const attn_view *x, int64_t b, int64_t h, int64_t seg,
                                  int64_t s, int64_t len, int64_t d, int reverse, uint16_t *dst)
 {
-    for (int64_t t = 0; t < s; t++) {
-        const int64_t row = seg * s + (reverse ? s - 1 - t : t);
-        uint16_t *o = dst + t * d;
+    for (int64_t u = 0; u < s; u++) {
+        const int64_t row = seg * s + u;
+        uint16_t *o = dst + (reverse ? s - 1 - u : u) * d;
         if (row >= len) {
             memset(o, 0, (size_t)d * sizeof *o);
             continue;
@@ -123,35 +128,31 @@ static int64_t segment_limit(const xattn_plan *pl, int64_t r, int64_t allowed_bl
     return lim;
 }
 
-/* Softmax of segment row r over its `lim` allowed cells (scores in row),
- * summed into key blocks: mass[j] += share of block j. */
-static void accumulate_row(const xattn_plan *pl, float *row, int64_t lim, float *mass)
+/* row[c] *= scale for c < n, in blocks of 16 the compiler vectorizes. */
+static void scale_cells(float *row, int64_t n, float scale)
 {
-    const int64_t segs_per_block = pl->p->block_k / pl->s;
-    float mx = row[0];
-    for (int64_t c = 1; c < lim; c++)
-        mx = row[c] > mx ? row[c] : mx;
-    for (int64_t c = 0; c < lim; c++)
-        row[c] -= mx;
-    pl->ks->vexp(row, lim);
-    float sum = 0.0f;
-    for (int64_t c = 0; c < lim; c++)
-        sum += row[c];
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j * segs_per_block < lim; j++) {
-        const int64_t c1 = (j + 1) * segs_per_block < lim ? (j + 1) * segs_per_block : lim;
-        float part = 0.0f;
-        for (int64_t c = j * segs_per_block; c < c1; c++)
-            part += row[c];
-        mass[j] += part * inv;
-    }
+    int64_t c = 0;
+    for (; c + 16 <= n; c += 16)
+        for (int k = 0; k < 16; k++)
+            row[c + k] *= scale;
+    for (; c < n; c++)
+        row[c] *= scale;
+}
+
+/* acc[c] += w * row[c] for c < n, n a multiple of 16. */
+static void add_scaled_row(float *restrict acc, const float *restrict row, int64_t n, float w)
+{
+    for (int64_t c = 0; c < n; c += 16)
+        for (int k = 0; k < 16; k++)
+            acc[c + k] += w * row[c + k];
 }
 
 /* Scores of segment rows [r0, r0 + nr) against the allowed key segments,
- * then each row's softmax summed into its block row's masses. */
+ * turned into probabilities and summed per column into colsum, one row of
+ * lds floats per block row of the task (I - I0). */
 static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, int64_t nr,
-                       int64_t I0, const float *kpack, float *qrows, float *sc, float *masses,
-                       uint16_t *stage)
+                       int64_t I0, const float *kpack, float *qrows, float *sc, float *colsum,
+                       float *rowstat, uint16_t *stage)
 {
     const attn_block_select_problem *p = pl->p;
     /* Allowed segments grow with the row: the last row bounds them all. */
@@ -183,23 +184,41 @@ static void score_rows(const xattn_plan *pl, int64_t b, int64_t h, int64_t r0, i
         const int nk = (int)(pl->nsk - c0 < SEG_TILE ? pl->nsk - c0 : SEG_TILE);
         pl->ks->qk(qrows, pl->ldq, (int)nr, kpack + t * pl->ktf, nk, pl->sd, sc + c0, pl->lds);
     }
-    if (pl->bf16)
-        for (int64_t r = 0; r < nr; r++)
-            for (int64_t c = 0; c < cmax; c++)
-                sc[r * pl->lds + c] *= qscale;
-    for (int64_t r = 0; r < nr; r++) {
-        const int64_t I = (r0 + r) / pl->rows_per_block;
-        const int64_t allowed = attn_bs_allowed(p, I, &diag);
+    /* Every row over whole vectors of columns: cells past the row's limit
+     * (and the padding up to ncol) are -inf, probability 0. Rows that see no
+     * segment (causal, Sq > Sk) come first, since limits grow with the row:
+     * they are skipped. */
+    const int64_t ncol = round_up(cmax, 16);
+    int64_t first = nr;
+    for (int64_t r = nr - 1; r >= 0; r--) {
+        const int64_t allowed = attn_bs_allowed(p, (r0 + r) / pl->rows_per_block, &diag);
         const int64_t lim = allowed ? segment_limit(pl, r0 + r, allowed) : 0;
-        if (lim > 0)
-            accumulate_row(pl, sc + r * pl->lds, lim, masses + (I - I0) * p->nbk);
+        if (lim == 0)
+            break;
+        first = r;
+        float *row = sc + r * pl->lds;
+        if (pl->bf16)
+            scale_cells(row, lim, qscale);
+        for (int64_t c = lim; c < ncol; c++)
+            row[c] = -INFINITY;
+    }
+    if (first == nr)
+        return;
+    float *m = rowstat, *l = m + ROW_CHUNK, *alpha = l + ROW_CHUNK;
+    attn_cpu_softmax_fresh(pl->ks, sc + first * pl->lds, pl->lds, (int)(nr - first), (int)ncol,
+                           m, l, alpha);
+    for (int64_t r = first; r < nr; r++) {
+        const int64_t I = (r0 + r) / pl->rows_per_block;
+        add_scaled_row(colsum + (I - I0) * pl->lds, sc + r * pl->lds, ncol,
+                       1.0f / l[r - first]);
     }
 }
 
 /* One task: block rows [I0, I0 + blocks_per_task) of query head h in
  * sequence b, against the packed keys `kpack` of its group; its segment rows
  * go through qk ROW_CHUNK at a time, so the score buffer stays bounded
- * whatever block_q / stride is. */
+ * whatever block_q / stride is. Each block row's probabilities are summed
+ * per key segment over its rows, then per key block. */
 static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
                      const float *kpack, float *ws)
 {
@@ -211,15 +230,27 @@ static void run_task(const xattn_plan *pl, int64_t b, int64_t h, int64_t I0,
     /* the reshaped-K scratch is free while scoring: bf16 query staging
      * (ROW_CHUNK rows of s*D halves fit in its SEG_TILE rows of floats) */
     uint16_t *stage = (uint16_t *)ws;
-    float *masses = sc + ROW_CHUNK * pl->lds;
-    void *scratch = masses + pl->blocks_per_task * p->nbk;
-    for (int64_t x = 0; x < (I1 - I0) * p->nbk; x++)
-        masses[x] = 0.0f;
+    float *colsum = sc + ROW_CHUNK * pl->lds;
+    float *rowstat = colsum + pl->blocks_per_task * pl->lds;
+    float *masses = rowstat + 3 * ROW_CHUNK;
+    void *scratch = masses + round_up(p->nbk, 16);
+    memset(colsum, 0, (size_t)((I1 - I0) * pl->lds) * sizeof *colsum);
     for (int64_t r = r0; r < r1; r += ROW_CHUNK)
         score_rows(pl, b, h, r, r1 - r < ROW_CHUNK ? r1 - r : ROW_CHUNK, I0, kpack, qrows, sc,
-                   masses, stage);
-    for (int64_t I = I0; I < I1; I++)
-        attn_bs_write_row(p, b, h, I, masses + (I - I0) * p->nbk, scratch);
+                   colsum, rowstat, stage);
+    const int64_t segs_per_block = p->block_k / pl->s;
+    for (int64_t I = I0; I < I1; I++) {
+        const float *cs = colsum + (I - I0) * pl->lds;
+        for (int64_t j = 0; j < p->nbk; j++) {
+            const int64_t c1 = (j + 1) * segs_per_block < pl->nsk ? (j + 1) * segs_per_block
+                                                                   : pl->nsk;
+            float part = 0.0f;
+            for (int64_t c = j * segs_per_block; c < c1; c++)
+                part += cs[c];
+            masses[j] = part;
+        }
+        attn_bs_write_row(p, b, h, I, masses, scratch);
+    }
 }
 
 /* Reshapes and packs the keys of the wave's groups [gs, ge); every thread of
@@ -247,19 +278,20 @@ static void pack_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
     }
 }
 
-/* Tasks of the wave's groups, late query blocks first: under a causal mask
- * they score the most segments, so the dynamic schedule ends on light tasks. */
+/* Tasks of the wave's groups, late query blocks of every head first: under
+ * a causal mask they score the most segments, so the dynamic schedule ends
+ * on light tasks. */
 static void run_wave(const xattn_plan *pl, int64_t gs, int64_t ge, float *ws)
 {
     const attn_block_select_problem *p = pl->p;
-    const int64_t group = p->hq / p->hkv, per_group = group * pl->tasks_per_head;
+    const int64_t group = p->hq / p->hkv, heads = (ge - gs) * group;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-    for (int64_t x = 0; x < (ge - gs) * per_group; x++) {
-        const int64_t gi = gs + x / per_group, t = x % per_group;
-        const int64_t b = gi / p->hkv, h = (gi % p->hkv) * group + t % group;
-        const int64_t I0 = (pl->tasks_per_head - 1 - t / group) * pl->blocks_per_task;
+    for (int64_t x = 0; x < heads * pl->tasks_per_head; x++) {
+        const int64_t head = x % heads, gi = gs + head / group;
+        const int64_t b = gi / p->hkv, h = (gi % p->hkv) * group + head % group;
+        const int64_t I0 = (pl->tasks_per_head - 1 - x / heads) * pl->blocks_per_task;
         run_task(pl, b, h, I0, pl->panels + (gi - gs) * pl->ntiles * pl->ktf, ws);
     }
 }
@@ -298,19 +330,21 @@ attn_status attn_cpu_block_select_xattn(attn_cpu_state *st, const attn_block_sel
     if (pl.blocks_per_task > p->nbq)
         pl.blocks_per_task = p->nbq;
     pl.tasks_per_head = (p->nbq + pl.blocks_per_task - 1) / pl.blocks_per_task;
-    /* reshaped K tile, q rows, scores, block masses of the task, ranking
-     * scratch (2 floats a block) */
-    pl.ws_floats = (size_t)round_up(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
-                                    (pl.blocks_per_task + 2) * p->nbk, 16);
+    /* reshaped K tile, q rows, scores, column sums of the task's block rows,
+     * row maxima / sums / scratch, block masses, ranking scratch (4 floats a
+     * block) */
+    pl.ws_floats = (size_t)(SEG_TILE * pl.sd + ROW_CHUNK * (pl.ldq + pl.lds) +
+                            pl.blocks_per_task * pl.lds + 3 * ROW_CHUNK +
+                            round_up(p->nbk, 16) + round_up(4 * p->nbk, 16));
 
-    /* Waves of groups: enough tasks for every thread, within a panel budget. */
+    /* Waves of as many groups as the panel budget holds: each wave ends on
+     * a barrier and the next packs before it scores, so fewer waves keep the
+     * threads busier (at S = 16384, 16 heads and 16 threads, waves sized to
+     * 4 tasks a thread left them waiting on 3 barriers). */
     const int64_t ngroups = p->b * p->hkv;
     const int nt = st->num_threads < 1 ? 1 : st->num_threads;
-    const int64_t tasks_per_group = (p->hq / p->hkv) * pl.tasks_per_head;
     const size_t panel_bytes = (size_t)(pl.ntiles * pl.ktf) * sizeof(float);
-    int64_t wave = (TASKS_PER_THREAD * (int64_t)nt + tasks_per_group - 1) / tasks_per_group;
-    if ((size_t)wave * panel_bytes > PANEL_BUDGET_BYTES)
-        wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
+    int64_t wave = (int64_t)(PANEL_BUDGET_BYTES / panel_bytes);
     wave = wave < 1 ? 1 : wave > ngroups ? ngroups : wave;
 
     const size_t total = (size_t)wave * panel_bytes / sizeof(float) + (size_t)nt * pl.ws_floats;

@@ -45,6 +45,7 @@
 #include "cpu_backend.h"
 #include "half.h"
 #include "neighborhood.h"
+#include "softmax_fresh.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -113,27 +114,6 @@ static inline const char *elem(const attn_view *v, int64_t b, int64_t g0, int64_
 {
     return v->base + (b * v->stride[0] + g0 * v->stride[1] + g1 * v->stride[2] +
                       g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
-}
-
-/* The softmax of kernel sets without softmax_rows, from m = -inf, l = 0
- * (each row here sees at least its own key, so its maximum is finite). */
-static void softmax_rows_portable(const attn_cpu_kernels *ks, float *s, int64_t lds, int nq,
-                                  int nk, float *m, float *l)
-{
-    for (int r = 0; r < nq; r++) {
-        float *row = s + r * lds;
-        float mt = -INFINITY;
-        for (int c = 0; c < nk; c++)
-            mt = row[c] > mt ? row[c] : mt;
-        m[r] = mt;
-        for (int c = 0; c < nk; c++)
-            row[c] -= mt;
-        ks->vexp(row, nk);
-        float sum = 0.0f;
-        for (int c = 0; c < nk; c++)
-            sum += row[c];
-        l[r] = sum;
-    }
 }
 
 /* Per-thread workspace, carved from one block. */
@@ -284,15 +264,8 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
             }
         }
         float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2, *inv = w->inv + i1 * m2;
-        if (ks->softmax_rows) {
-            for (int64_t i2 = 0; i2 < m2; i2++) {
-                mr[i2] = -INFINITY;
-                lr[i2] = 0.0f;
-            }
-            ks->softmax_rows(Srow, pl->lds, (int)m2, ncol, mr, lr, inv);
-        } else {
-            softmax_rows_portable(ks, Srow, pl->lds, (int)m2, ncol, mr, lr);
-        }
+        /* each row here sees at least its own key: its maximum is finite */
+        attn_cpu_softmax_fresh(ks, Srow, pl->lds, (int)m2, ncol, mr, lr, inv);
         for (int64_t i2 = 0; i2 < m2; i2++)
             inv[i2] = 1.0f / lr[i2];
         ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off,
