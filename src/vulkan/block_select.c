@@ -62,18 +62,11 @@ static attn_status dispatch(attn_vk_device *d, const attn_block_select_problem *
     attn_status s = attn_vk_descriptor_set(d, bufs, &set);
     if (s != ATTN_OK)
         return s;
-    const uint64_t gx = (uint64_t)groups < d->limits.maxComputeWorkGroupCount[0] ?
-                        (uint64_t)groups : d->limits.maxComputeWorkGroupCount[0];
-    const uint64_t gy = ((uint64_t)groups + gx - 1) / gx;
-    if (gy > d->limits.maxComputeWorkGroupCount[1])
+    uint32_t gx, gy;
+    if (!attn_vk_grid_xy(d, (uint64_t)groups, &gx, &gy))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_block_select: %lld workgroups are more "
                          "than one dispatch can cover on this device", (long long)groups);
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                           sizeof *pc, pc);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+    attn_vk_dispatch(d, pipe, set, pc, sizeof *pc, gx, gy, 1);
     attn_vk_barrier(d);
     return ATTN_OK;
 }

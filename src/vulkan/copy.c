@@ -50,12 +50,7 @@ static attn_status record_shader(attn_vk_device *d, VkBuffer dst, size_t doff, V
         s = attn_vk_descriptor_set(d, bufs, &set);
     if (s != ATTN_OK)
         return s;
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                           sizeof push, push);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)groups, 1, 1);
+    attn_vk_dispatch(d, pipe, set, push, sizeof push, (uint32_t)groups, 1, 1);
     return ATTN_OK;
 }
 

@@ -330,18 +330,16 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     return ATTN_OK;
 }
 
-/* Records one dispatch of `groups` workgroups, spread over x and y. */
-static attn_status dispatch(attn_vk_device *d, int32_t mode, uint64_t groups)
+/* Records one dispatch of pass `mode` (its pipeline) over `groups`
+ * workgroups, spread over x and y. */
+static attn_status dispatch(attn_vk_device *d, VkPipeline pipe, VkDescriptorSet set, int32_t mode,
+                            uint64_t groups)
 {
-    const uint64_t gx = groups < d->limits.maxComputeWorkGroupCount[0] ?
-                        groups : d->limits.maxComputeWorkGroupCount[0];
-    const uint64_t gy = (groups + gx - 1) / gx;
-    if (gy > d->limits.maxComputeWorkGroupCount[1])
+    uint32_t gx, gy;
+    if (!attn_vk_grid_xy(d, groups, &gx, &gy))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_decode: %llu workgroups are more than one "
                          "dispatch can cover on this device", (unsigned long long)groups);
-    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                           sizeof mode, &mode);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+    attn_vk_dispatch(d, pipe, set, &mode, sizeof mode, gx, gy, 1);
     return ATTN_OK;
 }
 
@@ -435,19 +433,14 @@ static attn_status record(attn_vk_device *d, const attn_decode_problem *p, const
         s = attn_vk_descriptors_reset(d, 1);
     if (s == ATTN_OK)
         s = attn_vk_descriptor_set(d, bufs, &set);
-    if (s == ATTN_OK) {
-        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe[0]);
-        d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout,
-                                    0, 1, &set, 0, NULL);
-        s = dispatch(d, 0, (uint64_t)(t->ntasks * cfg->nrb));
-    }
+    if (s == ATTN_OK)
+        s = dispatch(d, pipe[0], set, 0, (uint64_t)(t->ntasks * cfg->nrb));
     if (s == ATTN_OK) {
         attn_vk_prof_gpu_mark(d, prof, "chunks");
         attn_vk_barrier(d);
-        d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe[1]);
         const uint64_t per = (uint64_t)(cfg->cwg / cfg->cs);
         const uint64_t elems = (uint64_t)(p->b * p->sq * p->hq * p->dv);
-        s = dispatch(d, 1, (elems + per - 1) / per);
+        s = dispatch(d, pipe[1], set, 1, (elems + per - 1) / per);
         attn_vk_prof_gpu_mark(d, prof, "combine");
     }
     if (s != ATTN_OK) {

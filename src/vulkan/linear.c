@@ -207,12 +207,7 @@ static attn_status dispatch(attn_vk_device *d, VkPipeline pipe,
     attn_status s = attn_vk_descriptor_set(d, bufs, &set);
     if (s != ATTN_OK)
         return s;
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                           push_bytes, push);
-    d->vk.CmdDispatch(d->cmd, x, y, z);
+    attn_vk_dispatch(d, pipe, set, push, push_bytes, x, y, z);
     return ATTN_OK;
 }
 

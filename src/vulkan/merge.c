@@ -21,7 +21,7 @@ typedef struct scratch { attn_vk_buffer M, W, A; } scratch;
 
 /* Records one dispatch of `count` invocations (64 per workgroup, the
  * workgroups spread over x and y to stay under the per-dimension limit). */
-static attn_status dispatch(attn_vk_device *d, VkBuffer t, VkBuffer lse,
+static attn_status dispatch(attn_vk_device *d, VkPipeline pipe, VkBuffer t, VkBuffer lse,
                             const scratch *sc, const merge_push *pc, int64_t count)
 {
     const VkBuffer bufs[ATTN_VK_BINDINGS] = { t, lse, sc->M.buffer, sc->W.buffer, sc->A.buffer };
@@ -29,18 +29,11 @@ static attn_status dispatch(attn_vk_device *d, VkBuffer t, VkBuffer lse,
     attn_status s = attn_vk_descriptor_set(d, bufs, &set);
     if (s != ATTN_OK)
         return s;
-    const uint64_t groups = (uint64_t)(count + 63) / 64;
-    const uint64_t gx = groups < d->limits.maxComputeWorkGroupCount[0] ?
-                        groups : d->limits.maxComputeWorkGroupCount[0];
-    const uint64_t gy = (groups + gx - 1) / gx;
-    if (gy > d->limits.maxComputeWorkGroupCount[1])
+    uint32_t gx, gy;
+    if (!attn_vk_grid_xy(d, (uint64_t)(count + 63) / 64, &gx, &gy))
         return attn_fail(ATTN_ERR_UNSUPPORTED, "attn_merge: %lld elements are more than one "
                          "dispatch can cover on this device", (long long)count);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
-                           sizeof *pc, pc);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)gx, (uint32_t)gy, 1);
+    attn_vk_dispatch(d, pipe, set, pc, sizeof *pc, gx, gy, 1);
     attn_vk_barrier(d);
     return ATTN_OK;
 }
@@ -60,7 +53,6 @@ static attn_status run(attn_vk_device *d, const attn_merge_problem *p, VkPipelin
         s = attn_vk_begin(d, "attn_merge");
     if (s != ATTN_OK)
         return s;
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
     for (int pass = MODE_MAX; pass <= MODE_ACC && s == ATTN_OK; pass++)
         for (int i = 0; i < p->n && s == ATTN_OK; i++) {
             pc.mode = pass;
@@ -71,7 +63,7 @@ static attn_status run(attn_vk_device *d, const attn_merge_problem *p, VkPipelin
                 s = attn_fail(ATTN_ERR_UNSUPPORTED, "attn_merge: a tensor spans more than 2^31 "
                               "elements; the Vulkan backend indexes in 32 bits");
             else
-                s = dispatch(d, attn_vk_handle(p->outs[i].buffer),
+                s = dispatch(d, pipe, attn_vk_handle(p->outs[i].buffer),
                              attn_vk_handle(p->lses[i].buffer), sc, &pc,
                              pass == MODE_MAX ? rows : elems);
         }
@@ -84,7 +76,7 @@ static attn_status run(attn_vk_device *d, const attn_merge_problem *p, VkPipelin
             s = attn_fail(ATTN_ERR_UNSUPPORTED, "attn_merge: a tensor spans more than 2^31 "
                           "elements; the Vulkan backend indexes in 32 bits");
         else
-            s = dispatch(d, attn_vk_handle(p->out.buffer),
+            s = dispatch(d, pipe, attn_vk_handle(p->out.buffer),
                          p->has_lse ? attn_vk_handle(p->lse.buffer) : VK_NULL_HANDLE, sc, &pc,
                          elems);
     }

@@ -80,10 +80,7 @@ static attn_status record(attn_vk_device *d, const attn_neighborhood_problem *p,
         s = attn_vk_begin(d, "attn_neighborhood");
     if (s != ATTN_OK)
         return s;
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)ntiles, (uint32_t)p->hq, (uint32_t)p->b);
+    attn_vk_dispatch(d, pipe, set, NULL, 0, (uint32_t)ntiles, (uint32_t)p->hq, (uint32_t)p->b);
     return attn_vk_submit(d, "attn_neighborhood");
 }
 

@@ -266,10 +266,7 @@ static attn_status record(attn_vk_device *d, const attn_sdpa_problem *p, int bq,
         s = attn_vk_begin(d, "attn_sdpa");
     if (s != ATTN_OK)
         return s;
-    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
-                                &set, 0, NULL);
-    d->vk.CmdDispatch(d->cmd, (uint32_t)p->hq, nqb, (uint32_t)p->num_seqs);
+    attn_vk_dispatch(d, pipe, set, NULL, 0, (uint32_t)p->hq, nqb, (uint32_t)p->num_seqs);
     return attn_vk_submit(d, "attn_sdpa");
 }
 

@@ -86,3 +86,27 @@ void attn_vk_barrier(attn_vk_device *d)
                              VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
                              0, 1, &mb, 0, NULL, 0, NULL);
 }
+
+void attn_vk_dispatch(attn_vk_device *d, VkPipeline pipe, VkDescriptorSet set, const void *push,
+                      uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz)
+{
+    d->vk.CmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    d->vk.CmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, d->pipeline_layout, 0, 1,
+                                &set, 0, NULL);
+    if (push_bytes)
+        d->vk.CmdPushConstants(d->cmd, d->pipeline_layout, VK_SHADER_STAGE_COMPUTE_BIT, 0,
+                               push_bytes, push);
+    d->vk.CmdDispatch(d->cmd, gx, gy, gz);
+}
+
+int attn_vk_grid_xy(const attn_vk_device *d, uint64_t n, uint32_t *gx, uint32_t *gy)
+{
+    const uint64_t x = n < d->limits.maxComputeWorkGroupCount[0] ?
+                       n : d->limits.maxComputeWorkGroupCount[0];
+    const uint64_t y = x ? (n + x - 1) / x : 0;
+    if (y > d->limits.maxComputeWorkGroupCount[1])
+        return 0;
+    *gx = (uint32_t)x;
+    *gy = (uint32_t)y;
+    return 1;
+}

@@ -171,6 +171,13 @@ attn_status attn_vk_begin(attn_vk_device *d, const char *what);
 attn_status attn_vk_submit(attn_vk_device *d, const char *what);
 /* A compute-to-compute (and transfer) memory barrier inside the recording. */
 void attn_vk_barrier(attn_vk_device *d);
+/* Records a dispatch of gx x gy x gz workgroups of pipe with set bound and
+ * push_bytes of push constants (none when 0). */
+void attn_vk_dispatch(attn_vk_device *d, VkPipeline pipe, VkDescriptorSet set, const void *push,
+                      uint32_t push_bytes, uint32_t gx, uint32_t gy, uint32_t gz);
+/* n workgroups spread over x and y within the device's limits (gx * gy >= n;
+ * the shader skips the surplus); 0 when one dispatch cannot cover n. */
+int attn_vk_grid_xy(const attn_vk_device *d, uint64_t n, uint32_t *gx, uint32_t *gy);
 
 /* Pipelines and descriptors (pipeline_cache.c). */
 attn_status attn_vk_layouts_create(attn_vk_device *d);
