@@ -339,6 +339,15 @@ done:
     dfree(&lse);
 }
 
+void run_merge_cases(void)
+{
+    run_merge("f32x3", 3, 2, 21, 3, 64, ATTN_F32, ATTN_F32, TU_SWAP12, 1);
+    run_merge("f16x2-bf16out", 2, 1, 17, 2, 40, ATTN_F16, ATTN_BF16, TU_PADDED, 1);
+    run_merge("single", 1, 2, 7, 1, 8, ATTN_BF16, ATTN_F32, TU_CONTIG, 0);
+    if (!tu_quick)
+        run_merge("f32x4-dv0", 4, 1, 6, 2, 0, ATTN_F32, ATTN_F32, TU_CONTIG, 1);
+}
+
 int decode_reference(attn_kv_cache *kc, int32_t seq, int64_t hkv, int64_t d, int64_t dv,
                      const attn_sdpa_params *p, const dtensor *q, const dtensor *gate,
                      int64_t b, double *out, double *lse)

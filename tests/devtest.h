@@ -65,6 +65,8 @@ extern const size_t devtest_ncases;
 void run_sdpa(const scase *c);
 void run_merge(const char *name, int n, int64_t b, int64_t s, int64_t h, int64_t dv,
                attn_dtype in, attn_dtype outdt, int layout, int with_lse);
+/* The attn_merge cases every GPU backend runs (dtypes, layouts, dv = 0). */
+void run_merge_cases(void);
 
 /* attn_decode's reference for batch entry b: ref_sdpa with q (and gate, NULL
  * for none) sliced to entry b and k/v the kept tokens of sequence seq read

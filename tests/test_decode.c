@@ -358,6 +358,21 @@ static int run_case(attn_context *ctx, int iter, int quick)
     return 0;
 }
 
+/* A cache of storage dt (pages of ps tokens) holding sequence 0: the L
+ * tokens of f32 k and v ([L][hkv][d]). */
+static attn_kv_cache *cache_of(attn_context *ctx, attn_dtype dt, int64_t hkv, int64_t d,
+                               int32_t ps, int64_t L, float *k, float *v)
+{
+    attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
+    desc.dtype = dt; desc.num_kv_heads = (int32_t)hkv; desc.head_dim = (int32_t)d;
+    desc.page_size = ps; desc.max_pages = (int32_t)(L / ps + 1);
+    attn_kv_cache *kc = NULL;
+    KV_OK(attn_kv_cache_create(ctx, &desc, &kc));
+    attn_tensor tk = kv_t3(k, ATTN_F32, L, hkv, d), tv = kv_t3(v, ATTN_F32, L, hkv, d);
+    KV_OK(attn_kv_cache_append(kc, 0, &tk, &tv));
+    return kc;
+}
+
 /* Every layout of the Q8/Q4 block parameters the SIMD kernels read
  * differently (AVX-512: rows of 1, 2 or 4 dwords picked by permutes, other
  * widths gathered, odd Q8 widths unaligned), with pages of 17 tokens so
@@ -380,13 +395,7 @@ static void meta_layouts(attn_context *ctx)
                 kv_roundtrip(dts[t], k + r * d, d, rk + r * d);
                 kv_roundtrip(dts[t], v + r * d, d, rv + r * d);
             }
-            attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
-            desc.dtype = dts[t]; desc.num_kv_heads = (int32_t)hkv; desc.head_dim = (int32_t)d;
-            desc.page_size = 17; desc.max_pages = L / 17 + 1;
-            attn_kv_cache *kc = NULL;
-            KV_OK(attn_kv_cache_create(ctx, &desc, &kc));
-            attn_tensor tk = kv_t3(k, ATTN_F32, L, hkv, d), tv = kv_t3(v, ATTN_F32, L, hkv, d);
-            KV_OK(attn_kv_cache_append(kc, 0, &tk, &tv));
+            attn_kv_cache *kc = cache_of(ctx, dts[t], hkv, d, 17, L, k, v);
             attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
             attn_tensor tq = attn_tensor_4d(q, ATTN_F32, 1, 1, hkv * g, d);
             attn_tensor to = attn_tensor_4d(out, ATTN_F32, 1, 1, hkv * g, d);
@@ -429,13 +438,7 @@ static void quant_error(attn_context *ctx, int quick)
     for (int64_t i = 0; i < sq * hkv * g * d; i++) q[i] = kv_randn();
     float *outs[5];
     for (int t = 0; t < 5; t++) {
-        attn_kv_cache_desc desc = ATTN_KV_CACHE_DESC_INIT;
-        desc.dtype = dts[t]; desc.num_kv_heads = (int32_t)hkv; desc.head_dim = (int32_t)d;
-        desc.page_size = 64; desc.max_pages = L / 64 + 1;
-        attn_kv_cache *kc = NULL;
-        KV_OK(attn_kv_cache_create(ctx, &desc, &kc));
-        attn_tensor tk = kv_t3(k, ATTN_F32, L, hkv, d), tv = kv_t3(v, ATTN_F32, L, hkv, d);
-        KV_OK(attn_kv_cache_append(kc, 0, &tk, &tv));
+        attn_kv_cache *kc = cache_of(ctx, dts[t], hkv, d, 64, L, k, v);
         outs[t] = calloc((size_t)(sq * hkv * g * d), 4);
         attn_tensor tq = attn_tensor_4d(q, ATTN_F32, 1, sq, hkv * g, d);
         attn_tensor to = attn_tensor_4d(outs[t], ATTN_F32, 1, sq, hkv * g, d);
