@@ -105,8 +105,9 @@ static void read_knobs(dec_knobs *out)
 
 /* w: chunk work-group = keys per tile; lp: lanes per K row; kcw, vcw:
  * elements per K / V piece; vl: lanes per V row (w / vl key slots);
- * aligned: every K and V piece starts at a multiple of its bytes; rb: query rows per task; mwg: combine
- * work-group; cols: output columns per combine work-group (<= mwg). */
+ * aligned: every K and V piece starts at a multiple of its bytes; rb: query
+ * rows per task; mwg: combine work-group; cols: output columns per combine
+ * work-group (<= mwg). */
 typedef struct dec_cfg { int w, lp, kcw, vcw, vl, rb, mwg, cols, f16cvt, aligned, vearly; } dec_cfg;
 
 /* What a configuration was chosen for: a decode loop asks for the same one
@@ -150,12 +151,18 @@ static int64_t pow2_at_least(int64_t x)
     return p;
 }
 
+/* Bytes a cache element takes in a row's data (Q4: a piece of n elements
+ * loads n bytes, see opencl/decode.cl). */
+static int64_t piece_elem_bytes(attn_dtype dtype)
+{
+    return dtype == ATTN_F32 ? 4 : dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 1 : 2;
+}
+
 /* The widest piece of at most 16 bytes (16 elements for Q8/Q4, whose pieces
  * stay inside a half block) that divides the head dim. */
 static int piece_width(attn_dtype dtype, int64_t dim, int64_t want)
 {
-    const int64_t bytes = dtype == ATTN_F32 ? 4 : dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 1 : 2;
-    int64_t n = 16 / bytes;
+    int64_t n = 16 / piece_elem_bytes(dtype);
     while (n > want || dim % n)
         n /= 2;
     return (int)n;
@@ -201,8 +208,7 @@ static int choose_cfg(const attn_cl_device *d, const dec_knobs *kn, const attn_k
     c->f16cvt = dtype != ATTN_F16 || (kn->f16cvt == 2 && !d->fp16) ? 0 : kn->f16cvt;
     /* the pool buffer starts aligned; a row's pieces are at multiples of
      * their bytes from the row's start (Q4: n nibble bytes for n elements) */
-    const int64_t el = dtype == ATTN_F32 ? 4 : dtype == ATTN_Q8 || dtype == ATTN_Q4 ? 1 : 2;
-    const int64_t ak = c->kcw * el, av = c->vcw * el;
+    const int64_t ak = c->kcw * piece_elem_bytes(dtype), av = c->vcw * piece_elem_bytes(dtype);
     const int64_t v0 = attn_kv_plane_off(kc, 1, 0);
     c->aligned = kc->page_bytes % ak == 0 && kc->k_plane % ak == 0 && kc->k_row_bytes % ak == 0 &&
                  kc->page_bytes % av == 0 && v0 % av == 0 && kc->v_plane % av == 0 &&
