@@ -79,8 +79,9 @@ const int NG = (DV + 4 * WG - 1) / (4 * WG);
  * invocations for P V, each invocation VPI pieces of VW columns of a V row
  * (16 bytes for f32/f16/bf16, 8 for Q8, Q4's nibbles of 8 bytes). Partial
  * dot products of a key at stride PST (odd: no bank conflicts when the
- * key's owner sums them); the partials' buffer also takes the slots' O at
- * the end. NA: vec4 accumulators per query row (both layouts). */
+ * keys' owners sum them), by row then lane (a group's lanes store to
+ * consecutive words); the partials' buffer also takes the slots' O at the
+ * end. NA: vec4 accumulators per query row (both layouts). */
 const int KG = WG / LP, KPT = WG / KG, KI = (NPK + LP - 1) / LP, KS = WG / VL;
 const int VW = KDT == DT_F32 ? 4 : 8;
 const int NVP = DV / VW, VPI = (NVP + VL - 1) / VL;
@@ -124,7 +125,7 @@ shared float red[WG * NR];      /* tile maxima to combine; at the end the shares
 shared float pb[2 * WG * NR];   /* weights [parity][key][row] */
 shared uvec2 loc[3 * WG];       /* [tile % 3][key]: byte of its V row, of the row's meta */
 shared uvec2 kloc[ROWS != 0 ? 3 * WG : 1];   /* rows: the same of its K row */
-shared float pbuf[NPB];         /* rows: partial dot products [key][lane][row]; slots' O */
+shared float pbuf[NPB];         /* rows: partial dot products [key][row][lane]; slots' O */
 shared float cmb[3 * WG];       /* mode 1 */
 
 ATTN_LOAD_ANY(load_q, Q)
@@ -367,7 +368,7 @@ void rows_partials(int l3, vec4 qv[NQR])
         }
         const int k = g + x * KG;
         for (int r = 0; r < NR; r++)
-            pbuf[k * PST + lane * NR + r] = pd[r];
+            pbuf[k * PST + r * LP + lane] = pd[r];
     }
 }
 
@@ -628,7 +629,7 @@ void chunk_task(int g)
             barrier();
             for (int i = 0; i < LP; i++)
                 for (int r = 0; r < NR; r++)
-                    s[r] += pbuf[tid * PST + i * NR + r];
+                    s[r] += pbuf[tid * PST + r * LP + i];
         } else {
             qk(pg + kplane + uint(slot) * krow, pg + kmeta + uint(slot) * kmr, s);
         }
