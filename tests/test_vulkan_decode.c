@@ -337,6 +337,13 @@ static void per_layout(const char *layout)
     unsetenv("ATTN_VULKAN_DECODE_VUNROLL");
     unsetenv("ATTN_VULKAN_DECODE_KUNROLL");
     unsetenv("ATTN_VULKAN_DECODE_CHUNK");
+    /* Rows layout: four invocations per K row, several pieces each (a
+     * row of D = 80 in bf16 has 10: the third round for two of them). */
+    if (strcmp(layout, "rows") == 0) {
+        setenv("ATTN_VULKAN_DECODE_LANES", "4", 1);
+        run_all(LABEL("lanes 4"), tu_quick ? "bf16-window" : NULL);
+        unsetenv("ATTN_VULKAN_DECODE_LANES");
+    }
     unsetenv("ATTN_VULKAN_DECODE_LAYOUT");
 #undef LABEL
 }

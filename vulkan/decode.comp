@@ -31,7 +31,10 @@
  * this tile's last barrier. One
  * barrier per tile with one subgroup per workgroup, two otherwise. The
  * chunk's unnormalised partial (O, m, l) goes to the scratch buffer; O
- * needs no merge (each invocation owns distinct columns).
+ * needs no merge (each invocation owns distinct columns). That is the keys
+ * layout (ROWS = 0); the rows layout (ROWS = 1, see rows_partials) reads
+ * the K and V rows with several invocations per row instead, in steps 2
+ * and 5, at one more barrier per tile.
  *
  * Mode 1 (its own pipeline, another workgroup size): CS invocations per
  * output element merge the chunks of its row (running maximum), the first
@@ -328,14 +331,12 @@ vec4 rows_q(vec4 qv[NQR], int r, int i, int p, int c)
     return qs[r * QV + p * (EP / 4) + c];
 }
 
-/* The partial dot products of the tile's keys (locations kloc[l3]) with
- * this invocation's query pieces qv, into pbuf. Lanes past the row's
- * pieces (NPK not a multiple of LP) load its last piece and add nothing. */
-void rows_partials(int l3, vec4 qv[NQR])
+/* This invocation's K pieces of the tile's keys (locations kloc[l3]) and
+ * their blocks' (scale, offset). Lanes past the row's pieces (NPK not a
+ * multiple of LP) load its last piece (rows_partials adds nothing). */
+void rows_k_load(int l3, out uvec4 w[KPT][KI], out vec2 dm[KPT][KI])
 {
     const int tid = int(gl_LocalInvocationID.x), g = tid / LP, lane = tid - g * LP;
-    uvec4 w[KPT][KI];
-    vec2 dm[KPT][KI];
     for (int x = 0; x < KPT; x++) {
         const uvec2 at = kloc[l3 * WG + g + x * KG];
         for (int i = 0; i < KI; i++) {
@@ -344,6 +345,13 @@ void rows_partials(int l3, vec4 qv[NQR])
             dm[x][i] = piece_meta(at.y, p);
         }
     }
+}
+
+/* The partial dot products of the loaded K pieces with this invocation's
+ * query pieces qv, into pbuf. */
+void rows_partials(uvec4 w[KPT][KI], vec2 dm[KPT][KI], vec4 qv[NQR])
+{
+    const int tid = int(gl_LocalInvocationID.x), g = tid / LP, lane = tid - g * LP;
     for (int x = 0; x < KPT; x++) {
         float pd[NR];
         for (int r = 0; r < NR; r++)
@@ -609,12 +617,17 @@ void chunk_task(int g)
         if (ROWS != 0)
             kloc[((t + 1) % 3) * WG + tid] =
                 uvec2(npg + kplane + uint(nslot) * krow, npg + kmeta + uint(nslot) * kmr);
-        /* VEARLY: the tile's V loads go out now, in flight with the K loads */
+        /* VEARLY: the tile's V loads go out now, in flight with the K loads
+         * (rows: after them, as they are used first) */
         VRaw ve[VEARLY == 0 ? 1 : ROWS == 0 ? WG : 1][NG];
         VRaw vr[KPS][VPI];
-        if (VEARLY != 0 && ROWS != 0)
-            rows_v_load(l3, vr);
-        else if (VEARLY != 0)
+        uvec4 kw[KPT][KI];
+        vec2 kdm[KPT][KI];
+        if (ROWS != 0) {
+            rows_k_load(l3, kw, kdm);
+            if (VEARLY != 0)
+                rows_v_load(l3, vr);
+        } else if (VEARLY != 0)
             for (int k = 0; k < WG; k++) {
                 const uvec2 at = loc[l3 * WG + k];
                 for (int c = 0; c < NG; c++)
@@ -625,7 +638,7 @@ void chunk_task(int g)
         for (int r = 0; r < NR; r++)
             s[r] = 0.0;
         if (ROWS != 0) {
-            rows_partials(l3, qv);
+            rows_partials(kw, kdm, qv);
             barrier();
             for (int i = 0; i < LP; i++)
                 for (int r = 0; r < NR; r++)

@@ -68,7 +68,7 @@ typedef struct dec_cfg {
     int cwg, cs;            /* combine: workgroup; invocations per output element */
     int64_t target;         /* chunks a call aims for */
     int subgroup;           /* tile maxima by subgroup arithmetic */
-    int rows;               /* layout: 0 keys, 1 rows (vulkan/decode.comp) */
+    int rows_layout;        /* 0 keys, 1 rows (vulkan/decode.comp) */
     int lp, vl;             /* rows: invocations per K row, per V row */
 } dec_cfg;
 
@@ -80,14 +80,14 @@ typedef struct dec_cfg {
 static size_t shared_bytes(const dec_cfg *c, int64_t d, int64_t dv)
 {
     const size_t qv = (size_t)(d + 7) / 8 * 2, wg = (size_t)c->wg, nr = (size_t)c->nr;
-    size_t rows = 8;
-    if (c->rows) {
+    size_t layout = 12;
+    if (c->rows_layout) {
         const size_t partials = wg * ((size_t)c->lp * nr + 1);
         const size_t slots = wg / (size_t)c->vl * nr * (size_t)dv;
-        rows = 24 * wg + 4 * (partials > slots ? partials : slots);
+        layout = 24 * wg + 4 * (partials > slots ? partials : slots);
     }
     return 16 * nr * qv + 4 * nr * (size_t)((d + 31) / 32) + 4 * wg * nr + 8 * wg * nr +
-           24 * wg + 12 * wg + rows;
+           24 * wg + 12 * wg + layout;
 }
 
 /* The largest power of two dividing wg, at most the power of two covering
@@ -101,20 +101,22 @@ static int lanes_per_row(int wg, int64_t n)
 }
 
 /* The layout (ATTN_VULKAN_DECODE_LAYOUT=keys|rows, default keys) and the
- * rows layout's shape: a K row's 16-byte pieces one per invocation, a V
- * row's pieces of 8 columns (f32: 4) likewise, as far as the workgroup
- * divides. The rows layout reads whole pieces only: off the wide-load path
- * (vec) the keys layout runs. */
+ * rows layout's shape: a K row's 16-byte pieces one per invocation
+ * (ATTN_VULKAN_DECODE_LANES=n: n invocations per K row, several pieces
+ * each), a V row's pieces of 8 columns (f32: 4) one per invocation, as far
+ * as the workgroup divides. The rows layout reads whole pieces only: off
+ * the wide-load path (vec) the keys layout runs. */
 static void choose_layout(const attn_decode_problem *p, dec_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_LAYOUT");
     const attn_dtype dt = p->cache->dtype;
-    c->rows = c->vec && env && strcmp(env, "rows") == 0;
+    c->rows_layout = c->vec && env && strcmp(env, "rows") == 0;
     c->lp = c->vl = 1;
-    if (!c->rows)
+    if (!c->rows_layout)
         return;
     const int ep = dt == ATTN_F32 ? 4 : dt == ATTN_Q8 ? 16 : dt == ATTN_Q4 ? 32 : 8;
-    c->lp = lanes_per_row(c->wg, (p->d + ep - 1) / ep);
+    const int lanes = env_int("ATTN_VULKAN_DECODE_LANES", 1, 1024);
+    c->lp = lanes_per_row(c->wg, lanes ? lanes : (p->d + ep - 1) / ep);
     c->vl = lanes_per_row(c->wg, p->dv / (dt == ATTN_F32 ? 4 : 8));
 }
 
@@ -168,7 +170,7 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
                                                   dt == ATTN_BF16));
     choose_layout(p, c);
-    if (c->rows && !rows) {
+    if (c->rows_layout && !rows) {
         /* accumulators: the invocation's V pieces' columns per query row,
          * up to 64 floats */
         const int vw = dt == ATTN_F32 ? 4 : 8, nvp = (int)(p->dv / vw);
@@ -530,7 +532,7 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     cfg.cs = combine_split(dev, cfg.cwg, t.max_nch);
     const int32_t spec[14] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
                                (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1, cfg.vearly,
-                               cfg.rows, cfg.lp, cfg.vl };
+                               cfg.rows_layout, cfg.lp, cfg.vl };
     /* The combine's pipeline: mode 0's constants at fixed small values (its
      * code is not run), one pipeline for every cache. */
     const int32_t cspec[14] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs, 0,
@@ -545,7 +547,7 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     if (prof.on)
         snprintf(prof.note, sizeof prof.note, "layout %s wg %d rows %d blocks %d unroll v%d%s k%d "
                  "groups %lld chunk %lld combine %dx%d max %s table %s",
-                 cfg.rows ? "rows" : "keys", cfg.wg, cfg.nr, cfg.nrb,
+                 cfg.rows_layout ? "rows" : "keys", cfg.wg, cfg.nr, cfg.nrb,
                  cfg.vi, cfg.vearly ? " early" : "", cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
                  cfg.subgroup ? "subgroup" : "shared",
                  d->direct ? "mapped" : table_names[table_mode(d, t.n * sizeof(int32_t))]);
