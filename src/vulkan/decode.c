@@ -90,6 +90,17 @@ static size_t shared_bytes(const dec_cfg *c, int64_t d, int64_t dv)
            24 * wg + 12 * wg + layout;
 }
 
+#define ROWS_REGS 160        /* rows layout: floats per invocation for its query rows */
+
+/* Elements of a 16-byte K piece (Q4: one block), columns of a V piece in
+ * the rows layout (vulkan/decode.comp's EP and VW). */
+static int k_piece_elems(attn_dtype dt)
+{
+    return dt == ATTN_F32 ? 4 : dt == ATTN_Q8 ? 16 : dt == ATTN_Q4 ? 32 : 8;
+}
+
+static int v_piece_cols(attn_dtype dt) { return dt == ATTN_F32 ? 4 : 8; }
+
 /* The largest power of two dividing wg, at most the power of two covering
  * n (the invocations sharing a row of n pieces). */
 static int lanes_per_row(int wg, int64_t n)
@@ -114,10 +125,9 @@ static void choose_layout(const attn_decode_problem *p, dec_cfg *c)
     c->lp = c->vl = 1;
     if (!c->rows_layout)
         return;
-    const int ep = dt == ATTN_F32 ? 4 : dt == ATTN_Q8 ? 16 : dt == ATTN_Q4 ? 32 : 8;
-    const int lanes = env_int("ATTN_VULKAN_DECODE_LANES", 1, 1024);
+    const int ep = k_piece_elems(dt), lanes = env_int("ATTN_VULKAN_DECODE_LANES", 1, 1024);
     c->lp = lanes_per_row(c->wg, lanes ? lanes : (p->d + ep - 1) / ep);
-    c->vl = lanes_per_row(c->wg, p->dv / (dt == ATTN_F32 ? 4 : 8));
+    c->vl = lanes_per_row(c->wg, p->dv / v_piece_cols(dt));
 }
 
 /* Invocations (keys per tile): the subgroup size where the device reports
@@ -171,11 +181,13 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
                                                   dt == ATTN_BF16));
     choose_layout(p, c);
     if (c->rows_layout && !rows) {
-        /* accumulators: the invocation's V pieces' columns per query row,
-         * up to 64 floats */
-        const int vw = dt == ATTN_F32 ? 4 : 8, nvp = (int)(p->dv / vw);
-        const int cols = (nvp + c->vl - 1) / c->vl * vw;
-        c->nr = 64 / cols < 1 ? 1 : 64 / cols > 8 ? 8 : 64 / cols;
+        /* registers per query row: its query pieces, the invocation's O
+         * columns and LP; up to ROWS_REGS for the rows together (as
+         * opencl/decode.cl's ROW_REGS: f16, D = 128: 4 rows) */
+        const int vw = v_piece_cols(dt), nvp = (int)(p->dv / vw), ep = k_piece_elems(dt);
+        const int npk = (int)((p->d + ep - 1) / ep);
+        const int per_row = (npk + c->lp - 1) / c->lp * ep + (nvp + c->vl - 1) / c->vl * vw + c->lp;
+        c->nr = ROWS_REGS / per_row < 1 ? 1 : ROWS_REGS / per_row > 8 ? 8 : ROWS_REGS / per_row;
         if (c->nr > c->nrt)
             c->nr = c->nrt;
     }
