@@ -183,7 +183,7 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     if (c->rows_layout && !rows) {
         /* registers per query row: its query pieces, the invocation's O
          * columns and LP; up to ROWS_REGS for the rows together (as
-         * opencl/decode.cl's ROW_REGS: f16, D = 128: 4 rows) */
+         * src/opencl/decode.c's ROW_REGS: f16, D = 128: 5 rows) */
         const int vw = v_piece_cols(dt), nvp = (int)(p->dv / vw), ep = k_piece_elems(dt);
         const int npk = (int)((p->d + ep - 1) / ep);
         const int per_row = (npk + c->lp - 1) / c->lp * ep + (nvp + c->vl - 1) / c->vl * vw + c->lp;
