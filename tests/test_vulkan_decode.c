@@ -290,22 +290,23 @@ static void run_staged(void)
 /* The cases in each workgroup shape and variant under `layout`
  * (ATTN_VULKAN_DECODE_LAYOUT): every case in each where `every` (and not
  * quick), else every case in the default shape and one in each other
- * (lavapipe compiles each new shape for seconds). */
+ * (lavapipe compiles each new shape for seconds). The rows layout skips
+ * the variants of what it shares with the keys layout (the chunks and
+ * their merge), and adds its own (lanes per row). */
 static void per_layout(const char *layout, int every)
 {
+    const int rows = strcmp(layout, "rows") == 0;
     char label[64];
 #define LABEL(what) (snprintf(label, sizeof label, "%s %s", layout, what), label)
 #define ONE(name) (tu_quick || !every ? (name) : NULL)
     setenv("ATTN_VULKAN_DECODE_LAYOUT", layout, 1);
     run_all(LABEL("default"), NULL);
-    /* Tile maxima through shared memory, in a workgroup of 13 (the rows
-     * layout: one invocation per row) and of 32 (several subgroups where
-     * they are smaller; rows: up to 16 invocations per row; one case). */
+    /* Tile maxima through shared memory, in a workgroup of 13 (keys) or
+     * 32 (rows: several subgroups where they are smaller, up to 16
+     * invocations per row). */
     setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
-    setenv("ATTN_VULKAN_DECODE_WG", "13", 1);
-    run_all(LABEL("no subgroup"), ONE("f32-sq16"));
-    setenv("ATTN_VULKAN_DECODE_WG", "32", 1);
-    run_all(LABEL("no subgroup wg 32"), "f16-gqa4");
+    setenv("ATTN_VULKAN_DECODE_WG", rows ? "32" : "13", 1);
+    run_all(LABEL("no subgroup"), ONE(rows ? "f16-gqa4" : "f32-sq16"));
     unsetenv("ATTN_VULKAN_SUBGROUP");
     /* 20 invocations: several subgroups where they are smaller, the last
      * part-filled (their maxima combined through shared memory); 5: one
@@ -319,15 +320,17 @@ static void per_layout(const char *layout, int every)
     setenv("ATTN_VULKAN_DECODE_VEARLY", "0", 1);
     run_all(LABEL("v late"), ONE("stream-q4"));
     unsetenv("ATTN_VULKAN_DECODE_VEARLY");
-    /* Few workgroups: one chunk per (sequence, head) where it fits. */
-    setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
-    run_all(LABEL("one chunk"), every ? NULL : "f16-gqa4");
-    unsetenv("ATTN_VULKAN_DECODE_GROUPS");
-    /* Chunks merged by 4 invocations per output element (GPUs take
-     * several; 1 on lavapipe). */
-    setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
-    run_all(LABEL("combine 4"), ONE("stream-q4"));
-    unsetenv("ATTN_VULKAN_DECODE_COMBINE");
+    if (!rows) {
+        /* Few workgroups: one chunk per (sequence, head) where it fits. */
+        setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
+        run_all(LABEL("one chunk"), NULL);
+        unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+        /* Chunks merged by 4 invocations per output element (GPUs take
+         * several; 1 on lavapipe). */
+        setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
+        run_all(LABEL("combine 4"), ONE("stream-q4"));
+        unsetenv("ATTN_VULKAN_DECODE_COMBINE");
+    }
     /* One query row per workgroup (row blocks), V loads of 3 keys and K
      * loads of 3 pieces together (not dividing the tile or the row), and
      * chunks of one tile. */
@@ -342,7 +345,7 @@ static void per_layout(const char *layout, int every)
     unsetenv("ATTN_VULKAN_DECODE_CHUNK");
     /* Rows layout: four invocations per K row, several pieces each (a
      * row of D = 80 in bf16 has 10: the third round for two of them). */
-    if (strcmp(layout, "rows") == 0) {
+    if (rows) {
         setenv("ATTN_VULKAN_DECODE_LANES", "4", 1);
         run_all(LABEL("lanes 4"), ONE("bf16-window"));
         unsetenv("ATTN_VULKAN_DECODE_LANES");

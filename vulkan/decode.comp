@@ -607,9 +607,9 @@ void chunk_task(int g)
         const int t = (u0 - k0) / WG, par = t & 1, l3 = t % 3;
         /* 1. this invocation's key: its page was read during the previous
          * tile, the next tile's is read now (in flight during this one) and
-         * its V location noted for the next tile (read after this tile's
-         * last barrier; three buffers, as a slow invocation may still read
-         * the previous tile's) */
+         * its V location (rows: and K location) noted for the next tile
+         * (read after this tile's last barrier; three buffers, as a slow
+         * invocation may still read the previous tile's) */
         int nj, nslot;
         const uint npg = key_page(u0 + WG + tid, nj, nslot);
         loc[((t + 1) % 3) * WG + tid] =
