@@ -31,8 +31,9 @@
 #define ATTN_AVX512_DECODE_WPV_H
 
 /* Keys per integer sum (also the weight buffers' length); blocks whose
- * weights are made at once (256 dims). */
-enum { wpv_chunk = 64, wpv_blocks = 8 };
+ * weights are made at once (128 dims: their maxima and Q4 min sums fit in
+ * registers, wpv_weights). */
+enum { wpv_chunk = 64, wpv_blocks = 4 };
 
 /* acc += x . (w[0], w[1]) broadcast: the int16 weights of keys j and j + 1
  * against their values in x. Written as asm because gcc 12 copies a
@@ -81,33 +82,42 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
  * the next; i >= 2: keys 16 + 4L + 2(i - 2) and the next), zero past jn up
  * to the next multiple of 32; step[r][b]; for Q4 msum[r][b] = sum_j
  * p[r][j] mv_jb. The row side (pmax, p scaled to 32767 / pmax) is shared
- * by all blocks. */
+ * by all blocks.
+ *
+ * The block loops are unrolled to wpv_blocks with nbk as a guard, so that
+ * the per-block maxima and the 16 Q4 min sums (row r, block b: ms[4r + b])
+ * stay in registers: scaled p and the block scales go through the small
+ * stack arrays ps and sv (loads are cheap, spilled accumulators are not). */
 VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int j0, int jn,
                              int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
     const int ng = (jn + 15) / 16;
     float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));   /* keys past ng groups unread */
-    __m512 ps[4][wpv_chunk / 16], pm[4], sm[wpv_blocks], ms[2][16];
+    float ps[4][wpv_chunk] __attribute__((aligned(64)));
+    __m512 pm[4], sm[wpv_blocks], ms[16];
     DEC_UNROLL for (int r = 0; r < 4; r++) pm[r] = _mm512_setzero_ps();
     DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) sm[b] = _mm512_setzero_ps();
-    DEC_UNROLL for (int i = 0; i < 16; i++) ms[0][i] = ms[1][i] = _mm512_setzero_ps();
+    DEC_UNROLL for (int i = 0; i < 16; i++) ms[i] = _mm512_setzero_ps();
     for (int g = 0; g < ng; g++) {
         const int n = dec_min(jn - 16 * g, 16);
         const __mmask16 keys = (__mmask16)((1u << n) - 1u);
+        __m512 pg[4];
         DEC_UNROLL for (int r = 0; r < 4; r++) {
-            ps[r][g] = _mm512_maskz_loadu_ps(keys, pr[r] + j0 + 16 * g);
-            pm[r] = _mm512_max_ps(pm[r], _mm512_abs_ps(ps[r][g]));
+            pg[r] = _mm512_maskz_loadu_ps(keys, pr[r] + j0 + 16 * g);
+            _mm512_store_ps(&ps[r][16 * g], pg[r]);
+            pm[r] = _mm512_max_ps(pm[r], _mm512_abs_ps(pg[r]));
         }
         const meta16 mt = meta16_load(v, j0 + 16 * g, n);
-        for (int b = 0; b < nbk; b++) {
+        DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
+            if (b >= nbk)
+                break;
             __m512 s, m;
             meta16_block(q4, &mt, bb + b, &s, &m);
             _mm512_store_ps(&sv[b][16 * g], s);
             sm[b] = _mm512_max_ps(sm[b], _mm512_abs_ps(s));
-            if (q4)   /* ms[b / 4][4r + b % 4]: reduce16's layout */
-                DEC_UNROLL for (int r = 0; r < 4; r++)
-                    ms[b / 4][4 * r + b % 4] = _mm512_fmadd_ps(ps[r][g], m, ms[b / 4][4 * r + b % 4]);
+            if (q4)
+                DEC_UNROLL for (int r = 0; r < 4; r++) ms[4 * r + b] = _mm512_fmadd_ps(pg[r], m, ms[4 * r + b]);
         }
     }
     float pmax[4];
@@ -115,9 +125,11 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
         pmax[r] = _mm512_reduce_max_ps(pm[r]);
         const __m512 pinv = _mm512_set1_ps(pmax[r] > 0.0f ? 32767.0f / pmax[r] : 0.0f);
         for (int g = 0; g < ng; g++)
-            ps[r][g] = _mm512_mul_ps(ps[r][g], pinv);
+            _mm512_store_ps(&ps[r][16 * g], _mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), pinv));
     }
-    for (int b = 0; b < nbk; b++) {
+    DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
+        if (b >= nbk)
+            break;
         const float svmax = _mm512_reduce_max_ps(sm[b]);
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
         DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * (1.0f / 32767.0f);
@@ -126,20 +138,19 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
             const __m512 s1 = g + 1 < ng ? _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g + 16]), sinv)
                                          : _mm512_setzero_ps();
             DEC_UNROLL for (int r = 0; r < 4; r++) {   /* |product| <= 32767 (+ rounding): saturate */
-                const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g], s0));
-                const __m512i w1 = g + 1 < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g + 1], s1))
+                const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), s0));
+                const __m512i w1 = g + 1 < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g + 16]), s1))
                                               : _mm512_setzero_si512();
                 _mm512_store_si512(&wq[r][b][16 * g], _mm512_packs_epi32(w0, w1));
             }
         }
     }
-    if (q4)
-        for (int h = 0; h < (nbk + 3) / 4; h++) {
-            float t[16] __attribute__((aligned(64)));
-            _mm512_store_ps(t, reduce16(ms[h]));   /* lane 4b + r: row r, block 4h + b */
-            for (int b = 4 * h; b < dec_min(nbk, 4 * h + 4); b++)
-                DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][b] = t[4 * (b % 4) + r];
-        }
+    if (q4) {
+        float t[16] __attribute__((aligned(64)));
+        _mm512_store_ps(t, reduce16(ms));   /* lane 4b + r: row r, block b */
+        DEC_UNROLL for (int b = 0; b < wpv_blocks; b++)
+            DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][b] = t[4 * b + r];
+    }
 }
 
 /* Adds to acc the products of the key pair (a, b) with the pair's weights
