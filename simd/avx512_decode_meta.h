@@ -33,13 +33,14 @@ static inline __m512i iota16(void)
     return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
-static inline meta16 meta16_load(const attn_kv_rows *x, int j0, int n)
+/* mpr: x->meta_per_row, or the same count known from the head size (quant.h),
+ * so that a kernel specialised for it picks the layout at compile time. */
+static inline __attribute__((always_inline)) meta16 meta16_load(const attn_kv_rows *x, int64_t mpr, int j0, int n)
 {
     meta16 m;
     m.x = x;
     m.j0 = j0;
     m.n = n;
-    const int64_t mpr = x->meta_per_row;
     m.dpr = mpr == 2 || mpr == 4 || mpr == 8 ? (int)(mpr / 2) : 0;
     const int nq = m.dpr;       /* vectors of 16 dwords that hold the 16 rows */
     const int dw = n * m.dpr;   /* dwords to load */

@@ -112,12 +112,13 @@ VNNI_INLINE void vnni_transpose16(__m512i *r)
 VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const attn_kv_rows *k, int j0,
                            int jn, int nk, int64_t d, float *s, int64_t lds)
 {
-    const int64_t nb = d / 32, qrow = vnni_row_bytes(d), rb = k->row_bytes;
+    /* the row's bytes and meta follow from d (quant.h): constants where d is */
+    const int64_t nb = d / 32, qrow = vnni_row_bytes(d), rb = q4 ? d / 2 : d, mpr = q4 ? 2 * nb : nb;
     /* kt[c]: dword c of the 16 rows (dims 4c..4c+3; Q4 bytes 4c..4c+3), zero past jn */
     __m512i kt[vnni_max_d / 4];
     const uint8_t *kd = k->data + j0 * rb;
     const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* 16 keys ahead */
-    for (int64_t mb = 0; mb < 32 * k->meta_per_row; mb += 64)   /* and their meta */
+    for (int64_t mb = 0; mb < 32 * mpr; mb += 64)   /* and their meta */
         __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + dec_qpf_keys, nk) + mb, 0, 3);
     for (int64_t c0 = 0; c0 < rb; c0 += 64) {
         const __mmask16 m = rb - c0 >= 64 ? (__mmask16)0xffff : (__mmask16)((1u << ((rb - c0) / 4)) - 1u);
@@ -130,7 +131,7 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
         DEC_UNROLL for (int c = 0; c < 16; c++)
             kt[c0 / 4 + c] = q4 ? r[c] : _mm512_xor_si512(r[c], _mm512_set1_epi8((char)0x80));
     }
-    const meta16 mt = meta16_load(k, j0, jn);
+    const meta16 mt = meta16_load(k, mpr, j0, jn);
     const __mmask16 store = (__mmask16)((1u << jn) - 1u);
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
@@ -138,7 +139,7 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
         DEC_UNROLL for (int r = 0; r < 4; r++) qi[r] = (const int8_t *)(qp + (r0 + dec_min(r, rn - 1)) * qrow);
         __m512 sc[4];
         DEC_UNROLL for (int r = 0; r < 4; r++) sc[r] = _mm512_setzero_ps();
-        for (int64_t b = 0; b < nb; b++) {
+        DEC_UNROLL for (int64_t b = 0; b < nb; b++) {
             __m512i acc[4];
             DEC_UNROLL for (int r = 0; r < 4; r++)
                 acc[r] = q4 ? _mm512_setzero_si512()
@@ -175,8 +176,7 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
     }
 }
 
-__attribute__((target("avx512vnni")))
-static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
+VNNI_INLINE void vnni_qk_run(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
                              int64_t d, float *s, int64_t lds)
 {
     for (int j0 = 0; j0 < nk; j0 += 16) {
@@ -190,6 +190,18 @@ static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn
         else
             vnni_qk16(0, 0, qp, nr, k, j0, jn, nk, d, s, lds);
     }
+}
+
+/* D = 128, the common head, gets its own copy with the block loop unrolled
+ * and the meta layout fixed. */
+__attribute__((target("avx512vnni")))
+static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
+                             int64_t d, float *s, int64_t lds)
+{
+    if (d == 128)
+        vnni_qk_run(qp, nr, k, dt, nk, 128, s, lds);
+    else
+        vnni_qk_run(qp, nr, k, dt, nk, d, s, lds);
 }
 
 #endif

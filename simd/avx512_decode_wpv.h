@@ -88,7 +88,7 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
  * the per-block maxima and the 16 Q4 min sums (row r, block b: ms[4r + b])
  * stay in registers: scaled p and the block scales go through the small
  * stack arrays ps and sv (loads are cheap, spilled accumulators are not). */
-VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int j0, int jn,
+VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int64_t mpr, int j0, int jn,
                              int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
@@ -108,7 +108,7 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
             _mm512_store_ps(&ps[r][16 * g], pg[r]);
             pm[r] = _mm512_max_ps(pm[r], _mm512_abs_ps(pg[r]));
         }
-        const meta16 mt = meta16_load(v, j0 + 16 * g, n);
+        const meta16 mt = meta16_load(v, mpr, j0 + 16 * g, n);
         DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
             if (b >= nbk)
                 break;
@@ -171,10 +171,9 @@ VNNI_INLINE void wpv_pair_fma(int q4, int nh, int16_t (*wq)[wpv_blocks][wpv_chun
  * term) for rows r < rn. */
 VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
                           float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
-                          const attn_kv_rows *v, int j0, int jn, int nk, int64_t c0,
+                          const attn_kv_rows *v, int64_t rb, int j0, int jn, int nk, int64_t c0,
                           int64_t pass_bytes, float *const *orow, int rn)
 {
-    const int64_t rb = v->row_bytes;
     const __mmask64 m = q4 ? (nh == 2 ? 0xffffffffull : 0xffffull) : (nh == 2 ? ~0ull : 0xffffffffull);
     __m512i acc[4][4];
     DEC_UNROLL for (int r = 0; r < 4; r++)
@@ -230,7 +229,8 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
 {
     int16_t wq[4][wpv_blocks][wpv_chunk] __attribute__((aligned(64)));
     float step[4][wpv_blocks], msum[4][wpv_blocks];
-    const int64_t rb = v->row_bytes, nb = dv / 32;
+    /* the row's bytes and meta follow from dv (quant.h): constants where dv is */
+    const int64_t nb = dv / 32, rb = q4 ? dv / 2 : dv, mpr = q4 ? 2 * nb : nb;
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
         const float *pr[4];
@@ -243,31 +243,34 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
             const int jn = dec_min(nk - j0, wpv_chunk);
             if (r0 == 0)   /* the meta of the keys dec_qpf_keys ahead */
                 for (int j = 0; j < jn; j += 16)
-                    for (int64_t mb = 0; mb < 32 * v->meta_per_row; mb += 64)
+                    for (int64_t mb = 0; mb < 32 * mpr; mb += 64)
                         __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, 3);
             for (int64_t b0 = 0; b0 < nb; b0 += wpv_blocks) {
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
-                wpv_weights(q4, pr, v, j0, jn, b0, nbk, wq, step, msum);
-                for (int bw = 0; bw < nbk; bw += 2) {
+                wpv_weights(q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                DEC_UNROLL for (int bw = 0; bw < nbk; bw += 2) {
                     const int64_t c0 = 32 * (b0 + bw), pass_bytes = c0 * rb / dv;
                     if (bw + 1 < nbk && jn == wpv_chunk)
-                        wpv_pass(q4, 2, 1, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(q4, 2, 1, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else if (bw + 1 < nbk)
-                        wpv_pass(q4, 2, 0, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(q4, 2, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else
-                        wpv_pass(q4, 1, 0, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(q4, 1, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                 }
             }
         }
     }
 }
 
+/* As for the scores, dv = 128 gets its own copy with the row layout fixed. */
 __attribute__((target("avx512vnni")))
 static void vnni_pv(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,
                     int nk, int64_t dv, float *o, int64_t ldo)
 {
     if (dt == ATTN_Q8)
         wpv_with(0, p, ldp, nr, v, nk, dv, o, ldo);
+    else if (dt == ATTN_Q4 && dv == 128)
+        wpv_with(1, p, ldp, nr, v, nk, 128, o, ldo);
     else if (dt == ATTN_Q4)
         wpv_with(1, p, ldp, nr, v, nk, dv, o, ldo);
     else
