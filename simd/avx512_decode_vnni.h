@@ -132,6 +132,13 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
             kt[c0 / 4 + c] = q4 ? r[c] : _mm512_xor_si512(r[c], _mm512_set1_epi8((char)0x80));
     }
     const meta16 mt = meta16_load(k, mpr, j0, jn);
+    const int all4 = q4 && mt.dpr == 4;   /* D = 128: the 4 blocks' parameters at once */
+    __m512 sk4[4], mk4[4];
+    if (all4) {
+        __m512i col4[4];
+        meta16_q4_cols(&mt, col4);
+        DEC_UNROLL for (int b = 0; b < 4; b++) meta16_q4_params(col4[b], &sk4[b], &mk4[b]);
+    }
     const __mmask16 store = (__mmask16)((1u << jn) - 1u);
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
@@ -162,7 +169,12 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
                         acc[r] = vnni_dot(acc[r], kt[8 * b + i], (const int32_t *)(qi[r] + 32 * b) + i);
             }
             __m512 sk, mk;
-            meta16_block(q4, &mt, b, &sk, &mk);
+            if (all4) {
+                sk = sk4[b & 3];
+                mk = mk4[b & 3];
+            } else {
+                meta16_block(q4, &mt, b, &sk, &mk);
+            }
             DEC_UNROLL for (int r = 0; r < 4; r++) {
                 const float *step = (const float *)(qi[r] + d);
                 sc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_mul_ps(sk, _mm512_set1_ps(step[b])), sc[r]);

@@ -109,11 +109,19 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
             pm[r] = _mm512_max_ps(pm[r], _mm512_abs_ps(pg[r]));
         }
         const meta16 mt = meta16_load(v, mpr, j0 + 16 * g, n);
+        const int all4 = q4 && mt.dpr == 4;   /* D = 128: the 4 blocks' (bb = 0) columns at once */
+        __m512i col4[4];
+        if (all4)
+            meta16_q4_cols(&mt, col4);
         DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
             if (b >= nbk)
                 break;
             __m512 s, m;
-            meta16_block(q4, &mt, bb + b, &s, &m);
+            if (all4) {
+                meta16_q4_params(col4[b], &s, &m);
+            } else {
+                meta16_block(q4, &mt, bb + b, &s, &m);
+            }
             _mm512_store_ps(&sv[b][16 * g], s);
             sm[b] = _mm512_max_ps(sm[b], _mm512_abs_ps(s));
             if (q4)
