@@ -128,9 +128,11 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
                 DEC_UNROLL for (int r = 0; r < 4; r++) ms[4 * r + b] = _mm512_fmadd_ps(pg[r], m, ms[4 * r + b]);
         }
     }
-    float pmax[4];
+    float maxima[8];   /* pmax[r], then svmax[b] */
+    const __m512 mx[8] = { pm[0], pm[1], pm[2], pm[3], sm[0], sm[1], sm[2], sm[3] };
+    reduce_max8(mx, maxima);
+    const float *pmax = maxima;
     DEC_UNROLL for (int r = 0; r < 4; r++) {
-        pmax[r] = _mm512_reduce_max_ps(pm[r]);
         const __m512 pinv = _mm512_set1_ps(pmax[r] > 0.0f ? 32767.0f / pmax[r] : 0.0f);
         for (int g = 0; g < ng; g++)
             _mm512_store_ps(&ps[r][16 * g], _mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), pinv));
@@ -138,7 +140,7 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
     DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
         if (b >= nbk)
             break;
-        const float svmax = _mm512_reduce_max_ps(sm[b]);
+        const float svmax = maxima[4 + b];
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
         DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * (1.0f / 32767.0f);
         for (int g = 0; g < ng; g += 2) {   /* 32 keys: packs of groups g and g + 1 */
