@@ -16,10 +16,12 @@
  * rows in P.V, with their meta. A multiple of 16: each group of 16 keys
  * prefetches one whole later group of its run (or of the next run, when
  * the run is a page of a multiple of 16 tokens). Measured with one thread
- * on a 2-core Sapphire Rapids VM, L = 32K: 32 and 48 alike, 16 (the rows
- * then arrive late) 5-10% slower for Q4, 24 and 40 (groups split across
- * the run's end) 20% slower. */
-enum { dec_qpf_keys = 32 };
+ * on a 2-core Sapphire Rapids VM, Q4, pages of 64: at L = 32K first 32 and
+ * 48 alike, 16 (the rows then arrive late) 5-10% slower, 24 and 40 (groups
+ * split across the run's end) 20% slower; with the faster kernels since,
+ * at L = 16K, 48 is 4-5% faster than 32, and 64 or more slower (80: 4%,
+ * 128: 15%; past the next page the rows ahead are not the ones read next). */
+enum { dec_qpf_keys = 48 };
 
 typedef struct meta16 {
     __m512i z[4];               /* the rows' meta, n * dpr dwords, zero past them */
