@@ -117,7 +117,7 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
     /* kt[c]: dword c of the 16 rows (dims 4c..4c+3; Q4 bytes 4c..4c+3), zero past jn */
     __m512i kt[vnni_max_d / 4];
     const uint8_t *kd = k->data + j0 * rb;
-    const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* 16 keys ahead */
+    const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* the rows ahead */
     for (int64_t mb = 0; mb < 32 * mpr; mb += 64)   /* and their meta */
         __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + dec_qpf_keys, nk) + mb, 0, 3);
     for (int64_t c0 = 0; c0 < rb; c0 += 64) {

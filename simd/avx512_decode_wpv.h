@@ -216,9 +216,9 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
             continue;
         __m512 f[4];
         DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++) {
-            f[cc] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][cc]), _mm512_set1_ps(step[r][bw + cc / 2]));
-            if (q4)
-                f[cc] = _mm512_add_ps(f[cc], _mm512_set1_ps(msum[r][bw + cc / 2]));
+            const __m512 sums = _mm512_cvtepi32_ps(acc[r][cc]), st = _mm512_set1_ps(step[r][bw + cc / 2]);
+            f[cc] = q4 ? _mm512_fmadd_ps(sums, st, _mm512_set1_ps(msum[r][bw + cc / 2]))
+                       : _mm512_mul_ps(sums, st);
         }
         if (!q4) {   /* Q8 lanes back to dim order (wpv_pairs) */
             DEC_UNROLL for (int h = 0; h < nh; h++) {
