@@ -257,7 +257,10 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
                         __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, 3);
             for (int64_t b0 = 0; b0 < nb; b0 += wpv_blocks) {
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
-                wpv_weights(q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                if (jn == wpv_chunk)   /* whole chunks: the group loops unrolled */
+                    wpv_weights(q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
+                else
+                    wpv_weights(q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
                 DEC_UNROLL for (int bw = 0; bw < nbk; bw += 2) {
                     const int64_t c0 = 32 * (b0 + bw), pass_bytes = c0 * rb / dv;
                     if (bw + 1 < nbk && jn == wpv_chunk)
