@@ -44,17 +44,15 @@ static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
 }
 
 /* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC (at most
- * 32) and key chunk KC (a divisor of the key tile), both at most cap, that
- * fit the shared memory; 0 if nothing fits. */
-static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv, int cap)
+ * 32) and key chunk KC (a divisor of the key tile, at most kc_cap) that fit
+ * the shared memory; 0 if nothing fits. */
+static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv,
+                      int kc_cap)
 {
     const size_t budget = d->limits.maxComputeSharedMemorySize;
     const int bk = c->tx * c->rn;
-    int dc_max = dd < 32 ? (int)dd : 32;
-    if (dc_max > cap)
-        dc_max = cap;
-    for (int dc = dc_max; dc >= 1; dc /= 2)
-        for (int kc = bk < cap ? bk : cap; kc >= 1; kc /= 2) {
+    for (int dc = dd < 32 ? (int)dd : 32; dc >= 1; dc /= 2)
+        for (int kc = bk < kc_cap ? bk : kc_cap; kc >= 1; kc /= 2) {
             if (bk % kc != 0)
                 continue;
             c->dc = dc;
@@ -104,10 +102,10 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
  * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
  * 64 x 128 blocks in 48 KiB.
  * Chunks: the largest that fit, except that GPUs take 16-bit inputs in
- * chunks of at most 16 dims and 16 keys: the smaller stage lets more
- * workgroups share a compute unit, which pays once the loads are half as
- * wide (H200, f16 causal B=1 H=32 S=4096 D=128: 6.83-6.90 ms against
- * 7.16-7.27 with 32 and 32; f32 is fastest with 32 and 32).
+ * chunks of at most 16 keys: the smaller stage lets more workgroups share
+ * a compute unit, which pays once the loads are half as wide (H200, f16
+ * causal B=1 H=32 S=4096 D=128, DC x KC: 32x16 6.85-6.91 ms, 16x16
+ * 6.83-6.90, 32x32 6.99-7.27; f32 is fastest with 32x32).
  * CPU devices (lavapipe runs a workgroup as SIMD loops over its
  * invocations): 4x4 blocks of large workgroups, the fastest there and
  * quick to compile. */
@@ -130,8 +128,8 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int in_bytes, int64_t
     const size_t n = is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
     for (size_t i = 0; i < n; i++) {
         sdpa_cfg c = shapes[i];
-        const int cap = !is_cpu && in_bytes == 2 ? 16 : INT_MAX;
-        if (fit_shared(d, &c, dd, dv, cap) && fits_device(d, &c, dv)) {
+        const int kc_cap = !is_cpu && in_bytes == 2 ? 16 : INT_MAX;
+        if (fit_shared(d, &c, dd, dv, kc_cap) && fits_device(d, &c, dv)) {
             *out = c;
             return 1;
         }
