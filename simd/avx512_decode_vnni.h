@@ -171,7 +171,7 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
                         acc[r] = vnni_dot(acc[r], kt[8 * b + i], (const int32_t *)(qi[r] + 32 * b) + i);
             }
             __m512 sk, mk;
-            if (all4) {
+            if (all4) {   /* b < 4 */
                 sk = sk4[b & 3];
                 mk = mk4[b & 3];
             } else {
@@ -191,7 +191,7 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
 }
 
 VNNI_INLINE void vnni_qk_run(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
-                             int64_t d, float *s, int64_t lds)
+                              int64_t d, float *s, int64_t lds)
 {
     for (int j0 = 0; j0 < nk; j0 += 16) {
         const int jn = dec_min(nk - j0, 16);

@@ -88,8 +88,8 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
  * the per-block maxima and the 16 Q4 min sums (row r, block b: ms[4r + b])
  * stay in registers: scaled p and the block scales go through the small
  * stack arrays ps and sv (loads are cheap, spilled accumulators are not). */
-VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int64_t mpr, int j0, int jn,
-                             int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
+VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int64_t mpr,
+                             int j0, int jn, int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
     const int ng = (jn + 15) / 16;
