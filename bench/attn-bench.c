@@ -1226,6 +1226,7 @@ typedef struct bench_opts {
     double      min_time;      /* repeat until this many seconds... */
     const char *json;
     int         list, no_roof, roofs_only;
+    int         solo;          /* --threads one-thread calls at once (time_case_solo) */
     double      roof_seconds;
     size_t      copy_mib;
 } bench_opts;
@@ -1282,6 +1283,122 @@ static attn_status time_case(bench_env *env, const bench_opts *o, const op_runne
     free(t);
     return ATTN_OK;
 }
+
+#ifdef _OPENMP
+/* --solo: env->threads one-thread calls at once, each thread with a context
+ * of its own (num_threads 1) and its own tensors, so nothing is shared but
+ * the machine (L3, memory, power). Beside a normal run of the same thread
+ * count it tells whether a drop of the per-thread rate comes from the
+ * library's threading or from the machine. Every thread keeps calling until
+ * all have timed --min-time seconds, so each timed call runs with all the
+ * others busy; only its first calls (up to --min-time, at most --reps) are
+ * timed. GFLOP/s is the sum of the threads' rates (each from its median). */
+static attn_status time_case_solo(const bench_env *env, const bench_opts *o, const op_runner *r,
+                                  const bench_case *c, bench_result *res)
+{
+    const int n = env->threads;
+    double *med = calloc((size_t)n, sizeof *med), *tmin = calloc((size_t)n, sizeof *tmin);
+    int *reps = calloc((size_t)n, sizeof *reps);
+    attn_status status = med && tmin && reps ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
+    int done = 0, failed = status != ATTN_OK;   /* threads done timing; a call failed */
+    double wall = 0.0, cpu0 = 0.0;
+#pragma omp parallel num_threads(n)
+    {
+        const int me = omp_get_thread_num();
+        bench_env mine = *env;
+        attn_options opts = ATTN_OPTIONS_INIT;
+        opts.num_threads = 1;
+        opts.max_isa = o->isa;
+        opts.device = 0;
+        mine.threads = 1;
+        mine.ctx = NULL;
+        void *st = NULL;
+        const int cap = o->reps > 0 ? o->reps : 1;
+        double *t = malloc((size_t)cap * sizeof *t);
+        attn_status s = t ? attn_context_create(&opts, &mine.ctx) : ATTN_ERR_OUT_OF_MEMORY;
+        if (s == ATTN_OK && (s = r->setup(&mine, c, &st)) != ATTN_OK)
+            st = NULL;
+        for (int i = 0; s == ATTN_OK && i < o->warmup; i++)
+            s = r->run(&mine, c, st);
+        if (s != ATTN_OK) {
+#pragma omp critical
+            status = s;
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp barrier
+        double w0 = roof_now();
+#pragma omp master
+        cpu0 = roof_process_cpu();
+        int k = 0, counted = 0;
+        double total = 0.0;
+        for (;;) {
+            int all, stop;
+#pragma omp atomic read
+            all = done;
+#pragma omp atomic read
+            stop = failed;
+            if (all == n || stop)
+                break;
+            const double t0 = roof_now();
+            if ((s = r->run(&mine, c, st)) != ATTN_OK) {
+#pragma omp critical
+                status = s;
+#pragma omp atomic write
+                failed = 1;
+                break;
+            }
+            const double dt = roof_now() - t0;
+            if (counted)
+                continue;
+            t[k++] = dt;
+            total += dt;
+            if (total >= o->min_time || k == cap) {
+                counted = 1;
+#pragma omp atomic update
+                done++;
+            }
+        }
+        if (k > 0 && counted) {
+            qsort(t, (size_t)k, sizeof *t, cmp_double);
+            med[me] = k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
+            tmin[me] = t[0];
+            reps[me] = k;
+        }
+#pragma omp barrier
+#pragma omp master
+        {
+            wall = roof_now() - w0;
+            res->cpu_util = (roof_process_cpu() - cpu0) / (wall * (double)n);
+        }
+        if (st)
+            r->teardown(st);
+        attn_context_destroy(mine.ctx);
+        free(t);
+    }
+    if (!failed) {
+        double rate = 0.0, ms = 0.0, least = HUGE_VAL;
+        int fewest = INT_MAX;
+        for (int i = 0; i < n; i++) {
+            rate += r->flops(c) / med[i];
+            ms += med[i] / n;
+            least = tmin[i] < least ? tmin[i] : least;
+            fewest = reps[i] < fewest ? reps[i] : fewest;
+        }
+        res->reps = fewest;
+        res->median_ms = ms * 1e3;
+        res->min_ms = least * 1e3;
+        res->flops = r->flops(c) * n;
+        res->bytes = r->bytes(c) * n;
+        res->gflops = rate * 1e-9;
+        res->gbs = res->bytes / ms * 1e-9;
+    }
+    free(med);
+    free(tmin);
+    free(reps);
+    return status;
+}
+#endif
 
 static void json_string(FILE *f, const char *s)
 {
@@ -1630,6 +1747,11 @@ static void usage(FILE *f)
 "                      stops once repeats add up to --min-time seconds\n"
 "  --min-time SEC      (default 0.5)\n"
 "  --warmup N          untimed calls before timing (default 1)\n"
+"  --solo              run --threads one-thread calls at once instead of one\n"
+"                      call on --threads threads: a context and tensors per\n"
+"                      thread, nothing shared but the machine; GFLOP/s summed\n"
+"                      over the threads (CPU only; compare with a normal run to\n"
+"                      tell the library's threading from the machine's limits)\n"
 "\n"
 "Output:\n"
 "  --json FILE|-       also write one JSON object per shape (JSON lines)\n"
@@ -1745,6 +1867,11 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             o->list = 1;
         } else if (FLAG("--causal")) {
             causal = 1;
+        } else if (FLAG("--solo")) {
+#ifndef _OPENMP
+            die_usage("--solo needs a build with OpenMP");
+#endif
+            o->solo = 1;
         } else if (FLAG("--no-roof")) {
             o->no_roof = 1;
         } else if (FLAG("--roofs")) {
@@ -1971,6 +2098,10 @@ int main(int argc, char **argv)
     if (s != ATTN_OK)
         return report_lib_error("attn_context_create", s);
     env.device = attn_context_device(env.ctx);
+    if (o.solo && env.device != 0) {
+        attn_context_destroy(env.ctx);
+        die_usage("--solo runs one-thread CPU calls: it needs device 0");
+    }
     attn_device_info info = ATTN_DEVICE_INFO_INIT;
     if ((s = attn_device_get_info(env.ctx, env.device, &info)) != ATTN_OK) {
         attn_context_destroy(env.ctx);
@@ -2060,6 +2191,9 @@ int main(int argc, char **argv)
 
     tprintf("timing: %d warm-up, then repeats until %.2f s or %d reps; median reported\n",
            o.warmup, o.min_time, o.reps);
+    if (o.solo)
+        tprintf("solo: %d one-thread calls at once (a context and tensors each); GFLOP/s and GB/s "
+                "summed over them, median_ms their mean median, reps the fewest, tok/s per call\n", env.threads);
     for (size_t k = 0; k < sizeof op_table / sizeof op_table[0]; k++)
         for (int i = 0; i < cases.n; i++)
             if (cases.v[i].op == op_table[k].op) {
@@ -2078,8 +2212,12 @@ int main(int argc, char **argv)
         void *st = NULL;
         bench_result res;
         memset(&res, 0, sizeof res);
-        s = r->setup(&env, c, &st);
-        if (s == ATTN_OK) {
+#ifdef _OPENMP
+        if (o.solo) {
+            s = time_case_solo(&env, &o, r, c, &res);
+        } else
+#endif
+        if ((s = r->setup(&env, c, &st)) == ATTN_OK) {
             s = time_case(&env, &o, r, c, st, &res);
             r->teardown(st);
         }
