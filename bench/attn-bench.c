@@ -1234,6 +1234,7 @@ typedef struct bench_opts {
 typedef struct bench_result {
     double median_ms, min_ms, flops, bytes, gflops, gbs;
     double cpu_util;   /* process CPU time / (wall time x threads) over the timed repeats */
+    double clock_ghz;  /* --solo: the threads' mean core clock after their timed calls */
     int    reps;
 } bench_result;
 
@@ -1298,8 +1299,9 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
 {
     const int n = env->threads;
     double *med = calloc((size_t)n, sizeof *med), *tmin = calloc((size_t)n, sizeof *tmin);
+    double *ghz = calloc((size_t)n, sizeof *ghz);
     int *reps = calloc((size_t)n, sizeof *reps);
-    attn_status status = med && tmin && reps ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
+    attn_status status = med && tmin && ghz && reps ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
     int done = 0, failed = status != ATTN_OK;   /* threads done timing; a call failed */
     double wall = 0.0, cpu0 = 0.0;
 #pragma omp parallel num_threads(n)
@@ -1353,6 +1355,7 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
                 continue;
             t[k++] = dt;
             total += dt;
+            ghz[me] += roof_clock_ghz();
             if (total >= o->min_time || k == cap) {
                 counted = 1;
 #pragma omp atomic update
@@ -1364,6 +1367,7 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
             med[me] = k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
             tmin[me] = t[0];
             reps[me] = k;
+            ghz[me] /= k;
         }
 #pragma omp barrier
 #pragma omp master
@@ -1377,14 +1381,16 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
         free(t);
     }
     if (!failed) {
-        double rate = 0.0, ms = 0.0, least = HUGE_VAL;
+        double rate = 0.0, ms = 0.0, least = HUGE_VAL, clock = 0.0;
         int fewest = INT_MAX;
         for (int i = 0; i < n; i++) {
             rate += r->flops(c) / med[i];
             ms += med[i] / n;
             least = tmin[i] < least ? tmin[i] : least;
             fewest = reps[i] < fewest ? reps[i] : fewest;
+            clock += ghz[i] / n;
         }
+        res->clock_ghz = clock;
         res->reps = fewest;
         res->median_ms = ms * 1e3;
         res->min_ms = least * 1e3;
@@ -1395,6 +1401,7 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
     }
     free(med);
     free(tmin);
+    free(ghz);
     free(reps);
     return status;
 }
@@ -2225,6 +2232,9 @@ int main(int argc, char **argv)
             if (median_ms)
                 median_ms[i] = res.median_ms;
             print_row(c, r, &res, &rv, &log, "ok");
+            if (o.solo && res.clock_ghz > 0)
+                tprintf("    core clock right after each timed call: %.2f GHz (mean over the "
+                        "threads; compare --solo --threads 1)\n", res.clock_ghz);
             if (json)
                 json_case(json, &env, c, r, &res, &rv, &log, "ok");
             run_log_add(&log, c, res.median_ms);
