@@ -1436,6 +1436,18 @@ typedef struct roof_values {
     double copy, copy_cpu;           /* GB/s wall-clock (the roof), per CPU-second */
 } roof_values;
 
+/* The FMA roof fraction per CPU-second: GFLOP/s over the CPU the process
+ * got (cpu_util), against the per-CPU-second roof. %FMA divides a wall-clock
+ * rate by that roof, so time the cores spend on other processes -- or, in a
+ * VM, the hypervisor's other guests (steal time, which the guest's CPU
+ * clocks leave out) -- lowers %FMA but not this. -1 without a roof. */
+static double cpu_fraction(const bench_result *res, const roof_values *rv)
+{
+    if (rv->fma_all <= 0 || res->cpu_util <= 0)
+        return -1;
+    return res->gflops / res->cpu_util / rv->fma_all;
+}
+
 static const char *device_type_name(attn_device_type t)
 {
     switch (t) {
@@ -1586,6 +1598,8 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         json_number(f, rv->copy > 0 ? res->gbs / rv->copy : -1);
         fputs(",\"cpu_util\":", f);
         json_number(f, res->cpu_util);
+        fputs(",\"roof_fraction_cpu\":", f);
+        json_number(f, cpu_fraction(res, rv));
         if (c->op == OP_LINEAR) {
             const linear_extras x = linear_extras_of(c, res, log);
             fputs(",\"tokens_per_s\":", f);
@@ -1639,8 +1653,9 @@ static void format_mask(const bench_case *c, char *buf, size_t n)
 
 static void print_header(void)
 {
-    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s %5s\n", "set", "op", "dtyp",
-           "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA", "GB/s", "cpu%");
+    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s %5s %8s\n", "set", "op",
+           "dtyp", "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA",
+           "GB/s", "cpu%", "%FMA/cpu");
 }
 
 /* After a linear row's common columns: tokens/s, the per-token time vs
@@ -1671,13 +1686,18 @@ static void print_row(const bench_case *c, const op_runner *r, const bench_resul
     if (!res) {
         tprintf("%s\n", status);
     } else {
-        char frac[16];
+        char frac[16], frac_cpu[16];
+        const double per_cpu = cpu_fraction(res, rv);
         if (rv->fma_all > 0)
             snprintf(frac, sizeof frac, "%6.1f%%", 100.0 * res->gflops / rv->fma_all);
         else
             snprintf(frac, sizeof frac, "%7s", "-");
-        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%%", res->median_ms, res->reps, res->gflops, frac,
-                res->gbs, 100.0 * res->cpu_util);
+        if (per_cpu > 0)
+            snprintf(frac_cpu, sizeof frac_cpu, "%7.1f%%", 100.0 * per_cpu);
+        else
+            snprintf(frac_cpu, sizeof frac_cpu, "%8s", "-");
+        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%% %8s", res->median_ms, res->reps, res->gflops,
+                frac, res->gbs, 100.0 * res->cpu_util, frac_cpu);
         if (c->op == OP_LINEAR)
             print_linear_extras(c, res, rv, log);
         tprintf("\n");
@@ -1777,7 +1797,10 @@ static void usage(FILE *f)
 "hardware's rate while it runs, unaffected by other processes), wall-clock\n"
 "rates beside them; the copy roof is wall-clock (DRAM is shared by the\n"
 "threads). cpu% = process CPU time / (wall time x threads) over the\n"
-"timed repeats: well under 100% means the cores were shared with something else.\n"
+"timed repeats: well under 100% means the cores were shared with something else\n"
+"(other processes; in a VM, other guests: steal time). %FMA/cpu = %FMA / cpu%,\n"
+"the fraction of the roof per CPU-second the process got, like for like with\n"
+"the per-CPU-second roof (spinning threads count as busy).\n"
 "Exit status: 0, or 1 on a library error, 2 on a usage error.\n", f);
 }
 
