@@ -41,14 +41,14 @@
  * each, several times per call, and packing phases in which all threads
  * competed for memory bandwidth.)
  *
- * Within a wave each thread starts on a group of its own (threads spread
- * evenly over the wave's groups) and takes that group's tasks, most
- * expensive first, from the group's own counter; once it is empty the
- * thread goes on to the next group of the wave that has tasks left, and to
- * the next wave when the whole wave is handed out. So a panel is packed and
- * read by the few threads of its group rather than by every thread (tiles
- * written by one core's cache and read from it by all the others), while
- * every group's tasks still go most expensive first. */
+ * Each group hands out its tasks, most expensive first, from a counter of
+ * its own. Within a wave a thread first takes the tasks of a group of its
+ * own, then of the dearest groups (by their most expensive task) that no
+ * thread has started, and only then the dearest task left anywhere in the
+ * wave (see run_tasks). So a K/V panel is packed and read by the few
+ * threads of its group rather than by every thread (tiles written into one
+ * core's cache and read from it by all the others), while the expensive
+ * tasks, and a varlen batch's long sequences, still start first. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -94,6 +94,8 @@ typedef struct sdpa_plan {
                                        there (-1: none) */
     int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
     task_slot *order;               /* every task, sorted by cost within its group */
+    task_slot *walk;                /* per wave, its groups (task = group index) by
+                                       their most expensive task, dearest first */
     atomic_uchar *tile_state;       /* per panel tile (tile_pref numbering): TILE_* */
     _Atomic int64_t *tasks_left;    /* per group: tasks not yet finished */
     group_counter *handed;          /* per group: tasks handed out */
@@ -633,6 +635,15 @@ static void plan_tasks(sdpa_plan *pl)
     for (int64_t gi = 0; gi < pl->ngroups; gi++) {
         const int64_t t0 = pl->task_pref[gi], t1 = pl->task_pref[gi + 1];
         qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
+        pl->walk[gi] = (task_slot){ t1 > t0 ? pl->order[t0].cost : 0, gi };
+    }
+    const int64_t nwaves = (pl->ngroups + pl->wave - 1) / pl->wave;
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t w = 0; w < nwaves; w++) {
+        const int64_t g0 = w * pl->wave, g1 = min64(g0 + pl->wave, pl->ngroups);
+        qsort(pl->walk + g0, (size_t)(g1 - g0), sizeof *pl->walk, by_cost);
     }
 }
 
@@ -647,33 +658,66 @@ static int64_t take_task(sdpa_plan *pl, int64_t gi)
     return k < n ? pl->task_pref[gi] + k : -1;
 }
 
-/* Thread `thread` of `nt`: in each wave, the tasks of its own group, then of
- * the wave's later groups (cyclically) as long as any is left. A task first
- * waits until the group before its own in its panel slot has finished: that
- * group is at least `slots` groups earlier, so in an earlier wave (slots >=
- * wave), and a thread starts a wave only once every task of the waves
- * before it has been handed out. */
+/* Runs task y (an index into order) of group gi. It first waits until the
+ * group before its own in its panel slot has finished: that group is at
+ * least `slots` groups earlier, so in an earlier wave (slots >= wave), and a
+ * thread starts a wave only once every task of the waves before it has been
+ * handed out. */
+static void run_one(sdpa_plan *pl, int64_t gi, int64_t y, float *ws)
+{
+    seq_geom g;
+    int64_t h, i0;
+    task_of(pl, pl->order[y].task, &g, &h, &i0);
+    const int64_t prev = pl->slot_prev[gi];
+    if (prev >= 0) {
+        unsigned spins = 0;
+        while (atomic_load_explicit(&pl->tasks_left[prev], memory_order_acquire))
+            relax(&spins);
+    }
+    run_task(pl, &g, gi, h, i0, ws);
+    atomic_fetch_sub_explicit(&pl->tasks_left[gi], 1, memory_order_release);
+}
+
+static void run_group(sdpa_plan *pl, int64_t gi, float *ws)
+{
+    for (int64_t y; (y = take_task(pl, gi)) >= 0;)
+        run_one(pl, gi, y, ws);
+}
+
+/* The group of [g0, g0 + ng) whose next task is dearest, or -1 once every
+ * task of them is handed out. */
+static int64_t dearest_group(const sdpa_plan *pl, int64_t g0, int64_t ng)
+{
+    int64_t best = -1, best_cost = -1;
+    for (int64_t gi = g0; gi < g0 + ng; gi++) {
+        const int64_t k = atomic_load_explicit(&pl->handed[gi].n, memory_order_relaxed);
+        if (k < pl->task_pref[gi + 1] - pl->task_pref[gi] &&
+            pl->order[pl->task_pref[gi] + k].cost > best_cost) {
+            best = gi;
+            best_cost = pl->order[pl->task_pref[gi] + k].cost;
+        }
+    }
+    return best;
+}
+
+/* Thread `thread` of `nt`, wave by wave: first a group of its own (of the
+ * nt dearest groups, or, with fewer groups than threads, a group shared by
+ * evenly many threads); then, one after another, the dearest groups nobody
+ * has started; then the dearest task left in the wave, task by task. So a
+ * thread keeps to one panel as long as there are panels enough, and the
+ * wave still ends on its cheapest tasks. */
 static void run_tasks(sdpa_plan *pl, float *ws, int thread, int nt)
 {
     for (int64_t g0 = 0; g0 < pl->ngroups; g0 += pl->wave) {
         const int64_t ng = min64(pl->wave, pl->ngroups - g0);
-        const int64_t home = (int64_t)thread * ng / nt;
-        for (int64_t step = 0; step < ng; step++) {
-            const int64_t gi = g0 + (home + step) % ng;
-            for (int64_t y; (y = take_task(pl, gi)) >= 0;) {
-                seq_geom g;
-                int64_t h, i0;
-                task_of(pl, pl->order[y].task, &g, &h, &i0);
-                const int64_t prev = pl->slot_prev[gi];
-                if (prev >= 0) {
-                    unsigned spins = 0;
-                    while (atomic_load_explicit(&pl->tasks_left[prev], memory_order_acquire))
-                        relax(&spins);
-                }
-                run_task(pl, &g, gi, h, i0, ws);
-                atomic_fetch_sub_explicit(&pl->tasks_left[gi], 1, memory_order_release);
-            }
-        }
+        const task_slot *walk = pl->walk + g0;
+        run_group(pl, walk[ng >= nt ? thread : (int64_t)thread * ng / nt].task, ws);
+        for (int64_t pos = 0; pos < ng; pos++)
+            if (atomic_load_explicit(&pl->handed[walk[pos].task].n, memory_order_relaxed) == 0)
+                run_group(pl, walk[pos].task, ws);
+        for (int64_t gi, y; (gi = dearest_group(pl, g0, ng)) >= 0;)
+            if ((y = take_task(pl, gi)) >= 0)
+                run_one(pl, gi, y, ws);
     }
 }
 
@@ -813,14 +857,16 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     const size_t total = (size_t)nt * pl.ws_floats + (size_t)pl.slots * panel_bytes / sizeof(float);
     const size_t ntiles_all = (size_t)pl.tile_pref[ngroups];
     pl.order = malloc((size_t)pl.task_pref[ngroups] * sizeof *pl.order);
+    pl.walk = malloc((size_t)ngroups * sizeof *pl.walk);
     pl.tile_state = malloc((ntiles_all + 1) * sizeof *pl.tile_state);
     pl.tasks_left = malloc((size_t)ngroups * sizeof *pl.tasks_left);
     pl.handed = aligned_alloc(64, (size_t)ngroups * sizeof *pl.handed);
     int kept;
-    float *ws = pl.order && pl.tile_state && pl.tasks_left && pl.handed ?
+    float *ws = pl.order && pl.walk && pl.tile_state && pl.tasks_left && pl.handed ?
         attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept) : NULL;
     if (!ws) {
         free(pl.order);
+        free(pl.walk);
         free(pl.tile_state);
         free(pl.tasks_left);
         free(pl.handed);
@@ -844,6 +890,7 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 #endif
     attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(pl.order);
+    free(pl.walk);
     free(pl.tile_state);
     free(pl.tasks_left);
     free(pl.handed);
