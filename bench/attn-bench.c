@@ -1303,6 +1303,7 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
     int *reps = calloc((size_t)n, sizeof *reps);
     attn_status status = med && tmin && ghz && reps ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
     int done = 0, failed = status != ATTN_OK;   /* threads done timing; a call failed */
+    int team = n;                               /* the threads OpenMP gave */
     double wall = 0.0, cpu0 = 0.0;
 #pragma omp parallel num_threads(n)
     {
@@ -1328,6 +1329,8 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
 #pragma omp atomic write
             failed = 1;
         }
+#pragma omp master
+        team = omp_get_num_threads();
 #pragma omp barrier
         double w0 = roof_now();
 #pragma omp master
@@ -1340,7 +1343,7 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
             all = done;
 #pragma omp atomic read
             stop = failed;
-            if (all == n || stop)
+            if (all == team || stop)
                 break;
             const double t0 = roof_now();
             if ((s = r->run(&mine, c, st)) != ATTN_OK) {
@@ -1373,7 +1376,7 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
 #pragma omp master
         {
             wall = roof_now() - w0;
-            res->cpu_util = (roof_process_cpu() - cpu0) / (wall * (double)n);
+            res->cpu_util = (roof_process_cpu() - cpu0) / (wall * (double)team);
         }
         if (st)
             r->teardown(st);
@@ -1383,19 +1386,19 @@ static attn_status time_case_solo(const bench_env *env, const bench_opts *o, con
     if (!failed) {
         double rate = 0.0, ms = 0.0, least = HUGE_VAL, clock = 0.0;
         int fewest = INT_MAX;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < team; i++) {
             rate += r->flops(c) / med[i];
-            ms += med[i] / n;
+            ms += med[i] / team;
             least = tmin[i] < least ? tmin[i] : least;
             fewest = reps[i] < fewest ? reps[i] : fewest;
-            clock += ghz[i] / n;
+            clock += ghz[i] / team;
         }
         res->clock_ghz = clock;
         res->reps = fewest;
         res->median_ms = ms * 1e3;
         res->min_ms = least * 1e3;
-        res->flops = r->flops(c) * n;
-        res->bytes = r->bytes(c) * n;
+        res->flops = r->flops(c) * team;
+        res->bytes = r->bytes(c) * team;
         res->gflops = rate * 1e-9;
         res->gbs = res->bytes / ms * 1e-9;
     }
