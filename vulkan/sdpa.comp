@@ -209,7 +209,9 @@ void main()
                     }
                 }
                 barrier();
-                for (int c = 0; c < DC; c++) {
+                /* unrolled once DC is specialised: the shared reads of
+                 * later dims go out ahead of the FMAs that use them */
+                [[unroll]] for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
                     GATHER(a, stage, c * BQP, RM, TY, ty, G4M)
                     GATHER(bb, stage, KOFF + c * BKP, RN, TX, tx, G4N)
@@ -301,7 +303,7 @@ void main()
                     }
                 }
                 barrier();
-                for (int kk = 0; kk < KC; kk++) {
+                [[unroll]] for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
                     GATHER(vv, stage, kk * DVP, DVT, TX, tx, G4C)
                     GATHER(pp, PsT, (kc + kk) * BQP, RM, TY, ty, G4M)

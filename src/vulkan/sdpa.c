@@ -2,6 +2,7 @@
  * plain) and its tile shape from the device's features and limits, gets the
  * specialised pipeline from the cache, writes the parameters and records
  * one dispatch. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,15 +43,16 @@ static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
            sizeof(float) + 2 * sizeof(int);
 }
 
-/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
- * chunk KC (a divisor of the key tile) that fit the shared memory; 0 if
- * nothing fits. */
-static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv)
+/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC (at most
+ * 32) and key chunk KC (a divisor of the key tile, at most kc_cap) that fit
+ * the shared memory; 0 if nothing fits. */
+static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv,
+                      int kc_cap)
 {
     const size_t budget = d->limits.maxComputeSharedMemorySize;
     const int bk = c->tx * c->rn;
     for (int dc = dd < 32 ? (int)dd : 32; dc >= 1; dc /= 2)
-        for (int kc = bk; kc >= 1; kc /= 2) {
+        for (int kc = bk < kc_cap ? bk : kc_cap; kc >= 1; kc /= 2) {
             if (bk % kc != 0)
                 continue;
             c->dc = dc;
@@ -82,7 +84,7 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
     const int n = sscanf(env, "%d,%d,%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn, &c.dc, &c.kc);
     if ((n != 4 && n != 6) || c.tx <= 0 || c.ty <= 0 || c.rm <= 0 || c.rn <= 0)
         return 0;
-    if (n == 4 && !fit_shared(d, &c, dd, dv))
+    if (n == 4 && !fit_shared(d, &c, dd, dv, INT_MAX))
         return 0;
     if (!fits_device(d, &c, dv))
         return 0;
@@ -99,11 +101,16 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
  * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
  * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
  * 64 x 128 blocks in 48 KiB.
+ * Chunks: the largest that fit, except that GPUs take 16-bit inputs in
+ * chunks of at most 16 keys: the smaller stage lets more workgroups share
+ * a compute unit, which pays once the loads are half as wide (H200, f16
+ * causal B=1 H=32 S=4096 D=128, DC x KC: 32x16 6.85-6.91 ms, 16x16
+ * 6.83-6.90, 32x32 6.99-7.27; f32 is fastest with 32x32).
  * CPU devices (lavapipe runs a workgroup as SIMD loops over its
  * invocations): 4x4 blocks of large workgroups, the fastest there and
  * quick to compile. */
-static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t dv,
-                      sdpa_cfg *out)
+static int choose_cfg(const attn_vk_device *d, int is_cpu, int in_bytes, int64_t dd,
+                      int64_t dv, sdpa_cfg *out)
 {
     if (env_cfg(d, dd, dv, out))
         return 1;
@@ -121,7 +128,8 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t d
     const size_t n = is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
     for (size_t i = 0; i < n; i++) {
         sdpa_cfg c = shapes[i];
-        if (fit_shared(d, &c, dd, dv) && fits_device(d, &c, dv)) {
+        const int kc_cap = !is_cpu && in_bytes == 2 ? 16 : INT_MAX;
+        if (fit_shared(d, &c, dd, dv, kc_cap) && fits_device(d, &c, dv)) {
             *out = c;
             return 1;
         }
@@ -353,7 +361,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     sdpa_cfg c;
     if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
-    } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
+    } else if (choose_cfg(d, dev->info.is_software, (int)attn_dtype_size(p->q.dtype), p->d, p->dv, &c)) {
         const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
                                 (int32_t)stage_floats(&c, p->dv), use_vec(p, &c) };
