@@ -2,7 +2,6 @@
  * plain) and its tile shape from the device's features and limits, gets the
  * specialised pipeline from the cache, writes the parameters and records
  * one dispatch. */
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,16 +42,15 @@ static size_t shared_bytes(const sdpa_cfg *c, int64_t dv)
            sizeof(float) + 2 * sizeof(int);
 }
 
-/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC (at most
- * 32) and key chunk KC (a divisor of the key tile, at most kc_cap) that fit
- * the shared memory; 0 if nothing fits. */
-static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv,
-                      int kc_cap)
+/* Completes a (tx, ty, rm, rn) shape with the largest dim chunk DC and key
+ * chunk KC (a divisor of the key tile) that fit the shared memory; 0 if
+ * nothing fits. */
+static int fit_shared(const attn_vk_device *d, sdpa_cfg *c, int64_t dd, int64_t dv)
 {
     const size_t budget = d->limits.maxComputeSharedMemorySize;
     const int bk = c->tx * c->rn;
     for (int dc = dd < 32 ? (int)dd : 32; dc >= 1; dc /= 2)
-        for (int kc = bk < kc_cap ? bk : kc_cap; kc >= 1; kc /= 2) {
+        for (int kc = bk; kc >= 1; kc /= 2) {
             if (bk % kc != 0)
                 continue;
             c->dc = dc;
@@ -84,7 +82,7 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
     const int n = sscanf(env, "%d,%d,%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn, &c.dc, &c.kc);
     if ((n != 4 && n != 6) || c.tx <= 0 || c.ty <= 0 || c.rm <= 0 || c.rn <= 0)
         return 0;
-    if (n == 4 && !fit_shared(d, &c, dd, dv, INT_MAX))
+    if (n == 4 && !fit_shared(d, &c, dd, dv))
         return 0;
     if (!fits_device(d, &c, dv))
         return 0;
@@ -101,16 +99,13 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
  * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
  * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
  * 64 x 128 blocks in 48 KiB.
- * Chunks: the largest that fit, except that GPUs take 16-bit inputs in
- * chunks of at most 16 keys: the smaller stage lets more workgroups share
- * a compute unit, which pays once the loads are half as wide (H200, f16
- * causal B=1 H=32 S=4096 D=128, DC x KC: 32x16 6.85-6.91 ms, 16x16
- * 6.83-6.90, 32x32 6.99-7.27; f32 is fastest with 32x32).
+ * Chunks: the largest that fit (H200, f16 causal B=1 H=32 S=4096 D=128
+ * with 8-element loads: 32x32 6.29 ms, 16x16 6.76).
  * CPU devices (lavapipe runs a workgroup as SIMD loops over its
  * invocations): 4x4 blocks of large workgroups, the fastest there and
  * quick to compile. */
-static int choose_cfg(const attn_vk_device *d, int is_cpu, int in_bytes, int64_t dd,
-                      int64_t dv, sdpa_cfg *out)
+static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t dv,
+                      sdpa_cfg *out)
 {
     if (env_cfg(d, dd, dv, out))
         return 1;
@@ -128,8 +123,7 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int in_bytes, int64_t
     const size_t n = is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
     for (size_t i = 0; i < n; i++) {
         sdpa_cfg c = shapes[i];
-        const int kc_cap = !is_cpu && in_bytes == 2 ? 16 : INT_MAX;
-        if (fit_shared(d, &c, dd, dv, kc_cap) && fits_device(d, &c, dv)) {
+        if (fit_shared(d, &c, dd, dv) && fits_device(d, &c, dv)) {
             *out = c;
             return 1;
         }
@@ -137,29 +131,39 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int in_bytes, int64_t
     return 0;
 }
 
-/* Whether view v (4-D, innermost dim of n elements) can be read 4 elements
+/* Whether view v (4-D, innermost dim of n elements) can be read w elements
  * at a time: unit innermost stride, n and every other stride (of a dim
- * longer than 1) and the offset multiples of 4 elements. */
-static int view_vec4(const attn_view *v, int64_t n)
+ * longer than 1) and the offset multiples of w elements. */
+static int view_vec(const attn_view *v, int64_t n, int w)
 {
-    if (n % 4 != 0 || v->stride[3] != 1 || (v->offset / attn_dtype_size(v->dtype)) % 4 != 0 ||
+    if (n % w != 0 || v->stride[3] != 1 || (v->offset / attn_dtype_size(v->dtype)) % w != 0 ||
         v->offset % attn_dtype_size(v->dtype) != 0)
         return 0;
     for (int i = 0; i < 3; i++)
-        if (v->shape[i] > 1 && v->stride[i] % 4 != 0)
+        if (v->shape[i] > 1 && v->stride[i] % w != 0)
             return 0;
     return 1;
 }
 
-/* The 4-element loads of Q, K and V (the shader's VEC): aligned views,
- * chunks of whole groups of 4. ATTN_VULKAN_SDPA_VEC=0 turns them off. */
+/* Whether Q, K and V can be read w elements at a time, in chunks of whole
+ * groups of w. */
+static int vec_fits(const attn_sdpa_problem *p, const sdpa_cfg *c, int w)
+{
+    return c->dc % w == 0 && (dvt_of(c, p->dv) * c->tx) % w == 0 && view_vec(&p->q, p->d, w) &&
+           view_vec(&p->k, p->d, w) && view_vec(&p->v, p->dv, w);
+}
+
+/* The shader's VEC: 2 for 8-element loads (16-bit inputs), 1 for 4-element
+ * loads, 0 for single elements. ATTN_VULKAN_SDPA_VEC=0 turns them off, =4
+ * keeps them at 4 elements. */
 static int use_vec(const attn_sdpa_problem *p, const sdpa_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_SDPA_VEC");
     if (env && strcmp(env, "0") == 0)
         return 0;
-    return c->dc % 4 == 0 && (dvt_of(c, p->dv) * c->tx) % 4 == 0 && view_vec4(&p->q, p->d) &&
-           view_vec4(&p->k, p->d) && view_vec4(&p->v, p->dv);
+    if (attn_dtype_size(p->q.dtype) == 2 && !(env && strcmp(env, "4") == 0) && vec_fits(p, c, 8))
+        return 2;
+    return vec_fits(p, c, 4);
 }
 
 /* The subgroup path reduces a row's TX invocations with xor shuffles: TX
@@ -361,7 +365,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     sdpa_cfg c;
     if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
-    } else if (choose_cfg(d, dev->info.is_software, (int)attn_dtype_size(p->q.dtype), p->d, p->dv, &c)) {
+    } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
         const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
                                 (int32_t)stage_floats(&c, p->dv), use_vec(p, &c) };
