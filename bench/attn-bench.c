@@ -1226,6 +1226,7 @@ typedef struct bench_opts {
     double      min_time;      /* repeat until this many seconds... */
     const char *json;
     int         list, no_roof, roofs_only;
+    int         solo;          /* --threads one-thread calls at once (time_case_solo) */
     double      roof_seconds;
     size_t      copy_mib;
 } bench_opts;
@@ -1233,6 +1234,7 @@ typedef struct bench_opts {
 typedef struct bench_result {
     double median_ms, min_ms, flops, bytes, gflops, gbs;
     double cpu_util;   /* process CPU time / (wall time x threads) over the timed repeats */
+    double clock_ghz;  /* --solo: the threads' mean core clock after their timed calls */
     int    reps;
 } bench_result;
 
@@ -1283,6 +1285,131 @@ static attn_status time_case(bench_env *env, const bench_opts *o, const op_runne
     return ATTN_OK;
 }
 
+#ifdef _OPENMP
+/* --solo: env->threads one-thread calls at once, each thread with a context
+ * of its own (num_threads 1) and its own tensors, so nothing is shared but
+ * the machine (L3, memory, power). Beside a normal run of the same thread
+ * count it tells whether a drop of the per-thread rate comes from the
+ * library's threading or from the machine. Every thread keeps calling until
+ * all have timed --min-time seconds, so each timed call runs with all the
+ * others busy; only its first calls (up to --min-time, at most --reps) are
+ * timed. GFLOP/s is the sum of the threads' rates (each from its median). */
+static attn_status time_case_solo(const bench_env *env, const bench_opts *o, const op_runner *r,
+                                  const bench_case *c, bench_result *res)
+{
+    const int n = env->threads;
+    double *med = calloc((size_t)n, sizeof *med), *tmin = calloc((size_t)n, sizeof *tmin);
+    double *ghz = calloc((size_t)n, sizeof *ghz);
+    int *reps = calloc((size_t)n, sizeof *reps);
+    attn_status status = med && tmin && ghz && reps ? ATTN_OK : ATTN_ERR_OUT_OF_MEMORY;
+    int done = 0, failed = status != ATTN_OK;   /* threads done timing; a call failed */
+    int team = n;                               /* the threads OpenMP gave */
+    double wall = 0.0, cpu0 = 0.0;
+#pragma omp parallel num_threads(n)
+    {
+        const int me = omp_get_thread_num();
+        bench_env mine = *env;
+        attn_options opts = ATTN_OPTIONS_INIT;
+        opts.num_threads = 1;
+        opts.max_isa = o->isa;
+        opts.device = 0;
+        mine.threads = 1;
+        mine.ctx = NULL;
+        void *st = NULL;
+        const int cap = o->reps > 0 ? o->reps : 1;
+        double *t = malloc((size_t)cap * sizeof *t);
+        attn_status s = t ? attn_context_create(&opts, &mine.ctx) : ATTN_ERR_OUT_OF_MEMORY;
+        if (s == ATTN_OK && (s = r->setup(&mine, c, &st)) != ATTN_OK)
+            st = NULL;
+        for (int i = 0; s == ATTN_OK && i < o->warmup; i++)
+            s = r->run(&mine, c, st);
+        if (s != ATTN_OK) {
+#pragma omp critical
+            status = s;
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp master
+        team = omp_get_num_threads();
+#pragma omp barrier
+        double w0 = roof_now();
+#pragma omp master
+        cpu0 = roof_process_cpu();
+        int k = 0, counted = 0;
+        double total = 0.0;
+        for (;;) {
+            int all, stop;
+#pragma omp atomic read
+            all = done;
+#pragma omp atomic read
+            stop = failed;
+            if (all == team || stop)
+                break;
+            const double t0 = roof_now();
+            if ((s = r->run(&mine, c, st)) != ATTN_OK) {
+#pragma omp critical
+                status = s;
+#pragma omp atomic write
+                failed = 1;
+                break;
+            }
+            const double dt = roof_now() - t0;
+            if (counted)
+                continue;
+            t[k++] = dt;
+            total += dt;
+            ghz[me] += roof_clock_ghz();
+            if (total >= o->min_time || k == cap) {
+                counted = 1;
+#pragma omp atomic update
+                done++;
+            }
+        }
+        if (k > 0 && counted) {
+            qsort(t, (size_t)k, sizeof *t, cmp_double);
+            med[me] = k % 2 ? t[k / 2] : 0.5 * (t[k / 2 - 1] + t[k / 2]);
+            tmin[me] = t[0];
+            reps[me] = k;
+            ghz[me] /= k;
+        }
+#pragma omp barrier
+#pragma omp master
+        {
+            wall = roof_now() - w0;
+            res->cpu_util = (roof_process_cpu() - cpu0) / (wall * (double)team);
+        }
+        if (st)
+            r->teardown(st);
+        attn_context_destroy(mine.ctx);
+        free(t);
+    }
+    if (!failed) {
+        double rate = 0.0, ms = 0.0, least = HUGE_VAL, clock = 0.0;
+        int fewest = INT_MAX;
+        for (int i = 0; i < team; i++) {
+            rate += r->flops(c) / med[i];
+            ms += med[i] / team;
+            least = tmin[i] < least ? tmin[i] : least;
+            fewest = reps[i] < fewest ? reps[i] : fewest;
+            clock += ghz[i] / team;
+        }
+        res->clock_ghz = clock;
+        res->reps = fewest;
+        res->median_ms = ms * 1e3;
+        res->min_ms = least * 1e3;
+        res->flops = r->flops(c) * team;
+        res->bytes = r->bytes(c) * team;
+        res->gflops = rate * 1e-9;
+        res->gbs = res->bytes / ms * 1e-9;
+    }
+    free(med);
+    free(tmin);
+    free(ghz);
+    free(reps);
+    return status;
+}
+#endif
+
 static void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -1311,6 +1438,18 @@ typedef struct roof_values {
     double fma_all_wall;             /* the same over wall-clock time */
     double copy, copy_cpu;           /* GB/s wall-clock (the roof), per CPU-second */
 } roof_values;
+
+/* The FMA roof fraction per CPU-second: GFLOP/s over the CPU the process
+ * got (cpu_util), against the per-CPU-second roof. %FMA divides a wall-clock
+ * rate by that roof, so time the cores spend on other processes -- or, in a
+ * VM, the hypervisor's other guests (steal time, which the guest's CPU
+ * clocks leave out) -- lowers %FMA but not this. -1 without a roof. */
+static double cpu_fraction(const bench_result *res, const roof_values *rv)
+{
+    if (rv->fma_all <= 0 || res->cpu_util <= 0)
+        return -1;
+    return res->gflops / res->cpu_util / rv->fma_all;
+}
 
 static const char *device_type_name(attn_device_type t)
 {
@@ -1462,6 +1601,8 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         json_number(f, rv->copy > 0 ? res->gbs / rv->copy : -1);
         fputs(",\"cpu_util\":", f);
         json_number(f, res->cpu_util);
+        fputs(",\"roof_fraction_cpu\":", f);
+        json_number(f, cpu_fraction(res, rv));
         if (c->op == OP_LINEAR) {
             const linear_extras x = linear_extras_of(c, res, log);
             fputs(",\"tokens_per_s\":", f);
@@ -1515,8 +1656,9 @@ static void format_mask(const bench_case *c, char *buf, size_t n)
 
 static void print_header(void)
 {
-    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s %5s\n", "set", "op", "dtyp",
-           "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA", "GB/s", "cpu%");
+    tprintf("%-8s %-5s %-4s %4s %-7s %6s %6s %-7s %-14s %10s %5s %9s %7s %8s %5s %8s\n", "set", "op",
+           "dtyp", "B", "Hq/Hkv", "Sq", "Sk", "D/Dv", "mask", "median_ms", "reps", "GFLOP/s", "%FMA",
+           "GB/s", "cpu%", "%FMA/cpu");
 }
 
 /* After a linear row's common columns: tokens/s, the per-token time vs
@@ -1547,13 +1689,18 @@ static void print_row(const bench_case *c, const op_runner *r, const bench_resul
     if (!res) {
         tprintf("%s\n", status);
     } else {
-        char frac[16];
+        char frac[16], frac_cpu[16];
+        const double per_cpu = cpu_fraction(res, rv);
         if (rv->fma_all > 0)
             snprintf(frac, sizeof frac, "%6.1f%%", 100.0 * res->gflops / rv->fma_all);
         else
             snprintf(frac, sizeof frac, "%7s", "-");
-        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%%", res->median_ms, res->reps, res->gflops, frac,
-                res->gbs, 100.0 * res->cpu_util);
+        if (per_cpu > 0)
+            snprintf(frac_cpu, sizeof frac_cpu, "%7.1f%%", 100.0 * per_cpu);
+        else
+            snprintf(frac_cpu, sizeof frac_cpu, "%8s", "-");
+        tprintf("%10.3f %5d %9.1f %7s %8.1f %4.0f%% %8s", res->median_ms, res->reps, res->gflops,
+                frac, res->gbs, 100.0 * res->cpu_util, frac_cpu);
         if (c->op == OP_LINEAR)
             print_linear_extras(c, res, rv, log);
         tprintf("\n");
@@ -1630,6 +1777,11 @@ static void usage(FILE *f)
 "                      stops once repeats add up to --min-time seconds\n"
 "  --min-time SEC      (default 0.5)\n"
 "  --warmup N          untimed calls before timing (default 1)\n"
+"  --solo              run --threads one-thread calls at once instead of one\n"
+"                      call on --threads threads: a context and tensors per\n"
+"                      thread, nothing shared but the machine; GFLOP/s summed\n"
+"                      over the threads (CPU only; compare with a normal run to\n"
+"                      tell the library's threading from the machine's limits)\n"
 "\n"
 "Output:\n"
 "  --json FILE|-       also write one JSON object per shape (JSON lines)\n"
@@ -1648,7 +1800,10 @@ static void usage(FILE *f)
 "hardware's rate while it runs, unaffected by other processes), wall-clock\n"
 "rates beside them; the copy roof is wall-clock (DRAM is shared by the\n"
 "threads). cpu% = process CPU time / (wall time x threads) over the\n"
-"timed repeats: well under 100% means the cores were shared with something else.\n"
+"timed repeats: well under 100% means the cores were shared with something else\n"
+"(other processes; in a VM, other guests: steal time). %FMA/cpu = %FMA / cpu%,\n"
+"the fraction of the roof per CPU-second the process got, like for like with\n"
+"the per-CPU-second roof (spinning threads count as busy).\n"
 "Exit status: 0, or 1 on a library error, 2 on a usage error.\n", f);
 }
 
@@ -1745,6 +1900,11 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             o->list = 1;
         } else if (FLAG("--causal")) {
             causal = 1;
+        } else if (FLAG("--solo")) {
+#ifndef _OPENMP
+            die_usage("--solo needs a build with OpenMP");
+#endif
+            o->solo = 1;
         } else if (FLAG("--no-roof")) {
             o->no_roof = 1;
         } else if (FLAG("--roofs")) {
@@ -1971,6 +2131,10 @@ int main(int argc, char **argv)
     if (s != ATTN_OK)
         return report_lib_error("attn_context_create", s);
     env.device = attn_context_device(env.ctx);
+    if (o.solo && env.device != 0) {
+        attn_context_destroy(env.ctx);
+        die_usage("--solo runs one-thread CPU calls: it needs device 0");
+    }
     attn_device_info info = ATTN_DEVICE_INFO_INIT;
     if ((s = attn_device_get_info(env.ctx, env.device, &info)) != ATTN_OK) {
         attn_context_destroy(env.ctx);
@@ -2060,6 +2224,9 @@ int main(int argc, char **argv)
 
     tprintf("timing: %d warm-up, then repeats until %.2f s or %d reps; median reported\n",
            o.warmup, o.min_time, o.reps);
+    if (o.solo)
+        tprintf("solo: %d one-thread calls at once (a context and tensors each); GFLOP/s and GB/s "
+                "summed over them, median_ms their mean median, reps the fewest, tok/s per call\n", env.threads);
     for (size_t k = 0; k < sizeof op_table / sizeof op_table[0]; k++)
         for (int i = 0; i < cases.n; i++)
             if (cases.v[i].op == op_table[k].op) {
@@ -2078,8 +2245,12 @@ int main(int argc, char **argv)
         void *st = NULL;
         bench_result res;
         memset(&res, 0, sizeof res);
-        s = r->setup(&env, c, &st);
-        if (s == ATTN_OK) {
+#ifdef _OPENMP
+        if (o.solo) {
+            s = time_case_solo(&env, &o, r, c, &res);
+        } else
+#endif
+        if ((s = r->setup(&env, c, &st)) == ATTN_OK) {
             s = time_case(&env, &o, r, c, st, &res);
             r->teardown(st);
         }
@@ -2087,6 +2258,9 @@ int main(int argc, char **argv)
             if (median_ms)
                 median_ms[i] = res.median_ms;
             print_row(c, r, &res, &rv, &log, "ok");
+            if (o.solo && res.clock_ghz > 0)
+                tprintf("    core clock right after each timed call: %.2f GHz (mean over the "
+                        "threads; compare --solo --threads 1)\n", res.clock_ghz);
             if (json)
                 json_case(json, &env, c, r, &res, &rv, &log, "ok");
             run_log_add(&log, c, res.median_ms);

@@ -11,6 +11,10 @@ halved for causal when Sq == Sk), and prints one JSON object per line.
 With --decode L (repeatable), each shape B,Hq,Hkv,S,D is instead one query
 token per sequence against L cached keys (S is ignored), reported as GB/s of
 K/V read (B*L*Hkv*D*2*element size / median time), as decode-bench does.
+With --cold-mib N, an untimed write of an N MiB buffer on the device precedes
+every timed call, as decode-bench's default cold mode does (evicting the
+cache's lines from the caches and its pages from the TLBs); without it the
+calls run back to back on warm caches.
 """
 import argparse
 import json
@@ -21,6 +25,12 @@ import torch
 import torch.nn.functional as F
 
 DEVICE = "cpu"
+FLUSH = None   # the --cold-mib buffer
+
+
+def evict():
+    if FLUSH is not None:
+        FLUSH.add_(1)
 
 
 def sync():
@@ -35,6 +45,8 @@ def median_time(fn, reps, min_time, cap):
     times = []
     start = time.perf_counter()
     while len(times) < reps or (time.perf_counter() - start < min_time and len(times) < cap):
+        evict()
+        sync()
         t0 = time.perf_counter()
         fn()
         sync()
@@ -83,9 +95,12 @@ def main():
     ap.add_argument("--min-time", type=float, default=1.0)
     ap.add_argument("--decode", type=int, action="append", metavar="L")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--cold-mib", type=int, default=0, metavar="N")
     a = ap.parse_args()
-    global DEVICE
+    global DEVICE, FLUSH
     DEVICE = a.device
+    if a.cold_mib > 0:
+        FLUSH = torch.zeros(a.cold_mib * 262144, dtype=torch.float32, device=DEVICE)
     if a.threads:
         torch.set_num_threads(a.threads)
     dtypes = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}

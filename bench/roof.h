@@ -82,4 +82,9 @@ double roof_now(void);
 double roof_thread_cpu(void);
 double roof_process_cpu(void);
 
+/* The calling thread's core clock in GHz, from a chain of dependent integer
+ * adds timed by its CPU clock (bench/clock.c); -1 on architectures without
+ * the chain (x86-64 and AArch64 have it). */
+double roof_clock_ghz(void);
+
 #endif

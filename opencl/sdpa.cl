@@ -97,7 +97,10 @@ inline float4 load_f16x4(__global const half *p)
 
 /* Full unrolling of the loops over a work-item's rows, keys and columns
  * keeps its private arrays in registers on GPUs (-DATTN_UNROLL); CPU
- * drivers (PoCL) compile much faster without it. */
+ * drivers (PoCL) compile much faster without it. The loops over a staged
+ * chunk's dims (keys) are unrolled too, so that the local reads of later
+ * steps are issued ahead of the multiplies that wait on them (NVIDIA H200,
+ * f32 causal B=1 H=32 S=4096 D=128: 6.94-6.97 -> 6.61 ms). */
 #ifdef ATTN_UNROLL
 #define UNROLL _Pragma("unroll")
 #else
@@ -369,6 +372,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                 barrier(CLK_LOCAL_MEM_FENCE);
                 __local const float *qcol = QsT + (QRES ? dc * BQ : 0) + ty * RM;
                 __local const float *kcol = KsT + (KEY_G ? tx * 4 : tx * RN);
+                UNROLL
                 for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
                     LDS(a, qcol + c * BQ, RM, V4_Q, 4);
@@ -519,6 +523,7 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                     }
                 }
                 barrier(CLK_LOCAL_MEM_FENCE);
+                UNROLL
                 for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
                     LDS(vv, vc + kk * DVP, DVT, V4_V, TX * 4);

@@ -84,6 +84,28 @@ static inline __m512 reduce16(const __m512 *a)
     return _mm512_add_ps(_mm512_shuffle_ps(f, g, 0x44), _mm512_shuffle_ps(f, g, 0xee));
 }
 
+/* Horizontal maxima of 8 vectors at once: out[i] = max over the lanes of
+ * a[i] (the same steps as reduce16, in one chain instead of eight). */
+static inline void reduce_max8(const __m512 *a, float *out)
+{
+    __m512 t[4], u[2];
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)     /* 512 -> 256: lanes 0-1 a[2i], 2-3 a[2i + 1] */
+        t[i] = _mm512_max_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xee));
+    _Pragma("GCC unroll 2") for (int i = 0; i < 2; i++)     /* 256 -> 128: quarter q holds a[4i + q] */
+        u[i] = _mm512_max_ps(_mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(t[2 * i], t[2 * i + 1], 0xdd));
+    /* quarter q: [x0|x2, y0|y2, x1|x3, y1|y3] maxima, x = a[q], y = a[4 + q] */
+    const __m512 f = _mm512_max_ps(_mm512_unpacklo_ps(u[0], u[1]), _mm512_unpackhi_ps(u[0], u[1]));
+    const __m512 g = _mm512_max_ps(f, _mm512_permute_ps(f, 0x4e));
+    float x[16] __attribute__((aligned(64)));
+    _mm512_store_ps(x, g);   /* quarter q: [max a[q], max a[4 + q], ...] */
+    for (int q = 0; q < 4; q++) {
+        out[q] = x[4 * q];
+        out[4 + q] = x[4 * q + 1];
+    }
+}
+
 /* lane 4t + r of the reduction is (row r, key t): make it lane 4r + t */
 static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, int jn)
 {

@@ -16,10 +16,12 @@
  * rows in P.V, with their meta. A multiple of 16: each group of 16 keys
  * prefetches one whole later group of its run (or of the next run, when
  * the run is a page of a multiple of 16 tokens). Measured with one thread
- * on a 2-core Sapphire Rapids VM, L = 32K: 32 and 48 alike, 16 (the rows
- * then arrive late) 5-10% slower for Q4, 24 and 40 (groups split across
- * the run's end) 20% slower. */
-enum { dec_qpf_keys = 32 };
+ * on a 2-core Sapphire Rapids VM, Q4, pages of 64: at L = 32K first 32 and
+ * 48 alike, 16 (the rows then arrive late) 5-10% slower, 24 and 40 (groups
+ * split across the run's end) 20% slower; with the faster kernels since,
+ * at L = 16K, 48 is 4-5% faster than 32, and 64 or more slower (80: 4%,
+ * 128: 15%; past the next page the rows ahead are not the ones read next). */
+enum { dec_qpf_keys = 48 };
 
 typedef struct meta16 {
     __m512i z[4];               /* the rows' meta, n * dpr dwords, zero past them */
@@ -33,13 +35,14 @@ static inline __m512i iota16(void)
     return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
-static inline meta16 meta16_load(const attn_kv_rows *x, int j0, int n)
+/* mpr: x->meta_per_row, or the same count known from the head size (quant.h),
+ * so that a kernel specialised for it picks the layout at compile time. */
+static inline __attribute__((always_inline)) meta16 meta16_load(const attn_kv_rows *x, int64_t mpr, int j0, int n)
 {
     meta16 m;
     m.x = x;
     m.j0 = j0;
     m.n = n;
-    const int64_t mpr = x->meta_per_row;
     m.dpr = mpr == 2 || mpr == 4 || mpr == 8 ? (int)(mpr / 2) : 0;
     const int nq = m.dpr;       /* vectors of 16 dwords that hold the 16 rows */
     const int dw = n * m.dpr;   /* dwords to load */
@@ -98,6 +101,38 @@ static inline void meta16_block(int q4, const meta16 *m, int64_t b, __m512 *sv, 
     } else {
         *sv = hi_f16(meta16_gather(m, 2 * b - 2));
     }
+}
+
+/* Q4 keys with 4 blocks a row (D = 128, dpr 4): meta16_block's parameters
+ * in fewer shuffles (the port they all queue on). meta16_q4_cols makes the
+ * four columns of dwords at once (block b's (scale, min) of rows 0-15: two
+ * dword permutes and a lane shuffle each, against three per block), and
+ * meta16_q4_params splits one with a single word permute, scales to the low
+ * half and mins to the high one, each converted as it lies (against two
+ * two-shuffle narrowings). */
+static inline __attribute__((always_inline)) void meta16_q4_cols(const meta16 *m, __m512i *col)
+{
+    /* lanes 0-7: rows 0-7 of z[0..1] (or 8-15 of z[2..3]) dword b, lanes 8-15 dword b + 1 */
+    const __m512i i01 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+    const __m512i i23 = _mm512_add_epi32(i01, _mm512_set1_epi32(2));
+    const __m512i p01 = _mm512_permutex2var_epi32(m->z[0], i01, m->z[1]);
+    const __m512i p23 = _mm512_permutex2var_epi32(m->z[0], i23, m->z[1]);
+    const __m512i q01 = _mm512_permutex2var_epi32(m->z[2], i01, m->z[3]);
+    const __m512i q23 = _mm512_permutex2var_epi32(m->z[2], i23, m->z[3]);
+    col[0] = _mm512_shuffle_i64x2(p01, q01, 0x44);
+    col[1] = _mm512_shuffle_i64x2(p01, q01, 0xee);
+    col[2] = _mm512_shuffle_i64x2(p23, q23, 0x44);
+    col[3] = _mm512_shuffle_i64x2(p23, q23, 0xee);
+}
+
+static inline __attribute__((always_inline)) void meta16_q4_params(__m512i col, __m512 *sv, __m512 *mv)
+{
+    /* words 0-15: the low (scale) word of dwords 0-15, words 16-31: the high (min) word */
+    const __m512i split = _mm512_set_epi16(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+                                           30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i w = _mm512_permutexvar_epi16(split, col);
+    *sv = _mm512_cvtph_ps(_mm512_castsi512_si256(w));
+    *mv = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(w, 1));
 }
 
 #endif

@@ -52,7 +52,7 @@ DEC_INLINE void qpv_with(int q4, const float *p, int64_t ldp, int nr, const attn
                             __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, 3);
                     const int n = dec_min(jn - j, 16);
                     const __mmask16 keys = (__mmask16)((1u << n) - 1u);
-                    const meta16 mt = meta16_load(v, j0 + j, n);
+                    const meta16 mt = meta16_load(v, v->meta_per_row, j0 + j, n);
                     for (int h = 0; h < nh; h++) {
                         __m512 sv, mv;
                         meta16_block(q4, &mt, c0 / 32 + h, &sv, &mv);

@@ -112,12 +112,13 @@ VNNI_INLINE void vnni_transpose16(__m512i *r)
 VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const attn_kv_rows *k, int j0,
                            int jn, int nk, int64_t d, float *s, int64_t lds)
 {
-    const int64_t nb = d / 32, qrow = vnni_row_bytes(d), rb = k->row_bytes;
+    /* the row's bytes and meta follow from d (quant.h): constants where d is */
+    const int64_t nb = d / 32, qrow = vnni_row_bytes(d), rb = q4 ? d / 2 : d, mpr = q4 ? 2 * nb : nb;
     /* kt[c]: dword c of the 16 rows (dims 4c..4c+3; Q4 bytes 4c..4c+3), zero past jn */
     __m512i kt[vnni_max_d / 4];
     const uint8_t *kd = k->data + j0 * rb;
-    const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* 16 keys ahead */
-    for (int64_t mb = 0; mb < 32 * k->meta_per_row; mb += 64)   /* and their meta */
+    const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* the rows ahead */
+    for (int64_t mb = 0; mb < 32 * mpr; mb += 64)   /* and their meta */
         __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + dec_qpf_keys, nk) + mb, 0, 3);
     for (int64_t c0 = 0; c0 < rb; c0 += 64) {
         const __mmask16 m = rb - c0 >= 64 ? (__mmask16)0xffff : (__mmask16)((1u << ((rb - c0) / 4)) - 1u);
@@ -130,7 +131,14 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
         DEC_UNROLL for (int c = 0; c < 16; c++)
             kt[c0 / 4 + c] = q4 ? r[c] : _mm512_xor_si512(r[c], _mm512_set1_epi8((char)0x80));
     }
-    const meta16 mt = meta16_load(k, j0, jn);
+    const meta16 mt = meta16_load(k, mpr, j0, jn);
+    const int all4 = q4 && mt.dpr == 4;   /* D = 128: the 4 blocks' parameters at once */
+    __m512 sk4[4], mk4[4];
+    if (all4) {
+        __m512i col4[4];
+        meta16_q4_cols(&mt, col4);
+        DEC_UNROLL for (int b = 0; b < 4; b++) meta16_q4_params(col4[b], &sk4[b], &mk4[b]);
+    }
     const __mmask16 store = (__mmask16)((1u << jn) - 1u);
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
@@ -138,6 +146,8 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
         DEC_UNROLL for (int r = 0; r < 4; r++) qi[r] = (const int8_t *)(qp + (r0 + dec_min(r, rn - 1)) * qrow);
         __m512 sc[4];
         DEC_UNROLL for (int r = 0; r < 4; r++) sc[r] = _mm512_setzero_ps();
+        /* not unrolled: unrolled, gcc 12 computes every block's nibbles ahead
+         * of the dot products and spills them (D = 128: 4% slower) */
         for (int64_t b = 0; b < nb; b++) {
             __m512i acc[4];
             DEC_UNROLL for (int r = 0; r < 4; r++)
@@ -161,7 +171,12 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
                         acc[r] = vnni_dot(acc[r], kt[8 * b + i], (const int32_t *)(qi[r] + 32 * b) + i);
             }
             __m512 sk, mk;
-            meta16_block(q4, &mt, b, &sk, &mk);
+            if (all4) {   /* b < 4 */
+                sk = sk4[b & 3];
+                mk = mk4[b & 3];
+            } else {
+                meta16_block(q4, &mt, b, &sk, &mk);
+            }
             DEC_UNROLL for (int r = 0; r < 4; r++) {
                 const float *step = (const float *)(qi[r] + d);
                 sc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), _mm512_mul_ps(sk, _mm512_set1_ps(step[b])), sc[r]);
@@ -175,9 +190,8 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
     }
 }
 
-__attribute__((target("avx512vnni")))
-static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
-                             int64_t d, float *s, int64_t lds)
+VNNI_INLINE void vnni_qk_run(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
+                              int64_t d, float *s, int64_t lds)
 {
     for (int j0 = 0; j0 < nk; j0 += 16) {
         const int jn = dec_min(nk - j0, 16);
@@ -190,6 +204,18 @@ static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn
         else
             vnni_qk16(0, 0, qp, nr, k, j0, jn, nk, d, s, lds);
     }
+}
+
+/* D = 128, the common head, gets its own copy with the row and meta
+ * layouts fixed. */
+__attribute__((target("avx512vnni")))
+static void vnni_qk_prepared(const void *qp, int nr, const attn_kv_rows *k, attn_dtype dt, int nk,
+                             int64_t d, float *s, int64_t lds)
+{
+    if (d == 128)
+        vnni_qk_run(qp, nr, k, dt, nk, 128, s, lds);
+    else
+        vnni_qk_run(qp, nr, k, dt, nk, d, s, lds);
 }
 
 #endif

@@ -31,8 +31,9 @@
 #define ATTN_AVX512_DECODE_WPV_H
 
 /* Keys per integer sum (also the weight buffers' length); blocks whose
- * weights are made at once (256 dims). */
-enum { wpv_chunk = 64, wpv_blocks = 8 };
+ * weights are made at once (128 dims: their maxima and Q4 min sums fit in
+ * registers, wpv_weights). */
+enum { wpv_chunk = 64, wpv_blocks = 4 };
 
 /* acc += x . (w[0], w[1]) broadcast: the int16 weights of keys j and j + 1
  * against their values in x. Written as asm because gcc 12 copies a
@@ -81,44 +82,65 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
  * the next; i >= 2: keys 16 + 4L + 2(i - 2) and the next), zero past jn up
  * to the next multiple of 32; step[r][b]; for Q4 msum[r][b] = sum_j
  * p[r][j] mv_jb. The row side (pmax, p scaled to 32767 / pmax) is shared
- * by all blocks. */
-VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int j0, int jn,
-                             int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
+ * by all blocks.
+ *
+ * The block loops are unrolled to wpv_blocks with nbk as a guard, so that
+ * the per-block maxima and the 16 Q4 min sums (row r, block b: ms[4r + b])
+ * stay in registers: scaled p and the block scales go through the small
+ * stack arrays ps and sv (loads are cheap, spilled accumulators are not). */
+VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int64_t mpr,
+                             int j0, int jn, int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
     const int ng = (jn + 15) / 16;
     float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));   /* keys past ng groups unread */
-    __m512 ps[4][wpv_chunk / 16], pm[4], sm[wpv_blocks], ms[2][16];
+    float ps[4][wpv_chunk] __attribute__((aligned(64)));
+    __m512 pm[4], sm[wpv_blocks], ms[16];
     DEC_UNROLL for (int r = 0; r < 4; r++) pm[r] = _mm512_setzero_ps();
     DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) sm[b] = _mm512_setzero_ps();
-    DEC_UNROLL for (int i = 0; i < 16; i++) ms[0][i] = ms[1][i] = _mm512_setzero_ps();
+    DEC_UNROLL for (int i = 0; i < 16; i++) ms[i] = _mm512_setzero_ps();
     for (int g = 0; g < ng; g++) {
         const int n = dec_min(jn - 16 * g, 16);
         const __mmask16 keys = (__mmask16)((1u << n) - 1u);
+        __m512 pg[4];
         DEC_UNROLL for (int r = 0; r < 4; r++) {
-            ps[r][g] = _mm512_maskz_loadu_ps(keys, pr[r] + j0 + 16 * g);
-            pm[r] = _mm512_max_ps(pm[r], _mm512_abs_ps(ps[r][g]));
+            pg[r] = _mm512_maskz_loadu_ps(keys, pr[r] + j0 + 16 * g);
+            _mm512_store_ps(&ps[r][16 * g], pg[r]);
+            pm[r] = _mm512_max_ps(pm[r], _mm512_abs_ps(pg[r]));
         }
-        const meta16 mt = meta16_load(v, j0 + 16 * g, n);
-        for (int b = 0; b < nbk; b++) {
+        const meta16 mt = meta16_load(v, mpr, j0 + 16 * g, n);
+        const int all4 = q4 && mt.dpr == 4;   /* D = 128: the 4 blocks' (bb = 0) columns at once */
+        __m512i col4[4];
+        if (all4)
+            meta16_q4_cols(&mt, col4);
+        DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
+            if (b >= nbk)
+                break;
             __m512 s, m;
-            meta16_block(q4, &mt, bb + b, &s, &m);
+            if (all4) {
+                meta16_q4_params(col4[b], &s, &m);
+            } else {
+                meta16_block(q4, &mt, bb + b, &s, &m);
+            }
             _mm512_store_ps(&sv[b][16 * g], s);
             sm[b] = _mm512_max_ps(sm[b], _mm512_abs_ps(s));
-            if (q4)   /* ms[b / 4][4r + b % 4]: reduce16's layout */
-                DEC_UNROLL for (int r = 0; r < 4; r++)
-                    ms[b / 4][4 * r + b % 4] = _mm512_fmadd_ps(ps[r][g], m, ms[b / 4][4 * r + b % 4]);
+            if (q4)
+                DEC_UNROLL for (int r = 0; r < 4; r++) ms[4 * r + b] = _mm512_fmadd_ps(pg[r], m, ms[4 * r + b]);
         }
     }
-    float pmax[4];
+    float maxima[8];   /* pmax[r], then svmax[b] */
+    const __m512 mx[8] = { pm[0], pm[1], pm[2], pm[3], sm[0], sm[1], sm[2], sm[3] };
+    reduce_max8(mx, maxima);
+    const float *pmax = maxima;
     DEC_UNROLL for (int r = 0; r < 4; r++) {
-        pmax[r] = _mm512_reduce_max_ps(pm[r]);
         const __m512 pinv = _mm512_set1_ps(pmax[r] > 0.0f ? 32767.0f / pmax[r] : 0.0f);
         for (int g = 0; g < ng; g++)
-            ps[r][g] = _mm512_mul_ps(ps[r][g], pinv);
+            _mm512_store_ps(&ps[r][16 * g], _mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), pinv));
     }
-    for (int b = 0; b < nbk; b++) {
-        const float svmax = _mm512_reduce_max_ps(sm[b]);
+    DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) {
+        if (b >= nbk)
+            break;
+        const float svmax = maxima[4 + b];
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
         DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * (1.0f / 32767.0f);
         for (int g = 0; g < ng; g += 2) {   /* 32 keys: packs of groups g and g + 1 */
@@ -126,20 +148,19 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
             const __m512 s1 = g + 1 < ng ? _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g + 16]), sinv)
                                          : _mm512_setzero_ps();
             DEC_UNROLL for (int r = 0; r < 4; r++) {   /* |product| <= 32767 (+ rounding): saturate */
-                const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g], s0));
-                const __m512i w1 = g + 1 < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(ps[r][g + 1], s1))
+                const __m512i w0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), s0));
+                const __m512i w1 = g + 1 < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g + 16]), s1))
                                               : _mm512_setzero_si512();
                 _mm512_store_si512(&wq[r][b][16 * g], _mm512_packs_epi32(w0, w1));
             }
         }
     }
-    if (q4)
-        for (int h = 0; h < (nbk + 3) / 4; h++) {
-            float t[16] __attribute__((aligned(64)));
-            _mm512_store_ps(t, reduce16(ms[h]));   /* lane 4b + r: row r, block 4h + b */
-            for (int b = 4 * h; b < dec_min(nbk, 4 * h + 4); b++)
-                DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][b] = t[4 * (b % 4) + r];
-        }
+    if (q4) {
+        float t[16] __attribute__((aligned(64)));
+        _mm512_store_ps(t, reduce16(ms));   /* lane 4b + r: row r, block b */
+        DEC_UNROLL for (int b = 0; b < wpv_blocks; b++)
+            DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][b] = t[4 * b + r];
+    }
 }
 
 /* Adds to acc the products of the key pair (a, b) with the pair's weights
@@ -160,10 +181,9 @@ VNNI_INLINE void wpv_pair_fma(int q4, int nh, int16_t (*wq)[wpv_blocks][wpv_chun
  * term) for rows r < rn. */
 VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
                           float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
-                          const attn_kv_rows *v, int j0, int jn, int nk, int64_t c0,
+                          const attn_kv_rows *v, int64_t rb, int j0, int jn, int nk, int64_t c0,
                           int64_t pass_bytes, float *const *orow, int rn)
 {
-    const int64_t rb = v->row_bytes;
     const __mmask64 m = q4 ? (nh == 2 ? 0xffffffffull : 0xffffull) : (nh == 2 ? ~0ull : 0xffffffffull);
     __m512i acc[4][4];
     DEC_UNROLL for (int r = 0; r < 4; r++)
@@ -196,9 +216,9 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
             continue;
         __m512 f[4];
         DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++) {
-            f[cc] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][cc]), _mm512_set1_ps(step[r][bw + cc / 2]));
-            if (q4)
-                f[cc] = _mm512_add_ps(f[cc], _mm512_set1_ps(msum[r][bw + cc / 2]));
+            const __m512 sums = _mm512_cvtepi32_ps(acc[r][cc]), st = _mm512_set1_ps(step[r][bw + cc / 2]);
+            f[cc] = q4 ? _mm512_fmadd_ps(sums, st, _mm512_set1_ps(msum[r][bw + cc / 2]))
+                       : _mm512_mul_ps(sums, st);
         }
         if (!q4) {   /* Q8 lanes back to dim order (wpv_pairs) */
             DEC_UNROLL for (int h = 0; h < nh; h++) {
@@ -219,7 +239,8 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
 {
     int16_t wq[4][wpv_blocks][wpv_chunk] __attribute__((aligned(64)));
     float step[4][wpv_blocks], msum[4][wpv_blocks];
-    const int64_t rb = v->row_bytes, nb = dv / 32;
+    /* the row's bytes and meta follow from dv (quant.h): constants where dv is */
+    const int64_t nb = dv / 32, rb = q4 ? dv / 2 : dv, mpr = q4 ? 2 * nb : nb;
     for (int r0 = 0; r0 < nr; r0 += 4) {
         const int rn = dec_min(nr - r0, 4);
         const float *pr[4];
@@ -232,31 +253,37 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
             const int jn = dec_min(nk - j0, wpv_chunk);
             if (r0 == 0)   /* the meta of the keys dec_qpf_keys ahead */
                 for (int j = 0; j < jn; j += 16)
-                    for (int64_t mb = 0; mb < 32 * v->meta_per_row; mb += 64)
+                    for (int64_t mb = 0; mb < 32 * mpr; mb += 64)
                         __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, 3);
             for (int64_t b0 = 0; b0 < nb; b0 += wpv_blocks) {
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
-                wpv_weights(q4, pr, v, j0, jn, b0, nbk, wq, step, msum);
-                for (int bw = 0; bw < nbk; bw += 2) {
+                if (jn == wpv_chunk)   /* whole chunks: the group loops unrolled */
+                    wpv_weights(q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
+                else
+                    wpv_weights(q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                DEC_UNROLL for (int bw = 0; bw < nbk; bw += 2) {
                     const int64_t c0 = 32 * (b0 + bw), pass_bytes = c0 * rb / dv;
                     if (bw + 1 < nbk && jn == wpv_chunk)
-                        wpv_pass(q4, 2, 1, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(q4, 2, 1, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else if (bw + 1 < nbk)
-                        wpv_pass(q4, 2, 0, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(q4, 2, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else
-                        wpv_pass(q4, 1, 0, wq, step, msum, bw, v, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(q4, 1, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                 }
             }
         }
     }
 }
 
+/* As for the scores, dv = 128 gets its own copy with the row layout fixed. */
 __attribute__((target("avx512vnni")))
 static void vnni_pv(const float *p, int64_t ldp, int nr, const attn_kv_rows *v, attn_dtype dt,
                     int nk, int64_t dv, float *o, int64_t ldo)
 {
     if (dt == ATTN_Q8)
         wpv_with(0, p, ldp, nr, v, nk, dv, o, ldo);
+    else if (dt == ATTN_Q4 && dv == 128)
+        wpv_with(1, p, ldp, nr, v, nk, 128, o, ldo);
     else if (dt == ATTN_Q4)
         wpv_with(1, p, ldp, nr, v, nk, dv, o, ldo);
     else

@@ -46,6 +46,8 @@ typedef struct tcase {
     double f32tol;             /* f32 tolerance when not 1e-5 (ill-conditioned cases) */
     int stride0;               /* 1: mask [B,H,..] view with stride 0 over B and H;
                                   2: k/v [.., Hkv, ..] views with stride 0 over heads */
+    int threads;               /* > 0: on contexts of this many threads (not the
+                                  machine's count); skipped with ATTN_TEST_NO_THREADS */
 } tcase;
 
 static tcase *cases;
@@ -159,6 +161,15 @@ static void build_cases(void)
     C(strcpy(c.tag, "many query blocks varlen"); c.nseq = 3; c.lq[0] = 1200; c.lq[1] = 0;
       c.lq[2] = 400; c.lk[0] = 9; c.lk[1] = 5; c.lk[2] = 12; c.Hq = 32; c.Hkv = 4; c.D = 16;
       c.causal = 1);
+    /* The driver's hand-out of tasks with fewer panel groups than threads
+     * (threads share a group) and with more (each starts on its own, then
+     * takes unstarted groups, then the dearest task left), at thread counts
+     * that divide nothing. */
+    C(strcpy(c.tag, "5 threads, fewer groups"); c.Sq = 1600; c.Sk = 9; c.Hq = 6; c.Hkv = 2;
+      c.D = 16; c.causal = 1; c.threads = 5);
+    C(strcpy(c.tag, "3 threads, more groups varlen"); c.nseq = 4; c.lq[0] = 300; c.lq[1] = 0;
+      c.lq[2] = 1300; c.lq[3] = 40; c.lk[0] = 9; c.lk[1] = 5; c.lk[2] = 12; c.lk[3] = 3;
+      c.Hq = 16; c.Hkv = 8; c.D = 16; c.causal = 1; c.threads = 3);
     /* Scores of magnitude ~100-300: tests the running-max rescaling. Rounding
      * the scores to f32 alone moves each weight by ~|s| * 2^-24 relative, so
      * f32 results are only good to ~1e-5 * |s| / 10 here. */
@@ -369,6 +380,8 @@ static double case_cost(const tcase *c)
 
 #define NISA 4
 static attn_context *ctxs[NISA];
+static attn_context *ctxs_sized[NISA];   /* for cases with a thread count: the last one */
+static int ctxs_sized_threads[NISA];
 static double isa_time[NISA];
 static double err_pair[NISA][3][3], err_lse[NISA][3], err_ill[NISA];
 static int ran_pair[NISA][3][3];
@@ -398,6 +411,30 @@ static void snapshot(const tu_tensor *t, unsigned char **copy)
 static int same(const tu_tensor *t, const unsigned char *copy)
 {
     return !t->mem || memcmp(t->mem, copy, t->total) == 0;
+}
+
+/* The context of kernel set `isa` for case c: the machine's thread count,
+ * or a context of c->threads threads (kept until a case asks for another
+ * count). NULL when that could not be created (reported). */
+static attn_context *ctx_for(int isa, const tcase *c)
+{
+    if (!c->threads)
+        return ctxs[isa];
+    if (ctxs_sized[isa] && ctxs_sized_threads[isa] != c->threads) {
+        attn_context_destroy(ctxs_sized[isa]);
+        ctxs_sized[isa] = NULL;
+    }
+    if (!ctxs_sized[isa]) {
+        attn_options o = ATTN_OPTIONS_INIT;
+        o.max_isa = isa;
+        o.device = 0;
+        o.num_threads = c->threads;
+        attn_status st = attn_context_create(&o, &ctxs_sized[isa]);
+        CHECK(st == ATTN_OK, "attn_context_create(max_isa=%s, %d threads): %s",
+              attn_isa_name((attn_isa)isa), c->threads, attn_last_error());
+        ctxs_sized_threads[isa] = c->threads;
+    }
+    return ctxs_sized[isa];
 }
 
 static void run_case(const tcase *c)
@@ -547,8 +584,11 @@ static void run_case(const tcase *c)
         tu_poison(&out);
         if (c->lse)
             tu_poison(&lse);
+        attn_context *ctx = ctx_for(isa, c);
+        if (!ctx)
+            continue;
         double t0 = tu_now();
-        attn_status st = attn_sdpa(ctxs[isa], &p, &q.t, &k.t, &v.t, &out.t, c->lse ? &lse.t : NULL);
+        attn_status st = attn_sdpa(ctx, &p, &q.t, &k.t, &v.t, &out.t, c->lse ? &lse.t : NULL);
         isa_time[isa] += tu_now() - t0;
         const char *in = attn_isa_name((attn_isa)isa);
         CHECK(st == ATTN_OK, "[%s] %s: attn_sdpa returned %s: %s", in, name,
@@ -677,9 +717,13 @@ int main(void)
         pick[i] = !cases[i].big && ci <= 2e7 &&
                   (ci <= 4e5 || cheapest || strcmp(cases[i].tag, "dtype sweep") == 0);
     }
+    const char *nothreads = getenv("ATTN_TEST_NO_THREADS");
+    const int threads_ok = !(nothreads && *nothreads && strcmp(nothreads, "0"));
     for (int i = 0; i < ncases; i++) {
         const tcase *c = &cases[i];
         if (tu_quick && !pick[i])
+            continue;
+        if (c->threads && !threads_ok)
             continue;
         if (filter && *filter && !strstr(c->tag, filter))
             continue;
@@ -711,7 +755,9 @@ int main(void)
     printf("time: %.1fs total, %.1fs in the library, %.1fs reference + checks\n",
            tu_now() - t_start, t_lib, t_ref - t_lib);
     free(cases);
-    for (int isa = 0; isa < NISA; isa++)
+    for (int isa = 0; isa < NISA; isa++) {
         attn_context_destroy(ctxs[isa]);
+        attn_context_destroy(ctxs_sized[isa]);
+    }
     return tu_finish();
 }

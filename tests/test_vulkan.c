@@ -174,6 +174,12 @@ int main(void)
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
     run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
+    /* 16-bit inputs 4 elements a load (VEC 1), which views aligned to 8
+     * elements otherwise skip for 8-element loads. */
+    static const char *const vec4[] = { "f16-gqa4", "bf16-vec4-gqa", NULL };
+    setenv("ATTN_VULKAN_SDPA_VEC", "4", 1);
+    run_devices("4-element loads", vec4);
+    unsetenv("ATTN_VULKAN_SDPA_VEC");
     /* 8x8 register blocks (the GPU default's: two interleaved groups of 4
      * rows and of 4 keys per invocation); one case, not in quick runs:
      * lavapipe takes some 20 s to compile the unrolled loops. */

@@ -33,7 +33,10 @@
  * innermost strides, head dims multiples of 4 and element offsets of rows
  * multiples of 4) Q, K and V are also read through aliases of their
  * bindings 4 elements at a time: a uvec4 for f32, a uvec2 (two f16/bf16
- * pairs) for 16-bit dtypes. 16-bit outputs are written with word atomics
+ * pairs) for 16-bit dtypes; with VEC 2 (16-bit dtypes, head dims, strides
+ * and offsets multiples of 8) 8 elements at a time through the uvec4
+ * alias, so a 16-bit tile takes as many 16-byte loads as f32 takes for half
+ * of it (half the load instructions of VEC 1). 16-bit outputs are written with word atomics
  * (two invocations may own the two halves of one word). Indices are
  * 32-bit: the host rejects tensors whose offsets do not fit.
  *
@@ -59,7 +62,7 @@ layout(constant_id = 7) const int DV = 64;
 layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
 layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, KC*DVP) */
-layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element loads of Q, K, V */
+layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element, 2: 8-element (16-bit) loads */
 
 const int BQ = TY * RM;
 const int BK = TX * RN;
@@ -101,6 +104,17 @@ vec4 unpack4(uvec2 u)
 LOAD4(load4_q, Q4, Q2)
 LOAD4(load4_k, K4, K2)
 LOAD4(load4_v, V4, V2)
+
+/* NAME(i, lo, hi): elements i..i+7 (i a multiple of 8) of a 16-bit input. */
+#define LOAD8(NAME, B4) \
+    void NAME(int i, out vec4 lo, out vec4 hi) { \
+        const uvec4 u = B4.w[uint(i) >> 3]; \
+        lo = unpack4(u.xy); \
+        hi = unpack4(u.zw); \
+    }
+LOAD8(load8_q, Q4)
+LOAD8(load8_k, K4)
+LOAD8(load8_v, V4)
 
 #if ATTN_SUBGROUP
 float row_max(float x)
@@ -181,7 +195,28 @@ void main()
                 s[i] = 0.0;
             for (int dc = 0; dc < D; dc += DC) {
                 barrier();
-                if (VEC != 0) {
+                if (VEC == 2) {
+                    for (int t = lid; t < BQ * (DC / 8); t += NT) {
+                        const int r = t / (DC / 8), c = t % (DC / 8) * 8;
+                        vec4 lo = vec4(0.0), hi = vec4(0.0);
+                        if (r < k.nq && dc + c < D)
+                            load8_q(k.qrow + r * qs1 + dc + c, lo, hi);
+                        [[unroll]] for (int u = 0; u < 4; u++) {
+                            stage_set((c + u) * BQP + r, lo[u]);
+                            stage_set((c + 4 + u) * BQP + r, hi[u]);
+                        }
+                    }
+                    for (int t = lid; t < BK * (DC / 8); t += NT) {
+                        const int r = t / (DC / 8), c = t % (DC / 8) * 8;
+                        vec4 lo = vec4(0.0), hi = vec4(0.0);
+                        if (j0 + r < j1 && dc + c < D)
+                            load8_k(kt + r * ks1 + dc + c, lo, hi);
+                        [[unroll]] for (int u = 0; u < 4; u++) {
+                            stage_set(KOFF + (c + u) * BKP + r, lo[u]);
+                            stage_set(KOFF + (c + 4 + u) * BKP + r, hi[u]);
+                        }
+                    }
+                } else if (VEC != 0) {
                     for (int t = lid; t < BQ * (DC / 4); t += NT) {
                         const int r = t / (DC / 4), c = t % (DC / 4) * 4;
                         const vec4 x = r < k.nq && dc + c < D ?
@@ -209,7 +244,9 @@ void main()
                     }
                 }
                 barrier();
-                for (int c = 0; c < DC; c++) {
+                /* unrolled once DC is specialised: the shared reads of
+                 * later dims go out ahead of the FMAs that use them */
+                [[unroll]] for (int c = 0; c < DC; c++) {
                     float a[RM], bb[RN];
                     GATHER(a, stage, c * BQP, RM, TY, ty, G4M)
                     GATHER(bb, stage, KOFF + c * BKP, RN, TX, tx, G4N)
@@ -287,7 +324,16 @@ void main()
             /* O += P V over chunks of KC keys: Vs [KC][DVP]. */
             for (int kc = 0; kc < BK; kc += KC) {
                 barrier();
-                if (VEC != 0) {
+                if (VEC == 2) {
+                    for (int t = lid; t < KC * (DVP / 8); t += NT) {
+                        const int r = t / (DVP / 8), c = t % (DVP / 8) * 8;
+                        vec4 lo = vec4(0.0), hi = vec4(0.0);
+                        if (j0 + kc + r < j1 && c < DV)
+                            load8_v(vt + (kc + r) * vs1 + c, lo, hi);
+                        stage[2 * t] = lo;
+                        stage[2 * t + 1] = hi;
+                    }
+                } else if (VEC != 0) {
                     for (int t = lid; t < KC * (DVP / 4); t += NT) {
                         const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
                         stage[t] = j0 + kc + r < j1 && c < DV ?
@@ -301,7 +347,7 @@ void main()
                     }
                 }
                 barrier();
-                for (int kk = 0; kk < KC; kk++) {
+                [[unroll]] for (int kk = 0; kk < KC; kk++) {
                     float vv[DVT], pp[RM];
                     GATHER(vv, stage, kk * DVP, DVT, TX, tx, G4C)
                     GATHER(pp, PsT, (kc + kk) * BQP, RM, TY, ty, G4M)

@@ -29,6 +29,16 @@
 #define TILE 64          /* keys per tile (at most) */
 #define MIN_CHUNK 512    /* keys per split-KV chunk (at least) */
 
+/* Split-KV tasks aimed at per thread: ATTN_CPU_DECODE_SPLIT=N (1..64),
+ * default 4. More tasks even out threads that stream at different rates
+ * (cold pages, shared cores) at the price of more partials to merge. */
+static int64_t tasks_per_thread(void)
+{
+    const char *e = getenv("ATTN_CPU_DECODE_SPLIT");
+    const long n = e ? strtol(e, NULL, 10) : 0;
+    return n >= 1 && n <= 64 ? n : 4;
+}
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -334,7 +344,7 @@ attn_status attn_cpu_decode(attn_device *dev, const attn_decode_problem *p)
         work += ds->nkeys;
     }
     const int nt = cs->num_threads > 0 ? cs->num_threads : 1;
-    const int64_t target = nt == 1 ? 1 : 4 * (int64_t)nt;
+    const int64_t target = nt == 1 ? 1 : tasks_per_thread() * (int64_t)nt;
     const int64_t chunk = max64(MIN_CHUNK, (work * p->hkv + target - 1) / target);
     pl.ntasks = 0;
     for (int64_t b = 0; b < p->b; b++) {

@@ -33,13 +33,22 @@
  * Scheduling: tasks are balanced by cost, not rows. Each task's cost is the
  * number of key tiles it will visit (causal, windows and block mask
  * included). Groups are ordered in waves of enough groups to give every
- * thread many tasks; within a wave tasks are handed out most expensive first
- * (longest processing time first), so the last tasks of the call are the
- * cheapest. Threads take tasks from one counter over all waves with no
- * barrier in between: a thread done with one wave starts on the next, and
- * only the end of the call waits for the slowest task. (Barriers per wave
- * left threads idle for up to one task each, several times per call, and
- * packing phases in which all threads competed for memory bandwidth.) */
+ * thread many tasks; each group's tasks are handed out most expensive first
+ * (longest processing time first), so the last tasks of a wave, and of the
+ * call, are the cheapest. There is no barrier between waves: a thread done
+ * with one wave starts on the next, and only the end of the call waits for
+ * the slowest task. (Barriers per wave left threads idle for up to one task
+ * each, several times per call, and packing phases in which all threads
+ * competed for memory bandwidth.)
+ *
+ * Each group hands out its tasks, most expensive first, from a counter of
+ * its own. Within a wave a thread first takes the tasks of a group of its
+ * own, then of the dearest groups (by their most expensive task) that no
+ * thread has started, and only then the dearest task left anywhere in the
+ * wave (see run_tasks). So a K/V panel is packed and read by the few
+ * threads of its group rather than by every thread (tiles written into one
+ * core's cache and read from it by all the others), while the expensive
+ * tasks, and a varlen batch's long sequences, still start first. */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -58,6 +67,12 @@
 typedef struct task_slot {
     int64_t cost, task;
 } task_slot;
+
+/* Tasks of a group handed out so far, on a cache line of its own: taking a
+ * task writes it, and the threads on other groups must not lose lines to it. */
+typedef struct group_counter {
+    _Alignas(64) _Atomic int64_t n;
+} group_counter;
 
 /* Pack state of a panel tile (tile_pref numbering). */
 enum { TILE_SKIPPED = 0, TILE_NEEDED, TILE_PACKING, TILE_READY };
@@ -78,12 +93,12 @@ typedef struct sdpa_plan {
     int64_t *slot_of, *slot_prev;   /* per group: its slot, and the group before it
                                        there (-1: none) */
     int64_t *task_pref, *tile_pref; /* prefix sums of tasks / tiles over groups */
-    task_slot *order;               /* every task, sorted by cost within its wave */
+    task_slot *order;               /* every task, sorted by cost within its group */
+    task_slot *walk;                /* per wave, its groups (task = group index) by
+                                       their most expensive task, dearest first */
     atomic_uchar *tile_state;       /* per panel tile (tile_pref numbering): TILE_* */
     _Atomic int64_t *tasks_left;    /* per group: tasks not yet finished */
-    /* next index into order to hand out; a line of its own, so that taking
-     * a task does not evict the fields above from every other core */
-    _Alignas(64) _Atomic int64_t next_task;
+    group_counter *handed;          /* per group: tasks handed out */
 } sdpa_plan;
 
 /* One task's sequence geometry. */
@@ -598,9 +613,9 @@ static int by_cost(const void *a, const void *b)
     return (x->task > y->task) - (x->task < y->task);
 }
 
-/* Costs every task (marking the key tiles it visits), then sorts each wave's
- * tasks most expensive first. A tile no task visits (block mask, windows)
- * is never packed. Every thread of the team calls this. */
+/* Costs every task (marking the key tiles it visits), then sorts each
+ * group's tasks most expensive first. A tile no task visits (block mask,
+ * windows) is never packed. Every thread of the team calls this. */
 static void plan_tasks(sdpa_plan *pl)
 {
     const int64_t ntasks = pl->task_pref[pl->ngroups];
@@ -614,39 +629,95 @@ static void plan_tasks(sdpa_plan *pl)
         pl->order[x] = (task_slot){ task_cost(pl, &g, h, i0, pl->tile_state + pl->tile_pref[gi]),
                                     x };
     }
+#ifdef HAVE_OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (int64_t gi = 0; gi < pl->ngroups; gi++) {
+        const int64_t t0 = pl->task_pref[gi], t1 = pl->task_pref[gi + 1];
+        qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
+        pl->walk[gi] = (task_slot){ t1 > t0 ? pl->order[t0].cost : 0, gi };
+    }
     const int64_t nwaves = (pl->ngroups + pl->wave - 1) / pl->wave;
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (int64_t w = 0; w < nwaves; w++) {
-        const int64_t t0 = pl->task_pref[w * pl->wave];
-        const int64_t t1 = pl->task_pref[min64((w + 1) * pl->wave, pl->ngroups)];
-        qsort(pl->order + t0, (size_t)(t1 - t0), sizeof *pl->order, by_cost);
+        const int64_t g0 = w * pl->wave, g1 = min64(g0 + pl->wave, pl->ngroups);
+        qsort(pl->walk + g0, (size_t)(g1 - g0), sizeof *pl->walk, by_cost);
     }
 }
 
-/* Takes tasks in order until none is left. A task first waits until the
- * group before its own in its panel slot has finished: that group is at
- * least `slots` groups earlier, so in an earlier wave (slots >= wave), and
- * its tasks were all handed out before. */
-static void run_tasks(sdpa_plan *pl, float *ws)
+/* The index into order of group gi's next task, or -1 once all are handed
+ * out (counters only grow, so an empty group stays empty). */
+static int64_t take_task(sdpa_plan *pl, int64_t gi)
 {
-    const int64_t ntasks = pl->task_pref[pl->ngroups];
-    for (;;) {
-        const int64_t y = atomic_fetch_add_explicit(&pl->next_task, 1, memory_order_relaxed);
-        if (y >= ntasks)
-            break;
-        seq_geom g;
-        int64_t h, i0;
-        const int64_t gi = task_of(pl, pl->order[y].task, &g, &h, &i0);
-        const int64_t prev = pl->slot_prev[gi];
-        if (prev >= 0) {
-            unsigned spins = 0;
-            while (atomic_load_explicit(&pl->tasks_left[prev], memory_order_acquire))
-                relax(&spins);
+    const int64_t n = pl->task_pref[gi + 1] - pl->task_pref[gi];
+    if (atomic_load_explicit(&pl->handed[gi].n, memory_order_relaxed) >= n)
+        return -1;
+    const int64_t k = atomic_fetch_add_explicit(&pl->handed[gi].n, 1, memory_order_relaxed);
+    return k < n ? pl->task_pref[gi] + k : -1;
+}
+
+/* Runs task y (an index into order) of group gi. It first waits until the
+ * group before its own in its panel slot has finished: that group is at
+ * least `slots` groups earlier, so in an earlier wave (slots >= wave), and a
+ * thread starts a wave only once every task of the waves before it has been
+ * handed out. */
+static void run_one(sdpa_plan *pl, int64_t gi, int64_t y, float *ws)
+{
+    seq_geom g;
+    int64_t h, i0;
+    task_of(pl, pl->order[y].task, &g, &h, &i0);
+    const int64_t prev = pl->slot_prev[gi];
+    if (prev >= 0) {
+        unsigned spins = 0;
+        while (atomic_load_explicit(&pl->tasks_left[prev], memory_order_acquire))
+            relax(&spins);
+    }
+    run_task(pl, &g, gi, h, i0, ws);
+    atomic_fetch_sub_explicit(&pl->tasks_left[gi], 1, memory_order_release);
+}
+
+static void run_group(sdpa_plan *pl, int64_t gi, float *ws)
+{
+    for (int64_t y; (y = take_task(pl, gi)) >= 0;)
+        run_one(pl, gi, y, ws);
+}
+
+/* The group of [g0, g0 + ng) whose next task is dearest, or -1 once every
+ * task of them is handed out. */
+static int64_t dearest_group(const sdpa_plan *pl, int64_t g0, int64_t ng)
+{
+    int64_t best = -1, best_cost = -1;
+    for (int64_t gi = g0; gi < g0 + ng; gi++) {
+        const int64_t k = atomic_load_explicit(&pl->handed[gi].n, memory_order_relaxed);
+        if (k < pl->task_pref[gi + 1] - pl->task_pref[gi] &&
+            pl->order[pl->task_pref[gi] + k].cost > best_cost) {
+            best = gi;
+            best_cost = pl->order[pl->task_pref[gi] + k].cost;
         }
-        run_task(pl, &g, gi, h, i0, ws);
-        atomic_fetch_sub_explicit(&pl->tasks_left[gi], 1, memory_order_release);
+    }
+    return best;
+}
+
+/* Thread `thread` of `nt`, wave by wave: first a group of its own (of the
+ * nt dearest groups, or, with fewer groups than threads, a group shared by
+ * evenly many threads); then, one after another, the dearest groups nobody
+ * has started; then the dearest task left in the wave, task by task. So a
+ * thread keeps to one panel as long as there are panels enough, and the
+ * wave still ends on its cheapest tasks. */
+static void run_tasks(sdpa_plan *pl, float *ws, int thread, int nt)
+{
+    for (int64_t g0 = 0; g0 < pl->ngroups; g0 += pl->wave) {
+        const int64_t ng = min64(pl->wave, pl->ngroups - g0);
+        const task_slot *walk = pl->walk + g0;
+        run_group(pl, walk[ng >= nt ? thread : (int64_t)thread * ng / nt].task, ws);
+        for (int64_t pos = 0; pos < ng; pos++)
+            if (atomic_load_explicit(&pl->handed[walk[pos].task].n, memory_order_relaxed) == 0)
+                run_group(pl, walk[pos].task, ws);
+        for (int64_t gi, y; (gi = dearest_group(pl, g0, ng)) >= 0;)
+            if ((y = take_task(pl, gi)) >= 0)
+                run_one(pl, gi, y, ws);
     }
 }
 
@@ -676,12 +747,12 @@ static void align_tiles_to_blocks(const attn_sdpa_problem *p, int *bq, int *bk)
 
 /* One thread's share of the work (the whole job without OpenMP), inside
  * the kernel set's per-thread set-up (AMX tile configuration). */
-static void run_thread(sdpa_plan *pl, float *ws)
+static void run_thread(sdpa_plan *pl, float *ws, int thread, int nt)
 {
     plan_tasks(pl);
     if (pl->ks->thread_begin)
         pl->ks->thread_begin();
-    run_tasks(pl, ws);
+    run_tasks(pl, ws, thread, nt);
     if (pl->ks->thread_end)
         pl->ks->thread_end();
 }
@@ -786,35 +857,43 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     const size_t total = (size_t)nt * pl.ws_floats + (size_t)pl.slots * panel_bytes / sizeof(float);
     const size_t ntiles_all = (size_t)pl.tile_pref[ngroups];
     pl.order = malloc((size_t)pl.task_pref[ngroups] * sizeof *pl.order);
+    pl.walk = malloc((size_t)ngroups * sizeof *pl.walk);
     pl.tile_state = malloc((ntiles_all + 1) * sizeof *pl.tile_state);
     pl.tasks_left = malloc((size_t)ngroups * sizeof *pl.tasks_left);
+    pl.handed = aligned_alloc(64, (size_t)ngroups * sizeof *pl.handed);
     int kept;
-    float *ws = pl.order && pl.tile_state && pl.tasks_left ?
+    float *ws = pl.order && pl.walk && pl.tile_state && pl.tasks_left && pl.handed ?
         attn_cpu_scratch_acquire(&st->scratch, total * sizeof(float), &kept) : NULL;
     if (!ws) {
         free(pl.order);
+        free(pl.walk);
         free(pl.tile_state);
         free(pl.tasks_left);
+        free(pl.handed);
         free(pl.task_pref);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_sdpa: cannot allocate %zu bytes of "
                          "workspace", total * sizeof(float));
     }
     for (size_t x = 0; x <= ntiles_all; x++)
         atomic_init(&pl.tile_state[x], TILE_SKIPPED);
-    for (int64_t gi = 0; gi < ngroups; gi++)
+    for (int64_t gi = 0; gi < ngroups; gi++) {
         atomic_init(&pl.tasks_left[gi], pl.task_pref[gi + 1] - pl.task_pref[gi]);
-    atomic_init(&pl.next_task, 0);
+        atomic_init(&pl.handed[gi].n, 0);
+    }
     pl.panels = ws + (size_t)nt * pl.ws_floats;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
-    run_thread(&pl, ws + (size_t)omp_get_thread_num() * pl.ws_floats);
+    run_thread(&pl, ws + (size_t)omp_get_thread_num() * pl.ws_floats, omp_get_thread_num(),
+               omp_get_num_threads());
 #else
-    run_thread(&pl, ws);
+    run_thread(&pl, ws, 0, 1);
 #endif
     attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(pl.order);
+    free(pl.walk);
     free(pl.tile_state);
     free(pl.tasks_left);
+    free(pl.handed);
     free(pl.task_pref);
     return ATTN_OK;
 }

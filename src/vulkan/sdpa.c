@@ -99,6 +99,8 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
  * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
  * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
  * 64 x 128 blocks in 48 KiB.
+ * Chunks: the largest that fit (H200, f16 causal B=1 H=32 S=4096 D=128
+ * with 8-element loads: 32x32 6.29 ms, 16x16 6.76).
  * CPU devices (lavapipe runs a workgroup as SIMD loops over its
  * invocations): 4x4 blocks of large workgroups, the fastest there and
  * quick to compile. */
@@ -129,29 +131,39 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t d
     return 0;
 }
 
-/* Whether view v (4-D, innermost dim of n elements) can be read 4 elements
+/* Whether view v (4-D, innermost dim of n elements) can be read w elements
  * at a time: unit innermost stride, n and every other stride (of a dim
- * longer than 1) and the offset multiples of 4 elements. */
-static int view_vec4(const attn_view *v, int64_t n)
+ * longer than 1) and the offset multiples of w elements. */
+static int view_vec(const attn_view *v, int64_t n, int w)
 {
-    if (n % 4 != 0 || v->stride[3] != 1 || (v->offset / attn_dtype_size(v->dtype)) % 4 != 0 ||
+    if (n % w != 0 || v->stride[3] != 1 || (v->offset / attn_dtype_size(v->dtype)) % w != 0 ||
         v->offset % attn_dtype_size(v->dtype) != 0)
         return 0;
     for (int i = 0; i < 3; i++)
-        if (v->shape[i] > 1 && v->stride[i] % 4 != 0)
+        if (v->shape[i] > 1 && v->stride[i] % w != 0)
             return 0;
     return 1;
 }
 
-/* The 4-element loads of Q, K and V (the shader's VEC): aligned views,
- * chunks of whole groups of 4. ATTN_VULKAN_SDPA_VEC=0 turns them off. */
+/* Whether Q, K and V can be read w elements at a time, in chunks of whole
+ * groups of w. */
+static int vec_fits(const attn_sdpa_problem *p, const sdpa_cfg *c, int w)
+{
+    return c->dc % w == 0 && (dvt_of(c, p->dv) * c->tx) % w == 0 && view_vec(&p->q, p->d, w) &&
+           view_vec(&p->k, p->d, w) && view_vec(&p->v, p->dv, w);
+}
+
+/* The shader's VEC: 2 for 8-element loads (16-bit inputs), 1 for 4-element
+ * loads, 0 for single elements. ATTN_VULKAN_SDPA_VEC=0 turns them off, =4
+ * keeps them at 4 elements. */
 static int use_vec(const attn_sdpa_problem *p, const sdpa_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_SDPA_VEC");
     if (env && strcmp(env, "0") == 0)
         return 0;
-    return c->dc % 4 == 0 && (dvt_of(c, p->dv) * c->tx) % 4 == 0 && view_vec4(&p->q, p->d) &&
-           view_vec4(&p->k, p->d) && view_vec4(&p->v, p->dv);
+    if (attn_dtype_size(p->q.dtype) == 2 && !(env && strcmp(env, "4") == 0) && vec_fits(p, c, 8))
+        return 2;
+    return vec_fits(p, c, 4);
 }
 
 /* The subgroup path reduces a row's TX invocations with xor shuffles: TX
