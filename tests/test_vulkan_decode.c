@@ -12,7 +12,8 @@
  * and several) and through shared memory, and in other workgroup shapes
  * (odd sizes, one query row per block, odd unrolls, V loaded late; quick
  * runs: one case each), and split into many chunks as well as one (the
- * chunks merged by one invocation per output element and by four), and
+ * chunks merged by one invocation per output element and by four), all
+ * of it in both chunk layouts (ATTN_VULKAN_DECODE_LAYOUT=keys, rows), and
  * with device-local buffers, the table uploaded each way. Also:
  * tensors on another device than the cache are ATTN_ERR_INVALID_ARGUMENT.
  * With the Khronos validation layer installed it is enabled (a validation
@@ -286,36 +287,50 @@ static void run_staged(void)
     unsetenv("ATTN_VULKAN_STAGING");
 }
 
-static void per_device(const attn_device_info *info)
+/* The cases in each workgroup shape and variant under `layout`
+ * (ATTN_VULKAN_DECODE_LAYOUT): every case in each where `every` (and not
+ * quick), else every case in the default shape and one in each other
+ * (lavapipe compiles each new shape for seconds). The rows layout skips
+ * the variants of what it shares with the keys layout (the chunks and
+ * their merge), and adds its own (lanes per row). */
+static void per_layout(const char *layout, int every)
 {
-    printf("device %d: %s (subgroup %d)\n", dev, info->name, info->subgroup_size);
-    run_all("default", NULL);
-    /* Tile maxima through shared memory, in a workgroup of 13. */
+    const int rows = strcmp(layout, "rows") == 0;
+    char label[64];
+#define LABEL(what) (snprintf(label, sizeof label, "%s %s", layout, what), label)
+#define ONE(name) (tu_quick || !every ? (name) : NULL)
+    setenv("ATTN_VULKAN_DECODE_LAYOUT", layout, 1);
+    run_all(LABEL("default"), NULL);
+    /* Tile maxima through shared memory, in a workgroup of 13 (keys) or
+     * 32 (rows: several subgroups where they are smaller, up to 16
+     * invocations per row). */
     setenv("ATTN_VULKAN_SUBGROUP", "0", 1);
-    setenv("ATTN_VULKAN_DECODE_WG", "13", 1);
-    run_all("no subgroup", tu_quick ? "f32-sq16" : NULL);
+    setenv("ATTN_VULKAN_DECODE_WG", rows ? "32" : "13", 1);
+    run_all(LABEL("no subgroup"), ONE(rows ? "f16-gqa4" : "f32-sq16"));
     unsetenv("ATTN_VULKAN_SUBGROUP");
     /* 20 invocations: several subgroups where they are smaller, the last
      * part-filled (their maxima combined through shared memory); 5: one
      * part-filled subgroup. */
     setenv("ATTN_VULKAN_DECODE_WG", "20", 1);
-    run_all("wg 20", tu_quick ? "bf16-window" : NULL);
+    run_all(LABEL("wg 20"), ONE("bf16-window"));
     setenv("ATTN_VULKAN_DECODE_WG", "5", 1);
-    run_all("wg 5", tu_quick ? "f16-odd-d-sigm" : NULL);
+    run_all(LABEL("wg 5"), ONE("f16-odd-d-sigm"));
     unsetenv("ATTN_VULKAN_DECODE_WG");
     /* A tile's V loads issued after the softmax (default: with its K loads). */
     setenv("ATTN_VULKAN_DECODE_VEARLY", "0", 1);
-    run_all("v late", tu_quick ? "stream-q4" : NULL);
+    run_all(LABEL("v late"), ONE("stream-q4"));
     unsetenv("ATTN_VULKAN_DECODE_VEARLY");
-    /* Few workgroups: one chunk per (sequence, head) where it fits. */
-    setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
-    run_all("one chunk", NULL);
-    unsetenv("ATTN_VULKAN_DECODE_GROUPS");
-    /* Chunks merged by 4 invocations per output element (GPUs take
-     * several; 1 on lavapipe). */
-    setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
-    run_all("combine 4", tu_quick ? "stream-q4" : NULL);
-    unsetenv("ATTN_VULKAN_DECODE_COMBINE");
+    if (!rows) {
+        /* Few workgroups: one chunk per (sequence, head) where it fits. */
+        setenv("ATTN_VULKAN_DECODE_GROUPS", "1", 1);
+        run_all(LABEL("one chunk"), NULL);
+        unsetenv("ATTN_VULKAN_DECODE_GROUPS");
+        /* Chunks merged by 4 invocations per output element (GPUs take
+         * several; 1 on lavapipe). */
+        setenv("ATTN_VULKAN_DECODE_COMBINE", "4", 1);
+        run_all(LABEL("combine 4"), ONE("stream-q4"));
+        unsetenv("ATTN_VULKAN_DECODE_COMBINE");
+    }
     /* One query row per workgroup (row blocks), V loads of 3 keys and K
      * loads of 3 pieces together (not dividing the tile or the row), and
      * chunks of one tile. */
@@ -323,11 +338,28 @@ static void per_device(const attn_device_info *info)
     setenv("ATTN_VULKAN_DECODE_VUNROLL", "3", 1);
     setenv("ATTN_VULKAN_DECODE_KUNROLL", "3", 1);
     setenv("ATTN_VULKAN_DECODE_CHUNK", "1", 1);
-    run_all("rows 1 unroll 3", tu_quick ? "q8-everything" : NULL);
+    run_all(LABEL("rows 1 unroll 3"), ONE("q8-everything"));
     unsetenv("ATTN_VULKAN_DECODE_ROWS");
     unsetenv("ATTN_VULKAN_DECODE_VUNROLL");
     unsetenv("ATTN_VULKAN_DECODE_KUNROLL");
     unsetenv("ATTN_VULKAN_DECODE_CHUNK");
+    /* Rows layout: four invocations per K row, several pieces each (a
+     * row of D = 80 in bf16 has 10: the third round for two of them). */
+    if (rows) {
+        setenv("ATTN_VULKAN_DECODE_LANES", "4", 1);
+        run_all(LABEL("lanes 4"), ONE("bf16-window"));
+        unsetenv("ATTN_VULKAN_DECODE_LANES");
+    }
+    unsetenv("ATTN_VULKAN_DECODE_LAYOUT");
+#undef ONE
+#undef LABEL
+}
+
+static void per_device(const attn_device_info *info)
+{
+    printf("device %d: %s (subgroup %d)\n", dev, info->name, info->subgroup_size);
+    per_layout("keys", 1);
+    per_layout("rows", 0);
     test_mismatch();
 }
 

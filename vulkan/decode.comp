@@ -31,7 +31,10 @@
  * this tile's last barrier. One
  * barrier per tile with one subgroup per workgroup, two otherwise. The
  * chunk's unnormalised partial (O, m, l) goes to the scratch buffer; O
- * needs no merge (each invocation owns distinct columns).
+ * needs no merge (each invocation owns distinct columns). That is the keys
+ * layout (ROWS = 0); the rows layout (ROWS = 1, see rows_partials) reads
+ * the K and V rows with several invocations per row instead, in steps 2
+ * and 5, at one more barrier per tile.
  *
  * Mode 1 (its own pipeline, another workgroup size): CS invocations per
  * output element merge the chunks of its row (running maximum), the first
@@ -57,6 +60,9 @@ layout(constant_id = 7) const int VEC = 1;      /* wide loads (rows of whole pie
 layout(constant_id = 8) const int PS = 16;      /* page size */
 layout(constant_id = 9) const int CS = 1;       /* mode 1: invocations per element */
 layout(constant_id = 10) const int VEARLY = 0;  /* V loads issued before the scores */
+layout(constant_id = 11) const int ROWS = 0;    /* layout: 0 keys, 1 rows (below) */
+layout(constant_id = 12) const int LP = 1;      /* rows: invocations per K row (divides WG) */
+layout(constant_id = 13) const int VL = 1;      /* rows: invocations per V row (divides WG) */
 
 layout(local_size_x_id = 0) in;
 
@@ -71,6 +77,24 @@ const int NPK = (D + EP - 1) / EP;
 const int QV = (D + 7) / 8 * 2;
 const int NB = (D + 31) / 32;   /* quantised blocks per K row */
 const int NG = (DV + 4 * WG - 1) / (4 * WG);
+/* Rows layout: KG groups of LP invocations, each group reading KPT keys'
+ * K rows (KI pieces per invocation and row); KS key slots of VL
+ * invocations for P V, each invocation VPI pieces of VW columns of a V row
+ * (16 bytes for f32/f16/bf16, 8 for Q8, Q4's nibbles of 8 bytes). Partial
+ * dot products of a key at stride PST (odd: no bank conflicts when the
+ * keys' owners sum them), by row then lane (a group's lanes store to
+ * consecutive words); the partials' buffer also takes the slots' O at the
+ * end. NA: vec4 accumulators per query row (both layouts). */
+const int KG = WG / LP, KPT = WG / KG, KI = (NPK + LP - 1) / LP, KS = WG / VL;
+const int VW = KDT == DT_F32 ? 4 : 8;
+const int NVP = DV / VW, VPI = (NVP + VL - 1) / VL;
+const int PST = LP * NR + 1;
+const int NPB = ROWS == 0 ? 1 : WG * PST > KS * NR * DV ? WG * PST : KS * NR * DV;
+const int NA = ROWS != 0 ? VPI * (VW / 4) : NG;
+/* Rows: the query pieces of an invocation stay in registers where they
+ * are few (not Q4's 32-element pieces with 8 rows), else are read from
+ * shared memory at each use. */
+const int QREG = ROWS == 0 ? 0 : NR * KI * EP <= 128 ? 1 : 0;
 
 layout(std430, binding = 0) readonly buffer Pool4 { uvec4 w[]; } P4;
 layout(std430, binding = 1) readonly buffer Pool2 { uvec2 w[]; } P2;
@@ -103,6 +127,8 @@ shared float qsum[NR * NB];     /* Q4: their sums over each block of 32 */
 shared float red[WG * NR];      /* tile maxima to combine; at the end the shares of l */
 shared float pb[2 * WG * NR];   /* weights [parity][key][row] */
 shared uvec2 loc[3 * WG];       /* [tile % 3][key]: byte of its V row, of the row's meta */
+shared uvec2 kloc[ROWS != 0 ? 3 * WG : 1];   /* rows: the same of its K row */
+shared float pbuf[NPB];         /* rows: partial dot products [key][row][lane]; slots' O */
 shared float cmb[3 * WG];       /* mode 1 */
 
 ATTN_LOAD_ANY(load_q, Q)
@@ -268,7 +294,7 @@ vec4 v_values(VRaw r)
 
 /* acc[r] += p * V for one key of the tile: its loaded V columns v, its
  * weights pb[pk * NR + r]. */
-void pv_key(inout vec4 acc[NR][NG], VRaw v[NG], int pk)
+void pv_key(inout vec4 acc[NR][NA], VRaw v[NG], int pk)
 {
     vec4 x[NG];
     for (int c = 0; c < NG; c++)
@@ -278,6 +304,164 @@ void pv_key(inout vec4 acc[NR][NG], VRaw v[NG], int pk)
         for (int c = 0; c < NG; c++)
             acc[r][c] += p * x[c];
     }
+}
+
+/* Rows layout (ROWS = 1), the keys layout's steps 2 and 5 otherwise:
+ *   2. group g = tid / LP of the workgroup reads the K rows of keys
+ *      g, g + KG, ... of the tile, invocation `lane` = tid % LP pieces
+ *      lane, lane + LP, ... of each (a group's loads are consecutive pieces
+ *      of one row, not WG rows at once); every load of the tile goes out
+ *      before the first piece is converted. The partial dot products go to
+ *      shared memory (pbuf); after a barrier invocation k sums those of
+ *      key k, its owner for the softmax as in the keys layout.
+ *   5. key slot vs = tid / VL takes keys vs, vs + KS, ...; invocation
+ *      tid % VL of it pieces of VW columns of each V row; the slots' O
+ *      are added once, at the end of the chunk.
+ * Taken where rows are whole 16-byte pieces (VEC); the host keeps the
+ * keys layout otherwise. */
+const int KPS = WG / KS;        /* keys per slot */
+const int NQR = QREG != 0 ? NR * KI * (EP / 4) : 1;
+
+/* Query vec4 c of piece i (of this invocation's) of row r: from the
+ * registers qv where QREG, else from shared memory (piece p). */
+vec4 rows_q(vec4 qv[NQR], int r, int i, int p, int c)
+{
+    if (QREG != 0)
+        return qv[(r * KI + i) * (EP / 4) + c];
+    return qs[r * QV + p * (EP / 4) + c];
+}
+
+/* This invocation's K pieces of the tile's keys (locations kloc[l3]) and
+ * their blocks' (scale, offset). Lanes past the row's pieces (NPK not a
+ * multiple of LP) load its last piece (rows_partials adds nothing). */
+void rows_k_load(int l3, out uvec4 w[KPT][KI], out vec2 dm[KPT][KI])
+{
+    const int tid = int(gl_LocalInvocationID.x), g = tid / LP, lane = tid - g * LP;
+    for (int x = 0; x < KPT; x++) {
+        const uvec2 at = kloc[l3 * WG + g + x * KG];
+        for (int i = 0; i < KI; i++) {
+            const int p = min(lane + i * LP, NPK - 1);
+            w[x][i] = P4.w[(at.x >> 4) + uint(p)];
+            dm[x][i] = piece_meta(at.y, p);
+        }
+    }
+}
+
+/* The partial dot products of the loaded K pieces with this invocation's
+ * query pieces qv, into pbuf. */
+void rows_partials(uvec4 w[KPT][KI], vec2 dm[KPT][KI], vec4 qv[NQR])
+{
+    const int tid = int(gl_LocalInvocationID.x), g = tid / LP, lane = tid - g * LP;
+    for (int x = 0; x < KPT; x++) {
+        float pd[NR];
+        for (int r = 0; r < NR; r++)
+            pd[r] = 0.0;
+        for (int i = 0; i < KI; i++) {
+            const int p = lane + i * LP;
+            if (NPK % LP != 0 && p >= NPK)
+                continue;
+            vec4 v[8];
+            piece_values(w[x][i], v);
+            for (int r = 0; r < NR; r++) {
+                float t = 0.0;
+                for (int c = 0; c < EP / 4; c++)
+                    t += dot(rows_q(qv, r, i, p, c), v[c]);
+                if (KDT == DT_Q8)
+                    pd[r] += dm[x][i].x * t;
+                else if (KDT == DT_Q4)
+                    pd[r] += dm[x][i].x * t + dm[x][i].y * qsum[r * NB + p];
+                else
+                    pd[r] += t;
+            }
+        }
+        const int k = g + x * KG;
+        for (int r = 0; r < NR; r++)
+            pbuf[k * PST + r * LP + lane] = pd[r];
+    }
+}
+
+/* The VW columns c.. of the V row at byte rb (meta at mb), raw: 16 bytes
+ * (f32, f16, bf16), 8 (Q8, its block's scale in dm.x), or Q4's 8 bytes
+ * holding them, shifted to their nibbles, and the block's (d, m). */
+VRaw v_piece(uint rb, uint mb, int c)
+{
+    VRaw r;
+    r.w = uvec4(0u);
+    r.dm = vec2(0.0);
+    if (KDT == DT_F32 || KDT == DT_F16 || KDT == DT_BF16) {
+        r.w = P4.w[(rb >> 4) + uint(c / VW)];
+    } else if (KDT == DT_Q8) {
+        r.w.xy = P2.w[(rb >> 3) + uint(c >> 3)];
+        r.dm.x = half_at(mb + 2u * uint(c >> 5));
+    } else {
+        r.w.xy = P2.w[(rb + 16u * uint(c >> 5) + uint(c & 15)) >> 3] >> ((c & 16) != 0 ? 4u : 0u);
+        r.dm = unpackHalf2x16(P1.w[(mb >> 2) + uint(c >> 5)]);
+    }
+    return r;
+}
+
+/* The values of a v_piece: VW / 4 vec4s. */
+void v_piece_values(VRaw r, out vec4 x[2])
+{
+    x[1] = vec4(0.0);
+    if (KDT == DT_F32) {
+        x[0] = uintBitsToFloat(r.w);
+    } else if (KDT == DT_F16) {
+        x[0] = vec4(unpackHalf2x16(r.w.x), unpackHalf2x16(r.w.y));
+        x[1] = vec4(unpackHalf2x16(r.w.z), unpackHalf2x16(r.w.w));
+    } else if (KDT == DT_BF16) {
+        for (int i = 0; i < 2; i++)
+            x[i] = uintBitsToFloat(uvec4(r.w[2 * i] << 16, r.w[2 * i] & 0xffff0000u,
+                                         r.w[2 * i + 1] << 16, r.w[2 * i + 1] & 0xffff0000u));
+    } else if (KDT == DT_Q8) {
+        for (int i = 0; i < 2; i++)
+            x[i] = r.dm.x * fields(r.w[i] ^ 0x80808080u, 0xffu, 128.0);
+    } else {
+        for (int i = 0; i < 2; i++)
+            x[i] = fields(r.w[i], 15u, 0.0) * r.dm.x + r.dm.y;
+    }
+}
+
+/* This invocation's V pieces of the tile's keys (locations loc[l3]) in
+ * its slot; lanes past the row's pieces load its last one. */
+void rows_v_load(int l3, out VRaw v[KPS][VPI])
+{
+    const int tid = int(gl_LocalInvocationID.x), vs = tid / VL, vl = tid - vs * VL;
+    for (int x = 0; x < KPS; x++) {
+        const uvec2 at = loc[l3 * WG + vs + x * KS];
+        for (int i = 0; i < VPI; i++)
+            v[x][i] = v_piece(at.x, at.y, min(vl + i * VL, NVP - 1) * VW);
+    }
+}
+
+/* acc[r] += p V over the slot's keys of the tile, weights pb[par]. */
+void rows_pv(inout vec4 acc[NR][NA], VRaw v[KPS][VPI], int par)
+{
+    const int tid = int(gl_LocalInvocationID.x), vs = tid / VL, vl = tid - vs * VL;
+    for (int x = 0; x < KPS; x++) {
+        float p[NR];
+        for (int r = 0; r < NR; r++)
+            p[r] = pb[(par * WG + vs + x * KS) * NR + r];
+        for (int i = 0; i < VPI; i++) {
+            if (NVP % VL != 0 && vl + i * VL >= NVP)
+                continue;
+            vec4 y[2];
+            v_piece_values(v[x][i], y);
+            for (int r = 0; r < NR; r++)
+                for (int h = 0; h < VW / 4; h++)
+                    acc[r][i * (VW / 4) + h] += p[r] * y[h];
+        }
+    }
+}
+
+/* The first output column of this invocation's accumulator a (past DV:
+ * not stored). */
+int acc_col(int a)
+{
+    const int tid = int(gl_LocalInvocationID.x);
+    if (ROWS == 0)
+        return 4 * (tid + a * WG);
+    return (tid % VL + (a / (VW / 4)) * VL) * VW + 4 * (a % (VW / 4));
 }
 
 /* Where the task's sequence keeps its keys: the page walk's words, read
@@ -382,12 +566,12 @@ void chunk_task(int g)
      * invocation's share of the sum (the sink logit seeds chunk 0). */
     const bool sinkl = (flags & F_SINKL) != 0 && k0 == 0;
     float m[NR], l[NR];
-    vec4 acc[NR][NG];
+    vec4 acc[NR][NA];
     for (int r = 0; r < NR; r++) {
         m[r] = sinkl ? hf(H_AUX + hq + hk * group + (r0 + r) % group) : NEG_INF;
         l[r] = sinkl && tid == 0 ? 1.0 : 0.0;
-        for (int c = 0; c < NG; c++)
-            acc[r][c] = vec4(0.0);
+        for (int a = 0; a < NA; a++)
+            acc[r][a] = vec4(0.0);
     }
     /* the first tile's V locations (each tile writes the next one's) */
     int j = 0, slot = 0;
@@ -395,6 +579,8 @@ void chunk_task(int g)
     if (k0 < k1) {
         pg = key_page(k0 + tid, j, slot);
         loc[tid] = uvec2(pg + vplane + uint(slot) * vrow, pg + vmeta + uint(slot) * vmr);
+        if (ROWS != 0)
+            kloc[tid] = uvec2(pg + kplane + uint(slot) * krow, pg + kmeta + uint(slot) * kmr);
     }
     barrier();
     if (KDT == DT_Q4) {
@@ -406,31 +592,60 @@ void chunk_task(int g)
         }
         barrier();
     }
+    /* rows: this invocation's query pieces (zeros past the row) */
+    vec4 qv[NQR];
+    if (QREG != 0) {
+        const int lane = tid % LP;
+        for (int r = 0; r < NR; r++)
+            for (int i = 0; i < KI; i++)
+                for (int c = 0; c < EP / 4; c++)
+                    qv[(r * KI + i) * (EP / 4) + c] = lane + i * LP < NPK ?
+                        qs[r * QV + (lane + i * LP) * (EP / 4) + c] : vec4(0.0);
+    }
 
     for (int u0 = k0; u0 < k1; u0 += WG) {
         const int t = (u0 - k0) / WG, par = t & 1, l3 = t % 3;
         /* 1. this invocation's key: its page was read during the previous
          * tile, the next tile's is read now (in flight during this one) and
-         * its V location noted for the next tile (read after this tile's
-         * last barrier; three buffers, as a slow invocation may still read
-         * the previous tile's) */
+         * its V location (rows: and K location) noted for the next tile
+         * (read after this tile's last barrier; three buffers, as a slow
+         * invocation may still read the previous tile's) */
         int nj, nslot;
         const uint npg = key_page(u0 + WG + tid, nj, nslot);
         loc[((t + 1) % 3) * WG + tid] =
             uvec2(npg + vplane + uint(nslot) * vrow, npg + vmeta + uint(nslot) * vmr);
-        /* VEARLY: the tile's V loads go out now, in flight with the K loads */
-        VRaw ve[VEARLY != 0 ? WG : 1][NG];
-        if (VEARLY != 0)
+        if (ROWS != 0)
+            kloc[((t + 1) % 3) * WG + tid] =
+                uvec2(npg + kplane + uint(nslot) * krow, npg + kmeta + uint(nslot) * kmr);
+        /* VEARLY: the tile's V loads go out now, in flight with the K loads
+         * (rows: after them, as they are used first) */
+        VRaw ve[VEARLY == 0 ? 1 : ROWS == 0 ? WG : 1][NG];
+        VRaw vr[KPS][VPI];
+        uvec4 kw[KPT][KI];
+        vec2 kdm[KPT][KI];
+        if (ROWS != 0) {
+            rows_k_load(l3, kw, kdm);
+            if (VEARLY != 0)
+                rows_v_load(l3, vr);
+        } else if (VEARLY != 0)
             for (int k = 0; k < WG; k++) {
                 const uvec2 at = loc[l3 * WG + k];
                 for (int c = 0; c < NG; c++)
                     ve[k][c] = v_load(at.x, at.y, 4 * (tid + c * WG));
             }
-        /* 2. its scores */
+        /* 2. its scores (rows: summed from the partials) */
         float s[NR];
         for (int r = 0; r < NR; r++)
             s[r] = 0.0;
-        qk(pg + kplane + uint(slot) * krow, pg + kmeta + uint(slot) * kmr, s);
+        if (ROWS != 0) {
+            rows_partials(kw, kdm, qv);
+            barrier();
+            for (int i = 0; i < LP; i++)
+                for (int r = 0; r < NR; r++)
+                    s[r] += pbuf[tid * PST + r * LP + i];
+        } else {
+            qk(pg + kplane + uint(slot) * krow, pg + kmeta + uint(slot) * kmr, s);
+        }
         const int jr = j - (L - sq);
         for (int r = 0; r < NR; r++) {
             if ((flags & F_SOFTCAP) != 0)
@@ -465,9 +680,13 @@ void chunk_task(int g)
         barrier();
         /* 5. O = alpha O + P V over the tile's keys */
         for (int r = 0; r < NR; r++)
-            for (int c = 0; c < NG; c++)
-                acc[r][c] *= alpha[r];
-        if (VEARLY != 0) {
+            for (int a = 0; a < NA; a++)
+                acc[r][a] *= alpha[r];
+        if (ROWS != 0) {
+            if (VEARLY == 0)
+                rows_v_load(l3, vr);
+            rows_pv(acc, vr, par);
+        } else if (VEARLY != 0) {
             for (int k = 0; k < WG; k++)
                 pv_key(acc, ve[k], par * WG + k);
         } else {
@@ -487,16 +706,34 @@ void chunk_task(int g)
         slot = nslot;
     }
 
-    /* The partial: O straight from the accumulators, l summed over the
-     * invocations (every one is past the last tile's maxima). */
+    /* The partial: O straight from the accumulators (rows: the key
+     * slots' added through pbuf, whose last readers are past the last
+     * tile's barriers), l summed over the invocations (every one is past
+     * the last tile's maxima). */
     for (int r = 0; r < NR; r++)
         red[tid * NR + r] = l[r];
+    const bool slots = ROWS != 0 && KS > 1;
+    for (int r = 0; r < NR && (slots || r0 + r < NRT); r++)
+        for (int a = 0; a < NA; a++)
+            for (int t = 0; t < 4; t++) {
+                const int col = acc_col(a) + t;
+                if (col >= DV)
+                    continue;
+                if (slots)
+                    pbuf[((tid / VL) * NR + r) * DV + col] = acc[r][a][t];
+                else
+                    PART.w[(task * NRT + r0 + r) * DV + col] = acc[r][a][t];
+            }
     barrier();
-    for (int r = 0; r < NR && r0 + r < NRT; r++)
-        for (int c = 0; c < NG; c++)
-            for (int t = 0; t < 4; t++)
-                if (4 * (tid + c * WG) + t < DV)
-                    PART.w[(task * NRT + r0 + r) * DV + 4 * (tid + c * WG) + t] = acc[r][c][t];
+    if (slots)
+        for (int e = tid; e < NR * DV; e += WG) {
+            if (r0 + e / DV >= NRT)
+                break;
+            float sum = 0.0;
+            for (int v = 0; v < KS; v++)
+                sum += pbuf[v * NR * DV + e];
+            PART.w[(task * NRT + r0) * DV + e] = sum;
+        }
     for (int r = 0; r < NR && r0 + r < NRT; r++) {
         if (r % WG != tid)
             continue;

@@ -68,17 +68,66 @@ typedef struct dec_cfg {
     int cwg, cs;            /* combine: workgroup; invocations per output element */
     int64_t target;         /* chunks a call aims for */
     int subgroup;           /* tile maxima by subgroup arithmetic */
+    int rows_layout;        /* 0 keys, 1 rows (vulkan/decode.comp) */
+    int lp, vl;             /* rows: invocations per K row, per V row */
 } dec_cfg;
 
 /* Shared bytes of the shader (its declarations): the block's query rows
  * (vec4s, rows padded to 8 elements) and their sums per block of 32, the
  * tile maxima / sums, the weights and V locations by tile parity, the
- * combine's three floats. */
-static size_t shared_bytes(const dec_cfg *c, int64_t d)
+ * combine's three floats; rows layout: the K locations, the partial dot
+ * products (or the key slots' O). */
+static size_t shared_bytes(const dec_cfg *c, int64_t d, int64_t dv)
 {
     const size_t qv = (size_t)(d + 7) / 8 * 2, wg = (size_t)c->wg, nr = (size_t)c->nr;
+    size_t layout = 12;
+    if (c->rows_layout) {
+        const size_t partials = wg * ((size_t)c->lp * nr + 1);
+        const size_t slots = wg / (size_t)c->vl * nr * (size_t)dv;
+        layout = 24 * wg + 4 * (partials > slots ? partials : slots);
+    }
     return 16 * nr * qv + 4 * nr * (size_t)((d + 31) / 32) + 4 * wg * nr + 8 * wg * nr +
-           24 * wg + 12 * wg;
+           24 * wg + 12 * wg + layout;
+}
+
+#define ROWS_REGS 160        /* rows layout: floats per invocation for its query rows */
+
+/* Elements of a 16-byte K piece (Q4: one block), columns of a V piece in
+ * the rows layout (vulkan/decode.comp's EP and VW). */
+static int k_piece_elems(attn_dtype dt)
+{
+    return dt == ATTN_F32 ? 4 : dt == ATTN_Q8 ? 16 : dt == ATTN_Q4 ? 32 : 8;
+}
+
+static int v_piece_cols(attn_dtype dt) { return dt == ATTN_F32 ? 4 : 8; }
+
+/* The largest power of two dividing wg, at most the power of two covering
+ * n (the invocations sharing a row of n pieces). */
+static int lanes_per_row(int wg, int64_t n)
+{
+    int lanes = 1;
+    while (lanes < n && wg % (2 * lanes) == 0)
+        lanes *= 2;
+    return lanes;
+}
+
+/* The layout (ATTN_VULKAN_DECODE_LAYOUT=keys|rows, default keys) and the
+ * rows layout's shape: a K row's 16-byte pieces one per invocation
+ * (ATTN_VULKAN_DECODE_LANES=n: n invocations per K row, several pieces
+ * each), a V row's pieces of 8 columns (f32: 4) one per invocation, as far
+ * as the workgroup divides. The rows layout reads whole pieces only: off
+ * the wide-load path (vec) the keys layout runs. */
+static void choose_layout(const attn_decode_problem *p, dec_cfg *c)
+{
+    const char *env = getenv("ATTN_VULKAN_DECODE_LAYOUT");
+    const attn_dtype dt = p->cache->dtype;
+    c->rows_layout = c->vec && env && strcmp(env, "rows") == 0;
+    c->lp = c->vl = 1;
+    if (!c->rows_layout)
+        return;
+    const int ep = k_piece_elems(dt), lanes = env_int("ATTN_VULKAN_DECODE_LANES", 1, 1024);
+    c->lp = lanes_per_row(c->wg, lanes ? lanes : (p->d + ep - 1) / ep);
+    c->vl = lanes_per_row(c->wg, p->dv / v_piece_cols(dt));
 }
 
 /* Invocations (keys per tile): the subgroup size where the device reports
@@ -130,12 +179,24 @@ static int choose_cfg(const attn_vk_device *d, const attn_decode_problem *p, dec
     c->vec = dt == ATTN_Q8 || dt == ATTN_Q4 ||
              (p->d % 8 == 0 && p->dv % 8 == 0 && (dt == ATTN_F32 || dt == ATTN_F16 ||
                                                   dt == ATTN_BF16));
-    while (c->nr > 1 && shared_bytes(c, p->d) > d->limits.maxComputeSharedMemorySize)
+    choose_layout(p, c);
+    if (c->rows_layout && !rows) {
+        /* registers per query row: its query pieces, the invocation's O
+         * columns and LP; up to ROWS_REGS for the rows together (as
+         * src/opencl/decode.c's ROW_REGS: f16, D = 128: 5 rows) */
+        const int vw = v_piece_cols(dt), nvp = (int)(p->dv / vw), ep = k_piece_elems(dt);
+        const int npk = (int)((p->d + ep - 1) / ep);
+        const int per_row = (npk + c->lp - 1) / c->lp * ep + (nvp + c->vl - 1) / c->vl * vw + c->lp;
+        c->nr = ROWS_REGS / per_row < 1 ? 1 : ROWS_REGS / per_row > 8 ? 8 : ROWS_REGS / per_row;
+        if (c->nr > c->nrt)
+            c->nr = c->nrt;
+    }
+    while (c->nr > 1 && shared_bytes(c, p->d, p->dv) > d->limits.maxComputeSharedMemorySize)
         c->nr--;
     /* the blocks evened out: 12 rows by at most 8 are 2 blocks of 6 */
     c->nrb = (c->nrt + c->nr - 1) / c->nr;
     c->nr = (c->nrt + c->nrb - 1) / c->nrb;
-    return shared_bytes(c, p->d) <= d->limits.maxComputeSharedMemorySize;
+    return shared_bytes(c, p->d, p->dv) <= d->limits.maxComputeSharedMemorySize;
 }
 
 /* The combine pass runs in its own pipeline (the same shader, mode 1) of
@@ -481,21 +542,24 @@ attn_status attn_vk_decode(attn_device *dev, const attn_decode_problem *p)
     attn_vk_prof_host(&prof, "table");
     cfg.cwg = combine_wg(d);
     cfg.cs = combine_split(dev, cfg.cwg, t.max_nch);
-    const int32_t spec[11] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
-                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1, cfg.vearly };
+    const int32_t spec[14] = { cfg.wg, cfg.nr, cfg.vi, cfg.kb, (int32_t)p->d, (int32_t)p->dv,
+                               (int32_t)c->dtype, cfg.vec, (int32_t)c->ps, 1, cfg.vearly,
+                               cfg.rows_layout, cfg.lp, cfg.vl };
     /* The combine's pipeline: mode 0's constants at fixed small values (its
      * code is not run), one pipeline for every cache. */
-    const int32_t cspec[11] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs, 0 };
+    const int32_t cspec[14] = { cfg.cwg, 1, 1, 1, 8, (int32_t)p->dv, ATTN_F32, 0, 1, cfg.cs, 0,
+                                0, 1, 1 };
     VkPipeline pipe[2];
     if (s == ATTN_OK)
         s = attn_vk_pipeline_get(d, cfg.subgroup ? ATTN_VK_SHADER_DECODE_SUBGROUP :
-                                 ATTN_VK_SHADER_DECODE, spec, 11, &pipe[0]);
+                                 ATTN_VK_SHADER_DECODE, spec, 14, &pipe[0]);
     if (s == ATTN_OK)
-        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_DECODE, cspec, 11, &pipe[1]);
+        s = attn_vk_pipeline_get(d, ATTN_VK_SHADER_DECODE, cspec, 14, &pipe[1]);
     attn_vk_prof_host(&prof, "pipeline");
     if (prof.on)
-        snprintf(prof.note, sizeof prof.note, "wg %d rows %d blocks %d unroll v%d%s k%d "
-                 "groups %lld chunk %lld combine %dx%d max %s table %s", cfg.wg, cfg.nr, cfg.nrb,
+        snprintf(prof.note, sizeof prof.note, "layout %s wg %d rows %d blocks %d unroll v%d%s k%d "
+                 "groups %lld chunk %lld combine %dx%d max %s table %s",
+                 cfg.rows_layout ? "rows" : "keys", cfg.wg, cfg.nr, cfg.nrb,
                  cfg.vi, cfg.vearly ? " early" : "", cfg.kb, (long long)(t.ntasks * cfg.nrb), (long long)t.chunk, cfg.cs, cfg.cwg,
                  cfg.subgroup ? "subgroup" : "shared",
                  d->direct ? "mapped" : table_names[table_mode(d, t.n * sizeof(int32_t))]);
