@@ -111,22 +111,28 @@ static int lanes_per_row(int wg, int64_t n)
     return lanes;
 }
 
-/* The layout (ATTN_VULKAN_DECODE_LAYOUT=keys|rows, default keys) and the
- * rows layout's shape: a K row's 16-byte pieces one per invocation
- * (ATTN_VULKAN_DECODE_LANES=n: n invocations per K row, several pieces
- * each), a V row's pieces of 8 columns (f32: 4) one per invocation, as far
- * as the workgroup divides. The rows layout reads whole pieces only: off
- * the wide-load path (vec) the keys layout runs. */
+/* The layout (ATTN_VULKAN_DECODE_LAYOUT=keys|rows, default rows) and the
+ * rows layout's shape: a K row's 16-byte pieces over up to 8 invocations
+ * (ATTN_VULKAN_DECODE_LANES=n: n invocations per K row), a V row's pieces
+ * of 8 columns (f32: 4) one per invocation, as far as the workgroup
+ * divides. The rows layout reads whole pieces only: off the wide-load path
+ * (vec) the keys layout runs. Measured on an NVIDIA H200 (f16 cache,
+ * Hq=32, Hkv=8, D=128, B=1; L = 32K / 128K): rows with 8 invocations per K
+ * row (two pieces each) 0.095 / 0.207 ms, with 16 (one piece each) 0.118 /
+ * 0.330, with 4 0.107 / 0.276; keys 0.097-0.104 / 0.269-0.288. Q8 and Q4
+ * caches (8 and 4 pieces a row) took 0.096 / 0.268 and 0.111 / 0.337 ms
+ * with rows against about three times that with keys. */
 static void choose_layout(const attn_decode_problem *p, dec_cfg *c)
 {
     const char *env = getenv("ATTN_VULKAN_DECODE_LAYOUT");
     const attn_dtype dt = p->cache->dtype;
-    c->rows_layout = c->vec && env && strcmp(env, "rows") == 0;
+    c->rows_layout = c->vec && !(env && strcmp(env, "keys") == 0);
     c->lp = c->vl = 1;
     if (!c->rows_layout)
         return;
     const int ep = k_piece_elems(dt), lanes = env_int("ATTN_VULKAN_DECODE_LANES", 1, 1024);
-    c->lp = lanes_per_row(c->wg, lanes ? lanes : (p->d + ep - 1) / ep);
+    const int64_t pieces = (p->d + ep - 1) / ep;
+    c->lp = lanes_per_row(c->wg, lanes ? lanes : pieces < 8 ? pieces : 8);
     c->vl = lanes_per_row(c->wg, p->dv / v_piece_cols(dt));
 }
 
