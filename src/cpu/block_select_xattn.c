@@ -24,7 +24,7 @@
 #include <string.h>
 #include "config.h"
 #include "block_select.h"
-#include "softmax_fresh.h"
+#include "softmax_tile.h"
 #include "half.h"
 #include "../error.h"
 

@@ -20,6 +20,7 @@
 #include "cpu_backend.h"
 #include "decode_kernels.h"
 #include "half.h"
+#include "softmax_tile.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -165,45 +166,13 @@ static void run_range(const dec_plan *pl, const dec_seq *ds, int64_t b, int64_t 
                             row[e] = -INFINITY;
             }
         }
-        if (softmax && pl->ks->softmax_rows) {
-            /* the kernel set's vectorised online-softmax update */
-            pl->ks->softmax_rows(st, pl->lds, nr, nk, m, l, alpha);
+        if (softmax) {
+            attn_cpu_softmax_online(pl->ks, st, pl->lds, nr, nk, m, l, alpha);
             for (int r = 0; r < nr; r++)
                 if (alpha[r] != 1.0f)
                     rescale(ot + r * pl->ldo, p->dv, alpha[r]);
-        } else for (int r = 0; r < nr; r++) {
-            float *row = st + r * pl->lds;
-            if (softmax) {
-                float mt = -INFINITY;
-                for (int e = 0; e < nk; e++)
-                    mt = row[e] > mt ? row[e] : mt;
-                const float mn = mt > m[r] ? mt : m[r];
-                if (mn == -INFINITY) {
-                    memset(row, 0, (size_t)nk * sizeof *row);
-                    alpha[r] = 1.0f;
-                    continue;
-                }
-                alpha[r] = mn == m[r] ? 1.0f : expf(m[r] - mn);
-                m[r] = mn;
-                for (int e = 0; e < nk; e++)
-                    row[e] -= mn;
-                pl->ks->vexp(row, nk);
-                float sum = 0.0f;
-                for (int e = 0; e < nk; e++)
-                    sum += row[e];
-                l[r] = l[r] * alpha[r] + sum;
-                if (alpha[r] != 1.0f)
-                    rescale(ot + r * pl->ldo, p->dv, alpha[r]);
-            } else {
-                /* sigmoid(x) as e/(1+e) or 1/(1+e) with e = exp(-|x|): no overflow */
-                for (int e = 0; e < nk; e++) {
-                    xrow[e] = row[e] + p->sigmoid_bias;
-                    row[e] = -fabsf(xrow[e]);
-                }
-                pl->ks->vexp(row, nk);
-                for (int e = 0; e < nk; e++)
-                    row[e] = (xrow[e] >= 0.0f ? 1.0f : row[e]) / (1.0f + row[e]);
-            }
+        } else {
+            attn_cpu_sigmoid_rows(pl->ks, st, pl->lds, nr, nk, p->sigmoid_bias, alpha, xrow);
         }
         pl->dk->pv(st, pl->lds, nr, &vr, c->dtype, nk, p->dv, ot, pl->ldo);
         j += n;

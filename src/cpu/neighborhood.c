@@ -45,7 +45,7 @@
 #include "cpu_backend.h"
 #include "half.h"
 #include "neighborhood.h"
-#include "softmax_fresh.h"
+#include "softmax_tile.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP

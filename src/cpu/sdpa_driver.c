@@ -57,6 +57,7 @@
 #include "config.h"
 #include "cpu_backend.h"
 #include "half.h"
+#include "softmax_tile.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -343,55 +344,6 @@ static void transform_scores(const attn_sdpa_problem *p, const attn_cpu_kernels 
     }
 }
 
-/* Online-softmax update of one tile (the portable version of the kernel
- * set's optional softmax_rows hook): turns scores into probabilities in
- * place and produces the rescale factor alpha for the accumulator. */
-static void softmax_update(const attn_cpu_kernels *ks, float *s, int64_t lds, int nq, int nk,
-                           float *m, float *l, float *alpha)
-{
-    for (int r = 0; r < nq; r++) {
-        float *row = s + r * lds;
-        float mt = -INFINITY;
-        for (int c = 0; c < nk; c++)
-            mt = row[c] > mt ? row[c] : mt;
-        const float mn = mt > m[r] ? mt : m[r];
-        if (mn == -INFINITY) {          /* nothing visible yet: keep zeros */
-            alpha[r] = 1.0f;
-            memset(row, 0, (size_t)nk * sizeof *row);
-            continue;
-        }
-        alpha[r] = expf(m[r] - mn);     /* m = -inf gives 0 */
-        m[r] = mn;
-        for (int c = 0; c < nk; c++)
-            row[c] -= mn;
-        ks->vexp(row, nk);
-        float sum = 0.0f;
-        for (int c = 0; c < nk; c++)
-            sum += row[c];
-        l[r] = l[r] * alpha[r] + sum;
-    }
-}
-
-/* Sigmoid scores: P = sigmoid(S + bias) for visible entries, no normaliser.
- * Evaluated as e = exp(-|x|), then 1/(1+e) or e/(1+e) by the sign of x, so
- * nothing overflows; hidden entries (-inf) give e = 0 and P = 0. `x` is a
- * scratch row of at least nk floats. */
-static void sigmoid_update(const attn_cpu_kernels *ks, float *s, int64_t lds, int nq, int nk,
-                           float bias, float *alpha, float *x)
-{
-    for (int r = 0; r < nq; r++) {
-        float *row = s + r * lds;
-        alpha[r] = 1.0f;
-        for (int c = 0; c < nk; c++) {
-            x[c] = row[c] + bias;
-            row[c] = -fabsf(x[c]);
-        }
-        ks->vexp(row, nk);
-        for (int c = 0; c < nk; c++)
-            row[c] = (x[c] >= 0.0f ? 1.0f : row[c]) / (1.0f + row[c]);
-    }
-}
-
 /* Packs key tile `tile` of group gi into the panel in its slot. */
 static void pack_tile(const sdpa_plan *pl, int64_t gi, int64_t tile)
 {
@@ -527,12 +479,11 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
             if (!full || bmode == 2 || p->has_mask || p->softcap > 0.0f || p->alibi_slopes)
                 transform_scores(p, ks, &g, h, i0 + r0, ns, j0, nks, sr, pl->lds, !full,
                                  bmode == 2, xrow);
-            if (softmax && ks->softmax_rows)
-                ks->softmax_rows(sr, pl->lds, ns, nks, m + r0, l + r0, alpha + r0);
-            else if (softmax)
-                softmax_update(ks, sr, pl->lds, ns, nks, m + r0, l + r0, alpha + r0);
+            if (softmax)
+                attn_cpu_softmax_online(ks, sr, pl->lds, ns, nks, m + r0, l + r0, alpha + r0);
             else
-                sigmoid_update(ks, sr, pl->lds, ns, nks, p->sigmoid_bias, alpha + r0, xrow);
+                attn_cpu_sigmoid_rows(ks, sr, pl->lds, ns, nks, p->sigmoid_bias, alpha + r0,
+                                      xrow);
             ks->pv(sr, pl->lds, ns, vt, nks, p->dv, alpha + r0, ot + r0 * pl->ldo, pl->ldo);
         }
     }
