@@ -253,6 +253,13 @@
     (SDT == SDT_Q4 ? vload_half(2 * ((e0) / 32) + 1, (__global const half *)(meta)) : 0.0f)
 #define KRT RAWT(KCW)
 #define VRT RAWT(VCW)
+/* Piece (x, i)'s block scale or minimum from the array a loaded with it
+ * (Q8/Q4); unquantised pieces have neither (CONV ignores them). */
+#if QUANT
+#define PIECE_META(a, x, i) (a)[x][i]
+#else
+#define PIECE_META(a, x, i) 0.0f
+#endif
 
 #if SDT == SDT_F16 && F16CVT == 0
 DEFINE_F16_BITS_(KCW)
@@ -487,11 +494,8 @@ void attn_decode_chunk(__global const uchar *pool,
             for (int i = 0; i < KI; i++) {
                 const int c = lane + i * LP;
                 if (NKC % LP == 0 || c < NKC) {
-#if QUANT
-                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, ksc[x][i], kmn[x][i]);
-#else
-                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, 0.0f, 0.0f);
-#endif
+                    const KFT kv = CONV(KCW, kr[x][i], c * KCW, PIECE_META(ksc, x, i),
+                                        PIECE_META(kmn, x, i));
                     UNROLL
                     for (int r = 0; r < RB; r++)
                         pd[r] += KDOT(qv[r][i], kv);
@@ -588,11 +592,8 @@ void attn_decode_chunk(__global const uchar *pool,
             for (int i = 0; i < VI; i++) {
                 const int c = vl + i * VL;
                 if (NVC % VL == 0 || c < NVC) {
-#if QUANT
-                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, vsc[x][i], vmn[x][i]);
-#else
-                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, 0.0f, 0.0f);
-#endif
+                    const VFT vv = CONV(VCW, vr[x][i], c * VCW, PIECE_META(vsc, x, i),
+                                        PIECE_META(vmn, x, i));
                     UNROLL
                     for (int r = 0; r < RB; r++)
                         acc[r][i] += pk[r] * vv;
