@@ -161,6 +161,49 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             A[i * lc + j] = 0.0f;
 }
 
+/* Per-channel gates, non-delta kinds, a chunk whose every channel decays by
+ * less than e^-GUARD from its start to its last row (G_last >= -GUARD): the
+ * whole chunk shares one reference, its last row. With running products of
+ * the token gates (gate_scan; every factor <= 1)
+ *   Qhat_i = q_i exp(G_i)            (for Qhat S0, into Q)
+ *   Ktil_j = k_j exp(G_last - G_j)   (for the state update, into X)
+ * and A_ij = sum_c Qhat_ic exp(-G_last,c) Ktil_jc: one GEMM per row block
+ * against all the keys before it, instead of a scaled copy of the rows per
+ * block pair. The row factor exp(-G_last) <= e^GUARD keeps every product
+ * finite (each is q k exp(G_i - G_j), <= q k below the diagonal); the entries
+ * above the diagonal, where the ratio exceeds 1, are overwritten with zeros. */
+static int one_reference_fits(const chunk_ctx *c, int n)
+{
+    const float *glast = c->G + (n - 1) * c->lk;
+    int ok = 1;
+    for (int64_t cc = 0; cc < c->dk; cc++)
+        ok &= glast[cc] >= -GUARD;                /* NaN fails too */
+    return ok;
+}
+
+static void gram_one_reference(chunk_ctx *c, int n)
+{
+    const attn_linear_kernels *ks = c->ks;
+    const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
+    float *E = c->E;
+    ks->gate_scan(c->Q, c->Q, c->AG, lk, n, dk, 0);
+    ks->gate_scan(c->X, c->K, c->AG, lk, n, dk, 1);
+    ks->transpose(c->KT, lc, c->X, lk, n, (int)dk);
+    for (int64_t cc = 0; cc < dk; cc++)
+        E[cc] = -c->G[(n - 1) * lk + cc];
+    ks->vexp(E, dk);
+    for (int i = 0; i < n; i++)
+        ks->vmul(c->XH + i * lk, c->Q + i * lk, E, dk);
+    for (int r0 = 0; r0 < n; r0 += SB) {
+        const int rn = n - r0 < SB ? n - r0 : SB;
+        ks->gemm(rn, r0 + rn, (int)dk, c->XH + r0 * lk, lk, 1, c->KT, lc, c->A + r0 * lc, lc, 0);
+        prefetch_more(c, 4);
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            c->A[i * lc + j] = 0.0f;
+}
+
 /* Per-channel gates, after gram(): dst_i = x_i exp(G_i) from its row side
  * xh_i = x_i exp(G_i - Gref_I) as xh_i exp(Gref_I), both factors <= 1. */
 static void hat_from_rowside(const chunk_ctx *c, float *dst, int n)
@@ -286,7 +329,12 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
          * unless normalize, which has no gate). */
         c.c0 = c0;
         c.pf_done = 0;
-        if (out) {
+        const int one_ref = out && !delta && c.mode == 2 && one_reference_fits(&c, n);
+        if (one_ref) {
+            prefetch_more(&c, 8);
+            gram_one_reference(&c, n);
+            prefetch_more(&c, 8);
+        } else if (out) {
             prefetch_more(&c, 8);
             gram(&c, c.Q, c.K, n, 0, c.A, 0);
             prefetch_more(&c, 8);
@@ -294,6 +342,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 hat_from_rowside(&c, c.Q, n);
             else if (c.mode)
                 scale_rows(&c, c.Q, c.Q, n, 0);
+        }
+        if (out) {
             ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
             prefetch_more(&c, 8);
         }
@@ -375,7 +425,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
             for (int64_t cc = 0; cc < dk; cc++)
                 ks->scal(S + cc * lds, c.mode == 2 ? E[cc] : E[0], dv);
-            if (c.mode == 2 && out)
+            if (one_ref)
+                ;                               /* X holds Ktil already */
+            else if (c.mode == 2 && out)
                 ktil_from_keys(&c, n);
             else
                 scale_rows(&c, c.X, c.K, n, 1);
