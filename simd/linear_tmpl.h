@@ -37,7 +37,7 @@ static inline void LNAME(store1)(float *c, float r, int acc)
  * the accumulators stay in registers (LMR x 2 + 3 vector registers). */
 static inline __attribute__((always_inline)) void
 LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64_t csa,
-            const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+            const float *B, int64_t ldb, float *C, int64_t ldc, int acc, attn_linear_pf *pf)
 {
     LVEC c[LMR][2];
 #pragma GCC unroll 16
@@ -47,6 +47,8 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
             c[r][v] = LZERO();
     for (int p = 0; p < k; p++, A += csa, B += ldb) {
         LVEC b[2];
+        if (pf && p % ATTN_LINEAR_PF_STEPS == 0)
+            attn_linear_pf_issue(pf, 1);
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++)
             b[v] = LLOAD(B + v * LV);
@@ -71,15 +73,16 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
  * one tile of the leftover rows. */
 static inline __attribute__((always_inline)) void
 LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int64_t csa,
-                    const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+                    const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
+                    attn_linear_pf *pf)
 {
     int i = 0;
     for (; i + LMR <= m; i += LMR)
-        LNAME(tile)(LMR, NV, k, A + i * rsa, rsa, csa, B, ldb, C + i * ldc, ldc, acc);
+        LNAME(tile)(LMR, NV, k, A + i * rsa, rsa, csa, B, ldb, C + i * ldc, ldc, acc, pf);
     A += i * rsa;
     C += i * ldc;
     switch (m - i) {
-#define LEFT(r) case r: LNAME(tile)(r, NV, k, A, rsa, csa, B, ldb, C, ldc, acc); break;
+#define LEFT(r) case r: LNAME(tile)(r, NV, k, A, rsa, csa, B, ldb, C, ldc, acc, pf); break;
     LEFT(1) LEFT(2) LEFT(3) LEFT(4) LEFT(5)
 #if LMR > 6
     LEFT(6) LEFT(7)
@@ -93,14 +96,15 @@ LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int
  * every row tile of C passes over it), then one vector, then the columns
  * past the last full vector in scalar code. */
 static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
-                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
+                        attn_linear_pf *pf)
 {
     const int nv = n / LV * LV;
     int j = 0;
     for (; j + 2 * LV <= nv; j += 2 * LV)
-        LNAME(column_block)(2, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
+        LNAME(column_block)(2, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, pf);
     if (j < nv)
-        LNAME(column_block)(1, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc);
+        LNAME(column_block)(1, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, pf);
     for (int jj = nv; jj < n; jj++)
         for (int i = 0; i < m; i++) {
             float s = 0.0f;

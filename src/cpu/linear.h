@@ -9,14 +9,52 @@
 #include "../backend.h"
 #include "scratch.h"
 
+/* The input rows of the work that follows (and its output rows, for
+ * writing), fetched a line at a time from inside the GEMMs' k loops: one
+ * line every few multiply-add steps keeps a handful of line fill buffers
+ * busy with memory, where bursts of whole rows filled all of them and
+ * stalled the GEMMs' own L2 reads behind the DRAM latency. */
+enum { ATTN_LINEAR_PF_VIEWS = 6 };
+typedef struct attn_linear_pf {
+    const char *base[ATTN_LINEAR_PF_VIEWS];
+    int64_t stride[ATTN_LINEAR_PF_VIEWS], bytes[ATTN_LINEAR_PF_VIEWS];
+    int     hint[ATTN_LINEAR_PF_VIEWS];     /* 0: to L1, 1: to L2 only, 2: for writing */
+    int     nviews, view;                   /* views in the work, the one in progress */
+    int64_t rows, row, off;                 /* rows per view; the next line */
+} attn_linear_pf;
+
+/* Issues the next `lines` prefetches of *pf (none once it is done). */
+static inline void attn_linear_pf_issue(attn_linear_pf *pf, int lines)
+{
+    for (; lines > 0 && pf->view < pf->nviews; lines--) {
+        const char *a = pf->base[pf->view] + pf->row * pf->stride[pf->view] + pf->off;
+        switch (pf->hint[pf->view]) {
+        case 0: __builtin_prefetch(a); break;
+        case 1: __builtin_prefetch(a, 0, 1); break;
+        default: __builtin_prefetch(a, 1); break;
+        }
+        pf->off += 64;
+        if (pf->off >= pf->bytes[pf->view]) {
+            pf->off = 0;
+            if (++pf->row == pf->rows) {
+                pf->row = 0;
+                pf->view++;
+            }
+        }
+    }
+}
+
 typedef struct attn_linear_kernels {
     const char *name;
     /* C[i*ldc + j] (=, += or -= by acc = 0, 1, -1)
      *     sum_{p<k} A[i*rsa + p*csa] * B[p*ldb + j]     for i < m, j < n.
      * (rsa, csa) = (lda, 1) is A row-major, (1, lda) is A transposed.
-     * k = 0 with acc = 0 zeroes C. B and C rows need not be aligned. */
+     * k = 0 with acc = 0 zeroes C. B and C rows need not be aligned.
+     * pf (or NULL): one line of it is prefetched every ATTN_LINEAR_PF_STEPS
+     * steps of k in each register tile. */
     void (*gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
-                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc);
+                 const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
+                 attn_linear_pf *pf);
     /* y = exp(y) in place; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
     /* Recurrent row update: s = a*s + b*u; o += c*s (n floats each). */
@@ -52,6 +90,11 @@ const attn_linear_kernels *attn_linear_kernels_avx2(void);
 const attn_linear_kernels *attn_linear_kernels_avx512(void);
 const attn_linear_kernels *attn_linear_kernels_neon(void);
 
+/* Multiply-add steps per prefetched line in the GEMMs: a chunk of 64 tokens
+ * at Dk = Dv = 128 runs about 11K steps of register tiles (AVX-512) against
+ * 2K lines of the next chunk's inputs. */
+#define ATTN_LINEAR_PF_STEPS 4
+
 /* AUTO picks the recurrent form for sequences this short. */
 #define ATTN_LINEAR_RECURRENT_MAX_LEN 16
 
@@ -85,9 +128,10 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
 int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
-/* Prefetches the rows of head h, tokens [i0, i0 + n) of every input, and of
- * the output for writing (clipped to the task). */
-void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n);
+/* *pf = the rows of head h, tokens [i0, i0 + n) of every input, and of the
+ * output for writing (clipped to the task), none issued yet. */
+void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t h, int64_t i0,
+                         int64_t n);
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);
 void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
 /* Rows [i0, i0 + n) of the output from o (ld lo): streamed past the caches

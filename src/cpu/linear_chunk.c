@@ -26,6 +26,7 @@
  * only when every channel decays by less than e^-60 across the block (no
  * overflow); otherwise the diagonal block is computed entry by entry from
  * exp(G_i - G_j). Qhat and Khat come from the same xh_i times exp(Gref_I). */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include "linear.h"
@@ -38,7 +39,7 @@ typedef struct chunk_ctx {
     const attn_linear_kernels *ks;
     int64_t dk, dv, lk, lv, lc;
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
-    int64_t c0, pf_done;     /* chunk start; rows of the next work prefetched */
+    attn_linear_pf pf;       /* the rows of the next work (t->pf_h, t->pf_dc) */
     /* G: cumulative log-gates from the chunk start; AG (per channel only):
      * each token's own gate exp(g) */
     float *Q, *K, *U, *G, *AG, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
@@ -61,20 +62,6 @@ static float *carve(float **cur, int64_t n)
     return r;
 }
 
-/* Each token row of a head is its own run of cache lines, far from the next
- * token's: the rows of the work that follows (t->pf_h, t->pf_dc) are fetched
- * a few at a time between the products of this chunk (pf_done rows so far),
- * so the requests spread over the compute instead of queueing behind each
- * other for the line fill buffers. */
-static void prefetch_more(chunk_ctx *c, int64_t rows)
-{
-    const attn_linear_task *t = c->t;
-    if (rows > t->p->chunk - c->pf_done)
-        rows = t->p->chunk - c->pf_done;
-    attn_linear_prefetch(t, t->pf_h, c->c0 + t->pf_dc + c->pf_done, rows);
-    c->pf_done += rows;
-}
-
 /* A (n x n, ld lc) = gated Gram of rows X, Y, lower triangle (strict or
  * inclusive), zeros above. keys_ready: KT (and, per channel, the kt rows in
  * c->X) already hold these keys Y from the previous call (the delta kinds'
@@ -90,7 +77,8 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             ks->transpose(KT, lc, Y, lk, n, (int)dk);
         for (int r0 = 0; r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
-            ks->gemm(rn, r0 + rn, (int)dk, X + r0 * lk, lk, 1, KT, lc, A + r0 * lc, lc, 0);
+            ks->gemm(rn, r0 + rn, (int)dk, X + r0 * lk, lk, 1, KT, lc, A + r0 * lc, lc, 0,
+                     &c->pf);
         }
         if (c->mode == 1)
             for (int i = 0; i < n; i++) {
@@ -151,9 +139,9 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
                         ks->vmul(c->QT + i * lk, qt + i * lk, E, dk);
                     qt = c->QT;
                 }
-                ks->gemm(rn, jb, (int)dk, qt, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0);
+                ks->gemm(rn, jb, (int)dk, qt, lk, 1, KT + j0, lc, A + i0 * lc + j0, lc, 0,
+                         &c->pf);
             }
-            prefetch_more(c, 4);
         }
     }
     for (int i = 0; i < n; i++)
@@ -196,8 +184,8 @@ static void gram_one_reference(chunk_ctx *c, int n)
         ks->vmul(c->XH + i * lk, c->Q + i * lk, E, dk);
     for (int r0 = 0; r0 < n; r0 += SB) {
         const int rn = n - r0 < SB ? n - r0 : SB;
-        ks->gemm(rn, r0 + rn, (int)dk, c->XH + r0 * lk, lk, 1, c->KT, lc, c->A + r0 * lc, lc, 0);
-        prefetch_more(c, 4);
+        ks->gemm(rn, r0 + rn, (int)dk, c->XH + r0 * lk, lk, 1, c->KT, lc, c->A + r0 * lc, lc, 0,
+                 &c->pf);
     }
     for (int i = 0; i < n; i++)
         for (int j = i + 1; j < n; j++)
@@ -327,25 +315,19 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
-        c.c0 = c0;
-        c.pf_done = 0;
+        attn_linear_pf_init(&c.pf, t, t->pf_h, c0 + t->pf_dc, C);
         const int one_ref = out && !delta && c.mode == 2 && one_reference_fits(&c, n);
         if (one_ref) {
-            prefetch_more(&c, 8);
             gram_one_reference(&c, n);
-            prefetch_more(&c, 8);
         } else if (out) {
-            prefetch_more(&c, 8);
             gram(&c, c.Q, c.K, n, 0, c.A, 0);
-            prefetch_more(&c, 8);
             if (c.mode == 2)
                 hat_from_rowside(&c, c.Q, n);
             else if (c.mode)
                 scale_rows(&c, c.Q, c.Q, n, 0);
         }
         if (out) {
-            ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0);
-            prefetch_more(&c, 8);
+            ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0, &c.pf);
         }
 
         if (delta) {
@@ -359,7 +341,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 scale_rows(&c, c.X, c.K, n, 0);
                 Kh = c.X;
             }
-            ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1);
+            ks->gemm(n, (int)dv, (int)dk, Kh, lk, 1, S, lds, c.U, lv, -1, &c.pf);
             for (int j = 0; j < n; j++) {
                 const float b = c.beta[j];
                 ks->scal(c.U + j * lv, b, dv);
@@ -371,7 +353,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             for (int j0 = 0; j0 < n; j0 += SB) {
                 const int jb = n - j0 < SB ? n - j0 : SB;
                 if (j0)
-                    ks->gemm(jb, (int)dv, j0, c.L + j0 * lc, lc, 1, c.U, lv, c.U + j0 * lv, lv, -1);
+                    ks->gemm(jb, (int)dv, j0, c.L + j0 * lc, lc, 1, c.U, lv, c.U + j0 * lv, lv, -1,
+                             &c.pf);
                 for (int j = j0 + 1; j < j0 + jb; j++) {
                     float *u = c.U + j * lv;
                     const float *l = c.L + j * lc;
@@ -385,8 +368,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         /* O += A U, lower triangle only. */
         for (int r0 = 0; out && r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
-            ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1);
-            prefetch_more(&c, 4);
+            ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1,
+                     &c.pf);
         }
 
         if (p->normalize && out) {
@@ -408,7 +391,6 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
-        prefetch_more(&c, 8);
         /* State: S = diag(exp(G_last)) S + Ktil^T U. */
         const float *Kt = c.K;
         if (c.mode) {
@@ -433,9 +415,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
-        ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1);
-        prefetch_more(&c, p->chunk);
+        ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1, &c.pf);
 
+        attn_linear_pf_issue(&c.pf, INT_MAX);          /* what the products left */
         if (out)
             attn_linear_store_o_rows(t, c0, n, c.O, lv);
     }

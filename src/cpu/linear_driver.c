@@ -70,45 +70,41 @@ void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
     load_row(dst, row_of(t, v, i), v->dtype, v->stride[3], t->p->dv);
 }
 
-/* to_l2: reads go to L2 only (prefetcht2 on x86), not L1; see attn_linear_prefetch. */
-static void prefetch_view(const attn_linear_task *t, const attn_view *x, int64_t h, int64_t i0,
-                          int64_t n, int64_t cols, int write, int to_l2)
+static void pf_add(attn_linear_pf *pf, const attn_linear_task *t, const attn_view *x, int64_t h,
+                   int64_t i0, int64_t cols, int hint)
 {
     const int64_t es = (int64_t)attn_dtype_size(x->dtype);
-    const int64_t bytes = cols * es * (x->ndim == 4 ? x->stride[3] : 1);
-    const char *r = at(x, t->bt * x->stride[0] + (t->t0 + i0) * x->stride[1] + h * x->stride[2]);
-    for (int64_t i = 0; i < n; i++, r += x->stride[1] * es)
-        for (int64_t b = 0; b < bytes; b += 64) {
-            if (write)
-                __builtin_prefetch(r + b, 1);
-            else if (to_l2)
-                __builtin_prefetch(r + b, 0, 1);
-            else
-                __builtin_prefetch(r + b);
-        }
+    const int v = pf->nviews++;
+    pf->base[v] = at(x, t->bt * x->stride[0] + (t->t0 + i0) * x->stride[1] + h * x->stride[2]);
+    pf->stride[v] = x->stride[1] * es;
+    pf->bytes[v] = cols * es * (x->ndim == 4 ? x->stride[3] : 1);
+    pf->hint[v] = hint;
 }
 
-void attn_linear_prefetch(const attn_linear_task *t, int64_t h, int64_t i0, int64_t n)
+void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t h, int64_t i0,
+                         int64_t n)
 {
     const attn_linear_problem *p = t->p;
+    memset(pf, 0, sizeof *pf);
     if (i0 + n > t->len)
         n = t->len - i0;
     if (n <= 0)
         return;
+    pf->rows = n;
     /* The next chunk of this same head (one head per thread) is rows that
      * are each a lone short run, none beside the current work's: sent to L2
      * only, they measured 2-5% faster per thread. The next head of a group
      * (rows beside the current ones) goes to L1: 1-3% faster than to L2. */
-    const int to_l2 = h == t->h;
-    prefetch_view(t, &p->q, h, i0, n, p->dk, 0, to_l2);
-    prefetch_view(t, &p->k, h, i0, n, p->dk, 0, to_l2);
-    prefetch_view(t, &p->v, h, i0, n, p->dv, 0, to_l2);
+    const int hint = h == t->h;
+    pf_add(pf, t, &p->q, h, i0, p->dk, hint);
+    pf_add(pf, t, &p->k, h, i0, p->dk, hint);
+    pf_add(pf, t, &p->v, h, i0, p->dv, hint);
     if (p->has_g)
-        prefetch_view(t, &p->g, h, i0, n, p->g_per_channel ? p->dk : 1, 0, to_l2);
+        pf_add(pf, t, &p->g, h, i0, p->g_per_channel ? p->dk : 1, hint);
     if (p->has_beta)
-        prefetch_view(t, &p->beta, h, i0, n, 1, 0, to_l2);
+        pf_add(pf, t, &p->beta, h, i0, 1, hint);
     if (!attn_linear_streams_out(p))
-        prefetch_view(t, &p->out, h, i0, n, p->dv, 1, 0);
+        pf_add(pf, t, &p->out, h, i0, p->dv, 2);
 }
 
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)

@@ -6,7 +6,8 @@
 #include "linear.h"
 
 static void scalar_gemm(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
-                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc)
+                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
+                        attn_linear_pf *pf)
 {
     enum { NB = 256 };
     float tmp[NB];
@@ -16,6 +17,8 @@ static void scalar_gemm(int m, int n, int k, const float *A, int64_t rsa, int64_
             const int nb = n - j0 < NB ? n - j0 : NB;
             for (int j = 0; j < nb; j++)
                 tmp[j] = 0.0f;
+            if (pf)
+                attn_linear_pf_issue(pf, (k + ATTN_LINEAR_PF_STEPS - 1) / ATTN_LINEAR_PF_STEPS);
             for (int p = 0; p < k; p++) {
                 const float a = A[(int64_t)i * rsa + (int64_t)p * csa];
                 const float *b = B + (int64_t)p * ldb + j0;
