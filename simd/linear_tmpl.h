@@ -45,7 +45,11 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++)
             c[r][v] = LZERO();
-    for (int p = 0; p < k; p++, A += csa, B += ldb) {
+    /* Rows 4.. are addressed from a second pointer: row offsets 0..3 rsa
+     * from each of two bases need two index registers, where eight separate
+     * offsets spilled to the stack and reloaded every step. */
+    const float *A4 = A + 4 * rsa;
+    for (int p = 0; p < k; p++, A += csa, A4 += csa, B += ldb) {
         LVEC b[2];
         if (pf && p % ATTN_LINEAR_PF_STEPS == 0)
             attn_linear_pf_issue(pf, 1);
@@ -54,7 +58,7 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
             b[v] = LLOAD(B + v * LV);
 #pragma GCC unroll 16
         for (int r = 0; r < R; r++) {
-            const LVEC x = LSET1(A[r * rsa]);
+            const LVEC x = LSET1(r < 4 ? A[r * rsa] : A4[(r - 4) * rsa]);
 #pragma GCC unroll 2
             for (int v = 0; v < NV; v++)
                 c[r][v] = LFMA(x, b[v], c[r][v]);
@@ -95,9 +99,9 @@ LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int
 /* Column blocks of two vectors (B panel of k x 2 vectors stays in L1 while
  * every row tile of C passes over it), then one vector, then the columns
  * past the last full vector in scalar code. */
-static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
-                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
-                        attn_linear_pf *pf)
+static inline __attribute__((always_inline)) void
+LNAME(gemm_body)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa, const float *B,
+                 int64_t ldb, float *C, int64_t ldc, int acc, attn_linear_pf *pf)
 {
     const int nv = n / LV * LV;
     int j = 0;
@@ -112,6 +116,18 @@ static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_
                 s += A[(int64_t)i * rsa + (int64_t)p * csa] * B[(int64_t)p * ldb + jj];
             LNAME(store1)(C + (int64_t)i * ldc + jj, s, acc);
         }
+}
+
+/* A transposed (rsa = 1: the rows of a tile are adjacent floats) gets its own
+ * copy of the loops with constant row offsets. */
+static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
+                        const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
+                        attn_linear_pf *pf)
+{
+    if (rsa == 1)
+        LNAME(gemm_body)(m, n, k, A, 1, csa, B, ldb, C, ldc, acc, pf);
+    else
+        LNAME(gemm_body)(m, n, k, A, rsa, csa, B, ldb, C, ldc, acc, pf);
 }
 
 static void LNAME(vexp)(float *y, int64_t n)
