@@ -24,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -188,6 +191,7 @@ typedef struct bench_env {
     int               device;
     attn_device_info  info;
     int               threads;
+    int               hugepages;   /* --hugepages: host tensors on 2 MiB pages where granted */
 } bench_env;
 
 /* A tensor's memory: host (device 0, 64-byte aligned) or a device buffer. */
@@ -226,8 +230,17 @@ static attn_status mem_alloc(bench_env *env, bench_mem *m, attn_dtype t, size_t 
     void *h = NULL;
     if (rounded == 0)
         rounded = 64;
-    if (posix_memalign(&h, 64, rounded))
+    /* --hugepages: 2 MiB aligned and advised before the first touch, so the
+     * kernel backs whole 2 MiB runs with huge pages (transparent huge pages
+     * in "madvise" mode; "always" does it anyway, "never" not at all). */
+    const size_t huge = (size_t)2 << 20;
+    const int want_huge = env->hugepages && env->device == 0 && rounded >= huge;
+    if (posix_memalign(&h, want_huge ? huge : 64, rounded))
         return ATTN_ERR_OUT_OF_MEMORY;
+#ifdef MADV_HUGEPAGE
+    if (want_huge)
+        (void)madvise(h, rounded / huge * huge, MADV_HUGEPAGE);   /* advice: failure is fine */
+#endif
     if (seed)
         fill_random(h, t, n, seed);
     else
@@ -1227,6 +1240,7 @@ typedef struct bench_opts {
     const char *json;
     int         list, no_roof, roofs_only;
     int         solo;          /* --threads one-thread calls at once (time_case_solo) */
+    int         hugepages;     /* --hugepages */
     double      roof_seconds;
     size_t      copy_mib;
 } bench_opts;
@@ -1782,6 +1796,9 @@ static void usage(FILE *f)
 "                      thread, nothing shared but the machine; GFLOP/s summed\n"
 "                      over the threads (CPU only; compare with a normal run to\n"
 "                      tell the library's threading from the machine's limits)\n"
+"  --hugepages         host tensors of 2 MiB or more on 2 MiB pages (Linux:\n"
+"                      madvise MADV_HUGEPAGE; needs transparent huge pages set\n"
+"                      to madvise or always): shows what 4 KiB pages cost\n"
 "\n"
 "Output:\n"
 "  --json FILE|-       also write one JSON object per shape (JSON lines)\n"
@@ -1905,6 +1922,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage("--solo needs a build with OpenMP");
 #endif
             o->solo = 1;
+        } else if (FLAG("--hugepages")) {
+            o->hugepages = 1;
         } else if (FLAG("--no-roof")) {
             o->no_roof = 1;
         } else if (FLAG("--roofs")) {
@@ -2131,6 +2150,7 @@ int main(int argc, char **argv)
     if (s != ATTN_OK)
         return report_lib_error("attn_context_create", s);
     env.device = attn_context_device(env.ctx);
+    env.hugepages = o.hugepages;
     if (o.solo && env.device != 0) {
         attn_context_destroy(env.ctx);
         die_usage("--solo runs one-thread CPU calls: it needs device 0");
@@ -2159,6 +2179,9 @@ int main(int argc, char **argv)
     if (info.type == ATTN_DEVICE_CPU)
         tprintf("isa %s (best %s), %d thread%s; cpu features: %s\n", attn_isa_name(info.isa),
                attn_isa_name(info.best_isa), env.threads, env.threads == 1 ? "" : "s", feats);
+    if (env.hugepages)
+        tprintf("host tensors: 2 MiB pages asked for (--hugepages; granted only with transparent "
+                "huge pages in madvise or always mode)\n");
 
     /* Roofs, once per run. The roof is the rate per thread CPU-second (what
      * the hardware does while the loop runs); the wall-clock rate is shown
