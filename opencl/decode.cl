@@ -59,6 +59,8 @@
 #define KG (W / LP)                     /* key groups */
 #define KPT LP                          /* keys per group per tile: W keys */
 #define PST (LP * RB + 1)               /* partials of one key: odd stride, no bank conflicts */
+#define QN ((RB * D + W - 1) / W)     /* query elements each work-item loads */
+#define QB (QN < 16 ? QN : 16)          /* of them, loaded at once */
 #define RED_N (W * PST > KS * RB * DV ? W * PST : KS * RB * DV)
 
 #define F_CAUSAL  (1 << 0)
@@ -403,15 +405,37 @@ void attn_decode_chunk(__global const uchar *pool,
     __global const int *pages = itab + pt;
     const long kp = hk * k_plane, vp = v_plane0 + hk * v_plane;
 
-    /* the block's query rows, scaled, through local memory into registers */
-    for (int x = lid; x < RB * D; x += W) {
-        const int r = x / D, e = x % D, rr = rb * RB + r;
-        float v = 0.0f;
-        if (rr < nr) {
-            const long i = rr / group, h = hk * group + rr % group;
-            v = scale * attn_load(q, q_dt, q_off + b * q0 + i * q1 + h * q2 + e * q3);
+    /* the block's query rows, scaled, through local memory into registers.
+     * All of a work-item's QN loads are issued before the first is used,
+     * under one branch on the dtype: loaded one at a time through
+     * attn_load's branches, each waited for the one before it (QN memory
+     * latencies at the start of every work-group). Elements past the rows
+     * (x >= RB * D or row rr >= nr) load a valid element and store 0.
+     * At most QB loads at once, to bound the registers. */
+    for (int n0 = 0; n0 < QN; n0 += QB) {
+        long qi[QB];
+        float qx[QB];
+        UNROLL
+        for (int n = 0; n < QB; n++) {
+            const int x = lid + (n0 + n) * W, r = x / D, e = x % D, rr = rb * RB + r;
+            const int rc = x < RB * D && rr < nr ? rr : 0;
+            qi[n] = q_off + b * q0 + (rc / group) * q1 + (hk * group + rc % group) * q2 + e * q3;
         }
-        qs[x] = v;
+        if (q_dt == DT_F32)
+            UNROLL for (int n = 0; n < QB; n++) qx[n] = ((__global const float *)q)[qi[n]];
+        else if (q_dt == DT_F16)
+            UNROLL for (int n = 0; n < QB; n++) qx[n] = vload_half(qi[n], (__global const half *)q);
+        else if (q_dt == DT_BF16)
+            UNROLL for (int n = 0; n < QB; n++)
+                qx[n] = attn_bf16_to_f32(((__global const ushort *)q)[qi[n]]);
+        else
+            UNROLL for (int n = 0; n < QB; n++) qx[n] = (float)q[qi[n]];
+        UNROLL
+        for (int n = 0; n < QB; n++) {
+            const int x = lid + (n0 + n) * W;
+            if (x < RB * D)
+                qs[x] = rb * RB + x / D < nr ? scale * qx[n] : 0.0f;
+        }
     }
 #define PLACE(u, uf) place_key(u, uf, k1, ns, lo, nsk, ws, ps, spg, fw)
 #define STORE_LOC(pa, kpl, page)                                                              \
