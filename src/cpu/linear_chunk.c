@@ -80,7 +80,26 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             ks->gemm(rn, r0 + rn, (int)dk, X + r0 * lk, lk, 1, KT, lc, A + r0 * lc, lc, 0,
                      &c->pf);
         }
-        if (c->mode == 1)
+        /* Scalar gates: exp(G_i - G_j) = exp(G_i - G_last) exp(G_last - G_j),
+         * one exponential per row and one per key instead of one per entry,
+         * while the chunk's log-gates span at most GUARD (neither factor then
+         * exceeds e^GUARD); else entry by entry. */
+        const float glast = c->G[n - 1];
+        float gmin = glast, gmax = glast;
+        for (int i = 0; c->mode == 1 && i < n; i++) {
+            gmin = c->G[i] < gmin ? c->G[i] : gmin;
+            gmax = c->G[i] > gmax ? c->G[i] : gmax;
+        }
+        if (c->mode == 1 && gmax - gmin <= GUARD) {          /* NaN fails too */
+            for (int j = 0; j < n; j++)
+                E[j] = glast - c->G[j];
+            ks->vexp(E, n);
+            for (int i = 0; i < n; i++) {
+                const int jn = strict ? i : i + 1;
+                ks->vmul(A + i * lc, A + i * lc, E, jn);
+                ks->scal(A + i * lc, expf(c->G[i] - glast), jn);
+            }
+        } else if (c->mode == 1) {
             for (int i = 0; i < n; i++) {
                 const int jn = strict ? i : i + 1;
                 for (int j = 0; j < jn; j++)
@@ -88,6 +107,7 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
                 ks->vexp(E, jn);
                 ks->vmul(A + i * lc, A + i * lc, E, jn);
             }
+        }
     } else {
         /* Row side once per row: xh_i = x_i exp(G_i - Gref_I), Gref_I = G at
          * the last row before block I (0 for the first block), so xh_i <= x_i.
