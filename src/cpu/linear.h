@@ -11,9 +11,10 @@
 
 /* The input rows of the work that follows (and its output rows, for
  * writing), fetched a line at a time from inside the GEMMs' k loops: one
- * line every few multiply-add steps keeps a handful of line fill buffers
- * busy with memory, where bursts of whole rows filled all of them and
- * stalled the GEMMs' own L2 reads behind the DRAM latency. */
+ * line every few multiply-add steps keeps only a few line fill buffers busy
+ * with memory, where bursts of whole rows between the products took all of
+ * them and stalled the GEMMs' own L2 reads (measured 2-5% faster per thread
+ * with 4 KiB pages, 5-7% with 2 MiB pages). */
 enum { ATTN_LINEAR_PF_VIEWS = 6 };
 typedef struct attn_linear_pf {
     const char *base[ATTN_LINEAR_PF_VIEWS];

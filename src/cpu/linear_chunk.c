@@ -25,7 +25,10 @@
  * negligible; exactly 1 for I = J + 1), >= 1 on the diagonal, where it is used
  * only when every channel decays by less than e^-60 across the block (no
  * overflow); otherwise the diagonal block is computed entry by entry from
- * exp(G_i - G_j). Qhat and Khat come from the same xh_i times exp(Gref_I). */
+ * exp(G_i - G_j). Qhat and Khat come from the same xh_i times exp(Gref_I).
+ * GLA chunks that decay by less than e^-60 in every channel skip the blocks:
+ * one reference, the chunk's last row, for all rows (gram_one_reference);
+ * scalar gates likewise factor exp(G_i - G_j) by rows and keys (scalar_decay). */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -62,6 +65,40 @@ static float *carve(float **cur, int64_t n)
     return r;
 }
 
+/* Scalar gates: row i of the Gram A times exp(G_i - G_j), j < i (strict)
+ * or j <= i. As exp(G_i - G_last) exp(G_last - G_j), one exponential per row
+ * and one per key instead of one per entry, while the chunk's log-gates span
+ * at most GUARD (neither factor then exceeds e^GUARD); else entry by entry. */
+static void scalar_decay(const chunk_ctx *c, float *A, int n, int strict)
+{
+    const attn_linear_kernels *ks = c->ks;
+    const int64_t lc = c->lc;
+    const float *G = c->G, glast = G[n - 1];
+    float *E = c->E, gmin = glast, gmax = glast;
+    for (int i = 0; i < n; i++) {
+        gmin = G[i] < gmin ? G[i] : gmin;
+        gmax = G[i] > gmax ? G[i] : gmax;
+    }
+    if (gmax - gmin <= GUARD) {          /* NaN fails too: a NaN gate makes glast NaN */
+        for (int j = 0; j < n; j++)
+            E[j] = glast - G[j];
+        ks->vexp(E, n);
+        for (int i = 0; i < n; i++) {
+            const int jn = strict ? i : i + 1;
+            ks->vmul(A + i * lc, A + i * lc, E, jn);
+            ks->scal(A + i * lc, expf(G[i] - glast), jn);
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const int jn = strict ? i : i + 1;
+        for (int j = 0; j < jn; j++)
+            E[j] = G[i] - G[j];
+        ks->vexp(E, jn);
+        ks->vmul(A + i * lc, A + i * lc, E, jn);
+    }
+}
+
 /* A (n x n, ld lc) = gated Gram of rows X, Y, lower triangle (strict or
  * inclusive), zeros above. keys_ready: KT (and, per channel, the kt rows in
  * c->X) already hold these keys Y from the previous call (the delta kinds'
@@ -80,34 +117,8 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             ks->gemm(rn, r0 + rn, (int)dk, X + r0 * lk, lk, 1, KT, lc, A + r0 * lc, lc, 0,
                      &c->pf);
         }
-        /* Scalar gates: exp(G_i - G_j) = exp(G_i - G_last) exp(G_last - G_j),
-         * one exponential per row and one per key instead of one per entry,
-         * while the chunk's log-gates span at most GUARD (neither factor then
-         * exceeds e^GUARD); else entry by entry. */
-        const float glast = c->G[n - 1];
-        float gmin = glast, gmax = glast;
-        for (int i = 0; c->mode == 1 && i < n; i++) {
-            gmin = c->G[i] < gmin ? c->G[i] : gmin;
-            gmax = c->G[i] > gmax ? c->G[i] : gmax;
-        }
-        if (c->mode == 1 && gmax - gmin <= GUARD) {          /* NaN fails too */
-            for (int j = 0; j < n; j++)
-                E[j] = glast - c->G[j];
-            ks->vexp(E, n);
-            for (int i = 0; i < n; i++) {
-                const int jn = strict ? i : i + 1;
-                ks->vmul(A + i * lc, A + i * lc, E, jn);
-                ks->scal(A + i * lc, expf(c->G[i] - glast), jn);
-            }
-        } else if (c->mode == 1) {
-            for (int i = 0; i < n; i++) {
-                const int jn = strict ? i : i + 1;
-                for (int j = 0; j < jn; j++)
-                    E[j] = c->G[i] - c->G[j];
-                ks->vexp(E, jn);
-                ks->vmul(A + i * lc, A + i * lc, E, jn);
-            }
-        }
+        if (c->mode == 1)
+            scalar_decay(c, A, n, strict);
     } else {
         /* Row side once per row: xh_i = x_i exp(G_i - Gref_I), Gref_I = G at
          * the last row before block I (0 for the first block), so xh_i <= x_i.
