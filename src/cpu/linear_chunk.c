@@ -180,17 +180,19 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
             A[i * lc + j] = 0.0f;
 }
 
-/* Per-channel gates, non-delta kinds, a chunk whose every channel decays by
- * less than e^-GUARD from its start to its last row (G_last >= -GUARD): the
- * whole chunk shares one reference, its last row. With running products of
- * the token gates (gate_scan; every factor <= 1)
+/* Per-channel gates, a chunk whose every channel decays by less than
+ * e^-GUARD from its start to its last row (G_last >= -GUARD): the whole chunk
+ * shares one reference, its last row. With running products of the token
+ * gates (gate_scan; every factor <= 1)
  *   Qhat_i = q_i exp(G_i)            (for Qhat S0, into Q)
  *   Ktil_j = k_j exp(G_last - G_j)   (for the state update, into X)
- * and A_ij = sum_c Qhat_ic exp(-G_last,c) Ktil_jc: one GEMM per row block
+ * A_ij = sum_c Qhat_ic exp(-G_last,c) Ktil_jc: one GEMM per row block
  * against all the keys before it, instead of a scaled copy of the rows per
- * block pair. The row factor exp(-G_last) <= e^GUARD keeps every product
- * finite (each is q k exp(G_i - G_j), <= q k below the diagonal); the entries
- * above the diagonal, where the ratio exceeds 1, are overwritten with zeros. */
+ * block pair. The delta kinds' L (strict) likewise from Khat_i = k_i exp(G_i)
+ * (into K, which is not read raw again: normalize has no gate). The row
+ * factor exp(-G_last) <= e^GUARD keeps every product finite (each is
+ * q k exp(G_i - G_j), <= q k below the diagonal); the entries above it, where
+ * the ratio exceeds 1, are overwritten with zeros. */
 static int one_reference_fits(const chunk_ctx *c, int n)
 {
     const float *glast = c->G + (n - 1) * c->lk;
@@ -200,27 +202,39 @@ static int one_reference_fits(const chunk_ctx *c, int n)
     return ok;
 }
 
-static void gram_one_reference(chunk_ctx *c, int n)
+/* A = lower triangle (strict or inclusive, zeros above) of (rows * E) KT,
+ * E = exp(-G_last) (c->E), the scaled rows in XH. */
+static void lower_products(chunk_ctx *c, const float *rows, float *A, int n, int strict)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
-    float *E = c->E;
+    for (int i = 0; i < n; i++)
+        ks->vmul(c->XH + i * lk, rows + i * lk, c->E, dk);
+    for (int r0 = 0; r0 < n; r0 += SB) {
+        const int rn = n - r0 < SB ? n - r0 : SB;
+        ks->gemm(rn, r0 + rn, (int)dk, c->XH + r0 * lk, lk, 1, c->KT, lc, A + r0 * lc, lc, 0,
+                 &c->pf);
+    }
+    for (int i = 0; i < n; i++)
+        for (int j = strict ? i : i + 1; j < n; j++)
+            A[i * lc + j] = 0.0f;
+}
+
+static void gram_one_reference(chunk_ctx *c, int n, int delta)
+{
+    const attn_linear_kernels *ks = c->ks;
+    const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
     ks->gate_scan(c->Q, c->Q, c->AG, lk, n, dk, 0);
     ks->gate_scan(c->X, c->K, c->AG, lk, n, dk, 1);
     ks->transpose(c->KT, lc, c->X, lk, n, (int)dk);
     for (int64_t cc = 0; cc < dk; cc++)
-        E[cc] = -c->G[(n - 1) * lk + cc];
-    ks->vexp(E, dk);
-    for (int i = 0; i < n; i++)
-        ks->vmul(c->XH + i * lk, c->Q + i * lk, E, dk);
-    for (int r0 = 0; r0 < n; r0 += SB) {
-        const int rn = n - r0 < SB ? n - r0 : SB;
-        ks->gemm(rn, r0 + rn, (int)dk, c->XH + r0 * lk, lk, 1, c->KT, lc, c->A + r0 * lc, lc, 0,
-                 &c->pf);
+        c->E[cc] = -c->G[(n - 1) * lk + cc];
+    ks->vexp(c->E, dk);
+    lower_products(c, c->Q, c->A, n, 0);
+    if (delta) {
+        ks->gate_scan(c->K, c->K, c->AG, lk, n, dk, 0);
+        lower_products(c, c->K, c->L, n, 1);
     }
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            c->A[i * lc + j] = 0.0f;
 }
 
 /* Per-channel gates, after gram(): dst_i = x_i exp(G_i) from its row side
@@ -347,9 +361,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
         attn_linear_pf_init(&c.pf, t, t->pf_h, c0 + t->pf_dc, C);
-        const int one_ref = out && !delta && c.mode == 2 && one_reference_fits(&c, n);
+        const int one_ref = out && c.mode == 2 && one_reference_fits(&c, n);
         if (one_ref) {
-            gram_one_reference(&c, n);
+            gram_one_reference(&c, n, delta);
         } else if (out) {
             gram(&c, c.Q, c.K, n, 0, c.A, 0);
             if (c.mode == 2)
@@ -362,10 +376,13 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         }
 
         if (delta) {
-            gram(&c, c.K, c.K, n, 1, c.L, out);
-            const float *Kh = c.K;
+            const float *Kh = c.K;               /* one reference: Khat, L made */
+            if (!one_ref)
+                gram(&c, c.K, c.K, n, 1, c.L, out);
             /* Khat: per channel into XH (X keeps the keys' kt rows). */
-            if (c.mode == 2) {
+            if (one_ref) {
+                ;
+            } else if (c.mode == 2) {
                 hat_from_rowside(&c, c.XH, n);
                 Kh = c.XH;
             } else if (c.mode) {
