@@ -23,6 +23,16 @@
  * 128: 15%; past the next page the rows ahead are not the ones read next). */
 enum { dec_qpf_keys = 48 };
 
+/* Their __builtin_prefetch locality in the VNNI kernels: 2 (prefetcht1,
+ * into L2), not 3 (into L1). The rows are read a few hundred ns later and
+ * an L2 hit is cheap to wait for; a cold stream (one thread: ~1/3 of the
+ * time is waiting on memory) is limited by the misses a core keeps in
+ * flight, and L1 has the fewest slots for them. Measured, one thread
+ * pinned, L = 32K, Q4, builds alternated on a busy 2-core Sapphire Rapids
+ * VM: cold 5.14 against 5.27 ms (median of 7-8 runs of the least CPU time
+ * a call), hot alike (3.8-3.9 ms). */
+enum { dec_qpf_locality = 2 };
+
 typedef struct meta16 {
     __m512i z[4];               /* the rows' meta, n * dpr dwords, zero past them */
     const attn_kv_rows *x;

@@ -119,13 +119,13 @@ VNNI_INLINE void vnni_qk16(int q4, int full, const uint8_t *qp, int nr, const at
     const uint8_t *kd = k->data + j0 * rb;
     const uint8_t *pf = attn_kv_row_ahead(k, j0 + dec_qpf_keys, nk);   /* the rows ahead */
     for (int64_t mb = 0; mb < 32 * mpr; mb += 64)   /* and their meta */
-        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + dec_qpf_keys, nk) + mb, 0, 3);
+        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(k, j0 + dec_qpf_keys, nk) + mb, 0, dec_qpf_locality);
     for (int64_t c0 = 0; c0 < rb; c0 += 64) {
         const __mmask16 m = rb - c0 >= 64 ? (__mmask16)0xffff : (__mmask16)((1u << ((rb - c0) / 4)) - 1u);
         __m512i r[16];
         DEC_UNROLL for (int l = 0; l < 16; l++) {
             r[l] = _mm512_maskz_loadu_epi32(full || l < jn ? m : 0, kd + l * rb + c0);
-            __builtin_prefetch(pf + l * rb + c0, 0, 3);
+            __builtin_prefetch(pf + l * rb + c0, 0, dec_qpf_locality);
         }
         vnni_transpose16(r);
         DEC_UNROLL for (int c = 0; c < 16; c++)

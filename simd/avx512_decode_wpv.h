@@ -199,7 +199,7 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
                              * a quad straddling the run's end goes on in its page) */
                 DEC_UNROLL for (int h = 0; h < 2; h++) {
                     const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + 16 * h + dec_qpf_keys, nk) + pass_bytes;
-                    DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, 3);
+                    DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
                 }
             const uint8_t *rk = rows + (int64_t)k * rb;
             DEC_UNROLL for (int t = 0; t < 4; t++) {
@@ -254,7 +254,7 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
             if (r0 == 0)   /* the meta of the keys dec_qpf_keys ahead */
                 for (int j = 0; j < jn; j += 16)
                     for (int64_t mb = 0; mb < 32 * mpr; mb += 64)
-                        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, 3);
+                        __builtin_prefetch((const uint8_t *)attn_kv_meta_ahead(v, j0 + j + dec_qpf_keys, nk) + mb, 0, dec_qpf_locality);
             for (int64_t b0 = 0; b0 < nb; b0 += wpv_blocks) {
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
                 if (jn == wpv_chunk)   /* whole chunks: the group loops unrolled */
