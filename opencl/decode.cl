@@ -59,6 +59,8 @@
 #define KG (W / LP)                     /* key groups */
 #define KPT LP                          /* keys per group per tile: W keys */
 #define PST (LP * RB + 1)               /* partials of one key: odd stride, no bank conflicts */
+#define QN ((RB * D + W - 1) / W)     /* query elements each work-item loads */
+#define QB (QN < 16 ? QN : 16)          /* of them, loaded at once */
 #define RED_N (W * PST > KS * RB * DV ? W * PST : KS * RB * DV)
 
 #define F_CAUSAL  (1 << 0)
@@ -144,15 +146,18 @@
 #define ASF_16(x) as_float16(x)
 #define ASU_16(x) as_uint16(x)
 #define ASH_16(x) as_half16(x)
-#define DOT_1(a, b) ((a) * (b))
-#define DOT_2(a, b) dot(a, b)
-#define DOT_4(a, b) dot(a, b)
-#define DOT_8(a, b) (dot((a).lo, (b).lo) + dot((a).hi, (b).hi))
-#define DOT_16(a, b) (DOT_8((a).lo, (b).lo) + DOT_8((a).hi, (b).hi))
+/* acc + a . b as a chain of fma: dot() of a float4 compiles to a multiply,
+ * three fma and the add into acc; a piece of 8 to 9 instructions plus the
+ * add, against 8 fma here (the loop is instruction-bound on an H200). */
+#define FDOT_1(acc, a, b) fma(a, b, acc)
+#define FDOT_2(acc, a, b) fma((a).s1, (b).s1, fma((a).s0, (b).s0, acc))
+#define FDOT_4(acc, a, b) FDOT_2(FDOT_2(acc, (a).lo, (b).lo), (a).hi, (b).hi)
+#define FDOT_8(acc, a, b) FDOT_4(FDOT_4(acc, (a).lo, (b).lo), (a).hi, (b).hi)
+#define FDOT_16(acc, a, b) FDOT_8(FDOT_8(acc, (a).lo, (b).lo), (a).hi, (b).hi)
 
 #define KFT CAT(FT_, KCW)
 #define VFT CAT(FT_, VCW)
-#define KDOT CAT(DOT_, KCW)
+#define KDOT CAT(FDOT_, KCW)
 
 /* f16 bits to f32 without vload_half, so that a piece comes from one
  * vector load on every driver: the 15 magnitude bits moved to a float's
@@ -403,15 +408,37 @@ void attn_decode_chunk(__global const uchar *pool,
     __global const int *pages = itab + pt;
     const long kp = hk * k_plane, vp = v_plane0 + hk * v_plane;
 
-    /* the block's query rows, scaled, through local memory into registers */
-    for (int x = lid; x < RB * D; x += W) {
-        const int r = x / D, e = x % D, rr = rb * RB + r;
-        float v = 0.0f;
-        if (rr < nr) {
-            const long i = rr / group, h = hk * group + rr % group;
-            v = scale * attn_load(q, q_dt, q_off + b * q0 + i * q1 + h * q2 + e * q3);
+    /* the block's query rows, scaled, through local memory into registers.
+     * All of a work-item's QN loads are issued before the first is used,
+     * under one branch on the dtype: loaded one at a time through
+     * attn_load's branches, each waited for the one before it (QN memory
+     * latencies at the start of every work-group). Elements past the rows
+     * (x >= RB * D or row rr >= nr) load a valid element and store 0.
+     * At most QB loads at once, to bound the registers. */
+    for (int n0 = 0; n0 < QN; n0 += QB) {
+        long qi[QB];
+        float qx[QB];
+        UNROLL
+        for (int n = 0; n < QB; n++) {
+            const int x = lid + (n0 + n) * W, r = x / D, e = x % D, rr = rb * RB + r;
+            const int rc = x < RB * D && rr < nr ? rr : 0;
+            qi[n] = q_off + b * q0 + (rc / group) * q1 + (hk * group + rc % group) * q2 + e * q3;
         }
-        qs[x] = v;
+        if (q_dt == DT_F32)
+            UNROLL for (int n = 0; n < QB; n++) qx[n] = ((__global const float *)q)[qi[n]];
+        else if (q_dt == DT_F16)
+            UNROLL for (int n = 0; n < QB; n++) qx[n] = vload_half(qi[n], (__global const half *)q);
+        else if (q_dt == DT_BF16)
+            UNROLL for (int n = 0; n < QB; n++)
+                qx[n] = attn_bf16_to_f32(((__global const ushort *)q)[qi[n]]);
+        else
+            UNROLL for (int n = 0; n < QB; n++) qx[n] = (float)q[qi[n]];
+        UNROLL
+        for (int n = 0; n < QB; n++) {
+            const int x = lid + (n0 + n) * W;
+            if (x < RB * D)
+                qs[x] = rb * RB + x / D < nr ? scale * qx[n] : 0.0f;
+        }
     }
 #define PLACE(u, uf) place_key(u, uf, k1, ns, lo, nsk, ws, ps, spg, fw)
 #define STORE_LOC(pa, kpl, page)                                                              \
@@ -498,7 +525,7 @@ void attn_decode_chunk(__global const uchar *pool,
                                         PIECE_META(kmn, x, i));
                     UNROLL
                     for (int r = 0; r < RB; r++)
-                        pd[r] += KDOT(qv[r][i], kv);
+                        pd[r] = KDOT(pd[r], qv[r][i], kv);
                 }
             }
             UNROLL

@@ -123,6 +123,7 @@ const int S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_B
           S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10;
 
 shared vec4 qs[NR * QV];        /* the block's query rows, scaled */
+const int QB = 16;              /* query elements an invocation loads at once */
 shared float qsum[NR * NB];     /* Q4: their sums over each block of 32 */
 shared float red[WG * NR];      /* tile maxima to combine; at the end the shares of l */
 shared float pb[2 * WG * NR];   /* weights [parity][key][row] */
@@ -131,7 +132,6 @@ shared uvec2 kloc[ROWS != 0 ? 3 * WG : 1];   /* rows: the same of its K row */
 shared float pbuf[NPB];         /* rows: partial dot products [key][row][lane]; slots' O */
 shared float cmb[3 * WG];       /* mode 1 */
 
-ATTN_LOAD_ANY(load_q, Q)
 ATTN_LOAD_ANY(load_g, G)
 ATTN_STORE_ANY(store_o, O)
 
@@ -529,16 +529,32 @@ void chunk_task(int g)
     const float scale = hf(H_SCALE);
 
     /* The block's query rows into shared memory (the view's words read
-     * once, outside the loop). */
+     * once, outside the loop). An invocation loads the words of QB elements
+     * at once, each unconditionally (an element past the rows reads element
+     * 0 of the view and stores 0), and converts them afterwards: loaded one
+     * at a time under the dtype's branches, each waited for the one before
+     * it, a memory latency per element at the start of every work-group. */
     const int qdt = T.w[H_QDT], qbase = T.w[H_Q] + b * T.w[H_Q + 1], qsi = T.w[H_Q + 2];
     const int qsh = T.w[H_Q + 3], qse = T.w[H_Q + 4];
-    for (int i = tid; i < NR * QV * 4; i += WG) {
-        const int r = i / (QV * 4), e = i - r * QV * 4, rg = r0 + r;
-        float x = 0.0;
-        if (e < D && rg < NRT)
-            x = scale * load_q(qdt, qbase + (rg / group) * qsi + (hk * group + rg % group) * qsh +
-                               e * qse);
-        qs[r * QV + (e >> 2)][e & 3] = x;
+    const int qwsh = qdt == DT_F32 ? 0 : qdt == DT_U8 ? 2 : 1;   /* elements per word: 1 << qwsh */
+    for (int i0 = tid; i0 < NR * QV * 4; i0 += QB * WG) {
+        int qi[QB];
+        uint qw[QB];
+        for (int j = 0; j < QB; j++) {
+            const int i = i0 + j * WG, r = i / (QV * 4), e = i - r * QV * 4, rg = r0 + r;
+            qi[j] = i < NR * QV * 4 && e < D && rg < NRT ?
+                    qbase + (rg / group) * qsi + (hk * group + rg % group) * qsh + e * qse : qbase;
+            qw[j] = Q.w[uint(qi[j]) >> qwsh];
+        }
+        for (int j = 0; j < QB; j++) {
+            const int i = i0 + j * WG, r = i / (QV * 4), e = i - r * QV * 4, rg = r0 + r;
+            const uint u = qw[j] >> ((uint(qi[j]) & ((1u << qwsh) - 1u)) * (32u >> qwsh));
+            const float x = qdt == DT_F32 ? uintBitsToFloat(u) :
+                            qdt == DT_F16 ? unpackHalf2x16(u).x :
+                            qdt == DT_BF16 ? attn_bf16_to_f32(u) : float(u & 0xffu);
+            if (i < NR * QV * 4)
+                qs[r * QV + (e >> 2)][e & 3] = e < D && rg < NRT ? scale * x : 0.0;
+        }
     }
 
     wk = Walk(ns, lo, k1 - 1, T.w[se + S_NSK], T.w[se + S_WSTART], T.w[H_SINK_PAGES],
