@@ -51,7 +51,7 @@ static inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
 static inline float vhsum(vf a) { return _mm512_reduce_add_ps(a); }
 static inline float vhmax(vf a) { return _mm512_reduce_max_ps(a); }
 static inline vf vexp_v(vf x) { return attn_exp_avx512(x); }
-static inline vf vexp_sm(vf x) { return attn_exp_avx512(x); }
+static inline vf vexp_sm(vf x) { return attn_exp_avx512_nonpos(x); }
 
 static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n);
 

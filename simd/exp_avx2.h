@@ -44,8 +44,13 @@ static inline __m256 attn_exp_avx2(__m256 x)
 static inline __m256 attn_exp_avx2_nonpos(__m256 x)
 {
     const __m256 flush = _mm256_cmp_ps(x, _mm256_set1_ps(-86.5f), _CMP_LT_OQ); /* false for NaN */
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* t = x log2 e + 1.5 * 2^23 rounds x log2 e to the integer n in t's low
+     * mantissa bits (|n| < 2^22): n = t - 1.5 * 2^23 without vroundps (2
+     * uops), and t's bits shifted left by 23 are n << 23 (the constant's
+     * bits all lie at 22 and above), without vcvtps2dq. */
+    const __m256 shift = _mm256_set1_ps(12582912.0f);
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shift);
+    const __m256 n = _mm256_sub_ps(t, shift);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     /* degree-6 Chebyshev fit of e^r on [-ln2/2, ln2/2] (rel. error 2e-9), Horner */
@@ -56,7 +61,7 @@ static inline __m256 attn_exp_avx2_nonpos(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.000000047e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23);  /* n in [-125, 0] where kept */
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(t), 23);  /* n in [-125, 0] where kept */
     return _mm256_andnot_ps(flush, _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e)));
 }
 

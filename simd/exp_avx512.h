@@ -30,4 +30,27 @@ static inline __m512 attn_exp_avx512(__m512 x)
     return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
+/* The same for x <= 0, -inf and NaN only (softmax: scores minus their
+ * maximum): two vector uops fewer, for the softmax's share of the FMA
+ * ports. No overflow clamp; n = round(x log2 e) by adding and subtracting
+ * 1.5 * 2^23 (one FMA and one subtraction instead of a multiply and a
+ * two-uop vrndscaleps), exact for |x log2 e| < 2^22. */
+static inline __m512 attn_exp_avx512_nonpos(__m512 x)
+{
+    const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_NLT_UQ);
+    const __m512 shift = _mm512_set1_ps(12582912.0f);
+    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shift),
+                                   shift);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.394110843e-3f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.375126398e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166635290e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666641551e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.000000047e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(keep, p, n);
+}
+
 #endif

@@ -153,6 +153,13 @@ static void build_cases(void)
       c.causal = 1; c.wl = 100; c.sink = 4; c.big = 1);
     C(strcpy(c.tag, "long alibi+softcap"); c.Sq = 64; c.Sk = 1000; c.Hq = 1; c.Hkv = 1; c.D = 256;
       c.alibi = 1; c.softcap = 20; c.big = 1);
+    /* An f32 output of 8 MiB, which the driver stores with streaming stores:
+     * rows 16-byte aligned (contiguous) and not (padded). Few keys and small
+     * heads keep it cheap. */
+    C(strcpy(c.tag, "streamed output"); c.Sq = 8192; c.Sk = 4; c.Hq = 16; c.Hkv = 4;
+      c.D = 16; c.in_dt = ATTN_F32; c.layout = TU_CONTIG);
+    C(strcpy(c.tag, "streamed output padded"); c.Sq = 8192; c.Sk = 4; c.Hq = 16; c.Hkv = 4;
+      c.D = 16; c.in_dt = ATTN_F32; c.layout = TU_PADDED);
     /* Enough query blocks (many heads, long Sq, few keys: cheap to check) for
      * the driver to give each task twice the kernel set's query rows on up
      * to 16 threads, with panel slots reused within the call. */

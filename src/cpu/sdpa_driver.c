@@ -58,6 +58,7 @@
 #include "cpu_backend.h"
 #include "half.h"
 #include "softmax_tile.h"
+#include "stream_store.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -85,6 +86,7 @@ typedef struct sdpa_plan {
     const attn_cpu_kernels  *ks;
     int     bq, bk;
     int64_t ldq, ldo, lds;          /* leading dims of the f32 tiles */
+    int     stream_out;             /* f32 output rows stored past the caches */
     size_t  ws_floats;              /* per-thread workspace */
     int64_t group;                  /* Hq / Hkv */
     int64_t ktf, vtf;               /* floats per packed K / V tile (16-aligned) */
@@ -499,11 +501,15 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
         char *dst = at(O, g.bt * O->stride[0] + row * O->stride[1] + h * O->stride[2]);
         const char *gsrc = p->has_gate ?
             at(G, g.bt * G->stride[0] + row * G->stride[1] + h * G->stride[2]) : NULL;
-        for (int64_t c = 0; c < p->dv; c++) {
-            float x = orow[c] * inv;
-            if (gsrc)
-                x *= 1.0f / (1.0f + expf(-attn_load_f32(gsrc, G->dtype, c * G->stride[3])));
-            attn_store_f32(dst, O->dtype, c * O->stride[3], x);
+        if (pl->stream_out && !gsrc) {
+            attn_cpu_store_scaled_stream((float *)dst, orow, p->dv, inv);
+        } else {
+            for (int64_t c = 0; c < p->dv; c++) {
+                float x = orow[c] * inv;
+                if (gsrc)
+                    x *= 1.0f / (1.0f + expf(-attn_load_f32(gsrc, G->dtype, c * G->stride[3])));
+                attn_store_f32(dst, O->dtype, c * O->stride[3], x);
+            }
         }
         if (p->has_lse) {
             const attn_view *L = &p->lse;
@@ -511,6 +517,7 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
             ((float *)L->base)[g.bt * L->stride[0] + h * L->stride[1] + row * L->stride[2]] = lse;
         }
     }
+    attn_cpu_stream_fence();
 }
 
 /* The group whose prefix range [pref[g], pref[g+1]) holds x, within [lo, hi)
@@ -723,6 +730,9 @@ static int64_t query_tasks(const attn_sdpa_problem *p, int64_t bq)
  * the threads busy (a single group may always exceed it). */
 #define PANEL_BUDGET_BYTES ((size_t)64 << 20)
 
+/* Outputs from this size on are stored with streaming stores. */
+#define STREAM_OUT_BYTES ((size_t)8 << 20)
+
 attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 {
     attn_cpu_state *st = dev->impl;
@@ -732,6 +742,12 @@ attn_status attn_cpu_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     pl.ks->tile_sizes(p->d, p->dv, &pl.bq, &pl.bk);
     if (p->has_block_mask)
         align_tiles_to_blocks(p, &pl.bq, &pl.bk);
+    /* Streaming stores for outputs well past the caches of a core, which
+     * the caller cannot find cached anyway (smaller ones may stay cached
+     * for the caller). */
+    const double out_rows = p->cu_q ? (double)p->cu_q[p->num_seqs] : (double)p->num_seqs * (double)p->sq;
+    pl.stream_out = p->out.dtype == ATTN_F32 && p->out.stride[3] == 1 &&
+                    out_rows * (double)p->hq * (double)p->dv * sizeof(float) >= (double)STREAM_OUT_BYTES;
     pl.ldq = round_up(p->d, 16);
     pl.ldo = round_up(p->dv, 16);
     pl.lds = round_up(pl.bk, 16);
