@@ -34,6 +34,7 @@ static const attn_linear_kernels kernels = {
     .scal = avx2_lin_scal,
     .max_floor = avx2_lin_max_floor,
     .gate_scan = avx2_lin_gate_scan,
+    .gate_scan_t = avx2_lin_gate_scan_t,
     .transpose = avx2_lin_transpose,
     .stream_rows = avx2_lin_stream_rows,
 };

@@ -218,43 +218,107 @@ static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
  * four independent multiply chains down the rows (one chain is bound by the
  * multiply latency); then single vectors, then scalar columns (see
  * attn_linear_kernels.gate_scan). */
-static void LNAME(gate_scan)(float *dst, const float *x, const float *a, int64_t ld, int rows,
-                             int64_t n, int reverse)
+static void LNAME(gate_scan)(float *dst, int64_t ldd, const float *x, int64_t ldx,
+                             const float *a, int64_t lda, int rows, int64_t n, int reverse,
+                             float scale)
 {
-    const int64_t step = reverse ? -ld : ld, first = reverse ? (int64_t)(rows - 1) * ld : 0;
+    const int64_t first = reverse ? rows - 1 : 0, step = reverse ? -1 : 1;
     int64_t j = 0;
     for (; j + 4 * LV <= n; j += 4 * LV) {
         LVEC prod[4];
         for (int v = 0; v < 4; v++)
-            prod[v] = LSET1(1.0f);
-        for (int64_t i = 0, r = first + j; i < rows; i++, r += step)
+            prod[v] = LSET1(scale);
+        for (int64_t i = 0, r = first; i < rows; i++, r += step)
 #pragma GCC unroll 4
             for (int v = 0; v < 4; v++) {
+                const float *ar = a + r * lda + j + v * LV;
                 if (!reverse)
-                    prod[v] = LMUL(prod[v], LLOAD(a + r + v * LV));
-                LSTORE(dst + r + v * LV, LMUL(LLOAD(x + r + v * LV), prod[v]));
+                    prod[v] = LMUL(prod[v], LLOAD(ar));
+                LSTORE(dst + r * ldd + j + v * LV, LMUL(LLOAD(x + r * ldx + j + v * LV), prod[v]));
                 if (reverse)
-                    prod[v] = LMUL(prod[v], LLOAD(a + r + v * LV));
+                    prod[v] = LMUL(prod[v], LLOAD(ar));
             }
     }
     for (; j + LV <= n; j += LV) {
-        LVEC prod = LSET1(1.0f);
-        for (int64_t i = 0, r = first + j; i < rows; i++, r += step) {
+        LVEC prod = LSET1(scale);
+        for (int64_t i = 0, r = first; i < rows; i++, r += step) {
             if (!reverse)
-                prod = LMUL(prod, LLOAD(a + r));
-            LSTORE(dst + r, LMUL(LLOAD(x + r), prod));
+                prod = LMUL(prod, LLOAD(a + r * lda + j));
+            LSTORE(dst + r * ldd + j, LMUL(LLOAD(x + r * ldx + j), prod));
             if (reverse)
-                prod = LMUL(prod, LLOAD(a + r));
+                prod = LMUL(prod, LLOAD(a + r * lda + j));
         }
     }
     for (; j < n; j++) {
-        float prod = 1.0f;
-        for (int64_t i = 0, r = first + j; i < rows; i++, r += step) {
+        float prod = scale;
+        for (int64_t i = 0, r = first; i < rows; i++, r += step) {
             if (!reverse)
-                prod *= a[r];
-            dst[r] = x[r] * prod;
+                prod *= a[r * lda + j];
+            dst[r * ldd + j] = x[r * ldx + j] * prod;
             if (reverse)
-                prod *= a[r];
+                prod *= a[r * lda + j];
+        }
+    }
+}
+
+/* gate_scan written transposed (dst[c*ldd + r]): where the ISA has
+ * transpose_vl and the rows come in whole vectors, each LV x LV block of
+ * products goes through registers straight to its columns, so the scanned
+ * rows are never stored and read back for a separate transpose. One multiply
+ * chain per column vector; the chains of successive vectors are independent
+ * and overlap out of order. Other shapes scan column by column in scalar
+ * code. */
+#ifdef LTRANSPOSE_VL
+/* One column vector of gate_scan_t in LV x LV blocks; reverse is a constant
+ * at each call, so the block's registers keep constant indices. */
+static inline __attribute__((always_inline)) void
+LNAME(gate_column_t)(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
+                     int64_t lda, int rows, const int reverse, float scale)
+{
+    LVEC prod = LSET1(scale);
+    for (int b = 0; b < rows / LV; b++) {
+        const int64_t r0 = reverse ? rows - LV * (b + 1) : LV * b;
+        LVEC blk[LV];
+#pragma GCC unroll 16
+        for (int i = 0; i < LV; i++) {
+            const int k = reverse ? LV - 1 - i : i;
+            const int64_t r = r0 + k;
+            if (!reverse)
+                prod = LMUL(prod, LLOAD(a + r * lda));
+            blk[k] = LMUL(LLOAD(x + r * ldx), prod);
+            if (reverse)
+                prod = LMUL(prod, LLOAD(a + r * lda));
+        }
+        transpose_vl(blk);
+#pragma GCC unroll 16
+        for (int i = 0; i < LV; i++)
+            LSTORE(dst + i * ldd + r0, blk[i]);
+    }
+}
+#endif
+
+static void LNAME(gate_scan_t)(float *dst, int64_t ldd, const float *x, int64_t ldx,
+                               const float *a, int64_t lda, int rows, int64_t n, int reverse,
+                               float scale)
+{
+    int64_t j = 0;
+#ifdef LTRANSPOSE_VL
+    for (; rows % LV == 0 && j + LV <= n; j += LV) {
+        if (reverse)
+            LNAME(gate_column_t)(dst + j * ldd, ldd, x + j, ldx, a + j, lda, rows, 1, scale);
+        else
+            LNAME(gate_column_t)(dst + j * ldd, ldd, x + j, ldx, a + j, lda, rows, 0, scale);
+    }
+#endif
+    for (; j < n; j++) {
+        float prod = scale;
+        for (int i = 0; i < rows; i++) {
+            const int64_t r = reverse ? rows - 1 - i : i;
+            if (!reverse)
+                prod *= a[r * lda + j];
+            dst[j * ldd + r] = x[r * ldx + j] * prod;
+            if (reverse)
+                prod *= a[r * lda + j];
         }
     }
 }

@@ -71,13 +71,17 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
-    /* Gate products along rows (a: per-token gates exp(g) <= 1; ld is
-     * the leading dimension of dst, x and a alike), n floats a row:
-     *   forward:  dst_r = x_r * a_0 * ... * a_r
-     *   reverse:  dst_r = x_r * a_{r+1} * ... * a_{rows-1}
-     * dst may be x. */
-    void (*gate_scan)(float *dst, const float *x, const float *a, int64_t ld, int rows,
-                      int64_t n, int reverse);
+    /* Gate products along rows (a: per-token gates exp(g) <= 1; ldd, ldx,
+     * lda: the leading dimensions of dst, x and a), n floats a row:
+     *   forward:  dst_r = scale * x_r * a_0 * ... * a_r
+     *   reverse:  dst_r = scale * x_r * a_{r+1} * ... * a_{rows-1}
+     * dst may be x (with ldd = ldx). x may be a caller's tensor rows, so
+     * the scan doubles as the load and the scale is folded in. */
+    void (*gate_scan)(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
+                      int64_t lda, int rows, int64_t n, int reverse, float scale);
+    /* The same products stored transposed: dst[c*ldd + r] = dst_r[c]. */
+    void (*gate_scan_t)(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
+                        int64_t lda, int rows, int64_t n, int reverse, float scale);
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     /* dst row r = src row r (n floats each, r < rows) with stores that bypass
@@ -127,6 +131,12 @@ typedef struct attn_linear_task {
 void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t i, float *dst,
                          float scale);
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
+/* Rows of x (q or k) of the task's head from token i, where they can be read
+ * in place: f32 with contiguous rows, neither l2-normalised nor mapped by a
+ * feature map. *ld = floats from one token's row to the next. NULL if they
+ * need a converted copy. */
+const float *attn_linear_rows_in_place(const attn_linear_task *t, const attn_view *x, int64_t i,
+                                       int64_t *ld);
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
 int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
 /* *pf = the rows of head h, tokens [i0, i0 + n) of every input, and of the

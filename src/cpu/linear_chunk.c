@@ -134,13 +134,14 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
          * side, every factor <= 1). */
         const float *G = c->G;
         for (int i0 = 0; i0 < n; i0 += SB)
-            ks->gate_scan(c->XH + i0 * lk, X + i0 * lk, c->AG + i0 * lk, lk,
-                          n - i0 < SB ? n - i0 : SB, dk, 0);
+            ks->gate_scan(c->XH + i0 * lk, lk, X + i0 * lk, lk, c->AG + i0 * lk, lk,
+                          n - i0 < SB ? n - i0 : SB, dk, 0, 1.0f);
         for (int j0 = 0; j0 < n; j0 += SB) {
             const int jb = n - j0 < SB ? n - j0 : SB;
             const float *gend = G + (j0 + jb - 1) * lk;
             if (!keys_ready) {
-                ks->gate_scan(c->X + j0 * lk, Y + j0 * lk, c->AG + j0 * lk, lk, jb, dk, 1);
+                ks->gate_scan(c->X + j0 * lk, lk, Y + j0 * lk, lk, c->AG + j0 * lk, lk, jb, dk,
+                              1, 1.0f);
                 ks->transpose(KT + j0, lc, c->X + j0 * lk, lk, jb, (int)dk);
             }
             for (int i0 = j0; i0 < n; i0 += SB) {
@@ -220,19 +221,23 @@ static void lower_products(chunk_ctx *c, const float *rows, float *A, int n, int
             A[i * lc + j] = 0.0f;
 }
 
-static void gram_one_reference(chunk_ctx *c, int n, int delta)
+/* q, k: the chunk's query and key rows (ld ldq, ldk), either the
+ * workspace copies or the caller's tensors read in place, the queries then
+ * times qscale. Ktil goes straight to KT, transposed (the Gram's right side
+ * and, row-major, the state update's left one). */
+static void gram_one_reference(chunk_ctx *c, int n, int delta, const float *q, int64_t ldq,
+                               float qscale, const float *k, int64_t ldk)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
-    ks->gate_scan(c->Q, c->Q, c->AG, lk, n, dk, 0);
-    ks->gate_scan(c->X, c->K, c->AG, lk, n, dk, 1);
-    ks->transpose(c->KT, lc, c->X, lk, n, (int)dk);
+    ks->gate_scan(c->Q, lk, q, ldq, c->AG, lk, n, dk, 0, qscale);
+    ks->gate_scan_t(c->KT, lc, k, ldk, c->AG, lk, n, dk, 1, 1.0f);
     for (int64_t cc = 0; cc < dk; cc++)
         c->E[cc] = -c->G[(n - 1) * lk + cc];
     ks->vexp(c->E, dk);
     lower_products(c, c->Q, c->A, n, 0);
     if (delta) {
-        ks->gate_scan(c->K, c->K, c->AG, lk, n, dk, 0);
+        ks->gate_scan(c->K, lk, k, ldk, c->AG, lk, n, dk, 0, 1.0f);
         lower_products(c, c->K, c->L, n, 1);
     }
 }
@@ -334,13 +339,22 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     const int64_t lds = t->lds;
     const int out = !t->state_only;
 
+    /* Per-channel gates, queries and keys that need no conversion: while a
+     * chunk fits one reference, its gate scans read them from the caller's
+     * tensors (the scale folded in), with no workspace copy. */
+    const int may_read_in_place = out && c.mode == 2 && !p->normalize;
     for (int64_t c0 = c_begin; c0 < c_end && c0 < t->len; c0 += C) {
         const int n = (int)(t->len - c0 < C ? t->len - c0 : C);
+        int64_t ldq = lk, ldk = lk;
+        const float *qin = may_read_in_place ? attn_linear_rows_in_place(t, &p->q, c0, &ldq) : NULL;
+        const float *kin = may_read_in_place ? attn_linear_rows_in_place(t, &p->k, c0, &ldk) : NULL;
+        int copied = !(qin && kin);
         /* Load the chunk; cumulative log-gates. */
         for (int r = 0; r < n; r++) {
-            if (out)
+            if (out && copied)
                 attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
-            attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
+            if (copied)
+                attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
             attn_linear_load_v(t, c0 + r, c.U + r * lv);
             if (delta)
                 c.beta[r] = attn_linear_load_beta(t, c0 + r);
@@ -362,8 +376,17 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
          * unless normalize, which has no gate). */
         attn_linear_pf_init(&c.pf, t, t->pf_h, c0 + t->pf_dc, C);
         const int one_ref = out && c.mode == 2 && one_reference_fits(&c, n);
-        if (one_ref) {
-            gram_one_reference(&c, n, delta);
+        if (!one_ref && !copied) {
+            for (int r = 0; r < n; r++) {
+                attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
+                attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
+            }
+            copied = 1;
+        }
+        if (one_ref && copied) {
+            gram_one_reference(&c, n, delta, c.Q, lk, 1.0f, c.K, lk);
+        } else if (one_ref) {
+            gram_one_reference(&c, n, delta, qin, ldq, p->scale, kin, ldk);
         } else if (out) {
             gram(&c, c.Q, c.K, n, 0, c.A, 0);
             if (c.mode == 2)
@@ -455,15 +478,16 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
             for (int64_t cc = 0; cc < dk; cc++)
                 ks->scal(S + cc * lds, c.mode == 2 ? E[cc] : E[0], dv);
-            if (one_ref)
-                ;                               /* X holds Ktil already */
-            else if (c.mode == 2 && out)
+            if (c.mode == 2 && out && !one_ref)
                 ktil_from_keys(&c, n);
-            else
+            else if (!one_ref)
                 scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
-        ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1, &c.pf);
+        if (one_ref)                             /* KT holds Ktil, transposed */
+            ks->gemm((int)dk, (int)dv, n, c.KT, lc, 1, c.U, lv, S, lds, 1, &c.pf);
+        else
+            ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1, &c.pf);
 
         attn_linear_pf_issue(&c.pf, INT_MAX);          /* what the products left */
         if (out)

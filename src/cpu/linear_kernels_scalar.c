@@ -81,18 +81,36 @@ static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
-static void scalar_gate_scan(float *dst, const float *x, const float *a, int64_t ld, int rows,
-                             int64_t n, int reverse)
+static void scalar_gate_scan(float *dst, int64_t ldd, const float *x, int64_t ldx,
+                             const float *a, int64_t lda, int rows, int64_t n, int reverse,
+                             float scale)
 {
     for (int64_t j = 0; j < n; j++) {
-        float prod = 1.0f;
+        float prod = scale;
         for (int i = 0; i < rows; i++) {
-            const int64_t r = (reverse ? rows - 1 - i : i) * ld + j;
+            const int64_t r = reverse ? rows - 1 - i : i;
             if (!reverse)
-                prod *= a[r];
-            dst[r] = x[r] * prod;
+                prod *= a[r * lda + j];
+            dst[r * ldd + j] = x[r * ldx + j] * prod;
             if (reverse)
-                prod *= a[r];
+                prod *= a[r * lda + j];
+        }
+    }
+}
+
+static void scalar_gate_scan_t(float *dst, int64_t ldd, const float *x, int64_t ldx,
+                               const float *a, int64_t lda, int rows, int64_t n, int reverse,
+                               float scale)
+{
+    for (int64_t j = 0; j < n; j++) {
+        float prod = scale;
+        for (int i = 0; i < rows; i++) {
+            const int64_t r = reverse ? rows - 1 - i : i;
+            if (!reverse)
+                prod *= a[r * lda + j];
+            dst[j * ldd + r] = x[r * ldx + j] * prod;
+            if (reverse)
+                prod *= a[r * lda + j];
         }
     }
 }
@@ -123,6 +141,7 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .scal = scalar_scal,
     .max_floor = scalar_max_floor,
     .gate_scan = scalar_gate_scan,
+    .gate_scan_t = scalar_gate_scan_t,
     .transpose = scalar_transpose,
     .stream_rows = scalar_stream_rows,
 };
