@@ -62,6 +62,7 @@ typedef struct bench_case {
     attn_dtype  dtype;
     attn_linear_kind lin_kind;   /* OP_LINEAR only */
     int         lin_step;        /* OP_LINEAR: one recurrent decode step with state in/out */
+    int         lin_chunk;       /* OP_LINEAR chunkwise: chunk size, 0 = LINEAR_CHUNK */
     /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
     int         nb_ndim;
     int64_t     nb_grid[3], nb_kernel[3];
@@ -611,20 +612,23 @@ static double select_bytes(const bench_case *c)
 
 
 /* linear: attn_linear of one kind, B x T tokens x H heads, Dk = D, Dv.
- * Chunkwise rows (lin_step 0) run the whole sequence with the default chunk
- * (C = 64); decode-step rows (lin_step 1, T = 1) run one recurrent token with
+ * Chunkwise rows (lin_step 0) run the whole sequence with the library's
+ * default chunk (C = 64) or --chunk; decode-step rows (lin_step 1, T = 1) run one recurrent token with
  * the state read from and written back to the same [B,H,Dk,Dv] f32 tensor.
  * Gates are log-space values in [-0.1, 0) (a decay of 0.90-1 per token),
  * beta in [0.25, 0.75), q and k L2-normalised for the delta kinds.
  *
  * FLOPs, per sequence and head, of the chunkwise algorithm's matrix products
- * (C = 64; gates, loads and the triangular masks not counted):
- *   PLAIN, DECAY, GLA:   2*T*C*(Dk+Dv) + 4*T*Dk*Dv
- *     (intra-chunk Q K^T and A V over full C x C blocks; inter-chunk Q S
- *      and the state update K^T V)
- *   DELTA, GATED_DELTA, KDA: 2*T*C*(2*Dk+Dv) + 6*T*Dk*Dv + T*C*Dv
- *     (also the K K^T Gram, K S for the WY right-hand side and the forward
- *      substitution)
+ * (gates, loads and masks not counted). A chunk of n tokens has P = n(n+1)/2
+ * causal (query, key) pairs, and p = n(n-1)/2 strictly below the diagonal;
+ * as for sdpa, only the pairs the causal mask keeps are counted (the library
+ * skips the 16 x 16 blocks above the diagonal; whole C x C blocks would
+ * credit about twice the intra-chunk pairs):
+ *   PLAIN, DECAY, GLA:   per chunk 2*P*(Dk+Dv) + 4*n*Dk*Dv
+ *     (intra-chunk Q K^T and A V; inter-chunk Q S and the state update K^T V)
+ *   DELTA, GATED_DELTA, KDA: 2*P*(Dk+Dv) + 2*p*(Dk+Dv) + 6*n*Dk*Dv
+ *     (also the strict K K^T Gram, K S for the WY right-hand side and the
+ *      forward substitution over the strict triangle)
  * Decode step: 4*Dk*Dv (non-delta) or 6*Dk*Dv (delta) per head, and bytes =
  * the state read and written once, 8*Dk*Dv per head: the step is bound by
  * that traffic, so GB/s against the copy roof is its figure of merit (a
@@ -660,17 +664,31 @@ typedef struct linear_state {
     attn_linear_params p;
 } linear_state;
 
+static int64_t linear_chunk(const bench_case *c)
+{
+    return c->lin_chunk ? c->lin_chunk : LINEAR_CHUNK;
+}
+
+/* One chunk of n tokens (see above). */
+static double linear_chunk_flops(const bench_case *c, double n)
+{
+    const double dk = (double)c->d, dv = (double)c->dv;
+    const double pairs = n * (n + 1) / 2, strict = n * (n - 1) / 2;
+    if (linear_is_delta(c->lin_kind))
+        return 2.0 * (pairs + strict) * (dk + dv) + 6.0 * n * dk * dv;
+    return 2.0 * pairs * (dk + dv) + 4.0 * n * dk * dv;
+}
+
 static double linear_flops(const bench_case *c)
 {
-    const double t = (double)c->sq, dk = (double)c->d, dv = (double)c->dv, ch = LINEAR_CHUNK;
-    const int delta = linear_is_delta(c->lin_kind);
+    const double dk = (double)c->d, dv = (double)c->dv;
+    const int64_t ch = linear_chunk(c);
     double per_head;
     if (c->lin_step)
-        per_head = (delta ? 6.0 : 4.0) * dk * dv * t;
-    else if (delta)
-        per_head = 2.0 * t * ch * (2.0 * dk + dv) + 6.0 * t * dk * dv + t * ch * dv;
+        per_head = (linear_is_delta(c->lin_kind) ? 6.0 : 4.0) * dk * dv * (double)c->sq;
     else
-        per_head = 2.0 * t * ch * (dk + dv) + 4.0 * t * dk * dv;
+        per_head = (double)(c->sq / ch) * linear_chunk_flops(c, (double)ch) +
+                   linear_chunk_flops(c, (double)(c->sq % ch));
     return per_head * (double)c->b * (double)c->hq;
 }
 
@@ -761,7 +779,7 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     attn_linear_params p = ATTN_LINEAR_PARAMS_INIT;
     p.kind = c->lin_kind;
     p.algo = c->lin_step ? ATTN_LINEAR_ALGO_RECURRENT : ATTN_LINEAR_ALGO_CHUNKWISE;
-    p.chunk_size = LINEAR_CHUNK;
+    p.chunk_size = (int)linear_chunk(c);
     p.l2norm_qk = delta;
     s->p = p;
     *state = s;
@@ -941,8 +959,9 @@ static const op_runner op_table[] = {
       "attn_block_select flops = the XATTN antidiagonal GEMM (2*Sq*Sk*D/stride per head, half "
       "when causal); MoBA counted as 0" },
     { OP_LINEAR, "lin", linear_setup, linear_run, linear_teardown, linear_flops, linear_bytes,
-      "linear flops per head (chunk C=64): 2*T*C*(Dk+Dv) + 4*T*Dk*Dv (plain/decay/gla), "
-      "2*T*C*(2*Dk+Dv) + 6*T*Dk*Dv + T*C*Dv (delta kinds); decode step 4*Dk*Dv (6 delta), "
+      "linear flops per head and chunk of n tokens (C=64 or --chunk), causal pairs P=n(n+1)/2, "
+      "strict p=n(n-1)/2: 2*P*(Dk+Dv) + 4*n*Dk*Dv (plain/decay/gla), 2*(P+p)*(Dk+Dv) + "
+      "6*n*Dk*Dv (delta kinds); decode step 4*Dk*Dv (6 delta), "
       "GB/s = state read + written once (8*Dk*Dv bytes per head) vs the copy roof" },
     /* neighborhood attention (issue #6 part 1) */
     { OP_NEIGHBORHOOD, "nbhd", nb_setup, nb_run, nb_teardown, nb_flops, nb_bytes,
@@ -1515,7 +1534,8 @@ static double run_log_find(const run_log *l, const bench_case *want)
             c->causal == want->causal && c->window_left == want->window_left &&
             c->window_right == want->window_right && c->sink_tokens == want->sink_tokens &&
             c->dtype == want->dtype && c->lin_kind == want->lin_kind &&
-            c->lin_step == want->lin_step && c->nb_ndim == want->nb_ndim &&
+            c->lin_step == want->lin_step && c->lin_chunk == want->lin_chunk &&
+            c->nb_ndim == want->nb_ndim &&
             !memcmp(c->nb_grid, want->nb_grid, sizeof c->nb_grid) &&
             !memcmp(c->nb_kernel, want->nb_kernel, sizeof c->nb_kernel))
             return l->ms[i];
@@ -1631,6 +1651,8 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         fputs(",\"kind\":", f);
         json_string(f, linear_kind_name(c->lin_kind));
         fprintf(f, ",\"algo\":\"%s\"", c->lin_step ? "recurrent" : "chunkwise");
+        if (!c->lin_step)
+            fprintf(f, ",\"chunk\":%lld", (long long)linear_chunk(c));
     }
     fputs(",\"flop_rule\":", f);
     json_string(f, r->flop_rule);
@@ -1781,6 +1803,7 @@ static void usage(FILE *f)
 "  --linear KIND       an attn_linear shape instead (chunkwise; --sq = T, --hq =\n"
 "                      H, --d = Dk, --dv): plain|decay|gla|delta|gdelta|kda;\n"
 "                      KIND,step: one recurrent decode step with state in/out\n"
+"  --chunk C           --linear chunk size (params.chunk_size, 1..256; default 64)\n"
 "\n"
 "Execution:\n"
 "  --threads N         attn_options.num_threads (default 0 = all cores)\n"
@@ -1883,7 +1906,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
 {
     const int64_t BIG = INT64_C(1) << 40;
     int64_t b = -1, hq = -1, hkv = -1, sq = -1, sk = -1, d = -1, dv = -1, wl = -1, wr = -1, sinks = 0;
-    int causal = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0;
+    int causal = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0, lin_chunk = 0;
     attn_dtype dt = ATTN_F32;
     memset(o, 0, sizeof *o);
     o->threads = 0;
@@ -1974,6 +1997,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             if (lin_kind < 0)
                 die_usage("--linear: no kind '%s' (plain|decay|gla|delta|gdelta|kda)", kind);
             lin_step = comma != NULL;
+        } else if (OPT("--chunk")) {
+            lin_chunk = (int)parse_i64(a, val, 1, 256);
         } else if (OPT("--dtype")) {
             dt = parse_dtype(val);
             have_dtype = 1;
@@ -2035,6 +2060,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             c.sq = c.sk = lin_step ? 1 : sq;
             c.lin_kind = (attn_linear_kind)lin_kind;
             c.lin_step = lin_step;
+            c.lin_chunk = lin_chunk;
         }
         o->shape = c;
         o->have_shape = 1;
