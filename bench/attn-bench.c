@@ -613,8 +613,9 @@ static double select_bytes(const bench_case *c)
 
 /* linear: attn_linear of one kind, B x T tokens x H heads, Dk = D, Dv.
  * Chunkwise rows (lin_step 0) run the whole sequence with the library's
- * default chunk (C = 64) or --chunk; decode-step rows (lin_step 1, T = 1) run one recurrent token with
- * the state read from and written back to the same [B,H,Dk,Dv] f32 tensor.
+ * default chunk (ATTN_LINEAR_DEFAULT_CHUNK) or --chunk; decode-step rows
+ * (lin_step 1, T = 1) run one recurrent token with the state read from and
+ * written back to the same [B,H,Dk,Dv] f32 tensor.
  * Gates are log-space values in [-0.1, 0) (a decay of 0.90-1 per token),
  * beta in [0.25, 0.75), q and k L2-normalised for the delta kinds.
  *
@@ -633,7 +634,8 @@ static double select_bytes(const bench_case *c)
  * the state read and written once, 8*Dk*Dv per head: the step is bound by
  * that traffic, so GB/s against the copy roof is its figure of merit (a
  * state that fits in cache can beat the DRAM copy roof). */
-#define LINEAR_CHUNK 64
+#define LINEAR_CHUNK ATTN_LINEAR_DEFAULT_CHUNK
+_Static_assert(LINEAR_CHUNK == 32, "the linear flop rule below names C=32");
 
 static int linear_is_delta(attn_linear_kind k)
 {
@@ -959,7 +961,7 @@ static const op_runner op_table[] = {
       "attn_block_select flops = the XATTN antidiagonal GEMM (2*Sq*Sk*D/stride per head, half "
       "when causal); MoBA counted as 0" },
     { OP_LINEAR, "lin", linear_setup, linear_run, linear_teardown, linear_flops, linear_bytes,
-      "linear flops per head and chunk of n tokens (C=64 or --chunk), causal pairs P=n(n+1)/2, "
+      "linear flops per head and chunk of n tokens (C=32 or --chunk), causal pairs P=n(n+1)/2, "
       "strict p=n(n-1)/2: 2*P*(Dk+Dv) + 4*n*Dk*Dv (plain/decay/gla), 2*(P+p)*(Dk+Dv) + "
       "6*n*Dk*Dv (delta kinds); decode step 4*Dk*Dv (6 delta), "
       "GB/s = state read + written once (8*Dk*Dv bytes per head) vs the copy roof" },
@@ -1803,7 +1805,8 @@ static void usage(FILE *f)
 "  --linear KIND       an attn_linear shape instead (chunkwise; --sq = T, --hq =\n"
 "                      H, --d = Dk, --dv): plain|decay|gla|delta|gdelta|kda;\n"
 "                      KIND,step: one recurrent decode step with state in/out\n"
-"  --chunk C           --linear chunk size (params.chunk_size, 1..256; default 64)\n"
+"  --chunk C           --linear chunk size (params.chunk_size, 1..256; default\n"
+"                      the library's, ATTN_LINEAR_DEFAULT_CHUNK)\n"
 "\n"
 "Execution:\n"
 "  --threads N         attn_options.num_threads (default 0 = all cores)\n"

@@ -91,8 +91,8 @@ attn_status attn_validate_linear(const attn_context *ctx, const attn_linear_para
         return INVALID("params->feature must be IDENTITY for %s (feature maps apply to PLAIN, "
                        "DECAY and GLA)", kn);
     if (p.chunk_size < 0 || p.chunk_size > LINEAR_MAX_CHUNK)
-        return INVALID("params->chunk_size is %d; use 0 (default 64) or 1..%d", p.chunk_size,
-                       LINEAR_MAX_CHUNK);
+        return INVALID("params->chunk_size is %d; use 0 (default %d) or 1..%d", p.chunk_size,
+                       ATTN_LINEAR_DEFAULT_CHUNK, LINEAR_MAX_CHUNK);
     if (!isfinite(p.scale))
         return INVALID("params->scale is not finite");
     if (p.normalize && p.kind != ATTN_LINEAR_PLAIN)
@@ -234,7 +234,7 @@ attn_status attn_validate_linear(const attn_context *ctx, const attn_linear_para
     pr->algo = p.algo;
     pr->normalize = p.normalize != 0;
     pr->l2norm_qk = p.l2norm_qk != 0;
-    pr->chunk = p.chunk_size ? p.chunk_size : 64;
+    pr->chunk = p.chunk_size ? p.chunk_size : ATTN_LINEAR_DEFAULT_CHUNK;
     pr->scale = p.scale != 0.0f ? p.scale : (float)(1.0 / sqrt((double)dk));
     pr->norm_eps = p.norm_eps;
     pr->decay = p.decay;

@@ -1,6 +1,6 @@
 /* The chunkwise-parallel form of attn_linear, for prefill.
  *
- * Tokens are taken C at a time (C = params->chunk_size, 64 by default). In a
+ * Tokens are taken C at a time (C = params->chunk_size, 32 by default). In a
  * chunk, with G_i the cumulative log-gate from the chunk start (per channel
  * for GLA/KDA, scalar for DECAY/GATED_DELTA, 0 otherwise), S0 the state at
  * the chunk start and Q already scaled:
