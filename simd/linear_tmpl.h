@@ -37,7 +37,8 @@ static inline void LNAME(store1)(float *c, float r, int acc)
  * the accumulators stay in registers (LMR x 2 + 3 vector registers). */
 static inline __attribute__((always_inline)) void
 LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64_t csa,
-            const float *B, int64_t ldb, float *C, int64_t ldc, int acc, attn_linear_pf *pf)
+            const float *B, int64_t ldb, float *C, int64_t ldc, int acc, const float *d,
+            attn_linear_pf *pf)
 {
     LVEC c[LMR][2];
 #pragma GCC unroll 16
@@ -69,24 +70,26 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++) {
             float *cp = C + r * ldc + v * LV;
-            LSTORE(cp, LNAME(combine)(c[r][v], cp, acc));
+            LSTORE(cp, d ? LFMA(LSET1(d[r]), LLOAD(cp), c[r][v]) : LNAME(combine)(c[r][v], cp, acc));
         }
 }
 
 /* Rows [0, m) of one column block of NV vectors: full LMR-row tiles, then
- * one tile of the leftover rows. */
+ * one tile of the leftover rows. d: see gemm_decay (NULL: acc applies). */
 static inline __attribute__((always_inline)) void
 LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int64_t csa,
                     const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
-                    attn_linear_pf *pf)
+                    const float *d, attn_linear_pf *pf)
 {
     int i = 0;
     for (; i + LMR <= m; i += LMR)
-        LNAME(tile)(LMR, NV, k, A + i * rsa, rsa, csa, B, ldb, C + i * ldc, ldc, acc, pf);
+        LNAME(tile)(LMR, NV, k, A + i * rsa, rsa, csa, B, ldb, C + i * ldc, ldc, acc,
+                    d ? d + i : NULL, pf);
     A += i * rsa;
     C += i * ldc;
+    d = d ? d + i : NULL;
     switch (m - i) {
-#define LEFT(r) case r: LNAME(tile)(r, NV, k, A, rsa, csa, B, ldb, C, ldc, acc, pf); break;
+#define LEFT(r) case r: LNAME(tile)(r, NV, k, A, rsa, csa, B, ldb, C, ldc, acc, d, pf); break;
     LEFT(1) LEFT(2) LEFT(3) LEFT(4) LEFT(5)
 #if LMR > 6
     LEFT(6) LEFT(7)
@@ -101,20 +104,23 @@ LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int
  * past the last full vector in scalar code. */
 static inline __attribute__((always_inline)) void
 LNAME(gemm_body)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa, const float *B,
-                 int64_t ldb, float *C, int64_t ldc, int acc, attn_linear_pf *pf)
+                 int64_t ldb, float *C, int64_t ldc, int acc, const float *d, attn_linear_pf *pf)
 {
     const int nv = n / LV * LV;
     int j = 0;
     for (; j + 2 * LV <= nv; j += 2 * LV)
-        LNAME(column_block)(2, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, pf);
+        LNAME(column_block)(2, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
     if (j < nv)
-        LNAME(column_block)(1, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, pf);
+        LNAME(column_block)(1, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
     for (int jj = nv; jj < n; jj++)
         for (int i = 0; i < m; i++) {
             float s = 0.0f;
             for (int p = 0; p < k; p++)
                 s += A[(int64_t)i * rsa + (int64_t)p * csa] * B[(int64_t)p * ldb + jj];
-            LNAME(store1)(C + (int64_t)i * ldc + jj, s, acc);
+            if (d)
+                C[(int64_t)i * ldc + jj] = d[i] * C[(int64_t)i * ldc + jj] + s;
+            else
+                LNAME(store1)(C + (int64_t)i * ldc + jj, s, acc);
         }
 }
 
@@ -125,9 +131,18 @@ static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_
                         attn_linear_pf *pf)
 {
     if (rsa == 1)
-        LNAME(gemm_body)(m, n, k, A, 1, csa, B, ldb, C, ldc, acc, pf);
+        LNAME(gemm_body)(m, n, k, A, 1, csa, B, ldb, C, ldc, acc, NULL, pf);
     else
-        LNAME(gemm_body)(m, n, k, A, rsa, csa, B, ldb, C, ldc, acc, pf);
+        LNAME(gemm_body)(m, n, k, A, rsa, csa, B, ldb, C, ldc, acc, NULL, pf);
+}
+
+/* The state update with its decay: each row of C is scaled as the tile
+ * that holds it stores its products, not in a pass of its own. */
+static void LNAME(gemm_decay)(int m, int n, int k, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float *C, int64_t ldc, const float *d,
+                              attn_linear_pf *pf)
+{
+    LNAME(gemm_body)(m, n, k, A, lda, 1, B, ldb, C, ldc, 1, d, pf);
 }
 
 static void LNAME(vexp)(float *y, int64_t n)

@@ -56,6 +56,10 @@ typedef struct attn_linear_kernels {
     void (*gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
                  attn_linear_pf *pf);
+    /* C[i*ldc + j] = d[i] * C[i*ldc + j] + sum_{p<k} A[i*lda + p] * B[p*ldb + j]
+     * (A row-major): a decayed state plus its update in one pass over C. */
+    void (*gemm_decay)(int m, int n, int k, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, float *C, int64_t ldc, const float *d, attn_linear_pf *pf);
     /* y = exp(y) in place; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
     /* Recurrent row update: s = a*s + b*u; o += c*s (n floats each). */

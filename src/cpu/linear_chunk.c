@@ -476,7 +476,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             } else {
                 E[0] = expf(c.G[n - 1]);
             }
-            for (int64_t cc = 0; cc < dk; cc++)
+            for (int64_t cc = 0; !one_ref && cc < dk; cc++)
                 ks->scal(S + cc * lds, c.mode == 2 ? E[cc] : E[0], dv);
             if (c.mode == 2 && out && !one_ref)
                 ktil_from_keys(&c, n);
@@ -484,8 +484,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
-        if (one_ref)                             /* KT holds Ktil, transposed */
-            ks->gemm((int)dk, (int)dv, n, c.KT, lc, 1, c.U, lv, S, lds, 1, &c.pf);
+        if (one_ref)        /* KT holds Ktil, transposed; the decay E folded into the update */
+            ks->gemm_decay((int)dk, (int)dv, n, c.KT, lc, c.U, lv, S, lds, c.E, &c.pf);
         else
             ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1, &c.pf);
 

@@ -130,9 +130,19 @@ static void scalar_stream_rows(float *dst, int64_t ldd, const float *src, int64_
         memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof *dst);
 }
 
+static void scalar_gemm_decay(int m, int n, int k, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float *C, int64_t ldc, const float *d,
+                              attn_linear_pf *pf)
+{
+    for (int i = 0; i < m; i++)
+        scalar_scal(C + (int64_t)i * ldc, d[i], n);
+    scalar_gemm(m, n, k, A, lda, 1, B, ldb, C, ldc, 1, pf);
+}
+
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
+    .gemm_decay = scalar_gemm_decay,
     .vexp = scalar_vexp,
     .row_update = scalar_row_update,
     .axpy = scalar_axpy,
