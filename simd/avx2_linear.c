@@ -34,6 +34,7 @@ static const attn_linear_kernels kernels = {
     .vmul = avx2_lin_vmul,
     .scal = avx2_lin_scal,
     .max_floor = avx2_lin_max_floor,
+    .gate_load = avx2_lin_gate_load,
     .gate_scan = avx2_lin_gate_scan,
     .gate_scan_t = avx2_lin_gate_scan_t,
     .transpose = avx2_lin_transpose,

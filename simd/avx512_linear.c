@@ -34,6 +34,7 @@ static const attn_linear_kernels kernels = {
     .vmul = avx512_lin_vmul,
     .scal = avx512_lin_scal,
     .max_floor = avx512_lin_max_floor,
+    .gate_load = avx512_lin_gate_load,
     .gate_scan = avx512_lin_gate_scan,
     .gate_scan_t = avx512_lin_gate_scan_t,
     .transpose = avx512_lin_transpose,

@@ -219,6 +219,25 @@ static void LNAME(scal)(float *y, float a, int64_t n)
         y[j] *= a;
 }
 
+static void LNAME(gate_load)(float *G, float *AG, const float *g, const float *prev, float lo,
+                             int64_t n)
+{
+    const LVEC vlo = LSET1(lo);
+    int64_t j = 0;
+    for (; j + LV <= n; j += LV) {
+        LVEC x = LMAXF(vlo, LLOAD(g + j));
+        LSTORE(AG + j, LEXP(x));
+        if (prev)
+            x = LADD(LLOAD(prev + j), x);
+        LSTORE(G + j, x);
+    }
+    for (; j < n; j++) {
+        const float x = g[j] < lo ? lo : g[j];
+        AG[j] = expf(x);
+        G[j] = prev ? prev[j] + x : x;
+    }
+}
+
 static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
 {
     const LVEC vlo = LSET1(lo);

@@ -32,6 +32,7 @@ static const attn_linear_kernels kernels = {
     .vmul = neon_lin_vmul,
     .scal = neon_lin_scal,
     .max_floor = neon_lin_max_floor,
+    .gate_load = neon_lin_gate_load,
     .gate_scan = neon_lin_gate_scan,
     .gate_scan_t = neon_lin_gate_scan_t,
     .transpose = neon_lin_transpose,

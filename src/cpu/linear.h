@@ -75,6 +75,11 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
+    /* One token's per-channel log-gates g (n floats) into the chunk's
+     * running sums: x = max(g, lo) (NaN stays NaN), AG = exp(x), G = prev + x
+     * (prev NULL: 0). G may be g. */
+    void (*gate_load)(float *G, float *AG, const float *g, const float *prev, float lo,
+                      int64_t n);
     /* Gate products along rows (a: per-token gates exp(g) <= 1; ldd, ldx,
      * lda: the leading dimensions of dst, x and a), n floats a row:
      *   forward:  dst_r = scale * x_r * a_0 * ... * a_r

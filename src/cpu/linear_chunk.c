@@ -359,12 +359,14 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             if (delta)
                 c.beta[r] = attn_linear_load_beta(t, c0 + r);
             if (c.mode == 2) {
-                float *g = c.G + r * lk;
-                attn_linear_load_g(t, c0 + r, g);
-                memcpy(c.AG + r * lk, g, (size_t)dk * sizeof *g);
-                ks->vexp(c.AG + r * lk, dk);
-                if (r)
-                    ks->axpy(g, 1.0f, g - lk, dk);
+                float *G = c.G + r * lk;
+                int64_t ldg;
+                const float *g = attn_linear_rows_in_place(t, &p->g, c0 + r, &ldg);
+                if (!g) {
+                    attn_linear_load_g(t, c0 + r, G);
+                    g = G;
+                }
+                ks->gate_load(G, c.AG + r * lk, g, r ? G - lk : NULL, ATTN_LINEAR_G_FLOOR, dk);
             } else if (c.mode == 1) {
                 float g;
                 attn_linear_load_g(t, c0 + r, &g);

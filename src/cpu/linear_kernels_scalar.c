@@ -81,6 +81,16 @@ static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
+static void scalar_gate_load(float *G, float *AG, const float *g, const float *prev, float lo,
+                             int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {   /* NaN compares false and stays NaN */
+        const float x = g[j] < lo ? lo : g[j];
+        AG[j] = expf(x);
+        G[j] = prev ? prev[j] + x : x;
+    }
+}
+
 static void scalar_gate_scan(float *dst, int64_t ldd, const float *x, int64_t ldx,
                              const float *a, int64_t lda, int rows, int64_t n, int reverse,
                              float scale)
@@ -150,6 +160,7 @@ const attn_linear_kernels attn_linear_kernels_scalar = {
     .vmul = scalar_vmul,
     .scal = scalar_scal,
     .max_floor = scalar_max_floor,
+    .gate_load = scalar_gate_load,
     .gate_scan = scalar_gate_scan,
     .gate_scan_t = scalar_gate_scan_t,
     .transpose = scalar_transpose,
