@@ -116,13 +116,15 @@ void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t 
         pf_add(pf, t, &p->beta, h, i0, 1, hint);
     if (!attn_linear_streams_out(p))
         pf_add(pf, t, &p->out, h, i0, p->dv, 2);
-    /* A lone head's next chunk: the first line of every row at once. With
+    /* The first line of every row at once. A lone head's next chunk: with
      * 4 KiB pages each of those rows is its own page, and its address
      * translation (a page walk, two-level under a hypervisor) then starts for
      * all rows together; spread over the GEMMs one walk at a time, each
      * stalled them. Measured with one head per thread: 13% faster. A group's
-     * next head shares its pages with the current one: no walks to start. */
-    for (int v = 0; hint == 1 && v < pf->nviews; v++)
+     * next head shares its pages with the current one, but its rows' first
+     * lines still go to memory together rather than one by one behind the
+     * tiles' prefetches: 1 thread on a group of 16 heads, 7-9% less CPU. */
+    for (int v = 0; v < pf->nviews; v++)
         for (int64_t r = 0; r < n; r++)
             __builtin_prefetch(pf->base[v] + r * pf->stride[v], 0, 1);
 }
