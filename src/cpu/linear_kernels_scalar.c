@@ -91,38 +91,37 @@ static void scalar_gate_load(float *G, float *AG, const float *g, const float *p
     }
 }
 
-static void scalar_gate_scan(float *dst, int64_t ldd, const float *x, int64_t ldx,
-                             const float *a, int64_t lda, int rows, int64_t n, int reverse,
-                             float scale)
+/* Row r of dst (column r with transposed) = x's row r times scale and the
+ * running product of a's rows up to r (from r on with reverse). */
+static void gate_scan(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
+                      int64_t lda, int rows, int64_t n, int reverse, float scale, int transposed)
 {
+    const int64_t rs = transposed ? 1 : ldd, cs = transposed ? ldd : 1;
     for (int64_t j = 0; j < n; j++) {
         float prod = scale;
         for (int i = 0; i < rows; i++) {
             const int64_t r = reverse ? rows - 1 - i : i;
             if (!reverse)
                 prod *= a[r * lda + j];
-            dst[r * ldd + j] = x[r * ldx + j] * prod;
+            dst[r * rs + j * cs] = x[r * ldx + j] * prod;
             if (reverse)
                 prod *= a[r * lda + j];
         }
     }
 }
 
+static void scalar_gate_scan(float *dst, int64_t ldd, const float *x, int64_t ldx,
+                             const float *a, int64_t lda, int rows, int64_t n, int reverse,
+                             float scale)
+{
+    gate_scan(dst, ldd, x, ldx, a, lda, rows, n, reverse, scale, 0);
+}
+
 static void scalar_gate_scan_t(float *dst, int64_t ldd, const float *x, int64_t ldx,
                                const float *a, int64_t lda, int rows, int64_t n, int reverse,
                                float scale)
 {
-    for (int64_t j = 0; j < n; j++) {
-        float prod = scale;
-        for (int i = 0; i < rows; i++) {
-            const int64_t r = reverse ? rows - 1 - i : i;
-            if (!reverse)
-                prod *= a[r * lda + j];
-            dst[j * ldd + r] = x[r * ldx + j] * prod;
-            if (reverse)
-                prod *= a[r * lda + j];
-        }
-    }
+    gate_scan(dst, ldd, x, ldx, a, lda, rows, n, reverse, scale, 1);
 }
 
 static void scalar_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
