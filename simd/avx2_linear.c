@@ -26,7 +26,7 @@
 static const attn_linear_kernels kernels = {
     .name = "avx2",
     .gemm = avx2_lin_gemm,
-    .gemm_decay = avx2_lin_gemm_decay,
+    .chunk_products = avx2_lin_chunk_products,
     .vexp = avx2_lin_vexp,
     .row_update = avx2_lin_row_update,
     .axpy = avx2_lin_axpy,

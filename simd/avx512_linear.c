@@ -26,7 +26,7 @@
 static const attn_linear_kernels kernels = {
     .name = "avx512",
     .gemm = avx512_lin_gemm,
-    .gemm_decay = avx512_lin_gemm_decay,
+    .chunk_products = avx512_lin_chunk_products,
     .vexp = avx512_lin_vexp,
     .row_update = avx512_lin_row_update,
     .axpy = avx512_lin_axpy,

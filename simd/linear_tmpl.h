@@ -31,40 +31,74 @@ static inline void LNAME(store1)(float *c, float r, int acc)
     *c = acc == 0 ? r : acc > 0 ? *c + r : *c - r;
 }
 
+/* Rows of B ahead of the step where tile_steps prefetches them (pfb). */
+#define PFB_ROWS 8
+
+/* One multiply-add step of the register tile: row p of B (at B) against
+ * column p of the tile's rows of A (at A, rows 4.. at A4). */
+static inline __attribute__((always_inline)) void
+LNAME(tile_step)(const int R, const int NV, LVEC c[LMR][2], const float *A, const float *A4,
+                 int64_t rsa, const float *B, int64_t ldb, int pfb)
+{
+    LVEC b[2];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; v++) {
+        if (pfb)
+            __builtin_prefetch(B + PFB_ROWS * ldb + v * LV);
+        b[v] = LLOAD(B + v * LV);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+        const LVEC x = LSET1(r < 4 ? A[r * rsa] : A4[(r - 4) * rsa]);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            c[r][v] = LFMA(x, b[v], c[r][v]);
+    }
+}
+
 /* The register tile: R rows x NV vectors of C (R <= LMR, NV <= 2) held in
  * registers while k rows of B stream through, one broadcast of A per row
  * and step. R and NV are constants at every call, so the loops unroll and
- * the accumulators stay in registers (LMR x 2 + 3 vector registers). */
+ * the accumulators stay in registers (LMR x 2 + 3 vector registers). The
+ * steps go in groups of ATTN_LINEAR_PF_STEPS, one line of pf before each
+ * group, so the steps themselves carry no test for it. */
 static inline __attribute__((always_inline)) void
-LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64_t csa,
-            const float *B, int64_t ldb, float *C, int64_t ldc, int acc, const float *d,
-            attn_linear_pf *pf)
+LNAME(tile_steps)(const int R, const int NV, LVEC c[LMR][2], int k, const float *A, int64_t rsa,
+                  int64_t csa, const float *B, int64_t ldb, int pfb, attn_linear_pf *pf)
 {
-    LVEC c[LMR][2];
+    /* Rows 4.. are addressed from a second pointer: row offsets 0..3 rsa
+     * from each of two bases need two index registers, where eight separate
+     * offsets spilled to the stack and reloaded every step. */
+    const float *A4 = A + 4 * rsa;
+    int p = 0;
+    for (; p + ATTN_LINEAR_PF_STEPS <= k; p += ATTN_LINEAR_PF_STEPS) {
+        if (pf)
+            attn_linear_pf_issue(pf, 1);
+#pragma GCC unroll 8
+        for (int q = 0; q < ATTN_LINEAR_PF_STEPS; q++, A += csa, A4 += csa, B += ldb)
+            LNAME(tile_step)(R, NV, c, A, A4, rsa, B, ldb, pfb);
+    }
+    if (pf && p < k)
+        attn_linear_pf_issue(pf, 1);
+    for (; p < k; p++, A += csa, A4 += csa, B += ldb)
+        LNAME(tile_step)(R, NV, c, A, A4, rsa, B, ldb, pfb);
+}
+
+static inline __attribute__((always_inline)) void
+LNAME(tile_zero)(const int R, const int NV, LVEC c[LMR][2])
+{
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++)
             c[r][v] = LZERO();
-    /* Rows 4.. are addressed from a second pointer: row offsets 0..3 rsa
-     * from each of two bases need two index registers, where eight separate
-     * offsets spilled to the stack and reloaded every step. */
-    const float *A4 = A + 4 * rsa;
-    for (int p = 0; p < k; p++, A += csa, A4 += csa, B += ldb) {
-        LVEC b[2];
-        if (pf && p % ATTN_LINEAR_PF_STEPS == 0)
-            attn_linear_pf_issue(pf, 1);
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++)
-            b[v] = LLOAD(B + v * LV);
-#pragma GCC unroll 16
-        for (int r = 0; r < R; r++) {
-            const LVEC x = LSET1(r < 4 ? A[r * rsa] : A4[(r - 4) * rsa]);
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; v++)
-                c[r][v] = LFMA(x, b[v], c[r][v]);
-        }
-    }
+}
+
+/* C = c, C +/-= c (acc), or C = d[r] * C + c (d not NULL). */
+static inline __attribute__((always_inline)) void
+LNAME(tile_store)(const int R, const int NV, LVEC c[LMR][2], float *C, int64_t ldc, int acc,
+                  const float *d)
+{
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 2
@@ -74,8 +108,20 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
         }
 }
 
+static inline __attribute__((always_inline)) void
+LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64_t csa,
+            const float *B, int64_t ldb, float *C, int64_t ldc, int acc, const float *d,
+            attn_linear_pf *pf)
+{
+    LVEC c[LMR][2];
+    LNAME(tile_zero)(R, NV, c);
+    LNAME(tile_steps)(R, NV, c, k, A, rsa, csa, B, ldb, 0, pf);
+    LNAME(tile_store)(R, NV, c, C, ldc, acc, d);
+}
+
 /* Rows [0, m) of one column block of NV vectors: full LMR-row tiles, then
- * one tile of the leftover rows. d: see gemm_decay (NULL: acc applies). */
+ * one tile of the leftover rows. d: each row of C decays by its factor as
+ * the products are added, C = d[r] C + A B (NULL: acc applies). */
 static inline __attribute__((always_inline)) void
 LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int64_t csa,
                     const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
@@ -136,13 +182,66 @@ static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_
         LNAME(gemm_body)(m, n, k, A, rsa, csa, B, ldb, C, ldc, acc, NULL, pf);
 }
 
-/* The state update with its decay: each row of C is scaled as the tile
- * that holds it stores its products, not in a pass of its own. */
-static void LNAME(gemm_decay)(int m, int n, int k, const float *A, int64_t lda, const float *B,
-                              int64_t ldb, float *C, int64_t ldc, const float *d,
-                              attn_linear_pf *pf)
+/* One tile of chunk_products' output rows: Qh S + A U in one set of
+ * accumulators (k2: the columns of A up to the tile's last row). */
+static inline __attribute__((always_inline)) void
+LNAME(out_tile)(const int R, const int NV, int dk, const float *Qh, int64_t lq, const float *S,
+                int64_t lds, int k2, const float *A, int64_t la, const float *U, int64_t lu,
+                float *O, int64_t lo, int pfs, attn_linear_pf *pf)
 {
-    LNAME(gemm_body)(m, n, k, A, lda, 1, B, ldb, C, ldc, 1, d, pf);
+    LVEC c[LMR][2];
+    LNAME(tile_zero)(R, NV, c);
+    LNAME(tile_steps)(R, NV, c, dk, Qh, lq, 1, S, lds, pfs, pf);
+    LNAME(tile_steps)(R, NV, c, k2, A, la, 1, U, lu, 0, pf);
+    LNAME(tile_store)(R, NV, c, O, lo, 0, NULL);
+}
+
+/* chunk_products over one block of NV column vectors: its output tiles
+ * read the block of S into L1, the update tiles then read and write it
+ * there. The first output tile meets the block in L2 or beyond (the state
+ * of a head waits there while the other heads of its group run) and
+ * prefetches it PFB_ROWS rows ahead. */
+static inline __attribute__((always_inline)) void
+LNAME(chunk_columns)(const int NV, int n, int dk, const float *Qh, int64_t lq, const float *A,
+                     int64_t la, const float *U, int64_t lu, const float *KT, int64_t lkt,
+                     const float *d, float *S, int64_t lds, float *O, int64_t lo,
+                     attn_linear_pf *pf)
+{
+    int i = 0;
+    for (; i + LMR <= n; i += LMR)
+        LNAME(out_tile)(LMR, NV, dk, Qh + i * lq, lq, S, lds, i + LMR, A + i * la, la, U, lu,
+                        O + i * lo, lo, i == 0, pf);
+    switch (n - i) {
+#define LEFT(r) case r: LNAME(out_tile)(r, NV, dk, Qh + i * lq, lq, S, lds, n, A + i * la, la, \
+                                        U, lu, O + i * lo, lo, i == 0, pf); break;
+    LEFT(1) LEFT(2) LEFT(3) LEFT(4) LEFT(5)
+#if LMR > 6
+    LEFT(6) LEFT(7)
+#endif
+#undef LEFT
+    default: break;
+    }
+    LNAME(column_block)(NV, dk, n, KT, lkt, 1, U, lu, S, lds, 1, d, pf);
+}
+
+/* See attn_linear_kernels.chunk_products. Blocks of two column vectors,
+ * then one, then the columns past the last full vector in scalar code. */
+static void LNAME(chunk_products)(int n, int dk, int dv, const float *Qh, int64_t lq,
+                                  const float *A, int64_t la, const float *U, int64_t lu,
+                                  const float *KT, int64_t lkt, const float *d, float *S,
+                                  int64_t lds, float *O, int64_t lo, attn_linear_pf *pf)
+{
+    const int nv = dv / LV * LV;
+    int j = 0;
+    for (; j + 2 * LV <= nv; j += 2 * LV)
+        LNAME(chunk_columns)(2, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
+                             lo, pf);
+    if (j < nv)
+        LNAME(chunk_columns)(1, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
+                             lo, pf);
+    if (nv < dv)
+        attn_linear_chunk_products_cols(n, dk, nv, dv, Qh, lq, A, la, U, lu, KT, lkt, d, S, lds,
+                                        O, lo);
 }
 
 static void LNAME(vexp)(float *y, int64_t n)

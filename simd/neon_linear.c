@@ -24,7 +24,7 @@
 static const attn_linear_kernels kernels = {
     .name = "neon",
     .gemm = neon_lin_gemm,
-    .gemm_decay = neon_lin_gemm_decay,
+    .chunk_products = neon_lin_chunk_products,
     .vexp = neon_lin_vexp,
     .row_update = neon_lin_row_update,
     .axpy = neon_lin_axpy,

@@ -56,10 +56,17 @@ typedef struct attn_linear_kernels {
     void (*gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa,
                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc,
                  attn_linear_pf *pf);
-    /* C[i*ldc + j] = d[i] * C[i*ldc + j] + sum_{p<k} A[i*lda + p] * B[p*ldb + j]
-     * (A row-major): a decayed state plus its update in one pass over C. */
-    void (*gemm_decay)(int m, int n, int k, const float *A, int64_t lda, const float *B,
-                       int64_t ldb, float *C, int64_t ldc, const float *d, attn_linear_pf *pf);
+    /* A chunk's state products in one pass over the columns of S (dk x dv,
+     * ld lds), n tokens:
+     *   O = Qh S + A U                 (Qh: n x dk, A: n x n lower triangular,
+     *                                   zeros above the diagonal; U: n x dv)
+     *   S = diag(d) S + KT U           (KT: dk x n)
+     * with the S on entry on both lines. All row-major (leading dimensions
+     * lq, la, lu, lkt, lds, lo). */
+    void (*chunk_products)(int n, int dk, int dv, const float *Qh, int64_t lq, const float *A,
+                           int64_t la, const float *U, int64_t lu, const float *KT, int64_t lkt,
+                           const float *d, float *S, int64_t lds, float *O, int64_t lo,
+                           attn_linear_pf *pf);
     /* y = exp(y) in place; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
     /* Recurrent row update: s = a*s + b*u; o += c*s (n floats each). */
@@ -100,6 +107,12 @@ typedef struct attn_linear_kernels {
 } attn_linear_kernels;
 
 extern const attn_linear_kernels attn_linear_kernels_scalar;
+/* chunk_products over columns [j0, j1) only, in plain loops: the scalar
+ * set's whole product and the SIMD sets' columns past their last vector. */
+void attn_linear_chunk_products_cols(int n, int dk, int j0, int j1, const float *Qh, int64_t lq,
+                                     const float *A, int64_t la, const float *U, int64_t lu,
+                                     const float *KT, int64_t lkt, const float *d, float *S,
+                                     int64_t lds, float *O, int64_t lo);
 const attn_linear_kernels *attn_linear_kernels_avx2(void);
 const attn_linear_kernels *attn_linear_kernels_avx512(void);
 const attn_linear_kernels *attn_linear_kernels_neon(void);

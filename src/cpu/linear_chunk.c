@@ -396,9 +396,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             else if (c.mode)
                 scale_rows(&c, c.Q, c.Q, n, 0);
         }
-        if (out) {
+        if (out && !one_ref)
             ks->gemm(n, (int)dv, (int)dk, c.Q, lk, 1, S, lds, c.O, lv, 0, &c.pf);
-        }
 
         if (delta) {
             const float *Kh = c.K;               /* one reference: Khat, L made */
@@ -438,8 +437,8 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             }
         }
 
-        /* O += A U, lower triangle only. */
-        for (int r0 = 0; out && r0 < n; r0 += SB) {
+        /* O += A U, lower triangle only (one reference: in chunk_products). */
+        for (int r0 = 0; out && !one_ref && r0 < n; r0 += SB) {
             const int rn = n - r0 < SB ? n - r0 : SB;
             ks->gemm(rn, (int)dv, r0 + rn, c.A + r0 * lc, lc, 1, c.U, lv, c.O + r0 * lv, lv, 1,
                      &c.pf);
@@ -486,8 +485,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
-        if (one_ref)        /* KT holds Ktil, transposed; the decay E folded into the update */
-            ks->gemm_decay((int)dk, (int)dv, n, c.KT, lc, c.U, lv, S, lds, c.E, &c.pf);
+        if (one_ref)        /* KT holds Ktil, transposed; O and the decayed update in one pass */
+            ks->chunk_products(n, (int)dk, (int)dv, c.Q, lk, c.A, lc, c.U, lv, c.KT, lc, c.E, S,
+                               lds, c.O, lv, &c.pf);
         else
             ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1, &c.pf);
 

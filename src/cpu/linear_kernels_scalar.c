@@ -139,19 +139,45 @@ static void scalar_stream_rows(float *dst, int64_t ldd, const float *src, int64_
         memcpy(dst + r * ldd, src + r * lds, (size_t)n * sizeof *dst);
 }
 
-static void scalar_gemm_decay(int m, int n, int k, const float *A, int64_t lda, const float *B,
-                              int64_t ldb, float *C, int64_t ldc, const float *d,
-                              attn_linear_pf *pf)
+void attn_linear_chunk_products_cols(int n, int dk, int j0, int j1, const float *Qh, int64_t lq,
+                                     const float *A, int64_t la, const float *U, int64_t lu,
+                                     const float *KT, int64_t lkt, const float *d, float *S,
+                                     int64_t lds, float *O, int64_t lo)
 {
-    for (int i = 0; i < m; i++)
-        scalar_scal(C + (int64_t)i * ldc, d[i], n);
-    scalar_gemm(m, n, k, A, lda, 1, B, ldb, C, ldc, 1, pf);
+    for (int j = j0; j < j1; j++) {
+        for (int i = 0; i < n; i++) {
+            float s = 0.0f;
+            for (int p = 0; p < dk; p++)
+                s += Qh[(int64_t)i * lq + p] * S[(int64_t)p * lds + j];
+            for (int r = 0; r <= i; r++)
+                s += A[(int64_t)i * la + r] * U[(int64_t)r * lu + j];
+            O[(int64_t)i * lo + j] = s;
+        }
+        for (int p = 0; p < dk; p++) {
+            float s = 0.0f;
+            for (int r = 0; r < n; r++)
+                s += KT[(int64_t)p * lkt + r] * U[(int64_t)r * lu + j];
+            S[(int64_t)p * lds + j] = d[p] * S[(int64_t)p * lds + j] + s;
+        }
+    }
+}
+
+/* The whole product column by column: each column of S is read by the
+ * output's dot products, then updated. */
+static void scalar_chunk_products(int n, int dk, int dv, const float *Qh, int64_t lq,
+                                  const float *A, int64_t la, const float *U, int64_t lu,
+                                  const float *KT, int64_t lkt, const float *d, float *S,
+                                  int64_t lds, float *O, int64_t lo, attn_linear_pf *pf)
+{
+    (void)pf;                         /* the chunk issues what is left after its products */
+    attn_linear_chunk_products_cols(n, dk, 0, dv, Qh, lq, A, la, U, lu, KT, lkt, d, S, lds, O,
+                                    lo);
 }
 
 const attn_linear_kernels attn_linear_kernels_scalar = {
     .name = "scalar",
     .gemm = scalar_gemm,
-    .gemm_decay = scalar_gemm_decay,
+    .chunk_products = scalar_chunk_products,
     .vexp = scalar_vexp,
     .row_update = scalar_row_update,
     .axpy = scalar_axpy,
