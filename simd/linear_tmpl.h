@@ -183,16 +183,28 @@ static void LNAME(gemm)(int m, int n, int k, const float *A, int64_t rsa, int64_
 }
 
 /* One tile of chunk_products' output rows: Qh S + A U in one set of
- * accumulators (k2: the columns of A up to the tile's last row). */
+ * accumulators (k2: the columns of A up to the tile's last row), stored
+ * past the caches where asked and the ISA can. */
 static inline __attribute__((always_inline)) void
 LNAME(out_tile)(const int R, const int NV, int dk, const float *Qh, int64_t lq, const float *S,
                 int64_t lds, int k2, const float *A, int64_t la, const float *U, int64_t lu,
-                float *O, int64_t lo, int pfs, attn_linear_pf *pf)
+                float *O, int64_t lo, int stream, int pfs, attn_linear_pf *pf)
 {
     LVEC c[LMR][2];
     LNAME(tile_zero)(R, NV, c);
     LNAME(tile_steps)(R, NV, c, dk, Qh, lq, 1, S, lds, pfs, pf);
     LNAME(tile_steps)(R, NV, c, k2, A, la, 1, U, lu, 0, pf);
+#ifdef LSTREAM
+    if (stream) {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++)
+                LSTREAM(O + r * lo + v * LV, c[r][v]);
+        return;
+    }
+#endif
+    (void)stream;
     LNAME(tile_store)(R, NV, c, O, lo, 0, NULL);
 }
 
@@ -205,15 +217,15 @@ static inline __attribute__((always_inline)) void
 LNAME(chunk_columns)(const int NV, int n, int dk, const float *Qh, int64_t lq, const float *A,
                      int64_t la, const float *U, int64_t lu, const float *KT, int64_t lkt,
                      const float *d, float *S, int64_t lds, float *O, int64_t lo,
-                     attn_linear_pf *pf)
+                     int stream, attn_linear_pf *pf)
 {
     int i = 0;
     for (; i + LMR <= n; i += LMR)
         LNAME(out_tile)(LMR, NV, dk, Qh + i * lq, lq, S, lds, i + LMR, A + i * la, la, U, lu,
-                        O + i * lo, lo, i == 0, pf);
+                        O + i * lo, lo, stream, i == 0, pf);
     switch (n - i) {
 #define LEFT(r) case r: LNAME(out_tile)(r, NV, dk, Qh + i * lq, lq, S, lds, n, A + i * la, la, \
-                                        U, lu, O + i * lo, lo, i == 0, pf); break;
+                                        U, lu, O + i * lo, lo, stream, i == 0, pf); break;
     LEFT(1) LEFT(2) LEFT(3) LEFT(4) LEFT(5)
 #if LMR > 6
     LEFT(6) LEFT(7)
@@ -229,19 +241,24 @@ LNAME(chunk_columns)(const int NV, int n, int dk, const float *Qh, int64_t lq, c
 static void LNAME(chunk_products)(int n, int dk, int dv, const float *Qh, int64_t lq,
                                   const float *A, int64_t la, const float *U, int64_t lu,
                                   const float *KT, int64_t lkt, const float *d, float *S,
-                                  int64_t lds, float *O, int64_t lo, attn_linear_pf *pf)
+                                  int64_t lds, float *O, int64_t lo, int stream,
+                                  attn_linear_pf *pf)
 {
     const int nv = dv / LV * LV;
     int j = 0;
     for (; j + 2 * LV <= nv; j += 2 * LV)
         LNAME(chunk_columns)(2, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
-                             lo, pf);
+                             lo, stream, pf);
     if (j < nv)
         LNAME(chunk_columns)(1, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
-                             lo, pf);
+                             lo, stream, pf);
     if (nv < dv)
         attn_linear_chunk_products_cols(n, dk, nv, dv, Qh, lq, A, la, U, lu, KT, lkt, d, S, lds,
                                         O, lo);
+#ifdef LFENCE
+    if (stream)
+        LFENCE();
+#endif
 }
 
 static void LNAME(vexp)(float *y, int64_t n)

@@ -62,11 +62,13 @@ typedef struct attn_linear_kernels {
      *                                   zeros above the diagonal; U: n x dv)
      *   S = diag(d) S + KT U           (KT: dk x n)
      * with the S on entry on both lines. All row-major (leading dimensions
-     * lq, la, lu, lkt, lds, lo). */
+     * lq, la, lu, lkt, lds, lo). stream: O's rows start on 64-byte
+     * boundaries and dv is a multiple of 16; they are then written with
+     * stores that bypass the caches where the ISA has them, then a fence. */
     void (*chunk_products)(int n, int dk, int dv, const float *Qh, int64_t lq, const float *A,
                            int64_t la, const float *U, int64_t lu, const float *KT, int64_t lkt,
                            const float *d, float *S, int64_t lds, float *O, int64_t lo,
-                           attn_linear_pf *pf);
+                           int stream, attn_linear_pf *pf);
     /* y = exp(y) in place; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
     /* Recurrent row update: s = a*s + b*u; o += c*s (n floats each). */
@@ -172,6 +174,11 @@ void attn_linear_store_o(const attn_linear_task *t, int64_t i, const float *o);
 void attn_linear_store_o_rows(const attn_linear_task *t, int64_t i0, int n, const float *o,
                               int64_t lo);
 int  attn_linear_streams_out(const attn_linear_problem *p);
+/* Output rows [i0, ...) of the task's head, where the products may stream
+ * them there themselves (attn_linear_kernels.chunk_products' stream: f32,
+ * streamed output, rows on 64-byte boundaries, dv a multiple of 16);
+ * *ld = floats from one row to the next. NULL otherwise. */
+float *attn_linear_out_rows_streamed(const attn_linear_task *t, int64_t i0, int64_t *ld);
 
 /* The task of heads of sequence b (bt, t0, len; lds); h, S, z, ws are the caller's. */
 void attn_linear_task_init(attn_linear_task *t, const attn_linear_problem *p,

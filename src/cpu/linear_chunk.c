@@ -465,6 +465,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
         /* State: S = diag(exp(G_last)) S + Ktil^T U. */
         const float *Kt = c.K;
+        int o_written = 0;
         if (c.mode) {
             float *E = c.E;
             if (t->gsum)
@@ -485,14 +486,19 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 scale_rows(&c, c.X, c.K, n, 1);
             Kt = c.X;
         }
-        if (one_ref)        /* KT holds Ktil, transposed; O and the decayed update in one pass */
+        /* One reference: KT holds Ktil, transposed; O and the decayed update
+         * in one pass, O straight to the caller's rows where it can stream. */
+        if (one_ref) {
+            int64_t lo = lv;
+            float *o = attn_linear_out_rows_streamed(t, c0, &lo);
             ks->chunk_products(n, (int)dk, (int)dv, c.Q, lk, c.A, lc, c.U, lv, c.KT, lc, c.E, S,
-                               lds, c.O, lv, &c.pf);
-        else
+                               lds, o ? o : c.O, lo, o != NULL, &c.pf);
+            o_written = o != NULL;
+        } else
             ks->gemm((int)dk, (int)dv, n, Kt, 1, lk, c.U, lv, S, lds, 1, &c.pf);
 
         attn_linear_pf_issue(&c.pf, INT_MAX);          /* what the products left */
-        if (out)
+        if (out && !o_written)
             attn_linear_store_o_rows(t, c0, n, c.O, lv);
     }
 }

@@ -194,6 +194,17 @@ int attn_linear_streams_out(const attn_linear_problem *p)
            p->num_seqs * p->s * p->h * p->dv * (int64_t)sizeof(float) >= STREAM_OUT_MIN_BYTES;
 }
 
+float *attn_linear_out_rows_streamed(const attn_linear_task *t, int64_t i0, int64_t *ld)
+{
+    const attn_view *O = &t->p->out;
+    float *o = (float *)row_of(t, O, i0);
+    if (!attn_linear_streams_out(t->p) || t->p->dv % 16 || O->stride[1] % 16 ||
+        (uintptr_t)o % 64)
+        return NULL;
+    *ld = O->stride[1];
+    return o;
+}
+
 void attn_linear_store_o_rows(const attn_linear_task *t, int64_t i0, int n, const float *o,
                               int64_t lo)
 {

@@ -167,8 +167,10 @@ void attn_linear_chunk_products_cols(int n, int dk, int j0, int j1, const float 
 static void scalar_chunk_products(int n, int dk, int dv, const float *Qh, int64_t lq,
                                   const float *A, int64_t la, const float *U, int64_t lu,
                                   const float *KT, int64_t lkt, const float *d, float *S,
-                                  int64_t lds, float *O, int64_t lo, attn_linear_pf *pf)
+                                  int64_t lds, float *O, int64_t lo, int stream,
+                                  attn_linear_pf *pf)
 {
+    (void)stream;                     /* plain stores */
     (void)pf;                         /* the chunk issues what is left after its products */
     attn_linear_chunk_products_cols(n, dk, 0, dv, Qh, lq, A, la, U, lu, KT, lkt, d, S, lds, O,
                                     lo);
