@@ -35,6 +35,25 @@ typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
 #define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR \
     VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR
 #endif
+/* VK_NV_cooperative_matrix2's feature and property structures (no header
+ * of Debian 12 or 13 declares them under these names in every version). */
+#define ATTN_VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME "VK_NV_cooperative_matrix2"
+#define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV \
+    ((VkStructureType)1000593000)
+#define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV \
+    ((VkStructureType)1000593002)
+typedef struct attn_vk_coopmat2_features {
+    VkStructureType sType;
+    void           *pNext;
+    VkBool32        workgroupScope, flexibleDimensions, reductions, conversions,
+                    perElementOperations, tensorAddressing, blockLoads;
+} attn_vk_coopmat2_features;
+typedef struct attn_vk_coopmat2_properties {
+    VkStructureType sType;
+    void           *pNext;
+    uint32_t        workgroupScopeMaxWorkgroupSize, flexibleDimensionsMaxDimension,
+                    workgroupScopeReservedSharedMemory;
+} attn_vk_coopmat2_properties;
 /* Component types and scope of the coopmat shape the shader uses. */
 enum { ATTN_VK_COMPONENT_F16 = 0, ATTN_VK_COMPONENT_F32 = 1, ATTN_VK_SCOPE_SUBGROUP = 3 };
 #ifndef VK_KHR_shader_integer_dot_product
@@ -158,6 +177,33 @@ static int coopmat_features(attn_vk_device *d, uint32_t api)
     return cm.cooperativeMatrix && mm.vulkanMemoryModel;
 }
 
+/* Whether the device has what vulkan/sdpa_coopmat2.comp uses (on top of
+ * coopmat_f16): the extension with the features named in vk.h, 16-bit
+ * storage, Vulkan 1.3 (SPIR-V 1.6) and maintenance4; sets coopmat2_max_wg. */
+static int coopmat2_features(attn_vk_device *d, const ext_list *ext, uint32_t api)
+{
+    if (!d->coopmat_f16 || !d->storage16 || api < VK_API_VERSION_1_3 ||
+        !has_ext(ext, ATTN_VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME))
+        return 0;
+    attn_vk_coopmat2_features f = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV };
+    VkPhysicalDeviceFeatures2 feats = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                        .pNext = &f };
+    VkPhysicalDeviceMaintenance4Features m4 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES };
+    f.pNext = &m4;
+    d->inst->vk.GetPhysicalDeviceFeatures2(d->phys, &feats);
+    attn_vk_coopmat2_properties p = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV };
+    VkPhysicalDeviceProperties2 props = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                          .pNext = &p };
+    d->inst->vk.GetPhysicalDeviceProperties2(d->phys, &props);
+    d->coopmat2_max_wg = p.workgroupScopeMaxWorkgroupSize;
+    return f.workgroupScope && f.flexibleDimensions && f.reductions && f.conversions &&
+           f.perElementOperations && f.tensorAddressing && m4.maintenance4 &&
+           d->coopmat2_max_wg > 0;
+}
+
 /* Compute units (NVIDIA SMs, AMD CUs) where the driver tells them
  * (VK_NV_shader_sm_builtins, VK_AMD_shader_core_properties); 0 unknown. */
 static int compute_units(attn_vk_device *d, const ext_list *ext)
@@ -266,6 +312,11 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     if (d->coopmat)
         list_coopmat(d, f, fn);
     d->coopmat_f16 = d->coopmat_f16 && d->fp16 && coopmat_features(d, props.properties.apiVersion);
+    d->coopmat2 = coopmat2_features(d, ext, props.properties.apiVersion);
+    if (d->coopmat2) {
+        size_t len = strlen(f);
+        snprintf(f + len, fn - len, " cooperative_matrix2");
+    }
 }
 
 /* Memory types: device-local for buffers; on unified memory (integrated
@@ -331,7 +382,7 @@ static int create_device(attn_vk_device *d, const ext_list *ext)
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = d->queue_family,
         .queueCount = 1, .pQueuePriorities = &prio,
     };
-    const char *names[3];
+    const char *names[4];
     uint32_t nnames = 0;
     if (d->subgroup_control)
         names[nnames++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
@@ -339,9 +390,21 @@ static int create_device(attn_vk_device *d, const ext_list *ext)
         names[nnames++] = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
     if (d->coopmat_f16)
         names[nnames++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (d->coopmat2)
+        names[nnames++] = ATTN_VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME;
+    /* maintenance4 (core 1.3): the SPIR-V 1.6 shader's workgroup size is
+     * LocalSizeId (a specialisation constant) */
+    VkPhysicalDeviceMaintenance4Features m4 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES,
+        .maintenance4 = VK_TRUE };
+    attn_vk_coopmat2_features cm2 = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV,
+        .pNext = &m4,
+        .workgroupScope = VK_TRUE, .flexibleDimensions = VK_TRUE, .reductions = VK_TRUE,
+        .conversions = VK_TRUE, .perElementOperations = VK_TRUE, .tensorAddressing = VK_TRUE };
     VkPhysicalDeviceVulkanMemoryModelFeatures mm = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES,
-        .vulkanMemoryModel = VK_TRUE };
+        .pNext = d->coopmat2 ? &cm2 : NULL, .vulkanMemoryModel = VK_TRUE };
     VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm = {
         .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
         .pNext = &mm, .cooperativeMatrix = VK_TRUE };

@@ -355,6 +355,43 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
     return 0;
 }
 
+/* The workgroup-scope cooperative-matrix shader (vulkan/sdpa_coopmat2.comp)
+ * for f16 q, k, v with head dims multiples of 16 up to 128 whose rows start
+ * on 16-byte boundaries (tensor loads need it), on devices with
+ * VK_NV_cooperative_matrix2: workgroups of 128 invocations over 64 query
+ * rows and 64-key tiles. ATTN_VULKAN_COOPMAT2_TILE="wg,bq,bk" sets the shape
+ * (tuning); ATTN_VULKAN_COOPMAT2=0 (or ATTN_VULKAN_COOPMAT=0 / emulate)
+ * turns it off. Fills spec and *bq; 0 if unusable. */
+static int coopmat2_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[5],
+                        int *bq)
+{
+#ifdef HAVE_GLSL_COOPMAT2
+    const char *env = getenv("ATTN_VULKAN_COOPMAT2"), *env1 = getenv("ATTN_VULKAN_COOPMAT");
+    if ((env && strcmp(env, "0") == 0) || (env1 && (strcmp(env1, "0") == 0 ||
+                                                     strcmp(env1, "emulate") == 0)) ||
+        !d->coopmat2 || p->q.dtype != ATTN_F16 || p->k.dtype != ATTN_F16 ||
+        p->v.dtype != ATTN_F16 || p->d % 16 != 0 || p->dv % 16 != 0 || p->d > 128 ||
+        p->dv > 128 || !view_vec(&p->q, p->d, 8) || !view_vec(&p->k, p->d, 8) ||
+        !view_vec(&p->v, p->dv, 8))
+        return 0;
+    int wg = 128, rows = 64, bk = 64;
+    const char *tile = getenv("ATTN_VULKAN_COOPMAT2_TILE");
+    if (tile && sscanf(tile, "%d,%d,%d", &wg, &rows, &bk) != 3)
+        wg = 128, rows = 64, bk = 64;
+    if (wg < 32 || (uint32_t)wg > d->coopmat2_max_wg ||
+        (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] || rows < 16 || rows % 16 != 0 ||
+        bk < 16 || bk % 16 != 0 || rows > 256 || bk > 256)
+        return 0;
+    const int32_t s[5] = { wg, rows, bk, (int32_t)p->d, (int32_t)p->dv };
+    memcpy(spec, s, sizeof s);
+    *bq = rows;
+    return 1;
+#else
+    (void)d, (void)p, (void)spec, (void)bq;
+    return 0;
+#endif
+}
+
 attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 {
     attn_vk_device *d = dev->impl;
@@ -363,7 +400,10 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int32_t spec[12];
     int nspec, shader, bq;
     sdpa_cfg c;
-    if (coopmat_cfg(d, p, spec, &bq, &shader)) {
+    if (coopmat2_cfg(d, p, spec, &bq)) {
+        nspec = 5;
+        shader = ATTN_VK_SHADER_SDPA_COOPMAT2;
+    } else if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
     } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
         const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
