@@ -16,8 +16,9 @@
  *   a  = exp(m - m')               every column holds the row's value
  *   P  = exp(S - m')               m' spread back to BQ x BK by a row reduction
  *   l  = a l + rowsum(P)
- *   O  = a O + P V                 O as DV/16 blocks of BQ x 16, so that the
- *                                  output and the row factors match in shape
+ *   O  = a O + P V                 O in blocks of BQ x OC (OC = DV, or 16 where
+ *                                  the output goes through shared memory); a
+ *                                  and 1/l spread to that shape by reductions
  * The compiler stages workgroup-scope matrices through shared memory as it
  * sees fit (the device reserves cooperativeMatrixWorkgroupScopeReservedSharedMemory).
  *
@@ -42,10 +43,12 @@ layout(constant_id = 1) const int BQ = 64;       /* query rows per workgroup */
 layout(constant_id = 2) const int BK = 64;       /* keys per tile */
 layout(constant_id = 3) const int D = 128;       /* multiples of 16 */
 layout(constant_id = 4) const int DV = 128;
+layout(constant_id = 5) const int OC = 128;      /* columns per O block: DV, or 16
+                                                    for the output through St */
 
 const int NT = WG;
 const int IN_DT = 1;                             /* f16 */
-const int NDV = DV / 16;
+const int NOC = DV / OC;
 
 #include "common.glsl"
 #include "sdpa_common.glsl"
@@ -141,9 +144,9 @@ void main()
     tv = setTensorLayoutStrideNV(tv, vs1, 1);
     tensorViewNV<2, false, 1, 0> transposed = createTensorViewNV(2, false, 1, 0);
 
-    ACC(BQ, 16) o[NDV];
-    [[unroll]] for (int c = 0; c < NDV; c++)
-        o[c] = ACC(BQ, 16)(0.0);
+    ACC(BQ, OC) o[NOC];
+    [[unroll]] for (int c = 0; c < NOC; c++)
+        o[c] = ACC(BQ, OC)(0.0);
     ACC(BQ, 16) m16 = ACC(BQ, 16)(sink_logit(k));
     ACC(BQ, 16) l16 = ACC(BQ, 16)((k.flags & F_SINKS) != 0 ? 1.0 : 0.0);
     /* tiles needing no per-element transform: one scalar product */
@@ -178,16 +181,18 @@ void main()
             coopMatReduceNV(mwide, mn, gl_CooperativeMatrixReduceRowNV, red_max);
             coopMatPerElementNV(s, s, elem_exp, mwide);
             l16 = l16 * alpha;
-            [[unroll]] for (int c = 0; c < NDV; c++)
-                o[c] = o[c] * alpha;
+            ACC(BQ, OC) alpha_o;
+            coopMatReduceNV(alpha_o, alpha, gl_CooperativeMatrixReduceRowNV, red_max);
+            [[unroll]] for (int c = 0; c < NOC; c++)
+                o[c] = o[c] * alpha_o;
         }
         coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, red_add);
         l16 = l16 + rs;
 
         const MAT_A(BQ, BK) pa = MAT_A(BQ, BK)(s);
-        [[unroll]] for (int c = 0; c < NDV; c++) {
-            MAT_B(BK, 16) vb;
-            coopMatLoadTensorNV(vb, Vh.h, k.vrow, sliceTensorLayoutNV(tv, j0, BK, c * 16, 16));
+        [[unroll]] for (int c = 0; c < NOC; c++) {
+            MAT_B(BK, OC) vb;
+            coopMatLoadTensorNV(vb, Vh.h, k.vrow, sliceTensorLayoutNV(tv, j0, BK, c * OC, OC));
             o[c] = coopMatMulAdd(pa, vb, o[c]);
         }
     }
@@ -208,8 +213,10 @@ void main()
         barrier();
     }
 
-    ACC(BQ, 16) inv;
-    coopMatPerElementNV(inv, l16, elem_inv);
+    ACC(BQ, 16) inv16;
+    coopMatPerElementNV(inv16, l16, elem_inv);
+    ACC(BQ, OC) inv;
+    coopMatReduceNV(inv, inv16, gl_CooperativeMatrixReduceRowNV, red_max);
     const int odt = P.w[P_OUT_DT], os1 = P.w[P_O + 2], os4 = P.w[P_O + 4];
     const int orow = P.w[P_O] + k.bt * P.w[P_O + 1] + (k.q0 + k.i0) * os1 + k.h * P.w[P_O + 3];
     const bool direct = (k.flags & F_GATE) == 0 &&
@@ -219,20 +226,20 @@ void main()
         createTensorLayoutNV(2, gl_CooperativeMatrixClampModeConstantNV);
     to = setTensorLayoutDimensionNV(to, k.nq, DV);
     to = setTensorLayoutStrideNV(to, os1, 1);
-    [[unroll]] for (int c = 0; c < NDV; c++) {
-        const ACC(BQ, 16) oc = o[c] * inv;
+    [[unroll]] for (int c = 0; c < NOC; c++) {
+        const ACC(BQ, OC) oc = o[c] * inv;
         if (direct && odt == DT_F16) {
-            const coopmat<float16_t, gl_ScopeWorkgroup, BQ, 16, gl_MatrixUseAccumulator> oh =
-                coopmat<float16_t, gl_ScopeWorkgroup, BQ, 16, gl_MatrixUseAccumulator>(oc);
-            coopMatStoreTensorNV(oh, Oh.h, orow, sliceTensorLayoutNV(to, 0, BQ, c * 16, 16));
+            const coopmat<float16_t, gl_ScopeWorkgroup, BQ, OC, gl_MatrixUseAccumulator> oh =
+                coopmat<float16_t, gl_ScopeWorkgroup, BQ, OC, gl_MatrixUseAccumulator>(oc);
+            coopMatStoreTensorNV(oh, Oh.h, orow, sliceTensorLayoutNV(to, 0, BQ, c * OC, OC));
         } else if (direct) {
-            coopMatStoreTensorNV(oc, Of.f, orow, sliceTensorLayoutNV(to, 0, BQ, c * 16, 16));
-        } else {
+            coopMatStoreTensorNV(oc, Of.f, orow, sliceTensorLayoutNV(to, 0, BQ, c * OC, OC));
+        } else if (OC == 16) {                    /* the host picks OC = 16 for this path */
             coopMatStore(oc, St, 0, 16, gl_CooperativeMatrixLayoutRowMajor);
             barrier();
             for (int e = lid; e < BQ * 16; e += NT)
                 if (e / 16 < k.nq)
-                    store_o(k, k.i0 + e / 16, c * 16 + e % 16, St[e]);
+                    store_o(k, k.i0 + e / 16, c * OC + e % 16, St[e]);
             barrier();
         }
     }

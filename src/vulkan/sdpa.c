@@ -359,10 +359,10 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
  * for f16 q, k, v with head dims multiples of 16 up to 128 whose rows start
  * on 16-byte boundaries (tensor loads need it), on devices with
  * VK_NV_cooperative_matrix2: workgroups of 128 invocations over 64 query
- * rows and 64-key tiles. ATTN_VULKAN_COOPMAT2_TILE="wg,bq,bk" sets the shape
- * (tuning); ATTN_VULKAN_COOPMAT2=0 (or ATTN_VULKAN_COOPMAT=0 / emulate)
+ * rows and 64-key tiles. ATTN_VULKAN_COOPMAT2_TILE="wg,bq,bk[,split]" sets the
+ * shape (tuning; split=1: O in 16-column blocks even where one would do); ATTN_VULKAN_COOPMAT2=0 (or ATTN_VULKAN_COOPMAT=0 / emulate)
  * turns it off. Fills spec and *bq; 0 if unusable. */
-static int coopmat2_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[5],
+static int coopmat2_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[6],
                         int *bq)
 {
 #ifdef HAVE_GLSL_COOPMAT2
@@ -374,15 +374,22 @@ static int coopmat2_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int
         p->dv > 128 || !view_vec(&p->q, p->d, 8) || !view_vec(&p->k, p->d, 8) ||
         !view_vec(&p->v, p->dv, 8))
         return 0;
-    int wg = 128, rows = 64, bk = 64;
+    int wg = 128, rows = 64, bk = 64, split = 0;
     const char *tile = getenv("ATTN_VULKAN_COOPMAT2_TILE");
-    if (tile && sscanf(tile, "%d,%d,%d", &wg, &rows, &bk) != 3)
-        wg = 128, rows = 64, bk = 64;
+    if (tile && sscanf(tile, "%d,%d,%d,%d", &wg, &rows, &bk, &split) < 3)
+        wg = 128, rows = 64, bk = 64, split = 0;
     if (wg < 32 || (uint32_t)wg > d->coopmat2_max_wg ||
         (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] || rows < 16 || rows % 16 != 0 ||
         bk < 16 || bk % 16 != 0 || rows > 256 || bk > 256)
         return 0;
-    const int32_t s[5] = { wg, rows, bk, (int32_t)p->d, (int32_t)p->dv };
+    /* O as one block where the output goes out by tensor stores (f16 or f32,
+     * no gate, rows on 16-byte boundaries), else in 16-column blocks staged
+     * through shared memory */
+    const int direct = !split && !p->has_gate &&
+        ((p->out.dtype == ATTN_F16 && view_vec(&p->out, p->dv, 8)) ||
+         (p->out.dtype == ATTN_F32 && view_vec(&p->out, p->dv, 4)));
+    const int32_t s[6] = { wg, rows, bk, (int32_t)p->d, (int32_t)p->dv,
+                           direct ? (int32_t)p->dv : 16 };
     memcpy(spec, s, sizeof s);
     *bq = rows;
     return 1;
@@ -401,7 +408,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int nspec, shader, bq;
     sdpa_cfg c;
     if (coopmat2_cfg(d, p, spec, &bq)) {
-        nspec = 5;
+        nspec = 6;
         shader = ATTN_VK_SHADER_SDPA_COOPMAT2;
     } else if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
