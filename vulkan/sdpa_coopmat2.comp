@@ -12,7 +12,7 @@
  *   S  = score(S)                  per element (sdpa_common.glsl's transform:
  *                                  scale, soft-cap, ALiBi, masks), or one
  *                                  scalar product where the tile needs none
- *   m' = max(m, rowmax(S))         row statistics as BQ x 16 matrices whose
+ *   m' = max(m, rowmax(S))         row statistics as BQ x SW matrices whose
  *   a  = exp(m - m')               every column holds the row's value
  *   P  = exp(S - m')               m' spread back to BQ x BK by a row reduction
  *   l  = a l + rowsum(P)
@@ -45,6 +45,8 @@ layout(constant_id = 3) const int D = 128;       /* multiples of 16 */
 layout(constant_id = 4) const int DV = 128;
 layout(constant_id = 5) const int OC = 128;      /* columns per O block: DV, or 16
                                                     for the output through St */
+layout(constant_id = 6) const int SW = 16;       /* columns of the row statistics:
+                                                    the device's N granularity */
 
 const int NT = WG;
 const int IN_DT = 1;                             /* f16 */
@@ -61,9 +63,9 @@ layout(std430, binding = 2) readonly buffer Vhb { float16_t h[]; } Vh;
 layout(std430, binding = 3) buffer Ohb { float16_t h[]; } Oh;
 layout(std430, binding = 3) buffer Ofb { float f[]; } Of;
 
-/* One 16-column block of O or of the row statistics, for the generic
- * output and the LSE; the row maxima for the LSE. */
-shared float St[BQ * 16];
+/* One 16-column block of O or the row statistics, for the generic output
+ * and the LSE; the row maxima for the LSE. */
+shared float St[BQ * SW];
 shared float Sm[BQ];
 
 #define ACC(r, c) coopmat<float, gl_ScopeWorkgroup, r, c, gl_MatrixUseAccumulator>
@@ -147,8 +149,8 @@ void main()
     ACC(BQ, OC) o[NOC];
     [[unroll]] for (int c = 0; c < NOC; c++)
         o[c] = ACC(BQ, OC)(0.0);
-    ACC(BQ, 16) m16 = ACC(BQ, 16)(sink_logit(k));
-    ACC(BQ, 16) l16 = ACC(BQ, 16)((k.flags & F_SINKS) != 0 ? 1.0 : 0.0);
+    ACC(BQ, SW) mrow = ACC(BQ, SW)(sink_logit(k));
+    ACC(BQ, SW) lrow = ACC(BQ, SW)((k.flags & F_SINKS) != 0 ? 1.0 : 0.0);
     /* tiles needing no per-element transform: one scalar product */
     const bool plain = (k.flags & (F_SOFTCAP | F_ALIBI | F_MASK)) == 0;
 
@@ -168,26 +170,26 @@ void main()
         else
             coopMatPerElementNV(s, s, elem_score, j0, j1, full ? 1 : 0, bmode);
 
-        ACC(BQ, 16) rs;
+        ACC(BQ, SW) rs;
         if (k.sigmoid) {
             coopMatPerElementNV(s, s, elem_sigmoid);
         } else {
-            ACC(BQ, 16) tmax, mn, alpha;
+            ACC(BQ, SW) tmax, mn, alpha;
             coopMatReduceNV(tmax, s, gl_CooperativeMatrixReduceRowNV, red_max);
-            coopMatPerElementNV(mn, tmax, elem_max, m16);
-            coopMatPerElementNV(alpha, m16, elem_alpha, mn);
-            m16 = mn;
+            coopMatPerElementNV(mn, tmax, elem_max, mrow);
+            coopMatPerElementNV(alpha, mrow, elem_alpha, mn);
+            mrow = mn;
             ACC(BQ, BK) mwide;
             coopMatReduceNV(mwide, mn, gl_CooperativeMatrixReduceRowNV, red_max);
             coopMatPerElementNV(s, s, elem_exp, mwide);
-            l16 = l16 * alpha;
+            lrow = lrow * alpha;
             ACC(BQ, OC) alpha_o;
             coopMatReduceNV(alpha_o, alpha, gl_CooperativeMatrixReduceRowNV, red_max);
             [[unroll]] for (int c = 0; c < NOC; c++)
                 o[c] = o[c] * alpha_o;
         }
         coopMatReduceNV(rs, s, gl_CooperativeMatrixReduceRowNV, red_add);
-        l16 = l16 + rs;
+        lrow = lrow + rs;
 
         const MAT_A(BQ, BK) pa = MAT_A(BQ, BK)(s);
         [[unroll]] for (int c = 0; c < NOC; c++) {
@@ -201,25 +203,26 @@ void main()
         return;                                   /* uniform: a varlen padding block */
     /* LSE from the row statistics, through shared memory */
     if ((k.flags & F_LSE) != 0) {
-        coopMatStore(m16, St, 0, 16, gl_CooperativeMatrixLayoutRowMajor);
+        coopMatStore(mrow, St, 0, SW, gl_CooperativeMatrixLayoutRowMajor);
         barrier();
         for (int r = lid; r < BQ; r += NT)
-            Sm[r] = St[r * 16];
+            Sm[r] = St[r * SW];
         barrier();
-        coopMatStore(l16, St, 0, 16, gl_CooperativeMatrixLayoutRowMajor);
+        coopMatStore(lrow, St, 0, SW, gl_CooperativeMatrixLayoutRowMajor);
         barrier();
         for (int r = lid; r < k.nq; r += NT)
-            store_lse(k, k.i0 + r, Sm[r], St[r * 16]);
+            store_lse(k, k.i0 + r, Sm[r], St[r * SW]);
         barrier();
     }
 
-    ACC(BQ, 16) inv16;
-    coopMatPerElementNV(inv16, l16, elem_inv);
+    ACC(BQ, SW) inv_row;
+    coopMatPerElementNV(inv_row, lrow, elem_inv);
     ACC(BQ, OC) inv;
-    coopMatReduceNV(inv, inv16, gl_CooperativeMatrixReduceRowNV, red_max);
+    coopMatReduceNV(inv, inv_row, gl_CooperativeMatrixReduceRowNV, red_max);
     const int odt = P.w[P_OUT_DT], os1 = P.w[P_O + 2], os4 = P.w[P_O + 4];
     const int orow = P.w[P_O] + k.bt * P.w[P_O + 1] + (k.q0 + k.i0) * os1 + k.h * P.w[P_O + 3];
-    const bool direct = (k.flags & F_GATE) == 0 &&
+    /* the host keeps O in one block (OC != 16) only where this holds */
+    const bool direct = OC != 16 || (k.flags & F_GATE) == 0 &&
                         ((odt == DT_F16 && aligned16(orow, os4, 2)) ||
                          (odt == DT_F32 && aligned16(orow, os4, 4)));
     tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV> to =

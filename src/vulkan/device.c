@@ -54,8 +54,22 @@ typedef struct attn_vk_coopmat2_properties {
     uint32_t        workgroupScopeMaxWorkgroupSize, flexibleDimensionsMaxDimension,
                     workgroupScopeReservedSharedMemory;
 } attn_vk_coopmat2_properties;
+#define ATTN_VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV \
+    ((VkStructureType)1000593001)
+typedef struct attn_vk_coopmat_flexible {
+    VkStructureType sType;
+    void           *pNext;
+    uint32_t        MGranularity, NGranularity, KGranularity;
+    int32_t         AType, BType, CType, ResultType;
+    VkBool32        saturatingAccumulation;
+    int32_t         scope;
+    uint32_t        workgroupInvocations;
+} attn_vk_coopmat_flexible;
+typedef VkResult (VKAPI_PTR *attn_pfn_flexible)(VkPhysicalDevice, uint32_t *,
+                                                attn_vk_coopmat_flexible *);
 /* Component types and scope of the coopmat shape the shader uses. */
-enum { ATTN_VK_COMPONENT_F16 = 0, ATTN_VK_COMPONENT_F32 = 1, ATTN_VK_SCOPE_SUBGROUP = 3 };
+enum { ATTN_VK_COMPONENT_F16 = 0, ATTN_VK_COMPONENT_F32 = 1, ATTN_VK_SCOPE_WORKGROUP = 2,
+       ATTN_VK_SCOPE_SUBGROUP = 3 };
 #ifndef VK_KHR_shader_integer_dot_product
 #define VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME "VK_KHR_shader_integer_dot_product"
 #endif
@@ -177,9 +191,43 @@ static int coopmat_features(attn_vk_device *d, uint32_t api)
     return cm.cooperativeMatrix && mm.vulkanMemoryModel;
 }
 
+/* The f16 x f16 + f32 workgroup-scope shapes of VK_NV_cooperative_matrix2
+ * into d->coopmat2_gran; 0 if there is none. */
+static int coopmat2_shapes(attn_vk_device *d)
+{
+    attn_pfn_flexible get = (attn_pfn_flexible)d->inst->vk.GetInstanceProcAddr(
+        d->inst->instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
+    uint32_t count = 0;
+    if (!get || get(d->phys, &count, NULL) != VK_SUCCESS || count == 0)
+        return 0;
+    attn_vk_coopmat_flexible *props = calloc(count, sizeof *props);
+    if (!props)
+        return 0;
+    for (uint32_t i = 0; i < count; i++)
+        props[i].sType = ATTN_VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV;
+    d->coopmat2_ngran = 0;
+    if (get(d->phys, &count, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < count && d->coopmat2_ngran < 8; i++) {
+            const attn_vk_coopmat_flexible *c = &props[i];
+            if (c->AType == ATTN_VK_COMPONENT_F16 && c->BType == ATTN_VK_COMPONENT_F16 &&
+                c->CType == ATTN_VK_COMPONENT_F32 && c->ResultType == ATTN_VK_COMPONENT_F32 &&
+                c->scope == ATTN_VK_SCOPE_WORKGROUP && c->MGranularity > 0 &&
+                c->NGranularity > 0 && c->KGranularity > 0) {
+                d->coopmat2_gran[d->coopmat2_ngran].wg = c->workgroupInvocations;
+                d->coopmat2_gran[d->coopmat2_ngran].m = c->MGranularity;
+                d->coopmat2_gran[d->coopmat2_ngran].n = c->NGranularity;
+                d->coopmat2_gran[d->coopmat2_ngran].k = c->KGranularity;
+                d->coopmat2_ngran++;
+            }
+        }
+    free(props);
+    return d->coopmat2_ngran > 0;
+}
+
 /* Whether the device has what vulkan/sdpa_coopmat2.comp uses (on top of
  * coopmat_f16): the extension with the features named in vk.h, 16-bit
- * storage, Vulkan 1.3 (SPIR-V 1.6) and maintenance4; sets coopmat2_max_wg. */
+ * storage, Vulkan 1.3 (SPIR-V 1.6), maintenance4 and an f16 workgroup-scope
+ * shape; sets coopmat2_max_wg and coopmat2_gran. */
 static int coopmat2_features(attn_vk_device *d, const ext_list *ext, uint32_t api)
 {
     if (!d->coopmat_f16 || !d->storage16 || api < VK_API_VERSION_1_3 ||
@@ -201,7 +249,7 @@ static int coopmat2_features(attn_vk_device *d, const ext_list *ext, uint32_t ap
     d->coopmat2_max_wg = p.workgroupScopeMaxWorkgroupSize;
     return f.workgroupScope && f.flexibleDimensions && f.reductions && f.conversions &&
            f.perElementOperations && f.tensorAddressing && m4.maintenance4 &&
-           d->coopmat2_max_wg > 0;
+           d->coopmat2_max_wg > 0 && coopmat2_shapes(d);
 }
 
 /* Compute units (NVIDIA SMs, AMD CUs) where the driver tells them

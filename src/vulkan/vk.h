@@ -138,6 +138,10 @@ typedef struct attn_vk_device {
      * largest workgroup its workgroup-scope matrices allow */
     int                coopmat2;
     uint32_t           coopmat2_max_wg;
+    /* its f16 x f16 + f32 workgroup-scope shapes: per workgroup size, the
+     * granularity of M, N and K (VkCooperativeMatrixFlexibleDimensionsPropertiesNV) */
+    struct { uint32_t wg, m, n, k; } coopmat2_gran[8];
+    int                coopmat2_ngran;
     /* ATTN_VULKAN_PROFILE (profile.c): the timestamp queries (made on first
      * use), the queue's valid timestamp bits (0 unknown), the op profiled */
     VkQueryPool        prof_pool;
