@@ -355,6 +355,7 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
     return 0;
 }
 
+#ifdef HAVE_GLSL_COOPMAT2
 /* Whether the device's workgroup-scope matrices of a workgroup of wg
  * invocations take the shader's products: S = Q K^T (BQ x D by D x BK) and
  * O += P V (BQ x BK by BK x OC). */
@@ -371,6 +372,7 @@ static int coopmat2_shape_ok(const attn_vk_device *d, int wg, int rows, int bk, 
     }
     return 0;
 }
+#endif
 
 /* The workgroup-scope cooperative-matrix shader (vulkan/sdpa_coopmat2.comp)
  * for f16 q, k, v with head dims multiples of 16 up to 128 whose rows start
