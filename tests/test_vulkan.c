@@ -97,6 +97,8 @@ static void run_all(const char *const *only)
 
 /* Runs the cases on each Vulkan device of a context created with the
  * current environment; returns the number of devices tested. */
+static int any_coopmat2;   /* a device has the workgroup-scope coopmat shader */
+
 static int run_devices(const char *label, const char *const *only)
 {
     if (attn_context_create(NULL, &ctx) != ATTN_OK) {
@@ -109,6 +111,7 @@ static int run_devices(const char *label, const char *const *only)
         if (!device_under_test(dev, DEVTEST_VULKAN, "ATTN_TEST_VULKAN_DEVICE", &info))
             continue;
         found++;
+        any_coopmat2 |= strstr(info.features, "cooperative_matrix2") != NULL;
         printf("device %d (%s): %s (%s, driver %s, shared %llu B, max workgroup %d, "
                "subgroup %d, fp16 %d%s)\n  %s\n", dev, label, info.name, info.vendor,
                info.driver, (unsigned long long)info.local_mem_bytes, info.max_work_group_size,
@@ -210,5 +213,15 @@ int main(void)
     }
     unsetenv("ATTN_VULKAN_COOPMAT_TILE");
     unsetenv("ATTN_VULKAN_COOPMAT");
+    /* The workgroup-scope cooperative-matrix shader, where a device has it
+     * (the runs above use its default shape): 128 invocations over 64 rows,
+     * then with O in 16-column blocks throughout. */
+    if (any_coopmat2) {
+        setenv("ATTN_VULKAN_COOPMAT2_TILE", "128,64,64", 1);
+        run_devices("coopmat2 128,64,64", f16);
+        setenv("ATTN_VULKAN_COOPMAT2_TILE", "128,64,64,1", 1);
+        run_devices("coopmat2 128,64,64,1", f16);
+        unsetenv("ATTN_VULKAN_COOPMAT2_TILE");
+    }
     return tu_finish();
 }

@@ -35,8 +35,41 @@ typedef struct VkPhysicalDeviceCooperativeMatrixFeaturesKHR {
 #define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR \
     VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR
 #endif
+/* VK_NV_cooperative_matrix2's feature and property structures (no header
+ * of Debian 12 or 13 declares them under these names in every version). */
+#define ATTN_VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME "VK_NV_cooperative_matrix2"
+#define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV \
+    ((VkStructureType)1000593000)
+#define ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV \
+    ((VkStructureType)1000593002)
+typedef struct attn_vk_coopmat2_features {
+    VkStructureType sType;
+    void           *pNext;
+    VkBool32        workgroupScope, flexibleDimensions, reductions, conversions,
+                    perElementOperations, tensorAddressing, blockLoads;
+} attn_vk_coopmat2_features;
+typedef struct attn_vk_coopmat2_properties {
+    VkStructureType sType;
+    void           *pNext;
+    uint32_t        workgroupScopeMaxWorkgroupSize, flexibleDimensionsMaxDimension,
+                    workgroupScopeReservedSharedMemory;
+} attn_vk_coopmat2_properties;
+#define ATTN_VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV \
+    ((VkStructureType)1000593001)
+typedef struct attn_vk_coopmat_flexible {
+    VkStructureType sType;
+    void           *pNext;
+    uint32_t        MGranularity, NGranularity, KGranularity;
+    int32_t         AType, BType, CType, ResultType;
+    VkBool32        saturatingAccumulation;
+    int32_t         scope;
+    uint32_t        workgroupInvocations;
+} attn_vk_coopmat_flexible;
+typedef VkResult (VKAPI_PTR *attn_pfn_flexible)(VkPhysicalDevice, uint32_t *,
+                                                attn_vk_coopmat_flexible *);
 /* Component types and scope of the coopmat shape the shader uses. */
-enum { ATTN_VK_COMPONENT_F16 = 0, ATTN_VK_COMPONENT_F32 = 1, ATTN_VK_SCOPE_SUBGROUP = 3 };
+enum { ATTN_VK_COMPONENT_F16 = 0, ATTN_VK_COMPONENT_F32 = 1, ATTN_VK_SCOPE_WORKGROUP = 2,
+       ATTN_VK_SCOPE_SUBGROUP = 3 };
 #ifndef VK_KHR_shader_integer_dot_product
 #define VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME "VK_KHR_shader_integer_dot_product"
 #endif
@@ -158,6 +191,67 @@ static int coopmat_features(attn_vk_device *d, uint32_t api)
     return cm.cooperativeMatrix && mm.vulkanMemoryModel;
 }
 
+/* The f16 x f16 + f32 workgroup-scope shapes of VK_NV_cooperative_matrix2
+ * into d->coopmat2_gran; 0 if there is none. */
+static int coopmat2_shapes(attn_vk_device *d)
+{
+    attn_pfn_flexible get = (attn_pfn_flexible)d->inst->vk.GetInstanceProcAddr(
+        d->inst->instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV");
+    uint32_t count = 0;
+    if (!get || get(d->phys, &count, NULL) != VK_SUCCESS || count == 0)
+        return 0;
+    attn_vk_coopmat_flexible *props = calloc(count, sizeof *props);
+    if (!props)
+        return 0;
+    for (uint32_t i = 0; i < count; i++)
+        props[i].sType = ATTN_VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_FLEXIBLE_DIMENSIONS_PROPERTIES_NV;
+    d->coopmat2_ngran = 0;
+    if (get(d->phys, &count, props) == VK_SUCCESS)
+        for (uint32_t i = 0; i < count && d->coopmat2_ngran < 8; i++) {
+            const attn_vk_coopmat_flexible *c = &props[i];
+            if (c->AType == ATTN_VK_COMPONENT_F16 && c->BType == ATTN_VK_COMPONENT_F16 &&
+                c->CType == ATTN_VK_COMPONENT_F32 && c->ResultType == ATTN_VK_COMPONENT_F32 &&
+                c->scope == ATTN_VK_SCOPE_WORKGROUP && c->MGranularity > 0 &&
+                c->NGranularity > 0 && c->KGranularity > 0) {
+                d->coopmat2_gran[d->coopmat2_ngran].wg = c->workgroupInvocations;
+                d->coopmat2_gran[d->coopmat2_ngran].m = c->MGranularity;
+                d->coopmat2_gran[d->coopmat2_ngran].n = c->NGranularity;
+                d->coopmat2_gran[d->coopmat2_ngran].k = c->KGranularity;
+                d->coopmat2_ngran++;
+            }
+        }
+    free(props);
+    return d->coopmat2_ngran > 0;
+}
+
+/* Whether the device has what vulkan/sdpa_coopmat2.comp uses (on top of
+ * coopmat_f16): the extension with the features named in vk.h, 16-bit
+ * storage, Vulkan 1.3 (SPIR-V 1.6), maintenance4 and an f16 workgroup-scope
+ * shape; sets coopmat2_max_wg and coopmat2_gran. */
+static int coopmat2_features(attn_vk_device *d, const ext_list *ext, uint32_t api)
+{
+    if (!d->coopmat_f16 || !d->storage16 || api < VK_API_VERSION_1_3 ||
+        !has_ext(ext, ATTN_VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME))
+        return 0;
+    attn_vk_coopmat2_features f = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV };
+    VkPhysicalDeviceFeatures2 feats = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
+                                        .pNext = &f };
+    VkPhysicalDeviceMaintenance4Features m4 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES };
+    f.pNext = &m4;
+    d->inst->vk.GetPhysicalDeviceFeatures2(d->phys, &feats);
+    attn_vk_coopmat2_properties p = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_PROPERTIES_NV };
+    VkPhysicalDeviceProperties2 props = { .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
+                                          .pNext = &p };
+    d->inst->vk.GetPhysicalDeviceProperties2(d->phys, &props);
+    d->coopmat2_max_wg = p.workgroupScopeMaxWorkgroupSize;
+    return f.workgroupScope && f.flexibleDimensions && f.reductions && f.conversions &&
+           f.perElementOperations && f.tensorAddressing && m4.maintenance4 &&
+           d->coopmat2_max_wg > 0 && coopmat2_shapes(d);
+}
+
 /* Compute units (NVIDIA SMs, AMD CUs) where the driver tells them
  * (VK_NV_shader_sm_builtins, VK_AMD_shader_core_properties); 0 unknown. */
 static int compute_units(attn_vk_device *d, const ext_list *ext)
@@ -266,6 +360,11 @@ static void probe_features(attn_vk_device *d, const ext_list *ext, attn_device_i
     if (d->coopmat)
         list_coopmat(d, f, fn);
     d->coopmat_f16 = d->coopmat_f16 && d->fp16 && coopmat_features(d, props.properties.apiVersion);
+    d->coopmat2 = coopmat2_features(d, ext, props.properties.apiVersion);
+    if (d->coopmat2) {
+        size_t len = strlen(f);
+        snprintf(f + len, fn - len, " cooperative_matrix2");
+    }
 }
 
 /* Memory types: device-local for buffers; on unified memory (integrated
@@ -331,7 +430,7 @@ static int create_device(attn_vk_device *d, const ext_list *ext)
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = d->queue_family,
         .queueCount = 1, .pQueuePriorities = &prio,
     };
-    const char *names[3];
+    const char *names[4];
     uint32_t nnames = 0;
     if (d->subgroup_control)
         names[nnames++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
@@ -339,9 +438,21 @@ static int create_device(attn_vk_device *d, const ext_list *ext)
         names[nnames++] = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
     if (d->coopmat_f16)
         names[nnames++] = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (d->coopmat2)
+        names[nnames++] = ATTN_VK_NV_COOPERATIVE_MATRIX_2_EXTENSION_NAME;
+    /* maintenance4 (core 1.3): the SPIR-V 1.6 shader's workgroup size is
+     * LocalSizeId (a specialisation constant) */
+    VkPhysicalDeviceMaintenance4Features m4 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_FEATURES,
+        .maintenance4 = VK_TRUE };
+    attn_vk_coopmat2_features cm2 = {
+        .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_2_FEATURES_NV,
+        .pNext = &m4,
+        .workgroupScope = VK_TRUE, .flexibleDimensions = VK_TRUE, .reductions = VK_TRUE,
+        .conversions = VK_TRUE, .perElementOperations = VK_TRUE, .tensorAddressing = VK_TRUE };
     VkPhysicalDeviceVulkanMemoryModelFeatures mm = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_MEMORY_MODEL_FEATURES,
-        .vulkanMemoryModel = VK_TRUE };
+        .pNext = d->coopmat2 ? &cm2 : NULL, .vulkanMemoryModel = VK_TRUE };
     VkPhysicalDeviceCooperativeMatrixFeaturesKHR cm = {
         .sType = ATTN_VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_KHR,
         .pNext = &mm, .cooperativeMatrix = VK_TRUE };

@@ -104,7 +104,10 @@ attn_vk_instance *attn_vk_instance_create(void)
 
     const VkApplicationInfo app = {
         .sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "libattn",
-        .pEngineName = "libattn", .apiVersion = VK_API_VERSION_1_1,
+        .pEngineName = "libattn",
+        /* 1.3 where the loader has it: the workgroup-scope cooperative-matrix
+         * shader is SPIR-V 1.6; devices of 1.1 still work under it */
+        .apiVersion = api >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_1,
     };
     const VkInstanceCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app,

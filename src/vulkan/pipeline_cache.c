@@ -50,19 +50,27 @@ static attn_status get_module(attn_vk_device *d, int shader, VkShaderModule *out
 #define COOPMAT_SPV NULL
 #define COOPMAT_SPV_SIZE NULL
 #endif
+#ifdef HAVE_GLSL_COOPMAT2
+#define COOPMAT2_SPV attn_vk_sdpa_coopmat2_spv
+#define COOPMAT2_SPV_SIZE &attn_vk_sdpa_coopmat2_spv_size
+#else
+#define COOPMAT2_SPV NULL
+#define COOPMAT2_SPV_SIZE NULL
+#endif
     static const unsigned char *const code[ATTN_VK_NSHADER] = {
         attn_vk_sdpa_spv, attn_vk_sdpa_subgroup_spv, attn_vk_merge_spv, COOPMAT_SPV,
         attn_vk_sdpa_coopmat_emulated_spv, attn_vk_block_select_spv, attn_vk_linear_spv,
         attn_vk_linear_subgroup_spv, attn_vk_linear_scan_spv, attn_vk_linear_scan_delta_spv,
         attn_vk_neighborhood_spv, attn_vk_decode_spv, attn_vk_decode_subgroup_spv,
-        attn_vk_copy_spv };
+        attn_vk_copy_spv, COOPMAT2_SPV };
     const unsigned long *const size[ATTN_VK_NSHADER] = {
         &attn_vk_sdpa_spv_size, &attn_vk_sdpa_subgroup_spv_size, &attn_vk_merge_spv_size,
         COOPMAT_SPV_SIZE, &attn_vk_sdpa_coopmat_emulated_spv_size,
         &attn_vk_block_select_spv_size, &attn_vk_linear_spv_size,
         &attn_vk_linear_subgroup_spv_size, &attn_vk_linear_scan_spv_size,
         &attn_vk_linear_scan_delta_spv_size, &attn_vk_neighborhood_spv_size,
-        &attn_vk_decode_spv_size, &attn_vk_decode_subgroup_spv_size, &attn_vk_copy_spv_size };
+        &attn_vk_decode_spv_size, &attn_vk_decode_subgroup_spv_size, &attn_vk_copy_spv_size,
+        COOPMAT2_SPV_SIZE };
     if (!code[shader])
         return attn_fail(ATTN_ERR_INTERNAL, "vkCreateShaderModule: shader %d is not built in", shader);
     /* SPIR-V is read as 32-bit words: copy out of the (byte-aligned) array. */

@@ -355,6 +355,81 @@ static int coopmat_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int3
     return 0;
 }
 
+#ifdef HAVE_GLSL_COOPMAT2
+/* Whether the device's workgroup-scope matrices of a workgroup of wg
+ * invocations take the shader's products: S = Q K^T (BQ x D by D x BK) and
+ * O += P V (BQ x BK by BK x OC). */
+static int coopmat2_shape_ok(const attn_vk_device *d, int wg, int rows, int bk, int64_t dd, int oc,
+                             int *sw)
+{
+    for (int i = 0; i < d->coopmat2_ngran; i++) {
+        const uint32_t m = d->coopmat2_gran[i].m, n = d->coopmat2_gran[i].n;
+        const uint32_t k = d->coopmat2_gran[i].k;
+        *sw = (int)(n < 16 ? 16 : n);   /* the row statistics' columns */
+        if (d->coopmat2_gran[i].wg == (uint32_t)wg)
+            return rows % m == 0 && bk % n == 0 && oc % n == 0 && dd % k == 0 && bk % k == 0 &&
+                   *sw % n == 0 && *sw <= 64;
+    }
+    return 0;
+}
+#endif
+
+/* The workgroup-scope cooperative-matrix shader (vulkan/sdpa_coopmat2.comp)
+ * for f16 q, k, v with head dims multiples of 16 up to 128 whose rows start
+ * on 16-byte boundaries (tensor loads need it), on devices with
+ * VK_NV_cooperative_matrix2: the first of (invocations, query rows, keys per
+ * tile) = (256, 128, 64), (128, 64, 64), (64, 32, 32) that the device's
+ * shapes and limits take (H200, causal S = 4096, D = 128: 76.9 TFLOP/s with
+ * the first, 71.9 with the second). O is one BQ x DV block where the output
+ * goes out by tensor stores (f16 or f32, no gate, rows on 16-byte
+ * boundaries), else 16-column blocks staged through shared memory.
+ * ATTN_VULKAN_COOPMAT2_TILE="wg,bq,bk[,split]" puts a shape first (tuning;
+ * split=1: 16-column blocks of O even where one would do);
+ * ATTN_VULKAN_COOPMAT2=0 (or ATTN_VULKAN_COOPMAT=0 / emulate) turns the
+ * shader off. Fills spec and *bq; 0 if unusable. */
+static int coopmat2_cfg(const attn_vk_device *d, const attn_sdpa_problem *p, int32_t spec[7],
+                        int *bq)
+{
+#ifdef HAVE_GLSL_COOPMAT2
+    const char *env = getenv("ATTN_VULKAN_COOPMAT2"), *env1 = getenv("ATTN_VULKAN_COOPMAT");
+    if ((env && strcmp(env, "0") == 0) || (env1 && (strcmp(env1, "0") == 0 ||
+                                                     strcmp(env1, "emulate") == 0)) ||
+        !d->coopmat2 || p->q.dtype != ATTN_F16 || p->k.dtype != ATTN_F16 ||
+        p->v.dtype != ATTN_F16 || p->d % 16 != 0 || p->dv % 16 != 0 || p->d > 128 ||
+        p->dv > 128 || !view_vec(&p->q, p->d, 8) || !view_vec(&p->k, p->d, 8) ||
+        !view_vec(&p->v, p->dv, 8))
+        return 0;
+    int shapes[4][4] = { { 0, 0, 0, 0 }, { 256, 128, 64, 0 }, { 128, 64, 64, 0 },
+                         { 64, 32, 32, 0 } };
+    const char *tile = getenv("ATTN_VULKAN_COOPMAT2_TILE");
+    if (tile && sscanf(tile, "%d,%d,%d,%d", &shapes[0][0], &shapes[0][1], &shapes[0][2],
+                       &shapes[0][3]) < 3)
+        shapes[0][0] = 0;
+    for (int i = 0; i < 4; i++) {
+        const int wg = shapes[i][0], rows = shapes[i][1], bk = shapes[i][2];
+        if (wg < 32 || (uint32_t)wg > d->coopmat2_max_wg ||
+            (uint32_t)wg > d->limits.maxComputeWorkGroupSize[0] || rows < 16 || rows > 256 ||
+            bk < 16 || bk > 256)
+            continue;
+        const int direct = !shapes[i][3] && !p->has_gate &&
+            ((p->out.dtype == ATTN_F16 && view_vec(&p->out, p->dv, 8)) ||
+             (p->out.dtype == ATTN_F32 && view_vec(&p->out, p->dv, 4)));
+        const int oc = direct ? (int)p->dv : 16;
+        int sw;
+        if (!coopmat2_shape_ok(d, wg, rows, bk, p->d, oc, &sw))
+            continue;
+        const int32_t s[7] = { wg, rows, bk, (int32_t)p->d, (int32_t)p->dv, oc, sw };
+        memcpy(spec, s, sizeof s);
+        *bq = rows;
+        return 1;
+    }
+    return 0;
+#else
+    (void)d, (void)p, (void)spec, (void)bq;
+    return 0;
+#endif
+}
+
 attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
 {
     attn_vk_device *d = dev->impl;
@@ -363,7 +438,10 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     int32_t spec[12];
     int nspec, shader, bq;
     sdpa_cfg c;
-    if (coopmat_cfg(d, p, spec, &bq, &shader)) {
+    if (coopmat2_cfg(d, p, spec, &bq)) {
+        nspec = 7;
+        shader = ATTN_VK_SHADER_SDPA_COOPMAT2;
+    } else if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
     } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
         const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,

@@ -73,7 +73,7 @@ enum { ATTN_VK_SHADER_SDPA = 0, ATTN_VK_SHADER_SDPA_SUBGROUP = 1, ATTN_VK_SHADER
        ATTN_VK_SHADER_LINEAR_SUBGROUP = 7, ATTN_VK_SHADER_LINEAR_SCAN = 8,
        ATTN_VK_SHADER_LINEAR_SCAN_DELTA = 9, ATTN_VK_SHADER_NEIGHBORHOOD = 10,
        ATTN_VK_SHADER_DECODE = 11, ATTN_VK_SHADER_DECODE_SUBGROUP = 12, ATTN_VK_SHADER_COPY = 13,
-       ATTN_VK_NSHADER };
+       ATTN_VK_SHADER_SDPA_COOPMAT2 = 14, ATTN_VK_NSHADER };
 
 /* A pipeline kept for the context's life, keyed by shader + specialisation. */
 #define ATTN_VK_MAX_SPEC 16
@@ -132,6 +132,16 @@ typedef struct attn_vk_device {
     /* what vulkan/sdpa_coopmat.comp needs: a 16x16x16 f16*f16+f32 subgroup
      * shape, shaderFloat16 and the Vulkan memory model */
     int                coopmat_f16;
+    /* what vulkan/sdpa_coopmat2.comp needs besides: VK_NV_cooperative_matrix2
+     * (workgroup scope, flexible sizes, reductions, conversions, per-element
+     * operations, tensor addressing), 16-bit storage and Vulkan 1.3; the
+     * largest workgroup its workgroup-scope matrices allow */
+    int                coopmat2;
+    uint32_t           coopmat2_max_wg;
+    /* its f16 x f16 + f32 workgroup-scope shapes: per workgroup size, the
+     * granularity of M, N and K (VkCooperativeMatrixFlexibleDimensionsPropertiesNV) */
+    struct { uint32_t wg, m, n, k; } coopmat2_gran[8];
+    int                coopmat2_ngran;
     /* ATTN_VULKAN_PROFILE (profile.c): the timestamp queries (made on first
      * use), the queue's valid timestamp bits (0 unknown), the op profiled */
     VkQueryPool        prof_pool;
@@ -221,6 +231,10 @@ extern const unsigned long attn_vk_neighborhood_spv_size, attn_vk_copy_spv_size;
 #ifdef HAVE_GLSL_COOPMAT
 extern const unsigned char attn_vk_sdpa_coopmat_spv[];
 extern const unsigned long attn_vk_sdpa_coopmat_spv_size;
+#endif
+#ifdef HAVE_GLSL_COOPMAT2
+extern const unsigned char attn_vk_sdpa_coopmat2_spv[];
+extern const unsigned long attn_vk_sdpa_coopmat2_spv_size;
 #endif
 
 #endif
