@@ -22,7 +22,16 @@
  * about 0.45% for Gaussian blocks, as large as Q8's own rounding of K: Q8
  * decode's error against an f32 cache grows from 0.73% to 0.89% rms, Q4's
  * (12%) does not change. tests/test_decode.c checks these kernels against a
- * reference run on the rounded query, and reports both errors. */
+ * reference run on the rounded query, and reports both errors.
+ *
+ * The same block sums on the AMX-INT8 tile unit (tdpbsud, C[4 rows x 4
+ * blocks][16 keys] from the transposed keys stored as B tiles) were
+ * slower on a Sapphire Rapids VM (L = 32K, one thread, hot, least CPU
+ * time a call: Q4 3.8-4.0 against 3.7-3.8 ms, Q8 6.0-6.1 against
+ * 4.9-5.0; with all of a tile's B staged before its tdpbsud, worse): a
+ * 16-key group's two tdpbsud with their tile loads and store take about
+ * as long as its 128 vpdpbusd, and staging B costs 2 KB of stores per 16
+ * keys besides. */
 #ifndef ATTN_AVX512_DECODE_VNNI_H
 #define ATTN_AVX512_DECODE_VNNI_H
 
