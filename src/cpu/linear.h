@@ -21,26 +21,42 @@ typedef struct attn_linear_pf {
     int64_t stride[ATTN_LINEAR_PF_VIEWS], bytes[ATTN_LINEAR_PF_VIEWS];
     int     hint[ATTN_LINEAR_PF_VIEWS];     /* 0: to L1, 1: to L2 only, 2: for writing */
     int     nviews, view;                   /* views in the work, the one in progress */
-    int64_t rows, row, off;                 /* rows per view; the next line */
+    int64_t rows, row;                      /* rows per view, the row in progress */
+    /* The next line (NULL: done), the end of its row and its view's hint:
+     * all that an issue inside a GEMM tile reads but once a row. */
+    const char *next, *row_end;
+    int     next_hint;
 } attn_linear_pf;
+
+/* Points next, row_end and next_hint at the row in progress (next NULL
+ * past the last view). */
+static inline void attn_linear_pf_seek(attn_linear_pf *pf)
+{
+    if (pf->view >= pf->nviews) {
+        pf->next = NULL;
+        return;
+    }
+    pf->next = pf->base[pf->view] + pf->row * pf->stride[pf->view];
+    pf->row_end = pf->next + pf->bytes[pf->view];
+    pf->next_hint = pf->hint[pf->view];
+}
 
 /* Issues the next `lines` prefetches of *pf (none once it is done). */
 static inline void attn_linear_pf_issue(attn_linear_pf *pf, int lines)
 {
-    for (; lines > 0 && pf->view < pf->nviews; lines--) {
-        const char *a = pf->base[pf->view] + pf->row * pf->stride[pf->view] + pf->off;
-        switch (pf->hint[pf->view]) {
-        case 0: __builtin_prefetch(a); break;
-        case 1: __builtin_prefetch(a, 0, 1); break;
-        default: __builtin_prefetch(a, 1); break;
+    for (; lines > 0 && pf->next; lines--) {
+        switch (pf->next_hint) {
+        case 0: __builtin_prefetch(pf->next); break;
+        case 1: __builtin_prefetch(pf->next, 0, 1); break;
+        default: __builtin_prefetch(pf->next, 1); break;
         }
-        pf->off += 64;
-        if (pf->off >= pf->bytes[pf->view]) {
-            pf->off = 0;
+        pf->next += 64;
+        if (pf->next >= pf->row_end) {         /* the next row, or view */
             if (++pf->row == pf->rows) {
                 pf->row = 0;
                 pf->view++;
             }
+            attn_linear_pf_seek(pf);
         }
     }
 }

@@ -127,6 +127,7 @@ void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t 
     for (int v = 0; v < pf->nviews; v++)
         for (int64_t r = 0; r < n; r++)
             __builtin_prefetch(pf->base[v] + r * pf->stride[v], 0, 1);
+    attn_linear_pf_seek(pf);
 }
 
 int attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g)
