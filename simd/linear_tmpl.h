@@ -364,26 +364,6 @@ static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
-/* Columns j0..n-1 of gate_scan one at a time, in scalar code: element
- * (r, j) goes to dst[r * rs + j * cs] (rs = ldd, cs = 1 for gate_scan; the
- * transposed layout for gate_scan_t). */
-static void LNAME(gate_scan_cols)(float *dst, int64_t rs, int64_t cs, const float *x,
-                                  int64_t ldx, const float *a, int64_t lda, int rows, int64_t j0,
-                                  int64_t n, int reverse, float scale)
-{
-    for (int64_t j = j0; j < n; j++) {
-        float prod = scale;
-        for (int i = 0; i < rows; i++) {
-            const int64_t r = reverse ? rows - 1 - i : i;
-            if (!reverse)
-                prod *= a[r * lda + j];
-            dst[r * rs + j * cs] = x[r * ldx + j] * prod;
-            if (reverse)
-                prod *= a[r * lda + j];
-        }
-    }
-}
-
 /* Four column vectors at a time, their running gate products in registers:
  * four independent multiply chains down the rows (one chain is bound by the
  * multiply latency); then single vectors, then scalar columns (see
@@ -419,7 +399,7 @@ static void LNAME(gate_scan)(float *dst, int64_t ldd, const float *x, int64_t ld
                 prod = LMUL(prod, LLOAD(a + r * lda + j));
         }
     }
-    LNAME(gate_scan_cols)(dst, ldd, 1, x, ldx, a, lda, rows, j, n, reverse, scale);
+    attn_linear_gate_scan_cols(dst, ldd, 1, x, ldx, a, lda, rows, j, n, reverse, scale);
 }
 
 /* gate_scan written transposed (dst[c*ldd + r]): where the ISA has
@@ -471,7 +451,7 @@ static void LNAME(gate_scan_t)(float *dst, int64_t ldd, const float *x, int64_t 
             LNAME(gate_column_t)(dst + j * ldd, ldd, x + j, ldx, a + j, lda, rows, 0, scale);
     }
 #endif
-    LNAME(gate_scan_cols)(dst, 1, ldd, x, ldx, a, lda, rows, j, n, reverse, scale);
+    attn_linear_gate_scan_cols(dst, 1, ldd, x, ldx, a, lda, rows, j, n, reverse, scale);
 }
 
 #ifdef LTRANSPOSE_VL

@@ -131,6 +131,12 @@ void attn_linear_chunk_products_cols(int n, int dk, int j0, int j1, const float 
                                      const float *A, int64_t la, const float *U, int64_t lu,
                                      const float *KT, int64_t lkt, const float *d, float *S,
                                      int64_t lds, float *O, int64_t lo);
+/* gate_scan over columns [j0, n), element (r, j) to dst[r * rs + j * cs]:
+ * the scalar set's scans (plain and transposed) and the SIMD sets' columns
+ * past their last vector. */
+void attn_linear_gate_scan_cols(float *dst, int64_t rs, int64_t cs, const float *x, int64_t ldx,
+                                const float *a, int64_t lda, int rows, int64_t j0, int64_t n,
+                                int reverse, float scale);
 const attn_linear_kernels *attn_linear_kernels_avx2(void);
 const attn_linear_kernels *attn_linear_kernels_avx512(void);
 const attn_linear_kernels *attn_linear_kernels_neon(void);

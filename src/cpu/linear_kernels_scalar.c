@@ -91,13 +91,16 @@ static void scalar_gate_load(float *G, float *AG, const float *g, const float *p
     }
 }
 
-/* Row r of dst (column r with transposed) = x's row r times scale and the
- * running product of a's rows up to r (from r on with reverse). */
-static void gate_scan(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
-                      int64_t lda, int rows, int64_t n, int reverse, float scale, int transposed)
+/* Columns [j0, n) of gate_scan: element (r, j), x's row r times scale and
+ * the running product of a's rows up to r (from r on with reverse), goes to
+ * dst[r * rs + j * cs]. The scalar set's whole scan (rs = ldd, cs = 1; the
+ * transposed one with rs = 1, cs = ldd) and the SIMD sets' columns past
+ * their last vector. */
+void attn_linear_gate_scan_cols(float *dst, int64_t rs, int64_t cs, const float *x, int64_t ldx,
+                                const float *a, int64_t lda, int rows, int64_t j0, int64_t n,
+                                int reverse, float scale)
 {
-    const int64_t rs = transposed ? 1 : ldd, cs = transposed ? ldd : 1;
-    for (int64_t j = 0; j < n; j++) {
+    for (int64_t j = j0; j < n; j++) {
         float prod = scale;
         for (int i = 0; i < rows; i++) {
             const int64_t r = reverse ? rows - 1 - i : i;
@@ -114,14 +117,14 @@ static void scalar_gate_scan(float *dst, int64_t ldd, const float *x, int64_t ld
                              const float *a, int64_t lda, int rows, int64_t n, int reverse,
                              float scale)
 {
-    gate_scan(dst, ldd, x, ldx, a, lda, rows, n, reverse, scale, 0);
+    attn_linear_gate_scan_cols(dst, ldd, 1, x, ldx, a, lda, rows, 0, n, reverse, scale);
 }
 
 static void scalar_gate_scan_t(float *dst, int64_t ldd, const float *x, int64_t ldx,
                                const float *a, int64_t lda, int rows, int64_t n, int reverse,
                                float scale)
 {
-    gate_scan(dst, ldd, x, ldx, a, lda, rows, n, reverse, scale, 1);
+    attn_linear_gate_scan_cols(dst, 1, ldd, x, ldx, a, lda, rows, 0, n, reverse, scale);
 }
 
 static void scalar_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,

@@ -365,10 +365,11 @@ static int coopmat2_shape_ok(const attn_vk_device *d, int wg, int rows, int bk, 
     for (int i = 0; i < d->coopmat2_ngran; i++) {
         const uint32_t m = d->coopmat2_gran[i].m, n = d->coopmat2_gran[i].n;
         const uint32_t k = d->coopmat2_gran[i].k;
+        if (d->coopmat2_gran[i].wg != (uint32_t)wg)
+            continue;
         *sw = (int)(n < 16 ? 16 : n);   /* the row statistics' columns */
-        if (d->coopmat2_gran[i].wg == (uint32_t)wg)
-            return rows % m == 0 && bk % n == 0 && oc % n == 0 && dd % k == 0 && bk % k == 0 &&
-                   *sw % n == 0 && *sw <= 64;
+        return rows % m == 0 && bk % n == 0 && oc % n == 0 && dd % k == 0 && bk % k == 0 &&
+               *sw % n == 0 && *sw <= 64;
     }
     return 0;
 }
