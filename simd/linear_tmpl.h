@@ -7,17 +7,22 @@
  *   LMAXF(lo,x)  max(lo, x), x when x is NaN
  *   LEXP(x)      vector exp (-inf -> 0)
  *   LNAME(x)     prefixes the static functions
- *   LMR          rows of the GEMM register tile (6 or 8: LMR x 2 accumulators
- *                plus three more vectors must fit the register file)
+ *   LMR          rows of the GEMM register tile (6 or 8)
+ *   LNV          optional: vectors across the widest register tile, 2 (the
+ *                default) or 3; LMR x LNV accumulators plus LNV + 1 more
+ *                vectors must fit the register file
  *   LTRANSPOSE_VL   optional: the ISA's in-register transpose_vl(LVEC r[LV])
  *                   (simd/transpose_*.h) is included and used for LV x LV blocks
  *                in registers (the Gram's key transposes)
  *   LSTREAM(p, x), LFENCE()  optional: non-temporal store of a vector to an
  *                aligned p, and the fence that orders such stores
  * Tails narrower than a vector use scalar code. The GEMM keeps an LMR x
- * 2-vector block of C in registers and streams B rows through it, A entries
+ * LNV-vector block of C in registers and streams B rows through it, A entries
  * broadcast from memory with general strides (row-major or transposed A). */
 #include <math.h>
+#ifndef LNV
+#define LNV 2
+#endif
 #include "../src/cpu/linear.h"
 
 static inline LVEC LNAME(combine)(LVEC r, const float *c, int acc)
@@ -37,11 +42,11 @@ static inline void LNAME(store1)(float *c, float r, int acc)
 /* One multiply-add step of the register tile: row p of B (at B) against
  * column p of the tile's rows of A (at A, rows 4.. at A4). */
 static inline __attribute__((always_inline)) void
-LNAME(tile_step)(const int R, const int NV, LVEC c[LMR][2], const float *A, const float *A4,
+LNAME(tile_step)(const int R, const int NV, LVEC c[LMR][LNV], const float *A, const float *A4,
                  int64_t rsa, const float *B, int64_t ldb, int pfb)
 {
-    LVEC b[2];
-#pragma GCC unroll 2
+    LVEC b[LNV];
+#pragma GCC unroll 3
     for (int v = 0; v < NV; v++) {
         if (pfb)
             __builtin_prefetch(B + PFB_ROWS * ldb + v * LV);
@@ -50,20 +55,20 @@ LNAME(tile_step)(const int R, const int NV, LVEC c[LMR][2], const float *A, cons
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++) {
         const LVEC x = LSET1(r < 4 ? A[r * rsa] : A4[(r - 4) * rsa]);
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < NV; v++)
             c[r][v] = LFMA(x, b[v], c[r][v]);
     }
 }
 
-/* The register tile: R rows x NV vectors of C (R <= LMR, NV <= 2) held in
+/* The register tile: R rows x NV vectors of C (R <= LMR, NV <= LNV) held in
  * registers while k rows of B stream through, one broadcast of A per row
  * and step. R and NV are constants at every call, so the loops unroll and
- * the accumulators stay in registers (LMR x 2 + 3 vector registers). The
+ * the accumulators stay in registers (LMR x NV + NV + 1 vector registers). The
  * steps go in groups of ATTN_LINEAR_PF_STEPS, one line of pf before each
  * group, so the steps themselves carry no test for it. */
 static inline __attribute__((always_inline)) void
-LNAME(tile_steps)(const int R, const int NV, LVEC c[LMR][2], int k, const float *A, int64_t rsa,
+LNAME(tile_steps)(const int R, const int NV, LVEC c[LMR][LNV], int k, const float *A, int64_t rsa,
                   int64_t csa, const float *B, int64_t ldb, int pfb, attn_linear_pf *pf)
 {
     /* Rows 4.. are addressed from a second pointer: row offsets 0..3 rsa
@@ -85,23 +90,23 @@ LNAME(tile_steps)(const int R, const int NV, LVEC c[LMR][2], int k, const float 
 }
 
 static inline __attribute__((always_inline)) void
-LNAME(tile_zero)(const int R, const int NV, LVEC c[LMR][2])
+LNAME(tile_zero)(const int R, const int NV, LVEC c[LMR][LNV])
 {
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < NV; v++)
             c[r][v] = LZERO();
 }
 
 /* C = c, C +/-= c (acc), or C = d[r] * C + c (d not NULL). */
 static inline __attribute__((always_inline)) void
-LNAME(tile_store)(const int R, const int NV, LVEC c[LMR][2], float *C, int64_t ldc, int acc,
+LNAME(tile_store)(const int R, const int NV, LVEC c[LMR][LNV], float *C, int64_t ldc, int acc,
                   const float *d)
 {
 #pragma GCC unroll 16
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
         for (int v = 0; v < NV; v++) {
             float *cp = C + r * ldc + v * LV;
             LSTORE(cp, d ? LFMA(LSET1(d[r]), LLOAD(cp), c[r][v]) : LNAME(combine)(c[r][v], cp, acc));
@@ -113,7 +118,7 @@ LNAME(tile)(const int R, const int NV, int k, const float *A, int64_t rsa, int64
             const float *B, int64_t ldb, float *C, int64_t ldc, int acc, const float *d,
             attn_linear_pf *pf)
 {
-    LVEC c[LMR][2];
+    LVEC c[LMR][LNV];
     LNAME(tile_zero)(R, NV, c);
     LNAME(tile_steps)(R, NV, c, k, A, rsa, csa, B, ldb, 0, pf);
     LNAME(tile_store)(R, NV, c, C, ldc, acc, d);
@@ -145,17 +150,22 @@ LNAME(column_block)(const int NV, int m, int k, const float *A, int64_t rsa, int
     }
 }
 
-/* Column blocks of two vectors (B panel of k x 2 vectors stays in L1 while
- * every row tile of C passes over it), then one vector, then the columns
- * past the last full vector in scalar code. */
+/* Column blocks of LNV vectors (B panel of k x LNV vectors stays in L1 while
+ * every row tile of C passes over it), then one block of the vectors left,
+ * then the columns past the last full vector in scalar code. */
 static inline __attribute__((always_inline)) void
 LNAME(gemm_body)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa, const float *B,
                  int64_t ldb, float *C, int64_t ldc, int acc, const float *d, attn_linear_pf *pf)
 {
     const int nv = n / LV * LV;
     int j = 0;
-    for (; j + 2 * LV <= nv; j += 2 * LV)
+    for (; j + LNV * LV <= nv; j += LNV * LV)
+        LNAME(column_block)(LNV, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
+#if LNV > 2
+    if (j + 2 * LV <= nv)
         LNAME(column_block)(2, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
+    else
+#endif
     if (j < nv)
         LNAME(column_block)(1, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
     for (int jj = nv; jj < n; jj++)
@@ -190,7 +200,7 @@ LNAME(out_tile)(const int R, const int NV, int dk, const float *Qh, int64_t lq, 
                 int64_t lds, int k2, const float *A, int64_t la, const float *U, int64_t lu,
                 float *O, int64_t lo, int stream, int pfs, attn_linear_pf *pf)
 {
-    LVEC c[LMR][2];
+    LVEC c[LMR][LNV];
     LNAME(tile_zero)(R, NV, c);
     LNAME(tile_steps)(R, NV, c, dk, Qh, lq, 1, S, lds, pfs, pf);
     LNAME(tile_steps)(R, NV, c, k2, A, la, 1, U, lu, 0, pf);
@@ -198,7 +208,7 @@ LNAME(out_tile)(const int R, const int NV, int dk, const float *Qh, int64_t lq, 
     if (stream) {
 #pragma GCC unroll 16
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 3
             for (int v = 0; v < NV; v++)
                 LSTREAM(O + r * lo + v * LV, c[r][v]);
         return;
@@ -236,8 +246,9 @@ LNAME(chunk_columns)(const int NV, int n, int dk, const float *Qh, int64_t lq, c
     LNAME(column_block)(NV, dk, n, KT, lkt, 1, U, lu, S, lds, 1, d, pf);
 }
 
-/* See attn_linear_kernels.chunk_products. Blocks of two column vectors,
- * then one, then the columns past the last full vector in scalar code. */
+/* See attn_linear_kernels.chunk_products. Blocks of LNV column vectors,
+ * then one block of the vectors left, then the columns past the last full
+ * vector in scalar code. */
 static void LNAME(chunk_products)(int n, int dk, int dv, const float *Qh, int64_t lq,
                                   const float *A, int64_t la, const float *U, int64_t lu,
                                   const float *KT, int64_t lkt, const float *d, float *S,
@@ -246,9 +257,15 @@ static void LNAME(chunk_products)(int n, int dk, int dv, const float *Qh, int64_
 {
     const int nv = dv / LV * LV;
     int j = 0;
-    for (; j + 2 * LV <= nv; j += 2 * LV)
+    for (; j + LNV * LV <= nv; j += LNV * LV)
+        LNAME(chunk_columns)(LNV, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
+                             lo, stream, pf);
+#if LNV > 2
+    if (j + 2 * LV <= nv)
         LNAME(chunk_columns)(2, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
                              lo, stream, pf);
+    else
+#endif
     if (j < nv)
         LNAME(chunk_columns)(1, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
                              lo, stream, pf);

@@ -141,10 +141,11 @@ const attn_linear_kernels *attn_linear_kernels_avx2(void);
 const attn_linear_kernels *attn_linear_kernels_avx512(void);
 const attn_linear_kernels *attn_linear_kernels_neon(void);
 
-/* Multiply-add steps per prefetched line in the GEMMs: a chunk of 64 tokens
- * at Dk = Dv = 128 runs about 11K steps of register tiles (AVX-512) against
- * 2K lines of the next chunk's inputs. */
-#define ATTN_LINEAR_PF_STEPS 4
+/* Multiply-add steps per prefetched line in the GEMMs: a chunk of 32 tokens
+ * at Dk = Dv = 128 runs about 3.8K steps of register tiles (AVX-512, 8 x 3
+ * vectors) against 1K lines of the next chunk's inputs; at 4 steps a line
+ * the last tenth of the lines would go out together after the products. */
+#define ATTN_LINEAR_PF_STEPS 3
 
 /* AUTO picks the recurrent form for sequences this short. */
 #define ATTN_LINEAR_RECURRENT_MAX_LEN 16
