@@ -75,18 +75,21 @@ LNAME(tile_steps)(const int R, const int NV, LVEC c[LMR][LNV], int k, const floa
      * from each of two bases need two index registers, where eight separate
      * offsets spilled to the stack and reloaded every step. */
     const float *A4 = A + 4 * rsa;
+    const char *nx = pf ? pf->next : NULL;     /* pf's next line (attn_linear_pf_line) */
     int p = 0;
     for (; p + ATTN_LINEAR_PF_STEPS <= k; p += ATTN_LINEAR_PF_STEPS) {
-        if (pf)
-            attn_linear_pf_issue(pf, 1);
+        if (nx)
+            nx = attn_linear_pf_line(pf, nx);
 #pragma GCC unroll 8
         for (int q = 0; q < ATTN_LINEAR_PF_STEPS; q++, A += csa, A4 += csa, B += ldb)
             LNAME(tile_step)(R, NV, c, A, A4, rsa, B, ldb, pfb);
     }
-    if (pf && p < k)
-        attn_linear_pf_issue(pf, 1);
+    if (nx && p < k)
+        nx = attn_linear_pf_line(pf, nx);
     for (; p < k; p++, A += csa, A4 += csa, B += ldb)
         LNAME(tile_step)(R, NV, c, A, A4, rsa, B, ldb, pfb);
+    if (pf)
+        pf->next = nx;
 }
 
 static inline __attribute__((always_inline)) void
@@ -230,9 +233,15 @@ LNAME(chunk_columns)(const int NV, int n, int dk, const float *Qh, int64_t lq, c
                      int stream, attn_linear_pf *pf)
 {
     int i = 0;
+    /* The first tile, which prefetches S, apart: the other tiles' steps then
+     * carry no test for it. */
+    if (n >= LMR) {
+        LNAME(out_tile)(LMR, NV, dk, Qh, lq, S, lds, LMR, A, la, U, lu, O, lo, stream, 1, pf);
+        i = LMR;
+    }
     for (; i + LMR <= n; i += LMR)
         LNAME(out_tile)(LMR, NV, dk, Qh + i * lq, lq, S, lds, i + LMR, A + i * la, la, U, lu,
-                        O + i * lo, lo, stream, i == 0, pf);
+                        O + i * lo, lo, stream, 0, pf);
     switch (n - i) {
 #define LEFT(r) case r: LNAME(out_tile)(r, NV, dk, Qh + i * lq, lq, S, lds, n, A + i * la, la, \
                                         U, lu, O + i * lo, lo, stream, i == 0, pf); break;

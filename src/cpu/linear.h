@@ -41,24 +41,36 @@ static inline void attn_linear_pf_seek(attn_linear_pf *pf)
     pf->next_hint = pf->hint[pf->view];
 }
 
+/* Issues the line at nx, pf's next one, and returns the line after it (NULL
+ * once pf is done). The GEMM tiles keep nx in a register across their steps
+ * and store it back to pf->next at the end, rather than load and store
+ * pf->next at every issue. */
+static inline const char *attn_linear_pf_line(attn_linear_pf *pf, const char *nx)
+{
+    switch (pf->next_hint) {
+    case 0: __builtin_prefetch(nx); break;
+    case 1: __builtin_prefetch(nx, 0, 1); break;
+    default: __builtin_prefetch(nx, 1); break;
+    }
+    nx += 64;
+    if (nx >= pf->row_end) {                   /* the next row, or view */
+        if (++pf->row == pf->rows) {
+            pf->row = 0;
+            pf->view++;
+        }
+        attn_linear_pf_seek(pf);
+        nx = pf->next;
+    }
+    return nx;
+}
+
 /* Issues the next `lines` prefetches of *pf (none once it is done). */
 static inline void attn_linear_pf_issue(attn_linear_pf *pf, int lines)
 {
-    for (; lines > 0 && pf->next; lines--) {
-        switch (pf->next_hint) {
-        case 0: __builtin_prefetch(pf->next); break;
-        case 1: __builtin_prefetch(pf->next, 0, 1); break;
-        default: __builtin_prefetch(pf->next, 1); break;
-        }
-        pf->next += 64;
-        if (pf->next >= pf->row_end) {         /* the next row, or view */
-            if (++pf->row == pf->rows) {
-                pf->row = 0;
-                pf->view++;
-            }
-            attn_linear_pf_seek(pf);
-        }
-    }
+    const char *nx = pf->next;
+    for (; lines > 0 && nx; lines--)
+        nx = attn_linear_pf_line(pf, nx);
+    pf->next = nx;
 }
 
 typedef struct attn_linear_kernels {
