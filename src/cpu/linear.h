@@ -190,10 +190,13 @@ typedef struct attn_linear_task {
 void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t i, float *dst,
                          float scale);
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst);
-/* Rows of x (q or k) of the task's head from token i, where they can be read
- * in place: f32 with contiguous rows, neither l2-normalised nor mapped by a
- * feature map. *ld = floats from one token's row to the next. NULL if they
- * need a converted copy. */
+/* Rows of the 4-d tensor x of the task's head from token i, where they are
+ * f32 with contiguous rows: *ld = floats from one token's row to the next.
+ * NULL if they need a converted copy. */
+const float *attn_linear_f32_rows(const attn_linear_task *t, const attn_view *x, int64_t i,
+                                  int64_t *ld);
+/* The same for q or k, where they can be read in place: also neither
+ * l2-normalised nor mapped by a feature map. */
 const float *attn_linear_rows_in_place(const attn_linear_task *t, const attn_view *x, int64_t i,
                                        int64_t *ld);
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */

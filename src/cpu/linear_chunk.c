@@ -349,23 +349,28 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
         const float *qin = may_read_in_place ? attn_linear_rows_in_place(t, &p->q, c0, &ldq) : NULL;
         const float *kin = may_read_in_place ? attn_linear_rows_in_place(t, &p->k, c0, &ldk) : NULL;
         int copied = !(qin && kin);
+        /* f32 values and per-channel gates: row addresses by stride, no
+         * per-row view lookups. */
+        int64_t ldv = 0, ldg = 0;
+        const float *vin = attn_linear_f32_rows(t, &p->v, c0, &ldv);
+        const float *gin = c.mode == 2 ? attn_linear_f32_rows(t, &p->g, c0, &ldg) : NULL;
         /* Load the chunk; cumulative log-gates. */
         for (int r = 0; r < n; r++) {
             if (out && copied)
                 attn_linear_load_qk(t, &p->q, c0 + r, c.Q + r * lk, p->scale);
             if (copied)
                 attn_linear_load_qk(t, &p->k, c0 + r, c.K + r * lk, 1.0f);
-            attn_linear_load_v(t, c0 + r, c.U + r * lv);
+            if (vin)
+                memcpy(c.U + r * lv, vin + r * ldv, (size_t)dv * sizeof *c.U);
+            else
+                attn_linear_load_v(t, c0 + r, c.U + r * lv);
             if (delta)
                 c.beta[r] = attn_linear_load_beta(t, c0 + r);
             if (c.mode == 2) {
                 float *G = c.G + r * lk;
-                int64_t ldg;
-                const float *g = attn_linear_rows_in_place(t, &p->g, c0 + r, &ldg);
-                if (!g) {
+                const float *g = gin ? gin + r * ldg : G;
+                if (!gin)
                     attn_linear_load_g(t, c0 + r, G);
-                    g = G;
-                }
                 ks->gate_load(G, c.AG + r * lk, g, r ? G - lk : NULL, ATTN_LINEAR_G_FLOOR, dk);
             } else if (c.mode == 1) {
                 float g;

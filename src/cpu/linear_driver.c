@@ -64,15 +64,22 @@ void attn_linear_load_qk(const attn_linear_task *t, const attn_view *x, int64_t 
         t->ks->scal(dst, scale, d);
 }
 
+const float *attn_linear_f32_rows(const attn_linear_task *t, const attn_view *x, int64_t i,
+                                  int64_t *ld)
+{
+    if (x->dtype != ATTN_F32 || x->stride[3] != 1)
+        return NULL;
+    *ld = x->stride[1];
+    return (const float *)row_of(t, x, i);
+}
+
 const float *attn_linear_rows_in_place(const attn_linear_task *t, const attn_view *x, int64_t i,
                                        int64_t *ld)
 {
     const attn_linear_problem *p = t->p;
-    if (x->dtype != ATTN_F32 || x->stride[3] != 1 || p->l2norm_qk ||
-        p->feature != ATTN_LINEAR_FEATURE_IDENTITY)
+    if (p->l2norm_qk || p->feature != ATTN_LINEAR_FEATURE_IDENTITY)
         return NULL;
-    *ld = x->stride[1];
-    return (const float *)row_of(t, x, i);
+    return attn_linear_f32_rows(t, x, i, ld);
 }
 
 void attn_linear_load_v(const attn_linear_task *t, int64_t i, float *dst)
