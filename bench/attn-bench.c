@@ -314,6 +314,17 @@ static void sdpa_teardown(void *st)
     free(s);
 }
 
+/* The case's mask as attn_sdpa / attn_decode parameters. */
+static attn_sdpa_params case_params(const bench_case *c)
+{
+    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+    p.causal = c->causal;
+    p.window_left = c->window_left;
+    p.window_right = c->window_right;
+    p.sink_tokens = c->sink_tokens;
+    return p;
+}
+
 static attn_status sdpa_setup(bench_env *env, const bench_case *c, void **state)
 {
     sdpa_state *s = calloc(1, sizeof *s);
@@ -331,12 +342,7 @@ static attn_status sdpa_setup(bench_env *env, const bench_case *c, void **state)
     s->tk = mem_tensor4(&s->k, c->dtype, c->b, c->sk, c->hkv, c->d);
     s->tv = mem_tensor4(&s->v, c->dtype, c->b, c->sk, c->hkv, c->dv);
     s->to = mem_tensor4(&s->o, c->dtype, c->b, c->sq, c->hq, c->dv);
-    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
-    p.causal = c->causal;
-    p.window_left = c->window_left;
-    p.window_right = c->window_right;
-    p.sink_tokens = c->sink_tokens;
-    s->p = p;
+    s->p = case_params(c);
     *state = s;
     return ATTN_OK;
 }
@@ -453,12 +459,7 @@ static attn_status decode_setup(bench_env *env, const bench_case *c, void **stat
     }
     s->tq = attn_tensor_4d(s->q, ATTN_F32, c->b, c->sq, c->hq, c->d);
     s->to = attn_tensor_4d(s->o, ATTN_F32, c->b, c->sq, c->hq, c->dv);
-    attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
-    p.causal = c->causal;
-    p.window_left = c->window_left;
-    p.window_right = c->window_right;
-    p.sink_tokens = c->sink_tokens;
-    s->p = p;
+    s->p = case_params(c);
     *state = s;
     return ATTN_OK;
 }
