@@ -156,7 +156,7 @@ const attn_linear_kernels *attn_linear_kernels_neon(void);
 /* Multiply-add steps per prefetched line in the GEMMs: a chunk of 32 tokens
  * at Dk = Dv = 128 runs about 3.8K steps of register tiles (AVX-512, 8 x 3
  * vectors) against 1K lines of the next chunk's inputs; at 4 steps a line
- * the last tenth of the lines would go out together after the products. */
+ * the last 7% of the lines would go out together after the products. */
 #define ATTN_LINEAR_PF_STEPS 3
 
 /* AUTO picks the recurrent form for sequences this short. */
