@@ -63,6 +63,8 @@ typedef struct bench_case {
     attn_linear_kind lin_kind;   /* OP_LINEAR only */
     int         lin_step;        /* OP_LINEAR: one recurrent decode step with state in/out */
     int         lin_chunk;       /* OP_LINEAR chunkwise: chunk size, 0 = LINEAR_CHUNK */
+    int64_t     lin_layout_heads; /* OP_LINEAR: heads per token row in memory (0 = hq); the
+                                     call gets the first hq of them */
     /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
     int         nb_ndim;
     int64_t     nb_grid[3], nb_kernel[3];
@@ -744,6 +746,7 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     if (!s)
         return ATTN_ERR_OUT_OF_MEMORY;
     const int64_t b = c->b, t = c->sq, h = c->hq, gcols = linear_gate_cols(c->lin_kind);
+    const int64_t hl = c->lin_layout_heads ? c->lin_layout_heads : h;
     const int delta = linear_is_delta(c->lin_kind);
     /* lo < hi: an f32 tensor uniform in [lo, hi) */
     const struct { attn_dtype dt; int64_t cols; int want; float lo, hi; } spec[LIN_NT] = {
@@ -759,7 +762,7 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     for (int i = 0; i < LIN_NT && st == ATTN_OK; i++) {
         if (!spec[i].want)
             continue;
-        const int64_t rows = i == LIN_STATE ? b * h : b * t * h;
+        const int64_t rows = i == LIN_STATE ? b * h : b * t * hl;
         const size_t n = (size_t)(rows * spec[i].cols);
         if (spec[i].lo < spec[i].hi)
             st = mem_alloc_f32(env, &s->m[i], n, (uint64_t)i + 1, spec[i].lo, spec[i].hi);
@@ -771,8 +774,15 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
         return st;
     }
     for (int i = 0; i < LIN_STATE; i++)
-        if (spec[i].want)
-            s->t[i] = mem_tensor4(&s->m[i], spec[i].dt, b, t, h, spec[i].cols);
+        if (spec[i].want) {
+            /* h heads in rows of hl: the token stride of hl heads */
+            attn_tensor *x = &s->t[i];
+            *x = mem_tensor4(&s->m[i], spec[i].dt, b, t, h, spec[i].cols);
+            x->stride[3] = 1;
+            x->stride[2] = spec[i].cols;
+            x->stride[1] = hl * spec[i].cols;
+            x->stride[0] = t * hl * spec[i].cols;
+        }
     if (gcols)
         s->t[LIN_G].ndim = gcols == 2 ? 4 : 3;
     if (delta)
@@ -1538,6 +1548,7 @@ static double run_log_find(const run_log *l, const bench_case *want)
             c->window_right == want->window_right && c->sink_tokens == want->sink_tokens &&
             c->dtype == want->dtype && c->lin_kind == want->lin_kind &&
             c->lin_step == want->lin_step && c->lin_chunk == want->lin_chunk &&
+            c->lin_layout_heads == want->lin_layout_heads &&
             c->nb_ndim == want->nb_ndim &&
             !memcmp(c->nb_grid, want->nb_grid, sizeof c->nb_grid) &&
             !memcmp(c->nb_kernel, want->nb_kernel, sizeof c->nb_kernel))
@@ -1656,6 +1667,8 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
         fprintf(f, ",\"algo\":\"%s\"", c->lin_step ? "recurrent" : "chunkwise");
         if (!c->lin_step)
             fprintf(f, ",\"chunk\":%lld", (long long)linear_chunk(c));
+        if (c->lin_layout_heads)
+            fprintf(f, ",\"layout_heads\":%lld", (long long)c->lin_layout_heads);
     }
     fputs(",\"flop_rule\":", f);
     json_string(f, r->flop_rule);
@@ -1808,6 +1821,10 @@ static void usage(FILE *f)
 "                      KIND,step: one recurrent decode step with state in/out\n"
 "  --chunk C           --linear chunk size (params.chunk_size, 1..256; default\n"
 "                      the library's, ATTN_LINEAR_DEFAULT_CHUNK)\n"
+"  --layout-heads N    --linear tensors hold N >= --hq heads per token row; the\n"
+"                      call gets the first --hq (e.g. --hq 2 --threads 2\n"
+"                      --layout-heads 16: one head per thread at the token\n"
+"                      stride of 16 heads, as 16 threads run --hq 16)\n"
 "\n"
 "Execution:\n"
 "  --threads N         attn_options.num_threads (default 0 = all cores)\n"
@@ -1911,6 +1928,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     const int64_t BIG = INT64_C(1) << 40;
     int64_t b = -1, hq = -1, hkv = -1, sq = -1, sk = -1, d = -1, dv = -1, wl = -1, wr = -1, sinks = 0;
     int causal = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0, lin_chunk = 0;
+    int64_t layout_heads = 0;
     attn_dtype dt = ATTN_F32;
     memset(o, 0, sizeof *o);
     o->threads = 0;
@@ -2003,6 +2021,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             lin_step = comma != NULL;
         } else if (OPT("--chunk")) {
             lin_chunk = (int)parse_i64(a, val, 1, 256);
+        } else if (OPT("--layout-heads")) {
+            layout_heads = parse_i64(a, val, 1, 1 << 20);
         } else if (OPT("--dtype")) {
             dt = parse_dtype(val);
             have_dtype = 1;
@@ -2031,6 +2051,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
 #undef OPT
     }
 
+    if (layout_heads && lin_kind < 0)
+        die_usage("--layout-heads goes with --linear");
     int shape_given = b >= 0 || hq >= 0 || hkv >= 0 || sq >= 0 || sk >= 0 || d >= 0 || dv >= 0 ||
                       causal || have_window || have_dtype || lin_kind >= 0;
     if (shape_given) {
@@ -2052,7 +2074,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             dv = d;
         if (b < 0)
             b = 1;
-        double elems = (double)b * (double)((sq > sk ? sq : sk)) * (double)hq * (double)(d > dv ? d : dv);
+        double elems = (double)b * (double)((sq > sk ? sq : sk)) *
+                       (double)(layout_heads > hq ? layout_heads : hq) * (double)(d > dv ? d : dv);
         if (elems * 4.0 > 64.0 * 1024 * 1024 * 1024)
             die_usage("the shape needs more than 64 GiB per tensor");
         bench_case c = { .op = OP_SDPA, .set = "cli", .b = b, .hq = hq, .hkv = hkv, .sq = sq, .sk = sk,
@@ -2065,6 +2088,10 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             c.lin_kind = (attn_linear_kind)lin_kind;
             c.lin_step = lin_step;
             c.lin_chunk = lin_chunk;
+            if (layout_heads && layout_heads < c.hq)
+                die_usage("--layout-heads %" PRId64 " is less than --hq %" PRId64, layout_heads,
+                          c.hq);
+            c.lin_layout_heads = layout_heads;
         }
         o->shape = c;
         o->have_shape = 1;
