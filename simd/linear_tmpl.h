@@ -361,23 +361,56 @@ static void LNAME(scal)(float *y, float a, int64_t n)
         y[j] *= a;
 }
 
-static void LNAME(gate_load)(float *G, float *AG, const float *g, const float *prev, float lo,
-                             int64_t n)
+/* NV column vectors of gate_load down the rows, the running sums and
+ * products in registers (NV independent chains); with_x is a constant at
+ * each call. */
+static inline __attribute__((always_inline)) void
+LNAME(gate_load_columns)(const int NV, const int with_x, float *G, float *AG, int64_t ldga,
+                         const float *g, int64_t ldg, int rows, float lo, float *dst,
+                         int64_t ldd, const float *x, int64_t ldx, float scale)
 {
     const LVEC vlo = LSET1(lo);
+    LVEC sum[4], prod[4];
+    for (int v = 0; v < NV; v++) {
+        sum[v] = LZERO();
+        prod[v] = LSET1(scale);
+    }
+    for (int64_t r = 0; r < rows; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            const LVEC y = LMAXF(vlo, LLOAD(g + r * ldg + v * LV));
+            const LVEC a = LEXP(y);
+            sum[v] = r ? LADD(sum[v], y) : y;
+            LSTORE(AG + r * ldga + v * LV, a);
+            LSTORE(G + r * ldga + v * LV, sum[v]);
+            if (with_x) {
+                prod[v] = LMUL(prod[v], a);
+                LSTORE(dst + r * ldd + v * LV, LMUL(LLOAD(x + r * ldx + v * LV), prod[v]));
+            }
+        }
+}
+
+/* Four column vectors at a time, then single vectors, then scalar columns
+ * (see attn_linear_kernels.gate_load). */
+static void LNAME(gate_load)(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,
+                             int rows, int64_t n, float lo, float *dst, int64_t ldd,
+                             const float *x, int64_t ldx, float scale)
+{
     int64_t j = 0;
-    for (; j + LV <= n; j += LV) {
-        LVEC x = LMAXF(vlo, LLOAD(g + j));
-        LSTORE(AG + j, LEXP(x));
-        if (prev)
-            x = LADD(LLOAD(prev + j), x);
-        LSTORE(G + j, x);
-    }
-    for (; j < n; j++) {
-        const float x = g[j] < lo ? lo : g[j];
-        AG[j] = expf(x);
-        G[j] = prev ? prev[j] + x : x;
-    }
+#define GATE_COLUMNS(NV) do {                                                                  \
+        if (x)                                                                                 \
+            LNAME(gate_load_columns)(NV, 1, G + j, AG + j, ldga, g + j, ldg, rows, lo, dst + j, \
+                                     ldd, x + j, ldx, scale);                                  \
+        else                                                                                   \
+            LNAME(gate_load_columns)(NV, 0, G + j, AG + j, ldga, g + j, ldg, rows, lo, NULL,    \
+                                     0, NULL, 0, scale);                                       \
+    } while (0)
+    for (; j + 4 * LV <= n; j += 4 * LV)
+        GATE_COLUMNS(4);
+    for (; j + LV <= n; j += LV)
+        GATE_COLUMNS(1);
+#undef GATE_COLUMNS
+    attn_linear_gate_load_cols(G, AG, ldga, g, ldg, rows, j, n, lo, dst, ldd, x, ldx, scale);
 }
 
 static void LNAME(max_floor)(float *dst, const float *x, float lo, int64_t n)

@@ -112,11 +112,15 @@ typedef struct attn_linear_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* dst = max(x, lo) elementwise (n floats); NaN stays NaN. */
     void (*max_floor)(float *dst, const float *x, float lo, int64_t n);
-    /* One token's per-channel log-gates g (n floats) into the chunk's
-     * running sums: x = max(g, lo) (NaN stays NaN), AG = exp(x), G = prev + x
-     * (prev NULL: 0). G may be g. */
-    void (*gate_load)(float *G, float *AG, const float *g, const float *prev, float lo,
-                      int64_t n);
+    /* A chunk's per-channel log-gates (rows of g, ld ldg; n floats a row)
+     * into its running sums (G, AG: ld ldga), and where x is not NULL the
+     * forward gate_scan of x fused in, so the token gates are read once:
+     *   y_r = max(g_r, lo) (NaN stays NaN), AG_r = exp(y_r),
+     *   G_r = y_0 + ... + y_r,  dst_r = scale * x_r * AG_0 * ... * AG_r.
+     * G may be g (ldg = ldga). */
+    void (*gate_load)(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg, int rows,
+                      int64_t n, float lo, float *dst, int64_t ldd, const float *x, int64_t ldx,
+                      float scale);
     /* Gate products along rows (a: per-token gates exp(g) <= 1; ldd, ldx,
      * lda: the leading dimensions of dst, x and a), n floats a row:
      *   forward:  dst_r = scale * x_r * a_0 * ... * a_r
@@ -143,6 +147,11 @@ void attn_linear_chunk_products_cols(int n, int dk, int j0, int j1, const float 
                                      const float *A, int64_t la, const float *U, int64_t lu,
                                      const float *KT, int64_t lkt, const float *d, float *S,
                                      int64_t lds, float *O, int64_t lo);
+/* gate_load over columns [j0, n): the scalar set's and the SIMD sets'
+ * columns past their last vector. */
+void attn_linear_gate_load_cols(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,
+                                int rows, int64_t j0, int64_t n, float lo, float *dst,
+                                int64_t ldd, const float *x, int64_t ldx, float scale);
 /* gate_scan over columns [j0, n), element (r, j) to dst[r * rs + j * cs]:
  * the scalar set's scans (plain and transposed) and the SIMD sets' columns
  * past their last vector. */

@@ -222,15 +222,16 @@ static void lower_products(chunk_ctx *c, const float *rows, float *A, int n, int
 }
 
 /* q, k: the chunk's query and key rows (ld ldq, ldk), either the
- * workspace copies or the caller's tensors read in place, the queries then
- * times qscale. Ktil goes straight to KT, transposed (the Gram's right side
- * and, row-major, the state update's left one). */
+ * workspace copies or the caller's tensors read in place; q NULL: Q already
+ * holds Qhat (gate_load made it). Ktil goes straight to KT, transposed (the
+ * Gram's right side and, row-major, the state update's left one). */
 static void gram_one_reference(chunk_ctx *c, int n, int delta, const float *q, int64_t ldq,
-                               float qscale, const float *k, int64_t ldk)
+                               const float *k, int64_t ldk)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
-    ks->gate_scan(c->Q, lk, q, ldq, c->AG, lk, n, dk, 0, qscale);
+    if (q)
+        ks->gate_scan(c->Q, lk, q, ldq, c->AG, lk, n, dk, 0, 1.0f);
     ks->gate_scan_t(c->KT, lc, k, ldk, c->AG, lk, n, dk, 1, 1.0f);
     for (int64_t cc = 0; cc < dk; cc++)
         c->E[cc] = -c->G[(n - 1) * lk + cc];
@@ -366,18 +367,21 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
                 attn_linear_load_v(t, c0 + r, c.U + r * lv);
             if (delta)
                 c.beta[r] = attn_linear_load_beta(t, c0 + r);
-            if (c.mode == 2) {
-                float *G = c.G + r * lk;
-                const float *g = gin ? gin + r * ldg : G;
-                if (!gin)
-                    attn_linear_load_g(t, c0 + r, G);
-                ks->gate_load(G, c.AG + r * lk, g, r ? G - lk : NULL, ATTN_LINEAR_G_FLOOR, dk);
+            if (c.mode == 2 && !gin) {
+                attn_linear_load_g(t, c0 + r, c.G + r * lk);
             } else if (c.mode == 1) {
                 float g;
                 attn_linear_load_g(t, c0 + r, &g);
                 c.G[r] = r ? c.G[r - 1] + g : g;
             }
         }
+
+        /* Per-channel gates: their running sums and, queries read in place,
+         * Qhat_i = q_i exp(G_i) with them (gram_one_reference's, reloaded
+         * raw below where the chunk does not fit one reference). */
+        if (c.mode == 2)
+            ks->gate_load(c.G, c.AG, lk, gin ? gin : c.G, gin ? ldg : lk, n, dk,
+                          ATTN_LINEAR_G_FLOOR, c.Q, lk, copied ? NULL : qin, ldq, p->scale);
 
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
@@ -391,9 +395,9 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
             copied = 1;
         }
         if (one_ref && copied) {
-            gram_one_reference(&c, n, delta, c.Q, lk, 1.0f, c.K, lk);
+            gram_one_reference(&c, n, delta, c.Q, lk, c.K, lk);
         } else if (one_ref) {
-            gram_one_reference(&c, n, delta, qin, ldq, p->scale, kin, ldk);
+            gram_one_reference(&c, n, delta, NULL, 0, kin, ldk);
         } else if (out) {
             gram(&c, c.Q, c.K, n, 0, c.A, 0);
             if (c.mode == 2)

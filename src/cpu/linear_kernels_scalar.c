@@ -81,14 +81,31 @@ static void scalar_max_floor(float *dst, const float *x, float lo, int64_t n)
         dst[j] = x[j] < lo ? lo : x[j];
 }
 
-static void scalar_gate_load(float *G, float *AG, const float *g, const float *prev, float lo,
-                             int64_t n)
+void attn_linear_gate_load_cols(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,
+                                int rows, int64_t j0, int64_t n, float lo, float *dst,
+                                int64_t ldd, const float *x, int64_t ldx, float scale)
 {
-    for (int64_t j = 0; j < n; j++) {   /* NaN compares false and stays NaN */
-        const float x = g[j] < lo ? lo : g[j];
-        AG[j] = expf(x);
-        G[j] = prev ? prev[j] + x : x;
+    for (int64_t j = j0; j < n; j++) {
+        float sum = 0.0f, prod = scale;
+        for (int r = 0; r < rows; r++) {   /* NaN compares false and stays NaN */
+            const float y = g[r * ldg + j] < lo ? lo : g[r * ldg + j];
+            const float a = expf(y);
+            sum = r ? sum + y : y;
+            AG[r * ldga + j] = a;
+            G[r * ldga + j] = sum;
+            if (x) {
+                prod *= a;
+                dst[r * ldd + j] = x[r * ldx + j] * prod;
+            }
+        }
     }
+}
+
+static void scalar_gate_load(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,
+                             int rows, int64_t n, float lo, float *dst, int64_t ldd,
+                             const float *x, int64_t ldx, float scale)
+{
+    attn_linear_gate_load_cols(G, AG, ldga, g, ldg, rows, 0, n, lo, dst, ldd, x, ldx, scale);
 }
 
 /* Columns [j0, n) of gate_scan: element (r, j), x's row r times scale and
