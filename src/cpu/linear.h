@@ -129,9 +129,12 @@ typedef struct attn_linear_kernels {
      * the scan doubles as the load and the scale is folded in. */
     void (*gate_scan)(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
                       int64_t lda, int rows, int64_t n, int reverse, float scale);
-    /* The same products stored transposed: dst[c*ldd + r] = dst_r[c]. */
-    void (*gate_scan_t)(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
-                        int64_t lda, int rows, int64_t n, int reverse, float scale);
+    /* The same products stored transposed: dst[c*ldd + r] = dst_r[c]; and
+     * where dst2 is not NULL, also each row of dst times its own factor,
+     * dst2[c*ldd + r] = dst_r[c] * e[c], from the same registers. */
+    void (*gate_scan_t)(float *dst, float *dst2, const float *e, int64_t ldd, const float *x,
+                        int64_t ldx, const float *a, int64_t lda, int rows, int64_t n,
+                        int reverse, float scale);
     /* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols. */
     void (*transpose)(float *dst, int64_t ldd, const float *src, int64_t lds, int rows, int cols);
     /* dst row r = src row r (n floats each, r < rows) with stores that bypass
@@ -147,6 +150,10 @@ void attn_linear_chunk_products_cols(int n, int dk, int j0, int j1, const float 
                                      const float *A, int64_t la, const float *U, int64_t lu,
                                      const float *KT, int64_t lkt, const float *d, float *S,
                                      int64_t lds, float *O, int64_t lo);
+/* gate_scan_t over columns [j0, n), the same way. */
+void attn_linear_gate_scan_t_cols(float *dst, float *dst2, const float *e, int64_t ldd,
+                                  const float *x, int64_t ldx, const float *a, int64_t lda,
+                                  int rows, int64_t j0, int64_t n, int reverse, float scale);
 /* gate_load over columns [j0, n): the scalar set's and the SIMD sets'
  * columns past their last vector. */
 void attn_linear_gate_load_cols(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,

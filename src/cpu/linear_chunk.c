@@ -45,7 +45,9 @@ typedef struct chunk_ctx {
     attn_linear_pf pf;       /* the rows of the next work (t->pf_h, t->pf_dc) */
     /* G: cumulative log-gates from the chunk start; AG (per channel only):
      * each token's own gate exp(g) */
-    float *Q, *K, *U, *G, *AG, *beta, *O, *A, *L, *X, *XH, *KT, *QT, *E, *den;
+    /* KT: keys transposed (Ktil in gram_one_reference, whose KE holds
+     * Ktil times exp(-G_last) by rows) */
+    float *Q, *K, *U, *G, *AG, *beta, *O, *A, *L, *X, *XH, *KT, *KE, *QT, *E, *den;
 } chunk_ctx;
 
 size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
@@ -54,7 +56,7 @@ size_t attn_linear_chunk_ws_floats(const attn_linear_problem *p)
     const int64_t lv = attn_linear_ld(p->dv), lc = attn_linear_ld(C);
     int64_t le = lk > lv ? lk : lv;
     le = le > lc ? le : lc;
-    return (size_t)(6 * C * lk + 2 * C * lv + 2 * C * lc + p->dk * lc + SB * lk + le + 2 * lc +
+    return (size_t)(6 * C * lk + 2 * C * lv + 2 * C * lc + 2 * p->dk * lc + SB * lk + le + 2 * lc +
                     16 * 8);
 }
 
@@ -186,11 +188,12 @@ static void gram(chunk_ctx *c, const float *X, const float *Y, int n, int strict
  * shares one reference, its last row. With running products of the token
  * gates (gate_scan; every factor <= 1)
  *   Qhat_i = q_i exp(G_i)            (for Qhat S0, into Q)
- *   Ktil_j = k_j exp(G_last - G_j)   (for the state update, into X)
+ *   Ktil_j = k_j exp(G_last - G_j)   (for the state update, into KT)
  * A_ij = sum_c Qhat_ic exp(-G_last,c) Ktil_jc: one GEMM per row block
- * against all the keys before it, instead of a scaled copy of the rows per
- * block pair. The delta kinds' L (strict) likewise from Khat_i = k_i exp(G_i)
- * (into K, which is not read raw again: normalize has no gate). The row
+ * against all the keys before it (KE: the factor on Ktil, stored by the
+ * same scan), instead of a scaled copy of the rows per block pair. The
+ * delta kinds' L (strict) likewise from Khat_i = k_i exp(G_i) (into K,
+ * which is not read raw again: normalize has no gate). The channel
  * factor exp(-G_last) <= e^GUARD keeps every product finite (each is
  * q k exp(G_i - G_j), <= q k below the diagonal); the entries above it, where
  * the ratio exceeds 1, are overwritten with zeros. */
@@ -203,17 +206,15 @@ static int one_reference_fits(const chunk_ctx *c, int n)
     return ok;
 }
 
-/* A = lower triangle (strict or inclusive, zeros above) of (rows * E) KT,
- * E = exp(-G_last) (c->E), the scaled rows in XH. */
+/* A = lower triangle (strict or inclusive, zeros above) of rows KE,
+ * KE = diag(exp(-G_last)) KT. */
 static void lower_products(chunk_ctx *c, const float *rows, float *A, int n, int strict)
 {
     const attn_linear_kernels *ks = c->ks;
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
-    for (int i = 0; i < n; i++)
-        ks->vmul(c->XH + i * lk, rows + i * lk, c->E, dk);
     for (int r0 = 0; r0 < n; r0 += SB) {
         const int rn = n - r0 < SB ? n - r0 : SB;
-        ks->gemm(rn, r0 + rn, (int)dk, c->XH + r0 * lk, lk, 1, c->KT, lc, A + r0 * lc, lc, 0,
+        ks->gemm(rn, r0 + rn, (int)dk, rows + r0 * lk, lk, 1, c->KE, lc, A + r0 * lc, lc, 0,
                  &c->pf);
     }
     for (int i = 0; i < n; i++)
@@ -232,10 +233,10 @@ static void gram_one_reference(chunk_ctx *c, int n, int delta, const float *q, i
     const int64_t dk = c->dk, lk = c->lk, lc = c->lc;
     if (q)
         ks->gate_scan(c->Q, lk, q, ldq, c->AG, lk, n, dk, 0, 1.0f);
-    ks->gate_scan_t(c->KT, lc, k, ldk, c->AG, lk, n, dk, 1, 1.0f);
     for (int64_t cc = 0; cc < dk; cc++)
         c->E[cc] = -c->G[(n - 1) * lk + cc];
     ks->vexp(c->E, dk);
+    ks->gate_scan_t(c->KT, c->KE, c->E, lc, k, ldk, c->AG, lk, n, dk, 1, 1.0f);
     lower_products(c, c->Q, c->A, n, 0);
     if (delta) {
         ks->gate_scan(c->K, lk, k, ldk, c->AG, lk, n, dk, 0, 1.0f);
@@ -330,6 +331,7 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
     c.A = carve(&cur, C * lc);
     c.L = carve(&cur, C * lc);
     c.KT = carve(&cur, dk * lc);
+    c.KE = carve(&cur, dk * lc);
     c.QT = carve(&cur, SB * lk);
     c.E = carve(&cur, lk > lv ? (lk > lc ? lk : lc) : (lv > lc ? lv : lc));
     c.beta = carve(&cur, lc);

@@ -137,11 +137,21 @@ static void scalar_gate_scan(float *dst, int64_t ldd, const float *x, int64_t ld
     attn_linear_gate_scan_cols(dst, ldd, 1, x, ldx, a, lda, rows, 0, n, reverse, scale);
 }
 
-static void scalar_gate_scan_t(float *dst, int64_t ldd, const float *x, int64_t ldx,
-                               const float *a, int64_t lda, int rows, int64_t n, int reverse,
-                               float scale)
+void attn_linear_gate_scan_t_cols(float *dst, float *dst2, const float *e, int64_t ldd,
+                                  const float *x, int64_t ldx, const float *a, int64_t lda,
+                                  int rows, int64_t j0, int64_t n, int reverse, float scale)
 {
-    attn_linear_gate_scan_cols(dst, 1, ldd, x, ldx, a, lda, rows, 0, n, reverse, scale);
+    attn_linear_gate_scan_cols(dst, 1, ldd, x, ldx, a, lda, rows, j0, n, reverse, scale);
+    for (int64_t c = j0; dst2 && c < n; c++)
+        for (int r = 0; r < rows; r++)
+            dst2[c * ldd + r] = dst[c * ldd + r] * e[c];
+}
+
+static void scalar_gate_scan_t(float *dst, float *dst2, const float *e, int64_t ldd,
+                               const float *x, int64_t ldx, const float *a, int64_t lda,
+                               int rows, int64_t n, int reverse, float scale)
+{
+    attn_linear_gate_scan_t_cols(dst, dst2, e, ldd, x, ldx, a, lda, rows, 0, n, reverse, scale);
 }
 
 static void scalar_transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int rows,
