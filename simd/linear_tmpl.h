@@ -380,7 +380,7 @@ LNAME(gate_load_columns)(const int NV, const int with_x, float *G, float *AG, in
         for (int v = 0; v < NV; v++) {
             const LVEC y = LMAXF(vlo, LLOAD(g + r * ldg + v * LV));
             const LVEC a = LEXP(y);
-            sum[v] = r ? LADD(sum[v], y) : y;
+            sum[v] = LADD(sum[v], y);           /* G_0 = 0 + y_0: -0 becomes +0 */
             LSTORE(AG + r * ldga + v * LV, a);
             LSTORE(G + r * ldga + v * LV, sum[v]);
             if (with_x) {

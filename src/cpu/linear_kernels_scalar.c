@@ -90,7 +90,7 @@ void attn_linear_gate_load_cols(float *G, float *AG, int64_t ldga, const float *
         for (int r = 0; r < rows; r++) {   /* NaN compares false and stays NaN */
             const float y = g[r * ldg + j] < lo ? lo : g[r * ldg + j];
             const float a = expf(y);
-            sum = r ? sum + y : y;
+            sum += y;
             AG[r * ldga + j] = a;
             G[r * ldga + j] = sum;
             if (x) {
