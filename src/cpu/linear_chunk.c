@@ -44,9 +44,8 @@ typedef struct chunk_ctx {
     int mode;                /* 0 no gate, 1 scalar, 2 per channel */
     attn_linear_pf pf;       /* the rows of the next work (t->pf_h, t->pf_dc) */
     /* G: cumulative log-gates from the chunk start; AG (per channel only):
-     * each token's own gate exp(g) */
-    /* KT: keys transposed (Ktil in gram_one_reference, whose KE holds
-     * Ktil times exp(-G_last) by rows) */
+     * each token's own gate exp(g); KT: keys transposed (Ktil in
+     * gram_one_reference, whose KE holds Ktil times exp(-G_last) by rows) */
     float *Q, *K, *U, *G, *AG, *beta, *O, *A, *L, *X, *XH, *KT, *KE, *QT, *E, *den;
 } chunk_ctx;
 
