@@ -164,12 +164,9 @@ LNAME(gemm_body)(int m, int n, int k, const float *A, int64_t rsa, int64_t csa, 
     int j = 0;
     for (; j + LNV * LV <= nv; j += LNV * LV)
         LNAME(column_block)(LNV, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
-#if LNV > 2
-    if (j + 2 * LV <= nv)
+    if (nv - j == 2 * LV)   /* left by LNV = 3 */
         LNAME(column_block)(2, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
-    else
-#endif
-    if (j < nv)
+    else if (j < nv)
         LNAME(column_block)(1, m, k, A, rsa, csa, B + j, ldb, C + j, ldc, acc, d, pf);
     for (int jj = nv; jj < n; jj++)
         for (int i = 0; i < m; i++) {
@@ -269,13 +266,10 @@ static void LNAME(chunk_products)(int n, int dk, int dv, const float *Qh, int64_
     for (; j + LNV * LV <= nv; j += LNV * LV)
         LNAME(chunk_columns)(LNV, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
                              lo, stream, pf);
-#if LNV > 2
-    if (j + 2 * LV <= nv)
+    if (nv - j == 2 * LV)   /* left by LNV = 3 */
         LNAME(chunk_columns)(2, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
                              lo, stream, pf);
-    else
-#endif
-    if (j < nv)
+    else if (j < nv)
         LNAME(chunk_columns)(1, n, dk, Qh, lq, A, la, U + j, lu, KT, lkt, d, S + j, lds, O + j,
                              lo, stream, pf);
     if (nv < dv)
