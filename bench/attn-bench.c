@@ -775,13 +775,9 @@ static attn_status linear_setup(bench_env *env, const bench_case *c, void **stat
     }
     for (int i = 0; i < LIN_STATE; i++)
         if (spec[i].want) {
-            /* h heads in rows of hl: the token stride of hl heads */
-            attn_tensor *x = &s->t[i];
-            *x = mem_tensor4(&s->m[i], spec[i].dt, b, t, h, spec[i].cols);
-            x->stride[3] = 1;
-            x->stride[2] = spec[i].cols;
-            x->stride[1] = hl * spec[i].cols;
-            x->stride[0] = t * hl * spec[i].cols;
+            /* rows of hl heads (their strides), the first h of them */
+            s->t[i] = mem_tensor4(&s->m[i], spec[i].dt, b, t, hl, spec[i].cols);
+            s->t[i].shape[2] = h;
         }
     if (gcols)
         s->t[LIN_G].ndim = gcols == 2 ? 4 : 3;
