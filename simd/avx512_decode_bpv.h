@@ -1,0 +1,120 @@
+/* P.V for Q4 values with AVX512-VNNI byte dot products (vpdpbusd), four
+ * keys a dword lane. Included by avx512_decode.c after avx512_decode_wpv.h,
+ * whose driver (wpv_with) makes the weights and calls these passes;
+ * reached only through the kernel table for CPUs with ATTN_CPU_AVX512_VNNI.
+ *
+ * Weights: as in avx512_decode_wpv.h, w[r][b][j] = p[r][j] * sv_jb per
+ * chunk of up to 64 keys, but rounded to nearest on 127 levels,
+ *     wq = round(w / step_rb),   step_rb = pmax_r * svmax_b / 127,
+ * so that they fit vpdpbusd's signed byte operand (broadcast: a dword of 4
+ * keys' weights). The values are the unsigned side: a dword lane holds the
+ * same byte of 4 consecutive keys, a vector the 16 bytes of one block, so
+ * each dot product adds 4 keys x 16 dims for one query row, half the
+ * vpdpwssd count of the 16-bit path. A byte x holds two nibbles, x = lo +
+ * 16 hi (dims t and 16 + t of its block); lo = x & 15 takes one mask, and
+ * instead of a shift and a second mask for hi the pass sums x . w itself:
+ *     sum hi w = (sum x w - sum lo w) / 16   (exact in int32:
+ *     at most 64 keys x 255 x 127 < 2^31).
+ * Per 4 keys and 64 dims (two blocks): 4 loads, 12 shuffles (two levels of
+ * byte and word interleaves within 128-bit lanes, then 4 lane moves that
+ * gather each block's lanes), 2 masks and 16 dot products; the 16-bit path
+ * spends 12 shuffles and widenings, 4 masks and shifts and 32 dot products.
+ *
+ * Accuracy: each key's weight is off by at most half a level, step_rb / 2,
+ * 1/254 of the chunk's largest weight (the 16-bit path: 1/65534). For the
+ * bound this puts on a decode's output (include/attn.h, ATTN_Q4) see
+ * tests/test_decode.c, q4_pv_bounds. */
+#ifndef ATTN_AVX512_DECODE_BPV_H
+#define ATTN_AVX512_DECODE_BPV_H
+
+/* The nibble bytes of keys a, b, c, d (rows) at byte off, for nh blocks
+ * (16 bytes each): x[h] dword t = byte t of block h of the 4 keys. */
+VNNI_INLINE void bpv_quads(int nh, const uint8_t *a, const uint8_t *b, const uint8_t *c,
+                           const uint8_t *d, int64_t off, __m512i *x)
+{
+    if (nh == 2) {
+        /* 128-bit lane h: block h; bytes t = 0-7 (lo) and 8-15 (hi) of two keys as words */
+        const __m256i ka = _mm256_loadu_si256((const __m256i *)(a + off));
+        const __m256i kb = _mm256_loadu_si256((const __m256i *)(b + off));
+        const __m256i kc = _mm256_loadu_si256((const __m256i *)(c + off));
+        const __m256i kd = _mm256_loadu_si256((const __m256i *)(d + off));
+        const __m256i ab0 = _mm256_unpacklo_epi8(ka, kb), ab1 = _mm256_unpackhi_epi8(ka, kb);
+        const __m256i cd0 = _mm256_unpacklo_epi8(kc, kd), cd1 = _mm256_unpackhi_epi8(kc, kd);
+        /* y[i], lane h: block h, dwords t = 4i..4i+3 */
+        const __m256i y0 = _mm256_unpacklo_epi16(ab0, cd0), y1 = _mm256_unpackhi_epi16(ab0, cd0);
+        const __m256i y2 = _mm256_unpacklo_epi16(ab1, cd1), y3 = _mm256_unpackhi_epi16(ab1, cd1);
+        const __m512i z01 = _mm512_inserti64x4(_mm512_castsi256_si512(y0), y1, 1);
+        const __m512i z23 = _mm512_inserti64x4(_mm512_castsi256_si512(y2), y3, 1);
+        x[0] = _mm512_shuffle_i64x2(z01, z23, 0x88);   /* lanes 0, 2 of each */
+        x[1] = _mm512_shuffle_i64x2(z01, z23, 0xdd);   /* lanes 1, 3 */
+    } else {
+        const __m128i ka = _mm_loadu_si128((const __m128i *)(a + off));
+        const __m128i kb = _mm_loadu_si128((const __m128i *)(b + off));
+        const __m128i kc = _mm_loadu_si128((const __m128i *)(c + off));
+        const __m128i kd = _mm_loadu_si128((const __m128i *)(d + off));
+        const __m128i ab0 = _mm_unpacklo_epi8(ka, kb), ab1 = _mm_unpackhi_epi8(ka, kb);
+        const __m128i cd0 = _mm_unpacklo_epi8(kc, kd), cd1 = _mm_unpackhi_epi8(kc, kd);
+        const __m256i y01 = _mm256_set_m128i(_mm_unpackhi_epi16(ab0, cd0), _mm_unpacklo_epi16(ab0, cd0));
+        const __m256i y23 = _mm256_set_m128i(_mm_unpackhi_epi16(ab1, cd1), _mm_unpacklo_epi16(ab1, cd1));
+        x[0] = _mm512_inserti64x4(_mm512_castsi256_si512(y01), y23, 1);
+    }
+}
+
+/* One pass (blocks bw, bw + nh - 1 of the weights: dims c0..c0+32nh-1)
+ * over a chunk of jn keys: int32 sums per key quad, then o[r] += step *
+ * sums + the Q4 min term for rows r < rn. wq[r][b] holds byte weights in
+ * vpackss order (wpv_weights with w8): dword 4L + g is keys 16g + 4L ..
+ * 16g + 4L + 3, zero past jn. */
+VNNI_INLINE void bpv_pass(int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
+                          float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
+                          const attn_kv_rows *v, int64_t rb, int j0, int jn, int nk, int64_t c0,
+                          int64_t pass_bytes, float *const *orow, int rn)
+{
+    __m512i lo[4][2], all[4][2];   /* sums of lo . w and of x . w */
+    DEC_UNROLL for (int r = 0; r < 4; r++)
+        DEC_UNROLL for (int h = 0; h < 2; h++) lo[r][h] = all[r][h] = _mm512_setzero_si512();
+    const uint8_t *rows = v->data + (int64_t)j0 * rb;
+    const int prefetch = pass_bytes % 64 == 0;   /* a later pass is in the same lines */
+    const int ng = full ? 4 : (jn + 15) / 16;
+    for (int g = 0; g < ng; g++)
+        DEC_UNROLL for (int l = 0; l < 4; l++) {
+            const int k = 16 * g + 4 * l;
+            if (!full && k >= jn)
+                break;
+            if (prefetch) {   /* this pass's bytes of the rows dec_qpf_keys ahead (a hint) */
+                const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + dec_qpf_keys, nk) + pass_bytes;
+                DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
+            }
+            __m512i x[2];
+            if (full)
+                bpv_quads(nh, rows + k * rb, rows + (k + 1) * rb, rows + (k + 2) * rb,
+                          rows + (k + 3) * rb, pass_bytes, x);
+            else   /* keys past jn have weight 0: read the last row instead */
+                bpv_quads(nh, rows + dec_min(k, jn - 1) * rb, rows + dec_min(k + 1, jn - 1) * rb,
+                          rows + dec_min(k + 2, jn - 1) * rb, rows + dec_min(k + 3, jn - 1) * rb,
+                          pass_bytes, x);
+            DEC_UNROLL for (int h = 0; h < nh; h++) {
+                const __m512i xl = _mm512_and_si512(x[h], _mm512_set1_epi8(0x0f));
+                DEC_UNROLL for (int r = 0; r < 4; r++) {
+                    const int32_t *w = (const int32_t *)(const void *)wq[r][bw + h] + 4 * l + g;
+                    lo[r][h] = vnni_dot(lo[r][h], xl, w);
+                    all[r][h] = vnni_dot(all[r][h], x[h], w);
+                }
+            }
+        }
+    DEC_UNROLL for (int r = 0; r < 4; r++) {
+        if (r >= rn)   /* rows past rn repeat the last one: not stored */
+            continue;
+        DEC_UNROLL for (int h = 0; h < nh; h++) {
+            const __m512 st = _mm512_set1_ps(step[r][bw + h]), ms = _mm512_set1_ps(msum[r][bw + h]);
+            const __m512i hi = _mm512_srai_epi32(_mm512_sub_epi32(all[r][h], lo[r][h]), 4);
+            float *dst = orow[r] + c0 + 32 * h;
+            _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst),
+                                               _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo[r][h]), st, ms)));
+            _mm512_store_ps(dst + 16, _mm512_add_ps(_mm512_load_ps(dst + 16),
+                                                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), st, ms)));
+        }
+    }
+}
+
+#endif
