@@ -60,6 +60,104 @@ VNNI_INLINE void bpv_quads(int nh, const uint8_t *a, const uint8_t *b, const uin
     }
 }
 
+/* The nibble bytes of keys a, b, c, d at byte off, for 4 blocks (64 bytes):
+ * x[h] dword t = byte t of block h of the 4 keys. */
+VNNI_INLINE void bpv_quads4(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
+                            int64_t off, __m512i *x)
+{
+    /* 128-bit lane h: block h; as in bpv_quads, then the 4 x 4 lanes transposed */
+    const __m512i ka = _mm512_loadu_si512(a + off), kb = _mm512_loadu_si512(b + off);
+    const __m512i kc = _mm512_loadu_si512(c + off), kd = _mm512_loadu_si512(d + off);
+    const __m512i ab0 = _mm512_unpacklo_epi8(ka, kb), ab1 = _mm512_unpackhi_epi8(ka, kb);
+    const __m512i cd0 = _mm512_unpacklo_epi8(kc, kd), cd1 = _mm512_unpackhi_epi8(kc, kd);
+    const __m512i y0 = _mm512_unpacklo_epi16(ab0, cd0), y1 = _mm512_unpackhi_epi16(ab0, cd0);
+    const __m512i y2 = _mm512_unpacklo_epi16(ab1, cd1), y3 = _mm512_unpackhi_epi16(ab1, cd1);
+    const __m512i y01l = _mm512_shuffle_i64x2(y0, y1, 0x44), y23l = _mm512_shuffle_i64x2(y2, y3, 0x44);
+    const __m512i y01h = _mm512_shuffle_i64x2(y0, y1, 0xee), y23h = _mm512_shuffle_i64x2(y2, y3, 0xee);
+    x[0] = _mm512_shuffle_i64x2(y01l, y23l, 0x88);
+    x[1] = _mm512_shuffle_i64x2(y01l, y23l, 0xdd);
+    x[2] = _mm512_shuffle_i64x2(y01h, y23h, 0x88);
+    x[3] = _mm512_shuffle_i64x2(y01h, y23h, 0xdd);
+}
+
+/* Adds the quad's byte vectors x[0..nh-1] (blocks bw..) times their
+ * weights (dword i of wq[r][bw + h]) to the sums. */
+VNNI_INLINE void bpv_quad_dots(int nh, int16_t (*wq)[wpv_blocks][wpv_chunk], int bw, int i,
+                               const __m512i *x, __m512i (*lo)[2], __m512i (*all)[2])
+{
+    DEC_UNROLL for (int h = 0; h < nh; h++) {
+        const __m512i xl = _mm512_and_si512(x[h], _mm512_set1_epi8(0x0f));
+        DEC_UNROLL for (int r = 0; r < 4; r++) {
+            const int32_t *w = (const int32_t *)(const void *)wq[r][bw + h] + i;
+            lo[r][h] = vnni_dot(lo[r][h], xl, w);
+            all[r][h] = vnni_dot(all[r][h], x[h], w);
+        }
+    }
+}
+
+/* o[r] += step * sums + the min term, dims c0..c0+32nh-1 (blocks bw..),
+ * rows r < rn; the sums are then cleared. */
+VNNI_INLINE void bpv_store(int nh, float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
+                           int64_t c0, float *const *orow, int rn, __m512i (*lo)[2], __m512i (*all)[2])
+{
+    DEC_UNROLL for (int r = 0; r < 4; r++) {
+        if (r < rn)   /* rows past rn repeat the last one: not stored */
+            DEC_UNROLL for (int h = 0; h < nh; h++) {
+                const __m512 st = _mm512_set1_ps(step[r][bw + h]), ms = _mm512_set1_ps(msum[r][bw + h]);
+                const __m512i hi = _mm512_srai_epi32(_mm512_sub_epi32(all[r][h], lo[r][h]), 4);
+                float *dst = orow[r] + c0 + 32 * h;
+                _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst),
+                                                   _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo[r][h]), st, ms)));
+                _mm512_store_ps(dst + 16, _mm512_add_ps(_mm512_load_ps(dst + 16),
+                                                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), st, ms)));
+            }
+        DEC_UNROLL for (int h = 0; h < 2; h++) lo[r][h] = all[r][h] = _mm512_setzero_si512();
+    }
+}
+
+/* Four blocks (dims c0..c0+127) over a chunk, in two passes of two blocks:
+ * the first interleaves all four blocks' bytes of each quad (8 byte and
+ * word interleaves and 8 lane moves, against 2 x 12 for two bpv_pass
+ * calls), uses blocks 0-1 and keeps 2-3 in xs for the second. */
+VNNI_INLINE void bpv_pass4(int full, int16_t (*wq)[wpv_blocks][wpv_chunk], float (*step)[wpv_blocks],
+                           float (*msum)[wpv_blocks], const attn_kv_rows *v, int64_t rb, int j0, int jn,
+                           int nk, int64_t c0, int64_t pass_bytes, float *const *orow, int rn)
+{
+    __m512i xs[wpv_chunk / 4][2];   /* blocks 2-3 of each quad, by weight dword */
+    __m512i lo[4][2], all[4][2];
+    DEC_UNROLL for (int r = 0; r < 4; r++)
+        DEC_UNROLL for (int h = 0; h < 2; h++) lo[r][h] = all[r][h] = _mm512_setzero_si512();
+    const uint8_t *rows = v->data + (int64_t)j0 * rb;
+    const int ng = full ? 4 : (jn + 15) / 16;
+    for (int g = 0; g < ng; g++)
+        DEC_UNROLL for (int l = 0; l < 4; l++) {
+            const int k = 16 * g + 4 * l;
+            if (!full && k >= jn)
+                break;
+            const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + dec_qpf_keys, nk) + pass_bytes;
+            DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
+            __m512i x[4];
+            if (full)
+                bpv_quads4(rows + k * rb, rows + (k + 1) * rb, rows + (k + 2) * rb, rows + (k + 3) * rb,
+                           pass_bytes, x);
+            else   /* keys past jn have weight 0: read the last row instead */
+                bpv_quads4(rows + dec_min(k, jn - 1) * rb, rows + dec_min(k + 1, jn - 1) * rb,
+                           rows + dec_min(k + 2, jn - 1) * rb, rows + dec_min(k + 3, jn - 1) * rb,
+                           pass_bytes, x);
+            xs[4 * l + g][0] = x[2];
+            xs[4 * l + g][1] = x[3];
+            bpv_quad_dots(2, wq, 0, 4 * l + g, x, lo, all);
+        }
+    bpv_store(2, step, msum, 0, c0, orow, rn, lo, all);
+    for (int g = 0; g < ng; g++)
+        DEC_UNROLL for (int l = 0; l < 4; l++) {
+            if (!full && 16 * g + 4 * l >= jn)
+                break;
+            bpv_quad_dots(2, wq, 2, 4 * l + g, xs[4 * l + g], lo, all);
+        }
+    bpv_store(2, step, msum, 2, c0 + 64, orow, rn, lo, all);
+}
+
 /* One pass (blocks bw, bw + nh - 1 of the weights: dims c0..c0+32nh-1)
  * over a chunk of jn keys: int32 sums per key quad, then o[r] += step *
  * sums + the Q4 min term for rows r < rn. wq[r][b] holds byte weights in
@@ -93,28 +191,9 @@ VNNI_INLINE void bpv_pass(int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk]
                 bpv_quads(nh, rows + dec_min(k, jn - 1) * rb, rows + dec_min(k + 1, jn - 1) * rb,
                           rows + dec_min(k + 2, jn - 1) * rb, rows + dec_min(k + 3, jn - 1) * rb,
                           pass_bytes, x);
-            DEC_UNROLL for (int h = 0; h < nh; h++) {
-                const __m512i xl = _mm512_and_si512(x[h], _mm512_set1_epi8(0x0f));
-                DEC_UNROLL for (int r = 0; r < 4; r++) {
-                    const int32_t *w = (const int32_t *)(const void *)wq[r][bw + h] + 4 * l + g;
-                    lo[r][h] = vnni_dot(lo[r][h], xl, w);
-                    all[r][h] = vnni_dot(all[r][h], x[h], w);
-                }
-            }
+            bpv_quad_dots(nh, wq, bw, 4 * l + g, x, lo, all);
         }
-    DEC_UNROLL for (int r = 0; r < 4; r++) {
-        if (r >= rn)   /* rows past rn repeat the last one: not stored */
-            continue;
-        DEC_UNROLL for (int h = 0; h < nh; h++) {
-            const __m512 st = _mm512_set1_ps(step[r][bw + h]), ms = _mm512_set1_ps(msum[r][bw + h]);
-            const __m512i hi = _mm512_srai_epi32(_mm512_sub_epi32(all[r][h], lo[r][h]), 4);
-            float *dst = orow[r] + c0 + 32 * h;
-            _mm512_store_ps(dst, _mm512_add_ps(_mm512_load_ps(dst),
-                                               _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo[r][h]), st, ms)));
-            _mm512_store_ps(dst + 16, _mm512_add_ps(_mm512_load_ps(dst + 16),
-                                                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), st, ms)));
-        }
-    }
+    bpv_store(nh, step, msum, bw, c0, orow, rn, lo, all);
 }
 
 #endif

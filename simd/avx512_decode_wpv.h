@@ -281,11 +281,14 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
     }
 }
 
-/* The 8-bit pass for Q4 (avx512_decode_bpv.h, included after this file). */
+/* The 8-bit passes for Q4 (avx512_decode_bpv.h, included after this file). */
 VNNI_INLINE void bpv_pass(int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
                           float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
                           const attn_kv_rows *v, int64_t rb, int j0, int jn, int nk, int64_t c0,
                           int64_t pass_bytes, float *const *orow, int rn);
+VNNI_INLINE void bpv_pass4(int full, int16_t (*wq)[wpv_blocks][wpv_chunk], float (*step)[wpv_blocks],
+                           float (*msum)[wpv_blocks], const attn_kv_rows *v, int64_t rb, int j0, int jn,
+                           int nk, int64_t c0, int64_t pass_bytes, float *const *orow, int rn);
 
 /* P.V of Q8 (16-bit weights, wpv_pass) or Q4 (8-bit weights, bpv_pass). */
 VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const attn_kv_rows *v,
@@ -315,6 +318,14 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
                     wpv_weights(q4, q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
                 else
                     wpv_weights(q4, q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                if (q4 && nbk == 4 && jn == wpv_chunk) {
+                    bpv_pass4(1, wq, step, msum, v, rb, j0, jn, nk, 32 * b0, 16 * b0, orow, rn);
+                    continue;
+                }
+                if (q4 && nbk == 4) {
+                    bpv_pass4(0, wq, step, msum, v, rb, j0, jn, nk, 32 * b0, 16 * b0, orow, rn);
+                    continue;
+                }
                 DEC_UNROLL for (int bw = 0; bw < nbk; bw += 2) {
                     const int64_t c0 = 32 * (b0 + bw), pass_bytes = c0 * rb / dv;
                     if (q4 && bw + 1 < nbk && jn == wpv_chunk)
