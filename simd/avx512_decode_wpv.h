@@ -116,7 +116,7 @@ VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_
                              int j0, int jn, int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
-    const float levels = w8 ? 127.0f : 32767.0f;
+    const float levels = w8 ? 127.0f : 32767.0f, per_level = w8 ? 1.0f / 127.0f : 1.0f / 32767.0f;
     const int ng = (jn + 15) / 16;
     float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));   /* keys past ng groups unread */
     float ps[4][wpv_chunk] __attribute__((aligned(64)));
@@ -170,7 +170,7 @@ VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_
             break;
         const float svmax = maxima[4 + b];
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
-        DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax / levels;
+        DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * per_level;
         if (w8) {   /* 64 keys: groups 0-3 packed to bytes (zero past ng), and their sums */
             __m512 s[4];
             DEC_UNROLL for (int g = 0; g < 4; g++)
