@@ -25,7 +25,9 @@
  * least CPU time a call): hot 3.5-3.7 ms against 3.8-4.1 for the 16-bit
  * path, cold 4.7-4.8 against 5.1-5.5. Dropped: the chunk's 16 quads
  * unrolled (gcc then spills more: 5% slower hot) or in one flat loop
- * (4% slower); vpermt2b for the interleaves (half a vpunpck's rate).
+ * (4% slower); vpermt2b for the interleaves (half a vpunpck's rate); one
+ * block a pass (8 sums in registers, blocks 1-3 kept): hot 2-3% faster,
+ * cold 2% slower.
  *
  * Accuracy: each key's weight is off by at most half a level, step_rb / 2,
  * 1/254 of the chunk's largest weight (the 16-bit path: 1/65534). For the
