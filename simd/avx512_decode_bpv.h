@@ -36,11 +36,26 @@
 #ifndef ATTN_AVX512_DECODE_BPV_H
 #define ATTN_AVX512_DECODE_BPV_H
 
-/* The nibble bytes of keys a, b, c, d (rows) at byte off, for nh blocks
- * (16 bytes each): x[h] dword t = byte t of block h of the 4 keys. */
-VNNI_INLINE void bpv_quads(int nh, const uint8_t *a, const uint8_t *b, const uint8_t *c,
-                           const uint8_t *d, int64_t off, __m512i *x)
+/* The rows of keys k..k+3 of a chunk (keys past jn have weight 0: the
+ * last row is read instead). */
+VNNI_INLINE void bpv_quad_rows(int full, const uint8_t *rows, int64_t rb, int k, int jn, const uint8_t **q)
 {
+    DEC_UNROLL for (int t = 0; t < 4; t++) q[t] = rows + (full ? k + t : dec_min(k + t, jn - 1)) * rb;
+}
+
+/* Prefetches the bytes at off of the 4 rows dec_qpf_keys after key j (a
+ * hint: a quad straddling the run's end goes on in its page). */
+VNNI_INLINE void bpv_prefetch(const attn_kv_rows *v, int j, int nk, int64_t off, int64_t rb)
+{
+    const uint8_t *pf = attn_kv_row_ahead(v, j + dec_qpf_keys, nk) + off;
+    DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
+}
+
+/* The nibble bytes of the 4 keys' rows q at byte off, for nh blocks (16
+ * bytes each): x[h] dword t = byte t of block h of the 4 keys. */
+VNNI_INLINE void bpv_quads(int nh, const uint8_t *const *q, int64_t off, __m512i *x)
+{
+    const uint8_t *a = q[0], *b = q[1], *c = q[2], *d = q[3];
     if (nh == 2) {
         /* 128-bit lane h: block h; bytes t = 0-7 (lo) and 8-15 (hi) of two keys as words */
         const __m256i ka = _mm256_loadu_si256((const __m256i *)(a + off));
@@ -69,14 +84,12 @@ VNNI_INLINE void bpv_quads(int nh, const uint8_t *a, const uint8_t *b, const uin
     }
 }
 
-/* The nibble bytes of keys a, b, c, d at byte off, for 4 blocks (64 bytes):
- * x[h] dword t = byte t of block h of the 4 keys. */
-VNNI_INLINE void bpv_quads4(const uint8_t *a, const uint8_t *b, const uint8_t *c, const uint8_t *d,
-                            int64_t off, __m512i *x)
+/* The same for 4 blocks (64 bytes). */
+VNNI_INLINE void bpv_quads4(const uint8_t *const *q, int64_t off, __m512i *x)
 {
     /* 128-bit lane h: block h; as in bpv_quads, then the 4 x 4 lanes transposed */
-    const __m512i ka = _mm512_loadu_si512(a + off), kb = _mm512_loadu_si512(b + off);
-    const __m512i kc = _mm512_loadu_si512(c + off), kd = _mm512_loadu_si512(d + off);
+    const __m512i ka = _mm512_loadu_si512(q[0] + off), kb = _mm512_loadu_si512(q[1] + off);
+    const __m512i kc = _mm512_loadu_si512(q[2] + off), kd = _mm512_loadu_si512(q[3] + off);
     const __m512i ab0 = _mm512_unpacklo_epi8(ka, kb), ab1 = _mm512_unpackhi_epi8(ka, kb);
     const __m512i cd0 = _mm512_unpacklo_epi8(kc, kd), cd1 = _mm512_unpackhi_epi8(kc, kd);
     const __m512i y0 = _mm512_unpacklo_epi16(ab0, cd0), y1 = _mm512_unpackhi_epi16(ab0, cd0);
@@ -143,16 +156,11 @@ VNNI_INLINE void bpv_pass4(int full, int16_t (*wq)[wpv_blocks][wpv_chunk], float
             const int k = 16 * g + 4 * l;
             if (!full && k >= jn)
                 break;
-            const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + dec_qpf_keys, nk) + pass_bytes;
-            DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
+            bpv_prefetch(v, j0 + k, nk, pass_bytes, rb);
+            const uint8_t *q[4];
             __m512i x[4];
-            if (full)
-                bpv_quads4(rows + k * rb, rows + (k + 1) * rb, rows + (k + 2) * rb, rows + (k + 3) * rb,
-                           pass_bytes, x);
-            else   /* keys past jn have weight 0: read the last row instead */
-                bpv_quads4(rows + dec_min(k, jn - 1) * rb, rows + dec_min(k + 1, jn - 1) * rb,
-                           rows + dec_min(k + 2, jn - 1) * rb, rows + dec_min(k + 3, jn - 1) * rb,
-                           pass_bytes, x);
+            bpv_quad_rows(full, rows, rb, k, jn, q);
+            bpv_quads4(q, pass_bytes, x);
             xs[4 * l + g][0] = x[2];
             xs[4 * l + g][1] = x[3];
             bpv_quad_dots(2, wq, 0, 4 * l + g, x, lo, all);
@@ -188,18 +196,12 @@ VNNI_INLINE void bpv_pass(int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk]
             const int k = 16 * g + 4 * l;
             if (!full && k >= jn)
                 break;
-            if (prefetch) {   /* this pass's bytes of the rows dec_qpf_keys ahead (a hint) */
-                const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + dec_qpf_keys, nk) + pass_bytes;
-                DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
-            }
+            if (prefetch)
+                bpv_prefetch(v, j0 + k, nk, pass_bytes, rb);
+            const uint8_t *q[4];
             __m512i x[2];
-            if (full)
-                bpv_quads(nh, rows + k * rb, rows + (k + 1) * rb, rows + (k + 2) * rb,
-                          rows + (k + 3) * rb, pass_bytes, x);
-            else   /* keys past jn have weight 0: read the last row instead */
-                bpv_quads(nh, rows + dec_min(k, jn - 1) * rb, rows + dec_min(k + 1, jn - 1) * rb,
-                          rows + dec_min(k + 2, jn - 1) * rb, rows + dec_min(k + 3, jn - 1) * rb,
-                          pass_bytes, x);
+            bpv_quad_rows(full, rows, rb, k, jn, q);
+            bpv_quads(nh, q, pass_bytes, x);
             bpv_quad_dots(nh, wq, bw, 4 * l + g, x, lo, all);
         }
     bpv_store(nh, step, msum, bw, c0, orow, rn, lo, all);
