@@ -125,7 +125,7 @@ void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t 
         pf_add(pf, t, &p->g, h, i0, p->g_per_channel ? p->dk : 1, hint);
     if (p->has_beta)
         pf_add(pf, t, &p->beta, h, i0, 1, hint);
-    /* The output last: a streamed one only takes part in the burst below. */
+    /* The output last: a streamed one only takes part in the walk list. */
     pf_add(pf, t, &p->out, h, i0, p->dv, 2);
     /* The walk list: the first line of every row, the rows that open a
      * PTE_SPAN of their view first. A lone head's next chunk: with 4 KiB
