@@ -473,6 +473,12 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
                     nks = (int)min64(nk, round_up(last, 16));
             }
             float *sr = st + r0 * pl->lds;
+            if (ks->attend && full && bmode != 2 && !p->has_mask && p->softcap <= 0.0f &&
+                !p->alibi_slopes && softmax) {
+                ks->attend(qt + r0 * pl->ldq, pl->ldq, ns, kt, vt, nk, p->d, p->dv, sr, pl->lds,
+                           m + r0, l + r0, alpha + r0, ot + r0 * pl->ldo, pl->ldo);
+                continue;
+            }
             if (nks < nk)
                 ks->qk_runs(qt + r0 * pl->ldq, pl->ldq, ns, kt, 0, 1, nk, 0, nks, p->d, sr,
                             pl->lds, 0);
