@@ -415,22 +415,15 @@ T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp
                          int nk, const float *alpha, const float *scale, float *o, int64_t ldo,
                          int tail, uintptr_t pf, int npf)
 {
+    /* P V accumulates from zero and meets alpha O only at the end: loading
+     * and scaling O first made every FMA chain wait for a load and a
+     * multiply (the isolated 6 x 4 AVX-512 kernel: 81% -> 83% of the peak). */
     vf acc[MR_PV][NV_PV];
 T_UNROLL
-    for (int i = 0; i < MR; i++) {
-        if (!alpha) {
+    for (int i = 0; i < MR; i++)
 T_UNROLL
-            for (int c = 0; c < NV; c++)
-                acc[i][c] = vzero();
-            continue;
-        }
-        const vf a = vset1(alpha[i]);
-T_UNROLL
-        for (int c = 0; c < NV - 1; c++)
-            acc[i][c] = vmul(a, vload(o + i * ldo + c * VL));
-        acc[i][NV - 1] = vmul(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
-                                            : vload_n(o + i * ldo + (NV - 1) * VL, tail));
-    }
+        for (int c = 0; c < NV; c++)
+            acc[i][c] = vzero();
     for (int r = 0; r < nruns; r++, p += pitch, v += vrs) {
         int j = 0;
 #ifdef T_FMA_LANE
@@ -476,7 +469,15 @@ T_UNROLL
     }
 T_UNROLL
     for (int i = 0; i < MR; i++) {
-        if (!alpha) {
+        if (alpha) {
+            const vf a = vset1(alpha[i]);
+T_UNROLL
+            for (int c = 0; c < NV - 1; c++)
+                acc[i][c] = vfma(a, vload(o + i * ldo + c * VL), acc[i][c]);
+            acc[i][NV - 1] = vfma(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
+                                                : vload_n(o + i * ldo + (NV - 1) * VL, tail),
+                                  acc[i][NV - 1]);
+        } else {
             const vf sc = vset1(scale[i]);
 T_UNROLL
             for (int c = 0; c < NV; c++)
