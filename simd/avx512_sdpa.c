@@ -75,6 +75,10 @@ static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c
 }
 
 #include "sdpa_tmpl.h"
+#define NB_R 4
+#define NB_G 6
+#define T_NB_IN_REG(x) __asm__("" : "+v"(x))
+#include "nb_tmpl.h"
 
 /* bq: 16 strips of the 6-row register block. bk = 128 keys for d <= 128
  * halves the per-row softmax reductions and the O reload/rescale in pv per
@@ -91,6 +95,7 @@ const attn_cpu_kernels *attn_cpu_kernels_avx512(void)
         .name = "avx512",
         .isa = ATTN_ISA_AVX512,
         T_SDPA_KERNELS,
+        T_NB_KERNELS,
     };
     return &k;
 }
