@@ -29,8 +29,6 @@
 #define T_NB_IN_REG(x) ((void)0)
 #endif
 
-#define NB_DCH 64   /* dims per chunk of the transposing loads / stores */
-
 /* Packed key rows live in L2 (a block reads 3-4 lines of each of D dims
  * per key row, pitch floats apart, which the hardware prefetchers do not
  * follow): nb_qk fetches the dim NB_PF_DIMS ahead (past the last dim: the
@@ -40,35 +38,38 @@
 #define NB_PF_ROWS 6
 
 /* dst[c * ldc + i] = scale * src[i][c] for c < d, i < n (lanes n..VL-1 of
- * each block of VL zero); the rows are rs elements apart. */
+ * the last block of VL zero); the rows are rs elements apart. */
+T_INLINE void t_nb_load_t_dt(float *dst, int64_t ldc, const char *src, const attn_dtype DT,
+                             int64_t rs, int64_t cs, int n, int64_t d, float scale)
+{
+    const int64_t es = (int64_t)t_dtype_size(DT);
+    const vf vs = vset1(scale);
+    for (int i0 = 0; i0 < n; i0 += VL) {
+        const int ni = t_min(VL, n - i0);
+        const char *s0 = src + i0 * rs * es;
+        for (int64_t c0 = 0; c0 < d; c0 += VL) {
+            const int nc = (int)(d - c0 < VL ? d - c0 : VL);
+            vf r[VL];
+            T_UNROLL
+            for (int t = 0; t < VL; t++)
+                r[t] = t < ni ? vmul(vs, vload_cvt(s0 + t * rs * es, DT, cs, c0, nc)) : vzero();
+            transpose_vl(r);
+            float *o = dst + c0 * ldc + i0;
+            T_UNROLL
+            for (int t = 0; t < VL; t++)
+                if (t < nc)
+                    vstore(o + t * ldc, r[t]);
+        }
+    }
+}
+
 static void t_nb_load_t(float *dst, int64_t ldc, const void *src, attn_dtype dt, int64_t rs,
                         int64_t cs, int n, int64_t d, float scale)
 {
-    float tmp[VL * NB_DCH] __attribute__((aligned(64)));
-    const int64_t es = (int64_t)t_dtype_size(dt);
-    for (int i0 = 0; i0 < n; i0 += VL) {
-        const int ni = t_min(VL, n - i0);
-        /* the next block's rows (far apart, cold) while this one converts */
-        if (cs == 1)
-            for (int i = i0 + VL; i < n && i < i0 + 2 * VL; i++)
-                t_prefetch_row((const char *)src + (int64_t)i * rs * es, d * es);
-        for (int64_t c0 = 0; c0 < d; c0 += NB_DCH) {
-            const int64_t nc = d - c0 < NB_DCH ? d - c0 : NB_DCH;
-            const int64_t ldt = t_round_up(nc, VL);
-            t_load_rows(tmp, ldt, (const char *)src + ((int64_t)i0 * rs + c0 * cs) * es, dt, rs,
-                        cs, ni, nc, scale);
-            memset(tmp + ni * ldt, 0, (size_t)((VL - ni) * ldt) * sizeof(float));
-            for (int64_t cb = 0; cb < nc; cb += VL) {
-                vf r[VL];
-                T_UNROLL
-                for (int i = 0; i < VL; i++)
-                    r[i] = vload(tmp + i * ldt + cb);
-                transpose_vl(r);
-                const int nv = (int)(nc - cb < VL ? nc - cb : VL);
-                for (int c = 0; c < nv; c++)
-                    vstore(dst + (c0 + cb + c) * ldc + i0, r[c]);
-            }
-        }
+    switch (dt) {
+    case ATTN_F16:  t_nb_load_t_dt(dst, ldc, (const char *)src, ATTN_F16, rs, cs, n, d, scale); break;
+    case ATTN_BF16: t_nb_load_t_dt(dst, ldc, (const char *)src, ATTN_BF16, rs, cs, n, d, scale); break;
+    default:        t_nb_load_t_dt(dst, ldc, (const char *)src, ATTN_F32, rs, cs, n, d, scale); break;
     }
 }
 

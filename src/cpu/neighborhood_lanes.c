@@ -23,9 +23,13 @@
  * the outputs of those rows in registers across the run), then 1 / l and a
  * transpose back to the out rows.
  *
- * Packing: per (batch, KV head, dilation class on each axis), all key rows
- * of the class sub-grid at once, by all threads, before its blocks run; a
- * GQA group's query heads share it. Memory: O(class tokens x (D + Dv)). */
+ * Tasks and packing: a task is one band of NL_BAND_BLOCKS row blocks x one
+ * segment of NL_SEG_VECS lane vectors, for every query head of one KV head
+ * (GQA group). It packs the key rows and columns its queries see, once for
+ * the group, into a per-thread buffer that stays in L2 while its blocks
+ * read it (about 2.4 packs of each key; measured on a 2-core AVX-512 VM,
+ * 128x128 grid, kernel 13, D 64: packing whole class sub-grids once per KV
+ * head and reading them from L3 was XX slower). Memory: per thread. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,42 +45,48 @@
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+/* Row blocks per task band, lane vectors per task segment. */
+#define NL_BAND_BLOCKS 4
+#define NL_SEG_VECS 2
+
 typedef struct nl_plan {
     const attn_neighborhood_problem *p;
     const attn_cpu_kernels *ks;
     int64_t vl, nr;               /* lanes per vector, query rows per block */
-    int64_t padl, pitch;          /* packed row: first column at padl, pitch floats per dim */
+    int64_t band, segc;           /* query rows per task band, columns per segment */
+    int64_t nband, nsegc;         /* bands, segments on the longest class */
+    int64_t padl, pitch;          /* packed row: column cbeg at padl, pitch floats per dim */
     int64_t kt_row, vt_row;       /* floats per packed key row of K, of V */
     int64_t max_ne, max_rows;     /* offsets per lane vector, key rows per block */
+    int64_t reg_rows;             /* key rows per task region */
     int64_t ldq, ldo, lds;        /* floats per query row of Qt, Ot, S */
     int64_t ptr_floats;           /* room for max_rows pointers */
-    int64_t k_floats;             /* packed K of one KV head (V follows) */
-    int64_t head_floats, heads;   /* packed K and V of one KV head; KV heads per group */
     size_t  ws_floats;
 } nl_plan;
 
-/* A (batch, class per axis, KV heads [hk0, hk0 + nhk)), its class sub-grid
- * and its packed heads. */
-typedef struct nl_group {
-    int64_t b, hk0, nhk, c[3], n[3];
-    float *pack;
-} nl_group;
-
-static inline float *head_kt(const nl_plan *pl, const nl_group *gr, int64_t hk)
-{
-    return gr->pack + (hk - gr->hk0) * pl->head_floats;
-}
+/* A task: batch b, KV head hk, class c per axis (class sub-grid n), axis-0
+ * query j0 (key window [s0, s0 + nk0)), query rows [r1b, r1e) (key rows
+ * [u1s, u1e)), query columns [ybeg, yend) (packed key columns [cbeg, cend)),
+ * and its packed region: key row (k0, j1) at kt + (k0 * (u1e - u1s) + j1 -
+ * u1s) * kt_row, V likewise from vt. */
+typedef struct nl_task {
+    int64_t b, hk, c[3], n[3], j0, s0, nk0;
+    int64_t r1b, r1e, u1s, u1e, ybeg, yend, cbeg, cend;
+    float *kt, *vt;
+} nl_task;
 
 /* Per-thread workspace. */
 typedef struct nl_ws {
-    float *qt, *ot, *s, *bias, *m, *l, *inv;
+    float *kt, *vt, *qt, *ot, *s, *bias, *m, *l, *inv;
     const float **vrows;
 } nl_ws;
 
 static nl_ws carve(const nl_plan *pl, float *ws)
 {
     nl_ws w;
-    w.qt = ws;
+    w.kt = ws;
+    w.vt = w.kt + pl->reg_rows * pl->kt_row;
+    w.qt = w.vt + pl->reg_rows * pl->vt_row;
     w.ot = w.qt + pl->nr * pl->ldq;
     w.s = w.ot + pl->nr * pl->ldo;
     w.bias = w.s + pl->nr * pl->lds;
@@ -87,29 +97,30 @@ static nl_ws carve(const nl_plan *pl, float *ws)
     return w;
 }
 
-/* Key row ro = j0 * n1 + j1 of group gr's class sub-grid for KV head hk,
- * transposed: dim c at kt + ro * kt_row + c * pitch, column j at padl + j,
- * zero elsewhere (V the same, k_floats after K). */
-static void pack_row(const nl_plan *pl, const nl_group *gr, int64_t hk, int64_t ro)
+/* The task's key rows, columns [cbeg, cend), transposed: dim c of a row at
+ * c * pitch, column j at padl + j - cbeg. The columns around them hold
+ * zeros or earlier tasks' keys (the workspace starts zeroed): finite values
+ * that only lanes masked by -inf, or lanes past the axis end, read. */
+static void pack_region(const nl_plan *pl, const nl_task *tk)
 {
     const attn_neighborhood_problem *p = pl->p;
-    const int64_t j0 = ro / gr->n[1], j1 = ro % gr->n[1];
-    const int64_t g0 = gr->c[0] + p->dil[0] * j0, g1 = gr->c[1] + p->dil[1] * j1;
     const attn_view *views[2] = { &p->k, &p->v };
-    float *kt = head_kt(pl, gr, hk);
-    float *dsts[2] = { kt + ro * pl->kt_row, kt + pl->k_floats + ro * pl->vt_row };
-    const int64_t dims[2] = { p->d, p->dv }, n2 = gr->n[2];
-    for (int t = 0; t < 2; t++) {
-        const attn_view *v = views[t];
-        pl->ks->nb_load_t(dsts[t] + pl->padl, pl->pitch,
-                          nb_elem(v, gr->b, g0, g1, gr->c[2], hk), v->dtype,
-                          p->dil[2] * v->stride[3], v->stride[5], (int)n2, dims[t], 1.0f);
-        for (int64_t c = 0; c < dims[t]; c++) {
-            float *row = dsts[t] + c * pl->pitch;
-            memset(row, 0, (size_t)pl->padl * sizeof(float));
-            memset(row + pl->padl + n2, 0, (size_t)(pl->pitch - pl->padl - n2) * sizeof(float));
+    const int64_t dims[2] = { p->d, p->dv }, rows[2] = { pl->kt_row, pl->vt_row };
+    float *bases[2] = { tk->kt, tk->vt };
+    const int64_t n = tk->cend - tk->cbeg, nb1 = tk->u1e - tk->u1s;
+    for (int64_t k0 = 0; k0 < tk->nk0; k0++)
+        for (int64_t j1 = tk->u1s; j1 < tk->u1e; j1++) {
+            const int64_t g0 = tk->c[0] + p->dil[0] * (tk->s0 + k0);
+            const int64_t g1 = tk->c[1] + p->dil[1] * j1;
+            const int64_t g2 = tk->c[2] + p->dil[2] * tk->cbeg;
+            for (int t = 0; t < 2; t++) {
+                const attn_view *v = views[t];
+                float *dst = bases[t] + (k0 * nb1 + j1 - tk->u1s) * rows[t];
+                pl->ks->nb_load_t(dst + pl->padl, pl->pitch,
+                                  nb_elem(v, tk->b, g0, g1, g2, tk->hk), v->dtype,
+                                  p->dil[2] * v->stride[3], v->stride[5], (int)n, dims[t], 1.0f);
+            }
         }
-    }
 }
 
 /* The query rows [*ia, *ib) of a block whose axis-1 windows hold key row j1. */
@@ -127,46 +138,44 @@ static inline void rows_seeing(const int64_t *w1s, const int64_t *w1e, int64_t n
 /* Starts loading the q rows and the out rows (for writing) of the block at
  * axis-1 rows [r1, r1 + nr), lane vector y0, into the cache: they lie H x D
  * elements apart, and reading them on demand stalls on memory. */
-static void prefetch_block(const nl_plan *pl, const nl_group *gr, int64_t h, int64_t j0,
-                           int64_t r1, int64_t y0)
+static void prefetch_block(const nl_plan *pl, const nl_task *tk, int64_t h, int64_t r1,
+                           int64_t y0)
 {
 #if defined(__GNUC__)
     const attn_neighborhood_problem *p = pl->p;
-    const int64_t nr = nb_min64(pl->nr, gr->n[1] - r1), nl = nb_min64(pl->vl, gr->n[2] - y0);
+    const int64_t nr = nb_min64(pl->nr, tk->n[1] - r1), nl = nb_min64(pl->vl, tk->n[2] - y0);
     const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
     const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
-    const int64_t g0 = gr->c[0] + p->dil[0] * j0;
+    const int64_t g0 = tk->c[0] + p->dil[0] * tk->j0;
     for (int64_t i = 0; i < nr; i++)
         for (int64_t l = 0; l < nl; l++) {
-            const int64_t g1 = gr->c[1] + p->dil[1] * (r1 + i);
-            const int64_t g2 = gr->c[2] + p->dil[2] * (y0 + l);
-            const char *q = nb_elem(&p->q, gr->b, g0, g1, g2, h);
-            const char *o = nb_elem(&p->out, gr->b, g0, g1, g2, h);
+            const int64_t g1 = tk->c[1] + p->dil[1] * (r1 + i);
+            const int64_t g2 = tk->c[2] + p->dil[2] * (y0 + l);
+            const char *q = nb_elem(&p->q, tk->b, g0, g1, g2, h);
+            const char *o = nb_elem(&p->out, tk->b, g0, g1, g2, h);
             for (int64_t x = 0; x < qb; x += 64)
                 __builtin_prefetch(q + x);
             for (int64_t x = 0; x < ob; x += 64)
                 __builtin_prefetch(o + x, 1);
         }
 #else
-    (void)pl; (void)gr; (void)h; (void)j0; (void)r1; (void)y0;
+    (void)pl; (void)tk; (void)h; (void)r1; (void)y0;
 #endif
 }
 
-/* Query head h, axis-0 query j0, axis-1 rows [r1, r1 + nr), lane vector at
- * axis-2 position y0, of group gr. */
-static void run_block(const nl_plan *pl, const nl_group *gr, const nl_ws *w, int64_t h,
-                      int64_t j0, int64_t r1, int64_t y0)
+/* Query head h, axis-1 rows [r1, r1 + nr), lane vector at axis-2 position
+ * y0, of task tk. */
+static void run_block(const nl_plan *pl, const nl_task *tk, const nl_ws *w, int64_t h,
+                      int64_t r1, int64_t y0)
 {
     const attn_neighborhood_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
-    const int64_t vl = pl->vl, n1 = gr->n[1], n2 = gr->n[2];
+    const int64_t vl = pl->vl, n1 = tk->n[1], n2 = tk->n[2], nk0 = tk->nk0;
     const int64_t nr = nb_min64(pl->nr, n1 - r1), nl = nb_min64(vl, n2 - y0);
-    int64_t s0, e0, w1s[4], w1e[4];
-    nb_window(p, 0, j0, gr->n[0], &s0, &e0);
-    const int64_t nk0 = e0 - s0;
+    int64_t w1s[4], w1e[4];
     for (int64_t i = 0; i < nr; i++)
         nb_window(p, 1, r1 + i, n1, &w1s[i], &w1e[i]);
-    const int64_t u1s = w1s[0], u1e = w1e[nr - 1];
+    const int64_t u1s = w1s[0], u1e = w1e[nr - 1], nb1 = tk->u1e - tk->u1s;
 
     /* Offsets: lane l's window [a, b) relative to its own position. */
     int64_t a[64], bnd[64], e_min = INT64_MAX, e_max = INT64_MIN;
@@ -188,25 +197,24 @@ static void run_block(const nl_plan *pl, const nl_group *gr, const nl_ws *w, int
             for (int64_t l = 0; l < vl; l++)
                 w->bias[e * vl + l] = e + e_min >= a[l] && e + e_min < bnd[l] ? 0.0f : -INFINITY;
 
-    const int64_t g0 = gr->c[0] + p->dil[0] * j0, g2 = gr->c[2] + p->dil[2] * y0;
+    const int64_t g0 = tk->c[0] + p->dil[0] * tk->j0, g2 = tk->c[2] + p->dil[2] * y0;
     const attn_view *qv = &p->q, *ov = &p->out;
     for (int64_t i = 0; i < nr; i++)
         ks->nb_load_t(w->qt + i * pl->ldq, vl,
-                      nb_elem(qv, gr->b, g0, gr->c[1] + p->dil[1] * (r1 + i), g2, h), qv->dtype,
+                      nb_elem(qv, tk->b, g0, tk->c[1] + p->dil[1] * (r1 + i), g2, h), qv->dtype,
                       p->dil[2] * qv->stride[3], qv->stride[5], (int)nl, p->d, p->scale);
 
-    /* Scores of every key row the block sees, ordered (j1, j0). */
-    const int64_t col = pl->padl + y0 + e_min, rstep = ne * vl;
-    const float *kth = head_kt(pl, gr, h / (p->hq / p->hkv));
+    /* Scores of every key row the block sees, ordered (j1, k0). */
+    const int64_t col = pl->padl + y0 - tk->cbeg + e_min, rstep = ne * vl;
     for (int64_t j1 = u1s; j1 < u1e; j1++) {
         int64_t ia, ib;
         rows_seeing(w1s, w1e, nr, j1, &ia, &ib);
         for (int64_t k0 = 0; k0 < nk0; k0++) {
-            const int64_t ridx = (j1 - u1s) * nk0 + k0;
-            const float *kt = kth + ((s0 + k0) * n1 + j1) * pl->kt_row + col;
-            w->vrows[ridx] = kth + pl->k_floats + ((s0 + k0) * n1 + j1) * pl->vt_row + col;
-            ks->nb_qk(w->qt + ia * pl->ldq, pl->ldq, (int)(ib - ia), kt, pl->pitch, (int)ne,
-                      p->d, w->s + ia * pl->lds + ridx * rstep, pl->lds);
+            const int64_t ridx = (j1 - u1s) * nk0 + k0, lr = k0 * nb1 + j1 - tk->u1s;
+            w->vrows[ridx] = tk->vt + lr * pl->vt_row + col;
+            ks->nb_qk(w->qt + ia * pl->ldq, pl->ldq, (int)(ib - ia),
+                      tk->kt + lr * pl->kt_row + col, pl->pitch, (int)ne, p->d,
+                      w->s + ia * pl->lds + ridx * rstep, pl->lds);
         }
     }
     for (int64_t i = 0; i < nr; i++) {
@@ -230,31 +238,82 @@ static void run_block(const nl_plan *pl, const nl_group *gr, const nl_ws *w, int
     }
 
     for (int64_t i = 0; i < nr; i++) {
-        const int64_t g1 = gr->c[1] + p->dil[1] * (r1 + i);
+        const int64_t g1 = tk->c[1] + p->dil[1] * (r1 + i);
         const float *m = w->m + i * vl, *l = w->l + i * vl;
         for (int64_t x = 0; x < vl; x++)
             w->inv[x] = 1.0f / l[x];
-        ks->nb_store_o((void *)nb_elem(ov, gr->b, g0, g1, g2, h), ov->dtype,
+        ks->nb_store_o((void *)nb_elem(ov, tk->b, g0, g1, g2, h), ov->dtype,
                        p->dil[2] * ov->stride[3], ov->stride[5], w->ot + i * pl->ldo, w->inv,
                        (int)nl, p->dv);
         if (p->has_lse)
             for (int64_t x = 0; x < nl; x++)
-                *(float *)nb_elem(&p->lse, gr->b, g0, g1, g2 + p->dil[2] * x, h) =
+                *(float *)nb_elem(&p->lse, tk->b, g0, g1, g2 + p->dil[2] * x, h) =
                     m[x] + logf(l[x]);
+    }
+}
+
+/* Task x of the flat task space (batch, class per axis, axis-0 query,
+ * band, segment, KV head: the heads of one region run one after the other,
+ * their keys sharing the source rows' pages and lines already fetched); 0
+ * where that band or segment lies past its class's end. */
+static int task_at(const nl_plan *pl, int64_t x, nl_task *tk)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    tk->hk = x % p->hkv;
+    x /= p->hkv;
+    const int64_t sg = x % pl->nsegc, bd = x / pl->nsegc % pl->nband;
+    int64_t rest = x / pl->nsegc / pl->nband;
+    tk->j0 = rest % nb_class_len(p, 0, 0);
+    rest /= nb_class_len(p, 0, 0);
+    for (int a = 2; a >= 0; a--) {
+        tk->c[a] = rest % p->dil[a];
+        rest /= p->dil[a];
+        tk->n[a] = nb_class_len(p, a, tk->c[a]);
+    }
+    tk->b = rest;
+    tk->r1b = bd * pl->band;
+    tk->ybeg = sg * pl->segc;
+    if (tk->j0 >= tk->n[0] || tk->r1b >= tk->n[1] || tk->ybeg >= tk->n[2])
+        return 0;
+    tk->r1e = nb_min64(tk->r1b + pl->band, tk->n[1]);
+    tk->yend = nb_min64(tk->ybeg + pl->segc, tk->n[2]);
+    int64_t e, s;
+    nb_window(p, 0, tk->j0, tk->n[0], &tk->s0, &e);
+    tk->nk0 = e - tk->s0;
+    nb_window(p, 1, tk->r1b, tk->n[1], &tk->u1s, &e);
+    nb_window(p, 1, tk->r1e - 1, tk->n[1], &s, &tk->u1e);
+    /* the keys of the queries' windows (lanes past yend copy the last one's) */
+    nb_window(p, 2, tk->ybeg, tk->n[2], &tk->cbeg, &e);
+    nb_window(p, 2, tk->yend - 1, tk->n[2], &s, &tk->cend);
+    return 1;
+}
+
+/* One task: pack its region, then every block of every query head of its
+ * KV head, prefetching the next block's q and out rows. */
+static void run_task(const nl_plan *pl, nl_task *tk, const nl_ws *w)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    tk->kt = w->kt;
+    tk->vt = w->vt;
+    pack_region(pl, tk);
+    const int64_t group = p->hq / p->hkv;
+    const int64_t nrb = (tk->r1e - tk->r1b + pl->nr - 1) / pl->nr;
+    const int64_t nv = (tk->yend - tk->ybeg + pl->vl - 1) / pl->vl;
+    const int64_t nblk = group * nv * nrb;
+    for (int64_t x = 0; x < nblk; x++) {
+        if (x + 1 < nblk) {
+            const int64_t y = x + 1;
+            prefetch_block(pl, tk, tk->hk * group + y / nrb / nv, tk->r1b + y % nrb * pl->nr,
+                           tk->ybeg + y / nrb % nv * pl->vl);
+        }
+        run_block(pl, tk, w, tk->hk * group + x / nrb / nv, tk->r1b + x % nrb * pl->nr,
+                  tk->ybeg + x / nrb % nv * pl->vl);
     }
 }
 
 /* Scores of a block: R rows x (R + K1 - 1) x K0 key rows x up to 2 K2 - 1
  * offsets x VL lanes. Above this (large 3-D kernels), main's path. */
 #define NL_MAX_SCORE_FLOATS (256 * 1024)
-
-/* Row blocks per task at most (a task prefetches the next block's q and out
- * rows), and tasks per thread at least where the grid allows. */
-#define NL_SEG_BLOCKS 8
-#define NL_TASKS_PER_THREAD 4
-
-/* Packed KV heads at once: as many as fit this many floats (256 MiB). */
-#define NL_PACK_FLOATS ((int64_t)64 << 20)
 
 int attn_cpu_nb_lanes_suits(const attn_neighborhood_problem *p, const attn_cpu_kernels *ks)
 {
@@ -273,28 +332,32 @@ static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu
     pl->ks = ks;
     pl->vl = ks->nb_vl;
     pl->nr = ks->nb_rows;
-    const int64_t k2 = p->kernel[2], n2 = nb_class_len(p, 2, 0);
-    /* Columns read: [y0 + e_min, y0 + e_max - 1 + VL) with e_min >= 1 - K2,
-     * e_max <= K2, y0 < n2; the transposing load writes whole vectors. An
-     * odd number of 64-byte lines per dim spreads a key row's D dims over
-     * the L1 sets. */
+    pl->band = NL_BAND_BLOCKS * pl->nr;
+    pl->segc = NL_SEG_VECS * pl->vl;
+    pl->nband = (nb_class_len(p, 1, 0) + pl->band - 1) / pl->band;
+    pl->nsegc = (nb_class_len(p, 2, 0) + pl->segc - 1) / pl->segc;
+    const int64_t k2 = p->kernel[2];
+    /* Columns read, relative to cbeg >= ybeg - (K2 - 1): from -(K2 - 1) (a
+     * border lane vector's first offset) to below segc + 2 (K2 - 1); the
+     * transposing load writes whole vectors of the cend - cbeg <= segc + K2 - 1
+     * keys. An odd number of 64-byte lines per dim spreads a key row's D dims
+     * over the L1 sets. */
     pl->padl = k2 - 1;
-    pl->pitch = round_up(pl->padl + nb_max64(n2 + k2 + pl->vl - 2, round_up(n2, pl->vl)), 16);
+    pl->pitch = round_up(pl->padl + nb_max64(pl->segc + 2 * k2 - 2,
+                                             round_up(pl->segc + k2 - 1, pl->vl)), 16);
     if (pl->pitch / 16 % 2 == 0)
         pl->pitch += 16;
     pl->kt_row = p->d * pl->pitch;
     pl->vt_row = p->dv * pl->pitch;
     pl->max_ne = 2 * k2 - 1;
     pl->max_rows = (pl->nr + p->kernel[1] - 1) * p->kernel[0];
+    pl->reg_rows = nb_min64(pl->band + p->kernel[1] - 1, nb_class_len(p, 1, 0)) * p->kernel[0];
     pl->ldq = p->d * pl->vl;
     pl->ldo = p->dv * pl->vl;
     pl->lds = pl->max_rows * pl->max_ne * pl->vl;
     pl->ptr_floats = round_up(pl->max_rows * (int64_t)sizeof(float *), 64) / (int64_t)sizeof(float);
-    const int64_t rows = nb_class_len(p, 0, 0) * nb_class_len(p, 1, 0);
-    pl->k_floats = rows * pl->kt_row;
-    pl->head_floats = pl->k_floats + rows * pl->vt_row;
-    pl->heads = nb_max64(1, nb_min64(p->hkv, NL_PACK_FLOATS / pl->head_floats));
-    pl->ws_floats = (size_t)round_up(pl->nr * (pl->ldq + pl->ldo + pl->lds) +
+    pl->ws_floats = (size_t)round_up(pl->reg_rows * (pl->kt_row + pl->vt_row) +
+                                         pl->nr * (pl->ldq + pl->ldo + pl->lds) +
                                          round_up(pl->max_ne * pl->vl, 16) +
                                          2 * round_up(pl->nr * pl->vl, 16) +
                                          round_up(pl->vl, 16) + pl->ptr_floats, 16);
@@ -306,74 +369,33 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
     attn_cpu_state *st = dev->impl;
     nl_plan pl;
     plan(&pl, p, ks);
-    const int nt = st->num_threads;
-    const size_t pack_floats = (size_t)(pl.heads * pl.head_floats);
-    const size_t bytes = (pack_floats + (size_t)nt * pl.ws_floats) * sizeof(float);
+    const int64_t ntasks = p->b * p->hkv * p->dil[0] * p->dil[1] * p->dil[2] *
+                           nb_class_len(p, 0, 0) * pl.nband * pl.nsegc;
+    const int nt = (int)nb_min64(st->num_threads, ntasks);
+    const size_t bytes = (size_t)nt * pl.ws_floats * sizeof(float);
     int kept;
     float *mem = attn_cpu_scratch_acquire(&st->scratch, bytes, &kept);
     if (!mem)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
                          "of workspace", bytes);
-    const int64_t ndil = p->dil[0] * p->dil[1] * p->dil[2];
-    const int64_t nhc = (p->hkv + pl.heads - 1) / pl.heads, group = p->hq / p->hkv;
-    const int64_t ngroups = p->b * ndil * nhc;
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef HAVE_OPENMP
-        const nl_ws w = carve(&pl, mem + pack_floats + (size_t)omp_get_thread_num() * pl.ws_floats);
+        float *mine = mem + (size_t)omp_get_thread_num() * pl.ws_floats;
 #else
-        const nl_ws w = carve(&pl, mem + pack_floats);
+        float *mine = mem;
 #endif
-        for (int64_t gi = 0; gi < ngroups; gi++) {
-            nl_group gr;
-            int64_t cls = gi / nhc % ndil;
-            gr.b = gi / nhc / ndil;
-            gr.hk0 = gi % nhc * pl.heads;
-            gr.nhk = nb_min64(pl.heads, p->hkv - gr.hk0);
-            for (int a = 2; a >= 0; a--) {
-                gr.c[a] = cls % p->dil[a];
-                cls /= p->dil[a];
-                gr.n[a] = nb_class_len(p, a, gr.c[a]);
-            }
-            gr.pack = mem;
-            /* All KV heads of a key row together: their elements share the
-             * source rows' pages (the hardware prefetchers fetch ahead). */
-            const int64_t nrows = gr.n[0] * gr.n[1];
-#ifdef HAVE_OPENMP
-#pragma omp for schedule(static)
-#endif
-            for (int64_t ro = 0; ro < nrows; ro++)
-                for (int64_t hk = gr.hk0; hk < gr.hk0 + gr.nhk; hk++)
-                    pack_row(&pl, &gr, hk, ro);
-            /* Tasks: segments of a column strip (one lane vector, consecutive
-             * axis-1 row blocks; consecutive blocks share all but R of their
-             * key rows, in L2) for every query head of the group, heads
-             * innermost but one: the q and out rows of the next head lie
-             * next to this one's. Enough tasks to balance the threads. */
-            const int64_t nvec = (gr.n[2] + pl.vl - 1) / pl.vl;
-            const int64_t nrb = (gr.n[1] + pl.nr - 1) / pl.nr;
-            const int64_t strips = gr.n[0] * nvec;
-            const int64_t seg = nb_max64(1, nb_min64(NL_SEG_BLOCKS, strips * nrb /
-                                                                   (nt * NL_TASKS_PER_THREAD)));
-            const int64_t nseg = (nrb + seg - 1) / seg;
-            const int64_t h0 = gr.hk0 * group, h1 = (gr.hk0 + gr.nhk) * group;
+        memset(mine, 0, pl.ws_floats * sizeof(float));
+        const nl_ws w = carve(&pl, mine);
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-            for (int64_t x = 0; x < strips * nseg; x++) {
-                const int64_t sg = x % nseg, yv = x / nseg % nvec, j0 = x / nseg / nvec;
-                const int64_t rb0 = sg * seg, rb1 = nb_min64(nrb, rb0 + seg);
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t rb = rb0; rb < rb1; rb++) {
-                        if (rb + 1 < rb1)
-                            prefetch_block(&pl, &gr, h, j0, (rb + 1) * pl.nr, yv * pl.vl);
-                        else if (h + 1 < h1)
-                            prefetch_block(&pl, &gr, h + 1, j0, rb0 * pl.nr, yv * pl.vl);
-                        run_block(&pl, &gr, &w, h, j0, rb * pl.nr, yv * pl.vl);
-                    }
-            }
+        for (int64_t x = 0; x < ntasks; x++) {
+            nl_task tk;
+            if (task_at(&pl, x, &tk))
+                run_task(&pl, &tk, &w);
         }
     }
     attn_cpu_scratch_release(&st->scratch, mem, kept);
