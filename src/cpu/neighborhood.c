@@ -340,13 +340,31 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
 #define NB_SEG_QUERIES 32
 #define NB_TASKS_PER_THREAD 4
 
-static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
+static int64_t tile_t2(const attn_neighborhood_problem *p)
 {
     const int64_t k2 = p->kernel[2];
-    *t2 = min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), nb_class_len(p, 2, 0));
+    return min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), nb_class_len(p, 2, 0));
+}
+
+static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
+{
+    *t2 = tile_t2(p);
     t[0] = 1;
     t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), nb_class_len(p, 1, 0));
     t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
+}
+
+/* This driver's kernels use K2 of the U2 = T2 + K2 - 1 keys of each run, in
+ * whole vectors of 16. Where that is at least NB_KEEP_LANE_USE of them
+ * (K2 = 13, 14, 15), it was as fast as the queries-in-lanes path
+ * (neighborhood_lanes.c) or faster; below (K2 = 7, 9, 11), slower: measured
+ * on a 2-core AVX-512 VM, 1 thread, 128x128 and 56x56 grids, D 32/64. */
+#define NB_KEEP_LANE_USE 0.8
+
+static int keeps_runs(const attn_neighborhood_problem *p)
+{
+    const int64_t k2 = p->kernel[2];
+    return (double)k2 / (double)round_up(tile_t2(p) + k2 - 1, 16) >= NB_KEEP_LANE_USE;
 }
 
 attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_problem *p)
@@ -358,7 +376,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
      * AVX512_BF16 set's tagged bf16 tiles do not allow. */
     pl.ks = attn_cpu_kernels_for_features(st->kernels->isa,
                                           st->features & ~(uint64_t)ATTN_CPU_AVX512_BF16);
-    if (attn_cpu_nb_lanes_suits(p, pl.ks))
+    if (!keeps_runs(p) && attn_cpu_nb_lanes_suits(p, pl.ks))
         return attn_cpu_nb_lanes(dev, p, pl.ks);
     extents(p, pl.t, &pl.t2);
     pl.group = p->hq / p->hkv;
