@@ -29,11 +29,12 @@
 #define T_NB_IN_REG(x) ((void)0)
 #endif
 
-/* Packed key rows live in L2 (a block reads 3-4 lines of each of D dims
+/* Packed key rows live in L2 (a block reads 2-3 lines of each of D dims
  * per key row, pitch floats apart, which the hardware prefetchers do not
- * follow): nb_qk fetches the dim NB_PF_DIMS ahead (past the last dim: the
- * next key row, usually the next one called), nb_pv the rows of the key
- * row NB_PF_ROWS ahead. Measured on L2-resident rows: see neighborhood_lanes.c. */
+ * follow): nb_qk fetches the same dim of the key row NB_PF_KROWS ahead (the
+ * next call's), nb_pv the lines of the key row NB_PF_ROWS ahead. Without
+ * them the kernels ran at 40% of the FMA peak on L2-resident rows instead
+ * of 63%; one key row ahead was 1.08x faster than 8 dims ahead in place. */
 #define NB_PF_KROWS 1
 #define NB_PF_ROWS 6
 

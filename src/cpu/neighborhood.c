@@ -1,4 +1,6 @@
-/* The CPU attn_neighborhood driver.
+/* The CPU attn_neighborhood driver with keys in the vector lanes; 2-D and
+ * 3-D grids whose last-axis kernel leaves its runs' vectors under-used go
+ * to the queries-in-lanes driver instead (neighborhood_lanes.c, keeps_runs).
  *
  * Grids are held as 3 axes, outermost first (1-D and 2-D grids are padded in
  * front with length-1 axes). A task is one (batch, block of query heads,

@@ -27,9 +27,23 @@
  * segment of NL_SEG_VECS lane vectors, for every query head of one KV head
  * (GQA group). It packs the key rows and columns its queries see, once for
  * the group, into a per-thread buffer that stays in L2 while its blocks
- * read it (about 2.4 packs of each key; measured on a 2-core AVX-512 VM,
- * 128x128 grid, kernel 13, D 64: packing whole class sub-grids once per KV
- * head and reading them from L3 was XX slower). Memory: per thread. */
+ * read it (about 2.4 packs of each key). Measured on a 2-core AVX-512 VM
+ * (1 thread, 128x128 grid, kernel 13, D 64, H 4, process CPU time): packing
+ * whole class sub-grids once per KV head, read from L3 by the blocks, was
+ * 1.2x slower; a region's KV heads one task after the other (their source
+ * rows share pages and lines) 1.1x faster than heads outermost; bands of 8
+ * blocks or segments of 4 vectors (less re-packing, more than L2) the same
+ * within noise. Memory: per thread, O(region keys x (D + Dv)).
+ *
+ * Where it is used (neighborhood.c decides): 2-D and 3-D grids with kernels
+ * whose runs would leave lanes of the other driver's vectors idle. Against
+ * that driver (same machine, 1 thread, %FMA per CPU-second): 128x128 k7
+ * 1.5-2x, 56x56 k7 1.2-2x, 3-D 16x32x32 k3x7x7 D32 1.2x, k9 and k11 1.05x;
+ * k13 0.9x (its runs fill whole vectors there). The kernels reach 63% of
+ * the FMA peak on L1/L2-resident data (4 x 5 blocks); the rest goes to
+ * packing (about a quarter of the time), border vectors (2 of 8 lane
+ * vectors of a 128-wide row cover 19 offsets instead of 13), row blocks
+ * cut at the band's window ends (1-3 rows), softmax and transposes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
