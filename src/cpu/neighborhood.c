@@ -357,11 +357,13 @@ static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t
 }
 
 /* This driver's kernels use K2 of the U2 = T2 + K2 - 1 keys of each run, in
- * whole vectors of 16. Where that is at least NB_KEEP_LANE_USE of them
- * (K2 = 13, 14, 15), it was as fast as the queries-in-lanes path
- * (neighborhood_lanes.c) or faster; below (K2 = 7, 9, 11), slower: measured
- * on a 2-core AVX-512 VM, 1 thread, 128x128 and 56x56 grids, D 32/64. */
-#define NB_KEEP_LANE_USE 0.8
+ * whole vectors of 16. Where that is at least NB_KEEP_LANE_USE of them it
+ * was faster than the queries-in-lanes path (neighborhood_lanes.c), below
+ * slower. Measured on a 2-core AVX-512 VM, 1 thread, 128x128 grid, D 64,
+ * CPU time of this driver / the lanes path: K2 = 13 (81% of the lanes)
+ * 0.9, K2 = 25 (78%) 0.94; K2 = 11 (69%) 1.05, K2 = 9 (56%) 1.05, K2 = 17
+ * (53%) 1.37, K2 = 7 (44%) 1.5-2 (also on 56x56). */
+#define NB_KEEP_LANE_USE 0.75
 
 static int keeps_runs(const attn_neighborhood_problem *p)
 {
