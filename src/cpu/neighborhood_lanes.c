@@ -333,7 +333,9 @@ int attn_cpu_nb_lanes_suits(const attn_neighborhood_problem *p, const attn_cpu_k
 {
     if (!ks->nb_qk || ks->nb_vl > 64 || ks->nb_rows > 4)
         return 0;
-    /* 1-D grids: no query rows to share a key load across (load-bound). */
+    /* 1-D grids: no query rows to share a key load across (load-bound);
+     * measured (16384 tokens, H 4, D 64, 1 thread) 0.94x the other driver
+     * at K 7, 0.95x at 17, 1.02x at 63. */
     if (p->len[1] == 1 && p->len[0] == 1)
         return 0;
     const int64_t rows = (ks->nb_rows + p->kernel[1] - 1) * p->kernel[0];
