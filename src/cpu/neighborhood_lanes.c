@@ -24,8 +24,8 @@
  * transpose back to the out rows.
  *
  * Tasks and packing: a task is one band of NL_BAND_BLOCKS row blocks x one
- * segment of NL_SEG_VECS lane vectors, for every query head of one KV head
- * (GQA group). It packs the key rows and columns its queries see, once for
+ * segment of NL_SEG_VECS lane vectors (fewer on small grids), for every
+ * query head of one KV head (GQA group). It packs the key rows and columns its queries see, once for
  * the group, into a per-thread buffer that stays in L2 while its blocks
  * read it (about 2.4 packs of each key). Measured on a 2-core AVX-512 VM
  * (1 thread, 128x128 grid, kernel 13, D 64, H 4, process CPU time): packing
@@ -59,9 +59,11 @@
 
 static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-/* Row blocks per task band, lane vectors per task segment. */
+/* Row blocks per task band, lane vectors per task segment (at most: see
+ * plan), tasks per thread (at least, where the grid allows). */
 #define NL_BAND_BLOCKS 4
 #define NL_SEG_VECS 2
+#define NL_TASKS_PER_THREAD 4
 
 typedef struct nl_plan {
     const attn_neighborhood_problem *p;
@@ -342,16 +344,31 @@ int attn_cpu_nb_lanes_suits(const attn_neighborhood_problem *p, const attn_cpu_k
     return ks->nb_rows * rows * (2 * p->kernel[2] - 1) * ks->nb_vl <= NL_MAX_SCORE_FLOATS;
 }
 
-static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu_kernels *ks)
+static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu_kernels *ks,
+                 int nt)
 {
     pl->p = p;
     pl->ks = ks;
     pl->vl = ks->nb_vl;
     pl->nr = ks->nb_rows;
-    pl->band = NL_BAND_BLOCKS * pl->nr;
-    pl->segc = NL_SEG_VECS * pl->vl;
-    pl->nband = (nb_class_len(p, 1, 0) + pl->band - 1) / pl->band;
-    pl->nsegc = (nb_class_len(p, 2, 0) + pl->segc - 1) / pl->segc;
+    /* Smaller bands, then segments, where the grid leaves fewer than
+     * NL_TASKS_PER_THREAD tasks per thread. */
+    const int64_t others = p->b * p->hkv * p->dil[0] * p->dil[1] * p->dil[2] *
+                           nb_class_len(p, 0, 0);
+    int64_t bb = NL_BAND_BLOCKS, sv = NL_SEG_VECS;
+    for (;;) {
+        pl->band = bb * pl->nr;
+        pl->segc = sv * pl->vl;
+        pl->nband = (nb_class_len(p, 1, 0) + pl->band - 1) / pl->band;
+        pl->nsegc = (nb_class_len(p, 2, 0) + pl->segc - 1) / pl->segc;
+        if (others * pl->nband * pl->nsegc >= (int64_t)nt * NL_TASKS_PER_THREAD ||
+            bb * sv == 1)
+            break;
+        if (bb > 1)
+            bb /= 2;
+        else
+            sv /= 2;
+    }
     const int64_t k2 = p->kernel[2];
     /* Columns read, relative to cbeg >= ybeg - (K2 - 1): from -(K2 - 1) (a
      * border lane vector's first offset) to below segc + 2 (K2 - 1); the
@@ -384,7 +401,7 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
 {
     attn_cpu_state *st = dev->impl;
     nl_plan pl;
-    plan(&pl, p, ks);
+    plan(&pl, p, ks, st->num_threads);
     const int64_t ntasks = p->b * p->hkv * p->dil[0] * p->dil[1] * p->dil[2] *
                            nb_class_len(p, 0, 0) * pl.nband * pl.nsegc;
     const int nt = (int)nb_min64(st->num_threads, ntasks);
