@@ -93,6 +93,8 @@ static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c
 #include "sdpa_tmpl.h"
 #define NB_R 2
 #define NB_G 6
+/* blendv takes bias where its sign bit is set: -inf, not +0 */
+static inline vf nb_hide(vf s, vf bias) { return _mm256_blendv_ps(s, bias, bias); }
 #define T_NB_IN_REG(x) __asm__("" : "+v"(x))
 #include "nb_tmpl.h"
 

@@ -77,6 +77,10 @@ static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c
 #include "sdpa_tmpl.h"
 #define NB_R 4
 #define NB_G 6
+static inline vf nb_hide(vf s, vf bias)
+{
+    return _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(bias, vzero(), _CMP_LT_OQ), bias);
+}
 #define T_NB_IN_REG(x) __asm__("" : "+v"(x))
 #include "nb_tmpl.h"
 

@@ -16,8 +16,10 @@
  * of output dims in place of offsets.
  *
  * The including file defines NB_R <= 4 and NB_G <= 7 (accumulators NB_R *
- * NB_G plus NB_R + 1 live vectors must fit the register file), and
- * transpose_vl, and may define T_NB_IN_REG(x) to keep vector x in a
+ * NB_G plus NB_R + 1 live vectors must fit the register file), transpose_vl,
+ * vf nb_hide(vf s, vf bias): lanes where bias is -inf become -inf, the
+ * others keep s (a select, so that a NaN or Inf key outside a lane's window
+ * never reaches it), and may define T_NB_IN_REG(x) to keep vector x in a
  * register (see below). */
 #ifndef ATTN_NB_TMPL_H
 #define ATTN_NB_TMPL_H
@@ -257,7 +259,7 @@ static void t_nb_pv(const float *p, int64_t ldp, int nr, const float *const *vro
 }
 
 /* Softmax of one query row's window, per lane over nkr x ne score vectors:
- * bias[e * VL + l] (0 or -inf; NULL: none) added first, then m = max,
+ * scores hidden where bias[e * VL + l] is -inf (0: kept; NULL: none), then m = max,
  * s = exp(s - m), l = sum. Every lane sees at least one unbiased score. */
 static void t_nb_softmax(float *s, int nkr, int ne, const float *bias, float *m, float *l)
 {
@@ -267,7 +269,7 @@ static void t_nb_softmax(float *s, int nkr, int ne, const float *bias, float *m,
         for (int r = 0; r < nkr; r++)
             for (int e = 0; e < ne; e++) {
                 float *x = s + ((int64_t)r * ne + e) * VL;
-                const vf v = vadd(vload(x), vload(bias + e * VL));
+                const vf v = nb_hide(vload(x), vload(bias + e * VL));
                 vstore(x, v);
                 mx = vmax(mx, v);
             }

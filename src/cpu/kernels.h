@@ -87,8 +87,9 @@ typedef struct attn_cpu_kernels {
      *               for i < nr <= nb_rows, e < ne (one key row)
      *   nb_pv:      ot[i*ldo + c*vl + l] += sum_r sum_e p[i*ldp + (r*ne + e)*vl + l]
      *                                       * vrows[r][c*ldv + e + l]
-     *   nb_softmax: per lane over nkr*ne vectors of s: s += bias[e*vl + l]
-     *               (bias NULL: none), m = max, s = exp(s - m), l = sum.
+     *   nb_softmax: per lane over nkr*ne vectors of s: s = -inf where
+     *               bias[e*vl + l] is -inf (0: kept; bias NULL: none),
+     *               m = max, s = exp(s - m), l = sum.
      * kt / vrows are read up to nb_vl - 1 floats past column ne - 1. */
     int nb_vl, nb_rows;
     void (*nb_load_t)(float *dst, int64_t ldc, const void *src, attn_dtype dt, int64_t rs,

@@ -10,10 +10,11 @@
  * per key row, Kt[row][d][col]. Offsets span [e_min, e_max): in the grid's
  * interior exactly K2 of them, every lane using each; near an axis-2 border
  * (or causal start) the lanes' windows are not one shift of each other, so
- * the block covers the union of their offsets and a per-lane bias of -inf
- * hides the keys outside each lane's own window (up to K2 + K2/2 offsets at
+ * the block covers the union of their offsets and a per-lane mask sets the
+ * scores of the keys outside each lane's own window to -inf (up to K2 + K2/2 offsets at
  * a non-causal border instead of K2). Lanes past the axis end copy the last
- * query's window and read zero padding; they are never stored.
+ * query's window and read whatever finite keys lie there; they are never
+ * stored.
  *
  * Per block: scores S[row][key row][offset][lane] for every key row the
  * block sees (a key row serves all query rows whose axis-1 window holds it:
@@ -25,9 +26,9 @@
  *
  * Tasks and packing: a task is one band of NL_BAND_BLOCKS row blocks x one
  * segment of NL_SEG_VECS lane vectors (fewer on small grids), for every
- * query head of one KV head (GQA group). It packs the key rows and columns its queries see, once for
- * the group, into a per-thread buffer that stays in L2 while its blocks
- * read it (about 2.4 packs of each key). Measured on a 2-core AVX-512 VM
+ * query head of one KV head (GQA group). It packs the key rows and columns
+ * its queries see, once for the group, into a per-thread buffer that stays
+ * in L2 while its blocks read it (about 2.4 packs of each key). Measured on a 2-core AVX-512 VM
  * (1 thread, 128x128 grid, kernel 13, D 64, H 4, process CPU time): packing
  * whole class sub-grids once per KV head, read from L3 by the blocks, was
  * 1.2x slower; a region's KV heads one task after the other (their source
@@ -45,7 +46,6 @@
  * vectors of a 128-wide row cover 19 offsets instead of 13), row blocks
  * cut at the band's window ends (1-3 rows), softmax and transposes. */
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include "config.h"
 #include "cpu_backend.h"
@@ -115,8 +115,9 @@ static nl_ws carve(const nl_plan *pl, float *ws)
 
 /* The task's key rows, columns [cbeg, cend), transposed: dim c of a row at
  * c * pitch, column j at padl + j - cbeg. The columns around them hold
- * zeros or earlier tasks' keys (the workspace starts zeroed): finite values
- * that only lanes masked by -inf, or lanes past the axis end, read. */
+ * zeros or earlier tasks' keys (the workspace starts zeroed): lanes past
+ * the axis end read them, and masked lanes (score -inf, P 0) multiply them
+ * by 0, so they must be finite. */
 static void pack_region(const nl_plan *pl, const nl_task *tk)
 {
     const attn_neighborhood_problem *p = pl->p;
