@@ -16,7 +16,8 @@
  * of output dims in place of offsets.
  *
  * The including file defines NB_R <= 4 and NB_G <= 7 (accumulators NB_R *
- * NB_G plus NB_R + 1 live vectors must fit the register file), transpose_vl,
+ * NB_G plus NB_R + 1 live vectors must fit the register file), optionally
+ * NB_G_QK <= 7 for the score blocks alone (default NB_G), transpose_vl,
  * vf nb_hide(vf s, vf bias): lanes where bias is -inf become -inf, the
  * others keep s (a select, so that a NaN or Inf key outside a lane's window
  * never reaches it), and may define T_NB_IN_REG(x) to keep vector x in a
@@ -27,6 +28,10 @@
 /* An unaligned K (V) vector feeds up to NB_R FMAs; with fewer rows in a
  * block x86 compilers fold the load into each FMA, which then repeats the
  * (cache-line-splitting) load once per row: half the speed at 3 rows. */
+#ifndef NB_G_QK
+#define NB_G_QK NB_G
+#endif
+
 #ifndef T_NB_IN_REG
 #define T_NB_IN_REG(x) ((void)0)
 #endif
@@ -237,9 +242,9 @@ static inline int t_nb_chunk(int n, int m, int k)
 static void t_nb_qk(const float *qt, int64_t ldq, int nr, const float *kt, int64_t ldk,
                     int ne, int64_t d, float *s, int64_t lds)
 {
-    const int nch = (ne + NB_G - 1) / NB_G;
+    const int nch = (ne + NB_G_QK - 1) / NB_G_QK;
     for (int k = 0, e = 0; k < nch; k++) {
-        const int g = t_nb_chunk(ne, NB_G, k);
+        const int g = t_nb_chunk(ne, NB_G_QK, k);
         t_nb_qk_fns[nr - 1][g - 1](qt, ldq, kt + e, ldk, d, s + e * VL, lds);
         e += g;
     }
