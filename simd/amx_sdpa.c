@@ -349,6 +349,21 @@ static void a_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
     base()->softmax_rows(s, lds, nq, nk, m, l, alpha);
 }
 
+/* Tiles of the base set go to its attend; AMX tiles through the three passes. */
+static void a_attend(const float *q, int64_t ldq, int nq, const float *kp, const float *vp,
+                     int nk, int64_t d, int64_t dv, float *s, int64_t lds, float *m, float *l,
+                     float *alpha, float *o, int64_t ldo)
+{
+    if (a_tag(kp) != A_TAG_AMX && a_tag(vp) != A_TAG_AMX) {
+        base()->attend(q, ldq, nq, kp + A_HDR, vp + A_HDR, nk, d, dv, s, lds, m, l, alpha, o,
+                       ldo);
+        return;
+    }
+    a_qk(q, ldq, nq, kp, nk, d, s, lds);
+    a_softmax_rows(s, lds, nq, nk, m, l, alpha);
+    a_pv(s, lds, nq, vp, nk, dv, alpha, o, ldo);
+}
+
 const attn_cpu_kernels *attn_cpu_kernels_amx(void)
 {
     static const attn_cpu_kernels k = {
@@ -365,6 +380,7 @@ const attn_cpu_kernels *attn_cpu_kernels_amx(void)
         .pv = a_pv,
         .vexp = a_vexp,
         .softmax_rows = a_softmax_rows,
+        .attend = a_attend,
         .thread_begin = a_thread_begin,
         .thread_end = a_thread_end,
     };

@@ -377,6 +377,21 @@ static void b_pv(const float *p, int64_t ldp, int nq, const float *vp, int nk, i
     }
 }
 
+/* f32 tiles through the template's strips, bf16 tiles through the three
+ * passes. */
+static void b_attend(const float *q, int64_t ldq, int nq, const float *kp, const float *vp,
+                     int nk, int64_t d, int64_t dv, float *s, int64_t lds, float *m, float *l,
+                     float *alpha, float *o, int64_t ldo)
+{
+    if (b_tag(kp) != B_TAG_BF16 && b_tag(vp) != B_TAG_BF16) {
+        t_attend(q, ldq, nq, kp + B_HDR, vp + B_HDR, nk, d, dv, s, lds, m, l, alpha, o, ldo);
+        return;
+    }
+    b_qk(q, ldq, nq, kp, nk, d, s, lds);
+    t_softmax_rows(s, lds, nq, nk, m, l, alpha);
+    b_pv(s, lds, nq, vp, nk, dv, alpha, o, ldo);
+}
+
 const attn_cpu_kernels *attn_cpu_kernels_avx512_bf16(void)
 {
     static const attn_cpu_kernels k = {
@@ -392,6 +407,7 @@ const attn_cpu_kernels *attn_cpu_kernels_avx512_bf16(void)
         .pv = b_pv,
         .vexp = t_vexp,
         .softmax_rows = t_softmax_rows,
+        .attend = b_attend,
     };
     return &k;
 }

@@ -356,12 +356,13 @@ static void LNAME(scal)(float *y, float a, int64_t n)
 }
 
 /* NV column vectors of gate_load down the rows, the running sums and
- * products in registers (NV independent chains); with_x is a constant at
- * each call. */
+ * products in registers (NV independent chains), a few of pf's walks with
+ * each row; with_x is a constant at each call. */
 static inline __attribute__((always_inline)) void
 LNAME(gate_load_columns)(const int NV, const int with_x, float *G, float *AG, int64_t ldga,
                          const float *g, int64_t ldg, int rows, float lo, float *dst,
-                         int64_t ldd, const float *x, int64_t ldx, float scale)
+                         int64_t ldd, const float *x, int64_t ldx, float scale,
+                         attn_linear_pf *pf)
 {
     const LVEC vlo = LSET1(lo);
     LVEC sum[4], prod[4];
@@ -369,7 +370,9 @@ LNAME(gate_load_columns)(const int NV, const int with_x, float *G, float *AG, in
         sum[v] = LZERO();
         prod[v] = LSET1(scale);
     }
-    for (int64_t r = 0; r < rows; r++)
+    for (int64_t r = 0; r < rows; r++) {
+        if (pf)
+            attn_linear_pf_walk(pf, ATTN_LINEAR_PF_WALKS_PER_ROW);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) {
             const LVEC y = LMAXF(vlo, LLOAD(g + r * ldg + v * LV));
@@ -382,22 +385,23 @@ LNAME(gate_load_columns)(const int NV, const int with_x, float *G, float *AG, in
                 LSTORE(dst + r * ldd + v * LV, LMUL(LLOAD(x + r * ldx + v * LV), prod[v]));
             }
         }
+    }
 }
 
 /* Four column vectors at a time, then single vectors, then scalar columns
  * (see attn_linear_kernels.gate_load). */
 static void LNAME(gate_load)(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,
                              int rows, int64_t n, float lo, float *dst, int64_t ldd,
-                             const float *x, int64_t ldx, float scale)
+                             const float *x, int64_t ldx, float scale, attn_linear_pf *pf)
 {
     int64_t j = 0;
 #define GATE_COLUMNS(NV) do {                                                                  \
         if (x)                                                                                 \
             LNAME(gate_load_columns)(NV, 1, G + j, AG + j, ldga, g + j, ldg, rows, lo, dst + j, \
-                                     ldd, x + j, ldx, scale);                                  \
+                                     ldd, x + j, ldx, scale, pf);                              \
         else                                                                                   \
             LNAME(gate_load_columns)(NV, 0, G + j, AG + j, ldga, g + j, ldg, rows, lo, NULL,    \
-                                     0, NULL, 0, scale);                                       \
+                                     0, NULL, 0, scale, pf);                                   \
     } while (0)
     for (; j + 4 * LV <= n; j += 4 * LV)
         GATE_COLUMNS(4);

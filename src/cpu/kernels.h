@@ -113,6 +113,14 @@ typedef struct attn_cpu_kernels {
      *        l[r] = alpha[r] * l[r] + sum_c s[r][c]; m[r] = mn. */
     void (*softmax_rows)(float *s, int64_t lds, int nq, int nk, float *m, float *l, float *alpha);
 
+    /* Optional (NULL = qk, softmax_rows and pv in turn): one whole key tile
+     * of nk keys against nq query rows, with nothing between qk and the
+     * softmax: S = Q K^T; softmax_rows(S, m, l, alpha); O = alpha O + S V.
+     * s is scratch of nq rows (lds floats apart). */
+    void (*attend)(const float *q, int64_t ldq, int nq, const float *kpacked,
+                   const float *vpacked, int nk, int64_t d, int64_t dv, float *s, int64_t lds,
+                   float *m, float *l, float *alpha, float *o, int64_t ldo);
+
     /* Optional (NULL = nothing to do): called by every thread of an
      * attn_sdpa call before its first and after its last qk/pv, for
      * per-thread hardware state (the AMX tile configuration). */

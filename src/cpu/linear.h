@@ -26,7 +26,33 @@ typedef struct attn_linear_pf {
      * all that an issue inside a GEMM tile reads but once a row. */
     const char *next, *row_end;
     int     next_hint;
+    /* The walk list: the first line of every row of every view (the output
+     * too, streamed or not), for its page walk; phase p holds the rows
+     * r = p, p + step[v], ... of each view v (phase 0: the rows that open a
+     * PTE span). Its cursor: phase, view and row of the next walk. */
+    int64_t step[ATTN_LINEAR_PF_VIEWS], wphases, wphase, wrow;
+    int     wviews, wview;
 } attn_linear_pf;
+
+/* Issues the next `walks` prefetches of pf's walk list (INT_MAX: all that
+ * are left), each a row's first line, to L2. */
+static inline void attn_linear_pf_walk(attn_linear_pf *pf, int walks)
+{
+    while (walks > 0 && pf->wphase < pf->wphases) {
+        const int v = pf->wview;
+        if (pf->wphase < pf->step[v] && pf->wrow < pf->rows) {
+            __builtin_prefetch(pf->base[v] + pf->wrow * pf->stride[v], 0, 1);
+            pf->wrow += pf->step[v];
+            walks--;
+            continue;
+        }
+        if (++pf->wview == pf->wviews) {                 /* the next phase */
+            pf->wview = 0;
+            pf->wphase++;
+        }
+        pf->wrow = pf->wphase;
+    }
+}
 
 /* Points next, row_end and next_hint at the row in progress (next NULL
  * past the last view). */
@@ -117,10 +143,12 @@ typedef struct attn_linear_kernels {
      * forward gate_scan of x fused in, so the token gates are read once:
      *   y_r = max(g_r, lo) (NaN stays NaN), AG_r = exp(y_r),
      *   G_r = y_0 + ... + y_r,  dst_r = scale * x_r * AG_0 * ... * AG_r.
-     * G may be g (ldg = ldga). */
+     * G may be g (ldg = ldga). pf (or NULL): ATTN_LINEAR_PF_WALKS_PER_ROW of
+     * its walk list go out with each row of each pass over the columns, the
+     * rest are the caller's. */
     void (*gate_load)(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg, int rows,
                       int64_t n, float lo, float *dst, int64_t ldd, const float *x, int64_t ldx,
-                      float scale);
+                      float scale, attn_linear_pf *pf);
     /* Gate products along rows (a: per-token gates exp(g) <= 1; ldd, ldx,
      * lda: the leading dimensions of dst, x and a), n floats a row:
      *   forward:  dst_r = scale * x_r * a_0 * ... * a_r
@@ -175,6 +203,11 @@ const attn_linear_kernels *attn_linear_kernels_neon(void);
  * the last 7% of the lines would go out together after the products. */
 #define ATTN_LINEAR_PF_STEPS 3
 
+/* Page walks (attn_linear_pf_walk) per row of a gate_load pass: a chunk of
+ * 32 rows, Dk = 128, has 64 rows of AVX-512 passes against 160 walks (q, k,
+ * v, g, out); they all go out inside the first 54 or so. */
+#define ATTN_LINEAR_PF_WALKS_PER_ROW 3
+
 /* AUTO picks the recurrent form for sequences this short. */
 #define ATTN_LINEAR_RECURRENT_MAX_LEN 16
 
@@ -218,7 +251,8 @@ const float *attn_linear_rows_in_place(const attn_linear_task *t, const attn_vie
 /* Log-gate of token i: per-channel into g[0..dk), scalar into g[0]; returns 0 if no gate. */
 int  attn_linear_load_g(const attn_linear_task *t, int64_t i, float *g);
 /* *pf = the rows of head h, tokens [i0, i0 + n) of every input, and of the
- * output for writing (clipped to the task), none issued yet. */
+ * output for writing (clipped to the task), and their walk list; none
+ * issued yet. */
 void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t h, int64_t i0,
                          int64_t n);
 float attn_linear_load_beta(const attn_linear_task *t, int64_t i);

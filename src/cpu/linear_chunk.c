@@ -379,14 +379,17 @@ void attn_linear_chunkwise(const attn_linear_task *t, int64_t c_begin, int64_t c
 
         /* Per-channel gates: their running sums and, queries read in place,
          * Qhat_i = q_i exp(G_i) with them (gram_one_reference's, reloaded
-         * raw below where the chunk does not fit one reference). */
+         * raw below where the chunk does not fit one reference). The next
+         * work's page walks go out with its rows, the rest just after. */
+        attn_linear_pf_init(&c.pf, t, t->pf_h, c0 + t->pf_dc, C);
         if (c.mode == 2)
             ks->gate_load(c.G, c.AG, lk, gin ? gin : c.G, gin ? ldg : lk, n, dk,
-                          ATTN_LINEAR_G_FLOOR, c.Q, lk, copied ? NULL : qin, ldq, p->scale);
+                          ATTN_LINEAR_G_FLOOR, c.Q, lk, copied ? NULL : qin, ldq, p->scale,
+                          &c.pf);
+        attn_linear_pf_walk(&c.pf, INT_MAX);
 
         /* Intra-chunk scores, then Qhat (in place: Q is not needed again
          * unless normalize, which has no gate). */
-        attn_linear_pf_init(&c.pf, t, t->pf_h, c0 + t->pf_dc, C);
         const int one_ref = out && c.mode == 2 && one_reference_fits(&c, n);
         if (!one_ref && !copied) {
             for (int r = 0; r < n; r++) {

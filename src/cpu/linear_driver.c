@@ -125,35 +125,41 @@ void attn_linear_pf_init(attn_linear_pf *pf, const attn_linear_task *t, int64_t 
         pf_add(pf, t, &p->g, h, i0, p->g_per_channel ? p->dk : 1, hint);
     if (p->has_beta)
         pf_add(pf, t, &p->beta, h, i0, 1, hint);
-    /* The output last: a streamed one only takes part in the burst below. */
+    /* The output last: a streamed one only takes part in the walk list. */
     pf_add(pf, t, &p->out, h, i0, p->dv, 2);
-    /* The first line of every row at once, the rows that open a PTE_SPAN
-     * of their view first. A lone head's next chunk: with 4 KiB pages each
-     * of its rows is its own page, and the address translations (page
-     * walks, two-level under a hypervisor) are what the burst is for: spread
-     * over the GEMMs one walk at a time, each stalled them (13% slower per
-     * thread). A walk's cost is the line of page-table entries it reads, one
-     * line per PTE_SPAN of addresses: the walks that open a span fetch their
-     * lines in parallel, and the walks of the other rows then find theirs in
-     * cache, where rows of one span in a row queued behind the first one's
-     * fetch. A streamed output's rows are never prefetched (their stores skip
-     * the caches), but their walks are the same: in the burst, not inside
-     * the products. One head per thread at H = 16 (8 KiB token stride), one
-     * thread: 7-10% faster than every row in row order with the machine
-     * otherwise idle, 6-8% with the other core busy (where a burst of only
-     * the span-opening rows, the others walked inside the GEMMs, was 5-10%
-     * faster idle but 10-15% slower busy). A group's next head shares its
-     * pages with the current one; its rows' first lines still go to memory
-     * together rather than one by one behind the tiles' prefetches. */
-    int64_t step[ATTN_LINEAR_PF_VIEWS], spans = 1;
+    /* The walk list: the first line of every row, the rows that open a
+     * PTE_SPAN of their view first. A lone head's next chunk: with 4 KiB
+     * pages each of its rows is its own page, and the address translations
+     * (page walks, two-level under a hypervisor) are what the list is for:
+     * spread over the GEMMs one walk at a time, each stalled them (13% slower
+     * per thread). A walk's cost is the line of page-table entries it reads,
+     * one line per PTE_SPAN of addresses: the walks that open a span fetch
+     * their lines in parallel, and the walks of the other rows then find
+     * theirs in cache, where rows of one span in a row queued behind the
+     * first one's fetch. A streamed output's rows are not in the line stream
+     * (their stores skip the caches), but their walks are the same: in the
+     * list, not inside the products (left to the stores: 3-4% slower). One
+     * head per thread at H = 16 (8 KiB token stride), one thread, the list
+     * in one burst: 7-10% faster than every row in row order with the
+     * machine otherwise idle, 6-8% with the other core busy (where a burst of
+     * only the span-opening rows, the others walked inside the GEMMs, was
+     * 5-10% faster idle but 10-15% slower busy). A group's next head shares
+     * its pages with the current one; its rows' first lines still go to
+     * memory together rather than one by one behind the tiles' prefetches.
+     * The list goes out before the products: with per-channel gates a few
+     * walks with each row of gate_load, a pass that waits on L2 (the gates
+     * and queries it reads in place), so that the walks run beside its
+     * waits (1-3% less CPU time per call than one burst after it, the two
+     * alternated in one process; groups of 4 walks between GEMM tiles after
+     * a burst of the span-opening rows were 5-10% slower); otherwise in one
+     * burst. */
+    int64_t spans = 1;
     for (int v = 0; v < pf->nviews; v++) {
-        step[v] = pf->stride[v] >= PTE_SPAN ? 1 : PTE_SPAN / (pf->stride[v] | 1);
-        spans = step[v] > spans ? step[v] : spans;
+        pf->step[v] = pf->stride[v] >= PTE_SPAN ? 1 : PTE_SPAN / (pf->stride[v] | 1);
+        spans = pf->step[v] > spans ? pf->step[v] : spans;
     }
-    for (int64_t phase = 0; phase < spans && phase < n; phase++)
-        for (int v = 0; v < pf->nviews; v++)
-            for (int64_t r = phase; phase < step[v] && r < n; r += step[v])
-                __builtin_prefetch(pf->base[v] + r * pf->stride[v], 0, 1);
+    pf->wphases = spans < n ? spans : n;
+    pf->wviews = pf->nviews;
     if (attn_linear_streams_out(p))
         pf->nviews--;
     attn_linear_pf_seek(pf);

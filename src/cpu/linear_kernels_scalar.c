@@ -103,8 +103,9 @@ void attn_linear_gate_load_cols(float *G, float *AG, int64_t ldga, const float *
 
 static void scalar_gate_load(float *G, float *AG, int64_t ldga, const float *g, int64_t ldg,
                              int rows, int64_t n, float lo, float *dst, int64_t ldd,
-                             const float *x, int64_t ldx, float scale)
+                             const float *x, int64_t ldx, float scale, attn_linear_pf *pf)
 {
+    (void)pf;                                 /* the caller issues the walks */
     attn_linear_gate_load_cols(G, AG, ldga, g, ldg, rows, 0, n, lo, dst, ldd, x, ldx, scale);
 }
 

@@ -10,6 +10,8 @@
  *     l = alpha l + rowsum P;  O = alpha O + P V   (kernel set: pv)
  * so memory never grows with Sq x Sk. Sink logits start each row at
  * m = sink, l = 1, which puts exp(sink) into the denominator for free.
+ * A tile with no transform goes to the kernel set's attend where it has one:
+ * qk, softmax and pv for one strip of rows after the other.
  *
  * K and V are packed once per (sequence, KV head) -- a group -- into a panel
  * of tiles in the kernel set's layout, then every query head of that GQA
@@ -473,6 +475,14 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
                     nks = (int)min64(nk, round_up(last, 16));
             }
             float *sr = st + r0 * pl->lds;
+            /* Nothing to apply between qk and the softmax: the kernel set's
+             * attend runs the three steps strip by strip (see t_attend). */
+            if (ks->attend && full && bmode != 2 && !p->has_mask && p->softcap <= 0.0f &&
+                !p->alibi_slopes && softmax) {
+                ks->attend(qt + r0 * pl->ldq, pl->ldq, ns, kt, vt, nk, p->d, p->dv, sr, pl->lds,
+                           m + r0, l + r0, alpha + r0, ot + r0 * pl->ldo, pl->ldo);
+                continue;
+            }
             if (nks < nk)
                 ks->qk_runs(qt + r0 * pl->ldq, pl->ldq, ns, kt, 0, 1, nk, 0, nks, p->d, sr,
                             pl->lds, 0);
