@@ -169,6 +169,18 @@ static void correctness_cases(void)
         c.dil[1] = 2;
         run_case(&c);
     }
+    /* 3-D with interior lane vectors (key rows over two outer axes). */
+    for (int causal = 0; causal < 2; causal++) {
+        nb_case c = base_case(3);
+        c.len[0] = 5;
+        c.len[1] = 9;
+        c.len[2] = 40;
+        c.kern[0] = 3;
+        c.kern[1] = 5;
+        c.kern[2] = 7;
+        c.causal[0] = causal;
+        run_case(&c);
+    }
     /* 3-D. */
     static const int64_t grids3[][3] = { { 3, 5, 4 }, { 5, 6, 7 }, { 4, 9, 10 } };
     for (int gi = 0; gi < 3; gi++)
