@@ -91,6 +91,12 @@ static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c
 }
 
 #include "sdpa_tmpl.h"
+#define NB_R 2
+#define NB_G 6
+/* blendv takes bias where its sign bit is set: -inf, not +0 */
+static inline vf nb_hide(vf s, vf bias) { return _mm256_blendv_ps(s, bias, bias); }
+#define T_NB_IN_REG(x) __asm__("" : "+v"(x))
+#include "nb_tmpl.h"
 
 static void t_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)
 {
@@ -105,6 +111,7 @@ const attn_cpu_kernels *attn_cpu_kernels_avx2(void)
         .name = "avx2",
         .isa = ATTN_ISA_AVX2,
         T_SDPA_KERNELS,
+        T_NB_KERNELS,
     };
     return &k;
 }

@@ -84,6 +84,13 @@ static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c
 }
 
 #include "sdpa_tmpl.h"
+#define NB_R 4
+#define NB_G 6
+static inline vf nb_hide(vf s, vf bias)
+{
+    return vbslq_f32(vcltq_f32(bias, vdupq_n_f32(0.0f)), bias, s);
+}
+#include "nb_tmpl.h"
 
 static void t_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)
 {
@@ -98,6 +105,7 @@ const attn_cpu_kernels *attn_cpu_kernels_neon(void)
         .name = "neon",
         .isa = ATTN_ISA_NEON,
         T_SDPA_KERNELS,
+        T_NB_KERNELS,
     };
     return &k;
 }

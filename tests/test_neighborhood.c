@@ -151,6 +151,36 @@ static void correctness_cases(void)
         c.dil[1] = 2;
         run_case(&c);
     }
+    /* 2-D, last axis wide enough for whole interior lane vectors of the
+     * queries-in-lanes path (src/cpu/neighborhood_lanes.c) and for several
+     * task bands and segments: border and partial vectors, row blocks cut
+     * by the axis end, a last-axis kernel wider than 16 lanes, causal and
+     * dilated last axes. */
+    static const int64_t wide_kern[][2] = { { 7, 7 }, { 3, 9 }, { 5, 19 }, { 9, 11 } };
+    for (int ki = 0; ki < 4; ki++) {
+        nb_case c = base_case(2);
+        c.len[0] = 21;
+        c.len[1] = 75;
+        c.kern[0] = wide_kern[ki][0];
+        c.kern[1] = wide_kern[ki][1];
+        run_case(&c);
+        c.causal[1] = ki % 2;
+        c.causal[0] = !c.causal[1];
+        c.dil[1] = 2;
+        run_case(&c);
+    }
+    /* 3-D with interior lane vectors (key rows over two outer axes). */
+    for (int causal = 0; causal < 2; causal++) {
+        nb_case c = base_case(3);
+        c.len[0] = 5;
+        c.len[1] = 9;
+        c.len[2] = 40;
+        c.kern[0] = 3;
+        c.kern[1] = 5;
+        c.kern[2] = 7;
+        c.causal[0] = causal;
+        run_case(&c);
+    }
     /* 3-D. */
     static const int64_t grids3[][3] = { { 3, 5, 4 }, { 5, 6, 7 }, { 4, 9, 10 } };
     for (int gi = 0; gi < 3; gi++)

@@ -77,6 +77,31 @@ typedef struct attn_cpu_kernels {
                     int64_t run_stride, int nruns, int j0, int nk, int64_t pitch, int64_t dv,
                     const float *scale, float *o, int64_t ldo);
 
+    /* Neighborhood attention with queries in the vector lanes (simd/nb_tmpl.h;
+     * 0 / NULL where a set lacks them: the driver then uses qk_runs).
+     * nb_vl queries per lane vector; nb_rows query rows per register block.
+     *   nb_load_t:  dst[c*ldc + i] = scale * src_row_i[c], i < n, c < d
+     *               (lanes n..nb_vl-1 of each vector zero)
+     *   nb_store_o: dst_row_i[c] = ot[c*nb_vl + i] * inv[i], i < n, c < dv
+     *   nb_qk:      s[i*lds + e*vl + l] = sum_c qt[i*ldq + c*vl + l] * kt[c*ldk + e + l]
+     *               for i < nr <= nb_rows, e < ne (one key row)
+     *   nb_pv:      ot[i*ldo + c*vl + l] += sum_r sum_e p[i*ldp + (r*ne + e)*vl + l]
+     *                                       * vrows[r][c*ldv + e + l]
+     *   nb_softmax: per lane over nkr*ne vectors of s: s = -inf where
+     *               bias[e*vl + l] is -inf (0: kept; bias NULL: none),
+     *               m = max, s = exp(s - m), l = sum.
+     * kt / vrows are read up to nb_vl - 1 floats past column ne - 1. */
+    int nb_vl, nb_rows;
+    void (*nb_load_t)(float *dst, int64_t ldc, const void *src, attn_dtype dt, int64_t rs,
+                      int64_t cs, int n, int64_t d, float scale);
+    void (*nb_store_o)(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const float *ot,
+                       const float *inv, int n, int64_t dv);
+    void (*nb_qk)(const float *qt, int64_t ldq, int nr, const float *kt, int64_t ldk, int ne,
+                  int64_t d, float *s, int64_t lds);
+    void (*nb_softmax)(float *s, int nkr, int ne, const float *bias, float *m, float *l);
+    void (*nb_pv)(const float *p, int64_t ldp, int nr, const float *const *vrows, int64_t ldv,
+                  int nkr, int ne, int64_t dv, float *ot, int64_t ldo);
+
     /* In place y = exp(y) over n floats; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);
 

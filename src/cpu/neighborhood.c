@@ -1,4 +1,6 @@
-/* The CPU attn_neighborhood driver.
+/* The CPU attn_neighborhood driver with keys in the vector lanes; 2-D and
+ * 3-D grids whose last-axis kernel leaves its runs' vectors under-used go
+ * to the queries-in-lanes driver instead (neighborhood_lanes.c, keeps_runs).
  *
  * Grids are held as 3 axes, outermost first (1-D and 2-D grids are padded in
  * front with length-1 axes). A task is one (batch, block of query heads,
@@ -45,6 +47,8 @@
 #include "cpu_backend.h"
 #include "half.h"
 #include "neighborhood.h"
+#include "neighborhood_grid.h"
+#include "neighborhood_lanes.h"
 #include "softmax_tile.h"
 #include "../error.h"
 
@@ -74,31 +78,11 @@ typedef struct nb_plan {
     size_t  ws_floats;
 } nb_plan;
 
-/* Sub-grid window [*s, *e) of position pos on a class sub-grid of n tokens. */
-static inline void window(const attn_neighborhood_problem *p, int a, int64_t pos, int64_t n,
-                          int64_t *s, int64_t *e)
-{
-    const int64_t k = p->kernel[a];
-    if (p->causal[a]) {
-        *s = max64(0, pos - k + 1);
-        *e = pos + 1;
-    } else {
-        *s = min64(max64(pos - (k - 1) / 2, 0), n - k);
-        *e = *s + k;
-    }
-}
-
-/* Tokens of class c on axis a. */
-static inline int64_t class_len(const attn_neighborhood_problem *p, int a, int64_t c)
-{
-    return (p->len[a] - c + p->dil[a] - 1) / p->dil[a];
-}
-
 static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t, axis_tile *out)
 {
     int64_t n = 0;
     for (int64_t c = 0; c < p->dil[a]; c++) {
-        const int64_t len = class_len(p, a, c);
+        const int64_t len = nb_class_len(p, a, c);
         for (int64_t p0 = 0; p0 < len; p0 += t, n++)
             if (out) {
                 out[n].c = c;
@@ -107,13 +91,6 @@ static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t,
             }
     }
     return n;
-}
-
-static inline const char *elem(const attn_view *v, int64_t b, int64_t g0, int64_t g1,
-                               int64_t g2, int64_t h)
-{
-    return v->base + (b * v->stride[0] + g0 * v->stride[1] + g1 * v->stride[2] +
-                      g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
 }
 
 /* Per-thread workspace, carved from one block. */
@@ -166,8 +143,8 @@ static void prefetch_tile(const attn_neighborhood_problem *p, const nb_task *tk,
     for (int64_t i1 = 0; i1 < tk->m1; i1++)
         for (int64_t i2 = 0; i2 < m2; i2++) {
             const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
-            const char *q = elem(&p->q, tk->b, tk->g0, g1, g2, tk->h);
-            const char *o = elem(&p->out, tk->b, tk->g0, g1, g2, tk->h);
+            const char *q = nb_elem(&p->q, tk->b, tk->g0, g1, g2, tk->h);
+            const char *o = nb_elem(&p->out, tk->b, tk->g0, g1, g2, tk->h);
             for (int64_t x = 0; x < qb; x += 64)
                 __builtin_prefetch(q + x);
             for (int64_t x = 0; x < ob; x += 64)
@@ -206,17 +183,17 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     const attn_cpu_kernels *ks = pl->ks;
     const int64_t d1 = p->dil[1], d2 = p->dil[2], m1 = tk->m1;
     int64_t u2s, u2e, tmp;
-    window(p, 2, p2, tk->n2, &u2s, &tmp);
-    window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
+    nb_window(p, 2, p2, tk->n2, &u2s, &tmp);
+    nb_window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
     const int64_t u2 = u2e - u2s, off = u2s - tk->seg_s;   /* window within the runs */
     for (int64_t i = 0; i < m2; i++)
-        window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
+        nb_window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
 
     const attn_view *qv = &p->q;
     prefetch_tile(p, tk, p2 + m2, m2);
     for (int64_t i = 0; i < m1; i++)
         ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
-                      elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
+                      nb_elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
                            tk->h),
                       qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
 
@@ -277,7 +254,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         for (int64_t i2 = 0; i2 < m2; i2++) {
             const int64_t r = i1 * m2 + i2;
             const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
-            char *dst = (char *)elem(ov, tk->b, tk->g0, g1, g2, tk->h);
+            char *dst = (char *)nb_elem(ov, tk->b, tk->g0, g1, g2, tk->h);
             const float *o = w->O + r * pl->ldo;
             if (ov->dtype == ATTN_F32 && ov->stride[5] == 1)
                 memcpy(dst, o, (size_t)p->dv * sizeof(float));
@@ -285,7 +262,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
                 for (int64_t c = 0; c < p->dv; c++)
                     attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c]);
             if (p->has_lse)
-                *(float *)elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
+                *(float *)nb_elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
         }
 }
 
@@ -300,9 +277,9 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w)
     for (int64_t r = 0; r < tk->nruns; r++) {
         const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
         const int64_t gk0 = tk->c[0] + p->dil[0] * j0, gk1 = tk->c[1] + p->dil[1] * j1;
-        ks->pack_k(w->K + r * pl->ktf, elem(kv, tk->b, gk0, gk1, x0, tk->hk), kv->dtype,
+        ks->pack_k(w->K + r * pl->ktf, nb_elem(kv, tk->b, gk0, gk1, x0, tk->hk), kv->dtype,
                    d2 * kv->stride[3], kv->stride[5], (int)tk->nseg, (int)tk->nseg, p->d);
-        ks->pack_v(w->V + r * pl->vtf, elem(vv, tk->b, gk0, gk1, x0, tk->hk), vv->dtype,
+        ks->pack_v(w->V + r * pl->vtf, nb_elem(vv, tk->b, gk0, gk1, x0, tk->hk), vv->dtype,
                    d2 * vv->stride[3], vv->stride[5], (int)tk->nseg, (int)tk->nseg, p->dv);
     }
 }
@@ -322,17 +299,17 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
     tk.g0 = t0->c + p->dil[0] * t0->p0;
     tk.p1 = t1->p0;
     tk.m1 = t1->cnt;
-    tk.n1 = class_len(p, 1, t1->c);
-    tk.n2 = class_len(p, 2, t2->c);
+    tk.n1 = nb_class_len(p, 1, t1->c);
+    tk.n2 = nb_class_len(p, 2, t2->c);
     int64_t e0, tmp, seg_e;
-    window(p, 0, t0->p0, class_len(p, 0, t0->c), &tk.s0, &e0);
+    nb_window(p, 0, t0->p0, nb_class_len(p, 0, t0->c), &tk.s0, &e0);
     tk.nk0 = e0 - tk.s0;
     for (int64_t i = 0; i < tk.m1; i++)
-        window(p, 1, tk.p1 + i, tk.n1, &w.w1[2 * i], &w.w1[2 * i + 1]);
+        nb_window(p, 1, tk.p1 + i, tk.n1, &w.w1[2 * i], &w.w1[2 * i + 1]);
     tk.u1s = w.w1[0];
     tk.nruns = (w.w1[2 * (tk.m1 - 1) + 1] - tk.u1s) * tk.nk0;
-    window(p, 2, t2->p0, tk.n2, &tk.seg_s, &tmp);
-    window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
+    nb_window(p, 2, t2->p0, tk.n2, &tk.seg_s, &tmp);
+    nb_window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
     tk.nseg = seg_e - tk.seg_s;
 
     tk.hk = -1;
@@ -365,13 +342,33 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
 #define NB_SEG_QUERIES 32
 #define NB_TASKS_PER_THREAD 4
 
-static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
+static int64_t tile_t2(const attn_neighborhood_problem *p)
 {
     const int64_t k2 = p->kernel[2];
-    *t2 = min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), class_len(p, 2, 0));
+    return min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), nb_class_len(p, 2, 0));
+}
+
+static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
+{
+    *t2 = tile_t2(p);
     t[0] = 1;
-    t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), class_len(p, 1, 0));
+    t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), nb_class_len(p, 1, 0));
     t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
+}
+
+/* This driver's kernels use K2 of the U2 = T2 + K2 - 1 keys of each run, in
+ * whole vectors of 16. Where that is at least NB_KEEP_LANE_USE of them it
+ * was faster than the queries-in-lanes path (neighborhood_lanes.c), below
+ * slower. Measured on a 2-core AVX-512 VM, 1 thread, 128x128 grid, D 64,
+ * CPU time of this driver / the lanes path: K2 = 13 (81% of the lanes)
+ * 0.9, K2 = 25 (78%) 0.94; K2 = 11 (69%) 1.05, K2 = 9 (56%) 1.05, K2 = 17
+ * (53%) 1.37, K2 = 7 (44%) 1.5-2 (also on 56x56). */
+#define NB_KEEP_LANE_USE 0.75
+
+static int keeps_runs(const attn_neighborhood_problem *p)
+{
+    const int64_t k2 = p->kernel[2];
+    return (double)k2 / (double)round_up(tile_t2(p) + k2 - 1, 16) >= NB_KEEP_LANE_USE;
 }
 
 attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_problem *p)
@@ -383,10 +380,12 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
      * AVX512_BF16 set's tagged bf16 tiles do not allow. */
     pl.ks = attn_cpu_kernels_for_features(st->kernels->isa,
                                           st->features & ~(uint64_t)ATTN_CPU_AVX512_BF16);
+    if (!keeps_runs(p) && attn_cpu_nb_lanes_suits(p, pl.ks))
+        return attn_cpu_nb_lanes(dev, p, pl.ks);
     extents(p, pl.t, &pl.t2);
     pl.group = p->hq / p->hkv;
     pl.max_u2 = pl.t2 + p->kernel[2] - 1;
-    pl.max_seg_keys = min64(pl.t[2] + p->kernel[2] - 1, class_len(p, 2, 0));
+    pl.max_seg_keys = min64(pl.t[2] + p->kernel[2] - 1, nb_class_len(p, 2, 0));
     pl.max_runs = (pl.t[1] + p->kernel[1] - 1) * p->kernel[0];
     pl.max_nq = pl.t[1] * pl.t2;
     pl.ldq = round_up(p->d, 16);
