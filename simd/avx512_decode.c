@@ -6,7 +6,8 @@
  * scale, Q4 nibbles -> f32 times scale plus min. Q8/Q4 values take their
  * own P.V, with the block scales folded into P (avx512_decode_qpv.h); with
  * AVX512-VNNI, Q8/Q4 scores use integer dot products (avx512_decode_vnni.h)
- * and so does their P.V, on 16-bit weights (avx512_decode_wpv.h). */
+ * and so does their P.V, on 16-bit weights for Q8 (avx512_decode_wpv.h)
+ * and 8-bit ones for Q4 (avx512_decode_bpv.h). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -123,6 +124,7 @@ static inline void store_scores(const vf *acc, float *s, int64_t lds, int rn, in
 #include "avx512_decode_qpv.h"
 #include "avx512_decode_vnni.h"
 #include "avx512_decode_wpv.h"
+#include "avx512_decode_bpv.h"
 
 static const attn_cpu_decode_kernels avx512_decode = {
     .name = "avx512",

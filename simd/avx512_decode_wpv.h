@@ -1,6 +1,8 @@
-/* P.V for Q8/Q4 values with AVX512-VNNI 16-bit dot products (vpdpwssd).
- * Included by avx512_decode.c after avx512_decode_vnni.h; reached only
- * through the kernel table for CPUs with ATTN_CPU_AVX512_VNNI.
+/* P.V for Q8 values with AVX512-VNNI 16-bit dot products (vpdpwssd), and
+ * the integer P.V's driver and weights for Q8 and Q4 (Q4's 8-bit pass:
+ * avx512_decode_bpv.h). Included by avx512_decode.c after
+ * avx512_decode_vnni.h; reached only through the kernel table for CPUs
+ * with ATTN_CPU_AVX512_VNNI.
  *
  * The float P.V (avx512_decode_qpv.h) spends, per key and 16 output dims,
  * a widening and a conversion to f32 and then one FMA per query row. Here
@@ -28,12 +30,13 @@
  * exact float P.V of the dequantised values (2e-4 of the row's largest
  * output).
  *
- * Measured and dropped (Q4, L = 32K, one thread, hot, builds alternated):
- * 8-bit weights through vpdpbusd (4 keys a dword, half the dot products)
- * break that tolerance: simulated on cases like test_decode's (N(0,1)
+ * Q4 now takes 8-bit weights under a bound of its own (avx512_decode_bpv.h);
+ * Q8 keeps these 15-bit ones: simulated on cases like test_decode's (N(0,1)
  * data, L <= 1200, block scales left out), the P.V error reaches 22x the
- * bound with 255 levels a chunk, 1.7x with 12-bit weights, 0.22x with
- * these 15-bit ones. The Q4 pair words by two vpermi2b (VBMI)
+ * float tolerance with 255 levels a chunk, 1.7x with 12-bit weights, 0.22x
+ * with 15-bit ones, and Q8's own error (0.7%) leaves no room for more.
+ * Measured and dropped for Q4's former 16-bit pass (L = 32K, one thread,
+ * hot, builds alternated): the pair words by two vpermi2b (VBMI)
  * instead of interleaves, lane moves and widenings: 3% slower. The 16 dot
  * products of a pair in one asm statement (a third fewer accumulator
  * moves): no change. */
@@ -44,6 +47,10 @@
  * weights are made at once (128 dims: their maxima and Q4 min sums fit in
  * registers, wpv_weights). */
 enum { wpv_chunk = 64, wpv_blocks = 4 };
+
+/* The nibble the Q4 8-bit pass centres its weights' rounding errors on
+ * (avx512_decode_bpv.h): the middle of 0..15. */
+static const float bpv_centre = 7.5f;
 
 /* acc += x . (w[0], w[1]) broadcast: the int16 weights of keys j and j + 1
  * against their values in x. Written as asm because gcc 12 copies a
@@ -93,19 +100,28 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
  * to the next multiple of 32; step[r][b]; for Q4 msum[r][b] = sum_j
  * p[r][j] mv_jb. The row side (pmax, p scaled to 32767 / pmax) is shared
  * by all blocks.
+ * With w8 (Q4's 8-bit pass) the weights are bytes on 127 levels instead,
+ * wq[r][b] read as int8_t[64] in vpackss order (dword 4L + g: keys 16g +
+ * 4L .. 16g + 4L + 3), and the min term takes the chunk's rounding errors
+ * at the middle nibble: msum[r][b] = sum_j p[r][j] (mv_jb + 7.5 sv_jb) -
+ * 7.5 step sum_j wq, so that the pass's error is sum_j (wq step - w)
+ * (n_j - 7.5) (values n_j sv + mv): the exact total weight, and errors half
+ * as large for values spread over the 16 levels.
  *
  * The block loops are unrolled to wpv_blocks with nbk as a guard, so that
  * the per-block maxima and the 16 Q4 min sums (row r, block b: ms[4r + b])
  * stay in registers: scaled p and the block scales go through the small
  * stack arrays ps and sv (loads are cheap, spilled accumulators are not). */
-VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int64_t mpr,
+VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_kv_rows *v, int64_t mpr,
                              int j0, int jn, int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
+    const float levels = w8 ? 127.0f : 32767.0f, per_level = w8 ? 1.0f / 127.0f : 1.0f / 32767.0f;
     const int ng = (jn + 15) / 16;
     float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));   /* keys past ng groups unread */
     float ps[4][wpv_chunk] __attribute__((aligned(64)));
-    __m512 pm[4], sm[wpv_blocks], ms[16];
+    __m512 pm[4], sm[wpv_blocks], ms[16], wsum[16];   /* wsum: w8's sums of the byte weights */
+    DEC_UNROLL for (int i = 0; i < 16; i++) wsum[i] = _mm512_setzero_ps();
     DEC_UNROLL for (int r = 0; r < 4; r++) pm[r] = _mm512_setzero_ps();
     DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) sm[b] = _mm512_setzero_ps();
     DEC_UNROLL for (int i = 0; i < 16; i++) ms[i] = _mm512_setzero_ps();
@@ -134,6 +150,8 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
             }
             _mm512_store_ps(&sv[b][16 * g], s);
             sm[b] = _mm512_max_ps(sm[b], _mm512_abs_ps(s));
+            if (w8)   /* the min term of the centred nibbles (bpv_centre) */
+                m = _mm512_fmadd_ps(s, _mm512_set1_ps(bpv_centre), m);
             if (q4)
                 DEC_UNROLL for (int r = 0; r < 4; r++) ms[4 * r + b] = _mm512_fmadd_ps(pg[r], m, ms[4 * r + b]);
         }
@@ -143,7 +161,7 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
     reduce_max8(mx, maxima);
     const float *pmax = maxima;
     DEC_UNROLL for (int r = 0; r < 4; r++) {
-        const __m512 pinv = _mm512_set1_ps(pmax[r] > 0.0f ? 32767.0f / pmax[r] : 0.0f);
+        const __m512 pinv = _mm512_set1_ps(pmax[r] > 0.0f ? levels / pmax[r] : 0.0f);
         for (int g = 0; g < ng; g++)
             _mm512_store_ps(&ps[r][16 * g], _mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), pinv));
     }
@@ -152,7 +170,23 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
             break;
         const float svmax = maxima[4 + b];
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
-        DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * (1.0f / 32767.0f);
+        DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * per_level;
+        if (w8) {   /* 64 keys: groups 0-3 packed to bytes (zero past ng), and their sums */
+            __m512 s[4];
+            DEC_UNROLL for (int g = 0; g < 4; g++)
+                s[g] = g < ng ? _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g]), sinv) : _mm512_setzero_ps();
+            DEC_UNROLL for (int r = 0; r < 4; r++) {   /* |product| <= 127 (+ rounding): saturate */
+                __m512i w[4];
+                DEC_UNROLL for (int g = 0; g < 4; g++)
+                    w[g] = g < ng ? _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(&ps[r][16 * g]), s[g]))
+                                  : _mm512_setzero_si512();
+                const __m512i bytes = _mm512_packs_epi16(_mm512_packs_epi32(w[0], w[1]), _mm512_packs_epi32(w[2], w[3]));
+                _mm512_store_si512(wq[r][b], bytes);
+                wsum[4 * r + b] = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                                                         _mm512_set1_epi8(1), bytes));
+            }
+            continue;
+        }
         for (int g = 0; g < ng; g += 2) {   /* 32 keys: packs of groups g and g + 1 */
             const __m512 s0 = _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g]), sinv);
             const __m512 s1 = g + 1 < ng ? _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g + 16]), sinv)
@@ -166,10 +200,13 @@ VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows 
         }
     }
     if (q4) {
-        float t[16] __attribute__((aligned(64)));
+        float t[16] __attribute__((aligned(64))), n[16] __attribute__((aligned(64)));
         _mm512_store_ps(t, reduce16(ms));   /* lane 4b + r: row r, block b */
+        if (w8)
+            _mm512_store_ps(n, reduce16(wsum));
         DEC_UNROLL for (int b = 0; b < wpv_blocks; b++)
-            DEC_UNROLL for (int r = 0; r < 4; r++) msum[r][b] = t[4 * b + r];
+            DEC_UNROLL for (int r = 0; r < 4; r++)
+                msum[r][b] = w8 ? t[4 * b + r] - bpv_centre * step[r][b] * n[4 * b + r] : t[4 * b + r];
     }
 }
 
@@ -244,6 +281,16 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
     }
 }
 
+/* The 8-bit passes for Q4 (avx512_decode_bpv.h, included after this file). */
+VNNI_INLINE void bpv_pass(int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
+                          float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
+                          const attn_kv_rows *v, int64_t rb, int j0, int jn, int nk, int64_t c0,
+                          int64_t pass_bytes, float *const *orow, int rn);
+VNNI_INLINE void bpv_pass4(int full, int16_t (*wq)[wpv_blocks][wpv_chunk], float (*step)[wpv_blocks],
+                           float (*msum)[wpv_blocks], const attn_kv_rows *v, int64_t rb, int j0, int jn,
+                           int nk, int64_t c0, int64_t pass_bytes, float *const *orow, int rn);
+
+/* P.V of Q8 (16-bit weights, wpv_pass) or Q4 (8-bit weights, bpv_pass). */
 VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const attn_kv_rows *v,
                           int nk, int64_t dv, float *o, int64_t ldo)
 {
@@ -268,12 +315,26 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
             for (int64_t b0 = 0; b0 < nb; b0 += wpv_blocks) {
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
                 if (jn == wpv_chunk)   /* whole chunks: the group loops unrolled */
-                    wpv_weights(q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
+                    wpv_weights(q4, q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
                 else
-                    wpv_weights(q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                    wpv_weights(q4, q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                if (q4 && nbk == 4 && jn == wpv_chunk) {
+                    bpv_pass4(1, wq, step, msum, v, rb, j0, jn, nk, 32 * b0, 16 * b0, orow, rn);
+                    continue;
+                }
+                if (q4 && nbk == 4) {
+                    bpv_pass4(0, wq, step, msum, v, rb, j0, jn, nk, 32 * b0, 16 * b0, orow, rn);
+                    continue;
+                }
                 DEC_UNROLL for (int bw = 0; bw < nbk; bw += 2) {
                     const int64_t c0 = 32 * (b0 + bw), pass_bytes = c0 * rb / dv;
-                    if (bw + 1 < nbk && jn == wpv_chunk)
+                    if (q4 && bw + 1 < nbk && jn == wpv_chunk)
+                        bpv_pass(2, 1, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
+                    else if (q4 && bw + 1 < nbk)
+                        bpv_pass(2, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
+                    else if (q4)
+                        bpv_pass(1, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
+                    else if (bw + 1 < nbk && jn == wpv_chunk)
                         wpv_pass(q4, 2, 1, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else if (bw + 1 < nbk)
                         wpv_pass(q4, 2, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);

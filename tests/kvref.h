@@ -53,6 +53,23 @@ static inline float kv_round_bits(float x, int mant, int emin)
 static inline float kv_f16(float x) { return kv_round_bits(x, 10, -14); }
 static inline float kv_bf16(float x) { return kv_round_bits(x, 7, -126); }
 
+/* The f16 scale s and min m of a Q4 block of 32 values (include/attn.h). */
+static inline void kv_q4_params(const float *xb, float *s, float *m)
+{
+    float lo = xb[0], hi = xb[0];
+    for (int i = 1; i < 32; i++) { lo = xb[i] < lo ? xb[i] : lo; hi = xb[i] > hi ? xb[i] : hi; }
+    *m = kv_f16(lo);
+    *s = kv_f16((hi - *m) / 15.0f);
+    if (*s < 0.0f) *s = 0.0f;
+}
+
+/* Its 4-bit level q of x (x reads back as s * q + m). */
+static inline float kv_q4_level(float x, float s, float m)
+{
+    const float q = nearbyintf((x - m) * (s > 0.0f ? 1.0f / s : 0.0f));
+    return q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q;
+}
+
 /* The values a row of d floats reads back as after storage in dtype t. */
 static inline void kv_roundtrip(attn_dtype t, const float *x, int64_t d, float *y)
 {
@@ -73,17 +90,9 @@ static inline void kv_roundtrip(attn_dtype t, const float *x, int64_t d, float *
                 yb[i] = s * q;
             }
         } else if (t == ATTN_Q4) {
-            float lo = xb[0], hi = xb[0];
-            for (int i = 1; i < 32; i++) { lo = xb[i] < lo ? xb[i] : lo; hi = xb[i] > hi ? xb[i] : hi; }
-            float m = kv_f16(lo);
-            float s = kv_f16((hi - m) / 15.0f);
-            if (s < 0.0f) s = 0.0f;
-            float inv = s > 0.0f ? 1.0f / s : 0.0f;
-            for (int i = 0; i < 32; i++) {
-                float q = nearbyintf((xb[i] - m) * inv);
-                q = q > 15.0f ? 15.0f : q < 0.0f ? 0.0f : q;
-                yb[i] = s * q + m;
-            }
+            float s, m;
+            kv_q4_params(xb, &s, &m);
+            for (int i = 0; i < 32; i++) yb[i] = s * kv_q4_level(xb[i], s, m) + m;
         }
     }
 }

@@ -164,6 +164,90 @@ static void int8_query(float *dst, const float *q, int64_t rows, int64_t d, floa
         }
 }
 
+/* Whether the context's P.V rounds the attention weights to 8 bits (Q4
+ * values on the same AVX-512 VNNI kernels, simd/avx512_decode_bpv.h). */
+static int int8_pv(attn_context *ctx, attn_dtype dt)
+{
+    return dt == ATTN_Q4 && int8_scores(ctx, dt);
+}
+
+/* Reported for Q4 8-bit P.V: the largest ratio of an error to its
+ * q4_pv_bounds term, and the errors' and outputs' sums of squares. */
+static double q4_pv_worst, q4_pv_se, q4_pv_so;
+
+/* The Q4 8-bit P.V bound (include/attn.h, ATTN_Q4), derived here from the
+ * kernel's rounding. Per chunk of at most 64 consecutive keys and per
+ * (query row, value block b), the weights w_j = P_j sv_jb (P the
+ * normalised attention weights, sv the block's scale) are rounded to
+ * nearest on 127 levels of step = max_chunk P * max_chunk sv / 127, and
+ * the chunk's total weight is kept exact at the middle nibble 7.5. The
+ * output error in dim e is then sum_j delta_j (n_je - 7.5), n the 4-bit
+ * level, with |delta_j| <= min(step / 2, w_j) (a weight under half a step
+ * rounds to 0). The chunk is not known here, but it lies within 63 keys of
+ * j, so step <= (max P) (max sv) / 127 over keys j - 63 .. j + 63. Taking
+ * the signs of (n_je - 7.5) as independent of the weights and symmetric
+ * (random values), Hoeffding's inequality bounds the sum by k sqrt(sum_j
+ * c_j^2), c_j = min(step / 2, w_j) |n_je - 7.5|, except with probability
+ * 2 exp(-k^2 / 2): k = 6 gives 3e-8 per output.
+ * P comes from attn_sdpa on the same query and keys with one-hot values
+ * (v_j = e_j gives out = P_j). rp: the reference's parameters (a gate only
+ * shrinks the error and is dropped); v: the original f32 values [L][hkv][dv];
+ * bound: [sq * hq][dv]. */
+static void q4_pv_bounds(attn_context *ctx, const attn_sdpa_params *rp, const attn_tensor *rq,
+                         const attn_tensor *rk, const float *v, int64_t L, int64_t hkv, int64_t dv,
+                         int64_t sq, int64_t hq, double *bound)
+{
+    const int64_t nb = dv / 32, rows = sq * hq, reach = 63;
+    float *onehot = calloc((size_t)(L * hkv * L), 4), *P = malloc((size_t)(rows * L) * 4);
+    for (int64_t j = 0; j < L; j++)
+        for (int64_t h = 0; h < hkv; h++) onehot[(j * hkv + h) * L + j] = 1.0f;
+    attn_tensor tv = attn_tensor_4d(onehot, ATTN_F32, 1, L, hkv, L);
+    attn_tensor tp = attn_tensor_4d(P, ATTN_F32, 1, sq, hq, L);
+    attn_sdpa_params pp = *rp;
+    pp.gate = NULL;
+    KV_OK(attn_sdpa(ctx, &pp, rq, rk, &tv, &tp, NULL));
+    /* per key and kv head: block scales, their maxima over the reach, n - 7.5 */
+    float *sv = malloc((size_t)(L * hkv * nb) * 4), *svw = malloc((size_t)(L * hkv * nb) * 4);
+    float *nc = malloc((size_t)(L * hkv * dv) * 4), *pw = malloc((size_t)L * 4);
+    for (int64_t t = 0; t < L * hkv; t++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = v + t * dv + 32 * b;
+            float s, m;
+            kv_q4_params(xb, &s, &m);
+            sv[t * nb + b] = s;
+            for (int i = 0; i < 32; i++) nc[t * dv + 32 * b + i] = kv_q4_level(xb[i], s, m) - 7.5f;
+        }
+    for (int64_t j = 0; j < L; j++)
+        for (int64_t h = 0; h < hkv; h++)
+            for (int64_t b = 0; b < nb; b++) {
+                float mx = 0.0f;
+                for (int64_t k = j > reach ? j - reach : 0; k <= j + reach && k < L; k++)
+                    mx = fmaxf(mx, sv[(k * hkv + h) * nb + b]);
+                svw[(j * hkv + h) * nb + b] = mx;
+            }
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t hk = (r % hq) / (hq / hkv);
+        const float *pr = P + r * L;
+        for (int64_t j = 0; j < L; j++) {
+            float mx = 0.0f;
+            for (int64_t k = j > reach ? j - reach : 0; k <= j + reach && k < L; k++) mx = fmaxf(mx, fabsf(pr[k]));
+            pw[j] = mx;
+        }
+        for (int64_t e = 0; e < dv; e++) {
+            const int64_t b = e / 32;
+            double sum = 0.0;
+            for (int64_t j = 0; j < L; j++) {
+                const int64_t t = j * hkv + hk;
+                const double half = 0.5 * pw[j] * svw[t * nb + b] / 127.0, w = fabs(pr[j]) * sv[t * nb + b];
+                const double c = fmin(half, w) * nc[t * dv + e];
+                sum += c * c;
+            }
+            bound[r * dv + e] = 6.0 * sqrt(sum);
+        }
+    }
+    free(onehot); free(P); free(sv); free(svw); free(nc); free(pw);
+}
+
 static int run_case(attn_context *ctx, int iter, int quick)
 {
     static const attn_dtype dts[] = { ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8, ATTN_Q4 };
@@ -313,12 +397,24 @@ static int run_case(attn_context *ctx, int iter, int quick)
         if (p.gate) rp.gate = &rg;
         if (qi8) rp.scale = 1.0f;
         KV_OK(attn_sdpa(ctx, &rp, &rq, &rk, &rv, &rot, want_lse ? &rlt : NULL));
+        double *pvb = NULL;   /* the Q4 8-bit P.V term of the bound */
+        if (int8_pv(ctx, c.dt)) {
+            pvb = malloc((size_t)(sq * hq * c.dv) * sizeof *pvb);
+            q4_pv_bounds(ctx, &rp, &rq, &rk, m->v, L, c.hkv, c.dv, sq, hq, pvb);
+        }
         for (int64_t r = 0; r < sq * hq; r++) {
             double rmax = 0.0;
             for (int64_t e = 0; e < c.dv; e++) rmax = fmax(rmax, fabs(ro[r * c.dv + e]));
             for (int64_t e = 0; e < c.dv; e++) {
                 double err = fabs((double)out[(b * sq * hq + r) * c.dv + e] - ro[r * c.dv + e]);
-                if (!(err <= 2e-4 * (1.0 + rmax))) {
+                const double pv = pvb ? pvb[r * c.dv + e] : 0.0;
+                if (pvb) {
+                    q4_pv_se += err * err;
+                    q4_pv_so += (double)ro[r * c.dv + e] * ro[r * c.dv + e];
+                }
+                if (pv > 0.0)
+                    q4_pv_worst = fmax(q4_pv_worst, (err - 2e-4 * (1.0 + rmax)) / pv);
+                if (!(err <= 2e-4 * (1.0 + rmax) + pv)) {
                     if (maxerr < 1e30)
                         KV_CHECK(0, "case %d (%s hkv=%lld g=%lld d=%lld dv=%lld ps=%lld sink=%lld "
                                  "win=%lld) b=%d row %lld col %lld: %g vs %g", iter, kv_dtname(c.dt),
@@ -341,7 +437,7 @@ static int run_case(attn_context *ctx, int iter, int quick)
                         maxerr = 1e31;
                     }
                 }
-        free(k); free(v); free(ro); free(rl);
+        free(k); free(v); free(ro); free(rl); free(pvb);
     }
 
     /* Tear down half of the sequences by remove, the rest by destroy; every
@@ -415,14 +511,22 @@ static void meta_layouts(attn_context *ctx)
             attn_tensor rvt = attn_tensor_4d(rv, ATTN_F32, 1, L, hkv, d);
             attn_tensor rot = attn_tensor_4d(ref, ATTN_F32, 1, 1, hkv * g, d);
             KV_OK(attn_sdpa(ctx, &rp, &rq, &rkt, &rvt, &rot, NULL));
+            double *pvb = calloc((size_t)nq, sizeof *pvb);   /* the Q4 8-bit P.V term of the bound */
+            if (int8_pv(ctx, dts[t]))
+                q4_pv_bounds(ctx, &rp, &rq, &rkt, v, L, hkv, d, 1, hkv * g, pvb);
             for (int64_t r = 0; r < hkv * g; r++) {
-                double rmax = 0.0, err = 0.0;
+                double rmax = 0.0, excess = 0.0;
                 for (int64_t e = 0; e < d; e++) rmax = fmax(rmax, fabs(ref[r * d + e]));
-                for (int64_t e = 0; e < d; e++) err = fmax(err, fabs((double)out[r * d + e] - ref[r * d + e]));
-                KV_CHECK(err <= 2e-4 * (1.0 + rmax), "meta layout %s d=%lld row %lld: max error %g",
-                         kv_dtname(dts[t]), (long long)d, (long long)r, err);
+                for (int64_t e = 0; e < d; e++) {
+                    const double err = fabs((double)out[r * d + e] - ref[r * d + e]);
+                    excess = fmax(excess, err - 2e-4 * (1.0 + rmax) - pvb[r * d + e]);
+                    if (pvb[r * d + e] > 0.0)
+                        q4_pv_worst = fmax(q4_pv_worst, (err - 2e-4 * (1.0 + rmax)) / pvb[r * d + e]);
+                }
+                KV_CHECK(excess <= 0.0, "meta layout %s d=%lld row %lld: error %g above the bound",
+                         kv_dtname(dts[t]), (long long)d, (long long)r, excess);
             }
-            free(k); free(v); free(q); free(rk); free(rv); free(qr); free(out); free(ref);
+            free(k); free(v); free(q); free(rk); free(rv); free(qr); free(out); free(ref); free(pvb);
         }
 }
 
@@ -481,6 +585,10 @@ int main(void)
         run_case(ctx, i, quick);
     meta_layouts(ctx);
     quant_error(ctx, quick);
+    if (int8_pv(ctx, ATTN_Q4))
+        printf("Q4 8-bit P.V: error rms %.2e of the outputs' rms; largest error (beyond the float "
+               "tolerance) / its bound: %.3f\n", sqrt(q4_pv_se / (q4_pv_so > 0.0 ? q4_pv_so : 1.0)),
+               q4_pv_worst);
     attn_context_destroy(ctx);
     printf("test_decode (%s kernels): %d cases, %d failures\n", attn_isa_name(info.isa), n, kv_failures);
     return kv_failures ? 1 : 0;
