@@ -15,18 +15,15 @@
  * of a row, with the pair of weights (a dword of wq) broadcast. The weights
  * are packed by vpackssdw, which interleaves two groups of 16 keys per
  * 128-bit lane; the pass visits the key pairs in that order (integer sums
- * do not depend on it). Per pair of keys and 64 dims:
- * 4 vectors of pairs (Q8: two byte interleaves, four sign extensions; Q4:
- * two interleaves, two lane moves, two zero extensions, then the low
- * nibbles by a mask and the high ones by a shift) and 16 dot products,
- * where the float path spends 2 x (4 widenings + 4 conversions + 16 FMAs).
+ * do not depend on it). Per pair of keys and 64 dims: 4 vectors of pairs
+ * (two byte interleaves, four sign extensions) and 16 dot products, where
+ * the float path spends 2 x (4 widenings + 4 conversions + 16 FMAs).
  * The chunk's int32 sums (at most 64 * 32767 * 127 < 2^31 in magnitude)
- * are converted once and scaled by step_rb into o; Q4's min term
- * sum_j p[r][j] mv_jb stays in f32 as in the float path.
+ * are converted once and scaled by step_rb into o.
  *
  * Error: |wq step - w| <= step / 2, 1.5e-5 of the bound pmax_r svmax_b on
  * the chunk's weights: far below the quantisation of the values themselves
- * (Q8 0.7%, Q4 12% rms), and within test_decode's tolerance against the
+ * (Q8 0.7% rms), and within test_decode's tolerance against the
  * exact float P.V of the dequantised values (2e-4 of the row's largest
  * output).
  *
@@ -62,45 +59,27 @@ VNNI_INLINE __m512i wpv_dot(__m512i acc, __m512i x, const int16_t *w)
     return acc;
 }
 
-/* Dims c0..c0+63 of rows a and b (key j, key j + 1) as 4 vectors of int16
- * pairs; m masks the pass's bytes (Q8 dims, Q4 bytes of its blocks). Lanes,
- * as dims from c0 (vectors 0-1 are block c0/32, vectors 2-3 the next):
- *   Q8: [0-7, 16-23], [8-15, 24-31], [32-39, 48-55], [40-47, 56-63]
- *   Q4: [0-15], [16-31], [32-47], [48-63] */
-VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c0, __mmask64 m,
-                           __m512i *x)
+/* Q8 dims c0..c0+63 of rows a and b (key j, key j + 1) as 4 vectors of
+ * int16 pairs; m masks the pass's bytes. Lanes, as dims from c0 (vectors
+ * 0-1 are block c0/32, vectors 2-3 the next):
+ *   [0-7, 16-23], [8-15, 24-31], [32-39, 48-55], [40-47, 56-63] */
+VNNI_INLINE void wpv_pairs(const uint8_t *a, const uint8_t *b, int64_t c0, __mmask64 m, __m512i *x)
 {
-    if (!q4) {
-        const __m512i va = _mm512_maskz_loadu_epi8(m, a + c0), vb = _mm512_maskz_loadu_epi8(m, b + c0);
-        const __m512i lo = _mm512_unpacklo_epi8(va, vb), hi = _mm512_unpackhi_epi8(va, vb);
-        x[0] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(lo));
-        x[1] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(hi));
-        x[2] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(lo, 1));
-        x[3] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(hi, 1));
-    } else {
-        /* 128-bit lane h of va/vb is block h: interleave bytes t (low and high
-         * nibble) of the two keys, gather each block's 16 pairs in one half */
-        const __m256i va = _mm256_maskz_loadu_epi8((__mmask32)m, a + c0 / 2);
-        const __m256i vb = _mm256_maskz_loadu_epi8((__mmask32)m, b + c0 / 2);
-        const __m256i lo = _mm256_unpacklo_epi8(va, vb), hi = _mm256_unpackhi_epi8(va, vb);
-        const __m512i b0 = _mm512_cvtepu8_epi16(_mm256_inserti128_si256(lo, _mm256_castsi256_si128(hi), 1));
-        const __m512i b1 = _mm512_cvtepu8_epi16(_mm256_permute2x128_si256(lo, hi, 0x31));
-        const __m512i nib = _mm512_set1_epi16(0x0f);
-        x[0] = _mm512_and_si512(b0, nib);
-        x[1] = _mm512_srli_epi16(b0, 4);   /* a word holds one byte: no mask */
-        x[2] = _mm512_and_si512(b1, nib);
-        x[3] = _mm512_srli_epi16(b1, 4);
-    }
+    const __m512i va = _mm512_maskz_loadu_epi8(m, a + c0), vb = _mm512_maskz_loadu_epi8(m, b + c0);
+    const __m512i lo = _mm512_unpacklo_epi8(va, vb), hi = _mm512_unpackhi_epi8(va, vb);
+    x[0] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(lo));
+    x[1] = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(hi));
+    x[2] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(lo, 1));
+    x[3] = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(hi, 1));
 }
 
 /* Integer weights of keys j0..j0+jn-1 for rows pr[0..3] and the nbk
  * blocks from bb (nbk <= wpv_blocks): wq[r][b], per 32 keys 16 dwords of
  * key pairs in vpackssdw's order (dword 4L + i, i < 2: keys 4L + 2i and
  * the next; i >= 2: keys 16 + 4L + 2(i - 2) and the next), zero past jn up
- * to the next multiple of 32; step[r][b]; for Q4 msum[r][b] = sum_j
- * p[r][j] mv_jb. The row side (pmax, p scaled to 32767 / pmax) is shared
- * by all blocks.
- * With w8 (Q4's 8-bit pass) the weights are bytes on 127 levels instead,
+ * to the next multiple of 32; step[r][b]. The row side (pmax, p scaled to
+ * 32767 / pmax) is shared by all blocks.
+ * For Q4 (its 8-bit pass) the weights are bytes on 127 levels instead,
  * wq[r][b] read as int8_t[64] in vpackss order (dword 4L + g: keys 16g +
  * 4L .. 16g + 4L + 3), and the min term takes the chunk's rounding errors
  * at the middle nibble: msum[r][b] = sum_j p[r][j] (mv_jb + 7.5 sv_jb) -
@@ -112,15 +91,15 @@ VNNI_INLINE void wpv_pairs(int q4, const uint8_t *a, const uint8_t *b, int64_t c
  * the per-block maxima and the 16 Q4 min sums (row r, block b: ms[4r + b])
  * stay in registers: scaled p and the block scales go through the small
  * stack arrays ps and sv (loads are cheap, spilled accumulators are not). */
-VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_kv_rows *v, int64_t mpr,
+VNNI_INLINE void wpv_weights(int q4, const float *const *pr, const attn_kv_rows *v, int64_t mpr,
                              int j0, int jn, int64_t bb, int nbk, int16_t (*wq)[wpv_blocks][wpv_chunk],
                              float (*step)[wpv_blocks], float (*msum)[wpv_blocks])
 {
-    const float levels = w8 ? 127.0f : 32767.0f, per_level = w8 ? 1.0f / 127.0f : 1.0f / 32767.0f;
+    const float levels = q4 ? 127.0f : 32767.0f, per_level = q4 ? 1.0f / 127.0f : 1.0f / 32767.0f;
     const int ng = (jn + 15) / 16;
     float sv[wpv_blocks][wpv_chunk] __attribute__((aligned(64)));   /* keys past ng groups unread */
     float ps[4][wpv_chunk] __attribute__((aligned(64)));
-    __m512 pm[4], sm[wpv_blocks], ms[16], wsum[16];   /* wsum: w8's sums of the byte weights */
+    __m512 pm[4], sm[wpv_blocks], ms[16], wsum[16];   /* wsum: Q4's sums of the byte weights */
     DEC_UNROLL for (int i = 0; i < 16; i++) wsum[i] = _mm512_setzero_ps();
     DEC_UNROLL for (int r = 0; r < 4; r++) pm[r] = _mm512_setzero_ps();
     DEC_UNROLL for (int b = 0; b < wpv_blocks; b++) sm[b] = _mm512_setzero_ps();
@@ -150,10 +129,10 @@ VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_
             }
             _mm512_store_ps(&sv[b][16 * g], s);
             sm[b] = _mm512_max_ps(sm[b], _mm512_abs_ps(s));
-            if (w8)   /* the min term of the centred nibbles (bpv_centre) */
+            if (q4) {   /* the min term of the centred nibbles (bpv_centre) */
                 m = _mm512_fmadd_ps(s, _mm512_set1_ps(bpv_centre), m);
-            if (q4)
                 DEC_UNROLL for (int r = 0; r < 4; r++) ms[4 * r + b] = _mm512_fmadd_ps(pg[r], m, ms[4 * r + b]);
+            }
         }
     }
     float maxima[8];   /* pmax[r], then svmax[b] */
@@ -171,7 +150,7 @@ VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_
         const float svmax = maxima[4 + b];
         const __m512 sinv = _mm512_set1_ps(svmax > 0.0f ? 1.0f / svmax : 0.0f);
         DEC_UNROLL for (int r = 0; r < 4; r++) step[r][b] = pmax[r] * svmax * per_level;
-        if (w8) {   /* 64 keys: groups 0-3 packed to bytes (zero past ng), and their sums */
+        if (q4) {   /* 64 keys: groups 0-3 packed to bytes (zero past ng), and their sums */
             __m512 s[4];
             DEC_UNROLL for (int g = 0; g < 4; g++)
                 s[g] = g < ng ? _mm512_mul_ps(_mm512_load_ps(&sv[b][16 * g]), sinv) : _mm512_setzero_ps();
@@ -202,59 +181,56 @@ VNNI_INLINE void wpv_weights(int q4, int w8, const float *const *pr, const attn_
     if (q4) {
         float t[16] __attribute__((aligned(64))), n[16] __attribute__((aligned(64)));
         _mm512_store_ps(t, reduce16(ms));   /* lane 4b + r: row r, block b */
-        if (w8)
-            _mm512_store_ps(n, reduce16(wsum));
+        _mm512_store_ps(n, reduce16(wsum));
         DEC_UNROLL for (int b = 0; b < wpv_blocks; b++)
             DEC_UNROLL for (int r = 0; r < 4; r++)
-                msum[r][b] = w8 ? t[4 * b + r] - bpv_centre * step[r][b] * n[4 * b + r] : t[4 * b + r];
+                msum[r][b] = t[4 * b + r] - bpv_centre * step[r][b] * n[4 * b + r];
     }
 }
 
 /* Adds to acc the products of the key pair (a, b) with the pair's weights
  * (wq + j) for the pass's blocks (weights of block b at wq[r][b]). */
-VNNI_INLINE void wpv_pair_fma(int q4, int nh, int16_t (*wq)[wpv_blocks][wpv_chunk], int bw, int j,
+VNNI_INLINE void wpv_pair_fma(int nh, int16_t (*wq)[wpv_blocks][wpv_chunk], int bw, int j,
                               const uint8_t *a, const uint8_t *b, int64_t c0, __mmask64 m,
                               __m512i (*acc)[4])
 {
     __m512i x[4];
-    wpv_pairs(q4, a, b, c0, m, x);
+    wpv_pairs(a, b, c0, m, x);
     DEC_UNROLL for (int r = 0; r < 4; r++)
         DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++)
             acc[r][cc] = wpv_dot(acc[r][cc], x[cc], &wq[r][bw + cc / 2][j]);
 }
 
-/* One pass (dims c0..c0+32nh-1, blocks bw.. of the weights) over a chunk:
- * int32 sums over the key pairs, then o[r] += step * sums (+ the Q4 min
- * term) for rows r < rn. */
-VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
-                          float (*step)[wpv_blocks], float (*msum)[wpv_blocks], int bw,
-                          const attn_kv_rows *v, int64_t rb, int j0, int jn, int nk, int64_t c0,
-                          int64_t pass_bytes, float *const *orow, int rn)
+/* One Q8 pass (dims c0..c0+32nh-1, blocks bw.. of the weights) over a
+ * chunk: int32 sums over the key pairs, then o[r] += step * sums for rows
+ * r < rn. */
+VNNI_INLINE void wpv_pass(int nh, int full, int16_t (*wq)[wpv_blocks][wpv_chunk],
+                          float (*step)[wpv_blocks], int bw, const attn_kv_rows *v, int64_t rb,
+                          int j0, int jn, int nk, int64_t c0, float *const *orow, int rn)
 {
-    const __mmask64 m = q4 ? (nh == 2 ? 0xffffffffull : 0xffffull) : (nh == 2 ? ~0ull : 0xffffffffull);
+    const __mmask64 m = nh == 2 ? ~0ull : 0xffffffffull;
     __m512i acc[4][4];
     DEC_UNROLL for (int r = 0; r < 4; r++)
         DEC_UNROLL for (int cc = 0; cc < 4; cc++) acc[r][cc] = _mm512_setzero_si512();
     const uint8_t *rows = v->data + (int64_t)j0 * rb;
-    const int prefetch = pass_bytes % 64 == 0;   /* Q4's second pass is in the same lines */
     /* Per 32-key block, quads q of weights 8q, 8q + 2, 8q + 4, 8q + 6 (packed
      * order, wpv_weights): the key pairs from 4q, 4q + 2, 16 + 4q, 18 + 4q */
     for (int kb = 0; kb < jn; kb += 32)
         for (int q = 0; q < 4; q++) {
             const int k = kb + 4 * q;
-            if (prefetch)   /* this pass's bytes of the rows dec_qpf_keys ahead (a hint:
-                             * a quad straddling the run's end goes on in its page) */
-                DEC_UNROLL for (int h = 0; h < 2; h++) {
-                    const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + 16 * h + dec_qpf_keys, nk) + pass_bytes;
-                    DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
-                }
+            /* this pass's bytes of the rows dec_qpf_keys ahead (a hint: a quad
+             * straddling the run's end goes on in its page) */
+            DEC_UNROLL for (int h = 0; h < 2; h++) {
+                const uint8_t *pf = attn_kv_row_ahead(v, j0 + k + 16 * h + dec_qpf_keys, nk) + c0;
+                DEC_UNROLL for (int t = 0; t < 4; t++) __builtin_prefetch(pf + t * rb, 0, dec_qpf_locality);
+            }
             const uint8_t *rk = rows + (int64_t)k * rb;
             DEC_UNROLL for (int t = 0; t < 4; t++) {
                 const int kt = 16 * (t / 2) + 2 * (t % 2);   /* from k */
                 if (full)
-                    wpv_pair_fma(q4, nh, wq, bw, kb + 8 * q + 2 * t, rk + kt * rb, rk + (kt + 1) * rb, c0, m, acc);
+                    wpv_pair_fma(nh, wq, bw, kb + 8 * q + 2 * t, rk + kt * rb, rk + (kt + 1) * rb, c0, m, acc);
                 else   /* keys past jn have weight 0: read the last row instead */
-                    wpv_pair_fma(q4, nh, wq, bw, kb + 8 * q + 2 * t, rows + dec_min(k + kt, jn - 1) * rb,
+                    wpv_pair_fma(nh, wq, bw, kb + 8 * q + 2 * t, rows + dec_min(k + kt, jn - 1) * rb,
                                  rows + dec_min(k + kt + 1, jn - 1) * rb, c0, m, acc);
             }
         }
@@ -262,17 +238,12 @@ VNNI_INLINE void wpv_pass(int q4, int nh, int full, int16_t (*wq)[wpv_blocks][wp
         if (r >= rn)   /* rows past rn repeat the last one: not stored */
             continue;
         __m512 f[4];
-        DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++) {
-            const __m512 sums = _mm512_cvtepi32_ps(acc[r][cc]), st = _mm512_set1_ps(step[r][bw + cc / 2]);
-            f[cc] = q4 ? _mm512_fmadd_ps(sums, st, _mm512_set1_ps(msum[r][bw + cc / 2]))
-                       : _mm512_mul_ps(sums, st);
-        }
-        if (!q4) {   /* Q8 lanes back to dim order (wpv_pairs) */
-            DEC_UNROLL for (int h = 0; h < nh; h++) {
-                const __m512 x0 = f[2 * h], x1 = f[2 * h + 1];
-                f[2 * h] = _mm512_shuffle_f32x4(x0, x1, 0x44);
-                f[2 * h + 1] = _mm512_shuffle_f32x4(x0, x1, 0xee);
-            }
+        DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++)
+            f[cc] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][cc]), _mm512_set1_ps(step[r][bw + cc / 2]));
+        DEC_UNROLL for (int h = 0; h < nh; h++) {   /* lanes back to dim order (wpv_pairs) */
+            const __m512 x0 = f[2 * h], x1 = f[2 * h + 1];
+            f[2 * h] = _mm512_shuffle_f32x4(x0, x1, 0x44);
+            f[2 * h + 1] = _mm512_shuffle_f32x4(x0, x1, 0xee);
         }
         DEC_UNROLL for (int cc = 0; cc < 2 * nh; cc++) {
             float *dst = orow[r] + c0 + 16 * cc;
@@ -315,9 +286,9 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
             for (int64_t b0 = 0; b0 < nb; b0 += wpv_blocks) {
                 const int nbk = (int)(nb - b0 < wpv_blocks ? nb - b0 : wpv_blocks);
                 if (jn == wpv_chunk)   /* whole chunks: the group loops unrolled */
-                    wpv_weights(q4, q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
+                    wpv_weights(q4, pr, v, mpr, j0, wpv_chunk, b0, nbk, wq, step, msum);
                 else
-                    wpv_weights(q4, q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
+                    wpv_weights(q4, pr, v, mpr, j0, jn, b0, nbk, wq, step, msum);
                 if (q4 && nbk == 4 && jn == wpv_chunk) {
                     bpv_pass4(1, wq, step, msum, v, rb, j0, jn, nk, 32 * b0, 16 * b0, orow, rn);
                     continue;
@@ -335,11 +306,11 @@ VNNI_INLINE void wpv_with(int q4, const float *p, int64_t ldp, int nr, const att
                     else if (q4)
                         bpv_pass(1, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
                     else if (bw + 1 < nbk && jn == wpv_chunk)
-                        wpv_pass(q4, 2, 1, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(2, 1, wq, step, bw, v, rb, j0, jn, nk, c0, orow, rn);
                     else if (bw + 1 < nbk)
-                        wpv_pass(q4, 2, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(2, 0, wq, step, bw, v, rb, j0, jn, nk, c0, orow, rn);
                     else
-                        wpv_pass(q4, 1, 0, wq, step, msum, bw, v, rb, j0, jn, nk, c0, pass_bytes, orow, rn);
+                        wpv_pass(1, 0, wq, step, bw, v, rb, j0, jn, nk, c0, orow, rn);
                 }
             }
         }
