@@ -352,12 +352,12 @@ static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float 
 }
 
 /* S = Q K^T against nk keys starting at k, in a packed K of leading dim ldk;
- * pf: the tile to prefetch meanwhile, or NULL. */
-static void t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t ldk, int nk,
-                    int64_t d, float *s, int64_t lds, const t_prefetch *pf)
+ * pf: the tile to prefetch meanwhile, or NULL, its micro-kernel calls
+ * numbered from call. Returns the number after the last call. */
+static int64_t t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t ldk, int nk,
+                       int64_t d, float *s, int64_t lds, const t_prefetch *pf, int64_t call)
 {
     const int nvec = (nk + VL - 1) / VL;
-    int64_t call = 0;
     for (int jv = 0; jv < nvec; jv += NV_QK) {
         const int nv = t_min(NV_QK, nvec - jv);
         const int tail = nk - (jv + nv - 1) * VL;
@@ -368,6 +368,7 @@ static void t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int64_t
                        s + i * lds + jv * VL, lds, VL, tail, pfl, npf);
         }
     }
+    return call;
 }
 
 static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, int64_t d,
@@ -377,7 +378,7 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
     const int64_t calls = (int64_t)((nk + NV_QK * VL - 1) / (NV_QK * VL)) *
                           ((nq + MR_QK - 1) / MR_QK);
     const t_prefetch pf = t_prefetch_plan(k, floats, calls);
-    t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf);
+    t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf, 0);
 }
 
 /* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run_stride
@@ -390,7 +391,7 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
     const int64_t ldk = t_ld_packed(panel_nk);
     if (nk > VL) {
         for (int r = 0; r < nruns; r++)
-            t_qk_ld(q, ldq, nq, k + r * run_stride + j0, ldk, nk, d, s + r * pitch, lds, NULL);
+            t_qk_ld(q, ldq, nq, k + r * run_stride + j0, ldk, nk, d, s + r * pitch, lds, NULL, 0);
         return;
     }
     /* a window fits one vector: the register block spans NV_QK runs (whole
@@ -514,25 +515,36 @@ static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float 
 }
 
 /* pv prefetches the next V tile as qk does the next K tile (see t_prefetch). */
-static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, int64_t dv,
-                 const float *alpha, float *o, int64_t ldo)
+/* O = alpha O + P V over one packed V tile of nk keys, prefetching pf's
+ * tile, its micro-kernel calls numbered from call. Returns the number
+ * after the last call. */
+static int64_t t_pv_pf(const float *p, int64_t ldp, int nq, const float *v, int nk, int64_t dv,
+                       const float *alpha, float *o, int64_t ldo, const t_prefetch *pf,
+                       int64_t call)
 {
     const int64_t ldv = t_ld_packed(dv);
     const int nvec = (int)((dv + VL - 1) / VL);
-    const int64_t floats = (int64_t)t_v_tile_floats(nk, dv);
-    const int64_t calls = (int64_t)((nvec + NV_PV - 1) / NV_PV) * ((nq + MR_PV - 1) / MR_PV);
-    const t_prefetch pf = t_prefetch_plan(v, floats, calls);
-    int64_t call = 0;
     for (int cv = 0; cv < nvec; cv += NV_PV) {
         const int nv = t_min(NV_PV, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
         for (int i = 0; i < nq; i += MR_PV, call++) {
             int npf;
-            const uintptr_t pfl = t_prefetch_part(&pf, call, &npf);
+            const uintptr_t pfl = t_prefetch_part(pf, call, &npf);
             t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, 1, 0, 0,
                        nk, alpha + i, NULL, o + i * ldo + cv * VL, ldo, tail, pfl, npf);
         }
     }
+    return call;
+}
+
+static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, int64_t dv,
+                 const float *alpha, float *o, int64_t ldo)
+{
+    const int nvec = (int)((dv + VL - 1) / VL);
+    const int64_t floats = (int64_t)t_v_tile_floats(nk, dv);
+    const int64_t calls = (int64_t)((nvec + NV_PV - 1) / NV_PV) * ((nq + MR_PV - 1) / MR_PV);
+    const t_prefetch pf = t_prefetch_plan(v, floats, calls);
+    t_pv_pf(p, ldp, nq, v, nk, dv, alpha, o, ldo, &pf, 0);
 }
 
 /* O = scale P V over keys j0..j0+nk-1 of nruns V tiles run_stride floats
@@ -639,7 +651,6 @@ static void t_attend(const float *q, int64_t ldq, int nq, const float *k, const 
                      int64_t d, int64_t dv, float *s, int64_t lds, float *m, float *l,
                      float *alpha, float *o, int64_t ldo)
 {
-    const int64_t ldk = t_ld_packed(nk), ldv = t_ld_packed(dv);
     const int kvec = (nk + VL - 1) / VL, ovec = (int)((dv + VL - 1) / VL);
     const int64_t strips = (nq + T_STRIP_ROWS - 1) / T_STRIP_ROWS;
     const int64_t qk_calls = strips * ((kvec + NV_QK - 1) / NV_QK) *
@@ -651,28 +662,9 @@ static void t_attend(const float *q, int64_t ldq, int nq, const float *k, const 
     int64_t kcall = 0, vcall = 0;
     for (int i0 = 0; i0 < nq; i0 += T_STRIP_ROWS) {
         const int ns = t_min(T_STRIP_ROWS, nq - i0);
-        for (int jv = 0; jv < kvec; jv += NV_QK) {
-            const int nv = t_min(NV_QK, kvec - jv);
-            const int tail = nk - (jv + nv - 1) * VL;
-            for (int i = 0; i < ns; i += MR_QK, kcall++) {
-                int npf;
-                const uintptr_t pfl = t_prefetch_part(&kpf, kcall, &npf);
-                t_qk_block(t_min(MR_QK, ns - i), nv, q + (i0 + i) * ldq, ldq, k + jv * VL, ldk,
-                           VL, d, s + i * lds + jv * VL, lds, VL, tail, pfl, npf);
-            }
-        }
+        kcall = t_qk_ld(q + i0 * ldq, ldq, ns, k, t_ld_packed(nk), nk, d, s, lds, &kpf, kcall);
         t_softmax_rows(s, lds, ns, nk, m + i0, l + i0, alpha + i0);
-        for (int cv = 0; cv < ovec; cv += NV_PV) {
-            const int nv = t_min(NV_PV, ovec - cv);
-            const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
-            for (int i = 0; i < ns; i += MR_PV, vcall++) {
-                int npf;
-                const uintptr_t pfl = t_prefetch_part(&vpf, vcall, &npf);
-                t_pv_block(t_min(MR_PV, ns - i), nv, s + i * lds, lds, v + cv * VL, ldv, 1, 0, 0,
-                           nk, alpha + i0 + i, NULL, o + (i0 + i) * ldo + cv * VL, ldo, tail,
-                           pfl, npf);
-            }
-        }
+        vcall = t_pv_pf(s, lds, ns, v, nk, dv, alpha + i0, o + i0 * ldo, ldo, &vpf, vcall);
     }
 }
 
