@@ -56,10 +56,6 @@
 #include <omp.h>
 #endif
 
-static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
-
 /* `cnt` consecutive sub-grid positions from `p0` of class `c` on one axis. */
 typedef struct axis_tile {
     int64_t c, p0, cnt;
@@ -87,7 +83,7 @@ static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t,
             if (out) {
                 out[n].c = c;
                 out[n].p0 = p0;
-                out[n].cnt = min64(t, len - p0);
+                out[n].cnt = nb_min64(t, len - p0);
             }
     }
     return n;
@@ -103,7 +99,7 @@ typedef struct nb_ws {
 static nb_ws carve(const nb_plan *pl, float *ws)
 {
     nb_ws w;
-    const int64_t nq16 = round_up(pl->max_nq, 16);
+    const int64_t nq16 = nb_round_up(pl->max_nq, 16);
     w.Q = ws;
     w.O = w.Q + pl->max_nq * pl->ldq;
     w.S = w.O + pl->max_nq * pl->ldo;
@@ -127,33 +123,6 @@ typedef struct nb_task {
     int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
     int64_t nruns;              /* runs the queries see */
 } nb_task;
-
-/* Starts loading the q rows and the out rows of the query tile at axis-2
- * position p2 (the next tile) into the cache: rows along axis 2 lie H*D
- * elements apart, and reading them on demand stalls on memory. */
-static void prefetch_tile(const attn_neighborhood_problem *p, const nb_task *tk, int64_t p2,
-                          int64_t m2)
-{
-#if defined(__GNUC__)
-    if (p2 + m2 > tk->n2)
-        return;
-    const int64_t d1 = p->dil[1], d2 = p->dil[2];
-    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
-    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
-    for (int64_t i1 = 0; i1 < tk->m1; i1++)
-        for (int64_t i2 = 0; i2 < m2; i2++) {
-            const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
-            const char *q = nb_elem(&p->q, tk->b, tk->g0, g1, g2, tk->h);
-            const char *o = nb_elem(&p->out, tk->b, tk->g0, g1, g2, tk->h);
-            for (int64_t x = 0; x < qb; x += 64)
-                __builtin_prefetch(q + x);
-            for (int64_t x = 0; x < ob; x += 64)
-                __builtin_prefetch(o + x, 1);
-        }
-#else
-    (void)p; (void)tk; (void)p2; (void)m2;
-#endif
-}
 
 /* Runs per block of the scores: their packed K windows (with D 64, 8 KB a
  * run: the windows straddle cache lines) stay in L1 across the query rows. */
@@ -190,7 +159,9 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         nb_window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
 
     const attn_view *qv = &p->q;
-    prefetch_tile(p, tk, p2 + m2, m2);
+    if (p2 + 2 * m2 <= tk->n2)   /* the next tile's q and out rows */
+        nb_prefetch_queries(p, tk->b, tk->h, tk->g0, tk->c[1] + p->dil[1] * tk->p1, tk->m1,
+                            tk->c[2] + p->dil[2] * (p2 + m2), m2);
     for (int64_t i = 0; i < m1; i++)
         ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
                       nb_elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
@@ -201,14 +172,14 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
      * a block use its keys while they are in L1 (one call for the rows that
      * see all of it, one per axis-1 row for the rows that see a part). Run
      * r's scores lie at column r * pitch. */
-    const int64_t pitch = round_up(u2, 16);
+    const int64_t pitch = nb_round_up(u2, 16);
     for (int64_t rb = 0; rb < tk->nruns; rb += NB_QK_RUNS) {
-        const int64_t re = min64(rb + NB_QK_RUNS, tk->nruns);
+        const int64_t re = nb_min64(rb + NB_QK_RUNS, tk->nruns);
         for (int64_t i1 = 0; i1 < m1; i1++) {
             int64_t r_lo, r_hi, i1e = i1 + 1;
             row_runs(tk, w, i1, &r_lo, &r_hi);
-            r_lo = max64(r_lo, rb);
-            r_hi = min64(r_hi, re);
+            r_lo = nb_max64(r_lo, rb);
+            r_hi = nb_min64(r_hi, re);
             if (r_lo >= r_hi)
                 continue;
             if (r_lo == rb && r_hi == re)
@@ -320,7 +291,7 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
             pack_runs(pl, &tk, &w);
         }
         for (int64_t p2 = t2->p0; p2 < t2->p0 + t2->cnt; p2 += pl->t2)
-            run_tile(pl, &tk, &w, p2, min64(pl->t2, t2->p0 + t2->cnt - p2));
+            run_tile(pl, &tk, &w, p2, nb_min64(pl->t2, t2->p0 + t2->cnt - p2));
     }
 }
 
@@ -345,15 +316,15 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
 static int64_t tile_t2(const attn_neighborhood_problem *p)
 {
     const int64_t k2 = p->kernel[2];
-    return min64(max64(2, min64(NB_MAX_T2, round_up(k2, 16) - k2 + 1)), nb_class_len(p, 2, 0));
+    return nb_min64(nb_max64(2, nb_min64(NB_MAX_T2, nb_round_up(k2, 16) - k2 + 1)), nb_class_len(p, 2, 0));
 }
 
 static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
     *t2 = tile_t2(p);
     t[0] = 1;
-    t[1] = min64(max64(1, min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), nb_class_len(p, 1, 0));
-    t[2] = max64(1, NB_SEG_QUERIES / *t2) * *t2;
+    t[1] = nb_min64(nb_max64(1, nb_min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), nb_class_len(p, 1, 0));
+    t[2] = nb_max64(1, NB_SEG_QUERIES / *t2) * *t2;
 }
 
 /* This driver's kernels use K2 of the U2 = T2 + K2 - 1 keys of each run, in
@@ -368,7 +339,7 @@ static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t
 static int keeps_runs(const attn_neighborhood_problem *p)
 {
     const int64_t k2 = p->kernel[2];
-    return (double)k2 / (double)round_up(tile_t2(p) + k2 - 1, 16) >= NB_KEEP_LANE_USE;
+    return (double)k2 / (double)nb_round_up(tile_t2(p) + k2 - 1, 16) >= NB_KEEP_LANE_USE;
 }
 
 attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_problem *p)
@@ -385,18 +356,18 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     extents(p, pl.t, &pl.t2);
     pl.group = p->hq / p->hkv;
     pl.max_u2 = pl.t2 + p->kernel[2] - 1;
-    pl.max_seg_keys = min64(pl.t[2] + p->kernel[2] - 1, nb_class_len(p, 2, 0));
+    pl.max_seg_keys = nb_min64(pl.t[2] + p->kernel[2] - 1, nb_class_len(p, 2, 0));
     pl.max_runs = (pl.t[1] + p->kernel[1] - 1) * p->kernel[0];
     pl.max_nq = pl.t[1] * pl.t2;
-    pl.ldq = round_up(p->d, 16);
-    pl.ldo = round_up(p->dv, 16);
-    pl.lds = pl.max_runs * round_up(pl.max_u2, 16);
-    pl.ktf = round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
-    pl.vtf = round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
+    pl.ldq = nb_round_up(p->d, 16);
+    pl.ldo = nb_round_up(p->dv, 16);
+    pl.lds = pl.max_runs * nb_round_up(pl.max_u2, 16);
+    pl.ktf = nb_round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
+    pl.vtf = nb_round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
                             pl.max_runs * (pl.ktf + pl.vtf) +
-                            3 * round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
-    pl.ws_floats = (size_t)round_up((int64_t)pl.ws_floats, 16);
+                            3 * nb_round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
+    pl.ws_floats = (size_t)nb_round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
     for (int a = 0; a < 3; a++)
@@ -415,7 +386,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     /* Heads per task: all of them where that still leaves NB_TASKS_PER_THREAD
      * tasks per thread, fewer otherwise; whole GQA groups where possible. */
     const int64_t want_tasks = (int64_t)nt * NB_TASKS_PER_THREAD;
-    int64_t hb = min64(p->hq, max64(1, p->b * p->hq * per_head / want_tasks));
+    int64_t hb = nb_min64(p->hq, nb_max64(1, p->b * p->hq * per_head / want_tasks));
     if (hb >= pl.group)
         hb -= hb % pl.group;
     const int64_t nhb = (p->hq + hb - 1) / hb;
@@ -447,7 +418,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
             const int64_t i2 = t % pl.ntiles[2], i1 = t / pl.ntiles[2] % pl.ntiles[1];
             const int64_t i0 = t / pl.ntiles[2] / pl.ntiles[1];
             const int64_t h0 = bh % nhb * hb;
-            run_task(&pl, bh / nhb, h0, min64(h0 + hb, p->hq), &pl.tiles[0][i0],
+            run_task(&pl, bh / nhb, h0, nb_min64(h0 + hb, p->hq), &pl.tiles[0][i0],
                      &pl.tiles[1][i1], &pl.tiles[2][i2], mine);
         }
     }

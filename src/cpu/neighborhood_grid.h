@@ -1,5 +1,6 @@
 /* Grid geometry shared by the CPU neighborhood drivers (neighborhood.c,
- * neighborhood_lanes.c): windows, dilation classes, element addresses. */
+ * neighborhood_lanes.c): windows, dilation classes, element addresses,
+ * prefetching query rows. */
 #ifndef ATTN_CPU_NEIGHBORHOOD_GRID_H
 #define ATTN_CPU_NEIGHBORHOOD_GRID_H
 
@@ -7,6 +8,7 @@
 
 static inline int64_t nb_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t nb_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t nb_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 /* Sub-grid window [*s, *e) of position pos on a class sub-grid of n tokens. */
 static inline void nb_window(const attn_neighborhood_problem *p, int a, int64_t pos, int64_t n,
@@ -34,6 +36,31 @@ static inline const char *nb_elem(const attn_view *v, int64_t b, int64_t g0, int
 {
     return v->base + (b * v->stride[0] + g0 * v->stride[1] + g1 * v->stride[2] +
                       g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
+}
+
+/* Starts loading into the cache the q rows and the out rows (for writing)
+ * of head h's queries (g0, g1 + dil1 i, g2 + dil2 l), i < n1, l < n2: they
+ * lie H x D elements apart, and reading them on demand stalls on memory. */
+static inline void nb_prefetch_queries(const attn_neighborhood_problem *p, int64_t b, int64_t h,
+                                       int64_t g0, int64_t g1, int64_t n1, int64_t g2,
+                                       int64_t n2)
+{
+#if defined(__GNUC__)
+    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
+    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
+    for (int64_t i = 0; i < n1; i++)
+        for (int64_t l = 0; l < n2; l++) {
+            const int64_t y1 = g1 + p->dil[1] * i, y2 = g2 + p->dil[2] * l;
+            const char *q = nb_elem(&p->q, b, g0, y1, y2, h);
+            const char *o = nb_elem(&p->out, b, g0, y1, y2, h);
+            for (int64_t x = 0; x < qb; x += 64)
+                __builtin_prefetch(q + x);
+            for (int64_t x = 0; x < ob; x += 64)
+                __builtin_prefetch(o + x, 1);
+        }
+#else
+    (void)p; (void)b; (void)h; (void)g0; (void)g1; (void)n1; (void)g2; (void)n2;
+#endif
 }
 
 #endif

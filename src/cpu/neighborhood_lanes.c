@@ -57,7 +57,6 @@
 #include <omp.h>
 #endif
 
-static inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 /* Row blocks per task band, lane vectors per task segment (at most: see
  * plan), tasks per thread (at least, where the grid allows). */
@@ -71,6 +70,7 @@ typedef struct nl_plan {
     int64_t vl, nr;               /* lanes per vector, query rows per block */
     int64_t band, segc;           /* query rows per task band, columns per segment */
     int64_t nband, nsegc;         /* bands, segments on the longest class */
+    int64_t ntasks;               /* of the flat task space (task_at) */
     int64_t padl, pitch;          /* packed row: column cbeg at padl, pitch floats per dim */
     int64_t kt_row, vt_row;       /* floats per packed key row of K, of V */
     int64_t max_ne, max_rows;     /* offsets per lane vector, key rows per block */
@@ -106,10 +106,10 @@ static nl_ws carve(const nl_plan *pl, float *ws)
     w.ot = w.qt + pl->nr * pl->ldq;
     w.s = w.ot + pl->nr * pl->ldo;
     w.bias = w.s + pl->nr * pl->lds;
-    w.m = w.bias + round_up(pl->max_ne * pl->vl, 16);
-    w.l = w.m + round_up(pl->nr * pl->vl, 16);
-    w.inv = w.l + round_up(pl->nr * pl->vl, 16);
-    w.vrows = (const float **)(void *)(w.inv + round_up(pl->vl, 16));
+    w.m = w.bias + nb_round_up(pl->max_ne * pl->vl, 16);
+    w.l = w.m + nb_round_up(pl->nr * pl->vl, 16);
+    w.inv = w.l + nb_round_up(pl->nr * pl->vl, 16);
+    w.vrows = (const float **)(void *)(w.inv + nb_round_up(pl->vl, 16));
     return w;
 }
 
@@ -150,34 +150,6 @@ static inline void rows_seeing(const int64_t *w1s, const int64_t *w1e, int64_t n
     *ib = nr;
     while (w1s[*ib - 1] > j1)
         (*ib)--;
-}
-
-/* Starts loading the q rows and the out rows (for writing) of the block at
- * axis-1 rows [r1, r1 + nr), lane vector y0, into the cache: they lie H x D
- * elements apart, and reading them on demand stalls on memory. */
-static void prefetch_block(const nl_plan *pl, const nl_task *tk, int64_t h, int64_t r1,
-                           int64_t y0)
-{
-#if defined(__GNUC__)
-    const attn_neighborhood_problem *p = pl->p;
-    const int64_t nr = nb_min64(pl->nr, tk->n[1] - r1), nl = nb_min64(pl->vl, tk->n[2] - y0);
-    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
-    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
-    const int64_t g0 = tk->c[0] + p->dil[0] * tk->j0;
-    for (int64_t i = 0; i < nr; i++)
-        for (int64_t l = 0; l < nl; l++) {
-            const int64_t g1 = tk->c[1] + p->dil[1] * (r1 + i);
-            const int64_t g2 = tk->c[2] + p->dil[2] * (y0 + l);
-            const char *q = nb_elem(&p->q, tk->b, g0, g1, g2, h);
-            const char *o = nb_elem(&p->out, tk->b, g0, g1, g2, h);
-            for (int64_t x = 0; x < qb; x += 64)
-                __builtin_prefetch(q + x);
-            for (int64_t x = 0; x < ob; x += 64)
-                __builtin_prefetch(o + x, 1);
-        }
-#else
-    (void)pl; (void)tk; (void)h; (void)r1; (void)y0;
-#endif
 }
 
 /* Query head h, axis-1 rows [r1, r1 + nr), lane vector at axis-2 position
@@ -318,10 +290,13 @@ static void run_task(const nl_plan *pl, nl_task *tk, const nl_ws *w)
     const int64_t nv = (tk->yend - tk->ybeg + pl->vl - 1) / pl->vl;
     const int64_t nblk = group * nv * nrb;
     for (int64_t x = 0; x < nblk; x++) {
-        if (x + 1 < nblk) {
-            const int64_t y = x + 1;
-            prefetch_block(pl, tk, tk->hk * group + y / nrb / nv, tk->r1b + y % nrb * pl->nr,
-                           tk->ybeg + y / nrb % nv * pl->vl);
+        if (x + 1 < nblk) {   /* the next block's q and out rows */
+            const int64_t y = x + 1, r1 = tk->r1b + y % nrb * pl->nr;
+            const int64_t y0 = tk->ybeg + y / nrb % nv * pl->vl;
+            nb_prefetch_queries(p, tk->b, tk->hk * group + y / nrb / nv,
+                                tk->c[0] + p->dil[0] * tk->j0, tk->c[1] + p->dil[1] * r1,
+                                nb_min64(pl->nr, tk->n[1] - r1), tk->c[2] + p->dil[2] * y0,
+                                nb_min64(pl->vl, tk->n[2] - y0));
         }
         run_block(pl, tk, w, tk->hk * group + x / nrb / nv, tk->r1b + x % nrb * pl->nr,
                   tk->ybeg + x / nrb % nv * pl->vl);
@@ -362,8 +337,8 @@ static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu
         pl->segc = sv * pl->vl;
         pl->nband = (nb_class_len(p, 1, 0) + pl->band - 1) / pl->band;
         pl->nsegc = (nb_class_len(p, 2, 0) + pl->segc - 1) / pl->segc;
-        if (others * pl->nband * pl->nsegc >= (int64_t)nt * NL_TASKS_PER_THREAD ||
-            bb * sv == 1)
+        pl->ntasks = others * pl->nband * pl->nsegc;
+        if (pl->ntasks >= (int64_t)nt * NL_TASKS_PER_THREAD || bb * sv == 1)
             break;
         if (bb > 1)
             bb /= 2;
@@ -377,8 +352,8 @@ static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu
      * keys. An odd number of 64-byte lines per dim spreads a key row's D dims
      * over the L1 sets. */
     pl->padl = k2 - 1;
-    pl->pitch = round_up(pl->padl + nb_max64(pl->segc + 2 * k2 - 2,
-                                             round_up(pl->segc + k2 - 1, pl->vl)), 16);
+    pl->pitch = nb_round_up(pl->padl + nb_max64(pl->segc + 2 * k2 - 2,
+                                             nb_round_up(pl->segc + k2 - 1, pl->vl)), 16);
     if (pl->pitch / 16 % 2 == 0)
         pl->pitch += 16;
     pl->kt_row = p->d * pl->pitch;
@@ -389,12 +364,12 @@ static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu
     pl->ldq = p->d * pl->vl;
     pl->ldo = p->dv * pl->vl;
     pl->lds = pl->max_rows * pl->max_ne * pl->vl;
-    pl->ptr_floats = round_up(pl->max_rows * (int64_t)sizeof(float *), 64) / (int64_t)sizeof(float);
-    pl->ws_floats = (size_t)round_up(pl->reg_rows * (pl->kt_row + pl->vt_row) +
+    pl->ptr_floats = nb_round_up(pl->max_rows * (int64_t)sizeof(float *), 64) / (int64_t)sizeof(float);
+    pl->ws_floats = (size_t)nb_round_up(pl->reg_rows * (pl->kt_row + pl->vt_row) +
                                          pl->nr * (pl->ldq + pl->ldo + pl->lds) +
-                                         round_up(pl->max_ne * pl->vl, 16) +
-                                         2 * round_up(pl->nr * pl->vl, 16) +
-                                         round_up(pl->vl, 16) + pl->ptr_floats, 16);
+                                         nb_round_up(pl->max_ne * pl->vl, 16) +
+                                         2 * nb_round_up(pl->nr * pl->vl, 16) +
+                                         nb_round_up(pl->vl, 16) + pl->ptr_floats, 16);
 }
 
 attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem *p,
@@ -403,9 +378,7 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
     attn_cpu_state *st = dev->impl;
     nl_plan pl;
     plan(&pl, p, ks, st->num_threads);
-    const int64_t ntasks = p->b * p->hkv * p->dil[0] * p->dil[1] * p->dil[2] *
-                           nb_class_len(p, 0, 0) * pl.nband * pl.nsegc;
-    const int nt = (int)nb_min64(st->num_threads, ntasks);
+    const int nt = (int)nb_min64(st->num_threads, pl.ntasks);
     const size_t bytes = (size_t)nt * pl.ws_floats * sizeof(float);
     int kept;
     float *mem = attn_cpu_scratch_acquire(&st->scratch, bytes, &kept);
@@ -426,7 +399,7 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t x = 0; x < ntasks; x++) {
+        for (int64_t x = 0; x < pl.ntasks; x++) {
             nl_task tk;
             if (task_at(&pl, x, &tk))
                 run_task(&pl, &tk, &w);
