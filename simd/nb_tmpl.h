@@ -219,14 +219,14 @@ T_NB_ROW(2)
 T_NB_ROW(3)
 T_NB_ROW(4)
 #define T_NB_ENTRY(R, G) t_nb_qk_##R##_##G
-#define T_NB_QK_ROW(R) { T_NB_ENTRY(R, 1), T_NB_ENTRY(R, 2), T_NB_ENTRY(R, 3), T_NB_ENTRY(R, 4), \
+#define T_NB_FN_ROW(R) { T_NB_ENTRY(R, 1), T_NB_ENTRY(R, 2), T_NB_ENTRY(R, 3), T_NB_ENTRY(R, 4), \
                          T_NB_ENTRY(R, 5), T_NB_ENTRY(R, 6), T_NB_ENTRY(R, 7) }
-static const t_nb_qk_fn t_nb_qk_fns[4][7] = { T_NB_QK_ROW(1), T_NB_QK_ROW(2), T_NB_QK_ROW(3),
-                                              T_NB_QK_ROW(4) };
+static const t_nb_qk_fn t_nb_qk_fns[4][7] = { T_NB_FN_ROW(1), T_NB_FN_ROW(2), T_NB_FN_ROW(3),
+                                              T_NB_FN_ROW(4) };
 #undef T_NB_ENTRY
 #define T_NB_ENTRY(R, G) t_nb_pv_##R##_##G
-static const t_nb_pv_fn t_nb_pv_fns[4][7] = { T_NB_QK_ROW(1), T_NB_QK_ROW(2), T_NB_QK_ROW(3),
-                                              T_NB_QK_ROW(4) };
+static const t_nb_pv_fn t_nb_pv_fns[4][7] = { T_NB_FN_ROW(1), T_NB_FN_ROW(2), T_NB_FN_ROW(3),
+                                              T_NB_FN_ROW(4) };
 #undef T_NB_ENTRY
 
 /* Block sizes for n items in chunks of at most m: as equal as possible
