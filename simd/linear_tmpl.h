@@ -467,13 +467,12 @@ static void LNAME(gate_scan)(float *dst, int64_t ldd, const float *x, int64_t ld
  * and overlap out of order. Other shapes scan column by column in scalar
  * code. */
 #ifdef LTRANSPOSE_VL
-/* One column vector of gate_scan_t in LV x LV blocks; reverse and scaled
- * (dst2 and e given) are constants at each call, so the block's registers
- * keep constant indices. */
+/* One column vector of gate_scan_t in LV x LV blocks; reverse is a constant
+ * at each call, so the block's registers keep constant indices. */
 static inline __attribute__((always_inline)) void
 LNAME(gate_column_t)(float *dst, float *dst2, const float *e, int64_t ldd, const float *x,
                      int64_t ldx, const float *a, int64_t lda, int rows, const int reverse,
-                     const int scaled, float scale)
+                     float scale)
 {
     LVEC prod = LSET1(scale);
     for (int b = 0; b < rows / LV; b++) {
@@ -493,8 +492,7 @@ LNAME(gate_column_t)(float *dst, float *dst2, const float *e, int64_t ldd, const
 #pragma GCC unroll 16
         for (int i = 0; i < LV; i++) {
             LSTORE(dst + i * ldd + r0, blk[i]);
-            if (scaled)
-                LSTORE(dst2 + i * ldd + r0, LMUL(blk[i], LSET1(e[i])));
+            LSTORE(dst2 + i * ldd + r0, LMUL(blk[i], LSET1(e[i])));
         }
     }
 }
@@ -506,20 +504,14 @@ static void LNAME(gate_scan_t)(float *dst, float *dst2, const float *e, int64_t 
 {
     int64_t j = 0;
 #ifdef LTRANSPOSE_VL
-#define COLUMN(rev, sc) LNAME(gate_column_t)(dst + j * ldd, sc ? dst2 + j * ldd : NULL,          \
-                                             sc ? e + j : NULL, ldd, x + j, ldx, a + j, lda,   \
-                                             rows, rev, sc, scale)
     for (; rows % LV == 0 && j + LV <= n; j += LV) {
-        if (reverse && dst2)
-            COLUMN(1, 1);
-        else if (reverse)
-            COLUMN(1, 0);
-        else if (dst2)
-            COLUMN(0, 1);
+        if (reverse)
+            LNAME(gate_column_t)(dst + j * ldd, dst2 + j * ldd, e + j, ldd, x + j, ldx, a + j,
+                                 lda, rows, 1, scale);
         else
-            COLUMN(0, 0);
+            LNAME(gate_column_t)(dst + j * ldd, dst2 + j * ldd, e + j, ldd, x + j, ldx, a + j,
+                                 lda, rows, 0, scale);
     }
-#undef COLUMN
 #endif
     attn_linear_gate_scan_t_cols(dst, dst2, e, ldd, x, ldx, a, lda, rows, j, n, reverse, scale);
 }

@@ -158,8 +158,8 @@ typedef struct attn_linear_kernels {
     void (*gate_scan)(float *dst, int64_t ldd, const float *x, int64_t ldx, const float *a,
                       int64_t lda, int rows, int64_t n, int reverse, float scale);
     /* The same products stored transposed: dst[c*ldd + r] = dst_r[c]; and
-     * where dst2 is not NULL, also each row of dst times its own factor,
-     * dst2[c*ldd + r] = dst_r[c] * e[c], from the same registers. */
+     * also each row of dst times its own factor, dst2[c*ldd + r] = dst_r[c] *
+     * e[c], from the same registers. */
     void (*gate_scan_t)(float *dst, float *dst2, const float *e, int64_t ldd, const float *x,
                         int64_t ldx, const float *a, int64_t lda, int rows, int64_t n,
                         int reverse, float scale);

@@ -143,7 +143,7 @@ void attn_linear_gate_scan_t_cols(float *dst, float *dst2, const float *e, int64
                                   int rows, int64_t j0, int64_t n, int reverse, float scale)
 {
     attn_linear_gate_scan_cols(dst, 1, ldd, x, ldx, a, lda, rows, j0, n, reverse, scale);
-    for (int64_t c = j0; dst2 && c < n; c++)
+    for (int64_t c = j0; c < n; c++)
         for (int r = 0; r < rows; r++)
             dst2[c * ldd + r] = dst[c * ldd + r] * e[c];
 }
