@@ -67,18 +67,24 @@ static attn_status view_init(attn_view *v, const attn_tensor *t, const char *nam
         if (__builtin_mul_overflow(numel, t->shape[i], &numel))
             return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: the element count overflows", name);
     }
-    /* Span in elements and bytes, with every step checked for overflow. */
-    int64_t span = 1, bytes;
-    if (numel == 0) {
-        span = 0;
-    } else {
-        for (int i = 0; i < ndim; i++) {
-            int64_t step;
-            if (__builtin_mul_overflow(v->shape[i] - 1, v->stride[i], &step) ||
-                __builtin_add_overflow(span, step, &span))
-                return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: shape and strides address more "
-                                 "than 2^63 elements", name);
+    /* Span in elements and bytes, with every step checked for overflow.
+     * A stride that addresses nothing (an axis with one index, or any axis
+     * of an empty tensor) may hold any value, 2^62 say, and the kernels
+     * multiply strides by element sizes and row counts before they look at
+     * the shape: such a stride becomes the span of the axes inside it (0 in
+     * an empty tensor), which is what a contiguous tensor has there and is
+     * bounded by the extent checked below. */
+    int64_t span = numel ? 1 : 0, bytes;
+    for (int i = ndim - 1; i >= 0; i--) {
+        int64_t step;
+        if (numel == 0 || v->shape[i] == 1) {
+            v->stride[i] = span;
+            continue;
         }
+        if (__builtin_mul_overflow(v->shape[i] - 1, v->stride[i], &step) ||
+            __builtin_add_overflow(span, step, &span))
+            return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: shape and strides address more "
+                             "than 2^63 elements", name);
     }
     if (__builtin_mul_overflow(span, esize, &bytes) || (uint64_t)bytes > (uint64_t)SIZE_MAX / 2)
         return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "%s: its extent overflows the address space", name);

@@ -402,6 +402,16 @@ static void sdpa_baselines(void)
           f->q.stride[0] = f->Sq * f->Hq * f->D, f->q.stride[1] = f->D,
           f->q.stride[2] = f->Sq * f->D, f->q.stride[3] = 1);
     VALID("MQA (Hkv = 1)", 0, f->k.shape[2] = 1, f->v.shape[2] = 1);
+    /* A stride that addresses nothing may hold any value; under UBSan these
+     * catch a kernel that multiplies it before looking at the shape. */
+    VALID("Sq = 1 and Hkv = 1 with strides 2^62 on those axes", FX_LSE,
+          contiguous_strides(&f->q), contiguous_strides(&f->k), contiguous_strides(&f->v),
+          f->q.shape[1] = f->out.shape[1] = f->lse.shape[2] = 1,
+          f->q.stride[1] = INT64_C(1) << 62, f->k.shape[2] = f->v.shape[2] = 1,
+          f->k.stride[2] = f->v.stride[2] = INT64_C(1) << 62);
+    VALID("Sk = 0 with strides 2^62 on k and v", FX_LSE,
+          contiguous_strides(&f->k), contiguous_strides(&f->v),
+          f->k.shape[1] = f->v.shape[1] = 0, f->k.stride[0] = f->v.stride[1] = INT64_C(1) << 62);
     VALID("Dv != D", 0, f->v.shape[3] = 4, f->out.shape[3] = 4);
     VALID("f16 q/k/v, bf16 out", 0, f->q.dtype = ATTN_F16, f->k.dtype = ATTN_F16,
           f->v.dtype = ATTN_F16, f->out.dtype = ATTN_BF16);
