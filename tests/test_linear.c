@@ -646,6 +646,27 @@ static void test_bad_input(attn_context *ctx)
     { attn_tensor o2 = attn_tensor_4d(s2, ATTN_F32, B, T, H, Dv);
       CHECK(attn_linear(ctx, &pp, &q, &k, &v, &g4, NULL, NULL, &o2, &st) == ATTN_OK, "valid GLA: %s",
             attn_last_error()); }
+    /* B = 0 (no sequence, no state row) does nothing and succeeds, with every
+     * kind and both forms */
+    for (int kind = 0; kind < 6; kind++)
+        for (int a = 0; a < 2; a++) {
+            attn_tensor x[5] = { q, k, v, o, st };
+            for (int i = 0; i < 5; i++)
+                x[i].shape[0] = 0;
+            attn_tensor gx = kind == ATTN_LINEAR_GLA || kind == ATTN_LINEAR_KDA ? g4 : g3;
+            attn_tensor bx = be;
+            gx.shape[0] = bx.shape[0] = 0;
+            const int gated = kind == ATTN_LINEAR_DECAY || kind == ATTN_LINEAR_GLA ||
+                              kind == ATTN_LINEAR_GATED_DELTA || kind == ATTN_LINEAR_KDA;
+            pp = p;
+            pp.kind = (attn_linear_kind)kind;
+            pp.algo = a ? ATTN_LINEAR_ALGO_RECURRENT : ATTN_LINEAR_ALGO_CHUNKWISE;
+            attn_status s_ = attn_linear(ctx, &pp, &x[0], &x[1], &x[2], gated ? &gx : NULL,
+                                         is_delta(kind) ? &bx : NULL, &x[4], &x[3], &x[4]);
+            CHECK(s_ == ATTN_OK, "B = 0 (kind %d, algo %d): %d %s", kind, (int)pp.algo, (int)s_,
+                  attn_last_error());
+            CHECK(ob[0] == 5.0f, "B = 0 (kind %d) wrote out", kind);
+        }
     { attn_status s_ = attn_linear(NULL, &p, &q, &k, &v, NULL, NULL, NULL, &o, NULL);
       CHECK(s_ == ATTN_ERR_INVALID_ARGUMENT, "NULL ctx"); }
     BAD("NULL params", NULL, &q, &k, &v, NULL, NULL, NULL, &o, NULL);
