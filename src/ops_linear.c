@@ -16,6 +16,11 @@ ATTN_API attn_status attn_linear(attn_context *ctx, const attn_linear_params *p,
                                          &pr, &dev);
     if (s != ATTN_OK)
         return s;
+    /* Nothing to write (no output element, no state out): a call with no
+     * token may still name 2^40 heads through zero strides, and walking
+     * them would only zero workspace. */
+    if (attn_view_numel(&pr.out) == 0 && !pr.has_state_out && !pr.has_z_out)
+        return ATTN_OK;
     if (dev >= ctx->ndev)
         return attn_fail(ATTN_ERR_INVALID_ARGUMENT, "attn_linear: device %d is not in this "
                          "context", dev);

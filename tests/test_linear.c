@@ -667,6 +667,18 @@ static void test_bad_input(attn_context *ctx)
                   attn_last_error());
             CHECK(ob[0] == 5.0f, "B = 0 (kind %d) wrote out", kind);
         }
+    /* no token and no state out: nothing to do, however many heads are named */
+    {
+        attn_tensor x[5] = { q, k, v, o, g3 };
+        for (int i = 0; i < 5; i++) {
+            x[i].shape[1] = 0;
+            x[i].shape[2] = INT64_C(1) << 40;
+        }
+        pp = p;
+        pp.kind = ATTN_LINEAR_DECAY;
+        attn_status s_ = attn_linear(ctx, &pp, &x[0], &x[1], &x[2], &x[4], NULL, NULL, &x[3], NULL);
+        CHECK(s_ == ATTN_OK, "T = 0 with 2^40 heads: %d %s", (int)s_, attn_last_error());
+    }
     { attn_status s_ = attn_linear(NULL, &p, &q, &k, &v, NULL, NULL, NULL, &o, NULL);
       CHECK(s_ == ATTN_ERR_INVALID_ARGUMENT, "NULL ctx"); }
     BAD("NULL params", NULL, &q, &k, &v, NULL, NULL, NULL, &o, NULL);
