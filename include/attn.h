@@ -344,7 +344,9 @@ ATTN_API attn_status attn_merge(attn_context *ctx, const attn_tensor *outs, cons
  *            delta_j (q_je - 7.5), |delta_j| <= min(half a level, w_j): on
  *            N(0,1) data 0.3-0.7% rms of the outputs, 15-35x below Q4's own
  *            error (tests/test_decode.c derives a bound and checks it).
- * Q8 and Q4 need head dims that are multiples of 32.
+ * Q8 and Q4 need head dims that are multiples of 32. They have no code for
+ * NaN: a NaN is stored as q = 0 (Q8: 0; Q4: the block's minimum) and
+ * infinities saturate; f32, f16 and bf16 keep both.
  *
  * Streaming (StreamingLLM): with stream_window W > 0, a sequence keeps its
  * first stream_sink tokens and its last W tokens; older tokens in between are

@@ -359,6 +359,37 @@ static void test_device_pools(void)
     }
 }
 
+/* Non-finite values: f32/f16/bf16 keep them; Q8 and Q4 have no code for
+ * NaN and store it as q = 0 (Q8: 0; Q4: the block's minimum), with the
+ * block's other values quantised as usual and infinities saturated. */
+static void test_non_finite(void)
+{
+    static const attn_dtype types[2] = { ATTN_Q8, ATTN_Q4 };
+    for (int t = 0; t < 2; t++) {
+        attn_kv_cache *c = make(types[t], 4, 4, 0, 0);
+        float k[HKV * D], v[HKV * DV], kr[HKV * D], vr[HKV * DV];
+        for (int i = 0; i < HKV * D; i++) k[i] = 0.01f * (float)(i % 13);
+        for (int i = 0; i < HKV * DV; i++) v[i] = -0.02f * (float)(i % 7);
+        k[3] = NAN;
+        k[40] = INFINITY;
+        v[5] = NAN;
+        v[37] = -INFINITY;
+        attn_tensor tk = kv_t3(k, ATTN_F32, 1, HKV, D), tv = kv_t3(v, ATTN_F32, 1, HKV, DV);
+        KV_OK(attn_kv_cache_append(c, 0, &tk, &tv));
+        attn_tensor rk = kv_t3(kr, ATTN_F32, 1, HKV, D), rv = kv_t3(vr, ATTN_F32, 1, HKV, DV);
+        KV_OK(attn_kv_cache_read(c, 0, 0, &rk, &rv));
+        int finite = 1;
+        for (int i = 0; i < HKV * D; i++) finite &= isfinite(kr[i]);
+        for (int i = 0; i < HKV * DV; i++) finite &= isfinite(vr[i]);
+        KV_CHECK(finite, "%s: NaN and inf inputs read back finite", types[t] == ATTN_Q8 ? "Q8" : "Q4");
+        /* a block without non-finite values is quantised as usual */
+        KV_CHECK(fabsf(kr[HKV * D - 1] - k[HKV * D - 1]) < 0.01f,
+                 "%s: other blocks unaffected (%g vs %g)", types[t] == ATTN_Q8 ? "Q8" : "Q4",
+                 (double)kr[HKV * D - 1], (double)k[HKV * D - 1]);
+        attn_kv_cache_destroy(c);
+    }
+}
+
 int main(void)
 {
     if (attn_context_create(NULL, &ctx) != ATTN_OK) {
@@ -368,6 +399,7 @@ int main(void)
     test_pages();
     test_streaming();
     test_bad_input();
+    test_non_finite();
     test_device_pools();
     attn_context_destroy(ctx);
     printf("test_kv_cache: %d failures\n", kv_failures);

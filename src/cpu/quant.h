@@ -67,7 +67,7 @@ static inline void attn_kv_store_row(attn_dtype t, const float *x, int64_t d, ui
             int8_t *q = (int8_t *)data + b * ATTN_QBLOCK;
             for (int i = 0; i < ATTN_QBLOCK; i++) {
                 float r = nearbyintf(xb[i] * inv);
-                q[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : (int)r);
+                q[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r == r ? (int)r : 0);
             }
         }
         break;
@@ -84,8 +84,8 @@ static inline void attn_kv_store_row(attn_dtype t, const float *x, int64_t d, ui
             uint8_t *q = data + b * (ATTN_QBLOCK / 2);
             for (int i = 0; i < ATTN_QBLOCK / 2; i++) {
                 float r0 = nearbyintf((xb[i] - m) * inv), r1 = nearbyintf((xb[i + 16] - m) * inv);
-                int q0 = r0 > 15.0f ? 15 : r0 < 0.0f ? 0 : (int)r0;
-                int q1 = r1 > 15.0f ? 15 : r1 < 0.0f ? 0 : (int)r1;
+                int q0 = r0 > 15.0f ? 15 : r0 >= 0.0f ? (int)r0 : 0;   /* NaN: 0 */
+                int q1 = r1 > 15.0f ? 15 : r1 >= 0.0f ? (int)r1 : 0;
                 q[i] = (uint8_t)(q0 | (q1 << 4));
             }
         }
