@@ -72,7 +72,9 @@ static void vnni_prep_q(const float *q, int64_t ldq, int nr, int64_t d, void *qp
             _mm_storeu_si128((__m128i *)(qi + 32 * b + 16), _mm512_cvtsepi32_epi8(ihi));
             const int isum = _mm512_reduce_add_epi32(_mm512_add_epi32(ilo, ihi));
             step[b] = amax / 127.0f;
-            corr[b] = -128 * isum;
+            /* |isum| <= 32 * 127 for a finite row; a NaN or inf in it gives
+             * NaN scores, and INT_MIN lanes here that must not overflow */
+            corr[b] = (int32_t)(0u - 128u * (uint32_t)isum);
             msum[b] = step[b] * (float)isum;
         }
     }

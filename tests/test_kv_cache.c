@@ -386,6 +386,17 @@ static void test_non_finite(void)
         KV_CHECK(fabsf(kr[HKV * D - 1] - k[HKV * D - 1]) < 0.01f,
                  "%s: other blocks unaffected (%g vs %g)", types[t] == ATTN_Q8 ? "Q8" : "Q4",
                  (double)kr[HKV * D - 1], (double)k[HKV * D - 1]);
+        /* a query with NaN and inf decodes without undefined arithmetic
+         * (its scores are NaN; the integer-dot-product kernels round it) */
+        float q[2 * HKV * D], o[2 * HKV * DV];
+        for (int i = 0; i < 2 * HKV * D; i++) q[i] = 0.1f;
+        q[1] = NAN;
+        q[D + 2] = INFINITY;
+        attn_tensor tq = attn_tensor_4d(q, ATTN_F32, 1, 1, 2 * HKV, D);
+        attn_tensor to = attn_tensor_4d(o, ATTN_F32, 1, 1, 2 * HKV, DV);
+        attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+        int32_t seq = 0;
+        KV_OK(attn_decode(ctx, &p, &tq, c, &seq, &to, NULL));
         attn_kv_cache_destroy(c);
     }
 }
