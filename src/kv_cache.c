@@ -554,8 +554,8 @@ ATTN_API attn_status attn_kv_cache_read(const attn_kv_cache *c, int32_t seq, int
     const attn_kv_seq *s = &c->seqs[seq];
     const int64_t len = attn_kv_kept(c, s);
     if (start < 0 || start > len || n > len - start)
-        return FAIL("attn_kv_cache_read", "tokens [%lld, %lld) are outside [0, seq_len = %lld)",
-                    (long long)start, (long long)(start + n), (long long)len);
+        return FAIL("attn_kv_cache_read", "%lld tokens from %lld are not all inside [0, seq_len "
+                    "= %lld)", (long long)n, (long long)start, (long long)len);
     if (k && v && attn_views_overlap(&kv_, &vv))
         return FAIL("attn_kv_cache_read", "k and v overlap in memory");
     /* A device cache is read a page at a time into private host memory (not

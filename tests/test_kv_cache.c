@@ -233,6 +233,7 @@ static void test_bad_input(void)
     EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_fork(c, 1, 4, 51));
     EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_fork(c, 1, 8, 5));
     EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_read(c, 1, 48, &tk, &tv));
+    EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_read(c, 1, INT64_MAX - 1, &tk, &tv));
     EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_read(c, 3, 0, &tk, &tv));
     EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_read(c, 1, 0, NULL, NULL));
     EXPECT_FAIL(c, ATTN_ERR_INVALID_ARGUMENT, attn_kv_cache_seq_len(c, 8, &len));
