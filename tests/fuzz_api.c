@@ -1,5 +1,6 @@
 /*
- * libattn: libFuzzer target over attn_sdpa and attn_merge.
+ * libattn: libFuzzer target over attn_sdpa, attn_merge, attn_linear,
+ * attn_neighborhood, attn_block_select and the KV cache with attn_decode.
  *
  * Build and run (libFuzzer + ASan + UBSan), from the source root:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DATTN_FUZZ_LIBFUZZER \
@@ -24,7 +25,12 @@
  * tensors q, k, v, out and the optional lse, mask, gate and block_mask: their
  * ndim, dtype, shape and strides (dims mostly 0..9, sometimes negative or
  * 2^31..2^62), data NULL or a real allocation, buffer-backed with an offset,
- * and outputs aliasing inputs. One input in eight is an attn_merge call.
+ * and outputs aliasing inputs. Of 16 inputs, 10 are attn_sdpa calls, one an
+ * attn_merge, two attn_linear (every kind, g/beta/state present or not,
+ * varlen), two attn_neighborhood (1-3 axes, kernel, dilation, causal
+ * flags), one attn_block_select (both methods) and one a KV cache (a
+ * fuzzed description, then appends, truncations, forks, removals, reads
+ * and attn_decode calls on it).
  *
  * The harness lies about memory only in ways the library can check:
  *   - a host tensor gets an allocation of exactly the byte extent its shape,
@@ -508,6 +514,390 @@ static void fuzz_merge(fz *f, rd *r)
         fprintf(stderr, "merge -> %d %s\n", (int)s, msg);
 }
 
+
+/* Checks the contract every op shares: a message exactly when it fails, and
+ * never ATTN_ERR_INTERNAL. */
+static void check_status(const char *op, attn_status s)
+{
+    const char *msg = attn_last_error();
+    if ((s == ATTN_OK) != (msg[0] == '\0') || s == ATTN_ERR_INTERNAL) {
+        fprintf(stderr, "fuzz_api: %s status %d with message \"%s\"\n", op, (int)s, msg);
+        abort();
+    }
+    if (getenv("ATTN_FUZZ_VERBOSE"))
+        fprintf(stderr, "%s -> %d %s\n", op, (int)s, msg);
+}
+
+/* The product of n shape entries of t, saturated (0 for a negative one). */
+static uint64_t shape_work(const attn_tensor *t, int n)
+{
+    uint64_t w = 1;
+    for (int i = 0; i < n && i < t->ndim; i++)
+        w = sat_mul(w, clamp_dim(t->shape[i]));
+    return w;
+}
+
+/* ---- attn_linear --------------------------------------------------------------- */
+
+static void fuzz_linear(fz *f, rd *r)
+{
+    struct { attn_linear_params p; unsigned char pad[32]; } pw;
+    memset(&pw, 0, sizeof pw);
+    attn_linear_params def = ATTN_LINEAR_PARAMS_INIT;
+    attn_linear_params *p = &pw.p;
+    *p = def;
+    if (u8(r) >= 250) {
+        static const size_t sizes[] = { 0, 1, sizeof(attn_linear_params) + 8, SIZE_MAX };
+        p->size = sizes[u8(r) % 4];
+    }
+    uint8_t kd = u8(r);
+    p->kind = kd < 240 ? (attn_linear_kind)(kd % 6) : (attn_linear_kind)(int32_t)u32(r);
+    p->scale = fval(r, 0.0f);
+    uint8_t al = u8(r);
+    p->algo = al < 240 ? (attn_linear_algo)(al % 3) : (attn_linear_algo)(int32_t)u32(r);
+    p->chunk_size = u8(r) < 160 ? 0 : (u8(r) < 200 ? 1 + u8(r) % 70 : (int)u32(r));
+    uint8_t ft = u8(r);
+    p->feature = ft < 240 ? (attn_linear_feature)(ft % 3) : (attn_linear_feature)(int32_t)u32(r);
+    p->normalize = u8(r) % 4 == 0;
+    p->norm_eps = fval(r, 1e-6f);
+    p->l2norm_qk = u8(r) % 3 == 0;
+
+    int64_t B = dim(r), S = dim(r), H = dim(r), Dk = dim(r), Dv = u8(r) < 200 ? Dk : dim(r);
+    const attn_dtype dts[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
+    attn_dtype dt = dts[u8(r) % 3];
+
+    int32_t cu[10];
+    int64_t N = B;
+    if (u8(r) >= 216) {
+        int64_t ns = (int64_t)(u8(r) % 10) - 1;     /* -1 .. 8 */
+        int32_t a = 0;
+        cu[0] = 0;
+        for (int i = 1; i < 10; i++) {
+            a += u8(r) % 6;
+            cu[i] = a;
+        }
+        if (u8(r) >= 200)
+            cu[u8(r) % 10] = (int32_t)u32(r);      /* broken */
+        p->cu_seqlens = cu;
+        p->num_seqs = ns;
+        if (ns >= 1 && u8(r) < 230) {
+            B = 1;
+            S = cu[ns] + u8(r) % 2;
+        }
+        N = ns;
+    }
+
+    int honest = 1;
+    attn_tensor q, k, v, g, beta, sin, out, sout, zin, zout;
+    int64_t qs[4] = { B, S, H, Dk }, vs[4] = { B, S, H, Dv }, gs[4] = { B, S, H, Dk };
+    int64_t ss[4] = { N, H, Dk, Dv }, zs[3] = { N, H, Dk };
+    make_tensor(f, r, &q, 4, dt, qs, &honest);
+    make_tensor(f, r, &k, 4, dt, qs, &honest);
+    make_tensor(f, r, &v, 4, dt, vs, &honest);
+    make_tensor(f, r, &out, 4, dts[u8(r) % 3], vs, &honest);
+    /* g and beta: what the kind wants most of the time, anything else sometimes */
+    const attn_tensor *pg = NULL, *pb = NULL, *psi = NULL, *pso = NULL;
+    uint8_t gm = u8(r);
+    int per_channel = p->kind == ATTN_LINEAR_GLA || p->kind == ATTN_LINEAR_KDA;
+    int scalar_gate = p->kind == ATTN_LINEAR_DECAY || p->kind == ATTN_LINEAR_GATED_DELTA;
+    if ((gm < 200 && (per_channel || scalar_gate)) || gm >= 240) {
+        int nd = (gm >= 240 ? gm % 2 : per_channel) ? 4 : 3;
+        make_tensor(f, r, &g, nd, dts[u8(r) % 3], gs, &honest);
+        pg = &g;
+    }
+    if (p->kind == ATTN_LINEAR_DECAY && u8(r) >= 128) {
+        /* the per-head constant instead of g (or as well, which must fail) */
+        /* H entries, as the contract says; NULL where H is too large to allocate */
+        int64_t nh = H > 0 ? H : 1;
+        float *d = nh <= 4096 ? fz_alloc(f, (size_t)nh * sizeof(float)) : NULL;
+        float val = fval(r, 0.9f);
+        for (int64_t i = 0; d && i < nh; i++) d[i] = val;
+        p->decay = d;
+        if (u8(r) < 200) pg = NULL;
+    }
+    uint8_t bm = u8(r);
+    if ((bm < 200 && (p->kind == ATTN_LINEAR_DELTA || p->kind == ATTN_LINEAR_GATED_DELTA ||
+                       p->kind == ATTN_LINEAR_KDA)) || bm >= 240) {
+        make_tensor(f, r, &beta, 3, dts[u8(r) % 3], gs, &honest);
+        pb = &beta;
+    }
+    if (u8(r) % 2) {
+        make_tensor(f, r, &sin, 4, ATTN_F32, ss, &honest);
+        psi = &sin;
+    }
+    uint8_t so = u8(r);
+    if (so % 3 == 0 && psi) {
+        pso = psi;                                   /* in place */
+    } else if (so % 3 == 1) {
+        make_tensor(f, r, &sout, 4, ATTN_F32, ss, &honest);
+        pso = &sout;
+    }
+    if (p->normalize) {
+        if (u8(r) % 2) { make_tensor(f, r, &zin, 3, ATTN_F32, zs, &honest); p->z_in = &zin; }
+        if (u8(r) % 2) { make_tensor(f, r, &zout, 3, ATTN_F32, zs, &honest); p->z_out = &zout; }
+    }
+    if (honest) {
+        uint64_t w = sat_mul(shape_work(&q, 3), sat_mul(clamp_dim(q.shape[3]) + 1,
+                                                         clamp_dim(v.shape[3]) + 1));
+        if (psi || pso)
+            w = sat_mul(w, 2);
+        if (sat_mul(w, 4) > FUZZ_MAX_WORK)
+            return;
+    }
+    if (getenv("ATTN_FUZZ_VERBOSE"))
+        fprintf(stderr, "linear: kind %d algo %d q [%lld,%lld,%lld,%lld] v [..,%lld] varlen %lld "
+                "g %d beta %d state %d/%d honest %d\n", (int)p->kind, (int)p->algo,
+                (long long)q.shape[0], (long long)q.shape[1], (long long)q.shape[2],
+                (long long)q.shape[3], (long long)v.shape[3],
+                (long long)(p->cu_seqlens ? p->num_seqs : -1), pg != NULL, pb != NULL,
+                psi != NULL, pso != NULL, honest);
+    check_status("attn_linear", attn_linear(f->ctx, p, &q, &k, &v, pg, pb, psi, &out, pso));
+}
+
+/* ---- attn_neighborhood ----------------------------------------------------------- */
+
+static void fuzz_neighborhood(fz *f, rd *r)
+{
+    struct { attn_neighborhood_params p; unsigned char pad[32]; } pw;
+    memset(&pw, 0, sizeof pw);
+    attn_neighborhood_params def = ATTN_NEIGHBORHOOD_PARAMS_INIT;
+    attn_neighborhood_params *p = &pw.p;
+    *p = def;
+    if (u8(r) >= 250) {
+        static const size_t sizes[] = { 0, 1, sizeof(attn_neighborhood_params) + 8, SIZE_MAX };
+        p->size = sizes[u8(r) % 4];
+    }
+    uint8_t nd = u8(r);
+    p->ndim = nd < 240 ? 1 + nd % 3 : (int)(int8_t)u8(r);
+    int ax = p->ndim >= 1 && p->ndim <= 3 ? p->ndim : 3;
+    int64_t grid[3];
+    for (int a = 0; a < 3; a++) {
+        grid[a] = u8(r) < 230 ? 1 + u8(r) % 9 : dim(r);
+        uint8_t ks = u8(r);
+        p->kernel_size[a] = ks < 200 ? 1 + 2 * (ks % 5) : (ks < 230 ? ks % 12 : scalar64(r));
+        uint8_t dl = u8(r);
+        p->dilation[a] = dl < 200 ? 1 + dl % 3 : scalar64(r);
+        p->is_causal[a] = u8(r) % 4 == 0;
+    }
+    p->scale = fval(r, 0.0f);
+    int64_t B = dim(r), Hkv = dim(r), grp = 1 + u8(r) % 3, D = dim(r);
+    int64_t Dv = u8(r) < 200 ? D : dim(r), Hq = Hkv;
+    if (Hkv >= 0 && Hkv < (INT64_C(1) << 40)) Hq = Hkv * grp;
+    const attn_dtype dts[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
+    attn_dtype dt = dts[u8(r) % 3];
+
+    int64_t qs[6], ks[6], vs[6], os[6], ls[5];
+    qs[0] = ks[0] = vs[0] = os[0] = ls[0] = B;
+    for (int a = 0; a < ax; a++)
+        qs[1 + a] = ks[1 + a] = vs[1 + a] = os[1 + a] = ls[1 + a] = grid[a];
+    qs[ax + 1] = os[ax + 1] = ls[ax + 1] = Hq;
+    ks[ax + 1] = vs[ax + 1] = Hkv;
+    qs[ax + 2] = ks[ax + 2] = D;
+    vs[ax + 2] = os[ax + 2] = Dv;
+    int honest = 1;
+    attn_tensor q, k, v, out, lse;
+    make_tensor(f, r, &q, ax + 3, dt, qs, &honest);
+    make_tensor(f, r, &k, ax + 3, dt, ks, &honest);
+    make_tensor(f, r, &v, ax + 3, dt, vs, &honest);
+    make_tensor(f, r, &out, ax + 3, dts[u8(r) % 3], os, &honest);
+    int has_lse = u8(r) % 3 == 0;
+    if (has_lse) make_tensor(f, r, &lse, ax + 2, ATTN_F32, ls, &honest);
+    if (honest && q.ndim == ax + 3 && v.ndim == ax + 3) {
+        uint64_t w = sat_mul(shape_work(&q, ax + 2), clamp_dim(q.shape[ax + 2]) +
+                                                      clamp_dim(v.shape[ax + 2]) + 1);
+        for (int a = 0; a < ax; a++)
+            w = sat_mul(w, clamp_dim(p->kernel_size[a]));
+        if (w > FUZZ_MAX_WORK)
+            return;
+    }
+    check_status("attn_neighborhood",
+                 attn_neighborhood(f->ctx, p, &q, &k, &v, &out, has_lse ? &lse : NULL));
+}
+
+/* ---- attn_block_select ------------------------------------------------------------ */
+
+static void fuzz_block_select(fz *f, rd *r)
+{
+    struct { attn_block_select_params p; unsigned char pad[32]; } pw;
+    memset(&pw, 0, sizeof pw);
+    attn_block_select_params def = ATTN_BLOCK_SELECT_PARAMS_INIT;
+    attn_block_select_params *p = &pw.p;
+    *p = def;
+    if (u8(r) >= 250) {
+        static const size_t sizes[] = { 0, 1, sizeof(attn_block_select_params) + 8, SIZE_MAX };
+        p->size = sizes[u8(r) % 4];
+    }
+    uint8_t m = u8(r);
+    p->method = m < 240 ? (attn_block_select_method)(m % 2)
+                        : (attn_block_select_method)(int32_t)u32(r);
+    p->stride = u8(r) < 200 ? 1 + u8(r) % 4 : scalar64(r);
+    const int64_t unit = p->stride >= 1 && p->stride <= 64 ? p->stride : 1;
+    p->block_q = u8(r) < 200 ? unit * (1 + u8(r) % 3) : scalar64(r);
+    p->block_k = u8(r) < 200 ? unit * (1 + u8(r) % 3) : scalar64(r);
+    p->threshold = fval(r, 0.9f);
+    p->top_k = u8(r) < 200 ? 1 + u8(r) % 4 : scalar64(r);
+    p->causal = u8(r) % 2;
+    p->scale = fval(r, 0.0f);
+    int64_t B = dim(r), Sq = dim(r), Sk = dim(r), Hkv = dim(r), grp = 1 + u8(r) % 3, D = dim(r);
+    int64_t Hq = Hkv;
+    if (Hkv >= 0 && Hkv < (INT64_C(1) << 40)) Hq = Hkv * grp;
+    const attn_dtype dts[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
+    attn_dtype dt = dts[u8(r) % 3];
+    /* ceil(S / block) without overflow; 1 where the block is not valid */
+    int64_t nbq = p->block_q > 0 && Sq >= 0 ? Sq / p->block_q + (Sq % p->block_q != 0) : 1;
+    int64_t nbk = p->block_k > 0 && Sk >= 0 ? Sk / p->block_k + (Sk % p->block_k != 0) : 1;
+    int64_t qs[4] = { B, Sq, Hq, D }, ks[4] = { B, Sk, Hkv, D }, ms[4] = { B, Hq, nbq, nbk };
+    int honest = 1;
+    attn_tensor q, k, bm;
+    make_tensor(f, r, &q, 4, dt, qs, &honest);
+    make_tensor(f, r, &k, 4, dt, ks, &honest);
+    make_tensor(f, r, &bm, 4, ATTN_U8, ms, &honest);
+    if (honest && q.ndim == 4 && k.ndim == 4) {
+        uint64_t w = sat_mul(sat_mul(shape_work(&q, 3), clamp_dim(k.shape[1]) + 1),
+                             clamp_dim(q.shape[3]) + 1);
+        if (w > FUZZ_MAX_WORK)
+            return;
+    }
+    check_status("attn_block_select", attn_block_select(f->ctx, p, &q, &k, &bm));
+}
+
+
+/* ---- attn_kv_cache and attn_decode ------------------------------------------------ */
+
+/* A sequence id: mostly a valid one, sometimes anything. */
+static int32_t seq_id(rd *r, int32_t max_seqs)
+{
+    uint8_t b = u8(r);
+    if (b < 220) return max_seqs > 0 ? (int32_t)(b % (uint32_t)max_seqs) : 0;
+    return b % 2 ? -1 - (int32_t)(b % 3) : (int32_t)u32(r);
+}
+
+/* A cache from a fuzzed description (a pool of at most a few hundred KB
+ * when the description is valid), then a few operations on it: append,
+ * truncate, fork, remove, read, decode. */
+static void fuzz_kv(fz *f, rd *r)
+{
+    attn_kv_cache_desc d = ATTN_KV_CACHE_DESC_INIT;
+    static const attn_dtype sdts[5] = { ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8, ATTN_Q4 };
+    uint8_t b = u8(r);
+    d.dtype = b < 240 ? sdts[b % 5] : (attn_dtype)(int8_t)u8(r);
+    d.num_kv_heads = u8(r) < 240 ? 1 + u8(r) % 3 : (int32_t)u32(r);
+    uint8_t hd = u8(r);
+    d.head_dim = hd < 200 ? 32 * (1 + hd % 2) : (hd < 230 ? 1 + hd % 40 : (int32_t)u32(r));
+    d.head_dim_v = u8(r) < 200 ? 0 : (int32_t)(u8(r) % 70) - 1;
+    d.page_size = u8(r) < 230 ? 1 + u8(r) % 9 : (int32_t)u32(r);
+    d.max_pages = u8(r) < 230 ? 1 + u8(r) % 12 : scalar64(r);
+    d.max_seqs = u8(r) < 230 ? 1 + u8(r) % 4 : (int32_t)u32(r);
+    if (u8(r) >= 200) {
+        d.stream_window = u8(r) < 200 ? 1 + u8(r) % 9 : scalar64(r);
+        d.stream_sink = u8(r) < 200 ? u8(r) % 4 : scalar64(r);
+    }
+    if (u8(r) >= 250) {
+        static const size_t sizes[] = { 0, 1, offsetof(attn_kv_cache_desc, device),
+                                        sizeof(attn_kv_cache_desc) + 8, SIZE_MAX };
+        d.size = sizes[u8(r) % 5];
+    }
+    if (u8(r) >= 250)
+        d.device = (int32_t)u32(r);
+    /* keep a valid-looking pool and sequence table small: the harness's
+     * memory, not a contract */
+    if (d.max_seqs > 4096)
+        return;
+    if (d.head_dim > 0 && d.page_size > 0 && d.max_pages > 0 && d.num_kv_heads > 0) {
+        uint64_t tok = sat_mul((uint64_t)d.num_kv_heads,
+                               (uint64_t)d.head_dim + (uint64_t)(d.head_dim_v > 0 ? d.head_dim_v
+                                                                              : d.head_dim));
+        if (sat_mul(sat_mul(tok, 4), sat_mul((uint64_t)d.page_size, (uint64_t)d.max_pages)) >
+            FUZZ_MAX_BYTES)
+            return;
+    }
+    attn_kv_cache *c = NULL;
+    attn_status s = attn_kv_cache_create(f->ctx, &d, &c);
+    check_status("attn_kv_cache_create", s);
+    if (s != ATTN_OK)
+        return;
+    const int64_t H = d.num_kv_heads, D = d.head_dim, Dv = d.head_dim_v ? d.head_dim_v : D;
+    const attn_dtype dts[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
+    for (int op = 0; op < 6 && r->n; op++) {
+        int honest = 1;
+        int32_t seq = seq_id(r, d.max_seqs);
+        switch (u8(r) % 8) {
+        case 0: case 1: case 2: {                               /* append */
+            int64_t n = u8(r) < 230 ? u8(r) % 12 : dim(r);
+            attn_tensor k, v;
+            int64_t ks[3] = { n, H, D }, vs[3] = { n, H, Dv };
+            make_tensor(f, r, &k, 3, dts[u8(r) % 3], ks, &honest);
+            make_tensor(f, r, &v, 3, dts[u8(r) % 3], vs, &honest);
+            if (honest && sat_mul(shape_work(&k, 3), 2) > FUZZ_MAX_WORK)
+                break;
+            check_status("attn_kv_cache_append", attn_kv_cache_append(c, seq, &k, &v));
+            break;
+        }
+        case 3: {
+            int64_t len = u8(r) < 200 ? u8(r) % 20 : scalar64(r);
+            check_status("attn_kv_cache_truncate", attn_kv_cache_truncate(c, seq, len));
+            break;
+        }
+        case 4: {
+            int32_t dst = seq_id(r, d.max_seqs);
+            int64_t len = u8(r) < 200 ? u8(r) % 20 : scalar64(r);
+            check_status("attn_kv_cache_fork", attn_kv_cache_fork(c, seq, dst, len));
+            break;
+        }
+        case 5: {
+            if (u8(r) % 2) {
+                check_status("attn_kv_cache_remove", attn_kv_cache_remove(c, seq));
+            } else {
+                int64_t start = u8(r) < 200 ? u8(r) % 12 : scalar64(r);
+                int64_t n = u8(r) < 200 ? u8(r) % 12 : dim(r);
+                attn_tensor k, v;
+                int64_t ks[3] = { n, H, D }, vs[3] = { n, H, Dv };
+                make_tensor(f, r, &k, 3, dts[u8(r) % 3], ks, &honest);
+                make_tensor(f, r, &v, 3, dts[u8(r) % 3], vs, &honest);
+                if (honest && sat_mul(shape_work(&k, 3), 2) > FUZZ_MAX_WORK)
+                    break;
+                uint8_t w = u8(r);
+                check_status("attn_kv_cache_read",
+                             attn_kv_cache_read(c, seq, start, w == 255 ? NULL : &k,
+                                                w == 254 ? NULL : &v));
+            }
+            break;
+        }
+        default: {                                              /* decode */
+            attn_sdpa_params p = ATTN_SDPA_PARAMS_INIT;
+            p.causal = u8(r) % 2;
+            p.window_left = u8(r) < 160 ? -1 : scalar64(r);
+            p.sink_tokens = u8(r) < 200 ? 0 : scalar64(r);
+            p.softcap = u8(r) < 200 ? 0.0f : fval(r, 5.0f);
+            p.score = u8(r) < 220 ? ATTN_SCORE_SOFTMAX : (attn_score)(u8(r) % 3);
+            int64_t B = u8(r) < 230 ? 1 + u8(r) % 3 : dim(r);
+            int64_t Sq = u8(r) < 230 ? 1 + u8(r) % 3 : dim(r);
+            int64_t Hq = H * (1 + u8(r) % 2);
+            if (u8(r) >= 240) Hq = dim(r);
+            int32_t seqs[8];
+            for (int i = 0; i < 8; i++)
+                seqs[i] = seq_id(r, d.max_seqs);
+            attn_tensor q, out, lse;
+            int64_t qs[4] = { B, Sq, Hq, D }, os[4] = { B, Sq, Hq, Dv }, ls[3] = { B, Hq, Sq };
+            make_tensor(f, r, &q, 4, dts[u8(r) % 3], qs, &honest);
+            make_tensor(f, r, &out, 4, dts[u8(r) % 3], os, &honest);
+            int has_lse = u8(r) % 3 == 0;
+            if (has_lse) make_tensor(f, r, &lse, 3, ATTN_F32, ls, &honest);
+            /* seqs holds B ids (the contract); a larger B gets NULL */
+            const int32_t *ps = q.ndim == 4 && q.shape[0] >= 0 && q.shape[0] <= 8 ? seqs : NULL;
+            if (honest && q.ndim == 4 &&
+                sat_mul(shape_work(&q, 4), sat_mul((uint64_t)d.max_pages,
+                                                   (uint64_t)d.page_size)) > 16 * FUZZ_MAX_WORK)
+                break;
+            check_status("attn_decode", attn_decode(f->ctx, &p, &q, c, ps, &out,
+                                                    has_lse ? &lse : NULL));
+            break;
+        }
+        }
+    }
+    attn_kv_cache_destroy(c);
+}
+
 static attn_context *g_ctx;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -525,10 +915,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&f, 0, sizeof f);
     f.ctx = g_ctx;
     rd r = { data, size };
-    if (u8(&r) % 8 == 7)
-        fuzz_merge(&f, &r);
-    else
-        fuzz_sdpa(&f, &r);
+    switch (u8(&r) % 16) {
+    case 15: fuzz_merge(&f, &r); break;
+    case 14: case 13: fuzz_linear(&f, &r); break;
+    case 12: case 11: fuzz_neighborhood(&f, &r); break;
+    case 10: fuzz_block_select(&f, &r); break;
+    case 9: fuzz_kv(&f, &r); break;
+    default: fuzz_sdpa(&f, &r); break;
+    }
     for (int i = 0; i < f.nallocs; i++) free(f.allocs[i]);
     for (int i = 0; i < f.nbufs; i++) attn_buffer_destroy(f.bufs[i]);
     return 0;
