@@ -537,19 +537,26 @@ static uint64_t shape_work(const attn_tensor *t, int n)
     return w;
 }
 
+/* The op's params with their defaults in a struct with 32 spare bytes (a
+ * fuzzed size may claim more than sizeof), now and then with a wrong size. */
+#define FUZZ_PARAMS(T, INIT, pw, p)                                        \
+    struct { T p; unsigned char pad[32]; } pw;                             \
+    memset(&pw, 0, sizeof pw);                                             \
+    {                                                                      \
+        T def_ = INIT;                                                     \
+        pw.p = def_;                                                       \
+    }                                                                      \
+    T *p = &pw.p;                                                          \
+    if (u8(r) >= 250) {                                                    \
+        static const size_t sizes_[] = { 0, 1, sizeof(T) + 8, SIZE_MAX };  \
+        p->size = sizes_[u8(r) % 4];                                       \
+    }
+
 /* ---- attn_linear --------------------------------------------------------------- */
 
 static void fuzz_linear(fz *f, rd *r)
 {
-    struct { attn_linear_params p; unsigned char pad[32]; } pw;
-    memset(&pw, 0, sizeof pw);
-    attn_linear_params def = ATTN_LINEAR_PARAMS_INIT;
-    attn_linear_params *p = &pw.p;
-    *p = def;
-    if (u8(r) >= 250) {
-        static const size_t sizes[] = { 0, 1, sizeof(attn_linear_params) + 8, SIZE_MAX };
-        p->size = sizes[u8(r) % 4];
-    }
+    FUZZ_PARAMS(attn_linear_params, ATTN_LINEAR_PARAMS_INIT, pw, p)
     uint8_t kd = u8(r);
     p->kind = kd < 240 ? (attn_linear_kind)(kd % 6) : (attn_linear_kind)(int32_t)u32(r);
     p->scale = fval(r, 0.0f);
@@ -658,15 +665,7 @@ static void fuzz_linear(fz *f, rd *r)
 
 static void fuzz_neighborhood(fz *f, rd *r)
 {
-    struct { attn_neighborhood_params p; unsigned char pad[32]; } pw;
-    memset(&pw, 0, sizeof pw);
-    attn_neighborhood_params def = ATTN_NEIGHBORHOOD_PARAMS_INIT;
-    attn_neighborhood_params *p = &pw.p;
-    *p = def;
-    if (u8(r) >= 250) {
-        static const size_t sizes[] = { 0, 1, sizeof(attn_neighborhood_params) + 8, SIZE_MAX };
-        p->size = sizes[u8(r) % 4];
-    }
+    FUZZ_PARAMS(attn_neighborhood_params, ATTN_NEIGHBORHOOD_PARAMS_INIT, pw, p)
     uint8_t nd = u8(r);
     p->ndim = nd < 240 ? 1 + nd % 3 : (int)(int8_t)u8(r);
     int ax = p->ndim >= 1 && p->ndim <= 3 ? p->ndim : 3;
@@ -718,15 +717,7 @@ static void fuzz_neighborhood(fz *f, rd *r)
 
 static void fuzz_block_select(fz *f, rd *r)
 {
-    struct { attn_block_select_params p; unsigned char pad[32]; } pw;
-    memset(&pw, 0, sizeof pw);
-    attn_block_select_params def = ATTN_BLOCK_SELECT_PARAMS_INIT;
-    attn_block_select_params *p = &pw.p;
-    *p = def;
-    if (u8(r) >= 250) {
-        static const size_t sizes[] = { 0, 1, sizeof(attn_block_select_params) + 8, SIZE_MAX };
-        p->size = sizes[u8(r) % 4];
-    }
+    FUZZ_PARAMS(attn_block_select_params, ATTN_BLOCK_SELECT_PARAMS_INIT, pw, p)
     uint8_t m = u8(r);
     p->method = m < 240 ? (attn_block_select_method)(m % 2)
                         : (attn_block_select_method)(int32_t)u32(r);
@@ -770,6 +761,19 @@ static int32_t seq_id(rd *r, int32_t max_seqs)
     uint8_t b = u8(r);
     if (b < 220) return max_seqs > 0 ? (int32_t)(b % (uint32_t)max_seqs) : 0;
     return b % 2 ? -1 - (int32_t)(b % 3) : (int32_t)u32(r);
+}
+
+/* n tokens of keys [n, H, D] and values [n, H, Dv] for append or read;
+ * returns 0 when an honest pair is over the work cap (skip the call). */
+static int kv_tokens(fz *f, rd *r, attn_tensor *k, attn_tensor *v, int64_t n, int64_t H,
+                     int64_t D, int64_t Dv)
+{
+    static const attn_dtype dts[3] = { ATTN_F32, ATTN_F16, ATTN_BF16 };
+    int honest = 1;
+    int64_t ks[3] = { n, H, D }, vs[3] = { n, H, Dv };
+    make_tensor(f, r, k, 3, dts[u8(r) % 3], ks, &honest);
+    make_tensor(f, r, v, 3, dts[u8(r) % 3], vs, &honest);
+    return !honest || sat_mul(shape_work(k, 3), 2) <= FUZZ_MAX_WORK;
 }
 
 /* A cache from a fuzzed description (a pool of at most a few hundred KB
@@ -823,14 +827,9 @@ static void fuzz_kv(fz *f, rd *r)
         int32_t seq = seq_id(r, d.max_seqs);
         switch (u8(r) % 8) {
         case 0: case 1: case 2: {                               /* append */
-            int64_t n = u8(r) < 230 ? u8(r) % 12 : dim(r);
             attn_tensor k, v;
-            int64_t ks[3] = { n, H, D }, vs[3] = { n, H, Dv };
-            make_tensor(f, r, &k, 3, dts[u8(r) % 3], ks, &honest);
-            make_tensor(f, r, &v, 3, dts[u8(r) % 3], vs, &honest);
-            if (honest && sat_mul(shape_work(&k, 3), 2) > FUZZ_MAX_WORK)
-                break;
-            check_status("attn_kv_cache_append", attn_kv_cache_append(c, seq, &k, &v));
+            if (kv_tokens(f, r, &k, &v, u8(r) < 230 ? u8(r) % 12 : dim(r), H, D, Dv))
+                check_status("attn_kv_cache_append", attn_kv_cache_append(c, seq, &k, &v));
             break;
         }
         case 3: {
@@ -849,12 +848,8 @@ static void fuzz_kv(fz *f, rd *r)
                 check_status("attn_kv_cache_remove", attn_kv_cache_remove(c, seq));
             } else {
                 int64_t start = u8(r) < 200 ? u8(r) % 12 : scalar64(r);
-                int64_t n = u8(r) < 200 ? u8(r) % 12 : dim(r);
                 attn_tensor k, v;
-                int64_t ks[3] = { n, H, D }, vs[3] = { n, H, Dv };
-                make_tensor(f, r, &k, 3, dts[u8(r) % 3], ks, &honest);
-                make_tensor(f, r, &v, 3, dts[u8(r) % 3], vs, &honest);
-                if (honest && sat_mul(shape_work(&k, 3), 2) > FUZZ_MAX_WORK)
+                if (!kv_tokens(f, r, &k, &v, u8(r) < 200 ? u8(r) % 12 : dim(r), H, D, Dv))
                     break;
                 uint8_t w = u8(r);
                 check_status("attn_kv_cache_read",
