@@ -396,10 +396,10 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     pl.state_floats = attn_linear_round16(p->dk * pl.lds + attn_linear_round16(p->dk));
     size_t rw = attn_linear_recurrent_ws_floats(p), cw = attn_linear_chunk_ws_floats(p);
 
-    /* Heads per task: enough tasks for every thread, but no more states per
-     * task than fit in about 1 MiB (a core's L2). */
     if (p->num_seqs < 1 || p->h < 1)
         return ATTN_OK;                           /* no (sequence, head) pair: nothing to do */
+    /* Heads per task: enough tasks for every thread, but no more states per
+     * task than fit in about 1 MiB (a core's L2). */
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
     const int64_t segments = attn_linear_segments_for(p, nt);
     if (segments > 1)
