@@ -316,14 +316,16 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
 static int64_t tile_t2(const attn_neighborhood_problem *p)
 {
     const int64_t k2 = p->kernel[2];
-    return nb_min64(nb_max64(2, nb_min64(NB_MAX_T2, nb_round_up(k2, 16) - k2 + 1)), nb_class_len(p, 2, 0));
+    return nb_min64(nb_max64(2, nb_min64(NB_MAX_T2, nb_round_up(k2, 16) - k2 + 1)),
+                    nb_class_len(p, 2, 0));
 }
 
 static void extents(const attn_neighborhood_problem *p, int64_t t[3], int64_t *t2)
 {
     *t2 = tile_t2(p);
     t[0] = 1;
-    t[1] = nb_min64(nb_max64(1, nb_min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)), nb_class_len(p, 1, 0));
+    t[1] = nb_min64(nb_max64(1, nb_min64(NB_MAX_T1, NB_TILE_QUERIES / *t2)),
+                    nb_class_len(p, 1, 0));
     t[2] = nb_max64(1, NB_SEG_QUERIES / *t2) * *t2;
 }
 

@@ -57,7 +57,6 @@
 #include <omp.h>
 #endif
 
-
 /* Row blocks per task band, lane vectors per task segment (at most: see
  * plan), tasks per thread (at least, where the grid allows). */
 #define NL_BAND_BLOCKS 4
@@ -353,7 +352,7 @@ static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu
      * over the L1 sets. */
     pl->padl = k2 - 1;
     pl->pitch = nb_round_up(pl->padl + nb_max64(pl->segc + 2 * k2 - 2,
-                                             nb_round_up(pl->segc + k2 - 1, pl->vl)), 16);
+                                                nb_round_up(pl->segc + k2 - 1, pl->vl)), 16);
     if (pl->pitch / 16 % 2 == 0)
         pl->pitch += 16;
     pl->kt_row = p->d * pl->pitch;
@@ -364,12 +363,13 @@ static void plan(nl_plan *pl, const attn_neighborhood_problem *p, const attn_cpu
     pl->ldq = p->d * pl->vl;
     pl->ldo = p->dv * pl->vl;
     pl->lds = pl->max_rows * pl->max_ne * pl->vl;
-    pl->ptr_floats = nb_round_up(pl->max_rows * (int64_t)sizeof(float *), 64) / (int64_t)sizeof(float);
+    pl->ptr_floats =
+        nb_round_up(pl->max_rows * (int64_t)sizeof(float *), 64) / (int64_t)sizeof(float);
     pl->ws_floats = (size_t)nb_round_up(pl->reg_rows * (pl->kt_row + pl->vt_row) +
-                                         pl->nr * (pl->ldq + pl->ldo + pl->lds) +
-                                         nb_round_up(pl->max_ne * pl->vl, 16) +
-                                         2 * nb_round_up(pl->nr * pl->vl, 16) +
-                                         nb_round_up(pl->vl, 16) + pl->ptr_floats, 16);
+                                            pl->nr * (pl->ldq + pl->ldo + pl->lds) +
+                                            nb_round_up(pl->max_ne * pl->vl, 16) +
+                                            2 * nb_round_up(pl->nr * pl->vl, 16) +
+                                            nb_round_up(pl->vl, 16) + pl->ptr_floats, 16);
 }
 
 attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem *p,
