@@ -388,6 +388,8 @@ static void run_task(const linear_plan *pl, int64_t task, float *ws)
 
 attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
 {
+    if (p->num_seqs < 1 || p->h < 1)
+        return ATTN_OK;                           /* no (sequence, head) pair: nothing to do */
     attn_cpu_state *st = dev->impl;
     linear_plan pl;
     pl.p = p;
@@ -396,8 +398,6 @@ attn_status attn_cpu_linear(attn_device *dev, const attn_linear_problem *p)
     pl.state_floats = attn_linear_round16(p->dk * pl.lds + attn_linear_round16(p->dk));
     size_t rw = attn_linear_recurrent_ws_floats(p), cw = attn_linear_chunk_ws_floats(p);
 
-    if (p->num_seqs < 1 || p->h < 1)
-        return ATTN_OK;                           /* no (sequence, head) pair: nothing to do */
     /* Heads per task: enough tasks for every thread, but no more states per
      * task than fit in about 1 MiB (a core's L2). */
     int nt = st->num_threads < 1 ? 1 : st->num_threads;
