@@ -31,7 +31,8 @@
  * once: tiles outside it are skipped, tiles fully inside it skip the
  * per-element visibility test.
  *
- * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC, QRES, PREF, IDX_T. */
+ * Compile-time: D, DV, IN_DT, TX, TY, RM, RN, DC, KC, QRES, PREF, IDX_T, ALIGNED,
+ * FEATS (the flags the program is for). */
 
 #define BQ (TY * RM)
 #define BK (TX * RN)
@@ -213,10 +214,12 @@ void attn_sdpa(__global const IN_T *q, long q_off, long qs0, long qs1, long qs2,
                int gate_dt,
                __global const uchar *bmask, long b_off, long bs0, long bs1, long bs2, long bs3,
                __global const float *auxf, __global const int *auxi,
-               int flags, int hq, int group, long sq, long sk, int nseq,
+               int call_flags, int hq, int group, long sq, long sk, int nseq,
                float scale, float softcap, float sigmoid_bias,
                long window_left, long window_right, long sink_tokens, long block_q, long block_k)
 {
+    /* FEATS: the flags the program was built for; the rest fold away */
+    const int flags = call_flags & FEATS;
     __local float4 lmem4[LOCAL_LEN / 4];
     __local float *lmem = (__local float *)lmem4;
     __local float *QsT = lmem + (QRES ? 0 : ST_AT);  /* [D][BQ] resident, or [DC][BQ] */

@@ -63,6 +63,9 @@ layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
 layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, KC*DVP) */
 layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element, 2: 8-element (16-bit) loads */
+layout(constant_id = 12) const int FEATS = -1;  /* the call's flags (F_*): the
+                                                   loop keeps only their code */
+#define FEATS_MASK FEATS
 
 const int BQ = TY * RM;
 const int BK = TX * RN;

@@ -47,12 +47,19 @@ struct Block {
     int mbase, bbase, bq, bk;
 };
 
+/* A shader may define FEATS_MASK as the flags its pipeline was made for
+ * (a specialisation constant): the code of every other feature then folds
+ * away. */
+#ifndef FEATS_MASK
+#define FEATS_MASK (-1)
+#endif
+
 /* Fills k for block qb. A block past the end of its sequence (varlen
  * padding) gets nq = 0 and no tile: it walks the same barriers as the
  * others and stores nothing, rather than returning early. */
 void block_init(out Block k, int qb, int h, int b)
 {
-    const int flags = P.w[P_FLAGS], hq = P.w[P_HQ], nseq = P.w[P_NSEQ];
+    const int flags = P.w[P_FLAGS] & FEATS_MASK, hq = P.w[P_HQ], nseq = P.w[P_NSEQ];
     const int hk = h / P.w[P_GROUP];
     k.flags = flags;
     k.h = h;

@@ -60,6 +60,9 @@ layout(constant_id = 5) const int DV = 128;
 layout(constant_id = 6) const int SG = 32;       /* the device's (fixed) subgroup size */
 layout(constant_id = 7) const int PF = 1;        /* 1: prefetch K/V tiles into registers */
 layout(constant_id = 8) const int SPLIT = 0;     /* 1: K and V tiles in two buffers */
+layout(constant_id = 9) const int FEATS = -1;  /* the call's flags (F_*): the
+                                                   loop keeps only their code */
+#define FEATS_MASK FEATS
 
 const int R = 16 * RB;                           /* rows per subgroup */
 const int BQ = NW * R;

@@ -47,6 +47,9 @@ layout(constant_id = 5) const int OC = 128;      /* columns per O block: DV, or 
                                                     for the output through St */
 layout(constant_id = 6) const int SW = 16;       /* columns of the row statistics:
                                                     the device's N granularity */
+layout(constant_id = 7) const int FEATS = -1;    /* the call's flags (F_*): the
+                                                    loop keeps only their code */
+#define FEATS_MASK FEATS
 
 const int NT = WG;
 const int IN_DT = 1;                             /* f16 */
