@@ -6,6 +6,7 @@
 #include "ocl.h"
 #include "args.h"
 #include "../error.h"
+#include "../gpu_sdpa_flags.h"
 
 /* A work-group shape: tx x ty work-items of rm rows x rn keys, dims staged
  * dc and V rows kc at a time; qres: the block's Q stays in local memory;
@@ -13,10 +14,8 @@
  * chunk (when restaged) is read into registers during the products (0 none). */
 typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc, qres, pref; } sdpa_cfg;
 
-/* Flag bits shared with opencl/sdpa.cl. */
-enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
-       F_VARLEN = 1 << 4, F_LSE = 1 << 5, F_MASK = 1 << 6, F_GATE = 1 << 7,
-       F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9, F_VEC = 1 << 10 };
+/* opencl/sdpa.cl's flag bit beyond the common ones (gpu_sdpa_flags.h). */
+enum { F_VEC = 1 << 10 };
 
 static int64_t rup4(int64_t n) { return (n + 3) / 4 * 4; }
 
@@ -144,17 +143,7 @@ static int aligned4(const attn_sdpa_problem *p)
 /* The kernel's flags (F_*) for a call with configuration c. */
 static int sdpa_flags(const attn_sdpa_problem *p, const sdpa_cfg *c)
 {
-    int flags = 0;
-    if (p->causal) flags |= F_CAUSAL;
-    if (p->score == ATTN_SCORE_SIGMOID) flags |= F_SIGMOID;
-    if (p->alibi_slopes) flags |= F_ALIBI;
-    if (p->sink_logits) flags |= F_SINKS;
-    if (p->cu_q) flags |= F_VARLEN;
-    if (p->has_lse) flags |= F_LSE;
-    if (p->has_mask) flags |= F_MASK;
-    if (p->has_gate) flags |= F_GATE;
-    if (p->has_block_mask) flags |= F_BMASK;
-    if (p->softcap > 0.0f) flags |= F_SOFTCAP;
+    int flags = attn_gpu_sdpa_flags(p);
     /* Four elements at a time: unit innermost strides, dims and chunk multiples of 4. */
     if (p->q.stride[3] == 1 && p->k.stride[3] == 1 && p->v.stride[3] == 1 &&
         p->d % 4 == 0 && p->dv % 4 == 0 && c->dc % 4 == 0)

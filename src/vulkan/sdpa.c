@@ -9,13 +9,12 @@
 #include "vk.h"
 #include "args.h"
 #include "../error.h"
+#include "../gpu_sdpa_flags.h"
 
 typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc; } sdpa_cfg;
 
-/* Flag bits and parameter words shared with vulkan/sdpa.comp. */
-enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
-       F_VARLEN = 1 << 4, F_LSE = 1 << 5, F_MASK = 1 << 6, F_GATE = 1 << 7,
-       F_BMASK = 1 << 8, F_SOFTCAP = 1 << 9 };
+/* Parameter words shared with vulkan/sdpa_common.glsl (the flag bits are in
+ * gpu_sdpa_flags.h). */
 enum { P_Q = 0, P_K = 5, P_V = 10, P_O = 15, P_OUT_DT = 20, P_L = 21, P_M = 25,
        P_MASK_DT = 30, P_G = 31, P_GATE_DT = 36, P_B = 37, P_FLAGS = 42, P_HQ = 43,
        P_GROUP = 44, P_SQ = 45, P_SK = 46, P_NSEQ = 47, P_SCALE = 48, P_SOFTCAP = 49,
@@ -177,22 +176,6 @@ static int use_subgroup(const attn_vk_device *d, const sdpa_cfg *c)
     return d->subgroup_shuffle && (c->tx & (c->tx - 1)) == 0 && (uint32_t)c->tx <= d->subgroup_min;
 }
 
-/* Flag bits of the problem. */
-static int32_t flags_of(const attn_sdpa_problem *p)
-{
-    int32_t f = 0;
-    if (p->causal) f |= F_CAUSAL;
-    if (p->score == ATTN_SCORE_SIGMOID) f |= F_SIGMOID;
-    if (p->alibi_slopes) f |= F_ALIBI;
-    if (p->sink_logits) f |= F_SINKS;
-    if (p->cu_q) f |= F_VARLEN;
-    if (p->has_lse) f |= F_LSE;
-    if (p->has_mask) f |= F_MASK;
-    if (p->has_gate) f |= F_GATE;
-    if (p->has_block_mask) f |= F_BMASK;
-    if (p->softcap > 0.0f) f |= F_SOFTCAP;
-    return f;
-}
 
 /* A window or sink count as a 32-bit word: -1 stays unlimited, large
  * values are clamped to "longer than any sequence". */
@@ -223,7 +206,7 @@ static attn_status write_params(attn_vk_device *d, const attn_sdpa_problem *p)
     w[P_OUT_DT] = (int32_t)p->out.dtype;
     w[P_MASK_DT] = p->has_mask ? (int32_t)p->mask.dtype : 0;
     w[P_GATE_DT] = p->has_gate ? (int32_t)p->gate.dtype : 0;
-    w[P_FLAGS] = flags_of(p);
+    w[P_FLAGS] = attn_gpu_sdpa_flags(p);
     w[P_HQ] = (int32_t)p->hq;
     w[P_GROUP] = (int32_t)(p->hq / p->hkv);
     w[P_SQ] = (int32_t)p->sq;
@@ -464,7 +447,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
      * coopmat 1.22x / 1.18x, plain f16 1.15x / 1.10x, f32 1.09x / 1.08x.
      * ATTN_VULKAN_SDPA_FEATS=0 gives the pipeline of every feature. */
     const char *feats = getenv("ATTN_VULKAN_SDPA_FEATS");
-    spec[nspec++] = feats && strcmp(feats, "0") == 0 ? -1 : flags_of(p);
+    spec[nspec++] = feats && strcmp(feats, "0") == 0 ? -1 : attn_gpu_sdpa_flags(p);
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe;
     attn_status s = attn_vk_pipeline_get(d, shader, spec, nspec, &pipe);
