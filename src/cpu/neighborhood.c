@@ -237,20 +237,6 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         }
 }
 
-/* Starts loading the n rows of `bytes` from row0, step apart: one run's
- * keys, each H x D elements from the next (its own 4 KiB page when H x D x
- * 4 = 4096), which the hardware prefetchers do not follow. */
-static void prefetch_rows(const char *row0, int64_t step, int64_t n, int64_t bytes)
-{
-#if defined(__GNUC__)
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t x = 0; x < bytes; x += 64)
-            __builtin_prefetch(row0 + j * step + x);
-#else
-    (void)row0; (void)step; (void)n; (void)bytes;
-#endif
-}
-
 /* Packs, for KV head tk->hk, every run of the task's queries over the
  * segment's key range [seg_s, seg_s + nseg), each run's K and V rows
  * prefetched while the run before it is packed. */
@@ -267,9 +253,9 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w)
         if (r + 1 < tk->nruns) {
             const int64_t n1 = tk->u1s + (r + 1) / tk->nk0, n0 = tk->s0 + (r + 1) % tk->nk0;
             const int64_t nk0 = tk->c[0] + p->dil[0] * n0, nk1 = tk->c[1] + p->dil[1] * n1;
-            prefetch_rows(nb_elem(kv, tk->b, nk0, nk1, x0, tk->hk), d2 * kv->stride[3] * kes,
+            nb_prefetch_rows(nb_elem(kv, tk->b, nk0, nk1, x0, tk->hk), d2 * kv->stride[3] * kes,
                           tk->nseg, p->d * kes);
-            prefetch_rows(nb_elem(vv, tk->b, nk0, nk1, x0, tk->hk), d2 * vv->stride[3] * ves,
+            nb_prefetch_rows(nb_elem(vv, tk->b, nk0, nk1, x0, tk->hk), d2 * vv->stride[3] * ves,
                           tk->nseg, p->dv * ves);
         }
         ks->pack_k(w->K + r * pl->ktf, nb_elem(kv, tk->b, gk0, gk1, x0, tk->hk), kv->dtype,

@@ -63,4 +63,19 @@ static inline void nb_prefetch_queries(const attn_neighborhood_problem *p, int64
 #endif
 }
 
+/* Starts loading the n rows of `bytes` from row0, step bytes apart: the
+ * keys of one run, each H x D elements from the next (its own 4 KiB page
+ * when H x D x 4 = 4096), which the hardware prefetchers do not follow.
+ * The drivers issue it one run ahead of their packing. */
+static inline void nb_prefetch_rows(const char *row0, int64_t step, int64_t n, int64_t bytes)
+{
+#if defined(__GNUC__)
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t x = 0; x < bytes; x += 64)
+            __builtin_prefetch(row0 + j * step + x);
+#else
+    (void)row0; (void)step; (void)n; (void)bytes;
+#endif
+}
+
 #endif

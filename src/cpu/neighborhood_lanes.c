@@ -129,6 +129,17 @@ static void pack_region(const nl_plan *pl, const nl_task *tk)
             const int64_t g0 = tk->c[0] + p->dil[0] * (tk->s0 + k0);
             const int64_t g1 = tk->c[1] + p->dil[1] * j1;
             const int64_t g2 = tk->c[2] + p->dil[2] * tk->cbeg;
+            /* the next key row's K and V rows load while this one packs */
+            const int last1 = j1 + 1 == tk->u1e;
+            if (!last1 || k0 + 1 < tk->nk0) {
+                const int64_t n0 = tk->c[0] + p->dil[0] * (tk->s0 + k0 + last1);
+                const int64_t n1 = tk->c[1] + p->dil[1] * (last1 ? tk->u1s : j1 + 1);
+                for (int t = 0; t < 2; t++) {
+                    const int64_t es = (int64_t)attn_dtype_size(views[t]->dtype);
+                    nb_prefetch_rows(nb_elem(views[t], tk->b, n0, n1, g2, tk->hk),
+                                     p->dil[2] * views[t]->stride[3] * es, n, dims[t] * es);
+                }
+            }
             for (int t = 0; t < 2; t++) {
                 const attn_view *v = views[t];
                 float *dst = bases[t] + (k0 * nb1 + j1 - tk->u1s) * rows[t];
