@@ -243,6 +243,15 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         }
 }
 
+/* Where run r of the block (tk) starts in view v: axis-1 key row
+ * u1s + r / nk0, axis-0 key s0 + r % nk0, axis-2 key x0. */
+static inline const char *run_start(const attn_neighborhood_problem *p, const nb_task *tk,
+                                    const attn_view *v, int64_t r, int64_t x0)
+{
+    const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
+    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * j0, tk->c[1] + p->dil[1] * j1, x0, tk->hk);
+}
+
 /* Packs, for KV head tk->hk, every run of the block's queries over the
  * segment's key range [seg_s, seg_s + nseg), each run's K and V rows
  * prefetched while the run before it is packed. The runs of axis-1 key
@@ -257,6 +266,7 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int6
     const attn_view *kv = &p->k, *vv = &p->v;
     const int64_t d2 = p->dil[2], x0 = tk->c[2] + d2 * tk->seg_s;
     const int64_t kes = (int64_t)attn_dtype_size(kv->dtype), ves = (int64_t)attn_dtype_size(vv->dtype);
+    const int64_t kstep = d2 * kv->stride[3] * kes, vstep = d2 * vv->stride[3] * ves;
     const int64_t u1e = tk->u1s + tk->nruns / tk->nk0;
     int64_t first = 0;
     if (prev_s <= tk->u1s && prev_e > tk->u1s) {
@@ -268,19 +278,13 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int6
         }
     }
     for (int64_t r = first; r < tk->nruns; r++) {
-        const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
-        const int64_t gk0 = tk->c[0] + p->dil[0] * j0, gk1 = tk->c[1] + p->dil[1] * j1;
         if (r + 1 < tk->nruns) {
-            const int64_t n1 = tk->u1s + (r + 1) / tk->nk0, n0 = tk->s0 + (r + 1) % tk->nk0;
-            const int64_t nk0 = tk->c[0] + p->dil[0] * n0, nk1 = tk->c[1] + p->dil[1] * n1;
-            nb_prefetch_rows(nb_elem(kv, tk->b, nk0, nk1, x0, tk->hk), d2 * kv->stride[3] * kes,
-                             tk->nseg, p->d * kes);
-            nb_prefetch_rows(nb_elem(vv, tk->b, nk0, nk1, x0, tk->hk), d2 * vv->stride[3] * ves,
-                             tk->nseg, p->dv * ves);
+            nb_prefetch_rows(run_start(p, tk, kv, r + 1, x0), kstep, tk->nseg, p->d * kes);
+            nb_prefetch_rows(run_start(p, tk, vv, r + 1, x0), vstep, tk->nseg, p->dv * ves);
         }
-        ks->pack_k(w->K + r * pl->ktf, nb_elem(kv, tk->b, gk0, gk1, x0, tk->hk), kv->dtype,
+        ks->pack_k(w->K + r * pl->ktf, run_start(p, tk, kv, r, x0), kv->dtype,
                    d2 * kv->stride[3], kv->stride[5], (int)tk->nseg, (int)tk->nseg, p->d);
-        ks->pack_v(w->V + r * pl->vtf, nb_elem(vv, tk->b, gk0, gk1, x0, tk->hk), vv->dtype,
+        ks->pack_v(w->V + r * pl->vtf, run_start(p, tk, vv, r, x0), vv->dtype,
                    d2 * vv->stride[3], vv->stride[5], (int)tk->nseg, (int)tk->nseg, p->dv);
     }
 }

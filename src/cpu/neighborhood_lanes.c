@@ -112,6 +112,16 @@ static nl_ws carve(const nl_plan *pl, float *ws)
     return w;
 }
 
+/* Where the task's key row i starts in view v (columns from cbeg): axis-0
+ * key s0 + i / nb1, axis-1 key u1s + i % nb1. */
+static inline const char *key_row(const attn_neighborhood_problem *p, const nl_task *tk,
+                                  const attn_view *v, int64_t i, int64_t nb1)
+{
+    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * (tk->s0 + i / nb1),
+                   tk->c[1] + p->dil[1] * (tk->u1s + i % nb1), tk->c[2] + p->dil[2] * tk->cbeg,
+                   tk->hk);
+}
+
 /* The task's key rows, columns [cbeg, cend), transposed: dim c of a row at
  * c * pitch, column j at padl + j - cbeg. The columns around them hold
  * zeros or earlier tasks' keys (the workspace starts zeroed): lanes past
@@ -123,30 +133,22 @@ static void pack_region(const nl_plan *pl, const nl_task *tk)
     const attn_view *views[2] = { &p->k, &p->v };
     const int64_t dims[2] = { p->d, p->dv }, rows[2] = { pl->kt_row, pl->vt_row };
     float *bases[2] = { tk->kt, tk->vt };
-    const int64_t n = tk->cend - tk->cbeg, nb1 = tk->u1e - tk->u1s;
-    for (int64_t k0 = 0; k0 < tk->nk0; k0++)
-        for (int64_t j1 = tk->u1s; j1 < tk->u1e; j1++) {
-            const int64_t g0 = tk->c[0] + p->dil[0] * (tk->s0 + k0);
-            const int64_t g1 = tk->c[1] + p->dil[1] * j1;
-            const int64_t g2 = tk->c[2] + p->dil[2] * tk->cbeg;
-            /* the next key row's K and V rows load while this one packs */
-            const int last1 = j1 + 1 == tk->u1e;
-            if (!last1 || k0 + 1 < tk->nk0) {
-                const int64_t n0 = tk->c[0] + p->dil[0] * (tk->s0 + k0 + last1);
-                const int64_t n1 = tk->c[1] + p->dil[1] * (last1 ? tk->u1s : j1 + 1);
-                for (int t = 0; t < 2; t++) {
-                    const int64_t es = (int64_t)attn_dtype_size(views[t]->dtype);
-                    nb_prefetch_rows(nb_elem(views[t], tk->b, n0, n1, g2, tk->hk),
-                                     p->dil[2] * views[t]->stride[3] * es, n, dims[t] * es);
-                }
-            }
-            for (int t = 0; t < 2; t++) {
-                const attn_view *v = views[t];
-                float *dst = bases[t] + (k0 * nb1 + j1 - tk->u1s) * rows[t];
-                pl->ks->nb_load_t(dst + pl->padl, pl->pitch,
-                                  nb_elem(v, tk->b, g0, g1, g2, tk->hk), v->dtype,
-                                  p->dil[2] * v->stride[3], v->stride[5], (int)n, dims[t], 1.0f);
-            }
+    const int64_t n = tk->cend - tk->cbeg, nb1 = tk->u1e - tk->u1s, nrows = tk->nk0 * nb1;
+    int64_t es[2], step[2];
+    for (int t = 0; t < 2; t++) {
+        es[t] = (int64_t)attn_dtype_size(views[t]->dtype);
+        step[t] = p->dil[2] * views[t]->stride[3] * es[t];
+    }
+    /* key row i: axis-0 key s0 + i / nb1, axis-1 key u1s + i % nb1; the next
+     * row's K and V rows load while this one packs */
+    for (int64_t i = 0; i < nrows; i++)
+        for (int t = 0; t < 2; t++) {
+            const attn_view *v = views[t];
+            if (i + 1 < nrows)
+                nb_prefetch_rows(key_row(p, tk, v, i + 1, nb1), step[t], n, dims[t] * es[t]);
+            pl->ks->nb_load_t(bases[t] + i * rows[t] + pl->padl, pl->pitch,
+                              key_row(p, tk, v, i, nb1), v->dtype, p->dil[2] * v->stride[3],
+                              v->stride[5], (int)n, dims[t], 1.0f);
         }
 }
 
