@@ -151,10 +151,11 @@ static int sdpa_flags(const attn_sdpa_problem *p, const sdpa_cfg *c)
     return flags;
 }
 
-/* Builds (or finds) the program for cfg and creates the kernel; *too_big is
- * set when the compiled kernel cannot run work-groups of that size. */
+/* Builds (or finds) the program for cfg and the call's flags (sdpa_flags)
+ * and creates the kernel; *too_big is set when the compiled kernel cannot
+ * run work-groups of that size. */
 static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, const sdpa_cfg *c,
-                              cl_kernel *out, size_t *kernel_max)
+                              int flags, cl_kernel *out, size_t *kernel_max)
 {
     /* In-tile offsets (rows of one tile times the row stride, plus a head
      * dim times the innermost stride) in int unless they could overflow. */
@@ -173,7 +174,7 @@ static attn_status get_kernel(attn_cl_device *d, const attn_sdpa_problem *p, con
              "-DFEATS=%d%s",
              (long long)p->d, (long long)p->dv, (int)p->q.dtype, c->tx, c->ty, c->rm, c->rn,
              c->dc, c->kc, c->qres, c->pref, small ? "int" : "long", aligned4(p),
-             feats && strcmp(feats, "0") == 0 ? -1 : sdpa_flags(p, c),
+             feats && strcmp(feats, "0") == 0 ? -1 : flags,
              d->is_cpu ? "" : " -DATTN_UNROLL");
     cl_program prog;
     attn_status s = attn_cl_program_get(d, ATTN_CL_SRC_SDPA, opts, &prog);
@@ -228,9 +229,8 @@ static attn_status make_aux(attn_cl_device *d, const attn_sdpa_problem *p, cl_me
 }
 
 static attn_status launch(attn_cl_device *d, const attn_sdpa_problem *p, cl_kernel k,
-                          const sdpa_cfg *c, cl_mem aux)
+                          const sdpa_cfg *c, int flags, cl_mem aux)
 {
-    const int flags = sdpa_flags(p, c);
     attn_cl_args a = { d->cl, k, 0, CL_SUCCESS };
     arg_view(&a, &p->q, 1, 4);
     arg_view(&a, &p->k, 1, 4);
@@ -286,6 +286,7 @@ attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     cl_kernel k = NULL;
     sdpa_cfg c = { 0, 0, 0, 0, 0, 0, 0, 0 };
     size_t kernel_max = (size_t)-1;
+    int flags = 0;
     /* The largest shape the device allows; if the compiled kernel cannot
      * run work-groups that large (registers), the next smaller one. */
     for (int tries = 0;; tries++) {
@@ -296,7 +297,8 @@ attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p)
                           d->max_wg, kernel_max, (long long)p->d, (long long)p->dv);
             break;
         }
-        if ((s = get_kernel(d, p, &c, &k, &kernel_max)) != ATTN_OK)
+        flags = sdpa_flags(p, &c);
+        if ((s = get_kernel(d, p, &c, flags, &k, &kernel_max)) != ATTN_OK)
             break;
         if ((size_t)(c.tx * c.ty) <= kernel_max)
             break;
@@ -307,7 +309,7 @@ attn_status attn_cl_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     if (s == ATTN_OK)
         s = make_aux(d, p, &aux);
     if (s == ATTN_OK)
-        s = launch(d, p, k, &c, aux);
+        s = launch(d, p, k, &c, flags, aux);
     if (aux)
         d->cl->ReleaseMemObject(aux);
     if (k)
