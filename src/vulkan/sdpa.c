@@ -176,7 +176,6 @@ static int use_subgroup(const attn_vk_device *d, const sdpa_cfg *c)
     return d->subgroup_shuffle && (c->tx & (c->tx - 1)) == 0 && (uint32_t)c->tx <= d->subgroup_min;
 }
 
-
 /* A window or sink count as a 32-bit word: -1 stays unlimited, large
  * values are clamped to "longer than any sequence". */
 static int32_t clamp_len(int64_t x)
@@ -184,8 +183,9 @@ static int32_t clamp_len(int64_t x)
     return x < 0 ? -1 : x > (1 << 30) ? (1 << 30) : (int32_t)x;
 }
 
-/* Writes the parameter words (and alibi, sinks, cu_seqlens after them). */
-static attn_status write_params(attn_vk_device *d, const attn_sdpa_problem *p)
+/* Writes the parameter words, flags being the call's flag word (and alibi,
+ * sinks, cu_seqlens after them). */
+static attn_status write_params(attn_vk_device *d, const attn_sdpa_problem *p, int32_t flags)
 {
     const size_t naux = 2 * (size_t)p->hq + (p->cu_q ? 2 * ((size_t)p->num_seqs + 1) : 0);
     attn_status s = attn_vk_host_reserve(d, &d->params, (P_AUX + naux) * sizeof(int32_t));
@@ -206,7 +206,7 @@ static attn_status write_params(attn_vk_device *d, const attn_sdpa_problem *p)
     w[P_OUT_DT] = (int32_t)p->out.dtype;
     w[P_MASK_DT] = p->has_mask ? (int32_t)p->mask.dtype : 0;
     w[P_GATE_DT] = p->has_gate ? (int32_t)p->gate.dtype : 0;
-    w[P_FLAGS] = attn_gpu_sdpa_flags(p);
+    w[P_FLAGS] = flags;
     w[P_HQ] = (int32_t)p->hq;
     w[P_GROUP] = (int32_t)(p->hq / p->hkv);
     w[P_SQ] = (int32_t)p->sq;
@@ -446,13 +446,14 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
      * D = 128, full / causal: coopmat2 f16 1.17x / 1.28x faster, subgroup
      * coopmat 1.22x / 1.18x, plain f16 1.15x / 1.10x, f32 1.09x / 1.08x.
      * ATTN_VULKAN_SDPA_FEATS=0 gives the pipeline of every feature. */
+    const int32_t flags = attn_gpu_sdpa_flags(p);
     const char *feats = getenv("ATTN_VULKAN_SDPA_FEATS");
-    spec[nspec++] = feats && strcmp(feats, "0") == 0 ? -1 : attn_gpu_sdpa_flags(p);
+    spec[nspec++] = feats && strcmp(feats, "0") == 0 ? -1 : flags;
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe;
     attn_status s = attn_vk_pipeline_get(d, shader, spec, nspec, &pipe);
     if (s == ATTN_OK)
-        s = write_params(d, p);
+        s = write_params(d, p, flags);
     if (s == ATTN_OK)
         s = record(d, p, bq, pipe);
     pthread_mutex_unlock(&d->lock);
