@@ -177,6 +177,19 @@ int main(void)
     setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,2", 1);
     run_devices("8x4 tile", narrow);
     unsetenv("ATTN_VULKAN_SDPA_TILE");
+    /* The next K and V chunks prefetched into registers (the GPU default)
+     * with 8-, 4- and 1-element loads (the prefetch needs unit loads: the
+     * last two cases run without), then K alone in a shape of several
+     * chunks per head dim and per key tile. */
+    static const char *const pref[] = { "everything", "f16-gqa4", "bf16-vec4-gqa", "block-mask",
+                                        "odd-dims-big", "d30-dv18-contig", NULL };
+    setenv("ATTN_VULKAN_SDPA_PREF", "2", 1);
+    run_devices("K and V prefetched", pref);
+    setenv("ATTN_VULKAN_SDPA_PREF", "1", 1);
+    setenv("ATTN_VULKAN_SDPA_TILE", "8,4,2,4,8,8", 1);
+    run_devices("K prefetched, 8-dim chunks", pref);
+    unsetenv("ATTN_VULKAN_SDPA_TILE");
+    unsetenv("ATTN_VULKAN_SDPA_PREF");
     /* 16-bit inputs 4 elements a load (VEC 1), which views aligned to 8
      * elements otherwise skip for 8-element loads. */
     static const char *const vec4[] = { "f16-gqa4", "bf16-vec4-gqa", NULL };

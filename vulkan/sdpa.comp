@@ -32,13 +32,18 @@
  * 8/16-bit storage feature is needed. With VEC (the host checked unit
  * innermost strides, head dims multiples of 4 and element offsets of rows
  * multiples of 4) Q, K and V are also read through aliases of their
- * bindings 4 elements at a time: a uvec4 for f32, a uvec2 (two f16/bf16
- * pairs) for 16-bit dtypes; with VEC 2 (16-bit dtypes, head dims, strides
- * and offsets multiples of 8) 8 elements at a time through the uvec4
- * alias, so a 16-bit tile takes as many 16-byte loads as f32 takes for half
- * of it (half the load instructions of VEC 1). 16-bit outputs are written with word atomics
- * (two invocations may own the two halves of one word). Indices are
- * 32-bit: the host rejects tensors whose offsets do not fit.
+ * bindings in units of EPL elements: 4 (VEC 1: a uvec4 of f32, or a uvec2
+ * of two f16/bf16 pairs) or 8 (VEC 2, 16-bit dtypes whose head dims,
+ * strides and offsets are multiples of 8: a uvec4), so a 16-bit tile takes
+ * as many 16-byte loads as f32 takes for half of it. 16-bit outputs are
+ * written with word atomics (two invocations may own the two halves of one
+ * word). Indices are 32-bit: the host rejects tensors whose offsets do not
+ * fit.
+ *
+ * PREF (VEC only): the next K chunk (PREF 1), and also the next V chunk
+ * (PREF 2), is read from global memory into registers, as raw units, while
+ * the current one is multiplied out of shared memory; the loads' latency
+ * then hides behind the FMAs instead of stalling between two barriers.
  *
  * Loops over an invocation's rows, keys and columns are unrolled
  * ([[unroll]]) so that its arrays stay in registers.
@@ -63,7 +68,8 @@ layout(constant_id = 8) const int IN_DT = 0;   /* dtype of q, k, v */
 layout(constant_id = 9) const int DVT = 8;     /* O columns per invocation: ceil(DV / TX) */
 layout(constant_id = 10) const int STAGE = 1024; /* max(KOFF + DC*BKP, KC*DVP) */
 layout(constant_id = 11) const int VEC = 0;    /* 1: 4-element, 2: 8-element (16-bit) loads */
-layout(constant_id = 12) const int FEATS = -1;  /* the call's flags (F_*): the
+layout(constant_id = 12) const int PREF = 0;   /* VEC: 1 next K chunk, 2 also next V chunk */
+layout(constant_id = 13) const int FEATS = -1;  /* the call's flags (F_*): the
                                                    loop keeps only their code */
 #define FEATS_MASK FEATS
 
@@ -74,6 +80,9 @@ const int DVP = DVT * TX;      /* padded V tile row */
 const int BQP = BQ + 4;        /* transposed P and Q rows (padded) */
 const int BKP = BK + 4;        /* transposed K rows (padded) */
 const int KOFF = (DC * BQP + 3) / 4 * 4;   /* KsT in stage, 16-byte aligned */
+const int EPL = VEC == 2 ? 8 : 4;          /* elements per unit load (VEC) */
+const int KU = BK * (DC / EPL), QU = BQ * (DC / EPL), VU = KC * (DVP / EPL);  /* units of a chunk */
+const int NUK = (KU + NT - 1) / NT, NUV = (VU + NT - 1) / NT;   /* per invocation (PREF) */
 const bool G4M = RM % 4 == 0, G4N = RN % 4 == 0, G4C = DVT % 4 == 0;  /* owned in groups of 4 */
 
 #extension GL_GOOGLE_include_directive : require
@@ -84,7 +93,8 @@ const bool G4M = RM % 4 == 0, G4N = RN % 4 == 0, G4C = DVT % 4 == 0;  /* owned i
 #include "common.glsl"
 #include "sdpa_common.glsl"
 
-/* 4-element views of the inputs (VEC only): f32 as uvec4, 16-bit as uvec2. */
+/* Unit views of the inputs (VEC only): f32 and 8 16-bit elements as uvec4,
+ * 4 16-bit elements as uvec2. */
 layout(std430, binding = 0) readonly buffer Q4b { uvec4 w[]; } Q4;
 layout(std430, binding = 1) readonly buffer K4b { uvec4 w[]; } K4;
 layout(std430, binding = 2) readonly buffer V4b { uvec4 w[]; } V4;
@@ -92,32 +102,30 @@ layout(std430, binding = 0) readonly buffer Q2b { uvec2 w[]; } Q2;
 layout(std430, binding = 1) readonly buffer K2b { uvec2 w[]; } K2;
 layout(std430, binding = 2) readonly buffer V2b { uvec2 w[]; } V2;
 
-vec4 unpack4(uvec2 u)
+/* uvec4 NAME(int i): the unit of EPL elements from element i (a multiple
+ * of EPL) as raw words; 4 16-bit elements in .xy. */
+#define RAW(NAME, B4, B2) \
+    uvec4 NAME(int i) { \
+        if (VEC == 2) \
+            return B4.w[uint(i) >> 3]; \
+        if (IN_DT == DT_F32) \
+            return B4.w[uint(i) >> 2]; \
+        return uvec4(B2.w[uint(i) >> 2], 0u, 0u); \
+    }
+RAW(raw_q, Q4, Q2)
+RAW(raw_k, K4, K2)
+RAW(raw_v, V4, V2)
+
+/* Elements 4h..4h+3 of a unit as floats. */
+vec4 unit4(uvec4 u, int h)
 {
+    if (IN_DT == DT_F32)
+        return uintBitsToFloat(u);
+    const uvec2 w = h == 0 ? u.xy : u.zw;
     if (IN_DT == DT_F16)
-        return vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
-    return uintBitsToFloat(uvec4(u.x << 16, u.x & 0xffff0000u, u.y << 16, u.y & 0xffff0000u));
+        return vec4(unpackHalf2x16(w.x), unpackHalf2x16(w.y));
+    return uintBitsToFloat(uvec4(w.x << 16, w.x & 0xffff0000u, w.y << 16, w.y & 0xffff0000u));
 }
-
-/* vec4 NAME(int i): elements i..i+3 (i a multiple of 4) of an input. */
-#define LOAD4(NAME, B4, B2) \
-    vec4 NAME(int i) { \
-        return IN_DT == DT_F32 ? uintBitsToFloat(B4.w[uint(i) >> 2]) : unpack4(B2.w[uint(i) >> 2]); \
-    }
-LOAD4(load4_q, Q4, Q2)
-LOAD4(load4_k, K4, K2)
-LOAD4(load4_v, V4, V2)
-
-/* NAME(i, lo, hi): elements i..i+7 (i a multiple of 8) of a 16-bit input. */
-#define LOAD8(NAME, B4) \
-    void NAME(int i, out vec4 lo, out vec4 hi) { \
-        const uvec4 u = B4.w[uint(i) >> 3]; \
-        lo = unpack4(u.xy); \
-        hi = unpack4(u.zw); \
-    }
-LOAD8(load8_q, Q4)
-LOAD8(load8_k, K4)
-LOAD8(load8_v, V4)
 
 #if ATTN_SUBGROUP
 float row_max(float x)
@@ -146,6 +154,38 @@ int own(int e, int t, int T, bool g4)
 }
 
 void stage_set(int i, float x) { stage[i >> 2][i & 3] = x; }
+
+/* Unit u of row r, dims c.., into stage transposed: element e at
+ * base + (c + e) * rp + r. */
+void put_t(int base, int rp, int r, int c, uvec4 u)
+{
+    [[unroll]] for (int h = 0; h < EPL / 4; h++) {
+        const vec4 x = unit4(u, h);
+        [[unroll]] for (int e = 0; e < 4; e++)
+            stage_set(base + (c + 4 * h + e) * rp + r, x[e]);
+    }
+}
+
+/* Unit t of a transposed chunk of dims [c0, c0 + DC) from element row0
+ * (row stride rs, nr rows present): row t / (DC / EPL), dims from
+ * c0 + t % (DC / EPL) * EPL; zero past the rows and D. */
+#define UNIT_T(RAWF, t, row0, rs, nr, c0) \
+    ((t) / (DC / EPL) < (nr) && (c0) + (t) % (DC / EPL) * EPL < D ? \
+     RAWF((row0) + (t) / (DC / EPL) * (rs) + (c0) + (t) % (DC / EPL) * EPL) : uvec4(0u))
+
+/* Unit t of the V chunk of keys [kc0, kc0 + KC) of a tile, row-major
+ * [KC][DVP] (row t / (DVP / EPL)); zero past the nk keys and DV. */
+uvec4 v_unit(int t, int vt, int vs1, int nk, int kc0)
+{
+    const int r = t / (DVP / EPL), c = t % (DVP / EPL) * EPL;
+    return kc0 + r < nk && c < DV ? raw_v(vt + (kc0 + r) * vs1 + c) : uvec4(0u);
+}
+
+void put_v(int t, uvec4 u)
+{
+    [[unroll]] for (int h = 0; h < EPL / 4; h++)
+        stage[t * (EPL / 4) + h] = unit4(u, h);
+}
 
 /* dst[e] = A[base + own(e, t, T, G)] for e < R (A a shared vec4[], base a
  * multiple of 4 when G): one vec4 read per group of 4 when G. */
@@ -191,58 +231,46 @@ void main()
         /* a tile the block mask hides: skipped by the whole workgroup */
         if (bmode != 0) {
             const int kt = k.krow + j0 * ks1, vt = k.vrow + j0 * vs1;   /* this tile's first key */
+            const int nk = j1 - j0;
             /* S = Q K^T over chunks of DC dims: QsT [DC][BQP], KsT [DC][BKP]
              * (at KOFF). Consecutive invocations load consecutive dims
              * of a row (coalesced global reads). */
             [[unroll]] for (int i = 0; i < RM * RN; i++)
                 s[i] = 0.0;
+            uvec4 pk[NUK];
+            if (PREF >= 1)
+                [[unroll]] for (int n = 0; n < NUK; n++)
+                    pk[n] = UNIT_T(raw_k, lid + n * NT, kt, ks1, nk, 0);
             for (int dc = 0; dc < D; dc += DC) {
                 barrier();
-                if (VEC == 2) {
-                    for (int t = lid; t < BQ * (DC / 8); t += NT) {
-                        const int r = t / (DC / 8), c = t % (DC / 8) * 8;
-                        vec4 lo = vec4(0.0), hi = vec4(0.0);
-                        if (r < k.nq && dc + c < D)
-                            load8_q(k.qrow + r * qs1 + dc + c, lo, hi);
-                        [[unroll]] for (int u = 0; u < 4; u++) {
-                            stage_set((c + u) * BQP + r, lo[u]);
-                            stage_set((c + 4 + u) * BQP + r, hi[u]);
-                        }
-                    }
-                    for (int t = lid; t < BK * (DC / 8); t += NT) {
-                        const int r = t / (DC / 8), c = t % (DC / 8) * 8;
-                        vec4 lo = vec4(0.0), hi = vec4(0.0);
-                        if (j0 + r < j1 && dc + c < D)
-                            load8_k(kt + r * ks1 + dc + c, lo, hi);
-                        [[unroll]] for (int u = 0; u < 4; u++) {
-                            stage_set(KOFF + (c + u) * BKP + r, lo[u]);
-                            stage_set(KOFF + (c + 4 + u) * BKP + r, hi[u]);
-                        }
-                    }
-                } else if (VEC != 0) {
-                    for (int t = lid; t < BQ * (DC / 4); t += NT) {
-                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
-                        const vec4 x = r < k.nq && dc + c < D ?
-                            load4_q(k.qrow + r * qs1 + dc + c) : vec4(0.0);
-                        [[unroll]] for (int u = 0; u < 4; u++)
-                            stage_set((c + u) * BQP + r, x[u]);
-                    }
-                    for (int t = lid; t < BK * (DC / 4); t += NT) {
-                        const int r = t / (DC / 4), c = t % (DC / 4) * 4;
-                        const vec4 x = j0 + r < j1 && dc + c < D ?
-                            load4_k(kt + r * ks1 + dc + c) : vec4(0.0);
-                        [[unroll]] for (int u = 0; u < 4; u++)
-                            stage_set(KOFF + (c + u) * BKP + r, x[u]);
-                    }
+                if (VEC != 0) {
+                    for (int t = lid; t < QU; t += NT)
+                        put_t(0, BQP, t / (DC / EPL), t % (DC / EPL) * EPL,
+                              UNIT_T(raw_q, t, k.qrow, qs1, k.nq, dc));
                 } else {
                     for (int t = lid; t < BQ * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
                         stage_set(c * BQP + r, r < k.nq && dc + c < D ?
                                   load_q(k.qrow + r * qs1 + (dc + c) * qs3) : 0.0);
                     }
+                }
+                if (PREF >= 1) {
+                    [[unroll]] for (int n = 0; n < NUK; n++) {
+                        const int t = lid + n * NT;
+                        if (t < KU)
+                            put_t(KOFF, BKP, t / (DC / EPL), t % (DC / EPL) * EPL, pk[n]);
+                    }
+                    if (dc + DC < D)
+                        [[unroll]] for (int n = 0; n < NUK; n++)
+                            pk[n] = UNIT_T(raw_k, lid + n * NT, kt, ks1, nk, dc + DC);
+                } else if (VEC != 0) {
+                    for (int t = lid; t < KU; t += NT)
+                        put_t(KOFF, BKP, t / (DC / EPL), t % (DC / EPL) * EPL,
+                              UNIT_T(raw_k, t, kt, ks1, nk, dc));
+                } else {
                     for (int t = lid; t < BK * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
-                        stage_set(KOFF + c * BKP + r, j0 + r < j1 && dc + c < D ?
+                        stage_set(KOFF + c * BKP + r, r < nk && dc + c < D ?
                                   load_k(kt + r * ks1 + (dc + c) * ks3) : 0.0);
                     }
                 }
@@ -258,6 +286,11 @@ void main()
                             s[i * RN + j] = fma(a[i], bb[j], s[i * RN + j]);
                 }
             }
+            /* the first V chunk's loads go out before the softmax */
+            uvec4 pv[NUV];
+            if (PREF >= 2)
+                [[unroll]] for (int n = 0; n < NUV; n++)
+                    pv[n] = v_unit(lid + n * NT, vt, vs1, nk, 0);
 
             /* Scores: scale, soft-cap, ALiBi, masks, visibility. */
             [[unroll]] for (int i = 0; i < RM; i++)
@@ -327,25 +360,20 @@ void main()
             /* O += P V over chunks of KC keys: Vs [KC][DVP]. */
             for (int kc = 0; kc < BK; kc += KC) {
                 barrier();
-                if (VEC == 2) {
-                    for (int t = lid; t < KC * (DVP / 8); t += NT) {
-                        const int r = t / (DVP / 8), c = t % (DVP / 8) * 8;
-                        vec4 lo = vec4(0.0), hi = vec4(0.0);
-                        if (j0 + kc + r < j1 && c < DV)
-                            load8_v(vt + (kc + r) * vs1 + c, lo, hi);
-                        stage[2 * t] = lo;
-                        stage[2 * t + 1] = hi;
-                    }
+                if (PREF >= 2) {
+                    [[unroll]] for (int n = 0; n < NUV; n++)
+                        if (lid + n * NT < VU)
+                            put_v(lid + n * NT, pv[n]);
+                    if (kc + KC < BK)
+                        [[unroll]] for (int n = 0; n < NUV; n++)
+                            pv[n] = v_unit(lid + n * NT, vt, vs1, nk, kc + KC);
                 } else if (VEC != 0) {
-                    for (int t = lid; t < KC * (DVP / 4); t += NT) {
-                        const int r = t / (DVP / 4), c = t % (DVP / 4) * 4;
-                        stage[t] = j0 + kc + r < j1 && c < DV ?
-                            load4_v(vt + (kc + r) * vs1 + c) : vec4(0.0);
-                    }
+                    for (int t = lid; t < VU; t += NT)
+                        put_v(t, v_unit(t, vt, vs1, nk, kc));
                 } else {
                     for (int t = lid; t < KC * DVP; t += NT) {
                         const int r = t / DVP, c = t % DVP;
-                        stage_set(t, j0 + kc + r < j1 && c < DV ?
+                        stage_set(t, kc + r < nk && c < DV ?
                                   load_v(vt + (kc + r) * vs1 + c * vs3) : 0.0);
                     }
                 }

@@ -11,7 +11,10 @@
 #include "../error.h"
 #include "../gpu_sdpa_flags.h"
 
-typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc; } sdpa_cfg;
+/* The plain shader's shape (vulkan/sdpa.comp): tx x ty invocations of rm x
+ * rn scores, dims per Q/K chunk dc, keys per V chunk kc; pref: chunks read
+ * into registers one ahead (its PREF, kept only with unit loads). */
+typedef struct sdpa_cfg { int tx, ty, rm, rn, dc, kc, pref; } sdpa_cfg;
 
 /* Parameter words shared with vulkan/sdpa_common.glsl (the flag bits are in
  * gpu_sdpa_flags.h). */
@@ -77,7 +80,7 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
     const char *env = getenv("ATTN_VULKAN_SDPA_TILE");
     if (!env || !*env)
         return 0;
-    sdpa_cfg c = { 0, 0, 0, 0, 0, 0 };
+    sdpa_cfg c = { 0, 0, 0, 0, 0, 0, 0 };
     const int n = sscanf(env, "%d,%d,%d,%d,%d,%d", &c.tx, &c.ty, &c.rm, &c.rn, &c.dc, &c.kc);
     if ((n != 4 && n != 6) || c.tx <= 0 || c.ty <= 0 || c.rm <= 0 || c.rn <= 0)
         return 0;
@@ -91,32 +94,37 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
 
 /* Workgroup shapes from large to small per device class; the first that
  * the device's limits (invocations, sizes, shared memory) allow is used.
- * GPUs: 32x8 invocations of 4x4 scores first (32 x 128 blocks): the
- * fastest of 15 shapes on an NVIDIA H200 (f32 and f16, causal and not,
- * D = 128: 19-21 TFLOP/s, against 14 for 16x8 of 8x8 and 15-17 for 16x16
- * of 4x4). Then 8x8 scores per invocation, the most FMAs per shared-memory
- * read (at D = 128, 4 vec4 reads feed 64 FMAs of either product, against
- * 2 per 16 of S = Q K^T and 3 per 32 of O += P V with 4x4 blocks), for
- * 64 x 128 blocks in 48 KiB.
- * Chunks: the largest that fit (H200, f16 causal B=1 H=32 S=4096 D=128
- * with 8-element loads: 32x32 6.29 ms, 16x16 6.76).
+ * GPUs: 16x8 invocations of 8x8 scores first (64 x 128 blocks in 48 KiB):
+ * the most FMAs per shared-memory read (at D = 128, 4 vec4 reads feed 64
+ * FMAs of either product, against 2 per 16 of S = Q K^T and 3 per 32 of
+ * O += P V with 4x4 blocks). On an NVIDIA H200 (B=1 H=32 S=4096 D=128,
+ * causal / full) it runs f16 at 28.9 / 29.6 TFLOP/s and f32 at 29.1 /
+ * 30.6, against 24.0 / 24.3 and 22.4 / 22.4 for 32x8 of 4x4 (rounds
+ * before the per-feature pipelines had 32x8 ahead). Of 14 other shapes
+ * there, 16x8 of 4x8 came next (26.2 causal); 8x8 of 8x8 and 16x4 of 8x8
+ * (too few invocations per block) ran at 15. Then 32x8 invocations of 4x4
+ * scores (32 x 128 blocks) for devices with less shared memory.
+ * Chunks: the largest that fit (H200, f16 causal with 8-element loads,
+ * 32x8 of 4x4: 32x32 6.29 ms, 16x16 6.76; 16x8 of 8x8: within 2% from
+ * 16x16 to 32x64).
  * CPU devices (lavapipe runs a workgroup as SIMD loops over its
  * invocations): 4x4 blocks of large workgroups, the fastest there and
  * quick to compile. */
-static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t dv,
-                      sdpa_cfg *out)
+static int choose_shape(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t dv,
+                        sdpa_cfg *out)
 {
     if (env_cfg(d, dd, dv, out))
         return 1;
     static const sdpa_cfg gpu[] = {
-        { 32, 8, 4, 4, 0, 0 }, { 16, 8, 8, 8, 0, 0 }, { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 },
-        { 8, 8, 4, 4, 0, 0 }, { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 },
-        { 4, 4, 2, 2, 0, 0 }, { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
+        { 16, 8, 8, 8, 0, 0, 0 }, { 32, 8, 4, 4, 0, 0, 0 }, { 16, 16, 4, 4, 0, 0, 0 },
+        { 16, 8, 4, 4, 0, 0, 0 }, { 8, 8, 4, 4, 0, 0, 0 }, { 8, 8, 2, 4, 0, 0, 0 },
+        { 8, 4, 2, 2, 0, 0, 0 }, { 4, 4, 2, 2, 0, 0, 0 }, { 2, 2, 2, 2, 0, 0, 0 },
+        { 1, 1, 1, 1, 0, 0, 0 },
     };
     static const sdpa_cfg cpu[] = {
-        { 16, 16, 4, 4, 0, 0 }, { 16, 8, 4, 4, 0, 0 }, { 8, 8, 4, 4, 0, 0 },
-        { 8, 8, 2, 4, 0, 0 }, { 8, 4, 2, 2, 0, 0 }, { 4, 4, 2, 2, 0, 0 },
-        { 2, 2, 2, 2, 0, 0 }, { 1, 1, 1, 1, 0, 0 },
+        { 16, 16, 4, 4, 0, 0, 0 }, { 16, 8, 4, 4, 0, 0, 0 }, { 8, 8, 4, 4, 0, 0, 0 },
+        { 8, 8, 2, 4, 0, 0, 0 }, { 8, 4, 2, 2, 0, 0, 0 }, { 4, 4, 2, 2, 0, 0, 0 },
+        { 2, 2, 2, 2, 0, 0, 0 }, { 1, 1, 1, 1, 0, 0, 0 },
     };
     const sdpa_cfg *shapes = is_cpu ? cpu : gpu;
     const size_t n = is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
@@ -128,6 +136,21 @@ static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t d
         }
     }
     return 0;
+}
+
+/* The shape, and the chunk prefetch: on GPUs both chunks (on the H200,
+ * 16x8 of 8x8: f32 causal / full 29.1 / 30.6 TFLOP/s against 23.9 / 22.7
+ * without; f16 within 2% either way); ATTN_VULKAN_SDPA_PREF=0|1|2 sets it.
+ * Not on CPU devices, where lavapipe compiles registers held across
+ * barriers slowly. */
+static int choose_cfg(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t dv,
+                      sdpa_cfg *out)
+{
+    if (!choose_shape(d, is_cpu, dd, dv, out))
+        return 0;
+    const char *env = getenv("ATTN_VULKAN_SDPA_PREF");
+    out->pref = env && env[0] >= '0' && env[0] <= '2' && !env[1] ? env[0] - '0' : is_cpu ? 0 : 2;
+    return 1;
 }
 
 /* Whether view v (4-D, innermost dim of n elements) can be read w elements
@@ -419,7 +442,7 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     attn_vk_device *d = dev->impl;
     if (p->sq == 0 || p->num_seqs == 0)
         return ATTN_OK;
-    int32_t spec[13];
+    int32_t spec[14];
     int nspec, shader, bq;
     sdpa_cfg c;
     if (coopmat2_cfg(d, p, spec, &bq)) {
@@ -428,11 +451,12 @@ attn_status attn_vk_sdpa(attn_device *dev, const attn_sdpa_problem *p)
     } else if (coopmat_cfg(d, p, spec, &bq, &shader)) {
         nspec = 9;
     } else if (choose_cfg(d, dev->info.is_software, p->d, p->dv, &c)) {
-        const int32_t s[12] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
+        const int vec = use_vec(p, &c);
+        const int32_t s[13] = { c.tx, c.ty, c.rm, c.rn, c.dc, c.kc, (int32_t)p->d, (int32_t)p->dv,
                                 (int32_t)p->q.dtype, dvt_of(&c, p->dv),
-                                (int32_t)stage_floats(&c, p->dv), use_vec(p, &c) };
+                                (int32_t)stage_floats(&c, p->dv), vec, vec ? c.pref : 0 };
         memcpy(spec, s, sizeof s);
-        nspec = 12;
+        nspec = 13;
         shader = use_subgroup(d, &c) ? ATTN_VK_SHADER_SDPA_SUBGROUP : ATTN_VK_SHADER_SDPA;
         bq = c.ty * c.rm;
     } else {
