@@ -103,7 +103,8 @@ static int env_cfg(const attn_vk_device *d, int64_t dd, int64_t dv, sdpa_cfg *ou
  * before the per-feature pipelines had 32x8 ahead). Of 14 other shapes
  * there, 16x8 of 4x8 came next (26.2 causal); 8x8 of 8x8 and 16x4 of 8x8
  * (too few invocations per block) ran at 15. Then 32x8 invocations of 4x4
- * scores (32 x 128 blocks) for devices with less shared memory.
+ * scores (32 x 128 blocks) for devices with less shared memory, and for
+ * head dims over 128 (see the register cap below; not measured there).
  * Chunks: the largest that fit (H200, f16 causal with 8-element loads,
  * 32x8 of 4x4: 32x32 6.29 ms, 16x16 6.76; 16x8 of 8x8: within 2% from
  * 16x16 to 32x64).
@@ -128,13 +129,20 @@ static int choose_shape(const attn_vk_device *d, int is_cpu, int64_t dd, int64_t
     };
     const sdpa_cfg *shapes = is_cpu ? cpu : gpu;
     const size_t n = is_cpu ? sizeof cpu / sizeof cpu[0] : sizeof gpu / sizeof gpu[0];
-    for (size_t i = 0; i < n; i++) {
-        sdpa_cfg c = shapes[i];
-        if (fit_shared(d, &c, dd, dv) && fits_device(d, &c, dv)) {
-            *out = c;
-            return 1;
+    /* First pass: at most 64 O accumulators per invocation (with the 64
+     * scores of an 8x8 block and the prefetched chunks, about what a GPU
+     * keeps in registers: at D = 256 the 8x8 shape would hold 128); second:
+     * any. */
+    for (int capped = 1; capped >= 0; capped--)
+        for (size_t i = 0; i < n; i++) {
+            sdpa_cfg c = shapes[i];
+            if (capped && c.rm * dvt_of(&c, dv) > 64)
+                continue;
+            if (fit_shared(d, &c, dd, dv) && fits_device(d, &c, dv)) {
+                *out = c;
+                return 1;
+            }
         }
-    }
     return 0;
 }
 
