@@ -45,7 +45,11 @@
  * Later, on a 2-core Zen 4 VM (both threads, H 16): the strip's blocks
  * reusing the runs they share (each key row packed about 1.6 times instead
  * of 2.4) 58.3-60.7 -> 55.3-57.2 ms; H 4 the same within 1%; strips of 2
- * or 8 blocks no better. */
+ * or 8 blocks no better. Not kept: a buffer for the whole strip, each
+ * block's runs starting further along it instead of the shared runs moved
+ * to the front (1-2% at H 16, the same at H 4 and on one thread, for 2.7x
+ * the workspace); prefetching every other line of a K/V row, or only its
+ * first (1-3% slower). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
