@@ -63,6 +63,7 @@
 #define QB (QN < 16 ? QN : 16)          /* of them, loaded at once */
 #define RED_N (W * PST > KS * RB * DV ? W * PST : KS * RB * DV)
 
+/* Flag bits (src/gpu_decode_flags.h sets them). */
 #define F_CAUSAL  (1 << 0)
 #define F_SIGMOID (1 << 1)
 #define F_ALIBI   (1 << 2)

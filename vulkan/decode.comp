@@ -116,6 +116,7 @@ const int H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H
           H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
           H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_CHUNK = 50,
           H_AUX = 51;
+/* Flag bits (src/gpu_decode_flags.h sets them). */
 const int F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
           F_SOFTCAP = 64;
 /* Per-sequence entry words. */

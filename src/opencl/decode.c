@@ -42,6 +42,7 @@
 #include "decode_upload.h"
 #include "profile.h"
 #include "../error.h"
+#include "../gpu_decode_flags.h"
 #include "../kv_cache.h"
 
 #define SEQW 10          /* longs per sequence in the table (opencl/decode.cl) */
@@ -49,8 +50,6 @@
 #define MWG_MAX 128      /* combine work-group */
 #define ROW_REGS 160     /* floats of query, O and partials a work-item keeps for its rows */
 
-enum { F_CAUSAL = 1 << 0, F_SIGMOID = 1 << 1, F_ALIBI = 1 << 2, F_SINKS = 1 << 3,
-       F_LSE = 1 << 4, F_GATE = 1 << 5, F_SOFTCAP = 1 << 6 };
 
 /* The two kernels of one compiled variant, created once: creating kernels
  * on every call costs more than a short decode step on a GPU. */
@@ -413,19 +412,6 @@ static attn_status build_tables(const attn_device *dev, attn_cl_device *d,
     return ATTN_OK;
 }
 
-static int flags_of(const attn_decode_problem *p)
-{
-    int f = 0;
-    if (p->causal) f |= F_CAUSAL;
-    if (p->score == ATTN_SCORE_SIGMOID) f |= F_SIGMOID;
-    if (p->alibi_slopes) f |= F_ALIBI;
-    if (p->sink_logits) f |= F_SINKS;
-    if (p->has_lse) f |= F_LSE;
-    if (p->has_gate) f |= F_GATE;
-    if (p->softcap > 0.0f) f |= F_SOFTCAP;
-    return f;
-}
-
 /* Sets the arguments and enqueues the chunk and combine kernels. */
 static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const dec_cfg *c,
                           const dec_knobs *kn, const dec_tables *t, dec_kernels *k,
@@ -434,7 +420,7 @@ static attn_status launch(attn_cl_device *d, const attn_decode_problem *p, const
     const attn_kv_cache *kc = p->cache;
     struct attn_cl_decode_state *ds = d->decode;
     const int64_t ml_off = t->ntasks * c->rb * p->dv;
-    const int flags = flags_of(p);
+    const int flags = attn_gpu_decode_flags(p);
     const int group = (int)(p->hq / p->hkv);
 
     attn_cl_cargs a = { { d->cl, k->chunk, 0, CL_SUCCESS }, kn->argcache ? &k->chunk_args : NULL };

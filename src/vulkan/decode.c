@@ -26,6 +26,7 @@
 #include "args.h"
 #include "profile.h"
 #include "../error.h"
+#include "../gpu_decode_flags.h"
 #include "../kv_cache.h"
 
 enum { H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H_SCALE = 6,
@@ -35,8 +36,6 @@ enum { H_B = 0, H_GROUPS = 1, H_HQ = 2, H_GROUP = 3, H_SQ = 4, H_FLAGS = 5, H_SC
        H_ODT = 24, H_GDT = 25, H_Q = 26, H_O = 31, H_G = 36, H_L = 41, H_SEQ = 45,
        H_TASK = 46, H_ML = 47, H_NR = 48, H_NRB = 49, H_CHUNK = 50,
        H_AUX = 51 };
-enum { F_CAUSAL = 1, F_SIGMOID = 2, F_ALIBI = 4, F_SINKL = 8, F_LSE = 16, F_GATE = 32,
-       F_SOFTCAP = 64 };
 enum { S_L = 0, S_NS = 1, S_LO = 2, S_NKEYS = 3, S_NSK = 4, S_WSTART = 5, S_BASE = 6,
        S_PTAB = 7, S_TSTART = 8, S_NCH = 9, S_WORDS = 10 };
 
@@ -310,14 +309,7 @@ static attn_status build_table(const attn_decode_problem *p, const dec_cfg *cfg,
     int32_t *w = calloc((size_t)words, sizeof *w);
     if (!w)
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_decode: out of memory");
-    int32_t f = 0;
-    if (p->causal) f |= F_CAUSAL;
-    if (p->score == ATTN_SCORE_SIGMOID) f |= F_SIGMOID;
-    if (p->alibi_slopes) f |= F_ALIBI;
-    if (p->sink_logits) f |= F_SINKL;
-    if (p->has_lse) f |= F_LSE;
-    if (p->has_gate) f |= F_GATE;
-    if (p->softcap > 0.0f) f |= F_SOFTCAP;
+    const int32_t f = attn_gpu_decode_flags(p);
     w[H_B] = (int32_t)p->b;
     w[H_GROUPS] = (int32_t)(ntasks * cfg->nrb);
     w[H_NR] = cfg->nrt;
