@@ -155,10 +155,11 @@ int own(int e, int t, int T, bool g4)
 
 void stage_set(int i, float x) { stage[i >> 2][i & 3] = x; }
 
-/* Unit u of row r, dims c.., into stage transposed: element e at
- * base + (c + e) * rp + r. */
-void put_t(int base, int rp, int r, int c, uvec4 u)
+/* Unit u, number t of a chunk of DC dims (see UNIT_T: row r, dims c..),
+ * into stage transposed: element e at base + (c + e) * rp + r. */
+void put_t(int base, int rp, int t, uvec4 u)
 {
+    const int r = t / (DC / EPL), c = t % (DC / EPL) * EPL;
     [[unroll]] for (int h = 0; h < EPL / 4; h++) {
         const vec4 x = unit4(u, h);
         [[unroll]] for (int e = 0; e < 4; e++)
@@ -245,8 +246,7 @@ void main()
                 barrier();
                 if (VEC != 0) {
                     for (int t = lid; t < QU; t += NT)
-                        put_t(0, BQP, t / (DC / EPL), t % (DC / EPL) * EPL,
-                              UNIT_T(raw_q, t, k.qrow, qs1, k.nq, dc));
+                        put_t(0, BQP, t, UNIT_T(raw_q, t, k.qrow, qs1, k.nq, dc));
                 } else {
                     for (int t = lid; t < BQ * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
@@ -258,15 +258,14 @@ void main()
                     [[unroll]] for (int n = 0; n < NUK; n++) {
                         const int t = lid + n * NT;
                         if (t < KU)
-                            put_t(KOFF, BKP, t / (DC / EPL), t % (DC / EPL) * EPL, pk[n]);
+                            put_t(KOFF, BKP, t, pk[n]);
                     }
                     if (dc + DC < D)
                         [[unroll]] for (int n = 0; n < NUK; n++)
                             pk[n] = UNIT_T(raw_k, lid + n * NT, kt, ks1, nk, dc + DC);
                 } else if (VEC != 0) {
                     for (int t = lid; t < KU; t += NT)
-                        put_t(KOFF, BKP, t / (DC / EPL), t % (DC / EPL) * EPL,
-                              UNIT_T(raw_k, t, kt, ks1, nk, dc));
+                        put_t(KOFF, BKP, t, UNIT_T(raw_k, t, kt, ks1, nk, dc));
                 } else {
                     for (int t = lid; t < BK * DC; t += NT) {
                         const int r = t / DC, c = t % DC;
