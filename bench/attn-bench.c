@@ -65,6 +65,8 @@ typedef struct bench_case {
     int         lin_chunk;       /* OP_LINEAR chunkwise: chunk size, 0 = LINEAR_CHUNK */
     int64_t     lin_layout_heads; /* OP_LINEAR: heads per token row in memory (0 = hq); the
                                      call gets the first hq of them */
+    int         bhsd;           /* OP_SDPA: q, k, v, out stored [B, H, S, D] (each head's rows
+                                   together, PyTorch's layout), passed as strided [B, S, H, D] */
     /* neighborhood attention (OP_NEIGHBORHOOD, OP_NB_DENSE): grid axes and kernel */
     int         nb_ndim;
     int64_t     nb_grid[3], nb_kernel[3];
@@ -327,6 +329,16 @@ static attn_sdpa_params case_params(const bench_case *c)
     return p;
 }
 
+/* The strides of a [B, S, H, D] view of memory laid out [B, H, S, D]. */
+static void heads_major(attn_tensor *t)
+{
+    const int64_t s = t->shape[1], h = t->shape[2], d = t->shape[3];
+    t->stride[3] = 1;
+    t->stride[1] = d;
+    t->stride[2] = s * d;
+    t->stride[0] = h * s * d;
+}
+
 static attn_status sdpa_setup(bench_env *env, const bench_case *c, void **state)
 {
     sdpa_state *s = calloc(1, sizeof *s);
@@ -344,6 +356,12 @@ static attn_status sdpa_setup(bench_env *env, const bench_case *c, void **state)
     s->tk = mem_tensor4(&s->k, c->dtype, c->b, c->sk, c->hkv, c->d);
     s->tv = mem_tensor4(&s->v, c->dtype, c->b, c->sk, c->hkv, c->dv);
     s->to = mem_tensor4(&s->o, c->dtype, c->b, c->sq, c->hq, c->dv);
+    if (c->bhsd) {
+        heads_major(&s->tq);
+        heads_major(&s->tk);
+        heads_major(&s->tv);
+        heads_major(&s->to);
+    }
     s->p = case_params(c);
     *state = s;
     return ATTN_OK;
@@ -1544,7 +1562,7 @@ static double run_log_find(const run_log *l, const bench_case *want)
             c->window_right == want->window_right && c->sink_tokens == want->sink_tokens &&
             c->dtype == want->dtype && c->lin_kind == want->lin_kind &&
             c->lin_step == want->lin_step && c->lin_chunk == want->lin_chunk &&
-            c->lin_layout_heads == want->lin_layout_heads &&
+            c->lin_layout_heads == want->lin_layout_heads && c->bhsd == want->bhsd &&
             c->nb_ndim == want->nb_ndim &&
             !memcmp(c->nb_grid, want->nb_grid, sizeof c->nb_grid) &&
             !memcmp(c->nb_kernel, want->nb_kernel, sizeof c->nb_kernel))
@@ -1600,6 +1618,8 @@ static void json_case(FILE *f, const bench_env *env, const bench_case *c, const 
     json_string(f, dtype_name(c->dtype));
     fprintf(f, ",\"causal\":%s,\"window\":[%" PRId64 ",%" PRId64 "],\"sink_tokens\":%" PRId64,
             c->causal ? "true" : "false", c->window_left, c->window_right, c->sink_tokens);
+    if (c->bhsd)
+        fputs(",\"layout\":\"bhsd\"", f);
     if (c->op == OP_SPARSE)
         fprintf(f, ",\"density_pct\":%d,\"block\":%d", c->density_pct, SPARSE_BLOCK);
     if (c->op == OP_SELECT)
@@ -1699,7 +1719,9 @@ static void format_mask(const bench_case *c, char *buf, size_t n)
     if ((c->window_left >= 0 || c->window_right >= 0) && k >= 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, " w%" PRId64 ",%" PRId64, c->window_left, c->window_right);
     if (c->sink_tokens > 0 && k >= 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, " sink%" PRId64, c->sink_tokens);
+        k += snprintf(buf + k, n - (size_t)k, " sink%" PRId64, c->sink_tokens);
+    if (c->bhsd && k >= 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, " bhsd");
 }
 
 static void print_header(void)
@@ -1923,7 +1945,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
 {
     const int64_t BIG = INT64_C(1) << 40;
     int64_t b = -1, hq = -1, hkv = -1, sq = -1, sk = -1, d = -1, dv = -1, wl = -1, wr = -1, sinks = 0;
-    int causal = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0, lin_chunk = 0;
+    int causal = 0, bhsd = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0, lin_chunk = 0;
     int64_t layout_heads = 0;
     attn_dtype dt = ATTN_F32;
     memset(o, 0, sizeof *o);
@@ -1958,6 +1980,8 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             o->list = 1;
         } else if (FLAG("--causal")) {
             causal = 1;
+        } else if (FLAG("--bhsd")) {
+            bhsd = 1;
         } else if (FLAG("--solo")) {
 #ifndef _OPENMP
             die_usage("--solo needs a build with OpenMP");
@@ -2050,7 +2074,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     if (layout_heads && lin_kind < 0)
         die_usage("--layout-heads goes with --linear");
     int shape_given = b >= 0 || hq >= 0 || hkv >= 0 || sq >= 0 || sk >= 0 || d >= 0 || dv >= 0 ||
-                      causal || have_window || have_dtype || lin_kind >= 0;
+                      causal || have_window || have_dtype || lin_kind >= 0 || bhsd;
     if (shape_given) {
         if (o->sets)
             die_usage("--set and a single shape (--b/--hq/--sq/... ) are exclusive");
@@ -2076,7 +2100,9 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             die_usage("the shape needs more than 64 GiB per tensor");
         bench_case c = { .op = OP_SDPA, .set = "cli", .b = b, .hq = hq, .hkv = hkv, .sq = sq, .sk = sk,
                          .d = d, .dv = dv, .causal = causal, .window_left = wl, .window_right = wr,
-                         .sink_tokens = sinks, .dtype = dt };
+                         .sink_tokens = sinks, .dtype = dt, .bhsd = bhsd };
+        if (bhsd && lin_kind >= 0)
+            die_usage("--bhsd goes with an sdpa shape, not --linear");
         if (lin_kind >= 0) {
             c.op = OP_LINEAR;
             c.hkv = c.hq;
