@@ -408,13 +408,11 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
 /* pv: O = alpha O + P V                                                */
 /* ------------------------------------------------------------------ */
 
-/* MR rows x NV vectors of columns over nk keys of each of nruns runs (P
- * columns pitch apart, V rows vrs floats apart; 1 run for one V tile).
- * alpha: O = alpha O + P V; NULL: O = scale P V. */
+/* MR rows x NV vectors of columns over nk keys of one V tile:
+ * O = alpha O + P V. */
 T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp,
-                         const float *v, int64_t ldv, int nruns, int64_t pitch, int64_t vrs,
-                         int nk, const float *alpha, const float *scale, float *o, int64_t ldo,
-                         int tail, uintptr_t pf, int npf)
+                         const float *v, int64_t ldv, int nk, const float *alpha, float *o,
+                         int64_t ldo, int tail, uintptr_t pf, int npf)
 {
     /* P V accumulates from zero and meets alpha O only at the end: loading
      * and scaling O first made every FMA chain wait for a load and a
@@ -425,7 +423,7 @@ T_UNROLL
 T_UNROLL
         for (int c = 0; c < NV; c++)
             acc[i][c] = vzero();
-    for (int r = 0; r < nruns; r++, p += pitch, v += vrs) {
+    {
         int j = 0;
 #ifdef T_FMA_LANE
         /* 4 keys per step: one vector load of each P row, FMAs by lane */
@@ -470,20 +468,13 @@ T_UNROLL
     }
 T_UNROLL
     for (int i = 0; i < MR; i++) {
-        if (alpha) {
-            const vf a = vset1(alpha[i]);
+        const vf a = vset1(alpha[i]);
 T_UNROLL
-            for (int c = 0; c < NV - 1; c++)
-                acc[i][c] = vfma(a, vload(o + i * ldo + c * VL), acc[i][c]);
-            acc[i][NV - 1] = vfma(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
-                                                : vload_n(o + i * ldo + (NV - 1) * VL, tail),
-                                  acc[i][NV - 1]);
-        } else {
-            const vf sc = vset1(scale[i]);
-T_UNROLL
-            for (int c = 0; c < NV; c++)
-                acc[i][c] = vmul(sc, acc[i][c]);
-        }
+        for (int c = 0; c < NV - 1; c++)
+            acc[i][c] = vfma(a, vload(o + i * ldo + c * VL), acc[i][c]);
+        acc[i][NV - 1] = vfma(a, tail == VL ? vload(o + i * ldo + (NV - 1) * VL)
+                                            : vload_n(o + i * ldo + (NV - 1) * VL, tail),
+                              acc[i][NV - 1]);
 T_UNROLL
         for (int c = 0; c < NV - 1; c++)
             vstore(o + i * ldo + c * VL, acc[i][c]);
@@ -497,14 +488,13 @@ T_UNROLL
 #define T_PV_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_PV && (N) <= NV_PV) t_pv_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, \
-                                                      p, ldp, v, ldv, nruns, pitch, vrs, nk, \
-                                                      alpha, scale, o, ldo, tail, pf, npf); \
+                                                      p, ldp, v, ldv, nk, alpha, o, ldo, tail, \
+                                                      pf, npf); \
         break;
 #define T_PV_ROW(M) T_PV_CASE(M, 1) T_PV_CASE(M, 2) T_PV_CASE(M, 3) T_PV_CASE(M, 4)
 
 static void t_pv_block(int mr, int nv, const float *p, int64_t ldp, const float *v, int64_t ldv,
-                       int nruns, int64_t pitch, int64_t vrs, int nk, const float *alpha,
-                       const float *scale, float *o, int64_t ldo, int tail, uintptr_t pf,
+                       int nk, const float *alpha, float *o, int64_t ldo, int tail, uintptr_t pf,
                        int npf)
 {
     switch (mr * 8 + nv) {
@@ -530,8 +520,8 @@ static int64_t t_pv_pf(const float *p, int64_t ldp, int nq, const float *v, int 
         for (int i = 0; i < nq; i += MR_PV, call++) {
             int npf;
             const uintptr_t pfl = t_prefetch_part(pf, call, &npf);
-            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, 1, 0, 0,
-                       nk, alpha + i, NULL, o + i * ldo + cv * VL, ldo, tail, pfl, npf);
+            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + cv * VL, ldv, nk,
+                       alpha + i, o + i * ldo + cv * VL, ldo, tail, pfl, npf);
         }
     }
     return call;
@@ -547,11 +537,96 @@ static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, in
     t_pv_pf(p, ldp, nq, v, nk, dv, alpha, o, ldo, &pf, 0);
 }
 
-/* O = scale P V over keys j0..j0+nk-1 of nruns V tiles run_stride floats
- * apart, run r's P columns at r * pitch (neighborhood attention). */
+/* MR rows x NV vectors of O = scale P V over nruns V tiles vrs floats
+ * apart (P columns pitch apart), row i weighting keys [klo[i], khi[i]) of
+ * each run (its P is 0 elsewhere: neighborhood windows, which shift by a
+ * key from one query to the next). The keys every row weights go through
+ * unrolled and branch-free; a key only some rows weight costs only their
+ * FMAs: with K2 = 13 and 4 query rows over 16 keys a run, 52 of the 64
+ * (row, key) products instead of all 64. */
+T_INLINE void t_pv_runs_micro(const int MR, const int NV, const float *p, int64_t ldp,
+                              const float *v, int64_t ldv, int nruns, int64_t pitch,
+                              int64_t vrs, const int *klo, const int *khi, const float *scale,
+                              float *o, int64_t ldo, int tail)
+{
+    int ulo = klo[0], uhi = khi[0], blo = klo[0], bhi = khi[0];
+T_UNROLL
+    for (int i = 1; i < MR; i++) {
+        ulo = klo[i] < ulo ? klo[i] : ulo;
+        uhi = khi[i] > uhi ? khi[i] : uhi;
+        blo = klo[i] > blo ? klo[i] : blo;
+        bhi = khi[i] < bhi ? khi[i] : bhi;
+    }
+    /* keys [ulo, hend) and [tbeg, uhi): some rows; [blo, bhi): all rows */
+    const int hend = blo < uhi ? blo : uhi;
+    bhi = bhi > blo ? bhi : blo;
+    const int tbeg = bhi > hend ? bhi : hend;
+    vf acc[MR_PV][NV_PV];
+T_UNROLL
+    for (int i = 0; i < MR; i++)
+T_UNROLL
+        for (int c = 0; c < NV; c++)
+            acc[i][c] = vzero();
+#define T_PVR_KEY(j, ALL) \
+    { \
+        const float *vj = vr + (int64_t)(j) * ldv; \
+        vf vv[NV_PV]; \
+        T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
+        T_UNROLL for (int i = 0; i < MR; i++) \
+            if ((ALL) || ((j) >= klo[i] && (j) < khi[i])) { \
+                const vf pb = vbcast(pr + i * ldp + (j)); \
+                T_UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vfma(pb, vv[c], acc[i][c]); \
+            } \
+    }
+    for (int r = 0; r < nruns; r++) {
+        const float *pr = p + r * pitch, *vr = v + r * vrs;
+        for (int j = ulo; j < hend; j++)
+            T_PVR_KEY(j, 0)
+#pragma GCC unroll 4
+        for (int j = blo; j < bhi; j++)
+            T_PVR_KEY(j, 1)
+        for (int j = tbeg; j < uhi; j++)
+            T_PVR_KEY(j, 0)
+    }
+#undef T_PVR_KEY
+T_UNROLL
+    for (int i = 0; i < MR; i++) {
+        const vf sc = vset1(scale[i]);
+T_UNROLL
+        for (int c = 0; c < NV - 1; c++)
+            vstore(o + i * ldo + c * VL, vmul(sc, acc[i][c]));
+        if (tail == VL)
+            vstore(o + i * ldo + (NV - 1) * VL, vmul(sc, acc[i][NV - 1]));
+        else
+            vstore_n(o + i * ldo + (NV - 1) * VL, vmul(sc, acc[i][NV - 1]), tail);
+    }
+}
+
+#define T_PVR_CASE(M, N) \
+    case (M) * 8 + (N): \
+        if ((M) <= MR_PV && (N) <= NV_PV) \
+            t_pv_runs_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, p, ldp, v, ldv, \
+                            nruns, pitch, vrs, klo, khi, scale, o, ldo, tail); \
+        break;
+#define T_PVR_ROW(M) T_PVR_CASE(M, 1) T_PVR_CASE(M, 2) T_PVR_CASE(M, 3) T_PVR_CASE(M, 4)
+
+static void t_pv_runs_block(int mr, int nv, const float *p, int64_t ldp, const float *v,
+                            int64_t ldv, int nruns, int64_t pitch, int64_t vrs, const int *klo,
+                            const int *khi, const float *scale, float *o, int64_t ldo, int tail)
+{
+    switch (mr * 8 + nv) {
+    T_PVR_ROW(1) T_PVR_ROW(2) T_PVR_ROW(3) T_PVR_ROW(4)
+    T_PVR_ROW(5) T_PVR_ROW(6) T_PVR_ROW(7) T_PVR_ROW(8)
+    default: break;
+    }
+}
+
+/* O = scale P V over keys j0.. of nruns V tiles run_stride floats apart,
+ * run r's P columns at r * pitch, row i weighting keys [klo[i], khi[i])
+ * of each run (neighborhood attention). */
 static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64_t run_stride,
-                      int nruns, int j0, int nk, int64_t pitch, int64_t dv, const float *scale,
-                      float *o, int64_t ldo)
+                      int nruns, int j0, const int *klo, const int *khi, int64_t pitch,
+                      int64_t dv, const float *scale, float *o, int64_t ldo)
 {
     const int64_t ldv = t_ld_packed(dv);
     const int nvec = (int)((dv + VL - 1) / VL);
@@ -559,9 +634,9 @@ static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64
         const int nv = t_min(NV_PV, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
         for (int i = 0; i < nq; i += MR_PV)
-            t_pv_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, v + j0 * ldv + cv * VL, ldv,
-                       nruns, pitch, run_stride, nk, NULL, scale + i, o + i * ldo + cv * VL, ldo,
-                       tail, 0, 0);
+            t_pv_runs_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp,
+                            v + j0 * ldv + cv * VL, ldv, nruns, pitch, run_stride, klo + i,
+                            khi + i, scale + i, o + i * ldo + cv * VL, ldo, tail);
     }
 }
 

@@ -69,13 +69,16 @@ typedef struct attn_cpu_kernels {
     void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,
                int64_t dv, const float *alpha, float *o, int64_t ldo);
 
-    /* Neighborhood attention, the pair of qk_runs: over keys j0..j0+nk-1
-     * of nruns tiles that pack_v packed, run_stride floats apart,
-     *   o[i*ldo + c] = scale[i] * sum_r sum_j p[i*ldp + r*pitch + j] * v_rj[c].
+    /* Neighborhood attention, the pair of qk_runs: over keys j0.. of nruns
+     * tiles that pack_v packed, run_stride floats apart, row i weighting
+     * keys j0 + [klo[i], khi[i]) of each (its P is 0 at the others, which
+     * are not read):
+     *   o[i*ldo + c] = scale[i] * sum_r sum_{klo[i] <= j < khi[i]}
+     *                  p[i*ldp + r*pitch + j] * v_r,j0+j[c].
      * NULL in the AVX512_BF16 and AMX sets. */
     void (*pv_runs)(const float *p, int64_t ldp, int nq, const float *vpacked,
-                    int64_t run_stride, int nruns, int j0, int nk, int64_t pitch, int64_t dv,
-                    const float *scale, float *o, int64_t ldo);
+                    int64_t run_stride, int nruns, int j0, const int *klo, const int *khi,
+                    int64_t pitch, int64_t dv, const float *scale, float *o, int64_t ldo);
 
     /* Neighborhood attention with queries in the vector lanes (simd/nb_tmpl.h;
      * 0 / NULL where a set lacks them: the driver then uses qk_runs).

@@ -79,15 +79,16 @@ static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int n
 }
 
 static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *v,
-                           int64_t run_stride, int nruns, int j0, int nk, int64_t pitch,
-                           int64_t dv, const float *scale, float *o, int64_t ldo)
+                           int64_t run_stride, int nruns, int j0, const int *klo,
+                           const int *khi, int64_t pitch, int64_t dv, const float *scale,
+                           float *o, int64_t ldo)
 {
     for (int i = 0; i < nq; i++) {
         float *oi = o + (int64_t)i * ldo;
         for (int64_t c = 0; c < dv; c++)
             oi[c] = 0.0f;
         for (int r = 0; r < nruns; r++)
-            for (int j = 0; j < nk; j++) {
+            for (int j = klo[i]; j < khi[i]; j++) {
                 const float pij = p[(int64_t)i * ldp + r * pitch + j];
                 const float *vj = v + r * run_stride + (int64_t)(j0 + j) * dv;
                 for (int64_t c = 0; c < dv; c++)

@@ -138,6 +138,9 @@ typedef struct nb_task {
  * run: the windows straddle cache lines) stay in L1 across the query rows. */
 #define NB_QK_RUNS 4
 
+/* Queries per tile along axis 2, at most (see extents). */
+#define NB_MAX_T2 4
+
 /* The runs [*lo, *hi) that axis-1 query row i1 of the task sees. */
 static inline void row_runs(const nb_task *tk, const nb_ws *w, int64_t i1, int64_t *lo,
                             int64_t *hi)
@@ -165,8 +168,12 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     nb_window(p, 2, p2, tk->n2, &u2s, &tmp);
     nb_window(p, 2, p2 + m2 - 1, tk->n2, &tmp, &u2e);
     const int64_t u2 = u2e - u2s, off = u2s - tk->seg_s;   /* window within the runs */
-    for (int64_t i = 0; i < m2; i++)
+    int klo[NB_MAX_T2], khi[NB_MAX_T2];   /* each query's window within the tile's */
+    for (int64_t i = 0; i < m2; i++) {
         nb_window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
+        klo[i] = (int)(w->w2[2 * i] - u2s);
+        khi[i] = (int)(w->w2[2 * i + 1] - u2s);
+    }
 
     const attn_view *qv = &p->q;
     if (p2 + 2 * m2 <= tk->n2)   /* the next tile's q and out rows */
@@ -226,8 +233,8 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         attn_cpu_softmax_fresh(ks, Srow, pl->lds, (int)m2, ncol, mr, lr, inv);
         for (int64_t i2 = 0; i2 < m2; i2++)
             inv[i2] = 1.0f / lr[i2];
-        ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off,
-                    (int)u2, pitch, p->dv, inv, w->O + i1 * m2 * pl->ldo, pl->ldo);
+        ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off, klo,
+                    khi, pitch, p->dv, inv, w->O + i1 * m2 * pl->ldo, pl->ldo);
     }
 
     const attn_view *ov = &p->out, *lv = &p->lse;
@@ -353,7 +360,6 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
  * NB_TILE_QUERIES queries per tile (up to NB_MAX_T1): each packed run serves
  * up to min(T1, K1) query rows. Larger tiles and segments measured the same
  * within noise. */
-#define NB_MAX_T2 4
 #define NB_TILE_QUERIES 64
 #define NB_MAX_T1 16
 #define NB_SEG_QUERIES 32
