@@ -704,6 +704,35 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
     }
 }
 
+/* The softmax of a neighborhood query tile over its runs (see kernels.h):
+ * one additive mask row per query, the same for each of its runs (whose
+ * columns hold the same axis-2 positions), instead of -inf written into
+ * every run's hidden columns. */
+static void t_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
+                           const float *bias, int64_t ldb, float *m, float *l)
+{
+    for (int i = 0; i < nq; i++) {
+        float *row = s + (int64_t)i * lds;
+        const float *b = bias + (int64_t)i * ldb;
+        vf vm = vset1(-INFINITY);
+        for (int r = 0; r < nruns; r++)
+            for (int64_t c = 0; c < pitch; c += VL)
+                vm = vmax(vm, vadd(vload(row + r * pitch + c), vload(b + c)));
+        const float mx = vhmax(vm);
+        const vf vmx = vset1(mx);
+        vf sum = vzero();
+        for (int r = 0; r < nruns; r++)
+            for (int64_t c = 0; c < pitch; c += VL) {
+                float *x = row + r * pitch + c;
+                const vf e = vexp_sm(vsub(vadd(vload(x), vload(b + c)), vmx));
+                vstore(x, e);
+                sum = vadd(sum, e);
+            }
+        m[i] = mx;
+        l[i] = vhsum(sum);
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* attend: one key tile, strip by strip                                 */
 /* ------------------------------------------------------------------ */
@@ -750,6 +779,7 @@ static void t_attend(const float *q, int64_t ldq, int nq, const float *k, const 
     .k_tile_floats = t_k_tile_floats, .v_tile_floats = t_v_tile_floats,        \
     .pack_k = t_pack_k, .pack_v = t_pack_v, .qk = t_qk, .qk_runs = t_qk_runs,  \
     .pv = t_pv, .pv_runs = t_pv_runs, .vexp = t_vexp, .softmax_rows = t_softmax_rows, \
+    .softmax_runs = t_softmax_runs, \
     .attend = t_attend
 
 #endif

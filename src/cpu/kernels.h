@@ -80,6 +80,18 @@ typedef struct attn_cpu_kernels {
                     int64_t run_stride, int nruns, int j0, const int *klo, const int *khi,
                     int64_t pitch, int64_t dv, const float *scale, float *o, int64_t ldo);
 
+    /* Neighborhood attention, between qk_runs and pv_runs: the softmax of
+     * each row i < nq of s (lds floats apart) over its nruns runs of pitch
+     * scores (pitch a multiple of 16), with the additive mask
+     * bias[i*ldb + c] (c < pitch; 0 where the row's window keeps run column
+     * c, -inf elsewhere; every row keeps at least one column, and hidden
+     * columns hold finite scores or -inf):
+     *   m[i] = max over kept scores; s[i][r*pitch + c] = exp(s + bias - m[i])
+     *   (0 at the hidden columns); l[i] = the sum of row i.
+     * NULL in the AVX512_BF16 and AMX sets. */
+    void (*softmax_runs)(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
+                         const float *bias, int64_t ldb, float *m, float *l);
+
     /* Neighborhood attention with queries in the vector lanes (simd/nb_tmpl.h;
      * 0 / NULL where a set lacks them: the driver then uses qk_runs).
      * nb_vl queries per lane vector; nb_rows query rows per register block.

@@ -99,6 +99,24 @@ static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *v,
     }
 }
 
+static void scalar_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
+                                const float *bias, int64_t ldb, float *m, float *l)
+{
+    for (int i = 0; i < nq; i++) {
+        float *row = s + (int64_t)i * lds;
+        const float *b = bias + (int64_t)i * ldb;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int64_t c = 0; c < nruns * pitch; c++)
+            mx = fmaxf(mx, row[c] + b[c % pitch]);
+        for (int64_t c = 0; c < nruns * pitch; c++) {
+            row[c] = expf(row[c] + b[c % pitch] - mx);
+            sum += row[c];
+        }
+        m[i] = mx;
+        l[i] = sum;
+    }
+}
+
 static void scalar_vexp(float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -118,5 +136,6 @@ const attn_cpu_kernels attn_cpu_kernels_scalar = {
     .qk_runs = scalar_qk_runs,
     .pv = scalar_pv,
     .pv_runs = scalar_pv_runs,
+    .softmax_runs = scalar_softmax_runs,
     .vexp = scalar_vexp,
 };

@@ -23,11 +23,13 @@
  * U2 rounded up to 16. Scores go by blocks of NB_QK_RUNS runs, each against
  * every query row that sees it, so the block's K windows stay in L1
  *     S[rows that see runs, runs x pitch] = Q K_runs[window]^T   (qk_runs)
- * then per axis-1 row of queries: keys outside each query's own axis-2
- * window set to -inf, one softmax over its column range (softmax_rows; S is
- * whole, no online rescaling), and O = P V / l over all of its runs with
- * the accumulators in registers (pv_runs). Within a run U2 - K2 of the U2
- * keys are wasted per query (3 of 16 for K2 = 13). Nothing is materialised
+ * then per axis-1 row of queries: one softmax over its column range, the
+ * keys outside each query's own axis-2 window hidden by an additive mask
+ * row shared by all of its runs (softmax_runs; S is whole, no online
+ * rescaling), and O = P V / l over all of its runs with the accumulators
+ * in registers, each query's V rows only those of its window (pv_runs).
+ * Within a run, U2 - K2 of the U2 scores qk_runs forms are wasted per
+ * query (3 of 16 for K2 = 13). Nothing is materialised
  * per window: memory is per task, O(runs x segment x D).
  *
  * Why the runs are packed per task, from k and v in place, one KV head at
@@ -59,7 +61,6 @@
 #include "neighborhood.h"
 #include "neighborhood_grid.h"
 #include "neighborhood_lanes.h"
-#include "softmax_tile.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -102,7 +103,8 @@ static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t,
 /* Per-thread workspace, carved from one block. */
 typedef struct nb_ws {
     float *Q, *O, *S, *K, *V, *m, *l;
-    float *inv;          /* softmax_rows' alpha, then 1 / l */
+    float *inv;          /* 1 / l */
+    float *bias;         /* [T2][pitch]: softmax_runs' mask of each axis-2 query */
     int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
 } nb_ws;
 
@@ -118,7 +120,8 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_runs may over-read past K */
     w.l = w.m + nq16;
     w.inv = w.l + nq16;
-    w.w1 = (int64_t *)(w.inv + nq16);
+    w.bias = w.inv + nq16;
+    w.w1 = (int64_t *)(w.bias + pl->t2 * nb_round_up(pl->max_u2, 16));
     w.w2 = w.w1 + 2 * pl->t[1];
     return w;
 }
@@ -211,26 +214,27 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     }
 
     /* Per axis-1 row of queries, over the runs it sees (one column range):
-     * keys outside each query's axis-2 window (and columns past u2) hidden,
-     * one softmax, then O = P V / l. */
+     * one softmax, keys outside each query's axis-2 window hidden by its
+     * mask row (the same for all of its runs), then O = P V / l. Where the
+     * tile's window is narrower than the pitch, qk_runs' whole vectors
+     * leave anything in the columns past it (reads past the packed runs):
+     * they are set to -inf first. */
+    for (int64_t i2 = 0; i2 < m2; i2++)
+        for (int64_t x = 0; x < pitch; x++)
+            w->bias[i2 * pitch + x] = x >= klo[i2] && x < khi[i2] ? 0.0f : -INFINITY;
     for (int64_t i1 = 0; i1 < m1; i1++) {
         int64_t r_lo, r_hi;
         row_runs(tk, w, i1, &r_lo, &r_hi);
-        const int nr = (int)(r_hi - r_lo), ncol = (int)(nr * pitch);
+        const int nr = (int)(r_hi - r_lo);
         float *Srow = w->S + i1 * m2 * pl->lds + r_lo * pitch;
-        for (int64_t i2 = 0; i2 < m2; i2++) {
-            float *row = Srow + i2 * pl->lds;
-            const int64_t ws2 = w->w2[2 * i2] - u2s, we2 = w->w2[2 * i2 + 1] - u2s;
-            for (int64_t c = 0; c < ncol; c += pitch) {
-                for (int64_t x = 0; x < ws2; x++)
-                    row[c + x] = -INFINITY;
-                for (int64_t x = we2; x < pitch; x++)
-                    row[c + x] = -INFINITY;
-            }
-        }
+        if (u2 < pitch)
+            for (int64_t i2 = 0; i2 < m2; i2++)
+                for (int64_t c = 0; c < nr * pitch; c += pitch)
+                    for (int64_t x = u2; x < pitch; x++)
+                        Srow[i2 * pl->lds + c + x] = -INFINITY;
         float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2, *inv = w->inv + i1 * m2;
         /* each row here sees at least its own key: its maximum is finite */
-        attn_cpu_softmax_fresh(ks, Srow, pl->lds, (int)m2, ncol, mr, lr, inv);
+        ks->softmax_runs(Srow, pl->lds, (int)m2, nr, pitch, w->bias, pitch, mr, lr);
         for (int64_t i2 = 0; i2 < m2; i2++)
             inv[i2] = 1.0f / lr[i2];
         ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off, klo,
@@ -424,7 +428,8 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.vtf = nb_round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
                             pl.max_runs * (pl.ktf + pl.vtf) +
-                            3 * nb_round_up(pl.max_nq, 16) + 4 * (pl.t[1] + pl.t2));
+                            3 * nb_round_up(pl.max_nq, 16) +
+                            pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * (pl.t[1] + pl.t2));
     pl.ws_floats = (size_t)nb_round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
