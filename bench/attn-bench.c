@@ -1834,6 +1834,11 @@ static void usage(FILE *f)
 "  --window L,R        sliding window, -1 = unlimited on that side\n"
 "  --sink-tokens N     first N keys always visible\n"
 "  --dtype f32|bf16|f16\n"
+"  --bhsd              q, k, v and out stored [B, H, S, D] (each head's rows\n"
+"                      together, as PyTorch stores them) instead of [B, S, H, D]\n"
+"  --nb GRID:KERNEL    an attn_neighborhood shape instead: GRID 1-3 axis lengths\n"
+"                      (128x128, 16x32x32), KERNEL one size for every axis or one\n"
+"                      per axis (13, 3x7x7); with --b, --hq, --hkv, --d, --dtype\n"
 "  --linear KIND       an attn_linear shape instead (chunkwise; --sq = T, --hq =\n"
 "                      H, --d = Dk, --dv): plain|decay|gla|delta|gdelta|kda;\n"
 "                      KIND,step: one recurrent decode step with state in/out\n"
@@ -1941,10 +1946,32 @@ static attn_dtype parse_dtype(const char *s)
     return ATTN_F32;
 }
 
+/* "AxB[xC]" into up to 3 axis lengths (1 to 4096 each); returns how many,
+ * or 0 if malformed. */
+static int parse_axes(const char *s, int64_t out[3])
+{
+    int n = 0;
+    while (n < 3) {
+        char *end;
+        const long long v = strtoll(s, &end, 10);
+        if (end == s || v < 1 || v > 4096)
+            return 0;
+        out[n++] = v;
+        if (*end == 0)
+            return n;
+        if (*end != 'x')
+            return 0;
+        s = end + 1;
+    }
+    return 0;
+}
+
 static void parse_args(int argc, char **argv, bench_opts *o)
 {
     const int64_t BIG = INT64_C(1) << 40;
     int64_t b = -1, hq = -1, hkv = -1, sq = -1, sk = -1, d = -1, dv = -1, wl = -1, wr = -1, sinks = 0;
+    int nb_nd = 0;
+    int64_t nb_grid[3] = { 1, 1, 1 }, nb_kernel[3] = { 1, 1, 1 };
     int causal = 0, bhsd = 0, have_dtype = 0, have_window = 0, lin_kind = -1, lin_step = 0, lin_chunk = 0;
     int64_t layout_heads = 0;
     attn_dtype dt = ATTN_F32;
@@ -1982,6 +2009,23 @@ static void parse_args(int argc, char **argv, bench_opts *o)
             causal = 1;
         } else if (FLAG("--bhsd")) {
             bhsd = 1;
+        } else if (OPT("--nb")) {
+            char grid[64];
+            const char *colon = strchr(val, ':');
+            const size_t n = colon ? (size_t)(colon - val) : 0;
+            int64_t k[3];
+            int nk = 0;
+            if (colon && n < sizeof grid) {
+                memcpy(grid, val, n);
+                grid[n] = 0;
+                nb_nd = parse_axes(grid, nb_grid);
+                nk = parse_axes(colon + 1, k);
+            }
+            if (!nb_nd || (nk != 1 && nk != nb_nd))
+                die_usage("--nb: expected GRID:KERNEL as in 128x128:13 or 16x32x32:3x7x7, got '%s'",
+                          val);
+            for (int a = 0; a < nb_nd; a++)
+                nb_kernel[a] = k[nk == 1 ? 0 : a];
         } else if (FLAG("--solo")) {
 #ifndef _OPENMP
             die_usage("--solo needs a build with OpenMP");
@@ -2074,7 +2118,7 @@ static void parse_args(int argc, char **argv, bench_opts *o)
     if (layout_heads && lin_kind < 0)
         die_usage("--layout-heads goes with --linear");
     int shape_given = b >= 0 || hq >= 0 || hkv >= 0 || sq >= 0 || sk >= 0 || d >= 0 || dv >= 0 ||
-                      causal || have_window || have_dtype || lin_kind >= 0 || bhsd;
+                      causal || have_window || have_dtype || lin_kind >= 0 || bhsd || nb_nd;
     if (shape_given) {
         if (o->sets)
             die_usage("--set and a single shape (--b/--hq/--sq/... ) are exclusive");
@@ -2103,6 +2147,20 @@ static void parse_args(int argc, char **argv, bench_opts *o)
                          .sink_tokens = sinks, .dtype = dt, .bhsd = bhsd };
         if (bhsd && lin_kind >= 0)
             die_usage("--bhsd goes with an sdpa shape, not --linear");
+        if (nb_nd) {
+            if (lin_kind >= 0 || bhsd || causal || have_window || sinks)
+                die_usage("--nb takes --b, --hq, --hkv, --d and --dtype only");
+            c.op = OP_NEIGHBORHOOD;
+            c.dv = c.d;
+            c.nb_ndim = nb_nd;
+            c.sq = 1;
+            for (int a = 0; a < 3; a++) {
+                c.nb_grid[a] = nb_grid[a];
+                c.nb_kernel[a] = nb_kernel[a];
+                c.sq *= nb_grid[a];
+            }
+            c.sk = c.sq;
+        }
         if (lin_kind >= 0) {
             c.op = OP_LINEAR;
             c.hkv = c.hq;
