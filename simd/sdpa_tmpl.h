@@ -709,61 +709,81 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
  * one additive mask row per query, the same for each of its runs (whose
  * columns hold the same axis-2 positions), instead of -inf written into
  * every run's hidden columns. */
-/* R rows of t_softmax_runs with one vector a run (pitch = VL), side by
- * side: their max, exp and sum chains interleave, and each row's mask
- * stays in a register. */
-T_INLINE void t_softmax_runs_vl(const int R, float *s, int64_t lds, int nruns, const float *bias,
-                                int64_t ldb, float *m, float *l)
+/* R rows of t_softmax_runs whose runs are NVR vectors each (pitch = NVR
+ * VL), side by side: their max, exp and sum chains interleave, and each
+ * row's mask stays in registers. */
+T_INLINE void t_softmax_runs_vl(const int R, const int NVR, float *s, int64_t lds, int nruns,
+                                const float *bias, int64_t ldb, float *m, float *l)
 {
-    vf b[4], mx[4], sum[4];
+    vf b[4][2], mx[4], sum[4];
 T_UNROLL
     for (int k = 0; k < R; k++) {
-        b[k] = vload(bias + k * ldb);
+T_UNROLL
+        for (int v = 0; v < NVR; v++)
+            b[k][v] = vload(bias + k * ldb + v * VL);
         mx[k] = vset1(-INFINITY);
         sum[k] = vzero();
     }
     for (int r = 0; r < nruns; r++)
 T_UNROLL
         for (int k = 0; k < R; k++)
-            mx[k] = vmax(mx[k], vadd(vload(s + k * lds + r * VL), b[k]));
+T_UNROLL
+            for (int v = 0; v < NVR; v++)
+                mx[k] = vmax(mx[k], vadd(vload(s + k * lds + (r * NVR + v) * VL), b[k][v]));
 T_UNROLL
     for (int k = 0; k < R; k++) {
         m[k] = vhmax(mx[k]);
-        b[k] = vsub(b[k], vset1(m[k]));   /* exp(s + bias - m) as exp(s + (bias - m)) */
+T_UNROLL
+        for (int v = 0; v < NVR; v++)   /* exp(s + bias - m) as exp(s + (bias - m)) */
+            b[k][v] = vsub(b[k][v], vset1(m[k]));
     }
     for (int r = 0; r < nruns; r++)
 T_UNROLL
-        for (int k = 0; k < R; k++) {
-            float *x = s + k * lds + r * VL;
-            const vf e = vexp_sm(vadd(vload(x), b[k]));
-            vstore(x, e);
-            sum[k] = vadd(sum[k], e);
-        }
+        for (int k = 0; k < R; k++)
+T_UNROLL
+            for (int v = 0; v < NVR; v++) {
+                float *x = s + k * lds + (r * NVR + v) * VL;
+                const vf e = vexp_sm(vadd(vload(x), b[k][v]));
+                vstore(x, e);
+                sum[k] = vadd(sum[k], e);
+            }
 T_UNROLL
     for (int k = 0; k < R; k++)
         l[k] = vhsum(sum[k]);
 }
 
+/* Rows [i, nq) of t_softmax_runs for runs of NVR vectors: 4 at a time,
+ * then 2, then 1. */
+T_INLINE void t_softmax_runs_nvr(const int NVR, float *s, int64_t lds, int i, int nq, int nruns,
+                                 const float *bias, int64_t ldb, float *m, float *l)
+{
+    for (; i + 4 <= nq; i += 4)
+        t_softmax_runs_vl(4, NVR, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+    for (; i + 2 <= nq; i += 2)
+        t_softmax_runs_vl(2, NVR, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+    for (; i < nq; i++)
+        t_softmax_runs_vl(1, NVR, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+}
+
 /* The softmax of a neighborhood query tile over its runs (see kernels.h):
  * one additive mask row per query, the same for each of its runs (whose
  * columns hold the same axis-2 positions), instead of -inf written into
- * every run's hidden columns. */
+ * every run's hidden columns. Runs of one or two vectors (K2 up to 13-15
+ * with 16 lanes, 5-7 with 8) go 4 rows at a time (1 thread, 128x128,
+ * kernel 13, D 64, H 4, AVX-512: 22.03 ms, 2 rows 22.42, one at a time
+ * through the loop below 23.26). */
 static void t_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
                            const float *bias, int64_t ldb, float *m, float *l)
 {
-    int i = 0;
     if (pitch == VL) {
-        /* 1 thread, 128x128, kernel 13, D 64, H 4: 4 rows at once 22.03 ms,
-         * 2 rows 22.42, one at a time (through the loop below) 23.26 */
-        for (; i + 4 <= nq; i += 4)
-            t_softmax_runs_vl(4, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
-        for (; i + 2 <= nq; i += 2)
-            t_softmax_runs_vl(2, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
-        for (; i < nq; i++)
-            t_softmax_runs_vl(1, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+        t_softmax_runs_nvr(1, s, lds, 0, nq, nruns, bias, ldb, m, l);
         return;
     }
-    for (; i < nq; i++) {
+    if (pitch == 2 * VL) {
+        t_softmax_runs_nvr(2, s, lds, 0, nq, nruns, bias, ldb, m, l);
+        return;
+    }
+    for (int i = 0; i < nq; i++) {
         float *row = s + (int64_t)i * lds;
         const float *b = bias + (int64_t)i * ldb;
         vf vm = vset1(-INFINITY);
