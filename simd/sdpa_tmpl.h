@@ -34,7 +34,6 @@
 #define ATTN_SDPA_TMPL_H
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 #include "../src/cpu/kernels.h"
 #include "../src/cpu/half.h"
@@ -409,6 +408,21 @@ static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64
 /* pv: O = alpha O + P V                                                */
 /* ------------------------------------------------------------------ */
 
+/* One key j of the P V micro-kernels: V row j (at vb, ldv floats apart)
+ * loaded once, times p[i][j] (at pb, ldp apart) into the accumulators of
+ * every row i < MR for which KEEP holds (a constant 1 compiles to no test). */
+#define T_PV_KEY(vb, pb, j, KEEP) \
+    { \
+        const float *vj = (vb) + (int64_t)(j) * ldv; \
+        vf vv[NV_PV]; \
+        T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
+        T_UNROLL for (int i = 0; i < MR; i++) \
+            if (KEEP) { \
+                const vf pb_ = vbcast((pb) + i * ldp + (j)); \
+                T_UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vfma(pb_, vv[c], acc[i][c]); \
+            } \
+    }
+
 /* MR rows x NV vectors of columns over nk keys of one V tile:
  * O = alpha O + P V. */
 T_INLINE void t_pv_micro(const int MR, const int NV, const float *p, int64_t ldp,
@@ -424,49 +438,36 @@ T_UNROLL
 T_UNROLL
         for (int c = 0; c < NV; c++)
             acc[i][c] = vzero();
-    {
-        int j = 0;
+    int j = 0;
 #ifdef T_FMA_LANE
-        /* 4 keys per step: one vector load of each P row, FMAs by lane */
-        for (; j + 4 <= nk; j += 4) {
-            t_prefetch_line(pf, npf, j >> 2);
-            vf pq[MR_PV];
+    /* 4 keys per step: one vector load of each P row, FMAs by lane */
+    for (; j + 4 <= nk; j += 4) {
+        t_prefetch_line(pf, npf, j >> 2);
+        vf pq[MR_PV];
 T_UNROLL
-            for (int i = 0; i < MR; i++)
-                pq[i] = vload(p + i * ldp + j);
+        for (int i = 0; i < MR; i++)
+            pq[i] = vload(p + i * ldp + j);
 #define T_PV_LANE(L) \
-            { \
-                const float *vj = v + (int64_t)(j + (L)) * ldv; \
-                vf vv[NV_PV]; \
-                T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
-                T_UNROLL for (int i = 0; i < MR; i++) \
-                    T_UNROLL for (int c = 0; c < NV; c++) \
-                        acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
-            }
-            T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
-#undef T_PV_LANE
-        }
-#endif
-#define T_PV_KEY(j) \
         { \
-            const float *vj = v + (int64_t)(j) * ldv; \
+            const float *vj = v + (int64_t)(j + (L)) * ldv; \
             vf vv[NV_PV]; \
             T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
-            T_UNROLL for (int i = 0; i < MR; i++) { \
-                const vf pb = vbcast(p + i * ldp + (j)); \
-                T_UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vfma(pb, vv[c], acc[i][c]); \
-            } \
+            T_UNROLL for (int i = 0; i < MR; i++) \
+                T_UNROLL for (int c = 0; c < NV; c++) \
+                    acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
         }
-        /* prefetching steps first, then the rest unrolled (see t_qk_micro) */
-        for (const int npre = j + npf < nk ? j + npf : nk; j < npre; j++) {
-            t_prefetch_line(pf, npf, j);
-            T_PV_KEY(j)
-        }
-#pragma GCC unroll 4
-        for (; j < nk; j++)
-            T_PV_KEY(j)
-#undef T_PV_KEY
+        T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
+#undef T_PV_LANE
     }
+#endif
+    /* prefetching steps first, then the rest unrolled (see t_qk_micro) */
+    for (const int npre = j + npf < nk ? j + npf : nk; j < npre; j++) {
+        t_prefetch_line(pf, npf, j);
+        T_PV_KEY(v, p, j, 1)
+    }
+#pragma GCC unroll 4
+    for (; j < nk; j++)
+        T_PV_KEY(v, p, j, 1)
 T_UNROLL
     for (int i = 0; i < MR; i++) {
         const vf a = vset1(alpha[i]);
@@ -568,28 +569,16 @@ T_UNROLL
 T_UNROLL
         for (int c = 0; c < NV; c++)
             acc[i][c] = vzero();
-#define T_PVR_KEY(j, ALL) \
-    { \
-        const float *vj = vr + (int64_t)(j) * ldv; \
-        vf vv[NV_PV]; \
-        T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
-        T_UNROLL for (int i = 0; i < MR; i++) \
-            if ((ALL) || ((j) >= klo[i] && (j) < khi[i])) { \
-                const vf pb = vbcast(pr + i * ldp + (j)); \
-                T_UNROLL for (int c = 0; c < NV; c++) acc[i][c] = vfma(pb, vv[c], acc[i][c]); \
-            } \
-    }
     for (int r = 0; r < nruns; r++) {
         const float *pr = p + r * pitch, *vr = v + r * vrs;
         for (int j = ulo; j < hend; j++)
-            T_PVR_KEY(j, 0)
+            T_PV_KEY(vr, pr, j, j >= klo[i] && j < khi[i])
 #pragma GCC unroll 4
         for (int j = blo; j < bhi; j++)
-            T_PVR_KEY(j, 1)
+            T_PV_KEY(vr, pr, j, 1)
         for (int j = tbeg; j < uhi; j++)
-            T_PVR_KEY(j, 0)
+            T_PV_KEY(vr, pr, j, j >= klo[i] && j < khi[i])
     }
-#undef T_PVR_KEY
 T_UNROLL
     for (int i = 0; i < MR; i++) {
         const vf sc = vset1(scale[i]);
@@ -602,6 +591,8 @@ T_UNROLL
             vstore_n(o + i * ldo + (NV - 1) * VL, vmul(sc, acc[i][NV - 1]), tail);
     }
 }
+
+#undef T_PV_KEY
 
 #define T_PVR_CASE(M, N) \
     case (M) * 8 + (N): \

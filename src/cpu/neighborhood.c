@@ -105,7 +105,7 @@ typedef struct nb_ws {
     float *Q, *O, *S, *K, *V, *m, *l;
     float *inv;          /* 1 / l */
     float *bias;         /* [T2][pitch]: softmax_runs' mask of each axis-2 query */
-    int64_t *w1, *w2;    /* [T1][2], [T2][2] windows of the tile's query rows */
+    int64_t *w1;         /* [T1][2]: axis-1 windows of the tile's query rows */
 } nb_ws;
 
 static nb_ws carve(const nb_plan *pl, float *ws)
@@ -122,7 +122,6 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.inv = w.l + nq16;
     w.bias = w.inv + nq16;
     w.w1 = (int64_t *)(w.bias + pl->t2 * nb_round_up(pl->max_u2, 16));
-    w.w2 = w.w1 + 2 * pl->t[1];
     return w;
 }
 
@@ -173,9 +172,10 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     const int64_t u2 = u2e - u2s, off = u2s - tk->seg_s;   /* window within the runs */
     int klo[NB_MAX_T2], khi[NB_MAX_T2];   /* each query's window within the tile's */
     for (int64_t i = 0; i < m2; i++) {
-        nb_window(p, 2, p2 + i, tk->n2, &w->w2[2 * i], &w->w2[2 * i + 1]);
-        klo[i] = (int)(w->w2[2 * i] - u2s);
-        khi[i] = (int)(w->w2[2 * i + 1] - u2s);
+        int64_t ws2, we2;
+        nb_window(p, 2, p2 + i, tk->n2, &ws2, &we2);
+        klo[i] = (int)(ws2 - u2s);
+        khi[i] = (int)(we2 - u2s);
     }
 
     const attn_view *qv = &p->q;
@@ -429,7 +429,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
                             pl.max_runs * (pl.ktf + pl.vtf) +
                             3 * nb_round_up(pl.max_nq, 16) +
-                            pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * (pl.t[1] + pl.t2));
+                            pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * pl.t[1]);
     pl.ws_floats = (size_t)nb_round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
