@@ -80,7 +80,7 @@ typedef struct nb_plan {
     axis_tile *tiles[3];          /* task extents per axis */
     int64_t ntiles[3];
     int64_t group;                /* Hq / Hkv */
-    int64_t max_runs, max_u2, max_seg_keys, max_nq;
+    int64_t max_runs, max_u2, max_seg_keys, max_nq, max_calls;
     int64_t ldq, ldo, lds, ktf, vtf;
     size_t  ws_floats;
 } nb_plan;
@@ -100,12 +100,19 @@ static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t,
     return n;
 }
 
+/* One qk_runs call of a block: axis-1 query rows [i1, i1 + n1) against
+ * runs [r_lo, r_hi). */
+typedef struct nb_qk_call {
+    int i1, n1, r_lo, r_hi;
+} nb_qk_call;
+
 /* Per-thread workspace, carved from one block. */
 typedef struct nb_ws {
     float *Q, *O, *S, *K, *V, *m, *l;
     float *inv;          /* 1 / l */
     float *bias;         /* [T2][pitch]: softmax_runs' mask of each axis-2 query */
     int64_t *w1;         /* [T1][2]: axis-1 windows of the tile's query rows */
+    nb_qk_call *calls;   /* [max_calls]: the block's qk_runs calls (plan_qk) */
 } nb_ws;
 
 static nb_ws carve(const nb_plan *pl, float *ws)
@@ -122,6 +129,7 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.inv = w.l + nq16;
     w.bias = w.inv + nq16;
     w.w1 = (int64_t *)(w.bias + pl->t2 * nb_round_up(pl->max_u2, 16));
+    w.calls = (nb_qk_call *)(w.w1 + 2 * pl->t[1]);
     return w;
 }
 
@@ -134,7 +142,113 @@ typedef struct nb_task {
     int64_t p1, m1, n1, u1s;    /* axis-1 queries [p1, p1+m1) of n1; first key */
     int64_t n2, seg_s, nseg;    /* axis-2 class length; packed keys [seg_s, seg_s+nseg) */
     int64_t nruns;              /* runs the queries see */
+    int64_t ncalls;             /* qk_runs calls per tile (plan_qk) */
 } nb_task;
+
+/* The K and V rows of the runs that the next block will pack (the next
+ * block of the strip, or the strip's first block for the next KV head),
+ * prefetched a few lines at each qk_runs and pv_runs call of this block's
+ * tiles, and the next tile's q and out rows likewise. Packing was bound by
+ * how many cache misses a core keeps in flight, not by its copies: with a
+ * run's rows prefetched only while the run before was packed, and a tile's
+ * q and out rows all at its start, the bursts of misses stalled the core
+ * (2-core Zen 5 VM, 128x128 grid, kernel 13, D 64, H 4, 1 thread: reading
+ * every block's K and V from a few cached rows instead, 9% less time).
+ * Spread over the compute, the misses overlap it: 1 thread, H 4, 24.0-24.4
+ * -> 23.1-23.2 ms; 2 threads, H 16, 54-62 -> 48-53 ms (the cached-rows
+ * bound: 47). Whether the claimed next task's first block should be
+ * prefetched too was measured: H 4 3% faster, H 16 7% slower (threads then
+ * claim tasks one ahead), not kept. */
+typedef struct nb_pf {
+    nb_task tk;                 /* the next block's geometry (hk, u1s, nk0) */
+    int64_t r, nruns;           /* the next run to prefetch, runs to prefetch */
+    int64_t j;                  /* its next key */
+    int64_t per_hook;           /* lines per call of pf_advance */
+    int64_t kstep, vstep, kbytes, vbytes, x0;
+    const char *krow, *vrow;    /* run r's first K and V rows */
+    /* the next query tile's q and out rows: query qi of qn, m2 per axis-1 row */
+    int64_t qi, qn, qm2, qh, qg1, qg2, q_per_hook;
+} nb_pf;
+
+/* Where run r of the block (tk) starts in view v: axis-1 key row
+ * u1s + r / nk0, axis-0 key s0 + r % nk0, axis-2 key x0. */
+static inline const char *run_start(const attn_neighborhood_problem *p, const nb_task *tk,
+                                    const attn_view *v, int64_t r, int64_t x0)
+{
+    const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
+    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * j0, tk->c[1] + p->dil[1] * j1, x0, tk->hk);
+}
+
+/* Points pf at the runs of axis-1 key rows [u1s, u1e) of KV head hk for
+ * the task's segment, to be prefetched over `hooks` calls of pf_advance
+ * (none: nothing to prefetch). */
+static void pf_start(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64_t hk, int64_t u1s,
+                     int64_t u1e, int64_t hooks)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    pf->tk = *tk;
+    pf->tk.hk = hk;
+    pf->tk.u1s = u1s;
+    pf->r = pf->j = 0;
+    pf->qn = pf->qi = 0;
+    pf->nruns = hooks > 0 ? nb_max64(0, u1e - u1s) * tk->nk0 : 0;
+    pf->kbytes = p->d * (int64_t)attn_dtype_size(p->k.dtype);
+    pf->vbytes = p->dv * (int64_t)attn_dtype_size(p->v.dtype);
+    pf->kstep = p->dil[2] * p->k.stride[3] * (int64_t)attn_dtype_size(p->k.dtype);
+    pf->vstep = p->dil[2] * p->v.stride[3] * (int64_t)attn_dtype_size(p->v.dtype);
+    pf->x0 = tk->c[2] + p->dil[2] * tk->seg_s;
+    const int64_t lines = pf->nruns * tk->nseg * ((pf->kbytes + 63) / 64 + (pf->vbytes + 63) / 64);
+    pf->per_hook = hooks > 0 ? (lines + hooks - 1) / hooks : 0;
+}
+
+/* Adds the q and out rows of the query tile (head h, axis-1 rows [p1, p1 +
+ * m1) of the task, axis-2 positions [p2, p2 + m2)) to what pf prefetches,
+ * over `hooks` calls of pf_advance. */
+static void pf_queries(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64_t h, int64_t p2,
+                       int64_t m2, int64_t hooks)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    pf->qi = 0;
+    pf->qn = tk->m1 * m2;
+    pf->qm2 = m2;
+    pf->qh = h;
+    pf->qg1 = tk->c[1] + p->dil[1] * tk->p1;
+    pf->qg2 = tk->c[2] + p->dil[2] * p2;
+    pf->q_per_hook = (pf->qn + hooks - 1) / hooks;
+}
+
+/* Prefetches the q and out rows of the next n queries of pf's tile. */
+static inline void pf_advance_queries(const nb_plan *pl, nb_pf *pf, int64_t n)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    for (int64_t e = nb_min64(pf->qn, pf->qi + n); pf->qi < e; pf->qi++) {
+        const int64_t y1 = pf->qg1 + p->dil[1] * (pf->qi / pf->qm2);
+        const int64_t y2 = pf->qg2 + p->dil[2] * (pf->qi % pf->qm2);
+        nb_prefetch_query(p, pf->tk.b, pf->tk.g0, y1, y2, pf->qh);
+    }
+}
+
+/* Prefetches the next pf->per_hook lines of pf's K and V rows (whole rows
+ * of one key at a time) and the next q_per_hook queries' q and out rows. */
+static inline void pf_advance(const nb_plan *pl, nb_pf *pf)
+{
+    pf_advance_queries(pl, pf, pf->q_per_hook);
+    for (int64_t n = 0; n < pf->per_hook && pf->r < pf->nruns;) {
+        if (pf->j == 0) {
+            pf->krow = run_start(pl->p, &pf->tk, &pl->p->k, pf->r, pf->x0);
+            pf->vrow = run_start(pl->p, &pf->tk, &pl->p->v, pf->r, pf->x0);
+        }
+        for (int64_t x = 0; x < pf->kbytes; x += 64)
+            __builtin_prefetch(pf->krow + pf->j * pf->kstep + x, 0, 1);
+        for (int64_t x = 0; x < pf->vbytes; x += 64)
+            __builtin_prefetch(pf->vrow + pf->j * pf->vstep + x, 0, 1);
+        n += (pf->kbytes + 63) / 64 + (pf->vbytes + 63) / 64;
+        if (++pf->j == pf->tk.nseg) {
+            pf->j = 0;
+            pf->r++;
+        }
+    }
+}
 
 /* Runs per block of the scores: their packed K windows (with D 64, 8 KB a
  * run: the windows straddle cache lines) stay in L1 across the query rows. */
@@ -159,9 +273,35 @@ static inline int sees_all(const nb_task *tk, const nb_ws *w, int64_t i1, int64_
     return lo <= rb && hi >= re;
 }
 
+/* The block's qk_runs calls, the same for each of its tiles: block of runs
+ * by block of runs, all the query rows that see a block use its keys while
+ * they are in L1 (one call for the rows that see all of it, one per axis-1
+ * row for the rows that see a part). Returns their number. */
+static int64_t plan_qk(const nb_task *tk, const nb_ws *w)
+{
+    int64_t n = 0;
+    for (int64_t rb = 0; rb < tk->nruns; rb += NB_QK_RUNS) {
+        const int64_t re = nb_min64(rb + NB_QK_RUNS, tk->nruns);
+        for (int64_t i1 = 0; i1 < tk->m1; i1++) {
+            int64_t r_lo, r_hi, i1e = i1 + 1;
+            row_runs(tk, w, i1, &r_lo, &r_hi);
+            r_lo = nb_max64(r_lo, rb);
+            r_hi = nb_min64(r_hi, re);
+            if (r_lo >= r_hi)
+                continue;
+            if (r_lo == rb && r_hi == re)
+                while (i1e < tk->m1 && sees_all(tk, w, i1e, rb, re))
+                    i1e++;
+            w->calls[n++] = (nb_qk_call){ (int)i1, (int)(i1e - i1), (int)r_lo, (int)r_hi };
+            i1 = i1e - 1;
+        }
+    }
+    return n;
+}
+
 /* One query tile: axis-2 positions [p2, p2 + m2) of the task. */
-static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t p2,
-                     int64_t m2)
+static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf *pf,
+                     int64_t p2, int64_t m2)
 {
     const attn_neighborhood_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
@@ -180,37 +320,23 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
 
     const attn_view *qv = &p->q;
     if (p2 + 2 * m2 <= tk->n2)   /* the next tile's q and out rows */
-        nb_prefetch_queries(p, tk->b, tk->h, tk->g0, tk->c[1] + p->dil[1] * tk->p1, tk->m1,
-                            tk->c[2] + p->dil[2] * (p2 + m2), m2);
+        pf_queries(pl, tk, pf, tk->h, p2 + m2, m2, tk->ncalls + m1);
+    else
+        pf->qn = 0;
     for (int64_t i = 0; i < m1; i++)
         ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
                       nb_elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
                            tk->h),
                       qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
 
-    /* Scores, block of runs by block of runs: all the query rows that see
-     * a block use its keys while they are in L1 (one call for the rows that
-     * see all of it, one per axis-1 row for the rows that see a part). Run
-     * r's scores lie at column r * pitch. */
+    /* Scores, by the block's plan (plan_qk): run r's at column r * pitch */
     const int64_t pitch = nb_round_up(u2, 16);
-    for (int64_t rb = 0; rb < tk->nruns; rb += NB_QK_RUNS) {
-        const int64_t re = nb_min64(rb + NB_QK_RUNS, tk->nruns);
-        for (int64_t i1 = 0; i1 < m1; i1++) {
-            int64_t r_lo, r_hi, i1e = i1 + 1;
-            row_runs(tk, w, i1, &r_lo, &r_hi);
-            r_lo = nb_max64(r_lo, rb);
-            r_hi = nb_min64(r_hi, re);
-            if (r_lo >= r_hi)
-                continue;
-            if (r_lo == rb && r_hi == re)
-                while (i1e < m1 && sees_all(tk, w, i1e, rb, re))
-                    i1e++;
-            ks->qk_runs(w->Q + i1 * m2 * pl->ldq, pl->ldq, (int)((i1e - i1) * m2),
-                        w->K + r_lo * pl->ktf, pl->ktf, (int)(r_hi - r_lo), (int)tk->nseg,
-                        (int)off, (int)u2, p->d, w->S + i1 * m2 * pl->lds + r_lo * pitch,
-                        pl->lds, pitch);
-            i1 = i1e - 1;
-        }
+    for (int64_t c = 0; c < tk->ncalls; c++) {
+        const nb_qk_call *q = &w->calls[c];
+        pf_advance(pl, pf);
+        ks->qk_runs(w->Q + q->i1 * m2 * pl->ldq, pl->ldq, q->n1 * (int)m2, w->K + q->r_lo * pl->ktf,
+                    pl->ktf, q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d,
+                    w->S + q->i1 * m2 * pl->lds + q->r_lo * pitch, pl->lds, pitch);
     }
 
     /* Per axis-1 row of queries, over the runs it sees (one column range):
@@ -222,8 +348,14 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
     for (int64_t i2 = 0; i2 < m2; i2++)
         for (int64_t x = 0; x < pitch; x++)
             w->bias[i2 * pitch + x] = x >= klo[i2] && x < khi[i2] ? 0.0f : -INFINITY;
+    /* f32 out rows with unit column stride take O = P V / l in place (1
+     * thread, 128x128, kernel 13, D 64, H 4: 23.1-23.2 -> 22.6 ms against
+     * a copy from w->O); other dtypes and layouts go through w->O */
+    const attn_view *ov = &p->out, *lv = &p->lse;
+    const int direct = ov->dtype == ATTN_F32 && ov->stride[5] == 1;
     for (int64_t i1 = 0; i1 < m1; i1++) {
         int64_t r_lo, r_hi;
+        pf_advance(pl, pf);
         row_runs(tk, w, i1, &r_lo, &r_hi);
         const int nr = (int)(r_hi - r_lo);
         float *Srow = w->S + i1 * m2 * pl->lds + r_lo * pitch;
@@ -237,44 +369,43 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64
         ks->softmax_runs(Srow, pl->lds, (int)m2, nr, pitch, w->bias, pitch, mr, lr);
         for (int64_t i2 = 0; i2 < m2; i2++)
             inv[i2] = 1.0f / lr[i2];
+        float *o = w->O + i1 * m2 * pl->ldo;
+        int64_t ldo = pl->ldo;
+        if (direct) {
+            o = (float *)nb_elem(ov, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i1),
+                                 tk->c[2] + d2 * p2, tk->h);
+            ldo = d2 * ov->stride[3];
+        }
         ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off, klo,
-                    khi, pitch, p->dv, inv, w->O + i1 * m2 * pl->ldo, pl->ldo);
+                    khi, pitch, p->dv, inv, o, ldo);
     }
 
-    const attn_view *ov = &p->out, *lv = &p->lse;
+    pf_advance_queries(pl, pf, pf->qn);   /* what the hooks left */
+    if (direct && !p->has_lse)
+        return;
     for (int64_t i1 = 0; i1 < m1; i1++)
         for (int64_t i2 = 0; i2 < m2; i2++) {
             const int64_t r = i1 * m2 + i2;
             const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
-            char *dst = (char *)nb_elem(ov, tk->b, tk->g0, g1, g2, tk->h);
-            const float *o = w->O + r * pl->ldo;
-            if (ov->dtype == ATTN_F32 && ov->stride[5] == 1)
-                memcpy(dst, o, (size_t)p->dv * sizeof(float));
-            else
+            if (!direct) {
+                char *dst = (char *)nb_elem(ov, tk->b, tk->g0, g1, g2, tk->h);
                 for (int64_t c = 0; c < p->dv; c++)
-                    attn_store_f32(dst, ov->dtype, c * ov->stride[5], o[c]);
+                    attn_store_f32(dst, ov->dtype, c * ov->stride[5], w->O[r * pl->ldo + c]);
+            }
             if (p->has_lse)
                 *(float *)nb_elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
         }
 }
 
-/* Where run r of the block (tk) starts in view v: axis-1 key row
- * u1s + r / nk0, axis-0 key s0 + r % nk0, axis-2 key x0. */
-static inline const char *run_start(const attn_neighborhood_problem *p, const nb_task *tk,
-                                    const attn_view *v, int64_t r, int64_t x0)
-{
-    const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
-    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * j0, tk->c[1] + p->dil[1] * j1, x0, tk->hk);
-}
-
 /* Packs, for KV head tk->hk, every run of the block's queries over the
- * segment's key range [seg_s, seg_s + nseg), each run's K and V rows
- * prefetched while the run before it is packed. The runs of axis-1 key
+ * segment's key range [seg_s, seg_s + nseg). The first pf_runs runs packed
+ * here were prefetched during the block before (nb_pf); each later run's K
+ * and V rows are prefetched while the run before it is packed. The runs of axis-1 key
  * rows [prev_s, prev_e), packed for the block before (same KV head), that
  * this block sees too are moved to the front instead of packed again:
  * windows only move forward, and runs go by axis-1 key row first. */
 static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t prev_s,
-                      int64_t prev_e)
+                      int64_t prev_e, int64_t pf_runs)
 {
     const attn_neighborhood_problem *p = pl->p;
     const attn_cpu_kernels *ks = pl->ks;
@@ -293,7 +424,7 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int6
         }
     }
     for (int64_t r = first; r < tk->nruns; r++) {
-        if (r + 1 < tk->nruns) {
+        if (r + 1 < tk->nruns && r + 1 >= first + pf_runs) {
             nb_prefetch_rows(run_start(p, tk, kv, r + 1, x0), kstep, tk->nseg, p->d * kes);
             nb_prefetch_rows(run_start(p, tk, vv, r + 1, x0), vstep, tk->nseg, p->dv * ves);
         }
@@ -304,11 +435,23 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int6
     }
 }
 
+/* The axis-1 key rows [*s, *e) that the block of the strip t1 from query
+ * row q1 sees (windows are monotone in the query position). */
+static void block_rows(const nb_plan *pl, const nb_task *tk, const axis_tile *t1, int64_t q1,
+                       int64_t *s, int64_t *e)
+{
+    int64_t tmp;
+    nb_window(pl->p, 1, q1, tk->n1, s, &tmp);
+    nb_window(pl->p, 1, nb_min64(q1 + pl->t[1], t1->p0 + t1->cnt) - 1, tk->n1, &tmp, e);
+}
+
 /* One task: query heads [h0, h1) of batch b over the tiles' queries. The
  * axis-1 tile is a strip of up to NB_STRIP_BLOCKS blocks of T1 rows, walked
  * in order for one KV head after the other, so that each block packs only
  * the key rows the block before did not see (heads of one KV head, GQA,
- * share its packed runs). */
+ * share its packed runs). While a block's tiles compute, the rows the next
+ * block packs are prefetched (nb_pf): the next block's of the strip, or the
+ * first block's for the next KV head. */
 static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const axis_tile *t0,
                      const axis_tile *t1, const axis_tile *t2, float *ws)
 {
@@ -329,24 +472,42 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
     nb_window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
     tk.nseg = seg_e - tk.seg_s;
 
+    const int64_t end1 = t1->p0 + t1->cnt, end2 = t2->p0 + t2->cnt;
+    const int64_t tiles2 = (t2->cnt + pl->t2 - 1) / pl->t2;
+    int64_t pf_runs = 0;   /* the block's new runs that the block before prefetched */
     for (int64_t hg = h0; hg < h1;) {
         tk.hk = hg / pl->group;
         const int64_t hge = nb_min64(h1, (tk.hk + 1) * pl->group);
         int64_t prev_s = 0, prev_e = 0;          /* the key rows packed: none yet */
-        for (int64_t q1 = t1->p0; q1 < t1->p0 + t1->cnt; q1 += pl->t[1]) {
+        for (int64_t q1 = t1->p0; q1 < end1; q1 += pl->t[1]) {
             tk.p1 = q1;
-            tk.m1 = nb_min64(pl->t[1], t1->p0 + t1->cnt - q1);
+            tk.m1 = nb_min64(pl->t[1], end1 - q1);
             for (int64_t i = 0; i < tk.m1; i++)
                 nb_window(p, 1, tk.p1 + i, tk.n1, &w.w1[2 * i], &w.w1[2 * i + 1]);
             tk.u1s = w.w1[0];
             const int64_t u1e = w.w1[2 * (tk.m1 - 1) + 1];
             tk.nruns = (u1e - tk.u1s) * tk.nk0;
-            pack_runs(pl, &tk, &w, prev_s, prev_e);
+            pack_runs(pl, &tk, &w, prev_s, prev_e, pf_runs);
             prev_s = tk.u1s;
             prev_e = u1e;
+
+            tk.ncalls = plan_qk(&tk, &w);
+            const int64_t hooks = (hge - hg) * tiles2 * (tk.ncalls + tk.m1);   /* pf_advance calls */
+            int64_t ns = 0, ne = 0;
+            nb_pf pf;
+            if (q1 + pl->t[1] < end1) {
+                block_rows(pl, &tk, t1, q1 + pl->t[1], &ns, &ne);
+                pf_start(pl, &tk, &pf, tk.hk, nb_max64(ns, u1e), ne, hooks);
+            } else if (hge < h1) {
+                block_rows(pl, &tk, t1, t1->p0, &ns, &ne);
+                pf_start(pl, &tk, &pf, hge / pl->group, ns, ne, hooks);
+            } else {
+                pf_start(pl, &tk, &pf, tk.hk, 0, 0, 0);
+            }
             for (tk.h = hg; tk.h < hge; tk.h++)
-                for (int64_t p2 = t2->p0; p2 < t2->p0 + t2->cnt; p2 += pl->t2)
-                    run_tile(pl, &tk, &w, p2, nb_min64(pl->t2, t2->p0 + t2->cnt - p2));
+                for (int64_t p2 = t2->p0; p2 < end2; p2 += pl->t2)
+                    run_tile(pl, &tk, &w, &pf, p2, nb_min64(pl->t2, end2 - p2));
+            pf_runs = pf.r;
         }
         hg = hge;
     }
@@ -421,6 +582,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.max_seg_keys = nb_min64(pl.t[2] + p->kernel[2] - 1, nb_class_len(p, 2, 0));
     pl.max_runs = (pl.t[1] + p->kernel[1] - 1) * p->kernel[0];
     pl.max_nq = pl.t[1] * pl.t2;
+    pl.max_calls = (pl.max_runs + NB_QK_RUNS - 1) / NB_QK_RUNS * pl.t[1];
     pl.ldq = nb_round_up(p->d, 16);
     pl.ldo = nb_round_up(p->dv, 16);
     pl.lds = pl.max_runs * nb_round_up(pl.max_u2, 16);
@@ -429,7 +591,8 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
                             pl.max_runs * (pl.ktf + pl.vtf) +
                             3 * nb_round_up(pl.max_nq, 16) +
-                            pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * pl.t[1]);
+                            pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * pl.t[1] +
+                            4 * pl.max_calls);
     pl.ws_floats = (size_t)nb_round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;

@@ -38,6 +38,24 @@ static inline const char *nb_elem(const attn_view *v, int64_t b, int64_t g0, int
                       g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
 }
 
+/* Starts loading into the cache the q row and the out row (for writing) of
+ * head h's query (g0, g1, g2). */
+static inline void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t b, int64_t g0,
+                                     int64_t g1, int64_t g2, int64_t h)
+{
+#if defined(__GNUC__)
+    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
+    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
+    const char *q = nb_elem(&p->q, b, g0, g1, g2, h), *o = nb_elem(&p->out, b, g0, g1, g2, h);
+    for (int64_t x = 0; x < qb; x += 64)
+        __builtin_prefetch(q + x);
+    for (int64_t x = 0; x < ob; x += 64)
+        __builtin_prefetch(o + x, 1);
+#else
+    (void)p; (void)b; (void)g0; (void)g1; (void)g2; (void)h;
+#endif
+}
+
 /* Starts loading into the cache the q rows and the out rows (for writing)
  * of head h's queries (g0, g1 + dil1 i, g2 + dil2 l), i < n1, l < n2: they
  * lie H x D elements apart, and reading them on demand stalls on memory. */
