@@ -61,6 +61,7 @@
 #include "neighborhood.h"
 #include "neighborhood_grid.h"
 #include "neighborhood_lanes.h"
+#include "neighborhood_prefetch.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -145,109 +146,38 @@ typedef struct nb_task {
     int64_t ncalls;             /* qk_runs calls per tile (plan_qk) */
 } nb_task;
 
-/* The K and V rows of the runs that the next block will pack (the next
- * block of the strip, or the strip's first block for the next KV head),
- * prefetched a few lines at each qk_runs and pv_runs call of this block's
- * tiles, and the next tile's q and out rows likewise. Packing was bound by
- * how many cache misses a core keeps in flight, not by its copies: with a
- * run's rows prefetched only while the run before was packed, and a tile's
- * q and out rows all at its start, the bursts of misses stalled the core
- * (2-core Zen 5 VM, 128x128 grid, kernel 13, D 64, H 4, 1 thread: reading
- * every block's K and V from a few cached rows instead, 9% less time).
- * Spread over the compute, the misses overlap it: 1 thread, H 4, 24.0-24.4
- * -> 23.1-23.2 ms; 2 threads, H 16, 54-62 -> 48-53 ms (the cached-rows
- * bound: 47). Whether the claimed next task's first block should be
- * prefetched too was measured: H 4 3% faster, H 16 7% slower (threads then
- * claim tasks one ahead), not kept. */
+/* What a block prefetches while its tiles compute (neighborhood_prefetch.h):
+ * the K and V rows of the runs the next block will pack (the next block of
+ * the strip, or the strip's first block for the next KV head), a few lines
+ * at each qk_runs and pv_runs call of the block's tiles, and each tile the
+ * next tile's q and out rows likewise. 2-core Zen 5 VM, 128x128 grid,
+ * kernel 13, D 64: reading every block's K and V from a few cached rows
+ * instead (timing only) was 9% faster on 1 thread at H 4, so packing
+ * waited on memory; with the rows prefetched a run ahead by pack_runs and
+ * a tile's q and out rows at its start, 1 thread, H 4, 24.0-24.4 ms, with
+ * this 23.1-23.2; 2 threads, H 16, 54-62 -> 48-53 ms (the cached-rows
+ * bound: 47). Not kept: threads claiming their next task when starting one,
+ * so that its first block is prefetched too (H 4 3% faster, H 16 7%
+ * slower). */
 typedef struct nb_pf {
-    nb_task tk;                 /* the next block's geometry (hk, u1s, nk0) */
-    int64_t r, nruns;           /* the next run to prefetch, runs to prefetch */
-    int64_t j;                  /* its next key */
-    int64_t per_hook;           /* lines per call of pf_advance */
-    int64_t kstep, vstep, kbytes, vbytes, x0;
-    const char *krow, *vrow;    /* run r's first K and V rows */
-    /* the next query tile's q and out rows: query qi of qn, m2 per axis-1 row */
-    int64_t qi, qn, qm2, qh, qg1, qg2, q_per_hook;
+    nb_kv_pf kv;                /* the next block's new runs */
+    nb_q_pf q;                  /* the next tile's queries */
 } nb_pf;
 
-/* Where run r of the block (tk) starts in view v: axis-1 key row
- * u1s + r / nk0, axis-0 key s0 + r % nk0, axis-2 key x0. */
-static inline const char *run_start(const attn_neighborhood_problem *p, const nb_task *tk,
-                                    const attn_view *v, int64_t r, int64_t x0)
+static inline void pf_step(nb_pf *pf)
 {
-    const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
-    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * j0, tk->c[1] + p->dil[1] * j1, x0, tk->hk);
+    nb_q_pf_step(&pf->q);
+    nb_kv_pf_step(&pf->kv);
 }
 
-/* Points pf at the runs of axis-1 key rows [u1s, u1e) of KV head hk for
- * the task's segment, to be prefetched over `hooks` calls of pf_advance
- * (none: nothing to prefetch). */
-static void pf_start(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64_t hk, int64_t u1s,
-                     int64_t u1e, int64_t hooks)
+/* Points pf at the runs of axis-1 key rows [u1s, u1e) of KV head hk over
+ * the task's segment, to be prefetched over `steps` calls of pf_step. */
+static void pf_runs_start(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64_t hk,
+                          int64_t u1s, int64_t u1e, int64_t steps)
 {
     const attn_neighborhood_problem *p = pl->p;
-    pf->tk = *tk;
-    pf->tk.hk = hk;
-    pf->tk.u1s = u1s;
-    pf->r = pf->j = 0;
-    pf->qn = pf->qi = 0;
-    pf->nruns = hooks > 0 ? nb_max64(0, u1e - u1s) * tk->nk0 : 0;
-    pf->kbytes = p->d * (int64_t)attn_dtype_size(p->k.dtype);
-    pf->vbytes = p->dv * (int64_t)attn_dtype_size(p->v.dtype);
-    pf->kstep = p->dil[2] * p->k.stride[3] * (int64_t)attn_dtype_size(p->k.dtype);
-    pf->vstep = p->dil[2] * p->v.stride[3] * (int64_t)attn_dtype_size(p->v.dtype);
-    pf->x0 = tk->c[2] + p->dil[2] * tk->seg_s;
-    const int64_t lines = pf->nruns * tk->nseg * ((pf->kbytes + 63) / 64 + (pf->vbytes + 63) / 64);
-    pf->per_hook = hooks > 0 ? (lines + hooks - 1) / hooks : 0;
-}
-
-/* Adds the q and out rows of the query tile (head h, axis-1 rows [p1, p1 +
- * m1) of the task, axis-2 positions [p2, p2 + m2)) to what pf prefetches,
- * over `hooks` calls of pf_advance. */
-static void pf_queries(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64_t h, int64_t p2,
-                       int64_t m2, int64_t hooks)
-{
-    const attn_neighborhood_problem *p = pl->p;
-    pf->qi = 0;
-    pf->qn = tk->m1 * m2;
-    pf->qm2 = m2;
-    pf->qh = h;
-    pf->qg1 = tk->c[1] + p->dil[1] * tk->p1;
-    pf->qg2 = tk->c[2] + p->dil[2] * p2;
-    pf->q_per_hook = (pf->qn + hooks - 1) / hooks;
-}
-
-/* Prefetches the q and out rows of the next n queries of pf's tile. */
-static inline void pf_advance_queries(const nb_plan *pl, nb_pf *pf, int64_t n)
-{
-    const attn_neighborhood_problem *p = pl->p;
-    for (int64_t e = nb_min64(pf->qn, pf->qi + n); pf->qi < e; pf->qi++) {
-        const int64_t y1 = pf->qg1 + p->dil[1] * (pf->qi / pf->qm2);
-        const int64_t y2 = pf->qg2 + p->dil[2] * (pf->qi % pf->qm2);
-        nb_prefetch_query(p, pf->tk.b, pf->tk.g0, y1, y2, pf->qh);
-    }
-}
-
-/* Prefetches the next pf->per_hook lines of pf's K and V rows (whole rows
- * of one key at a time) and the next q_per_hook queries' q and out rows. */
-static inline void pf_advance(const nb_plan *pl, nb_pf *pf)
-{
-    pf_advance_queries(pl, pf, pf->q_per_hook);
-    for (int64_t n = 0; n < pf->per_hook && pf->r < pf->nruns;) {
-        if (pf->j == 0) {
-            pf->krow = run_start(pl->p, &pf->tk, &pl->p->k, pf->r, pf->x0);
-            pf->vrow = run_start(pl->p, &pf->tk, &pl->p->v, pf->r, pf->x0);
-        }
-        for (int64_t x = 0; x < pf->kbytes; x += 64)
-            __builtin_prefetch(pf->krow + pf->j * pf->kstep + x, 0, 1);
-        for (int64_t x = 0; x < pf->vbytes; x += 64)
-            __builtin_prefetch(pf->vrow + pf->j * pf->vstep + x, 0, 1);
-        n += (pf->kbytes + 63) / 64 + (pf->vbytes + 63) / 64;
-        if (++pf->j == pf->tk.nseg) {
-            pf->j = 0;
-            pf->r++;
-        }
-    }
+    nb_kv_pf_start(&pf->kv, p, tk->b, hk, tk->c[0], tk->s0, tk->nk0, tk->c[1], u1s, u1e - u1s, 1,
+                   tk->c[2] + p->dil[2] * tk->seg_s, tk->nseg, steps);
 }
 
 /* Runs per block of the scores: their packed K windows (with D 64, 8 KB a
@@ -319,10 +249,9 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     }
 
     const attn_view *qv = &p->q;
-    if (p2 + 2 * m2 <= tk->n2)   /* the next tile's q and out rows */
-        pf_queries(pl, tk, pf, tk->h, p2 + m2, m2, tk->ncalls + m1);
-    else
-        pf->qn = 0;
+    /* the next tile's q and out rows */
+    nb_q_pf_start(&pf->q, p, tk->b, tk->g0, tk->c[1] + d1 * tk->p1, m1, tk->c[2] + d2 * (p2 + m2),
+                  m2, tk->h, p2 + 2 * m2 <= tk->n2 ? tk->ncalls + m1 : 0);
     for (int64_t i = 0; i < m1; i++)
         ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
                       nb_elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
@@ -333,7 +262,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     const int64_t pitch = nb_round_up(u2, 16);
     for (int64_t c = 0; c < tk->ncalls; c++) {
         const nb_qk_call *q = &w->calls[c];
-        pf_advance(pl, pf);
+        pf_step(pf);
         ks->qk_runs(w->Q + q->i1 * m2 * pl->ldq, pl->ldq, q->n1 * (int)m2, w->K + q->r_lo * pl->ktf,
                     pl->ktf, q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d,
                     w->S + q->i1 * m2 * pl->lds + q->r_lo * pitch, pl->lds, pitch);
@@ -355,7 +284,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     const int direct = ov->dtype == ATTN_F32 && ov->stride[5] == 1;
     for (int64_t i1 = 0; i1 < m1; i1++) {
         int64_t r_lo, r_hi;
-        pf_advance(pl, pf);
+        pf_step(pf);
         row_runs(tk, w, i1, &r_lo, &r_hi);
         const int nr = (int)(r_hi - r_lo);
         float *Srow = w->S + i1 * m2 * pl->lds + r_lo * pitch;
@@ -380,7 +309,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
                     khi, pitch, p->dv, inv, o, ldo);
     }
 
-    pf_advance_queries(pl, pf, pf->qn);   /* what the hooks left */
+    nb_q_pf_run(&pf->q, pf->q.n);   /* what the steps left */
     if (direct && !p->has_lse)
         return;
     for (int64_t i1 = 0; i1 < m1; i1++)
@@ -395,6 +324,15 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
             if (p->has_lse)
                 *(float *)nb_elem(lv, tk->b, tk->g0, g1, g2, tk->h) = w->m[r] + logf(w->l[r]);
         }
+}
+
+/* Where run r of the block (tk) starts in view v: axis-1 key row
+ * u1s + r / nk0, axis-0 key s0 + r % nk0, axis-2 key x0. */
+static inline const char *run_start(const attn_neighborhood_problem *p, const nb_task *tk,
+                                    const attn_view *v, int64_t r, int64_t x0)
+{
+    const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
+    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * j0, tk->c[1] + p->dil[1] * j1, x0, tk->hk);
 }
 
 /* Packs, for KV head tk->hk, every run of the block's queries over the
@@ -492,22 +430,22 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
             prev_e = u1e;
 
             tk.ncalls = plan_qk(&tk, &w);
-            const int64_t hooks = (hge - hg) * tiles2 * (tk.ncalls + tk.m1);   /* pf_advance calls */
+            const int64_t steps = (hge - hg) * tiles2 * (tk.ncalls + tk.m1);   /* pf_step calls */
             int64_t ns = 0, ne = 0;
             nb_pf pf;
             if (q1 + pl->t[1] < end1) {
                 block_rows(pl, &tk, t1, q1 + pl->t[1], &ns, &ne);
-                pf_start(pl, &tk, &pf, tk.hk, nb_max64(ns, u1e), ne, hooks);
+                pf_runs_start(pl, &tk, &pf, tk.hk, nb_max64(ns, u1e), ne, steps);
             } else if (hge < h1) {
                 block_rows(pl, &tk, t1, t1->p0, &ns, &ne);
-                pf_start(pl, &tk, &pf, hge / pl->group, ns, ne, hooks);
+                pf_runs_start(pl, &tk, &pf, hge / pl->group, ns, ne, steps);
             } else {
-                pf_start(pl, &tk, &pf, tk.hk, 0, 0, 0);
+                pf_runs_start(pl, &tk, &pf, tk.hk, 0, 0, 0);
             }
             for (tk.h = hg; tk.h < hge; tk.h++)
                 for (int64_t p2 = t2->p0; p2 < end2; p2 += pl->t2)
                     run_tile(pl, &tk, &w, &pf, p2, nb_min64(pl->t2, end2 - p2));
-            pf_runs = pf.r;
+            pf_runs = pf.kv.r;
         }
         hg = hge;
     }
