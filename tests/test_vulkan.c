@@ -23,7 +23,9 @@
 
 /* Beyond the shared cases (tests/devtest.c): f16 inputs through every
  * path (the cooperative-matrix shader takes f16), D = 256, D != DV with
- * f16 output (the cooperative-matrix shader's paired stores); for the plain
+ * f16 output (the cooperative-matrix shader's paired stores), lengths
+ * that are whole query blocks and key tiles of the cooperative-matrix-2
+ * shader (128 and 64 rows, 64 keys: no partial tile); for the plain
  * shader's 4-element loads (unit innermost stride, head dims and row
  * offsets multiples of 4), bf16 through them and contiguous head dims that
  * are not multiples of 4 (element loads). */
@@ -34,6 +36,8 @@ static const scase vk_cases[] = {
  { "f16-varlen-sigm", 1,  0,   0,  4, 2, 64, 64, ATTN_F16,  ATTN_F16,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 1, 0, 3, 2, 16, 1, 0, 1 },
  { "d256-f16",        1, 33,  80,  2, 1,256,256, ATTN_F16,  ATTN_F16,  TU_SWAP12,    1, -1, -1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0 },
  { "f16-d48-dv80",    2, 37,  53,  6, 3, 48, 80, ATTN_F16,  ATTN_F16,  TU_CONTIG,    0, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1 },
+ { "f16-whole-causal", 2,128, 192,  4, 2, 64, 64, ATTN_F16,  ATTN_F16,  TU_CONTIG,    1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1 },
+ { "f16-whole-window", 1, 64, 128,  2, 1, 64, 64, ATTN_F16,  ATTN_F32,  TU_SWAP12,    0, 40, 10, 2, 0, 0, 0, 0, 0, 0, 16, 0, 1, 0 },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -210,7 +214,8 @@ int main(void)
      * epilogue, on any device with shaderFloat16 (devices without it, and
      * shapes that do not fit, run the plain path). */
     static const char *const f16[] = { "mask-f16-bcast", "f16-gqa4", "f16-everything",
-                                       "f16-varlen-sigm", "d256-f16", "f16-d48-dv80", NULL };
+                                       "f16-varlen-sigm", "d256-f16", "f16-d48-dv80",
+                                       "f16-whole-causal", "f16-whole-window", NULL };
     setenv("ATTN_VULKAN_COOPMAT", "emulate", 1);
     run_devices("coopmat emulated", f16);
     /* Its other shapes (nw,rb,bk,pf,split): K and V in two buffers; in full
