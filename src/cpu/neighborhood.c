@@ -338,10 +338,10 @@ static inline const char *run_start(const attn_neighborhood_problem *p, const nb
 /* Packs, for KV head tk->hk, every run of the block's queries over the
  * segment's key range [seg_s, seg_s + nseg). The first pf_runs runs packed
  * here were prefetched during the block before (nb_pf); each later run's K
- * and V rows are prefetched while the run before it is packed. The runs of axis-1 key
- * rows [prev_s, prev_e), packed for the block before (same KV head), that
- * this block sees too are moved to the front instead of packed again:
- * windows only move forward, and runs go by axis-1 key row first. */
+ * and V rows are prefetched while the run before it is packed. The runs of
+ * axis-1 key rows [prev_s, prev_e), packed for the block before (same KV
+ * head), that this block sees too are moved to the front instead of packed
+ * again: windows only move forward, and runs go by axis-1 key row first. */
 static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t prev_s,
                       int64_t prev_e, int64_t pf_runs)
 {
