@@ -177,7 +177,7 @@ static void pf_runs_start(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64
                           int64_t u1s, int64_t u1e, int64_t steps)
 {
     const attn_neighborhood_problem *p = pl->p;
-    nb_kv_pf_start(&pf->kv, p, tk->b, hk, tk->c[0], tk->s0, tk->nk0, tk->c[1], u1s, u1e - u1s, 1,
+    nb_kv_pf_start(&pf->kv, p, tk->b, hk, tk->c, tk->s0, tk->nk0, u1s, u1e - u1s,
                    tk->c[2] + p->dil[2] * tk->seg_s, tk->nseg, steps);
 }
 
@@ -327,13 +327,11 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
         }
 }
 
-/* Where run r of the block (tk) starts in view v: axis-1 key row
- * u1s + r / nk0, axis-0 key s0 + r % nk0, axis-2 key x0. */
+/* Where run r of the block (tk) starts in view v, axis-2 key x0. */
 static inline const char *run_start(const attn_neighborhood_problem *p, const nb_task *tk,
                                     const attn_view *v, int64_t r, int64_t x0)
 {
-    const int64_t j1 = tk->u1s + r / tk->nk0, j0 = tk->s0 + r % tk->nk0;
-    return nb_elem(v, tk->b, tk->c[0] + p->dil[0] * j0, tk->c[1] + p->dil[1] * j1, x0, tk->hk);
+    return nb_run_start(p, v, tk->b, tk->hk, tk->c, tk->s0, tk->nk0, tk->u1s, x0, r);
 }
 
 /* Packs, for KV head tk->hk, every run of the block's queries over the

@@ -38,6 +38,18 @@ static inline const char *nb_elem(const attn_view *v, int64_t b, int64_t g0, int
                       g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
 }
 
+/* Where run r of a block's runs starts in view v: runs go by axis-1 key
+ * row first, run r at axis-1 key u1s + r / nk0 and axis-0 key s0 + r % nk0
+ * (sub-grid positions of classes c[0], c[1]), its first key at axis-2 grid
+ * index x0, head hk. */
+static inline const char *nb_run_start(const attn_neighborhood_problem *p, const attn_view *v,
+                                       int64_t b, int64_t hk, const int64_t c[2], int64_t s0,
+                                       int64_t nk0, int64_t u1s, int64_t x0, int64_t r)
+{
+    return nb_elem(v, b, c[0] + p->dil[0] * (s0 + r % nk0), c[1] + p->dil[1] * (u1s + r / nk0),
+                   x0, hk);
+}
+
 /* Starts loading into the cache the q row and the out row (for writing) of
  * head h's query (g0, g1, g2). */
 static inline void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t b, int64_t g0,
@@ -63,22 +75,9 @@ static inline void nb_prefetch_queries(const attn_neighborhood_problem *p, int64
                                        int64_t g0, int64_t g1, int64_t n1, int64_t g2,
                                        int64_t n2)
 {
-#if defined(__GNUC__)
-    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
-    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
     for (int64_t i = 0; i < n1; i++)
-        for (int64_t l = 0; l < n2; l++) {
-            const int64_t y1 = g1 + p->dil[1] * i, y2 = g2 + p->dil[2] * l;
-            const char *q = nb_elem(&p->q, b, g0, y1, y2, h);
-            const char *o = nb_elem(&p->out, b, g0, y1, y2, h);
-            for (int64_t x = 0; x < qb; x += 64)
-                __builtin_prefetch(q + x);
-            for (int64_t x = 0; x < ob; x += 64)
-                __builtin_prefetch(o + x, 1);
-        }
-#else
-    (void)p; (void)b; (void)h; (void)g0; (void)g1; (void)n1; (void)g2; (void)n2;
-#endif
+        for (int64_t l = 0; l < n2; l++)
+            nb_prefetch_query(p, b, g0, g1 + p->dil[1] * i, g2 + p->dil[2] * l, h);
 }
 
 /* Starts loading the n rows of `bytes` from row0, step bytes apart: the

@@ -33,15 +33,14 @@ static inline void nb_prefetch_l2(const char *row, int64_t bytes)
 #endif
 }
 
-/* Key runs of KV head hk, batch b: nk0 axis-0 keys from sub-grid position s0
- * (class c0) by nb1 axis-1 keys from u1s (class c1), each nkeys keys along
- * axis 2 from grid index x0 (dilation apart). Run r is (axis-1 key r / nk0,
- * axis-0 key r % nk0) when axis1_major, else (axis-0 r / nb1, axis-1 r %
- * nb1). K and V rows are prefetched whole, one key at a time. */
+/* The key runs [0, nk0 x nb1) of KV head hk, batch b, numbered as
+ * nb_run_start numbers them (axis-1 key row first, from sub-grid positions
+ * s0 and u1s of classes c[0], c[1]), each nkeys keys along axis 2 from grid
+ * index x0 (dilation apart). K and V rows are prefetched whole, one key at
+ * a time. */
 typedef struct nb_kv_pf {
     const attn_neighborhood_problem *p;
-    int64_t b, hk, c0, s0, nk0, c1, u1s, nb1, x0, nkeys;
-    int axis1_major;
+    int64_t b, hk, c[2], s0, nk0, u1s, x0, nkeys;
     int64_t r, nruns, j;         /* next run and key; runs in all */
     int64_t per_step;            /* lines per nb_kv_pf_step */
     int64_t kstep, vstep, kbytes, vbytes;
@@ -51,22 +50,20 @@ typedef struct nb_kv_pf {
 /* The run set above, to be prefetched over `steps` calls of nb_kv_pf_step
  * (none where steps or the set is empty). */
 static inline void nb_kv_pf_start(nb_kv_pf *pf, const attn_neighborhood_problem *p, int64_t b,
-                                  int64_t hk, int64_t c0, int64_t s0, int64_t nk0, int64_t c1,
-                                  int64_t u1s, int64_t nb1, int axis1_major, int64_t x0,
-                                  int64_t nkeys, int64_t steps)
+                                  int64_t hk, const int64_t c[2], int64_t s0, int64_t nk0,
+                                  int64_t u1s, int64_t nb1, int64_t x0, int64_t nkeys,
+                                  int64_t steps)
 {
     const int64_t kes = (int64_t)attn_dtype_size(p->k.dtype);
     const int64_t ves = (int64_t)attn_dtype_size(p->v.dtype);
     pf->p = p;
     pf->b = b;
     pf->hk = hk;
-    pf->c0 = c0;
+    pf->c[0] = c[0];
+    pf->c[1] = c[1];
     pf->s0 = s0;
     pf->nk0 = nk0;
-    pf->c1 = c1;
     pf->u1s = u1s;
-    pf->nb1 = nb1;
-    pf->axis1_major = axis1_major;
     pf->x0 = x0;
     pf->nkeys = nkeys;
     pf->r = pf->j = 0;
@@ -85,12 +82,10 @@ static inline void nb_kv_pf_step(nb_kv_pf *pf)
     const attn_neighborhood_problem *p = pf->p;
     for (int64_t n = 0; n < pf->per_step && pf->r < pf->nruns;) {
         if (pf->j == 0) {
-            const int64_t a = pf->axis1_major ? pf->r % pf->nk0 : pf->r / pf->nb1;
-            const int64_t c = pf->axis1_major ? pf->r / pf->nk0 : pf->r % pf->nb1;
-            const int64_t g0 = pf->c0 + p->dil[0] * (pf->s0 + a);
-            const int64_t g1 = pf->c1 + p->dil[1] * (pf->u1s + c);
-            pf->krow = nb_elem(&p->k, pf->b, g0, g1, pf->x0, pf->hk);
-            pf->vrow = nb_elem(&p->v, pf->b, g0, g1, pf->x0, pf->hk);
+            pf->krow = nb_run_start(p, &p->k, pf->b, pf->hk, pf->c, pf->s0, pf->nk0, pf->u1s,
+                                    pf->x0, pf->r);
+            pf->vrow = nb_run_start(p, &p->v, pf->b, pf->hk, pf->c, pf->s0, pf->nk0, pf->u1s,
+                                    pf->x0, pf->r);
         }
         nb_prefetch_l2(pf->krow + pf->j * pf->kstep, pf->kbytes);
         nb_prefetch_l2(pf->vrow + pf->j * pf->vstep, pf->vbytes);
