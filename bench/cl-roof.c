@@ -226,17 +226,17 @@ int main(int argc, char **argv)
            "GB/s start->end\n");
     const size_t local = 256;
     const int per_cu[] = { 4, 8, 16, 32 };
+    clSetKernelArg_(k_empty, 0, sizeof o, &o);
+    clSetKernelArg_(k_stream, 0, sizeof a, &a);
+    clSetKernelArg_(k_stream, 1, sizeof o, &o);
     for (int cold = 1; cold >= 0; cold--) {
         timing t;
-        clSetKernelArg_(k_empty, 0, sizeof o, &o);
         if (time_calls(q, k_empty, local * cus * 4, local, cold, e0, e1, evict, &t))
             printf("%-6s  empty      0      4  %8.1f  %10.1f  %13.1f\n", cold ? "cold" : "hot",
                    t.wall, t.gpu, t.start);
         for (int m = 0; m < nmib; m++)
             for (int w = 0; w < 4; w++) {
                 const cl_long n = (cl_long)((mib[m] << 20) / 16);
-                clSetKernelArg_(k_stream, 0, sizeof a, &a);
-                clSetKernelArg_(k_stream, 1, sizeof o, &o);
                 clSetKernelArg_(k_stream, 2, sizeof n, &n);
                 if (!time_calls(q, k_stream, local * cus * (size_t)per_cu[w], local, cold, e0, e1,
                                 evict, &t))
