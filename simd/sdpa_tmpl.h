@@ -263,6 +263,23 @@ T_INLINE void t_prefetch_line(uintptr_t pf, int npf, int step)
         __builtin_prefetch((const void *)(pf + (uintptr_t)step * T_LINE_FLOATS * 4), 0, 2);
 }
 
+#ifdef T_FMA_LANE
+/* One lane step of the micro-kernels' rank-1 updates:
+ *   acc[i][v] += row[v * stride ...] * a[i][L]   (i < MR, v < NV)
+ * a B row of NV vectors (`stride` floats apart, NVMAX its register count)
+ * against lane L of each A vector a[i]: t_qk_micro's K row by lanes of Q,
+ * t_pv_micro's V row by lanes of P. */
+#define T_LANE_STEP(acc, row, stride, a, L, NVMAX) \
+    { \
+        const float *row_ = (row); \
+        vf b_[NVMAX]; \
+        T_UNROLL for (int v_ = 0; v_ < NV; v_++) b_[v_] = vload(row_ + v_ * (stride)); \
+        T_UNROLL for (int i_ = 0; i_ < MR; i_++) \
+            T_UNROLL for (int v_ = 0; v_ < NV; v_++) \
+                (acc)[i_][v_] = T_FMA_LANE((acc)[i_][v_], b_[v_], (a)[i_], L); \
+    }
+#endif
+
 /* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector.
  * Key vector v starts at k + v * kvs and its scores at s + v * svs (VL for
  * one packed tile; one run apart in qk_runs). */
@@ -285,17 +302,10 @@ T_UNROLL
 T_UNROLL
         for (int i = 0; i < MR; i++)
             qv[i] = vload(q + i * ldq + c);
-#define T_QK_LANE(L) \
-        { \
-            const float *kc = k + (c + (L)) * ldk; \
-            vf kv[NV_QK]; \
-            T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * kvs); \
-            T_UNROLL for (int i = 0; i < MR; i++) \
-                T_UNROLL for (int v = 0; v < NV; v++) \
-                    acc[i][v] = T_FMA_LANE(acc[i][v], kv[v], qv[i], L); \
-        }
-        T_QK_LANE(0) T_QK_LANE(1) T_QK_LANE(2) T_QK_LANE(3)
-#undef T_QK_LANE
+        T_LANE_STEP(acc, k + c * ldk, kvs, qv, 0, NV_QK)
+        T_LANE_STEP(acc, k + (c + 1) * ldk, kvs, qv, 1, NV_QK)
+        T_LANE_STEP(acc, k + (c + 2) * ldk, kvs, qv, 2, NV_QK)
+        T_LANE_STEP(acc, k + (c + 3) * ldk, kvs, qv, 3, NV_QK)
     }
 #endif
 #define T_QK_DIM(c) \
@@ -447,17 +457,10 @@ T_UNROLL
 T_UNROLL
         for (int i = 0; i < MR; i++)
             pq[i] = vload(p + i * ldp + j);
-#define T_PV_LANE(L) \
-        { \
-            const float *vj = v + (int64_t)(j + (L)) * ldv; \
-            vf vv[NV_PV]; \
-            T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
-            T_UNROLL for (int i = 0; i < MR; i++) \
-                T_UNROLL for (int c = 0; c < NV; c++) \
-                    acc[i][c] = T_FMA_LANE(acc[i][c], vv[c], pq[i], L); \
-        }
-        T_PV_LANE(0) T_PV_LANE(1) T_PV_LANE(2) T_PV_LANE(3)
-#undef T_PV_LANE
+        T_LANE_STEP(acc, v + (int64_t)j * ldv, VL, pq, 0, NV_PV)
+        T_LANE_STEP(acc, v + (int64_t)(j + 1) * ldv, VL, pq, 1, NV_PV)
+        T_LANE_STEP(acc, v + (int64_t)(j + 2) * ldv, VL, pq, 2, NV_PV)
+        T_LANE_STEP(acc, v + (int64_t)(j + 3) * ldv, VL, pq, 3, NV_PV)
     }
 #endif
     /* prefetching steps first, then the rest unrolled (see t_qk_micro) */
