@@ -481,6 +481,36 @@ static void coopmat2_loop(const gpu *g, buf *q, buf *kv, buf *out, int heads, in
                     report(label, flops, s);
                 }
 }
+
+/* The whole step (mode 3, the library's [S, H, D] layout, unclamped: the
+ * fastest case above) at other workgroup shapes, so that the bound it sets
+ * on the FlashAttention loop is not that of one shape. */
+static void coopmat2_shapes(const gpu *g, buf *q, buf *kv, buf *out, int heads, int nk)
+{
+    /* at most 256 invocations, as the library's default; 256, 64, 64 is left
+     * out: the H200's driver (580) crashed compiling it */
+    static const int32_t shapes[][3] = {
+        { 128, 64, 32 }, { 128, 64, 64 }, { 128, 64, 128 }, { 128, 128, 64 },
+        { 256, 128, 32 }, { 256, 128, 64 }, { 256, 128, 128 }, { 256, 256, 32 },
+        { 256, 256, 64 },
+    };
+    const int32_t d = 128;
+    printf("VK_NV_cooperative_matrix2, the whole step (online softmax), K and V per tile, "
+           "by shape (invocations, query rows, keys per tile):\n");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const int32_t wg = shapes[i][0], bq = shapes[i][1], bk = shapes[i][2];
+        const struct { int32_t ntiles, nk, heads; float scale; } pc = { nk / bk, nk, heads,
+                                                                        0.088f };
+        const uint32_t groups = (uint32_t)heads * (uint32_t)(nk / bq);
+        const int32_t spec[7] = { wg, bq, bk, d, 3, 0, 0 };
+        buf bb[3] = { *q, *kv, *out };
+        const double s = time_shader(g, vk_roof_coopmat2_spv, vk_roof_coopmat2_spv_size, bb, 3,
+                                     spec, 7, &pc, sizeof pc, groups);
+        char label[96];
+        snprintf(label, sizeof label, "%d, %d, %d", wg, bq, bk);
+        report(label, 2.0 * bq * bk * d * 2 * (double)pc.ntiles * groups, s);
+    }
+}
 #endif
 
 int main(int argc, char **argv)
@@ -499,7 +529,7 @@ int main(int argc, char **argv)
     buf out = buf_new(&g, 256ul << 20, 0);
     fma_rate(&g, &out);
 #if defined(HAVE_GLSL_COOPMAT) || defined(HAVE_GLSL_COOPMAT2)
-    buf q = f16_random(&g, 64ul * 128 * 128 * 2);
+    buf q = f16_random(&g, 64ul * 256 * 128 * 2);   /* 64 blocks of up to 256 rows, D 128 */
 #endif
 #ifdef HAVE_GLSL_COOPMAT
     if (g.has_cm)
@@ -514,6 +544,7 @@ int main(int argc, char **argv)
         const int heads = 32, nk = 4096;
         buf kv = f16_random(&g, 2ul * heads * nk * 128 * 2);
         coopmat2_loop(&g, &q, &kv, &out, heads, nk);
+        coopmat2_shapes(&g, &q, &kv, &out, heads, nk);
         buf_free(&g, &kv);
     } else {
         printf("VK_NV_cooperative_matrix2: not on this device\n");
