@@ -3,6 +3,7 @@
 #include <string.h>
 #include "attn.h"
 #include "cpu_features.h"
+#include "dtype_size.h"
 
 #define ATTN_STR2(x) #x
 #define ATTN_STR(x) ATTN_STR2(x)
@@ -28,13 +29,7 @@ ATTN_API const char *attn_status_string(attn_status s)
 
 ATTN_API size_t attn_dtype_size(attn_dtype t)
 {
-    switch (t) {
-    case ATTN_F32:  return 4;
-    case ATTN_F16:
-    case ATTN_BF16: return 2;
-    case ATTN_U8:   return 1;
-    default:        return 0;
-    }
+    return attn_dtype_bytes(t);
 }
 
 ATTN_API const char *attn_isa_name(attn_isa isa)

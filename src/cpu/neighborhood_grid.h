@@ -4,7 +4,18 @@
 #ifndef ATTN_CPU_NEIGHBORHOOD_GRID_H
 #define ATTN_CPU_NEIGHBORHOOD_GRID_H
 
+#include "../dtype_size.h"
 #include "../problem.h"
+
+/* For the functions whose only effect is a prefetch: GCC (12, -O2) judges
+ * such a function to have no effect at all (__builtin_prefetch touches no
+ * memory it tracks) and deletes the calls to it that it has not inlined,
+ * prefetches and all. Inlined, the prefetches stay in the caller. */
+#if defined(__GNUC__)
+#define NB_PREFETCH_FN static inline __attribute__((always_inline))
+#else
+#define NB_PREFETCH_FN static inline
+#endif
 
 static inline int64_t nb_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t nb_max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -35,7 +46,7 @@ static inline const char *nb_elem(const attn_view *v, int64_t b, int64_t g0, int
                                   int64_t g2, int64_t h)
 {
     return v->base + (b * v->stride[0] + g0 * v->stride[1] + g1 * v->stride[2] +
-                      g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_size(v->dtype);
+                      g2 * v->stride[3] + h * v->stride[4]) * (int64_t)attn_dtype_bytes(v->dtype);
 }
 
 /* Where run r of a block's runs starts in view v: runs go by axis-1 key
@@ -52,12 +63,12 @@ static inline const char *nb_run_start(const attn_neighborhood_problem *p, const
 
 /* Starts loading into the cache the q row and the out row (for writing) of
  * head h's query (g0, g1, g2). */
-static inline void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t b, int64_t g0,
+NB_PREFETCH_FN void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t b, int64_t g0,
                                      int64_t g1, int64_t g2, int64_t h)
 {
 #if defined(__GNUC__)
-    const int64_t qb = p->d * (int64_t)attn_dtype_size(p->q.dtype);
-    const int64_t ob = p->dv * (int64_t)attn_dtype_size(p->out.dtype);
+    const int64_t qb = p->d * (int64_t)attn_dtype_bytes(p->q.dtype);
+    const int64_t ob = p->dv * (int64_t)attn_dtype_bytes(p->out.dtype);
     const char *q = nb_elem(&p->q, b, g0, g1, g2, h), *o = nb_elem(&p->out, b, g0, g1, g2, h);
     for (int64_t x = 0; x < qb; x += 64)
         __builtin_prefetch(q + x);
@@ -71,7 +82,7 @@ static inline void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t
 /* Starts loading into the cache the q rows and the out rows (for writing)
  * of head h's queries (g0, g1 + dil1 i, g2 + dil2 l), i < n1, l < n2: they
  * lie H x D elements apart, and reading them on demand stalls on memory. */
-static inline void nb_prefetch_queries(const attn_neighborhood_problem *p, int64_t b, int64_t h,
+NB_PREFETCH_FN void nb_prefetch_queries(const attn_neighborhood_problem *p, int64_t b, int64_t h,
                                        int64_t g0, int64_t g1, int64_t n1, int64_t g2,
                                        int64_t n2)
 {
@@ -84,7 +95,7 @@ static inline void nb_prefetch_queries(const attn_neighborhood_problem *p, int64
  * keys of one run, each H x D elements from the next (its own 4 KiB page
  * when H x D x 4 = 4096), which the hardware prefetchers do not follow.
  * The drivers issue it one run ahead of their packing. */
-static inline void nb_prefetch_rows(const char *row0, int64_t step, int64_t n, int64_t bytes)
+NB_PREFETCH_FN void nb_prefetch_rows(const char *row0, int64_t step, int64_t n, int64_t bytes)
 {
 #if defined(__GNUC__)
     for (int64_t j = 0; j < n; j++)

@@ -22,7 +22,7 @@
 /* Starts loading the lines of `bytes` from row, with the hint for the outer
  * caches: the next block's rows, read only when it packs them (into L1 as
  * well, prefetcht0, measured 1.5-2% slower on the Zen 5 VM). */
-static inline void nb_prefetch_l2(const char *row, int64_t bytes)
+NB_PREFETCH_FN void nb_prefetch_l2(const char *row, int64_t bytes)
 {
 #if defined(__GNUC__)
     for (int64_t x = 0; x < bytes; x += 64)
@@ -54,8 +54,8 @@ static inline void nb_kv_pf_start(nb_kv_pf *pf, const attn_neighborhood_problem 
                                   int64_t u1s, int64_t nb1, int64_t x0, int64_t nkeys,
                                   int64_t steps)
 {
-    const int64_t kes = (int64_t)attn_dtype_size(p->k.dtype);
-    const int64_t ves = (int64_t)attn_dtype_size(p->v.dtype);
+    const int64_t kes = (int64_t)attn_dtype_bytes(p->k.dtype);
+    const int64_t ves = (int64_t)attn_dtype_bytes(p->v.dtype);
     pf->p = p;
     pf->b = b;
     pf->hk = hk;
