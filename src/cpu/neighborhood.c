@@ -365,8 +365,8 @@ static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int6
     }
     for (int64_t r = first; r < tk->nruns; r++) {
         if (r + 1 < tk->nruns) {
-            nb_prefetch_rows(run_start(p, tk, kv, r + 1, x0), kstep, tk->nseg, p->d * kes);
-            nb_prefetch_rows(run_start(p, tk, vv, r + 1, x0), vstep, tk->nseg, p->dv * ves);
+            nb_prefetch_rows(run_start(p, tk, kv, r + 1, x0), kstep, tk->nseg, p->d * kes, 0);
+            nb_prefetch_rows(run_start(p, tk, vv, r + 1, x0), vstep, tk->nseg, p->dv * ves, 0);
         }
         ks->pack_k(w->K + r * pl->ktf, run_start(p, tk, kv, r, x0), kv->dtype,
                    d2 * kv->stride[3], kv->stride[5], (int)tk->nseg, (int)tk->nseg, p->d);

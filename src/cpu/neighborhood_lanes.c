@@ -145,7 +145,8 @@ static void pack_region(const nl_plan *pl, const nl_task *tk)
         for (int t = 0; t < 2; t++) {
             const attn_view *v = views[t];
             if (i + 1 < nrows)
-                nb_prefetch_rows(key_row(p, tk, v, i + 1, nb1), step[t], n, dims[t] * es[t]);
+                nb_prefetch_rows(key_row(p, tk, v, i + 1, nb1), step[t], n, dims[t] * es[t],
+                                 1);
             pl->ks->nb_load_t(bases[t] + i * rows[t] + pl->padl, pl->pitch,
                               key_row(p, tk, v, i, nb1), v->dtype, p->dil[2] * v->stride[3],
                               v->stride[5], (int)n, dims[t], 1.0f);
@@ -308,7 +309,7 @@ static void run_task(const nl_plan *pl, nl_task *tk, const nl_ws *w)
             nb_prefetch_queries(p, tk->b, tk->hk * group + y / nrb / nv,
                                 tk->c[0] + p->dil[0] * tk->j0, tk->c[1] + p->dil[1] * r1,
                                 nb_min64(pl->nr, tk->n[1] - r1), tk->c[2] + p->dil[2] * y0,
-                                nb_min64(pl->vl, tk->n[2] - y0));
+                                nb_min64(pl->vl, tk->n[2] - y0), 1);
         }
         run_block(pl, tk, w, tk->hk * group + x / nrb / nv, tk->r1b + x % nrb * pl->nr,
                   tk->ybeg + x / nrb % nv * pl->vl);

@@ -130,7 +130,7 @@ static inline void nb_q_pf_run(nb_q_pf *pf, int64_t count)
     const attn_neighborhood_problem *p = pf->p;
     for (const int64_t e = nb_min64(pf->n, pf->i + count); pf->i < e; pf->i++)
         nb_prefetch_query(p, pf->b, pf->g0, pf->g1 + p->dil[1] * (pf->i / pf->n2),
-                          pf->g2 + p->dil[2] * (pf->i % pf->n2), pf->h);
+                          pf->g2 + p->dil[2] * (pf->i % pf->n2), pf->h, 0);
 }
 
 static inline void nb_q_pf_step(nb_q_pf *pf) { nb_q_pf_run(pf, pf->per_step); }
