@@ -50,7 +50,7 @@
 T_INLINE void t_nb_load_t_dt(float *dst, int64_t ldc, const char *src, const attn_dtype DT,
                              int64_t rs, int64_t cs, int n, int64_t d, float scale)
 {
-    const int64_t es = (int64_t)t_dtype_size(DT);
+    const int64_t es = (int64_t)attn_dtype_bytes(DT);
     const vf vs = vset1(scale);
     for (int i0 = 0; i0 < n; i0 += VL) {
         const int ni = t_min(VL, n - i0);
@@ -88,7 +88,7 @@ static void t_nb_store_o(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const
 {
     float tmp[VL * VL] __attribute__((aligned(64)));
     const vf vinv = vload(inv);
-    const int64_t es = (int64_t)t_dtype_size(dt);
+    const int64_t es = (int64_t)attn_dtype_bytes(dt);
     for (int64_t cb = 0; cb < dv; cb += VL) {
         const int nc = (int)(dv - cb < VL ? dv - cb : VL);
         vf r[VL];

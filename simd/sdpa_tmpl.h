@@ -37,6 +37,7 @@
 #include <string.h>
 #include "../src/cpu/kernels.h"
 #include "../src/cpu/half.h"
+#include "../src/dtype_size.h"
 
 #include "unroll.h"
 #define T_INLINE static inline __attribute__((always_inline))
@@ -45,11 +46,6 @@ static inline int64_t t_round_up(int64_t x, int64_t m) { return (x + m - 1) / m 
 static inline int t_min(int a, int b) { return a < b ? a : b; }
 
 #define T_LINE_FLOATS 16   /* floats per 64-byte cache line */
-
-static inline size_t t_dtype_size(attn_dtype dt)
-{
-    return dt == ATTN_F32 ? 4 : 2;
-}
 
 /* Scalar element load (strided fallbacks). */
 static inline float t_load_elem(const char *p, attn_dtype dt)
@@ -66,7 +62,7 @@ static inline float t_load_elem(const char *p, attn_dtype dt)
 static inline vf t_load_strided(const char *row, attn_dtype dt, int64_t cs, int64_t c0, int n)
 {
     float tmp[VL];
-    const size_t es = t_dtype_size(dt);
+    const size_t es = attn_dtype_bytes(dt);
     for (int t = 0; t < VL; t++)
         tmp[t] = t < n ? t_load_elem(row + (c0 + t) * cs * (int64_t)es, dt) : 0.0f;
     return vload(tmp);
@@ -103,7 +99,7 @@ static void t_load_rows(float *dst, int64_t ldd, const void *src, attn_dtype dt,
                         int64_t rs, int64_t cs, int n, int64_t d, float scale)
 {
     const vf vs = vset1(scale);
-    const int64_t es = (int64_t)t_dtype_size(dt);
+    const int64_t es = (int64_t)attn_dtype_bytes(dt);
     if (cs == 1)
         t_prefetch_first_rows((const char *)src, rs * es, n, d * es);
     for (int i = 0; i < n; i++) {
@@ -160,7 +156,7 @@ T_INLINE void t_pack_k_dt(float *dst, const char *src, const attn_dtype DT, int6
                           int nk, int64_t d)
 {
     const int64_t ldk = t_ld_packed(nk);
-    const int64_t es = (int64_t)t_dtype_size(DT);
+    const int64_t es = (int64_t)attn_dtype_bytes(DT);
     for (int j0 = 0; j0 < nk; j0 += VL) {
         const int nr = t_min(VL, nk - j0);
         const char *s0 = src + j0 * rs * es;
@@ -209,7 +205,7 @@ static void t_pack_v(float *dst, const void *src, attn_dtype dt, int64_t rs, int
 {
     (void)bk;
     const int64_t ldv = t_ld_packed(dv);
-    const int64_t es = (int64_t)t_dtype_size(dt);
+    const int64_t es = (int64_t)attn_dtype_bytes(dt);
     for (int j = 0; j < nk; j++) {
         const char *s = (const char *)src + (int64_t)j * rs * es;
         float *o = dst + (int64_t)j * ldv;

@@ -61,6 +61,27 @@ static inline const char *nb_run_start(const attn_neighborhood_problem *p, const
                    x0, hk);
 }
 
+/* Starts loading the lines of `bytes` from a, for reading or for writing,
+ * into L1, or into L2 only where outer is set (the hints must be constants:
+ * write and outer are, once the caller is inlined). */
+NB_PREFETCH_FN void nb_prefetch_span(const char *a, int64_t bytes, int write, int outer)
+{
+#if defined(__GNUC__)
+    for (int64_t x = 0; x < bytes; x += 64) {
+        if (write && outer)
+            __builtin_prefetch(a + x, 1, 1);
+        else if (write)
+            __builtin_prefetch(a + x, 1);
+        else if (outer)
+            __builtin_prefetch(a + x, 0, 1);
+        else
+            __builtin_prefetch(a + x);
+    }
+#else
+    (void)a; (void)bytes; (void)write; (void)outer;
+#endif
+}
+
 /* Starts loading into the cache the q row and the out row (for writing) of
  * head h's query (g0, g1, g2): into L1, or into L2 only where outer is set
  * (see nb_prefetch_rows: the rows lie H x D elements apart; queries-in-lanes
@@ -70,25 +91,10 @@ static inline const char *nb_run_start(const attn_neighborhood_problem *p, const
 NB_PREFETCH_FN void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t b, int64_t g0,
                                      int64_t g1, int64_t g2, int64_t h, int outer)
 {
-#if defined(__GNUC__)
-    const int64_t qb = p->d * (int64_t)attn_dtype_bytes(p->q.dtype);
-    const int64_t ob = p->dv * (int64_t)attn_dtype_bytes(p->out.dtype);
-    const char *q = nb_elem(&p->q, b, g0, g1, g2, h), *o = nb_elem(&p->out, b, g0, g1, g2, h);
-    for (int64_t x = 0; x < qb; x += 64) {
-        if (outer)
-            __builtin_prefetch(q + x, 0, 1);
-        else
-            __builtin_prefetch(q + x);
-    }
-    for (int64_t x = 0; x < ob; x += 64) {
-        if (outer)
-            __builtin_prefetch(o + x, 1, 1);
-        else
-            __builtin_prefetch(o + x, 1);
-    }
-#else
-    (void)p; (void)b; (void)g0; (void)g1; (void)g2; (void)h; (void)outer;
-#endif
+    nb_prefetch_span(nb_elem(&p->q, b, g0, g1, g2, h),
+                     p->d * (int64_t)attn_dtype_bytes(p->q.dtype), 0, outer);
+    nb_prefetch_span(nb_elem(&p->out, b, g0, g1, g2, h),
+                     p->dv * (int64_t)attn_dtype_bytes(p->out.dtype), 1, outer);
 }
 
 /* Starts loading into the cache the q rows and the out rows (for writing)
@@ -115,17 +121,8 @@ NB_PREFETCH_FN void nb_prefetch_queries(const attn_neighborhood_problem *p, int6
 NB_PREFETCH_FN void nb_prefetch_rows(const char *row0, int64_t step, int64_t n, int64_t bytes,
                                      int outer)
 {
-#if defined(__GNUC__)
     for (int64_t j = 0; j < n; j++)
-        for (int64_t x = 0; x < bytes; x += 64) {
-            if (outer)
-                __builtin_prefetch(row0 + j * step + x, 0, 1);
-            else
-                __builtin_prefetch(row0 + j * step + x);
-        }
-#else
-    (void)row0; (void)step; (void)n; (void)bytes; (void)outer;
-#endif
+        nb_prefetch_span(row0 + j * step, bytes, 0, outer);
 }
 
 #endif
