@@ -445,6 +445,9 @@ static void coopmat_rate(const gpu *g, buf *a, buf *out)
 #endif
 
 #ifdef HAVE_GLSL_COOPMAT2
+/* vk_roof_coopmat2.comp's push constants */
+typedef struct { int32_t ntiles, nk, heads; float scale; } coopmat2_pc;
+
 static void coopmat2_loop(const gpu *g, buf *q, buf *kv, buf *out, int heads, int nk)
 {
     static const char *const what[5] = {
@@ -454,7 +457,7 @@ static void coopmat2_loop(const gpu *g, buf *q, buf *kv, buf *out, int heads, in
         "the whole step, next tile's K and V loaded first",
     };
     const int32_t wg = 256, bq = 128, bk = 64, d = 128;
-    const struct { int32_t ntiles, nk, heads; float scale; } pc = { nk / bk, nk, heads, 0.088f };
+    const coopmat2_pc pc = { nk / bk, nk, heads, 0.088f };
     const uint32_t groups = (uint32_t)heads * 32;   /* 32 query blocks a head: S = 4096 */
     printf("VK_NV_cooperative_matrix2 workgroup-scope loop (vulkan/sdpa_coopmat2.comp's "
            "shape: %d invocations, %d query rows, %d-key tiles, D %d; %d heads, %d keys):\n",
@@ -499,8 +502,7 @@ static void coopmat2_shapes(const gpu *g, buf *q, buf *kv, buf *out, int heads, 
            "by shape (invocations, query rows, keys per tile):\n");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const int32_t wg = shapes[i][0], bq = shapes[i][1], bk = shapes[i][2];
-        const struct { int32_t ntiles, nk, heads; float scale; } pc = { nk / bk, nk, heads,
-                                                                        0.088f };
+        const coopmat2_pc pc = { nk / bk, nk, heads, 0.088f };
         const uint32_t groups = (uint32_t)heads * (uint32_t)(nk / bq);
         const int32_t spec[7] = { wg, bq, bk, d, 3, 0, 0 };
         buf bb[3] = { *q, *kv, *out };
