@@ -28,6 +28,8 @@ typedef __m512 vf;
 #define MR_QK 6
 #define NV_QK 4
 #define MR_PV 6
+/* pv_pair: 2 rows x 4 queries x 2 vectors = 16 accumulators */
+#define T_PV_PAIR
 #define NV_PV 4
 
 static inline __mmask16 mask_n(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }

@@ -593,6 +593,147 @@ T_UNROLL
 
 #undef T_PV_KEY
 
+#ifdef T_PV_PAIR
+/* One key j of t_pv_pair_micro: V row j loaded once (NV vectors), times
+ * the P of query row A (at pa) if UA and of B (at pb) if UB, row i where
+ * KEEP holds. P rows are T_PV_PAIR_LDP floats apart: a constant, so each
+ * row's P is an immediate offset (with the row stride in a register the
+ * kernel ran out of general registers: 78% of the FMA peak on L1 data
+ * instead of 91%). */
+#define T_PV_PAIR_LDP 16
+#define T_PV2_KEY(vb, pa, pb, j, UA, UB, KEEP) \
+    { \
+        const float *vj = (vb) + (int64_t)(j) * ldv; \
+        vf vv[2]; \
+        T_UNROLL for (int c = 0; c < NV; c++) vv[c] = vload(vj + c * VL); \
+        T_UNROLL for (int i = 0; i < MR; i++) \
+            if (KEEP) { \
+                if (UA) { \
+                    const vf x_ = vbcast((pa) + i * T_PV_PAIR_LDP + (j)); \
+                    T_UNROLL for (int c = 0; c < NV; c++) acc[0][i][c] = vfma(x_, vv[c], acc[0][i][c]); \
+                } \
+                if (UB) { \
+                    const vf x_ = vbcast((pb) + i * T_PV_PAIR_LDP + (j)); \
+                    T_UNROLL for (int c = 0; c < NV; c++) acc[1][i][c] = vfma(x_, vv[c], acc[1][i][c]); \
+                } \
+            } \
+    }
+
+/* Runs [r0, r1) of t_pv_pair_micro for row A (if UA) and B (if UB). */
+#define T_PV2_RUNS(UA, UB) \
+    for (int r = r0; r < r1; r++) { \
+        const float *ra = pa + (int64_t)r * pitch, *rb = pb + (int64_t)r * pitch; \
+        const float *vr = v + (int64_t)r * vrs; \
+        for (int j = ulo; j < hend; j++) \
+            T_PV2_KEY(vr, ra, rb, j, UA, UB, j >= klo[i] && j < khi[i]) \
+        _Pragma("GCC unroll 2") \
+        for (int j = blo; j < bhi; j++) \
+            T_PV2_KEY(vr, ra, rb, j, UA, UB, 1) \
+        for (int j = tbeg; j < uhi; j++) \
+            T_PV2_KEY(vr, ra, rb, j, UA, UB, j >= klo[i] && j < khi[i]) \
+    }
+
+/* t_pv_runs_micro for two query rows A and B of the same MR queries (same
+ * klo, khi), NV <= 2 vectors of columns: A over runs [0, na), B over
+ * [sb, sb + nb) of the same V tiles (pb_run: B's P of run sb). */
+T_INLINE void t_pv_pair_micro(const int MR, const int NV, const float *pa, const float *pb_run,
+                              const float *v, int64_t ldv, int na, int sb, int nb, int64_t pitch,
+                              int64_t vrs, const int *klo, const int *khi, const float *sca,
+                              const float *scb, float *oa, float *ob, int64_t ldo, int tail)
+{
+    const float *pb = pb_run - (int64_t)sb * pitch;   /* B's P by A's run numbers */
+    int ulo = klo[0], uhi = khi[0], blo = klo[0], bhi = khi[0];
+T_UNROLL
+    for (int i = 1; i < MR; i++) {
+        ulo = klo[i] < ulo ? klo[i] : ulo;
+        uhi = khi[i] > uhi ? khi[i] : uhi;
+        blo = klo[i] > blo ? klo[i] : blo;
+        bhi = khi[i] < bhi ? khi[i] : bhi;
+    }
+    const int hend = blo < uhi ? blo : uhi;
+    bhi = bhi > blo ? bhi : blo;
+    const int tbeg = bhi > hend ? bhi : hend;
+    vf acc[2][4][2];
+T_UNROLL
+    for (int i = 0; i < MR; i++)
+T_UNROLL
+        for (int c = 0; c < NV; c++)
+            acc[0][i][c] = acc[1][i][c] = vzero();
+    /* A alone: runs [0, min(sb, na)); both: [sb, na); B alone: the rest */
+    int r0 = 0, r1 = sb < na ? sb : na;
+    T_PV2_RUNS(1, 0)
+    r0 = r1;
+    r1 = na;
+    T_PV2_RUNS(1, 1)
+    r0 = sb > na ? sb : na;
+    r1 = sb + nb;
+    T_PV2_RUNS(0, 1)
+T_UNROLL
+    for (int h = 0; h < 2; h++)
+T_UNROLL
+        for (int i = 0; i < MR; i++) {
+            const vf sc = vset1((h ? scb : sca)[i]);
+            float *oi = (h ? ob : oa) + i * ldo;
+T_UNROLL
+            for (int c = 0; c < NV - 1; c++)
+                vstore(oi + c * VL, vmul(sc, acc[h][i][c]));
+            if (tail == VL)
+                vstore(oi + (NV - 1) * VL, vmul(sc, acc[h][i][NV - 1]));
+            else
+                vstore_n(oi + (NV - 1) * VL, vmul(sc, acc[h][i][NV - 1]), tail);
+        }
+}
+
+#undef T_PV2_RUNS
+#undef T_PV2_KEY
+
+#define T_PVP_CASE(M, N) \
+    case (M) * 8 + (N): \
+        t_pv_pair_micro(M, N, pa, pb, v, ldv, na, sb, nb, pitch, vrs, klo, khi, sca, scb, oa, \
+                        ob, ldo, tail); \
+        break;
+
+static void t_pv_pair_block(int mr, int nv, const float *pa, const float *pb, const float *v,
+                            int64_t ldv, int na, int sb, int nb, int64_t pitch, int64_t vrs,
+                            const int *klo, const int *khi, const float *sca, const float *scb,
+                            float *oa, float *ob, int64_t ldo, int tail)
+{
+    switch (mr * 8 + nv) {
+    T_PVP_CASE(1, 1) T_PVP_CASE(1, 2) T_PVP_CASE(2, 1) T_PVP_CASE(2, 2)
+    T_PVP_CASE(3, 1) T_PVP_CASE(3, 2) T_PVP_CASE(4, 1) T_PVP_CASE(4, 2)
+    default: break;
+    }
+}
+#undef T_PVP_CASE
+
+/* pv_runs for two query rows at once (kernels.h, pv_pair), by pairs of
+ * output vectors: each V vector loaded feeds both rows' FMAs, half the V
+ * traffic of two pv_runs calls, which is what bounds those on runs in L2
+ * (2 rows x 13 runs x 4 queries, D 64, V in L2: 209 -> 227 GFLOP/s on a
+ * Zen 5 core, whose FMA peak is 258-265). */
+static void t_pv_pair(const float *pa, const float *pb, int nq, const float *v,
+                      int64_t run_stride, int na, int sb, int nb, int j0, const int *klo,
+                      const int *khi, int64_t pitch, int64_t dv, const float *sca,
+                      const float *scb, float *oa, float *ob, int64_t ldo)
+{
+    const int64_t ldv = t_ld_packed(dv);
+    const int nvec = (int)((dv + VL - 1) / VL);
+    v += (int64_t)j0 * ldv;
+    for (int cv = 0; cv < nvec; cv += 2) {
+        const int nv = t_min(2, nvec - cv);
+        const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
+        for (int i = 0; i < nq; i += 4)
+            t_pv_pair_block(t_min(4, nq - i), nv, pa + i * T_PV_PAIR_LDP,
+                            pb + i * T_PV_PAIR_LDP, v + cv * VL, ldv, na, sb, nb, pitch,
+                            run_stride, klo + i, khi + i, sca + i, scb + i,
+                            oa + i * ldo + cv * VL, ob + i * ldo + cv * VL, ldo, tail);
+    }
+}
+#define T_PV_PAIR_ENTRY .pv_pair = t_pv_pair, .pv_pair_ldp = T_PV_PAIR_LDP,
+#else
+#define T_PV_PAIR_ENTRY
+#endif
+
 #define T_PVR_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_PV && (N) <= NV_PV) \
@@ -703,7 +844,7 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
  * VL), side by side: their max, exp and sum chains interleave, and each
  * row's mask stays in registers. */
 T_INLINE void t_softmax_runs_vl(const int R, const int NVR, float *s, int64_t lds, int nruns,
-                                const float *bias, int64_t ldb, float *m, float *l)
+                                int64_t rstride, const float *bias, int64_t ldb, float *m, float *l)
 {
     vf b[4][2], mx[4], sum[4];
 T_UNROLL
@@ -719,7 +860,7 @@ T_UNROLL
         for (int k = 0; k < R; k++)
 T_UNROLL
             for (int v = 0; v < NVR; v++)
-                mx[k] = vmax(mx[k], vadd(vload(s + k * lds + (r * NVR + v) * VL), b[k][v]));
+                mx[k] = vmax(mx[k], vadd(vload(s + k * lds + r * rstride + v * VL), b[k][v]));
 T_UNROLL
     for (int k = 0; k < R; k++) {
         m[k] = vhmax(mx[k]);
@@ -732,7 +873,7 @@ T_UNROLL
         for (int k = 0; k < R; k++)
 T_UNROLL
             for (int v = 0; v < NVR; v++) {
-                float *x = s + k * lds + (r * NVR + v) * VL;
+                float *x = s + k * lds + r * rstride + v * VL;
                 const vf e = vexp_sm(vadd(vload(x), b[k][v]));
                 vstore(x, e);
                 sum[k] = vadd(sum[k], e);
@@ -745,14 +886,18 @@ T_UNROLL
 /* Rows [i, nq) of t_softmax_runs for runs of NVR vectors: 4 at a time,
  * then 2, then 1. */
 T_INLINE void t_softmax_runs_nvr(const int NVR, float *s, int64_t lds, int i, int nq, int nruns,
-                                 const float *bias, int64_t ldb, float *m, float *l)
+                                 int64_t rstride, const float *bias, int64_t ldb, float *m,
+                                 float *l)
 {
     for (; i + 4 <= nq; i += 4)
-        t_softmax_runs_vl(4, NVR, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+        t_softmax_runs_vl(4, NVR, s + i * lds, lds, nruns, rstride, bias + i * ldb, ldb, m + i,
+                          l + i);
     for (; i + 2 <= nq; i += 2)
-        t_softmax_runs_vl(2, NVR, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+        t_softmax_runs_vl(2, NVR, s + i * lds, lds, nruns, rstride, bias + i * ldb, ldb, m + i,
+                          l + i);
     for (; i < nq; i++)
-        t_softmax_runs_vl(1, NVR, s + i * lds, lds, nruns, bias + i * ldb, ldb, m + i, l + i);
+        t_softmax_runs_vl(1, NVR, s + i * lds, lds, nruns, rstride, bias + i * ldb, ldb, m + i,
+                          l + i);
 }
 
 /* The softmax of a neighborhood query tile over its runs (see kernels.h):
@@ -763,14 +908,14 @@ T_INLINE void t_softmax_runs_nvr(const int NVR, float *s, int64_t lds, int i, in
  * kernel 13, D 64, H 4, AVX-512: 22.03 ms, 2 rows 22.42, one at a time
  * through the loop below 23.26). */
 static void t_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
-                           const float *bias, int64_t ldb, float *m, float *l)
+                           int64_t rstride, const float *bias, int64_t ldb, float *m, float *l)
 {
     if (pitch == VL) {
-        t_softmax_runs_nvr(1, s, lds, 0, nq, nruns, bias, ldb, m, l);
+        t_softmax_runs_nvr(1, s, lds, 0, nq, nruns, rstride, bias, ldb, m, l);
         return;
     }
     if (pitch == 2 * VL) {
-        t_softmax_runs_nvr(2, s, lds, 0, nq, nruns, bias, ldb, m, l);
+        t_softmax_runs_nvr(2, s, lds, 0, nq, nruns, rstride, bias, ldb, m, l);
         return;
     }
     for (int i = 0; i < nq; i++) {
@@ -779,13 +924,13 @@ static void t_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pit
         vf vm = vset1(-INFINITY);
         for (int r = 0; r < nruns; r++)
             for (int64_t c = 0; c < pitch; c += VL)
-                vm = vmax(vm, vadd(vload(row + r * pitch + c), vload(b + c)));
+                vm = vmax(vm, vadd(vload(row + r * rstride + c), vload(b + c)));
         const float mx = vhmax(vm);
         const vf vmx = vset1(mx);
         vf sum = vzero();
         for (int r = 0; r < nruns; r++)
             for (int64_t c = 0; c < pitch; c += VL) {
-                float *x = row + r * pitch + c;
+                float *x = row + r * rstride + c;
                 const vf e = vexp_sm(vsub(vadd(vload(x), vload(b + c)), vmx));
                 vstore(x, e);
                 sum = vadd(sum, e);
@@ -841,7 +986,7 @@ static void t_attend(const float *q, int64_t ldq, int nq, const float *k, const 
     .k_tile_floats = t_k_tile_floats, .v_tile_floats = t_v_tile_floats,        \
     .pack_k = t_pack_k, .pack_v = t_pack_v, .qk = t_qk, .qk_runs = t_qk_runs,  \
     .pv = t_pv, .pv_runs = t_pv_runs, .vexp = t_vexp, .softmax_rows = t_softmax_rows, \
-    .softmax_runs = t_softmax_runs, \
+    .softmax_runs = t_softmax_runs, T_PV_PAIR_ENTRY \
     .attend = t_attend
 
 #endif

@@ -80,9 +80,21 @@ typedef struct attn_cpu_kernels {
                     int64_t run_stride, int nruns, int j0, const int *klo, const int *khi,
                     int64_t pitch, int64_t dv, const float *scale, float *o, int64_t ldo);
 
+    /* Optional (NULL: pv_runs row by row): pv_runs for two query rows A and
+     * B of the same nq queries (same klo, khi) over one set of V tiles: A
+     * over runs [0, na) (P at pa), B over runs [sb, sb + nb) (its P of run
+     * sb at pb), 0 <= sb and na <= sb + nb; P rows pv_pair_ldp floats
+     * apart (a constant of the set); scales sca / scb, outputs oa / ob
+     * (rows ldo apart). */
+    void (*pv_pair)(const float *pa, const float *pb, int nq, const float *vpacked,
+                    int64_t run_stride, int na, int sb, int nb, int j0, const int *klo,
+                    const int *khi, int64_t pitch, int64_t dv, const float *sca,
+                    const float *scb, float *oa, float *ob, int64_t ldo);
+    int pv_pair_ldp;
+
     /* Neighborhood attention, between qk_runs and pv_runs: the softmax of
      * each row i < nq of s (lds floats apart) over its nruns runs of pitch
-     * scores (pitch a multiple of 16), with the additive mask
+     * scores (pitch a multiple of 16; run r at r * rstride), with the additive mask
      * bias[i*ldb + c] (c < pitch; 0 where the row's window keeps run column
      * c, -inf elsewhere; every row keeps at least one column, and hidden
      * columns hold finite scores or -inf):
@@ -90,7 +102,7 @@ typedef struct attn_cpu_kernels {
      *   (0 at the hidden columns); l[i] = the sum of row i.
      * NULL in the AVX512_BF16 and AMX sets. */
     void (*softmax_runs)(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
-                         const float *bias, int64_t ldb, float *m, float *l);
+                         int64_t rstride, const float *bias, int64_t ldb, float *m, float *l);
 
     /* Neighborhood attention with queries in the vector lanes (simd/nb_tmpl.h;
      * 0 / NULL where a set lacks them: the driver then uses qk_runs).

@@ -100,18 +100,22 @@ static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *v,
 }
 
 static void scalar_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
-                                const float *bias, int64_t ldb, float *m, float *l)
+                                int64_t rstride, const float *bias, int64_t ldb, float *m,
+                                float *l)
 {
     for (int i = 0; i < nq; i++) {
         float *row = s + (int64_t)i * lds;
         const float *b = bias + (int64_t)i * ldb;
         float mx = -INFINITY, sum = 0.0f;
-        for (int64_t c = 0; c < nruns * pitch; c++)
-            mx = fmaxf(mx, row[c] + b[c % pitch]);
-        for (int64_t c = 0; c < nruns * pitch; c++) {
-            row[c] = expf(row[c] + b[c % pitch] - mx);
-            sum += row[c];
-        }
+        for (int r = 0; r < nruns; r++)
+            for (int64_t c = 0; c < pitch; c++)
+                mx = fmaxf(mx, row[r * rstride + c] + b[c]);
+        for (int r = 0; r < nruns; r++)
+            for (int64_t c = 0; c < pitch; c++) {
+                float *x = row + r * rstride + c;
+                *x = expf(*x + b[c] - mx);
+                sum += *x;
+            }
         m[i] = mx;
         l[i] = sum;
     }

@@ -19,15 +19,16 @@
  * consecutive keys of each run (fewer at a border), read in place. Runs are
  * ordered (axis-1 key, axis-0 key), so the runs one axis-1 row of queries
  * sees are one range (axis-1 windows are monotone in the query position);
- * run r's scores lie at columns [r * pitch, r * pitch + U2) of S, pitch =
- * U2 rounded up to 16. Scores go by blocks of NB_QK_RUNS runs, each against
- * every query row that sees it, so the block's K windows stay in L1
- *     S[rows that see runs, runs x pitch] = Q K_runs[window]^T   (qk_runs)
- * then per axis-1 row of queries: one softmax over its column range, the
- * keys outside each query's own axis-2 window hidden by an additive mask
- * row shared by all of its runs (softmax_runs; S is whole, no online
+ * S holds run by run each query's U2 scores (rounded up to 16). Scores go
+ * by blocks of NB_QK_RUNS runs, each against every query row that sees it,
+ * so the block's K windows stay in L1
+ *     S[runs][rows that see them, U2] = Q K_runs[window]^T   (qk_runs)
+ * then per axis-1 row of queries one softmax over its runs, the keys
+ * outside each query's own axis-2 window hidden by an additive mask row
+ * shared by all of its runs (softmax_runs; S is whole, no online
  * rescaling), and O = P V / l over all of its runs with the accumulators
- * in registers, each query's V rows only those of its window (pv_runs).
+ * in registers, each query's V rows only those of its window, two axis-1
+ * rows at a time (pv_pair: one V load for both).
  * Within a run, U2 - K2 of the U2 scores qk_runs forms are wasted per
  * query (3 of 16 for K2 = 13). Nothing is materialised
  * per window: memory is per task, O(runs x segment x D).
@@ -82,7 +83,8 @@ typedef struct nb_plan {
     int64_t ntiles[3];
     int64_t group;                /* Hq / Hkv */
     int64_t max_runs, max_u2, max_seg_keys, max_nq, max_calls;
-    int64_t ldq, ldo, lds, ktf, vtf;
+    int64_t ldq, ldo, ktf, vtf;
+    int64_t lds, srs;             /* S: query q's run r at q * lds + r * srs */
     size_t  ws_floats;
 } nb_plan;
 
@@ -123,7 +125,7 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.Q = ws;
     w.O = w.Q + pl->max_nq * pl->ldq;
     w.S = w.O + pl->max_nq * pl->ldo;
-    w.K = w.S + pl->max_nq * pl->lds;
+    w.K = w.S + pl->max_runs * pl->srs;
     w.V = w.K + pl->max_runs * pl->ktf;
     w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_runs may over-read past K */
     w.l = w.m + nq16;
@@ -185,8 +187,10 @@ static void pf_runs_start(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64
  * run: the windows straddle cache lines) stay in L1 across the query rows. */
 #define NB_QK_RUNS 4
 
-/* Queries per tile along axis 2, at most (see extents). */
+/* Queries per tile along axis 2, axis-1 rows per block, at most (see
+ * extents). */
 #define NB_MAX_T2 4
+#define NB_MAX_T1 16
 
 /* The runs [*lo, *hi) that axis-1 query row i1 of the task sees. */
 static inline void row_runs(const nb_task *tk, const nb_ws *w, int64_t i1, int64_t *lo,
@@ -266,7 +270,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
         pf_step(pf);
         ks->qk_runs(w->Q + q->i1 * m2 * pl->ldq, pl->ldq, q->n1 * (int)m2, w->K + q->r_lo * pl->ktf,
                     pl->ktf, q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d,
-                    w->S + q->i1 * m2 * pl->lds + q->r_lo * pitch, pl->lds, pitch);
+                    w->S + q->i1 * m2 * pl->lds + q->r_lo * pl->srs, pl->lds, pl->srs);
     }
 
     /* Per axis-1 row of queries, over the runs it sees (one column range):
@@ -288,26 +292,51 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
         pf_step(pf);
         row_runs(tk, w, i1, &r_lo, &r_hi);
         const int nr = (int)(r_hi - r_lo);
-        float *Srow = w->S + i1 * m2 * pl->lds + r_lo * pitch;
+        float *Srow = w->S + i1 * m2 * pl->lds + r_lo * pl->srs;
         if (u2 < pitch)
             for (int64_t i2 = 0; i2 < m2; i2++)
-                for (int64_t c = 0; c < nr * pitch; c += pitch)
+                for (int64_t r = 0; r < nr; r++)
                     for (int64_t x = u2; x < pitch; x++)
-                        Srow[i2 * pl->lds + c + x] = -INFINITY;
-        float *mr = w->m + i1 * m2, *lr = w->l + i1 * m2, *inv = w->inv + i1 * m2;
+                        Srow[i2 * pl->lds + r * pl->srs + x] = -INFINITY;
+        float *lr = w->l + i1 * m2, *inv = w->inv + i1 * m2;
         /* each row here sees at least its own key: its maximum is finite */
-        ks->softmax_runs(Srow, pl->lds, (int)m2, nr, pitch, w->bias, pitch, mr, lr);
+        ks->softmax_runs(Srow, pl->lds, (int)m2, nr, pitch, pl->srs, w->bias, pitch,
+                         w->m + i1 * m2, lr);
         for (int64_t i2 = 0; i2 < m2; i2++)
             inv[i2] = 1.0f / lr[i2];
-        float *o = w->O + i1 * m2 * pl->ldo;
-        int64_t ldo = pl->ldo;
-        if (direct) {
-            o = (float *)nb_elem(ov, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i1),
-                                 tk->c[2] + d2 * p2, tk->h);
-            ldo = d2 * ov->stride[3];
+    }
+    /* O = P V / l, two axis-1 rows at a time where the set has pv_pair
+     * (they share all their runs but one or two: 1 thread, 128x128, kernel
+     * 13, D 64, H 4: 22.0 -> 21.3 ms; 2 threads 11.8 -> 11.1). Not kept:
+     * 16 or 32 output columns of every pair before the next columns, so
+     * that the runs the next pair shares stay in L1 (16: 1.13x slower, 32:
+     * the same). */
+    float *o_rows[NB_MAX_T1];
+    int64_t ldo = pl->ldo;
+    for (int64_t i1 = 0; i1 < m1; i1++)
+        o_rows[i1] = direct ? (float *)nb_elem(ov, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i1),
+                                               tk->c[2] + d2 * p2, tk->h)
+                            : w->O + i1 * m2 * pl->ldo;
+    if (direct)
+        ldo = d2 * ov->stride[3];
+    int64_t i1 = 0;
+    if (ks->pv_pair && pl->lds == ks->pv_pair_ldp)
+        for (; i1 + 2 <= m1; i1 += 2) {
+            int64_t alo, ahi, blo, bhi;
+            row_runs(tk, w, i1, &alo, &ahi);
+            row_runs(tk, w, i1 + 1, &blo, &bhi);
+            ks->pv_pair(w->S + i1 * m2 * pl->lds + alo * pl->srs,
+                        w->S + (i1 + 1) * m2 * pl->lds + blo * pl->srs, (int)m2,
+                        w->V + alo * pl->vtf, pl->vtf, (int)(ahi - alo), (int)(blo - alo),
+                        (int)(bhi - blo), (int)off, klo, khi, pl->srs, p->dv, w->inv + i1 * m2,
+                        w->inv + (i1 + 1) * m2, o_rows[i1], o_rows[i1 + 1], ldo);
         }
-        ks->pv_runs(Srow, pl->lds, (int)m2, w->V + r_lo * pl->vtf, pl->vtf, nr, (int)off, klo,
-                    khi, pitch, p->dv, inv, o, ldo);
+    for (; i1 < m1; i1++) {
+        int64_t r_lo, r_hi;
+        row_runs(tk, w, i1, &r_lo, &r_hi);
+        ks->pv_runs(w->S + i1 * m2 * pl->lds + r_lo * pl->srs, pl->lds, (int)m2,
+                    w->V + r_lo * pl->vtf, pl->vtf, (int)(r_hi - r_lo), (int)off, klo, khi,
+                    pl->srs, p->dv, w->inv + i1 * m2, o_rows[i1], ldo);
     }
 
     nb_q_pf_run(&pf->q, pf->q.n);   /* what the steps left */
@@ -465,7 +494,6 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
  * up to min(T1, K1) query rows. Larger tiles and segments measured the same
  * within noise. */
 #define NB_TILE_QUERIES 64
-#define NB_MAX_T1 16
 #define NB_SEG_QUERIES 32
 #define NB_TASKS_PER_THREAD 4
 /* Axis-1 blocks per task (a strip, see run_task): each key row is packed
@@ -524,10 +552,14 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.max_calls = (pl.max_runs + NB_QK_RUNS - 1) / NB_QK_RUNS * pl.t[1];
     pl.ldq = nb_round_up(p->d, 16);
     pl.ldo = nb_round_up(p->dv, 16);
-    pl.lds = pl.max_runs * nb_round_up(pl.max_u2, 16);
+    /* S by run, then query: pv_pair wants a query's scores 16 floats from
+     * the next's (a padding of 16 floats per run, against the runs of a
+     * row sharing L1 sets, measured the same) */
+    pl.lds = nb_round_up(pl.max_u2, 16);
+    pl.srs = pl.max_nq * pl.lds;
     pl.ktf = nb_round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
     pl.vtf = nb_round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
-    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo + pl.lds) +
+    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo) + pl.max_runs * pl.srs +
                             pl.max_runs * (pl.ktf + pl.vtf) +
                             3 * nb_round_up(pl.max_nq, 16) +
                             pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * pl.t[1] +
