@@ -589,6 +589,13 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
         hb -= hb % pl.group;
     const int64_t nhb = (p->hq + hb - 1) / hb;
     const int64_t ntasks = p->b * nhb * per_head;
+    /* The last nt tasks go as two halves by heads (whole GQA groups), so
+     * that a thread that ends its share early takes half a task instead of
+     * the others waiting for a whole one (2 threads, 128x128, kernel 13,
+     * D 64: H 4 11.65 -> 11.27 ms; 56x56 H 8 4.25 -> 4.13; H 16 the same
+     * within noise; the last 2 nt split: no better). */
+    const int64_t half = hb / 2 / pl.group * pl.group;
+    const int64_t nsplit = half > 0 ? nb_min64(ntasks, (int64_t)nt) : 0;
     if (nt > ntasks)
         nt = (int)ntasks;
     int kept;   /* whether ws is the device's workspace kept across calls */
@@ -611,13 +618,22 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
 #ifdef HAVE_OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t x = 0; x < ntasks; x++) {
+        for (int64_t y = 0; y < ntasks + nsplit; y++) {
+            /* the last nsplit tasks go as two halves of their heads each */
+            const int64_t first = ntasks - nsplit, x = y < first ? y : first + (y - first) / 2;
             const int64_t bh = x % (p->b * nhb), t = x / (p->b * nhb);
             const int64_t i2 = t % pl.ntiles[2], i1 = t / pl.ntiles[2] % pl.ntiles[1];
             const int64_t i0 = t / pl.ntiles[2] / pl.ntiles[1];
-            const int64_t h0 = bh % nhb * hb;
-            run_task(&pl, bh / nhb, h0, nb_min64(h0 + hb, p->hq), &pl.tiles[0][i0],
-                     &pl.tiles[1][i1], &pl.tiles[2][i2], mine);
+            int64_t h0 = bh % nhb * hb, h1 = nb_min64(h0 + hb, p->hq);
+            if (y >= first) {
+                const int64_t mid = nb_min64(h0 + half, h1);
+                if ((y - first) % 2)
+                    h0 = mid;
+                else
+                    h1 = mid;
+            }
+            run_task(&pl, bh / nhb, h0, h1, &pl.tiles[0][i0], &pl.tiles[1][i1],
+                     &pl.tiles[2][i2], mine);
         }
     }
     attn_cpu_scratch_release(&st->scratch, ws, kept);
