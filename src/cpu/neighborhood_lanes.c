@@ -51,6 +51,7 @@
 #include "cpu_backend.h"
 #include "neighborhood_grid.h"
 #include "neighborhood_lanes.h"
+#include "task_queue.h"
 #include "../error.h"
 
 #ifdef HAVE_OPENMP
@@ -396,29 +397,36 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
     const size_t bytes = (size_t)nt * pl.ws_floats * sizeof(float);
     int kept;
     float *mem = attn_cpu_scratch_acquire(&st->scratch, bytes, &kept);
-    if (!mem)
+    /* tasks with affinity (task_queue.h), against a shared counter on 2
+     * threads: 128x128, kernel 7, D 64, H 16 25.75 -> 25.21 ms; 56x56,
+     * kernel 7, D 32, H 4 0.518 -> 0.501; 16x32x32, kernel 3x7x7, D 32, H 4
+     * 7.84 -> 7.53 */
+    attn_task_queue queue = { 0 };
+    if (!mem || attn_task_queue_init(&queue, nt, NULL, pl.ntasks)) {
+        if (mem)
+            attn_cpu_scratch_release(&st->scratch, mem, kept);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
                          "of workspace", bytes);
+    }
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef HAVE_OPENMP
-        float *mine = mem + (size_t)omp_get_thread_num() * pl.ws_floats;
+        const int me = omp_get_thread_num();
 #else
-        float *mine = mem;
+        const int me = 0;
 #endif
+        float *mine = mem + (size_t)me * pl.ws_floats;
         memset(mine, 0, pl.ws_floats * sizeof(float));
         const nl_ws w = carve(&pl, mine);
-#ifdef HAVE_OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (int64_t x = 0; x < pl.ntasks; x++) {
+        for (int64_t x; (x = attn_task_queue_next(&queue, me)) >= 0;) {
             nl_task tk;
             if (task_at(&pl, x, &tk))
                 run_task(&pl, &tk, &w);
         }
     }
+    attn_task_queue_free(&queue);
     attn_cpu_scratch_release(&st->scratch, mem, kept);
     return ATTN_OK;
 }
