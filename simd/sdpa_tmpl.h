@@ -538,6 +538,28 @@ static void t_pv(const float *p, int64_t ldp, int nq, const float *v, int nk, in
     t_pv_pf(p, ldp, nq, v, nk, dv, alpha, o, ldo, &pf, 0);
 }
 
+/* The keys of MR rows' windows [klo[i], khi[i]) by who weights them:
+ * [ulo, hend) and [tbeg, uhi) some rows, [blo, bhi) all rows. */
+typedef struct t_key_split {
+    int ulo, hend, blo, bhi, tbeg, uhi;
+} t_key_split;
+
+T_INLINE t_key_split t_split_keys(const int MR, const int *klo, const int *khi)
+{
+    t_key_split k = { klo[0], 0, klo[0], khi[0], 0, khi[0] };
+T_UNROLL
+    for (int i = 1; i < MR; i++) {
+        k.ulo = klo[i] < k.ulo ? klo[i] : k.ulo;
+        k.uhi = khi[i] > k.uhi ? khi[i] : k.uhi;
+        k.blo = klo[i] > k.blo ? klo[i] : k.blo;
+        k.bhi = khi[i] < k.bhi ? khi[i] : k.bhi;
+    }
+    k.hend = k.blo < k.uhi ? k.blo : k.uhi;
+    k.bhi = k.bhi > k.blo ? k.bhi : k.blo;
+    k.tbeg = k.bhi > k.hend ? k.bhi : k.hend;
+    return k;
+}
+
 /* MR rows x NV vectors of O = scale P V over nruns V tiles vrs floats
  * apart (P columns pitch apart), row i weighting keys [klo[i], khi[i]) of
  * each run (its P is 0 elsewhere: neighborhood windows, which shift by a
@@ -550,18 +572,9 @@ T_INLINE void t_pv_runs_micro(const int MR, const int NV, const float *p, int64_
                               int64_t vrs, const int *klo, const int *khi, const float *scale,
                               float *o, int64_t ldo, int tail)
 {
-    int ulo = klo[0], uhi = khi[0], blo = klo[0], bhi = khi[0];
-T_UNROLL
-    for (int i = 1; i < MR; i++) {
-        ulo = klo[i] < ulo ? klo[i] : ulo;
-        uhi = khi[i] > uhi ? khi[i] : uhi;
-        blo = klo[i] > blo ? klo[i] : blo;
-        bhi = khi[i] < bhi ? khi[i] : bhi;
-    }
-    /* keys [ulo, hend) and [tbeg, uhi): some rows; [blo, bhi): all rows */
-    const int hend = blo < uhi ? blo : uhi;
-    bhi = bhi > blo ? bhi : blo;
-    const int tbeg = bhi > hend ? bhi : hend;
+    const t_key_split ks = t_split_keys(MR, klo, khi);
+    const int ulo = ks.ulo, hend = ks.hend, blo = ks.blo, bhi = ks.bhi, tbeg = ks.tbeg,
+              uhi = ks.uhi;
     vf acc[MR_PV][NV_PV];
 T_UNROLL
     for (int i = 0; i < MR; i++)
@@ -642,17 +655,9 @@ T_INLINE void t_pv_pair_micro(const int MR, const int NV, const float *pa, const
                               const float *scb, float *oa, float *ob, int64_t ldo, int tail)
 {
     const float *pb = pb_run - (int64_t)sb * pitch;   /* B's P by A's run numbers */
-    int ulo = klo[0], uhi = khi[0], blo = klo[0], bhi = khi[0];
-T_UNROLL
-    for (int i = 1; i < MR; i++) {
-        ulo = klo[i] < ulo ? klo[i] : ulo;
-        uhi = khi[i] > uhi ? khi[i] : uhi;
-        blo = klo[i] > blo ? klo[i] : blo;
-        bhi = khi[i] < bhi ? khi[i] : bhi;
-    }
-    const int hend = blo < uhi ? blo : uhi;
-    bhi = bhi > blo ? bhi : blo;
-    const int tbeg = bhi > hend ? bhi : hend;
+    const t_key_split ks = t_split_keys(MR, klo, khi);
+    const int ulo = ks.ulo, hend = ks.hend, blo = ks.blo, bhi = ks.bhi, tbeg = ks.tbeg,
+              uhi = ks.uhi;
     vf acc[2][4][2];
 T_UNROLL
     for (int i = 0; i < MR; i++)
