@@ -598,16 +598,6 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     int kept;   /* whether ws is the device's workspace kept across calls */
     float *ws = attn_cpu_scratch_acquire(&st->scratch, (size_t)nt * pl.ws_floats * sizeof(float),
                                          &kept);
-    int64_t *bounds = malloc(((size_t)nt + 1) * sizeof *bounds);
-    attn_task_queue queue = { 0 };
-    if (!ws || !bounds) {
-        if (ws)
-            attn_cpu_scratch_release(&st->scratch, ws, kept);
-        free(bounds);
-        free(tiles);
-        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
-                         "of workspace", (size_t)nt * pl.ws_floats * sizeof(float));
-    }
     /* Each thread owns a contiguous range of tasks (task_queue.h): with the
      * same thread on the same tasks call after call, the out rows it wrote
      * and the K / V rows it read last call are still in its caches (2
@@ -617,20 +607,17 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
      * 4.60 ms, its segments unequal). The last task of each range goes as
      * NB_LAST_PARTS parts by heads (whole GQA groups): a thread that ends
      * early takes part of a task from another's range instead of that one
-     * ending a whole task later. Units: range t holds its cnt tasks as
-     * cnt - 1 whole ones, then the parts of the last. */
+     * ending a whole task later. A range of cnt tasks (nt <= ntasks: at
+     * least one) is cnt - 1 whole ones, then the parts of the last. */
     const int64_t groups = hb / pl.group;
     const int64_t parts = hb % pl.group ? 1 : nb_min64(NB_LAST_PARTS, groups);
-    bounds[0] = 0;
-    for (int t = 0; t < nt; t++) {
-        const int64_t cnt = ntasks * (t + 1) / nt - ntasks * t / nt;
-        bounds[t + 1] = bounds[t] + (cnt > 0 ? cnt - 1 + parts : 0);
-    }
-    if (attn_task_queue_init(&queue, nt, bounds, 0)) {
-        attn_cpu_scratch_release(&st->scratch, ws, kept);
-        free(bounds);
+    attn_task_queue queue;
+    if (!ws || attn_task_queue_init(&queue, nt, ntasks, parts - 1)) {
+        if (ws)
+            attn_cpu_scratch_release(&st->scratch, ws, kept);
         free(tiles);
-        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: out of memory");
+        return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
+                         "of workspace", (size_t)nt * pl.ws_floats * sizeof(float));
     }
 #ifdef HAVE_OPENMP
 #pragma omp parallel num_threads(nt)
@@ -642,11 +629,9 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
         const int me = 0;
 #endif
         float *mine = ws + (size_t)me * pl.ws_floats;
-        for (int64_t y; (y = attn_task_queue_next(&queue, me)) >= 0;) {
-            int r = 0;
-            while (bounds[r + 1] <= y)
-                r++;
-            const int64_t x0 = ntasks * r / nt, u = y - bounds[r];
+        int r;
+        for (int64_t y; (y = attn_task_queue_next(&queue, me, &r)) >= 0;) {
+            const int64_t x0 = ntasks * r / nt, u = y - attn_task_queue_first(&queue, r);
             const int64_t cnt = ntasks * (r + 1) / nt - x0;
             const int64_t part = u >= cnt - 1 ? u - (cnt - 1) : 0;   /* of the last task */
             const int64_t x = x0 + (u < cnt - 1 ? u : cnt - 1);
@@ -664,7 +649,6 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
         }
     }
     attn_task_queue_free(&queue);
-    free(bounds);
     attn_cpu_scratch_release(&st->scratch, ws, kept);
     free(tiles);
     return ATTN_OK;

@@ -401,8 +401,8 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
      * threads: 128x128, kernel 7, D 64, H 16 25.75 -> 25.21 ms; 56x56,
      * kernel 7, D 32, H 4 0.518 -> 0.501; 16x32x32, kernel 3x7x7, D 32, H 4
      * 7.84 -> 7.53 */
-    attn_task_queue queue = { 0 };
-    if (!mem || attn_task_queue_init(&queue, nt, NULL, pl.ntasks)) {
+    attn_task_queue queue;
+    if (!mem || attn_task_queue_init(&queue, nt, pl.ntasks, 0)) {
         if (mem)
             attn_cpu_scratch_release(&st->scratch, mem, kept);
         return attn_fail(ATTN_ERR_OUT_OF_MEMORY, "attn_neighborhood: cannot allocate %zu bytes "
@@ -420,7 +420,7 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
         float *mine = mem + (size_t)me * pl.ws_floats;
         memset(mine, 0, pl.ws_floats * sizeof(float));
         const nl_ws w = carve(&pl, mine);
-        for (int64_t x; (x = attn_task_queue_next(&queue, me)) >= 0;) {
+        for (int64_t x; (x = attn_task_queue_next(&queue, me, NULL)) >= 0;) {
             nl_task tk;
             if (task_at(&pl, x, &tk))
                 run_task(&pl, &tk, &w);

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include "task_queue.h"
 
-int attn_task_queue_init(attn_task_queue *q, int nr, const int64_t *bounds, int64_t n)
+int attn_task_queue_init(attn_task_queue *q, int nr, int64_t n, int64_t extra)
 {
     void *mem;
     if (posix_memalign(&mem, 64, (size_t)nr * sizeof *q->r))
@@ -10,9 +10,9 @@ int attn_task_queue_init(attn_task_queue *q, int nr, const int64_t *bounds, int6
     q->nr = nr;
     q->r = mem;
     for (int t = 0; t < nr; t++) {
-        const uint64_t f = (uint64_t)(bounds ? bounds[t] : n * t / nr);
-        const uint64_t b = (uint64_t)(bounds ? bounds[t + 1] : n * (t + 1) / nr);
-        atomic_init(&q->r[t].fb, f | b << 32);
+        const int64_t f = n * t / nr + t * extra, b = n * (t + 1) / nr + (t + 1) * extra;
+        q->r[t].first = f;
+        atomic_init(&q->r[t].fb, (uint64_t)f | (uint64_t)b << 32);
     }
     return 0;
 }
@@ -40,10 +40,16 @@ static int64_t take(attn_task_range *r, int front)
     }
 }
 
-int64_t attn_task_queue_next(attn_task_queue *q, int me)
+int64_t attn_task_queue_next(attn_task_queue *q, int me, int *range)
 {
-    int64_t u = take(&q->r[me], 1);
-    for (int k = 1; u < 0 && k < q->nr; k++)
-        u = take(&q->r[(me + k) % q->nr], 0);
-    return u;
+    for (int k = 0; k < q->nr; k++) {
+        const int t = (me + k) % q->nr;
+        const int64_t u = take(&q->r[t], k == 0);
+        if (u >= 0) {
+            if (range)
+                *range = t;
+            return u;
+        }
+    }
+    return -1;
 }

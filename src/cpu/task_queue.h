@@ -1,4 +1,4 @@
-/* Tasks handed to threads with affinity: the units [0, n) are cut into one
+/* Tasks handed to threads with affinity: the units are cut into one
  * contiguous range per thread, which its owner takes from the front; a
  * thread whose range is empty takes from the back of the others'. With
  * tasks of equal cost on cores of equal speed nothing moves, so each
@@ -11,11 +11,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* One range: front and back unit packed in one word (front low), alone on
- * its cache line. */
+/* One range: front and back unit packed in one word (front low), and its
+ * first unit (set once), alone on their cache line. */
 typedef struct attn_task_range {
     _Atomic uint64_t fb;
-    char pad[64 - sizeof(uint64_t)];
+    int64_t first;
+    char pad[64 - sizeof(uint64_t) - sizeof(int64_t)];
 } attn_task_range;
 
 typedef struct attn_task_queue {
@@ -23,14 +24,22 @@ typedef struct attn_task_queue {
     attn_task_range *r;
 } attn_task_queue;
 
-/* Ranges [bounds[t], bounds[t + 1]) for t < nr (bounds non-decreasing,
- * below 2^32), or with bounds NULL the units [0, n) cut evenly. Returns 0,
- * or -1 when out of memory. */
-int attn_task_queue_init(attn_task_queue *q, int nr, const int64_t *bounds, int64_t n);
+/* nr ranges: n units cut evenly, each range then `extra` units longer
+ * (range t: [n t / nr + t extra, n (t + 1) / nr + (t + 1) extra); a driver
+ * that splits each range's last task in parts gives the parts' extra
+ * units). All below 2^32. Returns 0, or -1 when out of memory. */
+int attn_task_queue_init(attn_task_queue *q, int nr, int64_t n, int64_t extra);
 void attn_task_queue_free(attn_task_queue *q);
 
 /* The next unit for thread `me` (< nr): its own range's front, or another
- * range's back; -1 once every unit has been taken. */
-int64_t attn_task_queue_next(attn_task_queue *q, int me);
+ * range's back; -1 once every unit has been taken. *range (if not NULL)
+ * gets the range it came from. */
+int64_t attn_task_queue_next(attn_task_queue *q, int me, int *range);
+
+/* The first unit of range t. */
+static inline int64_t attn_task_queue_first(const attn_task_queue *q, int t)
+{
+    return q->r[t].first;
+}
 
 #endif
