@@ -387,26 +387,31 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
     t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf, 0);
 }
 
-/* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run_stride
- * floats apart (neighborhood attention: rows of keys, of which a query tile
+/* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run r's at
+ * kruns[r] (neighborhood attention: rows of keys, of which a query tile
  * sees a window), run r's scores at column r * pitch. */
-static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *k, int64_t run_stride,
-                      int nruns, int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
+static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *const *kruns, int nruns,
+                      int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
                       int64_t pitch)
 {
     const int64_t ldk = t_ld_packed(panel_nk);
     if (nk > VL) {
         for (int r = 0; r < nruns; r++)
-            t_qk_ld(q, ldq, nq, k + r * run_stride + j0, ldk, nk, d, s + r * pitch, lds, NULL, 0);
+            t_qk_ld(q, ldq, nq, kruns[r] + j0, ldk, nk, d, s + r * pitch, lds, NULL, 0);
         return;
     }
-    /* a window fits one vector: the register block spans NV_QK runs (whole
-     * vectors: the lanes past nk land in the run's pitch, unused) */
-    for (int r = 0; r < nruns; r += NV_QK) {
-        const int nv = t_min(NV_QK, nruns - r);
+    /* a window fits one vector: the register block spans up to NV_QK runs
+     * equally far apart (whole vectors: the lanes past nk land in the run's
+     * pitch, unused) */
+    for (int r = 0; r < nruns;) {
+        const int64_t kvs = r + 1 < nruns ? (int64_t)(kruns[r + 1] - kruns[r]) : 0;
+        int nv = 1;
+        while (nv < NV_QK && r + nv < nruns && kruns[r + nv] - kruns[r] == nv * kvs)
+            nv++;
         for (int i = 0; i < nq; i += MR_QK)
-            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + r * run_stride + j0, ldk,
-                       run_stride, d, s + i * lds + r * pitch, lds, pitch, VL, 0, 0);
+            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, kruns[r] + j0, ldk, kvs, d,
+                       s + i * lds + r * pitch, lds, pitch, VL, 0, 0);
+        r += nv;
     }
 }
 
@@ -560,16 +565,16 @@ T_UNROLL
     return k;
 }
 
-/* MR rows x NV vectors of O = scale P V over nruns V tiles vrs floats
- * apart (P columns pitch apart), row i weighting keys [klo[i], khi[i]) of
+/* MR rows x NV vectors of O = scale P V over nruns V tiles, run r's at
+ * vruns[r] + voff (P columns pitch apart), row i weighting keys [klo[i], khi[i]) of
  * each run (its P is 0 elsewhere: neighborhood windows, which shift by a
  * key from one query to the next). The keys every row weights go through
  * unrolled and branch-free; a key only some rows weight costs only their
  * FMAs: with K2 = 13 and 4 query rows over 16 keys a run, 52 of the 64
  * (row, key) products instead of all 64. */
 T_INLINE void t_pv_runs_micro(const int MR, const int NV, const float *p, int64_t ldp,
-                              const float *v, int64_t ldv, int nruns, int64_t pitch,
-                              int64_t vrs, const int *klo, const int *khi, const float *scale,
+                              const float *const *vruns, int64_t voff, int64_t ldv, int nruns,
+                              int64_t pitch, const int *klo, const int *khi, const float *scale,
                               float *o, int64_t ldo, int tail)
 {
     const t_key_split ks = t_split_keys(MR, klo, khi);
@@ -582,7 +587,7 @@ T_UNROLL
         for (int c = 0; c < NV; c++)
             acc[i][c] = vzero();
     for (int r = 0; r < nruns; r++) {
-        const float *pr = p + r * pitch, *vr = v + r * vrs;
+        const float *pr = p + r * pitch, *vr = vruns[r] + voff;
         for (int j = ulo; j < hend; j++)
             T_PV_KEY(vr, pr, j, j >= klo[i] && j < khi[i])
 #pragma GCC unroll 4
@@ -636,7 +641,7 @@ T_UNROLL
 #define T_PV2_RUNS(UA, UB) \
     for (int r = r0; r < r1; r++) { \
         const float *ra = pa + (int64_t)r * pitch, *rb = pb + (int64_t)r * pitch; \
-        const float *vr = v + (int64_t)r * vrs; \
+        const float *vr = vruns[r] + voff; \
         for (int j = ulo; j < hend; j++) \
             T_PV2_KEY(vr, ra, rb, j, UA, UB, j >= klo[i] && j < khi[i]) \
         _Pragma("GCC unroll 2") \
@@ -650,9 +655,10 @@ T_UNROLL
  * klo, khi), NV <= 2 vectors of columns: A over runs [0, na), B over
  * [sb, sb + nb) of the same V tiles (pb_run: B's P of run sb). */
 T_INLINE void t_pv_pair_micro(const int MR, const int NV, const float *pa, const float *pb_run,
-                              const float *v, int64_t ldv, int na, int sb, int nb, int64_t pitch,
-                              int64_t vrs, const int *klo, const int *khi, const float *sca,
-                              const float *scb, float *oa, float *ob, int64_t ldo, int tail)
+                              const float *const *vruns, int64_t voff, int64_t ldv, int na,
+                              int sb, int nb, int64_t pitch, const int *klo, const int *khi,
+                              const float *sca, const float *scb, float *oa, float *ob,
+                              int64_t ldo, int tail)
 {
     const float *pb = pb_run - (int64_t)sb * pitch;   /* B's P by A's run numbers */
     const t_key_split ks = t_split_keys(MR, klo, khi);
@@ -694,14 +700,15 @@ T_UNROLL
 
 #define T_PVP_CASE(M, N) \
     case (M) * 8 + (N): \
-        t_pv_pair_micro(M, N, pa, pb, v, ldv, na, sb, nb, pitch, vrs, klo, khi, sca, scb, oa, \
-                        ob, ldo, tail); \
+        t_pv_pair_micro(M, N, pa, pb, vruns, voff, ldv, na, sb, nb, pitch, klo, khi, sca, scb, \
+                        oa, ob, ldo, tail); \
         break;
 
-static void t_pv_pair_block(int mr, int nv, const float *pa, const float *pb, const float *v,
-                            int64_t ldv, int na, int sb, int nb, int64_t pitch, int64_t vrs,
-                            const int *klo, const int *khi, const float *sca, const float *scb,
-                            float *oa, float *ob, int64_t ldo, int tail)
+static void t_pv_pair_block(int mr, int nv, const float *pa, const float *pb,
+                            const float *const *vruns, int64_t voff, int64_t ldv, int na, int sb,
+                            int nb, int64_t pitch, const int *klo, const int *khi,
+                            const float *sca, const float *scb, float *oa, float *ob,
+                            int64_t ldo, int tail)
 {
     switch (mr * 8 + nv) {
     T_PVP_CASE(1, 1) T_PVP_CASE(1, 2) T_PVP_CASE(2, 1) T_PVP_CASE(2, 2)
@@ -716,21 +723,20 @@ static void t_pv_pair_block(int mr, int nv, const float *pa, const float *pb, co
  * traffic of two pv_runs calls, which is what bounds those on runs in L2
  * (2 rows x 13 runs x 4 queries, D 64, V in L2: 209 -> 227 GFLOP/s on a
  * Zen 5 core, whose FMA peak is 258-265). */
-static void t_pv_pair(const float *pa, const float *pb, int nq, const float *v,
-                      int64_t run_stride, int na, int sb, int nb, int j0, const int *klo,
-                      const int *khi, int64_t pitch, int64_t dv, const float *sca,
-                      const float *scb, float *oa, float *ob, int64_t ldo)
+static void t_pv_pair(const float *pa, const float *pb, int nq, const float *const *vruns,
+                      int na, int sb, int nb, int j0, const int *klo, const int *khi,
+                      int64_t pitch, int64_t dv, const float *sca, const float *scb, float *oa,
+                      float *ob, int64_t ldo)
 {
     const int64_t ldv = t_ld_packed(dv);
     const int nvec = (int)((dv + VL - 1) / VL);
-    v += (int64_t)j0 * ldv;
     for (int cv = 0; cv < nvec; cv += 2) {
         const int nv = t_min(2, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
         for (int i = 0; i < nq; i += 4)
             t_pv_pair_block(t_min(4, nq - i), nv, pa + i * T_PV_PAIR_LDP,
-                            pb + i * T_PV_PAIR_LDP, v + cv * VL, ldv, na, sb, nb, pitch,
-                            run_stride, klo + i, khi + i, sca + i, scb + i,
+                            pb + i * T_PV_PAIR_LDP, vruns, j0 * ldv + cv * VL, ldv, na, sb,
+                            nb, pitch, klo + i, khi + i, sca + i, scb + i,
                             oa + i * ldo + cv * VL, ob + i * ldo + cv * VL, ldo, tail);
     }
 }
@@ -742,14 +748,15 @@ static void t_pv_pair(const float *pa, const float *pb, int nq, const float *v,
 #define T_PVR_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_PV && (N) <= NV_PV) \
-            t_pv_runs_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, p, ldp, v, ldv, \
-                            nruns, pitch, vrs, klo, khi, scale, o, ldo, tail); \
+            t_pv_runs_micro((M) <= MR_PV ? (M) : 1, (N) <= NV_PV ? (N) : 1, p, ldp, vruns, voff, \
+                            ldv, nruns, pitch, klo, khi, scale, o, ldo, tail); \
         break;
 #define T_PVR_ROW(M) T_PVR_CASE(M, 1) T_PVR_CASE(M, 2) T_PVR_CASE(M, 3) T_PVR_CASE(M, 4)
 
-static void t_pv_runs_block(int mr, int nv, const float *p, int64_t ldp, const float *v,
-                            int64_t ldv, int nruns, int64_t pitch, int64_t vrs, const int *klo,
-                            const int *khi, const float *scale, float *o, int64_t ldo, int tail)
+static void t_pv_runs_block(int mr, int nv, const float *p, int64_t ldp,
+                            const float *const *vruns, int64_t voff, int64_t ldv, int nruns,
+                            int64_t pitch, const int *klo, const int *khi, const float *scale,
+                            float *o, int64_t ldo, int tail)
 {
     switch (mr * 8 + nv) {
     T_PVR_ROW(1) T_PVR_ROW(2) T_PVR_ROW(3) T_PVR_ROW(4)
@@ -758,10 +765,10 @@ static void t_pv_runs_block(int mr, int nv, const float *p, int64_t ldp, const f
     }
 }
 
-/* O = scale P V over keys j0.. of nruns V tiles run_stride floats apart,
- * run r's P columns at r * pitch, row i weighting keys [klo[i], khi[i])
+/* O = scale P V over keys j0.. of nruns V tiles, run r's at vruns[r] (its
+ * P columns at r * pitch), row i weighting keys [klo[i], khi[i])
  * of each run (neighborhood attention). */
-static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64_t run_stride,
+static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *const *vruns,
                       int nruns, int j0, const int *klo, const int *khi, int64_t pitch,
                       int64_t dv, const float *scale, float *o, int64_t ldo)
 {
@@ -771,9 +778,9 @@ static void t_pv_runs(const float *p, int64_t ldp, int nq, const float *v, int64
         const int nv = t_min(NV_PV, nvec - cv);
         const int tail = (int)(dv - (int64_t)(cv + nv - 1) * VL);
         for (int i = 0; i < nq; i += MR_PV)
-            t_pv_runs_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp,
-                            v + j0 * ldv + cv * VL, ldv, nruns, pitch, run_stride, klo + i,
-                            khi + i, scale + i, o + i * ldo + cv * VL, ldo, tail);
+            t_pv_runs_block(t_min(MR_PV, nq - i), nv, p + i * ldp, ldp, vruns,
+                            j0 * ldv + cv * VL, ldv, nruns, pitch, klo + i, khi + i, scale + i,
+                            o + i * ldo + cv * VL, ldo, tail);
     }
 }
 

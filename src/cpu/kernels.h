@@ -55,30 +55,31 @@ typedef struct attn_cpu_kernels {
                int64_t d, float *s, int64_t lds);
 
     /* Neighborhood attention: like qk, against keys j0..j0+nk-1 of each of
-     * nruns tiles that pack_k packed with panel_nk keys, run_stride floats
-     * apart; run r's scores go to s[i*lds + r*pitch + j]. pitch is a
+     * nruns tiles that pack_k packed with panel_nk keys, run r's at
+     * kruns[r] (anywhere: SIMD sets block runs equally far apart); run r's
+     * scores go to s[i*lds + r*pitch + j]. pitch is a
      * multiple of 16 >= nk, and columns nk..pitch-1 of each run may be
      * overwritten. SIMD sets load whole vectors: they may read up to 15
      * floats past the last tile (never used), so it must not end the
      * caller's allocation. NULL in the AVX512_BF16 and AMX sets (tagged tiles). */
-    void (*qk_runs)(const float *q, int64_t ldq, int nq, const float *kpacked,
-                    int64_t run_stride, int nruns, int panel_nk, int j0, int nk, int64_t d,
-                    float *s, int64_t lds, int64_t pitch);
+    void (*qk_runs)(const float *q, int64_t ldq, int nq, const float *const *kruns, int nruns,
+                    int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
+                    int64_t pitch);
 
     /* o[i*ldo + c] = alpha[i] * o[i*ldo + c] + sum_j p[i*ldp + j] * v_j[c]. */
     void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,
                int64_t dv, const float *alpha, float *o, int64_t ldo);
 
     /* Neighborhood attention, the pair of qk_runs: over keys j0.. of nruns
-     * tiles that pack_v packed, run_stride floats apart, row i weighting
+     * tiles that pack_v packed, run r's at vruns[r], row i weighting
      * keys j0 + [klo[i], khi[i]) of each (its P is 0 at the others, which
      * are not read):
      *   o[i*ldo + c] = scale[i] * sum_r sum_{klo[i] <= j < khi[i]}
      *                  p[i*ldp + r*pitch + j] * v_r,j0+j[c].
      * NULL in the AVX512_BF16 and AMX sets. */
-    void (*pv_runs)(const float *p, int64_t ldp, int nq, const float *vpacked,
-                    int64_t run_stride, int nruns, int j0, const int *klo, const int *khi,
-                    int64_t pitch, int64_t dv, const float *scale, float *o, int64_t ldo);
+    void (*pv_runs)(const float *p, int64_t ldp, int nq, const float *const *vruns, int nruns,
+                    int j0, const int *klo, const int *khi, int64_t pitch, int64_t dv,
+                    const float *scale, float *o, int64_t ldo);
 
     /* Optional (NULL: pv_runs row by row): pv_runs for two query rows A and
      * B of the same nq queries (same klo, khi) over one set of V tiles: A
@@ -86,10 +87,10 @@ typedef struct attn_cpu_kernels {
      * sb at pb), 0 <= sb and na <= sb + nb; P rows pv_pair_ldp floats
      * apart (a constant of the set); scales sca / scb, outputs oa / ob
      * (rows ldo apart). */
-    void (*pv_pair)(const float *pa, const float *pb, int nq, const float *vpacked,
-                    int64_t run_stride, int na, int sb, int nb, int j0, const int *klo,
-                    const int *khi, int64_t pitch, int64_t dv, const float *sca,
-                    const float *scb, float *oa, float *ob, int64_t ldo);
+    void (*pv_pair)(const float *pa, const float *pb, int nq, const float *const *vruns, int na,
+                    int sb, int nb, int j0, const int *klo, const int *khi, int64_t pitch,
+                    int64_t dv, const float *sca, const float *scb, float *oa, float *ob,
+                    int64_t ldo);
     int pv_pair_ldp;
 
     /* Neighborhood attention, between qk_runs and pv_runs: the softmax of

@@ -50,13 +50,13 @@ static void scalar_qk(const float *q, int64_t ldq, int nq, const float *k, int n
     }
 }
 
-static void scalar_qk_runs(const float *q, int64_t ldq, int nq, const float *k,
-                           int64_t run_stride, int nruns, int panel_nk, int j0, int nk, int64_t d,
-                           float *s, int64_t lds, int64_t pitch)
+static void scalar_qk_runs(const float *q, int64_t ldq, int nq, const float *const *kruns,
+                           int nruns, int panel_nk, int j0, int nk, int64_t d, float *s,
+                           int64_t lds, int64_t pitch)
 {
     (void)panel_nk;
     for (int r = 0; r < nruns; r++)
-        scalar_qk(q, ldq, nq, k + r * run_stride + (int64_t)j0 * d, nk, d, s + r * pitch, lds);
+        scalar_qk(q, ldq, nq, kruns[r] + (int64_t)j0 * d, nk, d, s + r * pitch, lds);
 }
 
 static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int nk,
@@ -78,10 +78,9 @@ static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int n
     }
 }
 
-static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *v,
-                           int64_t run_stride, int nruns, int j0, const int *klo,
-                           const int *khi, int64_t pitch, int64_t dv, const float *scale,
-                           float *o, int64_t ldo)
+static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *const *vruns,
+                           int nruns, int j0, const int *klo, const int *khi, int64_t pitch,
+                           int64_t dv, const float *scale, float *o, int64_t ldo)
 {
     for (int i = 0; i < nq; i++) {
         float *oi = o + (int64_t)i * ldo;
@@ -90,7 +89,7 @@ static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *v,
         for (int r = 0; r < nruns; r++)
             for (int j = klo[i]; j < khi[i]; j++) {
                 const float pij = p[(int64_t)i * ldp + r * pitch + j];
-                const float *vj = v + r * run_stride + (int64_t)(j0 + j) * dv;
+                const float *vj = vruns[r] + (int64_t)(j0 + j) * dv;
                 for (int64_t c = 0; c < dv; c++)
                     oi[c] += pij * vj[c];
             }

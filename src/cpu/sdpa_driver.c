@@ -484,7 +484,7 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
                 continue;
             }
             if (nks < nk)
-                ks->qk_runs(qt + r0 * pl->ldq, pl->ldq, ns, kt, 0, 1, nk, 0, nks, p->d, sr,
+                ks->qk_runs(qt + r0 * pl->ldq, pl->ldq, ns, &kt, 1, nk, 0, nks, p->d, sr,
                             pl->lds, 0);
             else
                 ks->qk(qt + r0 * pl->ldq, pl->ldq, ns, kt, nk, p->d, sr, pl->lds);
