@@ -368,22 +368,21 @@ static inline const char *run_start(const attn_neighborhood_problem *p, const nb
 }
 
 /* Packs, for KV head tk->hk, every run of the block's queries over the
- * segment's key range [seg_s, seg_s + nseg), into the slots of a ring of
- * max_runs: run r at slot (*head + r) mod max_runs (w->kruns, w->vruns).
- * The block before prefetched
- * the new runs' rows into the outer caches (nb_pf); each run's rows are
- * prefetched again, into L1, while the run before it is packed, its K rows
- * during that run's K and its V rows during its V (half the burst of
- * misses at a time): some lines have left L2 by then (1 thread, 128x128,
- * kernel 13, D 64, H 4: 22.4 -> 22.2 ms; 2 threads 12.2 -> 11.8 ms against
- * skipping the runs nb_pf covered; the split 0-1.5% faster). The runs of
- * axis-1 key rows [prev_s, prev_e), packed for the block before (same KV
- * head), that this block sees too stay in their slots, the ring's head
- * moved past the runs dropped: windows only move forward, and runs go by
- * axis-1 key row first. Against moving the kept runs to the front of the
+ * segment's key range [seg_s, seg_s + nseg), into a ring of max_runs slots:
+ * run r at slot (*head + r) mod max_runs (w->kruns, w->vruns). The block
+ * before prefetched the new runs' rows into the outer caches (nb_pf); each
+ * run's rows are prefetched again, into L1, while the run before it is
+ * packed, its K rows during that run's K and its V rows during its V (half
+ * the burst of misses at a time): some lines have left L2 by then (1 thread,
+ * 128x128, kernel 13, D 64, H 4: 22.4 -> 22.2 ms; 2 threads 12.2 -> 11.8 ms
+ * against skipping the runs nb_pf covered; the split 0-1.5% faster). The
+ * runs of axis-1 key rows [prev_s, prev_e), packed for the block before
+ * (same KV head), that this block sees too stay in their slots, the ring's
+ * head moved past the runs dropped: windows only move forward, and runs go
+ * by axis-1 key row first. Against moving the kept runs to the front of the
  * buffer (a copy of 12 of the 28 runs each block; 128x128, kernel 13, D 64,
- * H 4, calls of the two builds alternated in one process): 1 thread
- * 21.74 -> 21.48 ms, 2 threads 11.29 -> 11.17. */
+ * H 4, calls of the two builds alternated in one process): 1 thread 21.74 ->
+ * 21.48 ms, 2 threads 11.29 -> 11.17. */
 static void pack_runs(const nb_plan *pl, const nb_task *tk, const nb_ws *w, int64_t prev_s,
                       int64_t prev_e, int64_t *head)
 {
