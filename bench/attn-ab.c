@@ -177,19 +177,27 @@ int main(int argc, char **argv)
                 rc = 1;
             }
     for (int c = 0; c < calls && !rc; c++)
-        for (int j = 0; j < nlib; j++) {
+        for (int j = 0; j < nlib && !rc; j++) {
             build *b = &libs[c % 2 ? nlib - 1 - j : j];   /* A B ..., then ... B A */
             const double t0 = now_ms();
-            b->nb(b->ctx, &p, &tq, &tk, &tv, &to, NULL);
+            const attn_status st = b->nb(b->ctx, &p, &tq, &tk, &tv, &to, NULL);
             b->ms[c] = now_ms() - t0;
+            if (st != ATTN_OK) {
+                fprintf(stderr, "attn-ab: %s: %s\n", b->path, b->err());
+                rc = 1;
+            }
         }
+    double *ratio = rc ? NULL : malloc((size_t)calls * sizeof *ratio);
+    if (!rc && !ratio) {
+        fprintf(stderr, "attn-ab: out of memory\n");
+        rc = 1;
+    }
     if (!rc) {
         const double flops = 4.0 * (double)(gx * gy * hq * d) * (double)(kern * kern);
-        double *ratio = malloc((size_t)calls * sizeof *ratio);
         printf("attn_neighborhood %lldx%lld kernel %lld, H %lld/%lld, D %lld, f32, %d calls "
                "each, alternated\n", (long long)gx, (long long)gy, (long long)kern,
                (long long)hq, (long long)hkv, (long long)d, calls);
-        for (int l = 0; l < nlib && ratio; l++) {
+        for (int l = 0; l < nlib; l++) {
             double t[3], r[3];
             for (int c = 0; c < calls; c++)
                 ratio[c] = libs[l].ms[c] / libs[0].ms[c];
@@ -200,8 +208,8 @@ int main(int argc, char **argv)
                    "[%.4f, %.4f]\n", 'A' + l, libs[l].path, t[1], t[0], t[2],
                    flops / t[1] * 1e-6, r[1], r[0], r[2]);
         }
-        free(ratio);
     }
+    free(ratio);
     for (int l = 0; l < nlib; l++) {
         if (libs[l].ctx)
             libs[l].destroy(libs[l].ctx);
