@@ -276,12 +276,11 @@ T_INLINE void t_prefetch_line(uintptr_t pf, int npf, int step)
     }
 #endif
 
-/* MR rows x NV vectors of keys; `tail` = valid lanes of the last vector.
- * Key vector v starts at k + v * kvs and its scores at s + v * svs (VL for
- * one packed tile; one run apart in qk_runs). */
+/* MR rows x NV vectors of keys of one packed tile; `tail` = valid lanes of
+ * the last vector. */
 T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq,
-                         const float *k, int64_t ldk, int64_t kvs, int64_t d, float *s,
-                         int64_t lds, int64_t svs, int tail, uintptr_t pf, int npf)
+                         const float *k, int64_t ldk, int64_t d, float *s, int64_t lds,
+                         int tail, uintptr_t pf, int npf)
 {
     vf acc[MR_QK][NV_QK];
 T_UNROLL
@@ -298,17 +297,17 @@ T_UNROLL
 T_UNROLL
         for (int i = 0; i < MR; i++)
             qv[i] = vload(q + i * ldq + c);
-        T_LANE_STEP(acc, k + c * ldk, kvs, qv, 0, NV_QK)
-        T_LANE_STEP(acc, k + (c + 1) * ldk, kvs, qv, 1, NV_QK)
-        T_LANE_STEP(acc, k + (c + 2) * ldk, kvs, qv, 2, NV_QK)
-        T_LANE_STEP(acc, k + (c + 3) * ldk, kvs, qv, 3, NV_QK)
+        T_LANE_STEP(acc, k + c * ldk, VL, qv, 0, NV_QK)
+        T_LANE_STEP(acc, k + (c + 1) * ldk, VL, qv, 1, NV_QK)
+        T_LANE_STEP(acc, k + (c + 2) * ldk, VL, qv, 2, NV_QK)
+        T_LANE_STEP(acc, k + (c + 3) * ldk, VL, qv, 3, NV_QK)
     }
 #endif
 #define T_QK_DIM(c) \
     { \
         const float *kc = k + (c) * ldk; \
         vf kv[NV_QK]; \
-        T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * kvs); \
+        T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * VL); \
         T_UNROLL for (int i = 0; i < MR; i++) { \
             const vf qb = vbcast(q + i * ldq + (c)); \
             T_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = vfma(qb, kv[v], acc[i][v]); \
@@ -330,25 +329,24 @@ T_UNROLL
     for (int i = 0; i < MR; i++) {
 T_UNROLL
         for (int v = 0; v < NV - 1; v++)
-            vstore(s + i * lds + v * svs, acc[i][v]);
+            vstore(s + i * lds + v * VL, acc[i][v]);
         if (tail == VL)
-            vstore(s + i * lds + (NV - 1) * svs, acc[i][NV - 1]);
+            vstore(s + i * lds + (NV - 1) * VL, acc[i][NV - 1]);
         else
-            vstore_n(s + i * lds + (NV - 1) * svs, acc[i][NV - 1], tail);
+            vstore_n(s + i * lds + (NV - 1) * VL, acc[i][NV - 1], tail);
     }
 }
 
 #define T_QK_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_QK && (N) <= NV_QK) t_qk_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, \
-                                                      q, ldq, k, ldk, kvs, d, s, lds, svs, \
-                                                      tail, pf, npf); \
+                                                      q, ldq, k, ldk, d, s, lds, tail, pf, \
+                                                      npf); \
         break;
 #define T_QK_ROW(M) T_QK_CASE(M, 1) T_QK_CASE(M, 2) T_QK_CASE(M, 3) T_QK_CASE(M, 4)
 
 static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float *k, int64_t ldk,
-                       int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs, int tail,
-                       uintptr_t pf, int npf)
+                       int64_t d, float *s, int64_t lds, int tail, uintptr_t pf, int npf)
 {
     switch (mr * 8 + nv) {
     T_QK_ROW(1) T_QK_ROW(2) T_QK_ROW(3) T_QK_ROW(4)
@@ -370,8 +368,8 @@ static int64_t t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int6
         for (int i = 0; i < nq; i += MR_QK, call++) {
             int npf = 0;
             const uintptr_t pfl = pf ? t_prefetch_part(pf, call, &npf) : 0;
-            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, VL, d,
-                       s + i * lds + jv * VL, lds, VL, tail, pfl, npf);
+            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, d,
+                       s + i * lds + jv * VL, lds, tail, pfl, npf);
         }
     }
     return call;
@@ -387,30 +385,105 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
     t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf, 0);
 }
 
+/* MR query rows x NV key vectors of t_qk_runs: row i's query at q[i] (its
+ * own address: the neighborhood driver reads f32 queries in place from the
+ * caller's tensor, whose rows are not one stride apart), key vector v at
+ * k + v * kvs, its scores at s + i * lds + v * svs (whole vectors). */
+T_INLINE void t_qk_runs_micro(const int MR, const int NV, const float *const *q, const float *k,
+                              int64_t ldk, int64_t kvs, int64_t d, float *s, int64_t lds,
+                              int64_t svs)
+{
+    const float *qr[MR_QK];
+    vf acc[MR_QK][NV_QK];
+T_UNROLL
+    for (int i = 0; i < MR; i++) {
+        qr[i] = q[i];
+T_UNROLL
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = vzero();
+    }
+    int64_t c = 0;
+#ifdef T_FMA_LANE
+    for (; c + 4 <= d; c += 4) {
+        vf qv[MR_QK];
+T_UNROLL
+        for (int i = 0; i < MR; i++)
+            qv[i] = vload(qr[i] + c);
+        T_LANE_STEP(acc, k + c * ldk, kvs, qv, 0, NV_QK)
+        T_LANE_STEP(acc, k + (c + 1) * ldk, kvs, qv, 1, NV_QK)
+        T_LANE_STEP(acc, k + (c + 2) * ldk, kvs, qv, 2, NV_QK)
+        T_LANE_STEP(acc, k + (c + 3) * ldk, kvs, qv, 3, NV_QK)
+    }
+#endif
+#pragma GCC unroll 4
+    for (; c < d; c++) {
+        const float *kc = k + c * ldk;
+        vf kv[NV_QK];
+T_UNROLL
+        for (int v = 0; v < NV; v++)
+            kv[v] = vload(kc + v * kvs);
+T_UNROLL
+        for (int i = 0; i < MR; i++) {
+            const vf qb = vbcast(qr[i] + c);
+T_UNROLL
+            for (int v = 0; v < NV; v++)
+                acc[i][v] = vfma(qb, kv[v], acc[i][v]);
+        }
+    }
+T_UNROLL
+    for (int i = 0; i < MR; i++)
+T_UNROLL
+        for (int v = 0; v < NV; v++)
+            vstore(s + i * lds + v * svs, acc[i][v]);
+}
+
+#define T_QKR_CASE(M, N) \
+    case (M) * 8 + (N): \
+        if ((M) <= MR_QK && (N) <= NV_QK) \
+            t_qk_runs_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, q, k, ldk, kvs, d, \
+                            s, lds, svs); \
+        break;
+#define T_QKR_ROW(M) T_QKR_CASE(M, 1) T_QKR_CASE(M, 2) T_QKR_CASE(M, 3) T_QKR_CASE(M, 4)
+
+static void t_qk_runs_block(int mr, int nv, const float *const *q, const float *k, int64_t ldk,
+                            int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs)
+{
+    switch (mr * 8 + nv) {
+    T_QKR_ROW(1) T_QKR_ROW(2) T_QKR_ROW(3) T_QKR_ROW(4)
+    T_QKR_ROW(5) T_QKR_ROW(6) T_QKR_ROW(7) T_QKR_ROW(8)
+    default: break;
+    }
+}
+
 /* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run r's at
  * kruns[r] (neighborhood attention: rows of keys, of which a query tile
- * sees a window), run r's scores at column r * pitch. */
-static void t_qk_runs(const float *q, int64_t ldq, int nq, const float *const *kruns, int nruns,
+ * sees a window), run r's scores at column r * pitch, query row i at q[i].
+ * Whole vectors: the lanes past nk land in the run's pitch, unused. */
+static void t_qk_runs(const float *const *q, int nq, const float *const *kruns, int nruns,
                       int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
                       int64_t pitch)
 {
     const int64_t ldk = t_ld_packed(panel_nk);
     if (nk > VL) {
+        const int nvec = (nk + VL - 1) / VL;
         for (int r = 0; r < nruns; r++)
-            t_qk_ld(q, ldq, nq, kruns[r] + j0, ldk, nk, d, s + r * pitch, lds, NULL, 0);
+            for (int jv = 0; jv < nvec; jv += NV_QK)
+                for (int i = 0; i < nq; i += MR_QK)
+                    t_qk_runs_block(t_min(MR_QK, nq - i), t_min(NV_QK, nvec - jv), q + i,
+                                    kruns[r] + j0 + jv * VL, ldk, VL, d,
+                                    s + i * lds + r * pitch + jv * VL, lds, VL);
         return;
     }
     /* a window fits one vector: the register block spans up to NV_QK runs
-     * equally far apart (whole vectors: the lanes past nk land in the run's
-     * pitch, unused) */
+     * equally far apart */
     for (int r = 0; r < nruns;) {
         const int64_t kvs = r + 1 < nruns ? (int64_t)(kruns[r + 1] - kruns[r]) : 0;
         int nv = 1;
         while (nv < NV_QK && r + nv < nruns && kruns[r + nv] - kruns[r] == nv * kvs)
             nv++;
         for (int i = 0; i < nq; i += MR_QK)
-            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, kruns[r] + j0, ldk, kvs, d,
-                       s + i * lds + r * pitch, lds, pitch, VL, 0, 0);
+            t_qk_runs_block(t_min(MR_QK, nq - i), nv, q + i, kruns[r] + j0, ldk, kvs, d,
+                            s + i * lds + r * pitch, lds, pitch);
         r += nv;
     }
 }
@@ -856,8 +929,10 @@ static void t_softmax_rows(float *s, int64_t lds, int nq, int nk, float *m, floa
  * VL), side by side: their max, exp and sum chains interleave, and each
  * row's mask stays in registers. */
 T_INLINE void t_softmax_runs_vl(const int R, const int NVR, float *s, int64_t lds, int nruns,
-                                int64_t rstride, const float *bias, int64_t ldb, float *m, float *l)
+                                int64_t rstride, float scale, const float *bias, int64_t ldb,
+                                float *m, float *l)
 {
+    const vf sc = vset1(scale);
     vf b[4][2], mx[4], sum[4];
 T_UNROLL
     for (int k = 0; k < R; k++) {
@@ -872,12 +947,12 @@ T_UNROLL
         for (int k = 0; k < R; k++)
 T_UNROLL
             for (int v = 0; v < NVR; v++)
-                mx[k] = vmax(mx[k], vadd(vload(s + k * lds + r * rstride + v * VL), b[k][v]));
+                mx[k] = vmax(mx[k], vfma(vload(s + k * lds + r * rstride + v * VL), sc, b[k][v]));
 T_UNROLL
     for (int k = 0; k < R; k++) {
         m[k] = vhmax(mx[k]);
 T_UNROLL
-        for (int v = 0; v < NVR; v++)   /* exp(s + bias - m) as exp(s + (bias - m)) */
+        for (int v = 0; v < NVR; v++)   /* exp(scale s + bias - m) as exp(scale s + (bias - m)) */
             b[k][v] = vsub(b[k][v], vset1(m[k]));
     }
     for (int r = 0; r < nruns; r++)
@@ -886,7 +961,7 @@ T_UNROLL
 T_UNROLL
             for (int v = 0; v < NVR; v++) {
                 float *x = s + k * lds + r * rstride + v * VL;
-                const vf e = vexp_sm(vadd(vload(x), b[k][v]));
+                const vf e = vexp_sm(vfma(vload(x), sc, b[k][v]));
                 vstore(x, e);
                 sum[k] = vadd(sum[k], e);
             }
@@ -898,18 +973,18 @@ T_UNROLL
 /* Rows [i, nq) of t_softmax_runs for runs of NVR vectors: 4 at a time,
  * then 2, then 1. */
 T_INLINE void t_softmax_runs_nvr(const int NVR, float *s, int64_t lds, int i, int nq, int nruns,
-                                 int64_t rstride, const float *bias, int64_t ldb, float *m,
-                                 float *l)
+                                 int64_t rstride, float scale, const float *bias, int64_t ldb,
+                                 float *m, float *l)
 {
     for (; i + 4 <= nq; i += 4)
-        t_softmax_runs_vl(4, NVR, s + i * lds, lds, nruns, rstride, bias + i * ldb, ldb, m + i,
-                          l + i);
+        t_softmax_runs_vl(4, NVR, s + i * lds, lds, nruns, rstride, scale, bias + i * ldb, ldb,
+                          m + i, l + i);
     for (; i + 2 <= nq; i += 2)
-        t_softmax_runs_vl(2, NVR, s + i * lds, lds, nruns, rstride, bias + i * ldb, ldb, m + i,
-                          l + i);
+        t_softmax_runs_vl(2, NVR, s + i * lds, lds, nruns, rstride, scale, bias + i * ldb, ldb,
+                          m + i, l + i);
     for (; i < nq; i++)
-        t_softmax_runs_vl(1, NVR, s + i * lds, lds, nruns, rstride, bias + i * ldb, ldb, m + i,
-                          l + i);
+        t_softmax_runs_vl(1, NVR, s + i * lds, lds, nruns, rstride, scale, bias + i * ldb, ldb,
+                          m + i, l + i);
 }
 
 /* The softmax of a neighborhood query tile over its runs (see kernels.h):
@@ -920,30 +995,32 @@ T_INLINE void t_softmax_runs_nvr(const int NVR, float *s, int64_t lds, int i, in
  * kernel 13, D 64, H 4, AVX-512: 22.03 ms, 2 rows 22.42, one at a time
  * through the loop below 23.26). */
 static void t_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
-                           int64_t rstride, const float *bias, int64_t ldb, float *m, float *l)
+                           int64_t rstride, float scale, const float *bias, int64_t ldb,
+                           float *m, float *l)
 {
     if (pitch == VL) {
-        t_softmax_runs_nvr(1, s, lds, 0, nq, nruns, rstride, bias, ldb, m, l);
+        t_softmax_runs_nvr(1, s, lds, 0, nq, nruns, rstride, scale, bias, ldb, m, l);
         return;
     }
     if (pitch == 2 * VL) {
-        t_softmax_runs_nvr(2, s, lds, 0, nq, nruns, rstride, bias, ldb, m, l);
+        t_softmax_runs_nvr(2, s, lds, 0, nq, nruns, rstride, scale, bias, ldb, m, l);
         return;
     }
+    const vf sc = vset1(scale);
     for (int i = 0; i < nq; i++) {
         float *row = s + (int64_t)i * lds;
         const float *b = bias + (int64_t)i * ldb;
         vf vm = vset1(-INFINITY);
         for (int r = 0; r < nruns; r++)
             for (int64_t c = 0; c < pitch; c += VL)
-                vm = vmax(vm, vadd(vload(row + r * rstride + c), vload(b + c)));
+                vm = vmax(vm, vfma(vload(row + r * rstride + c), sc, vload(b + c)));
         const float mx = vhmax(vm);
         const vf vmx = vset1(mx);
         vf sum = vzero();
         for (int r = 0; r < nruns; r++)
             for (int64_t c = 0; c < pitch; c += VL) {
                 float *x = row + r * rstride + c;
-                const vf e = vexp_sm(vsub(vadd(vload(x), vload(b + c)), vmx));
+                const vf e = vexp_sm(vsub(vfma(vload(x), sc, vload(b + c)), vmx));
                 vstore(x, e);
                 sum = vadd(sum, e);
             }

@@ -112,16 +112,19 @@ void nb_describe(const nb_case *c, char *buf, size_t n)
     o += snprintf(buf + o, n - (size_t)o, " dil");
     for (int a = 0; a < c->nd; a++)
         o += snprintf(buf + o, n - (size_t)o, "%s%lld", a ? "x" : " ", (long long)c->dil[a]);
-    snprintf(buf + o, n - (size_t)o, " causal %d%d%d B%lld H%lld/%lld D%lld/%lld %s->%s%s %s",
-             c->causal[0], c->causal[1], c->causal[2], (long long)c->b, (long long)c->hq,
-             (long long)c->hkv, (long long)c->d, (long long)c->dv, tu_dtype_name(c->in_dt),
-             tu_dtype_name(c->out_dt), c->lse ? " lse" : "", tu_layout_name(c->layout));
+    o += snprintf(buf + o, n - (size_t)o, " causal %d%d%d B%lld H%lld/%lld D%lld/%lld %s->%s%s %s",
+                  c->causal[0], c->causal[1], c->causal[2], (long long)c->b, (long long)c->hq,
+                  (long long)c->hkv, (long long)c->d, (long long)c->dv, tu_dtype_name(c->in_dt),
+                  tu_dtype_name(c->out_dt), c->lse ? " lse" : "", tu_layout_name(c->layout));
+    if (c->scale != 0.0f)
+        snprintf(buf + o, n - (size_t)o, " scale %g", (double)c->scale);
 }
 
 attn_neighborhood_params nb_params(const nb_case *c)
 {
     attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
     p.ndim = c->nd;
+    p.scale = c->scale;
     for (int a = 0; a < 3; a++) {
         p.kernel_size[a] = c->kern[a];
         p.dilation[a] = c->dil[a];
@@ -146,6 +149,7 @@ int ref_neighborhood(const nb_case *c, const tu_tensor *q, const tu_tensor *k,
         attn_tensor rm = attn_tensor_4d(mask, ATTN_U8, 1, 1, ntok, ntok);
         attn_sdpa_params sp = ATTN_SDPA_PARAMS_INIT;
         sp.mask = &rm;
+        sp.scale = c->scale;
         rc = ref_sdpa(&sp, &rq, &rk, &rv, out, rl);
         for (int64_t bi = 0; bi < c->b; bi++)  /* [B,H,N] -> [B,N,H] like the op's lse */
             for (int64_t h = 0; h < c->hq; h++)

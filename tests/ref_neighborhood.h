@@ -15,6 +15,7 @@ typedef struct nb_case {
     int64_t b, hq, hkv, d, dv;
     attn_dtype in_dt, out_dt;
     int lse, layout;
+    float scale;        /* the params' scale (0: 1 / sqrt(d)) */
 } nb_case;
 
 /* Tokens of the case's grid. */

@@ -1,9 +1,9 @@
 /* attn_neighborhood against attn_sdpa's double reference (tests/ref.c) with
  * the equivalent boolean mask, built here from NATTEN's window rule: 1-D,
  * 2-D and 3-D grids, every kernel size 3..axis length on small axes,
- * dilations, causal axes, awkward sizes, GQA, f32/f16/bf16, lse, strided
- * layouts, for every kernel set the machine runs; then a case for each
- * validation rule. ATTN_TEST_QUICK=1 shrinks the case list. */
+ * dilations, causal axes, awkward sizes, GQA, f32/f16/bf16, lse, scales of
+ * either sign, strided layouts, for every kernel set the machine runs; then
+ * a case for each validation rule. ATTN_TEST_QUICK=1 shrinks the case list. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +92,10 @@ static nb_case base_case(int nd)
     c.out_dt = dts[tu_randint(0, 3)];
     c.lse = tu_randint(0, 1);
     c.layout = tu_randint(0, 3) ? TU_CONTIG : tu_randint(0, TU_NLAYOUTS - 1);
+    /* mostly the default; a negative scale turns the scores over (the CPU
+     * driver applies the scale in the softmax, f32 q being read in place) */
+    static const float scales[] = { 0.0f, 0.0f, 0.0f, 0.7f, -0.3f };
+    c.scale = scales[tu_randint(0, 4)];
     return c;
 }
 

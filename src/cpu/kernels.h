@@ -54,15 +54,16 @@ typedef struct attn_cpu_kernels {
     void (*qk)(const float *q, int64_t ldq, int nq, const float *kpacked, int nk,
                int64_t d, float *s, int64_t lds);
 
-    /* Neighborhood attention: like qk, against keys j0..j0+nk-1 of each of
-     * nruns tiles that pack_k packed with panel_nk keys, run r's at
+    /* Neighborhood attention: like qk, query row i's d floats at q[i]
+     * (rows anywhere, f32, unit stride), against keys j0..j0+nk-1 of each
+     * of nruns tiles that pack_k packed with panel_nk keys, run r's at
      * kruns[r] (anywhere: SIMD sets block runs equally far apart); run r's
      * scores go to s[i*lds + r*pitch + j]. pitch is a
      * multiple of 16 >= nk, and columns nk..pitch-1 of each run may be
      * overwritten. SIMD sets load whole vectors: they may read up to 15
      * floats past the last tile (never used), so it must not end the
      * caller's allocation. NULL in the AVX512_BF16 and AMX sets (tagged tiles). */
-    void (*qk_runs)(const float *q, int64_t ldq, int nq, const float *const *kruns, int nruns,
+    void (*qk_runs)(const float *const *q, int nq, const float *const *kruns, int nruns,
                     int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
                     int64_t pitch);
 
@@ -94,16 +95,18 @@ typedef struct attn_cpu_kernels {
     int pv_pair_ldp;
 
     /* Neighborhood attention, between qk_runs and pv_runs: the softmax of
-     * each row i < nq of s (lds floats apart) over its nruns runs of pitch
-     * scores (pitch a multiple of 16; run r at r * rstride), with the additive mask
-     * bias[i*ldb + c] (c < pitch; 0 where the row's window keeps run column
-     * c, -inf elsewhere; every row keeps at least one column, and hidden
-     * columns hold finite scores or -inf):
-     *   m[i] = max over kept scores; s[i][r*pitch + c] = exp(s + bias - m[i])
-     *   (0 at the hidden columns); l[i] = the sum of row i.
+     * each row i < nq of scale * s (s rows lds floats apart) over its nruns
+     * runs of pitch scores (pitch a multiple of 16; run r at r * rstride),
+     * with the additive mask bias[i*ldb + c] (c < pitch; 0 where the row's
+     * window keeps run column c, -inf elsewhere; every row keeps at least
+     * one column, and every column holds a finite score):
+     *   m[i] = max over kept columns of scale s + bias;
+     *   s[i][r*pitch + c] = exp(scale s + bias - m[i]) (0 at the hidden
+     *   columns); l[i] = the sum of row i.
      * NULL in the AVX512_BF16 and AMX sets. */
     void (*softmax_runs)(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
-                         int64_t rstride, const float *bias, int64_t ldb, float *m, float *l);
+                         int64_t rstride, float scale, const float *bias, int64_t ldb, float *m,
+                         float *l);
 
     /* Neighborhood attention with queries in the vector lanes (simd/nb_tmpl.h;
      * 0 / NULL where a set lacks them: the driver then uses qk_runs).

@@ -50,13 +50,15 @@ static void scalar_qk(const float *q, int64_t ldq, int nq, const float *k, int n
     }
 }
 
-static void scalar_qk_runs(const float *q, int64_t ldq, int nq, const float *const *kruns,
+static void scalar_qk_runs(const float *const *q, int nq, const float *const *kruns,
                            int nruns, int panel_nk, int j0, int nk, int64_t d, float *s,
                            int64_t lds, int64_t pitch)
 {
     (void)panel_nk;
-    for (int r = 0; r < nruns; r++)
-        scalar_qk(q, ldq, nq, kruns[r] + (int64_t)j0 * d, nk, d, s + r * pitch, lds);
+    for (int i = 0; i < nq; i++)
+        for (int r = 0; r < nruns; r++)
+            scalar_qk(q[i], d, 1, kruns[r] + (int64_t)j0 * d, nk, d,
+                      s + (int64_t)i * lds + r * pitch, lds);
 }
 
 static void scalar_pv(const float *p, int64_t ldp, int nq, const float *v, int nk,
@@ -99,8 +101,8 @@ static void scalar_pv_runs(const float *p, int64_t ldp, int nq, const float *con
 }
 
 static void scalar_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_t pitch,
-                                int64_t rstride, const float *bias, int64_t ldb, float *m,
-                                float *l)
+                                int64_t rstride, float scale, const float *bias, int64_t ldb,
+                                float *m, float *l)
 {
     for (int i = 0; i < nq; i++) {
         float *row = s + (int64_t)i * lds;
@@ -108,11 +110,11 @@ static void scalar_softmax_runs(float *s, int64_t lds, int nq, int nruns, int64_
         float mx = -INFINITY, sum = 0.0f;
         for (int r = 0; r < nruns; r++)
             for (int64_t c = 0; c < pitch; c++)
-                mx = fmaxf(mx, row[r * rstride + c] + b[c]);
+                mx = fmaxf(mx, fmaf(row[r * rstride + c], scale, b[c]));
         for (int r = 0; r < nruns; r++)
             for (int64_t c = 0; c < pitch; c++) {
                 float *x = row + r * rstride + c;
-                *x = expf(*x + b[c] - mx);
+                *x = expf(fmaf(*x, scale, b[c]) - mx);
                 sum += *x;
             }
         m[i] = mx;

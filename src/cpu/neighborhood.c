@@ -85,6 +85,7 @@ typedef struct nb_plan {
     int64_t group;                /* Hq / Hkv */
     int64_t max_runs, max_u2, max_seg_keys, max_nq, max_calls;
     int64_t ldq, ldo, ktf, vtf;
+    int q_in_place;               /* qk_runs reads q where it lies (run_tile) */
     int64_t lds, srs;             /* S: query q's run r at q * lds + r * srs */
     size_t  ws_floats;
 } nb_plan;
@@ -261,18 +262,33 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     /* the next tile's q and out rows */
     nb_q_pf_start(&pf->q, p, tk->b, tk->g0, tk->c[1] + d1 * tk->p1, m1, tk->c[2] + d2 * (p2 + m2),
                   m2, tk->h, p2 + 2 * m2 <= tk->n2 ? tk->ncalls + m1 : 0);
-    for (int64_t i = 0; i < m1; i++)
-        ks->load_rows(w->Q + i * m2 * pl->ldq, pl->ldq,
-                      nb_elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i), tk->c[2] + d2 * p2,
-                           tk->h),
-                      qv->dtype, d2 * qv->stride[3], qv->stride[5], (int)m2, p->d, p->scale);
+    /* qk_runs reads f32 query rows with unit column stride where they lie
+     * (the softmax applies the scale); other dtypes and layouts are
+     * converted into w->Q first. Against always converting (the scaled copy
+     * waited on the rows' lines and wrote 16 KB a tile): 1 thread, 128x128,
+     * kernel 13, D 64, H 4, 0.98-0.99; 2 threads 0.94 (bench/attn-ab). */
+    const float *qrows[NB_MAX_T1 * NB_MAX_T2];
+    const int64_t qcs = d2 * qv->stride[3];
+    for (int64_t i = 0; i < m1; i++) {
+        const char *row = nb_elem(qv, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i),
+                                  tk->c[2] + d2 * p2, tk->h);
+        if (pl->q_in_place) {
+            for (int64_t j = 0; j < m2; j++)
+                qrows[i * m2 + j] = (const float *)row + j * qcs;
+            continue;
+        }
+        float *qt = w->Q + i * m2 * pl->ldq;
+        ks->load_rows(qt, pl->ldq, row, qv->dtype, qcs, qv->stride[5], (int)m2, p->d, 1.0f);
+        for (int64_t j = 0; j < m2; j++)
+            qrows[i * m2 + j] = qt + j * pl->ldq;
+    }
 
     /* Scores, by the block's plan (plan_qk): run r's at column r * pitch */
     const int64_t pitch = nb_round_up(u2, 16);
     for (int64_t c = 0; c < tk->ncalls; c++) {
         const nb_qk_call *q = &w->calls[c];
         pf_step(pf);
-        ks->qk_runs(w->Q + q->i1 * m2 * pl->ldq, pl->ldq, q->n1 * (int)m2, w->kruns + q->r_lo,
+        ks->qk_runs(qrows + q->i1 * m2, q->n1 * (int)m2, w->kruns + q->r_lo,
                     q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d,
                     w->S + q->i1 * m2 * pl->lds + q->r_lo * pl->srs, pl->lds, pl->srs);
     }
@@ -282,7 +298,8 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
      * mask row (the same for all of its runs), then O = P V / l. Where the
      * tile's window is narrower than the pitch, qk_runs' whole vectors
      * leave anything in the columns past it (reads past the packed runs):
-     * they are set to -inf first. */
+     * they are set to 0 first, which the mask then hides whatever the
+     * scale's sign. */
     for (int64_t i2 = 0; i2 < m2; i2++)
         for (int64_t x = 0; x < pitch; x++)
             w->bias[i2 * pitch + x] = x >= klo[i2] && x < khi[i2] ? 0.0f : -INFINITY;
@@ -301,10 +318,10 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
             for (int64_t i2 = 0; i2 < m2; i2++)
                 for (int64_t r = 0; r < nr; r++)
                     for (int64_t x = u2; x < pitch; x++)
-                        Srow[i2 * pl->lds + r * pl->srs + x] = -INFINITY;
+                        Srow[i2 * pl->lds + r * pl->srs + x] = 0.0f;
         float *lr = w->l + i1 * m2, *inv = w->inv + i1 * m2;
         /* each row here sees at least its own key: its maximum is finite */
-        ks->softmax_runs(Srow, pl->lds, (int)m2, nr, pitch, pl->srs, w->bias, pitch,
+        ks->softmax_runs(Srow, pl->lds, (int)m2, nr, pitch, pl->srs, p->scale, w->bias, pitch,
                          w->m + i1 * m2, lr);
         for (int64_t i2 = 0; i2 < m2; i2++)
             inv[i2] = 1.0f / lr[i2];
@@ -567,6 +584,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.max_nq = pl.t[1] * pl.t2;
     pl.max_calls = (pl.max_runs + NB_QK_RUNS - 1) / NB_QK_RUNS * pl.t[1];
     pl.ldq = nb_round_up(p->d, 16);
+    pl.q_in_place = p->q.dtype == ATTN_F32 && p->q.stride[5] == 1;
     pl.ldo = nb_round_up(p->dv, 16);
     /* S by run, then query: pv_pair wants a query's scores 16 floats from
      * the next's (a padding of 16 floats per run, against the runs of a

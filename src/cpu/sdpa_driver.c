@@ -483,10 +483,12 @@ static void run_task(const sdpa_plan *pl, const seq_geom *gp, int64_t gi, int64_
                            m + r0, l + r0, alpha + r0, ot + r0 * pl->ldo, pl->ldo);
                 continue;
             }
-            if (nks < nk)
-                ks->qk_runs(qt + r0 * pl->ldq, pl->ldq, ns, &kt, 1, nk, 0, nks, p->d, sr,
-                            pl->lds, 0);
-            else
+            if (nks < nk) {   /* here ns <= EDGE_ROWS */
+                const float *qrows[EDGE_ROWS];
+                for (int i = 0; i < ns; i++)
+                    qrows[i] = qt + (r0 + i) * pl->ldq;
+                ks->qk_runs(qrows, ns, &kt, 1, nk, 0, nks, p->d, sr, pl->lds, 0);
+            } else
                 ks->qk(qt + r0 * pl->ldq, pl->ldq, ns, kt, nk, p->d, sr, pl->lds);
             if (!full || bmode == 2 || p->has_mask || p->softcap > 0.0f || p->alibi_slopes)
                 transform_scores(p, ks, &g, h, i0 + r0, ns, j0, nks, sr, pl->lds, !full,
