@@ -265,8 +265,9 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     /* qk_runs reads f32 query rows with unit column stride where they lie
      * (the softmax applies the scale); other dtypes and layouts are
      * converted into w->Q first. Against always converting (the scaled copy
-     * waited on the rows' lines and wrote 16 KB a tile): 1 thread, 128x128,
-     * kernel 13, D 64, H 4, 0.98-0.99; 2 threads 0.94 (bench/attn-ab). */
+     * waited on the rows' lines and wrote 16 KB a tile), 128x128, kernel
+     * 13, D 64, H 4 (bench/attn-ab, --before self and flush): 1 thread
+     * 0.964-0.982, 2 threads 0.985-1.004. */
     const float *qrows[NB_MAX_T1 * NB_MAX_T2];
     const int64_t qcs = d2 * qv->stride[3];
     for (int64_t i = 0; i < m1; i++) {
