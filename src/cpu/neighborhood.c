@@ -445,38 +445,54 @@ static void block_rows(const nb_plan *pl, const nb_task *tk, const axis_tile *t1
     nb_window(pl->p, 1, nb_min64(q1 + pl->t[1], t1->p0 + t1->cnt) - 1, tk->n1, &tmp, e);
 }
 
-/* One task: query heads [h0, h1) of batch b over the tiles' queries. The
- * axis-1 tile is a strip of up to NB_STRIP_BLOCKS blocks of T1 rows, walked
- * in order for one KV head after the other, so that each block packs only
- * the key rows the block before did not see (heads of one KV head, GQA,
- * share its packed runs). While a block's tiles compute, the rows the next
- * block packs are prefetched (nb_pf): the next block's of the strip, or the
- * first block's for the next KV head. */
-static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const axis_tile *t0,
-                     const axis_tile *t1, const axis_tile *t2, float *ws)
+/* One unit of the task queue: query heads [h0, h1) of batch b over the
+ * tiles t[0..2] of the plan's lists (a task, or a part of one by heads). */
+typedef struct nb_unit {
+    int64_t b, h0, h1;
+    const axis_tile *t[3];
+} nb_unit;
+
+/* The geometry of unit u that all its blocks share. */
+static void task_init(const nb_plan *pl, const nb_unit *u, nb_task *tk)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    const axis_tile *t0 = u->t[0], *t1 = u->t[1], *t2 = u->t[2];
+    tk->b = u->b;
+    tk->c[0] = t0->c;
+    tk->c[1] = t1->c;
+    tk->c[2] = t2->c;
+    tk->g0 = t0->c + p->dil[0] * t0->p0;
+    tk->n1 = nb_class_len(p, 1, t1->c);
+    tk->n2 = nb_class_len(p, 2, t2->c);
+    int64_t e0, tmp, seg_e;
+    nb_window(p, 0, t0->p0, nb_class_len(p, 0, t0->c), &tk->s0, &e0);
+    tk->nk0 = e0 - tk->s0;
+    nb_window(p, 2, t2->p0, tk->n2, &tk->seg_s, &tmp);
+    nb_window(p, 2, t2->p0 + t2->cnt - 1, tk->n2, &tmp, &seg_e);
+    tk->nseg = seg_e - tk->seg_s;
+}
+
+/* One unit. The axis-1 tile is a strip of up to NB_STRIP_BLOCKS blocks of
+ * T1 rows, walked in order for one KV head after the other, so that each
+ * block packs only the key rows the block before did not see (heads of one
+ * KV head, GQA, share its packed runs). While a block's tiles compute, the
+ * rows the next block packs are prefetched (nb_pf): the next block's of the
+ * strip, the first block's for the next KV head, or after the last block
+ * the first block of `next` (the unit this thread takes next unless another
+ * takes it first; NULL: none). */
+static void run_task(const nb_plan *pl, const nb_unit *u, const nb_unit *next, float *ws)
 {
     const attn_neighborhood_problem *p = pl->p;
     const nb_ws w = carve(pl, ws);
+    const axis_tile *t1 = u->t[1], *t2 = u->t[2];
     nb_task tk;
-    tk.b = b;
-    tk.c[0] = t0->c;
-    tk.c[1] = t1->c;
-    tk.c[2] = t2->c;
-    tk.g0 = t0->c + p->dil[0] * t0->p0;
-    tk.n1 = nb_class_len(p, 1, t1->c);
-    tk.n2 = nb_class_len(p, 2, t2->c);
-    int64_t e0, tmp, seg_e;
-    nb_window(p, 0, t0->p0, nb_class_len(p, 0, t0->c), &tk.s0, &e0);
-    tk.nk0 = e0 - tk.s0;
-    nb_window(p, 2, t2->p0, tk.n2, &tk.seg_s, &tmp);
-    nb_window(p, 2, t2->p0 + t2->cnt - 1, tk.n2, &tmp, &seg_e);
-    tk.nseg = seg_e - tk.seg_s;
+    task_init(pl, u, &tk);
 
     const int64_t end1 = t1->p0 + t1->cnt, end2 = t2->p0 + t2->cnt;
     const int64_t tiles2 = (t2->cnt + pl->t2 - 1) / pl->t2;
-    for (int64_t hg = h0; hg < h1;) {
+    for (int64_t hg = u->h0; hg < u->h1;) {
         tk.hk = hg / pl->group;
-        const int64_t hge = nb_min64(h1, (tk.hk + 1) * pl->group);
+        const int64_t hge = nb_min64(u->h1, (tk.hk + 1) * pl->group);
         int64_t prev_s = 0, prev_e = 0;          /* the key rows packed: none yet */
         int64_t head = 0;                        /* the ring slot of the block's first run */
         for (int64_t q1 = t1->p0; q1 < end1; q1 += pl->t[1]) {
@@ -498,9 +514,14 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
             if (q1 + pl->t[1] < end1) {
                 block_rows(pl, &tk, t1, q1 + pl->t[1], &ns, &ne);
                 pf_runs_start(pl, &tk, &pf, tk.hk, nb_max64(ns, u1e), ne, steps);
-            } else if (hge < h1) {
+            } else if (hge < u->h1) {
                 block_rows(pl, &tk, t1, t1->p0, &ns, &ne);
                 pf_runs_start(pl, &tk, &pf, hge / pl->group, ns, ne, steps);
+            } else if (next) {
+                nb_task tn;
+                task_init(pl, next, &tn);
+                block_rows(pl, &tn, next->t[1], next->t[1]->p0, &ns, &ne);
+                pf_runs_start(pl, &tn, &pf, next->h0 / pl->group, ns, ne, steps);
             } else {
                 pf_runs_start(pl, &tk, &pf, tk.hk, 0, 0, 0);
             }
@@ -534,6 +555,45 @@ static void run_task(const nb_plan *pl, int64_t b, int64_t h0, int64_t h1, const
  * (T1 x NB_STRIP_BLOCKS + K1 - 1) / (T1 x NB_STRIP_BLOCKS) times instead of
  * (T1 + K1 - 1) / T1. */
 #define NB_STRIP_BLOCKS 4
+
+/* How the tasks are cut and handed out (see attn_cpu_neighborhood). */
+typedef struct nb_sched {
+    int nt;                      /* threads = task ranges */
+    int by_heads;                /* range r holds the flat tasks u nt + r */
+    int64_t ntasks, hb, nhb;     /* tasks; query heads per task, head blocks */
+    int64_t parts;               /* units of the last task of a range */
+} nb_sched;
+
+/* Units in range r: its tasks but the last, then the last's parts. */
+static int64_t range_units(const nb_sched *sc, int r)
+{
+    return sc->ntasks * (r + 1) / sc->nt - sc->ntasks * r / sc->nt - 1 + sc->parts;
+}
+
+/* Unit k of range r. */
+static nb_unit unit_at(const nb_plan *pl, const nb_sched *sc, int r, int64_t k)
+{
+    const attn_neighborhood_problem *p = pl->p;
+    const int64_t x0 = sc->ntasks * r / sc->nt, cnt = sc->ntasks * (r + 1) / sc->nt - x0;
+    const int64_t part = k >= cnt - 1 ? k - (cnt - 1) : 0;   /* of the last task */
+    const int64_t x = x0 + (k < cnt - 1 ? k : cnt - 1);
+    const int64_t xf = sc->by_heads ? (x - x0) * sc->nt + r : x;   /* in the flat order */
+    const int64_t bh = xf % (p->b * sc->nhb), t = xf / (p->b * sc->nhb);
+    nb_unit u;
+    u.b = bh / sc->nhb;
+    u.h0 = bh % sc->nhb * sc->hb;
+    u.h1 = nb_min64(u.h0 + sc->hb, p->hq);
+    if (k >= cnt - 1 && sc->parts > 1) {
+        const int64_t groups = sc->hb / pl->group;
+        const int64_t e = nb_min64(u.h1, u.h0 + groups * (part + 1) / sc->parts * pl->group);
+        u.h0 += groups * part / sc->parts * pl->group;
+        u.h1 = e;
+    }
+    u.t[0] = &pl->tiles[0][t / pl->ntiles[2] / pl->ntiles[1]];
+    u.t[1] = &pl->tiles[1][t / pl->ntiles[2] % pl->ntiles[1]];
+    u.t[2] = &pl->tiles[2][t % pl->ntiles[2]];
+    return u;
+}
 
 static int64_t tile_t2(const attn_neighborhood_problem *p)
 {
@@ -615,21 +675,23 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
         count_tiles(p, a, strip[a], pl.tiles[a]);
 
     const int64_t per_head = pl.ntiles[0] * pl.ntiles[1] * pl.ntiles[2];
-    int nt = st->num_threads;
+    nb_sched sc;
+    sc.nt = st->num_threads;
     /* Heads per task: where the (batch, KV head) pairs split evenly over the
      * threads, one KV head's query heads (by_heads, below); otherwise all of
      * them where that still leaves NB_TASKS_PER_THREAD tasks per thread,
      * fewer otherwise, whole GQA groups where possible. */
-    const int by_heads = nt > 1 && p->b * p->hkv % nt == 0;
-    const int64_t want_tasks = (int64_t)nt * NB_TASKS_PER_THREAD;
-    int64_t hb = by_heads ? pl.group
-                          : nb_min64(p->hq, nb_max64(1, p->b * p->hq * per_head / want_tasks));
-    if (hb >= pl.group)
-        hb -= hb % pl.group;
-    const int64_t nhb = (p->hq + hb - 1) / hb;
-    const int64_t ntasks = p->b * nhb * per_head;
-    if (nt > ntasks)
-        nt = (int)ntasks;
+    sc.by_heads = sc.nt > 1 && p->b * p->hkv % sc.nt == 0;
+    const int64_t want_tasks = (int64_t)sc.nt * NB_TASKS_PER_THREAD;
+    sc.hb = sc.by_heads ? pl.group
+                        : nb_min64(p->hq, nb_max64(1, p->b * p->hq * per_head / want_tasks));
+    if (sc.hb >= pl.group)
+        sc.hb -= sc.hb % pl.group;
+    sc.nhb = (p->hq + sc.hb - 1) / sc.hb;
+    sc.ntasks = p->b * sc.nhb * per_head;
+    if (sc.nt > sc.ntasks)
+        sc.nt = (int)sc.ntasks;
+    const int nt = sc.nt;
     int kept;   /* whether ws is the device's workspace kept across calls */
     float *ws = attn_cpu_scratch_acquire(&st->scratch, (size_t)nt * pl.ws_floats * sizeof(float),
                                          &kept);
@@ -651,10 +713,9 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
      * one part of the grid each. 2 threads, 128x128, kernel 13, D 64
      * (bench/attn-ab against contiguous ranges of 4-head tasks): H 4 0.962;
      * H 16 0.985 (tasks of 2 heads 0.998, 4 heads 1.025, 8 heads 1.023). */
-    const int64_t groups = hb / pl.group;
-    const int64_t parts = hb % pl.group ? 1 : nb_min64(NB_LAST_PARTS, groups);
+    sc.parts = sc.hb % pl.group ? 1 : nb_min64(NB_LAST_PARTS, sc.hb / pl.group);
     attn_task_queue queue;
-    if (!ws || attn_task_queue_init(&queue, nt, ntasks, parts - 1)) {
+    if (!ws || attn_task_queue_init(&queue, nt, sc.ntasks, sc.parts - 1)) {
         if (ws)
             attn_cpu_scratch_release(&st->scratch, ws, kept);
         free(tiles);
@@ -673,22 +734,13 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
         float *mine = ws + (size_t)me * pl.ws_floats;
         int r;
         for (int64_t y; (y = attn_task_queue_next(&queue, me, &r)) >= 0;) {
-            const int64_t x0 = ntasks * r / nt, u = y - attn_task_queue_first(&queue, r);
-            const int64_t cnt = ntasks * (r + 1) / nt - x0;
-            const int64_t part = u >= cnt - 1 ? u - (cnt - 1) : 0;   /* of the last task */
-            const int64_t x = x0 + (u < cnt - 1 ? u : cnt - 1);
-            const int64_t xf = by_heads ? (x - x0) * nt + r : x;   /* in the flat order */
-            const int64_t bh = xf % (p->b * nhb), t = xf / (p->b * nhb);
-            const int64_t i2 = t % pl.ntiles[2], i1 = t / pl.ntiles[2] % pl.ntiles[1];
-            const int64_t i0 = t / pl.ntiles[2] / pl.ntiles[1];
-            int64_t h0 = bh % nhb * hb, h1 = nb_min64(h0 + hb, p->hq);
-            if (u >= cnt - 1 && parts > 1) {
-                const int64_t e = nb_min64(h1, h0 + groups * (part + 1) / parts * pl.group);
-                h0 += groups * part / parts * pl.group;
-                h1 = e;
-            }
-            run_task(&pl, bh / nhb, h0, h1, &pl.tiles[0][i0], &pl.tiles[1][i1],
-                     &pl.tiles[2][i2], mine);
+            const int64_t k = y - attn_task_queue_first(&queue, r);
+            const nb_unit u = unit_at(&pl, &sc, r, k);
+            const int more = k + 1 < range_units(&sc, r);
+            nb_unit next;
+            if (more)
+                next = unit_at(&pl, &sc, r, k + 1);
+            run_task(&pl, &u, more ? &next : NULL, mine);
         }
     }
     attn_task_queue_free(&queue);
