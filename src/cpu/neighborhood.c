@@ -163,10 +163,11 @@ typedef struct nb_task {
  * waited on memory; with the rows prefetched a run ahead by pack_runs and
  * a tile's q and out rows at its start, 1 thread, H 4, 24.0-24.4 ms, with
  * this 23.1-23.2; 2 threads, H 16, 54-62 -> 48-53 ms (the cached-rows
- * bound: 47). Not kept: threads claiming their next task when starting one,
- * so that its first block is prefetched too: 1-2% faster, but a task
- * claimed before it starts is no longer there for an idle thread to take,
- * and dynamic balancing is what cores of unequal speed need. */
+ * bound: 47). A task's last block prefetches the first block of the unit
+ * next in its thread's range, without claiming it (a claimed unit would no
+ * longer be there for an idle thread to take: dynamic balancing is what
+ * cores of unequal speed need); if another thread takes it, the prefetch
+ * is wasted. */
 typedef struct nb_pf {
     nb_kv_pf kv;                /* the next block's new runs */
     nb_q_pf q;                  /* the next tile's queries */
