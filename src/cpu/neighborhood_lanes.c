@@ -400,10 +400,10 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
     /* tasks with affinity (task_queue.h), against a shared counter on 2
      * threads: 128x128, kernel 7, D 64, H 16 25.75 -> 25.21 ms; 56x56,
      * kernel 7, D 32, H 4 0.518 -> 0.501; 16x32x32, kernel 3x7x7, D 32, H 4
-     * 7.84 -> 7.53. Where the KV heads split evenly over the threads, each
-     * thread owns whole KV heads and all walk the grid together (by_heads,
-     * as in neighborhood.c). */
-    const int by_heads = nt > 1 && p->hkv % nt == 0;
+     * 7.84 -> 7.53. by_heads (nb_by_heads): each thread owns whole KV
+     * heads and all walk the grid together, as in neighborhood.c (the KV
+     * head is the fastest index of the flat order, the batch the slowest). */
+    const int by_heads = nb_by_heads(p, p->hkv, nt, st->llc_bytes);
     attn_task_queue queue;
     if (!mem || attn_task_queue_init(&queue, nt, pl.ntasks, 0)) {
         if (mem)
