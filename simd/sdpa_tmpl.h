@@ -276,18 +276,24 @@ T_INLINE void t_prefetch_line(uintptr_t pf, int npf, int step)
     }
 #endif
 
-/* MR rows x NV vectors of keys of one packed tile; `tail` = valid lanes of
- * the last vector. */
-T_INLINE void t_qk_micro(const int MR, const int NV, const float *q, int64_t ldq,
-                         const float *k, int64_t ldk, int64_t d, float *s, int64_t lds,
-                         int tail, uintptr_t pf, int npf)
+/* MR query rows x NV key vectors: row i's query at q[i] (rows anywhere:
+ * the neighborhood driver reads f32 queries in place from the caller's
+ * tensor, whose rows are not one stride apart), key vector v at k + v * kvs
+ * and its scores at s + i * lds + v * svs (VL and VL for one packed tile;
+ * runs apart in qk_runs); `tail` = valid lanes of the last vector. */
+T_INLINE void t_qk_micro(const int MR, const int NV, const float *const *q, const float *k,
+                         int64_t ldk, int64_t kvs, int64_t d, float *s, int64_t lds,
+                         int64_t svs, int tail, uintptr_t pf, int npf)
 {
+    const float *qr[MR_QK];
     vf acc[MR_QK][NV_QK];
 T_UNROLL
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
+        qr[i] = q[i];
 T_UNROLL
         for (int v = 0; v < NV; v++)
             acc[i][v] = vzero();
+    }
     int64_t c = 0;
 #ifdef T_FMA_LANE
     /* 4 dims per step: one vector load of each Q row, FMAs by lane */
@@ -296,20 +302,20 @@ T_UNROLL
         vf qv[MR_QK];
 T_UNROLL
         for (int i = 0; i < MR; i++)
-            qv[i] = vload(q + i * ldq + c);
-        T_LANE_STEP(acc, k + c * ldk, VL, qv, 0, NV_QK)
-        T_LANE_STEP(acc, k + (c + 1) * ldk, VL, qv, 1, NV_QK)
-        T_LANE_STEP(acc, k + (c + 2) * ldk, VL, qv, 2, NV_QK)
-        T_LANE_STEP(acc, k + (c + 3) * ldk, VL, qv, 3, NV_QK)
+            qv[i] = vload(qr[i] + c);
+        T_LANE_STEP(acc, k + c * ldk, kvs, qv, 0, NV_QK)
+        T_LANE_STEP(acc, k + (c + 1) * ldk, kvs, qv, 1, NV_QK)
+        T_LANE_STEP(acc, k + (c + 2) * ldk, kvs, qv, 2, NV_QK)
+        T_LANE_STEP(acc, k + (c + 3) * ldk, kvs, qv, 3, NV_QK)
     }
 #endif
 #define T_QK_DIM(c) \
     { \
         const float *kc = k + (c) * ldk; \
         vf kv[NV_QK]; \
-        T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * VL); \
+        T_UNROLL for (int v = 0; v < NV; v++) kv[v] = vload(kc + v * kvs); \
         T_UNROLL for (int i = 0; i < MR; i++) { \
-            const vf qb = vbcast(q + i * ldq + (c)); \
+            const vf qb = vbcast(qr[i] + (c)); \
             T_UNROLL for (int v = 0; v < NV; v++) acc[i][v] = vfma(qb, kv[v], acc[i][v]); \
         } \
     }
@@ -329,24 +335,25 @@ T_UNROLL
     for (int i = 0; i < MR; i++) {
 T_UNROLL
         for (int v = 0; v < NV - 1; v++)
-            vstore(s + i * lds + v * VL, acc[i][v]);
+            vstore(s + i * lds + v * svs, acc[i][v]);
         if (tail == VL)
-            vstore(s + i * lds + (NV - 1) * VL, acc[i][NV - 1]);
+            vstore(s + i * lds + (NV - 1) * svs, acc[i][NV - 1]);
         else
-            vstore_n(s + i * lds + (NV - 1) * VL, acc[i][NV - 1], tail);
+            vstore_n(s + i * lds + (NV - 1) * svs, acc[i][NV - 1], tail);
     }
 }
 
 #define T_QK_CASE(M, N) \
     case (M) * 8 + (N): \
         if ((M) <= MR_QK && (N) <= NV_QK) t_qk_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, \
-                                                      q, ldq, k, ldk, d, s, lds, tail, pf, \
+                                                      q, k, ldk, kvs, d, s, lds, svs, tail, pf, \
                                                       npf); \
         break;
 #define T_QK_ROW(M) T_QK_CASE(M, 1) T_QK_CASE(M, 2) T_QK_CASE(M, 3) T_QK_CASE(M, 4)
 
-static void t_qk_block(int mr, int nv, const float *q, int64_t ldq, const float *k, int64_t ldk,
-                       int64_t d, float *s, int64_t lds, int tail, uintptr_t pf, int npf)
+static void t_qk_block(int mr, int nv, const float *const *q, const float *k, int64_t ldk,
+                       int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs, int tail,
+                       uintptr_t pf, int npf)
 {
     switch (mr * 8 + nv) {
     T_QK_ROW(1) T_QK_ROW(2) T_QK_ROW(3) T_QK_ROW(4)
@@ -368,8 +375,12 @@ static int64_t t_qk_ld(const float *q, int64_t ldq, int nq, const float *k, int6
         for (int i = 0; i < nq; i += MR_QK, call++) {
             int npf = 0;
             const uintptr_t pfl = pf ? t_prefetch_part(pf, call, &npf) : 0;
-            t_qk_block(t_min(MR_QK, nq - i), nv, q + i * ldq, ldq, k + jv * VL, ldk, d,
-                       s + i * lds + jv * VL, lds, tail, pfl, npf);
+            const int mr = t_min(MR_QK, nq - i);
+            const float *qr[MR_QK];
+            for (int r = 0; r < mr; r++)
+                qr[r] = q + (i + r) * ldq;
+            t_qk_block(mr, nv, qr, k + jv * VL, ldk, VL, d,
+                       s + i * lds + jv * VL, lds, VL, tail, pfl, npf);
         }
     }
     return call;
@@ -383,76 +394,6 @@ static void t_qk(const float *q, int64_t ldq, int nq, const float *k, int nk, in
                           ((nq + MR_QK - 1) / MR_QK);
     const t_prefetch pf = t_prefetch_plan(k, floats, calls);
     t_qk_ld(q, ldq, nq, k, t_ld_packed(nk), nk, d, s, lds, &pf, 0);
-}
-
-/* MR query rows x NV key vectors of t_qk_runs: row i's query at q[i] (its
- * own address: the neighborhood driver reads f32 queries in place from the
- * caller's tensor, whose rows are not one stride apart), key vector v at
- * k + v * kvs, its scores at s + i * lds + v * svs (whole vectors). */
-T_INLINE void t_qk_runs_micro(const int MR, const int NV, const float *const *q, const float *k,
-                              int64_t ldk, int64_t kvs, int64_t d, float *s, int64_t lds,
-                              int64_t svs)
-{
-    const float *qr[MR_QK];
-    vf acc[MR_QK][NV_QK];
-T_UNROLL
-    for (int i = 0; i < MR; i++) {
-        qr[i] = q[i];
-T_UNROLL
-        for (int v = 0; v < NV; v++)
-            acc[i][v] = vzero();
-    }
-    int64_t c = 0;
-#ifdef T_FMA_LANE
-    for (; c + 4 <= d; c += 4) {
-        vf qv[MR_QK];
-T_UNROLL
-        for (int i = 0; i < MR; i++)
-            qv[i] = vload(qr[i] + c);
-        T_LANE_STEP(acc, k + c * ldk, kvs, qv, 0, NV_QK)
-        T_LANE_STEP(acc, k + (c + 1) * ldk, kvs, qv, 1, NV_QK)
-        T_LANE_STEP(acc, k + (c + 2) * ldk, kvs, qv, 2, NV_QK)
-        T_LANE_STEP(acc, k + (c + 3) * ldk, kvs, qv, 3, NV_QK)
-    }
-#endif
-#pragma GCC unroll 4
-    for (; c < d; c++) {
-        const float *kc = k + c * ldk;
-        vf kv[NV_QK];
-T_UNROLL
-        for (int v = 0; v < NV; v++)
-            kv[v] = vload(kc + v * kvs);
-T_UNROLL
-        for (int i = 0; i < MR; i++) {
-            const vf qb = vbcast(qr[i] + c);
-T_UNROLL
-            for (int v = 0; v < NV; v++)
-                acc[i][v] = vfma(qb, kv[v], acc[i][v]);
-        }
-    }
-T_UNROLL
-    for (int i = 0; i < MR; i++)
-T_UNROLL
-        for (int v = 0; v < NV; v++)
-            vstore(s + i * lds + v * svs, acc[i][v]);
-}
-
-#define T_QKR_CASE(M, N) \
-    case (M) * 8 + (N): \
-        if ((M) <= MR_QK && (N) <= NV_QK) \
-            t_qk_runs_micro((M) <= MR_QK ? (M) : 1, (N) <= NV_QK ? (N) : 1, q, k, ldk, kvs, d, \
-                            s, lds, svs); \
-        break;
-#define T_QKR_ROW(M) T_QKR_CASE(M, 1) T_QKR_CASE(M, 2) T_QKR_CASE(M, 3) T_QKR_CASE(M, 4)
-
-static void t_qk_runs_block(int mr, int nv, const float *const *q, const float *k, int64_t ldk,
-                            int64_t kvs, int64_t d, float *s, int64_t lds, int64_t svs)
-{
-    switch (mr * 8 + nv) {
-    T_QKR_ROW(1) T_QKR_ROW(2) T_QKR_ROW(3) T_QKR_ROW(4)
-    T_QKR_ROW(5) T_QKR_ROW(6) T_QKR_ROW(7) T_QKR_ROW(8)
-    default: break;
-    }
 }
 
 /* Keys j0..j0+nk-1 of nruns K tiles packed with panel_nk keys, run r's at
@@ -469,9 +410,9 @@ static void t_qk_runs(const float *const *q, int nq, const float *const *kruns, 
         for (int r = 0; r < nruns; r++)
             for (int jv = 0; jv < nvec; jv += NV_QK)
                 for (int i = 0; i < nq; i += MR_QK)
-                    t_qk_runs_block(t_min(MR_QK, nq - i), t_min(NV_QK, nvec - jv), q + i,
-                                    kruns[r] + j0 + jv * VL, ldk, VL, d,
-                                    s + i * lds + r * pitch + jv * VL, lds, VL);
+                    t_qk_block(t_min(MR_QK, nq - i), t_min(NV_QK, nvec - jv), q + i,
+                               kruns[r] + j0 + jv * VL, ldk, VL, d,
+                               s + i * lds + r * pitch + jv * VL, lds, VL, VL, 0, 0);
         return;
     }
     /* a window fits one vector: the register block spans up to NV_QK runs
@@ -482,8 +423,8 @@ static void t_qk_runs(const float *const *q, int nq, const float *const *kruns, 
         while (nv < NV_QK && r + nv < nruns && kruns[r + nv] - kruns[r] == nv * kvs)
             nv++;
         for (int i = 0; i < nq; i += MR_QK)
-            t_qk_runs_block(t_min(MR_QK, nq - i), nv, q + i, kruns[r] + j0, ldk, kvs, d,
-                            s + i * lds + r * pitch, lds, pitch);
+            t_qk_block(t_min(MR_QK, nq - i), nv, q + i, kruns[r] + j0, ldk, kvs, d,
+                       s + i * lds + r * pitch, lds, pitch, VL, 0, 0);
         r += nv;
     }
 }
