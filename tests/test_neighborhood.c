@@ -173,6 +173,24 @@ static void correctness_cases(void)
         c.dil[1] = 2;
         run_case(&c);
     }
+    /* f32 outputs of 4 MiB and more, which the keys-in-lanes CPU driver
+     * stores past the caches a tile later (nb_out_stream): GQA, lse, a
+     * negative scale. */
+    {
+        nb_case c = base_case(2);
+        c.b = 1;
+        c.len[0] = c.len[1] = 64;
+        c.kern[0] = c.kern[1] = 13;
+        c.dil[0] = c.dil[1] = 1;
+        c.hkv = 2;
+        c.hq = 4;
+        c.d = c.dv = 64;
+        c.in_dt = c.out_dt = ATTN_F32;
+        c.layout = TU_CONTIG;
+        c.lse = 1;
+        c.scale = -0.3f;
+        run_case(&c);
+    }
     /* 3-D with interior lane vectors (key rows over two outer axes). */
     for (int causal = 0; causal < 2; causal++) {
         nb_case c = base_case(3);

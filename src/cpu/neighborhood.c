@@ -75,6 +75,35 @@ typedef struct axis_tile {
     int64_t c, p0, cnt;
 } axis_tile;
 
+/* How run_tile's O = P V / l reaches out. */
+enum {
+    NB_OUT_STREAM,   /* into w->O, then past the caches (nb_out_stream) */
+    NB_OUT_DIRECT,   /* by the P V kernels, into the out rows */
+    NB_OUT_COPY      /* into w->O, then converted element by element */
+};
+
+/* f32 outputs from this size on are streamed. */
+#define NB_STREAM_OUT_BYTES ((size_t)4 << 20)
+
+/* f32 out rows with unit column stride are streamed (nb_out_stream) where
+ * the output is large: the caller cannot find it cached anyway. Smaller
+ * ones are written in place by the P V kernels and may stay cached for the
+ * caller; within the call the two measured the same there (2 threads,
+ * kernel 13, D 64, H 4: 40x40 0.998, 24x24 1.008 streamed / in place), and
+ * in place was 1 thread, 128x128, 23.1-23.2 -> 22.6 ms against a copy from
+ * w->O before streaming existed. Other dtypes and layouts go through w->O
+ * and are converted element by element. Streamed against in place (bench/
+ * attn-ab --before self, 2 threads, kernel 13, D 64): 128x128 H 4 0.98-1.00
+ * (1 thread 0.991), H 16 0.988, D 32 0.939; 56x56 H 8 0.976. */
+static int nb_out_mode(const attn_neighborhood_problem *p)
+{
+    if (p->out.dtype != ATTN_F32 || p->out.stride[5] != 1)
+        return NB_OUT_COPY;
+    const double bytes = (double)p->b * (double)(p->len[0] * p->len[1] * p->len[2]) * (double)p->hq *
+                         (double)p->dv * sizeof(float);
+    return bytes >= (double)NB_STREAM_OUT_BYTES ? NB_OUT_STREAM : NB_OUT_DIRECT;
+}
+
 typedef struct nb_plan {
     const attn_neighborhood_problem *p;
     const attn_cpu_kernels *ks;
@@ -86,6 +115,7 @@ typedef struct nb_plan {
     int64_t max_runs, max_u2, max_seg_keys, max_nq, max_calls;
     int64_t ldq, ldo, ktf, vtf;
     int q_in_place;               /* qk_runs reads q where it lies (run_tile) */
+    int out_mode;                 /* how O reaches out (NB_OUT_*, run_tile) */
     int64_t lds, srs;             /* S: query q's run r at q * lds + r * srs */
     size_t  ws_floats;
 } nb_plan;
@@ -127,7 +157,7 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     const int64_t nq16 = nb_round_up(pl->max_nq, 16);
     w.Q = ws;
     w.O = w.Q + pl->max_nq * pl->ldq;
-    w.S = w.O + pl->max_nq * pl->ldo;
+    w.S = w.O + 2 * pl->max_nq * pl->ldo;   /* two halves (run_tile) */
     w.K = w.S + pl->max_runs * pl->srs;
     w.V = w.K + pl->max_runs * pl->ktf;
     w.m = w.V + pl->max_runs * pl->vtf;   /* also what qk_runs may over-read past K */
@@ -171,12 +201,14 @@ typedef struct nb_task {
 typedef struct nb_pf {
     nb_kv_pf kv;                /* the next block's new runs */
     nb_q_pf q;                  /* the next tile's queries */
+    nb_out_stream *os;          /* the tile before's out rows (NB_OUT_STREAM) */
 } nb_pf;
 
 static inline void pf_step(nb_pf *pf)
 {
     nb_q_pf_step(&pf->q);
     nb_kv_pf_step(&pf->kv);
+    nb_out_stream_step(pf->os);
 }
 
 /* Points pf at the runs of axis-1 key rows [u1s, u1e) of KV head hk over
@@ -197,6 +229,7 @@ static void pf_runs_start(const nb_plan *pl, const nb_task *tk, nb_pf *pf, int64
  * extents). */
 #define NB_MAX_T2 4
 #define NB_MAX_T1 16
+_Static_assert(NB_MAX_T1 * NB_MAX_T2 <= NB_OUT_STREAM_ROWS, "a tile's rows fit nb_out_stream");
 
 /* The runs [*lo, *hi) that axis-1 query row i1 of the task sees. */
 static inline void row_runs(const nb_task *tk, const nb_ws *w, int64_t i1, int64_t *lo,
@@ -260,9 +293,10 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     }
 
     const attn_view *qv = &p->q;
-    /* the next tile's q and out rows */
+    /* the next tile's q rows, and out rows unless streamed */
     nb_q_pf_start(&pf->q, p, tk->b, tk->g0, tk->c[1] + d1 * tk->p1, m1, tk->c[2] + d2 * (p2 + m2),
-                  m2, tk->h, p2 + 2 * m2 <= tk->n2 ? tk->ncalls + m1 : 0);
+                  m2, tk->h, pl->out_mode != NB_OUT_STREAM,
+                  p2 + 2 * m2 <= tk->n2 ? tk->ncalls + m1 : 0);
     /* qk_runs reads f32 query rows with unit column stride where they lie
      * (the softmax applies the scale); other dtypes and layouts are
      * converted into w->Q first. Against always converting (the scaled copy
@@ -305,11 +339,11 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     for (int64_t i2 = 0; i2 < m2; i2++)
         for (int64_t x = 0; x < pitch; x++)
             w->bias[i2 * pitch + x] = x >= klo[i2] && x < khi[i2] ? 0.0f : -INFINITY;
-    /* f32 out rows with unit column stride take O = P V / l in place (1
-     * thread, 128x128, kernel 13, D 64, H 4: 23.1-23.2 -> 22.6 ms against
-     * a copy from w->O); other dtypes and layouts go through w->O */
     const attn_view *ov = &p->out, *lv = &p->lse;
-    const int direct = ov->dtype == ATTN_F32 && ov->stride[5] == 1;
+    const int direct = pl->out_mode == NB_OUT_DIRECT;
+    /* NB_OUT_STREAM: O into the half of w->O that the stream is not
+     * storing from */
+    float *obuf = pf->os->src == w->O ? w->O + pl->max_nq * pl->ldo : w->O;
     for (int64_t i1 = 0; i1 < m1; i1++) {
         int64_t r_lo, r_hi;
         pf_step(pf);
@@ -339,7 +373,7 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     for (int64_t i1 = 0; i1 < m1; i1++)
         o_rows[i1] = direct ? (float *)nb_elem(ov, tk->b, tk->g0, tk->c[1] + d1 * (tk->p1 + i1),
                                                tk->c[2] + d2 * p2, tk->h)
-                            : w->O + i1 * m2 * pl->ldo;
+                            : obuf + i1 * m2 * pl->ldo;
     if (direct)
         ldo = d2 * ov->stride[3];
     int64_t i1 = 0;
@@ -363,13 +397,22 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     }
 
     nb_q_pf_run(&pf->q, pf->q.n);   /* what the steps left */
-    if (direct && !p->has_lse)
+    if (pl->out_mode == NB_OUT_STREAM) {   /* over the next tile's steps */
+        nb_out_stream *os = pf->os;
+        nb_out_stream_start(os, obuf, pl->ldo, p->dv, m1 * m2, tk->ncalls + m1);
+        for (int64_t i1 = 0; i1 < m1; i1++)
+            for (int64_t i2 = 0; i2 < m2; i2++)
+                os->dst[i1 * m2 + i2] = (float *)nb_elem(ov, tk->b, tk->g0,
+                                                         tk->c[1] + d1 * (tk->p1 + i1),
+                                                         tk->c[2] + d2 * (p2 + i2), tk->h);
+    }
+    if (pl->out_mode != NB_OUT_COPY && !p->has_lse)
         return;
     for (int64_t i1 = 0; i1 < m1; i1++)
         for (int64_t i2 = 0; i2 < m2; i2++) {
             const int64_t r = i1 * m2 + i2;
             const int64_t g1 = tk->c[1] + d1 * (tk->p1 + i1), g2 = tk->c[2] + d2 * (p2 + i2);
-            if (!direct) {
+            if (pl->out_mode == NB_OUT_COPY) {
                 char *dst = (char *)nb_elem(ov, tk->b, tk->g0, g1, g2, tk->h);
                 for (int64_t c = 0; c < p->dv; c++)
                     attn_store_f32(dst, ov->dtype, c * ov->stride[5], w->O[r * pl->ldo + c]);
@@ -488,6 +531,7 @@ static void run_task(const nb_plan *pl, const nb_unit *u, const nb_unit *next, f
     const axis_tile *t1 = u->t[1], *t2 = u->t[2];
     nb_task tk;
     task_init(pl, u, &tk);
+    nb_out_stream os = { 0 };
 
     const int64_t end1 = t1->p0 + t1->cnt, end2 = t2->p0 + t2->cnt;
     const int64_t tiles2 = (t2->cnt + pl->t2 - 1) / pl->t2;
@@ -512,6 +556,7 @@ static void run_task(const nb_plan *pl, const nb_unit *u, const nb_unit *next, f
             const int64_t steps = (hge - hg) * tiles2 * (tk.ncalls + tk.m1);   /* pf_step calls */
             int64_t ns = 0, ne = 0;
             nb_pf pf;
+            pf.os = &os;
             if (q1 + pl->t[1] < end1) {
                 block_rows(pl, &tk, t1, q1 + pl->t[1], &ns, &ne);
                 pf_runs_start(pl, &tk, &pf, tk.hk, nb_max64(ns, u1e), ne, steps);
@@ -531,6 +576,10 @@ static void run_task(const nb_plan *pl, const nb_unit *u, const nb_unit *next, f
                     run_tile(pl, &tk, &w, &pf, p2, nb_min64(pl->t2, end2 - p2));
         }
         hg = hge;
+    }
+    if (pl->out_mode == NB_OUT_STREAM) {
+        nb_out_stream_finish(&os);
+        attn_cpu_stream_fence();
     }
 }
 
@@ -647,6 +696,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.max_calls = (pl.max_runs + NB_QK_RUNS - 1) / NB_QK_RUNS * pl.t[1];
     pl.ldq = nb_round_up(p->d, 16);
     pl.q_in_place = p->q.dtype == ATTN_F32 && p->q.stride[5] == 1;
+    pl.out_mode = nb_out_mode(p);
     pl.ldo = nb_round_up(p->dv, 16);
     /* S by run, then query: pv_pair wants a query's scores 16 floats from
      * the next's (a padding of 16 floats per run, against the runs of a
@@ -655,7 +705,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.srs = pl.max_nq * pl.lds;
     pl.ktf = nb_round_up((int64_t)pl.ks->k_tile_floats((int)pl.max_seg_keys, p->d), 16);
     pl.vtf = nb_round_up((int64_t)pl.ks->v_tile_floats((int)pl.max_seg_keys, p->dv), 16);
-    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + pl.ldo) + pl.max_runs * pl.srs +
+    pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + 2 * pl.ldo) + pl.max_runs * pl.srs +
                             pl.max_runs * (pl.ktf + pl.vtf) +
                             3 * nb_round_up(pl.max_nq, 16) +
                             pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * pl.t[1] +

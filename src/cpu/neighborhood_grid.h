@@ -104,19 +104,21 @@ NB_PREFETCH_FN void nb_prefetch_span(const char *a, int64_t bytes, int write, in
 #endif
 }
 
-/* Starts loading into the cache the q row and the out row (for writing) of
- * head h's query (g0, g1, g2): into L1, or into L2 only where outer is set
+/* Starts loading into the cache the q row and, where out is set, the out
+ * row (for writing) of head h's query (g0, g1, g2): into L1, or into L2
+ * only where outer is set
  * (see nb_prefetch_rows: the rows lie H x D elements apart; queries-in-lanes
  * driver, 1 thread, 128x128, kernel 7, D 64, H 16: 57.4 -> 49.4 ms with
  * outer, H 4 the same; the keys-in-lanes driver, kernel 13: H 16 the same,
  * H 4 on two threads 4% slower with outer). */
 NB_PREFETCH_FN void nb_prefetch_query(const attn_neighborhood_problem *p, int64_t b, int64_t g0,
-                                     int64_t g1, int64_t g2, int64_t h, int outer)
+                                     int64_t g1, int64_t g2, int64_t h, int out, int outer)
 {
     nb_prefetch_span(nb_elem(&p->q, b, g0, g1, g2, h),
                      p->d * (int64_t)attn_dtype_bytes(p->q.dtype), 0, outer);
-    nb_prefetch_span(nb_elem(&p->out, b, g0, g1, g2, h),
-                     p->dv * (int64_t)attn_dtype_bytes(p->out.dtype), 1, outer);
+    if (out)
+        nb_prefetch_span(nb_elem(&p->out, b, g0, g1, g2, h),
+                         p->dv * (int64_t)attn_dtype_bytes(p->out.dtype), 1, outer);
 }
 
 /* Starts loading into the cache the q rows and the out rows (for writing)
@@ -128,7 +130,7 @@ NB_PREFETCH_FN void nb_prefetch_queries(const attn_neighborhood_problem *p, int6
 {
     for (int64_t i = 0; i < n1; i++)
         for (int64_t l = 0; l < n2; l++)
-            nb_prefetch_query(p, b, g0, g1 + p->dil[1] * i, g2 + p->dil[2] * l, h, outer);
+            nb_prefetch_query(p, b, g0, g1 + p->dil[1] * i, g2 + p->dil[2] * l, h, 1, outer);
 }
 
 /* Starts loading the n rows of `bytes` from row0, step bytes apart: the

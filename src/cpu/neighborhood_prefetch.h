@@ -1,5 +1,5 @@
-/* Prefetching spread over compute, for the CPU neighborhood driver with
- * keys in the lanes (neighborhood.c).
+/* Prefetching (and output stores) spread over compute, for the CPU
+ * neighborhood driver with keys in the lanes (neighborhood.c).
  *
  * The driver packs key rows that the next block will read, and reads query
  * rows and writes out rows that lie H x D elements apart, which the
@@ -18,6 +18,7 @@
 #define ATTN_CPU_NEIGHBORHOOD_PREFETCH_H
 
 #include "neighborhood_grid.h"
+#include "stream_store.h"
 
 /* The key runs [0, nk0 x nb1) of KV head hk, batch b, numbered as
  * nb_run_start numbers them (axis-1 key row first, from sub-grid positions
@@ -85,11 +86,12 @@ static inline void nb_kv_pf_step(nb_kv_pf *pf)
     }
 }
 
-/* The q and out rows of head h's queries (g0, g1 + dil1 i, g2 + dil2 l), i <
- * n1, l < n2 (grid indices), query by query. */
+/* The q rows, and the out rows where out is set, of head h's queries (g0,
+ * g1 + dil1 i, g2 + dil2 l), i < n1, l < n2 (grid indices), query by query. */
 typedef struct nb_q_pf {
     const attn_neighborhood_problem *p;
     int64_t b, g0, g1, g2, h, n2;
+    int out;
     int64_t i, n;                /* next query, queries in all */
     int64_t per_step;            /* queries per nb_q_pf_step */
 } nb_q_pf;
@@ -98,9 +100,10 @@ typedef struct nb_q_pf {
  * (none where steps is 0). */
 static inline void nb_q_pf_start(nb_q_pf *pf, const attn_neighborhood_problem *p, int64_t b,
                                  int64_t g0, int64_t g1, int64_t n1, int64_t g2, int64_t n2,
-                                 int64_t h, int64_t steps)
+                                 int64_t h, int out, int64_t steps)
 {
     pf->p = p;
+    pf->out = out;
     pf->b = b;
     pf->g0 = g0;
     pf->g1 = g1;
@@ -118,9 +121,59 @@ static inline void nb_q_pf_run(nb_q_pf *pf, int64_t count)
     const attn_neighborhood_problem *p = pf->p;
     for (const int64_t e = nb_min64(pf->n, pf->i + count); pf->i < e; pf->i++)
         nb_prefetch_query(p, pf->b, pf->g0, pf->g1 + p->dil[1] * (pf->i / pf->n2),
-                          pf->g2 + p->dil[2] * (pf->i % pf->n2), pf->h, 0);
+                          pf->g2 + p->dil[2] * (pf->i % pf->n2), pf->h, pf->out, 0);
 }
 
 static inline void nb_q_pf_step(nb_q_pf *pf) { nb_q_pf_run(pf, pf->per_step); }
+
+/* A query tile's f32 output rows, computed into a workspace buffer (row i
+ * at src + i ldo), stored to their out rows (dst[i]) past the caches
+ * (attn_cpu_store_scaled_stream) a few at each step of the next tile. A
+ * plain store to a cold out line first reads it (RFO), and the driver had
+ * to prefetch the out rows for writing, a tile ahead, to keep the P V
+ * kernels' stores from waiting on those reads; streaming stores read
+ * nothing, and issued a few at a time between kernel calls they do not
+ * fill the write-combining buffers, as the P V kernels' bursts of them did
+ * (measured in neighborhood.c, nb_out_mode; streamed from the P V
+ * kernels' own stores instead, measured earlier on the same VM, 128x128,
+ * kernel 13, D 64, H 4: 1 thread 1.027, 2 threads 1.009 of the time of
+ * plain stores). Computing the out rows' addresses as the rows are stored
+ * instead of into dst at the start measured 1.5-2% slower. */
+#define NB_OUT_STREAM_ROWS 64
+typedef struct nb_out_stream {
+    float *dst[NB_OUT_STREAM_ROWS];
+    const float *src;
+    int64_t ldo, dv;
+    int64_t i, n;                /* next row, rows in all */
+    int64_t per_step;            /* rows per nb_out_stream_step */
+} nb_out_stream;
+
+/* Stores the next `count` rows. */
+static inline void nb_out_stream_run(nb_out_stream *os, int64_t count)
+{
+    for (const int64_t e = nb_min64(os->n, os->i + count); os->i < e; os->i++)
+        attn_cpu_store_scaled_stream(os->dst[os->i], os->src + os->i * os->ldo, os->dv, 1.0f);
+}
+
+static inline void nb_out_stream_step(nb_out_stream *os) { nb_out_stream_run(os, os->per_step); }
+
+/* Stores what the steps left (none where os holds no rows: n = i = 0). */
+static inline void nb_out_stream_finish(nb_out_stream *os) { nb_out_stream_run(os, os->n - os->i); }
+
+/* Stores the rows the steps left, then takes n rows from src, whose out
+ * rows the caller has set in dst, to be stored over `steps` calls of
+ * nb_out_stream_step (all at the next nb_out_stream_finish where steps is
+ * 0). */
+static inline void nb_out_stream_start(nb_out_stream *os, const float *src, int64_t ldo,
+                                       int64_t dv, int64_t n, int64_t steps)
+{
+    nb_out_stream_finish(os);
+    os->src = src;
+    os->ldo = ldo;
+    os->dv = dv;
+    os->i = 0;
+    os->n = n;
+    os->per_step = steps > 0 ? (n + steps - 1) / steps : 0;
+}
 
 #endif
