@@ -24,6 +24,8 @@
  *                     the default lets each call follow the other build's
  *     --before flush  each timed call after 64 MiB of other data was
  *                     written, so that no call finds the tensors in cache
+ *     --offset B   the tensors start B bytes past a 64-byte boundary
+ *                  (default 0; malloc's blocks start 16 bytes past one)
  *
  * Which one matters: a change to the order in which tasks walk the grid
  * changes which tensor rows the call leaves in the L3 for the next one,
@@ -119,13 +121,21 @@ static int load(build *b, int threads, int calls)
 static void usage(void)
 {
     fprintf(stderr, "usage: attn-ab [--nb XxY:K] [--hq H] [--hkv H] [--d D] [--threads T] "
-                    "[--calls N] [--before self|flush] LIB_A LIB_B [LIB_C ...]\n");
+                    "[--calls N] [--before self|flush] [--offset B] LIB_A LIB_B [LIB_C ...]\n");
+}
+
+/* n floats from `offset` bytes past a 64-byte boundary (free the result). */
+static float *aligned_floats(size_t n, int offset)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, n * sizeof(float) + (size_t)offset) ? NULL : (float *)p;
 }
 
 int main(int argc, char **argv)
 {
     int64_t gx = 128, gy = 128, kern = 13, hq = 4, hkv = 0, d = 64;
     int threads = 0, calls = 100, nlib = 0, before = 0;   /* 0 other build, 1 self, 2 flush */
+    int offset = 0;
     build libs[MAX_LIBS];
     memset(libs, 0, sizeof libs);
     for (int i = 1; i < argc; i++) {
@@ -145,6 +155,8 @@ int main(int argc, char **argv)
             threads = atoi(v), i++;
         } else if (!strcmp(a, "--calls") && v) {
             calls = atoi(v), i++;
+        } else if (!strcmp(a, "--offset") && v) {
+            offset = atoi(v), i++;
         } else if (!strcmp(a, "--before") && v && (!strcmp(v, "self") || !strcmp(v, "flush"))) {
             before = !strcmp(v, "self") ? 1 : 2, i++;
         } else if (a[0] == '-' || nlib == MAX_LIBS) {
@@ -155,15 +167,19 @@ int main(int argc, char **argv)
     }
     if (!hkv)
         hkv = hq;
-    if (nlib < 2 || calls < 4 || gx < 1 || gy < 1 || hq < 1 || hkv < 1 || d < 1)
+    if (nlib < 2 || calls < 4 || gx < 1 || gy < 1 || hq < 1 || hkv < 1 || d < 1 || offset < 0 ||
+        offset >= 64 || offset % 4)
         return usage(), 2;
 
     /* q, k, v in [-1, 1), the same for every build */
     const size_t nq = (size_t)(gx * gy * hq * d), nkv = (size_t)(gx * gy * hkv * d);
-    float *q = malloc(nq * sizeof *q), *k = malloc(nkv * sizeof *k);
-    float *v = malloc(nkv * sizeof *v), *o = malloc(nq * sizeof *o);
-    if (!q || !k || !v || !o)
+    /* 64-byte aligned as attn-bench's tensors, or offset past that */
+    float *qm = aligned_floats(nq, offset), *km = aligned_floats(nkv, offset);
+    float *vm = aligned_floats(nkv, offset), *om = aligned_floats(nq, offset);
+    if (!qm || !km || !vm || !om)
         return fprintf(stderr, "attn-ab: out of memory\n"), 1;
+    float *q = (float *)((char *)qm + offset), *k = (float *)((char *)km + offset);
+    float *v = (float *)((char *)vm + offset), *o = (float *)((char *)om + offset);
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     fill(q, nq, &seed);
     fill(k, nkv, &seed);
@@ -242,6 +258,6 @@ int main(int argc, char **argv)
             libs[l].destroy(libs[l].ctx);
         free(libs[l].ms);
     }
-    free(q), free(k), free(v), free(o), free(flush);
+    free(qm), free(km), free(vm), free(om), free(flush);
     return rc;
 }
