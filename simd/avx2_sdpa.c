@@ -37,6 +37,7 @@ static inline vf vload_nfill(const float *p, int n, float f)
 }
 static inline void vstore(float *p, vf v) { _mm256_storeu_ps(p, v); }
 static inline void vstore_n(float *p, vf v, int n) { _mm256_maskstore_ps(p, mask_n(n), v); }
+#define vstream(p, v) _mm256_stream_ps(p, v)   /* p 32-byte aligned */
 static inline vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
 static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }

@@ -45,6 +45,7 @@ static inline vf vload_nfill(const float *p, int n, float f)
 }
 static inline void vstore(float *p, vf v) { _mm512_storeu_ps(p, v); }
 static inline void vstore_n(float *p, vf v, int n) { _mm512_mask_storeu_ps(p, mask_n(n), v); }
+#define vstream(p, v) _mm512_stream_ps(p, v)   /* p 64-byte aligned */
 static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }

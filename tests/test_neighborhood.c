@@ -175,8 +175,10 @@ static void correctness_cases(void)
     }
     /* f32 outputs of 4 MiB and more, which the keys-in-lanes CPU driver
      * stores past the caches a tile later (nb_out_stream): GQA, lse, a
-     * negative scale. */
-    {
+     * negative scale; rows of whole cache lines 16 bytes into one (malloc)
+     * and on line boundaries (store_stream's whole vectors). */
+    for (int aligned = 0; aligned < 2; aligned++) {
+        tu_align = aligned ? 64 : 0;
         nb_case c = base_case(2);
         c.b = 1;
         c.len[0] = c.len[1] = 64;
@@ -190,6 +192,7 @@ static void correctness_cases(void)
         c.lse = 1;
         c.scale = -0.3f;
         run_case(&c);
+        tu_align = 0;
     }
     /* 3-D with interior lane vectors (key rows over two outer axes). */
     for (int causal = 0; causal < 2; causal++) {

@@ -10,6 +10,7 @@
 
 long tu_passed, tu_failed;
 int tu_quick, tu_verbose;
+size_t tu_align;
 uint64_t tu_seed;
 
 static uint64_t rs[4];
@@ -154,7 +155,12 @@ int tu_tensor_alloc(tu_tensor *x, attn_dtype dt, int ndim, const int64_t *shape,
     const size_t es = ref_dtype_size(dt);
     x->storage = (size_t)span * es + (pad ? 3 * es : 0);   /* trailing gap too */
     x->total = x->storage + GUARD_BYTES;
-    x->mem = malloc(x->total);
+    if (tu_align) {
+        void *m = NULL;
+        x->mem = posix_memalign(&m, tu_align, x->total) ? NULL : m;
+    } else {
+        x->mem = malloc(x->total);
+    }
     x->cover = calloc(x->total, 1);
     if (!x->mem || !x->cover) {
         free(x->mem);

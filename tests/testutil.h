@@ -19,6 +19,12 @@
 
 extern long tu_passed, tu_failed;
 extern int tu_quick, tu_verbose;
+
+/* Alignment in bytes of the storage tu_tensor_alloc allocates (a power of
+ * two of at least sizeof(void *)); 0, the default: malloc's, 16 bytes on
+ * x86-64 Linux, so that a row of whole cache lines starts 16 bytes into
+ * one. */
+extern size_t tu_align;
 extern uint64_t tu_seed;
 
 /* Reads the environment, seeds the RNG and prints the seed. */

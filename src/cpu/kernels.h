@@ -108,6 +108,12 @@ typedef struct attn_cpu_kernels {
                          int64_t rstride, float scale, const float *bias, int64_t ldb, float *m,
                          float *l);
 
+    /* dst[c] = src[c] for c < n, past the caches (output rows written once,
+     * stream_store.h): whole vectors where dst is vector-aligned, else
+     * attn_cpu_store_scaled_stream's 16-byte stores; the caller fences with
+     * attn_cpu_stream_fence. NULL in the AVX512_BF16 and AMX sets. */
+    void (*store_stream)(float *dst, const float *src, int64_t n);
+
     /* Neighborhood attention with queries in the vector lanes (simd/nb_tmpl.h;
      * 0 / NULL where a set lacks them: the driver then uses qk_runs).
      * nb_vl queries per lane vector; nb_rows query rows per register block.

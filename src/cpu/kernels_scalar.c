@@ -4,6 +4,7 @@
 #include <math.h>
 #include "kernels.h"
 #include "half.h"
+#include "stream_store.h"
 
 static void scalar_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)
 {
@@ -128,6 +129,11 @@ static void scalar_vexp(float *y, int64_t n)
         y[i] = expf(y[i]);
 }
 
+static void scalar_store_stream(float *dst, const float *src, int64_t n)
+{
+    attn_cpu_store_scaled_stream(dst, src, n, 1.0f);
+}
+
 const attn_cpu_kernels attn_cpu_kernels_scalar = {
     .name = "scalar",
     .isa = ATTN_ISA_SCALAR,
@@ -142,5 +148,6 @@ const attn_cpu_kernels attn_cpu_kernels_scalar = {
     .pv = scalar_pv,
     .pv_runs = scalar_pv_runs,
     .softmax_runs = scalar_softmax_runs,
+    .store_stream = scalar_store_stream,
     .vexp = scalar_vexp,
 };

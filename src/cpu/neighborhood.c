@@ -63,6 +63,7 @@
 #include "neighborhood_grid.h"
 #include "neighborhood_lanes.h"
 #include "neighborhood_prefetch.h"
+#include "stream_store.h"
 #include "task_queue.h"
 #include "../error.h"
 
@@ -93,8 +94,12 @@ enum {
  * in place was 1 thread, 128x128, 23.1-23.2 -> 22.6 ms against a copy from
  * w->O before streaming existed. Other dtypes and layouts go through w->O
  * and are converted element by element. Streamed against in place (bench/
- * attn-ab --before self, 2 threads, kernel 13, D 64): 128x128 H 4 0.98-1.00
- * (1 thread 0.991), H 16 0.988, D 32 0.939; 56x56 H 8 0.976. */
+ * attn-ab --before self, 2 threads, kernel 13, D 64), tensors 64-byte
+ * aligned / 16 bytes past that (malloc's): 128x128 H 4 0.996 / 0.986 (1
+ * thread 1.007 / 1.000), H 16 0.981 / 0.987, D 32 0.994 / 0.931; 56x56 H 8
+ * 0.993 / 0.987: in-place stores lose most where rows straddle lines
+ * (D 32 at 16 bytes past a line: 128-byte rows over 3 lines, each shared
+ * with the next head's row). */
 static int nb_out_mode(const attn_neighborhood_problem *p)
 {
     if (p->out.dtype != ATTN_F32 || p->out.stride[5] != 1)
@@ -399,7 +404,8 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     nb_q_pf_run(&pf->q, pf->q.n);   /* what the steps left */
     if (pl->out_mode == NB_OUT_STREAM) {   /* over the next tile's steps */
         nb_out_stream *os = pf->os;
-        nb_out_stream_start(os, obuf, pl->ldo, p->dv, m1 * m2, tk->ncalls + m1);
+        nb_out_stream_start(os, ks->store_stream, obuf, pl->ldo, p->dv, m1 * m2,
+                            tk->ncalls + m1);
         for (int64_t i1 = 0; i1 < m1; i1++)
             for (int64_t i2 = 0; i2 < m2; i2++)
                 os->dst[i1 * m2 + i2] = (float *)nb_elem(ov, tk->b, tk->g0,
@@ -697,6 +703,8 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.ldq = nb_round_up(p->d, 16);
     pl.q_in_place = p->q.dtype == ATTN_F32 && p->q.stride[5] == 1;
     pl.out_mode = nb_out_mode(p);
+    if (pl.out_mode == NB_OUT_STREAM && !pl.ks->store_stream)
+        pl.out_mode = NB_OUT_DIRECT;
     pl.ldo = nb_round_up(p->dv, 16);
     /* S by run, then query: pv_pair wants a query's scores 16 floats from
      * the next's (a padding of 16 floats per run, against the runs of a

@@ -18,7 +18,6 @@
 #define ATTN_CPU_NEIGHBORHOOD_PREFETCH_H
 
 #include "neighborhood_grid.h"
-#include "stream_store.h"
 
 /* The key runs [0, nk0 x nb1) of KV head hk, batch b, numbered as
  * nb_run_start numbers them (axis-1 key row first, from sub-grid positions
@@ -128,7 +127,7 @@ static inline void nb_q_pf_step(nb_q_pf *pf) { nb_q_pf_run(pf, pf->per_step); }
 
 /* A query tile's f32 output rows, computed into a workspace buffer (row i
  * at src + i ldo), stored to their out rows (dst[i]) past the caches
- * (attn_cpu_store_scaled_stream) a few at each step of the next tile. A
+ * (kernels.h store_stream) a few at each step of the next tile. A
  * plain store to a cold out line first reads it (RFO), and the driver had
  * to prefetch the out rows for writing, a tile ahead, to keep the P V
  * kernels' stores from waiting on those reads; streaming stores read
@@ -137,11 +136,13 @@ static inline void nb_q_pf_step(nb_q_pf *pf) { nb_q_pf_run(pf, pf->per_step); }
  * (measured in neighborhood.c, nb_out_mode; streamed from the P V
  * kernels' own stores instead, measured earlier on the same VM, 128x128,
  * kernel 13, D 64, H 4: 1 thread 1.027, 2 threads 1.009 of the time of
- * plain stores). Computing the out rows' addresses as the rows are stored
- * instead of into dst at the start measured 1.5-2% slower. */
+ * plain stores). Computing the out rows' addresses as the rows are stored,
+ * instead of into dst when the tile ends, measured 1-2.5% slower (four
+ * runs, 2 threads). */
 #define NB_OUT_STREAM_ROWS 64
 typedef struct nb_out_stream {
     float *dst[NB_OUT_STREAM_ROWS];
+    void (*store)(float *dst, const float *src, int64_t n);   /* kernels.h store_stream */
     const float *src;
     int64_t ldo, dv;
     int64_t i, n;                /* next row, rows in all */
@@ -152,7 +153,7 @@ typedef struct nb_out_stream {
 static inline void nb_out_stream_run(nb_out_stream *os, int64_t count)
 {
     for (const int64_t e = nb_min64(os->n, os->i + count); os->i < e; os->i++)
-        attn_cpu_store_scaled_stream(os->dst[os->i], os->src + os->i * os->ldo, os->dv, 1.0f);
+        os->store(os->dst[os->i], os->src + os->i * os->ldo, os->dv);
 }
 
 static inline void nb_out_stream_step(nb_out_stream *os) { nb_out_stream_run(os, os->per_step); }
@@ -161,13 +162,16 @@ static inline void nb_out_stream_step(nb_out_stream *os) { nb_out_stream_run(os,
 static inline void nb_out_stream_finish(nb_out_stream *os) { nb_out_stream_run(os, os->n - os->i); }
 
 /* Stores the rows the steps left, then takes n rows from src, whose out
- * rows the caller has set in dst, to be stored over `steps` calls of
- * nb_out_stream_step (all at the next nb_out_stream_finish where steps is
- * 0). */
-static inline void nb_out_stream_start(nb_out_stream *os, const float *src, int64_t ldo,
-                                       int64_t dv, int64_t n, int64_t steps)
+ * rows the caller has set in dst, to be stored with `store` over `steps`
+ * calls of nb_out_stream_step (all at the next nb_out_stream_finish where
+ * steps is 0). */
+static inline void nb_out_stream_start(nb_out_stream *os,
+                                       void (*store)(float *, const float *, int64_t),
+                                       const float *src, int64_t ldo, int64_t dv, int64_t n,
+                                       int64_t steps)
 {
     nb_out_stream_finish(os);
+    os->store = store;
     os->src = src;
     os->ldo = ldo;
     os->dv = dv;
