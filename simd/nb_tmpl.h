@@ -82,9 +82,10 @@ static void t_nb_load_t(float *dst, int64_t ldc, const void *src, attn_dtype dt,
 }
 
 /* dst row i (rows rs elements apart), column c = ot[c * VL + i] * inv[i]
- * for i < n, c < dv, converted to dt. */
+ * for i < n, c < dv, converted to dt; f32 rows with unit column stride past
+ * the caches where stream is set (t_store_stream's paths). */
 static void t_nb_store_o(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const float *ot,
-                         const float *inv, int n, int64_t dv)
+                         const float *inv, int n, int64_t dv, int stream)
 {
     float tmp[VL * VL] __attribute__((aligned(64)));
     const vf vinv = vload(inv);
@@ -98,7 +99,10 @@ static void t_nb_store_o(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const
         transpose_vl(r);
         for (int i = 0; i < n; i++) {
             char *row = (char *)dst + (int64_t)i * rs * es;
-            if (dt == ATTN_F32 && cs == 1) {
+            if (dt == ATTN_F32 && cs == 1 && stream) {
+                vstore(tmp, r[i]);
+                t_store_stream((float *)row + cb, tmp, nc);
+            } else if (dt == ATTN_F32 && cs == 1) {
                 if (nc == VL)
                     vstore((float *)row + cb, r[i]);
                 else

@@ -173,16 +173,18 @@ static void correctness_cases(void)
         c.dil[1] = 2;
         run_case(&c);
     }
-    /* f32 outputs of 4 MiB and more, which the keys-in-lanes CPU driver
-     * stores past the caches a tile later (nb_out_stream): GQA, lse, a
-     * negative scale; rows of whole cache lines 16 bytes into one (malloc)
-     * and on line boundaries (store_stream's whole vectors). */
-    for (int aligned = 0; aligned < 2; aligned++) {
+    /* f32 outputs of 4 MiB and more, which the CPU drivers store past the
+     * caches (kernel 13: keys in lanes, a tile later through nb_out_stream;
+     * kernel 7: queries in lanes, nb_store_o): GQA, lse, a negative scale;
+     * rows of whole cache lines 16 bytes into one (malloc) and on line
+     * boundaries (store_stream's whole vectors). */
+    for (int x = 0; x < 4; x++) {
+        const int aligned = x % 2;
         tu_align = aligned ? 64 : 0;
         nb_case c = base_case(2);
         c.b = 1;
         c.len[0] = c.len[1] = 64;
-        c.kern[0] = c.kern[1] = 13;
+        c.kern[0] = c.kern[1] = x < 2 ? 13 : 7;
         c.dil[0] = c.dil[1] = 1;
         c.hkv = 2;
         c.hq = 4;

@@ -119,7 +119,9 @@ typedef struct attn_cpu_kernels {
      * nb_vl queries per lane vector; nb_rows query rows per register block.
      *   nb_load_t:  dst[c*ldc + i] = scale * src_row_i[c], i < n, c < d
      *               (lanes n..nb_vl-1 of each vector zero)
-     *   nb_store_o: dst_row_i[c] = ot[c*nb_vl + i] * inv[i], i < n, c < dv
+     *   nb_store_o: dst_row_i[c] = ot[c*nb_vl + i] * inv[i], i < n, c < dv;
+     *               stream: f32 rows with unit column stride go past the
+     *               caches, as store_stream (the caller fences)
      *   nb_qk:      s[i*lds + e*vl + l] = sum_c qt[i*ldq + c*vl + l] * kt[c*ldk + e + l]
      *               for i < nr <= nb_rows, e < ne (one key row)
      *   nb_pv:      ot[i*ldo + c*vl + l] += sum_r sum_e p[i*ldp + (r*ne + e)*vl + l]
@@ -132,7 +134,7 @@ typedef struct attn_cpu_kernels {
     void (*nb_load_t)(float *dst, int64_t ldc, const void *src, attn_dtype dt, int64_t rs,
                       int64_t cs, int n, int64_t d, float scale);
     void (*nb_store_o)(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const float *ot,
-                       const float *inv, int n, int64_t dv);
+                       const float *inv, int n, int64_t dv, int stream);
     void (*nb_qk)(const float *qt, int64_t ldq, int nr, const float *kt, int64_t ldk, int ne,
                   int64_t d, float *s, int64_t lds);
     void (*nb_softmax)(float *s, int nkr, int ne, const float *bias, float *m, float *l);

@@ -83,30 +83,25 @@ enum {
     NB_OUT_COPY      /* into w->O, then converted element by element */
 };
 
-/* f32 outputs from this size on are streamed. */
-#define NB_STREAM_OUT_BYTES ((size_t)4 << 20)
-
 /* f32 out rows with unit column stride are streamed (nb_out_stream) where
- * the output is large: the caller cannot find it cached anyway. Smaller
- * ones are written in place by the P V kernels and may stay cached for the
- * caller; within the call the two measured the same there (2 threads,
- * kernel 13, D 64, H 4: 40x40 0.998, 24x24 1.008 streamed / in place), and
- * in place was 1 thread, 128x128, 23.1-23.2 -> 22.6 ms against a copy from
- * w->O before streaming existed. Other dtypes and layouts go through w->O
- * and are converted element by element. Streamed against in place (bench/
- * attn-ab --before self, 2 threads, kernel 13, D 64), tensors 64-byte
- * aligned / 16 bytes past that (malloc's): 128x128 H 4 0.996 / 0.986 (1
- * thread 1.007 / 1.000), H 16 0.981 / 0.987, D 32 0.994 / 0.931; 56x56 H 8
- * 0.993 / 0.987: in-place stores lose most where rows straddle lines
- * (D 32 at 16 bytes past a line: 128-byte rows over 3 lines, each shared
- * with the next head's row). */
-static int nb_out_mode(const attn_neighborhood_problem *p)
+ * nb_stream_out says so (large outputs). Smaller ones are written in place
+ * by the P V kernels and may stay cached for the caller; within the call
+ * the two measured the same there (2 threads, kernel 13, D 64, H 4: 40x40
+ * 0.998, 24x24 1.008 streamed / in place), and in place was 1 thread,
+ * 128x128, 23.1-23.2 -> 22.6 ms against a copy from w->O before streaming
+ * existed. Other dtypes and layouts go through w->O and are converted
+ * element by element. Streamed against in place (bench/attn-ab --before
+ * self, 2 threads, kernel 13, D 64), tensors 64-byte aligned / 16 bytes
+ * past that (malloc's): 128x128 H 4 0.996 / 0.986 (1 thread 1.007 /
+ * 1.000), H 16 0.981 / 0.987, D 32 0.994 / 0.931; 56x56 H 8 0.993 / 0.987:
+ * in-place stores lose most where rows straddle lines (D 32 at 16 bytes
+ * past a line: 128-byte rows over 3 lines, each shared with the next
+ * head's row). */
+static int nb_out_mode(const attn_neighborhood_problem *p, const attn_cpu_kernels *ks)
 {
     if (p->out.dtype != ATTN_F32 || p->out.stride[5] != 1)
         return NB_OUT_COPY;
-    const double bytes = (double)p->b * (double)(p->len[0] * p->len[1] * p->len[2]) * (double)p->hq *
-                         (double)p->dv * sizeof(float);
-    return bytes >= (double)NB_STREAM_OUT_BYTES ? NB_OUT_STREAM : NB_OUT_DIRECT;
+    return nb_stream_out(p) && ks->store_stream ? NB_OUT_STREAM : NB_OUT_DIRECT;
 }
 
 typedef struct nb_plan {
@@ -702,9 +697,7 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.max_calls = (pl.max_runs + NB_QK_RUNS - 1) / NB_QK_RUNS * pl.t[1];
     pl.ldq = nb_round_up(p->d, 16);
     pl.q_in_place = p->q.dtype == ATTN_F32 && p->q.stride[5] == 1;
-    pl.out_mode = nb_out_mode(p);
-    if (pl.out_mode == NB_OUT_STREAM && !pl.ks->store_stream)
-        pl.out_mode = NB_OUT_DIRECT;
+    pl.out_mode = nb_out_mode(p, pl.ks);
     pl.ldo = nb_round_up(p->dv, 16);
     /* S by run, then query: pv_pair wants a query's scores 16 floats from
      * the next's (a padding of 16 floats per run, against the runs of a

@@ -121,16 +121,34 @@ NB_PREFETCH_FN void nb_prefetch_query(const attn_neighborhood_problem *p, int64_
                          p->dv * (int64_t)attn_dtype_bytes(p->out.dtype), 1, outer);
 }
 
-/* Starts loading into the cache the q rows and the out rows (for writing)
- * of head h's queries (g0, g1 + dil1 i, g2 + dil2 l), i < n1, l < n2: they
- * lie H x D elements apart, and reading them on demand stalls on memory. */
+/* Starts loading into the cache the q rows and, where out is set, the out
+ * rows (for writing) of head h's queries (g0, g1 + dil1 i, g2 + dil2 l), i
+ * < n1, l < n2: they lie H x D elements apart, and reading them on demand
+ * stalls on memory. */
 NB_PREFETCH_FN void nb_prefetch_queries(const attn_neighborhood_problem *p, int64_t b, int64_t h,
                                        int64_t g0, int64_t g1, int64_t n1, int64_t g2,
-                                       int64_t n2, int outer)
+                                       int64_t n2, int out, int outer)
 {
     for (int64_t i = 0; i < n1; i++)
         for (int64_t l = 0; l < n2; l++)
-            nb_prefetch_query(p, b, g0, g1 + p->dil[1] * i, g2 + p->dil[2] * l, h, 1, outer);
+            nb_prefetch_query(p, b, g0, g1 + p->dil[1] * i, g2 + p->dil[2] * l, h, out, outer);
+}
+
+/* f32 outputs from this size on are stored past the caches. */
+#define NB_STREAM_OUT_BYTES ((size_t)4 << 20)
+
+/* Whether the drivers store out past the caches (kernels.h store_stream,
+ * nb_store_o's stream): f32 rows with unit column stride of an output of
+ * NB_STREAM_OUT_BYTES or more, which the caller cannot find cached anyway
+ * (smaller ones may stay cached for it). A plain store to a cold out line
+ * first reads it. */
+static inline int nb_stream_out(const attn_neighborhood_problem *p)
+{
+    if (p->out.dtype != ATTN_F32 || p->out.stride[5] != 1)
+        return 0;
+    const double bytes = (double)p->b * (double)(p->len[0] * p->len[1] * p->len[2]) *
+                         (double)p->hq * (double)p->dv * sizeof(float);
+    return bytes >= (double)NB_STREAM_OUT_BYTES;
 }
 
 /* Starts loading the n rows of `bytes` from row0, step bytes apart: the
