@@ -1012,8 +1012,8 @@ static void t_attend(const float *q, int64_t ldq, int nq, const float *k, const 
 
 /* kernels.h store_stream: vstream (defined by the ISA files that have a
  * streaming vector store) for whole vectors to vector-aligned rows; other
- * rows go through the 16-byte path, which also serves rows that are only
- * 16-byte aligned (malloc's). 2-core Zen 5 VM, neighborhood 128x128,
+ * rows, and sets without vstream, go through the 16-byte path (plain
+ * stores where that is missing too). 2-core Zen 5 VM, neighborhood 128x128,
  * kernel 13, D 64, 64-byte aligned tensors, bench/attn-ab against the
  * 16-byte path for all rows: 2 threads H 4 0.993, H 16 0.994, D 32 0.995,
  * 56x56 H 8 0.986; 1 thread H 4 0.978. */

@@ -175,9 +175,9 @@ static void correctness_cases(void)
     }
     /* f32 outputs of 4 MiB and more, which the CPU drivers store past the
      * caches (kernel 13: keys in lanes, a tile later through nb_out_stream;
-     * kernel 7: queries in lanes, nb_store_o): GQA, lse, a negative scale;
-     * rows of whole cache lines 16 bytes into one (malloc) and on line
-     * boundaries (store_stream's whole vectors). */
+     * kernel 7: queries in lanes, nb_store_o) where its rows are whole
+     * cache lines: GQA, lse, a negative scale; on line boundaries
+     * (streamed) and 16 bytes past one (malloc's: stored plainly). */
     for (int x = 0; x < 4; x++) {
         const int aligned = x % 2;
         tu_align = aligned ? 64 : 0;

@@ -91,12 +91,11 @@ enum {
  * 128x128, 23.1-23.2 -> 22.6 ms against a copy from w->O before streaming
  * existed. Other dtypes and layouts go through w->O and are converted
  * element by element. Streamed against in place (bench/attn-ab --before
- * self, 2 threads, kernel 13, D 64), tensors 64-byte aligned / 16 bytes
- * past that (malloc's): 128x128 H 4 0.996 / 0.986 (1 thread 1.007 /
- * 1.000), H 16 0.981 / 0.987, D 32 0.994 / 0.931; 56x56 H 8 0.993 / 0.987:
- * in-place stores lose most where rows straddle lines (D 32 at 16 bytes
- * past a line: 128-byte rows over 3 lines, each shared with the next
- * head's row). */
+ * self, 2 threads, kernel 13, D 64, 64-byte aligned tensors): 128x128 H 4
+ * 0.996 (1 thread 1.007), H 16 0.981, D 32 0.994; 56x56 H 8 0.993; the
+ * lent 16-core Xeon, 16 threads, H 4 0.993, H 16 0.962. Rows 16 bytes
+ * past a line (malloc's) gained more here (D 32 0.931) but lost on the
+ * Xeon (H 16 1.016), and are not streamed (nb_stream_out). */
 static int nb_out_mode(const attn_neighborhood_problem *p, const attn_cpu_kernels *ks)
 {
     if (p->out.dtype != ATTN_F32 || p->out.stride[5] != 1)

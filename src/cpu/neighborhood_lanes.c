@@ -399,7 +399,7 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
      * (bench/attn-ab --before self against plain stores into prefetched
      * rows, 2 threads, kernel 7, 64-byte aligned tensors: 128x128 D 64 H 16
      * 0.926, D 32 H 4 0.966, 56x56 D 64 H 8 0.946; 1 thread, H 16 0.978;
-     * 16 bytes past a line: H 16 0.990, D 32 1.000). */
+     * the lent 16-core Xeon, 16 threads, H 16 0.927). */
     pl.stream_out = nb_stream_out(p);
     const int nt = (int)nb_min64(st->num_threads, pl.ntasks);
     const size_t bytes = (size_t)nt * pl.ws_floats * sizeof(float);
