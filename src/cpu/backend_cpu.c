@@ -6,7 +6,6 @@
 #include "decode.h"
 #include "linear.h"
 #include "neighborhood.h"
-#include "../cpu_cache.h"
 #include "../cpu_features.h"
 #include "../error.h"
 
@@ -127,7 +126,6 @@ attn_status attn_cpu_backend_init(attn_context *ctx, attn_device *dev, int max_i
         want = (best == ATTN_ISA_NEON) ? best : ATTN_ISA_SCALAR;
     st->kernels = attn_cpu_kernels_for_features(want, st->features);
     st->num_threads = ctx->num_threads;
-    st->llc_bytes = attn_cpu_llc_bytes();
 
     dev->backend = &cpu_backend;
     dev->ctx = ctx;

@@ -10,7 +10,6 @@ typedef struct attn_cpu_state {
     const attn_cpu_kernels *kernels;  /* chosen at context creation */
     uint64_t                features; /* ATTN_CPU_* */
     int                     num_threads;
-    size_t                  llc_bytes; /* last-level cache (cpu_cache.h), 0 if unknown */
     attn_cpu_scratch        scratch;  /* workspace kept across calls */
 } attn_cpu_state;
 

@@ -609,7 +609,6 @@ static void run_task(const nb_plan *pl, const nb_unit *u, const nb_unit *next, f
 /* How the tasks are cut and handed out (see attn_cpu_neighborhood). */
 typedef struct nb_sched {
     int nt;                      /* threads = task ranges */
-    int by_heads;                /* range r holds the flat tasks u nt + r */
     int64_t ntasks, hb, nhb;     /* tasks; query heads per task, head blocks */
     int64_t parts;               /* units of the last task of a range */
 } nb_sched;
@@ -627,8 +626,7 @@ static nb_unit unit_at(const nb_plan *pl, const nb_sched *sc, int r, int64_t k)
     const int64_t x0 = sc->ntasks * r / sc->nt, cnt = sc->ntasks * (r + 1) / sc->nt - x0;
     const int64_t part = k >= cnt - 1 ? k - (cnt - 1) : 0;   /* of the last task */
     const int64_t x = x0 + (k < cnt - 1 ? k : cnt - 1);
-    const int64_t xf = sc->by_heads ? (x - x0) * sc->nt + r : x;   /* in the flat order */
-    const int64_t bh = xf % (p->b * sc->nhb), t = xf / (p->b * sc->nhb);
+    const int64_t bh = x % (p->b * sc->nhb), t = x / (p->b * sc->nhb);
     nb_unit u;
     u.b = bh / sc->nhb;
     u.h0 = bh % sc->nhb * sc->hb;
@@ -728,14 +726,11 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     const int64_t per_head = pl.ntiles[0] * pl.ntiles[1] * pl.ntiles[2];
     nb_sched sc;
     sc.nt = st->num_threads;
-    /* Heads per task: one KV head's query heads where each thread owns
-     * whole KV heads (nb_by_heads, and below); otherwise all of
-     * them where that still leaves NB_TASKS_PER_THREAD tasks per thread,
-     * fewer otherwise, whole GQA groups where possible. */
-    sc.by_heads = nb_by_heads(p, p->b * p->hkv, sc.nt, st->llc_bytes);
+    /* Heads per task: all of them where that still leaves
+     * NB_TASKS_PER_THREAD tasks per thread, fewer otherwise, whole GQA
+     * groups where possible. */
     const int64_t want_tasks = (int64_t)sc.nt * NB_TASKS_PER_THREAD;
-    sc.hb = sc.by_heads ? pl.group
-                        : nb_min64(p->hq, nb_max64(1, p->b * p->hq * per_head / want_tasks));
+    sc.hb = nb_min64(p->hq, nb_max64(1, p->b * p->hq * per_head / want_tasks));
     if (sc.hb >= pl.group)
         sc.hb -= sc.hb % pl.group;
     sc.nhb = (p->hq + sc.hb - 1) / sc.hb;
@@ -757,15 +752,18 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
      * early takes part of a task from another's range instead of that one
      * ending a whole task later. A range of cnt tasks (nt <= ntasks: at
      * least one) is cnt - 1 whole ones, then the parts of the last.
-     * by_heads: tasks of one KV head each, range r holding the tasks u nt +
-     * r of the flat order (head fastest): each thread owns whole KV heads,
-     * and all threads walk the grid together, thread r on head r + nt k
-     * while thread r + 1 is on the head next to it in memory, instead of
-     * one part of the grid each. 2 threads, 128x128, kernel 13, D 64
-     * (bench/attn-ab against contiguous ranges of 4-head tasks): H 4 0.962;
-     * H 16 0.985 (tasks of 2 heads 0.998, 4 heads 1.025, 8 heads 1.023);
-     * 16-core Xeon, H 16, tensors within its L3: 1.001 (--before self),
-     * 0.971 (flush). */
+     * A thread so reads every head of its part of the grid, the rows of the
+     * same tokens one after the other. Not kept: tasks of one KV head, the
+     * threads on neighbouring heads of the same tokens at the same time
+     * (each thread owning whole KV heads). Where tensors outgrew the L3 it
+     * measured 0.96 of this on one day (2 threads, 128x128, kernel 13, D
+     * 64, H 4; kernel 7 H 16 0.93), and on another, the same VM, 1.04 (H 4)
+     * and 1.31 (kernel 7, H 16; 64-byte aligned tensors, bench/attn-ab
+     * --before self; attn-bench kernel 7 H 16 31.9 against 25.9 ms, 3-D
+     * 16x32x32 H 8 33.7 against 32.6): the lines that each core's
+     * prefetchers pull in for the neighbouring head are the other core's to
+     * read, which costs what the host's placement of the two cores makes
+     * it cost. On the lent 16-core Xeon, kernel 7 H 16: 1.04-1.05. */
     sc.parts = sc.hb % pl.group ? 1 : nb_min64(NB_LAST_PARTS, sc.hb / pl.group);
     attn_task_queue queue;
     if (!ws || attn_task_queue_init(&queue, nt, sc.ntasks, sc.parts - 1)) {

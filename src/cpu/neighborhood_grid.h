@@ -42,28 +42,6 @@ static inline int64_t nb_class_len(const attn_neighborhood_problem *p, int a, in
 }
 
 /* Address of element (b, g0, g1, g2, h) of a 6-d view (its last axis at 0). */
-/* Whether the drivers hand each thread whole KV heads, all threads walking
- * the grid together (by_heads in neighborhood.c and neighborhood_lanes.c):
- * where the heads split evenly over nt > 1 threads and q, k, v and out
- * together outgrow the last-level cache (llc bytes, 0 if unknown), so that
- * their rows come from memory. Then the threads read the rows of the same
- * tokens, neighbours in memory, at the same time; where the tensors stay in
- * the cache, a thread's tasks are better a region's heads one after the
- * other (they share the source rows' lines). 2-core Zen 5 VM, 32 MiB L3,
- * 128x128 grid, D 64 (67 MB of f32 tensors at H 4): kernel 7 H 16 / H 4
- * 0.93-0.97 / 0.90-0.92 of the time of contiguous ranges; 16-core Xeon, 300
- * MiB L3, H 16: kernel 13 0.97-1.00, kernel 7 1.04-1.05. */
-static inline int nb_by_heads(const attn_neighborhood_problem *p, int64_t heads, int nt,
-                              size_t llc)
-{
-    const int64_t tokens = p->len[0] * p->len[1] * p->len[2];
-    const int64_t per_token = p->hq * p->d * (int64_t)attn_dtype_bytes(p->q.dtype) +
-                              p->hkv * p->d * (int64_t)attn_dtype_bytes(p->k.dtype) +
-                              p->hkv * p->dv * (int64_t)attn_dtype_bytes(p->v.dtype) +
-                              p->hq * p->dv * (int64_t)attn_dtype_bytes(p->out.dtype);
-    return nt > 1 && heads % nt == 0 && (llc == 0 || (double)(p->b * tokens) * per_token > (double)llc);
-}
-
 static inline const char *nb_elem(const attn_view *v, int64_t b, int64_t g0, int64_t g1,
                                   int64_t g2, int64_t h)
 {

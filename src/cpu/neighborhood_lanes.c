@@ -408,10 +408,8 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
     /* tasks with affinity (task_queue.h), against a shared counter on 2
      * threads: 128x128, kernel 7, D 64, H 16 25.75 -> 25.21 ms; 56x56,
      * kernel 7, D 32, H 4 0.518 -> 0.501; 16x32x32, kernel 3x7x7, D 32, H 4
-     * 7.84 -> 7.53. by_heads (nb_by_heads): each thread owns whole KV
-     * heads and all walk the grid together, as in neighborhood.c (the KV
-     * head is the fastest index of the flat order, the batch the slowest). */
-    const int by_heads = nb_by_heads(p, p->hkv, nt, st->llc_bytes);
+     * 7.84 -> 7.53 (threads owning whole KV heads instead: see
+     * neighborhood.c, attn_cpu_neighborhood). */
     attn_task_queue queue;
     if (!mem || attn_task_queue_init(&queue, nt, pl.ntasks, 0)) {
         if (mem)
@@ -431,11 +429,8 @@ attn_status attn_cpu_nb_lanes(attn_device *dev, const attn_neighborhood_problem 
         float *mine = mem + (size_t)me * pl.ws_floats;
         memset(mine, 0, pl.ws_floats * sizeof(float));
         const nl_ws w = carve(&pl, mine);
-        int r;
-        for (int64_t x; (x = attn_task_queue_next(&queue, me, &r)) >= 0;) {
+        for (int64_t x; (x = attn_task_queue_next(&queue, me, NULL)) >= 0;) {
             nl_task tk;
-            if (by_heads)   /* range r's u-th task is the flat task u nt + r */
-                x = (x - attn_task_queue_first(&queue, r)) * nt + r;
             if (task_at(&pl, x, &tk))
                 run_task(&pl, &tk, &w);
         }
