@@ -86,14 +86,29 @@ static inline void nb_kv_pf_step(nb_kv_pf *pf)
 }
 
 /* The q rows, and the out rows where out is set, of head h's queries (g0,
- * g1 + dil1 i, g2 + dil2 l), i < n1, l < n2 (grid indices), query by query. */
+ * g1 + dil1 i, g2 + dil2 l), i < n1, l < n2 (grid indices), query by query
+ * (along l, the addresses a step apart: no division or index product per
+ * query). */
 typedef struct nb_q_pf {
     const attn_neighborhood_problem *p;
     int64_t b, g0, g1, g2, h, n2;
     int out;
     int64_t i, n;                /* next query, queries in all */
+    int64_t l;                   /* its position along axis 2 (i % n2) */
     int64_t per_step;            /* queries per nb_q_pf_step */
+    int64_t qbytes, obytes, qstep, ostep;
+    const char *qa, *oa;         /* query i's q and out rows */
 } nb_q_pf;
+
+/* Points the cursor at row i / n2's first query (i a multiple of n2). */
+static inline void nb_q_pf_row(nb_q_pf *pf)
+{
+    const attn_neighborhood_problem *p = pf->p;
+    const int64_t g1 = pf->g1 + p->dil[1] * (pf->i / pf->n2);
+    pf->qa = nb_elem(&p->q, pf->b, pf->g0, g1, pf->g2, pf->h);
+    pf->oa = nb_elem(&p->out, pf->b, pf->g0, g1, pf->g2, pf->h);
+    pf->l = 0;
+}
 
 /* The queries above, to be prefetched over `steps` calls of nb_q_pf_step
  * (none where steps is 0). */
@@ -112,15 +127,31 @@ static inline void nb_q_pf_start(nb_q_pf *pf, const attn_neighborhood_problem *p
     pf->i = 0;
     pf->n = steps > 0 ? n1 * n2 : 0;
     pf->per_step = steps > 0 ? (pf->n + steps - 1) / steps : 0;
+    const int64_t qes = (int64_t)attn_dtype_bytes(p->q.dtype);
+    const int64_t oes = (int64_t)attn_dtype_bytes(p->out.dtype);
+    pf->qbytes = p->d * qes;
+    pf->obytes = p->dv * oes;
+    pf->qstep = p->dil[2] * p->q.stride[3] * qes;
+    pf->ostep = p->dil[2] * p->out.stride[3] * oes;
+    if (pf->n > 0)
+        nb_q_pf_row(pf);
 }
 
 /* Prefetches the q and out rows of the next `count` queries. */
 static inline void nb_q_pf_run(nb_q_pf *pf, int64_t count)
 {
-    const attn_neighborhood_problem *p = pf->p;
-    for (const int64_t e = nb_min64(pf->n, pf->i + count); pf->i < e; pf->i++)
-        nb_prefetch_query(p, pf->b, pf->g0, pf->g1 + p->dil[1] * (pf->i / pf->n2),
-                          pf->g2 + p->dil[2] * (pf->i % pf->n2), pf->h, pf->out, 0);
+    for (const int64_t e = nb_min64(pf->n, pf->i + count); pf->i < e;) {
+        nb_prefetch_span(pf->qa, pf->qbytes, 0, 0);
+        if (pf->out)
+            nb_prefetch_span(pf->oa, pf->obytes, 1, 0);
+        pf->i++;
+        if (++pf->l < pf->n2) {
+            pf->qa += pf->qstep;
+            pf->oa += pf->ostep;
+        } else if (pf->i < pf->n) {
+            nb_q_pf_row(pf);
+        }
+    }
 }
 
 static inline void nb_q_pf_step(nb_q_pf *pf) { nb_q_pf_run(pf, pf->per_step); }
