@@ -30,6 +30,7 @@ typedef __m512 vf;
 #define MR_PV 6
 /* pv_pair: 2 rows x 4 queries x 2 vectors = 16 accumulators */
 #define T_PV_PAIR
+#define T_QK_STAIR   /* 24 accumulators: 32 registers */
 #define NV_PV 4
 
 static inline __mmask16 mask_n(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }

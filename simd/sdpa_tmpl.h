@@ -430,6 +430,90 @@ static void t_qk_runs(const float *const *q, int nq, const float *const *kruns, 
     }
 }
 
+#ifdef T_QK_STAIR
+/* kernels.h qk_stair: the band's edge in one register block. With K1 = 13
+ * and blocks of 4 runs, the axis-1 query rows that see only part of a
+ * block come as 3 rows over 1, 2 and 3 of its runs (or 3, 2 and 1), which
+ * as 3 qk_runs calls of 4 queries ran at 30-58 TSC cycles a (query, run)
+ * pair against 24.5 in the calls of whole blocks (4 to 12 accumulator
+ * chains, and each call's fixed cost). Here: 3 groups of 4 rows x 3 runs,
+ * group g against runs [0, g + 1) (LEAD 0) or [g, 3) (LEAD 1): 24
+ * accumulators, one K load per run and dim feeding up to 12 FMAs; 27.9
+ * cycles a pair. 2-core Zen 5 VM, 128x128, kernel 13, D 64, H 4: the score
+ * calls 23.4 -> 20.1 M cycles a call of attn_neighborhood on 1 thread, the
+ * whole call 0.983-0.990 (bench/attn-ab, 1 and 2 threads, self and flush;
+ * the other phases wait longer on memory). */
+T_INLINE void t_qk_stair_micro(const int LEAD, const float *const *q, const float *k,
+                               int64_t ldk, int64_t kvs, int64_t d, float *s, int64_t lds,
+                               int64_t svs)
+{
+#define T_STAIR_USED(g, v) (LEAD ? (v) >= (g) : (v) <= (g))
+    vf acc[3][4][3];
+    const float *qr[12];
+T_UNROLL
+    for (int i = 0; i < 12; i++)
+        qr[i] = q[i];
+T_UNROLL
+    for (int g = 0; g < 3; g++)
+T_UNROLL
+        for (int i = 0; i < 4; i++)
+T_UNROLL
+            for (int v = 0; v < 3; v++)
+                acc[g][i][v] = vzero();
+#pragma GCC unroll 2
+    for (int64_t c = 0; c < d; c++) {
+        const float *kc = k + c * ldk;
+        vf kv[3];
+T_UNROLL
+        for (int v = 0; v < 3; v++)
+            kv[v] = vload(kc + v * kvs);
+T_UNROLL
+        for (int g = 0; g < 3; g++)
+T_UNROLL
+            for (int i = 0; i < 4; i++) {
+                const vf qb = vbcast(qr[4 * g + i] + c);
+T_UNROLL
+                for (int v = 0; v < 3; v++)
+                    if (T_STAIR_USED(g, v))
+                        acc[g][i][v] = vfma(qb, kv[v], acc[g][i][v]);
+            }
+    }
+T_UNROLL
+    for (int g = 0; g < 3; g++)
+T_UNROLL
+        for (int i = 0; i < 4; i++)
+T_UNROLL
+            for (int v = 0; v < 3; v++)
+                if (T_STAIR_USED(g, v))
+                    vstore(s + (4 * g + i) * lds + v * svs, acc[g][i][v]);
+#undef T_STAIR_USED
+}
+
+/* q: 12 rows; runs kruns[0..2]; nk <= VL keys from j0. Runs that are not
+ * equally far apart (a ring of run slots wrapping) go as 3 qk_runs calls. */
+static void t_qk_stair(const float *const *q, int lead, const float *const *kruns,
+                       int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
+                       int64_t pitch)
+{
+    const int64_t kvs = kruns[1] - kruns[0];
+    if (nk <= VL && kruns[2] - kruns[1] == kvs) {
+        if (lead)
+            t_qk_stair_micro(1, q, kruns[0] + j0, t_ld_packed(panel_nk), kvs, d, s, lds, pitch);
+        else
+            t_qk_stair_micro(0, q, kruns[0] + j0, t_ld_packed(panel_nk), kvs, d, s, lds, pitch);
+        return;
+    }
+    for (int g = 0; g < 3; g++) {
+        const int lo = lead ? g : 0, hi = lead ? 3 : g + 1;
+        t_qk_runs(q + 4 * g, 4, kruns + lo, hi - lo, panel_nk, j0, nk, d,
+                  s + 4 * g * lds + lo * pitch, lds, pitch);
+    }
+}
+#define T_QK_STAIR_ENTRY .qk_stair = t_qk_stair,
+#else
+#define T_QK_STAIR_ENTRY
+#endif
+
 /* ------------------------------------------------------------------ */
 /* pv: O = alpha O + P V                                                */
 /* ------------------------------------------------------------------ */
@@ -1040,6 +1124,7 @@ static void t_store_stream(float *dst, const float *src, int64_t n)
     .pack_k = t_pack_k, .pack_v = t_pack_v, .qk = t_qk, .qk_runs = t_qk_runs,  \
     .pv = t_pv, .pv_runs = t_pv_runs, .vexp = t_vexp, .softmax_rows = t_softmax_rows, \
     .softmax_runs = t_softmax_runs, .store_stream = t_store_stream, T_PV_PAIR_ENTRY \
+    T_QK_STAIR_ENTRY \
     .attend = t_attend
 
 #endif

@@ -134,10 +134,12 @@ static int64_t count_tiles(const attn_neighborhood_problem *p, int a, int64_t t,
     return n;
 }
 
-/* One qk_runs call of a block: axis-1 query rows [i1, i1 + n1) against
- * runs [r_lo, r_hi). */
+/* One score call of a block: axis-1 query rows [i1, i1 + n1) against runs
+ * [r_lo, r_hi) (qk_runs), or, where stair is 1 (-1), the 3 rows i1 + g
+ * against runs [r_lo, r_lo + g + 1) ([r_lo + g, r_hi)): kernels.h
+ * qk_stair's trailing (leading) band edge. */
 typedef struct nb_qk_call {
-    int i1, n1, r_lo, r_hi;
+    int i1, n1, r_lo, r_hi, stair;
 } nb_qk_call;
 
 /* Per-thread workspace, carved from one block. */
@@ -164,9 +166,9 @@ static nb_ws carve(const nb_plan *pl, float *ws)
     w.inv = w.l + nq16;
     w.bias = w.inv + nq16;
     w.w1 = (int64_t *)(w.bias + pl->t2 * nb_round_up(pl->max_u2, 16));
-    w.calls = (nb_qk_call *)(w.w1 + 2 * pl->t[1]);
-    w.kruns = (const float **)(w.calls + pl->max_calls);
+    w.kruns = (const float **)(w.w1 + 2 * pl->t[1]);
     w.vruns = w.kruns + pl->max_runs;
+    w.calls = (nb_qk_call *)(w.vruns + pl->max_runs);   /* last: ints after pointers */
     return w;
 }
 
@@ -246,11 +248,36 @@ static inline int sees_all(const nb_task *tk, const nb_ws *w, int64_t i1, int64_
     return lo <= rb && hi >= re;
 }
 
-/* The block's qk_runs calls, the same for each of its tiles: block of runs
+/* Replaces the last 3 calls of a block's plan by one qk_stair call where
+ * they are single rows one after the other forming a staircase: over 1, 2
+ * and 3 runs from the same first run, or 3, 2 and 1 up to the same end. */
+static int64_t merge_stair(nb_qk_call *calls, int64_t n)
+{
+    if (n < 3)
+        return n;
+    const nb_qk_call *a = &calls[n - 3], *b = &calls[n - 2], *c = &calls[n - 1];
+    if (a->n1 != 1 || b->n1 != 1 || c->n1 != 1 || a->stair || b->stair || c->stair ||
+        b->i1 != a->i1 + 1 || c->i1 != a->i1 + 2)
+        return n;
+    if (a->r_lo == b->r_lo && b->r_lo == c->r_lo && a->r_hi == a->r_lo + 1 &&
+        b->r_hi == a->r_lo + 2 && c->r_hi == a->r_lo + 3) {
+        calls[n - 3] = (nb_qk_call){ a->i1, 3, a->r_lo, a->r_lo + 3, 1 };
+        return n - 2;
+    }
+    if (a->r_hi == b->r_hi && b->r_hi == c->r_hi && a->r_lo == a->r_hi - 3 &&
+        b->r_lo == a->r_hi - 2 && c->r_lo == a->r_hi - 1) {
+        calls[n - 3] = (nb_qk_call){ a->i1, 3, a->r_lo, a->r_hi, -1 };
+        return n - 2;
+    }
+    return n;
+}
+
+/* The block's score calls, the same for each of its tiles: block of runs
  * by block of runs, all the query rows that see a block use its keys while
  * they are in L1 (one call for the rows that see all of it, one per axis-1
- * row for the rows that see a part). Returns their number. */
-static int64_t plan_qk(const nb_task *tk, const nb_ws *w)
+ * row for the rows that see a part, or one qk_stair call for 3 of these
+ * where stairs is set). Returns their number. */
+static int64_t plan_qk(const nb_task *tk, const nb_ws *w, int stairs)
 {
     int64_t n = 0;
     for (int64_t rb = 0; rb < tk->nruns; rb += NB_QK_RUNS) {
@@ -265,7 +292,9 @@ static int64_t plan_qk(const nb_task *tk, const nb_ws *w)
             if (r_lo == rb && r_hi == re)
                 while (i1e < tk->m1 && sees_all(tk, w, i1e, rb, re))
                     i1e++;
-            w->calls[n++] = (nb_qk_call){ (int)i1, (int)(i1e - i1), (int)r_lo, (int)r_hi };
+            w->calls[n++] = (nb_qk_call){ (int)i1, (int)(i1e - i1), (int)r_lo, (int)r_hi, 0 };
+            if (stairs)
+                n = merge_stair(w->calls, n);
             i1 = i1e - 1;
         }
     }
@@ -322,10 +351,23 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
     const int64_t pitch = nb_round_up(u2, 16);
     for (int64_t c = 0; c < tk->ncalls; c++) {
         const nb_qk_call *q = &w->calls[c];
+        float *s = w->S + q->i1 * m2 * pl->lds + q->r_lo * pl->srs;
         pf_step(pf);
-        ks->qk_runs(qrows + q->i1 * m2, q->n1 * (int)m2, w->kruns + q->r_lo,
-                    q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d,
-                    w->S + q->i1 * m2 * pl->lds + q->r_lo * pl->srs, pl->lds, pl->srs);
+        if (!q->stair) {
+            ks->qk_runs(qrows + q->i1 * m2, q->n1 * (int)m2, w->kruns + q->r_lo,
+                        q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d, s, pl->lds,
+                        pl->srs);
+        } else if (m2 == 4) {
+            ks->qk_stair(qrows + q->i1 * m2, q->stair < 0, w->kruns + q->r_lo, (int)tk->nseg,
+                         (int)off, (int)u2, p->d, s, pl->lds, pl->srs);
+        } else {   /* a narrower last tile: the 3 rows one by one */
+            for (int g = 0; g < 3; g++) {
+                const int lo = q->stair < 0 ? g : 0, hi = q->stair < 0 ? 3 : g + 1;
+                ks->qk_runs(qrows + (q->i1 + g) * m2, (int)m2, w->kruns + q->r_lo + lo, hi - lo,
+                            (int)tk->nseg, (int)off, (int)u2, p->d,
+                            s + g * m2 * pl->lds + lo * pl->srs, pl->lds, pl->srs);
+            }
+        }
     }
 
     /* Per axis-1 row of queries, over the runs it sees (one column range):
@@ -552,7 +594,7 @@ static void run_task(const nb_plan *pl, const nb_unit *u, const nb_unit *next, f
             prev_s = tk.u1s;
             prev_e = u1e;
 
-            tk.ncalls = plan_qk(&tk, &w);
+            tk.ncalls = plan_qk(&tk, &w, pl->ks->qk_stair != NULL);
             const int64_t steps = (hge - hg) * tiles2 * (tk.ncalls + tk.m1);   /* pf_step calls */
             int64_t ns = 0, ne = 0;
             nb_pf pf;
@@ -706,8 +748,10 @@ attn_status attn_cpu_neighborhood(attn_device *dev, const attn_neighborhood_prob
     pl.ws_floats = (size_t)(pl.max_nq * (pl.ldq + 2 * pl.ldo) + pl.max_runs * pl.srs +
                             pl.max_runs * (pl.ktf + pl.vtf) +
                             3 * nb_round_up(pl.max_nq, 16) +
-                            pl.t2 * nb_round_up(pl.max_u2, 16) + 4 * pl.t[1] +
-                            4 * pl.max_calls + 4 * pl.max_runs);
+                            pl.t2 * nb_round_up(pl.max_u2, 16) +
+                            (2 * pl.t[1] * sizeof(int64_t) + 2 * pl.max_runs * sizeof(float *) +
+                             pl.max_calls * sizeof(nb_qk_call) + sizeof(float) - 1) /
+                                sizeof(float));
     pl.ws_floats = (size_t)nb_round_up((int64_t)pl.ws_floats, 16);
 
     int64_t ntot = 0;
