@@ -448,18 +448,17 @@ T_INLINE void t_qk_stair_micro(const int LEAD, const float *const *q, const floa
                                int64_t svs)
 {
 #define T_STAIR_USED(g, v) (LEAD ? (v) >= (g) : (v) <= (g))
+/* every (group, row, run) of the block, run innermost */
+#define T_STAIR_EACH \
+    T_UNROLL for (int g = 0; g < 3; g++) \
+        T_UNROLL for (int i = 0; i < 4; i++) \
+            T_UNROLL for (int v = 0; v < 3; v++)
     vf acc[3][4][3];
     const float *qr[12];
 T_UNROLL
     for (int i = 0; i < 12; i++)
         qr[i] = q[i];
-T_UNROLL
-    for (int g = 0; g < 3; g++)
-T_UNROLL
-        for (int i = 0; i < 4; i++)
-T_UNROLL
-            for (int v = 0; v < 3; v++)
-                acc[g][i][v] = vzero();
+    T_STAIR_EACH acc[g][i][v] = vzero();
 #pragma GCC unroll 2
     for (int64_t c = 0; c < d; c++) {
         const float *kc = k + c * ldk;
@@ -478,14 +477,9 @@ T_UNROLL
                         acc[g][i][v] = vfma(qb, kv[v], acc[g][i][v]);
             }
     }
-T_UNROLL
-    for (int g = 0; g < 3; g++)
-T_UNROLL
-        for (int i = 0; i < 4; i++)
-T_UNROLL
-            for (int v = 0; v < 3; v++)
-                if (T_STAIR_USED(g, v))
-                    vstore(s + (4 * g + i) * lds + v * svs, acc[g][i][v]);
+    T_STAIR_EACH if (T_STAIR_USED(g, v))
+        vstore(s + (4 * g + i) * lds + v * svs, acc[g][i][v]);
+#undef T_STAIR_EACH
 #undef T_STAIR_USED
 }
 
