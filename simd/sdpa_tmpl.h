@@ -483,14 +483,15 @@ T_UNROLL
 #undef T_STAIR_USED
 }
 
-/* q: 12 rows; runs kruns[0..2]; nk <= VL keys from j0. Runs that are not
+/* q: 3 groups of `rows` rows; runs kruns[0..2]; nk keys from j0. Groups
+ * of other than 4 rows, windows wider than a vector and runs that are not
  * equally far apart (a ring of run slots wrapping) go as 3 qk_runs calls. */
-static void t_qk_stair(const float *const *q, int lead, const float *const *kruns,
+static void t_qk_stair(const float *const *q, int rows, int lead, const float *const *kruns,
                        int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
                        int64_t pitch)
 {
     const int64_t kvs = kruns[1] - kruns[0];
-    if (nk <= VL && kruns[2] - kruns[1] == kvs) {
+    if (rows == 4 && nk <= VL && kruns[2] - kruns[1] == kvs) {
         if (lead)
             t_qk_stair_micro(1, q, kruns[0] + j0, t_ld_packed(panel_nk), kvs, d, s, lds, pitch);
         else
@@ -499,8 +500,8 @@ static void t_qk_stair(const float *const *q, int lead, const float *const *krun
     }
     for (int g = 0; g < 3; g++) {
         const int lo = lead ? g : 0, hi = lead ? 3 : g + 1;
-        t_qk_runs(q + 4 * g, 4, kruns + lo, hi - lo, panel_nk, j0, nk, d,
-                  s + 4 * g * lds + lo * pitch, lds, pitch);
+        t_qk_runs(q + rows * g, rows, kruns + lo, hi - lo, panel_nk, j0, nk, d,
+                  s + rows * g * lds + lo * pitch, lds, pitch);
     }
 }
 #define T_QK_STAIR_ENTRY .qk_stair = t_qk_stair,

@@ -67,12 +67,14 @@ typedef struct attn_cpu_kernels {
                     int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
                     int64_t pitch);
 
-    /* qk_runs for a staircase: 3 groups of 4 query rows (q[4g..4g+3])
-     * over runs kruns[0..2], group g against runs [0, g + 1) if lead is 0,
-     * [g, 3) if it is 1 (the other scores are not written). NULL where a
-     * set has no such kernel (the caller makes the 3 qk_runs calls). */
-    void (*qk_stair)(const float *const *q, int lead, const float *const *kruns, int panel_nk,
-                     int j0, int nk, int64_t d, float *s, int64_t lds, int64_t pitch);
+    /* qk_runs for a staircase: 3 groups of `rows` query rows (group g at
+     * q[rows g ..]) over runs kruns[0..2], group g against runs [0, g + 1)
+     * if lead is 0, [g, 3) if it is 1 (the other scores are not written).
+     * NULL where a set has no such kernel (the caller makes the 3 qk_runs
+     * calls). */
+    void (*qk_stair)(const float *const *q, int rows, int lead, const float *const *kruns,
+                     int panel_nk, int j0, int nk, int64_t d, float *s, int64_t lds,
+                     int64_t pitch);
 
     /* o[i*ldo + c] = alpha[i] * o[i*ldo + c] + sum_j p[i*ldp + j] * v_j[c]. */
     void (*pv)(const float *p, int64_t ldp, int nq, const float *vpacked, int nk,

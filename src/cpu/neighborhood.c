@@ -357,16 +357,9 @@ static void run_tile(const nb_plan *pl, const nb_task *tk, const nb_ws *w, nb_pf
             ks->qk_runs(qrows + q->i1 * m2, q->n1 * (int)m2, w->kruns + q->r_lo,
                         q->r_hi - q->r_lo, (int)tk->nseg, (int)off, (int)u2, p->d, s, pl->lds,
                         pl->srs);
-        } else if (m2 == 4) {
-            ks->qk_stair(qrows + q->i1 * m2, q->stair < 0, w->kruns + q->r_lo, (int)tk->nseg,
-                         (int)off, (int)u2, p->d, s, pl->lds, pl->srs);
-        } else {   /* a narrower last tile: the 3 rows one by one */
-            for (int g = 0; g < 3; g++) {
-                const int lo = q->stair < 0 ? g : 0, hi = q->stair < 0 ? 3 : g + 1;
-                ks->qk_runs(qrows + (q->i1 + g) * m2, (int)m2, w->kruns + q->r_lo + lo, hi - lo,
-                            (int)tk->nseg, (int)off, (int)u2, p->d,
-                            s + g * m2 * pl->lds + lo * pl->srs, pl->lds, pl->srs);
-            }
+        } else {
+            ks->qk_stair(qrows + q->i1 * m2, (int)m2, q->stair < 0, w->kruns + q->r_lo,
+                         (int)tk->nseg, (int)off, (int)u2, p->d, s, pl->lds, pl->srs);
         }
     }
 
