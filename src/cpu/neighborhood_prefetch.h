@@ -97,7 +97,7 @@ typedef struct nb_q_pf {
     int64_t l;                   /* its position along axis 2 (i % n2) */
     int64_t per_step;            /* queries per nb_q_pf_step */
     int64_t qbytes, obytes, qstep, ostep;
-    const char *qa, *oa;         /* query i's q and out rows */
+    const char *qa, *oa;         /* query i's q and out rows (oa: where out is set) */
 } nb_q_pf;
 
 /* Points the cursor at row i / n2's first query (i a multiple of n2). */
@@ -106,7 +106,7 @@ static inline void nb_q_pf_row(nb_q_pf *pf)
     const attn_neighborhood_problem *p = pf->p;
     const int64_t g1 = pf->g1 + p->dil[1] * (pf->i / pf->n2);
     pf->qa = nb_elem(&p->q, pf->b, pf->g0, g1, pf->g2, pf->h);
-    pf->oa = nb_elem(&p->out, pf->b, pf->g0, g1, pf->g2, pf->h);
+    pf->oa = pf->out ? nb_elem(&p->out, pf->b, pf->g0, g1, pf->g2, pf->h) : NULL;
     pf->l = 0;
 }
 
@@ -147,7 +147,8 @@ static inline void nb_q_pf_run(nb_q_pf *pf, int64_t count)
         pf->i++;
         if (++pf->l < pf->n2) {
             pf->qa += pf->qstep;
-            pf->oa += pf->ostep;
+            if (pf->out)
+                pf->oa += pf->ostep;
         } else if (pf->i < pf->n) {
             nb_q_pf_row(pf);
         }
