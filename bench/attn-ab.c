@@ -13,7 +13,8 @@
  * context and so its own kept workspace; they share the OpenMP runtime.
  *
  *   attn-ab [options] LIB_A LIB_B [LIB_C ...]
- *     --nb XxY:K   2-D grid and kernel (default 128x128:13)
+ *     --nb GRID:K  grid of 1-3 axes and kernel, one size or one per axis
+ *                  (default 128x128:13; 16x32x32:3x7x7)
  *     --hq H       heads (default 4), --hkv H (default hq)
  *     --d D        head size (default 64)
  *     --threads T  threads per context (default 0: all)
@@ -120,11 +121,28 @@ static int load(build *b, int threads, int calls)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: attn-ab [--nb XxY:K] [--hq H] [--hkv H] [--d D] [--threads T] "
+    fprintf(stderr, "usage: attn-ab [--nb GRID:K] [--hq H] [--hkv H] [--d D] [--threads T] "
                     "[--calls N] [--before self|flush] [--offset B] LIB_A LIB_B [LIB_C ...]\n");
 }
 
 /* n floats from `offset` bytes past a 64-byte boundary (free the result). */
+/* "AxBxC" up to ':' or the end into n[0..2]: the number of values (1-3),
+ * or -1 if it is not such a list of positive numbers. */
+static int axis_list(const char *s, int64_t n[3])
+{
+    int k = 0;
+    for (;;) {
+        char *end;
+        const long long x = strtoll(s, &end, 10);
+        if (end == s || x < 1 || k == 3)
+            return -1;
+        n[k++] = x;
+        if (*end != 'x')
+            return *end == ':' || *end == '\0' ? k : -1;
+        s = end + 1;
+    }
+}
+
 static float *aligned_floats(size_t n, int offset)
 {
     void *p = NULL;
@@ -133,7 +151,9 @@ static float *aligned_floats(size_t n, int offset)
 
 int main(int argc, char **argv)
 {
-    int64_t gx = 128, gy = 128, kern = 13, hq = 4, hkv = 0, d = 64;
+    int64_t grid[3] = { 128, 128, 1 }, kern[3] = { 13, 13, 13 }, hq = 4, hkv = 0, d = 64;
+    int naxes = 2;
+    const char *shape_name = "128x128:13";
     int threads = 0, calls = 100, nlib = 0, before = 0;   /* 0 other build, 1 self, 2 flush */
     int offset = 0;
     build libs[MAX_LIBS];
@@ -141,10 +161,15 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--nb") && v) {
-            long long x, y, k;
-            if (sscanf(v, "%lldx%lld:%lld", &x, &y, &k) != 3)
+            const char *colon = strchr(v, ':');
+            int nk;
+            if (!colon || (naxes = axis_list(v, grid)) < 1 ||
+                (nk = axis_list(colon + 1, kern)) < 1 || (nk != 1 && nk != naxes))
                 return usage(), 2;
-            gx = x, gy = y, kern = k, i++;
+            for (int x = nk; x < 3; x++)
+                kern[x] = kern[0];
+            shape_name = v;
+            i++;
         } else if (!strcmp(a, "--hq") && v) {
             hq = atoll(v), i++;
         } else if (!strcmp(a, "--hkv") && v) {
@@ -167,12 +192,15 @@ int main(int argc, char **argv)
     }
     if (!hkv)
         hkv = hq;
-    if (nlib < 2 || calls < 4 || gx < 1 || gy < 1 || hq < 1 || hkv < 1 || d < 1 || offset < 0 ||
+    if (nlib < 2 || calls < 4 || hq < 1 || hkv < 1 || d < 1 || offset < 0 ||
         offset >= 64 || offset % 4)
         return usage(), 2;
 
     /* q, k, v in [-1, 1), the same for every build */
-    const size_t nq = (size_t)(gx * gy * hq * d), nkv = (size_t)(gx * gy * hkv * d);
+    int64_t tokens = 1, window = 1;
+    for (int x = 0; x < naxes; x++)
+        tokens *= grid[x], window *= kern[x];
+    const size_t nq = (size_t)(tokens * hq * d), nkv = (size_t)(tokens * hkv * d);
     /* 64-byte aligned as attn-bench's tensors, or offset past that */
     float *qm = aligned_floats(nq, offset), *km = aligned_floats(nkv, offset);
     float *vm = aligned_floats(nkv, offset), *om = aligned_floats(nq, offset);
@@ -186,15 +214,19 @@ int main(int argc, char **argv)
     fill(v, nkv, &seed);
     attn_tensor tq = { 0 }, tk, tv, to;
     tq.dtype = ATTN_F32;
-    tq.ndim = 5;
-    const int64_t shape_q[5] = { 1, gx, gy, hq, d }, shape_kv[5] = { 1, gx, gy, hkv, d };
-    memcpy(tq.shape, shape_q, sizeof shape_q);
+    tq.ndim = naxes + 3;
+    tq.shape[0] = 1;
+    for (int x = 0; x < naxes; x++)
+        tq.shape[1 + x] = grid[x];
+    tq.shape[naxes + 1] = hq;
+    tq.shape[naxes + 2] = d;
     tk = tv = to = tq;
-    memcpy(tk.shape, shape_kv, sizeof shape_kv);
-    memcpy(tv.shape, shape_kv, sizeof shape_kv);
+    tk.shape[naxes + 1] = tv.shape[naxes + 1] = hkv;
     tq.data = q, tk.data = k, tv.data = v, to.data = o;
     attn_neighborhood_params p = ATTN_NEIGHBORHOOD_PARAMS_INIT;
-    p.kernel_size[0] = p.kernel_size[1] = kern;
+    p.ndim = naxes;
+    for (int x = 0; x < 3; x++)
+        p.kernel_size[x] = kern[x];
 
     int rc = 0;
     for (int l = 0; l < nlib && !rc; l++)
@@ -234,11 +266,10 @@ int main(int argc, char **argv)
         rc = 1;
     }
     if (!rc) {
-        const double flops = 4.0 * (double)(gx * gy * hq * d) * (double)(kern * kern);
+        const double flops = 4.0 * (double)(tokens * hq * d) * (double)window;
         static const char *const after[] = { "the other build's", "its own", "a 64 MiB flush" };
-        printf("attn_neighborhood %lldx%lld kernel %lld, H %lld/%lld, D %lld, f32, %d calls "
-               "each, alternated, each after %s\n", (long long)gx, (long long)gy,
-               (long long)kern, (long long)hq, (long long)hkv, (long long)d, calls,
+        printf("attn_neighborhood %s, H %lld/%lld, D %lld, f32, %d calls each, alternated, "
+               "each after %s\n", shape_name, (long long)hq, (long long)hkv, (long long)d, calls,
                after[before]);
         for (int l = 0; l < nlib; l++) {
             double t[3], r[3];
