@@ -96,6 +96,13 @@ static inline vf vload_cvt(const char *row, attn_dtype dt, int64_t cs, int64_t c
 #define NB_G 6
 /* blendv takes bias where its sign bit is set: -inf, not +0 */
 static inline vf nb_hide(vf s, vf bias) { return _mm256_blendv_ps(s, bias, bias); }
+typedef __m256i nb_lidx;
+static inline nb_lidx nb_clamp_idx(int lo, int hi)
+{
+    const __m256i i = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_min_epi32(_mm256_max_epi32(i, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
+}
+static inline vf nb_clamp_lanes(vf v, nb_lidx i) { return _mm256_permutevar8x32_ps(v, i); }
 #define T_NB_IN_REG(x) __asm__("" : "+v"(x))
 #include "nb_tmpl.h"
 

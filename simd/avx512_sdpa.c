@@ -91,6 +91,13 @@ static inline vf nb_hide(vf s, vf bias)
 {
     return _mm512_mask_mov_ps(s, _mm512_cmp_ps_mask(bias, vzero(), _CMP_LT_OQ), bias);
 }
+typedef __m512i nb_lidx;
+static inline nb_lidx nb_clamp_idx(int lo, int hi)
+{
+    const __m512i i = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return _mm512_min_epi32(_mm512_max_epi32(i, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
+}
+static inline vf nb_clamp_lanes(vf v, nb_lidx i) { return _mm512_permutexvar_ps(i, v); }
 #define T_NB_IN_REG(x) __asm__("" : "+v"(x))
 #include "nb_tmpl.h"
 

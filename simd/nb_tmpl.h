@@ -20,8 +20,10 @@
  * NB_G_QK <= 7 for the score blocks alone (default NB_G), transpose_vl,
  * vf nb_hide(vf s, vf bias): lanes where bias is -inf become -inf, the
  * others keep s (a select, so that a NaN or Inf key outside a lane's window
- * never reaches it), and may define T_NB_IN_REG(x) to keep vector x in a
- * register (see below). */
+ * never reaches it), a lane index type nb_lidx with nb_clamp_idx(lo, hi)
+ * and vf nb_clamp_lanes(vf v, nb_lidx i): lane l takes lane min(max(l, lo),
+ * hi) of v (one permute), and may define T_NB_IN_REG(x) to keep vector x in
+ * a register (see below). */
 #ifndef ATTN_NB_TMPL_H
 #define ATTN_NB_TMPL_H
 
@@ -116,10 +118,12 @@ static void t_nb_store_o(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const
     }
 }
 
-/* s[i * lds + g * VL + l] = sum_c qt[i * ldq + c * VL + l] * kt[c * ldk + g + l]
- * for R rows and G offsets. */
-T_INLINE void t_nb_qk_micro(const int R, const int G, const float *qt, int64_t ldq,
-                            const float *kt, int64_t ldk, int64_t d, float *s, int64_t lds)
+/* s[i * lds + g * VL + l] = sum_c qt[i * ldq + c * VL + l] * kt[c * ldk + g + l']
+ * for R rows and G offsets, l' = l, or with FIX l' = min(max(l, lo), hi)
+ * (fi: nb_clamp_idx(lo, hi)). */
+T_INLINE void t_nb_qk_micro(const int R, const int G, const int FIX, const float *qt,
+                            int64_t ldq, const float *kt, int64_t ldk, int64_t d, float *s,
+                            int64_t lds, nb_lidx fi)
 {
     vf acc[4][7];
     T_UNROLL
@@ -138,6 +142,8 @@ T_INLINE void t_nb_qk_micro(const int R, const int G, const float *qt, int64_t l
         T_UNROLL
         for (int g = 0; g < G; g++) {
             vf k = vload(kc + g);
+            if (FIX)
+                k = nb_clamp_lanes(k, fi);
             T_NB_IN_REG(k);
             T_UNROLL
             for (int i = 0; i < R; i++)
@@ -152,11 +158,12 @@ T_INLINE void t_nb_qk_micro(const int R, const int G, const float *qt, int64_t l
 }
 
 /* ot[i * ldo + g * VL + l] += sum_r sum_e p[i * ldp + (r * ne + e) * VL + l]
- *                                       * vrows[r][g * ldv + e + l]
- * for R rows and G output-dim vectors, over nr key rows and ne offsets. */
-T_INLINE void t_nb_pv_micro(const int R, const int G, const float *p, int64_t ldp,
-                            const float *const *vrows, int64_t voff, int64_t ldv, int nr,
-                            int ne, float *ot, int64_t ldo)
+ *                                       * vrows[r][g * ldv + e + l']
+ * for R rows and G output-dim vectors, over nr key rows and ne offsets; l'
+ * as in t_nb_qk_micro. */
+T_INLINE void t_nb_pv_micro(const int R, const int G, const int FIX, const float *p,
+                            int64_t ldp, const float *const *vrows, int64_t voff, int64_t ldv,
+                            int nr, int ne, float *ot, int64_t ldo, nb_lidx fi)
 {
     vf acc[4][7];
     T_UNROLL
@@ -183,6 +190,8 @@ T_INLINE void t_nb_pv_micro(const int R, const int G, const float *p, int64_t ld
             T_UNROLL
             for (int g = 0; g < G; g++) {
                 vf x = vload(v + g * ldv + e);
+                if (FIX)
+                    x = nb_clamp_lanes(x, fi);
                 T_NB_IN_REG(x);
                 T_UNROLL
                 for (int i = 0; i < R; i++)
@@ -198,23 +207,26 @@ T_INLINE void t_nb_pv_micro(const int R, const int G, const float *p, int64_t ld
 }
 
 typedef void (*t_nb_qk_fn)(const float *, int64_t, const float *, int64_t, int64_t, float *,
-                           int64_t);
+                           int64_t, nb_lidx);
 typedef void (*t_nb_pv_fn)(const float *, int64_t, const float *const *, int64_t, int64_t, int,
-                           int, float *, int64_t);
+                           int, float *, int64_t, nb_lidx);
 
-/* One function per block shape (R, G) <= (NB_R, NB_G). */
-#define T_NB_SHAPE(R, G)                                                                   \
-    static void t_nb_qk_##R##_##G(const float *qt, int64_t ldq, const float *kt, int64_t ldk, \
-                                  int64_t d, float *s, int64_t lds)                         \
+/* One function per block shape (R, G) <= (NB_R, NB_G), plain (F 0) and with
+ * clamped lanes (F 1). */
+#define T_NB_SHAPE_F(R, G, F)                                                               \
+    static void t_nb_qk_##R##_##G##_##F(const float *qt, int64_t ldq, const float *kt,      \
+                                        int64_t ldk, int64_t d, float *s, int64_t lds,      \
+                                        nb_lidx fi)                                         \
     {                                                                                      \
-        t_nb_qk_micro(R, G, qt, ldq, kt, ldk, d, s, lds);                                  \
+        t_nb_qk_micro(R, G, F, qt, ldq, kt, ldk, d, s, lds, fi);                           \
     }                                                                                      \
-    static void t_nb_pv_##R##_##G(const float *p, int64_t ldp, const float *const *vrows,   \
-                                  int64_t voff, int64_t ldv, int nr, int ne, float *ot,     \
-                                  int64_t ldo)                                             \
+    static void t_nb_pv_##R##_##G##_##F(const float *p, int64_t ldp, const float *const *vrows, \
+                                        int64_t voff, int64_t ldv, int nr, int ne, float *ot, \
+                                        int64_t ldo, nb_lidx fi)                            \
     {                                                                                      \
-        t_nb_pv_micro(R, G, p, ldp, vrows, voff, ldv, nr, ne, ot, ldo);                    \
+        t_nb_pv_micro(R, G, F, p, ldp, vrows, voff, ldv, nr, ne, ot, ldo, fi);             \
     }
+#define T_NB_SHAPE(R, G) T_NB_SHAPE_F(R, G, 0) T_NB_SHAPE_F(R, G, 1)
 #define T_NB_ROW(R) \
     T_NB_SHAPE(R, 1) T_NB_SHAPE(R, 2) T_NB_SHAPE(R, 3) T_NB_SHAPE(R, 4) \
     T_NB_SHAPE(R, 5) T_NB_SHAPE(R, 6) T_NB_SHAPE(R, 7)
@@ -222,15 +234,16 @@ T_NB_ROW(1)
 T_NB_ROW(2)
 T_NB_ROW(3)
 T_NB_ROW(4)
-#define T_NB_ENTRY(R, G) t_nb_qk_##R##_##G
-#define T_NB_FN_ROW(R) { T_NB_ENTRY(R, 1), T_NB_ENTRY(R, 2), T_NB_ENTRY(R, 3), T_NB_ENTRY(R, 4), \
-                         T_NB_ENTRY(R, 5), T_NB_ENTRY(R, 6), T_NB_ENTRY(R, 7) }
-static const t_nb_qk_fn t_nb_qk_fns[4][7] = { T_NB_FN_ROW(1), T_NB_FN_ROW(2), T_NB_FN_ROW(3),
-                                              T_NB_FN_ROW(4) };
+#define T_NB_FN_ROW(R, F) { T_NB_ENTRY(R, 1, F), T_NB_ENTRY(R, 2, F), T_NB_ENTRY(R, 3, F), \
+                            T_NB_ENTRY(R, 4, F), T_NB_ENTRY(R, 5, F), T_NB_ENTRY(R, 6, F), \
+                            T_NB_ENTRY(R, 7, F) }
+#define T_NB_FN_SET(F) { T_NB_FN_ROW(1, F), T_NB_FN_ROW(2, F), T_NB_FN_ROW(3, F), \
+                         T_NB_FN_ROW(4, F) }
+#define T_NB_ENTRY(R, G, F) t_nb_qk_##R##_##G##_##F
+static const t_nb_qk_fn t_nb_qk_fns[2][4][7] = { T_NB_FN_SET(0), T_NB_FN_SET(1) };
 #undef T_NB_ENTRY
-#define T_NB_ENTRY(R, G) t_nb_pv_##R##_##G
-static const t_nb_pv_fn t_nb_pv_fns[4][7] = { T_NB_FN_ROW(1), T_NB_FN_ROW(2), T_NB_FN_ROW(3),
-                                              T_NB_FN_ROW(4) };
+#define T_NB_ENTRY(R, G, F) t_nb_pv_##R##_##G##_##F
+static const t_nb_pv_fn t_nb_pv_fns[2][4][7] = { T_NB_FN_SET(0), T_NB_FN_SET(1) };
 #undef T_NB_ENTRY
 
 /* Block sizes for n items in chunks of at most m: as equal as possible
@@ -242,27 +255,35 @@ static inline int t_nb_chunk(int n, int m, int k)
 }
 
 /* Scores of nr <= NB_R query rows (qt rows ldq apart) against one key row:
- * kt points at the column of lane 0's first offset, ne offsets. */
+ * kt points at the column of lane 0's first offset, ne offsets; fix: NULL
+ * or the clamped lanes (attn_nb_fix). */
 static void t_nb_qk(const float *qt, int64_t ldq, int nr, const float *kt, int64_t ldk,
-                    int ne, int64_t d, float *s, int64_t lds)
+                    int ne, int64_t d, float *s, int64_t lds, const attn_nb_fix *fix)
 {
+    const int f = fix != NULL;
+    const nb_lidx fi = nb_clamp_idx(f ? fix->lo : 0, f ? fix->hi : VL - 1);
     const int nch = (ne + NB_G_QK - 1) / NB_G_QK;
     for (int k = 0, e = 0; k < nch; k++) {
         const int g = t_nb_chunk(ne, NB_G_QK, k);
-        t_nb_qk_fns[nr - 1][g - 1](qt, ldq, kt + e, ldk, d, s + e * VL, lds);
+        t_nb_qk_fns[f][nr - 1][g - 1](qt, ldq, kt + e, ldk, d, s + e * VL, lds, fi);
         e += g;
     }
 }
 
 /* P V of nr <= NB_R query rows over nkr key rows (vrows, already at lane 0's
- * first offset), ne offsets each, into ot (dv vectors of VL per row). */
+ * first offset), ne offsets each, into ot (dv vectors of VL per row); fix as
+ * in t_nb_qk. */
 static void t_nb_pv(const float *p, int64_t ldp, int nr, const float *const *vrows,
-                    int64_t ldv, int nkr, int ne, int64_t dv, float *ot, int64_t ldo)
+                    int64_t ldv, int nkr, int ne, int64_t dv, float *ot, int64_t ldo,
+                    const attn_nb_fix *fix)
 {
+    const int f = fix != NULL;
+    const nb_lidx fi = nb_clamp_idx(f ? fix->lo : 0, f ? fix->hi : VL - 1);
     const int nch = (int)((dv + NB_G - 1) / NB_G);
     for (int k = 0, c = 0; k < nch; k++) {
         const int g = t_nb_chunk((int)dv, NB_G, k);
-        t_nb_pv_fns[nr - 1][g - 1](p, ldp, vrows, c * ldv, ldv, nkr, ne, ot + c * VL, ldo);
+        t_nb_pv_fns[f][nr - 1][g - 1](p, ldp, vrows, c * ldv, ldv, nkr, ne, ot + c * VL, ldo,
+                                      fi);
         c += g;
     }
 }

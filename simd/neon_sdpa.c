@@ -90,6 +90,20 @@ static inline vf nb_hide(vf s, vf bias)
 {
     return vbslq_f32(vcltq_f32(bias, vdupq_n_f32(0.0f)), bias, s);
 }
+/* byte indices for vqtbl1q_u8: lane l's 4 bytes from lane min(max(l, lo), hi) */
+typedef uint8x16_t nb_lidx;
+static inline nb_lidx nb_clamp_idx(int lo, int hi)
+{
+    uint8_t b[16];
+    for (int l = 0; l < 4; l++)
+        for (int j = 0; j < 4; j++)
+            b[4 * l + j] = (uint8_t)(4 * (l < lo ? lo : l > hi ? hi : l) + j);
+    return vld1q_u8(b);
+}
+static inline vf nb_clamp_lanes(vf v, nb_lidx i)
+{
+    return vreinterpretq_f32_u8(vqtbl1q_u8(vreinterpretq_u8_f32(v), i));
+}
 #include "nb_tmpl.h"
 
 static void t_tile_sizes(int64_t d, int64_t dv, int *bq, int *bk)

@@ -21,6 +21,16 @@
 #include <stdint.h>
 #include "attn.h"
 
+/* A queries-in-lanes vector (nb_qk, nb_pv) at a non-causal border of its
+ * axis: the lanes below lo (above hi) have their windows clamped to the
+ * axis start (end), which is the window of lane lo (hi), so they read that
+ * lane's keys: lane l reads as lane min(max(l, lo), hi). The lanes lo..hi
+ * see the regular shift of their position, so every lane reads exactly its
+ * own K2 keys: no offsets beyond K2, no masked scores. */
+typedef struct attn_nb_fix {
+    int lo, hi;
+} attn_nb_fix;
+
 typedef struct attn_cpu_kernels {
     const char *name;
     attn_isa    isa;
@@ -138,6 +148,8 @@ typedef struct attn_cpu_kernels {
      *   nb_softmax: per lane over nkr*ne vectors of s: s = -inf where
      *               bias[e*vl + l] is -inf (0: kept; bias NULL: none),
      *               m = max, s = exp(s - m), l = sum.
+     *   fix (nb_qk, nb_pv): NULL, or lane l reads column e + min(max(l,
+     *               fix->lo), fix->hi) instead of e + l (see attn_nb_fix).
      * kt / vrows are read up to nb_vl - 1 floats past column ne - 1. */
     int nb_vl, nb_rows;
     void (*nb_load_t)(float *dst, int64_t ldc, const void *src, attn_dtype dt, int64_t rs,
@@ -145,10 +157,10 @@ typedef struct attn_cpu_kernels {
     void (*nb_store_o)(void *dst, attn_dtype dt, int64_t rs, int64_t cs, const float *ot,
                        const float *inv, int n, int64_t dv, int stream);
     void (*nb_qk)(const float *qt, int64_t ldq, int nr, const float *kt, int64_t ldk, int ne,
-                  int64_t d, float *s, int64_t lds);
+                  int64_t d, float *s, int64_t lds, const attn_nb_fix *fix);
     void (*nb_softmax)(float *s, int nkr, int ne, const float *bias, float *m, float *l);
     void (*nb_pv)(const float *p, int64_t ldp, int nr, const float *const *vrows, int64_t ldv,
-                  int nkr, int ne, int64_t dv, float *ot, int64_t ldo);
+                  int nkr, int ne, int64_t dv, float *ot, int64_t ldo, const attn_nb_fix *fix);
 
     /* In place y = exp(y) over n floats; -inf gives 0. */
     void (*vexp)(float *y, int64_t n);

@@ -8,13 +8,15 @@
  * y0 + l + e of each key row (a key row: one (axis-0, axis-1) position), so
  * the VL keys of one offset are one vector load from K packed transposed
  * per key row, Kt[row][d][col]. Offsets span [e_min, e_max): in the grid's
- * interior exactly K2 of them, every lane using each; near an axis-2 border
- * (or causal start) the lanes' windows are not one shift of each other, so
- * the block covers the union of their offsets and a per-lane mask sets the
- * scores of the keys outside each lane's own window to -inf (up to K2 + K2/2 offsets at
- * a non-causal border instead of K2). Lanes past the axis end copy the last
- * query's window and read whatever finite keys lie there; they are never
- * stored.
+ * interior exactly K2 of them, every lane using each. Near a non-causal
+ * axis-2 border the lanes whose window is clamped there share the window
+ * of the nearest lane whose window is not; the kernels permute that lane's
+ * keys into theirs (attn_nb_fix), so the block still spans K2 offsets.
+ * Where no lane of the vector is unclamped, and at a causal start, the
+ * block covers the union of the lanes' offsets and a per-lane mask sets the
+ * scores of the keys outside each lane's own window to -inf. Lanes past the
+ * axis end copy the last query's window (or, where that one is unclamped,
+ * read the finite keys at their own columns); they are never stored.
  *
  * Per block: scores S[row][key row][offset][lane] for every key row the
  * block sees (a key row serves all query rows whose axis-1 window holds it:
@@ -40,11 +42,15 @@
  * whose runs would leave lanes of the other driver's vectors idle. Against
  * that driver (same machine, 1 thread, %FMA per CPU-second): 128x128 k7
  * 1.5-2x, 56x56 k7 1.2-2x, 3-D 16x32x32 k3x7x7 D32 1.2x, k9 and k11 1.05x;
- * k13 0.9x (its runs fill whole vectors there). The kernels reach 63% of
+ * k13 0.9x (its runs fill whole vectors there; both measured before the
+ * border lanes were permuted instead of masked). The kernels reach 63% of
  * the FMA peak on L1/L2-resident data (4 x 5 blocks); the rest goes to
- * packing (about a quarter of the time), border vectors (2 of 8 lane
- * vectors of a 128-wide row cover 19 offsets instead of 13), row blocks
- * cut at the band's window ends (1-3 rows), softmax and transposes. */
+ * packing (about a quarter of the time), row blocks cut at the band's
+ * window ends (1-3 rows), softmax and transposes. Border vectors with the
+ * union of their lanes' offsets (K2 + (K2 - 1) / 2) and a mask instead of the
+ * permute cost, against it (attn-ab, 2 threads, aligned, AVX-512): 3-D
+ * 16x32x32 k3x7x7 D32 1.24x, 56x56 k7 H8 1.09x, 64x64 k9 1.12x, 128x128 k7
+ * H16 1.02x; AVX2: 1.14x, 1.02x, 1.00x (128x128 k7 H4). */
 #include <math.h>
 #include <string.h>
 #include "config.h"
@@ -193,9 +199,31 @@ static void run_block(const nl_plan *pl, const nl_task *tk, const nl_ws *w, int6
         e_min = nb_min64(e_min, a[l]);
         e_max = nb_max64(e_max, bnd[l]);
     }
+    /* Near a non-causal border the lanes whose window is clamped there (a
+     * prefix or a suffix; lanes past the axis end are the last query's) see
+     * the window of the first (last) lane whose window is not: the kernels
+     * give them that lane's keys by a lane permute (attn_nb_fix), and the
+     * block spans K2 offsets, not the union of the lanes' ones. Blocks with
+     * no such lane (a short last vector, or a kernel as long as the axis)
+     * and causal axes keep the union and a mask. */
+    attn_nb_fix fixv, *fix = NULL;
+    if (!p->causal[2] && e_max - e_min > p->kernel[2]) {
+        const int64_t reg = -((p->kernel[2] - 1) / 2);
+        int64_t lo = 0, hi = vl - 1;
+        while (lo < vl && a[lo] > reg)
+            lo++;
+        while (hi >= 0 && a[hi] < reg)
+            hi--;
+        if (lo <= hi) {
+            fixv = (attn_nb_fix){ (int)lo, (int)hi };
+            fix = &fixv;
+            e_min = reg;
+            e_max = reg + p->kernel[2];
+        }
+    }
     const int64_t ne = e_max - e_min;
     int uniform = 1;
-    for (int64_t l = 0; l < vl; l++)
+    for (int64_t l = 0; l < vl && !fix; l++)
         uniform &= a[l] == e_min && bnd[l] == e_max;
     if (!uniform)
         for (int64_t e = 0; e < ne; e++)
@@ -219,7 +247,7 @@ static void run_block(const nl_plan *pl, const nl_task *tk, const nl_ws *w, int6
             w->vrows[ridx] = tk->vt + lr * pl->vt_row + col;
             ks->nb_qk(w->qt + ia * pl->ldq, pl->ldq, (int)(ib - ia),
                       tk->kt + lr * pl->kt_row + col, pl->pitch, (int)ne, p->d,
-                      w->s + ia * pl->lds + ridx * rstep, pl->lds);
+                      w->s + ia * pl->lds + ridx * rstep, pl->lds, fix);
         }
     }
     for (int64_t i = 0; i < nr; i++) {
@@ -238,7 +266,7 @@ static void run_block(const nl_plan *pl, const nl_task *tk, const nl_ws *w, int6
         const int64_t ridx = (j1 - u1s) * nk0;
         ks->nb_pv(w->s + ia * pl->lds + ridx * rstep, pl->lds, (int)(ib - ia), w->vrows + ridx,
                   pl->pitch, (int)((j1e - j1) * nk0), (int)ne, p->dv, w->ot + ia * pl->ldo,
-                  pl->ldo);
+                  pl->ldo, fix);
         j1 = j1e;
     }
 
