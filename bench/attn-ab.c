@@ -125,7 +125,6 @@ static void usage(void)
                     "[--calls N] [--before self|flush] [--offset B] LIB_A LIB_B [LIB_C ...]\n");
 }
 
-/* n floats from `offset` bytes past a 64-byte boundary (free the result). */
 /* "AxBxC" up to ':' or the end into n[0..2]: the number of values (1-3),
  * or -1 if it is not such a list of positive numbers. */
 static int axis_list(const char *s, int64_t n[3])
@@ -143,6 +142,7 @@ static int axis_list(const char *s, int64_t n[3])
     }
 }
 
+/* n floats from `offset` bytes past a 64-byte boundary (free the result). */
 static float *aligned_floats(size_t n, int offset)
 {
     void *p = NULL;
