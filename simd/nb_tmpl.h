@@ -254,6 +254,12 @@ static inline int t_nb_chunk(int n, int m, int k)
     return base + (k < extra);
 }
 
+/* The lane index vector of fix (attn_nb_fix; NULL: every lane its own). */
+static inline nb_lidx t_nb_fix_idx(const attn_nb_fix *fix)
+{
+    return fix ? nb_clamp_idx(fix->lo, fix->hi) : nb_clamp_idx(0, VL - 1);
+}
+
 /* Scores of nr <= NB_R query rows (qt rows ldq apart) against one key row:
  * kt points at the column of lane 0's first offset, ne offsets; fix: NULL
  * or the clamped lanes (attn_nb_fix). */
@@ -261,7 +267,7 @@ static void t_nb_qk(const float *qt, int64_t ldq, int nr, const float *kt, int64
                     int ne, int64_t d, float *s, int64_t lds, const attn_nb_fix *fix)
 {
     const int f = fix != NULL;
-    const nb_lidx fi = nb_clamp_idx(f ? fix->lo : 0, f ? fix->hi : VL - 1);
+    const nb_lidx fi = t_nb_fix_idx(fix);
     const int nch = (ne + NB_G_QK - 1) / NB_G_QK;
     for (int k = 0, e = 0; k < nch; k++) {
         const int g = t_nb_chunk(ne, NB_G_QK, k);
@@ -278,7 +284,7 @@ static void t_nb_pv(const float *p, int64_t ldp, int nr, const float *const *vro
                     const attn_nb_fix *fix)
 {
     const int f = fix != NULL;
-    const nb_lidx fi = nb_clamp_idx(f ? fix->lo : 0, f ? fix->hi : VL - 1);
+    const nb_lidx fi = t_nb_fix_idx(fix);
     const int nch = (int)((dv + NB_G - 1) / NB_G);
     for (int k = 0, c = 0; k < nch; k++) {
         const int g = t_nb_chunk((int)dv, NB_G, k);

@@ -21,6 +21,13 @@ static inline int64_t nb_min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t nb_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline int64_t nb_round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+/* Where a non-causal window on axis a starts relative to its query away
+ * from the borders (where it is not shifted inward). */
+static inline int64_t nb_lead(const attn_neighborhood_problem *p, int a)
+{
+    return -((p->kernel[a] - 1) / 2);
+}
+
 /* Sub-grid window [*s, *e) of position pos on a class sub-grid of n tokens. */
 static inline void nb_window(const attn_neighborhood_problem *p, int a, int64_t pos, int64_t n,
                              int64_t *s, int64_t *e)
@@ -30,7 +37,7 @@ static inline void nb_window(const attn_neighborhood_problem *p, int a, int64_t 
         *s = nb_max64(0, pos - k + 1);
         *e = pos + 1;
     } else {
-        *s = nb_min64(nb_max64(pos - (k - 1) / 2, 0), n - k);
+        *s = nb_min64(nb_max64(pos + nb_lead(p, a), 0), n - k);
         *e = *s + k;
     }
 }

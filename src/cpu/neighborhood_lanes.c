@@ -208,7 +208,7 @@ static void run_block(const nl_plan *pl, const nl_task *tk, const nl_ws *w, int6
      * and causal axes keep the union and a mask. */
     attn_nb_fix fixv, *fix = NULL;
     if (!p->causal[2] && e_max - e_min > p->kernel[2]) {
-        const int64_t reg = -((p->kernel[2] - 1) / 2);
+        const int64_t reg = nb_lead(p, 2);
         int64_t lo = 0, hi = vl - 1;
         while (lo < vl && a[lo] > reg)
             lo++;
@@ -223,8 +223,9 @@ static void run_block(const nl_plan *pl, const nl_task *tk, const nl_ws *w, int6
     }
     const int64_t ne = e_max - e_min;
     int uniform = 1;
-    for (int64_t l = 0; l < vl && !fix; l++)
-        uniform &= a[l] == e_min && bnd[l] == e_max;
+    if (!fix)
+        for (int64_t l = 0; l < vl; l++)
+            uniform &= a[l] == e_min && bnd[l] == e_max;
     if (!uniform)
         for (int64_t e = 0; e < ne; e++)
             for (int64_t l = 0; l < vl; l++)
